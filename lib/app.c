@@ -1,0 +1,117 @@
+/* app: shared program start-up: config, flags, logging, catalog, view. */
+#include "app.h"
+#include "log.h"
+#include "rm_err.h"
+#include "rm_build.h"
+
+#include <avro.h>
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <lmdb.h>
+#include <microhttpd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int app_args_add_set(app_args_t *args, const char *pair)
+{
+    if (args->aa_set_count >= APP_MAX_SETS)
+        return RM_EINVAL;
+    args->aa_sets[args->aa_set_count++] = pair;
+    return 0;
+}
+
+int app_args_add_kafka(app_args_t *args, const char *pair, char *storage, size_t storage_len)
+{
+    if ((size_t)snprintf(storage, storage_len, "kafka.%s", pair) >= storage_len)
+        return RM_EINVAL;
+    return app_args_add_set(args, storage);
+}
+
+int app_mkdirs(const char *path)
+{
+    char tmp[4096];
+    if (strlen(path) >= sizeof(tmp))
+        return RM_EINVAL;
+    strcpy(tmp, path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return rm_err_from_errno(errno);
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return rm_err_from_errno(errno);
+    return 0;
+}
+
+int app_load(app_t *app, const char *prog, const app_args_t *args, bool load_view)
+{
+    char err[1024];
+    memset(app, 0, sizeof(*app));
+    app->ap_prog = prog;
+    app->ap_cfg = cfg_load(args->aa_config, err, sizeof(err));
+    if (!app->ap_cfg) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return APP_EXIT_USAGE;
+    }
+    for (size_t i = 0; i < args->aa_set_count; i++) {
+        if (cfg_set_pair(app->ap_cfg, args->aa_sets[i], err, sizeof(err))) {
+            fprintf(stderr, "%s: %s\n", prog, err);
+            return APP_EXIT_USAGE;
+        }
+    }
+    log_level_t level;
+    log_format_t format;
+    const char *level_text = args->aa_log_level ? args->aa_log_level : cfg_str(app->ap_cfg, "log.level");
+    if (log_level_parse(level_text, &level)) {
+        fprintf(stderr, "%s: --log-level: expected debug, info, warn or error, got '%s'\n", prog,
+                level_text);
+        return APP_EXIT_USAGE;
+    }
+    int shifted = (int)level - args->aa_verbosity;
+    level = shifted < LOG_DEBUG ? LOG_DEBUG : shifted > LOG_ERROR ? LOG_ERROR : (log_level_t)shifted;
+    if (log_format_parse(cfg_str(app->ap_cfg, "log.format"), &format))
+        format = LOG_FORMAT_AUTO;
+    log_init(prog, level, format);
+    if (!load_view)
+        return 0;
+    app->ap_catalog = catalog_load(cfg_str(app->ap_cfg, "catalog"), err, sizeof(err));
+    if (!app->ap_catalog) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return APP_EXIT_USAGE;
+    }
+    app->ap_view = view_load(cfg_str(app->ap_cfg, "view"), app->ap_catalog, err, sizeof(err));
+    if (!app->ap_view) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return APP_EXIT_USAGE;
+    }
+    if ((size_t)snprintf(app->ap_store_dir, sizeof(app->ap_store_dir), "%s/%s",
+                         cfg_str(app->ap_cfg, "data_dir"),
+                         app->ap_view->v_name) >= sizeof(app->ap_store_dir)) {
+        fprintf(stderr, "%s: data_dir: path too long\n", prog);
+        return APP_EXIT_USAGE;
+    }
+    return 0;
+}
+
+void app_cleanup(app_t *app)
+{
+    view_destroy(app->ap_view);
+    catalog_destroy(app->ap_catalog);
+    cfg_destroy(app->ap_cfg);
+    memset(app, 0, sizeof(*app));
+}
+
+void app_print_version(const char *prog)
+{
+    int major, minor, patch;
+    mdb_version(&major, &minor, &patch);
+    printf("%s %s\n", prog, RM_VERSION);
+    printf("  librdkafka %s\n", rd_kafka_version_str());
+    printf("  lmdb %d.%d.%d\n", major, minor, patch);
+    printf("  avro-c %s (build time; avro-c has no runtime version call)\n", RM_AVRO_VERSION);
+    printf("  libmicrohttpd %s\n", MHD_get_version());
+}

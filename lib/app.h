@@ -1,0 +1,55 @@
+/* app: the start-up every program shares — config, flags, logging, catalog, view.
+ *
+ * Programs parse their own argv (getopt_long), collect the common flags into an
+ * app_args_t and call app_load(); they never copy this sequence. Exit codes of all
+ * programs: 0 success, 1 runtime failure, 2 usage or configuration error
+ * (APP_EXIT_*). */
+#ifndef RM_APP_H
+#define RM_APP_H
+
+#include "catalog.h"
+#include "cfg.h"
+#include "view.h"
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define APP_EXIT_OK 0
+#define APP_EXIT_FAILURE 1
+#define APP_EXIT_USAGE 2
+#define APP_MAX_SETS 64
+
+typedef struct app_args {
+    const char *aa_config;            /* --config FILE, or NULL */
+    const char *aa_sets[APP_MAX_SETS]; /* --set key=value and -X prop=value (as "kafka.prop=v") */
+    size_t aa_set_count;
+    const char *aa_log_level;         /* --log-level, or NULL */
+    int aa_verbosity;                 /* -v: +1, -q: -1 */
+} app_args_t;
+
+typedef struct app {
+    const char *ap_prog;
+    cfg_t *ap_cfg;
+    catalog_t *ap_catalog;
+    view_t *ap_view;
+    char ap_store_dir[4096]; /* <data_dir>/<view name> */
+} app_t;
+
+/* Records a -X prop=value flag as "kafka.prop=value". Returns 0 or RM_EINVAL (too many). */
+int app_args_add_kafka(app_args_t *args, const char *pair, char *storage, size_t storage_len);
+/* Records a --set key=value flag. Returns 0 or RM_EINVAL. */
+int app_args_add_set(app_args_t *args, const char *pair);
+
+/* Loads everything; with load_view false, stops after config and logging. On error
+ * prints "prog: message" to stderr and returns APP_EXIT_USAGE or APP_EXIT_FAILURE;
+ * returns 0 on success. */
+int app_load(app_t *app, const char *prog, const app_args_t *args, bool load_view);
+void app_cleanup(app_t *app);
+
+/* -V: version and build features (library versions) on stdout. */
+void app_print_version(const char *prog);
+
+/* mkdir -p. Returns 0 or an rm_err_t. */
+int app_mkdirs(const char *path);
+
+#endif

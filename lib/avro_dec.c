@@ -1,0 +1,367 @@
+/* avro_dec: Confluent framing, pre-decode validation and cached resolved decoders. */
+#include "avro_dec.h"
+#include "rm_err.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Decoders are kept in a small open-addressing table keyed by schema id. */
+#define AVRO_DEC_SLOTS 1024
+
+typedef struct avro_dec_entry {
+    int32_t de_id; /* 0: empty slot */
+    const catalog_entry_t *de_writer;
+    const catalog_entry_t *de_reader;
+    avro_value_iface_t *de_reader_iface;
+    avro_value_t de_reader_value;
+    avro_value_iface_t *de_resolver_iface; /* NULL when writer == reader */
+    avro_value_t de_resolver_value;
+} avro_dec_entry_t;
+
+struct avro_dec {
+    const catalog_t *ad_catalog;
+    avro_reader_t ad_reader;
+    avro_dec_entry_t ad_entries[AVRO_DEC_SLOTS];
+};
+
+avro_dec_t *avro_dec_new(const catalog_t *catalog)
+{
+    avro_dec_t *dec = calloc(1, sizeof(*dec));
+    if (!dec)
+        return NULL;
+    dec->ad_catalog = catalog;
+    dec->ad_reader = avro_reader_memory("", 0);
+    if (!dec->ad_reader) {
+        free(dec);
+        return NULL;
+    }
+    return dec;
+}
+
+static void entry_free(avro_dec_entry_t *entry)
+{
+    if (entry->de_resolver_iface) {
+        avro_value_decref(&entry->de_resolver_value);
+        avro_value_iface_decref(entry->de_resolver_iface);
+    }
+    if (entry->de_reader_iface) {
+        avro_value_decref(&entry->de_reader_value);
+        avro_value_iface_decref(entry->de_reader_iface);
+    }
+    memset(entry, 0, sizeof(*entry));
+}
+
+void avro_dec_destroy(avro_dec_t *dec)
+{
+    if (!dec)
+        return;
+    for (size_t i = 0; i < AVRO_DEC_SLOTS; i++)
+        if (dec->ad_entries[i].de_id)
+            entry_free(&dec->ad_entries[i]);
+    avro_reader_free(dec->ad_reader);
+    free(dec);
+}
+
+int avro_dec_frame(const void *data, size_t len, int32_t *ret_schema_id, const void **ret_body,
+                   size_t *ret_body_len)
+{
+    const unsigned char *p = data;
+    if (len < 5 || p[0] != 0)
+        return RM_EFRAME;
+    *ret_schema_id = (int32_t)((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 |
+                               (uint32_t)p[3] << 8 | p[4]);
+    *ret_body = p + 5;
+    *ret_body_len = len - 5;
+    return 0;
+}
+
+/* ---- validation ---- */
+
+typedef struct vcur {
+    const unsigned char *vc_p;
+    const unsigned char *vc_end;
+    char *vc_reason;
+    size_t vc_reasonlen;
+} vcur_t;
+
+__attribute__((format(printf, 2, 3))) static int vfail(vcur_t *vc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(vc->vc_reason, vc->vc_reasonlen, fmt, ap);
+    va_end(ap);
+    return RM_EDECODE;
+}
+
+static int read_long(vcur_t *vc, int64_t *ret)
+{
+    uint64_t value = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (vc->vc_p >= vc->vc_end)
+            return vfail(vc, "truncated varint");
+        unsigned char b = *vc->vc_p++;
+        if (shift == 63 && (b & 0x7E))
+            return vfail(vc, "varint overflows 64 bits");
+        value |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80)) {
+            *ret = (int64_t)((value >> 1) ^ (~(value & 1) + 1)); /* zigzag */
+            return 0;
+        }
+    }
+    return vfail(vc, "varint longer than 10 bytes");
+}
+
+static bool utf8_valid(const unsigned char *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        unsigned char c = s[i];
+        size_t n;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 2;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 3;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 4;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + n > len)
+            return false;
+        for (size_t k = 1; k < n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+static int take(vcur_t *vc, int64_t len, const char *what)
+{
+    if (len < 0)
+        return vfail(vc, "negative %s length", what);
+    if (len > vc->vc_end - vc->vc_p)
+        return vfail(vc, "%s length %lld past the end of the message", what, (long long)len);
+    vc->vc_p += len;
+    return 0;
+}
+
+static int validate(vcur_t *vc, avro_schema_t schema, int depth);
+
+/* Arrays and maps: blocks of (count, [byte size if count < 0], items), ended by 0. */
+static int validate_blocks(vcur_t *vc, avro_schema_t items, bool is_map, int depth)
+{
+    for (;;) {
+        int64_t count;
+        if (read_long(vc, &count))
+            return RM_EDECODE;
+        if (count == 0)
+            return 0;
+        if (count < 0) {
+            int64_t size;
+            if (count == INT64_MIN || read_long(vc, &size))
+                return vfail(vc, "bad block header");
+            if (size < 0 || size > vc->vc_end - vc->vc_p)
+                return vfail(vc, "block size past the end of the message");
+            count = -count;
+        }
+        /* Each item takes at least one byte unless its type is null; bound the loop
+         * by the bytes left so a huge declared count cannot spin. */
+        if (count > (vc->vc_end - vc->vc_p) + 1024)
+            return vfail(vc, "block count %lld exceeds the message", (long long)count);
+        for (int64_t i = 0; i < count; i++) {
+            if (is_map) {
+                int64_t klen;
+                if (read_long(vc, &klen))
+                    return RM_EDECODE;
+                const unsigned char *k = vc->vc_p;
+                if (take(vc, klen, "map key"))
+                    return RM_EDECODE;
+                if (!utf8_valid(k, (size_t)klen))
+                    return vfail(vc, "map key is not valid UTF-8");
+            }
+            if (validate(vc, items, depth + 1))
+                return RM_EDECODE;
+        }
+    }
+}
+
+static int validate(vcur_t *vc, avro_schema_t schema, int depth)
+{
+    if (depth > AVRO_DEC_MAX_DEPTH)
+        return vfail(vc, "nesting deeper than %d", AVRO_DEC_MAX_DEPTH);
+    int64_t n;
+    switch (avro_typeof(schema)) {
+    case AVRO_NULL: return 0;
+    case AVRO_BOOLEAN:
+        if (vc->vc_p >= vc->vc_end)
+            return vfail(vc, "truncated boolean");
+        if (*vc->vc_p > 1)
+            return vfail(vc, "boolean byte %u", *vc->vc_p);
+        vc->vc_p++;
+        return 0;
+    case AVRO_INT32:
+        if (read_long(vc, &n))
+            return RM_EDECODE;
+        if (n < INT32_MIN || n > INT32_MAX)
+            return vfail(vc, "int out of range");
+        return 0;
+    case AVRO_INT64: return read_long(vc, &n);
+    case AVRO_FLOAT: return take(vc, 4, "float");
+    case AVRO_DOUBLE: return take(vc, 8, "double");
+    case AVRO_BYTES:
+        if (read_long(vc, &n))
+            return RM_EDECODE;
+        return take(vc, n, "bytes");
+    case AVRO_STRING: {
+        if (read_long(vc, &n))
+            return RM_EDECODE;
+        const unsigned char *s = vc->vc_p;
+        if (take(vc, n, "string"))
+            return RM_EDECODE;
+        if (!utf8_valid(s, (size_t)n))
+            return vfail(vc, "string is not valid UTF-8");
+        return 0;
+    }
+    case AVRO_FIXED: return take(vc, avro_schema_fixed_size(schema), "fixed");
+    case AVRO_ENUM:
+        if (read_long(vc, &n))
+            return RM_EDECODE;
+        if (n < 0 || n >= avro_schema_enum_number_of_symbols(schema))
+            return vfail(vc, "enum index %lld out of range", (long long)n);
+        return 0;
+    case AVRO_UNION:
+        if (read_long(vc, &n))
+            return RM_EDECODE;
+        if (n < 0 || (size_t)n >= avro_schema_union_size(schema))
+            return vfail(vc, "union index %lld out of range", (long long)n);
+        return validate(vc, avro_schema_union_branch(schema, (int)n), depth + 1);
+    case AVRO_RECORD: {
+        size_t fields = avro_schema_record_size(schema);
+        for (size_t i = 0; i < fields; i++)
+            if (validate(vc, avro_schema_record_field_get_by_index(schema, (int)i), depth + 1))
+                return RM_EDECODE;
+        return 0;
+    }
+    case AVRO_ARRAY: return validate_blocks(vc, avro_schema_array_items(schema), false, depth);
+    case AVRO_MAP: return validate_blocks(vc, avro_schema_map_values(schema), true, depth);
+    case AVRO_LINK: return validate(vc, avro_schema_link_target(schema), depth + 1);
+    }
+    return vfail(vc, "unsupported schema type");
+}
+
+int avro_dec_validate(avro_schema_t schema, const void *body, size_t len, char *reason,
+                      size_t reasonlen)
+{
+    vcur_t vc = {body, (const unsigned char *)body + len, reason, reasonlen};
+    if (validate(&vc, schema, 0))
+        return RM_EDECODE;
+    if (vc.vc_p != vc.vc_end)
+        return vfail(&vc, "%zu trailing bytes after the record", (size_t)(vc.vc_end - vc.vc_p));
+    return 0;
+}
+
+/* ---- decoders ---- */
+
+static int entry_build(avro_dec_t *dec, avro_dec_entry_t *entry, int32_t id, char *reason,
+                       size_t reasonlen)
+{
+    const catalog_entry_t *writer = catalog_get(dec->ad_catalog, id);
+    if (!writer) {
+        snprintf(reason, reasonlen, "unknown schema id %d", id);
+        return RM_ESCHEMA;
+    }
+    const catalog_entry_t *reader = catalog_latest(dec->ad_catalog, writer->ce_full_name);
+    entry->de_writer = writer;
+    entry->de_reader = reader;
+    entry->de_reader_iface = avro_generic_class_from_schema(reader->ce_schema);
+    if (!entry->de_reader_iface ||
+        avro_generic_value_new(entry->de_reader_iface, &entry->de_reader_value))
+        goto fail;
+    if (writer != reader) {
+        entry->de_resolver_iface = avro_resolved_writer_new(writer->ce_schema, reader->ce_schema);
+        if (!entry->de_resolver_iface) {
+            snprintf(reason, reasonlen, "schema id %d cannot be read as schema id %d: %s", id,
+                     reader->ce_id, avro_strerror());
+            entry_free(entry);
+            return RM_ESCHEMA;
+        }
+        if (avro_resolved_writer_new_value(entry->de_resolver_iface, &entry->de_resolver_value))
+            goto fail;
+        avro_resolved_writer_set_dest(&entry->de_resolver_value, &entry->de_reader_value);
+    }
+    entry->de_id = id;
+    return 0;
+fail:
+    snprintf(reason, reasonlen, "schema id %d: %s", id, avro_strerror());
+    entry_free(entry);
+    return RM_ENOMEM;
+}
+
+static avro_dec_entry_t *entry_slot(avro_dec_t *dec, int32_t id)
+{
+    size_t h = ((uint32_t)id * 2654435761u) % AVRO_DEC_SLOTS;
+    for (size_t i = 0; i < AVRO_DEC_SLOTS; i++) {
+        avro_dec_entry_t *entry = &dec->ad_entries[(h + i) % AVRO_DEC_SLOTS];
+        if (entry->de_id == id || entry->de_id == 0)
+            return entry;
+    }
+    return NULL;
+}
+
+int avro_dec_decode(avro_dec_t *dec, const void *data, size_t len, avro_dec_event_t *ret_event,
+                    char *reason, size_t reasonlen)
+{
+    int32_t id;
+    const void *body;
+    size_t body_len;
+    if (avro_dec_frame(data, len, &id, &body, &body_len)) {
+        snprintf(reason, reasonlen, len < 5 ? "shorter than the 5-byte Confluent header"
+                                            : "magic byte is not 0");
+        return RM_EFRAME;
+    }
+    if (id <= 0) {
+        snprintf(reason, reasonlen, "invalid schema id %d", id);
+        return RM_ESCHEMA;
+    }
+    avro_dec_entry_t *entry = entry_slot(dec, id);
+    if (!entry) {
+        snprintf(reason, reasonlen, "too many schema ids");
+        return RM_ESCHEMA;
+    }
+    if (entry->de_id == 0) {
+        int rc = entry_build(dec, entry, id, reason, reasonlen);
+        if (rc)
+            return rc;
+    }
+    int rc = avro_dec_validate(entry->de_writer->ce_schema, body, body_len, reason, reasonlen);
+    if (rc)
+        return rc;
+    avro_reader_memory_set_source(dec->ad_reader, body, (int64_t)body_len);
+    avro_value_t *target =
+        entry->de_resolver_iface ? &entry->de_resolver_value : &entry->de_reader_value;
+    if (avro_value_read(dec->ad_reader, target)) {
+        snprintf(reason, reasonlen, "avro: %s", avro_strerror());
+        return RM_EDECODE;
+    }
+    ret_event->ade_schema_id = id;
+    ret_event->ade_writer = entry->de_writer;
+    ret_event->ade_reader = entry->de_reader;
+    ret_event->ade_value = &entry->de_reader_value;
+    return 0;
+}

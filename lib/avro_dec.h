@@ -1,0 +1,54 @@
+/* avro_dec: Confluent-framed Avro → a reader-schema avro_value_t, safely and cheaply.
+ *
+ * Notes on the design:
+ * (1) Framing: byte 0 = 0x00, bytes 1-4 = schema id (big-endian), then the body.
+ * (2) Every body is validated against its writer schema BEFORE avro-c sees it:
+ *     varint shape, lengths against the remaining bytes, UTF-8 of strings, enum and
+ *     union indexes, boolean bytes, nesting depth, and that the body is consumed
+ *     exactly. avro-c 1.11.1 leaks on every failed decode and mishandles
+ *     out-of-range enum/union indexes (DESIGN.md §8), so poison must never reach it.
+ * (3) One decoder per schema id, built on first use and kept: writer→reader
+ *     resolution (avro_resolved_writer) is computed once; the reader is the newest
+ *     catalog schema with the same record name; value instances are reused, so the
+ *     steady state allocates nothing per message.
+ * Not thread-safe: one avro_dec_t per consumer thread. */
+#ifndef RM_AVRO_DEC_H
+#define RM_AVRO_DEC_H
+
+#include "catalog.h"
+
+#include <avro.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AVRO_DEC_MAX_DEPTH 32
+
+typedef struct avro_dec avro_dec_t;
+
+typedef struct avro_dec_event {
+    int32_t ade_schema_id;
+    const catalog_entry_t *ade_writer;
+    const catalog_entry_t *ade_reader;
+    avro_value_t *ade_value; /* reader-schema record; borrowed, valid until the next decode */
+} avro_dec_event_t;
+
+/* catalog must outlive the decoder. Returns NULL on allocation failure. */
+avro_dec_t *avro_dec_new(const catalog_t *catalog);
+void avro_dec_destroy(avro_dec_t *dec);
+
+/* Splits a Confluent frame. Returns 0, or RM_EFRAME (too short, wrong magic byte). */
+int avro_dec_frame(const void *data, size_t len, int32_t *ret_schema_id, const void **ret_body,
+                   size_t *ret_body_len);
+
+/* Validates body against schema (see note 2). Returns 0 or RM_EDECODE with a short
+ * reason (no payload bytes) in reason. Pure; exposed for tests and fuzzing. */
+int avro_dec_validate(avro_schema_t schema, const void *body, size_t len, char *reason,
+                      size_t reasonlen);
+
+/* Decodes a framed message. Returns 0 and fills ret_event, or RM_EFRAME, RM_ESCHEMA
+ * (unknown id, or writer incompatible with the reader), RM_EDECODE, with a short
+ * reason. */
+int avro_dec_decode(avro_dec_t *dec, const void *data, size_t len, avro_dec_event_t *ret_event,
+                    char *reason, size_t reasonlen);
+
+#endif

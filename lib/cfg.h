@@ -1,0 +1,81 @@
+/* cfg: the one configuration of every program — file, environment, flags.
+ *
+ * Config is data (STYLE.md): one table in cfg.c describes every key (name, type,
+ * default, environment variable, help); parsing, validation and --help output are
+ * generated from it. Precedence: a flag beats an environment variable beats the
+ * config file beats the default.
+ *
+ * The file is YAML. Keys are nested maps (`projector: {batch_max_events: 5000}`)
+ * addressed as dotted names ("projector.batch_max_events"). The `kafka:` map is
+ * passed through verbatim to librdkafka (any property), e.g.
+ *   kafka: {bootstrap.servers: "127.0.0.1:9092", fetch.wait.max.ms: 10}
+ * Environment: each table key has a variable (RM_DATA_DIR, ...); and any librdkafka
+ * property P can be set with RM_KAFKA_<P upper-cased, '.' -> '_'>
+ * (RM_KAFKA_BOOTSTRAP_SERVERS -> bootstrap.servers).
+ *
+ * Errors name the file, the line and the key: "etc/p.yaml:7: projector.batch_max_ms:
+ * expected an integer >= 1, got 'soon'". Unknown keys are errors (typos must not be
+ * silently ignored). A cfg_t is immutable after loading and may be read from any thread. */
+#ifndef RM_CFG_H
+#define RM_CFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct cfg cfg_t;
+
+/* Every key of the table (defaults in parentheses):
+ *   data_dir                  (./data)        RM_DATA_DIR      root of the view stores
+ *   view                      (schemas/views/customer360.yaml) RM_VIEW  view definition
+ *   catalog                   (schemas/catalog.yaml)           RM_CATALOG schema catalog
+ *   log.level                 (info)          RM_LOG_LEVEL     debug|info|warn|error
+ *   log.format                (auto)          RM_LOG_FORMAT    auto|json|text
+ *   projector.batch_max_events (10000)        RM_BATCH_MAX_EVENTS  group commit: events per txn
+ *   projector.batch_max_ms    (20)            RM_BATCH_MAX_MS  group commit: max wait
+ *   projector.durability      (periodic)      RM_DURABILITY    sync|nometasync|periodic
+ *   projector.sync_interval_ms (1000)         RM_SYNC_INTERVAL_MS  periodic mode's fsync period
+ *   projector.map_size_mb     (1024)          RM_MAP_SIZE_MB   initial LMDB map size
+ *   projector.metadata_refresh_ms (10000)     RM_METADATA_REFRESH_MS  new-partition discovery
+ *   projector.metrics_listen  (127.0.0.1:9464) RM_METRICS_LISTEN  "" disables
+ *   query_api.listen          (127.0.0.1:8080) RM_LISTEN       address:port
+ *   query_api.threads         (2)             RM_HTTP_THREADS  worker threads
+ *   query_api.max_connections (4096)          RM_MAX_CONNECTIONS
+ *   query_api.timeout_s       (30)            RM_HTTP_TIMEOUT_S  idle connection timeout
+ */
+
+typedef enum cfg_type { CFG_STRING, CFG_INT, CFG_ENUM } cfg_type_t;
+
+/* Loads defaults, then path (NULL: no file), then the environment.
+ * Returns NULL on error with "file:line: key: problem" in errstr. */
+cfg_t *cfg_load(const char *path, char *errstr, size_t errlen);
+void cfg_destroy(cfg_t *cfg);
+
+/* Sets key=value as a flag would (highest precedence). key is a table key or
+ * "kafka.<property>". Returns 0, or RM_ECONFIG with "key: problem" in errstr. */
+int cfg_set(cfg_t *cfg, const char *key, const char *value, char *errstr, size_t errlen);
+/* Parses "key=value" (as given to --set / -X) and calls cfg_set. */
+int cfg_set_pair(cfg_t *cfg, const char *pair, char *errstr, size_t errlen);
+
+/* Typed getters for table keys. Asking for an unknown key or the wrong type is a
+ * programmer error (assert). Strings are owned by cfg. */
+const char *cfg_str(const cfg_t *cfg, const char *key);
+int64_t cfg_int(const cfg_t *cfg, const char *key);
+
+/* librdkafka passthrough properties, in the order they were set (file, env, flags;
+ * a later set of the same name replaces the value in place). */
+size_t cfg_kafka_count(const cfg_t *cfg);
+const char *cfg_kafka_name(const cfg_t *cfg, size_t index);
+const char *cfg_kafka_value(const cfg_t *cfg, size_t index);
+/* Value of one kafka property, or NULL when not set. */
+const char *cfg_kafka_get(const cfg_t *cfg, const char *name);
+
+/* Where a key's value came from: "default", "env RM_X", "flag", or "file:line". */
+const char *cfg_origin(const cfg_t *cfg, const char *key);
+
+/* Prints the table (key, default, env var, help) for --help, keys starting with
+ * prefix (NULL or "" for all), indented for a usage text. */
+void cfg_print_help(FILE *out, const char *prefix);
+
+#endif

@@ -1,0 +1,915 @@
+/* engine: the generic view engine — decode, route, guard, apply, park.
+ *
+ * Notes on the design:
+ * (1) Idempotence. Every rule names the entity whose `version` guards it; an event
+ *     whose version is not newer than the last applied version of that entity is
+ *     ignored (ENGINE_STALE). The version is written in the same transaction as the
+ *     changes, so a redelivered or re-published event can never apply twice. This
+ *     subsumes DESIGN.md's `seen` window for versioned events (docs/guarantees.md).
+ * (2) Convergence. Field writes are last-writer-wins per field by the stamp
+ *     (occurred_at, version, hash of event id); counters add; list trimming keeps
+ *     the top N by sort key. All three are order-independent, so any interleaving
+ *     of partitions that Kafka permits yields the same documents.
+ * (3) Parking. An event whose view key comes through a link that is not known yet
+ *     is stored in `pending` under the foreign id, and applied — in arrival order,
+ *     through the normal path, version guard included — in the transaction that
+ *     learns the link.
+ * (4) Erasure deletes every fragment of the key, turns its links into "erased"
+ *     markers (so late events through them are dropped, not parked forever), and
+ *     records the key in `erased` so later events cannot resurrect it.
+ * (5) Borrowed bytes. Values read from LMDB point into pages that a later write in
+ *     the same txn may reuse, so a fragment is decoded, merged and re-encoded
+ *     before the next write; strings from the event point into avro-c's value,
+ *     valid until the next decode. */
+#include "engine.h"
+#include "avro_dec.h"
+#include "buf.h"
+#include "frag.h"
+#include "rm_err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ENGINE_ERASED_LINK "\0" /* a link value no view key can equal (keys hold no NUL) */
+#define ENGINE_KEY_BYTES 512
+
+struct engine {
+    const view_t *en_view;
+    store_t *en_store;
+    avro_dec_t *en_dec;
+    size_t en_max_message_bytes;
+    int64_t en_pending_seq;
+    bool en_pending_seq_dirty;
+    buf_t en_frag_buf;    /* encoded fragment being written */
+    buf_t en_marks_buf;
+    buf_t en_scratch;     /* a parked event being written */
+    buf_t en_unpark;      /* a parked event being re-applied (unpark is not re-entrant:
+                             parked events come through links and never learn links) */
+};
+
+/* Everything about the event being applied that the operations need. */
+typedef struct engine_ev {
+    const engine_msg_t *ev_msg;
+    const view_rule_t *ev_rule;
+    avro_value_t *ev_value;
+    const char *ev_key;
+    size_t ev_key_len;
+    frag_stamp_t ev_stamp;
+    frag_prov_t ev_prov;
+    uint32_t ev_touched;   /* bit per section changed */
+    bool ev_erased;        /* this event erased the key */
+    int ev_new_link;       /* link learned by this event (index), or -1 */
+    const char *ev_link_id;
+    size_t ev_link_id_len;
+    char ev_key_buf[VIEW_KEY_MAX_BYTES]; /* view key copied out of the link's page */
+} engine_ev_t;
+
+/* A value computed from an expression. */
+typedef struct engine_val {
+    frag_type_t ev_type;  /* FRAG_ABSENT: "unchanged" (a null optional field) */
+    int64_t ev_int;
+    const char *ev_str;
+    size_t ev_len;
+} engine_val_t;
+
+const char *engine_outcome_name(engine_outcome_t outcome)
+{
+    static const char *const names[ENGINE__OUTCOMES] = {
+        "applied", "stale", "no_rule", "parked", "erased", "tombstone", "rejected"};
+    return outcome < ENGINE__OUTCOMES ? names[outcome] : "unknown";
+}
+
+engine_t *engine_new(const view_t *view, const catalog_t *catalog, store_t *store,
+                     const engine_opts_t *opts)
+{
+    engine_t *engine = calloc(1, sizeof(*engine));
+    if (!engine)
+        return NULL;
+    engine->en_view = view;
+    engine->en_store = store;
+    engine->en_max_message_bytes = opts && opts->eo_max_message_bytes
+                                       ? opts->eo_max_message_bytes
+                                       : ENGINE_DEFAULT_MAX_MESSAGE_BYTES;
+    engine->en_dec = avro_dec_new(catalog);
+    if (!engine->en_dec) {
+        free(engine);
+        return NULL;
+    }
+    return engine;
+}
+
+void engine_destroy(engine_t *engine)
+{
+    if (!engine)
+        return;
+    avro_dec_destroy(engine->en_dec);
+    buf_free(&engine->en_frag_buf);
+    buf_free(&engine->en_marks_buf);
+    buf_free(&engine->en_scratch);
+    buf_free(&engine->en_unpark);
+    free(engine);
+}
+
+int engine_txn_begin(engine_t *engine, MDB_txn *txn)
+{
+    int rc = store_meta_get_i64(engine->en_store, txn, "pending_seq", &engine->en_pending_seq);
+    if (rc == RM_ENOTFOUND) {
+        engine->en_pending_seq = 0;
+        rc = 0;
+    }
+    engine->en_pending_seq_dirty = false;
+    return rc;
+}
+
+int engine_txn_precommit(engine_t *engine, MDB_txn *txn)
+{
+    if (!engine->en_pending_seq_dirty)
+        return 0;
+    engine->en_pending_seq_dirty = false;
+    return store_meta_put_i64(engine->en_store, txn, "pending_seq", engine->en_pending_seq);
+}
+
+/* ---- small LMDB helpers: map MDB codes once ---- */
+
+static int db_get(engine_t *engine, MDB_txn *txn, store_db_t db, const void *k, size_t klen,
+                  MDB_val *ret_val)
+{
+    MDB_val key = {klen, (void *)k};
+    return rm_err_from_mdb(mdb_get(txn, store_dbi(engine->en_store, db), &key, ret_val));
+}
+
+static int db_put(engine_t *engine, MDB_txn *txn, store_db_t db, const void *k, size_t klen,
+                  const void *v, size_t vlen)
+{
+    MDB_val key = {klen, (void *)k}, val = {vlen, (void *)v};
+    return rm_err_from_mdb(mdb_put(txn, store_dbi(engine->en_store, db), &key, &val, 0));
+}
+
+static int db_del(engine_t *engine, MDB_txn *txn, store_db_t db, const void *k, size_t klen)
+{
+    MDB_val key = {klen, (void *)k};
+    int rc = rm_err_from_mdb(mdb_del(txn, store_dbi(engine->en_store, db), &key, NULL));
+    return rc == RM_ENOTFOUND ? 0 : rc;
+}
+
+/* Joins parts with NUL separators into out. Returns the length or 0 if too long. */
+static size_t join_key(char *out, const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (alen + 1 + blen > ENGINE_KEY_BYTES - 1)
+        return 0;
+    memcpy(out, a, alen);
+    out[alen] = '\0';
+    memcpy(out + alen + 1, b, blen);
+    return alen + 1 + blen;
+}
+
+/* ---- expressions ---- */
+
+static int eval(const engine_ev_t *ev, const view_expr_t *expr, engine_val_t *ret)
+{
+    if (expr->ve_kind == VIEW_EXPR_CONST) {
+        if (expr->ve_const_is_int) {
+            ret->ev_type = FRAG_INT;
+            ret->ev_int = expr->ve_const_int;
+        } else {
+            ret->ev_type = FRAG_STR;
+            ret->ev_str = expr->ve_const_str;
+            ret->ev_len = strlen(expr->ve_const_str);
+        }
+        return 0;
+    }
+    avro_value_t field, branch;
+    if (avro_value_get_by_index(ev->ev_value, (size_t)expr->ve_field_index, &field, NULL))
+        return RM_EDECODE;
+    avro_value_t *v = &field;
+    if (expr->ve_src == VIEW_SRC_OPT_STRING || expr->ve_src == VIEW_SRC_OPT_LONG) {
+        if (avro_value_get_current_branch(&field, &branch))
+            return RM_EDECODE;
+        if (avro_value_get_type(&branch) == AVRO_NULL) {
+            ret->ev_type = FRAG_ABSENT;
+            return 0;
+        }
+        v = &branch;
+    }
+    switch (expr->ve_src) {
+    case VIEW_SRC_STRING:
+    case VIEW_SRC_OPT_STRING: {
+        const char *s;
+        size_t size;
+        if (avro_value_get_string(v, &s, &size))
+            return RM_EDECODE;
+        ret->ev_type = FRAG_STR;
+        ret->ev_str = s;
+        ret->ev_len = size ? size - 1 : 0; /* avro-c counts the NUL */
+        return 0;
+    }
+    case VIEW_SRC_ENUM: {
+        int symbol;
+        if (avro_value_get_enum(v, &symbol))
+            return RM_EDECODE;
+        const char *name = avro_schema_enum_get(avro_value_get_schema(v), symbol);
+        if (!name)
+            return RM_EDECODE;
+        ret->ev_type = FRAG_STR;
+        ret->ev_str = name;
+        ret->ev_len = strlen(name);
+        return 0;
+    }
+    case VIEW_SRC_LONG:
+    case VIEW_SRC_OPT_LONG:
+        if (avro_value_get_type(v) == AVRO_INT32) {
+            int32_t i;
+            if (avro_value_get_int(v, &i))
+                return RM_EDECODE;
+            ret->ev_int = i;
+        } else if (avro_value_get_long(v, &ret->ev_int)) {
+            return RM_EDECODE;
+        }
+        ret->ev_type = FRAG_INT;
+        return 0;
+    case VIEW_SRC_INT: {
+        int32_t i;
+        if (avro_value_get_int(v, &i))
+            return RM_EDECODE;
+        ret->ev_type = FRAG_INT;
+        ret->ev_int = i;
+        return 0;
+    }
+    case VIEW_SRC_BOOL: {
+        int b;
+        if (avro_value_get_boolean(v, &b))
+            return RM_EDECODE;
+        ret->ev_type = FRAG_BOOL;
+        ret->ev_int = b != 0;
+        return 0;
+    }
+    case VIEW_SRC_ARRAY: {
+        size_t n;
+        if (avro_value_get_size(v, &n))
+            return RM_EDECODE;
+        ret->ev_type = FRAG_INT;
+        ret->ev_int = (int64_t)n;
+        return 0;
+    }
+    }
+    return RM_EDECODE;
+}
+
+/* An id (view key, item id, link id): a non-empty string without NUL, bounded. */
+static int eval_id(const engine_ev_t *ev, const view_expr_t *expr, const char **ret_str,
+                   size_t *ret_len, engine_result_t *res, const char *what)
+{
+    engine_val_t val;
+    if (eval(ev, expr, &val) || val.ev_type != FRAG_STR || val.ev_len == 0 ||
+        val.ev_len > VIEW_KEY_MAX_BYTES || memchr(val.ev_str, '\0', val.ev_len)) {
+        res->er_outcome = ENGINE_REJECTED;
+        res->er_error = RM_EVALIDATE;
+        snprintf(res->er_reason, sizeof(res->er_reason),
+                 "%s is missing, empty, longer than %d bytes or holds NUL", what,
+                 VIEW_KEY_MAX_BYTES);
+        return RM_EVALIDATE;
+    }
+    *ret_str = val.ev_str;
+    *ret_len = val.ev_len;
+    return 0;
+}
+
+/* ---- fragments ---- */
+
+static void touch(engine_ev_t *ev, int section)
+{
+    ev->ev_touched |= 1u << section;
+}
+
+/* Merges the assignments of op into frag. Returns true if any slot changed. */
+static bool merge(const engine_ev_t *ev, const view_op_t *op, const view_section_t *section,
+                  frag_t *frag)
+{
+    bool changed = false;
+    for (size_t i = 0; i < op->vo_assign_count; i++) {
+        const view_assign_t *as = &op->vo_assigns[i];
+        engine_val_t val;
+        if (eval(ev, &as->va_value, &val) || val.ev_type == FRAG_ABSENT)
+            continue; /* a null optional field means "unchanged" */
+        frag_slot_t *slot = &frag->f_slots[as->va_field];
+        if (slot->fsl_type != FRAG_ABSENT && !frag_stamp_newer(&ev->ev_stamp, &slot->fsl_stamp))
+            continue; /* an older write loses (last-writer-wins per field) */
+        slot->fsl_type = val.ev_type;
+        slot->fsl_stamp = ev->ev_stamp;
+        slot->fsl_int = val.ev_int;
+        slot->fsl_str = val.ev_str;
+        slot->fsl_str_len = val.ev_len;
+        changed = true;
+    }
+    if (changed) {
+        if (section->vs_sort_field >= 0 && frag->f_slots[section->vs_sort_field].fsl_type == FRAG_INT)
+            frag->f_sort = frag->f_slots[section->vs_sort_field].fsl_int;
+        if (ev->ev_prov.fp_event_ms >= frag->f_prov.fp_event_ms)
+            frag->f_prov = ev->ev_prov;
+    }
+    return changed;
+}
+
+static int frag_load(engine_t *engine, MDB_txn *txn, const char *key, size_t klen,
+                     const view_section_t *section, frag_t *frag, bool *ret_found)
+{
+    MDB_val val;
+    int rc = db_get(engine, txn, STORE_DB_DOC, key, klen, &val);
+    if (rc == RM_ENOTFOUND) {
+        frag_init(frag, section->vs_field_count);
+        *ret_found = false;
+        return 0;
+    }
+    if (rc)
+        return rc;
+    *ret_found = true;
+    return frag_decode(val.mv_data, val.mv_size, section->vs_field_count, frag);
+}
+
+static int frag_store(engine_t *engine, MDB_txn *txn, const char *key, size_t klen,
+                      const view_section_t *section, const frag_t *frag)
+{
+    int rc = frag_encode(frag, section, &engine->en_frag_buf);
+    if (rc)
+        return rc;
+    return db_put(engine, txn, STORE_DB_DOC, key, klen, engine->en_frag_buf.b_data,
+                  engine->en_frag_buf.b_len);
+}
+
+/* Keeps a bounded list at max_items: drops the item that sorts last (smallest sort
+ * key; among equals the largest id), i.e. the last in the response order. */
+static int trim_list(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, int section_index)
+{
+    const view_section_t *section = &engine->en_view->v_sections[section_index];
+    char prefix[ENGINE_KEY_BYTES];
+    size_t plen = store_doc_key(prefix, sizeof(prefix), ev->ev_key, ev->ev_key_len,
+                                section->vs_name, "", 0);
+    MDB_cursor *cur;
+    int rc = rm_err_from_mdb(mdb_cursor_open(txn, store_dbi(engine->en_store, STORE_DB_DOC), &cur));
+    if (rc)
+        return rc;
+    MDB_val key = {plen, prefix}, val;
+    size_t count = 0;
+    char victim[ENGINE_KEY_BYTES];
+    size_t victim_len = 0;
+    int64_t victim_sort = 0;
+    int mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    for (; mrc == 0; mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size <= plen || memcmp(key.mv_data, prefix, plen) != 0)
+            break;
+        frag_t frag;
+        rc = frag_decode(val.mv_data, val.mv_size, section->vs_field_count, &frag);
+        if (rc)
+            break;
+        count++;
+        bool worse = victim_len == 0 || frag.f_sort < victim_sort ||
+                     (frag.f_sort == victim_sort); /* equal sort: later key = larger id */
+        if (worse) {
+            victim_len = key.mv_size;
+            memcpy(victim, key.mv_data, key.mv_size);
+            victim_sort = frag.f_sort;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc)
+        return rc;
+    if (mrc && mrc != MDB_NOTFOUND)
+        return rm_err_from_mdb(mrc);
+    if (count <= section->vs_max_items)
+        return 0;
+    touch(ev, section_index);
+    return db_del(engine, txn, STORE_DB_DOC, victim, victim_len);
+}
+
+static int op_fragment(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const view_op_t *op,
+                       engine_result_t *res)
+{
+    const view_section_t *section = &engine->en_view->v_sections[op->vo_section];
+    const char *item = "";
+    size_t item_len = 0;
+    if (op->vo_kind != VIEW_OP_SET && eval_id(ev, &op->vo_item, &item, &item_len, res, "item id"))
+        return RM_EVALIDATE;
+    char key[ENGINE_KEY_BYTES];
+    size_t klen = store_doc_key(key, sizeof(key), ev->ev_key, ev->ev_key_len, section->vs_name,
+                                item, item_len);
+    if (!klen)
+        return RM_EVALIDATE;
+    if (op->vo_kind == VIEW_OP_DELETE) {
+        MDB_val val;
+        int rc = db_get(engine, txn, STORE_DB_DOC, key, klen, &val);
+        if (rc == RM_ENOTFOUND)
+            return 0;
+        if (rc)
+            return rc;
+        touch(ev, op->vo_section);
+        return db_del(engine, txn, STORE_DB_DOC, key, klen);
+    }
+    frag_t frag;
+    bool found;
+    int rc = frag_load(engine, txn, key, klen, section, &frag, &found);
+    if (rc)
+        return rc;
+    if (!found && op->vo_kind == VIEW_OP_UPDATE)
+        return 0; /* e.g. a payment for an order trimmed from the list */
+    if (!merge(ev, op, section, &frag))
+        return 0;
+    touch(ev, op->vo_section);
+    rc = frag_store(engine, txn, key, klen, section, &frag);
+    if (rc || found || !section->vs_max_items)
+        return rc;
+    return trim_list(engine, txn, ev, op->vo_section);
+}
+
+static int op_counter(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const view_op_t *op)
+{
+    const view_section_t *section = &engine->en_view->v_sections[op->vo_section];
+    engine_val_t by;
+    if (eval(ev, &op->vo_by, &by) || by.ev_type != FRAG_INT)
+        return 0; /* a null amount adds nothing */
+    char key[ENGINE_KEY_BYTES];
+    size_t klen = store_doc_key(key, sizeof(key), ev->ev_key, ev->ev_key_len, section->vs_name,
+                                "", 0);
+    frag_t frag;
+    bool found;
+    int rc = frag_load(engine, txn, key, klen, section, &frag, &found);
+    if (rc)
+        return rc;
+    frag_slot_t *slot = &frag.f_slots[op->vo_counter_field];
+    int64_t base = slot->fsl_type == FRAG_INT ? slot->fsl_int : 0;
+    /* Counters add, so they need no stamp for convergence; keep the newest for provenance. */
+    if (slot->fsl_type == FRAG_ABSENT || frag_stamp_newer(&ev->ev_stamp, &slot->fsl_stamp))
+        slot->fsl_stamp = ev->ev_stamp;
+    slot->fsl_type = FRAG_INT;
+    slot->fsl_int = op->vo_kind == VIEW_OP_INCR ? base + by.ev_int : base - by.ev_int;
+    if (ev->ev_prov.fp_event_ms >= frag.f_prov.fp_event_ms)
+        frag.f_prov = ev->ev_prov;
+    touch(ev, op->vo_section);
+    return frag_store(engine, txn, key, klen, section, &frag);
+}
+
+/* Deletes every key of db that starts with prefix; calls on_key for each first. */
+static int delete_prefix(engine_t *engine, MDB_txn *txn, store_db_t db, const char *prefix,
+                         size_t plen, int (*on_key)(engine_t *, MDB_txn *, const MDB_val *),
+                         MDB_txn *cb_txn)
+{
+    for (;;) {
+        MDB_cursor *cur;
+        int rc = rm_err_from_mdb(mdb_cursor_open(txn, store_dbi(engine->en_store, db), &cur));
+        if (rc)
+            return rc;
+        MDB_val key = {plen, (void *)prefix}, val;
+        rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+        if (rc || key.mv_size < plen || memcmp(key.mv_data, prefix, plen) != 0) {
+            mdb_cursor_close(cur);
+            return rc && rc != MDB_NOTFOUND ? rm_err_from_mdb(rc) : 0;
+        }
+        char copy[ENGINE_KEY_BYTES];
+        size_t clen = key.mv_size < sizeof(copy) ? key.mv_size : sizeof(copy);
+        memcpy(copy, key.mv_data, clen);
+        rc = rm_err_from_mdb(mdb_cursor_del(cur, 0));
+        mdb_cursor_close(cur);
+        if (rc)
+            return rc;
+        if (on_key) {
+            MDB_val k = {clen, copy};
+            rc = on_key(engine, cb_txn, &k);
+            if (rc)
+                return rc;
+        }
+    }
+}
+
+/* rlink key "view_key \0 link \0 foreign_id" → turn link "link \0 foreign_id" into a marker. */
+static int erase_link(engine_t *engine, MDB_txn *txn, const MDB_val *rkey)
+{
+    const char *k = rkey->mv_data;
+    const char *sep = memchr(k, '\0', rkey->mv_size);
+    if (!sep)
+        return 0;
+    size_t off = (size_t)(sep - k) + 1;
+    return db_put(engine, txn, STORE_DB_LINK, k + off, rkey->mv_size - off, ENGINE_ERASED_LINK, 1);
+}
+
+static int op_erase(engine_t *engine, MDB_txn *txn, engine_ev_t *ev)
+{
+    char prefix[ENGINE_KEY_BYTES];
+    memcpy(prefix, ev->ev_key, ev->ev_key_len);
+    prefix[ev->ev_key_len] = '\0';
+    size_t plen = ev->ev_key_len + 1;
+    int rc = delete_prefix(engine, txn, STORE_DB_DOC, prefix, plen, NULL, NULL);
+    if (!rc)
+        rc = delete_prefix(engine, txn, STORE_DB_RLINK, prefix, plen, erase_link, txn);
+    if (!rc)
+        rc = db_put(engine, txn, STORE_DB_ERASED, ev->ev_key, ev->ev_key_len,
+                    &ev->ev_stamp.fs_time_ms, sizeof(int64_t));
+    ev->ev_erased = true;
+    return rc;
+}
+
+static int op_link(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const view_op_t *op,
+                   bool key_erased, engine_result_t *res)
+{
+    const char *id;
+    size_t id_len;
+    if (eval_id(ev, &op->vo_link_id, &id, &id_len, res, "link id"))
+        return RM_EVALIDATE;
+    const char *link = engine->en_view->v_links[op->vo_link];
+    char key[ENGINE_KEY_BYTES];
+    size_t klen = join_key(key, link, strlen(link), id, id_len);
+    if (!klen)
+        return RM_EVALIDATE;
+    const char *target = key_erased ? ENGINE_ERASED_LINK : ev->ev_key;
+    size_t target_len = key_erased ? 1 : ev->ev_key_len;
+    MDB_val old;
+    int rc = db_get(engine, txn, STORE_DB_LINK, key, klen, &old);
+    if (rc == 0 && old.mv_size == target_len && memcmp(old.mv_data, target, target_len) == 0)
+        return 0;
+    if (rc && rc != RM_ENOTFOUND)
+        return rc;
+    rc = db_put(engine, txn, STORE_DB_LINK, key, klen, target, target_len);
+    if (!rc && !key_erased) {
+        char rkey[ENGINE_KEY_BYTES];
+        size_t rlen = join_key(rkey, ev->ev_key, ev->ev_key_len, key, klen);
+        rc = rlen ? db_put(engine, txn, STORE_DB_RLINK, rkey, rlen, "", 0) : RM_EVALIDATE;
+    }
+    ev->ev_new_link = op->vo_link;
+    ev->ev_link_id = id;
+    ev->ev_link_id_len = id_len;
+    return rc;
+}
+
+/* ---- marks ---- */
+
+static int update_marks(engine_t *engine, MDB_txn *txn, engine_ev_t *ev)
+{
+    const view_t *view = engine->en_view;
+    char key[ENGINE_KEY_BYTES];
+    size_t klen = store_doc_key(key, sizeof(key), ev->ev_key, ev->ev_key_len, "", "", 0);
+    frag_marks_t marks;
+    MDB_val val;
+    int rc = db_get(engine, txn, STORE_DB_DOC, key, klen, &val);
+    if (rc == RM_ENOTFOUND)
+        frag_marks_init(&marks, view->v_section_count);
+    else if (rc)
+        return rc;
+    else if ((rc = frag_marks_decode(val.mv_data, val.mv_size, view->v_section_count, &marks)))
+        return rc;
+    bool changed = false;
+    for (size_t s = 0; s < view->v_section_count; s++) {
+        if (!(ev->ev_touched & (1u << s)))
+            continue;
+        if (ev->ev_prov.fp_event_ms >= marks.fm_sections[s].fp_event_ms) {
+            marks.fm_sections[s] = ev->ev_prov;
+            changed = true;
+        }
+    }
+    if (!changed)
+        return 0;
+    rc = frag_marks_encode(&marks, &engine->en_marks_buf);
+    if (rc)
+        return rc;
+    return db_put(engine, txn, STORE_DB_DOC, key, klen, engine->en_marks_buf.b_data,
+                  engine->en_marks_buf.b_len);
+}
+
+/* ---- parking ---- */
+
+/* Parked value: i32 partition | i64 offset | i64 timestamp | u16 topic_len | topic |
+ *               u32 key_len | key | value */
+static int park(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, const char *link,
+                const char *id, size_t id_len)
+{
+    char key[ENGINE_KEY_BYTES];
+    size_t klen = join_key(key, link, strlen(link), id, id_len);
+    if (!klen || klen + 9 > sizeof(key))
+        return RM_EVALIDATE;
+    key[klen++] = '\0';
+    store_be64((unsigned char *)key + klen, (uint64_t)++engine->en_pending_seq);
+    klen += 8;
+    engine->en_pending_seq_dirty = true;
+    buf_t *b = &engine->en_scratch;
+    buf_reset(b);
+    uint16_t topic_len = (uint16_t)strlen(msg->em_topic);
+    uint32_t key_len = (uint32_t)msg->em_key_len;
+    int rc = buf_append(b, &msg->em_partition, 4);
+    rc = rc ? rc : buf_append(b, &msg->em_offset, 8);
+    rc = rc ? rc : buf_append(b, &msg->em_timestamp_ms, 8);
+    rc = rc ? rc : buf_append(b, &topic_len, 2);
+    rc = rc ? rc : buf_append(b, msg->em_topic, topic_len);
+    rc = rc ? rc : buf_append(b, &key_len, 4);
+    rc = rc ? rc : buf_append(b, msg->em_key, key_len);
+    rc = rc ? rc : buf_append(b, msg->em_value, msg->em_value_len);
+    return rc ? rc : db_put(engine, txn, STORE_DB_PENDING, key, klen, b->b_data, b->b_len);
+}
+
+static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
+                     engine_result_t *res);
+
+/* Applies, in arrival order, every event parked under (link, id). */
+static int unpark(engine_t *engine, MDB_txn *txn, const char *link, const char *id,
+                  size_t id_len, size_t *ret_count)
+{
+    char prefix[ENGINE_KEY_BYTES];
+    size_t plen = join_key(prefix, link, strlen(link), id, id_len);
+    if (!plen)
+        return 0;
+    prefix[plen++] = '\0';
+    for (;;) {
+        MDB_cursor *cur;
+        int rc =
+            rm_err_from_mdb(mdb_cursor_open(txn, store_dbi(engine->en_store, STORE_DB_PENDING), &cur));
+        if (rc)
+            return rc;
+        MDB_val key = {plen, prefix}, val;
+        rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+        if (rc || key.mv_size != plen + 8 || memcmp(key.mv_data, prefix, plen) != 0) {
+            mdb_cursor_close(cur);
+            return rc && rc != MDB_NOTFOUND ? rm_err_from_mdb(rc) : 0;
+        }
+        buf_t *b = &engine->en_unpark;
+        buf_reset(b);
+        rc = buf_append(b, val.mv_data, val.mv_size);
+        if (!rc)
+            rc = rm_err_from_mdb(mdb_cursor_del(cur, 0));
+        mdb_cursor_close(cur);
+        if (rc)
+            return rc;
+        /* Decode the parked envelope (written by park()). */
+        const char *p = b->b_data, *end = b->b_data + b->b_len;
+        engine_msg_t msg = {0};
+        uint16_t topic_len;
+        uint32_t key_len;
+        char topic[256];
+        if (end - p < 22)
+            continue;
+        memcpy(&msg.em_partition, p, 4);
+        memcpy(&msg.em_offset, p + 4, 8);
+        memcpy(&msg.em_timestamp_ms, p + 12, 8);
+        memcpy(&topic_len, p + 20, 2);
+        p += 22;
+        if (end - p < topic_len + 4 || topic_len >= sizeof(topic))
+            continue;
+        memcpy(topic, p, topic_len);
+        topic[topic_len] = '\0';
+        p += topic_len;
+        memcpy(&key_len, p, 4);
+        p += 4;
+        if ((size_t)(end - p) < key_len)
+            continue;
+        msg.em_topic = topic;
+        msg.em_key = p;
+        msg.em_key_len = key_len;
+        p += key_len;
+        msg.em_value = p;
+        msg.em_value_len = (size_t)(end - p);
+        engine_result_t sub;
+        rc = apply_msg(engine, txn, &msg, &sub);
+        if (rc)
+            return rc;
+        (*ret_count)++;
+    }
+}
+
+/* ---- the apply path ---- */
+
+static void reject(engine_result_t *res, int error, const char *reason)
+{
+    res->er_outcome = ENGINE_REJECTED;
+    res->er_error = error;
+    snprintf(res->er_reason, sizeof(res->er_reason), "%s", reason);
+}
+
+static uint32_t fnv32(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static int read_meta(engine_ev_t *ev, engine_result_t *res)
+{
+    const view_rule_t *rule = ev->ev_rule;
+    avro_value_t field;
+    const char *event_id;
+    size_t event_id_len;
+    int64_t occurred_at, version;
+    if (avro_value_get_by_index(ev->ev_value, (size_t)rule->vr_event_id_index, &field, NULL) ||
+        avro_value_get_string(&field, &event_id, &event_id_len) ||
+        avro_value_get_by_index(ev->ev_value, (size_t)rule->vr_occurred_at_index, &field, NULL) ||
+        avro_value_get_long(&field, &occurred_at) ||
+        avro_value_get_by_index(ev->ev_value, (size_t)rule->vr_version_index, &field, NULL) ||
+        avro_value_get_long(&field, &version)) {
+        reject(res, RM_EVALIDATE, "event_id, occurred_at or version unreadable");
+        return RM_EVALIDATE;
+    }
+    if (version < 1 || event_id_len <= 1) {
+        reject(res, RM_EVALIDATE, version < 1 ? "version < 1" : "empty event_id");
+        return RM_EVALIDATE;
+    }
+    ev->ev_stamp.fs_time_ms = occurred_at;
+    ev->ev_stamp.fs_version = version;
+    ev->ev_stamp.fs_tie = fnv32(event_id, event_id_len - 1);
+    ev->ev_prov.fp_event_ms = occurred_at;
+    return 0;
+}
+
+/* Version guard: returns 1 if the event is stale, 0 if new (and fills ret key). */
+static int check_version(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, char *vkey,
+                         size_t *ret_vlen, engine_result_t *res)
+{
+    const char *id;
+    size_t id_len;
+    if (eval_id(ev, &ev->ev_rule->vr_entity_id, &id, &id_len, res, "entity id"))
+        return RM_EVALIDATE;
+    const char *type = ev->ev_rule->vr_entity_type;
+    size_t vlen = join_key(vkey, type, strlen(type), id, id_len);
+    MDB_val val;
+    int rc = db_get(engine, txn, STORE_DB_VER, vkey, vlen, &val);
+    *ret_vlen = vlen;
+    if (rc == RM_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    int64_t applied;
+    if (val.mv_size != sizeof(applied))
+        return RM_ESTORE;
+    memcpy(&applied, val.mv_data, sizeof(applied));
+    return ev->ev_stamp.fs_version <= applied ? 1 : 0;
+}
+
+/* Checks every id the operations will use before any of them writes, so a poison
+ * event is rejected whole and never half-applied. */
+static int validate_ops(const engine_ev_t *ev, engine_result_t *res)
+{
+    const view_rule_t *rule = ev->ev_rule;
+    for (size_t i = 0; i < rule->vr_op_count; i++) {
+        const view_op_t *op = &rule->vr_ops[i];
+        const char *id;
+        size_t id_len;
+        if (op->vo_kind == VIEW_OP_UPSERT || op->vo_kind == VIEW_OP_UPDATE ||
+            op->vo_kind == VIEW_OP_DELETE) {
+            if (eval_id(ev, &op->vo_item, &id, &id_len, res, "item id"))
+                return RM_EVALIDATE;
+        } else if (op->vo_kind == VIEW_OP_LINK) {
+            if (eval_id(ev, &op->vo_link_id, &id, &id_len, res, "link id"))
+                return RM_EVALIDATE;
+        }
+    }
+    return 0;
+}
+
+static int run_ops(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, bool key_erased,
+                   engine_result_t *res)
+{
+    const view_rule_t *rule = ev->ev_rule;
+    for (size_t i = 0; i < rule->vr_op_count; i++) {
+        const view_op_t *op = &rule->vr_ops[i];
+        int rc = 0;
+        if (op->vo_kind == VIEW_OP_LINK)
+            rc = op_link(engine, txn, ev, op, key_erased, res);
+        else if (key_erased)
+            continue;
+        else if (op->vo_kind == VIEW_OP_ERASE)
+            rc = op_erase(engine, txn, ev);
+        else if (op->vo_kind == VIEW_OP_INCR || op->vo_kind == VIEW_OP_DECR)
+            rc = op_counter(engine, txn, ev, op);
+        else
+            rc = op_fragment(engine, txn, ev, op, res);
+        if (rc)
+            return rc;
+    }
+    if (key_erased || ev->ev_erased || !ev->ev_touched)
+        return 0;
+    return update_marks(engine, txn, ev);
+}
+
+static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
+                     engine_result_t *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->er_rule = -1;
+    if (!msg->em_value) {
+        res->er_outcome = ENGINE_TOMBSTONE;
+        return 0;
+    }
+    if (msg->em_value_len > engine->en_max_message_bytes) {
+        reject(res, RM_EVALIDATE, "message larger than projector.max_message_bytes");
+        return 0;
+    }
+    avro_dec_event_t dev;
+    int rc = avro_dec_decode(engine->en_dec, msg->em_value, msg->em_value_len, &dev,
+                             res->er_reason, sizeof(res->er_reason));
+    if (rc) {
+        res->er_outcome = ENGINE_REJECTED;
+        res->er_error = rc;
+        return 0;
+    }
+    const view_t *view = engine->en_view;
+    engine_ev_t ev = {.ev_msg = msg, .ev_value = dev.ade_value, .ev_new_link = -1};
+    for (size_t i = 0; i < view->v_rule_count && !ev.ev_rule; i++)
+        if (view->v_rules[i].vr_reader == dev.ade_reader) {
+            ev.ev_rule = &view->v_rules[i];
+            res->er_rule = (int)i;
+        }
+    if (!ev.ev_rule) {
+        res->er_outcome = ENGINE_NO_RULE;
+        return 0;
+    }
+    if (read_meta(&ev, res))
+        return 0;
+    res->er_event_ms = ev.ev_stamp.fs_time_ms;
+    int topic = view_topic_index(view, msg->em_topic);
+    ev.ev_prov.fp_topic = (uint16_t)(topic < 0 ? UINT16_MAX : topic);
+    ev.ev_prov.fp_partition = msg->em_partition;
+    ev.ev_prov.fp_offset = msg->em_offset;
+
+    char vkey[ENGINE_KEY_BYTES];
+    size_t vlen = 0;
+    rc = check_version(engine, txn, &ev, vkey, &vlen, res);
+    if (rc == RM_EVALIDATE)
+        return 0;
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        res->er_outcome = ENGINE_STALE;
+        return 0;
+    }
+    const view_rule_t *rule = ev.ev_rule;
+    if (rule->vr_via_link < 0) {
+        if (eval_id(&ev, &rule->vr_key, &ev.ev_key, &ev.ev_key_len, res, "view key"))
+            return 0;
+    } else {
+        const char *id;
+        size_t id_len;
+        if (eval_id(&ev, &rule->vr_via_id, &id, &id_len, res, "link id"))
+            return 0;
+        const char *link = view->v_links[rule->vr_via_link];
+        char lkey[ENGINE_KEY_BYTES];
+        size_t lklen = join_key(lkey, link, strlen(link), id, id_len);
+        MDB_val target;
+        rc = db_get(engine, txn, STORE_DB_LINK, lkey, lklen, &target);
+        if (rc == RM_ENOTFOUND) {
+            res->er_outcome = ENGINE_PARKED;
+            rc = park(engine, txn, msg, link, id, id_len);
+            if (rc == RM_EVALIDATE) {
+                reject(res, RM_EVALIDATE, "link id too long to park");
+                return 0;
+            }
+            return rc;
+        }
+        if (rc)
+            return rc;
+        if (target.mv_size == 1 && memcmp(target.mv_data, ENGINE_ERASED_LINK, 1) == 0) {
+            res->er_outcome = ENGINE_ERASED;
+            return 0;
+        }
+        /* Copy: the link's page may be rewritten by the writes below. */
+        if (target.mv_size > sizeof(ev.ev_key_buf))
+            return RM_ESTORE;
+        memcpy(ev.ev_key_buf, target.mv_data, target.mv_size);
+        ev.ev_key = ev.ev_key_buf;
+        ev.ev_key_len = target.mv_size;
+    }
+    MDB_val erased;
+    rc = db_get(engine, txn, STORE_DB_ERASED, ev.ev_key, ev.ev_key_len, &erased);
+    if (rc && rc != RM_ENOTFOUND)
+        return rc;
+    bool key_erased = rc == 0;
+    if (validate_ops(&ev, res))
+        return 0;
+    int64_t version = ev.ev_stamp.fs_version;
+    rc = db_put(engine, txn, STORE_DB_VER, vkey, vlen, &version, sizeof(version));
+    if (!rc)
+        rc = run_ops(engine, txn, &ev, key_erased, res);
+    if (rc == RM_EVALIDATE)
+        return RM_ESTORE; /* validate_ops vouched for every id: this is a bug, not poison */
+    if (rc)
+        return rc;
+    res->er_outcome = key_erased ? ENGINE_ERASED : ENGINE_APPLIED;
+    if (ev.ev_new_link >= 0) {
+        /* Copy the link id: unparking decodes other events into the same values. */
+        char id[VIEW_KEY_MAX_BYTES];
+        size_t id_len = ev.ev_link_id_len;
+        memcpy(id, ev.ev_link_id, id_len);
+        rc = unpark(engine, txn, view->v_links[ev.ev_new_link], id, id_len, &res->er_unparked);
+    }
+    return rc;
+}
+
+int engine_apply(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
+                 engine_result_t *ret_result)
+{
+    return apply_msg(engine, txn, msg, ret_result);
+}
+
+int engine_parked_count(engine_t *engine, MDB_txn *txn, size_t *ret_count)
+{
+    MDB_stat st;
+    int rc = mdb_stat(txn, store_dbi(engine->en_store, STORE_DB_PENDING), &st);
+    if (rc)
+        return rm_err_from_mdb(rc);
+    *ret_count = st.ms_entries;
+    return 0;
+}

@@ -1,0 +1,85 @@
+/* engine: apply one Kafka message to a view store, as the view definition says.
+ *
+ * The engine is generic: it decodes the message (avro_dec), finds the rule for its
+ * record name, resolves the view key (directly or through a link), checks the
+ * entity's version, and runs the rule's operations on fragments (frag.h), all
+ * inside the caller's write transaction. It never commits: the pipeline owns the
+ * transaction so that offsets, fragments and dead letters commit together.
+ *
+ * Outcomes are data, not errors: a poison message is ENGINE_REJECTED with a reason
+ * (the pipeline dead-letters it and moves on); only store failures (map full, disk
+ * full, I/O) are returned as errors, and then the caller must abort and retry the
+ * whole batch.
+ *
+ * Thread: the one writer thread that owns the store's write transactions. */
+#ifndef RM_ENGINE_H
+#define RM_ENGINE_H
+
+#include "catalog.h"
+#include "store.h"
+#include "view.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ENGINE_DEFAULT_MAX_MESSAGE_BYTES (1024 * 1024)
+
+typedef struct engine engine_t;
+
+typedef struct engine_msg {
+    const char *em_topic;
+    int32_t em_partition;
+    int64_t em_offset;
+    int64_t em_timestamp_ms;
+    const void *em_key;   /* may be NULL */
+    size_t em_key_len;
+    const void *em_value; /* NULL: a tombstone */
+    size_t em_value_len;
+} engine_msg_t;
+
+typedef enum engine_outcome {
+    ENGINE_APPLIED = 0, /* changed the view (or learned a link) */
+    ENGINE_STALE,       /* entity version not newer than the applied one: ignored */
+    ENGINE_NO_RULE,     /* record type not used by this view: skipped */
+    ENGINE_PARKED,      /* link not known yet: parked until it is */
+    ENGINE_ERASED,      /* entity was erased: dropped */
+    ENGINE_TOMBSTONE,   /* null value: no rule for tombstones on this topic: skipped */
+    ENGINE_REJECTED,    /* poison: cannot be decoded or validated */
+    ENGINE__OUTCOMES
+} engine_outcome_t;
+
+typedef struct engine_result {
+    engine_outcome_t er_outcome;
+    int er_error;            /* REJECTED: RM_EFRAME, RM_ESCHEMA, RM_EDECODE, RM_EVALIDATE */
+    char er_reason[192];     /* REJECTED: short reason, never payload bytes */
+    int er_rule;             /* index of the rule applied, or -1 */
+    int64_t er_event_ms;     /* occurred_at, when decoded */
+    size_t er_unparked;      /* parked events applied because this event made a link */
+} engine_result_t;
+
+typedef struct engine_opts {
+    size_t eo_max_message_bytes; /* larger values are rejected; 0 = default */
+} engine_opts_t;
+
+/* view, catalog and store must outlive the engine. Returns NULL on allocation failure. */
+engine_t *engine_new(const view_t *view, const catalog_t *catalog, store_t *store,
+                     const engine_opts_t *opts);
+void engine_destroy(engine_t *engine);
+
+/* Must be called after beginning each write transaction (loads the parking sequence). */
+int engine_txn_begin(engine_t *engine, MDB_txn *txn);
+/* Must be called before committing it (persists engine state in the same txn). */
+int engine_txn_precommit(engine_t *engine, MDB_txn *txn);
+
+/* Applies msg in txn. Returns 0 with ret_result filled, or a store error
+ * (RM_EMAPFULL, RM_EDISKFULL, RM_EIO, RM_ESTORE): then abort txn and retry the batch. */
+int engine_apply(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
+                 engine_result_t *ret_result);
+
+/* Number of parked events (for metrics), counted in txn. */
+int engine_parked_count(engine_t *engine, MDB_txn *txn, size_t *ret_count);
+
+const char *engine_outcome_name(engine_outcome_t outcome);
+
+#endif

@@ -1,0 +1,21 @@
+/* kafka: librdkafka configuration from the project config, and small shared helpers.
+ *
+ * Every librdkafka property can be set from config (cfg.h `kafka:` map, RM_KAFKA_*
+ * environment, -X flags); programs pass their own defaults, which config overrides. */
+#ifndef RM_KAFKA_H
+#define RM_KAFKA_H
+
+#include "cfg.h"
+
+#include <librdkafka/rdkafka.h>
+
+/* Builds a conf: first defaults (pairs name, value, ..., terminated by NULL), then every
+ * kafka property of cfg (cfg may be NULL). Returns NULL with "kafka.<name>: problem"
+ * in errstr. The caller owns the conf (rd_kafka_new takes it over on success). */
+rd_kafka_conf_t *kafka_conf_new(const cfg_t *cfg, const char *const *defaults, char *errstr,
+                                size_t errlen);
+
+/* Maps a librdkafka error to rm_err_t. */
+int kafka_err(rd_kafka_resp_err_t err);
+
+#endif

@@ -1,0 +1,461 @@
+/* pipeline: consume → group-commit batch → apply → commit with offsets (see pipeline.h). */
+#include "pipeline.h"
+#include "kafka.h"
+#include "log.h"
+#include "rm_err.h"
+
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PIPE_POLL_IDLE_MS 100     /* poll timeout when no batch is open: bounds stop latency */
+#define PIPE_METADATA_TIMEOUT_MS 5000
+#define PIPE_BACKOFF_MAX_MS 5000  /* disk-full / I/O retry backoff ceiling */
+#define PIPE_MAX_PARTITIONS 4096
+
+typedef struct pipe_tp {
+    int pt_topic;           /* index into the view's topics */
+    int32_t pt_partition;
+    int64_t pt_next_offset; /* committed in the store; -1: nothing stored yet */
+    int64_t pt_last_event_ms;
+    int64_t pt_target;      /* --until-caught-up: high watermark at start */
+    int64_t pt_batch_next;  /* next offset after the open batch (-1: untouched) */
+    int64_t pt_batch_event_ms;
+} pipe_tp_t;
+
+struct pipe {
+    pipe_opts_t pi_opts;
+    rd_kafka_t *pi_rk;
+    engine_t *pi_engine;
+    pipe_tp_t *pi_tps;
+    size_t pi_tp_count;
+    rd_kafka_message_t **pi_batch;
+    size_t pi_batch_count;
+    size_t pi_batch_cap;
+    int64_t pi_batch_max_events;
+    int64_t pi_batch_max_ms;
+    int64_t pi_metadata_refresh_ms;
+    int64_t pi_next_metadata_ms;
+    volatile sig_atomic_t pi_stop;
+    pipe_stats_t pi_stats;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static pipe_tp_t *tp_find(pipe_t *pipe, int topic, int32_t partition)
+{
+    for (size_t i = 0; i < pipe->pi_tp_count; i++)
+        if (pipe->pi_tps[i].pt_topic == topic && pipe->pi_tps[i].pt_partition == partition)
+            return &pipe->pi_tps[i];
+    return NULL;
+}
+
+pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
+{
+    pipe_t *pipe = calloc(1, sizeof(*pipe));
+    if (!pipe) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    pipe->pi_opts = *opts;
+    const cfg_t *cfg = opts->po_cfg;
+    pipe->pi_batch_max_events = cfg_int(cfg, "projector.batch_max_events");
+    pipe->pi_batch_max_ms = cfg_int(cfg, "projector.batch_max_ms");
+    pipe->pi_metadata_refresh_ms = cfg_int(cfg, "projector.metadata_refresh_ms");
+    pipe->pi_batch_cap = (size_t)pipe->pi_batch_max_events;
+    pipe->pi_batch = calloc(pipe->pi_batch_cap, sizeof(*pipe->pi_batch));
+    pipe->pi_tps = calloc(PIPE_MAX_PARTITIONS, sizeof(*pipe->pi_tps));
+    engine_opts_t eopts = {0};
+    pipe->pi_engine = engine_new(opts->po_view, opts->po_catalog, opts->po_store, &eopts);
+    if (!pipe->pi_batch || !pipe->pi_tps || !pipe->pi_engine) {
+        snprintf(errstr, errlen, "out of memory");
+        pipe_destroy(pipe);
+        return NULL;
+    }
+
+    char group[160];
+    snprintf(group, sizeof(group), "readmodel-%s", opts->po_view->v_name);
+    /* Defaults chosen for exactly-once effect (DESIGN.md §2) and for librdkafka
+     * 2.0.2's prefetch stall (§8): the prefetch queue holds well over a second of
+     * peak input so the fetcher never idles for its fixed 1 s backoff. Config
+     * overrides any of them. */
+    const char *const defaults[] = {
+        "group.id", group,
+        "enable.auto.commit", "false",
+        "enable.auto.offset.store", "false",
+        "auto.offset.reset", "error",
+        "enable.partition.eof", "false",
+        "queued.min.messages", "1000000",
+        "queued.max.messages.kbytes", "1048576",
+        "fetch.wait.max.ms", "10",
+        "fetch.message.max.bytes", "4194304",
+        "client.id", "readmodel-projector",
+        NULL,
+    };
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, defaults, errstr, errlen);
+    if (!conf) {
+        pipe_destroy(pipe);
+        return NULL;
+    }
+    char rkerr[512];
+    pipe->pi_rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, rkerr, sizeof(rkerr));
+    if (!pipe->pi_rk) {
+        snprintf(errstr, errlen, "kafka consumer: %s", rkerr);
+        rd_kafka_conf_destroy(conf);
+        pipe_destroy(pipe);
+        return NULL;
+    }
+    return pipe;
+}
+
+static void batch_release(pipe_t *pipe)
+{
+    for (size_t i = 0; i < pipe->pi_batch_count; i++)
+        rd_kafka_message_destroy(pipe->pi_batch[i]);
+    pipe->pi_batch_count = 0;
+}
+
+void pipe_destroy(pipe_t *pipe)
+{
+    if (!pipe)
+        return;
+    if (pipe->pi_batch)
+        batch_release(pipe);
+    if (pipe->pi_rk) {
+        rd_kafka_assign(pipe->pi_rk, NULL);
+        rd_kafka_consumer_close(pipe->pi_rk);
+        rd_kafka_destroy(pipe->pi_rk);
+    }
+    engine_destroy(pipe->pi_engine);
+    free(pipe->pi_batch);
+    free(pipe->pi_tps);
+    free(pipe);
+}
+
+void pipe_stop(pipe_t *pipe)
+{
+    pipe->pi_stop = 1;
+}
+
+void pipe_get_stats(const pipe_t *pipe, pipe_stats_t *ret_stats)
+{
+    *ret_stats = pipe->pi_stats;
+}
+
+/* Loads stored offsets for tps[from..] and (re)assigns every known partition at
+ * its stored next offset (or the beginning when nothing is stored). */
+static int assign_all(pipe_t *pipe)
+{
+    const view_t *view = pipe->pi_opts.po_view;
+    store_t *store = pipe->pi_opts.po_store;
+    MDB_txn *txn;
+    int rc = store_read_begin(store, &txn);
+    if (rc)
+        return rc;
+    rd_kafka_topic_partition_list_t *list =
+        rd_kafka_topic_partition_list_new((int)pipe->pi_tp_count);
+    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
+        pipe_tp_t *tp = &pipe->pi_tps[i];
+        store_offset_t off;
+        if (tp->pt_next_offset < 0 &&
+            store_offset_get(store, txn, view->v_topics[tp->pt_topic], tp->pt_partition, &off) == 0) {
+            tp->pt_next_offset = off.so_next_offset;
+            tp->pt_last_event_ms = off.so_last_event_ms;
+        }
+        rd_kafka_topic_partition_list_add(list, view->v_topics[tp->pt_topic], tp->pt_partition)
+            ->offset = tp->pt_next_offset >= 0 ? tp->pt_next_offset : RD_KAFKA_OFFSET_BEGINNING;
+    }
+    store_read_end(txn);
+    rd_kafka_resp_err_t err = rd_kafka_assign(pipe->pi_rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (err) {
+        log_error("assign failed", LOG_S("error", rd_kafka_err2str(err)));
+        return kafka_err(err);
+    }
+    return 0;
+}
+
+/* Discovers the partitions of the view's topics; assigns when new ones appeared. */
+static int refresh_partitions(pipe_t *pipe)
+{
+    const view_t *view = pipe->pi_opts.po_view;
+    const struct rd_kafka_metadata *md;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(pipe->pi_rk, 1, NULL, &md, PIPE_METADATA_TIMEOUT_MS);
+    pipe->pi_next_metadata_ms = now_ms() + pipe->pi_metadata_refresh_ms;
+    if (err) {
+        log_warn("metadata request failed; retrying later", LOG_S("error", rd_kafka_err2str(err)));
+        return kafka_err(err);
+    }
+    size_t before = pipe->pi_tp_count;
+    for (int t = 0; t < md->topic_cnt; t++) {
+        const struct rd_kafka_metadata_topic *mt = &md->topics[t];
+        int topic = view_topic_index(view, mt->topic);
+        if (topic < 0 || mt->err)
+            continue;
+        for (int p = 0; p < mt->partition_cnt; p++) {
+            if (tp_find(pipe, topic, mt->partitions[p].id) || pipe->pi_tp_count >= PIPE_MAX_PARTITIONS)
+                continue;
+            pipe_tp_t *tp = &pipe->pi_tps[pipe->pi_tp_count++];
+            memset(tp, 0, sizeof(*tp));
+            tp->pt_topic = topic;
+            tp->pt_partition = mt->partitions[p].id;
+            tp->pt_next_offset = -1;
+            tp->pt_target = -1;
+            tp->pt_batch_next = -1;
+        }
+    }
+    for (size_t v = 0; v < view->v_topic_count; v++) {
+        bool found = false;
+        for (size_t i = 0; i < pipe->pi_tp_count; i++)
+            found |= pipe->pi_tps[i].pt_topic == (int)v;
+        if (!found)
+            log_warn("topic has no partitions yet", LOG_S("topic", view->v_topics[v]));
+    }
+    rd_kafka_metadata_destroy(md);
+    if (pipe->pi_tp_count == before)
+        return 0;
+    log_info("assigning partitions", LOG_I("partitions", pipe->pi_tp_count),
+             LOG_I("new", pipe->pi_tp_count - before));
+    return assign_all(pipe);
+}
+
+/* --until-caught-up: the high watermark of every partition as it is now. */
+static int load_targets(pipe_t *pipe)
+{
+    const view_t *view = pipe->pi_opts.po_view;
+    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
+        pipe_tp_t *tp = &pipe->pi_tps[i];
+        int64_t low, high;
+        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+            pipe->pi_rk, view->v_topics[tp->pt_topic], tp->pt_partition, &low, &high,
+            PIPE_METADATA_TIMEOUT_MS);
+        if (err) {
+            log_error("watermark query failed", LOG_S("topic", view->v_topics[tp->pt_topic]),
+                      LOG_I("partition", tp->pt_partition), LOG_S("error", rd_kafka_err2str(err)));
+            return kafka_err(err);
+        }
+        tp->pt_target = high;
+    }
+    return 0;
+}
+
+static bool caught_up(const pipe_t *pipe)
+{
+    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
+        const pipe_tp_t *tp = &pipe->pi_tps[i];
+        int64_t next = tp->pt_next_offset < 0 ? 0 : tp->pt_next_offset;
+        if (tp->pt_target > 0 && next < tp->pt_target)
+            return false;
+    }
+    return true;
+}
+
+static void handle_error_message(pipe_t *pipe, const rd_kafka_message_t *msg)
+{
+    const char *topic = msg->rkt ? rd_kafka_topic_name(msg->rkt) : "";
+    if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        return;
+    log_error("consumer error", LOG_S("topic", topic), LOG_I("partition", msg->partition),
+              LOG_I("offset", msg->offset), LOG_S("error", rd_kafka_message_errstr(msg)));
+    (void)pipe;
+}
+
+/* Applies the open batch in one transaction with its offsets. Returns 0 once
+ * committed, RM_EMAPFULL after growing the map (caller retries), or another error. */
+static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes)
+{
+    const view_t *view = pipe->pi_opts.po_view;
+    store_t *store = pipe->pi_opts.po_store;
+    MDB_txn *txn;
+    int rc = store_write_begin(store, &txn);
+    if (rc)
+        return rc;
+    rc = engine_txn_begin(pipe->pi_engine, txn);
+    for (size_t i = 0; i < pipe->pi_tp_count; i++)
+        pipe->pi_tps[i].pt_batch_next = -1;
+    for (size_t i = 0; !rc && i < pipe->pi_batch_count; i++) {
+        const rd_kafka_message_t *m = pipe->pi_batch[i];
+        const char *topic = rd_kafka_topic_name(m->rkt);
+        rd_kafka_timestamp_type_t tstype;
+        engine_msg_t msg = {topic, m->partition, m->offset, rd_kafka_message_timestamp(m, &tstype),
+                            m->key, m->key_len, m->payload, m->len};
+        engine_result_t res;
+        rc = engine_apply(pipe->pi_engine, txn, &msg, &res);
+        if (rc)
+            break;
+        outcomes[res.er_outcome]++;
+        if (res.er_outcome == ENGINE_REJECTED)
+            log_warn("event rejected", LOG_S("view", view->v_name), LOG_S("topic", topic),
+                     LOG_I("partition", m->partition), LOG_I("offset", m->offset),
+                     LOG_S("error", rm_strerror(res.er_error)), LOG_S("reason", res.er_reason));
+        pipe_tp_t *tp = tp_find(pipe, view_topic_index(view, topic), m->partition);
+        if (tp) {
+            tp->pt_batch_next = m->offset + 1;
+            if (res.er_event_ms > tp->pt_batch_event_ms)
+                tp->pt_batch_event_ms = res.er_event_ms;
+        }
+    }
+    int64_t wall = wall_ms();
+    for (size_t i = 0; !rc && i < pipe->pi_tp_count; i++) {
+        pipe_tp_t *tp = &pipe->pi_tps[i];
+        if (tp->pt_batch_next < 0)
+            continue;
+        int64_t low = 0, high = 0;
+        rd_kafka_get_watermark_offsets(pipe->pi_rk, view->v_topics[tp->pt_topic], tp->pt_partition,
+                                       &low, &high);
+        store_offset_t off = {tp->pt_batch_next, high > tp->pt_batch_next ? high : tp->pt_batch_next,
+                              tp->pt_batch_event_ms > tp->pt_last_event_ms ? tp->pt_batch_event_ms
+                                                                           : tp->pt_last_event_ms,
+                              wall};
+        rc = store_offset_put(store, txn, view->v_topics[tp->pt_topic], tp->pt_partition, &off);
+    }
+    if (!rc)
+        rc = engine_txn_precommit(pipe->pi_engine, txn);
+    if (rc) {
+        store_write_abort(txn);
+        return rc;
+    }
+    return store_write_commit(store, txn);
+}
+
+/* After the LMDB commit: advance in-memory offsets; commit to Kafka for lag tooling. */
+static void batch_committed(pipe_t *pipe)
+{
+    const view_t *view = pipe->pi_opts.po_view;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
+        pipe_tp_t *tp = &pipe->pi_tps[i];
+        if (tp->pt_batch_next < 0)
+            continue;
+        tp->pt_next_offset = tp->pt_batch_next;
+        if (tp->pt_batch_event_ms > tp->pt_last_event_ms)
+            tp->pt_last_event_ms = tp->pt_batch_event_ms;
+        rd_kafka_topic_partition_list_add(list, view->v_topics[tp->pt_topic], tp->pt_partition)
+            ->offset = tp->pt_next_offset;
+    }
+    if (list->cnt)
+        rd_kafka_commit(pipe->pi_rk, list, 1);
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+static int apply_batch(pipe_t *pipe)
+{
+    int64_t backoff_ms = 100;
+    for (;;) {
+        uint64_t outcomes[ENGINE__OUTCOMES] = {0};
+        int rc = apply_batch_once(pipe, outcomes);
+        if (rc == 0) {
+            batch_committed(pipe);
+            for (int i = 0; i < ENGINE__OUTCOMES; i++)
+                pipe->pi_stats.ps_outcomes[i] += outcomes[i];
+            pipe->pi_stats.ps_messages += pipe->pi_batch_count;
+            pipe->pi_stats.ps_batches++;
+            batch_release(pipe);
+            return 0;
+        }
+        pipe->pi_stats.ps_commit_retries++;
+        if (rc == RM_EMAPFULL) {
+            int grc = store_grow(pipe->pi_opts.po_store);
+            pipe->pi_stats.ps_map_grows++;
+            log_info("store map full: grew it, re-applying the batch",
+                     LOG_S("view", pipe->pi_opts.po_view->v_name), LOG_I("events", pipe->pi_batch_count));
+            if (grc)
+                return grc;
+            continue;
+        }
+        if (rc != RM_EDISKFULL && rc != RM_EIO)
+            return rc;
+        /* Transient: keep the batch and the last committed state, retry later. */
+        log_error("store write failed; consumption paused, retrying",
+                  LOG_S("view", pipe->pi_opts.po_view->v_name), LOG_S("error", rm_strerror(rc)),
+                  LOG_I("retry_in_ms", backoff_ms));
+        for (int64_t slept = 0; slept < backoff_ms && !pipe->pi_stop; slept += 50)
+            usleep(50 * 1000);
+        if (pipe->pi_stop)
+            return rc; /* nothing committed: the batch is simply consumed again later */
+        backoff_ms = backoff_ms * 2 > PIPE_BACKOFF_MAX_MS ? PIPE_BACKOFF_MAX_MS : backoff_ms * 2;
+    }
+}
+
+/* Fills the batch: until max events, max ms after the first message, or stop. */
+static void fill_batch(pipe_t *pipe)
+{
+    const view_t *view = pipe->pi_opts.po_view;
+    int64_t deadline = 0;
+    while (pipe->pi_batch_count < pipe->pi_batch_cap && !pipe->pi_stop) {
+        int timeout = PIPE_POLL_IDLE_MS;
+        if (pipe->pi_batch_count) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0)
+                break;
+            timeout = (int)left;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(pipe->pi_rk, timeout);
+        if (!m) {
+            if (!pipe->pi_batch_count)
+                return; /* idle: let the caller do periodic work */
+            continue;
+        }
+        if (m->err) {
+            handle_error_message(pipe, m);
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        pipe_tp_t *tp = tp_find(pipe, view_topic_index(view, rd_kafka_topic_name(m->rkt)),
+                                m->partition);
+        if (!tp || (tp->pt_next_offset >= 0 && m->offset < tp->pt_next_offset)) {
+            pipe->pi_stats.ps_skipped_redelivered++;
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (!pipe->pi_batch_count)
+            deadline = now_ms() + pipe->pi_batch_max_ms;
+        pipe->pi_batch[pipe->pi_batch_count++] = m;
+    }
+}
+
+int pipe_run(pipe_t *pipe)
+{
+    int rc = refresh_partitions(pipe);
+    if (rc && rc != RM_ETIMEOUT && rc != RM_EKAFKA)
+        return rc;
+    if (pipe->pi_opts.po_until_caught_up) {
+        if (rc)
+            return rc;
+        rc = load_targets(pipe);
+        if (rc)
+            return rc;
+    }
+    for (;;) {
+        if (pipe->pi_opts.po_until_caught_up && caught_up(pipe))
+            return 0;
+        if (pipe->pi_stop)
+            return 0;
+        fill_batch(pipe);
+        if (pipe->pi_batch_count) {
+            rc = apply_batch(pipe);
+            if (rc) {
+                batch_release(pipe);
+                return rc;
+            }
+        }
+        if (now_ms() >= pipe->pi_next_metadata_ms)
+            refresh_partitions(pipe);
+    }
+}

@@ -1,0 +1,68 @@
+/* pipeline: the projector's consume → apply → commit loop, shared by the daemon,
+ * rebuild and replay (reconcile) so they cannot drift apart.
+ *
+ * Notes on the design:
+ * (1) Offsets live in the store. At start (and whenever partitions are added) every
+ *     partition is assigned at the next offset stored in LMDB, never at Kafka's
+ *     committed offset; no consumer group membership is used (see docs/design.md:
+ *     one full-replica projector per view assigns all partitions itself — no
+ *     rebalances, no 3 s join), new partitions are found by a periodic metadata poll.
+ * (2) Group commit: messages accumulate until batch_max_events or batch_max_ms, are
+ *     applied in one write transaction together with the next offset of every
+ *     partition they came from, and committed once.
+ * (3) A batch is kept until its commit succeeds: on MDB_MAP_FULL the map grows and
+ *     the same batch is re-applied; on a full disk or I/O error the loop stops
+ *     consuming and retries with backoff — nothing is lost or skipped.
+ * (4) Messages below a partition's next offset are dropped before applying, so a
+ *     redelivery (re-assign, broker retry) can never apply twice.
+ * (5) Kafka offsets are committed asynchronously after the LMDB commit, for lag
+ *     tooling only.
+ * Thread: pipe_run() runs on the caller's thread; pipe_stop() may be called from a
+ * signal handler or another thread. */
+#ifndef RM_PIPELINE_H
+#define RM_PIPELINE_H
+
+#include "catalog.h"
+#include "cfg.h"
+#include "engine.h"
+#include "store.h"
+#include "view.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct pipe pipe_t;
+
+typedef struct pipe_opts {
+    const cfg_t *po_cfg;          /* kafka.* and projector.* settings */
+    const view_t *po_view;
+    const catalog_t *po_catalog;
+    store_t *po_store;
+    bool po_until_caught_up;      /* exit once every partition reached its high
+                                     watermark as it was at start */
+} pipe_opts_t;
+
+typedef struct pipe_stats {
+    uint64_t ps_messages;                       /* consumed and applied (any outcome) */
+    uint64_t ps_outcomes[ENGINE__OUTCOMES];
+    uint64_t ps_batches;
+    uint64_t ps_commit_retries;                 /* batches re-applied after a store error */
+    uint64_t ps_map_grows;
+    uint64_t ps_skipped_redelivered;            /* below the stored next offset */
+} pipe_stats_t;
+
+/* Builds the consumer (not yet assigned). Returns NULL with a message in errstr. */
+pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen);
+void pipe_destroy(pipe_t *pipe);
+
+/* Runs until pipe_stop() or, with po_until_caught_up, until caught up. Returns 0 on a
+ * clean stop (the last batch committed), or a negative rm_err_t on a fatal error. */
+int pipe_run(pipe_t *pipe);
+
+/* Asks pipe_run to finish the current batch, commit and return. Async-signal-safe. */
+void pipe_stop(pipe_t *pipe);
+
+/* A snapshot of the counters (any thread; values may be slightly stale). */
+void pipe_get_stats(const pipe_t *pipe, pipe_stats_t *ret_stats);
+
+#endif

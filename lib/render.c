@@ -1,0 +1,238 @@
+/* render: a view document as JSON, from one cursor scan over the key's fragments.
+ *
+ * Fragments are stored as ready JSON (frag.h) and appended as they are; the only
+ * work per fragment is locating it in its section and, for lists, ordering items
+ * by their stored sort key. Key order in LMDB is by section name, so fragments are
+ * collected first and emitted in definition order. */
+#include "render.h"
+#include "frag.h"
+#include "rm_err.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define RENDER_STACK_ITEMS 128 /* fragments per document before we fall back to the heap */
+
+typedef struct render_item {
+    int ri_section;
+    int64_t ri_sort;
+    const char *ri_id; /* borrowed from the page: valid until the txn ends */
+    size_t ri_id_len;
+    const char *ri_json;
+    size_t ri_json_len;
+} render_item_t;
+
+typedef struct render_scan {
+    render_item_t ri_stack[RENDER_STACK_ITEMS];
+    render_item_t *rs_items;
+    size_t rs_count;
+    size_t rs_cap;
+    frag_marks_t rs_marks;
+    bool rs_has_marks;
+} render_scan_t;
+
+static int scan_push(render_scan_t *scan, const render_item_t *item)
+{
+    if (scan->rs_count == scan->rs_cap) {
+        size_t cap = scan->rs_cap * 2;
+        render_item_t *items = malloc(cap * sizeof(*items));
+        if (!items)
+            return RM_ENOMEM;
+        memcpy(items, scan->rs_items, scan->rs_count * sizeof(*items));
+        if (scan->rs_items != scan->ri_stack)
+            free(scan->rs_items);
+        scan->rs_items = items;
+        scan->rs_cap = cap;
+    }
+    scan->rs_items[scan->rs_count++] = *item;
+    return 0;
+}
+
+static void scan_free(render_scan_t *scan)
+{
+    if (scan->rs_items != scan->ri_stack)
+        free(scan->rs_items);
+}
+
+static int section_of(const view_t *view, const char *name, size_t len)
+{
+    for (size_t i = 0; i < view->v_section_count; i++)
+        if (strlen(view->v_sections[i].vs_name) == len &&
+            memcmp(view->v_sections[i].vs_name, name, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int scan_key(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
+                    size_t key_len, render_scan_t *scan)
+{
+    if (key_len == 0 || key_len > VIEW_KEY_MAX_BYTES || memchr(key, '\0', key_len))
+        return RM_EINVAL;
+    char prefix[VIEW_KEY_MAX_BYTES + 1];
+    memcpy(prefix, key, key_len);
+    prefix[key_len] = '\0';
+    size_t plen = key_len + 1;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, store_dbi(store, STORE_DB_DOC), &cur);
+    if (rc)
+        return rm_err_from_mdb(rc);
+    MDB_val k = {plen, prefix}, v;
+    int ret = 0;
+    bool any = false;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+            break;
+        any = true;
+        const char *rest = (const char *)k.mv_data + plen;
+        size_t rest_len = k.mv_size - plen;
+        const char *sep = memchr(rest, '\0', rest_len);
+        if (!sep)
+            continue;
+        size_t name_len = (size_t)(sep - rest);
+        if (name_len == 0) { /* "key \0 \0": the marks */
+            scan->rs_has_marks = frag_marks_decode(v.mv_data, v.mv_size, view->v_section_count,
+                                                   &scan->rs_marks) == 0;
+            continue;
+        }
+        int section = section_of(view, rest, name_len);
+        if (section < 0)
+            continue; /* a section no longer in the definition: never served */
+        frag_t frag;
+        ret = frag_decode(v.mv_data, v.mv_size, view->v_sections[section].vs_field_count, &frag);
+        if (ret)
+            break;
+        render_item_t item = {section, frag.f_sort, sep + 1, rest_len - name_len - 1,
+                              frag.f_json, frag.f_json_len};
+        ret = scan_push(scan, &item);
+        if (ret)
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (ret)
+        return ret;
+    if (rc && rc != MDB_NOTFOUND)
+        return rm_err_from_mdb(rc);
+    return any ? 0 : RM_ENOTFOUND;
+}
+
+/* Response order of list items: sort key descending, then id ascending. */
+static int item_cmp(const void *a, const void *b)
+{
+    const render_item_t *x = a, *y = b;
+    if (x->ri_section != y->ri_section)
+        return x->ri_section < y->ri_section ? -1 : 1;
+    if (x->ri_sort != y->ri_sort)
+        return x->ri_sort > y->ri_sort ? -1 : 1;
+    size_t n = x->ri_id_len < y->ri_id_len ? x->ri_id_len : y->ri_id_len;
+    int c = memcmp(x->ri_id, y->ri_id, n);
+    if (c)
+        return c;
+    return x->ri_id_len < y->ri_id_len ? -1 : x->ri_id_len > y->ri_id_len;
+}
+
+static int emit_sections(const view_t *view, render_scan_t *scan, buf_t *out)
+{
+    qsort(scan->rs_items, scan->rs_count, sizeof(render_item_t), item_cmp);
+    int rc = buf_append_char(out, '{');
+    size_t next = 0;
+    for (size_t s = 0; !rc && s < view->v_section_count; s++) {
+        const view_section_t *section = &view->v_sections[s];
+        if (s)
+            rc = buf_append_char(out, ',');
+        rc = rc ? rc : buf_append_json_str(out, section->vs_name, strlen(section->vs_name));
+        rc = rc ? rc : buf_append_char(out, ':');
+        size_t first = next;
+        while (next < scan->rs_count && scan->rs_items[next].ri_section == (int)s)
+            next++;
+        if (rc)
+            break;
+        if (first == next) {
+            rc = frag_render_empty(section, out);
+        } else if (section->vs_kind == VIEW_LIST) {
+            rc = buf_append_char(out, '[');
+            for (size_t i = first; !rc && i < next; i++) {
+                if (i > first)
+                    rc = buf_append_char(out, ',');
+                if (!rc)
+                    rc = buf_append(out, scan->rs_items[i].ri_json, scan->rs_items[i].ri_json_len);
+            }
+            rc = rc ? rc : buf_append_char(out, ']');
+        } else {
+            rc = buf_append(out, scan->rs_items[first].ri_json, scan->rs_items[first].ri_json_len);
+        }
+    }
+    return rc ? rc : buf_append_char(out, '}');
+}
+
+static int emit_freshness(const view_t *view, const render_scan_t *scan, buf_t *out)
+{
+    int rc = buf_append_char(out, '{');
+    for (size_t s = 0; !rc && s < view->v_section_count; s++) {
+        const view_section_t *section = &view->v_sections[s];
+        if (s)
+            rc = buf_append_char(out, ',');
+        rc = rc ? rc : buf_append_json_str(out, section->vs_name, strlen(section->vs_name));
+        const frag_prov_t *prov = scan->rs_has_marks ? &scan->rs_marks.fm_sections[s] : NULL;
+        if (rc)
+            break;
+        if (!prov || prov->fp_offset < 0) {
+            rc = buf_append_str(out, ":null");
+            continue;
+        }
+        const char *topic = prov->fp_topic < view->v_topic_count ? view->v_topics[prov->fp_topic]
+                                                                  : "";
+        rc = buf_printf(out,
+                        ":{\"mode\":\"projected\",\"event_time\":%lld,\"partition\":%d,"
+                        "\"offset\":%lld,\"topic\":",
+                        (long long)prov->fp_event_ms, prov->fp_partition,
+                        (long long)prov->fp_offset);
+        rc = rc ? rc : buf_append_json_str(out, topic, strlen(topic));
+        rc = rc ? rc : buf_append_char(out, '}');
+    }
+    return rc ? rc : buf_append_char(out, '}');
+}
+
+static int render(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
+                  size_t key_len, buf_t *out, bool whole)
+{
+    render_scan_t scan;
+    scan.rs_items = scan.ri_stack;
+    scan.rs_count = 0;
+    scan.rs_cap = RENDER_STACK_ITEMS;
+    scan.rs_has_marks = false;
+    int rc = scan_key(view, store, txn, key, key_len, &scan);
+    size_t mark = out->b_len;
+    if (!rc && whole) {
+        rc = buf_append_str(out, "{\"view\":");
+        rc = rc ? rc : buf_append_json_str(out, view->v_name, strlen(view->v_name));
+        rc = rc ? rc : buf_append_str(out, ",\"key\":");
+        rc = rc ? rc : buf_append_json_str(out, key, key_len);
+        rc = rc ? rc : buf_append_str(out, ",\"sections\":");
+    }
+    if (!rc)
+        rc = emit_sections(view, &scan, out);
+    if (!rc && whole) {
+        rc = buf_append_str(out, ",\"freshness\":");
+        rc = rc ? rc : emit_freshness(view, &scan, out);
+        rc = rc ? rc : buf_append_char(out, '}');
+    }
+    scan_free(&scan);
+    if (rc && out->b_cap) {
+        out->b_len = mark;
+        out->b_data[mark] = '\0';
+    }
+    return rc;
+}
+
+int render_view(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
+                size_t key_len, buf_t *out)
+{
+    return render(view, store, txn, key, key_len, out, true);
+}
+
+int render_sections(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
+                    size_t key_len, buf_t *out)
+{
+    return render(view, store, txn, key, key_len, out, false);
+}

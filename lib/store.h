@@ -1,0 +1,143 @@
+/* store: one view's LMDB environment — its layout, transactions and offsets.
+ *
+ * A view store is the directory <data_dir>/<view>/current -> gen-N/ (see docs/store.md)
+ * holding one LMDB environment with these named databases:
+ *   doc      view_key \0 section \0 item_id  -> fragment (frag.h); the single fragment
+ *            of a section has an empty item_id; key "view_key \0 \0" holds the
+ *            per-section freshness marks of that view key.
+ *   link     link \0 foreign_id               -> view_key
+ *   rlink    view_key \0 link \0 foreign_id   -> "" (reverse of link; erasure)
+ *   pending  link \0 foreign_id \0 seq(be64)   -> parked event (engine.c)
+ *   ver      entity_type \0 entity_id          -> last applied version (i64)
+ *   erased   view_key                          -> erased-at event time (i64)
+ *   offsets  topic \0 partition(be32)          -> store_offset_t
+ *   outbox   seq(be64)                         -> message to publish (dead letters)
+ *   meta     name                              -> value (view hash, counters, ...)
+ * Integer keys are big-endian so they sort; values are native-endian (an LMDB file
+ * is not portable across architectures anyway).
+ *
+ * Notes on the design:
+ * (1) Exactly one process writes a store (the projector); it holds an exclusive
+ *     flock on <dir>/writer.lock for its lifetime. Readers open MDB_RDONLY.
+ * (2) The next offset of every partition is written in the same write transaction
+ *     as the changes it caused (store_offset_put inside the batch's txn).
+ * (3) The map grows only while no transaction of this process is open
+ *     (store_grow); readers that see MDB_MAP_RESIZED adopt the new size.
+ *
+ * Threads: a store_t may be shared by threads. Write transactions belong to the one
+ * writer thread. Read transactions are per thread (the env is opened MDB_NOTLS so a
+ * reader may reset/renew its txn across requests). */
+#ifndef RM_STORE_H
+#define RM_STORE_H
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store store_t;
+
+typedef enum store_db {
+    STORE_DB_DOC = 0, STORE_DB_LINK, STORE_DB_RLINK, STORE_DB_PENDING, STORE_DB_VER,
+    STORE_DB_ERASED, STORE_DB_OFFSETS, STORE_DB_OUTBOX, STORE_DB_META, STORE_DB__COUNT
+} store_db_t;
+
+/* What a commit promises (docs/guarantees.md has the full table). */
+typedef enum store_durability {
+    STORE_SYNC = 0,       /* fsync on every commit: survives OS crash per commit */
+    STORE_NOMETASYNC,     /* MDB_NOMETASYNC: an OS crash may lose the last commit */
+    STORE_PERIODIC,       /* MDB_NOSYNC + mdb_env_sync every interval: an OS crash may
+                             lose up to one interval of commits (re-consumed, never
+                             double-applied, because offsets roll back with them) */
+} store_durability_t;
+
+typedef struct store_opts {
+    const char *so_dir;             /* environment directory (created if writable) */
+    bool so_readonly;
+    size_t so_map_size_bytes;       /* initial map size for a writer; 0 = 1 GiB */
+    store_durability_t so_durability;
+    int64_t so_sync_interval_ms;    /* STORE_PERIODIC */
+} store_opts_t;
+
+typedef struct store_offset {
+    int64_t so_next_offset;    /* next offset to consume */
+    int64_t so_high_watermark; /* partition's high watermark when last seen */
+    int64_t so_last_event_ms;  /* newest event time (occurred_at) applied from it */
+    int64_t so_updated_ms;     /* wall clock of the commit that wrote this record */
+} store_offset_t;
+
+/* Opens (creating if writable) the environment in opts->so_dir. A writer takes the
+ * writer lock and fails with "locked by another writer" if it is held. Returns NULL
+ * with a message in errstr. */
+store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen);
+void store_close(store_t *store);
+
+MDB_env *store_env(store_t *store);
+MDB_dbi store_dbi(const store_t *store, store_db_t db);
+const char *store_dir(const store_t *store);
+
+/* Read transactions. begin adopts a map resized by the writer (MDB_MAP_RESIZED).
+ * A reader may keep its txn and call store_read_reset() between uses and
+ * store_read_renew() before the next; renew also adopts a resized map. */
+int store_read_begin(store_t *store, MDB_txn **ret_txn);
+void store_read_reset(MDB_txn *txn);
+int store_read_renew(store_t *store, MDB_txn **txn);
+void store_read_end(MDB_txn *txn);
+
+/* Write transactions (writer thread only). commit maps LMDB errors to rm_err_t
+ * (RM_EMAPFULL, RM_EDISKFULL, ...); on error the txn is aborted. In STORE_PERIODIC
+ * mode commit also syncs when the interval has passed. */
+int store_write_begin(store_t *store, MDB_txn **ret_txn);
+int store_write_commit(store_t *store, MDB_txn *txn);
+void store_write_abort(MDB_txn *txn);
+/* Doubles the map size. Only while no txn of this process is open. */
+int store_grow(store_t *store);
+/* Forces an fsync of data and meta pages. */
+int store_sync(store_t *store);
+/* Map size and bytes in use (last page * page size). */
+int store_usage(store_t *store, size_t *ret_map_bytes, size_t *ret_used_bytes);
+
+/* Builds a doc key "view_key \0 section \0 item" into out (cap >= 512).
+ * Returns the length, or 0 if it would not fit. section may be "" (marks key). */
+size_t store_doc_key(char *out, size_t cap, const char *view_key, size_t view_key_len,
+                     const char *section, const char *item, size_t item_len);
+
+/* Offsets of (topic, partition). get returns RM_ENOTFOUND when none is stored. */
+int store_offset_get(store_t *store, MDB_txn *txn, const char *topic, int32_t partition,
+                     store_offset_t *ret_offset);
+int store_offset_put(store_t *store, MDB_txn *txn, const char *topic, int32_t partition,
+                     const store_offset_t *offset);
+/* Calls cb for every stored (topic, partition) in key order; a non-zero return
+ * from cb stops the walk and is returned. */
+typedef int (*store_offset_cb)(void *ctx, const char *topic, int32_t partition,
+                               const store_offset_t *offset);
+int store_offset_foreach(store_t *store, MDB_txn *txn, store_offset_cb cb, void *ctx);
+
+/* meta: small named values. get returns a borrowed pointer (valid until txn ends). */
+int store_meta_get(store_t *store, MDB_txn *txn, const char *name, const void **ret_data,
+                   size_t *ret_len);
+int store_meta_put(store_t *store, MDB_txn *txn, const char *name, const void *data, size_t len);
+int store_meta_get_i64(store_t *store, MDB_txn *txn, const char *name, int64_t *ret_value);
+int store_meta_put_i64(store_t *store, MDB_txn *txn, const char *name, int64_t value);
+
+/* Big-endian helpers for keys. */
+static inline void store_be32(unsigned char *out, uint32_t v)
+{
+    out[0] = (unsigned char)(v >> 24); out[1] = (unsigned char)(v >> 16);
+    out[2] = (unsigned char)(v >> 8); out[3] = (unsigned char)v;
+}
+static inline void store_be64(unsigned char *out, uint64_t v)
+{
+    store_be32(out, (uint32_t)(v >> 32));
+    store_be32(out + 4, (uint32_t)v);
+}
+static inline uint32_t store_get_be32(const unsigned char *in)
+{
+    return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];
+}
+static inline uint64_t store_get_be64(const unsigned char *in)
+{
+    return (uint64_t)store_get_be32(in) << 32 | store_get_be32(in + 4);
+}
+
+#endif

@@ -1,0 +1,130 @@
+/* view: a view definition (schemas/views/<name>.yaml) loaded into plain data.
+ *
+ * The view engine (engine.c) and the renderer (render.c) are generic; everything
+ * they know about Customer 360 comes from here. Loading validates the definition
+ * against the schema catalog (every event field a rule reads must exist in the
+ * reader schema with a compatible type) and reports "file:line: path: problem".
+ * A view_t is immutable after view_load() and may be shared by threads. */
+#ifndef RM_VIEW_H
+#define RM_VIEW_H
+
+#include "catalog.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VIEW_KEY_MAX_BYTES 128      /* view keys and item ids; keeps LMDB keys < 511 bytes */
+#define VIEW_NAME_MAX_BYTES 64      /* section, field, link and topic names */
+
+typedef enum view_section_kind { VIEW_SINGLE, VIEW_LIST, VIEW_COUNTERS } view_section_kind_t;
+typedef enum view_type { VIEW_T_STRING, VIEW_T_LONG, VIEW_T_BOOL, VIEW_T_TIMESTAMP } view_type_t;
+
+typedef struct view_field {
+    char *vf_name;
+    view_type_t vf_type;
+    bool vf_has_default;
+    char *vf_default_str; /* VIEW_T_STRING default */
+    int64_t vf_default_int; /* VIEW_T_LONG/TIMESTAMP/BOOL default */
+    bool vf_pii;          /* declared `pii: true` */
+} view_field_t;
+
+typedef struct view_section {
+    char *vs_name;
+    view_section_kind_t vs_kind;
+    view_field_t *vs_fields;
+    size_t vs_field_count;
+    int vs_sort_field;    /* VIEW_LIST: field index sorted on (newest first), or -1 */
+    uint32_t vs_max_items; /* VIEW_LIST: 0 = unbounded */
+} view_section_t;
+
+typedef enum view_expr_kind {
+    VIEW_EXPR_NONE = 0,
+    VIEW_EXPR_FIELD, /* an event field, by index in the reader schema */
+    VIEW_EXPR_CONST, /* a constant (string or integer) */
+    VIEW_EXPR_COUNT, /* number of items of an array field */
+} view_expr_kind_t;
+
+/* The Avro shape of an event field, decided at load so the hot path does not look it up. */
+typedef enum view_src_type {
+    VIEW_SRC_STRING, VIEW_SRC_ENUM, VIEW_SRC_LONG, VIEW_SRC_INT, VIEW_SRC_BOOL, VIEW_SRC_ARRAY,
+    VIEW_SRC_OPT_STRING, /* union {null, string} in either order */
+    VIEW_SRC_OPT_LONG,   /* union {null, long|int} */
+} view_src_type_t;
+
+typedef struct view_expr {
+    view_expr_kind_t ve_kind;
+    char *ve_field;         /* FIELD/COUNT: event field name */
+    int ve_field_index;     /* FIELD/COUNT: index in the reader schema's record */
+    view_src_type_t ve_src; /* FIELD/COUNT: its Avro shape */
+    bool ve_const_is_int;   /* CONST */
+    int64_t ve_const_int;
+    char *ve_const_str;
+} view_expr_t;
+
+typedef enum view_op_kind {
+    VIEW_OP_SET, VIEW_OP_UPSERT, VIEW_OP_UPDATE, VIEW_OP_DELETE, VIEW_OP_INCR, VIEW_OP_DECR,
+    VIEW_OP_ERASE, VIEW_OP_LINK,
+} view_op_kind_t;
+
+typedef struct view_assign {
+    int va_field;        /* index into the section's fields */
+    view_expr_t va_value;
+} view_assign_t;
+
+typedef struct view_op {
+    view_op_kind_t vo_kind;
+    int vo_section;          /* SET..DECR: index into v_sections; -1 otherwise */
+    view_expr_t vo_item;     /* UPSERT/UPDATE/DELETE: the item id */
+    view_assign_t *vo_assigns; /* SET/UPSERT/UPDATE */
+    size_t vo_assign_count;
+    int vo_counter_field;    /* INCR/DECR: field index in the counters section */
+    view_expr_t vo_by;       /* INCR/DECR: amount */
+    int vo_link;             /* LINK: index into v_links */
+    view_expr_t vo_link_id;  /* LINK: the foreign id */
+    unsigned vo_line;
+} view_op_t;
+
+typedef struct view_rule {
+    char *vr_event;                  /* record full name */
+    const catalog_entry_t *vr_reader; /* reader schema (newest of that name) */
+    char *vr_entity_type;            /* version guard: entity type ... */
+    view_expr_t vr_entity_id;        /* ... and id */
+    int vr_version_index;            /* index of `version` in the reader schema */
+    int vr_event_id_index;           /* index of `event_id` */
+    int vr_occurred_at_index;        /* index of `occurred_at` */
+    view_expr_t vr_key;              /* view key from a field, or ... */
+    int vr_via_link;                 /* ... through this link (index into v_links), or -1 */
+    view_expr_t vr_via_id;           /* the foreign id looked up in the link */
+    view_op_t *vr_ops;
+    size_t vr_op_count;
+    unsigned vr_line;
+} view_rule_t;
+
+typedef struct view {
+    char *v_name;
+    char *v_path;
+    char *v_key_field;
+    char **v_topics;
+    size_t v_topic_count;
+    char **v_links;
+    size_t v_link_count;
+    view_section_t *v_sections;
+    size_t v_section_count;
+    view_rule_t *v_rules;
+    size_t v_rule_count;
+    char v_hash[17]; /* hex FNV-1a 64 of the definition's bytes: stored in meta, checked at open */
+} view_t;
+
+/* Loads and validates path against catalog (which must outlive the view).
+ * Returns NULL with "file:line: where: problem" in errstr. */
+view_t *view_load(const char *path, const catalog_t *catalog, char *errstr, size_t errlen);
+void view_destroy(view_t *view);
+
+/* The rule for a record full name, or NULL (event not used by this view). */
+const view_rule_t *view_rule_for(const view_t *view, const char *full_name);
+/* Index of a section / topic by name, or -1. */
+int view_section_index(const view_t *view, const char *name);
+int view_topic_index(const view_t *view, const char *topic);
+
+#endif

@@ -1,0 +1,228 @@
+/* Tests of avro_dec.c: framing, validation of poison shapes, resolved decoding. */
+#include "avro_dec.h"
+#include "rm_err.h"
+#include "tsupport.h"
+
+#include <check.h>
+#include <string.h>
+
+static catalog_t *catalog;
+static avro_dec_t *dec;
+
+static void setup(void)
+{
+    catalog = ts_catalog();
+    dec = avro_dec_new(catalog);
+    ck_assert_ptr_nonnull(dec);
+}
+
+static void teardown(void)
+{
+    avro_dec_destroy(dec);
+    catalog_destroy(catalog);
+}
+
+/* A tiny hand encoder, so poison can be shaped byte by byte. */
+static void put_long(buf_t *b, int64_t v)
+{
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    while (z & ~0x7FULL) {
+        buf_append_char(b, (char)((z & 0x7F) | 0x80));
+        z >>= 7;
+    }
+    buf_append_char(b, (char)z);
+}
+
+static void put_str(buf_t *b, const char *s)
+{
+    put_long(b, (int64_t)strlen(s));
+    buf_append_str(b, s);
+}
+
+static void frame(buf_t *b, int id)
+{
+    unsigned char h[5] = {0, 0, 0, 0, (unsigned char)id};
+    buf_append(b, h, 5);
+}
+
+/* CustomerRegistered (id 1) up to but excluding the enum and boolean. */
+static void registered_prefix(buf_t *b)
+{
+    frame(b, 1);
+    put_str(b, "e-1");
+    put_long(b, 1700000000000);
+    put_long(b, 1);
+    put_str(b, "C1");
+    put_str(b, "Ada");
+    put_str(b, "ada@example.com");
+    put_str(b, "+441234567890");
+}
+
+static int decode(buf_t *b, char *reason)
+{
+    avro_dec_event_t ev;
+    return avro_dec_decode(dec, b->b_data, b->b_len, &ev, reason, 192);
+}
+
+START_TEST(test_valid_round_trip)
+{
+    buf_t b = BUF_INIT;
+    ck_assert_int_eq(ts_event(catalog, 4, &b, "event_id=e-9", "occurred_at=1700000000123",
+                              "version=2", "order_id=O1", "customer_id=C1", "lines=3",
+                              "total_cents=1999", "currency=EUR", NULL),
+                     0);
+    avro_dec_event_t ev;
+    char reason[192];
+    ck_assert_int_eq(avro_dec_decode(dec, b.b_data, b.b_len, &ev, reason, sizeof(reason)), 0);
+    ck_assert_int_eq(ev.ade_schema_id, 4);
+    ck_assert_str_eq(ev.ade_reader->ce_full_name, "c360.orders.OrderCreated");
+    avro_value_t field;
+    const char *s;
+    size_t size;
+    avro_value_get_by_name(ev.ade_value, "order_id", &field, NULL);
+    avro_value_get_string(&field, &s, &size);
+    ck_assert_str_eq(s, "O1");
+    avro_value_get_by_name(ev.ade_value, "lines", &field, NULL);
+    avro_value_get_size(&field, &size);
+    ck_assert_uint_eq(size, 3);
+    /* The same decoder again (cached), with fewer lines: the array must be reset. */
+    ck_assert_int_eq(ts_event(catalog, 4, &b, "event_id=e-10", "version=3", "order_id=O2",
+                              "customer_id=C1", "lines=1", NULL),
+                     0);
+    ck_assert_int_eq(avro_dec_decode(dec, b.b_data, b.b_len, &ev, reason, sizeof(reason)), 0);
+    avro_value_get_by_name(ev.ade_value, "lines", &field, NULL);
+    avro_value_get_size(&field, &size);
+    ck_assert_uint_eq(size, 1);
+    buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_framing_errors)
+{
+    char reason[192];
+    buf_t b = BUF_INIT;
+    buf_append(&b, "\0\0\0", 3);
+    ck_assert_int_eq(decode(&b, reason), RM_EFRAME);
+    buf_reset(&b);
+    registered_prefix(&b);
+    b.b_data[0] = 1; /* wrong magic byte */
+    ck_assert_int_eq(decode(&b, reason), RM_EFRAME);
+    ck_assert_str_eq(reason, "magic byte is not 0");
+    buf_reset(&b);
+    frame(&b, 99); /* unknown schema id */
+    put_str(&b, "x");
+    ck_assert_int_eq(decode(&b, reason), RM_ESCHEMA);
+    ck_assert_str_eq(reason, "unknown schema id 99");
+    buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_poison_shapes)
+{
+    char reason[192];
+    buf_t b = BUF_INIT;
+
+    registered_prefix(&b); /* truncated: enum and boolean missing */
+    ck_assert_int_eq(decode(&b, reason), RM_EDECODE);
+    ck_assert_str_eq(reason, "truncated varint");
+
+    buf_reset(&b);
+    registered_prefix(&b);
+    put_long(&b, 9); /* enum index out of range (4 symbols) */
+    buf_append_char(&b, 0);
+    ck_assert_int_eq(decode(&b, reason), RM_EDECODE);
+    ck_assert_str_eq(reason, "enum index 9 out of range");
+
+    buf_reset(&b);
+    registered_prefix(&b);
+    put_long(&b, 0);
+    buf_append_char(&b, 2); /* boolean byte 2 */
+    ck_assert_int_eq(decode(&b, reason), RM_EDECODE);
+
+    buf_reset(&b);
+    registered_prefix(&b);
+    put_long(&b, 0);
+    buf_append_char(&b, 1);
+    buf_append_char(&b, 7); /* trailing garbage */
+    ck_assert_int_eq(decode(&b, reason), RM_EDECODE);
+    ck_assert_str_eq(reason, "1 trailing bytes after the record");
+
+    buf_reset(&b);
+    frame(&b, 1);
+    put_long(&b, 1000000000); /* declared string length far past the message */
+    buf_append_str(&b, "abc");
+    ck_assert_int_eq(decode(&b, reason), RM_EDECODE);
+    ck_assert_msg(strstr(reason, "past the end") != NULL, "%s", reason);
+
+    buf_reset(&b);
+    frame(&b, 1);
+    put_long(&b, -5); /* negative length */
+    ck_assert_int_eq(decode(&b, reason), RM_EDECODE);
+
+    buf_reset(&b);
+    frame(&b, 1);
+    put_str(&b, "\xff\xfe"); /* invalid UTF-8 */
+    ck_assert_int_eq(decode(&b, reason), RM_EDECODE);
+    ck_assert_str_eq(reason, "string is not valid UTF-8");
+
+    buf_reset(&b);
+    frame(&b, 1);
+    for (int i = 0; i < 11; i++) /* varint longer than 10 bytes */
+        buf_append_char(&b, (char)0x81);
+    ck_assert_int_eq(decode(&b, reason), RM_EDECODE);
+
+    buf_reset(&b); /* union index out of range: CustomerContactUpdated.email */
+    frame(&b, 2);
+    put_str(&b, "e");
+    put_long(&b, 1);
+    put_long(&b, 2);
+    put_str(&b, "C1");
+    put_long(&b, 5);
+    ck_assert_int_eq(decode(&b, reason), RM_EDECODE);
+    ck_assert_str_eq(reason, "union index 5 out of range");
+
+    buf_reset(&b); /* array block count larger than the message */
+    frame(&b, 4);
+    put_str(&b, "e");
+    put_long(&b, 1);
+    put_long(&b, 1);
+    put_str(&b, "O1");
+    put_str(&b, "C1");
+    put_long(&b, 1LL << 40);
+    ck_assert_int_eq(decode(&b, reason), RM_EDECODE);
+    buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_every_truncation_is_rejected)
+{
+    /* Every strict prefix of a valid message must be rejected, never crash or leak. */
+    buf_t b = BUF_INIT;
+    ck_assert_int_eq(ts_event(catalog, 4, &b, "event_id=e-1", "order_id=O1", "customer_id=C1",
+                              "lines=2", "currency=EUR", NULL),
+                     0);
+    char reason[192];
+    avro_dec_event_t ev;
+    for (size_t len = 0; len < b.b_len; len++)
+        ck_assert_int_ne(avro_dec_decode(dec, b.b_data, len, &ev, reason, sizeof(reason)), 0);
+    ck_assert_int_eq(avro_dec_decode(dec, b.b_data, b.b_len, &ev, reason, sizeof(reason)), 0);
+    buf_free(&b);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("avro_dec");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_valid_round_trip);
+    tcase_add_test(tc, test_framing_errors);
+    tcase_add_test(tc, test_poison_shapes);
+    tcase_add_test(tc, test_every_truncation_is_rejected);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

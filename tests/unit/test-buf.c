@@ -1,0 +1,85 @@
+/* Tests of buf.c: growth, integers and JSON string escaping. */
+#include "buf.h"
+
+#include <check.h>
+#include <stdint.h>
+#include <string.h>
+
+START_TEST(test_append_and_reset)
+{
+    buf_t b = BUF_INIT;
+    for (int i = 0; i < 1000; i++)
+        ck_assert_int_eq(buf_append_str(&b, "abc"), 0);
+    ck_assert_uint_eq(b.b_len, 3000);
+    ck_assert_uint_eq(strlen(b.b_data), 3000);
+    size_t cap = b.b_cap;
+    buf_reset(&b);
+    ck_assert_uint_eq(b.b_len, 0);
+    ck_assert_uint_eq(b.b_cap, cap); /* memory kept for reuse */
+    ck_assert_int_eq(buf_printf(&b, "%d-%s", 42, "x"), 0);
+    ck_assert_str_eq(b.b_data, "42-x");
+    buf_free(&b);
+    buf_free(&b); /* idempotent */
+}
+END_TEST
+
+START_TEST(test_i64_extremes)
+{
+    buf_t b = BUF_INIT;
+    buf_append_i64(&b, INT64_MIN);
+    buf_append_char(&b, ' ');
+    buf_append_i64(&b, INT64_MAX);
+    buf_append_char(&b, ' ');
+    buf_append_i64(&b, 0);
+    ck_assert_str_eq(b.b_data, "-9223372036854775808 9223372036854775807 0");
+    buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_json_escapes)
+{
+    buf_t b = BUF_INIT;
+    const char in[] = "a\"b\\c\n\t\x01/\xc3\xa9";
+    buf_append_json_str(&b, in, sizeof(in) - 1);
+    ck_assert_str_eq(b.b_data, "\"a\\\"b\\\\c\\n\\t\\u0001/\xc3\xa9\"");
+    buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_json_invalid_utf8_replaced)
+{
+    buf_t b = BUF_INIT;
+    /* lone continuation, overlong '/', surrogate U+D800, truncated 3-byte sequence */
+    const char in[] = "x\x80y\xc0\xafz\xed\xa0\x80w\xe2\x82";
+    buf_append_json_str(&b, in, sizeof(in) - 1);
+    ck_assert_str_eq(b.b_data, "\"x\xef\xbf\xbdy\xef\xbf\xbd\xef\xbf\xbdz\xef\xbf\xbd\xef\xbf\xbd"
+                               "\xef\xbf\xbdw\xef\xbf\xbd\xef\xbf\xbd\"");
+    buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_json_embedded_nul)
+{
+    buf_t b = BUF_INIT;
+    buf_append_json_str(&b, "a\0b", 3);
+    ck_assert_str_eq(b.b_data, "\"a\\u0000b\"");
+    buf_free(&b);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("buf");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_append_and_reset);
+    tcase_add_test(tc, test_i64_extremes);
+    tcase_add_test(tc, test_json_escapes);
+    tcase_add_test(tc, test_json_invalid_utf8_replaced);
+    tcase_add_test(tc, test_json_embedded_nul);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

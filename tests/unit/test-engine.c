@@ -1,0 +1,314 @@
+/* Tests of engine.c (and render.c) on the real Customer 360 definition: every
+ * operation, the version guard, parking, trimming, erasure and convergence. */
+#include "engine.h"
+#include "render.h"
+#include "rm_err.h"
+#include "tsupport.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Schema ids of schemas/catalog.yaml. */
+enum { REG = 1, CONTACT = 2, ERASED = 3, ORDER = 4, CANCEL = 5, SETTLED = 6, FAILED = 7,
+       REVERSED = 8, DISPATCHED = 9, DELAYED = 10, DELIVERED = 11, LOYALTY = 12, RET_OPEN = 13,
+       RET_CLOSE = 14 };
+
+typedef struct fixture {
+    char *dir;
+    store_t *store;
+    engine_t *engine;
+    int64_t offset;
+} fixture_t;
+
+static catalog_t *catalog;
+static view_t *view;
+static fixture_t fx, fx2;
+static buf_t msg;
+
+static void fixture_open(fixture_t *f)
+{
+    char err[512];
+    f->dir = ts_tmpdir();
+    store_opts_t opts = {.so_dir = f->dir, .so_map_size_bytes = 64 << 20,
+                         .so_durability = STORE_PERIODIC};
+    f->store = store_open(&opts, err, sizeof(err));
+    ck_assert_msg(f->store != NULL, "%s", err);
+    f->engine = engine_new(view, catalog, f->store, NULL);
+    ck_assert_ptr_nonnull(f->engine);
+    f->offset = 0;
+}
+
+static void fixture_close(fixture_t *f)
+{
+    engine_destroy(f->engine);
+    store_close(f->store);
+    ts_rmtree(f->dir);
+}
+
+static void setup(void)
+{
+    char path[4096], err[512];
+    catalog = ts_catalog();
+    view = view_load(ts_src("schemas/views/customer360.yaml", path, sizeof(path)), catalog, err,
+                     sizeof(err));
+    ck_assert_msg(view != NULL, "%s", err);
+    fixture_open(&fx);
+    fixture_open(&fx2);
+    buf_init(&msg);
+}
+
+static void teardown(void)
+{
+    fixture_close(&fx);
+    fixture_close(&fx2);
+    view_destroy(view);
+    catalog_destroy(catalog);
+    buf_free(&msg);
+}
+
+/* Applies the message in `msg` in its own transaction; returns the result. */
+static engine_result_t apply_to(fixture_t *f, const char *topic)
+{
+    MDB_txn *txn;
+    engine_result_t res;
+    ck_assert_int_eq(store_write_begin(f->store, &txn), 0);
+    ck_assert_int_eq(engine_txn_begin(f->engine, txn), 0);
+    engine_msg_t m = {topic, 0, f->offset++, 0, NULL, 0, msg.b_data, msg.b_len};
+    ck_assert_int_eq(engine_apply(f->engine, txn, &m, &res), 0);
+    ck_assert_int_eq(engine_txn_precommit(f->engine, txn), 0);
+    ck_assert_int_eq(store_write_commit(f->store, txn), 0);
+    return res;
+}
+
+#define EV(schema, ...) ck_assert_int_eq(ts_event(catalog, schema, &msg, __VA_ARGS__, NULL), 0)
+#define APPLY(topic) apply_to(&fx, topic).er_outcome
+
+/* Renders the sections of key; returns a static string or "NOTFOUND". */
+static const char *sections_of(fixture_t *f, const char *key)
+{
+    static buf_t out;
+    MDB_txn *txn;
+    buf_reset(&out);
+    ck_assert_int_eq(store_read_begin(f->store, &txn), 0);
+    int rc = render_sections(view, f->store, txn, key, strlen(key), &out);
+    store_read_end(txn);
+    if (rc == RM_ENOTFOUND)
+        return "NOTFOUND";
+    ck_assert_int_eq(rc, 0);
+    return out.b_data;
+}
+
+static void register_c1(void)
+{
+    EV(REG, "event_id=r1", "occurred_at=1000", "version=1", "customer_id=C1", "name=Ada",
+       "email=ada@example.com", "phone=+441234", "preferred_channel=EMAIL",
+       "marketing_opt_in=true");
+    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+}
+
+static void order(const char *id, int64_t at, int64_t version)
+{
+    char e[64], o[64], t[64], v[64];
+    snprintf(e, sizeof(e), "event_id=oc-%s-%lld", id, (long long)version);
+    snprintf(o, sizeof(o), "order_id=%s", id);
+    snprintf(t, sizeof(t), "occurred_at=%lld", (long long)at);
+    snprintf(v, sizeof(v), "version=%lld", (long long)version);
+    EV(ORDER, e, t, v, o, "customer_id=C1", "lines=2", "total_cents=500", "currency=EUR");
+}
+
+START_TEST(test_profile_set_and_empty_sections)
+{
+    register_c1();
+    ck_assert(ts_json_equal(
+        sections_of(&fx, "C1"),
+        "{\"profile\":{\"customer_id\":\"C1\",\"name\":\"Ada\",\"email\":\"ada@example.com\","
+        "\"phone\":\"+441234\",\"preferred_channel\":\"EMAIL\",\"marketing_opt_in\":true,"
+        "\"registered_at\":1000,\"updated_at\":1000},\"orders\":[],\"payment_issues\":[],"
+        "\"delivery_exceptions\":[],\"loyalty\":null,\"returns\":[],"
+        "\"counters\":{\"lifetime_orders\":0,\"lifetime_settled_cents\":0}}"));
+    ck_assert_str_eq(sections_of(&fx, "C2"), "NOTFOUND");
+}
+END_TEST
+
+START_TEST(test_contact_update_null_means_unchanged)
+{
+    register_c1();
+    EV(CONTACT, "event_id=c2", "occurred_at=2000", "version=2", "customer_id=C1",
+       "email=null", "phone=+449999", "preferred_channel=SMS", "marketing_opt_in=false");
+    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"email\":\"ada@example.com\"") && strstr(s, "\"phone\":\"+449999\"") &&
+                      strstr(s, "\"updated_at\":2000") && strstr(s, "\"registered_at\":1000"),
+                  "%s", s);
+}
+END_TEST
+
+START_TEST(test_version_guard_ignores_duplicates_and_old_versions)
+{
+    register_c1();
+    order("O1", 1100, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_STALE); /* the same event redelivered */
+    EV(SETTLED, "event_id=p1", "occurred_at=1200", "version=1", "payment_id=P1", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_APPLIED);
+    ck_assert_int_eq(APPLY("payments"), ENGINE_STALE);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"lifetime_orders\":1,\"lifetime_settled_cents\":500") != NULL, "%s", s);
+    ck_assert_msg(strstr(s, "\"payment_status\":\"SETTLED\"") != NULL, "%s", s);
+}
+END_TEST
+
+START_TEST(test_parked_until_link_arrives)
+{
+    register_c1();
+    EV(FAILED, "event_id=p1a", "occurred_at=1200", "version=1", "payment_id=P1", "order_id=O1",
+       "amount_cents=500", "currency=EUR", "reason=card declined");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_PARKED);
+    EV(SETTLED, "event_id=p1b", "occurred_at=1300", "version=2", "payment_id=P1", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_PARKED);
+    order("O1", 1100, 1);
+    engine_result_t res = apply_to(&fx, "orders");
+    ck_assert_int_eq(res.er_outcome, ENGINE_APPLIED);
+    ck_assert_uint_eq(res.er_unparked, 2);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"payment_status\":\"SETTLED\"") && strstr(s, "\"payment_issues\":[]") &&
+                      strstr(s, "\"lifetime_settled_cents\":500"),
+                  "%s", s);
+    MDB_txn *txn;
+    size_t parked;
+    store_read_begin(fx.store, &txn);
+    ck_assert_int_eq(engine_parked_count(fx.engine, txn, &parked), 0);
+    store_read_end(txn);
+    ck_assert_uint_eq(parked, 0);
+}
+END_TEST
+
+START_TEST(test_bounded_list_keeps_newest_twenty)
+{
+    register_c1();
+    /* 25 orders arriving in a scrambled order of creation time. */
+    for (int i = 0; i < 25; i++) {
+        int k = (i * 7) % 25;
+        char id[16];
+        snprintf(id, sizeof(id), "O%02d", k);
+        order(id, 10000 + k, 1);
+        ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    }
+    /* A payment for a trimmed order changes counters but recreates nothing. */
+    EV(SETTLED, "event_id=px", "occurred_at=20000", "version=1", "payment_id=PX", "order_id=O00",
+       "amount_cents=7", "currency=EUR");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_APPLIED);
+    const char *s = sections_of(&fx, "C1");
+    for (int k = 0; k < 25; k++) {
+        char needle[32];
+        snprintf(needle, sizeof(needle), "\"order_id\":\"O%02d\"", k);
+        ck_assert_msg((strstr(s, needle) != NULL) == (k >= 5), "order %d: %s", k, s);
+    }
+    ck_assert_msg(strstr(s, "\"lifetime_orders\":25,\"lifetime_settled_cents\":7") != NULL, "%s", s);
+    /* newest first */
+    ck_assert(strstr(s, "\"O24\"") < strstr(s, "\"O23\""));
+}
+END_TEST
+
+START_TEST(test_erasure_is_final)
+{
+    register_c1();
+    order("O1", 1100, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    EV(ERASED, "event_id=x1", "occurred_at=1500", "version=2", "customer_id=C1");
+    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+    ck_assert_str_eq(sections_of(&fx, "C1"), "NOTFOUND");
+    /* Late events through the erased customer's link are dropped, not parked. */
+    EV(SETTLED, "event_id=p9", "occurred_at=1400", "version=1", "payment_id=P9", "order_id=O1",
+       "amount_cents=5", "currency=EUR");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_ERASED);
+    /* A later order for the erased customer does not resurrect it, and its own
+     * payments are dropped rather than parked forever. */
+    order("O2", 1600, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_ERASED);
+    EV(SETTLED, "event_id=p10", "occurred_at=1700", "version=1", "payment_id=P10",
+       "order_id=O2", "amount_cents=5", "currency=EUR");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_ERASED);
+    ck_assert_str_eq(sections_of(&fx, "C1"), "NOTFOUND");
+}
+END_TEST
+
+START_TEST(test_poison_is_rejected_without_effect)
+{
+    register_c1();
+    const char *before = strdup(sections_of(&fx, "C1"));
+    EV(ORDER, "event_id=bad", "occurred_at=1100", "version=1", "order_id=", "customer_id=C1");
+    engine_result_t res = apply_to(&fx, "orders");
+    ck_assert_int_eq(res.er_outcome, ENGINE_REJECTED);
+    ck_assert_int_eq(res.er_error, RM_EVALIDATE);
+    ck_assert_str_eq(sections_of(&fx, "C1"), before);
+    buf_reset(&msg);
+    buf_append(&msg, "\x00\x00\x00\x00\x04garbage", 12);
+    res = apply_to(&fx, "orders");
+    ck_assert_int_eq(res.er_outcome, ENGINE_REJECTED);
+    ck_assert_int_eq(res.er_error, RM_EDECODE);
+    ck_assert_str_eq(sections_of(&fx, "C1"), before);
+    free((void *)before);
+}
+END_TEST
+
+/* The same events applied in two orders Kafka permits (different partitions
+ * interleaved differently) must give byte-identical documents. */
+START_TEST(test_interleavings_converge)
+{
+    typedef struct { const char *topic; int schema; const char *f[9]; } ev_t;
+    static const ev_t evs[] = {
+        {"customers", REG, {"event_id=a1", "occurred_at=100", "version=1", "customer_id=C1", "name=N", "email=e@x", "phone=+1", "preferred_channel=SMS", "marketing_opt_in=false"}},
+        {"orders", ORDER, {"event_id=a2", "occurred_at=200", "version=1", "order_id=O1", "customer_id=C1", "lines=1", "total_cents=10", "currency=EUR", NULL}},
+        {"payments", FAILED, {"event_id=a3", "occurred_at=300", "version=1", "payment_id=P1", "order_id=O1", "amount_cents=10", "currency=EUR", "reason=r", NULL}},
+        {"shipments", DISPATCHED, {"event_id=a4", "occurred_at=350", "version=1", "shipment_id=S1", "order_id=O1", "carrier=c", "eta=999", NULL}},
+        {"payments", SETTLED, {"event_id=a5", "occurred_at=400", "version=1", "payment_id=P2", "order_id=O1", "amount_cents=10", "currency=EUR", NULL}},
+        {"shipments", DELAYED, {"event_id=a6", "occurred_at=450", "version=2", "shipment_id=S1", "order_id=O1", "reason=storm", "new_eta=1999", NULL}},
+        {"loyalty", LOYALTY, {"event_id=a7", "occurred_at=500", "version=1", "customer_id=C1", "tier=GOLD", "points=10", NULL}},
+        {"returns", RET_OPEN, {"event_id=a8", "occurred_at=600", "version=1", "return_id=R1", "order_id=O1", "reason=size", NULL}},
+    };
+    static const int order_a[] = {0, 1, 2, 3, 4, 5, 6, 7};
+    static const int order_b[] = {7, 5, 4, 3, 2, 6, 1, 0}; /* every cross-topic skew at once */
+    const int *orders[2] = {order_a, order_b};
+    fixture_t *fs[2] = {&fx, &fx2};
+    for (int run = 0; run < 2; run++) {
+        for (int i = 0; i < 8; i++) {
+            const ev_t *e = &evs[orders[run][i]];
+            ck_assert_int_eq(ts_event(catalog, e->schema, &msg, e->f[0], e->f[1], e->f[2], e->f[3],
+                                      e->f[4], e->f[5], e->f[6], e->f[7], e->f[8], NULL),
+                             0);
+            engine_result_t res = apply_to(fs[run], e->topic);
+            ck_assert_int_ne(res.er_outcome, ENGINE_REJECTED);
+        }
+    }
+    char *a = strdup(sections_of(&fx, "C1"));
+    ck_assert_str_eq(a, sections_of(&fx2, "C1"));
+    ck_assert_msg(strstr(a, "\"payment_status\":\"SETTLED\"") && strstr(a, "\"shipment_status\":\"DELAYED\""),
+                  "%s", a);
+    free(a);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("engine");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_profile_set_and_empty_sections);
+    tcase_add_test(tc, test_contact_update_null_means_unchanged);
+    tcase_add_test(tc, test_version_guard_ignores_duplicates_and_old_versions);
+    tcase_add_test(tc, test_parked_until_link_arrives);
+    tcase_add_test(tc, test_bounded_list_keeps_newest_twenty);
+    tcase_add_test(tc, test_erasure_is_final);
+    tcase_add_test(tc, test_poison_is_rejected_without_effect);
+    tcase_add_test(tc, test_interleavings_converge);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

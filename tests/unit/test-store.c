@@ -1,0 +1,147 @@
+/* Tests of store.c: key layout, offsets bookkeeping, meta, the writer lock and
+ * read-only opening. */
+#include "rm_err.h"
+#include "store.h"
+#include "tsupport.h"
+
+#include <check.h>
+#include <string.h>
+
+static char *dir;
+static store_t *store;
+
+static void setup(void)
+{
+    char err[512];
+    dir = ts_tmpdir();
+    store_opts_t opts = {.so_dir = dir, .so_map_size_bytes = 8 << 20, .so_durability = STORE_SYNC};
+    store = store_open(&opts, err, sizeof(err));
+    ck_assert_msg(store != NULL, "%s", err);
+}
+
+static void teardown(void)
+{
+    store_close(store);
+    ts_rmtree(dir);
+}
+
+START_TEST(test_doc_key_layout)
+{
+    char key[512];
+    size_t len = store_doc_key(key, sizeof(key), "C1", 2, "orders", "O7", 2);
+    ck_assert_uint_eq(len, 12);
+    ck_assert_int_eq(memcmp(key, "C1\0orders\0O7", 12), 0);
+    len = store_doc_key(key, sizeof(key), "C1", 2, "", "", 0); /* the marks key */
+    ck_assert_uint_eq(len, 4);
+    ck_assert_int_eq(memcmp(key, "C1\0\0", 4), 0);
+    char big[600];
+    memset(big, 'x', sizeof(big));
+    ck_assert_uint_eq(store_doc_key(key, sizeof(key), big, 510, "s", "", 0), 0);
+}
+END_TEST
+
+static int count_cb(void *ctx, const char *topic, int32_t partition, const store_offset_t *off)
+{
+    char *seen = ctx;
+    char line[128];
+    snprintf(line, sizeof(line), "%s/%d=%lld;", topic, partition, (long long)off->so_next_offset);
+    strcat(seen, line);
+    return 0;
+}
+
+START_TEST(test_offsets_commit_with_the_txn)
+{
+    MDB_txn *txn;
+    store_offset_t off = {42, 50, 1000, 2000}, got;
+    ck_assert_int_eq(store_write_begin(store, &txn), 0);
+    ck_assert_int_eq(store_offset_put(store, txn, "orders", 3, &off), 0);
+    ck_assert_int_eq(store_offset_put(store, txn, "orders", 12, &off), 0);
+    ck_assert_int_eq(store_offset_put(store, txn, "customers", 0, &off), 0);
+    store_write_abort(txn); /* an aborted batch leaves no offsets behind */
+    ck_assert_int_eq(store_read_begin(store, &txn), 0);
+    ck_assert_int_eq(store_offset_get(store, txn, "orders", 3, &got), RM_ENOTFOUND);
+    store_read_end(txn);
+
+    ck_assert_int_eq(store_write_begin(store, &txn), 0);
+    ck_assert_int_eq(store_offset_put(store, txn, "orders", 12, &off), 0);
+    off.so_next_offset = 7;
+    ck_assert_int_eq(store_offset_put(store, txn, "orders", 3, &off), 0);
+    ck_assert_int_eq(store_offset_put(store, txn, "customers", 0, &off), 0);
+    ck_assert_int_eq(store_write_commit(store, txn), 0);
+    ck_assert_int_eq(store_read_begin(store, &txn), 0);
+    ck_assert_int_eq(store_offset_get(store, txn, "orders", 3, &got), 0);
+    ck_assert_int_eq(got.so_next_offset, 7);
+    ck_assert_int_eq(got.so_high_watermark, 50);
+    char seen[512] = "";
+    ck_assert_int_eq(store_offset_foreach(store, txn, count_cb, seen), 0);
+    /* big-endian partitions sort numerically: 3 before 12 */
+    ck_assert_str_eq(seen, "customers/0=7;orders/3=7;orders/12=42;");
+    store_read_end(txn);
+}
+END_TEST
+
+START_TEST(test_meta_values)
+{
+    MDB_txn *txn;
+    int64_t v;
+    ck_assert_int_eq(store_write_begin(store, &txn), 0);
+    ck_assert_int_eq(store_meta_get_i64(store, txn, "n", &v), RM_ENOTFOUND);
+    ck_assert_int_eq(store_meta_put_i64(store, txn, "n", -5), 0);
+    ck_assert_int_eq(store_meta_get_i64(store, txn, "n", &v), 0);
+    ck_assert_int_eq(v, -5);
+    ck_assert_int_eq(store_write_commit(store, txn), 0);
+}
+END_TEST
+
+START_TEST(test_single_writer_and_readonly)
+{
+    char err[512];
+    store_opts_t opts = {.so_dir = dir};
+    ck_assert_ptr_null(store_open(&opts, err, sizeof(err)));
+    ck_assert_msg(strstr(err, "locked by another writer") != NULL, "%s", err);
+    opts.so_readonly = true;
+    store_t *reader = store_open(&opts, err, sizeof(err));
+    ck_assert_msg(reader != NULL, "%s", err);
+    MDB_txn *txn;
+    ck_assert_int_eq(store_read_begin(reader, &txn), 0);
+    store_read_reset(txn);
+    ck_assert_int_eq(store_read_renew(reader, &txn), 0);
+    store_read_end(txn);
+    store_close(reader);
+    store_opts_t missing = {.so_dir = "/nonexistent/store", .so_readonly = true};
+    ck_assert_ptr_null(store_open(&missing, err, sizeof(err)));
+}
+END_TEST
+
+START_TEST(test_grow_keeps_data)
+{
+    MDB_txn *txn;
+    size_t map_before, used;
+    ck_assert_int_eq(store_usage(store, &map_before, &used), 0);
+    ck_assert_int_eq(store_grow(store), 0);
+    size_t map_after;
+    ck_assert_int_eq(store_usage(store, &map_after, &used), 0);
+    ck_assert_uint_eq(map_after, map_before * 2);
+    ck_assert_int_eq(store_write_begin(store, &txn), 0);
+    ck_assert_int_eq(store_meta_put_i64(store, txn, "after_grow", 1), 0);
+    ck_assert_int_eq(store_write_commit(store, txn), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_doc_key_layout);
+    tcase_add_test(tc, test_offsets_commit_with_the_txn);
+    tcase_add_test(tc, test_meta_values);
+    tcase_add_test(tc, test_single_writer_and_readonly);
+    tcase_add_test(tc, test_grow_keeps_data);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

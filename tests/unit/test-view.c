@@ -1,0 +1,103 @@
+/* Tests of view.c: the real definition loads; mistakes are reported with file,
+ * line and path. */
+#include "tsupport.h"
+#include "view.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+static catalog_t *catalog;
+static char *dir;
+
+static void setup(void)
+{
+    catalog = ts_catalog();
+    dir = ts_tmpdir();
+}
+
+static void teardown(void)
+{
+    catalog_destroy(catalog);
+    ts_rmtree(dir);
+}
+
+START_TEST(test_real_definition_loads)
+{
+    char path[4096], err[512];
+    view_t *view = view_load(ts_src("schemas/views/customer360.yaml", path, sizeof(path)), catalog,
+                             err, sizeof(err));
+    ck_assert_msg(view != NULL, "%s", err);
+    ck_assert_str_eq(view->v_name, "customer360");
+    ck_assert_uint_eq(view->v_topic_count, 6);
+    ck_assert_uint_eq(view->v_section_count, 7);
+    int orders = view_section_index(view, "orders");
+    ck_assert_int_ge(orders, 0);
+    ck_assert_uint_eq(view->v_sections[orders].vs_max_items, 20);
+    const view_rule_t *rule = view_rule_for(view, "c360.payments.PaymentSettled");
+    ck_assert_ptr_nonnull(rule);
+    ck_assert_int_ge(rule->vr_via_link, 0);
+    ck_assert_ptr_null(view_rule_for(view, "c360.nope.Nothing"));
+    ck_assert_uint_eq(strlen(view->v_hash), 16);
+    view_destroy(view);
+}
+END_TEST
+
+/* Writes text to a file and expects view_load to fail with exactly `expected`
+ * (after the file name). */
+static void expect_error(const char *text, const char *expected)
+{
+    char path[4096], err[512];
+    snprintf(path, sizeof(path), "%s/v.yaml", dir);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    view_t *view = view_load(path, catalog, err, sizeof(err));
+    ck_assert_ptr_null(view);
+    const char *rest = strstr(err, "v.yaml:");
+    ck_assert_msg(rest && strcmp(rest + 7, expected) == 0, "got '%s', want '%s'", err, expected);
+}
+
+#define HEAD "view: v\nkey: customer_id\ntopics: [customers]\n"
+#define SECTIONS "sections:\n  profile:\n    kind: single\n    fields: {name: string}\n"
+
+START_TEST(test_errors_name_line_and_path)
+{
+    expect_error(HEAD SECTIONS "rules: []\nbogus: 1\n", "9: (top level): unknown key 'bogus'");
+    expect_error(HEAD "sections:\n  profile:\n    kind: blob\n    fields: {a: string}\n"
+                      "rules: []\n",
+                 "6: sections.profile: kind must be single, list or counters");
+    expect_error(HEAD SECTIONS "rules:\n  - event: c360.customers.Nope\n"
+                               "    entity: {type: c, id: customer_id}\n"
+                               "    key: customer_id\n    ops: [{erase: {}}]\n",
+                 "9: rules[0]: event c360.customers.Nope is not in the schema catalog");
+    expect_error(HEAD SECTIONS "rules:\n  - event: c360.customers.CustomerRegistered\n"
+                               "    entity: {type: c, id: customer_id}\n"
+                               "    key: customer_id\n"
+                               "    ops:\n      - set: {section: profile, fields: {name: nmae}}\n",
+                 "13: rules[0].ops[0].set: event c360.customers.CustomerRegistered has no field 'nmae'");
+    expect_error(HEAD SECTIONS "rules:\n  - event: c360.customers.CustomerRegistered\n"
+                               "    entity: {type: c, id: customer_id}\n"
+                               "    key: customer_id\n"
+                               "    ops:\n      - set: {section: profile, fields: {name: marketing_opt_in}}\n",
+                 "13: rules[0].ops[0].set: field 'marketing_opt_in' has the wrong type for this target");
+    expect_error(HEAD SECTIONS "rules:\n  - event: c360.customers.CustomerRegistered\n"
+                               "    key: customer_id\n    ops: [{erase: {}}]\n",
+                 "9: rules[0]: entity: missing (the aggregate whose version guards it)");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("view");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_real_definition_loads);
+    tcase_add_test(tc, test_errors_name_line_and_path);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,32 @@
+/* tsupport: helpers shared by the unit tests — temp dirs, Avro events, JSON checks. */
+#ifndef RM_TSUPPORT_H
+#define RM_TSUPPORT_H
+
+#include "buf.h"
+#include "catalog.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Path of a file in the source tree (RM_TEST_SRCDIR). Static buffer per call site. */
+const char *ts_src(const char *relpath, char *out, size_t cap);
+/* Creates a fresh temporary directory; returns its path (malloc'd). */
+char *ts_tmpdir(void);
+/* rm -rf path and free it. */
+void ts_rmtree(char *path);
+
+/* The real catalog (schemas/catalog.yaml); aborts the test on failure. */
+catalog_t *ts_catalog(void);
+
+/* Builds a Confluent-framed Avro message for schema_id into out (reset first).
+ * Fields are given as "name=value" strings, NULL-terminated; the value is coerced to
+ * the field's type (string, long/int, boolean true/false, enum symbol, union: "null"
+ * or the non-null branch's value, array: "N" gives N default items). Fields not
+ * given get zero values. Returns 0 or -1 (with a message on stderr). */
+int ts_event(const catalog_t *catalog, int schema_id, buf_t *out, ...)
+    __attribute__((sentinel));
+
+/* Compares JSON texts semantically (jansson). On mismatch prints both and returns false. */
+bool ts_json_equal(const char *actual, const char *expected);
+
+#endif
