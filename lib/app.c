@@ -11,6 +11,8 @@
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 
 int app_args_add_set(app_args_t *args, const char *pair)
@@ -26,6 +28,27 @@ int app_args_add_kafka(app_args_t *args, const char *pair, char *storage, size_t
     if ((size_t)snprintf(storage, storage_len, "kafka.%s", pair) >= storage_len)
         return RM_EINVAL;
     return app_args_add_set(args, storage);
+}
+
+int app_parse_listen(const char *text, struct sockaddr_in *ret_addr)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon == text || (size_t)(colon - text) >= 64)
+        return RM_EINVAL;
+    char host[64];
+    memcpy(host, text, (size_t)(colon - text));
+    host[colon - text] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || port < 0 || port > 65535)
+        return RM_EINVAL;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
+        return RM_EINVAL;
+    *ret_addr = addr;
+    return 0;
 }
 
 int app_mkdirs(const char *path)

@@ -49,6 +49,11 @@ void app_cleanup(app_t *app);
 /* -V: version and build features (library versions) on stdout. */
 void app_print_version(const char *prog);
 
+/* Parses "host:port" (IPv4 address or "localhost"; port 0..65535) for a listener.
+ * Returns 0 or RM_EINVAL. */
+struct sockaddr_in;
+int app_parse_listen(const char *text, struct sockaddr_in *ret_addr);
+
 /* mkdir -p. Returns 0 or an rm_err_t. */
 int app_mkdirs(const char *path);
 

@@ -12,16 +12,18 @@
 typedef struct catalog catalog_t;
 
 typedef struct catalog_entry {
-    int32_t ce_id;            /* the Confluent schema id */
-    const char *ce_file;      /* resolved path of the .avsc file */
-    const char *ce_topic;     /* topic producers publish it on (may be NULL) */
+    int32_t ce_id; /* the Confluent schema id */
+    const char *ce_file; /* resolved path of the .avsc file */
+    const char *ce_topic; /* topic producers publish it on (may be NULL) */
     const char *ce_full_name; /* record full name, e.g. "c360.orders.OrderCreated" */
-    avro_schema_t ce_schema;  /* parsed schema (a record) */
+    avro_schema_t ce_schema; /* parsed schema (a record) */
 } catalog_entry_t;
 
 /* Loads path (YAML: `schemas: [{id, file, topic}]`); files are relative to the
  * catalog's directory. Errors name the file, line and field, e.g.
- * "schemas/catalog.yaml:12: schemas[3].id: duplicate id 4". Returns NULL on error. */
+ * "schemas/catalog.yaml:12: schemas[3].id: duplicate id 4" (schemas[] is 0-based). Ids
+ * must be 1..INT32_MAX and unique; every file must hold a record schema. Returns NULL on
+ * error; the caller owns the result (catalog_destroy, NULL-safe). */
 catalog_t *catalog_load(const char *path, char *errstr, size_t errlen);
 void catalog_destroy(catalog_t *catalog);
 
@@ -31,6 +33,7 @@ const catalog_entry_t *catalog_get(const catalog_t *catalog, int32_t schema_id);
  * view engine decodes into. NULL if no schema has that name. */
 const catalog_entry_t *catalog_latest(const catalog_t *catalog, const char *full_name);
 size_t catalog_count(const catalog_t *catalog);
+/* index-th entry in ascending id order (0 <= index < catalog_count), or NULL. */
 const catalog_entry_t *catalog_at(const catalog_t *catalog, size_t index);
 
 #endif

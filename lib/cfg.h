@@ -9,13 +9,18 @@
  * addressed as dotted names ("projector.batch_max_events"). The `kafka:` map is
  * passed through verbatim to librdkafka (any property), e.g.
  *   kafka: {bootstrap.servers: "127.0.0.1:9092", fetch.wait.max.ms: 10}
+ * (values must be scalars; a top-level `kafka.client.id: x` works too).
  * Environment: each table key has a variable (RM_DATA_DIR, ...); and any librdkafka
  * property P can be set with RM_KAFKA_<P upper-cased, '.' -> '_'>
  * (RM_KAFKA_BOOTSTRAP_SERVERS -> bootstrap.servers).
  *
  * Errors name the file, the line and the key: "etc/p.yaml:7: projector.batch_max_ms:
- * expected an integer >= 1, got 'soon'". Unknown keys are errors (typos must not be
- * silently ignored). A cfg_t is immutable after loading and may be read from any thread. */
+ * expected an integer between 1 and 60000, got 'soon'"; from the environment the variable
+ * replaces file:line ("RM_BATCH_MAX_MS: expected ..."). Unknown keys are errors (typos must
+ * not be silently ignored). Integer keys have a range and enum keys a set of values, both
+ * printed by cfg_print_help(). A cfg_t is modified only while the program starts
+ * (cfg_load, then cfg_set for flags, on one thread); afterwards it is immutable and may be
+ * read from any thread. */
 #ifndef RM_CFG_H
 #define RM_CFG_H
 
@@ -48,12 +53,14 @@ typedef struct cfg cfg_t;
 typedef enum cfg_type { CFG_STRING, CFG_INT, CFG_ENUM } cfg_type_t;
 
 /* Loads defaults, then path (NULL: no file), then the environment.
- * Returns NULL on error with "file:line: key: problem" in errstr. */
+ * Returns NULL on error with "file:line: key: problem" (or "RM_VAR: problem") in errstr.
+ * The caller owns the result; free it with cfg_destroy() (NULL-safe). */
 cfg_t *cfg_load(const char *path, char *errstr, size_t errlen);
 void cfg_destroy(cfg_t *cfg);
 
 /* Sets key=value as a flag would (highest precedence). key is a table key or
- * "kafka.<property>". Returns 0, or RM_ECONFIG with "key: problem" in errstr. */
+ * "kafka.<property>". Returns 0, or RM_ECONFIG (RM_ENOMEM) with "key: problem" in errstr;
+ * a rejected value leaves the previous one in place. */
 int cfg_set(cfg_t *cfg, const char *key, const char *value, char *errstr, size_t errlen);
 /* Parses "key=value" (as given to --set / -X) and calls cfg_set. */
 int cfg_set_pair(cfg_t *cfg, const char *pair, char *errstr, size_t errlen);
@@ -71,7 +78,8 @@ const char *cfg_kafka_value(const cfg_t *cfg, size_t index);
 /* Value of one kafka property, or NULL when not set. */
 const char *cfg_kafka_get(const cfg_t *cfg, const char *name);
 
-/* Where a key's value came from: "default", "env RM_X", "flag", or "file:line". */
+/* Where a key's value came from: "default", "env RM_X", "flag", or "file:line". key may
+ * also be "kafka.<property>"; then NULL means the property is not set. Owned by cfg. */
 const char *cfg_origin(const cfg_t *cfg, const char *key);
 
 /* Prints the table (key, default, env var, help) for --help, keys starting with

@@ -2,9 +2,11 @@
 #include "pipeline.h"
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
 #include "rm_err.h"
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +29,28 @@ typedef struct pipe_tp {
     int64_t pt_batch_event_ms;
 } pipe_tp_t;
 
+/* What a scrape sees: copied by the consumer thread under pi_lock after each batch. */
+typedef struct pipe_snapshot {
+    pipe_stats_t ps_stats;
+    uint64_t *ps_applied_by_rule; /* per view rule: events applied */
+    metrics_hist_t ps_batch_events;
+    metrics_hist_t ps_commit_seconds;
+    pipe_tp_t *ps_tps;
+    int64_t *ps_high;             /* per partition: high watermark as last seen */
+    size_t ps_tp_count;
+    size_t ps_parked;
+    size_t ps_map_bytes;
+    size_t ps_used_bytes;
+} pipe_snapshot_t;
+
 struct pipe {
     pipe_opts_t pi_opts;
+    pthread_mutex_t pi_lock;      /* guards pi_snap */
+    pipe_snapshot_t pi_snap;
+    uint64_t *pi_applied_by_rule; /* consumer thread's live counters */
+    metrics_hist_t pi_batch_events;
+    metrics_hist_t pi_commit_seconds;
+    int64_t pi_next_snapshot_ms;
     rd_kafka_t *pi_rk;
     engine_t *pi_engine;
     pipe_tp_t *pi_tps;
@@ -74,6 +96,14 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
         return NULL;
     }
     pipe->pi_opts = *opts;
+    pthread_mutex_init(&pipe->pi_lock, NULL);
+    /* Buckets: batch sizes from 1 to the 50k where DESIGN.md §3 measured the LMDB
+     * plateau; commit latencies from 100 µs (no fsync) to 2.5 s (a stalled disk). */
+    static const double batch_bounds[] = {1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000, 50000};
+    static const double commit_bounds[] = {0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                           0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+    metrics_hist_init(&pipe->pi_batch_events, batch_bounds, 10);
+    metrics_hist_init(&pipe->pi_commit_seconds, commit_bounds, 13);
     const cfg_t *cfg = opts->po_cfg;
     pipe->pi_batch_max_events = cfg_int(cfg, "projector.batch_max_events");
     pipe->pi_batch_max_ms = cfg_int(cfg, "projector.batch_max_ms");
@@ -81,9 +111,15 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     pipe->pi_batch_cap = (size_t)pipe->pi_batch_max_events;
     pipe->pi_batch = calloc(pipe->pi_batch_cap, sizeof(*pipe->pi_batch));
     pipe->pi_tps = calloc(PIPE_MAX_PARTITIONS, sizeof(*pipe->pi_tps));
+    size_t rules = opts->po_view->v_rule_count;
+    pipe->pi_applied_by_rule = calloc(rules, sizeof(uint64_t));
+    pipe->pi_snap.ps_applied_by_rule = calloc(rules, sizeof(uint64_t));
+    pipe->pi_snap.ps_tps = calloc(PIPE_MAX_PARTITIONS, sizeof(pipe_tp_t));
+    pipe->pi_snap.ps_high = calloc(PIPE_MAX_PARTITIONS, sizeof(int64_t));
     engine_opts_t eopts = {0};
     pipe->pi_engine = engine_new(opts->po_view, opts->po_catalog, opts->po_store, &eopts);
-    if (!pipe->pi_batch || !pipe->pi_tps || !pipe->pi_engine) {
+    if (!pipe->pi_batch || !pipe->pi_tps || !pipe->pi_engine || !pipe->pi_applied_by_rule ||
+        !pipe->pi_snap.ps_applied_by_rule || !pipe->pi_snap.ps_tps || !pipe->pi_snap.ps_high) {
         snprintf(errstr, errlen, "out of memory");
         pipe_destroy(pipe);
         return NULL;
@@ -145,6 +181,11 @@ void pipe_destroy(pipe_t *pipe)
     engine_destroy(pipe->pi_engine);
     free(pipe->pi_batch);
     free(pipe->pi_tps);
+    free(pipe->pi_applied_by_rule);
+    free(pipe->pi_snap.ps_applied_by_rule);
+    free(pipe->pi_snap.ps_tps);
+    free(pipe->pi_snap.ps_high);
+    pthread_mutex_destroy(&pipe->pi_lock);
     free(pipe);
 }
 
@@ -153,9 +194,111 @@ void pipe_stop(pipe_t *pipe)
     pipe->pi_stop = 1;
 }
 
-void pipe_get_stats(const pipe_t *pipe, pipe_stats_t *ret_stats)
+void pipe_get_stats(pipe_t *pipe, pipe_stats_t *ret_stats)
 {
-    *ret_stats = pipe->pi_stats;
+    pthread_mutex_lock(&pipe->pi_lock);
+    *ret_stats = pipe->pi_snap.ps_stats;
+    pthread_mutex_unlock(&pipe->pi_lock);
+}
+
+/* Consumer thread: publishes the counters for scrapes (after a batch, or once a
+ * second when idle so high watermarks and lag keep moving). */
+static void publish_snapshot(pipe_t *pipe)
+{
+    const view_t *view = pipe->pi_opts.po_view;
+    store_t *store = pipe->pi_opts.po_store;
+    size_t parked = 0, map_bytes = 0, used_bytes = 0;
+    MDB_txn *txn;
+    if (store_read_begin(store, &txn) == 0) {
+        engine_parked_count(pipe->pi_engine, txn, &parked);
+        store_read_end(txn);
+    }
+    store_usage(store, &map_bytes, &used_bytes);
+    pthread_mutex_lock(&pipe->pi_lock);
+    pipe_snapshot_t *snap = &pipe->pi_snap;
+    snap->ps_stats = pipe->pi_stats;
+    memcpy(snap->ps_applied_by_rule, pipe->pi_applied_by_rule,
+           view->v_rule_count * sizeof(uint64_t));
+    snap->ps_batch_events = pipe->pi_batch_events;
+    snap->ps_commit_seconds = pipe->pi_commit_seconds;
+    memcpy(snap->ps_tps, pipe->pi_tps, pipe->pi_tp_count * sizeof(pipe_tp_t));
+    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
+        int64_t low = 0, high = 0;
+        rd_kafka_get_watermark_offsets(pipe->pi_rk, view->v_topics[pipe->pi_tps[i].pt_topic],
+                                       pipe->pi_tps[i].pt_partition, &low, &high);
+        snap->ps_high[i] = high;
+    }
+    snap->ps_tp_count = pipe->pi_tp_count;
+    snap->ps_parked = parked;
+    snap->ps_map_bytes = map_bytes;
+    snap->ps_used_bytes = used_bytes;
+    pthread_mutex_unlock(&pipe->pi_lock);
+    pipe->pi_next_snapshot_ms = now_ms() + 1000;
+}
+
+int pipe_render_metrics(pipe_t *pipe, buf_t *out)
+{
+    const view_t *view = pipe->pi_opts.po_view;
+    int64_t wall = wall_ms();
+    int rc = 0;
+    pthread_mutex_lock(&pipe->pi_lock);
+    const pipe_snapshot_t *snap = &pipe->pi_snap;
+#define FAMILY(name, type, help) rc = rc ? rc : metrics_family(out, name, type, help)
+    FAMILY("readmodel_partition_next_offset", "gauge", "Next offset to apply, as committed in the store.");
+    for (size_t i = 0; !rc && i < snap->ps_tp_count; i++) {
+        const pipe_tp_t *tp = &snap->ps_tps[i];
+        char part[16];
+        snprintf(part, sizeof(part), "%d", tp->pt_partition);
+        const char *labels[] = {"view", view->v_name, "topic", view->v_topics[tp->pt_topic],
+                                "partition", part, NULL};
+        rc = metrics_sample_i64(out, "readmodel_partition_next_offset",
+                                tp->pt_next_offset < 0 ? 0 : tp->pt_next_offset, labels);
+    }
+    FAMILY("readmodel_partition_high_watermark", "gauge", "Partition high watermark as last fetched.");
+    FAMILY("readmodel_partition_lag_messages", "gauge", "High watermark minus next offset.");
+    FAMILY("readmodel_partition_lag_seconds", "gauge",
+           "Now minus the newest applied event time (0 when caught up).");
+    for (size_t i = 0; !rc && i < snap->ps_tp_count; i++) {
+        const pipe_tp_t *tp = &snap->ps_tps[i];
+        char part[16];
+        snprintf(part, sizeof(part), "%d", tp->pt_partition);
+        const char *labels[] = {"view", view->v_name, "topic", view->v_topics[tp->pt_topic],
+                                "partition", part, NULL};
+        int64_t next = tp->pt_next_offset < 0 ? 0 : tp->pt_next_offset;
+        int64_t lag = snap->ps_high[i] > next ? snap->ps_high[i] - next : 0;
+        double lag_s = lag && tp->pt_last_event_ms ? (double)(wall - tp->pt_last_event_ms) / 1000.0 : 0;
+        rc = metrics_sample_i64(out, "readmodel_partition_high_watermark", snap->ps_high[i], labels);
+        rc = rc ? rc : metrics_sample_i64(out, "readmodel_partition_lag_messages", lag, labels);
+        rc = rc ? rc : metrics_sample_f64(out, "readmodel_partition_lag_seconds", lag_s < 0 ? 0 : lag_s, labels);
+    }
+    FAMILY("readmodel_events_total", "counter", "Events consumed, by outcome.");
+    for (int o = 0; !rc && o < ENGINE__OUTCOMES; o++) {
+        const char *labels[] = {"view", view->v_name, "outcome", engine_outcome_name(o), NULL};
+        rc = metrics_sample_i64(out, "readmodel_events_total", (int64_t)snap->ps_stats.ps_outcomes[o], labels);
+    }
+    FAMILY("readmodel_events_applied_total", "counter", "Events applied, by event type.");
+    for (size_t r = 0; !rc && r < view->v_rule_count; r++) {
+        const char *labels[] = {"view", view->v_name, "event", view->v_rules[r].vr_event, NULL};
+        rc = metrics_sample_i64(out, "readmodel_events_applied_total", (int64_t)snap->ps_applied_by_rule[r], labels);
+    }
+    const char *vlabels[] = {"view", view->v_name, NULL};
+    FAMILY("readmodel_batch_events", "histogram", "Events per committed batch.");
+    rc = rc ? rc : metrics_hist_render(out, "readmodel_batch_events", &snap->ps_batch_events, vlabels);
+    FAMILY("readmodel_commit_seconds", "histogram", "Time to apply and commit one batch.");
+    rc = rc ? rc : metrics_hist_render(out, "readmodel_commit_seconds", &snap->ps_commit_seconds, vlabels);
+    FAMILY("readmodel_batch_retries_total", "counter", "Batches re-applied after a store error.");
+    rc = rc ? rc : metrics_sample_i64(out, "readmodel_batch_retries_total", (int64_t)snap->ps_stats.ps_commit_retries, vlabels);
+    FAMILY("readmodel_map_grows_total", "counter", "Times the LMDB map was grown.");
+    rc = rc ? rc : metrics_sample_i64(out, "readmodel_map_grows_total", (int64_t)snap->ps_stats.ps_map_grows, vlabels);
+    FAMILY("readmodel_parked_events", "gauge", "Events waiting for a link.");
+    rc = rc ? rc : metrics_sample_i64(out, "readmodel_parked_events", (int64_t)snap->ps_parked, vlabels);
+    FAMILY("readmodel_store_map_bytes", "gauge", "LMDB map size.");
+    rc = rc ? rc : metrics_sample_i64(out, "readmodel_store_map_bytes", (int64_t)snap->ps_map_bytes, vlabels);
+    FAMILY("readmodel_store_used_bytes", "gauge", "LMDB bytes in use.");
+    rc = rc ? rc : metrics_sample_i64(out, "readmodel_store_used_bytes", (int64_t)snap->ps_used_bytes, vlabels);
+#undef FAMILY
+    pthread_mutex_unlock(&pipe->pi_lock);
+    return rc;
 }
 
 /* Loads stored offsets for tps[from..] and (re)assigns every known partition at
@@ -278,7 +421,7 @@ static void handle_error_message(pipe_t *pipe, const rd_kafka_message_t *msg)
 
 /* Applies the open batch in one transaction with its offsets. Returns 0 once
  * committed, RM_EMAPFULL after growing the map (caller retries), or another error. */
-static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes)
+static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_by_rule)
 {
     const view_t *view = pipe->pi_opts.po_view;
     store_t *store = pipe->pi_opts.po_store;
@@ -300,6 +443,8 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes)
         if (rc)
             break;
         outcomes[res.er_outcome]++;
+        if (res.er_outcome == ENGINE_APPLIED && res.er_rule >= 0)
+            applied_by_rule[res.er_rule]++;
         if (res.er_outcome == ENGINE_REJECTED)
             log_warn("event rejected", LOG_S("view", view->v_name), LOG_S("topic", topic),
                      LOG_I("partition", m->partition), LOG_I("offset", m->offset),
@@ -357,16 +502,28 @@ static void batch_committed(pipe_t *pipe)
 static int apply_batch(pipe_t *pipe)
 {
     int64_t backoff_ms = 100;
+    size_t rules = pipe->pi_opts.po_view->v_rule_count;
+    uint64_t applied_by_rule[rules ? rules : 1];
     for (;;) {
         uint64_t outcomes[ENGINE__OUTCOMES] = {0};
-        int rc = apply_batch_once(pipe, outcomes);
+        memset(applied_by_rule, 0, sizeof(applied_by_rule));
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int rc = apply_batch_once(pipe, outcomes, applied_by_rule);
         if (rc == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            metrics_hist_observe(&pipe->pi_commit_seconds,
+                                 (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+            metrics_hist_observe(&pipe->pi_batch_events, (double)pipe->pi_batch_count);
             batch_committed(pipe);
+            for (size_t r = 0; r < rules; r++)
+                pipe->pi_applied_by_rule[r] += applied_by_rule[r];
             for (int i = 0; i < ENGINE__OUTCOMES; i++)
                 pipe->pi_stats.ps_outcomes[i] += outcomes[i];
             pipe->pi_stats.ps_messages += pipe->pi_batch_count;
             pipe->pi_stats.ps_batches++;
             batch_release(pipe);
+            publish_snapshot(pipe);
             return 0;
         }
         pipe->pi_stats.ps_commit_retries++;
@@ -457,5 +614,7 @@ int pipe_run(pipe_t *pipe)
         }
         if (now_ms() >= pipe->pi_next_metadata_ms)
             refresh_partitions(pipe);
+        if (now_ms() >= pipe->pi_next_snapshot_ms)
+            publish_snapshot(pipe);
     }
 }

@@ -22,6 +22,7 @@
 #ifndef RM_PIPELINE_H
 #define RM_PIPELINE_H
 
+#include "buf.h"
 #include "catalog.h"
 #include "cfg.h"
 #include "engine.h"
@@ -62,7 +63,13 @@ int pipe_run(pipe_t *pipe);
 /* Asks pipe_run to finish the current batch, commit and return. Async-signal-safe. */
 void pipe_stop(pipe_t *pipe);
 
-/* A snapshot of the counters (any thread; values may be slightly stale). */
-void pipe_get_stats(const pipe_t *pipe, pipe_stats_t *ret_stats);
+/* A snapshot of the counters (any thread; as of the last committed batch). */
+void pipe_get_stats(pipe_t *pipe, pipe_stats_t *ret_stats);
+
+/* Appends the projector's metrics in Prometheus text format: per partition stored
+ * offset, high watermark, lag in messages and seconds; events by type and outcome;
+ * batch size and commit latency histograms; parked events; store map usage.
+ * Any thread (reads a snapshot published after every batch). */
+int pipe_render_metrics(pipe_t *pipe, buf_t *out);
 
 #endif

@@ -3,6 +3,7 @@
 #include "app.h"
 #include "cfg.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "pipeline.h"
 #include "rm_err.h"
 #include "store.h"
@@ -151,6 +152,7 @@ int main(int argc, char **argv)
     char err[1024];
     store_t *store = NULL;
     pipe_t *pipe = NULL;
+    metrics_http_t *metrics = NULL;
     int rc = app_mkdirs(cfg_str(app.ap_cfg, "data_dir"));
     if (rc) {
         log_error("cannot create data_dir", LOG_S("path", cfg_str(app.ap_cfg, "data_dir")),
@@ -180,6 +182,15 @@ int main(int argc, char **argv)
         exit_code = strstr(err, "kafka.") == err ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
         goto out;
     }
+    const char *metrics_listen = cfg_str(app.ap_cfg, "projector.metrics_listen");
+    if (*metrics_listen && !until_caught_up) {
+        metrics = metrics_http_start(metrics_listen, pipe, err, sizeof(err));
+        if (!metrics) {
+            log_error("cannot start the metrics listener", LOG_S("error", err));
+            exit_code = APP_EXIT_FAILURE;
+            goto out;
+        }
+    }
     running_pipe = pipe;
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
@@ -202,6 +213,7 @@ int main(int argc, char **argv)
     exit_code = rc ? APP_EXIT_FAILURE : APP_EXIT_OK;
 out:
     running_pipe = NULL;
+    metrics_http_stop(metrics);
     pipe_destroy(pipe);
     store_close(store);
     app_cleanup(&app);

@@ -1,0 +1,550 @@
+/* cfg: the configuration table and its loaders (defaults, YAML file, environment, flags).
+ *
+ * Every source goes through one validator (set_key), so a value is checked the same way
+ * whether it came from the file, the environment or a flag; only the prefix of the
+ * error message (file:line, variable name, key) differs. */
+#include "cfg.h"
+#include "rm_err.h"
+#include "yml.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern char **environ;
+
+#define CFG_KAFKA_PREFIX "kafka."
+#define CFG_KAFKA_ENV_PREFIX "RM_KAFKA_"
+#define CFG_PROBLEM_MAX 256
+
+typedef struct cfg_key {
+    const char *ck_name;
+    const char *ck_default;
+    const char *ck_env;
+    const char *ck_help;
+    int64_t ck_min; /* CFG_INT */
+    int64_t ck_max; /* CFG_INT */
+    const char *ck_values; /* CFG_ENUM: allowed values, '|'-separated */
+    cfg_type_t ck_type;
+    bool ck_allow_empty; /* CFG_STRING */
+} cfg_key_t;
+
+#define CFG_STR(name, def, env, allow_empty, help)                                                 \
+    {                                                                                              \
+        .ck_name = name, .ck_type = CFG_STRING, .ck_default = def, .ck_env = env,                  \
+        .ck_allow_empty = allow_empty, .ck_help = help                                             \
+    }
+#define CFG_INTEGER(name, def, env, min, max, help)                                                \
+    {                                                                                              \
+        .ck_name = name, .ck_type = CFG_INT, .ck_default = def, .ck_env = env, .ck_min = min,      \
+        .ck_max = max, .ck_help = help                                                             \
+    }
+#define CFG_CHOICE(name, def, env, values, help)                                                   \
+    {                                                                                              \
+        .ck_name = name, .ck_type = CFG_ENUM, .ck_default = def, .ck_env = env,                    \
+        .ck_values = values, .ck_help = help                                                       \
+    }
+
+/* Upper bounds exist so that deadline arithmetic (now_ms() + value) and size shifts
+ * (map_size_mb << 20) can never overflow; they are far above any sensible setting. */
+static const cfg_key_t cfg_keys[] = {
+    CFG_STR("data_dir", "./data", "RM_DATA_DIR", false, "root directory of the view stores"),
+    CFG_STR("view", "schemas/views/customer360.yaml", "RM_VIEW", false, "view definition file"),
+    CFG_STR("catalog", "schemas/catalog.yaml", "RM_CATALOG", false, "schema catalog file"),
+    CFG_CHOICE("log.level", "info", "RM_LOG_LEVEL", "debug|info|warn|error", "lowest level logged"),
+    CFG_CHOICE("log.format", "auto", "RM_LOG_FORMAT", "auto|json|text",
+               "auto: text on a terminal, JSON lines otherwise"),
+    CFG_INTEGER("projector.batch_max_events", "10000", "RM_BATCH_MAX_EVENTS", 1, 1000000,
+                "group commit: most events applied in one transaction"),
+    CFG_INTEGER("projector.batch_max_ms", "20", "RM_BATCH_MAX_MS", 1, 60000,
+                "group commit: longest wait before a batch is committed"),
+    CFG_CHOICE("projector.durability", "periodic", "RM_DURABILITY", "sync|nometasync|periodic",
+               "when commits reach the disk; docs say what each mode survives"),
+    CFG_INTEGER("projector.sync_interval_ms", "1000", "RM_SYNC_INTERVAL_MS", 1, 3600000,
+                "periodic durability: fsync period"),
+    CFG_INTEGER("projector.map_size_mb", "1024", "RM_MAP_SIZE_MB", 1, 16777216,
+                "initial LMDB map size (grown on demand)"),
+    CFG_INTEGER("projector.metadata_refresh_ms", "10000", "RM_METADATA_REFRESH_MS", 100, 3600000,
+                "how often new partitions are looked for"),
+    CFG_STR("projector.metrics_listen", "127.0.0.1:9464", "RM_METRICS_LISTEN", true,
+            "metrics address:port; empty disables"),
+    CFG_STR("query_api.listen", "127.0.0.1:8080", "RM_LISTEN", false, "HTTP address:port"),
+    CFG_INTEGER("query_api.threads", "2", "RM_HTTP_THREADS", 1, 256, "HTTP worker threads"),
+    CFG_INTEGER("query_api.max_connections", "4096", "RM_MAX_CONNECTIONS", 1, 1000000,
+                "most concurrent HTTP connections"),
+    CFG_INTEGER("query_api.timeout_s", "30", "RM_HTTP_TIMEOUT_S", 1, 86400,
+                "idle HTTP connection timeout"),
+};
+#define CFG_KEY_COUNT (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
+
+typedef struct cfg_value {
+    char *cv_text; /* the value as given (canonical for ints after parsing) */
+    int64_t cv_int; /* CFG_INT */
+    char *cv_origin; /* "default", "env RM_X", "flag" or "file:line" */
+} cfg_value_t;
+
+typedef struct cfg_kafka_prop {
+    char *kp_name;
+    char *kp_value;
+    char *kp_origin;
+} cfg_kafka_prop_t;
+
+struct cfg {
+    cfg_value_t cf_values[CFG_KEY_COUNT]; /* parallel to cfg_keys */
+    cfg_kafka_prop_t *cf_kafka;
+    size_t cf_kafka_count;
+    size_t cf_kafka_cap;
+};
+
+static const cfg_key_t *find_key(const char *name)
+{
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++)
+        if (strcmp(cfg_keys[i].ck_name, name) == 0)
+            return &cfg_keys[i];
+    return NULL;
+}
+
+static bool enum_allows(const char *values, const char *text)
+{
+    size_t len = strlen(text);
+    for (const char *p = values; *p;) {
+        const char *end = strchr(p, '|');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == len && strncmp(p, text, n) == 0)
+            return true;
+        p += n + (end ? 1 : 0);
+    }
+    return false;
+}
+
+/* Checks text against key's type; on success stores *ret_int (CFG_INT). On failure
+ * writes the problem ("expected ..., got '...'") and returns RM_ECONFIG. */
+static int validate(const cfg_key_t *key, const char *text, int64_t *ret_int, char *problem,
+                    size_t cap)
+{
+    switch (key->ck_type) {
+    case CFG_STRING:
+        if (!key->ck_allow_empty && *text == '\0') {
+            snprintf(problem, cap, "expected a non-empty string");
+            return RM_ECONFIG;
+        }
+        return 0;
+    case CFG_ENUM:
+        if (!enum_allows(key->ck_values, text)) {
+            snprintf(problem, cap, "expected one of %s, got '%s'", key->ck_values, text);
+            return RM_ECONFIG;
+        }
+        return 0;
+    case CFG_INT: {
+        char *end;
+        errno = 0;
+        long long value = strtoll(text, &end, 10);
+        if (errno || end == text || *end || value < key->ck_min || value > key->ck_max) {
+            snprintf(problem, cap, "expected an integer between %lld and %lld, got '%s'",
+                     (long long)key->ck_min, (long long)key->ck_max, text);
+            return RM_ECONFIG;
+        }
+        *ret_int = value;
+        return 0;
+    }
+    }
+    assert(!"unknown cfg type");
+    return RM_ECONFIG;
+}
+
+static int replace_str(char **slot, const char *text)
+{
+    char *copy = strdup(text);
+    if (!copy)
+        return RM_ENOMEM;
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+/* Validates and stores one table value. The value is untouched on failure. */
+static int set_key(cfg_t *cfg, const cfg_key_t *key, const char *text, const char *origin,
+                   char *problem, size_t cap)
+{
+    cfg_value_t *value = &cfg->cf_values[key - cfg_keys];
+    int64_t parsed = 0;
+    int rc = validate(key, text, &parsed, problem, cap);
+    if (rc)
+        return rc;
+    if (replace_str(&value->cv_text, text) || replace_str(&value->cv_origin, origin)) {
+        snprintf(problem, cap, "out of memory");
+        return RM_ENOMEM;
+    }
+    value->cv_int = parsed;
+    return 0;
+}
+
+/* Sets a librdkafka property; a second set of one name replaces its value in place. */
+static int set_kafka(cfg_t *cfg, const char *name, const char *text, const char *origin,
+                     char *problem, size_t cap)
+{
+    if (*name == '\0') {
+        snprintf(problem, cap, "empty librdkafka property name");
+        return RM_ECONFIG;
+    }
+    cfg_kafka_prop_t *prop = NULL;
+    for (size_t i = 0; i < cfg->cf_kafka_count && !prop; i++)
+        if (strcmp(cfg->cf_kafka[i].kp_name, name) == 0)
+            prop = &cfg->cf_kafka[i];
+    if (!prop) {
+        if (cfg->cf_kafka_count == cfg->cf_kafka_cap) {
+            size_t new_cap = cfg->cf_kafka_cap ? 2 * cfg->cf_kafka_cap : 16;
+            cfg_kafka_prop_t *grown = realloc(cfg->cf_kafka, new_cap * sizeof(*grown));
+            if (!grown)
+                goto oom;
+            cfg->cf_kafka = grown;
+            cfg->cf_kafka_cap = new_cap;
+        }
+        prop = &cfg->cf_kafka[cfg->cf_kafka_count];
+        memset(prop, 0, sizeof(*prop));
+        if (replace_str(&prop->kp_name, name))
+            goto oom;
+        cfg->cf_kafka_count++;
+    }
+    if (replace_str(&prop->kp_value, text) || replace_str(&prop->kp_origin, origin))
+        goto oom;
+    return 0;
+oom:
+    snprintf(problem, cap, "out of memory");
+    return RM_ENOMEM;
+}
+
+static int fail(char *errstr, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *errstr, size_t errlen, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errstr, errlen, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* True when some table key lives below "prefix." (so a map there is meaningful). */
+static bool is_section(const char *prefix)
+{
+    size_t len = strlen(prefix);
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++)
+        if (strncmp(cfg_keys[i].ck_name, prefix, len) == 0 && cfg_keys[i].ck_name[len] == '.')
+            return true;
+    return false;
+}
+
+static const char *kind_name(yml_kind_t kind)
+{
+    return kind == YML_SEQ ? "a list" : kind == YML_MAP ? "a mapping" : "nothing";
+}
+
+static int load_kafka_map(cfg_t *cfg, const char *file, const yml_node_t *map, char *errstr,
+                          size_t errlen)
+{
+    char problem[CFG_PROBLEM_MAX], origin[4200];
+    for (size_t i = 0; i < yml_count(map); i++) {
+        const yml_node_t *key = yml_map_key_at(map, i);
+        const yml_node_t *value = yml_map_value_at(map, i);
+        const char *name = yml_scalar(key) ? yml_scalar(key) : "?";
+        if (!yml_scalar(value))
+            return fail(errstr, errlen, RM_ECONFIG,
+                        "%s:%u: kafka.%s: expected a scalar value (librdkafka properties are "
+                        "flat), got %s",
+                        file, yml_line(value), name, kind_name(yml_kind(value)));
+        snprintf(origin, sizeof(origin), "%s:%u", file, yml_line(value));
+        int rc = set_kafka(cfg, name, yml_scalar(value), origin, problem, sizeof(problem));
+        if (rc)
+            return fail(errstr, errlen, rc, "%s:%u: kafka.%s: %s", file, yml_line(key), name,
+                        problem);
+    }
+    return 0;
+}
+
+/* Walks a mapping whose keys are below prefix ("" at the top); nested maps become
+ * dotted names, so `projector: {batch_max_ms: 5}` sets "projector.batch_max_ms". */
+static int load_map(cfg_t *cfg, const char *file, const yml_node_t *map, const char *prefix,
+                    char *errstr, size_t errlen)
+{
+    char name[512], problem[CFG_PROBLEM_MAX], origin[4200];
+    for (size_t i = 0; i < yml_count(map); i++) {
+        const yml_node_t *key = yml_map_key_at(map, i);
+        const yml_node_t *value = yml_map_value_at(map, i);
+        unsigned line = yml_line(key);
+        if (!yml_scalar(key))
+            return fail(errstr, errlen, RM_ECONFIG, "%s:%u: %s: keys must be scalars", file, line,
+                        *prefix ? prefix : "(top level)");
+        snprintf(name, sizeof(name), "%s%s%s", prefix, *prefix ? "." : "", yml_scalar(key));
+        if (strcmp(name, "kafka") == 0) {
+            if (yml_kind(value) != YML_MAP)
+                return fail(errstr, errlen, RM_ECONFIG,
+                            "%s:%u: kafka: expected a mapping of librdkafka properties", file,
+                            yml_line(value));
+            int rc = load_kafka_map(cfg, file, value, errstr, errlen);
+            if (rc)
+                return rc;
+            continue;
+        }
+        if (strncmp(name, CFG_KAFKA_PREFIX, strlen(CFG_KAFKA_PREFIX)) == 0 && yml_scalar(value)) {
+            /* `kafka.client.id: x` at the top level, as cfg_set() accepts it */
+            snprintf(origin, sizeof(origin), "%s:%u", file, yml_line(value));
+            int rc = set_kafka(cfg, name + strlen(CFG_KAFKA_PREFIX), yml_scalar(value), origin,
+                               problem, sizeof(problem));
+            if (rc)
+                return fail(errstr, errlen, rc, "%s:%u: %s: %s", file, line, name, problem);
+            continue;
+        }
+        const cfg_key_t *ck = find_key(name);
+        if (yml_kind(value) == YML_MAP && !ck && is_section(name)) {
+            int rc = load_map(cfg, file, value, name, errstr, errlen);
+            if (rc)
+                return rc;
+            continue;
+        }
+        if (!ck && is_section(name))
+            return fail(errstr, errlen, RM_ECONFIG, "%s:%u: %s: expected a mapping, got %s", file,
+                        yml_line(value), name,
+                        yml_scalar(value) ? "a scalar" : kind_name(yml_kind(value)));
+        if (!ck)
+            return fail(errstr, errlen, RM_ECONFIG, "%s:%u: %s: unknown key", file, line, name);
+        if (!yml_scalar(value))
+            return fail(errstr, errlen, RM_ECONFIG, "%s:%u: %s: expected a value, got %s", file,
+                        yml_line(value), name, kind_name(yml_kind(value)));
+        snprintf(origin, sizeof(origin), "%s:%u", file, yml_line(value));
+        int rc = set_key(cfg, ck, yml_scalar(value), origin, problem, sizeof(problem));
+        if (rc)
+            return fail(errstr, errlen, rc, "%s:%u: %s: %s", file, yml_line(value), name, problem);
+    }
+    return 0;
+}
+
+static int load_file(cfg_t *cfg, const char *path, char *errstr, size_t errlen)
+{
+    yml_doc_t *doc = yml_load_file(path, errstr, errlen);
+    if (!doc)
+        return RM_ECONFIG;
+    const yml_node_t *root = yml_root(doc);
+    int rc = 0;
+    if (root && yml_kind(root) != YML_MAP)
+        rc = fail(errstr, errlen, RM_ECONFIG, "%s:%u: (top level): expected a mapping, got %s",
+                  path, yml_line(root),
+                  yml_kind(root) == YML_SCALAR ? "a scalar" : kind_name(yml_kind(root)));
+    else if (root)
+        rc = load_map(cfg, path, root, "", errstr, errlen);
+    yml_destroy(doc);
+    return rc;
+}
+
+/* RM_KAFKA_FETCH_WAIT_MAX_MS -> fetch.wait.max.ms. No librdkafka property that can be
+ * set from a string has '_' in its name, so the mapping is unambiguous. */
+static int load_kafka_env(cfg_t *cfg, const char *entry, char *errstr, size_t errlen)
+{
+    const char *eq = strchr(entry, '=');
+    if (!eq)
+        return 0;
+    char var[256], name[256], problem[CFG_PROBLEM_MAX], origin[300];
+    size_t var_len = (size_t)(eq - entry);
+    size_t prefix_len = strlen(CFG_KAFKA_ENV_PREFIX);
+    if (var_len >= sizeof(var))
+        return fail(errstr, errlen, RM_ECONFIG, "%.40s...: variable name too long", entry);
+    memcpy(var, entry, var_len);
+    var[var_len] = '\0';
+    size_t n = 0;
+    for (const char *p = var + prefix_len; *p; p++)
+        name[n++] = *p == '_' ? '.' : (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+    name[n] = '\0';
+    snprintf(origin, sizeof(origin), "env %s", var);
+    int rc = set_kafka(cfg, name, eq + 1, origin, problem, sizeof(problem));
+    return rc ? fail(errstr, errlen, rc, "%s: %s", var, problem) : 0;
+}
+
+static int load_env(cfg_t *cfg, char *errstr, size_t errlen)
+{
+    char problem[CFG_PROBLEM_MAX], origin[300];
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        const char *text = getenv(cfg_keys[i].ck_env);
+        if (!text)
+            continue;
+        snprintf(origin, sizeof(origin), "env %s", cfg_keys[i].ck_env);
+        int rc = set_key(cfg, &cfg_keys[i], text, origin, problem, sizeof(problem));
+        if (rc)
+            return fail(errstr, errlen, rc, "%s: %s", cfg_keys[i].ck_env, problem);
+    }
+    size_t prefix_len = strlen(CFG_KAFKA_ENV_PREFIX);
+    for (char **entry = environ; entry && *entry; entry++) {
+        if (strncmp(*entry, CFG_KAFKA_ENV_PREFIX, prefix_len) != 0)
+            continue;
+        int rc = load_kafka_env(cfg, *entry, errstr, errlen);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+cfg_t *cfg_load(const char *path, char *errstr, size_t errlen)
+{
+    cfg_t *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg) {
+        fail(errstr, errlen, RM_ENOMEM, "out of memory");
+        return NULL;
+    }
+    char problem[CFG_PROBLEM_MAX];
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        /* A default that fails its own validation is a bug in the table. */
+        int rc =
+            set_key(cfg, &cfg_keys[i], cfg_keys[i].ck_default, "default", problem, sizeof(problem));
+        assert(rc != RM_ECONFIG);
+        if (rc) {
+            fail(errstr, errlen, rc, "%s", problem);
+            cfg_destroy(cfg);
+            return NULL;
+        }
+    }
+    if ((path && load_file(cfg, path, errstr, errlen)) || load_env(cfg, errstr, errlen)) {
+        cfg_destroy(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+void cfg_destroy(cfg_t *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        free(cfg->cf_values[i].cv_text);
+        free(cfg->cf_values[i].cv_origin);
+    }
+    for (size_t i = 0; i < cfg->cf_kafka_count; i++) {
+        free(cfg->cf_kafka[i].kp_name);
+        free(cfg->cf_kafka[i].kp_value);
+        free(cfg->cf_kafka[i].kp_origin);
+    }
+    free(cfg->cf_kafka);
+    free(cfg);
+}
+
+int cfg_set(cfg_t *cfg, const char *key, const char *value, char *errstr, size_t errlen)
+{
+    char problem[CFG_PROBLEM_MAX];
+    size_t prefix_len = strlen(CFG_KAFKA_PREFIX);
+    int rc;
+    if (strncmp(key, CFG_KAFKA_PREFIX, prefix_len) == 0) {
+        rc = set_kafka(cfg, key + prefix_len, value, "flag", problem, sizeof(problem));
+    } else {
+        const cfg_key_t *ck = find_key(key);
+        if (!ck)
+            return fail(errstr, errlen, RM_ECONFIG, "%s: unknown key", key);
+        rc = set_key(cfg, ck, value, "flag", problem, sizeof(problem));
+    }
+    return rc ? fail(errstr, errlen, rc == RM_ENOMEM ? RM_ENOMEM : RM_ECONFIG, "%s: %s", key,
+                     problem)
+              : 0;
+}
+
+int cfg_set_pair(cfg_t *cfg, const char *pair, char *errstr, size_t errlen)
+{
+    const char *eq = strchr(pair, '=');
+    if (!eq || eq == pair)
+        return fail(errstr, errlen, RM_ECONFIG, "'%s': expected key=value", pair);
+    char key[512];
+    size_t key_len = (size_t)(eq - pair);
+    if (key_len >= sizeof(key))
+        return fail(errstr, errlen, RM_ECONFIG, "%.40s...: key too long", pair);
+    memcpy(key, pair, key_len);
+    key[key_len] = '\0';
+    return cfg_set(cfg, key, eq + 1, errstr, errlen);
+}
+
+static const cfg_value_t *value_of(const cfg_t *cfg, const char *key, const cfg_key_t **ret_key)
+{
+    const cfg_key_t *ck = find_key(key);
+    assert(ck && "cfg: unknown key");
+    *ret_key = ck;
+    return &cfg->cf_values[ck - cfg_keys];
+}
+
+const char *cfg_str(const cfg_t *cfg, const char *key)
+{
+    const cfg_key_t *ck;
+    const cfg_value_t *value = value_of(cfg, key, &ck);
+    assert(ck->ck_type != CFG_INT && "cfg_str on an integer key");
+    return value->cv_text;
+}
+
+int64_t cfg_int(const cfg_t *cfg, const char *key)
+{
+    const cfg_key_t *ck;
+    const cfg_value_t *value = value_of(cfg, key, &ck);
+    assert(ck->ck_type == CFG_INT && "cfg_int on a non-integer key");
+    return value->cv_int;
+}
+
+size_t cfg_kafka_count(const cfg_t *cfg)
+{
+    return cfg->cf_kafka_count;
+}
+
+const char *cfg_kafka_name(const cfg_t *cfg, size_t index)
+{
+    assert(index < cfg->cf_kafka_count);
+    return cfg->cf_kafka[index].kp_name;
+}
+
+const char *cfg_kafka_value(const cfg_t *cfg, size_t index)
+{
+    assert(index < cfg->cf_kafka_count);
+    return cfg->cf_kafka[index].kp_value;
+}
+
+static const cfg_kafka_prop_t *find_kafka(const cfg_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->cf_kafka_count; i++)
+        if (strcmp(cfg->cf_kafka[i].kp_name, name) == 0)
+            return &cfg->cf_kafka[i];
+    return NULL;
+}
+
+const char *cfg_kafka_get(const cfg_t *cfg, const char *name)
+{
+    const cfg_kafka_prop_t *prop = find_kafka(cfg, name);
+    return prop ? prop->kp_value : NULL;
+}
+
+const char *cfg_origin(const cfg_t *cfg, const char *key)
+{
+    size_t prefix_len = strlen(CFG_KAFKA_PREFIX);
+    if (strncmp(key, CFG_KAFKA_PREFIX, prefix_len) == 0) {
+        const cfg_kafka_prop_t *prop = find_kafka(cfg, key + prefix_len);
+        return prop ? prop->kp_origin : NULL;
+    }
+    const cfg_key_t *ck;
+    return value_of(cfg, key, &ck)->cv_origin;
+}
+
+void cfg_print_help(FILE *out, const char *prefix)
+{
+    size_t prefix_len = prefix ? strlen(prefix) : 0;
+    for (size_t i = 0; i < CFG_KEY_COUNT; i++) {
+        const cfg_key_t *ck = &cfg_keys[i];
+        if (strncmp(ck->ck_name, prefix ? prefix : "", prefix_len) != 0)
+            continue;
+        fprintf(out, "  %-32s %-24s default: %s\n", ck->ck_name, ck->ck_env,
+                *ck->ck_default ? ck->ck_default : "\"\"");
+        if (ck->ck_type == CFG_INT)
+            fprintf(out, "      %s (integer %lld..%lld)\n", ck->ck_help, (long long)ck->ck_min,
+                    (long long)ck->ck_max);
+        else if (ck->ck_type == CFG_ENUM)
+            fprintf(out, "      %s (%s)\n", ck->ck_help, ck->ck_values);
+        else
+            fprintf(out, "      %s\n", ck->ck_help);
+    }
+    if (strncmp(CFG_KAFKA_PREFIX "<property>", prefix ? prefix : "", prefix_len) == 0)
+        fprintf(out, "  %-32s %s\n      %s\n", CFG_KAFKA_PREFIX "<property>",
+                CFG_KAFKA_ENV_PREFIX "<PROPERTY>",
+                "any librdkafka property, passed through verbatim ('.' is '_' in the "
+                "variable name)");
+}

@@ -1,0 +1,132 @@
+/* inspect: read a view store from the command line — a document, the offsets, counts.
+ * Opens the store read-only, so it is safe next to a running projector. */
+#include "app.h"
+#include "buf.h"
+#include "engine.h"
+#include "render.h"
+#include "rm_err.h"
+#include "store.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: inspect --config FILE [--set KEY=VALUE]... COMMAND\n"
+                 "\n"
+                 "Commands (output on stdout, JSON):\n"
+                 "  get KEY...     the view document of each key (one JSON line each;\n"
+                 "                 {\"key\":K,\"error\":\"not found\"} when absent)\n"
+                 "  offsets        stored next offset, high watermark and lag per partition\n"
+                 "  stats          entries per database and store size\n"
+                 "\n"
+                 "Exit codes: 0 ok, 1 a key was not found or the store cannot be read,\n"
+                 "2 usage or configuration error.\n");
+}
+
+static int print_offset(void *ctx, const char *topic, int32_t partition, const store_offset_t *off)
+{
+    bool *first = ctx;
+    printf("%s{\"topic\":\"%s\",\"partition\":%d,\"next_offset\":%lld,\"high_watermark\":%lld,"
+           "\"lag_messages\":%lld,\"last_event_ms\":%lld,\"updated_ms\":%lld}",
+           *first ? "" : ",\n", topic, partition, (long long)off->so_next_offset,
+           (long long)off->so_high_watermark,
+           (long long)(off->so_high_watermark > off->so_next_offset
+                           ? off->so_high_watermark - off->so_next_offset
+                           : 0),
+           (long long)off->so_last_event_ms, (long long)off->so_updated_ms);
+    *first = false;
+    return 0;
+}
+
+static int cmd_stats(store_t *store, MDB_txn *txn)
+{
+    static const char *const names[STORE_DB__COUNT] = {"doc", "link", "rlink", "pending", "ver",
+                                                        "erased", "offsets", "outbox", "meta"};
+    printf("{");
+    for (int i = 0; i < STORE_DB__COUNT; i++) {
+        MDB_stat st;
+        if (mdb_stat(txn, store_dbi(store, (store_db_t)i), &st))
+            return APP_EXIT_FAILURE;
+        printf("\"%s\":%zu,", names[i], st.ms_entries);
+    }
+    size_t map = 0, used = 0;
+    store_usage(store, &map, &used);
+    printf("\"map_bytes\":%zu,\"used_bytes\":%zu}\n", map, used);
+    return APP_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    app_args_t args = {0};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "+c:s:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c': args.aa_config = optarg; break;
+        case 's': app_args_add_set(&args, optarg); break;
+        case 'h': usage(stdout); return APP_EXIT_OK;
+        default: usage(stderr); return APP_EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return APP_EXIT_USAGE;
+    }
+    const char *command = argv[optind++];
+    app_t app;
+    int exit_code = app_load(&app, "inspect", &args, true);
+    if (exit_code) {
+        app_cleanup(&app);
+        return exit_code;
+    }
+    char err[1024];
+    store_opts_t sopts = {.so_dir = app.ap_store_dir, .so_readonly = true};
+    store_t *store = store_open(&sopts, err, sizeof(err));
+    if (!store) {
+        fprintf(stderr, "inspect: %s\n", err);
+        app_cleanup(&app);
+        return APP_EXIT_FAILURE;
+    }
+    MDB_txn *txn;
+    if (store_read_begin(store, &txn)) {
+        fprintf(stderr, "inspect: cannot begin a read transaction\n");
+        store_close(store);
+        app_cleanup(&app);
+        return APP_EXIT_FAILURE;
+    }
+    buf_t out = BUF_INIT;
+    if (strcmp(command, "get") == 0) {
+        for (; optind < argc; optind++) {
+            buf_reset(&out);
+            int rc = render_view(app.ap_view, store, txn, argv[optind], strlen(argv[optind]), &out);
+            if (rc) {
+                buf_reset(&out);
+                buf_append_str(&out, "{\"key\":");
+                buf_append_json_str(&out, argv[optind], strlen(argv[optind]));
+                buf_printf(&out, ",\"error\":\"%s\"}", rm_strerror(rc));
+                exit_code = APP_EXIT_FAILURE;
+            }
+            printf("%s\n", out.b_data);
+        }
+    } else if (strcmp(command, "offsets") == 0) {
+        bool first = true;
+        printf("[");
+        store_offset_foreach(store, txn, print_offset, &first);
+        printf("]\n");
+    } else if (strcmp(command, "stats") == 0) {
+        exit_code = cmd_stats(store, txn);
+    } else {
+        fprintf(stderr, "inspect: unknown command '%s'\n", command);
+        usage(stderr);
+        exit_code = APP_EXIT_USAGE;
+    }
+    buf_free(&out);
+    store_read_end(txn);
+    store_close(store);
+    app_cleanup(&app);
+    return exit_code;
+}
