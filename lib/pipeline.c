@@ -3,6 +3,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
+#include "outbox.h"
 #include "rm_err.h"
 
 #include <librdkafka/rdkafka.h>
@@ -18,6 +19,7 @@
 #define PIPE_METADATA_TIMEOUT_MS 5000
 #define PIPE_BACKOFF_MAX_MS 5000  /* disk-full / I/O retry backoff ceiling */
 #define PIPE_MAX_PARTITIONS 4096
+#define PIPE_OUTBOX_FLUSH_MS 2000 /* bounded wait for dead-letter acks between batches */
 
 typedef struct pipe_tp {
     int pt_topic;           /* index into the view's topics */
@@ -41,6 +43,7 @@ typedef struct pipe_snapshot {
     size_t ps_parked;
     size_t ps_map_bytes;
     size_t ps_used_bytes;
+    outbox_stats_t ps_outbox;
 } pipe_snapshot_t;
 
 struct pipe {
@@ -53,6 +56,7 @@ struct pipe {
     int64_t pi_next_snapshot_ms;
     rd_kafka_t *pi_rk;
     engine_t *pi_engine;
+    outbox_t *pi_outbox;
     pipe_tp_t *pi_tps;
     size_t pi_tp_count;
     rd_kafka_message_t **pi_batch;
@@ -157,6 +161,13 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
         pipe_destroy(pipe);
         return NULL;
     }
+    const char *effective_group = cfg_kafka_get(cfg, "group.id") ? cfg_kafka_get(cfg, "group.id") : group;
+    pipe->pi_outbox = outbox_new(opts->po_store, cfg, opts->po_view->v_name, effective_group,
+                                 opts->po_view->v_topics, opts->po_view->v_topic_count, errstr, errlen);
+    if (!pipe->pi_outbox) {
+        pipe_destroy(pipe);
+        return NULL;
+    }
     return pipe;
 }
 
@@ -179,6 +190,7 @@ void pipe_destroy(pipe_t *pipe)
         rd_kafka_destroy(pipe->pi_rk);
     }
     engine_destroy(pipe->pi_engine);
+    outbox_destroy(pipe->pi_outbox);
     free(pipe->pi_batch);
     free(pipe->pi_tps);
     free(pipe->pi_applied_by_rule);
@@ -232,6 +244,7 @@ static void publish_snapshot(pipe_t *pipe)
     snap->ps_parked = parked;
     snap->ps_map_bytes = map_bytes;
     snap->ps_used_bytes = used_bytes;
+    outbox_get_stats(pipe->pi_outbox, &snap->ps_outbox);
     pthread_mutex_unlock(&pipe->pi_lock);
     pipe->pi_next_snapshot_ms = now_ms() + 1000;
 }
@@ -292,6 +305,12 @@ int pipe_render_metrics(pipe_t *pipe, buf_t *out)
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_map_grows_total", (int64_t)snap->ps_stats.ps_map_grows, vlabels);
     FAMILY("readmodel_parked_events", "gauge", "Events waiting for a link.");
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_parked_events", (int64_t)snap->ps_parked, vlabels);
+    FAMILY("readmodel_dead_letters_total", "counter", "Messages dead-lettered (recorded in the outbox).");
+    rc = rc ? rc : metrics_sample_i64(out, "readmodel_dead_letters_total", (int64_t)snap->ps_outbox.os_recorded, vlabels);
+    FAMILY("readmodel_dead_letters_published_total", "counter", "Dead letters acknowledged by the broker.");
+    rc = rc ? rc : metrics_sample_i64(out, "readmodel_dead_letters_published_total", (int64_t)snap->ps_outbox.os_published, vlabels);
+    FAMILY("readmodel_dead_letters_pending", "gauge", "Dead letters waiting in the outbox.");
+    rc = rc ? rc : metrics_sample_i64(out, "readmodel_dead_letters_pending", (int64_t)snap->ps_outbox.os_pending, vlabels);
     FAMILY("readmodel_store_map_bytes", "gauge", "LMDB map size.");
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_store_map_bytes", (int64_t)snap->ps_map_bytes, vlabels);
     FAMILY("readmodel_store_used_bytes", "gauge", "LMDB bytes in use.");
@@ -419,6 +438,18 @@ static void handle_error_message(pipe_t *pipe, const rd_kafka_message_t *msg)
     (void)pipe;
 }
 
+/* The dead letter's error class (header __connect.errors.exception.class.name). */
+static const char *error_class(int err)
+{
+    switch (err) {
+    case RM_EFRAME: return "framing";
+    case RM_ESCHEMA: return "schema";
+    case RM_EDECODE: return "decode";
+    case RM_EVALIDATE: return "validation";
+    default: return "other";
+    }
+}
+
 /* Applies the open batch in one transaction with its offsets. Returns 0 once
  * committed, RM_EMAPFULL after growing the map (caller retries), or another error. */
 static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_by_rule)
@@ -430,6 +461,8 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
     if (rc)
         return rc;
     rc = engine_txn_begin(pipe->pi_engine, txn);
+    if (!rc)
+        rc = outbox_txn_begin(pipe->pi_outbox, txn);
     for (size_t i = 0; i < pipe->pi_tp_count; i++)
         pipe->pi_tps[i].pt_batch_next = -1;
     for (size_t i = 0; !rc && i < pipe->pi_batch_count; i++) {
@@ -445,10 +478,17 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
         outcomes[res.er_outcome]++;
         if (res.er_outcome == ENGINE_APPLIED && res.er_rule >= 0)
             applied_by_rule[res.er_rule]++;
-        if (res.er_outcome == ENGINE_REJECTED)
-            log_warn("event rejected", LOG_S("view", view->v_name), LOG_S("topic", topic),
+        if (res.er_outcome == ENGINE_REJECTED) {
+            outbox_letter_t letter = {topic, m->partition, m->offset, msg.em_timestamp_ms,
+                                      m->key, m->key_len, m->payload, m->len,
+                                      error_class(res.er_error), res.er_reason};
+            rc = outbox_record(pipe->pi_outbox, txn, &letter);
+            if (rc)
+                break;
+            log_warn("event dead-lettered", LOG_S("view", view->v_name), LOG_S("topic", topic),
                      LOG_I("partition", m->partition), LOG_I("offset", m->offset),
-                     LOG_S("error", rm_strerror(res.er_error)), LOG_S("reason", res.er_reason));
+                     LOG_S("error", error_class(res.er_error)), LOG_S("reason", res.er_reason));
+        }
         pipe_tp_t *tp = tp_find(pipe, view_topic_index(view, topic), m->partition);
         if (tp) {
             tp->pt_batch_next = m->offset + 1;
@@ -472,6 +512,8 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
     }
     if (!rc)
         rc = engine_txn_precommit(pipe->pi_engine, txn);
+    if (!rc)
+        rc = outbox_txn_precommit(pipe->pi_outbox, txn);
     if (rc) {
         store_write_abort(txn);
         return rc;
@@ -499,6 +541,14 @@ static void batch_committed(pipe_t *pipe)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
+/* Dead letters are rare: flush only when the outbox holds some. */
+static bool outbox_flush_due(pipe_t *pipe)
+{
+    outbox_stats_t st;
+    outbox_get_stats(pipe->pi_outbox, &st);
+    return st.os_pending > 0 || st.os_recorded > st.os_published + st.os_recovered;
+}
+
 static int apply_batch(pipe_t *pipe)
 {
     int64_t backoff_ms = 100;
@@ -523,6 +573,8 @@ static int apply_batch(pipe_t *pipe)
             pipe->pi_stats.ps_messages += pipe->pi_batch_count;
             pipe->pi_stats.ps_batches++;
             batch_release(pipe);
+            if (outbox_flush_due(pipe))
+                outbox_flush(pipe->pi_outbox, PIPE_OUTBOX_FLUSH_MS);
             publish_snapshot(pipe);
             return 0;
         }
@@ -589,6 +641,12 @@ static void fill_batch(pipe_t *pipe)
 
 int pipe_run(pipe_t *pipe)
 {
+    /* Dead letters a crash left between produce and delete are already in Kafka. */
+    int orc = outbox_recover(pipe->pi_outbox, PIPE_METADATA_TIMEOUT_MS);
+    if (orc)
+        log_warn("cannot read the dead-letter topics to recover the outbox; pending dead "
+                 "letters will be published again",
+                 LOG_S("error", rm_strerror(orc)));
     int rc = refresh_partitions(pipe);
     if (rc && rc != RM_ETIMEOUT && rc != RM_EKAFKA)
         return rc;
@@ -614,7 +672,10 @@ int pipe_run(pipe_t *pipe)
         }
         if (now_ms() >= pipe->pi_next_metadata_ms)
             refresh_partitions(pipe);
-        if (now_ms() >= pipe->pi_next_snapshot_ms)
+        if (now_ms() >= pipe->pi_next_snapshot_ms) {
+            if (outbox_flush_due(pipe))
+                outbox_flush(pipe->pi_outbox, PIPE_OUTBOX_FLUSH_MS);
             publish_snapshot(pipe);
+        }
     }
 }
