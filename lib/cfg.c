@@ -70,6 +70,13 @@ static const cfg_key_t cfg_keys[] = {
                 "how often new partitions are looked for"),
     CFG_STR("projector.metrics_listen", "127.0.0.1:9464", "RM_METRICS_LISTEN", true,
             "metrics address:port; empty disables"),
+    CFG_CHOICE("projector.on_gap", "stop", "RM_ON_GAP", "stop|continue",
+               "a stored offset below the log start (data deleted unseen): stop, or record "
+               "the gap and continue from the log start"),
+    CFG_INTEGER("projector.parked_max_age_s", "86400", "RM_PARKED_MAX_AGE_S", 1, 31536000,
+                "events waiting for a link longer than this are dead-lettered (link-timeout)"),
+    CFG_INTEGER("projector.max_message_bytes", "1048576", "RM_MAX_MESSAGE_BYTES", 64, 104857600,
+                "larger messages are dead-lettered"),
     CFG_STR("query_api.listen", "127.0.0.1:8080", "RM_LISTEN", false, "HTTP address:port"),
     CFG_INTEGER("query_api.threads", "2", "RM_HTTP_THREADS", 1, 256, "HTTP worker threads"),
     CFG_INTEGER("query_api.max_connections", "4096", "RM_MAX_CONNECTIONS", 1, 1000000,

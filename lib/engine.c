@@ -606,6 +606,82 @@ static int park(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, const c
 static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
                      engine_result_t *res);
 
+/* Decodes a parked envelope (written by park()); topic is copied into topic_buf. */
+static int parked_decode(const char *data, size_t len, engine_msg_t *msg, char *topic_buf,
+                         size_t topic_cap)
+{
+    const char *p = data, *end = data + len;
+    uint16_t topic_len;
+    uint32_t key_len;
+    memset(msg, 0, sizeof(*msg));
+    if (end - p < 22)
+        return RM_ESTORE;
+    memcpy(&msg->em_partition, p, 4);
+    memcpy(&msg->em_offset, p + 4, 8);
+    memcpy(&msg->em_timestamp_ms, p + 12, 8);
+    memcpy(&topic_len, p + 20, 2);
+    p += 22;
+    if (end - p < topic_len + 4 || topic_len >= topic_cap)
+        return RM_ESTORE;
+    memcpy(topic_buf, p, topic_len);
+    topic_buf[topic_len] = '\0';
+    p += topic_len;
+    memcpy(&key_len, p, 4);
+    p += 4;
+    if ((size_t)(end - p) < key_len)
+        return RM_ESTORE;
+    msg->em_topic = topic_buf;
+    msg->em_key = p;
+    msg->em_key_len = key_len;
+    p += key_len;
+    msg->em_value = p;
+    msg->em_value_len = (size_t)(end - p);
+    return 0;
+}
+
+int engine_expire_parked(engine_t *engine, MDB_txn *txn, int64_t cutoff_ms, engine_expired_cb cb,
+                         void *ctx, size_t *ret_expired)
+{
+    MDB_cursor *cur;
+    int rc = rm_err_from_mdb(mdb_cursor_open(txn, store_dbi(engine->en_store, STORE_DB_PENDING), &cur));
+    if (rc)
+        return rc;
+    size_t expired = 0;
+    MDB_val key, val;
+    int mrc;
+    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        engine_msg_t msg;
+        char topic[256], link[VIEW_NAME_MAX_BYTES + 1];
+        if (parked_decode(val.mv_data, val.mv_size, &msg, topic, sizeof(topic)) ||
+            msg.em_timestamp_ms >= cutoff_ms)
+            continue;
+        const char *sep = memchr(key.mv_data, '\0', key.mv_size);
+        size_t link_len = sep ? (size_t)(sep - (const char *)key.mv_data) : 0;
+        if (link_len > VIEW_NAME_MAX_BYTES)
+            link_len = 0;
+        memcpy(link, key.mv_data, link_len);
+        link[link_len] = '\0';
+        /* Copy the value out: the callback writes (the outbox), which may move pages. */
+        buf_t *b = &engine->en_unpark;
+        buf_reset(b);
+        if ((rc = buf_append(b, val.mv_data, val.mv_size)))
+            break;
+        parked_decode(b->b_data, b->b_len, &msg, topic, sizeof(topic));
+        if ((rc = rm_err_from_mdb(mdb_cursor_del(cur, 0))))
+            break;
+        engine_parked_t parked = {msg, link};
+        if ((rc = cb(ctx, txn, &parked)))
+            break;
+        expired++;
+    }
+    mdb_cursor_close(cur);
+    if (!rc && mrc && mrc != MDB_NOTFOUND)
+        rc = rm_err_from_mdb(mrc);
+    *ret_expired = expired;
+    return rc;
+}
+
 /* Applies, in arrival order, every event parked under (link, id). */
 static int unpark(engine_t *engine, MDB_txn *txn, const char *link, const char *id,
                   size_t id_len, size_t *ret_count)
@@ -635,34 +711,10 @@ static int unpark(engine_t *engine, MDB_txn *txn, const char *link, const char *
         mdb_cursor_close(cur);
         if (rc)
             return rc;
-        /* Decode the parked envelope (written by park()). */
-        const char *p = b->b_data, *end = b->b_data + b->b_len;
-        engine_msg_t msg = {0};
-        uint16_t topic_len;
-        uint32_t key_len;
+        engine_msg_t msg;
         char topic[256];
-        if (end - p < 22)
+        if (parked_decode(b->b_data, b->b_len, &msg, topic, sizeof(topic)))
             continue;
-        memcpy(&msg.em_partition, p, 4);
-        memcpy(&msg.em_offset, p + 4, 8);
-        memcpy(&msg.em_timestamp_ms, p + 12, 8);
-        memcpy(&topic_len, p + 20, 2);
-        p += 22;
-        if (end - p < topic_len + 4 || topic_len >= sizeof(topic))
-            continue;
-        memcpy(topic, p, topic_len);
-        topic[topic_len] = '\0';
-        p += topic_len;
-        memcpy(&key_len, p, 4);
-        p += 4;
-        if ((size_t)(end - p) < key_len)
-            continue;
-        msg.em_topic = topic;
-        msg.em_key = p;
-        msg.em_key_len = key_len;
-        p += key_len;
-        msg.em_value = p;
-        msg.em_value_len = (size_t)(end - p);
         engine_result_t sub;
         rc = apply_msg(engine, txn, &msg, &sub);
         if (rc)

@@ -77,6 +77,19 @@ int engine_txn_precommit(engine_t *engine, MDB_txn *txn);
 int engine_apply(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
                  engine_result_t *ret_result);
 
+/* A parked event handed out by engine_expire_parked (borrowed for the callback). */
+typedef struct engine_parked {
+    engine_msg_t ep_msg;
+    const char *ep_link; /* the link it waited for */
+} engine_parked_t;
+typedef int (*engine_expired_cb)(void *ctx, MDB_txn *txn, const engine_parked_t *parked);
+
+/* Removes, in txn, the parked events whose message timestamp is older than
+ * cutoff_ms, calling cb for each first (the pipeline dead-letters them with reason
+ * link-timeout). Stops at the first non-zero return of cb and returns it. */
+int engine_expire_parked(engine_t *engine, MDB_txn *txn, int64_t cutoff_ms, engine_expired_cb cb,
+                         void *ctx, size_t *ret_expired);
+
 /* Number of parked events (for metrics), counted in txn. */
 int engine_parked_count(engine_t *engine, MDB_txn *txn, size_t *ret_count);
 

@@ -20,6 +20,7 @@
 #define PIPE_BACKOFF_MAX_MS 5000  /* disk-full / I/O retry backoff ceiling */
 #define PIPE_MAX_PARTITIONS 4096
 #define PIPE_OUTBOX_FLUSH_MS 2000 /* bounded wait for dead-letter acks between batches */
+#define PIPE_EXPIRE_EVERY_MS 10000 /* how often parked events are checked for link-timeout */
 
 typedef struct pipe_tp {
     int pt_topic;           /* index into the view's topics */
@@ -44,6 +45,8 @@ typedef struct pipe_snapshot {
     size_t ps_map_bytes;
     size_t ps_used_bytes;
     outbox_stats_t ps_outbox;
+    uint64_t ps_gaps;
+    uint64_t ps_expired;
 } pipe_snapshot_t;
 
 struct pipe {
@@ -54,6 +57,13 @@ struct pipe {
     metrics_hist_t pi_batch_events;
     metrics_hist_t pi_commit_seconds;
     int64_t pi_next_snapshot_ms;
+    int64_t pi_next_expire_ms;
+    int64_t pi_parked_max_age_ms;
+    bool pi_continue_on_gap;
+    int pi_gap_tp;                /* index of a partition that hit a gap, or -1 */
+    int64_t pi_gap_offset;        /* the offset that was out of range */
+    uint64_t pi_gaps;             /* gaps detected since start */
+    uint64_t pi_expired;          /* parked events dead-lettered (link-timeout) */
     rd_kafka_t *pi_rk;
     engine_t *pi_engine;
     outbox_t *pi_outbox;
@@ -112,6 +122,9 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     pipe->pi_batch_max_events = cfg_int(cfg, "projector.batch_max_events");
     pipe->pi_batch_max_ms = cfg_int(cfg, "projector.batch_max_ms");
     pipe->pi_metadata_refresh_ms = cfg_int(cfg, "projector.metadata_refresh_ms");
+    pipe->pi_parked_max_age_ms = cfg_int(cfg, "projector.parked_max_age_s") * 1000;
+    pipe->pi_continue_on_gap = strcmp(cfg_str(cfg, "projector.on_gap"), "continue") == 0;
+    pipe->pi_gap_tp = -1;
     pipe->pi_batch_cap = (size_t)pipe->pi_batch_max_events;
     pipe->pi_batch = calloc(pipe->pi_batch_cap, sizeof(*pipe->pi_batch));
     pipe->pi_tps = calloc(PIPE_MAX_PARTITIONS, sizeof(*pipe->pi_tps));
@@ -120,7 +133,7 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     pipe->pi_snap.ps_applied_by_rule = calloc(rules, sizeof(uint64_t));
     pipe->pi_snap.ps_tps = calloc(PIPE_MAX_PARTITIONS, sizeof(pipe_tp_t));
     pipe->pi_snap.ps_high = calloc(PIPE_MAX_PARTITIONS, sizeof(int64_t));
-    engine_opts_t eopts = {0};
+    engine_opts_t eopts = {(size_t)cfg_int(cfg, "projector.max_message_bytes")};
     pipe->pi_engine = engine_new(opts->po_view, opts->po_catalog, opts->po_store, &eopts);
     if (!pipe->pi_batch || !pipe->pi_tps || !pipe->pi_engine || !pipe->pi_applied_by_rule ||
         !pipe->pi_snap.ps_applied_by_rule || !pipe->pi_snap.ps_tps || !pipe->pi_snap.ps_high) {
@@ -245,6 +258,8 @@ static void publish_snapshot(pipe_t *pipe)
     snap->ps_map_bytes = map_bytes;
     snap->ps_used_bytes = used_bytes;
     outbox_get_stats(pipe->pi_outbox, &snap->ps_outbox);
+    snap->ps_gaps = pipe->pi_gaps;
+    snap->ps_expired = pipe->pi_expired;
     pthread_mutex_unlock(&pipe->pi_lock);
     pipe->pi_next_snapshot_ms = now_ms() + 1000;
 }
@@ -311,6 +326,10 @@ int pipe_render_metrics(pipe_t *pipe, buf_t *out)
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_dead_letters_published_total", (int64_t)snap->ps_outbox.os_published, vlabels);
     FAMILY("readmodel_dead_letters_pending", "gauge", "Dead letters waiting in the outbox.");
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_dead_letters_pending", (int64_t)snap->ps_outbox.os_pending, vlabels);
+    FAMILY("readmodel_gaps_total", "counter", "Partitions found with a stored offset below the log start.");
+    rc = rc ? rc : metrics_sample_i64(out, "readmodel_gaps_total", (int64_t)snap->ps_gaps, vlabels);
+    FAMILY("readmodel_parked_expired_total", "counter", "Parked events dead-lettered with link-timeout.");
+    rc = rc ? rc : metrics_sample_i64(out, "readmodel_parked_expired_total", (int64_t)snap->ps_expired, vlabels);
     FAMILY("readmodel_store_map_bytes", "gauge", "LMDB map size.");
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_store_map_bytes", (int64_t)snap->ps_map_bytes, vlabels);
     FAMILY("readmodel_store_used_bytes", "gauge", "LMDB bytes in use.");
@@ -433,9 +452,112 @@ static void handle_error_message(pipe_t *pipe, const rd_kafka_message_t *msg)
     const char *topic = msg->rkt ? rd_kafka_topic_name(msg->rkt) : "";
     if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
         return;
+    if (msg->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+        msg->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+        /* auto.offset.reset=error: the stored offset is gone (retention). Never skip
+         * silently: pipe_run records the gap and stops or continues per config. */
+        pipe_tp_t *tp = tp_find(pipe, view_topic_index(pipe->pi_opts.po_view, topic), msg->partition);
+        if (tp && pipe->pi_gap_tp < 0) {
+            pipe->pi_gap_tp = (int)(tp - pipe->pi_tps);
+            pipe->pi_gap_offset = tp->pt_next_offset;
+        }
+        return;
+    }
     log_error("consumer error", LOG_S("topic", topic), LOG_I("partition", msg->partition),
               LOG_I("offset", msg->offset), LOG_S("error", rd_kafka_message_errstr(msg)));
-    (void)pipe;
+}
+
+/* Records a gap in meta ("gap/<topic>/<partition>") so the API can report the view as
+ * degraded for that partition, then stops (RM_EGAP) or resumes from the log start. */
+static int handle_gap(pipe_t *pipe)
+{
+    const view_t *view = pipe->pi_opts.po_view;
+    store_t *store = pipe->pi_opts.po_store;
+    pipe_tp_t *tp = &pipe->pi_tps[pipe->pi_gap_tp];
+    const char *topic = view->v_topics[tp->pt_topic];
+    pipe->pi_gap_tp = -1;
+    int64_t low = -1, high = -1;
+    rd_kafka_query_watermark_offsets(pipe->pi_rk, topic, tp->pt_partition, &low, &high,
+                                     PIPE_METADATA_TIMEOUT_MS);
+    pipe->pi_gaps++;
+    log_error(pipe->pi_continue_on_gap ? "gap: events were deleted before this view saw them; "
+                                         "recorded, continuing from the log start"
+                                       : "gap: events were deleted before this view saw them; "
+                                         "stopping (projector.on_gap=stop)",
+              LOG_S("view", view->v_name), LOG_S("topic", topic), LOG_I("partition", tp->pt_partition),
+              LOG_I("stored_offset", pipe->pi_gap_offset), LOG_I("log_start", low));
+    char name[320], value[256];
+    snprintf(name, sizeof(name), "gap/%s/%d", topic, tp->pt_partition);
+    snprintf(value, sizeof(value),
+             "{\"topic\":\"%s\",\"partition\":%d,\"stored_offset\":%lld,\"log_start\":%lld,"
+             "\"detected_ms\":%lld,\"action\":\"%s\"}",
+             topic, tp->pt_partition, (long long)pipe->pi_gap_offset, (long long)low,
+             (long long)wall_ms(), pipe->pi_continue_on_gap ? "continued" : "stopped");
+    MDB_txn *txn;
+    int rc = store_write_begin(store, &txn);
+    if (!rc)
+        rc = store_meta_put(store, txn, name, value, strlen(value));
+    if (!rc && pipe->pi_continue_on_gap && low >= 0) {
+        /* The offset moves to the log start in the same transaction as the record. */
+        store_offset_t off = {low, high, tp->pt_last_event_ms, wall_ms()};
+        rc = store_offset_put(store, txn, topic, tp->pt_partition, &off);
+    }
+    rc = rc ? (store_write_abort(txn), rc) : store_write_commit(store, txn);
+    if (rc)
+        return rc;
+    if (!pipe->pi_continue_on_gap || low < 0)
+        return RM_EGAP;
+    tp->pt_next_offset = low;
+    return assign_all(pipe);
+}
+
+typedef struct expire_ctx {
+    pipe_t *ec_pipe;
+    char ec_reason[160];
+} expire_ctx_t;
+
+static int dead_letter_expired(void *ctx, MDB_txn *txn, const engine_parked_t *parked)
+{
+    expire_ctx_t *ec = ctx;
+    snprintf(ec->ec_reason, sizeof(ec->ec_reason),
+             "link-timeout: link '%s' not learned within %lld s", parked->ep_link,
+             (long long)(ec->ec_pipe->pi_parked_max_age_ms / 1000));
+    const engine_msg_t *m = &parked->ep_msg;
+    outbox_letter_t letter = {m->em_topic, m->em_partition, m->em_offset, m->em_timestamp_ms,
+                              m->em_key, m->em_key_len, m->em_value, m->em_value_len,
+                              "link-timeout", ec->ec_reason};
+    log_warn("parked event expired; dead-lettered", LOG_S("view", ec->ec_pipe->pi_opts.po_view->v_name),
+             LOG_S("topic", m->em_topic), LOG_I("partition", m->em_partition),
+             LOG_I("offset", m->em_offset), LOG_S("link", parked->ep_link));
+    return outbox_record(ec->ec_pipe->pi_outbox, txn, &letter);
+}
+
+/* Dead-letters parked events older than projector.parked_max_age_s. */
+static int expire_parked(pipe_t *pipe)
+{
+    pipe->pi_next_expire_ms = now_ms() + PIPE_EXPIRE_EVERY_MS;
+    store_t *store = pipe->pi_opts.po_store;
+    MDB_txn *txn;
+    int rc = store_write_begin(store, &txn);
+    if (rc)
+        return rc;
+    expire_ctx_t ctx = {pipe, ""};
+    size_t expired = 0;
+    rc = engine_txn_begin(pipe->pi_engine, txn);
+    rc = rc ? rc : outbox_txn_begin(pipe->pi_outbox, txn);
+    rc = rc ? rc : engine_expire_parked(pipe->pi_engine, txn, wall_ms() - pipe->pi_parked_max_age_ms,
+                                        dead_letter_expired, &ctx, &expired);
+    rc = rc ? rc : outbox_txn_precommit(pipe->pi_outbox, txn);
+    if (rc || !expired) {
+        store_write_abort(txn);
+        return rc;
+    }
+    rc = store_write_commit(store, txn);
+    if (!rc) {
+        pipe->pi_expired += expired;
+        outbox_flush(pipe->pi_outbox, PIPE_OUTBOX_FLUSH_MS);
+    }
+    return rc;
 }
 
 /* The dead letter's error class (header __connect.errors.exception.class.name). */
@@ -624,6 +746,8 @@ static void fill_batch(pipe_t *pipe)
         if (m->err) {
             handle_error_message(pipe, m);
             rd_kafka_message_destroy(m);
+            if (pipe->pi_gap_tp >= 0)
+                break;
             continue;
         }
         pipe_tp_t *tp = tp_find(pipe, view_topic_index(view, rd_kafka_topic_name(m->rkt)),
@@ -669,6 +793,16 @@ int pipe_run(pipe_t *pipe)
                 batch_release(pipe);
                 return rc;
             }
+        }
+        if (pipe->pi_gap_tp >= 0) {
+            rc = handle_gap(pipe);
+            if (rc)
+                return rc;
+        }
+        if (now_ms() >= pipe->pi_next_expire_ms) {
+            rc = expire_parked(pipe);
+            if (rc)
+                log_error("cannot expire parked events", LOG_S("error", rm_strerror(rc)));
         }
         if (now_ms() >= pipe->pi_next_metadata_ms)
             refresh_partitions(pipe);
