@@ -1,0 +1,448 @@
+/* simulate: generates a seeded Customer 360 event stream, produces it to Kafka as
+ * Confluent-framed Avro, and writes the oracle (the exact expected view per customer). */
+#include "avro_enc.h"
+#include "catalog.h"
+#include "cfg.h"
+#include "kafka.h"
+#include "log.h"
+#include "model.h"
+#include "oracle.h"
+#include "producer.h"
+#include "rm_build.h"
+#include "rm_err.h"
+#include "summary.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 2
+#define DEFAULT_CUSTOMERS 1000
+/* A sanity bound: the whole world is held in memory (about 1.5 KB per customer). */
+#define MAX_CUSTOMERS 10000000
+/* Progress lines on a TTY are redrawn at most this often. */
+#define PROGRESS_INTERVAL_MS 200
+
+/* Producer defaults (issue 2); -X and RM_KAFKA_* override any of them. murmur2_random
+ * is the Java client's partitioner, so keys land where Java producers would put them. */
+/* clang-format off */
+static const char *const producer_defaults[] = {
+    "partitioner", "murmur2_random",
+    "enable.idempotence", "true",
+    "linger.ms", "5",
+    "queue.buffering.max.messages", "1000000",
+    NULL,
+};
+/* clang-format on */
+
+typedef struct options {
+    const char *op_bootstrap;
+    const char *op_oracle;
+    const char *op_catalog;
+    uint32_t op_customers;
+    uint64_t op_seed;
+    int64_t op_start_ms;
+    bool op_has_start;
+    bool op_summary;
+    bool op_dry_run;
+    int op_verbosity; /* -1 quiet, 0 normal, 1 verbose */
+    const char **op_kafka; /* "name=value" from -X, in order */
+    size_t op_kafka_count;
+} options_t;
+
+enum {
+    OPT_CUSTOMERS = 256,
+    OPT_SEED,
+    OPT_ORACLE,
+    OPT_CATALOG,
+    OPT_START_MS,
+    OPT_SUMMARY,
+    OPT_DRY_RUN
+};
+
+/* The command line, as data: getopt's table and --help are both generated from it. */
+static const struct cli_option {
+    const char *co_name;
+    int co_id;
+    const char *co_arg; /* NULL: a flag */
+    const char *co_help;
+} cli_options[] = {
+    {"bootstrap", 'b', "HOST:PORT", "Kafka bootstrap servers (required unless --dry-run)"},
+    {"customers", OPT_CUSTOMERS, "N", "customers to simulate (default 1000)"},
+    {"seed", OPT_SEED, "S", "seed; ids carry it, so seeds never collide (default 1)"},
+    {"oracle", OPT_ORACLE, "FILE", "write the expected view, one JSON line per customer"},
+    {"catalog", OPT_CATALOG, "FILE",
+     "schema catalog (default schemas/catalog.yaml, env RM_CATALOG)"},
+    {"start-ms", OPT_START_MS, "MS", "occurred_at of the first event (default: now - events)"},
+    {"summary", OPT_SUMMARY, NULL, "print a JSON summary of the stream to stdout"},
+    {"dry-run", OPT_DRY_RUN, NULL, "generate and encode, but produce nothing"},
+    {NULL, 'X', "PROP=VALUE", "set any librdkafka property (repeatable)"},
+    {"quiet", 'q', NULL, "only warnings and errors on stderr"},
+    {"verbose", 'v', NULL, "debug logs on stderr"},
+    {"version", 'V', NULL, "print the version and exit"},
+    {"help", 'h', NULL, "print this help and exit"},
+};
+#define CLI_OPTION_COUNT (sizeof(cli_options) / sizeof(cli_options[0]))
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int signo)
+{
+    (void)signo;
+    stop_requested = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: simulate --bootstrap HOST:PORT [options]\n"
+                 "Produces a deterministic Customer 360 event stream (Confluent-framed Avro)\n"
+                 "and writes the oracle: the exact view every customer must end up with.\n\n");
+    for (size_t i = 0; i < CLI_OPTION_COUNT; i++) {
+        const struct cli_option *co = &cli_options[i];
+        char left[64];
+        if (co->co_name && co->co_id < 256)
+            snprintf(left, sizeof(left), "-%c, --%s%s%s", co->co_id, co->co_name,
+                     co->co_arg ? " " : "", co->co_arg ? co->co_arg : "");
+        else if (co->co_name)
+            snprintf(left, sizeof(left), "    --%s%s%s", co->co_name, co->co_arg ? " " : "",
+                     co->co_arg ? co->co_arg : "");
+        else
+            snprintf(left, sizeof(left), "-%c %s", co->co_id, co->co_arg);
+        fprintf(out, "  %-28s %s\n", left, co->co_help);
+    }
+    fprintf(out,
+            "\nExit status: 0 ok, 1 runtime failure (e.g. a delivery failed), 2 usage error.\n");
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "simulate: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'simulate --help'.\n");
+    return EXIT_USAGE;
+}
+
+static bool parse_u64(const char *text, uint64_t max, uint64_t *ret_value)
+{
+    char *end;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno || end == text || *end || text[0] == '-' || value > max)
+        return false;
+    *ret_value = value;
+    return true;
+}
+
+/* Returns -1 when parsing succeeded, else the exit status. */
+static int parse_options(int argc, char **argv, options_t *op)
+{
+    struct option long_options[CLI_OPTION_COUNT + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < CLI_OPTION_COUNT; i++) {
+        if (cli_options[i].co_name)
+            long_options[n++] = (struct option){
+                cli_options[i].co_name, cli_options[i].co_arg ? required_argument : no_argument,
+                NULL, cli_options[i].co_id};
+    }
+    long_options[n] = (struct option){NULL, 0, NULL, 0};
+    op->op_kafka = calloc((size_t)argc, sizeof(*op->op_kafka));
+    if (!op->op_kafka)
+        return EXIT_FAILURE;
+
+    int c;
+    uint64_t number;
+    while ((c = getopt_long(argc, argv, "b:X:qvVh", long_options, NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            op->op_bootstrap = optarg;
+            break;
+        case OPT_CUSTOMERS:
+            if (!parse_u64(optarg, MAX_CUSTOMERS, &number) || number == 0)
+                return usage_error("--customers: expected 1..10000000, got '%s'", optarg);
+            op->op_customers = (uint32_t)number;
+            break;
+        case OPT_SEED:
+            if (!parse_u64(optarg, UINT64_MAX, &number))
+                return usage_error("--seed: expected a non-negative integer, got '%s'", optarg);
+            op->op_seed = number;
+            break;
+        case OPT_ORACLE:
+            op->op_oracle = optarg;
+            break;
+        case OPT_CATALOG:
+            op->op_catalog = optarg;
+            break;
+        case OPT_START_MS:
+            if (!parse_u64(optarg, INT64_MAX / 2, &number))
+                return usage_error("--start-ms: expected epoch milliseconds, got '%s'", optarg);
+            op->op_start_ms = (int64_t)number;
+            op->op_has_start = true;
+            break;
+        case OPT_SUMMARY:
+            op->op_summary = true;
+            break;
+        case OPT_DRY_RUN:
+            op->op_dry_run = true;
+            break;
+        case 'X':
+            if (!strchr(optarg, '=') || optarg[0] == '=')
+                return usage_error("-X: expected name=value, got '%s'", optarg);
+            op->op_kafka[op->op_kafka_count++] = optarg;
+            break;
+        case 'q':
+            op->op_verbosity = -1;
+            break;
+        case 'v':
+            op->op_verbosity = 1;
+            break;
+        case 'V':
+            printf("simulate %s (librdkafka %s, avro-c %s)\n", RM_VERSION, rd_kafka_version_str(),
+                   RM_AVRO_VERSION);
+            return EXIT_SUCCESS;
+        case 'h':
+            usage(stdout);
+            return EXIT_SUCCESS;
+        default:
+            fprintf(stderr, "Try 'simulate --help'.\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    return -1;
+}
+
+/* Applies flags to the project config: a flag beats RM_* variables beats defaults. */
+static int apply_flags(cfg_t *cfg, const options_t *op, char *errstr, size_t errlen)
+{
+    if (op->op_catalog && cfg_set(cfg, "catalog", op->op_catalog, errstr, errlen))
+        return RM_ECONFIG;
+    if (op->op_bootstrap &&
+        cfg_set(cfg, "kafka.bootstrap.servers", op->op_bootstrap, errstr, errlen))
+        return RM_ECONFIG;
+    for (size_t i = 0; i < op->op_kafka_count; i++) {
+        char key[512];
+        snprintf(key, sizeof(key), "kafka.%s", op->op_kafka[i]);
+        if (cfg_set_pair(cfg, key, errstr, errlen))
+            return RM_ECONFIG;
+    }
+    return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Writes the oracle to path.tmp and renames it, so readers never see half a file. */
+static int write_oracle(const model_t *model, const char *path)
+{
+    char errstr[256];
+    oracle_t *oracle = oracle_build(model, errstr, sizeof(errstr));
+    if (!oracle) {
+        log_error("cannot build the oracle", LOG_S("error", errstr));
+        return RM_ENOMEM;
+    }
+    char tmp_path[4096];
+    snprintf(tmp_path, sizeof(tmp_path), "%s.tmp", path);
+    FILE *out = fopen(tmp_path, "w");
+    int rc = out ? oracle_write(oracle, out) : rm_err_from_errno(errno);
+    if (out && fclose(out) != 0 && !rc)
+        rc = RM_EIO;
+    if (!rc && rename(tmp_path, path) != 0)
+        rc = rm_err_from_errno(errno);
+    if (rc) {
+        log_error("cannot write the oracle", LOG_S("path", path), LOG_S("error", rm_strerror(rc)));
+        unlink(tmp_path);
+    } else {
+        log_info("oracle written", LOG_S("path", path),
+                 LOG_I("customers", model_customer_count(model)),
+                 LOG_I("erased", oracle_erased_count(oracle)));
+    }
+    oracle_destroy(oracle);
+    return rc;
+}
+
+static void show_progress(size_t done, size_t total, int64_t started_ms, bool final)
+{
+    double seconds = (double)(monotonic_ms() - started_ms) / 1000.0;
+    fprintf(stderr, "\rsimulate: %zu/%zu events (%3zu%%) %8.0f ev/s%s", done, total,
+            total ? done * 100 / total : 100, seconds > 0 ? (double)done / seconds : 0.0,
+            final ? "\n" : "");
+}
+
+/* Encodes every event in occurred_at order and, unless producer is NULL, produces it
+ * keyed by its aggregate id. Returns 0 or the first error (already logged). */
+static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *producer,
+                      summary_t *summary, bool progress)
+{
+    sim_payload_t pl;
+    size_t total = model_event_count(model);
+    int64_t started_ms = monotonic_ms(), shown_ms = started_ms;
+    for (size_t i = 0; i < total; i++) {
+        if (stop_requested) {
+            log_warn("interrupted: the stream is incomplete", LOG_I("events_sent", i));
+            return RM_EIO;
+        }
+        const sim_event_t *ev = model_event(model, i);
+        model_payload(model, ev, &pl);
+        const void *value;
+        size_t value_len;
+        int rc = avro_enc_encode(enc, ev->ev_type, &pl, &value, &value_len);
+        if (rc) {
+            log_error("cannot encode event", LOG_S("type", model_event_type_name(ev->ev_type)),
+                      LOG_S("error", rc == RM_EINVAL ? avro_enc_last_error(enc) : rm_strerror(rc)));
+            return rc;
+        }
+        summary_count(summary, ev, value_len);
+        if (producer) {
+            const char *topic = avro_enc_entry(enc, ev->ev_type)->ce_topic;
+            rc = producer_send(producer, topic, pl.pl_key, strlen(pl.pl_key), value, value_len);
+            if (rc) {
+                log_error("cannot produce", LOG_S("topic", topic),
+                          LOG_S("error", producer_error(producer)));
+                return rc;
+            }
+            if ((i & 1023) == 0)
+                producer_poll(producer);
+        }
+        if (progress && monotonic_ms() - shown_ms >= PROGRESS_INTERVAL_MS) {
+            shown_ms = monotonic_ms();
+            show_progress(i, total, started_ms, false);
+        }
+    }
+    if (progress)
+        show_progress(total, total, started_ms, true);
+    return 0;
+}
+
+/* Takes conf over. */
+static producer_t *start_producer(rd_kafka_conf_t *conf)
+{
+    char errstr[512];
+    producer_t *producer = producer_new(conf, errstr, sizeof(errstr));
+    if (!producer)
+        log_error("cannot create the producer", LOG_S("error", errstr));
+    return producer;
+}
+
+int main(int argc, char **argv)
+{
+    options_t op = {.op_customers = DEFAULT_CUSTOMERS, .op_seed = 1};
+    int status = parse_options(argc, argv, &op);
+    if (status >= 0) {
+        free(op.op_kafka);
+        return status;
+    }
+    log_init("simulate",
+             op.op_verbosity < 0   ? LOG_WARN
+             : op.op_verbosity > 0 ? LOG_DEBUG
+                                   : LOG_INFO,
+             LOG_FORMAT_AUTO);
+
+    status = EXIT_FAILURE;
+    char errstr[512];
+    cfg_t *cfg = NULL;
+    catalog_t *catalog = NULL;
+    avro_enc_t *enc = NULL;
+    model_t *model = NULL;
+    rd_kafka_conf_t *conf = NULL;
+    producer_t *producer = NULL;
+    summary_t summary = SUMMARY_INIT;
+
+    cfg = cfg_load(NULL, errstr, sizeof(errstr));
+    if (!cfg || apply_flags(cfg, &op, errstr, sizeof(errstr))) {
+        fprintf(stderr, "simulate: %s\n", errstr);
+        status = EXIT_USAGE;
+        goto out;
+    }
+    if (!op.op_dry_run && !cfg_kafka_get(cfg, "bootstrap.servers")) {
+        status = usage_error("%s", "--bootstrap is required (or --dry-run)");
+        goto out;
+    }
+    /* Built even for --dry-run, so that a bad -X is reported before any work. */
+    conf = kafka_conf_new(cfg, producer_defaults, errstr, sizeof(errstr));
+    if (!conf) {
+        fprintf(stderr, "simulate: %s\n", errstr);
+        status = EXIT_USAGE;
+        goto out;
+    }
+    catalog = catalog_load(cfg_str(cfg, "catalog"), errstr, sizeof(errstr));
+    if (!catalog) {
+        log_error("cannot load the schema catalog", LOG_S("error", errstr));
+        goto out;
+    }
+    enc = avro_enc_new(catalog, errstr, sizeof(errstr));
+    if (!enc) {
+        log_error("cannot prepare Avro encoding", LOG_S("error", errstr));
+        goto out;
+    }
+    model = model_new(op.op_seed, op.op_customers, errstr, sizeof(errstr));
+    if (!model) {
+        log_error("cannot generate the stream", LOG_S("error", errstr));
+        goto out;
+    }
+    size_t events = model_event_count(model);
+    model_set_start(model, op.op_has_start ? op.op_start_ms : now_ms() - (int64_t)events);
+    log_info("stream generated", LOG_I("seed", (int64_t)op.op_seed),
+             LOG_I("customers", op.op_customers), LOG_I("events", events));
+
+    if (op.op_oracle && write_oracle(model, op.op_oracle))
+        goto out;
+    if (!op.op_dry_run) {
+        producer = start_producer(conf);
+        conf = NULL;
+        if (!producer)
+            goto out;
+    }
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    bool progress = op.op_verbosity >= 0 && isatty(STDERR_FILENO);
+    int rc = run_stream(model, enc, producer, &summary, progress);
+    if (producer) {
+        /* Flush even after a failure: what was queued should still arrive or be counted. */
+        int flush_rc = producer_flush(producer);
+        if (flush_rc) {
+            log_error("delivery failed", LOG_I("failed", producer_failed(producer)),
+                      LOG_I("delivered", producer_delivered(producer)),
+                      LOG_S("error", producer_error(producer)));
+            rc = rc ? rc : flush_rc;
+        } else {
+            log_info("stream produced", LOG_I("delivered", producer_delivered(producer)),
+                     LOG_I("bytes", summary.su_bytes));
+        }
+    }
+    if (rc)
+        goto out;
+    if (op.op_summary && summary_write(&summary, model, enc, stdout)) {
+        log_error("cannot write the summary to stdout");
+        goto out;
+    }
+    status = EXIT_SUCCESS;
+out:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    producer_destroy(producer);
+    model_destroy(model);
+    avro_enc_destroy(enc);
+    catalog_destroy(catalog);
+    cfg_destroy(cfg);
+    free(op.op_kafka);
+    return status;
+}

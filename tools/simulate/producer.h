@@ -1,0 +1,40 @@
+/* producer: a librdkafka producer that copies messages out, waits out a full local queue,
+ * and counts delivery failures.
+ *
+ * All functions must be called from one thread (delivery reports are served by
+ * rd_kafka_poll on the calling thread, so the counters need no lock). */
+#ifndef SIM_PRODUCER_H
+#define SIM_PRODUCER_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct producer producer_t;
+
+/* Creates the producer. conf is taken over in every case (the caller sets its pointer to
+ * NULL). Returns NULL with errstr set on failure. */
+producer_t *producer_new(rd_kafka_conf_t *conf, char *errstr, size_t errlen);
+/* Destroys without flushing; NULL-safe. */
+void producer_destroy(producer_t *producer);
+
+/* Queues one message (key and value are copied) on topic, partitioned by key with the
+ * configured partitioner. Blocks, serving delivery reports, while the local queue is full.
+ * Returns 0, RM_EKAFKA (fatal producer error, e.g. idempotence violated; see
+ * producer_error) or another rm_err_t mapped from librdkafka. */
+int producer_send(producer_t *producer, const char *topic, const void *key, size_t key_len,
+                  const void *value, size_t value_len);
+
+/* Waits until every queued message is delivered or has failed (bounded by
+ * message.timeout.ms). Returns 0 when none failed since the start, RM_EKAFKA otherwise. */
+int producer_flush(producer_t *producer);
+
+/* Serves delivery reports without blocking. */
+void producer_poll(producer_t *producer);
+
+uint64_t producer_delivered(const producer_t *producer);
+uint64_t producer_failed(const producer_t *producer);
+/* The first delivery or fatal error, or NULL. */
+const char *producer_error(const producer_t *producer);
+
+#endif
