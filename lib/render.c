@@ -16,6 +16,7 @@
 typedef struct render_item {
     int ri_section;
     int64_t ri_sort;
+    frag_prov_t ri_prov;
     const char *ri_id; /* borrowed from the page: valid until the txn ends */
     size_t ri_id_len;
     const char *ri_json;
@@ -102,7 +103,7 @@ static int scan_key(const view_t *view, store_t *store, MDB_txn *txn, const char
         ret = frag_decode(v.mv_data, v.mv_size, view->v_sections[section].vs_field_count, &frag);
         if (ret)
             break;
-        render_item_t item = {section, frag.f_sort, sep + 1, rest_len - name_len - 1,
+        render_item_t item = {section,   frag.f_sort, frag.f_prov, sep + 1, rest_len - name_len - 1,
                               frag.f_json, frag.f_json_len};
         ret = scan_push(scan, &item);
         if (ret)
@@ -165,6 +166,22 @@ static int emit_sections(const view_t *view, render_scan_t *scan, buf_t *out)
     return rc ? rc : buf_append_char(out, '}');
 }
 
+/* A section reflects the newest event among its fragments' provenance and the marks
+ * kept for removed items (engine.c note 5). */
+static const frag_prov_t *section_prov(const render_scan_t *scan, size_t section)
+{
+    const frag_prov_t *best = NULL;
+    if (scan->rs_has_marks && scan->rs_marks.fm_sections[section].fp_offset >= 0)
+        best = &scan->rs_marks.fm_sections[section];
+    for (size_t i = 0; i < scan->rs_count; i++) {
+        const render_item_t *item = &scan->rs_items[i];
+        if (item->ri_section == (int)section && item->ri_prov.fp_offset >= 0 &&
+            (!best || item->ri_prov.fp_event_ms > best->fp_event_ms))
+            best = &item->ri_prov;
+    }
+    return best;
+}
+
 static int emit_freshness(const view_t *view, const render_scan_t *scan, buf_t *out)
 {
     int rc = buf_append_char(out, '{');
@@ -173,7 +190,7 @@ static int emit_freshness(const view_t *view, const render_scan_t *scan, buf_t *
         if (s)
             rc = buf_append_char(out, ',');
         rc = rc ? rc : buf_append_json_str(out, section->vs_name, strlen(section->vs_name));
-        const frag_prov_t *prov = scan->rs_has_marks ? &scan->rs_marks.fm_sections[s] : NULL;
+        const frag_prov_t *prov = section_prov(scan, s);
         if (rc)
             break;
         if (!prov || prov->fp_offset < 0) {
