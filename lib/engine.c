@@ -28,6 +28,7 @@
 #include "avro_dec.h"
 #include "buf.h"
 #include "frag.h"
+#include "index.h"
 #include "rm_err.h"
 
 #include <stdio.h>
@@ -394,6 +395,68 @@ static int trim_list(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, int sectio
     return db_del(engine, txn, STORE_DB_DOC, victim, victim_len);
 }
 
+/* The normalised value of an indexed field of frag, or len -1 when it has none. */
+typedef struct engine_idxval {
+    char iv_value[INDEX_VALUE_MAX_BYTES + 1];
+    int iv_len;
+} engine_idxval_t;
+
+static void index_value_of(const view_index_t *index, const frag_t *frag, engine_idxval_t *out)
+{
+    const frag_slot_t *slot = &frag->f_slots[index->vi_field];
+    out->iv_len = slot->fsl_type == FRAG_STR
+                      ? index_normalize(index->vi_norm, slot->fsl_str, slot->fsl_str_len,
+                                        out->iv_value, sizeof(out->iv_value))
+                      : -1;
+}
+
+static int index_write(engine_t *engine, MDB_txn *txn, const engine_ev_t *ev,
+                       const view_index_t *index, const engine_idxval_t *val, bool put)
+{
+    char key[512];
+    size_t klen = index_key(key, sizeof(key), index->vi_name, val->iv_value, (size_t)val->iv_len,
+                            ev->ev_key, ev->ev_key_len);
+    if (!klen)
+        return 0; /* too long to index: lookups will not find it, nothing else breaks */
+    return put ? db_put(engine, txn, STORE_DB_IDX, key, klen, "", 0)
+               : db_del(engine, txn, STORE_DB_IDX, key, klen);
+}
+
+/* Keeps the field indexes of a single section in step with one fragment change. */
+static int index_update(engine_t *engine, MDB_txn *txn, const engine_ev_t *ev, int section,
+                        const engine_idxval_t *before, const engine_idxval_t *after)
+{
+    const view_t *view = engine->en_view;
+    for (size_t i = 0, n = 0; i < view->v_index_count; i++) {
+        const view_index_t *index = &view->v_indexes[i];
+        if (index->vi_section != section)
+            continue;
+        const engine_idxval_t *b = &before[n], *a = &after[n];
+        n++;
+        if (b->iv_len == a->iv_len && (b->iv_len < 0 || memcmp(b->iv_value, a->iv_value, (size_t)a->iv_len) == 0))
+            continue;
+        int rc = b->iv_len >= 0 ? index_write(engine, txn, ev, index, b, false) : 0;
+        if (!rc && a->iv_len >= 0)
+            rc = index_write(engine, txn, ev, index, a, true);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Normalised values of every field index over section, in index order. */
+static size_t index_values(const view_t *view, int section, const frag_t *frag,
+                           engine_idxval_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < view->v_index_count && n < cap; i++)
+        if (view->v_indexes[i].vi_section == section)
+            index_value_of(&view->v_indexes[i], frag, &out[n++]);
+    return n;
+}
+
+#define ENGINE_MAX_FIELD_INDEXES VIEW_MAX_FIELD_INDEXES
+
 static int op_fragment(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const view_op_t *op,
                        engine_result_t *res)
 {
@@ -424,10 +487,17 @@ static int op_fragment(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const vi
         return rc;
     if (!found && op->vo_kind == VIEW_OP_UPDATE)
         return 0; /* e.g. a payment for an order trimmed from the list */
+    engine_idxval_t before[ENGINE_MAX_FIELD_INDEXES], after[ENGINE_MAX_FIELD_INDEXES];
+    size_t indexed = index_values(engine->en_view, op->vo_section, &frag, before,
+                                  ENGINE_MAX_FIELD_INDEXES);
     if (!merge(ev, op, section, &frag))
         return 0;
     touch(ev, op->vo_section);
+    /* Normalise before the put: slots may borrow from the page the put rewrites. */
+    index_values(engine->en_view, op->vo_section, &frag, after, ENGINE_MAX_FIELD_INDEXES);
     rc = frag_store(engine, txn, key, klen, section, &frag);
+    if (!rc && indexed)
+        rc = index_update(engine, txn, ev, op->vo_section, before, after);
     if (rc || found || !section->vs_max_items)
         return rc;
     return trim_list(engine, txn, ev, op->vo_section);
@@ -503,8 +573,36 @@ static int erase_link(engine_t *engine, MDB_txn *txn, const MDB_val *rkey)
     return db_put(engine, txn, STORE_DB_LINK, k + off, rkey->mv_size - off, ENGINE_ERASED_LINK, 1);
 }
 
+/* Removes the key's entries from every field index (before its fragments go). */
+static int erase_indexes(engine_t *engine, MDB_txn *txn, engine_ev_t *ev)
+{
+    const view_t *view = engine->en_view;
+    for (size_t i = 0; i < view->v_index_count; i++) {
+        const view_index_t *index = &view->v_indexes[i];
+        if (index->vi_section < 0)
+            continue;
+        const view_section_t *section = &view->v_sections[index->vi_section];
+        char key[ENGINE_KEY_BYTES];
+        size_t klen = store_doc_key(key, sizeof(key), ev->ev_key, ev->ev_key_len,
+                                    section->vs_name, "", 0);
+        frag_t frag;
+        bool found;
+        int rc = frag_load(engine, txn, key, klen, section, &frag, &found);
+        if (rc)
+            return rc;
+        engine_idxval_t val;
+        index_value_of(index, &frag, &val);
+        if (found && val.iv_len >= 0 && (rc = index_write(engine, txn, ev, index, &val, false)))
+            return rc;
+    }
+    return 0;
+}
+
 static int op_erase(engine_t *engine, MDB_txn *txn, engine_ev_t *ev)
 {
+    int irc = erase_indexes(engine, txn, ev);
+    if (irc)
+        return irc;
     char prefix[ENGINE_KEY_BYTES];
     memcpy(prefix, ev->ev_key, ev->ev_key_len);
     prefix[ev->ev_key_len] = '\0';

@@ -27,7 +27,7 @@
 #define STORE_MAX_READERS 512 /* HTTP worker threads plus tools; each holds one slot */
 
 static const char *const store_db_names[STORE_DB__COUNT] = {
-    "doc", "link", "rlink", "pending", "ver", "erased", "offsets", "outbox", "meta",
+    "doc", "link", "rlink", "pending", "ver", "erased", "offsets", "outbox", "meta", "idx",
 };
 
 struct store {
@@ -173,6 +173,11 @@ void store_close(store_t *store)
         close(store->st_lock_fd);
     free(store->st_dir);
     free(store);
+}
+
+const char *store_db_name(store_db_t db)
+{
+    return db < STORE_DB__COUNT ? store_db_names[db] : "?";
 }
 
 MDB_env *store_env(store_t *store)

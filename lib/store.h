@@ -13,6 +13,7 @@
  *   offsets  topic \0 partition(be32)          -> store_offset_t
  *   outbox   seq(be64)                         -> message to publish (dead letters)
  *   meta     name                              -> value (view hash, counters, ...)
+ *   idx      index \0 normalized_value \0 view_key -> "" (secondary lookups, index.h)
  * Integer keys are big-endian so they sort; values are native-endian (an LMDB file
  * is not portable across architectures anyway).
  *
@@ -39,7 +40,7 @@ typedef struct store store_t;
 
 typedef enum store_db {
     STORE_DB_DOC = 0, STORE_DB_LINK, STORE_DB_RLINK, STORE_DB_PENDING, STORE_DB_VER,
-    STORE_DB_ERASED, STORE_DB_OFFSETS, STORE_DB_OUTBOX, STORE_DB_META, STORE_DB__COUNT
+    STORE_DB_ERASED, STORE_DB_OFFSETS, STORE_DB_OUTBOX, STORE_DB_META, STORE_DB_IDX, STORE_DB__COUNT
 } store_db_t;
 
 /* What a commit promises (docs/guarantees.md has the full table). */
@@ -73,6 +74,8 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen);
 void store_close(store_t *store);
 
 MDB_env *store_env(store_t *store);
+/* The LMDB name of a database ("doc", "link", ...). */
+const char *store_db_name(store_db_t db);
 MDB_dbi store_dbi(const store_t *store, store_db_t db);
 const char *store_dir(const store_t *store);
 

@@ -532,11 +532,80 @@ static int ld_names(view_ld_t *ld, const yml_node_t *node, const char *where, bo
     return 0;
 }
 
+static int ld_index(view_ld_t *ld, const yml_node_t *key, const yml_node_t *val,
+                    view_index_t *index)
+{
+    char where[120];
+    snprintf(where, sizeof(where), "indexes.%s", yml_scalar(key) ? yml_scalar(key) : "?");
+    static const char *const allowed[] = {"section", "field", "link", "normalize", NULL};
+    index->vi_section = index->vi_field = index->vi_link = -1;
+    if (ld_name(ld, key, "indexes", &index->vi_name) || ld_keys(ld, val, where, allowed))
+        return RM_ECONFIG;
+    const yml_node_t *norm = yml_map_get(val, "normalize");
+    const char *ns = norm ? yml_scalar(norm) : "none";
+    if (ns && strcmp(ns, "none") == 0)
+        index->vi_norm = VIEW_NORM_NONE;
+    else if (ns && strcmp(ns, "lowercase") == 0)
+        index->vi_norm = VIEW_NORM_LOWERCASE;
+    else if (ns && strcmp(ns, "e164") == 0)
+        index->vi_norm = VIEW_NORM_E164;
+    else
+        return ld_fail(ld, norm, where, "normalize must be none, lowercase or e164");
+    const yml_node_t *link = yml_map_get(val, "link");
+    if (link) {
+        for (size_t l = 0; yml_scalar(link) && l < ld->vl_view->v_link_count; l++)
+            if (strcmp(yml_scalar(link), ld->vl_view->v_links[l]) == 0)
+                index->vi_link = (int)l;
+        if (index->vi_link < 0)
+            return ld_fail(ld, link, where, "link: unknown link");
+        if (yml_map_get(val, "section") || yml_map_get(val, "field"))
+            return ld_fail(ld, val, where, "an index is over a link or over a field, not both");
+        return 0;
+    }
+    const yml_node_t *sec = yml_map_get(val, "section");
+    const yml_node_t *field = yml_map_get(val, "field");
+    index->vi_section = yml_scalar(sec) ? view_section_index(ld->vl_view, yml_scalar(sec)) : -1;
+    if (index->vi_section < 0)
+        return ld_fail(ld, sec ? sec : val, where, "section: unknown section");
+    const view_section_t *section = &ld->vl_view->v_sections[index->vi_section];
+    if (section->vs_kind != VIEW_SINGLE)
+        return ld_fail(ld, sec, where, "field indexes are supported on single sections only");
+    for (size_t f = 0; yml_scalar(field) && f < section->vs_field_count; f++)
+        if (strcmp(yml_scalar(field), section->vs_fields[f].vf_name) == 0)
+            index->vi_field = (int)f;
+    if (index->vi_field < 0)
+        return ld_fail(ld, field ? field : val, where, "field: not a field of %s", section->vs_name);
+    if (section->vs_fields[index->vi_field].vf_type != VIEW_T_STRING)
+        return ld_fail(ld, field, where, "field: only string fields can be indexed");
+    size_t same_section = 0;
+    for (size_t i = 0; ld->vl_view->v_indexes + i != index; i++)
+        same_section += ld->vl_view->v_indexes[i].vi_section == index->vi_section;
+    if (same_section >= VIEW_MAX_FIELD_INDEXES)
+        return ld_fail(ld, sec, where, "at most %d field indexes per section", VIEW_MAX_FIELD_INDEXES);
+    return 0;
+}
+
+static int ld_indexes(view_ld_t *ld, const yml_node_t *node)
+{
+    if (yml_kind(node) != YML_MAP)
+        return ld_fail(ld, node, "indexes", "expected a mapping");
+    ld->vl_view->v_indexes = calloc(yml_count(node) ? yml_count(node) : 1, sizeof(view_index_t));
+    if (!ld->vl_view->v_indexes)
+        return RM_ENOMEM;
+    for (size_t i = 0; i < yml_count(node); i++) {
+        ld->vl_view->v_index_count = i + 1;
+        if (ld_index(ld, yml_map_key_at(node, i), yml_map_value_at(node, i),
+                     &ld->vl_view->v_indexes[i]))
+            return RM_ECONFIG;
+    }
+    return 0;
+}
+
 static int ld_view(view_ld_t *ld, const yml_node_t *root)
 {
     view_t *view = ld->vl_view;
-    static const char *const allowed[] = {"view", "key", "topics", "links", "sections", "rules",
-                                          NULL};
+    static const char *const allowed[] = {"view", "key",   "topics",  "links",
+                                          "sections", "rules", "indexes", NULL};
     if (ld_keys(ld, root, "(top level)", allowed))
         return RM_ECONFIG;
     const yml_node_t *n;
@@ -562,6 +631,8 @@ static int ld_view(view_ld_t *ld, const yml_node_t *root)
         if (ld_section(ld, yml_map_key_at(n, i), yml_map_value_at(n, i), &view->v_sections[i]))
             return RM_ECONFIG;
     }
+    if ((n = yml_map_get(root, "indexes")) && ld_indexes(ld, n))
+        return RM_ECONFIG;
     n = yml_map_get(root, "rules");
     if (yml_kind(n) != YML_SEQ || yml_count(n) == 0)
         return ld_fail(ld, n ? n : root, "rules", "expected a non-empty list");
@@ -672,6 +743,9 @@ void view_destroy(view_t *view)
         expr_free(&rule->vr_via_id);
     }
     free(view->v_rules);
+    for (size_t i = 0; i < view->v_index_count; i++)
+        free(view->v_indexes[i].vi_name);
+    free(view->v_indexes);
     for (size_t i = 0; i < view->v_section_count; i++) {
         view_section_t *section = &view->v_sections[i];
         for (size_t f = 0; f < section->vs_field_count; f++) {
@@ -708,6 +782,14 @@ int view_section_index(const view_t *view, const char *name)
         if (strcmp(view->v_sections[i].vs_name, name) == 0)
             return (int)i;
     return -1;
+}
+
+const view_index_t *view_index_named(const view_t *view, const char *name)
+{
+    for (size_t i = 0; i < view->v_index_count; i++)
+        if (strcmp(view->v_indexes[i].vi_name, name) == 0)
+            return &view->v_indexes[i];
+    return NULL;
 }
 
 int view_topic_index(const view_t *view, const char *topic)

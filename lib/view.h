@@ -16,6 +16,7 @@
 
 #define VIEW_KEY_MAX_BYTES 128      /* view keys and item ids; keeps LMDB keys < 511 bytes */
 #define VIEW_NAME_MAX_BYTES 64      /* section, field, link and topic names */
+#define VIEW_MAX_FIELD_INDEXES 8    /* field indexes over one section */
 
 typedef enum view_section_kind { VIEW_SINGLE, VIEW_LIST, VIEW_COUNTERS } view_section_kind_t;
 typedef enum view_type { VIEW_T_STRING, VIEW_T_LONG, VIEW_T_BOOL, VIEW_T_TIMESTAMP } view_type_t;
@@ -101,6 +102,17 @@ typedef struct view_rule {
     unsigned vr_line;
 } view_rule_t;
 
+typedef enum view_norm { VIEW_NORM_NONE = 0, VIEW_NORM_LOWERCASE, VIEW_NORM_E164 } view_norm_t;
+
+/* A secondary index (index.h): over a field of a single section, or over a link. */
+typedef struct view_index {
+    char *vi_name;
+    int vi_section;   /* field index: section index, else -1 */
+    int vi_field;     /* field index: field index in that section, else -1 */
+    int vi_link;      /* link index: index into v_links, else -1 */
+    view_norm_t vi_norm;
+} view_index_t;
+
 typedef struct view {
     char *v_name;
     char *v_path;
@@ -113,6 +125,8 @@ typedef struct view {
     size_t v_section_count;
     view_rule_t *v_rules;
     size_t v_rule_count;
+    view_index_t *v_indexes;
+    size_t v_index_count;
     char v_hash[17]; /* hex FNV-1a 64 of the definition's bytes: stored in meta, checked at open */
 } view_t;
 
@@ -126,5 +140,7 @@ const view_rule_t *view_rule_for(const view_t *view, const char *full_name);
 /* Index of a section / topic by name, or -1. */
 int view_section_index(const view_t *view, const char *name);
 int view_topic_index(const view_t *view, const char *topic);
+/* The index of that name, or NULL. */
+const view_index_t *view_index_named(const view_t *view, const char *name);
 
 #endif

@@ -1,6 +1,7 @@
 /* Tests of engine.c (and render.c) on the real Customer 360 definition: every
  * operation, the version guard, parking, trimming, erasure and convergence. */
 #include "engine.h"
+#include "index.h"
 #include "render.h"
 #include "rm_err.h"
 #include "tsupport.h"
@@ -292,6 +293,69 @@ START_TEST(test_interleavings_converge)
 }
 END_TEST
 
+static int collect_key(void *ctx, const char *key, size_t len)
+{
+    buf_t *out = ctx;
+    if (out->b_len)
+        buf_append_char(out, ',');
+    return buf_append(out, key, len);
+}
+
+/* Keys the index maps value to, comma-separated ("" when none). */
+static const char *lookup(const char *index, const char *value)
+{
+    static buf_t out;
+    MDB_txn *txn;
+    buf_reset(&out);
+    buf_append_str(&out, "");
+    ck_assert_int_eq(store_read_begin(fx.store, &txn), 0);
+    int rc = index_lookup(view, fx.store, txn, index, value, strlen(value), 10, collect_key, &out);
+    store_read_end(txn);
+    return rc ? "ERROR" : out.b_data;
+}
+
+START_TEST(test_indexes_follow_the_document)
+{
+    EV(REG, "event_id=r1", "occurred_at=1000", "version=1", "customer_id=C1", "name=Ada",
+       "email= Ada@Example.COM ", "phone=+44 (0)20-7946.0018", "preferred_channel=EMAIL");
+    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+    ck_assert_str_eq(lookup("email", "ada@example.com"), "C1");
+    ck_assert_str_eq(lookup("email", "ADA@EXAMPLE.COM"), "C1"); /* the query is normalised too */
+    ck_assert_str_eq(lookup("phone", "0044 0 20 7946 0018"), "C1");
+    EV(CONTACT, "event_id=c2", "occurred_at=2000", "version=2", "customer_id=C1",
+       "email=ada@new.example", "phone=null", "preferred_channel=SMS");
+    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+    ck_assert_str_eq(lookup("email", "ada@example.com"), ""); /* the old value is gone */
+    ck_assert_str_eq(lookup("email", "ada@new.example"), "C1");
+    ck_assert_str_eq(lookup("phone", "+4402079460018"), "C1"); /* null: unchanged */
+    order("O1", 2100, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    ck_assert_str_eq(lookup("order_id", "O1"), "C1");
+    ck_assert_str_eq(lookup("nope", "x"), "ERROR");
+    EV(ERASED, "event_id=x1", "occurred_at=3000", "version=3", "customer_id=C1");
+    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+    ck_assert_str_eq(lookup("email", "ada@new.example"), "");
+    ck_assert_str_eq(lookup("phone", "+4402079460018"), "");
+    ck_assert_str_eq(lookup("order_id", "O1"), "");
+}
+END_TEST
+
+START_TEST(test_normalisation_rules)
+{
+    char out[INDEX_VALUE_MAX_BYTES + 1];
+    ck_assert_int_eq(index_normalize(VIEW_NORM_E164, "+1 (555) 010-9999", 17, out, sizeof(out)), 12);
+    ck_assert_str_eq(out, "+15550109999");
+    ck_assert_int_eq(index_normalize(VIEW_NORM_E164, "555 0109", 8, out, sizeof(out)), -1); /* no country */
+    ck_assert_int_eq(index_normalize(VIEW_NORM_E164, "+1234", 5, out, sizeof(out)), -1);     /* too short */
+    ck_assert_int_eq(index_normalize(VIEW_NORM_E164, "+12345678901234567", 18, out, sizeof(out)), -1);
+    ck_assert_int_eq(index_normalize(VIEW_NORM_E164, "+44x1234567890", 14, out, sizeof(out)), -1);
+    ck_assert_int_eq(index_normalize(VIEW_NORM_LOWERCASE, "  A@B.C ", 8, out, sizeof(out)), 5);
+    ck_assert_str_eq(out, "a@b.c");
+    ck_assert_int_eq(index_normalize(VIEW_NORM_LOWERCASE, "   ", 3, out, sizeof(out)), -1);
+    ck_assert_int_eq(index_normalize(VIEW_NORM_NONE, "a\0b", 3, out, sizeof(out)), -1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("engine");
@@ -305,6 +369,8 @@ int main(void)
     tcase_add_test(tc, test_erasure_is_final);
     tcase_add_test(tc, test_poison_is_rejected_without_effect);
     tcase_add_test(tc, test_interleavings_converge);
+    tcase_add_test(tc, test_indexes_follow_the_document);
+    tcase_add_test(tc, test_normalisation_rules);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

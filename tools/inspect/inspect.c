@@ -42,14 +42,12 @@ static int print_offset(void *ctx, const char *topic, int32_t partition, const s
 
 static int cmd_stats(store_t *store, MDB_txn *txn)
 {
-    static const char *const names[STORE_DB__COUNT] = {"doc", "link", "rlink", "pending", "ver",
-                                                        "erased", "offsets", "outbox", "meta"};
     printf("{");
     for (int i = 0; i < STORE_DB__COUNT; i++) {
         MDB_stat st;
         if (mdb_stat(txn, store_dbi(store, (store_db_t)i), &st))
             return APP_EXIT_FAILURE;
-        printf("\"%s\":%zu,", names[i], st.ms_entries);
+        printf("\"%s\":%zu,", store_db_name((store_db_t)i), st.ms_entries);
     }
     size_t map = 0, used = 0;
     store_usage(store, &map, &used);
