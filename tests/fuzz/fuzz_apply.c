@@ -11,6 +11,7 @@
 #include "store.h"
 #include "view.h"
 
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,26 @@ static view_t *view;
 static store_t *store;
 static engine_t *engine;
 static int64_t offset;
+static char scratch_dir[] = "/tmp/rmfuzz-XXXXXX";
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Releases everything at exit, so LeakSanitizer's final check sees real leaks only,
+ * and removes the scratch store. */
+static void cleanup(void)
+{
+    engine_destroy(engine);
+    store_close(store);
+    view_destroy(view);
+    catalog_destroy(catalog);
+    nftw(scratch_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
 
 static void init(void)
 {
@@ -30,8 +51,7 @@ static void init(void)
     catalog = catalog_load(path, err, sizeof(err));
     snprintf(path, sizeof(path), "%s/schemas/views/customer360.yaml", src);
     view = catalog ? view_load(path, catalog, err, sizeof(err)) : NULL;
-    char dir[] = "/tmp/rmfuzz-XXXXXX";
-    store_opts_t opts = {.so_dir = mkdtemp(dir), .so_map_size_bytes = 256 << 20,
+    store_opts_t opts = {.so_dir = mkdtemp(scratch_dir), .so_map_size_bytes = 256 << 20,
                          .so_durability = STORE_PERIODIC, .so_sync_interval_ms = 1 << 30};
     store = view ? store_open(&opts, err, sizeof(err)) : NULL;
     engine = store ? engine_new(view, catalog, store, NULL) : NULL;
@@ -39,6 +59,7 @@ static void init(void)
         fprintf(stderr, "fuzz_apply: init failed: %s\n", err);
         abort();
     }
+    atexit(cleanup);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
