@@ -275,10 +275,13 @@ static int produce_entry(outbox_t *outbox, const outbox_entry_t *e)
     rd_kafka_header_add(hdrs, "readmodel.consumer.group", -1, outbox->ob_group, -1);
     rd_kafka_header_add(hdrs, "readmodel.view", -1, outbox->ob_view, -1);
     rd_kafka_header_add(hdrs, "readmodel.outbox.seq", -1, seq, -1);
+    /* Locals, not expressions: librdkafka's RD_KAFKA_V_* macros cast their argument
+     * without parentheses, so "a ? b : c" would be mis-parsed. */
+    const void *key = h->oh_key_len ? e->oe_key : NULL;
+    void *value = h->oh_has_value ? (void *)e->oe_value : NULL;
     rd_kafka_resp_err_t err = rd_kafka_producev(
         outbox->ob_producer, RD_KAFKA_V_TOPIC(dlq), RD_KAFKA_V_PARTITION(h->oh_dlq_partition),
-        RD_KAFKA_V_KEY(h->oh_key_len ? e->oe_key : NULL, h->oh_key_len),
-        RD_KAFKA_V_VALUE(h->oh_has_value ? (void *)e->oe_value : NULL, h->oh_value_len),
+        RD_KAFKA_V_KEY(key, h->oh_key_len), RD_KAFKA_V_VALUE(value, h->oh_value_len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
         RD_KAFKA_V_OPAQUE((void *)(intptr_t)e->oe_seq), RD_KAFKA_V_END);
     if (err) {
