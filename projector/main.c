@@ -2,6 +2,7 @@
  * Wiring only: the logic lives in lib/ (pipeline, engine, store). */
 #include "app.h"
 #include "cfg.h"
+#include "dlq.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "pipeline.h"
@@ -27,6 +28,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: projector --config FILE [options]\n"
+            "       projector --config FILE dlq list|replay|purge [--dry-run]\n"
             "\n"
             "Consumes the view's Kafka topics (Confluent-framed Avro), applies the view\n"
             "definition and writes the view's LMDB store with the consumed offsets in the\n"
@@ -42,6 +44,11 @@ static void usage(FILE *out)
             "  -v, -q                  more / less logging\n"
             "  -V, --version           print version and library versions\n"
             "  -h, --help              this help\n"
+            "\n"
+            "Dead letters (<topic>.dlq) of this view:\n"
+            "  dlq list                print the unhandled ones as JSON lines\n"
+            "  dlq replay [--dry-run]  re-publish them to their original topic (after a fix)\n"
+            "  dlq purge [--dry-run]   mark them handled without re-publishing\n"
             "\n"
             "SIGTERM or SIGINT finish the current batch, commit and exit 0.\n"
             "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n"
@@ -99,8 +106,10 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'L'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
+        {"dry-run", no_argument, NULL, 'n'},
         {NULL, 0, NULL, 0},
     };
+    bool dry_run = false;
     app_args_t args = {0};
     static char kafka_sets[APP_MAX_SETS][512];
     bool until_caught_up = false;
@@ -118,6 +127,7 @@ int main(int argc, char **argv)
         case 'L': args.aa_log_level = optarg; break;
         case 'v': args.aa_verbosity++; break;
         case 'q': args.aa_verbosity--; break;
+        case 'n': dry_run = true; break;
         case 'V': app_print_version("projector"); return APP_EXIT_OK;
         case 'h': usage(stdout); return APP_EXIT_OK;
         default: usage(stderr); return APP_EXIT_USAGE;
@@ -127,7 +137,10 @@ int main(int argc, char **argv)
             return APP_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
+    const char *dlq_command = NULL;
+    if (optind + 2 == argc && strcmp(argv[optind], "dlq") == 0) {
+        dlq_command = argv[optind + 1];
+    } else if (optind < argc) {
         fprintf(stderr, "projector: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
         return APP_EXIT_USAGE;
@@ -135,7 +148,9 @@ int main(int argc, char **argv)
 
     app_t app;
     int exit_code = app_load(&app, "projector", &args, true);
-    if (exit_code) {
+    if (exit_code || dlq_command) {
+        if (!exit_code)
+            exit_code = dlq_main(&app, dlq_command, dry_run);
         app_cleanup(&app);
         return exit_code;
     }

@@ -1,0 +1,193 @@
+/* dlq: list, replay and purge the view's dead letters (see dlq.h). */
+#include "dlq.h"
+#include "buf.h"
+#include "kafka.h"
+#include "log.h"
+#include "outbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DLQ_TIMEOUT_MS 10000
+
+typedef struct dlq_run {
+    app_t *dr_app;
+    const char *dr_command;
+    bool dr_dry_run;
+    rd_kafka_t *dr_consumer;
+    rd_kafka_t *dr_producer;
+    size_t dr_count;
+    int dr_failures;
+} dlq_run_t;
+
+static const char *header(rd_kafka_headers_t *hdrs, const char *name, char *out, size_t cap)
+{
+    const void *val;
+    size_t size;
+    if (!hdrs || rd_kafka_header_get_last(hdrs, name, &val, &size) || size >= cap)
+        return NULL;
+    memcpy(out, val, size);
+    out[size] = '\0';
+    return out;
+}
+
+/* One JSON line describing a dead letter (no payload: it may hold PII). */
+static void print_letter(const rd_kafka_message_t *m, rd_kafka_headers_t *hdrs)
+{
+    char topic[256], part[32], off[32], cls[64], reason[1100], seq[32];
+    buf_t out = BUF_INIT;
+    buf_append_str(&out, "{\"dlq_topic\":");
+    const char *dlq = rd_kafka_topic_name(m->rkt);
+    buf_append_json_str(&out, dlq, strlen(dlq));
+    buf_printf(&out, ",\"dlq_partition\":%d,\"dlq_offset\":%lld,\"topic\":", m->partition,
+               (long long)m->offset);
+    const char *t = header(hdrs, "__connect.errors.topic", topic, sizeof(topic));
+    buf_append_json_str(&out, t ? t : "", t ? strlen(t) : 0);
+    buf_printf(&out, ",\"partition\":%s,\"offset\":%s,\"error\":",
+               header(hdrs, "__connect.errors.partition", part, sizeof(part)) ?: "null",
+               header(hdrs, "__connect.errors.offset", off, sizeof(off)) ?: "null");
+    const char *c = header(hdrs, "__connect.errors.exception.class.name", cls, sizeof(cls));
+    buf_append_json_str(&out, c ? c : "", c ? strlen(c) : 0);
+    buf_append_str(&out, ",\"reason\":");
+    const char *r = header(hdrs, "__connect.errors.exception.message", reason, sizeof(reason));
+    buf_append_json_str(&out, r ? r : "", r ? strlen(r) : 0);
+    buf_printf(&out, ",\"outbox_seq\":%s}", header(hdrs, "readmodel.outbox.seq", seq, sizeof(seq)) ?: "null");
+    printf("%s\n", out.b_data);
+    buf_free(&out);
+}
+
+static int replay_letter(dlq_run_t *run, const rd_kafka_message_t *m, rd_kafka_headers_t *hdrs)
+{
+    char topic[256], part[32], coords[320];
+    if (!header(hdrs, "__connect.errors.topic", topic, sizeof(topic)) ||
+        !header(hdrs, "__connect.errors.partition", part, sizeof(part)))
+        return -1;
+    snprintf(coords, sizeof(coords), "%s/%d/%lld", rd_kafka_topic_name(m->rkt), m->partition,
+             (long long)m->offset);
+    rd_kafka_headers_t *out = rd_kafka_headers_new(2);
+    rd_kafka_header_add(out, "readmodel.replay-of", -1, coords, -1);
+    /* Same partition as the original: per-entity order is per partition. */
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        run->dr_producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(atoi(part)),
+        RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(out), RD_KAFKA_V_END);
+    if (err) {
+        rd_kafka_headers_destroy(out);
+        return -1;
+    }
+    return 0;
+}
+
+/* Consumes every DLQ partition from the group's offset to its high watermark. */
+static int walk(dlq_run_t *run)
+{
+    const view_t *view = run->dr_app->ap_view;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(16);
+    int64_t remaining = 0;
+    for (size_t t = 0; t < view->v_topic_count; t++) {
+        char dlq[300];
+        snprintf(dlq, sizeof(dlq), "%s%s", view->v_topics[t], OUTBOX_DLQ_SUFFIX);
+        const struct rd_kafka_metadata *md;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(run->dr_consumer, dlq, NULL);
+        if (rd_kafka_metadata(run->dr_consumer, 0, rkt, &md, DLQ_TIMEOUT_MS) == 0) {
+            for (int p = 0; md->topic_cnt == 1 && !md->topics[0].err && p < md->topics[0].partition_cnt; p++)
+                rd_kafka_topic_partition_list_add(list, dlq, md->topics[0].partitions[p].id);
+            rd_kafka_metadata_destroy(md);
+        }
+        rd_kafka_topic_destroy(rkt);
+    }
+    /* Start at the group's committed offsets (beginning when none). */
+    rd_kafka_committed(run->dr_consumer, list, DLQ_TIMEOUT_MS);
+    for (int i = 0; i < list->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &list->elems[i];
+        int64_t low, high;
+        if (rd_kafka_query_watermark_offsets(run->dr_consumer, tp->topic, tp->partition, &low,
+                                             &high, DLQ_TIMEOUT_MS))
+            high = low = 0;
+        if (tp->offset < low)
+            tp->offset = low;
+        remaining += high > tp->offset ? high - tp->offset : 0;
+        tp->opaque = (void *)(intptr_t)high; /* where to stop */
+    }
+    rd_kafka_assign(run->dr_consumer, list);
+    while (remaining > 0) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(run->dr_consumer, DLQ_TIMEOUT_MS);
+        if (!m) {
+            fprintf(stderr, "projector dlq: timed out reading the dead-letter topics\n");
+            run->dr_failures++;
+            break;
+        }
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        remaining--;
+        rd_kafka_headers_t *hdrs = NULL;
+        char owner[128];
+        rd_kafka_message_headers(m, &hdrs);
+        const char *v = header(hdrs, "readmodel.view", owner, sizeof(owner));
+        if (v && strcmp(v, view->v_name) == 0) {
+            run->dr_count++;
+            if (strcmp(run->dr_command, "list") == 0 || run->dr_dry_run)
+                print_letter(m, hdrs);
+            else if (strcmp(run->dr_command, "replay") == 0 && replay_letter(run, m, hdrs))
+                run->dr_failures++;
+        }
+        for (int i = 0; i < list->cnt; i++)
+            if (list->elems[i].partition == m->partition &&
+                strcmp(list->elems[i].topic, rd_kafka_topic_name(m->rkt)) == 0)
+                list->elems[i].offset = m->offset + 1;
+        rd_kafka_message_destroy(m);
+    }
+    int rc = 0;
+    bool advance = strcmp(run->dr_command, "list") != 0 && !run->dr_dry_run && !run->dr_failures;
+    if (advance && run->dr_producer && rd_kafka_flush(run->dr_producer, DLQ_TIMEOUT_MS)) {
+        fprintf(stderr, "projector dlq: replayed events were not all acknowledged\n");
+        advance = false;
+        rc = -1;
+    }
+    if (advance && list->cnt && rd_kafka_commit(run->dr_consumer, list, 0)) {
+        fprintf(stderr, "projector dlq: cannot commit the dead-letter group's offsets\n");
+        rc = -1;
+    }
+    rd_kafka_assign(run->dr_consumer, NULL);
+    rd_kafka_topic_partition_list_destroy(list);
+    return rc;
+}
+
+int dlq_main(app_t *app, const char *command, bool dry_run)
+{
+    if (strcmp(command, "list") && strcmp(command, "replay") && strcmp(command, "purge")) {
+        fprintf(stderr, "projector dlq: unknown command '%s' (list, replay or purge)\n", command);
+        return APP_EXIT_USAGE;
+    }
+    char err[512], group[300];
+    const char *base = cfg_kafka_get(app->ap_cfg, "group.id");
+    snprintf(group, sizeof(group), "%s%s-dlq", base ? base : "readmodel-", base ? "" : app->ap_view->v_name);
+    const char *const cdefaults[] = {"group.id", group, "enable.auto.commit", "false",
+                                     "enable.partition.eof", "false", NULL};
+    dlq_run_t run = {app, command, dry_run, NULL, NULL, 0, 0};
+    rd_kafka_conf_t *conf = kafka_conf_new(app->ap_cfg, cdefaults, err, sizeof(err));
+    if (!conf || !(run.dr_consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)))) {
+        fprintf(stderr, "projector dlq: %s\n", err);
+        return APP_EXIT_USAGE;
+    }
+    if (strcmp(command, "replay") == 0 && !dry_run) {
+        const char *const pdefaults[] = {"enable.idempotence", "true", NULL};
+        rd_kafka_conf_t *pconf = kafka_conf_new(app->ap_cfg, pdefaults, err, sizeof(err));
+        if (!pconf || !(run.dr_producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof(err)))) {
+            fprintf(stderr, "projector dlq: %s\n", err);
+            rd_kafka_destroy(run.dr_consumer);
+            return APP_EXIT_USAGE;
+        }
+    }
+    int rc = walk(&run);
+    fprintf(stderr, "projector dlq %s: %zu dead letter(s)%s\n", command, run.dr_count,
+            dry_run ? " (dry run: nothing changed)" : "");
+    if (run.dr_producer)
+        rd_kafka_destroy(run.dr_producer);
+    rd_kafka_consumer_close(run.dr_consumer);
+    rd_kafka_destroy(run.dr_consumer);
+    return rc || run.dr_failures ? APP_EXIT_FAILURE : APP_EXIT_OK;
+}
