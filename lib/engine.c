@@ -1024,8 +1024,11 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
         if (rc)
             return rc;
         if (target.mv_size == 1 && memcmp(target.mv_data, ENGINE_ERASED_LINK, 1) == 0) {
+            /* Record the version even so: whether this event arrived before or after
+             * the erasure must not change the store (convergence, note 2). */
+            int64_t version = ev.ev_stamp.fs_version;
             res->er_outcome = ENGINE_ERASED;
-            return 0;
+            return db_put(engine, txn, STORE_DB_VER, vkey, vlen, &version, sizeof(version));
         }
         /* Copy: the link's page may be rewritten by the writes below. */
         if (target.mv_size > sizeof(ev.ev_key_buf))

@@ -1,0 +1,308 @@
+/* Convergence property: for many seeds, the simulator's stream applied in several
+ * interleavings that Kafka permits (per-partition order kept, partitions interleaved at
+ * random, some messages redelivered later) gives byte-identical stores, and every
+ * document equals the simulator's independent oracle. No broker: the engine is driven
+ * directly, so hundreds of interleavings cost seconds. */
+#include "engine.h"
+#include "render.h"
+#include "rm_err.h"
+#include "tsupport.h"
+#include "../../tools/simulate/avro_enc.h"
+#include "../../tools/simulate/model.h"
+#include "../../tools/simulate/oracle.h"
+
+#include <check.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CV_PARTITIONS 4        /* per topic */
+#define CV_CUSTOMERS 120       /* per seed: ~3,000 events */
+#define CV_SEEDS 20
+#define CV_INTERLEAVINGS 4
+#define CV_BATCH 400           /* messages per transaction, like a small group commit */
+
+typedef struct cv_msg {
+    const char *cm_topic;
+    int32_t cm_partition;
+    int64_t cm_offset;
+    char *cm_key;
+    void *cm_value;
+    size_t cm_len;
+} cv_msg_t;
+
+typedef struct cv_stream {
+    cv_msg_t *cs_msgs;
+    size_t cs_count;
+    json_t *cs_oracle; /* key -> oracle line */
+} cv_stream_t;
+
+static catalog_t *catalog;
+static view_t *view;
+
+static uint64_t cv_rand(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static uint32_t key_hash(const char *key)
+{
+    uint32_t h = 2166136261u;
+    for (; *key; key++)
+        h = (h ^ (unsigned char)*key) * 16777619u;
+    return h;
+}
+
+static void stream_build(uint64_t seed, cv_stream_t *cs)
+{
+    char err[256];
+    model_t *model = model_new(seed, CV_CUSTOMERS, err, sizeof(err));
+    ck_assert_msg(model != NULL, "%s", err);
+    model_set_start(model, 1700000000000);
+    avro_enc_t *enc = avro_enc_new(catalog, err, sizeof(err));
+    ck_assert_msg(enc != NULL, "%s", err);
+    cs->cs_count = model_event_count(model);
+    cs->cs_msgs = calloc(cs->cs_count, sizeof(cv_msg_t));
+    int64_t next_offset[16][CV_PARTITIONS] = {{0}};
+    for (size_t i = 0; i < cs->cs_count; i++) {
+        const sim_event_t *ev = model_event(model, i);
+        sim_payload_t pl;
+        model_payload(model, ev, &pl);
+        const void *data;
+        size_t len;
+        ck_assert_int_eq(avro_enc_encode(enc, (sim_event_type_t)ev->ev_type, &pl, &data, &len), 0);
+        cv_msg_t *m = &cs->cs_msgs[i];
+        const catalog_entry_t *entry = avro_enc_entry(enc, (sim_event_type_t)ev->ev_type);
+        int topic = view_topic_index(view, entry->ce_topic);
+        ck_assert_int_ge(topic, 0);
+        m->cm_topic = view->v_topics[topic];
+        m->cm_key = strdup(pl.pl_key);
+        m->cm_partition = (int32_t)(key_hash(pl.pl_key) % CV_PARTITIONS);
+        m->cm_offset = next_offset[topic][m->cm_partition]++;
+        m->cm_value = malloc(len);
+        memcpy(m->cm_value, data, len);
+        m->cm_len = len;
+    }
+    oracle_t *oracle = oracle_build(model, err, sizeof(err));
+    ck_assert_msg(oracle != NULL, "%s", err);
+    char *text = NULL;
+    size_t text_len = 0;
+    FILE *mem = open_memstream(&text, &text_len);
+    ck_assert_int_eq(oracle_write(oracle, mem), 0);
+    fclose(mem);
+    cs->cs_oracle = json_object();
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        json_t *o = json_loads(line, 0, NULL);
+        ck_assert_ptr_nonnull(o);
+        json_object_set_new(cs->cs_oracle, json_string_value(json_object_get(o, "key")), o);
+    }
+    free(text);
+    oracle_destroy(oracle);
+    avro_enc_destroy(enc);
+    model_destroy(model);
+}
+
+static void stream_free(cv_stream_t *cs)
+{
+    for (size_t i = 0; i < cs->cs_count; i++) {
+        free(cs->cs_msgs[i].cm_key);
+        free(cs->cs_msgs[i].cm_value);
+    }
+    free(cs->cs_msgs);
+    json_decref(cs->cs_oracle);
+}
+
+/* Applies the stream in one permitted interleaving: each (topic, partition) queue is
+ * consumed in order; which queue goes next is random; about 3% of messages are also
+ * redelivered a little later. Returns the store's comparable bytes. */
+static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, size_t *ret_len,
+                                store_t **ret_store, char **ret_dir)
+{
+    char err[512];
+    char *dir = ts_tmpdir();
+    store_opts_t opts = {.so_dir = dir, .so_map_size_bytes = 256 << 20,
+                         .so_durability = STORE_PERIODIC, .so_sync_interval_ms = 1 << 30};
+    store_t *store = store_open(&opts, err, sizeof(err));
+    ck_assert_msg(store != NULL, "%s", err);
+    engine_t *engine = engine_new(view, catalog, store, NULL);
+    /* queues: message indexes per (topic, partition), in stream order */
+    size_t nq = view->v_topic_count * CV_PARTITIONS;
+    size_t **queue = calloc(nq, sizeof(size_t *)), *qlen = calloc(nq, sizeof(size_t)),
+           *qpos = calloc(nq, sizeof(size_t));
+    for (size_t q = 0; q < nq; q++)
+        queue[q] = malloc(cs->cs_count * sizeof(size_t));
+    for (size_t i = 0; i < cs->cs_count; i++) {
+        const cv_msg_t *m = &cs->cs_msgs[i];
+        size_t q = (size_t)view_topic_index(view, m->cm_topic) * CV_PARTITIONS + (size_t)m->cm_partition;
+        queue[q][qlen[q]++] = i;
+    }
+    uint64_t rng = shuffle_seed;
+    size_t left = cs->cs_count, in_txn = 0;
+    size_t redeliver[64];
+    size_t redeliver_count = 0;
+    MDB_txn *txn = NULL;
+    while (left || redeliver_count) {
+        if (!txn) {
+            ck_assert_int_eq(store_write_begin(store, &txn), 0);
+            ck_assert_int_eq(engine_txn_begin(engine, txn), 0);
+        }
+        size_t index;
+        if (redeliver_count && (cv_rand(&rng) % 8 == 0 || !left)) {
+            index = redeliver[--redeliver_count];
+        } else {
+            size_t q;
+            do
+                q = cv_rand(&rng) % nq;
+            while (qpos[q] == qlen[q]);
+            index = queue[q][qpos[q]++];
+            left--;
+            if (cv_rand(&rng) % 32 == 0 && redeliver_count < 64)
+                redeliver[redeliver_count++] = index;
+        }
+        const cv_msg_t *m = &cs->cs_msgs[index];
+        engine_msg_t msg = {m->cm_topic, m->cm_partition, m->cm_offset, 0, m->cm_key,
+                            strlen(m->cm_key), m->cm_value, m->cm_len};
+        engine_result_t res;
+        ck_assert_int_eq(engine_apply(engine, txn, &msg, &res), 0);
+        ck_assert_msg(res.er_outcome != ENGINE_REJECTED, "rejected: %s", res.er_reason);
+        if (++in_txn == CV_BATCH) {
+            ck_assert_int_eq(engine_txn_precommit(engine, txn), 0);
+            ck_assert_int_eq(store_write_commit(store, txn), 0);
+            txn = NULL;
+            in_txn = 0;
+        }
+    }
+    if (txn) {
+        ck_assert_int_eq(engine_txn_precommit(engine, txn), 0);
+        ck_assert_int_eq(store_write_commit(store, txn), 0);
+    }
+    for (size_t q = 0; q < nq; q++)
+        free(queue[q]);
+    free(queue);
+    free(qlen);
+    free(qpos);
+    engine_destroy(engine);
+    /* The comparable state: everything but bookkeeping that records arrival order
+     * (pending sequence, offsets, outbox, meta, and the freshness marks of removed list
+     * items — docs/guarantees.md, "Ordering"). pending itself must be empty. */
+    static const store_db_t dbs[] = {STORE_DB_DOC, STORE_DB_IDX, STORE_DB_LINK, STORE_DB_RLINK,
+                                     STORE_DB_VER, STORE_DB_ERASED, STORE_DB_PENDING};
+    buf_t dump = BUF_INIT;
+    ck_assert_int_eq(store_read_begin(store, &txn), 0);
+    for (size_t d = 0; d < sizeof(dbs) / sizeof(dbs[0]); d++) {
+        MDB_cursor *cur;
+        mdb_cursor_open(txn, store_dbi(store, dbs[d]), &cur);
+        MDB_val k, v;
+        buf_printf(&dump, "[%s]", store_db_name(dbs[d]));
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            ck_assert_msg(dbs[d] != STORE_DB_PENDING, "an event is still parked");
+            const char *kd = k.mv_data;
+            if (dbs[d] == STORE_DB_DOC && k.mv_size >= 2 && kd[k.mv_size - 1] == '\0' &&
+                kd[k.mv_size - 2] == '\0')
+                continue; /* "key \0 \0": the marks record */
+            buf_append(&dump, &k.mv_size, sizeof(k.mv_size));
+            buf_append(&dump, k.mv_data, k.mv_size);
+            buf_append(&dump, &v.mv_size, sizeof(v.mv_size));
+            buf_append(&dump, v.mv_data, v.mv_size);
+        }
+        mdb_cursor_close(cur);
+    }
+    store_read_end(txn);
+    *ret_len = dump.b_len;
+    *ret_store = store;
+    *ret_dir = dir;
+    return dump.b_data;
+}
+
+static void check_oracle(const cv_stream_t *cs, store_t *store)
+{
+    MDB_txn *txn;
+    buf_t out = BUF_INIT;
+    ck_assert_int_eq(store_read_begin(store, &txn), 0);
+    const char *key;
+    json_t *o;
+    size_t checked = 0;
+    json_object_foreach(cs->cs_oracle, key, o) {
+        buf_reset(&out);
+        int rc = render_sections(view, store, txn, key, strlen(key), &out);
+        if (json_is_true(json_object_get(o, "erased"))) {
+            ck_assert_msg(rc == RM_ENOTFOUND, "%s was erased but is still served", key);
+            continue;
+        }
+        ck_assert_int_eq(rc, 0);
+        char *want = json_dumps(json_object_get(o, "sections"), JSON_COMPACT);
+        ck_assert_msg(ts_json_equal(out.b_data, want), "customer %s differs from the oracle", key);
+        free(want);
+        checked++;
+    }
+    store_read_end(txn);
+    buf_free(&out);
+    ck_assert_uint_gt(checked, CV_CUSTOMERS / 2);
+}
+
+START_TEST(test_interleavings_give_identical_stores)
+{
+    char path[4096], err[512];
+    catalog = ts_catalog();
+    view = view_load(ts_src("schemas/views/customer360.yaml", path, sizeof(path)), catalog, err,
+                     sizeof(err));
+    ck_assert_msg(view != NULL, "%s", err);
+    cv_stream_t cs = {0};
+    uint64_t seed = 1000 + (uint64_t)_i;
+    stream_build(seed, &cs);
+    char *first = NULL;
+    size_t first_len = 0;
+    for (int il = 0; il < CV_INTERLEAVINGS; il++) {
+        size_t len;
+        store_t *store;
+        char *dir;
+        char *dump = apply_interleaving(&cs, seed * 131 + (uint64_t)il, &len, &store, &dir);
+        if (il == 0) {
+            check_oracle(&cs, store);
+            first = dump;
+            first_len = len;
+        } else {
+            if (getenv("CV_DUMP") && (len != first_len || memcmp(dump, first, len) != 0)) {
+                char name[64];
+                snprintf(name, sizeof(name), "/tmp/cv-%llu-0.bin", (unsigned long long)seed);
+                FILE *f = fopen(name, "wb");
+                fwrite(first, 1, first_len, f);
+                fclose(f);
+                snprintf(name, sizeof(name), "/tmp/cv-%llu-%d.bin", (unsigned long long)seed, il);
+                f = fopen(name, "wb");
+                fwrite(dump, 1, len, f);
+                fclose(f);
+            }
+            ck_assert_msg(len == first_len && memcmp(dump, first, len) == 0,
+                          "seed %llu: interleaving %d gives a different store",
+                          (unsigned long long)seed, il);
+            free(dump);
+        }
+        store_close(store);
+        ts_rmtree(dir);
+    }
+    free(first);
+    stream_free(&cs);
+    view_destroy(view);
+    catalog_destroy(catalog);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("convergence");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, test_interleavings_give_identical_stores, 0, CV_SEEDS);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
