@@ -423,6 +423,30 @@ int store_meta_get_i64(store_t *store, MDB_txn *txn, const char *name, int64_t *
     return 0;
 }
 
+int store_meta_foreach(store_t *store, MDB_txn *txn, const char *prefix, store_meta_cb cb,
+                       void *ctx)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, store->st_dbi[STORE_DB_META], &cur);
+    if (rc)
+        return rm_err_from_mdb(rc);
+    size_t plen = strlen(prefix);
+    MDB_val key = {plen, (void *)prefix}, val;
+    int ret = 0;
+    for (rc = mdb_cursor_get(cur, &key, &val, plen ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size < plen || memcmp(key.mv_data, prefix, plen) != 0)
+            break;
+        ret = cb(ctx, key.mv_data, key.mv_size, val.mv_data, val.mv_size);
+        if (ret)
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (!ret && rc && rc != MDB_NOTFOUND)
+        ret = rm_err_from_mdb(rc);
+    return ret;
+}
+
 int store_meta_put_i64(store_t *store, MDB_txn *txn, const char *name, int64_t value)
 {
     return store_meta_put(store, txn, name, &value, sizeof(value));

@@ -121,6 +121,13 @@ int store_meta_get(store_t *store, MDB_txn *txn, const char *name, const void **
                    size_t *ret_len);
 int store_meta_put(store_t *store, MDB_txn *txn, const char *name, const void *data, size_t len);
 int store_meta_get_i64(store_t *store, MDB_txn *txn, const char *name, int64_t *ret_value);
+/* Calls cb for every meta entry whose name starts with prefix (e.g. "gap/": the gaps the
+ * projector recorded, value a JSON object). Values are borrowed until the txn ends. A
+ * non-zero return of cb stops the walk and is returned. */
+typedef int (*store_meta_cb)(void *ctx, const char *name, size_t name_len, const void *value,
+                             size_t value_len);
+int store_meta_foreach(store_t *store, MDB_txn *txn, const char *prefix, store_meta_cb cb,
+                       void *ctx);
 int store_meta_put_i64(store_t *store, MDB_txn *txn, const char *name, int64_t value);
 
 /* Big-endian helpers for keys. */

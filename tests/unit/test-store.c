@@ -93,6 +93,31 @@ START_TEST(test_meta_values)
 }
 END_TEST
 
+static int collect_meta(void *ctx, const char *name, size_t name_len, const void *value,
+                        size_t value_len)
+{
+    char line[256];
+    snprintf(line, sizeof(line), "%.*s=%.*s;", (int)name_len, name, (int)value_len,
+             (const char *)value);
+    strcat(ctx, line);
+    return 0;
+}
+
+START_TEST(test_meta_prefix_walk)
+{
+    MDB_txn *txn;
+    ck_assert_int_eq(store_write_begin(store, &txn), 0);
+    store_meta_put(store, txn, "gap/orders/3", "a", 1);
+    store_meta_put(store, txn, "gap/customers/0", "b", 1);
+    store_meta_put(store, txn, "gaz", "x", 1);
+    store_meta_put(store, txn, "ga", "y", 1);
+    char seen[256] = "";
+    ck_assert_int_eq(store_meta_foreach(store, txn, "gap/", collect_meta, seen), 0);
+    ck_assert_str_eq(seen, "gap/customers/0=b;gap/orders/3=a;");
+    store_write_abort(txn);
+}
+END_TEST
+
 START_TEST(test_single_writer_and_readonly)
 {
     char err[512];
@@ -136,6 +161,7 @@ int main(void)
     tcase_add_test(tc, test_doc_key_layout);
     tcase_add_test(tc, test_offsets_commit_with_the_txn);
     tcase_add_test(tc, test_meta_values);
+    tcase_add_test(tc, test_meta_prefix_walk);
     tcase_add_test(tc, test_single_writer_and_readonly);
     tcase_add_test(tc, test_grow_keeps_data);
     suite_add_tcase(s, tc);
