@@ -253,3 +253,24 @@ int render_sections(const view_t *view, store_t *store, MDB_txn *txn, const char
 {
     return render(view, store, txn, key, key_len, out, false);
 }
+
+int render_single(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
+                  size_t key_len, int section, buf_t *out)
+{
+    if (section < 0 || (size_t)section >= view->v_section_count ||
+        view->v_sections[section].vs_kind != VIEW_SINGLE || key_len == 0 ||
+        key_len > VIEW_KEY_MAX_BYTES || memchr(key, '\0', key_len))
+        return RM_EINVAL;
+    const view_section_t *sec = &view->v_sections[section];
+    char kbuf[512];
+    size_t klen = store_doc_key(kbuf, sizeof(kbuf), key, key_len, sec->vs_name, "", 0);
+    MDB_val k = {klen, kbuf}, v;
+    int rc = mdb_get(txn, store_dbi(store, STORE_DB_DOC), &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return buf_append_str(out, "null");
+    if (rc)
+        return rm_err_from_mdb(rc);
+    frag_t frag;
+    rc = frag_decode(v.mv_data, v.mv_size, sec->vs_field_count, &frag);
+    return rc ? rc : buf_append(out, frag.f_json, frag.f_json_len);
+}

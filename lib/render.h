@@ -30,4 +30,10 @@ int render_view(const view_t *view, store_t *store, MDB_txn *txn, const char *ke
 int render_sections(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
                     size_t key_len, buf_t *out);
 
+/* Appends the JSON of one single section of key (e.g. the profile, as a lookup's
+ * summary): its stored fragment, or null. Returns 0, RM_EINVAL when the section is not
+ * a single section or the key cannot exist, or a store error. */
+int render_single(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
+                  size_t key_len, int section, buf_t *out);
+
 #endif

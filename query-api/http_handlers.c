@@ -1,0 +1,305 @@
+/* http_handlers: views, lookups, readiness and metrics. JSON is assembled by appending
+ * bytes (stored fragments are ready JSON); jansson never runs on a request. */
+#include "http_handlers.h"
+#include "http_problem.h"
+#include "index.h"
+#include "render.h"
+#include "rm_err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HTTP_LOOKUP_LIMIT 20       /* matches returned by a lookup */
+#define HTTP_STALL_MS 60000        /* no commit for this long while behind: not ready */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct MHD_Response *json_response(const buf_t *body)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(body->b_len, body->b_data, MHD_RESPMEM_MUST_COPY);
+    if (resp)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    return resp;
+}
+
+static struct MHD_Response *problem(unsigned status, const char *slug, const char *title,
+                                    const char *detail, const char *instance,
+                                    unsigned *ret_status)
+{
+    *ret_status = status;
+    return http_problem_response(status, slug, title, detail, instance);
+}
+
+static struct MHD_Response *not_ready(http_ctx_t *ctx, unsigned *ret_status)
+{
+    char detail[320];
+    snprintf(detail, sizeof(detail), "the view store is not open yet: %s", ctx->hc_store_error);
+    return problem(503, "not-ready", "Not ready", detail, NULL, ret_status);
+}
+
+/* Lag of the store as the projector recorded it with its last commit. */
+typedef struct lag_sum {
+    int64_t ls_now;
+    size_t ls_partitions;
+    int64_t ls_messages;
+    int64_t ls_seconds_ms;  /* worst partition: now - newest applied event, when behind */
+    int64_t ls_newest_commit_ms;
+} lag_sum_t;
+
+static int add_lag(void *ctx, const char *topic, int32_t partition, const store_offset_t *off)
+{
+    lag_sum_t *sum = ctx;
+    (void)topic;
+    (void)partition;
+    int64_t lag = off->so_high_watermark > off->so_next_offset
+                      ? off->so_high_watermark - off->so_next_offset
+                      : 0;
+    sum->ls_partitions++;
+    sum->ls_messages += lag;
+    if (lag && off->so_last_event_ms && sum->ls_now - off->so_last_event_ms > sum->ls_seconds_ms)
+        sum->ls_seconds_ms = sum->ls_now - off->so_last_event_ms;
+    if (off->so_updated_ms > sum->ls_newest_commit_ms)
+        sum->ls_newest_commit_ms = off->so_updated_ms;
+    return 0;
+}
+
+struct MHD_Response *http_handle_view(http_ctx_t *ctx, const http_request_t *req,
+                                      unsigned *ret_status)
+{
+    const view_t *view = ctx->hc_app->ap_view;
+    if (strcmp(req->hr_view, view->v_name) != 0)
+        return problem(404, "unknown-view", "Unknown view", "this server serves another view",
+                       "/v1/views/{view}/{key}", ret_status);
+    store_t *store = http_store(ctx);
+    if (!store)
+        return not_ready(ctx, ret_status);
+    MDB_txn *txn;
+    if (http_txn(ctx, store, &txn))
+        return problem(500, "internal", "Internal error", "cannot read the store", NULL, ret_status);
+    buf_t *body = http_body();
+    int rc = render_view(view, store, txn, req->hr_key, req->hr_key_len, body);
+    lag_sum_t lag = {wall_ms(), 0, 0, 0, 0};
+    if (!rc)
+        rc = store_offset_foreach(store, txn, add_lag, &lag);
+    http_txn_done();
+    if (rc == RM_ENOTFOUND)
+        return problem(404, "not-found", "Not found", "no document for this key in this view",
+                       "/v1/views/{view}/{key}", ret_status);
+    if (rc == RM_EINVAL)
+        return problem(400, "bad-request", "Bad request", "this key cannot exist",
+                       "/v1/views/{view}/{key}", ret_status);
+    if (rc)
+        return problem(500, "internal", "Internal error", rm_strerror(rc), NULL, ret_status);
+    /* Splice the view's lag in before the document's closing brace. */
+    body->b_len--;
+    buf_printf(body, ",\"lag\":{\"messages\":%lld,\"seconds\":%.3f,\"partitions\":%zu}}",
+               (long long)lag.ls_messages, (double)lag.ls_seconds_ms / 1000.0, lag.ls_partitions);
+    *ret_status = 200;
+    return json_response(body);
+}
+
+typedef struct lookup_ctx {
+    const view_t *lc_view;
+    store_t *lc_store;
+    MDB_txn *lc_txn;
+    int lc_summary;       /* single section returned as the summary */
+    buf_t *lc_body;
+    size_t lc_count;
+} lookup_ctx_t;
+
+static int add_match(void *ctx, const char *key, size_t key_len)
+{
+    lookup_ctx_t *lc = ctx;
+    buf_t *b = lc->lc_body;
+    int rc = buf_append_str(b, lc->lc_count++ ? ",{\"key\":" : "{\"key\":");
+    rc = rc ? rc : buf_append_json_str(b, key, key_len);
+    if (!rc && lc->lc_summary >= 0) {
+        rc = buf_printf(b, ",\"%s\":", lc->lc_view->v_sections[lc->lc_summary].vs_name);
+        rc = rc ? rc : render_single(lc->lc_view, lc->lc_store, lc->lc_txn, key, key_len,
+                                     lc->lc_summary, b);
+    }
+    return rc ? rc : buf_append_char(b, '}');
+}
+
+struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *conn,
+                                        const http_request_t *req, unsigned *ret_status)
+{
+    const view_t *view = ctx->hc_app->ap_view;
+    if (strcmp(req->hr_view, view->v_name) != 0)
+        return problem(404, "unknown-view", "Unknown view", "this server serves another view",
+                       "/v1/views/{view}", ret_status);
+    const view_index_t *index = NULL;
+    const char *value = NULL;
+    size_t given = 0;
+    for (size_t i = 0; i < view->v_index_count; i++) {
+        const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, view->v_indexes[i].vi_name);
+        if (v) {
+            index = &view->v_indexes[i];
+            value = v;
+            given++;
+        }
+    }
+    if (given != 1) {
+        char detail[256] = "give exactly one of:";
+        for (size_t i = 0; i < view->v_index_count; i++)
+            snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), " %s",
+                     view->v_indexes[i].vi_name);
+        return problem(400, "bad-lookup", "Bad lookup", detail, "/v1/views/{view}", ret_status);
+    }
+    store_t *store = http_store(ctx);
+    if (!store)
+        return not_ready(ctx, ret_status);
+    MDB_txn *txn;
+    if (http_txn(ctx, store, &txn))
+        return problem(500, "internal", "Internal error", "cannot read the store", NULL, ret_status);
+    buf_t *body = http_body();
+    int summary = index->vi_section;
+    for (size_t s = 0; summary < 0 && s < view->v_section_count; s++)
+        if (view->v_sections[s].vs_kind == VIEW_SINGLE)
+            summary = (int)s;
+    lookup_ctx_t lc = {view, store, txn, summary, body, 0};
+    buf_printf(body, "{\"view\":\"%s\",\"index\":\"%s\",\"matches\":[", view->v_name, index->vi_name);
+    int rc = index_lookup(view, store, txn, index->vi_name, value, strlen(value), HTTP_LOOKUP_LIMIT,
+                          add_match, &lc);
+    http_txn_done();
+    if (rc == RM_EINVAL)
+        return problem(400, "bad-lookup", "Bad lookup",
+                       "the value cannot be normalised for this index", "/v1/views/{view}",
+                       ret_status);
+    if (rc)
+        return problem(500, "internal", "Internal error", rm_strerror(rc), NULL, ret_status);
+    buf_append_str(body, "]}");
+    *ret_status = 200;
+    return json_response(body);
+}
+
+static int add_gap(void *ctx, const char *name, size_t name_len, const void *value, size_t len)
+{
+    buf_t *b = ctx;
+    (void)name;
+    (void)name_len;
+    if (b->b_data[b->b_len - 1] != '[')
+        buf_append_char(b, ',');
+    return buf_append(b, value, len); /* written by the projector as a JSON object */
+}
+
+struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status)
+{
+    store_t *store = http_store(ctx);
+    if (!store)
+        return not_ready(ctx, ret_status);
+    MDB_txn *txn;
+    if (http_txn(ctx, store, &txn))
+        return problem(503, "not-ready", "Not ready", "cannot read the store", NULL, ret_status);
+    lag_sum_t lag = {wall_ms(), 0, 0, 0, 0};
+    buf_t *body = http_body();
+    int rc = store_offset_foreach(store, txn, add_lag, &lag);
+    buf_append_str(body, "[");
+    if (!rc)
+        rc = store_meta_foreach(store, txn, "gap/", add_gap, body);
+    buf_append_str(body, "]");
+    http_txn_done();
+    if (rc)
+        return problem(503, "not-ready", "Not ready", "cannot read the store", NULL, ret_status);
+    if (lag.ls_partitions == 0)
+        return problem(503, "not-ready", "Not ready", "the projector has not committed a batch yet",
+                       NULL, ret_status);
+    if (lag.ls_messages > 0 && lag.ls_now - lag.ls_newest_commit_ms > HTTP_STALL_MS) {
+        char detail[200];
+        snprintf(detail, sizeof(detail),
+                 "the projector is stalled: %lld messages behind and no commit for %lld s",
+                 (long long)lag.ls_messages, (long long)((lag.ls_now - lag.ls_newest_commit_ms) / 1000));
+        return problem(503, "not-ready", "Not ready", detail, NULL, ret_status);
+    }
+    /* Gaps make the view degraded, not unready: every replica has the same gap, so
+     * taking them out of rotation would only turn a partial answer into none. */
+    char *gaps = strdup(body->b_data);
+    buf_reset(body);
+    buf_printf(body,
+               "{\"status\":\"%s\",\"partitions\":%zu,\"lag_messages\":%lld,\"lag_seconds\":%.3f,"
+               "\"gaps\":%s}",
+               gaps && strcmp(gaps, "[]") ? "degraded" : "ready", lag.ls_partitions,
+               (long long)lag.ls_messages, (double)lag.ls_seconds_ms / 1000.0, gaps ? gaps : "[]");
+    free(gaps);
+    *ret_status = 200;
+    return json_response(body);
+}
+
+static int metrics_partition(void *ctx, const char *topic, int32_t partition,
+                             const store_offset_t *off)
+{
+    void **args = ctx;
+    buf_t *b = args[0];
+    const char *view = args[1];
+    int64_t now = *(int64_t *)args[2];
+    char part[16];
+    snprintf(part, sizeof(part), "%d", partition);
+    const char *labels[] = {"view", view, "topic", topic, "partition", part, NULL};
+    int64_t lag = off->so_high_watermark > off->so_next_offset ? off->so_high_watermark - off->so_next_offset : 0;
+    double lag_s = lag && off->so_last_event_ms ? (double)(now - off->so_last_event_ms) / 1000.0 : 0;
+    int rc = metrics_sample_i64(b, "readmodel_store_partition_next_offset", off->so_next_offset, labels);
+    rc = rc ? rc : metrics_sample_i64(b, "readmodel_store_partition_lag_messages", lag, labels);
+    return rc ? rc : metrics_sample_f64(b, "readmodel_store_partition_lag_seconds", lag_s < 0 ? 0 : lag_s, labels);
+}
+
+struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
+{
+    buf_t *b = http_body();
+    const http_stats_t *st = &ctx->hc_stats;
+    metrics_family(b, "readmodel_http_requests_total", "counter", "HTTP requests by route and status.");
+    for (int r = 0; r < HTTP_ROUTE__COUNT; r++)
+        for (int s = 0; s < HTTP_STATUS_SLOTS; s++) {
+            uint64_t n = __atomic_load_n(&st->hs_requests[r][s], __ATOMIC_RELAXED);
+            if (!n)
+                continue;
+            char status[8];
+            snprintf(status, sizeof(status), "%u", http_status_codes[s]);
+            const char *labels[] = {"route", http_route_name((http_route_t)r), "status", status, NULL};
+            metrics_sample_i64(b, "readmodel_http_requests_total", (int64_t)n, labels);
+        }
+    metrics_family(b, "readmodel_http_request_duration_seconds", "histogram",
+                   "Time to handle a request (after headers are read).");
+    for (int r = 0; r < HTTP_ROUTE__COUNT; r++) {
+        metrics_hist_t h;
+        metrics_hist_init(&h, http_latency_bounds, http_latency_bucket_count);
+        for (size_t i = 0; i <= http_latency_bucket_count; i++) {
+            h.mh_counts[i] = __atomic_load_n(&st->hs_latency_buckets[r][i], __ATOMIC_RELAXED);
+            h.mh_count += h.mh_counts[i];
+        }
+        if (!h.mh_count)
+            continue;
+        h.mh_sum = (double)__atomic_load_n(&st->hs_latency_ns_sum[r], __ATOMIC_RELAXED) / 1e9;
+        const char *labels[] = {"route", http_route_name((http_route_t)r), NULL};
+        metrics_hist_render(b, "readmodel_http_request_duration_seconds", &h, labels);
+    }
+    store_t *store = http_store(ctx);
+    MDB_txn *txn;
+    if (store && http_txn(ctx, store, &txn) == 0) {
+        int64_t now = wall_ms();
+        void *args[] = {b, ctx->hc_app->ap_view->v_name, &now};
+        metrics_family(b, "readmodel_store_partition_next_offset", "gauge",
+                       "Next offset the store has applied, per partition (as committed).");
+        metrics_family(b, "readmodel_store_partition_lag_messages", "gauge",
+                       "High watermark at the last commit minus next offset.");
+        metrics_family(b, "readmodel_store_partition_lag_seconds", "gauge",
+                       "Now minus the newest applied event time, when behind.");
+        store_offset_foreach(store, txn, metrics_partition, args);
+        http_txn_done();
+    }
+    metrics_family(b, "readmodel_http_store_open", "gauge", "1 when the view store is open.");
+    const char *vlabels[] = {"view", ctx->hc_app->ap_view->v_name, NULL};
+    metrics_sample_i64(b, "readmodel_http_store_open", store != NULL, vlabels);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(b->b_len, b->b_data, MHD_RESPMEM_MUST_COPY);
+    if (resp)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    *ret_status = 200;
+    return resp;
+}

@@ -1,0 +1,15 @@
+/* http_handlers: one function per route. Each returns a response to queue (the caller
+ * queues and destroys it) and sets *ret_status. Worker threads; thread-safe. */
+#ifndef RM_HTTP_HANDLERS_H
+#define RM_HTTP_HANDLERS_H
+
+#include "http_ctx.h"
+
+struct MHD_Response *http_handle_view(http_ctx_t *ctx, const http_request_t *req,
+                                      unsigned *ret_status);
+struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *conn,
+                                        const http_request_t *req, unsigned *ret_status);
+struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status);
+struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status);
+
+#endif

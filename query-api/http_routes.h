@@ -1,0 +1,44 @@
+/* http_routes: pure request parsing for the query API — which route a path names and
+ * what its parameters are. No sockets and no store, so every malformed-URL case is a
+ * unit test (tests/unit/test-http-routes.c). */
+#ifndef RM_HTTP_ROUTES_H
+#define RM_HTTP_ROUTES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define HTTP_KEY_MAX_BYTES 128 /* = VIEW_KEY_MAX_BYTES */
+#define HTTP_PATH_MAX_BYTES 2048
+
+typedef enum http_route {
+    HTTP_ROUTE_NOT_FOUND = 0, /* no such route */
+    HTTP_ROUTE_BAD,           /* a route, malformed (bad escape, key too long, ...) */
+    HTTP_ROUTE_VIEW,          /* GET /v1/views/{view}/{key} */
+    HTTP_ROUTE_LOOKUP,        /* GET /v1/views/{view}?{index}=value */
+    HTTP_ROUTE_HEALTHZ,
+    HTTP_ROUTE_READYZ,
+    HTTP_ROUTE_METRICS,
+    HTTP_ROUTE__COUNT
+} http_route_t;
+
+typedef struct http_request {
+    http_route_t hr_route;
+    char hr_view[65];                     /* VIEW and LOOKUP */
+    char hr_key[HTTP_KEY_MAX_BYTES + 1];  /* VIEW: percent-decoded key (no NUL inside) */
+    size_t hr_key_len;
+    const char *hr_problem;               /* BAD: what is wrong (static text) */
+} http_request_t;
+
+/* Parses url (the path as libmicrohttpd hands it: without the query string, not yet
+ * percent-decoded) into req. Never fails: the route says what was found. */
+void http_parse_path(const char *url, http_request_t *req);
+
+/* Decodes %XX escapes of in (in_len bytes) into out (cap bytes). Returns the decoded
+ * length, or -1 for a malformed escape, a decoded NUL, or output longer than cap. '+'
+ * is kept as is (paths are not form-encoded). */
+int http_percent_decode(const char *in, size_t in_len, char *out, size_t cap);
+
+/* A stable route label for metrics and logs. */
+const char *http_route_name(http_route_t route);
+
+#endif

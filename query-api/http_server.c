@@ -1,0 +1,177 @@
+/* http_server: libmicrohttpd wiring for the query API.
+ *
+ * Notes on the design (DESIGN.md §8):
+ * (1) MHD 0.9.75 answers "Connection: close" when a response is queued in the first
+ *     call of the access handler, which cuts throughput ~7x; so the first call only
+ *     marks the connection and returns MHD_YES, and the response is queued in the second.
+ * (2) MHD_USE_EPOLL_INTERNAL_THREAD with a thread pool: each worker owns its connections,
+ *     its read transaction and its buffer (http_ctx.c), so requests share no lock.
+ * (3) Fixed answers (health, unknown route) are built once and queued again and again. */
+#include "http_server.h"
+#include "http_handlers.h"
+#include "http_problem.h"
+#include "log.h"
+
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct http_server {
+    http_ctx_t hs_ctx;
+    struct MHD_Daemon *hs_daemon;
+};
+
+static int first_call_marker;
+
+static int status_slot(unsigned status)
+{
+    for (int i = 0; i < HTTP_STATUS_SLOTS; i++)
+        if (http_status_codes[i] == status)
+            return i;
+    return HTTP_STATUS_SLOTS - 2; /* count unknown statuses as 500 */
+}
+
+static void count(http_ctx_t *ctx, http_route_t route, unsigned status, int64_t elapsed_ns)
+{
+    http_stats_t *st = &ctx->hc_stats;
+    __atomic_fetch_add(&st->hs_requests[route][status_slot(status)], 1, __ATOMIC_RELAXED);
+    size_t b = 0;
+    double secs = (double)elapsed_ns / 1e9;
+    while (b < http_latency_bucket_count && secs > http_latency_bounds[b])
+        b++;
+    __atomic_fetch_add(&st->hs_latency_buckets[route][b], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&st->hs_latency_ns_sum[route], (uint64_t)elapsed_ns, __ATOMIC_RELAXED);
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
+                             struct MHD_Response *resp, bool shared)
+{
+    if (!resp) {
+        resp = http_problem_response(500, "internal", "Internal error", "out of memory", NULL);
+        status = 500;
+        shared = false;
+        if (!resp)
+            return MHD_NO;
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, status, resp);
+    if (!shared)
+        MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    http_ctx_t *ctx = cls;
+    (void)version;
+    (void)upload_data;
+    if (*con_cls == NULL) {
+        *con_cls = &first_call_marker; /* note 1 */
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        *upload_data_size = 0; /* GET/HEAD only: a body is read and ignored */
+        return MHD_YES;
+    }
+    int64_t start = mono_ns();
+    http_request_t req;
+    http_parse_path(url, &req);
+    unsigned status = 200;
+    struct MHD_Response *resp = NULL;
+    bool shared = false;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        status = 405;
+        resp = http_problem_response(405, "method-not-allowed", "Method not allowed",
+                                     "only GET and HEAD are served", NULL);
+        if (resp)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    } else {
+        switch (req.hr_route) {
+        case HTTP_ROUTE_HEALTHZ:
+            resp = ctx->hc_healthz;
+            shared = true;
+            break;
+        case HTTP_ROUTE_NOT_FOUND:
+            status = 404;
+            resp = ctx->hc_not_found;
+            shared = true;
+            break;
+        case HTTP_ROUTE_BAD:
+            status = 400;
+            resp = http_problem_response(400, "bad-request", "Bad request", req.hr_problem, NULL);
+            break;
+        case HTTP_ROUTE_VIEW: resp = http_handle_view(ctx, &req, &status); break;
+        case HTTP_ROUTE_LOOKUP: resp = http_handle_lookup(ctx, conn, &req, &status); break;
+        case HTTP_ROUTE_READYZ: resp = http_handle_readyz(ctx, &status); break;
+        case HTTP_ROUTE_METRICS: resp = http_handle_metrics(ctx, &status); break;
+        case HTTP_ROUTE__COUNT: break;
+        }
+    }
+    enum MHD_Result ret = queue(conn, status, resp, shared);
+    count(ctx, req.hr_route, status, mono_ns() - start);
+    return ret;
+}
+
+http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
+{
+    struct sockaddr_in addr;
+    const char *listen = cfg_str(app->ap_cfg, "query_api.listen");
+    if (app_parse_listen(listen, &addr)) {
+        snprintf(errstr, errlen, "query_api.listen: expected host:port, got '%s'", listen);
+        return NULL;
+    }
+    http_server_t *server = calloc(1, sizeof(*server));
+    if (!server) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    http_ctx_t *ctx = &server->hs_ctx;
+    ctx->hc_app = app;
+    pthread_mutex_init(&ctx->hc_store_lock, NULL);
+    static const char healthz[] = "{\"status\":\"ok\"}";
+    ctx->hc_healthz = MHD_create_response_from_buffer(sizeof(healthz) - 1, (void *)healthz,
+                                                      MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(ctx->hc_healthz, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    ctx->hc_not_found = http_problem_response(404, "not-found", "Not found", "no such route", NULL);
+    http_store(ctx); /* try now; requests retry while the projector has not created it */
+    server->hs_daemon = MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, ctx,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)cfg_int(app->ap_cfg, "query_api.threads"), MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg_int(app->ap_cfg, "query_api.max_connections"),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg_int(app->ap_cfg, "query_api.timeout_s"),
+        MHD_OPTION_END);
+    if (!server->hs_daemon) {
+        snprintf(errstr, errlen, "query_api.listen: cannot listen on %s", listen);
+        http_server_stop(server);
+        return NULL;
+    }
+    return server;
+}
+
+void http_server_stop(http_server_t *server)
+{
+    if (!server)
+        return;
+    if (server->hs_daemon)
+        MHD_stop_daemon(server->hs_daemon); /* joins the workers: their txns end first */
+    http_ctx_t *ctx = &server->hs_ctx;
+    if (ctx->hc_healthz)
+        MHD_destroy_response(ctx->hc_healthz);
+    if (ctx->hc_not_found)
+        MHD_destroy_response(ctx->hc_not_found);
+    store_close(ctx->hc_store);
+    pthread_mutex_destroy(&ctx->hc_store_lock);
+    free(server);
+}

@@ -1,0 +1,99 @@
+/* query-api: serve a view's store as JSON over HTTP. Wiring only (see http_*.c). */
+#include "app.h"
+#include "cfg.h"
+#include "http_server.h"
+#include "log.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: query-api --config FILE [options]\n"
+            "\n"
+            "Serves the view's LMDB store (opened read-only) as JSON over HTTP:\n"
+            "  GET /v1/views/{view}/{key}         the document, its freshness and lag\n"
+            "  GET /v1/views/{view}?{index}=VALUE  lookup by a declared index (email, phone,\n"
+            "                                     order_id, ...)\n"
+            "  GET /healthz  /readyz  /metrics\n"
+            "Errors are RFC 9457 application/problem+json.\n"
+            "\n"
+            "Options:\n"
+            "  -c, --config FILE       config file (YAML)\n"
+            "  -s, --set KEY=VALUE     set a config key (beats environment and file)\n"
+            "      --log-level LEVEL   debug, info, warn or error\n"
+            "  -v, -q                  more / less logging\n"
+            "  -V, --version           print version and library versions\n"
+            "  -h, --help              this help\n"
+            "\n"
+            "SIGTERM or SIGINT stop it (exit 0). Exit codes: 0 ok, 1 runtime failure,\n"
+            "2 usage or configuration error.\n"
+            "\n"
+            "Configuration keys (flag > environment > file > default):\n");
+    cfg_print_help(out, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
+        {"log-level", required_argument, NULL, 'L'}, {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    app_args_t args = {0};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:s:vqVh", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c': args.aa_config = optarg; break;
+        case 's':
+            if (app_args_add_set(&args, optarg)) {
+                fprintf(stderr, "query-api: too many --set flags\n");
+                return APP_EXIT_USAGE;
+            }
+            break;
+        case 'L': args.aa_log_level = optarg; break;
+        case 'v': args.aa_verbosity++; break;
+        case 'q': args.aa_verbosity--; break;
+        case 'V': app_print_version("query-api"); return APP_EXIT_OK;
+        case 'h': usage(stdout); return APP_EXIT_OK;
+        default: usage(stderr); return APP_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "query-api: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return APP_EXIT_USAGE;
+    }
+    /* Block the stop signals before any thread starts, then wait for them here. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    app_t app;
+    int exit_code = app_load(&app, "query-api", &args, true);
+    if (exit_code) {
+        app_cleanup(&app);
+        return exit_code;
+    }
+    char err[512];
+    http_server_t *server = http_server_start(&app, err, sizeof(err));
+    if (!server) {
+        log_error("cannot start the HTTP server", LOG_S("error", err));
+        app_cleanup(&app);
+        return strstr(err, "expected host:port") ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
+    }
+    log_info("query-api listening", LOG_S("listen", cfg_str(app.ap_cfg, "query_api.listen")),
+             LOG_S("view", app.ap_view->v_name), LOG_S("store", app.ap_store_dir),
+             LOG_I("threads", cfg_int(app.ap_cfg, "query_api.threads")));
+    int sig;
+    sigwait(&stop, &sig);
+    log_info("query-api stopping", LOG_I("signal", sig));
+    http_server_stop(server);
+    app_cleanup(&app);
+    return APP_EXIT_OK;
+}
