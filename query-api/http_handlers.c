@@ -154,6 +154,13 @@ struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *
                      view->v_indexes[i].vi_name);
         return problem(400, "bad-lookup", "Bad lookup", detail, "/v1/views/{view}", ret_status);
     }
+    char decoded[HTTP_KEY_MAX_BYTES + 1];
+    int decoded_len = http_query_decode(value, strlen(value), decoded, HTTP_KEY_MAX_BYTES);
+    if (decoded_len <= 0)
+        return problem(400, "bad-lookup", "Bad lookup",
+                       "the value is empty, longer than 128 bytes, or badly percent-encoded",
+                       "/v1/views/{view}", ret_status);
+    decoded[decoded_len] = '\0';
     store_t *store = http_store(ctx);
     if (!store)
         return not_ready(ctx, ret_status);
@@ -167,8 +174,8 @@ struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *
             summary = (int)s;
     lookup_ctx_t lc = {view, store, txn, summary, body, 0};
     buf_printf(body, "{\"view\":\"%s\",\"index\":\"%s\",\"matches\":[", view->v_name, index->vi_name);
-    int rc = index_lookup(view, store, txn, index->vi_name, value, strlen(value), HTTP_LOOKUP_LIMIT,
-                          add_match, &lc);
+    int rc = index_lookup(view, store, txn, index->vi_name, decoded, (size_t)decoded_len,
+                          HTTP_LOOKUP_LIMIT, add_match, &lc);
     http_txn_done();
     if (rc == RM_EINVAL)
         return problem(400, "bad-lookup", "Bad lookup",

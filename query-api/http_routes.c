@@ -14,7 +14,7 @@ static int hex(char c)
     return -1;
 }
 
-int http_percent_decode(const char *in, size_t in_len, char *out, size_t cap)
+static int decode(const char *in, size_t in_len, char *out, size_t cap, bool plus_is_space)
 {
     size_t n = 0;
     for (size_t i = 0; i < in_len; i++) {
@@ -27,12 +27,24 @@ int http_percent_decode(const char *in, size_t in_len, char *out, size_t cap)
                 return -1;
             c = (char)(h << 4 | l);
             i += 2;
+        } else if (c == '+' && plus_is_space) {
+            c = ' ';
         }
         if (c == '\0' || n >= cap)
             return -1;
         out[n++] = c;
     }
     return (int)n;
+}
+
+int http_percent_decode(const char *in, size_t in_len, char *out, size_t cap)
+{
+    return decode(in, in_len, out, cap, false);
+}
+
+int http_query_decode(const char *in, size_t in_len, char *out, size_t cap)
+{
+    return decode(in, in_len, out, cap, true);
 }
 
 const char *http_route_name(http_route_t route)

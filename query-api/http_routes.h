@@ -29,14 +29,18 @@ typedef struct http_request {
     const char *hr_problem;               /* BAD: what is wrong (static text) */
 } http_request_t;
 
-/* Parses url (the path as libmicrohttpd hands it: without the query string, not yet
- * percent-decoded) into req. Never fails: the route says what was found. */
+/* Parses url (the path without the query string, NOT yet percent-decoded: the server
+ * turns off libmicrohttpd's own unescaping so that a path is decoded exactly once) into
+ * req. Never fails: the route says what was found. */
 void http_parse_path(const char *url, http_request_t *req);
 
 /* Decodes %XX escapes of in (in_len bytes) into out (cap bytes). Returns the decoded
  * length, or -1 for a malformed escape, a decoded NUL, or output longer than cap. '+'
  * is kept as is (paths are not form-encoded). */
 int http_percent_decode(const char *in, size_t in_len, char *out, size_t cap);
+
+/* Like http_percent_decode, for a query-string value: '+' decodes to a space. */
+int http_query_decode(const char *in, size_t in_len, char *out, size_t cap);
 
 /* A stable route label for metrics and logs. */
 const char *http_route_name(http_route_t route);

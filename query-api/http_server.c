@@ -25,6 +25,16 @@ struct http_server {
 
 static int first_call_marker;
 
+/* libmicrohttpd would percent-decode the path and query values before the handler;
+ * decoding happens once, in http_routes.c, so this leaves them as they arrived (a
+ * double decode would turn "%2541" into "A", and "%00" would silently cut a key). */
+static size_t raw_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    return strlen(s);
+}
+
 static int status_slot(unsigned status)
 {
     for (int i = 0; i < HTTP_STATUS_SLOTS; i++)
@@ -151,7 +161,7 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
         (unsigned)cfg_int(app->ap_cfg, "query_api.threads"), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg_int(app->ap_cfg, "query_api.max_connections"),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg_int(app->ap_cfg, "query_api.timeout_s"),
-        MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, raw_unescape, NULL, MHD_OPTION_END);
     if (!server->hs_daemon) {
         snprintf(errstr, errlen, "query_api.listen: cannot listen on %s", listen);
         http_server_stop(server);

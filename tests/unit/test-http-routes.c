@@ -50,6 +50,11 @@ START_TEST(test_percent_encoding_tricks)
     char out[8];
     ck_assert_int_eq(http_percent_decode("a+b", 3, out, sizeof(out)), 3); /* '+' kept */
     ck_assert_int_eq(memcmp(out, "a+b", 3), 0);
+    ck_assert_int_eq(http_query_decode("a+b%2B", 6, out, sizeof(out)), 4); /* query: space */
+    ck_assert_int_eq(memcmp(out, "a b+", 4), 0);
+    /* decoded exactly once: an escaped escape stays an escape */
+    http_request_t twice = parse("/v1/views/v/%2541");
+    ck_assert_str_eq(twice.hr_key, "%41");
 }
 END_TEST
 

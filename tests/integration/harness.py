@@ -1,0 +1,229 @@
+"""Integration test harness, written once: the dev broker, the simulator, the projector and
+the query API as real processes, readiness by polling (never fixed sleeps), JSON compare.
+
+Binaries come from $RM_BUILD_DIR (default build-asan, relative to the repo root)."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, os.environ.get("RM_BUILD_DIR", "build-asan"))
+TOPICS = ["customers", "orders", "payments", "shipments", "loyalty", "returns"]
+
+
+def binary(relpath):
+    path = os.path.join(BUILD, relpath)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is not built (RM_BUILD_DIR={BUILD})")
+    return path
+
+
+def wait_until(predicate, timeout, what, interval=0.05):
+    """Polls predicate until it returns a true value; fails with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Process:
+    """A child process whose stderr goes to a log file; stopped at teardown."""
+
+    def __init__(self, name, argv, log_dir, **kwargs):
+        self.name = name
+        self.log_path = os.path.join(log_dir, f"{name}.log")
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stderr=self.log,
+                                     stdout=kwargs.pop("stdout", self.log), **kwargs)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def send(self, sig):
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.alive():
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+    def log_text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+
+class DevBroker(Process):
+    def __init__(self, log_dir, partitions=6, extra=()):
+        super().__init__("devbroker", [binary("tools/devbroker/devbroker"),
+                                       "--partitions", str(partitions), *extra],
+                         log_dir, stdout=subprocess.PIPE)
+        line = self.proc.stdout.readline().decode().strip()
+        if not line:
+            raise AssertionError("devbroker printed no bootstrap address:\n" + self.log_text())
+        self.bootstrap = line
+
+
+def simulate(bootstrap, tmp, customers, seed, extra=()):
+    """Runs the simulator; returns (summary dict, oracle path)."""
+    oracle = os.path.join(tmp, f"oracle-{seed}.jsonl")
+    out = subprocess.run([binary("tools/simulate/simulate"), "--bootstrap", bootstrap,
+                          "--customers", str(customers), "--seed", str(seed),
+                          "--oracle", oracle, "--summary", "-q", *extra],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"simulate failed ({out.returncode}): {out.stderr[-2000:]}"
+    return json.loads(out.stdout.strip().splitlines()[-1]), oracle
+
+
+def read_oracle(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def write_config(tmp, bootstrap, name="config.yaml", **settings):
+    """A config file for projector and query-api; settings are dotted keys."""
+    lines = [f"data_dir: {os.path.join(tmp, 'data')}",
+             f"view: {os.path.join(ROOT, 'schemas/views/customer360.yaml')}",
+             f"catalog: {os.path.join(ROOT, 'schemas/catalog.yaml')}",
+             "log: {format: json}"]
+    sections = {}
+    for key, value in settings.items():
+        section, _, leaf = key.partition("__")
+        sections.setdefault(section, {})[leaf] = value
+    for section, values in sections.items():
+        lines.append(f"{section}:")
+        for leaf, value in values.items():
+            lines.append(f"  {leaf}: {json.dumps(value)}")
+    lines.append("kafka:")
+    lines.append(f"  bootstrap.servers: \"{bootstrap}\"")
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def run_projector(config, *extra, timeout=300):
+    """projector --until-caught-up; returns the CompletedProcess."""
+    return subprocess.run([binary("projector/projector"), "--config", config,
+                           "--until-caught-up", *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def inspect(config, *args):
+    out = subprocess.run([binary("tools/inspect/inspect"), "--config", config, *args],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return out
+
+
+def inspect_docs(config, keys):
+    """Documents of keys via tools/inspect (read-only); {key: doc or None}."""
+    docs = {}
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        out = inspect(config, "get", *chunk)
+        for key, line in zip(chunk, out.stdout.splitlines()):
+            doc = json.loads(line)
+            docs[key] = None if "error" in doc else doc
+    return docs
+
+
+def committed_offsets(config):
+    out = inspect(config, "offsets")
+    if out.returncode != 0:
+        return 0
+    return sum(p["next_offset"] for p in json.loads(out.stdout))
+
+
+class QueryApi(Process):
+    def __init__(self, log_dir, config, port):
+        super().__init__("query-api", [binary("query-api/query-api"), "--config", config,
+                                       "--set", f"query_api.listen=127.0.0.1:{port}"], log_dir)
+        self.base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: self.try_get("/healthz"), 30, "query-api /healthz")
+
+    def try_get(self, path):
+        try:
+            return self.get(path)
+        except OSError:
+            return None
+
+    def get(self, path, headers=None):
+        """(status, headers, parsed JSON body or text)."""
+        req = urllib.request.Request(self.base + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, dict(resp.headers), _decode(resp)
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), _decode(err)
+
+
+def _decode(resp):
+    body = resp.read().decode()
+    if "json" in (resp.headers.get("Content-Type") or ""):
+        return json.loads(body)
+    return body
+
+
+def first_difference(got, want, path="$"):
+    """The first path where two JSON values differ, or None."""
+    if type(got) != type(want):
+        return f"{path}: {json.dumps(got)[:200]} != {json.dumps(want)[:200]}"
+    if isinstance(want, dict):
+        for key in sorted(set(got) | set(want)):
+            if key not in got or key not in want:
+                return f"{path}.{key}: missing on one side"
+            diff = first_difference(got[key], want[key], f"{path}.{key}")
+            if diff:
+                return diff
+        return None
+    if isinstance(want, list):
+        if len(got) != len(want):
+            return f"{path}: {len(got)} items != {len(want)}"
+        for i, (g, w) in enumerate(zip(got, want)):
+            diff = first_difference(g, w, f"{path}[{i}]")
+            if diff:
+                return diff
+        return None
+    return None if got == want else f"{path}: {json.dumps(got)[:200]} != {json.dumps(want)[:200]}"
+
+
+def compare_with_oracle(oracle, fetch):
+    """fetch(key) -> sections dict or None (absent). Returns a list of mismatch strings."""
+    problems = []
+    for entry in oracle:
+        got = fetch(entry["key"])
+        if entry["erased"]:
+            if got is not None:
+                problems.append(f"{entry['key']}: erased but still served")
+            continue
+        if got is None:
+            problems.append(f"{entry['key']}: missing")
+            continue
+        diff = first_difference(got, entry["sections"])
+        if diff:
+            problems.append(f"{entry['key']}: {diff}")
+    return problems

@@ -1,0 +1,44 @@
+# tools/lib.sh: shell helpers shared by tools/test, tools/demo and bench/run (sourced).
+# Each function says what it does; none exits the caller's shell except on failure.
+
+RM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# Debian packages the build, the tests and the demo need.
+RM_PACKAGES=(
+  build-essential meson ninja-build pkg-config
+  librdkafka-dev liblmdb-dev lmdb-utils libavro-dev libmicrohttpd-dev libyaml-dev
+  libjansson-dev libcurl4-openssl-dev check
+  kcat python3 python3-kafka python3-pytest python3-yaml
+  clang libclang-rt-14-dev curl jq
+)
+
+rm_log() { printf '%s\n' "$*" >&2; }
+
+# Installs the packages that are missing (fast when none is). Uses sudo when not root.
+rm_install_deps() {
+  local missing=() pkg
+  for pkg in "${RM_PACKAGES[@]}" "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$pkg")
+    fi
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  rm_log "installing: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
+
+# rm_build DIR [meson options...]: configures DIR once (reconfigures if options change
+# nothing), then builds it. Quiet unless something fails.
+rm_build() {
+  local dir="$1"; shift
+  if [ ! -f "$RM_ROOT/$dir/build.ninja" ]; then
+    (cd "$RM_ROOT" && meson setup "$dir" "$@" >"/tmp/readmodel-setup-$(basename "$dir").log" 2>&1) || {
+      cat "/tmp/readmodel-setup-$(basename "$dir").log" >&2; return 1; }
+  fi
+  ninja -C "$RM_ROOT/$dir" >"/tmp/readmodel-build-$(basename "$dir").log" 2>&1 || {
+    tail -50 "/tmp/readmodel-build-$(basename "$dir").log" >&2; return 1; }
+}
