@@ -31,14 +31,15 @@ rm_install_deps() {
     "${missing[@]}" >/dev/null
 }
 
-# rm_build DIR [meson options...]: configures DIR once (reconfigures if options change
-# nothing), then builds it. Quiet unless something fails.
+# rm_build DIR [meson options...]: configures DIR once, then builds it (only the targets
+# in $RM_BUILD_TARGETS when set). Quiet unless something fails.
 rm_build() {
   local dir="$1"; shift
   if [ ! -f "$RM_ROOT/$dir/build.ninja" ]; then
     (cd "$RM_ROOT" && meson setup "$dir" "$@" >"/tmp/readmodel-setup-$(basename "$dir").log" 2>&1) || {
       cat "/tmp/readmodel-setup-$(basename "$dir").log" >&2; return 1; }
   fi
-  ninja -C "$RM_ROOT/$dir" >"/tmp/readmodel-build-$(basename "$dir").log" 2>&1 || {
+  # shellcheck disable=SC2086 # RM_BUILD_TARGETS is a list of targets
+  ninja -C "$RM_ROOT/$dir" ${RM_BUILD_TARGETS:-} >"/tmp/readmodel-build-$(basename "$dir").log" 2>&1 || {
     tail -50 "/tmp/readmodel-build-$(basename "$dir").log" >&2; return 1; }
 }

@@ -178,14 +178,14 @@ START_TEST(test_encoded_events_decode_to_the_payload)
         size_t body_bytes;
         avro_value_sizeof(&value, &body_bytes);
         ck_assert_uint_eq(body_bytes, len - AVRO_ENC_HEADER_BYTES); /* nothing left over */
-        const char *str;
-        size_t str_len;
-        int64_t occurred_at;
+        const char *str = NULL;
+        size_t str_len = 0;
+        int64_t occurred_at = 0;
         ck_assert_int_eq(avro_value_get_by_name(&value, "event_id", &field, NULL), 0);
-        avro_value_get_string(&field, &str, &str_len);
+        ck_assert_int_eq(avro_value_get_string(&field, &str, &str_len), 0);
         ck_assert_str_eq(str, pl.pl_event_id);
         ck_assert_int_eq(avro_value_get_by_name(&value, "occurred_at", &field, NULL), 0);
-        avro_value_get_long(&field, &occurred_at);
+        ck_assert_int_eq(avro_value_get_long(&field, &occurred_at), 0);
         ck_assert_int_eq(occurred_at, ev->ev_occurred_at);
         seen[ev->ev_type] = true;
         avro_reader_free(reader);
