@@ -77,13 +77,13 @@ START_TEST(test_valid_round_trip)
     ck_assert_int_eq(ev.ade_schema_id, 4);
     ck_assert_str_eq(ev.ade_reader->ce_full_name, "c360.orders.OrderCreated");
     avro_value_t field;
-    const char *s;
-    size_t size;
-    avro_value_get_by_name(ev.ade_value, "order_id", &field, NULL);
-    avro_value_get_string(&field, &s, &size);
+    const char *s = NULL;
+    size_t size = 0;
+    ck_assert_int_eq(avro_value_get_by_name(ev.ade_value, "order_id", &field, NULL), 0);
+    ck_assert_int_eq(avro_value_get_string(&field, &s, &size), 0);
     ck_assert_str_eq(s, "O1");
-    avro_value_get_by_name(ev.ade_value, "lines", &field, NULL);
-    avro_value_get_size(&field, &size);
+    ck_assert_int_eq(avro_value_get_by_name(ev.ade_value, "lines", &field, NULL), 0);
+    ck_assert_int_eq(avro_value_get_size(&field, &size), 0);
     ck_assert_uint_eq(size, 3);
     /* The same decoder again (cached), with fewer lines: the array must be reset. */
     ck_assert_int_eq(ts_event(catalog, 4, &b, "event_id=e-10", "version=3", "order_id=O2",
