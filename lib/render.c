@@ -91,6 +91,8 @@ static int scan_key(const view_t *view, store_t *store, MDB_txn *txn, const char
         if (!sep)
             continue;
         size_t name_len = (size_t)(sep - rest);
+        if (name_len == 1 && rest[0] == '\xff')
+            break; /* entity versions (engine.c) sort after every section */
         if (name_len == 0) { /* "key \0 \0": the marks */
             scan->rs_has_marks = frag_marks_decode(v.mv_data, v.mv_size, view->v_section_count,
                                                    &scan->rs_marks) == 0;

@@ -27,7 +27,7 @@
 #define STORE_MAX_READERS 512 /* HTTP worker threads plus tools; each holds one slot */
 
 static const char *const store_db_names[STORE_DB__COUNT] = {
-    "doc", "link", "rlink", "pending", "ver", "erased", "offsets", "outbox", "meta", "idx",
+    "doc", "link", "rlink", "pending", "erased", "offsets", "outbox", "meta", "idx",
 };
 
 struct store {

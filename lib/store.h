@@ -4,11 +4,11 @@
  * holding one LMDB environment with these named databases:
  *   doc      view_key \0 section \0 item_id  -> fragment (frag.h); the single fragment
  *            of a section has an empty item_id; key "view_key \0 \0" holds the
- *            per-section freshness marks of that view key.
+ *            freshness marks of removed items; "view_key \0 \xff \0 type \0 id" ->
+ *            i64 the last applied version of an entity (engine.c, check_version).
  *   link     link \0 foreign_id               -> view_key
  *   rlink    view_key \0 link \0 foreign_id   -> "" (reverse of link; erasure)
  *   pending  link \0 foreign_id \0 seq(be64)   -> parked event (engine.c)
- *   ver      entity_type \0 entity_id          -> last applied version (i64)
  *   erased   view_key                          -> erased-at event time (i64)
  *   offsets  topic \0 partition(be32)          -> store_offset_t
  *   outbox   seq(be64)                         -> message to publish (dead letters)
@@ -39,8 +39,7 @@
 typedef struct store store_t;
 
 typedef enum store_db {
-    STORE_DB_DOC = 0, STORE_DB_LINK, STORE_DB_RLINK, STORE_DB_PENDING, STORE_DB_VER,
-    STORE_DB_ERASED, STORE_DB_OFFSETS, STORE_DB_OUTBOX, STORE_DB_META, STORE_DB_IDX, STORE_DB__COUNT
+    STORE_DB_DOC = 0, STORE_DB_LINK, STORE_DB_RLINK, STORE_DB_PENDING, STORE_DB_ERASED, STORE_DB_OFFSETS, STORE_DB_OUTBOX, STORE_DB_META, STORE_DB_IDX, STORE_DB__COUNT
 } store_db_t;
 
 /* What a commit promises (docs/guarantees.md has the full table). */

@@ -190,7 +190,7 @@ static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, si
      * (pending sequence, offsets, outbox, meta, and the freshness marks of removed list
      * items — docs/guarantees.md, "Ordering"). pending itself must be empty. */
     static const store_db_t dbs[] = {STORE_DB_DOC, STORE_DB_IDX, STORE_DB_LINK, STORE_DB_RLINK,
-                                     STORE_DB_VER, STORE_DB_ERASED, STORE_DB_PENDING};
+                                     STORE_DB_ERASED, STORE_DB_PENDING};
     buf_t dump = BUF_INIT;
     ck_assert_int_eq(store_read_begin(store, &txn), 0);
     for (size_t d = 0; d < sizeof(dbs) / sizeof(dbs[0]); d++) {
