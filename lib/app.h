@@ -2,8 +2,8 @@
  *
  * Programs parse their own argv (getopt_long), collect the common flags into an
  * app_args_t and call app_load(); they never copy this sequence. Exit codes of all
- * programs: 0 success, 1 runtime failure, 2 usage or configuration error
- * (APP_EXIT_*). */
+ * programs: 0 success, 1 runtime failure, 2 usage or configuration error, 3 (projector)
+ * stopped on a gap (APP_EXIT_*). */
 #ifndef RM_APP_H
 #define RM_APP_H
 
@@ -17,6 +17,7 @@
 #define APP_EXIT_OK 0
 #define APP_EXIT_FAILURE 1
 #define APP_EXIT_USAGE 2
+#define APP_EXIT_GAP 3 /* projector: stopped on a gap (projector.on_gap=stop); do not restart */
 #define APP_MAX_SETS 64
 
 typedef struct app_args {

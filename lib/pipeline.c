@@ -283,6 +283,10 @@ static void publish_snapshot(pipe_t *pipe)
     snap->ps_parked = parked;
     snap->ps_map_bytes = map_bytes;
     snap->ps_used_bytes = used_bytes;
+    /* Crashed readers (a killed query API) must not pin pages for long. */
+    int dead = store_reader_check(store);
+    if (dead > 0)
+        log_info("cleared stale reader slots", LOG_I("slots", dead));
     outbox_get_stats(pipe->pi_outbox, &snap->ps_outbox);
     snap->ps_gaps = pipe->pi_gaps;
     snap->ps_expired = pipe->pi_expired;

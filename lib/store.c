@@ -282,6 +282,13 @@ int store_grow(store_t *store)
     return 0;
 }
 
+int store_reader_check(store_t *store)
+{
+    int dead = 0;
+    int rc = mdb_reader_check(store->st_env, &dead);
+    return rc ? rm_err_from_mdb(rc) : dead;
+}
+
 int store_sync(store_t *store)
 {
     store->st_last_sync_ms = store_now_ms();

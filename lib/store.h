@@ -94,6 +94,9 @@ int store_write_commit(store_t *store, MDB_txn *txn);
 void store_write_abort(MDB_txn *txn);
 /* Doubles the map size. Only while no txn of this process is open. */
 int store_grow(store_t *store);
+/* Clears reader slots left by crashed processes (they pin old pages and make the file
+ * grow; DESIGN.md §8). Returns the number cleared, or a negative rm_err_t. */
+int store_reader_check(store_t *store);
 /* Forces an fsync of data and meta pages. */
 int store_sync(store_t *store);
 /* Map size and bytes in use (last page * page size). */

@@ -15,11 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static pipe_t *running_pipe;
+static pipe_t *volatile running_pipe;
+static volatile sig_atomic_t stop_requested;
 
+/* Installed before anything slow (broker metadata can take seconds), so a stop during
+ * start-up is honoured: the pipeline is never started, or stops after its batch. */
 static void on_signal(int sig)
 {
     (void)sig;
+    stop_requested = 1;
     if (running_pipe)
         pipe_stop(running_pipe);
 }
@@ -51,7 +55,8 @@ static void usage(FILE *out)
             "  dlq purge [--dry-run]   mark them handled without re-publishing\n"
             "\n"
             "SIGTERM or SIGINT finish the current batch, commit and exit 0.\n"
-            "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n"
+            "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error,\n"
+            "3 stopped on a gap (projector.on_gap=stop: restarting will not help).\n"
             "\n"
             "Configuration keys (flag > environment > file > default):\n");
     cfg_print_help(out, NULL);
@@ -146,6 +151,11 @@ int main(int argc, char **argv)
         return APP_EXIT_USAGE;
     }
 
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
     app_t app;
     int exit_code = app_load(&app, "projector", &args, true);
     if (exit_code || dlq_command) {
@@ -194,7 +204,9 @@ int main(int argc, char **argv)
     pipe = pipe_new(&popts, err, sizeof(err));
     if (!pipe) {
         fprintf(stderr, "projector: %s\n", err);
-        exit_code = strstr(err, "kafka.") == err ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
+        /* "kafka.<prop>: ..." and "kafka consumer/producer: ..." are configuration errors
+         * (an invalid value, a missing SASL password): restarting will not fix them. */
+        exit_code = strncmp(err, "kafka", 5) == 0 ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
         goto out;
     }
     const char *metrics_listen = cfg_str(app.ap_cfg, "projector.metrics_listen");
@@ -207,10 +219,8 @@ int main(int argc, char **argv)
         }
     }
     running_pipe = pipe;
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    if (stop_requested)
+        pipe_stop(pipe);
     log_info("projector started", LOG_S("view", app.ap_view->v_name),
              LOG_S("store", app.ap_store_dir),
              LOG_S("durability", cfg_str(app.ap_cfg, "projector.durability")),
@@ -225,7 +235,7 @@ int main(int argc, char **argv)
              LOG_I("parked", stats.ps_outcomes[ENGINE_PARKED]),
              LOG_I("rejected", stats.ps_outcomes[ENGINE_REJECTED]),
              LOG_I("batches", stats.ps_batches), LOG_S("error", rc ? rm_strerror(rc) : NULL));
-    exit_code = rc ? APP_EXIT_FAILURE : APP_EXIT_OK;
+    exit_code = rc == RM_EGAP ? APP_EXIT_GAP : rc ? APP_EXIT_FAILURE : APP_EXIT_OK;
 out:
     running_pipe = NULL;
     metrics_http_stop(metrics);

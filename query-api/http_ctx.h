@@ -32,6 +32,7 @@ typedef struct http_ctx {
     char hc_store_error[256];
     struct MHD_Response *hc_healthz;   /* created once, reused (DESIGN.md §8) */
     struct MHD_Response *hc_not_found;
+    struct MHD_Response *hc_dashboard;
     http_stats_t hc_stats;
 } http_ctx_t;
 

@@ -310,3 +310,74 @@ struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
     *ret_status = 200;
     return resp;
 }
+
+typedef struct status_ctx {
+    buf_t *sc_body;
+    int64_t sc_now;
+    size_t sc_count;
+} status_ctx_t;
+
+static int status_partition(void *ctx, const char *topic, int32_t partition,
+                            const store_offset_t *off)
+{
+    status_ctx_t *sc = ctx;
+    int64_t lag = off->so_high_watermark > off->so_next_offset
+                      ? off->so_high_watermark - off->so_next_offset
+                      : 0;
+    double lag_s = lag && off->so_last_event_ms ? (double)(sc->sc_now - off->so_last_event_ms) / 1000.0 : 0;
+    int rc = buf_append_str(sc->sc_body, sc->sc_count++ ? ",{\"topic\":" : "{\"topic\":");
+    rc = rc ? rc : buf_append_json_str(sc->sc_body, topic, strlen(topic));
+    return rc ? rc : buf_printf(sc->sc_body,
+                                ",\"partition\":%d,\"next_offset\":%lld,\"high_watermark\":%lld,"
+                                "\"lag_messages\":%lld,\"lag_seconds\":%.3f,"
+                                "\"last_event_ms\":%lld,\"committed_ms\":%lld}",
+                                partition, (long long)off->so_next_offset,
+                                (long long)off->so_high_watermark, (long long)lag,
+                                lag_s < 0 ? 0 : lag_s, (long long)off->so_last_event_ms,
+                                (long long)off->so_updated_ms);
+}
+
+struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
+{
+    const view_t *view = ctx->hc_app->ap_view;
+    buf_t *b = http_body();
+    store_t *store = http_store(ctx);
+    MDB_txn *txn;
+    *ret_status = 200;
+    if (!store || http_txn(ctx, store, &txn)) {
+        buf_printf(b, "{\"view\":\"%s\",\"state\":\"not-ready\",\"reason\":", view->v_name);
+        buf_append_json_str(b, ctx->hc_store_error, strlen(ctx->hc_store_error));
+        buf_append_str(b, ",\"partitions\":[],\"gaps\":[]}");
+        return json_response(b);
+    }
+    status_ctx_t sc = {b, wall_ms(), 0};
+    lag_sum_t lag = {sc.sc_now, 0, 0, 0, 0};
+    MDB_stat parked, outbox;
+    int rc = store_offset_foreach(store, txn, add_lag, &lag);
+    rc = rc ? rc : rm_err_from_mdb(mdb_stat(txn, store_dbi(store, STORE_DB_PENDING), &parked));
+    rc = rc ? rc : rm_err_from_mdb(mdb_stat(txn, store_dbi(store, STORE_DB_OUTBOX), &outbox));
+    buf_t gaps = BUF_INIT;
+    buf_append_str(&gaps, "[");
+    rc = rc ? rc : store_meta_foreach(store, txn, "gap/", add_gap, &gaps);
+    buf_append_str(&gaps, "]");
+    const char *state = strcmp(gaps.b_data, "[]") ? "degraded"
+                        : lag.ls_partitions == 0 ? "not-ready"
+                        : lag.ls_messages > 0 && sc.sc_now - lag.ls_newest_commit_ms > HTTP_STALL_MS
+                            ? "stalled"
+                        : lag.ls_messages > 0 ? "catching-up"
+                                              : "running";
+    buf_printf(b, "{\"view\":\"%s\",\"state\":\"%s\",\"now_ms\":%lld,\"lag_messages\":%lld,"
+                  "\"lag_seconds\":%.3f,\"last_commit_ms\":%lld,\"parked\":%zu,"
+                  "\"dead_letters_pending\":%zu,\"gaps\":%s,\"partitions\":[",
+               view->v_name, state, (long long)sc.sc_now, (long long)lag.ls_messages,
+               (double)lag.ls_seconds_ms / 1000.0, (long long)lag.ls_newest_commit_ms,
+               rc ? 0 : parked.ms_entries, rc ? 0 : outbox.ms_entries, gaps.b_data);
+    buf_free(&gaps);
+    if (!rc)
+        rc = store_offset_foreach(store, txn, status_partition, &sc);
+    http_txn_done();
+    if (rc)
+        return problem(500, "internal", "Internal error", rm_strerror(rc), NULL, ret_status);
+    buf_append_str(b, "]}");
+    return json_response(b);
+}

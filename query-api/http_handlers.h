@@ -11,5 +11,9 @@ struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *
                                         const http_request_t *req, unsigned *ret_status);
 struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status);
 struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status);
+/* The dashboard's data: per partition offsets and lag, parked events, dead letters waiting
+ * in the outbox, recorded gaps and a derived state (running, catching-up, stalled,
+ * degraded, not-ready). */
+struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status);
 
 #endif

@@ -50,7 +50,8 @@ int http_query_decode(const char *in, size_t in_len, char *out, size_t cap)
 const char *http_route_name(http_route_t route)
 {
     static const char *const names[HTTP_ROUTE__COUNT] = {
-        "not_found", "bad_request", "view", "lookup", "healthz", "readyz", "metrics"};
+        "not_found", "bad_request", "view", "lookup", "healthz", "readyz", "metrics", "status",
+        "dashboard"};
     return route < HTTP_ROUTE__COUNT ? names[route] : "unknown";
 }
 
@@ -76,6 +77,14 @@ void http_parse_path(const char *url, http_request_t *req)
     }
     if (strcmp(url, "/metrics") == 0) {
         req->hr_route = HTTP_ROUTE_METRICS;
+        return;
+    }
+    if (strcmp(url, "/v1/status") == 0) {
+        req->hr_route = HTTP_ROUTE_STATUS;
+        return;
+    }
+    if (strcmp(url, "/dashboard") == 0 || strcmp(url, "/dashboard/") == 0) {
+        req->hr_route = HTTP_ROUTE_DASHBOARD;
         return;
     }
     static const char prefix[] = "/v1/views/";

@@ -18,6 +18,8 @@ typedef enum http_route {
     HTTP_ROUTE_HEALTHZ,
     HTTP_ROUTE_READYZ,
     HTTP_ROUTE_METRICS,
+    HTTP_ROUTE_STATUS,        /* GET /v1/status: lag and health as JSON (the dashboard's data) */
+    HTTP_ROUTE_DASHBOARD,     /* GET /dashboard: the lag dashboard page */
     HTTP_ROUTE__COUNT
 } http_route_t;
 

@@ -12,6 +12,10 @@
 #include "http_problem.h"
 #include "log.h"
 
+/* The dashboard page, embedded at build time from dashboard.html (tools/embed.py). */
+extern const char http_dashboard_html[];
+extern const size_t http_dashboard_html_len;
+
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +129,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         case HTTP_ROUTE_LOOKUP: resp = http_handle_lookup(ctx, conn, &req, &status); break;
         case HTTP_ROUTE_READYZ: resp = http_handle_readyz(ctx, &status); break;
         case HTTP_ROUTE_METRICS: resp = http_handle_metrics(ctx, &status); break;
+        case HTTP_ROUTE_STATUS: resp = http_handle_status(ctx, &status); break;
+        case HTTP_ROUTE_DASHBOARD:
+            resp = ctx->hc_dashboard;
+            shared = true;
+            break;
         case HTTP_ROUTE__COUNT: break;
         }
     }
@@ -154,6 +163,13 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
                                                       MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(ctx->hc_healthz, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     ctx->hc_not_found = http_problem_response(404, "not-found", "Not found", "no such route", NULL);
+    ctx->hc_dashboard = MHD_create_response_from_buffer(http_dashboard_html_len,
+                                                        (void *)http_dashboard_html,
+                                                        MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(ctx->hc_dashboard, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+    /* The page loads nothing from elsewhere; say so to the browser too. */
+    MHD_add_response_header(ctx->hc_dashboard, "Content-Security-Policy",
+                            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
     http_store(ctx); /* try now; requests retry while the projector has not created it */
     server->hs_daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, ctx,
@@ -181,6 +197,8 @@ void http_server_stop(http_server_t *server)
         MHD_destroy_response(ctx->hc_healthz);
     if (ctx->hc_not_found)
         MHD_destroy_response(ctx->hc_not_found);
+    if (ctx->hc_dashboard)
+        MHD_destroy_response(ctx->hc_dashboard);
     store_close(ctx->hc_store);
     pthread_mutex_destroy(&ctx->hc_store_lock);
     free(server);

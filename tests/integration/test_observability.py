@@ -1,0 +1,79 @@
+"""Metrics are present and move while the pipeline runs; logs are JSON lines with the
+documented fields."""
+import json
+import re
+import urllib.request
+
+import harness
+
+PROJECTOR_METRICS = [
+    "readmodel_partition_next_offset", "readmodel_partition_high_watermark",
+    "readmodel_partition_lag_messages", "readmodel_partition_lag_seconds",
+    "readmodel_events_total", "readmodel_events_applied_total", "readmodel_batch_events_bucket",
+    "readmodel_commit_seconds_bucket", "readmodel_parked_events", "readmodel_dead_letters_total",
+    "readmodel_gaps_total", "readmodel_store_map_bytes", "readmodel_store_used_bytes",
+]
+API_METRICS = [
+    "readmodel_http_requests_total", "readmodel_http_request_duration_seconds_bucket",
+    "readmodel_store_partition_lag_messages", "readmodel_store_partition_lag_seconds",
+]
+
+
+def scrape(url):
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = resp.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name_labels, value = line.rsplit(" ", 1)
+            samples[name_labels] = float(value)
+    return samples
+
+
+def total(samples, name, **labels):
+    return sum(v for k, v in samples.items()
+               if k.split("{")[0] == name and all(f'{lk}="{lv}"' in k for lk, lv in labels.items()))
+
+
+def test_metrics_move_and_logs_are_json(broker, workdir, processes):
+    harness.simulate(broker.bootstrap, workdir, 100, 41)
+    port = harness.free_port()
+    config = harness.write_config(workdir, broker.bootstrap,
+                                  projector__metrics_listen=f"127.0.0.1:{port}")
+    projector = harness.Process("projector", [harness.binary("projector/projector"), "--config",
+                                              config], workdir)
+    processes.append(projector)
+    api = harness.QueryApi(workdir, config, harness.free_port())
+    processes.append(api)
+    url = f"http://127.0.0.1:{port}/metrics"
+    harness.wait_until(lambda: harness.committed_offsets(config) > 0, 60, "a first commit")
+    first = harness.wait_until(lambda: (lambda s: s if total(s, "readmodel_events_total") > 0
+                                        else None)(scrape(url)), 30, "events counted")
+    for name in PROJECTOR_METRICS:
+        assert any(k.split("{")[0] == name for k in first), f"{name} not exported"
+    assert re.search(r'readmodel_partition_lag_messages\{view="customer360",topic="orders",'
+                     r'partition="\d+"\}', "\n".join(first))
+
+    harness.simulate(broker.bootstrap, workdir, 100, 42)
+    second = harness.wait_until(
+        lambda: (lambda s: s if total(s, "readmodel_events_total", outcome="applied") >
+                 total(first, "readmodel_events_total", outcome="applied") else None)(scrape(url)),
+        60, "the applied counter to move")
+    assert total(second, "readmodel_batch_events_count") > total(first, "readmodel_batch_events_count")
+
+    api.get("/v1/views/customer360/nope")
+    api_samples = scrape(api.base + "/metrics")
+    for name in API_METRICS:
+        assert any(k.split("{")[0] == name for k in api_samples), f"query-api: {name} not exported"
+    assert total(api_samples, "readmodel_http_requests_total", route="view", status="404") >= 1
+
+    projector.stop()
+    lines = [l for l in projector.log_text().splitlines() if l.strip()]
+    assert lines, "the projector logged nothing"
+    for line in lines:
+        record = json.loads(line)  # every line is one JSON object
+        for field in ("ts", "level", "component", "msg"):
+            assert field in record, (field, line)
+        assert record["component"] == "projector"
+        assert record["level"] in ("debug", "info", "warn", "error")
