@@ -13,7 +13,9 @@ const double http_latency_bounds[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001,
                                       0.0025,  0.005,  0.01,    0.05,   0.25, 1};
 const size_t http_latency_bucket_count = sizeof(http_latency_bounds) / sizeof(double);
 
-#define HTTP_REOPEN_MS 1000
+/* A missing store is retried at most this often: cheap (one stat()) yet short enough that
+ * a store created by a projector that starts after us is served almost at once. */
+#define HTTP_REOPEN_MS 200
 
 /* Per-thread state lives behind a pthread key so that it is released when
  * libmicrohttpd's worker threads exit (MHD_stop_daemon, before the store closes). */

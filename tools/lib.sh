@@ -31,6 +31,20 @@ rm_install_deps() {
     "${missing[@]}" >/dev/null
 }
 
+# Packages only some tests need (promtool checks deploy/'s alert rules); a failure to
+# install them is reported and those tests skip, but nothing else stops.
+RM_OPTIONAL_PACKAGES=(prometheus)
+rm_install_optional() {
+  local pkg
+  for pkg in "${RM_OPTIONAL_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" && continue
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      "$pkg" >/dev/null 2>&1 || rm_log "optional package $pkg could not be installed; its tests skip"
+  done
+}
+
 # rm_build DIR [meson options...]: configures DIR once, then builds it (only the targets
 # in $RM_BUILD_TARGETS when set). Quiet unless something fails.
 rm_build() {

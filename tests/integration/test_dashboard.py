@@ -48,11 +48,12 @@ def test_dashboard_shows_live_lag_per_partition(broker, workdir, processes):
     processes.append(projector)
     api = harness.QueryApi(workdir, config, harness.free_port())
     processes.append(api)
-    harness.wait_until(lambda: api.get("/v1/status")[2].get("state") == "running", 60,
-                       "the projector to catch up")
-    status = api.get("/v1/status")[2]
+    # A partition appears in the store once its first batch is committed: wait for all
+    # 36 (6 topics x 6 partitions, all with events) and for the projector to catch up.
+    status = harness.wait_until(
+        lambda: (lambda s: s if s.get("state") == "running" and len(s["partitions"]) == 36
+                 else None)(api.get("/v1/status")[2]), 60, "the projector to catch up")
     expected = {(p["topic"], p["partition"]) for p in status["partitions"]}
-    assert len(expected) == 36  # 6 topics x 6 partitions, all with events
 
     dom = rendered_dom(api.base + "/dashboard")
     before = partition_rows(dom)

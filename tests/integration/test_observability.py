@@ -63,7 +63,11 @@ def test_metrics_move_and_logs_are_json(broker, workdir, processes):
     assert total(second, "readmodel_batch_events_count") > total(first, "readmodel_batch_events_count")
 
     api.get("/v1/views/customer360/nope")
-    api_samples = scrape(api.base + "/metrics")
+    # The query API opens the store lazily (and retries a failed open shortly after), so
+    # allow it a moment to see the store the projector has just created.
+    api_samples = harness.wait_until(
+        lambda: (lambda s: s if total(s, "readmodel_http_store_open") == 1 else None)(
+            scrape(api.base + "/metrics")), 10, "the query API to open the store")
     for name in API_METRICS:
         assert any(k.split("{")[0] == name for k in api_samples), f"query-api: {name} not exported"
     assert total(api_samples, "readmodel_http_requests_total", route="view", status="404") >= 1
