@@ -3,6 +3,7 @@
 #include "avro_enc.h"
 #include "catalog.h"
 #include "cfg.h"
+#include "chaos.h"
 #include "kafka.h"
 #include "log.h"
 #include "model.h"
@@ -52,6 +53,8 @@ typedef struct options {
     bool op_summary;
     bool op_dry_run;
     int op_verbosity; /* -1 quiet, 0 normal, 1 verbose */
+    chaos_opts_t op_chaos;
+    const char *op_poison_manifest;
     const char **op_kafka; /* "name=value" from -X, in order */
     size_t op_kafka_count;
 } options_t;
@@ -63,8 +66,16 @@ enum {
     OPT_CATALOG,
     OPT_START_MS,
     OPT_SUMMARY,
-    OPT_DRY_RUN
+    OPT_DRY_RUN,
+    OPT_DUPLICATES,
+    OPT_SKEW,
+    OPT_POISON,
+    OPT_POISON_MANIFEST,
+    OPT_OVERSIZE_BYTES
 };
+
+/* Just past the projector's default projector.max_message_bytes (1 MiB). */
+#define DEFAULT_OVERSIZE_BYTES (1048576 + 4096)
 
 /* The command line, as data: getopt's table and --help are both generated from it. */
 static const struct cli_option {
@@ -82,6 +93,22 @@ static const struct cli_option {
     {"start-ms", OPT_START_MS, "MS", "occurred_at of the first event (default: now - events)"},
     {"summary", OPT_SUMMARY, NULL, "print a JSON summary of the stream to stdout"},
     {"dry-run", OPT_DRY_RUN, NULL, "generate and encode, but produce nothing"},
+    {"duplicates", OPT_DUPLICATES, "PCT",
+     "chaos: produce PCT% of messages twice, 1..256 messages"
+     "\n                               later (default 0)"},
+    {"skew", OPT_SKEW, "N",
+     "chaos: hold 'orders' back behind N other messages, so"
+     "\n                               payments and shipments come before their order (default 0)"},
+    {"poison", OPT_POISON, "N",
+     "chaos: inject N malformed messages, cycling through the"
+     "\n                               shapes truncated, unknown schema id, wrong magic, enum"
+     "\n                               or union index out of range, string past the end, invalid"
+     "\n                               UTF-8 and oversized, spread evenly over the stream"},
+    {"poison-manifest", OPT_POISON_MANIFEST, "FILE",
+     "write where each poison message landed (JSON lines:"
+     "\n                               topic, partition, offset, shape, key)"},
+    {"oversize-bytes", OPT_OVERSIZE_BYTES, "N",
+     "size of the oversized poison message (default 1052672)"},
     {NULL, 'X', "PROP=VALUE", "set any librdkafka property (repeatable)"},
     {"quiet", 'q', NULL, "only warnings and errors on stderr"},
     {"verbose", 'v', NULL, "debug logs on stderr"},
@@ -190,6 +217,29 @@ static int parse_options(int argc, char **argv, options_t *op)
         case OPT_DRY_RUN:
             op->op_dry_run = true;
             break;
+        case OPT_DUPLICATES:
+            if (!parse_u64(optarg, 100, &number))
+                return usage_error("--duplicates: expected a percentage 0..100, got '%s'", optarg);
+            op->op_chaos.co_duplicate_pct = (uint32_t)number;
+            break;
+        case OPT_SKEW:
+            if (!parse_u64(optarg, 100000000, &number))
+                return usage_error("--skew: expected a message count, got '%s'", optarg);
+            op->op_chaos.co_skew = (uint32_t)number;
+            break;
+        case OPT_POISON:
+            if (!parse_u64(optarg, 1000000, &number))
+                return usage_error("--poison: expected 0..1000000, got '%s'", optarg);
+            op->op_chaos.co_poison = (uint32_t)number;
+            break;
+        case OPT_POISON_MANIFEST:
+            op->op_poison_manifest = optarg;
+            break;
+        case OPT_OVERSIZE_BYTES:
+            if (!parse_u64(optarg, 64u << 20, &number) || number < 64)
+                return usage_error("--oversize-bytes: expected 64..67108864, got '%s'", optarg);
+            op->op_chaos.co_oversize_bytes = (size_t)number;
+            break;
         case 'X':
             if (!strchr(optarg, '=') || optarg[0] == '=')
                 return usage_error("-X: expected name=value, got '%s'", optarg);
@@ -289,7 +339,7 @@ static void show_progress(size_t done, size_t total, int64_t started_ms, bool fi
 /* Encodes every event in occurred_at order and, unless producer is NULL, produces it
  * keyed by its aggregate id. Returns 0 or the first error (already logged). */
 static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *producer,
-                      summary_t *summary, bool progress)
+                      chaos_t *chaos, summary_t *summary, bool progress)
 {
     sim_payload_t pl;
     size_t total = model_event_count(model);
@@ -311,8 +361,12 @@ static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *produce
         }
         summary_count(summary, ev, value_len);
         if (producer) {
-            const char *topic = avro_enc_entry(enc, ev->ev_type)->ce_topic;
-            rc = producer_send(producer, topic, pl.pl_key, strlen(pl.pl_key), value, value_len);
+            const catalog_entry_t *entry = avro_enc_entry(enc, ev->ev_type);
+            const char *topic = entry->ce_topic;
+            rc = chaos ? chaos_send(chaos, producer, i, entry, pl.pl_key, strlen(pl.pl_key),
+                                    value, value_len)
+                       : producer_send(producer, topic, pl.pl_key, strlen(pl.pl_key), value,
+                                       value_len);
             if (rc) {
                 log_error("cannot produce", LOG_S("topic", topic),
                           LOG_S("error", producer_error(producer)));
@@ -326,9 +380,39 @@ static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *produce
             show_progress(i, total, started_ms, false);
         }
     }
+    if (chaos && producer) {
+        int rc = chaos_drain(chaos, producer);
+        if (rc) {
+            log_error("cannot produce", LOG_S("error", producer_error(producer)));
+            return rc;
+        }
+    }
     if (progress)
         show_progress(total, total, started_ms, true);
     return 0;
+}
+
+static bool chaos_wanted(const chaos_opts_t *opts)
+{
+    return opts->co_duplicate_pct || opts->co_skew || opts->co_poison;
+}
+
+/* Writes the poison manifest after the flush (every offset is known by then). */
+static int write_manifest(const chaos_t *chaos, const char *path)
+{
+    FILE *out = fopen(path, "w");
+    if (!out) {
+        log_error("cannot write the poison manifest", LOG_S("file", path),
+                  LOG_S("error", strerror(errno)));
+        return RM_EIO;
+    }
+    int rc = chaos_write_manifest(chaos, out);
+    if (fclose(out) != 0 && !rc)
+        rc = RM_EIO;
+    if (rc)
+        log_error("the poison manifest is incomplete", LOG_S("file", path),
+                  LOG_S("error", rm_strerror(rc)));
+    return rc;
 }
 
 /* Takes conf over. */
@@ -363,6 +447,7 @@ int main(int argc, char **argv)
     model_t *model = NULL;
     rd_kafka_conf_t *conf = NULL;
     producer_t *producer = NULL;
+    chaos_t *chaos = NULL;
     summary_t summary = SUMMARY_INIT;
 
     cfg = cfg_load(NULL, errstr, sizeof(errstr));
@@ -404,6 +489,31 @@ int main(int argc, char **argv)
 
     if (op.op_oracle && write_oracle(model, op.op_oracle))
         goto out;
+    if (op.op_chaos.co_poison > events) {
+        status = usage_error("%s", "--poison: more poison messages than stream events");
+        goto out;
+    }
+    if (op.op_poison_manifest && !op.op_chaos.co_poison) {
+        status = usage_error("%s", "--poison-manifest needs --poison N");
+        goto out;
+    }
+    if (!op.op_dry_run && chaos_wanted(&op.op_chaos)) {
+        if (!op.op_chaos.co_oversize_bytes)
+            op.op_chaos.co_oversize_bytes = DEFAULT_OVERSIZE_BYTES;
+        chaos = chaos_new(&op.op_chaos, catalog, op.op_seed, events, errstr, sizeof(errstr));
+        if (!chaos) {
+            log_error("cannot set up chaos", LOG_S("error", errstr));
+            goto out;
+        }
+        /* the oversized poison must get past our own producer's size limit */
+        char max_bytes[32];
+        snprintf(max_bytes, sizeof(max_bytes), "%zu", op.op_chaos.co_oversize_bytes + 65536);
+        if (op.op_chaos.co_poison && !cfg_kafka_get(cfg, "message.max.bytes") &&
+            rd_kafka_conf_set(conf, "message.max.bytes", max_bytes, errstr, sizeof(errstr))) {
+            log_error("cannot raise message.max.bytes", LOG_S("error", errstr));
+            goto out;
+        }
+    }
     if (!op.op_dry_run) {
         producer = start_producer(conf);
         conf = NULL;
@@ -414,7 +524,7 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     bool progress = op.op_verbosity >= 0 && isatty(STDERR_FILENO);
-    int rc = run_stream(model, enc, producer, &summary, progress);
+    int rc = run_stream(model, enc, producer, chaos, &summary, progress);
     if (producer) {
         /* Flush even after a failure: what was queued should still arrive or be counted. */
         int flush_rc = producer_flush(producer);
@@ -427,6 +537,13 @@ int main(int argc, char **argv)
             log_info("stream produced", LOG_I("delivered", producer_delivered(producer)),
                      LOG_I("bytes", summary.su_bytes));
         }
+        if (chaos) {
+            chaos_counts_t counts = chaos_counts(chaos);
+            log_info("chaos injected", LOG_I("duplicates", counts.cc_duplicates),
+                     LOG_I("held_back", counts.cc_held), LOG_I("poison", counts.cc_poison));
+        }
+        if (!rc && chaos && op.op_poison_manifest)
+            rc = write_manifest(chaos, op.op_poison_manifest);
     }
     if (rc)
         goto out;
@@ -439,6 +556,7 @@ out:
     if (conf)
         rd_kafka_conf_destroy(conf);
     producer_destroy(producer);
+    chaos_destroy(chaos);
     model_destroy(model);
     avro_enc_destroy(enc);
     catalog_destroy(catalog);

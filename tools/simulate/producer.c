@@ -34,6 +34,13 @@ static void record_error(producer_t *producer, const char *what, const char *rea
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
     producer_t *producer = opaque;
+    producer_ack_t *ack = msg->_private; /* the msg_opaque given to producev */
+    if (ack) {
+        ack->pa_partition = msg->partition;
+        ack->pa_offset = msg->err ? -1 : msg->offset;
+        ack->pa_err = msg->err;
+        ack->pa_done = true;
+    }
     if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         producer->pr_delivered++;
         return;
@@ -118,6 +125,13 @@ static rd_kafka_topic_t *topic_handle(producer_t *producer, const char *topic)
 int producer_send(producer_t *producer, const char *topic, const void *key, size_t key_len,
                   const void *value, size_t value_len)
 {
+    return producer_send_acked(producer, topic, key, key_len, value, value_len, NULL);
+}
+
+int producer_send_acked(producer_t *producer, const char *topic, const void *key,
+                        size_t key_len, const void *value, size_t value_len,
+                        producer_ack_t *ack)
+{
     rd_kafka_topic_t *rkt = topic_handle(producer, topic);
     if (!rkt) {
         record_error(producer, topic, "cannot create topic handle");
@@ -129,7 +143,8 @@ int producer_send(producer_t *producer, const char *topic, const void *key, size
         rd_kafka_resp_err_t err =
             rd_kafka_producev(producer->pr_rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
                               RD_KAFKA_V_VALUE((void *)value, value_len),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_OPAQUE(ack), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {

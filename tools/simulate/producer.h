@@ -7,10 +7,19 @@
 #define SIM_PRODUCER_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct producer producer_t;
+
+/* Where one message landed, filled by its delivery report (producer_send's ack). */
+typedef struct producer_ack {
+    int32_t pa_partition;
+    int64_t pa_offset; /* -1 until delivered */
+    int pa_err; /* rd_kafka_resp_err_t; 0 when delivered */
+    bool pa_done;
+} producer_ack_t;
 
 /* Creates the producer. conf is taken over in every case (the caller sets its pointer to
  * NULL). Returns NULL with errstr set on failure. */
@@ -24,6 +33,11 @@ void producer_destroy(producer_t *producer);
  * producer_error) or another rm_err_t mapped from librdkafka. */
 int producer_send(producer_t *producer, const char *topic, const void *key, size_t key_len,
                   const void *value, size_t value_len);
+/* producer_send, and ack (owned by the caller, kept alive until producer_flush returns)
+ * receives the message's partition and offset when its delivery report is served. */
+int producer_send_acked(producer_t *producer, const char *topic, const void *key,
+                        size_t key_len, const void *value, size_t value_len,
+                        producer_ack_t *ack);
 
 /* Waits until every queued message is delivered or has failed (bounded by
  * message.timeout.ms). Returns 0 when none failed since the start, RM_EKAFKA otherwise. */
