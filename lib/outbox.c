@@ -1,5 +1,6 @@
 /* outbox: dead letters recorded with the batch, published to <topic>.dlq (see outbox.h). */
 #include "outbox.h"
+#include "failpoint.h"
 #include "kafka.h"
 #include "rm_err.h"
 
@@ -34,6 +35,10 @@ struct outbox {
     bool ob_failed;          /* a delivery failed: re-produce from the oldest entry */
     outbox_stats_t ob_stats;
 };
+
+/* The largest original value a dead letter carries: below librdkafka's default
+ * message.max.bytes (1,000,000) and a default broker's limit, with room for headers. */
+#define OUTBOX_MAX_VALUE_BYTES 900000
 
 /* The stored entry: fixed header then variable parts. */
 typedef struct outbox_hdr {
@@ -279,9 +284,21 @@ static int produce_entry(outbox_t *outbox, const outbox_entry_t *e)
      * without parentheses, so "a ? b : c" would be mis-parsed. */
     const void *key = h->oh_key_len ? e->oe_key : NULL;
     void *value = h->oh_has_value ? (void *)e->oe_value : NULL;
+    size_t value_len = h->oh_value_len;
+    char value_bytes[24];
+    if (value && value_len > OUTBOX_MAX_VALUE_BYTES) {
+        /* It would exceed the producer's (and a default broker's) message size and
+         * block every dead letter behind it. The bytes stay readable at the original
+         * coordinates in the headers. */
+        snprintf(value_bytes, sizeof(value_bytes), "%zu", value_len);
+        rd_kafka_header_add(hdrs, "readmodel.value.dropped", -1, "too-large", -1);
+        rd_kafka_header_add(hdrs, "readmodel.value.bytes", -1, value_bytes, -1);
+        value = NULL;
+        value_len = 0;
+    }
     rd_kafka_resp_err_t err = rd_kafka_producev(
         outbox->ob_producer, RD_KAFKA_V_TOPIC(dlq), RD_KAFKA_V_PARTITION(h->oh_dlq_partition),
-        RD_KAFKA_V_KEY(key, h->oh_key_len), RD_KAFKA_V_VALUE(value, h->oh_value_len),
+        RD_KAFKA_V_KEY(key, h->oh_key_len), RD_KAFKA_V_VALUE(value, value_len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
         RD_KAFKA_V_OPAQUE((void *)(intptr_t)e->oe_seq), RD_KAFKA_V_END);
     if (err) {
@@ -347,6 +364,8 @@ int outbox_flush(outbox_t *outbox, int timeout_ms)
         return rc;
     rd_kafka_flush(outbox->ob_producer, timeout_ms);
     rd_kafka_poll(outbox->ob_producer, 0);
+    if (outbox->ob_acked_count)
+        failpoint("outbox-produced");
     int drc = delete_seqs(outbox, outbox->ob_acked, outbox->ob_acked_count);
     if (!drc) {
         outbox->ob_stats.os_published += outbox->ob_acked_count;

@@ -1,5 +1,6 @@
 /* pipeline: consume → group-commit batch → apply → commit with offsets (see pipeline.h). */
 #include "pipeline.h"
+#include "failpoint.h"
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
@@ -20,6 +21,7 @@
 #define PIPE_BACKOFF_MAX_MS 5000  /* disk-full / I/O retry backoff ceiling */
 #define PIPE_MAX_PARTITIONS 4096
 #define PIPE_OUTBOX_FLUSH_MS 2000 /* bounded wait for dead-letter acks between batches */
+#define PIPE_OUTBOX_EXIT_FLUSH_MS 5000 /* and before a clean exit */
 #define PIPE_EXPIRE_EVERY_MS 10000 /* how often parked events are checked for link-timeout */
 
 typedef struct pipe_tp {
@@ -637,6 +639,7 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
         rc = engine_apply(pipe->pi_engine, txn, &msg, &res);
         if (rc)
             break;
+        failpoint("apply-event");
         outcomes[res.er_outcome]++;
         if (res.er_outcome == ENGINE_APPLIED && res.er_rule >= 0)
             applied_by_rule[res.er_rule]++;
@@ -723,6 +726,7 @@ static int apply_batch(pipe_t *pipe)
         clock_gettime(CLOCK_MONOTONIC, &t0);
         int rc = apply_batch_once(pipe, outcomes, applied_by_rule);
         if (rc == 0) {
+            failpoint("batch-commit");
             clock_gettime(CLOCK_MONOTONIC, &t1);
             metrics_hist_observe(&pipe->pi_commit_seconds,
                                  (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
@@ -822,10 +826,13 @@ int pipe_run(pipe_t *pipe)
             return rc;
     }
     for (;;) {
-        if (pipe->pi_opts.po_until_caught_up && caught_up(pipe))
+        if ((pipe->pi_opts.po_until_caught_up && caught_up(pipe)) || pipe->pi_stop) {
+            /* Leave no dead letter unpublished behind a clean exit when the broker
+             * allows (bounded; what remains is published on the next start). */
+            if (outbox_flush_due(pipe))
+                outbox_flush(pipe->pi_outbox, PIPE_OUTBOX_EXIT_FLUSH_MS);
             return 0;
-        if (pipe->pi_stop)
-            return 0;
+        }
         fill_batch(pipe);
         if (pipe->pi_batch_count) {
             rc = apply_batch(pipe);
