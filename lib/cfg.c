@@ -83,6 +83,12 @@ static const cfg_key_t cfg_keys[] = {
                 "most concurrent HTTP connections"),
     CFG_INTEGER("query_api.timeout_s", "30", "RM_HTTP_TIMEOUT_S", 1, 86400,
                 "idle HTTP connection timeout"),
+    CFG_INTEGER("query_api.consistency_wait_ms", "2000", "RM_CONSISTENCY_WAIT_MS", 0, 60000,
+                "longest wait of a view read for its min_offsets token (a wait_ms parameter "
+                "may lower it); 0 never waits"),
+    CFG_INTEGER("query_api.consistency_max_waiters", "1", "RM_CONSISTENCY_MAX_WAITERS", 0, 256,
+                "view reads that may wait for a token at once (each holds an HTTP worker "
+                "thread); beyond, they answer at once"),
 };
 #define CFG_KEY_COUNT (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
 

@@ -51,6 +51,8 @@ typedef struct cfg cfg_t;
  *   query_api.threads         (2)             RM_HTTP_THREADS  worker threads
  *   query_api.max_connections (4096)          RM_MAX_CONNECTIONS
  *   query_api.timeout_s       (30)            RM_HTTP_TIMEOUT_S  idle connection timeout
+ *   query_api.consistency_wait_ms (2000)      RM_CONSISTENCY_WAIT_MS  min_offsets wait bound
+ *   query_api.consistency_max_waiters (1)     RM_CONSISTENCY_MAX_WAITERS  concurrent waits
  */
 
 typedef enum cfg_type { CFG_STRING, CFG_INT, CFG_ENUM } cfg_type_t;

@@ -8,6 +8,7 @@
 #include "frag.h"
 #include "rm_err.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,36 +135,72 @@ static int item_cmp(const void *a, const void *b)
     return x->ri_id_len < y->ri_id_len ? -1 : x->ri_id_len > y->ri_id_len;
 }
 
-static int emit_sections(const view_t *view, render_scan_t *scan, buf_t *out)
+/* True when item comes after cursor in response order (item_cmp's order). */
+static bool after_cursor(const render_item_t *item, const render_cursor_t *cursor)
+{
+    if (!cursor->rc_set || item->ri_sort != cursor->rc_sort)
+        return !cursor->rc_set || item->ri_sort < cursor->rc_sort;
+    size_t n = item->ri_id_len < cursor->rc_id_len ? item->ri_id_len : cursor->rc_id_len;
+    int c = memcmp(item->ri_id, cursor->rc_id, n);
+    return c > 0 || (c == 0 && item->ri_id_len > cursor->rc_id_len);
+}
+
+/* Appends the page of list items [first, end) that shape asks for section s. */
+static int emit_list(const render_scan_t *scan, size_t first, size_t end, size_t s,
+                     const render_shape_t *shape, render_pages_t *pages, buf_t *out)
+{
+    const render_cursor_t *cursor = &shape->sh_after[s];
+    while (first < end && !after_cursor(&scan->rs_items[first], cursor))
+        first++; /* items are sorted, so the page starts at the first one after it */
+    size_t limit = shape->sh_limit[s];
+    size_t stop = limit && end - first > limit ? first + limit : end;
+    int rc = buf_append_char(out, '[');
+    for (size_t i = first; !rc && i < stop; i++) {
+        if (i > first)
+            rc = buf_append_char(out, ',');
+        if (!rc)
+            rc = buf_append(out, scan->rs_items[i].ri_json, scan->rs_items[i].ri_json_len);
+    }
+    if (stop < end && stop > first) {
+        const render_item_t *last = &scan->rs_items[stop - 1];
+        render_cursor_t *next = &pages->rp_next[s];
+        pages->rp_more[s] = true;
+        next->rc_set = true;
+        next->rc_sort = last->ri_sort;
+        assert(last->ri_id_len <= sizeof(next->rc_id)); /* item ids are view keys' size */
+        next->rc_id_len = last->ri_id_len;
+        memcpy(next->rc_id, last->ri_id, last->ri_id_len);
+    }
+    return rc ? rc : buf_append_char(out, ']');
+}
+
+static int emit_sections(const view_t *view, render_scan_t *scan, const render_shape_t *shape,
+                         render_pages_t *pages, buf_t *out)
 {
     qsort(scan->rs_items, scan->rs_count, sizeof(render_item_t), item_cmp);
     int rc = buf_append_char(out, '{');
     size_t next = 0;
+    bool comma = false;
     for (size_t s = 0; !rc && s < view->v_section_count; s++) {
         const view_section_t *section = &view->v_sections[s];
-        if (s)
-            rc = buf_append_char(out, ',');
-        rc = rc ? rc : buf_append_json_str(out, section->vs_name, strlen(section->vs_name));
-        rc = rc ? rc : buf_append_char(out, ':');
         size_t first = next;
         while (next < scan->rs_count && scan->rs_items[next].ri_section == (int)s)
             next++;
+        if (!(shape->sh_sections & (UINT32_C(1) << s)))
+            continue;
+        if (comma)
+            rc = buf_append_char(out, ',');
+        comma = true;
+        rc = rc ? rc : buf_append_json_str(out, section->vs_name, strlen(section->vs_name));
+        rc = rc ? rc : buf_append_char(out, ':');
         if (rc)
             break;
-        if (first == next) {
+        if (first == next)
             rc = frag_render_empty(section, out);
-        } else if (section->vs_kind == VIEW_LIST) {
-            rc = buf_append_char(out, '[');
-            for (size_t i = first; !rc && i < next; i++) {
-                if (i > first)
-                    rc = buf_append_char(out, ',');
-                if (!rc)
-                    rc = buf_append(out, scan->rs_items[i].ri_json, scan->rs_items[i].ri_json_len);
-            }
-            rc = rc ? rc : buf_append_char(out, ']');
-        } else {
+        else if (section->vs_kind == VIEW_LIST)
+            rc = emit_list(scan, first, next, s, shape, pages, out);
+        else
             rc = buf_append(out, scan->rs_items[first].ri_json, scan->rs_items[first].ri_json_len);
-        }
     }
     return rc ? rc : buf_append_char(out, '}');
 }
@@ -184,13 +221,18 @@ static const frag_prov_t *section_prov(const render_scan_t *scan, size_t section
     return best;
 }
 
-static int emit_freshness(const view_t *view, const render_scan_t *scan, buf_t *out)
+static int emit_freshness(const view_t *view, const render_scan_t *scan,
+                          const render_shape_t *shape, buf_t *out)
 {
     int rc = buf_append_char(out, '{');
+    bool comma = false;
     for (size_t s = 0; !rc && s < view->v_section_count; s++) {
         const view_section_t *section = &view->v_sections[s];
-        if (s)
+        if (!(shape->sh_sections & (UINT32_C(1) << s)))
+            continue;
+        if (comma)
             rc = buf_append_char(out, ',');
+        comma = true;
         rc = rc ? rc : buf_append_json_str(out, section->vs_name, strlen(section->vs_name));
         const frag_prov_t *prov = section_prov(scan, s);
         if (rc)
@@ -212,9 +254,18 @@ static int emit_freshness(const view_t *view, const render_scan_t *scan, buf_t *
     return rc ? rc : buf_append_char(out, '}');
 }
 
-static int render(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
-                  size_t key_len, buf_t *out, bool whole)
+void render_shape_all(render_shape_t *shape)
 {
+    memset(shape, 0, sizeof(*shape));
+    shape->sh_sections = RENDER_ALL_SECTIONS;
+}
+
+static int render(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
+                  size_t key_len, const render_shape_t *shape, buf_t *out, bool whole,
+                  render_pages_t *ret_pages)
+{
+    render_pages_t pages;
+    memset(&pages, 0, sizeof(pages));
     render_scan_t scan;
     scan.rs_items = scan.ri_stack;
     scan.rs_count = 0;
@@ -230,10 +281,10 @@ static int render(const view_t *view, store_t *store, MDB_txn *txn, const char *
         rc = rc ? rc : buf_append_str(out, ",\"sections\":");
     }
     if (!rc)
-        rc = emit_sections(view, &scan, out);
+        rc = emit_sections(view, &scan, shape, &pages, out);
     if (!rc && whole) {
         rc = buf_append_str(out, ",\"freshness\":");
-        rc = rc ? rc : emit_freshness(view, &scan, out);
+        rc = rc ? rc : emit_freshness(view, &scan, shape, out);
         rc = rc ? rc : buf_append_char(out, '}');
     }
     scan_free(&scan);
@@ -241,19 +292,32 @@ static int render(const view_t *view, store_t *store, MDB_txn *txn, const char *
         out->b_len = mark;
         out->b_data[mark] = '\0';
     }
+    if (!rc && ret_pages)
+        *ret_pages = pages;
     return rc;
 }
 
 int render_view(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
                 size_t key_len, buf_t *out)
 {
-    return render(view, store, txn, key, key_len, out, true);
+    render_shape_t all;
+    render_shape_all(&all);
+    return render(view, store, txn, key, key_len, &all, out, true, NULL);
+}
+
+int render_view_shaped(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
+                       size_t key_len, const render_shape_t *shape, buf_t *out,
+                       render_pages_t *ret_pages)
+{
+    return render(view, store, txn, key, key_len, shape, out, true, ret_pages);
 }
 
 int render_sections(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
                     size_t key_len, buf_t *out)
 {
-    return render(view, store, txn, key, key_len, out, false);
+    render_shape_t all;
+    render_shape_all(&all);
+    return render(view, store, txn, key, key_len, &all, out, false, NULL);
 }
 
 int render_single(const view_t *view, store_t *store, MDB_txn *txn, const char *key,

@@ -2,12 +2,13 @@
  *
  * One cursor scan over the key's prefix in `doc`; fragments are stored as ready
  * JSON (frag.h) and appended without re-parsing. Used by the query API, tests and
- * tools. Output shape (docs/api.md):
+ * tools. Output shape (docs/query-api.md):
  *   {"view":"customer360","key":"C1",
  *    "sections":{"profile":{...}|null,"orders":[...],...,"counters":{...}},
  *    "freshness":{"<section>":{"mode":"projected","event_time":ms,"topic":"t",
  *                 "partition":p,"offset":o}|null, ...}}
- * Sections appear in definition order. List items are sorted by the section's
+ * render_view_shaped leaves out sections (and their freshness) and pages list
+ * sections (docs/query-api.md). Sections appear in definition order. List items are sorted by the section's
  * sort field, newest first, ties by item id ascending. Absent single sections are
  * null, absent lists [], absent counters all 0.
  *
@@ -16,14 +17,56 @@
 #define RM_RENDER_H
 
 #include "buf.h"
+#include "frag.h"
 #include "store.h"
 #include "view.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define RENDER_ALL_SECTIONS UINT32_MAX /* sections are at most FRAG_MAX_SLOTS (32) */
+
+/* A position in a list section's response order (sort key descending, item id
+ * ascending): a page starts with the first item after it. A keyset position rather than
+ * an index, so that an item added while a client pages does not shift the next page. */
+typedef struct render_cursor {
+    bool rc_set;                    /* false: start at the first item */
+    int64_t rc_sort;                /* sort key of the last item already returned */
+    size_t rc_id_len;
+    char rc_id[VIEW_KEY_MAX_BYTES]; /* its item id (not NUL-terminated) */
+} render_cursor_t;
+
+/* What a shaped render returns: a subset of sections, list sections in pages. Indexes
+ * are section indexes of the view (definition order). */
+typedef struct render_shape {
+    uint32_t sh_sections;                     /* bit s: section s and its freshness */
+    size_t sh_limit[FRAG_MAX_SLOTS];          /* list sections: most items; 0 = all */
+    render_cursor_t sh_after[FRAG_MAX_SLOTS]; /* list sections: where the page starts */
+} render_shape_t;
+
+/* Where each paged list section stopped. */
+typedef struct render_pages {
+    bool rp_more[FRAG_MAX_SLOTS];            /* items remain after this page */
+    render_cursor_t rp_next[FRAG_MAX_SLOTS]; /* rp_more: the cursor of the next page */
+} render_pages_t;
+
+/* Fills shape with "every section, every item". */
+void render_shape_all(render_shape_t *shape);
 
 /* Appends the document of key to out. Returns 0, RM_ENOTFOUND when the key has no
  * fragment (never projected, or erased), RM_EINVAL for a key that cannot exist
  * (empty, too long, contains NUL), or a store error. On error out is unchanged. */
 int render_view(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
                 size_t key_len, buf_t *out);
+
+/* Like render_view, restricted to shape's sections and pages: sections (and their
+ * freshness) outside sh_sections are left out; a list section with a limit returns at
+ * most that many items after its cursor, and *ret_pages says where each stopped
+ * (written only on success; ret_pages may be NULL). Freshness describes the whole
+ * section, not the page. */
+int render_view_shaped(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
+                       size_t key_len, const render_shape_t *shape, buf_t *out,
+                       render_pages_t *ret_pages);
 
 /* Appends only the "sections" object's value ({...}) — the part the oracle
  * describes. Same returns as render_view. */

@@ -34,6 +34,7 @@ typedef struct http_ctx {
     struct MHD_Response *hc_not_found;
     struct MHD_Response *hc_dashboard;
     http_stats_t hc_stats;
+    int64_t hc_waiters;            /* requests in a consistency wait (atomic; http_fresh.c) */
 } http_ctx_t;
 
 /* Per worker thread: a read txn reused with reset/renew, and the response buffer. */

@@ -1,6 +1,8 @@
-/* http_handlers: views, lookups, readiness and metrics. JSON is assembled by appending
- * bytes (stored fragments are ready JSON); jansson never runs on a request. */
+/* http_handlers: lookups, readiness, status and metrics (the view itself: http_view.c).
+ * JSON is assembled by appending bytes (stored fragments are ready JSON); jansson never
+ * runs on a request. */
 #include "http_handlers.h"
+#include "http_fresh.h"
 #include "http_problem.h"
 #include "index.h"
 #include "render.h"
@@ -43,67 +45,6 @@ static struct MHD_Response *not_ready(http_ctx_t *ctx, unsigned *ret_status)
     char detail[320];
     snprintf(detail, sizeof(detail), "the view store is not open yet: %s", ctx->hc_store_error);
     return problem(503, "not-ready", "Not ready", detail, NULL, ret_status);
-}
-
-/* Lag of the store as the projector recorded it with its last commit. */
-typedef struct lag_sum {
-    int64_t ls_now;
-    size_t ls_partitions;
-    int64_t ls_messages;
-    int64_t ls_seconds_ms;  /* worst partition: now - newest applied event, when behind */
-    int64_t ls_newest_commit_ms;
-} lag_sum_t;
-
-static int add_lag(void *ctx, const char *topic, int32_t partition, const store_offset_t *off)
-{
-    lag_sum_t *sum = ctx;
-    (void)topic;
-    (void)partition;
-    int64_t lag = off->so_high_watermark > off->so_next_offset
-                      ? off->so_high_watermark - off->so_next_offset
-                      : 0;
-    sum->ls_partitions++;
-    sum->ls_messages += lag;
-    if (lag && off->so_last_event_ms && sum->ls_now - off->so_last_event_ms > sum->ls_seconds_ms)
-        sum->ls_seconds_ms = sum->ls_now - off->so_last_event_ms;
-    if (off->so_updated_ms > sum->ls_newest_commit_ms)
-        sum->ls_newest_commit_ms = off->so_updated_ms;
-    return 0;
-}
-
-struct MHD_Response *http_handle_view(http_ctx_t *ctx, const http_request_t *req,
-                                      unsigned *ret_status)
-{
-    const view_t *view = ctx->hc_app->ap_view;
-    if (strcmp(req->hr_view, view->v_name) != 0)
-        return problem(404, "unknown-view", "Unknown view", "this server serves another view",
-                       "/v1/views/{view}/{key}", ret_status);
-    store_t *store = http_store(ctx);
-    if (!store)
-        return not_ready(ctx, ret_status);
-    MDB_txn *txn;
-    if (http_txn(ctx, store, &txn))
-        return problem(500, "internal", "Internal error", "cannot read the store", NULL, ret_status);
-    buf_t *body = http_body();
-    int rc = render_view(view, store, txn, req->hr_key, req->hr_key_len, body);
-    lag_sum_t lag = {wall_ms(), 0, 0, 0, 0};
-    if (!rc)
-        rc = store_offset_foreach(store, txn, add_lag, &lag);
-    http_txn_done();
-    if (rc == RM_ENOTFOUND)
-        return problem(404, "not-found", "Not found", "no document for this key in this view",
-                       "/v1/views/{view}/{key}", ret_status);
-    if (rc == RM_EINVAL)
-        return problem(400, "bad-request", "Bad request", "this key cannot exist",
-                       "/v1/views/{view}/{key}", ret_status);
-    if (rc)
-        return problem(500, "internal", "Internal error", rm_strerror(rc), NULL, ret_status);
-    /* Splice the view's lag in before the document's closing brace. */
-    body->b_len--;
-    buf_printf(body, ",\"lag\":{\"messages\":%lld,\"seconds\":%.3f,\"partitions\":%zu}}",
-               (long long)lag.ls_messages, (double)lag.ls_seconds_ms / 1000.0, lag.ls_partitions);
-    *ret_status = 200;
-    return json_response(body);
 }
 
 typedef struct lookup_ctx {
@@ -206,9 +147,9 @@ struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status)
     MDB_txn *txn;
     if (http_txn(ctx, store, &txn))
         return problem(503, "not-ready", "Not ready", "cannot read the store", NULL, ret_status);
-    lag_sum_t lag = {wall_ms(), 0, 0, 0, 0};
+    http_lag_t lag;
     buf_t *body = http_body();
-    int rc = store_offset_foreach(store, txn, add_lag, &lag);
+    int rc = http_fresh_lag(store, txn, wall_ms(), &lag);
     buf_append_str(body, "[");
     if (!rc)
         rc = store_meta_foreach(store, txn, "gap/", add_gap, body);
@@ -216,14 +157,14 @@ struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status)
     http_txn_done();
     if (rc)
         return problem(503, "not-ready", "Not ready", "cannot read the store", NULL, ret_status);
-    if (lag.ls_partitions == 0)
+    if (lag.hl_partitions == 0)
         return problem(503, "not-ready", "Not ready", "the projector has not committed a batch yet",
                        NULL, ret_status);
-    if (lag.ls_messages > 0 && lag.ls_now - lag.ls_newest_commit_ms > HTTP_STALL_MS) {
+    if (lag.hl_messages > 0 && lag.hl_now_ms - lag.hl_newest_commit_ms > HTTP_STALL_MS) {
         char detail[200];
         snprintf(detail, sizeof(detail),
                  "the projector is stalled: %lld messages behind and no commit for %lld s",
-                 (long long)lag.ls_messages, (long long)((lag.ls_now - lag.ls_newest_commit_ms) / 1000));
+                 (long long)lag.hl_messages, (long long)((lag.hl_now_ms - lag.hl_newest_commit_ms) / 1000));
         return problem(503, "not-ready", "Not ready", detail, NULL, ret_status);
     }
     /* Gaps make the view degraded, not unready: every replica has the same gap, so
@@ -233,8 +174,8 @@ struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status)
     buf_printf(body,
                "{\"status\":\"%s\",\"partitions\":%zu,\"lag_messages\":%lld,\"lag_seconds\":%.3f,"
                "\"gaps\":%s}",
-               gaps && strcmp(gaps, "[]") ? "degraded" : "ready", lag.ls_partitions,
-               (long long)lag.ls_messages, (double)lag.ls_seconds_ms / 1000.0, gaps ? gaps : "[]");
+               gaps && strcmp(gaps, "[]") ? "degraded" : "ready", lag.hl_partitions,
+               (long long)lag.hl_messages, (double)lag.hl_lag_ms / 1000.0, gaps ? gaps : "[]");
     free(gaps);
     *ret_status = 200;
     return json_response(body);
@@ -351,9 +292,9 @@ struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
         return json_response(b);
     }
     status_ctx_t sc = {b, wall_ms(), 0};
-    lag_sum_t lag = {sc.sc_now, 0, 0, 0, 0};
+    http_lag_t lag = {sc.sc_now, 0, 0, 0, 0};
     MDB_stat parked, outbox;
-    int rc = store_offset_foreach(store, txn, add_lag, &lag);
+    int rc = http_fresh_lag(store, txn, sc.sc_now, &lag);
     rc = rc ? rc : rm_err_from_mdb(mdb_stat(txn, store_dbi(store, STORE_DB_PENDING), &parked));
     rc = rc ? rc : rm_err_from_mdb(mdb_stat(txn, store_dbi(store, STORE_DB_OUTBOX), &outbox));
     buf_t gaps = BUF_INIT;
@@ -361,16 +302,16 @@ struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
     rc = rc ? rc : store_meta_foreach(store, txn, "gap/", add_gap, &gaps);
     buf_append_str(&gaps, "]");
     const char *state = strcmp(gaps.b_data, "[]") ? "degraded"
-                        : lag.ls_partitions == 0 ? "not-ready"
-                        : lag.ls_messages > 0 && sc.sc_now - lag.ls_newest_commit_ms > HTTP_STALL_MS
+                        : lag.hl_partitions == 0 ? "not-ready"
+                        : lag.hl_messages > 0 && sc.sc_now - lag.hl_newest_commit_ms > HTTP_STALL_MS
                             ? "stalled"
-                        : lag.ls_messages > 0 ? "catching-up"
+                        : lag.hl_messages > 0 ? "catching-up"
                                               : "running";
     buf_printf(b, "{\"view\":\"%s\",\"state\":\"%s\",\"now_ms\":%lld,\"lag_messages\":%lld,"
                   "\"lag_seconds\":%.3f,\"last_commit_ms\":%lld,\"parked\":%zu,"
                   "\"dead_letters_pending\":%zu,\"gaps\":%s,\"partitions\":[",
-               view->v_name, state, (long long)sc.sc_now, (long long)lag.ls_messages,
-               (double)lag.ls_seconds_ms / 1000.0, (long long)lag.ls_newest_commit_ms,
+               view->v_name, state, (long long)sc.sc_now, (long long)lag.hl_messages,
+               (double)lag.hl_lag_ms / 1000.0, (long long)lag.hl_newest_commit_ms,
                rc ? 0 : parked.ms_entries, rc ? 0 : outbox.ms_entries, gaps.b_data);
     buf_free(&gaps);
     if (!rc)

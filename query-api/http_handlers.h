@@ -5,8 +5,9 @@
 
 #include "http_ctx.h"
 
-struct MHD_Response *http_handle_view(http_ctx_t *ctx, const http_request_t *req,
-                                      unsigned *ret_status);
+/* GET /v1/views/{view}/{key} (http_view.c): reads query parameters and headers of conn. */
+struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *conn,
+                                      const http_request_t *req, unsigned *ret_status);
 struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *conn,
                                         const http_request_t *req, unsigned *ret_status);
 struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status);

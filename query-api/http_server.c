@@ -125,7 +125,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             status = 400;
             resp = http_problem_response(400, "bad-request", "Bad request", req.hr_problem, NULL);
             break;
-        case HTTP_ROUTE_VIEW: resp = http_handle_view(ctx, &req, &status); break;
+        case HTTP_ROUTE_VIEW: resp = http_handle_view(ctx, conn, &req, &status); break;
         case HTTP_ROUTE_LOOKUP: resp = http_handle_lookup(ctx, conn, &req, &status); break;
         case HTTP_ROUTE_READYZ: resp = http_handle_readyz(ctx, &status); break;
         case HTTP_ROUTE_METRICS: resp = http_handle_metrics(ctx, &status); break;

@@ -1,0 +1,57 @@
+/* http_fresh: what the store can promise about freshness — its lag as the projector
+ * recorded it with its commits, and waiting until consistency tokens are applied.
+ *
+ * Notes on the design:
+ * (1) Lag comes only from the store's offsets db: per partition, the high watermark the
+ *     projector saw at its last commit against the next offset it committed, and the
+ *     newest event time it applied. The query API has no Kafka client; so while the
+ *     projector is down the store cannot see events produced since, and reports the lag
+ *     it last knew (docs/query-api.md says so; the commit age is a separate header).
+ * (2) A consistency wait sleeps and polls inside the libmicrohttpd worker that runs the
+ *     request: simple, no timer machinery, and bounded by query_api.consistency_wait_ms.
+ *     A waiting worker serves none of its other connections, so at most
+ *     query_api.consistency_max_waiters requests wait at once; the others answer at once
+ *     with what the store has (reached: false, reason "busy"). */
+#ifndef RM_HTTP_FRESH_H
+#define RM_HTTP_FRESH_H
+
+#include "http_ctx.h"
+#include "http_params.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* The store's lag at its last commits, summed over every partition it consumes. */
+typedef struct http_lag {
+    int64_t hl_now_ms; /* wall clock the lag was measured at */
+    size_t hl_partitions;
+    int64_t hl_messages; /* sum of high watermark - next offset */
+    int64_t hl_lag_ms; /* worst partition that is behind: now - newest applied
+                          event time; 0 when every partition is caught up */
+    int64_t hl_newest_commit_ms; /* wall clock of the newest commit; 0: none yet */
+} http_lag_t;
+
+/* Reads the lag in txn as of now_ms. Returns 0 or a store error; *ret_lag on success.
+ * Any thread with its own txn. */
+int http_fresh_lag(store_t *store, MDB_txn *txn, int64_t now_ms, http_lag_t *ret_lag);
+
+/* The outcome of waiting for tokens. */
+typedef struct http_wait {
+    bool hw_reached; /* every token applied */
+    bool hw_busy; /* did not wait: too many requests were waiting already */
+    int64_t hw_waited_ms;
+    uint64_t hw_missing; /* bit i: tokens[i] was not applied */
+    int64_t hw_have[HTTP_MIN_OFFSETS_MAX]; /* next offset of tokens[i]'s partition in the
+                                              final txn (0 when none is stored) */
+} http_wait_t;
+
+/* Waits up to wait_ms until the store's next offset of every token's partition is
+ * greater than its offset, renewing this thread's read txn every HTTP_FRESH_POLL_MS.
+ * count <= HTTP_MIN_OFFSETS_MAX. On return 0, *ret_txn is this thread's txn (from
+ * http_txn) in which the outcome *ret_wait was observed: the caller renders from it, so
+ * the answer reflects the offsets reported, and ends it with http_txn_done(). On error
+ * (a store error) no txn is open. HTTP worker threads; takes no lock. */
+int http_fresh_wait(http_ctx_t *ctx, store_t *store, const http_min_offset_t *tokens, size_t count,
+                    int64_t wait_ms, MDB_txn **ret_txn, http_wait_t *ret_wait);
+
+#endif

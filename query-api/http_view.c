@@ -1,0 +1,355 @@
+/* http_view: GET /v1/views/{view}/{key} — the document shaped by its query (fields, list
+ * pages), its ETag and If-None-Match, the freshness headers, the staleness budget and
+ * consistency tokens. docs/query-api.md is the reference for every parameter and header.
+ *
+ * Notes on the design:
+ * (1) The body is assembled first and the ETag is a hash of exactly those bytes, so a
+ *     tag never outlives a byte of what it names. Volatile numbers (the wait's duration,
+ *     the commit age) go into headers, not the body, so that an unchanged document keeps
+ *     its tag; the lag in the body changes only while the store is behind.
+ * (2) A request with consistency tokens renders from the very read txn in which the
+ *     tokens were seen applied (http_fresh_wait), never from a later or earlier one. */
+#include "http_etag.h"
+#include "http_fresh.h"
+#include "http_handlers.h"
+#include "http_params.h"
+#include "http_problem.h"
+#include "render.h"
+#include "rm_err.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* Longest decoded query value or header we parse: 64 consistency tokens of a 64-byte
+ * topic are ~6 KB; libmicrohttpd's own request limit is far above anything real. */
+#define HTTP_VIEW_PARAM_MAX_BYTES 8192
+/* Most items a list page may ask for: far above any bounded list (orders keep 20), low
+ * enough that the number is plainly a page size. */
+#define HTTP_VIEW_PAGE_MAX 100000
+/* Largest staleness budget accepted: a day; beyond that a budget means nothing. */
+#define HTTP_VIEW_BUDGET_MAX_MS 86400000
+
+static const char view_instance[] = "/v1/views/{view}/{key}";
+
+/* What the query string asks of the document. */
+typedef struct http_view_query {
+    render_shape_t vq_shape;
+    bool vq_has_budget;
+    int64_t vq_budget_ms;
+    http_min_offset_t vq_tokens[HTTP_MIN_OFFSETS_MAX];
+    size_t vq_token_count;
+    int64_t vq_wait_ms;
+} http_view_query_t;
+
+static struct MHD_Response *problem(unsigned status, const char *slug, const char *title,
+                                    const char *detail, unsigned *ret_status)
+{
+    *ret_status = status;
+    return http_problem_response(status, slug, title, detail, view_instance);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The decoded value of query parameter name in out (NUL-terminated). Returns 1 when
+ * present, 0 when absent, RM_EINVAL when malformed or too long. */
+static int query_arg(struct MHD_Connection *conn, const char *name, char *out, size_t cap)
+{
+    const char *raw = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+    if (!raw)
+        return 0;
+    int len = http_query_decode(raw, strlen(raw), out, cap - 1);
+    if (len < 0)
+        return RM_EINVAL;
+    out[len] = '\0';
+    return 1;
+}
+
+/* A bounded integer parameter; *ret_value is left alone when absent. */
+static struct MHD_Response *int_arg(struct MHD_Connection *conn, const char *name, int64_t min,
+                                    int64_t max, bool *ret_given, int64_t *ret_value,
+                                    unsigned *ret_status)
+{
+    char text[32];
+    int given = query_arg(conn, name, text, sizeof(text));
+    int64_t value = 0;
+    if (given > 0 && http_params_uint(text, max, &value) == 0 && value >= min) {
+        *ret_value = value;
+        if (ret_given)
+            *ret_given = true;
+        return NULL;
+    }
+    if (given == 0)
+        return NULL;
+    char detail[160];
+    snprintf(detail, sizeof(detail), "%s must be an integer from %lld to %lld", name,
+             (long long)min, (long long)max);
+    return problem(400, "bad-parameter", "Bad parameter", detail, ret_status);
+}
+
+static struct MHD_Response *parse_fields(const view_t *view, struct MHD_Connection *conn,
+                                         char *text, http_view_query_t *vq, unsigned *ret_status)
+{
+    int given = query_arg(conn, "fields", text, HTTP_VIEW_PARAM_MAX_BYTES);
+    if (given == 0)
+        return NULL;
+    char bad[VIEW_NAME_MAX_BYTES + 1];
+    int rc = given < 0
+                 ? RM_EINVAL
+                 : http_params_fields(view, text, &vq->vq_shape.sh_sections, bad, sizeof(bad));
+    if (rc == RM_ENOTFOUND) {
+        char detail[256];
+        snprintf(detail, sizeof(detail), "fields names '%s', which is not a section of %s", bad,
+                 view->v_name);
+        return problem(400, "unknown-section", "Unknown section", detail, ret_status);
+    }
+    if (rc)
+        return problem(400, "bad-parameter", "Bad parameter",
+                       "fields must be a comma-separated list of section names", ret_status);
+    return NULL;
+}
+
+/* <section>_limit and <section>_cursor of every list section. */
+static struct MHD_Response *parse_pages(const view_t *view, struct MHD_Connection *conn, char *text,
+                                        http_view_query_t *vq, unsigned *ret_status)
+{
+    for (size_t s = 0; s < view->v_section_count; s++) {
+        if (view->v_sections[s].vs_kind != VIEW_LIST)
+            continue;
+        char name[VIEW_NAME_MAX_BYTES + 16];
+        snprintf(name, sizeof(name), "%s_limit", view->v_sections[s].vs_name);
+        int64_t limit = 0;
+        struct MHD_Response *resp =
+            int_arg(conn, name, 1, HTTP_VIEW_PAGE_MAX, NULL, &limit, ret_status);
+        if (resp)
+            return resp;
+        vq->vq_shape.sh_limit[s] = (size_t)limit;
+        snprintf(name, sizeof(name), "%s_cursor", view->v_sections[s].vs_name);
+        int given = query_arg(conn, name, text, HTTP_VIEW_PARAM_MAX_BYTES);
+        if (given != 0 &&
+            (given < 0 || http_params_cursor_decode(text, &vq->vq_shape.sh_after[s]))) {
+            char detail[160];
+            snprintf(detail, sizeof(detail),
+                     "%s is not a cursor this server issued (pass a *_next_cursor as is)", name);
+            return problem(400, "bad-cursor", "Bad cursor", detail, ret_status);
+        }
+    }
+    return NULL;
+}
+
+static struct MHD_Response *bad_token(const char *detail, unsigned *ret_status)
+{
+    return problem(400, "bad-consistency-token", "Bad consistency token", detail, ret_status);
+}
+
+/* min_offsets (query) and X-Readmodel-Min-Offsets (header), merged; wait_ms. */
+static struct MHD_Response *parse_tokens(const view_t *view, struct MHD_Connection *conn,
+                                         char *text, http_view_query_t *vq, unsigned *ret_status)
+{
+    static const char syntax[] = "min_offsets must be topic:partition:offset[,...] with at "
+                                 "most 64 tokens";
+    int given = query_arg(conn, "min_offsets", text, HTTP_VIEW_PARAM_MAX_BYTES);
+    if (given < 0 ||
+        (given > 0 &&
+         http_params_min_offsets(text, vq->vq_tokens, HTTP_MIN_OFFSETS_MAX, &vq->vq_token_count)))
+        return bad_token(syntax, ret_status);
+    const char *header =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Readmodel-Min-Offsets");
+    if (header &&
+        (strlen(header) >= HTTP_VIEW_PARAM_MAX_BYTES ||
+         http_params_min_offsets(header, vq->vq_tokens, HTTP_MIN_OFFSETS_MAX, &vq->vq_token_count)))
+        return bad_token("X-Readmodel-Min-Offsets must be topic:partition:offset[,...] with at "
+                         "most 64 tokens",
+                         ret_status);
+    for (size_t i = 0; i < vq->vq_token_count; i++) {
+        size_t t = 0;
+        while (t < view->v_topic_count && strcmp(view->v_topics[t], vq->vq_tokens[i].mo_topic))
+            t++;
+        if (t == view->v_topic_count) {
+            char detail[160];
+            snprintf(detail, sizeof(detail), "%s consumes no topic '%s': its offsets never come",
+                     view->v_name, vq->vq_tokens[i].mo_topic);
+            return bad_token(detail, ret_status);
+        }
+    }
+    return NULL;
+}
+
+static struct MHD_Response *parse_query(http_ctx_t *ctx, struct MHD_Connection *conn,
+                                        http_view_query_t *vq, unsigned *ret_status)
+{
+    const view_t *view = ctx->hc_app->ap_view;
+    char text[HTTP_VIEW_PARAM_MAX_BYTES];
+    render_shape_all(&vq->vq_shape);
+    vq->vq_has_budget = false;
+    vq->vq_token_count = 0;
+    vq->vq_wait_ms = cfg_int(ctx->hc_app->ap_cfg, "query_api.consistency_wait_ms");
+    struct MHD_Response *resp = parse_fields(view, conn, text, vq, ret_status);
+    resp = resp ? resp : parse_pages(view, conn, text, vq, ret_status);
+    resp = resp ? resp
+                : int_arg(conn, "max_staleness_ms", 0, HTTP_VIEW_BUDGET_MAX_MS, &vq->vq_has_budget,
+                          &vq->vq_budget_ms, ret_status);
+    resp = resp ? resp : parse_tokens(view, conn, text, vq, ret_status);
+    int64_t wait_ms = vq->vq_wait_ms;
+    resp = resp ? resp : int_arg(conn, "wait_ms", 0, 60000, NULL, &wait_ms, ret_status);
+    if (wait_ms < vq->vq_wait_ms)
+        vq->vq_wait_ms = wait_ms; /* a request may only lower the configured bound */
+    return resp;
+}
+
+/* Appends "<section>_next_cursor" of each list page that has more, then lag, staleness
+ * and consistency, before the document's closing brace. */
+static int append_tail(const view_t *view, const http_view_query_t *vq, const render_pages_t *pages,
+                       const http_lag_t *lag, const http_wait_t *wait, buf_t *body)
+{
+    body->b_len--; /* the document's '}' */
+    int rc = 0;
+    for (size_t s = 0; !rc && s < view->v_section_count; s++) {
+        if (!pages->rp_more[s])
+            continue;
+        char cursor[HTTP_CURSOR_MAX_CHARS + 1];
+        http_params_cursor_encode(&pages->rp_next[s], cursor, sizeof(cursor));
+        rc = buf_printf(body, ",\"%s_next_cursor\":\"%s\"", view->v_sections[s].vs_name, cursor);
+    }
+    rc = rc ? rc
+            : buf_printf(body, ",\"lag\":{\"messages\":%lld,\"seconds\":%.3f,\"partitions\":%zu}",
+                         (long long)lag->hl_messages, (double)lag->hl_lag_ms / 1000.0,
+                         lag->hl_partitions);
+    if (!rc && vq->vq_has_budget)
+        rc = buf_printf(body, ",\"staleness\":{\"budget_ms\":%lld,\"lag_ms\":%lld,\"met\":%s}",
+                        (long long)vq->vq_budget_ms, (long long)lag->hl_lag_ms,
+                        lag->hl_lag_ms <= vq->vq_budget_ms ? "true" : "false");
+    if (!rc && vq->vq_token_count) {
+        rc = buf_printf(body, ",\"consistency\":{\"reached\":%s",
+                        wait->hw_reached ? "true" : "false");
+        if (!rc && !wait->hw_reached)
+            rc = buf_printf(body, ",\"reason\":\"%s\"", wait->hw_busy ? "busy" : "timeout");
+        rc = rc ? rc : buf_append_str(body, ",\"missing\":[");
+        bool comma = false;
+        for (size_t i = 0; !rc && i < vq->vq_token_count; i++) {
+            if (!(wait->hw_missing & (UINT64_C(1) << i)))
+                continue;
+            const http_min_offset_t *token = &vq->vq_tokens[i];
+            rc = buf_printf(body,
+                            "%s{\"topic\":\"%s\",\"partition\":%d,\"want\":%lld,\"have\":%lld}",
+                            comma ? "," : "", token->mo_topic, token->mo_partition,
+                            (long long)token->mo_offset, (long long)wait->hw_have[i]);
+            comma = true;
+        }
+        rc = rc ? rc : buf_append_str(body, "]}");
+    }
+    return rc ? rc : buf_append_char(body, '}');
+}
+
+static void add_int_header(struct MHD_Response *resp, const char *name, int64_t value)
+{
+    char text[24];
+    snprintf(text, sizeof(text), "%lld", (long long)value);
+    MHD_add_response_header(resp, name, text);
+}
+
+/* The headers of a 200 and of a 304 alike (RFC 9110 §15.4.5: a 304 carries what the 200
+ * would have). etag may be NULL (an error answer). */
+static void add_headers(struct MHD_Response *resp, const char *etag, const http_view_query_t *vq,
+                        const http_lag_t *lag, const http_wait_t *wait)
+{
+    if (!resp)
+        return;
+    if (etag)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+    if (lag) {
+        add_int_header(resp, "X-Readmodel-Lag-Ms", lag->hl_lag_ms);
+        add_int_header(resp, "X-Readmodel-Lag-Messages", lag->hl_messages);
+        if (lag->hl_newest_commit_ms)
+            add_int_header(resp, "X-Readmodel-Commit-Age-Ms",
+                           lag->hl_now_ms > lag->hl_newest_commit_ms
+                               ? lag->hl_now_ms - lag->hl_newest_commit_ms
+                               : 0);
+        if (vq->vq_has_budget)
+            MHD_add_response_header(resp, "X-Readmodel-Staleness-Exceeded",
+                                    lag->hl_lag_ms > vq->vq_budget_ms ? "true" : "false");
+    }
+    if (vq->vq_token_count) {
+        MHD_add_response_header(resp, "X-Readmodel-Consistency",
+                                wait->hw_reached ? "reached" : "not-reached");
+        add_int_header(resp, "X-Readmodel-Consistency-Wait-Ms", wait->hw_waited_ms);
+    }
+}
+
+/* Renders the document in txn and the lag beside it. */
+static int render_in(http_ctx_t *ctx, store_t *store, MDB_txn *txn, const http_request_t *req,
+                     const http_view_query_t *vq, buf_t *body, render_pages_t *ret_pages,
+                     http_lag_t *ret_lag)
+{
+    int rc = render_view_shaped(ctx->hc_app->ap_view, store, txn, req->hr_key, req->hr_key_len,
+                                &vq->vq_shape, body, ret_pages);
+    return rc ? rc : http_fresh_lag(store, txn, wall_ms(), ret_lag);
+}
+
+struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *conn,
+                                      const http_request_t *req, unsigned *ret_status)
+{
+    const view_t *view = ctx->hc_app->ap_view;
+    if (strcmp(req->hr_view, view->v_name) != 0)
+        return problem(404, "unknown-view", "Unknown view", "this server serves another view",
+                       ret_status);
+    http_view_query_t vq;
+    struct MHD_Response *resp = parse_query(ctx, conn, &vq, ret_status);
+    if (resp)
+        return resp;
+    store_t *store = http_store(ctx);
+    if (!store) {
+        char detail[320];
+        snprintf(detail, sizeof(detail), "the view store is not open yet: %s", ctx->hc_store_error);
+        *ret_status = 503;
+        return http_problem_response(503, "not-ready", "Not ready", detail, NULL);
+    }
+    MDB_txn *txn;
+    http_wait_t wait = {0};
+    int rc = vq.vq_token_count ? http_fresh_wait(ctx, store, vq.vq_tokens, vq.vq_token_count,
+                                                 vq.vq_wait_ms, &txn, &wait)
+                               : http_txn(ctx, store, &txn);
+    if (rc) {
+        *ret_status = 500;
+        return http_problem_response(500, "internal", "Internal error", "cannot read the store",
+                                     NULL);
+    }
+    buf_t *body = http_body();
+    render_pages_t pages;
+    http_lag_t lag;
+    rc = render_in(ctx, store, txn, req, &vq, body, &pages, &lag);
+    http_txn_done();
+    if (rc == RM_ENOTFOUND) {
+        resp = problem(404, "not-found", "Not found", "no document for this key in this view",
+                       ret_status);
+        add_headers(resp, NULL, &vq, NULL, &wait); /* a token not reached may explain it */
+        return resp;
+    }
+    if (rc == RM_EINVAL)
+        return problem(400, "bad-request", "Bad request", "this key cannot exist", ret_status);
+    rc = rc ? rc : append_tail(view, &vq, &pages, &lag, &wait, body);
+    if (rc) {
+        *ret_status = 500;
+        return http_problem_response(500, "internal", "Internal error", rm_strerror(rc), NULL);
+    }
+    char etag[HTTP_ETAG_CHARS];
+    http_etag_of(body->b_data, body->b_len, etag);
+    const char *if_none_match =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    if (if_none_match && http_etag_matches(if_none_match, etag)) {
+        *ret_status = 304;
+        resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    } else {
+        *ret_status = 200;
+        resp = MHD_create_response_from_buffer(body->b_len, body->b_data, MHD_RESPMEM_MUST_COPY);
+        if (resp)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    }
+    add_headers(resp, etag, &vq, &lag, &wait);
+    return resp;
+}
