@@ -16,6 +16,7 @@ typedef struct outbox_topic {
     char *ot_topic;       /* source topic */
     char *ot_dlq;         /* <topic>.dlq */
     int32_t ot_partitions; /* of the DLQ topic; 1 when unknown */
+    bool ot_absent;        /* the broker said the DLQ topic does not exist (yet) */
 } outbox_topic_t;
 
 struct outbox {
@@ -76,14 +77,20 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     outbox->ob_acked[outbox->ob_acked_count++] = (int64_t)(intptr_t)msg->_private;
 }
 
-static int32_t dlq_partitions(rd_kafka_t *rk, const char *dlq)
+/* The DLQ topic's partition count (1 when unknown); *ret_absent only when the broker
+ * answered that the topic does not exist — never on a timeout, so that recovery is
+ * skipped only where nothing can have been published. */
+static int32_t dlq_partitions(rd_kafka_t *rk, const char *dlq, bool *ret_absent)
 {
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, dlq, NULL);
     const struct rd_kafka_metadata *md;
     int32_t count = 1;
+    *ret_absent = false;
     if (rd_kafka_metadata(rk, 0, rkt, &md, OUTBOX_METADATA_TIMEOUT_MS) == 0) {
         if (md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0)
             count = md->topics[0].partition_cnt;
+        *ret_absent = md->topic_cnt == 1 &&
+                      md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
         rd_kafka_metadata_destroy(md);
     }
     rd_kafka_topic_destroy(rkt);
@@ -135,7 +142,7 @@ outbox_t *outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, co
             return NULL;
         }
         snprintf(ot->ot_dlq, len, "%s%s", topics[i], OUTBOX_DLQ_SUFFIX);
-        ot->ot_partitions = dlq_partitions(outbox->ob_producer, ot->ot_dlq);
+        ot->ot_partitions = dlq_partitions(outbox->ob_producer, ot->ot_dlq, &ot->ot_absent);
         outbox->ob_topic_count = i + 1;
     }
     return outbox;
@@ -447,7 +454,9 @@ int outbox_recover(outbox_t *outbox, int timeout_ms)
     size_t deleted_total = 0;
     for (size_t t = 0; !rc && t < outbox->ob_topic_count; t++) {
         const outbox_topic_t *ot = &outbox->ob_topics[t];
-        for (int32_t p = 0; !rc && p < ot->ot_partitions; p++) {
+        /* Nothing was published to a topic that does not exist; asking for its
+         * watermarks would only wait out the timeout. */
+        for (int32_t p = 0; !rc && !ot->ot_absent && p < ot->ot_partitions; p++) {
             int64_t newest = newest_published(outbox, consumer, ot->ot_dlq, p, timeout_ms);
             if (!newest)
                 continue;

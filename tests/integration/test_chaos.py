@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import subprocess
+import time
 
 import harness
 
@@ -143,3 +144,73 @@ def test_crash_loop_sigkill(broker, workdir):
     assert out.returncode == 0, out.stderr[-2000:]
     check_final_state(broker, config, oracles, manifests, out.stderr)
     assert "failpoint" in open(os.path.join(workdir, "projector.log"), errors="replace").read()
+
+
+def start_stream(bootstrap, workdir, customers, seed):
+    """simulate with chaos in the background; returns (Popen, oracle path, manifest)."""
+    manifest, extra = chaos_args(workdir, seed)
+    oracle = os.path.join(workdir, f"oracle-{seed}.jsonl")
+    proc = subprocess.Popen(
+        [harness.binary("tools/simulate/simulate"), "--bootstrap", bootstrap, "--customers",
+         str(customers), "--seed", str(seed), "--oracle", oracle, *extra],
+        cwd=harness.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return proc, oracle, manifest
+
+
+def delivered(proc):
+    """Messages the simulator had acknowledged (its "stream produced" log line)."""
+    assert proc.wait(timeout=300) == 0
+    for line in proc.stderr.read().splitlines():
+        record = json.loads(line)
+        if record["msg"] == "stream produced":
+            return record["delivered"]
+    raise AssertionError("simulate did not report its deliveries")
+
+
+def test_broker_faults(workdir, processes):
+    """High RTT, Fetch errors, leader moves and every broker down for seconds, while a
+    chaotic stream is produced and the projector runs as a daemon: it recovers by itself
+    (no restart) and ends equal to the oracle, every poison message dead-lettered once."""
+    control = os.path.join(workdir, "control.fifo")
+    broker = harness.DevBroker(workdir, extra=("--brokers", "3", "--control", control))
+    processes.append(broker)
+    harness.wait_until(lambda: os.path.exists(control), 10, "the control FIFO")
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="")
+    projector = harness.Process("projector", [harness.binary("projector/projector"),
+                                              "--config", config], workdir)
+    processes.append(projector)
+    streams = [start_stream(broker.bootstrap, workdir, 1200, 81)]
+
+    fifo = os.open(control, os.O_WRONLY)
+
+    def fault(command, then_sleep):
+        os.write(fifo, (command + "\n").encode())
+        time.sleep(then_sleep)
+
+    fault("rtt 1 400", 0)
+    fault("rtt 2 400", 1.5)
+    fault("rtt 1 0", 0)
+    fault("rtt 2 0", 0)
+    streams.append(start_stream(broker.bootstrap, workdir, 800, 82))  # consumed under faults
+    fault("error 1 30 6", 1.0)        # Fetch: NOT_LEADER_OR_FOLLOWER x30
+    fault("error 1 10 7", 1.0)        # Fetch: REQUEST_TIMED_OUT x10
+    for partition in range(6):        # move every leader of two topics
+        fault(f"leader orders {partition} {1 + partition % 3}", 0)
+        fault(f"leader payments {partition} {1 + (partition + 1) % 3}", 0)
+    time.sleep(1.0)
+    streams.append(start_stream(broker.bootstrap, workdir, 800, 83))  # produced across the outage
+    for b in (1, 2, 3):
+        fault(f"broker-down {b}", 0)
+    time.sleep(4.0)                   # the whole cluster is gone for four seconds
+    for b in (1, 2, 3):
+        fault(f"broker-up {b}", 0)
+    os.close(fifo)
+
+    total = sum(delivered(sim) for sim, _, _ in streams)
+    harness.wait_until(lambda: harness.committed_offsets(config) >= total, 120,
+                       f"the projector to apply all {total} messages by itself")
+    assert projector.alive(), projector.log_text()[-2000:]
+    assert projector.stop() == 0
+    check_final_state(broker, config, [o for _, o, _ in streams], [m for _, _, m in streams],
+                      projector.log_text())
+    assert "ok: broker-down" in broker.log_text()
