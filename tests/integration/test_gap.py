@@ -1,0 +1,56 @@
+"""A gap — retention deleted events the view never saw — is reported, never skipped: with
+projector.on_gap=stop the projector exits 3 and keeps its offset; with continue it records
+the gap, moves on, and /readyz says the view is degraded and why."""
+import json
+import subprocess
+
+import harness
+
+# The mock cluster keeps about 5 MB per partition; push more than that past a stopped
+# projector to make the broker drop events it has not consumed.
+FILLER_MESSAGES = 90
+FILLER_BYTES = 100_000
+
+
+def stored_offset(config, topic, partition):
+    for p in json.loads(harness.inspect(config, "offsets").stdout):
+        if p["topic"] == topic and p["partition"] == partition:
+            return p["next_offset"]
+    return None
+
+
+def test_gap_is_reported_not_skipped(workdir, processes):
+    broker = harness.DevBroker(workdir, partitions=1)
+    processes.append(broker)
+    harness.simulate(broker.bootstrap, workdir, 100, 91)
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="",
+                                  projector__on_gap="stop")
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before = stored_offset(config, "loyalty", 0)
+    assert before and before > 0
+
+    filler = b"\n".join(b"x" * FILLER_BYTES for _ in range(FILLER_MESSAGES)) + b"\n"
+    subprocess.run(["kcat", "-P", "-b", broker.bootstrap, "-t", "loyalty", "-p", "0",
+                    "-X", "message.max.bytes=2000000"], input=filler, check=True, timeout=120)
+    low = subprocess.run(["kcat", "-Q", "-b", broker.bootstrap, "-t", "loyalty:0:-2"],
+                         capture_output=True, text=True, timeout=60).stdout
+    log_start = int(low.split()[-1])
+    assert log_start > before, f"the broker kept everything (log start {log_start})"
+
+    out = harness.run_projector(config)
+    assert out.returncode == 3, (out.returncode, out.stderr[-2000:])
+    assert "gap: events were deleted before this view saw them" in out.stderr
+    assert stored_offset(config, "loyalty", 0) == before, "the offset moved past the gap"
+
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="",
+                                  projector__on_gap="continue")
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert stored_offset(config, "loyalty", 0) >= log_start
+    api = harness.QueryApi(workdir, config, harness.free_port())
+    processes.append(api)
+    status, _, body = api.get("/readyz")
+    assert status == 200 and body["status"] == "degraded", body
+    gap = body["gaps"][0]
+    assert gap["topic"] == "loyalty" and gap["partition"] == 0, gap
