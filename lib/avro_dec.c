@@ -2,6 +2,7 @@
 #include "avro_dec.h"
 #include "rm_err.h"
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,10 +16,9 @@ typedef struct avro_dec_entry {
     int32_t de_id; /* 0: empty slot */
     const catalog_entry_t *de_writer;
     const catalog_entry_t *de_reader;
-    avro_value_iface_t *de_reader_iface;
-    avro_value_t de_reader_value;
-    avro_value_iface_t *de_resolver_iface; /* NULL when writer == reader */
-    avro_value_t de_resolver_value;
+    avro_value_iface_t *de_writer_iface;
+    avro_value_t de_writer_value;
+    int *de_field_map; /* reader field index -> writer field index, or -1 */
 } avro_dec_entry_t;
 
 struct avro_dec {
@@ -43,14 +43,11 @@ avro_dec_t *avro_dec_new(const catalog_t *catalog)
 
 static void entry_free(avro_dec_entry_t *entry)
 {
-    if (entry->de_resolver_iface) {
-        avro_value_decref(&entry->de_resolver_value);
-        avro_value_iface_decref(entry->de_resolver_iface);
+    if (entry->de_writer_iface) {
+        avro_value_decref(&entry->de_writer_value);
+        avro_value_iface_decref(entry->de_writer_iface);
     }
-    if (entry->de_reader_iface) {
-        avro_value_decref(&entry->de_reader_value);
-        avro_value_iface_decref(entry->de_reader_iface);
-    }
+    free(entry->de_field_map);
     memset(entry, 0, sizeof(*entry));
 }
 
@@ -278,6 +275,112 @@ int avro_dec_validate(avro_schema_t schema, const void *body, size_t len, char *
 
 /* ---- decoders ---- */
 
+static avro_schema_t deref(avro_schema_t schema)
+{
+    while (schema && is_avro_link(schema))
+        schema = avro_schema_link_target(schema);
+    return schema;
+}
+
+/* Whether values written as w can be read where the reader declared r without
+ * conversion: the same shape all the way down. Enums are read by symbol name, so their
+ * symbol lists may differ. Avro's promotions (int to long, float to double, string to
+ * bytes) are not supported: they would need a converting copy per field. */
+static bool same_shape(avro_schema_t w, avro_schema_t r, int depth)
+{
+    w = deref(w);
+    r = deref(r);
+    if (!w || !r || depth > AVRO_DEC_MAX_DEPTH || avro_typeof(w) != avro_typeof(r))
+        return false;
+    switch (avro_typeof(w)) {
+    case AVRO_FIXED:
+        return avro_schema_fixed_size(w) == avro_schema_fixed_size(r);
+    case AVRO_ARRAY:
+        return same_shape(avro_schema_array_items(w), avro_schema_array_items(r), depth + 1);
+    case AVRO_MAP:
+        return same_shape(avro_schema_map_values(w), avro_schema_map_values(r), depth + 1);
+    case AVRO_UNION:
+        if (avro_schema_union_size(w) != avro_schema_union_size(r))
+            return false;
+        for (size_t i = 0; i < avro_schema_union_size(w); i++)
+            if (!same_shape(avro_schema_union_branch(w, (int)i), avro_schema_union_branch(r, (int)i),
+                            depth + 1))
+                return false;
+        return true;
+    case AVRO_RECORD:
+        if (avro_schema_record_size(w) != avro_schema_record_size(r))
+            return false;
+        for (size_t i = 0; i < avro_schema_record_size(w); i++)
+            if (strcmp(avro_schema_record_field_name(w, (int)i),
+                       avro_schema_record_field_name(r, (int)i)) != 0 ||
+                !same_shape(avro_schema_record_field_get_by_index(w, (int)i),
+                            avro_schema_record_field_get_by_index(r, (int)i), depth + 1))
+                return false;
+        return true;
+    default:
+        return true;
+    }
+}
+
+/* The aliases of the reader's index-th field, read from its .avsc: avro-c 1.11 parses
+ * and drops them. Returns a borrowed array from root, or NULL. */
+static json_t *field_aliases(json_t *root, size_t index)
+{
+    json_t *field = json_array_get(json_object_get(root, "fields"), index);
+    json_t *aliases = json_object_get(field, "aliases");
+    return json_is_array(aliases) ? aliases : NULL;
+}
+
+/* Maps every reader field to the writer's field of the same name or of one of its
+ * aliases. A reader field the writer lacks must default to null (an optional field
+ * added later); the engine then sees it as absent. Writer fields the reader lacks are
+ * decoded and ignored (a field dropped later). avro-c's own resolver cannot be used: it
+ * refuses a reader field the writer lacks, default or not, and ignores aliases. */
+static int build_field_map(avro_dec_entry_t *entry, char *reason, size_t reasonlen)
+{
+    avro_schema_t w = entry->de_writer->ce_schema, r = entry->de_reader->ce_schema;
+    size_t count = avro_schema_record_size(r);
+    entry->de_field_map = calloc(count ? count : 1, sizeof(int));
+    if (!entry->de_field_map)
+        return RM_ENOMEM;
+    json_t *root = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < count && !rc; i++) {
+        const char *name = avro_schema_record_field_name(r, (int)i);
+        avro_schema_t rf = avro_schema_record_field_get_by_index(r, (int)i);
+        int wi = avro_schema_record_field_get_index(w, name);
+        if (wi < 0 && entry->de_writer != entry->de_reader) {
+            if (!root)
+                root = json_load_file(entry->de_reader->ce_file, 0, NULL);
+            json_t *aliases = field_aliases(root, i), *alias;
+            size_t ai;
+            json_array_foreach(aliases, ai, alias) {
+                if (json_is_string(alias) &&
+                    (wi = avro_schema_record_field_get_index(w, json_string_value(alias))) >= 0)
+                    break;
+            }
+        }
+        entry->de_field_map[i] = wi;
+        if (wi < 0) {
+            rf = deref(rf);
+            if (!is_avro_union(rf) || !is_avro_null(deref(avro_schema_union_branch(rf, 0)))) {
+                snprintf(reason, reasonlen,
+                         "schema id %d cannot be read as schema id %d: field '%s' is missing "
+                         "and has no null default",
+                         entry->de_writer->ce_id, entry->de_reader->ce_id, name);
+                rc = RM_ESCHEMA;
+            }
+        } else if (!same_shape(avro_schema_record_field_get_by_index(w, wi), rf, 0)) {
+            snprintf(reason, reasonlen,
+                     "schema id %d cannot be read as schema id %d: field '%s' changed type",
+                     entry->de_writer->ce_id, entry->de_reader->ce_id, name);
+            rc = RM_ESCHEMA;
+        }
+    }
+    json_decref(root);
+    return rc;
+}
+
 static int entry_build(avro_dec_t *dec, avro_dec_entry_t *entry, int32_t id, char *reason,
                        size_t reasonlen)
 {
@@ -286,31 +389,24 @@ static int entry_build(avro_dec_t *dec, avro_dec_entry_t *entry, int32_t id, cha
         snprintf(reason, reasonlen, "unknown schema id %d", id);
         return RM_ESCHEMA;
     }
-    const catalog_entry_t *reader = catalog_latest(dec->ad_catalog, writer->ce_full_name);
     entry->de_writer = writer;
-    entry->de_reader = reader;
-    entry->de_reader_iface = avro_generic_class_from_schema(reader->ce_schema);
-    if (!entry->de_reader_iface ||
-        avro_generic_value_new(entry->de_reader_iface, &entry->de_reader_value))
-        goto fail;
-    if (writer != reader) {
-        entry->de_resolver_iface = avro_resolved_writer_new(writer->ce_schema, reader->ce_schema);
-        if (!entry->de_resolver_iface) {
-            snprintf(reason, reasonlen, "schema id %d cannot be read as schema id %d: %s", id,
-                     reader->ce_id, avro_strerror());
-            entry_free(entry);
-            return RM_ESCHEMA;
-        }
-        if (avro_resolved_writer_new_value(entry->de_resolver_iface, &entry->de_resolver_value))
-            goto fail;
-        avro_resolved_writer_set_dest(&entry->de_resolver_value, &entry->de_reader_value);
+    entry->de_reader = catalog_latest(dec->ad_catalog, writer->ce_full_name);
+    int rc = build_field_map(entry, reason, reasonlen);
+    if (rc) {
+        if (rc == RM_ENOMEM)
+            snprintf(reason, reasonlen, "out of memory");
+        entry_free(entry);
+        return rc;
+    }
+    entry->de_writer_iface = avro_generic_class_from_schema(writer->ce_schema);
+    if (!entry->de_writer_iface ||
+        avro_generic_value_new(entry->de_writer_iface, &entry->de_writer_value)) {
+        snprintf(reason, reasonlen, "schema id %d: %s", id, avro_strerror());
+        entry_free(entry);
+        return RM_ENOMEM;
     }
     entry->de_id = id;
     return 0;
-fail:
-    snprintf(reason, reasonlen, "schema id %d: %s", id, avro_strerror());
-    entry_free(entry);
-    return RM_ENOMEM;
 }
 
 static avro_dec_entry_t *entry_slot(avro_dec_t *dec, int32_t id)
@@ -353,15 +449,22 @@ int avro_dec_decode(avro_dec_t *dec, const void *data, size_t len, avro_dec_even
     if (rc)
         return rc;
     avro_reader_memory_set_source(dec->ad_reader, body, (int64_t)body_len);
-    avro_value_t *target =
-        entry->de_resolver_iface ? &entry->de_resolver_value : &entry->de_reader_value;
-    if (avro_value_read(dec->ad_reader, target)) {
+    if (avro_value_read(dec->ad_reader, &entry->de_writer_value)) {
         snprintf(reason, reasonlen, "avro: %s", avro_strerror());
         return RM_EDECODE;
     }
     ret_event->ade_schema_id = id;
     ret_event->ade_writer = entry->de_writer;
     ret_event->ade_reader = entry->de_reader;
-    ret_event->ade_value = &entry->de_reader_value;
+    ret_event->ade_value = &entry->de_writer_value;
+    ret_event->ade_field_map = entry->de_field_map;
     return 0;
+}
+
+int avro_dec_field(const avro_dec_event_t *event, size_t reader_index, avro_value_t *ret_value)
+{
+    int wi = event->ade_field_map[reader_index];
+    if (wi < 0)
+        return 1;
+    return avro_value_get_by_index(event->ade_value, (size_t)wi, ret_value, NULL) ? -1 : 0;
 }

@@ -7,10 +7,15 @@
  *     union indexes, boolean bytes, nesting depth, and that the body is consumed
  *     exactly. avro-c 1.11.1 leaks on every failed decode and mishandles
  *     out-of-range enum/union indexes (DESIGN.md §8), so poison must never reach it.
- * (3) One decoder per schema id, built on first use and kept: writer→reader
- *     resolution (avro_resolved_writer) is computed once; the reader is the newest
- *     catalog schema with the same record name; value instances are reused, so the
- *     steady state allocates nothing per message.
+ * (3) One decoder per schema id, built on first use and kept. The reader schema is the
+ *     newest catalog schema with the same record name; the body is decoded with its
+ *     writer schema, and a field map computed once (by name, then by the reader
+ *     field's aliases) says where each reader field is: reader fields the writer lacks
+ *     must default to null and read as absent, writer fields the reader lacks are
+ *     ignored, and a field whose type changed makes the writer incompatible (RM_ESCHEMA).
+ *     avro-c 1.11's resolved writer cannot do this: it rejects any reader field the
+ *     writer lacks, defaults or not, and ignores aliases (docs/design.md). Value
+ *     instances are reused, so the steady state allocates nothing per message.
  * Not thread-safe: one avro_dec_t per consumer thread. */
 #ifndef RM_AVRO_DEC_H
 #define RM_AVRO_DEC_H
@@ -29,7 +34,8 @@ typedef struct avro_dec_event {
     int32_t ade_schema_id;
     const catalog_entry_t *ade_writer;
     const catalog_entry_t *ade_reader;
-    avro_value_t *ade_value; /* reader-schema record; borrowed, valid until the next decode */
+    avro_value_t *ade_value; /* WRITER-schema record; borrowed, valid until the next decode */
+    const int *ade_field_map; /* reader field index -> index in ade_value, -1: absent */
 } avro_dec_event_t;
 
 /* catalog must outlive the decoder. Returns NULL on allocation failure. */
@@ -50,5 +56,9 @@ int avro_dec_validate(avro_schema_t schema, const void *body, size_t len, char *
  * reason. */
 int avro_dec_decode(avro_dec_t *dec, const void *data, size_t len, avro_dec_event_t *ret_event,
                     char *reason, size_t reasonlen);
+
+/* The field of event that the reader schema has at reader_index: returns 0 and fills
+ * ret_value, 1 when the writer did not write it (it reads as null), -1 on error. */
+int avro_dec_field(const avro_dec_event_t *event, size_t reader_index, avro_value_t *ret_value);
 
 #endif

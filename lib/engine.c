@@ -58,7 +58,7 @@ struct engine {
 typedef struct engine_ev {
     const engine_msg_t *ev_msg;
     const view_rule_t *ev_rule;
-    avro_value_t *ev_value;
+    const avro_dec_event_t *ev_dec; /* the decoded event; fields via avro_dec_field */
     const char *ev_key;
     size_t ev_key_len;
     frag_stamp_t ev_stamp;
@@ -187,8 +187,13 @@ static int eval(const engine_ev_t *ev, const view_expr_t *expr, engine_val_t *re
         return 0;
     }
     avro_value_t field, branch;
-    if (avro_value_get_by_index(ev->ev_value, (size_t)expr->ve_field_index, &field, NULL))
+    int found = avro_dec_field(ev->ev_dec, (size_t)expr->ve_field_index, &field);
+    if (found < 0)
         return RM_EDECODE;
+    if (found > 0) { /* an optional field this writer predates: null */
+        ret->ev_type = FRAG_ABSENT;
+        return 0;
+    }
     avro_value_t *v = &field;
     if (expr->ve_src == VIEW_SRC_OPT_STRING || expr->ve_src == VIEW_SRC_OPT_LONG) {
         if (avro_value_get_current_branch(&field, &branch))
@@ -859,11 +864,11 @@ static int read_meta(engine_ev_t *ev, engine_result_t *res)
     const char *event_id;
     size_t event_id_len;
     int64_t occurred_at, version;
-    if (avro_value_get_by_index(ev->ev_value, (size_t)rule->vr_event_id_index, &field, NULL) ||
+    if (avro_dec_field(ev->ev_dec, (size_t)rule->vr_event_id_index, &field) ||
         avro_value_get_string(&field, &event_id, &event_id_len) ||
-        avro_value_get_by_index(ev->ev_value, (size_t)rule->vr_occurred_at_index, &field, NULL) ||
+        avro_dec_field(ev->ev_dec, (size_t)rule->vr_occurred_at_index, &field) ||
         avro_value_get_long(&field, &occurred_at) ||
-        avro_value_get_by_index(ev->ev_value, (size_t)rule->vr_version_index, &field, NULL) ||
+        avro_dec_field(ev->ev_dec, (size_t)rule->vr_version_index, &field) ||
         avro_value_get_long(&field, &version)) {
         reject(res, RM_EVALIDATE, "event_id, occurred_at or version unreadable");
         return RM_EVALIDATE;
@@ -981,7 +986,7 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
         return 0;
     }
     const view_t *view = engine->en_view;
-    engine_ev_t ev = {.ev_msg = msg, .ev_value = dev.ade_value, .ev_new_link = -1};
+    engine_ev_t ev = {.ev_msg = msg, .ev_dec = &dev, .ev_new_link = -1};
     for (size_t i = 0; i < view->v_rule_count && !ev.ev_rule; i++)
         if (view->v_rules[i].vr_reader == dev.ade_reader) {
             ev.ev_rule = &view->v_rules[i];

@@ -1,5 +1,6 @@
 """The oracle under chaos: duplicates, cross-topic skew (payments and shipments before the
-order that links them) and poison of every shape, all in one stream. At the end every
+order that links them), poison of every shape and v1/v2 writers interleaved (a renamed
+field, an added optional one, a dropped one), all in one stream. At the end every
 customer equals the oracle, the dead-letter topics hold exactly the injected poison (by
 original topic, partition and offset), and nothing is left parked."""
 import json
@@ -39,7 +40,7 @@ def dead_letters(bootstrap, topics):
 def chaos_args(workdir, seed):
     manifest = f"{workdir}/poison-{seed}.jsonl"
     return manifest, ["--duplicates", "5", "--skew", "400", "--poison", str(POISON),
-                      "--poison-manifest", manifest]
+                      "--poison-manifest", manifest, "--evolve"]
 
 
 def test_oracle_under_chaos(broker, workdir):

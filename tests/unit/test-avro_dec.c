@@ -210,6 +210,99 @@ START_TEST(test_every_truncation_is_rejected)
 }
 END_TEST
 
+/* A v1 writer read as v2: the renamed field through its alias, the added one absent,
+ * the one v2 dropped ignored. */
+START_TEST(test_v1_read_as_v2)
+{
+    buf_t b = BUF_INIT;
+    ck_assert_int_eq(ts_event(catalog, 2, &b, "event_id=e-2", "customer_id=C1",
+                              "phone=+441234567890", "preferred_channel=SMS", NULL),
+                     0);
+    char reason[192];
+    avro_dec_event_t ev;
+    ck_assert_int_eq(avro_dec_decode(dec, b.b_data, b.b_len, &ev, reason, sizeof(reason)), 0);
+    ck_assert_int_eq(ev.ade_writer->ce_id, 2);
+    ck_assert_int_eq(ev.ade_reader->ce_id, 15);
+    avro_schema_t reader = ev.ade_reader->ce_schema;
+    avro_value_t field, branch;
+    const char *s;
+    size_t size;
+    int mobile = avro_schema_record_field_get_index(reader, "mobile");
+    ck_assert_int_eq(avro_dec_field(&ev, (size_t)mobile, &field), 0);
+    ck_assert_int_eq(avro_value_get_current_branch(&field, &branch), 0);
+    ck_assert_int_eq(avro_value_get_string(&branch, &s, &size), 0);
+    ck_assert_str_eq(s, "+441234567890");
+    int locale = avro_schema_record_field_get_index(reader, "locale");
+    ck_assert_int_eq(avro_dec_field(&ev, (size_t)locale, &field), 1);
+
+    /* PaymentSettled v1 carries currency, which v2 dropped */
+    ck_assert_int_eq(ts_event(catalog, 6, &b, "event_id=e-3", "payment_id=P1", "order_id=O1",
+                              "currency=EUR", NULL),
+                     0);
+    ck_assert_int_eq(avro_dec_decode(dec, b.b_data, b.b_len, &ev, reason, sizeof(reason)), 0);
+    ck_assert_int_eq(ev.ade_reader->ce_id, 16);
+    int ref = avro_schema_record_field_get_index(ev.ade_reader->ce_schema, "settlement_ref");
+    ck_assert_int_eq(avro_dec_field(&ev, (size_t)ref, &field), 1);
+    buf_free(&b);
+}
+END_TEST
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Writers the newest reader cannot read are refused with a reason, not misread. */
+START_TEST(test_incompatible_writers)
+{
+    char *dir = ts_tmpdir();
+    write_file(dir, "catalog.yaml",
+               "schemas:\n"
+               "  - {id: 1, file: R1.avsc, topic: t}\n"
+               "  - {id: 2, file: R2.avsc, topic: t}\n"
+               "  - {id: 3, file: S1.avsc, topic: t}\n"
+               "  - {id: 4, file: S2.avsc, topic: t}\n");
+    write_file(dir, "R1.avsc", "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+                               "{\"name\":\"a\",\"type\":\"string\"},"
+                               "{\"name\":\"b\",\"type\":\"int\"}]}");
+    write_file(dir, "R2.avsc", "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+                               "{\"name\":\"a\",\"type\":\"string\"},"
+                               "{\"name\":\"b\",\"type\":\"long\"}]}");
+    write_file(dir, "S1.avsc", "{\"type\":\"record\",\"name\":\"S\",\"fields\":["
+                               "{\"name\":\"a\",\"type\":\"string\"}]}");
+    write_file(dir, "S2.avsc", "{\"type\":\"record\",\"name\":\"S\",\"fields\":["
+                               "{\"name\":\"a\",\"type\":\"string\"},"
+                               "{\"name\":\"c\",\"type\":\"long\",\"default\":0}]}");
+    char path[4200], err[256];
+    snprintf(path, sizeof(path), "%s/catalog.yaml", dir);
+    catalog_t *cat = catalog_load(path, err, sizeof(err));
+    ck_assert_msg(cat != NULL, "%s", err);
+    avro_dec_t *d = avro_dec_new(cat);
+    buf_t b = BUF_INIT;
+    char reason[192];
+    avro_dec_event_t ev;
+    ck_assert_int_eq(ts_event(cat, 1, &b, "a=x", "b=7", NULL), 0);
+    ck_assert_int_eq(avro_dec_decode(d, b.b_data, b.b_len, &ev, reason, sizeof(reason)),
+                     RM_ESCHEMA);
+    ck_assert_msg(strstr(reason, "field 'b' changed type"), "%s", reason);
+    ck_assert_int_eq(ts_event(cat, 3, &b, "a=x", NULL), 0);
+    ck_assert_int_eq(avro_dec_decode(d, b.b_data, b.b_len, &ev, reason, sizeof(reason)),
+                     RM_ESCHEMA);
+    ck_assert_msg(strstr(reason, "field 'c' is missing and has no null default"), "%s", reason);
+    ck_assert_int_eq(ts_event(cat, 4, &b, "a=x", "c=5", NULL), 0); /* the reader itself */
+    ck_assert_int_eq(avro_dec_decode(d, b.b_data, b.b_len, &ev, reason, sizeof(reason)), 0);
+    buf_free(&b);
+    avro_dec_destroy(d);
+    catalog_destroy(cat);
+    ts_rmtree(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("avro_dec");
@@ -219,6 +312,8 @@ int main(void)
     tcase_add_test(tc, test_framing_errors);
     tcase_add_test(tc, test_poison_shapes);
     tcase_add_test(tc, test_every_truncation_is_rejected);
+    tcase_add_test(tc, test_v1_read_as_v2);
+    tcase_add_test(tc, test_incompatible_writers);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

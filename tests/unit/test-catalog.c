@@ -72,7 +72,7 @@ START_TEST(test_real_catalog)
     catalog_t *catalog =
         catalog_load(ts_src("schemas/catalog.yaml", path, sizeof(path)), err, sizeof(err));
     ck_assert_msg(catalog != NULL, "%s", err);
-    ck_assert_uint_eq(catalog_count(catalog), 14);
+    ck_assert_uint_eq(catalog_count(catalog), 16);
     const catalog_entry_t *entry = catalog_get(catalog, 4);
     ck_assert_ptr_nonnull(entry);
     ck_assert_int_eq(entry->ce_id, 4);
@@ -85,11 +85,13 @@ START_TEST(test_real_catalog)
     ck_assert_ptr_eq(catalog_latest(catalog, "c360.orders.OrderCreated"), entry);
     ck_assert_str_eq(catalog_get(catalog, 8)->ce_full_name, "c360.payments.PaymentReversed");
     ck_assert_ptr_null(catalog_get(catalog, 0));
-    ck_assert_ptr_null(catalog_get(catalog, 15));
+    ck_assert_ptr_null(catalog_get(catalog, 17));
+    /* two versions of one record: the newest is the reader */
+    ck_assert_int_eq(catalog_latest(catalog, "c360.customers.CustomerContactUpdated")->ce_id, 15);
     ck_assert_ptr_null(catalog_latest(catalog, "OrderCreated")); /* full names only */
     for (size_t i = 0; i < catalog_count(catalog); i++)
         ck_assert_int_eq(catalog_at(catalog, i)->ce_id, (int)i + 1);
-    ck_assert_ptr_null(catalog_at(catalog, 14));
+    ck_assert_ptr_null(catalog_at(catalog, 16));
     catalog_destroy(catalog);
     catalog_destroy(NULL);
 }

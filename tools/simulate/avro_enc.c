@@ -2,10 +2,13 @@
 #include "avro_enc.h"
 #include "rm_err.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Schema versions per record name that one encoder can write. */
+#define ENC_MAX_VERSIONS 8
 /* Output buffer start; grown by doubling to fit the largest message seen. */
 #define ENC_INITIAL_BYTES 1024
 
@@ -26,7 +29,8 @@ typedef struct enc_type {
 } enc_type_t;
 
 struct avro_enc {
-    enc_type_t enc_types[SIM_EVENT_TYPE_COUNT];
+    enc_type_t enc_types[SIM_EVENT_TYPE_COUNT][ENC_MAX_VERSIONS]; /* oldest first */
+    size_t enc_versions[SIM_EVENT_TYPE_COUNT];
     avro_writer_t enc_writer;
     char *enc_buf;
     size_t enc_cap;
@@ -59,15 +63,31 @@ static int line_index(avro_schema_t line_schema, const char *name, size_t *ret_i
     return 0;
 }
 
-static int prepare_type(enc_type_t *et, sim_event_type_t type, const catalog_t *catalog,
+/* The model field a schema field fills: by name, else by one of its aliases (a field
+ * renamed in a later version keeps the old name as an alias). -1 when none. */
+static int model_field_of(const catalog_entry_t *entry, size_t index, const char *name)
+{
+    int field = model_field_lookup(name);
+    if (field >= 0)
+        return field;
+    json_t *root = json_load_file(entry->ce_file, 0, NULL); /* avro-c drops aliases */
+    json_t *aliases = json_object_get(json_array_get(json_object_get(root, "fields"), index),
+                                      "aliases");
+    json_t *alias;
+    size_t i;
+    json_array_foreach(aliases, i, alias) {
+        if (json_is_string(alias) && (field = model_field_lookup(json_string_value(alias))) >= 0)
+            break;
+    }
+    json_decref(root);
+    return field;
+}
+
+static int prepare_type(enc_type_t *et, sim_event_type_t type, const catalog_entry_t *entry,
                         char *errstr, size_t errlen)
 {
     const char *full_name = model_event_type_name(type);
-    et->et_entry = catalog_latest(catalog, full_name);
-    if (!et->et_entry) {
-        snprintf(errstr, errlen, "catalog has no schema for %s", full_name);
-        return RM_ESCHEMA;
-    }
+    et->et_entry = entry;
     if (!et->et_entry->ce_topic) {
         snprintf(errstr, errlen, "schema id %d (%s) has no topic in the catalog",
                  (int)et->et_entry->ce_id, full_name);
@@ -82,7 +102,7 @@ static int prepare_type(enc_type_t *et, sim_event_type_t type, const catalog_t *
         enc_field_t *ef = &et->et_fields[i];
         const char *name = avro_schema_record_field_name(schema, (int)i);
         ef->ef_schema = avro_schema_record_field_get_by_index(schema, (int)i);
-        ef->ef_sim_field = model_field_lookup(name);
+        ef->ef_sim_field = model_field_of(et->et_entry, i, name);
         if (ef->ef_sim_field < 0 && !is_nullable(ef->ef_schema)) {
             snprintf(errstr, errlen, "schema id %d (%s): field '%s' is not one simulate can fill",
                      (int)et->et_entry->ce_id, full_name, name);
@@ -127,11 +147,27 @@ avro_enc_t *avro_enc_new(const catalog_t *catalog, char *errstr, size_t errlen)
         goto fail;
     }
     for (int type = 0; type < SIM_EVENT_TYPE_COUNT; type++) {
-        int rc = prepare_type(&enc->enc_types[type], type, catalog, errstr, errlen);
-        if (rc == RM_ENOMEM)
-            snprintf(errstr, errlen, "out of memory");
-        if (rc)
+        const char *full_name = model_event_type_name(type);
+        for (size_t i = 0; i < catalog_count(catalog); i++) {
+            const catalog_entry_t *entry = catalog_at(catalog, i); /* ascending ids */
+            if (strcmp(entry->ce_full_name, full_name) != 0)
+                continue;
+            if (enc->enc_versions[type] == ENC_MAX_VERSIONS) {
+                snprintf(errstr, errlen, "%s: more than %d schema versions", full_name,
+                         ENC_MAX_VERSIONS);
+                goto fail;
+            }
+            int rc = prepare_type(&enc->enc_types[type][enc->enc_versions[type]++], type, entry,
+                                  errstr, errlen);
+            if (rc == RM_ENOMEM)
+                snprintf(errstr, errlen, "out of memory");
+            if (rc)
+                goto fail;
+        }
+        if (!enc->enc_versions[type]) {
+            snprintf(errstr, errlen, "catalog has no schema for %s", full_name);
             goto fail;
+        }
     }
     return enc;
 fail:
@@ -143,14 +179,15 @@ void avro_enc_destroy(avro_enc_t *enc)
 {
     if (!enc)
         return;
-    for (int type = 0; type < SIM_EVENT_TYPE_COUNT; type++) {
-        enc_type_t *et = &enc->enc_types[type];
-        if (et->et_has_value)
-            avro_value_decref(&et->et_value);
-        if (et->et_iface)
-            avro_value_iface_decref(et->et_iface);
-        free(et->et_fields);
-    }
+    for (int type = 0; type < SIM_EVENT_TYPE_COUNT; type++)
+        for (size_t v = 0; v < ENC_MAX_VERSIONS; v++) {
+            enc_type_t *et = &enc->enc_types[type][v];
+            if (et->et_has_value)
+                avro_value_decref(&et->et_value);
+            if (et->et_iface)
+                avro_value_iface_decref(et->et_iface);
+            free(et->et_fields);
+        }
     if (enc->enc_writer)
         avro_writer_free(enc->enc_writer);
     free(enc->enc_buf);
@@ -159,7 +196,18 @@ void avro_enc_destroy(avro_enc_t *enc)
 
 const catalog_entry_t *avro_enc_entry(const avro_enc_t *enc, sim_event_type_t type)
 {
-    return enc->enc_types[type].et_entry;
+    return enc->enc_types[type][enc->enc_versions[type] - 1].et_entry;
+}
+
+size_t avro_enc_versions(const avro_enc_t *enc, sim_event_type_t type)
+{
+    return enc->enc_versions[type];
+}
+
+const catalog_entry_t *avro_enc_entry_version(const avro_enc_t *enc, sim_event_type_t type,
+                                              size_t version)
+{
+    return enc->enc_types[type][version].et_entry;
 }
 
 const char *avro_enc_last_error(const avro_enc_t *enc)
@@ -281,7 +329,13 @@ static int ensure_room(avro_enc_t *enc, size_t bytes)
 int avro_enc_encode(avro_enc_t *enc, sim_event_type_t type, const sim_payload_t *pl,
                     const void **ret_data, size_t *ret_len)
 {
-    enc_type_t *et = &enc->enc_types[type];
+    return avro_enc_encode_version(enc, type, enc->enc_versions[type] - 1, pl, ret_data, ret_len);
+}
+
+int avro_enc_encode_version(avro_enc_t *enc, sim_event_type_t type, size_t version,
+                            const sim_payload_t *pl, const void **ret_data, size_t *ret_len)
+{
+    enc_type_t *et = &enc->enc_types[type][version];
     avro_value_t *record = &et->et_value;
     avro_value_reset(record);
     for (size_t i = 0; i < et->et_field_count; i++) {

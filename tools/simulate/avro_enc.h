@@ -1,7 +1,8 @@
 /* avro_enc: encodes simulated events as Confluent-framed Avro messages.
  *
- * Each event type is written with the newest catalog schema whose record full name is the
- * type's (catalog_latest). Schema fields are matched to event fields by name once, at
+ * Each event type can be written with every catalog schema whose record full name is the
+ * type's (avro_enc_encode_version; oldest first), by default with the newest. Schema fields
+ * are matched to model fields by name or, for a renamed field, by one of its aliases. Schema fields are matched to event fields by name once, at
  * start; a later schema version that adds an optional (null-union) field the model does
  * not fill encodes it as null. One avro-c generic value and one output buffer per
  * encoder are reused, so in the steady state encoding allocates only inside avro-c's
@@ -34,7 +35,14 @@ int avro_enc_encode(avro_enc_t *enc, sim_event_type_t type, const sim_payload_t 
 /* A description of the last failure of avro_enc_encode (never NULL). */
 const char *avro_enc_last_error(const avro_enc_t *enc);
 
-/* The catalog entry (schema id, topic) that type is written with. */
+/* avro_enc_encode with the version-th schema of type (0 = oldest; < avro_enc_versions). */
+int avro_enc_encode_version(avro_enc_t *enc, sim_event_type_t type, size_t version,
+                            const sim_payload_t *pl, const void **ret_data, size_t *ret_len);
+size_t avro_enc_versions(const avro_enc_t *enc, sim_event_type_t type);
+
+/* The catalog entry (schema id, topic) that type is written with by default (newest). */
 const catalog_entry_t *avro_enc_entry(const avro_enc_t *enc, sim_event_type_t type);
+const catalog_entry_t *avro_enc_entry_version(const avro_enc_t *enc, sim_event_type_t type,
+                                              size_t version);
 
 #endif

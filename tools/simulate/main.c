@@ -54,6 +54,7 @@ typedef struct options {
     bool op_dry_run;
     int op_verbosity; /* -1 quiet, 0 normal, 1 verbose */
     chaos_opts_t op_chaos;
+    bool op_evolve;
     const char *op_poison_manifest;
     const char **op_kafka; /* "name=value" from -X, in order */
     size_t op_kafka_count;
@@ -71,7 +72,8 @@ enum {
     OPT_SKEW,
     OPT_POISON,
     OPT_POISON_MANIFEST,
-    OPT_OVERSIZE_BYTES
+    OPT_OVERSIZE_BYTES,
+    OPT_EVOLVE
 };
 
 /* Just past the projector's default projector.max_message_bytes (1 MiB). */
@@ -107,6 +109,9 @@ static const struct cli_option {
     {"poison-manifest", OPT_POISON_MANIFEST, "FILE",
      "write where each poison message landed (JSON lines:"
      "\n                               topic, partition, offset, shape, key)"},
+    {"evolve", OPT_EVOLVE, NULL,
+     "write each event with one of its record's schema versions, picked per event\n"
+     "                               (v1 and v2 writers interleaved; default: the newest)"},
     {"oversize-bytes", OPT_OVERSIZE_BYTES, "N",
      "size of the oversized poison message (default 1052672)"},
     {NULL, 'X', "PROP=VALUE", "set any librdkafka property (repeatable)"},
@@ -235,6 +240,9 @@ static int parse_options(int argc, char **argv, options_t *op)
         case OPT_POISON_MANIFEST:
             op->op_poison_manifest = optarg;
             break;
+        case OPT_EVOLVE:
+            op->op_evolve = true;
+            break;
         case OPT_OVERSIZE_BYTES:
             if (!parse_u64(optarg, 64u << 20, &number) || number < 64)
                 return usage_error("--oversize-bytes: expected 64..67108864, got '%s'", optarg);
@@ -339,7 +347,7 @@ static void show_progress(size_t done, size_t total, int64_t started_ms, bool fi
 /* Encodes every event in occurred_at order and, unless producer is NULL, produces it
  * keyed by its aggregate id. Returns 0 or the first error (already logged). */
 static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *producer,
-                      chaos_t *chaos, summary_t *summary, bool progress)
+                      chaos_t *chaos, bool evolve, summary_t *summary, bool progress)
 {
     sim_payload_t pl;
     size_t total = model_event_count(model);
@@ -353,7 +361,10 @@ static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *produce
         model_payload(model, ev, &pl);
         const void *value;
         size_t value_len;
-        int rc = avro_enc_encode(enc, ev->ev_type, &pl, &value, &value_len);
+        size_t versions = avro_enc_versions(enc, ev->ev_type);
+        /* a fixed hash of the rank: deterministic, and no draw from the model's prng */
+        size_t version = evolve ? (size_t)((i * 2654435761u) >> 11) % versions : versions - 1;
+        int rc = avro_enc_encode_version(enc, ev->ev_type, version, &pl, &value, &value_len);
         if (rc) {
             log_error("cannot encode event", LOG_S("type", model_event_type_name(ev->ev_type)),
                       LOG_S("error", rc == RM_EINVAL ? avro_enc_last_error(enc) : rm_strerror(rc)));
@@ -361,7 +372,7 @@ static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *produce
         }
         summary_count(summary, ev, value_len);
         if (producer) {
-            const catalog_entry_t *entry = avro_enc_entry(enc, ev->ev_type);
+            const catalog_entry_t *entry = avro_enc_entry_version(enc, ev->ev_type, version);
             const char *topic = entry->ce_topic;
             rc = chaos ? chaos_send(chaos, producer, i, entry, pl.pl_key, strlen(pl.pl_key),
                                     value, value_len)
@@ -524,7 +535,7 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     bool progress = op.op_verbosity >= 0 && isatty(STDERR_FILENO);
-    int rc = run_stream(model, enc, producer, chaos, &summary, progress);
+    int rc = run_stream(model, enc, producer, chaos, op.op_evolve, &summary, progress);
     if (producer) {
         /* Flush even after a failure: what was queued should still arrive or be counted. */
         int flush_rc = producer_flush(producer);
