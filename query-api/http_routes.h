@@ -20,6 +20,7 @@ typedef enum http_route {
     HTTP_ROUTE_METRICS,
     HTTP_ROUTE_STATUS,        /* GET /v1/status: lag and health as JSON (the dashboard's data) */
     HTTP_ROUTE_DASHBOARD,     /* GET /dashboard: the lag dashboard page */
+    HTTP_ROUTE_OPENAPI,       /* GET /openapi.json: the API description */
     HTTP_ROUTE__COUNT
 } http_route_t;
 

@@ -15,6 +15,9 @@
 /* The dashboard page, embedded at build time from dashboard.html (tools/embed.py). */
 extern const char http_dashboard_html[];
 extern const size_t http_dashboard_html_len;
+/* The OpenAPI document, embedded from openapi.json the same way. */
+extern const char http_openapi_json[];
+extern const size_t http_openapi_json_len;
 
 #include <netinet/in.h>
 #include <stdio.h>
@@ -134,6 +137,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             resp = ctx->hc_dashboard;
             shared = true;
             break;
+        case HTTP_ROUTE_OPENAPI:
+            resp = ctx->hc_openapi;
+            shared = true;
+            break;
         case HTTP_ROUTE__COUNT: break;
         }
     }
@@ -170,6 +177,9 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
     /* The page loads nothing from elsewhere; say so to the browser too. */
     MHD_add_response_header(ctx->hc_dashboard, "Content-Security-Policy",
                             "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+    ctx->hc_openapi = MHD_create_response_from_buffer(http_openapi_json_len, (void *)http_openapi_json,
+                                                      MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(ctx->hc_openapi, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     http_store(ctx); /* try now; requests retry while the projector has not created it */
     server->hs_daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, ctx,
@@ -199,6 +209,8 @@ void http_server_stop(http_server_t *server)
         MHD_destroy_response(ctx->hc_not_found);
     if (ctx->hc_dashboard)
         MHD_destroy_response(ctx->hc_dashboard);
+    if (ctx->hc_openapi)
+        MHD_destroy_response(ctx->hc_openapi);
     store_close(ctx->hc_store);
     pthread_mutex_destroy(&ctx->hc_store_lock);
     free(server);
