@@ -292,8 +292,8 @@ static int produce_entry(outbox_t *outbox, const outbox_entry_t *e)
     const void *key = h->oh_key_len ? e->oe_key : NULL;
     void *value = h->oh_has_value ? (void *)e->oe_value : NULL;
     size_t value_len = h->oh_value_len;
-    char value_bytes[24];
     if (value && value_len > OUTBOX_MAX_VALUE_BYTES) {
+        char value_bytes[24]; /* rd_kafka_header_add copies it */
         /* It would exceed the producer's (and a default broker's) message size and
          * block every dead letter behind it. The bytes stay readable at the original
          * coordinates in the headers. */

@@ -22,7 +22,7 @@ const char *poison_shape_name(poison_shape_t shape)
 
 static int put_long(buf_t *out, int64_t value)
 {
-    uint64_t z = ((uint64_t)value << 1) ^ (uint64_t)(value >> 63); /* zigzag */
+    uint64_t z = ((uint64_t)value << 1) ^ (value < 0 ? UINT64_MAX : 0); /* zigzag */
     unsigned char bytes[10];
     size_t n = 0;
     do {
