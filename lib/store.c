@@ -11,6 +11,7 @@
  * (3) mdb_reader_check() runs at open: stale reader slots of crashed readers pin
  *     old pages and make the file grow. */
 #include "store.h"
+#include "rm_time.h"
 #include "rm_err.h"
 
 #include <errno.h>
@@ -41,13 +42,6 @@ struct store {
     int64_t st_last_sync_ms;
     size_t st_map_bytes;
 };
-
-static int64_t store_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int store_take_lock(store_t *store, char *errstr, size_t errlen)
 {
@@ -104,7 +98,7 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
     store->st_lock_fd = -1;
     store->st_durability = opts->so_durability;
     store->st_sync_interval_ms = opts->so_sync_interval_ms > 0 ? opts->so_sync_interval_ms : 1000;
-    store->st_last_sync_ms = store_now_ms();
+    store->st_last_sync_ms = rm_mono_ms();
 
     if (!store->st_readonly) {
         if (mkdir(store->st_dir, 0755) != 0 && errno != EEXIST) {
@@ -255,7 +249,7 @@ int store_write_commit(store_t *store, MDB_txn *txn)
     if (rc)
         return rm_err_from_mdb(rc);
     if (store->st_durability == STORE_PERIODIC) {
-        int64_t now = store_now_ms();
+        int64_t now = rm_mono_ms();
         if (now - store->st_last_sync_ms >= store->st_sync_interval_ms) {
             store->st_last_sync_ms = now;
             rc = mdb_env_sync(store->st_env, 1);
@@ -291,7 +285,7 @@ int store_reader_check(store_t *store)
 
 int store_sync(store_t *store)
 {
-    store->st_last_sync_ms = store_now_ms();
+    store->st_last_sync_ms = rm_mono_ms();
     return rm_err_from_mdb(mdb_env_sync(store->st_env, 1));
 }
 

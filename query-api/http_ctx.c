@@ -1,5 +1,6 @@
 /* http_ctx: lazily opened store, per-thread read transactions and buffers. */
 #include "http_ctx.h"
+#include "rm_time.h"
 #include "log.h"
 #include "rm_err.h"
 
@@ -45,21 +46,14 @@ static http_tls_t *tls_get(void)
     return tls;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 store_t *http_store(http_ctx_t *ctx)
 {
     store_t *store = __atomic_load_n(&ctx->hc_store, __ATOMIC_ACQUIRE);
     if (store)
         return store;
     pthread_mutex_lock(&ctx->hc_store_lock);
-    if (!ctx->hc_store && mono_ms() >= ctx->hc_next_open_ms) {
-        ctx->hc_next_open_ms = mono_ms() + HTTP_REOPEN_MS;
+    if (!ctx->hc_store && rm_mono_ms() >= ctx->hc_next_open_ms) {
+        ctx->hc_next_open_ms = rm_mono_ms() + HTTP_REOPEN_MS;
         store_opts_t opts = {.so_dir = ctx->hc_app->ap_store_dir, .so_readonly = true};
         char err[256];
         store_t *opened = store_open(&opts, err, sizeof(err));

@@ -1,5 +1,6 @@
 /* http_fresh: store lag and consistency-token waits (see http_fresh.h). */
 #include "http_fresh.h"
+#include "rm_time.h"
 #include "cfg.h"
 #include "rm_err.h"
 
@@ -36,13 +37,6 @@ int http_fresh_lag(store_t *store, MDB_txn *txn, int64_t now_ms, http_lag_t *ret
     if (!rc)
         *ret_lag = lag;
     return rc;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Fills wait's missing mask and have offsets from txn. */
@@ -84,7 +78,7 @@ static int poll_until(http_ctx_t *ctx, store_t *store, const http_min_offset_t *
                       size_t count, int64_t deadline_ms, MDB_txn **txn, http_wait_t *wait)
 {
     int rc = 0;
-    while (!rc && !wait->hw_reached && mono_ms() < deadline_ms) {
+    while (!rc && !wait->hw_reached && rm_mono_ms() < deadline_ms) {
         /* Reset before sleeping: an open read txn would pin the pages the projector is
          * replacing, and the renewed one sees its newest commit. */
         http_txn_done();
@@ -102,7 +96,7 @@ int http_fresh_wait(http_ctx_t *ctx, store_t *store, const http_min_offset_t *to
     assert(count <= HTTP_MIN_OFFSETS_MAX); /* hw_missing has one bit per token */
     http_wait_t wait;
     memset(&wait, 0, sizeof(wait));
-    int64_t start = mono_ms();
+    int64_t start = rm_mono_ms();
     MDB_txn *txn = NULL;
     int rc = http_txn(ctx, store, &txn);
     rc = rc ? rc : check(store, txn, tokens, count, &wait);
@@ -118,7 +112,7 @@ int http_fresh_wait(http_ctx_t *ctx, store_t *store, const http_min_offset_t *to
         http_txn_done();
         return rc;
     }
-    wait.hw_waited_ms = mono_ms() - start;
+    wait.hw_waited_ms = rm_mono_ms() - start;
     *ret_txn = txn;
     *ret_wait = wait;
     return 0;

@@ -2,6 +2,7 @@
  * JSON is assembled by appending bytes (stored fragments are ready JSON); jansson never
  * runs on a request. */
 #include "http_handlers.h"
+#include "rm_time.h"
 #include "http_fresh.h"
 #include "http_problem.h"
 #include "index.h"
@@ -15,13 +16,6 @@
 
 #define HTTP_LOOKUP_LIMIT 20       /* matches returned by a lookup */
 #define HTTP_STALL_MS 60000        /* no commit for this long while behind: not ready */
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct MHD_Response *json_response(const buf_t *body)
 {
@@ -149,7 +143,7 @@ struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status)
         return problem(503, "not-ready", "Not ready", "cannot read the store", NULL, ret_status);
     http_lag_t lag;
     buf_t *body = http_body();
-    int rc = http_fresh_lag(store, txn, wall_ms(), &lag);
+    int rc = http_fresh_lag(store, txn, rm_wall_ms(), &lag);
     buf_append_str(body, "[");
     if (!rc)
         rc = store_meta_foreach(store, txn, "gap/", add_gap, body);
@@ -231,7 +225,7 @@ struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
     store_t *store = http_store(ctx);
     MDB_txn *txn;
     if (store && http_txn(ctx, store, &txn) == 0) {
-        int64_t now = wall_ms();
+        int64_t now = rm_wall_ms();
         void *args[] = {b, ctx->hc_app->ap_view->v_name, &now};
         metrics_family(b, "readmodel_store_partition_next_offset", "gauge",
                        "Next offset the store has applied, per partition (as committed).");
@@ -291,7 +285,7 @@ struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
         buf_append_str(b, ",\"partitions\":[],\"gaps\":[]}");
         return json_response(b);
     }
-    status_ctx_t sc = {b, wall_ms(), 0};
+    status_ctx_t sc = {b, rm_wall_ms(), 0};
     http_lag_t lag = {sc.sc_now, 0, 0, 0, 0};
     MDB_stat parked, outbox;
     int rc = http_fresh_lag(store, txn, sc.sc_now, &lag);

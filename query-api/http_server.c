@@ -8,6 +8,7 @@
  *     its read transaction and its buffer (http_ctx.c), so requests share no lock.
  * (3) Fixed answers (health, unknown route) are built once and queued again and again. */
 #include "http_server.h"
+#include "rm_time.h"
 #include "http_handlers.h"
 #include "http_problem.h"
 #include "log.h"
@@ -62,13 +63,6 @@ static void count(http_ctx_t *ctx, http_route_t route, unsigned status, int64_t 
     __atomic_fetch_add(&st->hs_latency_ns_sum[route], (uint64_t)elapsed_ns, __ATOMIC_RELAXED);
 }
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
                              struct MHD_Response *resp, bool shared)
 {
@@ -101,7 +95,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0; /* GET/HEAD only: a body is read and ignored */
         return MHD_YES;
     }
-    int64_t start = mono_ns();
+    int64_t start = rm_mono_ns();
     http_request_t req;
     http_parse_path(url, &req);
     unsigned status = 200;
@@ -145,7 +139,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
     }
     enum MHD_Result ret = queue(conn, status, resp, shared);
-    count(ctx, req.hr_route, status, mono_ns() - start);
+    count(ctx, req.hr_route, status, rm_mono_ns() - start);
     return ret;
 }
 

@@ -10,6 +10,7 @@
  * (2) A request with consistency tokens renders from the very read txn in which the
  *     tokens were seen applied (http_fresh_wait), never from a later or earlier one. */
 #include "http_etag.h"
+#include "rm_time.h"
 #include "http_fresh.h"
 #include "http_handlers.h"
 #include "http_params.h"
@@ -47,13 +48,6 @@ static struct MHD_Response *problem(unsigned status, const char *slug, const cha
 {
     *ret_status = status;
     return http_problem_response(status, slug, title, detail, view_instance);
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* The decoded value of query parameter name in out (NUL-terminated). Returns 1 when
@@ -288,7 +282,7 @@ static int render_in(http_ctx_t *ctx, store_t *store, MDB_txn *txn, const http_r
 {
     int rc = render_view_shaped(ctx->hc_app->ap_view, store, txn, req->hr_key, req->hr_key_len,
                                 &vq->vq_shape, body, ret_pages);
-    return rc ? rc : http_fresh_lag(store, txn, wall_ms(), ret_lag);
+    return rc ? rc : http_fresh_lag(store, txn, rm_wall_ms(), ret_lag);
 }
 
 struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *conn,

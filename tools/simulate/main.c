@@ -1,6 +1,7 @@
 /* simulate: generates a seeded Customer 360 event stream, produces it to Kafka as
  * Confluent-framed Avro, and writes the oracle (the exact expected view per customer). */
 #include "avro_enc.h"
+#include "rm_time.h"
 #include "catalog.h"
 #include "cfg.h"
 #include "chaos.h"
@@ -293,20 +294,6 @@ static int apply_flags(cfg_t *cfg, const options_t *op, char *errstr, size_t err
     return 0;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Writes the oracle to path.tmp and renames it, so readers never see half a file. */
 static int write_oracle(const model_t *model, const char *path)
 {
@@ -338,7 +325,7 @@ static int write_oracle(const model_t *model, const char *path)
 
 static void show_progress(size_t done, size_t total, int64_t started_ms, bool final)
 {
-    double seconds = (double)(monotonic_ms() - started_ms) / 1000.0;
+    double seconds = (double)(rm_mono_ms() - started_ms) / 1000.0;
     fprintf(stderr, "\rsimulate: %zu/%zu events (%3zu%%) %8.0f ev/s%s", done, total,
             total ? done * 100 / total : 100, seconds > 0 ? (double)done / seconds : 0.0,
             final ? "\n" : "");
@@ -351,7 +338,7 @@ static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *produce
 {
     sim_payload_t pl;
     size_t total = model_event_count(model);
-    int64_t started_ms = monotonic_ms(), shown_ms = started_ms;
+    int64_t started_ms = rm_mono_ms(), shown_ms = started_ms;
     for (size_t i = 0; i < total; i++) {
         if (stop_requested) {
             log_warn("interrupted: the stream is incomplete", LOG_I("events_sent", i));
@@ -386,8 +373,8 @@ static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *produce
             if ((i & 1023) == 0)
                 producer_poll(producer);
         }
-        if (progress && monotonic_ms() - shown_ms >= PROGRESS_INTERVAL_MS) {
-            shown_ms = monotonic_ms();
+        if (progress && rm_mono_ms() - shown_ms >= PROGRESS_INTERVAL_MS) {
+            shown_ms = rm_mono_ms();
             show_progress(i, total, started_ms, false);
         }
     }
@@ -494,7 +481,7 @@ int main(int argc, char **argv)
         goto out;
     }
     size_t events = model_event_count(model);
-    model_set_start(model, op.op_has_start ? op.op_start_ms : now_ms() - (int64_t)events);
+    model_set_start(model, op.op_has_start ? op.op_start_ms : rm_wall_ms() - (int64_t)events);
     log_info("stream generated", LOG_I("seed", (int64_t)op.op_seed),
              LOG_I("customers", op.op_customers), LOG_I("events", events));
 
