@@ -2,6 +2,7 @@
 #include "outbox.h"
 #include "failpoint.h"
 #include "kafka.h"
+#include "log.h"
 #include "rm_err.h"
 
 #include <stdio.h>
@@ -34,6 +35,7 @@ struct outbox {
     size_t ob_acked_count;
     size_t ob_acked_cap;
     bool ob_failed;          /* a delivery failed: re-produce from the oldest entry */
+    bool ob_unflushed;       /* recorded since the last flush looked at the table */
     outbox_stats_t ob_stats;
 };
 
@@ -61,6 +63,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     outbox_t *outbox = opaque;
     (void)rk;
     if (msg->err) {
+        /* Re-produced from the oldest entry by the next flush. */
+        log_warn("dead letter not acknowledged; it will be published again",
+                 LOG_S("topic", rd_kafka_topic_name(msg->rkt)), LOG_I("partition", msg->partition),
+                 LOG_I("outbox_seq", (int64_t)(intptr_t)msg->_private),
+                 LOG_S("error", rd_kafka_err2str(msg->err)));
         outbox->ob_failed = true;
         return;
     }
@@ -233,6 +240,7 @@ int outbox_record(outbox_t *outbox, MDB_txn *txn, const outbox_letter_t *letter)
     if (hdr.oh_value_len)
         memcpy(p, letter->ol_value, hdr.oh_value_len);
     outbox->ob_stats.os_recorded++;
+    outbox->ob_unflushed = true; /* even if txn aborts: one flush too many is harmless */
     return 0;
 }
 
@@ -337,6 +345,7 @@ static int delete_seqs(outbox_t *outbox, const int64_t *seqs, size_t count)
 
 int outbox_flush(outbox_t *outbox, int timeout_ms)
 {
+    outbox->ob_unflushed = false; /* the scan below sees every committed entry */
     MDB_txn *txn;
     int rc = store_read_begin(outbox->ob_store, &txn);
     if (rc)
@@ -379,6 +388,9 @@ int outbox_flush(outbox_t *outbox, int timeout_ms)
         outbox->ob_stats.os_pending -= outbox->ob_acked_count;
         outbox->ob_acked_count = 0;
     }
+    if (outbox->ob_stats.os_pending)
+        log_info("dead letters waiting for the broker", LOG_I("pending", outbox->ob_stats.os_pending),
+                 LOG_I("produced_now", produced), LOG_S("error", rm_strerror(rc ? rc : drc)));
     return rc ? rc : drc;
 }
 
@@ -442,7 +454,10 @@ int outbox_recover(outbox_t *outbox, int timeout_ms)
     char group[300];
     snprintf(group, sizeof(group), "%s-dlq-recovery", outbox->ob_group);
     const char *const defaults[] = {"group.id", group, "enable.auto.commit", "false",
-                                    "enable.partition.eof", "false", NULL};
+                                    "enable.partition.eof", "false",
+                                    /* short fetch waits: the scan reads a few tails, one
+                                       partition after the other (500 ms each otherwise) */
+                                    "fetch.wait.max.ms", "10", NULL};
     rd_kafka_conf_t *conf = kafka_conf_new(outbox->ob_cfg, defaults, errstr, sizeof(errstr));
     if (!conf)
         return RM_ECONFIG;
@@ -492,7 +507,8 @@ int outbox_recover(outbox_t *outbox, int timeout_ms)
             store_read_end(rtxn);
             if (!rc)
                 rc = delete_seqs(outbox, seqs, count);
-            deleted_total += count;
+            if (!rc)
+                deleted_total += count;
             free(seqs);
         }
     }
@@ -501,6 +517,11 @@ int outbox_recover(outbox_t *outbox, int timeout_ms)
     outbox->ob_stats.os_recovered += deleted_total;
     outbox->ob_stats.os_pending -= deleted_total < outbox->ob_stats.os_pending ? deleted_total : outbox->ob_stats.os_pending;
     return rc;
+}
+
+bool outbox_flush_due(const outbox_t *outbox)
+{
+    return outbox->ob_unflushed || outbox->ob_stats.os_pending > 0;
 }
 
 void outbox_get_stats(const outbox_t *outbox, outbox_stats_t *ret_stats)

@@ -74,6 +74,10 @@ int outbox_recover(outbox_t *outbox, int timeout_ms);
  * Bounded by timeout_ms; what is not acknowledged stays for the next call. */
 int outbox_flush(outbox_t *outbox, int timeout_ms);
 
+/* Whether outbox_flush has work: entries recorded since the last flush, or left
+ * unacknowledged (or found at start) and not yet published. */
+bool outbox_flush_due(const outbox_t *outbox);
+
 void outbox_get_stats(const outbox_t *outbox, outbox_stats_t *ret_stats);
 
 #endif

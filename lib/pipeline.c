@@ -1,5 +1,6 @@
 /* pipeline: consume → group-commit batch → apply → commit with offsets (see pipeline.h). */
 #include "pipeline.h"
+#include "rm_time.h"
 #include "failpoint.h"
 #include "kafka.h"
 #include "log.h"
@@ -82,20 +83,6 @@ struct pipe {
     volatile sig_atomic_t pi_stop;
     pipe_stats_t pi_stats;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static pipe_tp_t *tp_find(pipe_t *pipe, int topic, int32_t partition)
 {
@@ -293,13 +280,13 @@ static void publish_snapshot(pipe_t *pipe)
     snap->ps_gaps = pipe->pi_gaps;
     snap->ps_expired = pipe->pi_expired;
     pthread_mutex_unlock(&pipe->pi_lock);
-    pipe->pi_next_snapshot_ms = now_ms() + 1000;
+    pipe->pi_next_snapshot_ms = rm_mono_ms() + 1000;
 }
 
 int pipe_render_metrics(pipe_t *pipe, buf_t *out)
 {
     const view_t *view = pipe->pi_opts.po_view;
-    int64_t wall = wall_ms();
+    int64_t wall = rm_wall_ms();
     int rc = 0;
     pthread_mutex_lock(&pipe->pi_lock);
     const pipe_snapshot_t *snap = &pipe->pi_snap;
@@ -410,7 +397,7 @@ static int refresh_partitions(pipe_t *pipe)
     const view_t *view = pipe->pi_opts.po_view;
     const struct rd_kafka_metadata *md;
     rd_kafka_resp_err_t err = rd_kafka_metadata(pipe->pi_rk, 1, NULL, &md, PIPE_METADATA_TIMEOUT_MS);
-    pipe->pi_next_metadata_ms = now_ms() + pipe->pi_metadata_refresh_ms;
+    pipe->pi_next_metadata_ms = rm_mono_ms() + pipe->pi_metadata_refresh_ms;
     if (err) {
         log_warn("metadata request failed; retrying later", LOG_S("error", rd_kafka_err2str(err)));
         return kafka_err(err);
@@ -524,14 +511,14 @@ static int handle_gap(pipe_t *pipe)
              "{\"topic\":\"%s\",\"partition\":%d,\"stored_offset\":%lld,\"log_start\":%lld,"
              "\"detected_ms\":%lld,\"action\":\"%s\"}",
              topic, tp->pt_partition, (long long)pipe->pi_gap_offset, (long long)low,
-             (long long)wall_ms(), pipe->pi_continue_on_gap ? "continued" : "stopped");
+             (long long)rm_wall_ms(), pipe->pi_continue_on_gap ? "continued" : "stopped");
     MDB_txn *txn;
     int rc = store_write_begin(store, &txn);
     if (!rc)
         rc = store_meta_put(store, txn, name, value, strlen(value));
     if (!rc && pipe->pi_continue_on_gap && low >= 0) {
         /* The offset moves to the log start in the same transaction as the record. */
-        store_offset_t off = {low, high, tp->pt_last_event_ms, wall_ms()};
+        store_offset_t off = {low, high, tp->pt_last_event_ms, rm_wall_ms()};
         rc = store_offset_put(store, txn, topic, tp->pt_partition, &off);
     }
     rc = rc ? (store_write_abort(txn), rc) : store_write_commit(store, txn);
@@ -567,7 +554,7 @@ static int dead_letter_expired(void *ctx, MDB_txn *txn, const engine_parked_t *p
 /* Dead-letters parked events older than projector.parked_max_age_s. */
 static int expire_parked(pipe_t *pipe)
 {
-    pipe->pi_next_expire_ms = now_ms() + PIPE_EXPIRE_EVERY_MS;
+    pipe->pi_next_expire_ms = rm_mono_ms() + PIPE_EXPIRE_EVERY_MS;
     store_t *store = pipe->pi_opts.po_store;
     MDB_txn *txn;
     int rc = store_write_begin(store, &txn);
@@ -577,7 +564,7 @@ static int expire_parked(pipe_t *pipe)
     size_t expired = 0;
     rc = engine_txn_begin(pipe->pi_engine, txn);
     rc = rc ? rc : outbox_txn_begin(pipe->pi_outbox, txn);
-    rc = rc ? rc : engine_expire_parked(pipe->pi_engine, txn, wall_ms() - pipe->pi_parked_max_age_ms,
+    rc = rc ? rc : engine_expire_parked(pipe->pi_engine, txn, rm_wall_ms() - pipe->pi_parked_max_age_ms,
                                         dead_letter_expired, &ctx, &expired);
     rc = rc ? rc : outbox_txn_precommit(pipe->pi_outbox, txn);
     if (rc || !expired) {
@@ -661,7 +648,7 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
                 tp->pt_batch_event_ms = res.er_event_ms;
         }
     }
-    int64_t wall = wall_ms();
+    int64_t wall = rm_wall_ms();
     for (size_t i = 0; !rc && i < pipe->pi_tp_count; i++) {
         pipe_tp_t *tp = &pipe->pi_tps[i];
         if (tp->pt_batch_next < 0)
@@ -706,14 +693,6 @@ static void batch_committed(pipe_t *pipe)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
-/* Dead letters are rare: flush only when the outbox holds some. */
-static bool outbox_flush_due(pipe_t *pipe)
-{
-    outbox_stats_t st;
-    outbox_get_stats(pipe->pi_outbox, &st);
-    return st.os_pending > 0 || st.os_recorded > st.os_published + st.os_recovered;
-}
-
 static int apply_batch(pipe_t *pipe)
 {
     int64_t backoff_ms = 100;
@@ -739,7 +718,7 @@ static int apply_batch(pipe_t *pipe)
             pipe->pi_stats.ps_messages += pipe->pi_batch_count;
             pipe->pi_stats.ps_batches++;
             batch_release(pipe);
-            if (outbox_flush_due(pipe))
+            if (outbox_flush_due(pipe->pi_outbox))
                 outbox_flush(pipe->pi_outbox, PIPE_OUTBOX_FLUSH_MS);
             publish_snapshot(pipe);
             return 0;
@@ -776,7 +755,7 @@ static void fill_batch(pipe_t *pipe)
     while (pipe->pi_batch_count < pipe->pi_batch_cap && !pipe->pi_stop) {
         int timeout = PIPE_POLL_IDLE_MS;
         if (pipe->pi_batch_count) {
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - rm_mono_ms();
             if (left <= 0)
                 break;
             timeout = (int)left;
@@ -802,7 +781,7 @@ static void fill_batch(pipe_t *pipe)
             continue;
         }
         if (!pipe->pi_batch_count)
-            deadline = now_ms() + pipe->pi_batch_max_ms;
+            deadline = rm_mono_ms() + pipe->pi_batch_max_ms;
         pipe->pi_batch[pipe->pi_batch_count++] = m;
     }
 }
@@ -829,7 +808,7 @@ int pipe_run(pipe_t *pipe)
         if ((pipe->pi_opts.po_until_caught_up && caught_up(pipe)) || pipe->pi_stop) {
             /* Leave no dead letter unpublished behind a clean exit when the broker
              * allows (bounded; what remains is published on the next start). */
-            if (outbox_flush_due(pipe))
+            if (outbox_flush_due(pipe->pi_outbox))
                 outbox_flush(pipe->pi_outbox, PIPE_OUTBOX_EXIT_FLUSH_MS);
             return 0;
         }
@@ -846,15 +825,15 @@ int pipe_run(pipe_t *pipe)
             if (rc)
                 return rc;
         }
-        if (now_ms() >= pipe->pi_next_expire_ms) {
+        if (rm_mono_ms() >= pipe->pi_next_expire_ms) {
             rc = expire_parked(pipe);
             if (rc)
                 log_error("cannot expire parked events", LOG_S("error", rm_strerror(rc)));
         }
-        if (now_ms() >= pipe->pi_next_metadata_ms)
+        if (rm_mono_ms() >= pipe->pi_next_metadata_ms)
             refresh_partitions(pipe);
-        if (now_ms() >= pipe->pi_next_snapshot_ms) {
-            if (outbox_flush_due(pipe))
+        if (rm_mono_ms() >= pipe->pi_next_snapshot_ms) {
+            if (outbox_flush_due(pipe->pi_outbox))
                 outbox_flush(pipe->pi_outbox, PIPE_OUTBOX_FLUSH_MS);
             publish_snapshot(pipe);
         }

@@ -87,6 +87,30 @@ def check_final_state(broker, config, oracle_paths, manifests, log=""):
     assert set(letters) == want, (sorted(set(letters) - want)[:5], sorted(want - set(letters))[:5])
 
 
+def start_stream(bootstrap, workdir, customers, seed):
+    """simulate with chaos in the background; returns (Popen, oracle path, manifest)."""
+    manifest, extra = chaos_args(workdir, seed)
+    oracle = os.path.join(workdir, f"oracle-{seed}.jsonl")
+    with open(os.path.join(workdir, f"simulate-{seed}.log"), "wb") as log:
+        proc = subprocess.Popen(
+            [harness.binary("tools/simulate/simulate"), "--bootstrap", bootstrap, "--customers",
+             str(customers), "--seed", str(seed), "--oracle", oracle, *extra],
+            cwd=harness.ROOT, stdout=subprocess.DEVNULL, stderr=log)
+    proc.log_path = log.name
+    return proc, oracle, manifest
+
+
+def delivered(proc):
+    """Messages the simulator had acknowledged (its "stream produced" log line)."""
+    assert proc.wait(timeout=300) == 0, open(proc.log_path).read()[-2000:]
+    with open(proc.log_path) as f:
+        for line in f:
+            record = json.loads(line)
+            if record["msg"] == "stream produced":
+                return record["delivered"]
+    raise AssertionError("simulate did not report its deliveries")
+
+
 # Fixed crash points (lib/failpoint.h) first, then random moments.
 FAILPOINTS = ["apply-event:700", "batch-commit:2", "outbox-produced:1", "apply-event:5000",
               "batch-commit:9", "outbox-produced:2", "apply-event:1"]
@@ -100,24 +124,15 @@ def test_crash_loop_sigkill(broker, workdir):
     rng = random.Random(20261201)
     config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="")
     seeds = [61, 62, 63]
-    producers, oracles, manifests = [], [], []
+    streams = []
 
     def next_stream():
-        seed = seeds[len(producers)]
-        manifest, extra = chaos_args(workdir, seed)
-        oracle = os.path.join(workdir, f"oracle-{seed}.jsonl")
-        producers.append(subprocess.Popen(
-            [harness.binary("tools/simulate/simulate"), "--bootstrap", broker.bootstrap,
-             "--customers", "800", "--seed", str(seed), "--oracle", oracle, "-q", *extra],
-            cwd=harness.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-        oracles.append(oracle)
-        manifests.append(manifest)
+        streams.append(start_stream(broker.bootstrap, workdir, 800, seeds[len(streams)]))
 
     next_stream()
-    by_failpoint = 0
     log = open(os.path.join(workdir, "projector.log"), "ab")
     for i in range(KILLS):
-        if producers[-1].poll() is not None and len(producers) < len(seeds):
+        if streams[-1][0].poll() is not None and len(streams) < len(seeds):
             next_stream()  # keep the projector busy: the next stream arrives mid-loop
         env = dict(os.environ)
         failpoint = FAILPOINTS[i // 5] if i % 5 == 0 and i // 5 < len(FAILPOINTS) else None
@@ -133,39 +148,20 @@ def test_crash_loop_sigkill(broker, workdir):
             proc.kill()
             proc.wait()
         assert proc.returncode == -signal.SIGKILL, (failpoint, proc.returncode)
-        by_failpoint += failpoint is not None and proc.returncode == -signal.SIGKILL
     log.close()
-    while len(producers) < len(seeds):
-        producers[-1].wait(timeout=300)
+    while len(streams) < len(seeds):
+        streams[-1][0].wait(timeout=300)
         next_stream()
-    for p in producers:
-        assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:]
+    for proc, _, _ in streams:
+        delivered(proc)  # exit status 0 and every message acknowledged
 
     out = harness.run_projector(config)
+    with open(os.path.join(workdir, "projector-final.log"), "w") as f:
+        f.write(out.stderr)
     assert out.returncode == 0, out.stderr[-2000:]
-    check_final_state(broker, config, oracles, manifests, out.stderr)
+    check_final_state(broker, config, [o for _, o, _ in streams], [m for _, _, m in streams],
+                      out.stderr)
     assert "failpoint" in open(os.path.join(workdir, "projector.log"), errors="replace").read()
-
-
-def start_stream(bootstrap, workdir, customers, seed):
-    """simulate with chaos in the background; returns (Popen, oracle path, manifest)."""
-    manifest, extra = chaos_args(workdir, seed)
-    oracle = os.path.join(workdir, f"oracle-{seed}.jsonl")
-    proc = subprocess.Popen(
-        [harness.binary("tools/simulate/simulate"), "--bootstrap", bootstrap, "--customers",
-         str(customers), "--seed", str(seed), "--oracle", oracle, *extra],
-        cwd=harness.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    return proc, oracle, manifest
-
-
-def delivered(proc):
-    """Messages the simulator had acknowledged (its "stream produced" log line)."""
-    assert proc.wait(timeout=300) == 0
-    for line in proc.stderr.read().splitlines():
-        record = json.loads(line)
-        if record["msg"] == "stream produced":
-            return record["delivered"]
-    raise AssertionError("simulate did not report its deliveries")
 
 
 def test_broker_faults(workdir, processes):
