@@ -135,6 +135,15 @@ static int item_cmp(const void *a, const void *b)
     return x->ri_id_len < y->ri_id_len ? -1 : x->ri_id_len > y->ri_id_len;
 }
 
+/* Appends `"name":` of section to a JSON object, after a comma unless it is the first. */
+static int member_name(buf_t *out, const view_section_t *section, bool *comma)
+{
+    int rc = *comma ? buf_append_char(out, ',') : 0;
+    *comma = true;
+    rc = rc ? rc : buf_append_json_str(out, section->vs_name, strlen(section->vs_name));
+    return rc ? rc : buf_append_char(out, ':');
+}
+
 /* True when item comes after cursor in response order (item_cmp's order). */
 static bool after_cursor(const render_item_t *item, const render_cursor_t *cursor)
 {
@@ -188,11 +197,7 @@ static int emit_sections(const view_t *view, render_scan_t *scan, const render_s
             next++;
         if (!(shape->sh_sections & (UINT32_C(1) << s)))
             continue;
-        if (comma)
-            rc = buf_append_char(out, ',');
-        comma = true;
-        rc = rc ? rc : buf_append_json_str(out, section->vs_name, strlen(section->vs_name));
-        rc = rc ? rc : buf_append_char(out, ':');
+        rc = member_name(out, section, &comma);
         if (rc)
             break;
         if (first == next)
@@ -230,21 +235,18 @@ static int emit_freshness(const view_t *view, const render_scan_t *scan,
         const view_section_t *section = &view->v_sections[s];
         if (!(shape->sh_sections & (UINT32_C(1) << s)))
             continue;
-        if (comma)
-            rc = buf_append_char(out, ',');
-        comma = true;
-        rc = rc ? rc : buf_append_json_str(out, section->vs_name, strlen(section->vs_name));
+        rc = member_name(out, section, &comma);
         const frag_prov_t *prov = section_prov(scan, s);
         if (rc)
             break;
         if (!prov || prov->fp_offset < 0) {
-            rc = buf_append_str(out, ":null");
+            rc = buf_append_str(out, "null");
             continue;
         }
         const char *topic = prov->fp_topic < view->v_topic_count ? view->v_topics[prov->fp_topic]
                                                                   : "";
         rc = buf_printf(out,
-                        ":{\"mode\":\"projected\",\"event_time\":%lld,\"partition\":%d,"
+                        "{\"mode\":\"projected\",\"event_time\":%lld,\"partition\":%d,"
                         "\"offset\":%lld,\"topic\":",
                         (long long)prov->fp_event_ms, prov->fp_partition,
                         (long long)prov->fp_offset);

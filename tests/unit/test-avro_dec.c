@@ -247,37 +247,31 @@ START_TEST(test_v1_read_as_v2)
 }
 END_TEST
 
-static void write_file(const char *dir, const char *name, const char *text)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* Writers the newest reader cannot read are refused with a reason, not misread. */
 START_TEST(test_incompatible_writers)
 {
     char *dir = ts_tmpdir();
-    write_file(dir, "catalog.yaml",
-               "schemas:\n"
-               "  - {id: 1, file: R1.avsc, topic: t}\n"
-               "  - {id: 2, file: R2.avsc, topic: t}\n"
-               "  - {id: 3, file: S1.avsc, topic: t}\n"
-               "  - {id: 4, file: S2.avsc, topic: t}\n");
-    write_file(dir, "R1.avsc", "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
-                               "{\"name\":\"a\",\"type\":\"string\"},"
-                               "{\"name\":\"b\",\"type\":\"int\"}]}");
-    write_file(dir, "R2.avsc", "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
-                               "{\"name\":\"a\",\"type\":\"string\"},"
-                               "{\"name\":\"b\",\"type\":\"long\"}]}");
-    write_file(dir, "S1.avsc", "{\"type\":\"record\",\"name\":\"S\",\"fields\":["
-                               "{\"name\":\"a\",\"type\":\"string\"}]}");
-    write_file(dir, "S2.avsc", "{\"type\":\"record\",\"name\":\"S\",\"fields\":["
-                               "{\"name\":\"a\",\"type\":\"string\"},"
-                               "{\"name\":\"c\",\"type\":\"long\",\"default\":0}]}");
+    ts_write_file(dir, "catalog.yaml",
+                  "schemas:\n"
+                  "  - {id: 1, file: R1.avsc, topic: t}\n"
+                  "  - {id: 2, file: R2.avsc, topic: t}\n"
+                  "  - {id: 3, file: S1.avsc, topic: t}\n"
+                  "  - {id: 4, file: S2.avsc, topic: t}\n");
+    ts_write_file(dir, "R1.avsc",
+                  "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+                  "{\"name\":\"a\",\"type\":\"string\"},"
+                  "{\"name\":\"b\",\"type\":\"int\"}]}");
+    ts_write_file(dir, "R2.avsc",
+                  "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+                  "{\"name\":\"a\",\"type\":\"string\"},"
+                  "{\"name\":\"b\",\"type\":\"long\"}]}");
+    ts_write_file(dir, "S1.avsc",
+                  "{\"type\":\"record\",\"name\":\"S\",\"fields\":["
+                  "{\"name\":\"a\",\"type\":\"string\"}]}");
+    ts_write_file(dir, "S2.avsc",
+                  "{\"type\":\"record\",\"name\":\"S\",\"fields\":["
+                  "{\"name\":\"a\",\"type\":\"string\"},"
+                  "{\"name\":\"c\",\"type\":\"long\",\"default\":0}]}");
     char path[4200], err[256];
     snprintf(path, sizeof(path), "%s/catalog.yaml", dir);
     catalog_t *cat = catalog_load(path, err, sizeof(err));

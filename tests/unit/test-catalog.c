@@ -36,12 +36,7 @@ static void teardown(void)
 
 static void write_file(const char *name, const char *text)
 {
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-    FILE *file = fopen(path, "w");
-    ck_assert_ptr_nonnull(file);
-    fputs(text, file);
-    fclose(file);
+    ts_write_file(tmpdir, name, text);
 }
 
 /* Writes the usual .avsc files and the catalog text. */

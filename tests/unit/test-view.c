@@ -49,9 +49,7 @@ static void expect_error(const char *text, const char *expected)
 {
     char path[4096], err[512];
     snprintf(path, sizeof(path), "%s/v.yaml", dir);
-    FILE *f = fopen(path, "w");
-    fputs(text, f);
-    fclose(f);
+    ts_write_file(dir, "v.yaml", text);
     view_t *view = view_load(path, catalog, err, sizeof(err));
     ck_assert_ptr_null(view);
     const char *rest = strstr(err, "v.yaml:");

@@ -12,6 +12,8 @@
 const char *ts_src(const char *relpath, char *out, size_t cap);
 /* Creates a fresh temporary directory; returns its path (malloc'd). */
 char *ts_tmpdir(void);
+/* Writes text to dir/name (replacing it); aborts on failure. */
+void ts_write_file(const char *dir, const char *name, const char *text);
 /* rm -rf path and free it. */
 void ts_rmtree(char *path);
 
