@@ -31,6 +31,8 @@ struct drift {
     drift_event_t *dr_events;
     size_t dr_event_count;
     json_t *dr_entries; /* manifest lines; unapplied ones carry "_event": index */
+    json_t **dr_pending; /* the records of the pending items (borrowed from the truth) */
+    size_t dr_pending_count;
 };
 
 /* ---- comparing view documents ------------------------------------------------------------- */
@@ -248,9 +250,10 @@ drift_t *drift_new(const model_t *model, const drift_opts_t *opts, char *errstr,
     drift->dr_used = calloc(customers, sizeof(bool));
     drift->dr_erased = calloc(customers, sizeof(bool));
     drift->dr_events = calloc(opts->do_unapplied + 1, sizeof(*drift->dr_events));
+    drift->dr_pending = calloc(opts->do_pending + 1, sizeof(*drift->dr_pending));
     drift->dr_entries = json_array();
     if (!drift->dr_withheld || !drift->dr_used || !drift->dr_erased || !drift->dr_events ||
-        !drift->dr_entries)
+        !drift->dr_pending || !drift->dr_entries)
         goto oom;
     full = oracle_build(model, errstr, errlen);
     if (!full)
@@ -281,6 +284,7 @@ void drift_destroy(drift_t *drift)
     free(drift->dr_used);
     free(drift->dr_erased);
     free(drift->dr_events);
+    free(drift->dr_pending);
     json_decref(drift->dr_entries);
     free(drift);
 }
@@ -425,7 +429,7 @@ static json_t *pick_record(prng_t *prng, json_t *sections, const char *section)
 
 /* One item of kind: a fresh customer with the target's section, changed in place. */
 static int inject(drift_t *drift, truth_t *truth, const char *kind, const drift_target_t *target,
-                  int64_t pending_at_ms, bool *ret_done)
+                  bool pending, bool *ret_done)
 {
     const model_t *model = drift->dr_model;
     uint32_t customers = model_customer_count(model);
@@ -450,9 +454,8 @@ static int inject(drift_t *drift, truth_t *truth, const char *kind, const drift_
         json_decref(store);
         if (rc || json_object_set_new(record, target->dt_field, now) != 0)
             return RM_ENOMEM;
-        if (pending_at_ms >= 0 &&
-            json_object_set_new(record, "updated_at", json_integer(pending_at_ms)) != 0)
-            return RM_ENOMEM;
+        if (pending)
+            drift->dr_pending[drift->dr_pending_count++] = record;
         drift->dr_used[c] = true;
         *ret_done = true;
         return 0;
@@ -462,13 +465,13 @@ static int inject(drift_t *drift, truth_t *truth, const char *kind, const drift_
 }
 
 static int inject_kind(drift_t *drift, truth_t *truth, const char *kind, uint32_t count,
-                       const drift_target_t *pool, size_t pool_len, int64_t pending_at_ms,
+                       const drift_target_t *pool, size_t pool_len, bool pending,
                        char *errstr, size_t errlen)
 {
     for (uint32_t i = 0; i < count; i++) {
         bool done = false;
         for (size_t t = 0; t < pool_len && !done; t++) {
-            int rc = inject(drift, truth, kind, &pool[(i + t) % pool_len], pending_at_ms, &done);
+            int rc = inject(drift, truth, kind, &pool[(i + t) % pool_len], pending, &done);
             if (rc) {
                 snprintf(errstr, errlen, "out of memory injecting drift");
                 return rc;
@@ -485,22 +488,32 @@ static int inject_kind(drift_t *drift, truth_t *truth, const char *kind, uint32_
     return 0;
 }
 
-int drift_apply(drift_t *drift, truth_t *truth, int64_t pending_at_ms, char *errstr,
-                size_t errlen)
+int drift_apply(drift_t *drift, truth_t *truth, char *errstr, size_t errlen)
+{
+    int rc = inject_kind(drift, truth, "unpublished", drift->dr_opts.do_unpublished,
+                         unpublished_pool, COUNT_OF(unpublished_pool), false, errstr, errlen);
+    rc = rc ? rc
+            : inject_kind(drift, truth, "diverge", drift->dr_opts.do_diverge, diverge_pool,
+                          COUNT_OF(diverge_pool), false, errstr, errlen);
+    rc = rc ? rc
+            : inject_kind(drift, truth, "pending", drift->dr_opts.do_pending, pending_pool,
+                          COUNT_OF(pending_pool), true, errstr, errlen);
+    return rc;
+}
+
+void drift_stamp_pending(drift_t *drift, int64_t pending_at_ms)
 {
     /* pending changes must be newer than any event the store can hold */
     size_t events = model_event_count(drift->dr_model);
     if (events && pending_at_ms <= model_event(drift->dr_model, events - 1)->ev_occurred_at)
         pending_at_ms = model_event(drift->dr_model, events - 1)->ev_occurred_at + 1;
-    int rc = inject_kind(drift, truth, "unpublished", drift->dr_opts.do_unpublished,
-                         unpublished_pool, COUNT_OF(unpublished_pool), -1, errstr, errlen);
-    rc = rc ? rc
-            : inject_kind(drift, truth, "diverge", drift->dr_opts.do_diverge, diverge_pool,
-                          COUNT_OF(diverge_pool), -1, errstr, errlen);
-    rc = rc ? rc
-            : inject_kind(drift, truth, "pending", drift->dr_opts.do_pending, pending_pool,
-                          COUNT_OF(pending_pool), pending_at_ms, errstr, errlen);
-    return rc;
+    for (size_t i = 0; i < drift->dr_pending_count; i++) {
+        /* out of memory here only leaves the stream's stamp: the item then reads as
+         * unpublished drift, which the caller cannot do better than anyway */
+        json_t *stamp = json_integer(pending_at_ms);
+        if (stamp)
+            json_object_set_new(drift->dr_pending[i], "updated_at", stamp);
+    }
 }
 
 /* ---- manifest -------------------------------------------------------------------------------- */

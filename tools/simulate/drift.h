@@ -63,10 +63,12 @@ drift_event_t *drift_unapplied(drift_t *drift, size_t i);
 drift_event_t *drift_find(drift_t *drift, size_t index);
 
 /* Makes the unpublished, diverging and pending changes in truth's documents (a truth
- * built with drift_withheld()); pending records get updated_at = pending_at_ms. Returns
- * 0, RM_ENOMEM, or RM_ENOTFOUND with errstr set when no customer is left for an item. */
-int drift_apply(drift_t *drift, truth_t *truth, int64_t pending_at_ms, char *errstr,
-                size_t errlen);
+ * built with drift_withheld(); it must outlive the drift). Returns 0, RM_ENOMEM, or
+ * RM_ENOTFOUND with errstr set when no customer is left for an item. */
+int drift_apply(drift_t *drift, truth_t *truth, char *errstr, size_t errlen);
+/* Stamps the pending records with updated_at = pending_at_ms ("just now": call it when
+ * serving starts), raised past the stream's last event time if need be. */
+void drift_stamp_pending(drift_t *drift, int64_t pending_at_ms);
 
 /* Writes the manifest (see above). Returns 0, RM_ENOMEM or RM_EIO. */
 int drift_write_manifest(const drift_t *drift, FILE *out);

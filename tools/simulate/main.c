@@ -621,18 +621,14 @@ static void block_stop_signals(sigset_t *ret_set)
     pthread_sigmask(SIG_BLOCK, ret_set, NULL);
 }
 
-/* After the stream: makes the source-only drift (pending: as of now), writes --truth and
- * the manifests, and serves until a stop signal. Returns 0 or an rm_err_t (logged). */
+/* After the stream: stamps the pending drift with the time serving starts, writes --truth
+ * and the manifests, and serves until a stop signal. Returns 0 or an rm_err_t (logged). */
 static int finish_sources(const options_t *op, drift_t *drift, truth_t *truth,
                           const faults_t *faults)
 {
     char errstr[256];
-    int rc = drift_apply(drift, truth, rm_wall_ms(), errstr, sizeof(errstr));
-    if (rc) {
-        log_error("cannot inject drift", LOG_S("error", errstr));
-        return rc;
-    }
-    rc = truth_index(truth);
+    drift_stamp_pending(drift, rm_wall_ms());
+    int rc = truth_index(truth);
     if (rc) {
         log_error("cannot index the sources' orders", LOG_S("error", rm_strerror(rc)));
         return rc;
@@ -716,6 +712,8 @@ int main(int argc, char **argv)
         status = EXIT_USAGE;
         goto out;
     }
+    if (check_source_options(&op, &faults, &status))
+        goto out;
     catalog = catalog_load(cfg_str(cfg, "catalog"), errstr, sizeof(errstr));
     if (!catalog) {
         log_error("cannot load the schema catalog", LOG_S("error", errstr));
@@ -736,8 +734,6 @@ int main(int argc, char **argv)
     log_info("stream generated", LOG_I("seed", (int64_t)op.op_seed),
              LOG_I("customers", op.op_customers), LOG_I("events", events));
 
-    if (check_source_options(&op, &faults, &status))
-        goto out;
     if (sources_wanted(&op)) {
         drift = drift_new(model, &op.op_drift, errstr, sizeof(errstr));
         if (!drift) {
@@ -748,6 +744,14 @@ int main(int argc, char **argv)
         truth = truth_new(model, drift_withheld(drift), errstr, sizeof(errstr));
         if (!truth) {
             log_error("cannot build the sources' truth", LOG_S("error", errstr));
+            goto out;
+        }
+        /* before the stream: too few customers for the drift is a usage error, and
+         * nothing should have been produced by then */
+        int rc = drift_apply(drift, truth, errstr, sizeof(errstr));
+        if (rc) {
+            fprintf(stderr, "simulate: %s\n", errstr);
+            status = rc == RM_ENOTFOUND ? EXIT_USAGE : EXIT_FAILURE;
             goto out;
         }
     }

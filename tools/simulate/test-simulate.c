@@ -308,7 +308,8 @@ static truth_t *make_truth(const model_t *model, const drift_opts_t *opts, drift
     ck_assert_msg(drift != NULL, "%s", errstr);
     truth_t *truth = truth_new(model, drift_withheld(drift), errstr, sizeof(errstr));
     ck_assert_msg(truth != NULL, "%s", errstr);
-    ck_assert_int_eq(drift_apply(drift, truth, PENDING_AT_MS, errstr, sizeof(errstr)), 0);
+    ck_assert_int_eq(drift_apply(drift, truth, errstr, sizeof(errstr)), 0);
+    drift_stamp_pending(drift, PENDING_AT_MS);
     ck_assert_int_eq(truth_index(truth), 0);
     *ret_drift = drift;
     return truth;
