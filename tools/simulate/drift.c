@@ -38,8 +38,8 @@ struct drift {
 /* ---- comparing view documents ------------------------------------------------------------- */
 
 static int add_entry(json_t *entries, const char *kind, const char *key, const char *section,
-                     const char *item, const char *field, const json_t *store,
-                     const json_t *source, json_int_t event)
+                     const char *item, const char *field, const json_t *store, const json_t *source,
+                     json_int_t event)
 {
     json_t *entry = json_object();
     if (!entry)
@@ -68,8 +68,8 @@ static int diff_object(json_t *entries, json_int_t event, const char *key, const
     {
         const json_t *old = json_object_get(store, field);
         if (strcmp(field, "updated_at") != 0 && !json_equal(value, old))
-            rc = rc ? rc : add_entry(entries, "unapplied", key, section, item, field, old, value,
-                                     event);
+            rc = rc ? rc
+                    : add_entry(entries, "unapplied", key, section, item, field, old, value, event);
     }
     return rc;
 }
@@ -97,9 +97,10 @@ static int diff_list(json_t *entries, json_int_t event, const char *key, const c
     {
         const char *id = json_string_value(json_object_get(item, id_field));
         const json_t *old = find_item(store, id_field, id);
-        rc = rc ? rc
-             : old ? diff_object(entries, event, key, section, id, item, old)
-                   : add_entry(entries, "unapplied", key, section, id, NULL, NULL, item, event);
+        rc = old ? diff_object(entries, event, key, section, id, item, old)
+                 : add_entry(entries, "unapplied", key, section, id, NULL, NULL, item, event);
+        if (rc)
+            return rc;
     }
     json_array_foreach(store, i, item)
     {
@@ -115,8 +116,8 @@ static int diff_list(json_t *entries, json_int_t event, const char *key, const c
 static int diff_docs(json_t *entries, json_int_t event, const json_t *source_doc,
                      const json_t *store_doc)
 {
-    static const char *const sections[] = {"profile", "orders", "payment_issues",
-                                           "delivery_exceptions", "loyalty", "returns"};
+    static const char *const sections[] = {
+        "profile", "orders", "payment_issues", "delivery_exceptions", "loyalty", "returns"};
     const char *key = json_string_value(json_object_get(source_doc, "key"));
     const json_t *source = json_object_get(source_doc, "sections");
     const json_t *store = json_object_get(store_doc, "sections");
@@ -329,24 +330,36 @@ typedef struct drift_target {
 
 /* Spread over every served section (issue 4); a kind cycles through its pool. */
 static const drift_target_t unpublished_pool[] = {
-    {"profile", "email"},           {"loyalty", "points"},
-    {"orders", "status"},           {"profile", "phone"},
-    {"returns", "reason"},          {"payment_issues", "reason"},
-    {"profile", "preferred_channel"}, {"orders", "total_cents"},
-    {"loyalty", "tier"},            {"profile", "marketing_opt_in"},
-    {"orders", "currency"},         {"payment_issues", "amount_cents"},
+    {"profile", "email"},
+    {"loyalty", "points"},
+    {"orders", "status"},
+    {"profile", "phone"},
+    {"returns", "reason"},
+    {"payment_issues", "reason"},
+    {"profile", "preferred_channel"},
+    {"orders", "total_cents"},
+    {"loyalty", "tier"},
+    {"profile", "marketing_opt_in"},
+    {"orders", "currency"},
+    {"payment_issues", "amount_cents"},
     {"profile", "name"},
 };
 /* "values that diverge": list items whose source value is not what the event carried */
 static const drift_target_t diverge_pool[] = {
-    {"orders", "total_cents"},           {"returns", "reason"},
-    {"orders", "currency"},              {"payment_issues", "amount_cents"},
-    {"delivery_exceptions", "reason"},   {"delivery_exceptions", "new_eta"},
+    {"orders", "total_cents"},
+    {"returns", "reason"},
+    {"orders", "currency"},
+    {"payment_issues", "amount_cents"},
+    {"delivery_exceptions", "reason"},
+    {"delivery_exceptions", "new_eta"},
 };
 static const drift_target_t pending_pool[] = {
-    {"profile", "email"},           {"orders", "status"},
-    {"loyalty", "points"},          {"payment_issues", "reason"},
-    {"delivery_exceptions", "new_eta"}, {"returns", "reason"},
+    {"profile", "email"},
+    {"orders", "status"},
+    {"loyalty", "points"},
+    {"payment_issues", "reason"},
+    {"delivery_exceptions", "new_eta"},
+    {"returns", "reason"},
     {"profile", "marketing_opt_in"},
 };
 
@@ -355,8 +368,8 @@ static const char *const tiers[] = {"BRONZE", "SILVER", "GOLD", "PLATINUM"};
 static const char *const currencies[] = {"EUR", "GBP", "USD"};
 static const char *const return_reasons[] = {"wrong_size", "damaged", "not_as_described",
                                              "changed_mind"};
-static const char *const payment_reasons[] = {"insufficient_funds", "card_expired",
-                                              "do_not_honor", "chargeback_fraud"};
+static const char *const payment_reasons[] = {"insufficient_funds", "card_expired", "do_not_honor",
+                                              "chargeback_fraud"};
 static const char *const delay_reasons[] = {"weather", "carrier_capacity", "address_issue",
                                             "customs_hold"};
 
@@ -447,10 +460,10 @@ static int inject(drift_t *drift, truth_t *truth, const char *kind, const drift_
         json_t *now = changed_value(&drift->dr_prng, target->dt_section, target->dt_field, old);
         const char *id_field = truth_item_id_field(target->dt_section);
         const char *item = id_field ? json_string_value(json_object_get(record, id_field)) : NULL;
-        int rc = store && now ? add_entry(drift->dr_entries, kind, model_customer_id(model, c),
-                                          target->dt_section, item, target->dt_field, store,
-                                          now, -1)
-                              : RM_ENOMEM;
+        int rc = store && now
+                     ? add_entry(drift->dr_entries, kind, model_customer_id(model, c),
+                                 target->dt_section, item, target->dt_field, store, now, -1)
+                     : RM_ENOMEM;
         json_decref(store);
         if (rc || json_object_set_new(record, target->dt_field, now) != 0)
             return RM_ENOMEM;
@@ -465,8 +478,8 @@ static int inject(drift_t *drift, truth_t *truth, const char *kind, const drift_
 }
 
 static int inject_kind(drift_t *drift, truth_t *truth, const char *kind, uint32_t count,
-                       const drift_target_t *pool, size_t pool_len, bool pending,
-                       char *errstr, size_t errlen)
+                       const drift_target_t *pool, size_t pool_len, bool pending, char *errstr,
+                       size_t errlen)
 {
     for (uint32_t i = 0; i < count; i++) {
         bool done = false;
@@ -542,8 +555,8 @@ int drift_write_manifest(const drift_t *drift, FILE *out)
         if (!line)
             return RM_ENOMEM;
         json_t *index = json_object_get(line, "_event");
-        json_t *event = index ? event_json(drift, &drift->dr_events[json_integer_value(index)])
-                              : json_null();
+        json_t *event =
+            index ? event_json(drift, &drift->dr_events[json_integer_value(index)]) : json_null();
         json_object_del(line, "_event");
         if (!event || json_object_set_new(line, "event", event) != 0)
             rc = RM_ENOMEM;

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const service_names[FAULTS_SERVICE_COUNT] = {
-    "customers", "orders", "payments", "shipments", "loyalty", "returns"};
+static const char *const service_names[FAULTS_SERVICE_COUNT] = {"customers", "orders",  "payments",
+                                                                "shipments", "loyalty", "returns"};
 
 const char *faults_service_name(faults_service_t service)
 {
@@ -49,8 +49,7 @@ static int parse_item(char *item, faults_t *faults, char *errstr, size_t errlen)
         return 0;
     if (strcmp(item, "timeout") == 0 && parse_pct(value, &end, &faults->fa_timeout_pct) && !*end)
         return 0;
-    if (strcmp(item, "slow") == 0 && parse_pct(value, &end, &faults->fa_slow_pct) &&
-        *end == ':') {
+    if (strcmp(item, "slow") == 0 && parse_pct(value, &end, &faults->fa_slow_pct) && *end == ':') {
         char *ms_text = end + 1;
         errno = 0;
         unsigned long ms = strtoul(ms_text, &end, 10);
@@ -68,8 +67,7 @@ bad:
     return RM_EINVAL;
 }
 
-int faults_parse(const char *spec, uint64_t seed, faults_t *ret_faults, char *errstr,
-                 size_t errlen)
+int faults_parse(const char *spec, uint64_t seed, faults_t *ret_faults, char *errstr, size_t errlen)
 {
     faults_t faults = {.fa_seed = seed};
     char *copy = strdup(spec ? spec : "");
@@ -111,13 +109,14 @@ bool faults_selected(const faults_t *faults, const char *fault, const char *url,
     return hash % 100 < pct;
 }
 
-const char *faults_customer_path(faults_service_t service, const char *id, char *buf,
-                                 size_t len)
+const char *faults_customer_path(faults_service_t service, const char *id, char *buf, size_t len)
 {
-    static const char *const formats[FAULTS_SERVICE_COUNT] = {
-        "/customers/%s",        "/customers/%s/orders",
-        "/customers/%s/payment-issues", "/customers/%s/shipment-exceptions",
-        "/loyalty/%s",          "/customers/%s/returns"};
+    static const char *const formats[FAULTS_SERVICE_COUNT] = {"/customers/%s",
+                                                              "/customers/%s/orders",
+                                                              "/customers/%s/payment-issues",
+                                                              "/customers/%s/shipment-exceptions",
+                                                              "/loyalty/%s",
+                                                              "/customers/%s/returns"};
     snprintf(buf, len, formats[service], id);
     return buf;
 }
@@ -140,7 +139,8 @@ int faults_write_manifest(const faults_t *faults, const truth_t *truth, FILE *ou
                                     ? "timeout"
                                     : NULL;
             if (fault)
-                fprintf(out, "{\"fault\":\"%s\",\"service\":\"%s\",\"key\":\"%s\",\"path\":\"%s\"}\n",
+                fprintf(out,
+                        "{\"fault\":\"%s\",\"service\":\"%s\",\"key\":\"%s\",\"path\":\"%s\"}\n",
                         fault, service_names[s], id, path);
         }
     }

@@ -57,8 +57,7 @@ bool faults_selected(const faults_t *faults, const char *fault, const char *url,
 
 /* The path of customer id's resource in service, e.g. "/customers/C1-000001/orders"
  * (the path the reconciler fetches). Writes at most len bytes to buf; returns buf. */
-const char *faults_customer_path(faults_service_t service, const char *id, char *buf,
-                                 size_t len);
+const char *faults_customer_path(faults_service_t service, const char *id, char *buf, size_t len);
 
 /* Writes one JSON line {"fault":"down|timeout","service","key","path"} per service and
  * served customer (not erased) that answers 503 forever or never. Returns 0 or RM_EIO. */

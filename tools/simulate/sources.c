@@ -77,8 +77,7 @@ static bool sleep_ms(sources_t *so, int64_t ms)
         deadline.tv_nsec -= 1000000000;
     }
     pthread_mutex_lock(&so->so_lock);
-    while (!so->so_stopping &&
-           pthread_cond_timedwait(&so->so_wake, &so->so_lock, &deadline) == 0) {
+    while (!so->so_stopping && pthread_cond_timedwait(&so->so_wake, &so->so_lock, &deadline) == 0) {
     }
     bool running = !so->so_stopping;
     pthread_mutex_unlock(&so->so_lock);
@@ -132,7 +131,8 @@ static bool first_request(sources_t *so, const char *url)
     return first;
 }
 
-/* ---- rendering -------------------------------------------------------------------------------- */
+/* ---- rendering --------------------------------------------------------------------------------
+ */
 
 typedef enum kind { K_STR, K_INT, K_BOOL, K_TIME } kind_t;
 
@@ -142,41 +142,60 @@ typedef struct field_map {
     kind_t fm_kind;
 } field_map_t;
 
-#define MAP_END {NULL, NULL, K_STR}
+#define MAP_END                                                                                    \
+    {                                                                                              \
+        NULL, NULL, K_STR                                                                          \
+    }
 
-static const field_map_t customer_map[] = {
-    {"id", "customer_id", K_STR},       {"full_name", "name", K_STR},
-    {"email", "email", K_STR},          {"phone", "phone", K_STR},
-    {"contact_channel", "preferred_channel", K_STR},
-    {"marketing_opt_in", "marketing_opt_in", K_BOOL},
-    {"registered_at", "registered_at", K_TIME},
-    {"updated_at", "updated_at", K_TIME}, MAP_END};
-static const field_map_t order_map[] = {
-    {"id", "order_id", K_STR},          {"placed_at", "created_at", K_TIME},
-    {"total_cents", "total_cents", K_INT}, {"currency", "currency", K_STR},
-    {"line_count", "line_count", K_INT}, {"status", "status", K_STR},
-    {"payment_status", "payment_status", K_STR},
-    {"shipment_status", "shipment_status", K_STR},
-    {"updated_at", "updated_at", K_TIME}, MAP_END};
-static const field_map_t payment_issue_map[] = {
-    {"id", "payment_id", K_STR},        {"order_id", "order_id", K_STR},
-    {"status", "kind", K_STR},          {"amount_cents", "amount_cents", K_INT},
-    {"currency", "currency", K_STR},    {"failure_reason", "reason", K_STR},
-    {"occurred_at", "occurred_at", K_TIME}, {"updated_at", "updated_at", K_TIME}, MAP_END};
-static const field_map_t shipment_exception_map[] = {
-    {"id", "shipment_id", K_STR},       {"order_id", "order_id", K_STR},
-    {"delay_reason", "reason", K_STR},  {"eta", "new_eta", K_TIME},
-    {"occurred_at", "occurred_at", K_TIME}, {"updated_at", "updated_at", K_TIME}, MAP_END};
-static const field_map_t loyalty_map[] = {
-    {"tier", "tier", K_STR}, {"points", "points", K_INT}, {"updated_at", "updated_at", K_TIME},
-    MAP_END};
+static const field_map_t customer_map[] = {{"id", "customer_id", K_STR},
+                                           {"full_name", "name", K_STR},
+                                           {"email", "email", K_STR},
+                                           {"phone", "phone", K_STR},
+                                           {"contact_channel", "preferred_channel", K_STR},
+                                           {"marketing_opt_in", "marketing_opt_in", K_BOOL},
+                                           {"registered_at", "registered_at", K_TIME},
+                                           {"updated_at", "updated_at", K_TIME},
+                                           MAP_END};
+static const field_map_t order_map[] = {{"id", "order_id", K_STR},
+                                        {"placed_at", "created_at", K_TIME},
+                                        {"total_cents", "total_cents", K_INT},
+                                        {"currency", "currency", K_STR},
+                                        {"line_count", "line_count", K_INT},
+                                        {"status", "status", K_STR},
+                                        {"payment_status", "payment_status", K_STR},
+                                        {"shipment_status", "shipment_status", K_STR},
+                                        {"updated_at", "updated_at", K_TIME},
+                                        MAP_END};
+static const field_map_t payment_issue_map[] = {{"id", "payment_id", K_STR},
+                                                {"order_id", "order_id", K_STR},
+                                                {"status", "kind", K_STR},
+                                                {"amount_cents", "amount_cents", K_INT},
+                                                {"currency", "currency", K_STR},
+                                                {"failure_reason", "reason", K_STR},
+                                                {"occurred_at", "occurred_at", K_TIME},
+                                                {"updated_at", "updated_at", K_TIME},
+                                                MAP_END};
+static const field_map_t shipment_exception_map[] = {{"id", "shipment_id", K_STR},
+                                                     {"order_id", "order_id", K_STR},
+                                                     {"delay_reason", "reason", K_STR},
+                                                     {"eta", "new_eta", K_TIME},
+                                                     {"occurred_at", "occurred_at", K_TIME},
+                                                     {"updated_at", "updated_at", K_TIME},
+                                                     MAP_END};
+static const field_map_t loyalty_map[] = {{"tier", "tier", K_STR},
+                                          {"points", "points", K_INT},
+                                          {"updated_at", "updated_at", K_TIME},
+                                          MAP_END};
 static const field_map_t return_map[] = {
-    {"id", "return_id", K_STR},   {"order_id", "order_id", K_STR}, {"reason", "reason", K_STR},
-    {"opened_at", "opened_at", K_TIME}, {"updated_at", "updated_at", K_TIME}, MAP_END};
-static const field_map_t payment_map[] = {
-    {"id", "payment_id", K_STR},     {"status", "status", K_STR},
-    {"amount_cents", "amount_cents", K_INT}, {"currency", "currency", K_STR},
+    {"id", "return_id", K_STR},           {"order_id", "order_id", K_STR},
+    {"reason", "reason", K_STR},          {"opened_at", "opened_at", K_TIME},
     {"updated_at", "updated_at", K_TIME}, MAP_END};
+static const field_map_t payment_map[] = {{"id", "payment_id", K_STR},
+                                          {"status", "status", K_STR},
+                                          {"amount_cents", "amount_cents", K_INT},
+                                          {"currency", "currency", K_STR},
+                                          {"updated_at", "updated_at", K_TIME},
+                                          MAP_END};
 
 /* "2026-12-01T20:00:00.123Z" */
 static json_t *iso_time(int64_t ms)
@@ -196,10 +215,14 @@ static json_t *copy_value(const json_t *value, kind_t kind)
     if (!value || json_is_null(value))
         return json_null();
     switch (kind) {
-    case K_STR: return json_string(json_string_value(value));
-    case K_INT: return json_integer(json_integer_value(value));
-    case K_BOOL: return json_boolean(json_is_true(value));
-    case K_TIME: return iso_time(json_integer_value(value));
+    case K_STR:
+        return json_string(json_string_value(value));
+    case K_INT:
+        return json_integer(json_integer_value(value));
+    case K_BOOL:
+        return json_boolean(json_is_true(value));
+    case K_TIME:
+        return iso_time(json_integer_value(value));
     }
     return json_null();
 }
@@ -218,7 +241,8 @@ static json_t *render(const json_t *record, const field_map_t *map)
     return out;
 }
 
-/* ---- routing ----------------------------------------------------------------------------------- */
+/* ---- routing -----------------------------------------------------------------------------------
+ */
 
 typedef struct answer {
     unsigned an_status;
@@ -242,7 +266,7 @@ static bool page_args(struct MHD_Connection *conn, size_t *ret_page, size_t *ret
 {
     const char *names[2] = {"page", "per_page"};
     size_t values[2] = {1, SOURCES_DEFAULT_PER_PAGE};
-    size_t max[2] = {SIZE_MAX / SOURCES_MAX_PER_PAGE, SOURCES_MAX_PER_PAGE};
+    const size_t max[2] = {SIZE_MAX / SOURCES_MAX_PER_PAGE, SOURCES_MAX_PER_PAGE};
     for (int i = 0; i < 2; i++) {
         const char *text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, names[i]);
         if (!text)
@@ -438,7 +462,8 @@ static answer_t route(sources_t *so, struct MHD_Connection *conn, char **seg, in
     return customer_resource(conn, sections, n == 3 ? seg[2] : "");
 }
 
-/* ---- the handler ------------------------------------------------------------------------------- */
+/* ---- the handler -------------------------------------------------------------------------------
+ */
 
 static struct MHD_Response *respond(const answer_t *answer, const char *url)
 {
@@ -451,9 +476,9 @@ static struct MHD_Response *respond(const answer_t *answer, const char *url)
                             : answer->an_status == 503 ? "Service unavailable"
                             : answer->an_status == 400 ? "Bad request"
                                                        : "Internal error";
-        body = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", "about:blank", "title", title,
-                         "status", (int)answer->an_status, "detail", answer->an_detail,
-                         "instance", url);
+        body =
+            json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", "about:blank", "title", title, "status",
+                      (int)answer->an_status, "detail", answer->an_detail, "instance", url);
     }
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
@@ -484,9 +509,9 @@ static enum MHD_Result append_arg(void *cls, enum MHD_ValueKind kind, const char
     url_buf_t *ub = cls;
     (void)kind;
     size_t room = sizeof(ub->ub_text) - ub->ub_len;
-    int len = snprintf(ub->ub_text + ub->ub_len, room, "%c%s%s%s",
-                       strchr(ub->ub_text, '?') ? '&' : '?', key, value ? "=" : "",
-                       value ? value : "");
+    int len =
+        snprintf(ub->ub_text + ub->ub_len, room, "%c%s%s%s", strchr(ub->ub_text, '?') ? '&' : '?',
+                 key, value ? "=" : "", value ? value : "");
     ub->ub_len += len > 0 && (size_t)len < room ? (size_t)len : 0;
     return MHD_YES;
 }
@@ -523,9 +548,8 @@ static bool apply_faults(sources_t *so, struct MHD_Connection *conn, const char 
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     sources_t *so = cls;
     (void)version;
@@ -594,7 +618,8 @@ sources_t *sources_start(const truth_t *truth, const faults_t *faults, const cha
         sources_stop(so);
         return NULL;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(so->so_daemon, MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(so->so_daemon, MHD_DAEMON_INFO_BIND_PORT);
     char host[64];
     snprintf(host, sizeof(host), "%s", listen);
     char *colon = strrchr(host, ':');

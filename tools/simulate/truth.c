@@ -139,8 +139,7 @@ int truth_index(truth_t *truth)
                 json_string_value(json_object_get(order, "order_id")), c, order};
         }
     }
-    qsort(truth->tr_orders, truth->tr_order_count, sizeof(*truth->tr_orders),
-          compare_order_refs);
+    qsort(truth->tr_orders, truth->tr_order_count, sizeof(*truth->tr_orders), compare_order_refs);
     return 0;
 }
 
