@@ -296,9 +296,8 @@ int main(int argc, char **argv)
     } else if (report_finish(report, stdout, rm_mono_ms() - started, err, sizeof(err))) {
         log_error("cannot write the report", LOG_S("error", err));
         exit_code = RC_EXIT_CANNOT;
-    } else if (report_keys(report) && report_count(report, REPORT_UNKNOWN) &&
-               !report_count(report, REPORT_DRIFT) &&
-               report_unknown_keys(report) == report_keys(report)) {
+    } else if (report_sections_checked(report) &&
+               report_count(report, REPORT_UNKNOWN) == report_sections_checked(report)) {
         /* Not one key could be checked: "no drift" would be a lie. */
         log_error("no key could be checked: every source read failed (see the report)",
                   LOG_I("keys", report_keys(report)));

@@ -191,6 +191,14 @@ uint64_t report_keys(const report_t *report)
     return report->rp_keys;
 }
 
+uint64_t report_sections_checked(const report_t *report)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < report->rp_section_count; i++)
+        n += report->rp_sections[i].rs_checked;
+    return n;
+}
+
 uint64_t report_unknown_keys(const report_t *report)
 {
     return report->rp_unknown_keys;

@@ -68,6 +68,8 @@ void report_repaired(report_t *report);
 /* Totals. */
 uint64_t report_count(const report_t *report, report_class_t cls);
 uint64_t report_keys(const report_t *report);
+/* (key, section) pairs checked, including those that came out UNKNOWN. */
+uint64_t report_sections_checked(const report_t *report);
 /* Distinct keys with at least one UNKNOWN section. */
 uint64_t report_unknown_keys(const report_t *report);
 
