@@ -67,7 +67,8 @@ START_TEST(test_real_catalog)
     catalog_t *catalog =
         catalog_load(ts_src("schemas/catalog.yaml", path, sizeof(path)), err, sizeof(err));
     ck_assert_msg(catalog != NULL, "%s", err);
-    ck_assert_uint_eq(catalog_count(catalog), 16);
+    /* 1-16 are the live events; later entries (snapshots from 40) leave a gap */
+    ck_assert_uint_ge(catalog_count(catalog), 16);
     const catalog_entry_t *entry = catalog_get(catalog, 4);
     ck_assert_ptr_nonnull(entry);
     ck_assert_int_eq(entry->ce_id, 4);
@@ -84,9 +85,9 @@ START_TEST(test_real_catalog)
     /* two versions of one record: the newest is the reader */
     ck_assert_int_eq(catalog_latest(catalog, "c360.customers.CustomerContactUpdated")->ce_id, 15);
     ck_assert_ptr_null(catalog_latest(catalog, "OrderCreated")); /* full names only */
-    for (size_t i = 0; i < catalog_count(catalog); i++)
+    for (size_t i = 0; i < 16; i++)
         ck_assert_int_eq(catalog_at(catalog, i)->ce_id, (int)i + 1);
-    ck_assert_ptr_null(catalog_at(catalog, 16));
+    ck_assert_ptr_null(catalog_at(catalog, catalog_count(catalog)));
     catalog_destroy(catalog);
     catalog_destroy(NULL);
 }
