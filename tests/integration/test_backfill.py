@@ -239,3 +239,18 @@ def test_a_bad_line_stops_the_run_before_producing(broker, workdir):
     assert (s["produced"], s["skipped"], s["invalid"]) == ("4", "1", "1"), s
     project(config)
     assert harness.committed_offsets(config) == 4
+
+
+def test_a_failed_delivery_exits_1(workdir):
+    """No broker: every delivery report fails (message.timeout.ms), the run says so."""
+    oracle = dry_oracle(workdir, 25)
+    path = os.path.join(workdir, "customers.jsonl")
+    with open(path, "w") as f:
+        f.writelines(json.dumps(line) + "\n"
+                     for line in snapshot_from_oracle(oracle)["customers"][:3])
+    config = harness.write_config(workdir, f"127.0.0.1:{harness.free_port()}")
+    out = backfill(config, "customers", path, "-X", "message.timeout.ms=1000")
+    assert out.returncode == 1, (out.returncode, out.stderr[-2000:])
+    s = summary(out)
+    assert (s["read"], s["produced"], s["failed"]) == ("3", "0", "3"), s
+    assert "delivery failed" in out.stderr
