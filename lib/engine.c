@@ -37,6 +37,7 @@
 #include "index.h"
 #include "rm_err.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,12 @@
 #define ENGINE_ERASED_LINK "\0" /* a link value no view key can equal (keys hold no NUL) */
 #define ENGINE_KEY_BYTES 512
 #define ENGINE_VERSION_SECTION "\xff" /* sorts after every section name (view.c allows no 0xff) */
+#define ENGINE_REPAIR_RECORD "readmodel.Repair"
+
+/* Fields of a readmodel.Repair record (schemas/avro/Repair.v1.avsc), looked up once. */
+enum { ENGINE_REPAIR_KEY = 0, ENGINE_REPAIR_SECTION, ENGINE_REPAIR_OP, ENGINE_REPAIR_ITEM,
+       ENGINE_REPAIR_FIELDS, ENGINE_REPAIR_VIEW, ENGINE_REPAIR_EVENT_ID, ENGINE_REPAIR_OCCURRED_AT,
+       ENGINE_REPAIR_VERSION, ENGINE_REPAIR__FIELDS };
 
 struct engine {
     const view_t *en_view;
@@ -57,6 +64,8 @@ struct engine {
     buf_t en_scratch;     /* a parked event being written */
     buf_t en_unpark;      /* a parked event being re-applied (unpark is not re-entrant:
                              parked events come through links and never learn links) */
+    const catalog_entry_t *en_repair_reader; /* readmodel.Repair, if the view takes repairs */
+    int en_repair_fields[ENGINE_REPAIR__FIELDS]; /* its field indexes */
 };
 
 /* An entity's share of one counter (note 7). Stored packed after the version. */
@@ -83,7 +92,11 @@ typedef struct engine_ev {
     const char *ev_link_id;
     size_t ev_link_id_len;
     char ev_key_buf[VIEW_KEY_MAX_BYTES]; /* view key copied out of the link's page */
-    /* The entity's version record (check_version), rewritten when a share changes. */
+    /* A repair (apply_repair) brings its values and item id instead of expressions. */
+    const struct engine_val *ev_repair_vals; /* one per assignment of the op */
+    const char *ev_repair_item;
+    size_t ev_repair_item_len;
+    /* The entity's version record (guard_check), rewritten when a share changes. */
     char ev_vkey[ENGINE_KEY_BYTES];
     size_t ev_vkey_len;
     size_t ev_share_count;
@@ -121,6 +134,18 @@ engine_t *engine_new(const view_t *view, const catalog_t *catalog, store_t *stor
         free(engine);
         return NULL;
     }
+    const catalog_entry_t *repair = view->v_repair_topic
+                                        ? catalog_latest(catalog, ENGINE_REPAIR_RECORD)
+                                        : NULL;
+    static const char *const names[ENGINE_REPAIR__FIELDS] = {
+        "view_key", "section", "op", "item_id", "fields_json", "view", "event_id", "occurred_at",
+        "version"};
+    for (size_t i = 0; repair && i < ENGINE_REPAIR__FIELDS; i++) {
+        engine->en_repair_fields[i] = avro_schema_record_field_get_index(repair->ce_schema, names[i]);
+        if (engine->en_repair_fields[i] < 0)
+            repair = NULL; /* not the record we know: its messages count as no_rule */
+    }
+    engine->en_repair_reader = repair;
     return engine;
 }
 
@@ -328,7 +353,11 @@ static bool merge(const engine_ev_t *ev, const view_op_t *op, const view_section
     for (size_t i = 0; i < op->vo_assign_count; i++) {
         const view_assign_t *as = &op->vo_assigns[i];
         engine_val_t val;
-        if (eval(ev, &as->va_value, &val) || val.ev_type == FRAG_ABSENT)
+        if (ev->ev_repair_vals)
+            val = ev->ev_repair_vals[i];
+        else if (eval(ev, &as->va_value, &val))
+            continue;
+        if (val.ev_type == FRAG_ABSENT)
             continue; /* a null optional field means "unchanged" */
         frag_slot_t *slot = &frag->f_slots[as->va_field];
         if (slot->fsl_type != FRAG_ABSENT && !frag_stamp_newer(&ev->ev_stamp, &slot->fsl_stamp))
@@ -488,8 +517,13 @@ static int op_fragment(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const vi
     const view_section_t *section = &engine->en_view->v_sections[op->vo_section];
     const char *item = "";
     size_t item_len = 0;
-    if (op->vo_kind != VIEW_OP_SET && eval_id(ev, &op->vo_item, &item, &item_len, res, "item id"))
+    if (ev->ev_repair_item) {
+        item = ev->ev_repair_item;
+        item_len = ev->ev_repair_item_len;
+    } else if (op->vo_kind != VIEW_OP_SET &&
+               eval_id(ev, &op->vo_item, &item, &item_len, res, "item id")) {
         return RM_EVALIDATE;
+    }
     char key[ENGINE_KEY_BYTES];
     size_t klen = store_doc_key(key, sizeof(key), ev->ev_key, ev->ev_key_len, section->vs_name,
                                 item, item_len);
@@ -924,18 +958,19 @@ static uint32_t fnv32(const char *s, size_t len)
     return h;
 }
 
-static int read_meta(engine_ev_t *ev, engine_result_t *res)
+/* Reads event_id, occurred_at and version (at those reader indexes) into the stamp. */
+static int read_meta_at(engine_ev_t *ev, int id_index, int time_index, int version_index,
+                        engine_result_t *res)
 {
-    const view_rule_t *rule = ev->ev_rule;
     avro_value_t field;
     const char *event_id;
     size_t event_id_len;
     int64_t occurred_at, version;
-    if (avro_dec_field(ev->ev_dec, (size_t)rule->vr_event_id_index, &field) ||
+    if (avro_dec_field(ev->ev_dec, (size_t)id_index, &field) ||
         avro_value_get_string(&field, &event_id, &event_id_len) ||
-        avro_dec_field(ev->ev_dec, (size_t)rule->vr_occurred_at_index, &field) ||
+        avro_dec_field(ev->ev_dec, (size_t)time_index, &field) ||
         avro_value_get_long(&field, &occurred_at) ||
-        avro_dec_field(ev->ev_dec, (size_t)rule->vr_version_index, &field) ||
+        avro_dec_field(ev->ev_dec, (size_t)version_index, &field) ||
         avro_value_get_long(&field, &version)) {
         reject(res, RM_EVALIDATE, "event_id, occurred_at or version unreadable");
         return RM_EVALIDATE;
@@ -951,19 +986,21 @@ static int read_meta(engine_ev_t *ev, engine_result_t *res)
     return 0;
 }
 
+static int read_meta(engine_ev_t *ev, engine_result_t *res)
+{
+    const view_rule_t *rule = ev->ev_rule;
+    return read_meta_at(ev, rule->vr_event_id_index, rule->vr_occurred_at_index,
+                        rule->vr_version_index, res);
+}
+
 /* Version guard: returns 1 if the event is stale, 0 if new (and fills vkey with the
  * guard's key). The guard lives in `doc` under the view key ("key \0 \xff \0 type \0
  * id"), next to the fragments the event changes: one dirty page fewer per event than
  * a separate table keyed by entity (measured on a 543k-event backlog: 49k -> 57k events/s), and erasure removes
  * it with the rest of the key. */
-static int check_version(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, engine_result_t *res)
+static int guard_check(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const char *type,
+                       const char *id, size_t id_len, char *vkey, size_t *ret_vlen)
 {
-    char *vkey = ev->ev_vkey;
-    const char *id;
-    size_t id_len;
-    if (eval_id(ev, &ev->ev_rule->vr_entity_id, &id, &id_len, res, "entity id"))
-        return RM_EVALIDATE;
-    const char *type = ev->ev_rule->vr_entity_type;
     char item[ENGINE_KEY_BYTES];
     size_t item_len = join_key(item, type, strlen(type), id, id_len);
     size_t vlen = item_len ? store_doc_key(vkey, ENGINE_KEY_BYTES, ev->ev_key, ev->ev_key_len,
@@ -973,6 +1010,8 @@ static int check_version(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, engine
         return RM_EVALIDATE;
     MDB_val val;
     int rc = db_get(engine, txn, STORE_DB_DOC, vkey, vlen, &val);
+    *ret_vlen = vlen;
+    memcpy(ev->ev_vkey, vkey, vlen);
     ev->ev_vkey_len = vlen;
     ev->ev_share_count = 0;
     if (rc == RM_ENOTFOUND)
@@ -980,9 +1019,10 @@ static int check_version(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, engine
     if (rc)
         return rc;
     int64_t applied;
+    if (val.mv_size < sizeof(applied))
+        return RM_ESTORE;
     size_t shares = (val.mv_size - sizeof(applied)) / ENGINE_SHARE_BYTES;
-    if (val.mv_size < sizeof(applied) || shares > VIEW_MAX_CONTRIBUTIONS ||
-        val.mv_size != sizeof(applied) + shares * ENGINE_SHARE_BYTES)
+    if (shares > VIEW_MAX_CONTRIBUTIONS || val.mv_size != sizeof(applied) + shares * ENGINE_SHARE_BYTES)
         return RM_ESTORE;
     memcpy(&applied, val.mv_data, sizeof(applied));
     if (ev->ev_stamp.fs_version <= applied)
@@ -996,6 +1036,16 @@ static int check_version(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, engine
     }
     ev->ev_share_count = shares;
     return 0;
+}
+
+static int check_version(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, char *vkey,
+                         size_t *ret_vlen, engine_result_t *res)
+{
+    const char *id;
+    size_t id_len;
+    if (eval_id(ev, &ev->ev_rule->vr_entity_id, &id, &id_len, res, "entity id"))
+        return RM_EVALIDATE;
+    return guard_check(engine, txn, ev, ev->ev_rule->vr_entity_type, id, id_len, vkey, ret_vlen);
 }
 
 /* Checks every id the operations will use before any of them writes, so a poison
@@ -1046,6 +1096,177 @@ static int run_ops(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, bool key_era
     return update_marks(engine, txn, ev);
 }
 
+/* ---- repairs (reconcile --repair; docs/reconcile.md) ---- */
+
+/* Reads a string field of a repair into ret (borrowed from the decoded value). */
+static int repair_str(const engine_t *engine, const engine_ev_t *ev, int which, const char **ret,
+                      size_t *ret_len)
+{
+    avro_value_t field, branch, *v = &field;
+    if (avro_dec_field(ev->ev_dec, (size_t)engine->en_repair_fields[which], &field))
+        return RM_EDECODE;
+    if (avro_value_get_type(&field) == AVRO_UNION) {
+        if (avro_value_get_current_branch(&field, &branch))
+            return RM_EDECODE;
+        if (avro_value_get_type(&branch) == AVRO_NULL) {
+            *ret = NULL;
+            *ret_len = 0;
+            return 0;
+        }
+        v = &branch;
+    }
+    size_t size;
+    if (avro_value_get_string(v, ret, &size))
+        return RM_EDECODE;
+    *ret_len = size ? size - 1 : 0;
+    return 0;
+}
+
+/* Converts the JSON field values of a repair into assignments of the section's types. */
+static int repair_values(const view_section_t *section, json_t *fields, view_assign_t *assigns,
+                         engine_val_t *vals, size_t *ret_count, engine_result_t *res)
+{
+    const char *name;
+    json_t *value;
+    size_t n = 0;
+    json_object_foreach(fields, name, value) {
+        int f = -1;
+        for (size_t i = 0; i < section->vs_field_count; i++)
+            if (strcmp(section->vs_fields[i].vf_name, name) == 0)
+                f = (int)i;
+        if (f < 0 || n >= FRAG_MAX_SLOTS) {
+            reject(res, RM_EVALIDATE, "repair names a field the section does not have");
+            return RM_EVALIDATE;
+        }
+        engine_val_t *val = &vals[n];
+        view_type_t type = section->vs_fields[f].vf_type;
+        if (json_is_null(value)) {
+            val->ev_type = FRAG_ABSENT;
+        } else if (type == VIEW_T_STRING && json_is_string(value)) {
+            val->ev_type = FRAG_STR;
+            val->ev_str = json_string_value(value);
+            val->ev_len = json_string_length(value);
+        } else if ((type == VIEW_T_LONG || type == VIEW_T_TIMESTAMP) && json_is_integer(value)) {
+            val->ev_type = FRAG_INT;
+            val->ev_int = json_integer_value(value);
+        } else if (type == VIEW_T_BOOL && json_is_boolean(value)) {
+            val->ev_type = FRAG_BOOL;
+            val->ev_int = json_is_true(value);
+        } else {
+            reject(res, RM_EVALIDATE, "repair value does not have the field's type");
+            return RM_EVALIDATE;
+        }
+        assigns[n] = (view_assign_t){.va_field = f};
+        n++;
+    }
+    *ret_count = n;
+    return 0;
+}
+
+/* A readmodel.Repair: set the fields of a single section, or upsert/delete a list item,
+ * of one view key, with the repair's stamp — so it wins over every write older than the
+ * source read it reflects and loses to any newer event. Each repair is its own entity
+ * (type "repair", id = event_id) under the version guard, so a redelivery is stale. */
+static int apply_repair(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, engine_result_t *res)
+{
+    const view_t *view = engine->en_view;
+    const int *idx = engine->en_repair_fields;
+    if (read_meta_at(ev, idx[ENGINE_REPAIR_EVENT_ID], idx[ENGINE_REPAIR_OCCURRED_AT],
+                     idx[ENGINE_REPAIR_VERSION], res))
+        return 0;
+    res->er_event_ms = ev->ev_stamp.fs_time_ms;
+    const char *target, *section_name, *item, *fields_text;
+    size_t target_len, section_len, item_len, fields_len;
+    avro_value_t op_field;
+    int op_symbol;
+    if (repair_str(engine, ev, ENGINE_REPAIR_VIEW, &target, &target_len) ||
+        repair_str(engine, ev, ENGINE_REPAIR_KEY, &ev->ev_key, &ev->ev_key_len) ||
+        repair_str(engine, ev, ENGINE_REPAIR_SECTION, &section_name, &section_len) ||
+        repair_str(engine, ev, ENGINE_REPAIR_ITEM, &item, &item_len) ||
+        repair_str(engine, ev, ENGINE_REPAIR_FIELDS, &fields_text, &fields_len) ||
+        avro_dec_field(ev->ev_dec, (size_t)idx[ENGINE_REPAIR_OP], &op_field) ||
+        avro_value_get_enum(&op_field, &op_symbol)) {
+        reject(res, RM_EDECODE, "repair fields unreadable");
+        return 0;
+    }
+    if (!target || strcmp(target, view->v_name) != 0) {
+        reject(res, RM_EVALIDATE, "repair for another view");
+        return 0;
+    }
+    if (!ev->ev_key || ev->ev_key_len == 0 || ev->ev_key_len > VIEW_KEY_MAX_BYTES ||
+        memchr(ev->ev_key, '\0', ev->ev_key_len)) {
+        reject(res, RM_EVALIDATE, "repair view key missing, too long or holding NUL");
+        return 0;
+    }
+    int section = section_name ? view_section_index(view, section_name) : -1;
+    static const view_op_kind_t kinds[] = {VIEW_OP_SET, VIEW_OP_UPSERT, VIEW_OP_DELETE};
+    if (section < 0 || op_symbol < 0 || op_symbol > 2) {
+        reject(res, RM_EVALIDATE, "repair names an unknown section or operation");
+        return 0;
+    }
+    const view_section_t *sec = &view->v_sections[section];
+    view_op_kind_t kind = kinds[op_symbol];
+    bool list = sec->vs_kind == VIEW_LIST;
+    if (list != (kind != VIEW_OP_SET) || (list && (!item || item_len == 0 ||
+                                                   item_len > VIEW_KEY_MAX_BYTES ||
+                                                   memchr(item, '\0', item_len)))) {
+        reject(res, RM_EVALIDATE, "repair operation does not fit the section (SET for single, "
+                                  "UPSERT/DELETE with an item id for lists)");
+        return 0;
+    }
+    json_error_t jerr;
+    json_t *fields = json_loadb(fields_text ? fields_text : "", fields_len, 0, &jerr);
+    if (!json_is_object(fields)) {
+        json_decref(fields);
+        reject(res, RM_EVALIDATE, "repair fields_json is not a JSON object");
+        return 0;
+    }
+    view_assign_t assigns[FRAG_MAX_SLOTS];
+    engine_val_t vals[FRAG_MAX_SLOTS];
+    view_op_t op = {.vo_kind = kind, .vo_section = section, .vo_assigns = assigns};
+    int rc = repair_values(sec, fields, assigns, vals, &op.vo_assign_count, res);
+    if (rc) {
+        json_decref(fields);
+        return 0;
+    }
+    ev->ev_repair_vals = vals;
+    ev->ev_repair_item = list ? item : NULL;
+    ev->ev_repair_item_len = list ? item_len : 0;
+    MDB_val erased;
+    rc = db_get(engine, txn, STORE_DB_ERASED, ev->ev_key, ev->ev_key_len, &erased);
+    if (rc == 0) {
+        res->er_outcome = ENGINE_ERASED; /* a repair must not resurrect an erased key */
+        json_decref(fields);
+        return 0;
+    }
+    char vkey[ENGINE_KEY_BYTES];
+    size_t vlen = 0;
+    const char *id;
+    size_t id_len;
+    if (rc == RM_ENOTFOUND)
+        rc = repair_str(engine, ev, ENGINE_REPAIR_EVENT_ID, &id, &id_len);
+    if (!rc)
+        rc = guard_check(engine, txn, ev, "repair", id, id_len, vkey, &vlen);
+    if (rc == 1 || rc == RM_EVALIDATE) {
+        res->er_outcome = ENGINE_STALE;
+        json_decref(fields);
+        return 0;
+    }
+    int64_t version = ev->ev_stamp.fs_version;
+    if (!rc)
+        rc = db_put(engine, txn, STORE_DB_DOC, vkey, vlen, &version, sizeof(version));
+    if (!rc)
+        rc = op_fragment(engine, txn, ev, &op, res);
+    if (!rc && ev->ev_removed)
+        rc = update_marks(engine, txn, ev);
+    json_decref(fields);
+    if (rc == RM_EVALIDATE)
+        return RM_ESTORE;
+    if (!rc)
+        res->er_outcome = ENGINE_APPLIED;
+    return rc;
+}
+
 static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
                      engine_result_t *res)
 {
@@ -1074,6 +1295,12 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
             ev.ev_rule = &view->v_rules[i];
             res->er_rule = (int)i;
         }
+    int topic = view_topic_index(view, msg->em_topic);
+    ev.ev_prov.fp_topic = (uint16_t)(topic < 0 ? UINT16_MAX : topic);
+    ev.ev_prov.fp_partition = msg->em_partition;
+    ev.ev_prov.fp_offset = msg->em_offset;
+    if (!ev.ev_rule && engine->en_repair_reader && dev.ade_reader == engine->en_repair_reader)
+        return apply_repair(engine, txn, &ev, res);
     if (!ev.ev_rule) {
         res->er_outcome = ENGINE_NO_RULE;
         return 0;
@@ -1081,10 +1308,6 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
     if (read_meta(&ev, res))
         return 0;
     res->er_event_ms = ev.ev_stamp.fs_time_ms;
-    int topic = view_topic_index(view, msg->em_topic);
-    ev.ev_prov.fp_topic = (uint16_t)(topic < 0 ? UINT16_MAX : topic);
-    ev.ev_prov.fp_partition = msg->em_partition;
-    ev.ev_prov.fp_offset = msg->em_offset;
 
     const view_rule_t *rule = ev.ev_rule;
     if (rule->vr_via_link < 0) {
@@ -1135,7 +1358,9 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
         /* An erased key keeps no versions: its events only refresh "erased" markers,
          * which is idempotent, and whether they came before or after the erasure then
          * leaves the same store (convergence, note 2). */
-        rc = check_version(engine, txn, &ev, res);
+        char vkey[ENGINE_KEY_BYTES];
+        size_t vlen = 0;
+        rc = check_version(engine, txn, &ev, vkey, &vlen, res);
         if (rc == RM_EVALIDATE)
             return 0;
         if (rc < 0)

@@ -640,11 +640,146 @@ static int ld_check_shares(view_ld_t *ld, const yml_node_t *node, size_t index)
     return 0;
 }
 
+/* A dotted member path of a source record: names of [A-Za-z0-9_-] joined by '.'. */
+static int ld_src_path(view_ld_t *ld, const yml_node_t *node, const char *where, char **ret)
+{
+    const char *s = yml_scalar(node);
+    if (!s || !*s || strlen(s) > 2 * VIEW_NAME_MAX_BYTES)
+        return ld_fail(ld, node, where, "expected a member path such as 'total.cents'");
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-' || (*p == '.' && p != s && p[1] && p[1] != '.')))
+            return ld_fail(ld, node, where, "'%s' is not a member path", s);
+    *ret = strdup(s);
+    return *ret ? 0 : RM_ENOMEM;
+}
+
+static int ld_field_of(view_ld_t *ld, const yml_node_t *node, const char *where,
+                       const view_section_t *section, int *ret)
+{
+    const char *name = yml_scalar(node);
+    for (size_t f = 0; name && f < section->vs_field_count; f++)
+        if (strcmp(name, section->vs_fields[f].vf_name) == 0) {
+            *ret = (int)f;
+            return 0;
+        }
+    return ld_fail(ld, node, where, "'%s' is not a field of %s", name ? name : "?",
+                   section->vs_name);
+}
+
+static int ld_source(view_ld_t *ld, const yml_node_t *key, const yml_node_t *val,
+                     view_source_t *src)
+{
+    char where[120];
+    snprintf(where, sizeof(where), "sources.%s", yml_scalar(key) ? yml_scalar(key) : "?");
+    static const char *const allowed[] = {"service", "path", "items", "next_page", "page_param",
+                                          "item", "updated_at", "fields", NULL};
+    src->vsrc_line = yml_line(key);
+    src->vsrc_item_field = -1;
+    if (ld_keys(ld, val, where, allowed))
+        return RM_ECONFIG;
+    src->vsrc_section = yml_scalar(key) ? view_section_index(ld->vl_view, yml_scalar(key)) : -1;
+    if (src->vsrc_section < 0)
+        return ld_fail(ld, key, where, "not a section of this view");
+    for (view_source_t *s = ld->vl_view->v_sources; s != src; s++)
+        if (s->vsrc_section == src->vsrc_section)
+            return ld_fail(ld, key, where, "section has two sources");
+    const view_section_t *section = &ld->vl_view->v_sections[src->vsrc_section];
+    if (section->vs_kind == VIEW_COUNTERS)
+        return ld_fail(ld, key, where, "counters are derived by the view and have no source");
+    const yml_node_t *path = yml_map_get(val, "path");
+    const char *ps = yml_scalar(path);
+    if (ld_name(ld, yml_map_get(val, "service"), where, &src->vsrc_service))
+        return RM_ECONFIG;
+    if (!ps || ps[0] != '/' || !strstr(ps, "{key}") || strchr(ps, ' '))
+        return ld_fail(ld, path ? path : val, where,
+                       "path: expected an absolute path template containing {key}");
+    if (!(src->vsrc_path = strdup(ps)))
+        return RM_ENOMEM;
+    const yml_node_t *n;
+    bool list = section->vs_kind == VIEW_LIST;
+    if (list) {
+        if (ld_src_path(ld, yml_map_get(val, "items"), where, &src->vsrc_items) ||
+            ld_field_of(ld, yml_map_get(val, "item"), where, section, &src->vsrc_item_field))
+            return RM_ECONFIG;
+        if ((n = yml_map_get(val, "next_page")) && ld_src_path(ld, n, where, &src->vsrc_next))
+            return RM_ECONFIG;
+        if ((n = yml_map_get(val, "page_param"))) {
+            if (ld_name(ld, n, where, &src->vsrc_page_param))
+                return RM_ECONFIG;
+        } else if (!(src->vsrc_page_param = strdup("page"))) {
+            return RM_ENOMEM;
+        }
+    } else if (yml_map_get(val, "items") || yml_map_get(val, "item") ||
+               yml_map_get(val, "next_page")) {
+        return ld_fail(ld, val, where, "items, item and next_page are for list sections");
+    }
+    if ((n = yml_map_get(val, "updated_at")) && ld_src_path(ld, n, where, &src->vsrc_updated_at))
+        return RM_ECONFIG;
+    const yml_node_t *fields = yml_map_get(val, "fields");
+    if (yml_kind(fields) != YML_MAP || yml_count(fields) == 0)
+        return ld_fail(ld, fields ? fields : val, where, "fields: expected a mapping of "
+                                                         "view field: source member");
+    src->vsrc_fields = calloc(yml_count(fields), sizeof(*src->vsrc_fields));
+    if (!src->vsrc_fields)
+        return RM_ENOMEM;
+    bool has_item = !list;
+    for (size_t i = 0; i < yml_count(fields); i++) {
+        view_src_field_t *f = &src->vsrc_fields[i];
+        src->vsrc_field_count = i + 1;
+        if (ld_field_of(ld, yml_map_key_at(fields, i), where, section, &f->vsf_field) ||
+            ld_src_path(ld, yml_map_value_at(fields, i), where, &f->vsf_path))
+            return RM_ECONFIG;
+        has_item |= f->vsf_field == src->vsrc_item_field;
+    }
+    if (!has_item)
+        return ld_fail(ld, fields, where, "fields: must map the item field %s",
+                       section->vs_fields[src->vsrc_item_field].vf_name);
+    return 0;
+}
+
+static int ld_sources(view_ld_t *ld, const yml_node_t *node)
+{
+    if (yml_kind(node) != YML_MAP)
+        return ld_fail(ld, node, "sources", "expected a mapping of section: source");
+    ld->vl_view->v_sources = calloc(yml_count(node) ? yml_count(node) : 1, sizeof(view_source_t));
+    if (!ld->vl_view->v_sources)
+        return RM_ENOMEM;
+    for (size_t i = 0; i < yml_count(node); i++) {
+        ld->vl_view->v_source_count = i + 1;
+        if (ld_source(ld, yml_map_key_at(node, i), yml_map_value_at(node, i),
+                      &ld->vl_view->v_sources[i]))
+            return RM_ECONFIG;
+    }
+    return 0;
+}
+
+/* `repairs: {topic: T}`: the topic reconcile publishes corrections to. The projector
+ * consumes it like the others, so it is appended to v_topics. */
+static int ld_repairs(view_ld_t *ld, const yml_node_t *node)
+{
+    static const char *const allowed[] = {"topic", NULL};
+    view_t *view = ld->vl_view;
+    if (ld_keys(ld, node, "repairs", allowed) ||
+        ld_name(ld, yml_map_get(node, "topic"), "repairs.topic", &view->v_repair_topic))
+        return RM_ECONFIG;
+    if (view_topic_index(view, view->v_repair_topic) >= 0)
+        return ld_fail(ld, node, "repairs.topic", "must not be one of the view's topics");
+    char **grown = realloc(view->v_topics, (view->v_topic_count + 1) * sizeof(char *));
+    if (!grown)
+        return RM_ENOMEM;
+    view->v_topics = grown;
+    if (!(grown[view->v_topic_count] = strdup(view->v_repair_topic)))
+        return RM_ENOMEM;
+    view->v_topic_count++;
+    return 0;
+}
+
 static int ld_view(view_ld_t *ld, const yml_node_t *root)
 {
     view_t *view = ld->vl_view;
-    static const char *const allowed[] = {"view", "key",   "topics",  "links",
-                                          "sections", "rules", "indexes", NULL};
+    static const char *const allowed[] = {"view",  "key",     "topics",  "links",   "sections",
+                                          "rules", "indexes", "sources", "repairs", NULL};
     if (ld_keys(ld, root, "(top level)", allowed))
         return RM_ECONFIG;
     const yml_node_t *n;
@@ -671,6 +806,10 @@ static int ld_view(view_ld_t *ld, const yml_node_t *root)
             return RM_ECONFIG;
     }
     if ((n = yml_map_get(root, "indexes")) && ld_indexes(ld, n))
+        return RM_ECONFIG;
+    if ((n = yml_map_get(root, "sources")) && ld_sources(ld, n))
+        return RM_ECONFIG;
+    if ((n = yml_map_get(root, "repairs")) && ld_repairs(ld, n))
         return RM_ECONFIG;
     n = yml_map_get(root, "rules");
     if (yml_kind(n) != YML_SEQ || yml_count(n) == 0)
@@ -786,6 +925,20 @@ void view_destroy(view_t *view)
     for (size_t i = 0; i < view->v_index_count; i++)
         free(view->v_indexes[i].vi_name);
     free(view->v_indexes);
+    for (size_t i = 0; i < view->v_source_count; i++) {
+        view_source_t *src = &view->v_sources[i];
+        for (size_t f = 0; f < src->vsrc_field_count; f++)
+            free(src->vsrc_fields[f].vsf_path);
+        free(src->vsrc_fields);
+        free(src->vsrc_service);
+        free(src->vsrc_path);
+        free(src->vsrc_items);
+        free(src->vsrc_next);
+        free(src->vsrc_page_param);
+        free(src->vsrc_updated_at);
+    }
+    free(view->v_sources);
+    free(view->v_repair_topic);
     for (size_t i = 0; i < view->v_section_count; i++) {
         view_section_t *section = &view->v_sections[i];
         for (size_t f = 0; f < section->vs_field_count; f++) {
@@ -822,6 +975,14 @@ int view_section_index(const view_t *view, const char *name)
         if (strcmp(view->v_sections[i].vs_name, name) == 0)
             return (int)i;
     return -1;
+}
+
+const view_source_t *view_source_for(const view_t *view, int section)
+{
+    for (size_t i = 0; i < view->v_source_count; i++)
+        if (view->v_sources[i].vsrc_section == section)
+            return &view->v_sources[i];
+    return NULL;
 }
 
 const view_index_t *view_index_named(const view_t *view, const char *name)

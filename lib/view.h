@@ -118,6 +118,27 @@ typedef struct view_index {
     view_norm_t vi_norm;
 } view_index_t;
 
+/* Reconciliation: where a section's system of record lives and how its fields map
+ * (`sources:` in the view definition; docs/reconcile.md). Used by reconcile only. */
+typedef struct view_src_field {
+    int vsf_field;   /* index into the section's fields */
+    char *vsf_path;  /* dotted member path in the source record ("total.cents") */
+} view_src_field_t;
+
+typedef struct view_source {
+    int vsrc_section;       /* index into v_sections */
+    char *vsrc_service;     /* service name; its base URL comes from reconcile.source_urls */
+    char *vsrc_path;        /* path template; "{key}" is replaced by the URL-escaped view key */
+    char *vsrc_items;       /* list sections: member holding the response's array */
+    char *vsrc_next;        /* list sections: member holding the next page (number or URL), or NULL */
+    char *vsrc_page_param;  /* query parameter a numeric next page is passed in ("page") */
+    int vsrc_item_field;    /* list sections: the section field holding the item id */
+    char *vsrc_updated_at;  /* member with the record's last-change time, or NULL */
+    view_src_field_t *vsrc_fields;
+    size_t vsrc_field_count;
+    unsigned vsrc_line;
+} view_source_t;
+
 typedef struct view {
     char *v_name;
     char *v_path;
@@ -132,6 +153,10 @@ typedef struct view {
     size_t v_rule_count;
     view_index_t *v_indexes;
     size_t v_index_count;
+    view_source_t *v_sources;
+    size_t v_source_count;
+    char *v_repair_topic;  /* `repairs.topic`: reconcile publishes corrections here and the
+                              projector consumes it (also listed in v_topics); NULL: none */
     char v_hash[17]; /* hex FNV-1a 64 of the definition's bytes: stored in meta, checked at open */
 } view_t;
 
@@ -145,6 +170,8 @@ const view_rule_t *view_rule_for(const view_t *view, const char *full_name);
 /* Index of a section / topic by name, or -1. */
 int view_section_index(const view_t *view, const char *name);
 int view_topic_index(const view_t *view, const char *topic);
+/* The source of a section (by section index), or NULL. */
+const view_source_t *view_source_for(const view_t *view, int section);
 /* The index of that name, or NULL. */
 const view_index_t *view_index_named(const view_t *view, const char *name);
 

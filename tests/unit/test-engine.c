@@ -11,7 +11,7 @@
 #include <string.h>
 
 /* Schema ids of schemas/catalog.yaml. */
-enum { REG = 1, CONTACT = 2, ERASED = 3, ORDER = 4, CANCEL = 5, SETTLED = 6, FAILED = 7,
+enum { REPAIR = 30, REG = 1, CONTACT = 2, ERASED = 3, ORDER = 4, CANCEL = 5, SETTLED = 6, FAILED = 7,
        REVERSED = 8, DISPATCHED = 9, DELAYED = 10, DELIVERED = 11, LOYALTY = 12, RET_OPEN = 13,
        RET_CLOSE = 14, CUSTOMER_SNAP = 40, ORDER_SNAP = 41, LOYALTY_SNAP = 42, RETURN_SNAP = 43 };
 
@@ -117,6 +117,66 @@ static void order(const char *id, int64_t at, int64_t version)
     snprintf(v, sizeof(v), "version=%lld", (long long)version);
     EV(ORDER, e, t, v, o, "customer_id=C1", "lines=2", "total_cents=500", "currency=EUR");
 }
+
+/* A repair from reconcile: sets fields with its own stamp (wins over older writes, loses
+ * to newer events), keeps indexes in step, is applied once, and never resurrects. */
+#define REPAIR_EV(id, at, key, section, op, item, json)                                         \
+    EV(REPAIR, "event_id=" id, "occurred_at=" at, "version=1", "view=customer360",             \
+       "view_key=" key, "section=" section, "op=" op, "item_id=" item, "fields_json=" json,    \
+       "run_id=run1", "source_url=http://src/x", "reason=test")
+
+START_TEST(test_repairs_apply_once_and_lose_to_newer_events)
+{
+    register_c1();
+    order("O1", 1500, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    REPAIR_EV("run1/1", "3000", "C1", "profile", "SET", "null", "{\"email\":\"fixed@example.com\"}");
+    ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_APPLIED);
+    ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_STALE); /* redelivered */
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"email\":\"fixed@example.com\"") && strstr(s, "\"name\":\"Ada\""), "%s", s);
+    /* an older contact update arriving late loses; a newer one wins */
+    EV(CONTACT, "event_id=c2", "occurred_at=2000", "version=2", "customer_id=C1",
+       "email=late@example.com", "phone=null", "preferred_channel=SMS", "marketing_opt_in=false");
+    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+    ck_assert_ptr_nonnull(strstr(sections_of(&fx, "C1"), "fixed@example.com"));
+    EV(CONTACT, "event_id=c3", "occurred_at=4000", "version=3", "customer_id=C1",
+       "email=new@example.com", "phone=null", "preferred_channel=SMS", "marketing_opt_in=false");
+    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+    ck_assert_ptr_nonnull(strstr(sections_of(&fx, "C1"), "new@example.com"));
+
+    /* list items: upsert a missing one, fix a field, delete an extra one */
+    REPAIR_EV("run1/2", "3000", "C1", "orders", "UPSERT", "O9",
+              "{\"order_id\":\"O9\",\"created_at\":1200,\"total_cents\":77,\"currency\":\"GBP\","
+              "\"line_count\":1,\"status\":\"CREATED\"}");
+    ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_APPLIED);
+    REPAIR_EV("run1/3", "3000", "C1", "orders", "UPSERT", "O1", "{\"status\":\"CANCELLED\"}");
+    ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_APPLIED);
+    s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"order_id\":\"O9\"") && strstr(s, "\"total_cents\":77") &&
+                      strstr(s, "\"status\":\"CANCELLED\""), "%s", s);
+    REPAIR_EV("run1/4", "3000", "C1", "orders", "DELETE", "O9", "{}");
+    ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_APPLIED);
+    ck_assert_ptr_null(strstr(sections_of(&fx, "C1"), "\"O9\""));
+
+    /* poison repairs are rejected with a reason, without effect */
+    REPAIR_EV("run1/5", "3000", "C1", "profile", "SET", "null", "{\"nope\":1}");
+    ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_REJECTED);
+    REPAIR_EV("run1/6", "3000", "C1", "profile", "SET", "null", "{\"name\":5}");
+    ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_REJECTED);
+    REPAIR_EV("run1/7", "3000", "C1", "orders", "SET", "null", "{}");
+    ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_REJECTED);
+    REPAIR_EV("run1/8", "3000", "C1", "profile", "SET", "null", "not json");
+    ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_REJECTED);
+
+    /* erased keys stay erased */
+    EV(ERASED, "event_id=e1", "occurred_at=5000", "version=4", "customer_id=C1");
+    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+    REPAIR_EV("run1/9", "6000", "C1", "profile", "SET", "null", "{\"name\":\"Zombie\"}");
+    ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_ERASED);
+    ck_assert_str_eq(sections_of(&fx, "C1"), "NOTFOUND");
+}
+END_TEST
 
 START_TEST(test_profile_set_and_empty_sections)
 {
@@ -540,6 +600,7 @@ int main(void)
     tcase_add_test(tc, test_live_after_snapshot_is_stale);
     tcase_add_test(tc, test_snapshots_fill_sections);
     tcase_add_test(tc, test_contribute_moves_by_the_change_of_share);
+    tcase_add_test(tc, test_repairs_apply_once_and_lose_to_newer_events);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -29,11 +29,21 @@ START_TEST(test_real_definition_loads)
                              err, sizeof(err));
     ck_assert_msg(view != NULL, "%s", err);
     ck_assert_str_eq(view->v_name, "customer360");
-    ck_assert_uint_eq(view->v_topic_count, 6);
+    ck_assert_uint_eq(view->v_topic_count, 7); /* six domain topics and the repairs topic */
+    ck_assert_str_eq(view->v_topics[6], "customer360.repairs");
+    ck_assert_str_eq(view->v_repair_topic, "customer360.repairs");
+    ck_assert_uint_eq(view->v_source_count, 6); /* every section but the counters */
     ck_assert_uint_eq(view->v_section_count, 7);
     int orders = view_section_index(view, "orders");
     ck_assert_int_ge(orders, 0);
     ck_assert_uint_eq(view->v_sections[orders].vs_max_items, 20);
+    const view_source_t *src = view_source_for(view, orders);
+    ck_assert_ptr_nonnull(src);
+    ck_assert_str_eq(src->vsrc_service, "orders");
+    ck_assert_str_eq(src->vsrc_items, "orders");
+    ck_assert_str_eq(src->vsrc_page_param, "page");
+    ck_assert_str_eq(view->v_sections[orders].vs_fields[src->vsrc_item_field].vf_name, "order_id");
+    ck_assert_ptr_null(view_source_for(view, view_section_index(view, "counters")));
     const view_rule_t *rule = view_rule_for(view, "c360.payments.PaymentSettled");
     ck_assert_ptr_nonnull(rule);
     ck_assert_int_ge(rule->vr_via_link, 0);
@@ -58,6 +68,28 @@ static void expect_error(const char *text, const char *expected)
 
 #define HEAD "view: v\nkey: customer_id\ntopics: [customers]\n"
 #define SECTIONS "sections:\n  profile:\n    kind: single\n    fields: {name: string}\n"
+
+START_TEST(test_source_errors)
+{
+#define RULE "rules:\n  - event: c360.customers.CustomerRegistered\n" \
+             "    entity: {type: c, id: customer_id}\n    key: customer_id\n" \
+             "    ops: [{set: {section: profile, fields: {name: name}}}]\n"
+    expect_error(HEAD SECTIONS RULE "sources:\n  nope: {service: s, path: '/c/{key}', fields: {a: b}}\n",
+                 "14: sources.nope: not a section of this view");
+    expect_error(HEAD SECTIONS RULE "sources:\n  profile: {service: s, path: '/c/1', fields: {name: n}}\n",
+                 "14: sources.profile: path: expected an absolute path template containing {key}");
+    expect_error(HEAD SECTIONS RULE "sources:\n  profile: {service: s, path: '/c/{key}', fields: {nmae: n}}\n",
+                 "14: sources.profile: 'nmae' is not a field of profile");
+    expect_error(HEAD SECTIONS RULE "sources:\n  profile: {service: s, path: '/c/{key}', items: x,"
+                                    " fields: {name: n}}\n",
+                 "14: sources.profile: items, item and next_page are for list sections");
+    expect_error(HEAD SECTIONS RULE "sources:\n  profile: {service: s, path: '/c/{key}', fields: {name: a..b}}\n",
+                 "14: sources.profile: 'a..b' is not a member path");
+    expect_error(HEAD SECTIONS RULE "repairs: {topic: customers}\n",
+                 "13: repairs.topic: must not be one of the view's topics");
+#undef RULE
+}
+END_TEST
 
 START_TEST(test_errors_name_line_and_path)
 {
@@ -111,6 +143,7 @@ int main(void)
     tcase_add_test(tc, test_real_definition_loads);
     tcase_add_test(tc, test_errors_name_line_and_path);
     tcase_add_test(tc, test_contribute_errors);
+    tcase_add_test(tc, test_source_errors);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
