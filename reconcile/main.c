@@ -4,6 +4,7 @@
 #include "app.h"
 #include "cfg.h"
 #include "diff_source.h"
+#include "gen.h"
 #include "log.h"
 #include "repair.h"
 #include "replay.h"
@@ -203,9 +204,15 @@ static void on_signal(int sig)
 
 static int run_diff_source(const app_t *app, const rc_options_t *op, report_t *report)
 {
-    char err[1024];
+    char err[1024], dir[4096];
+    int grc = gen_current_dir(app->ap_store_dir, dir, sizeof(dir));
+    if (grc) {
+        log_error("cannot find the view store's current generation",
+                  LOG_S("store", app->ap_store_dir), LOG_S("error", rm_strerror(grc)));
+        return RM_ESTORE;
+    }
     /* A read-only store: reconcile never writes a live store (repairs go through Kafka). */
-    store_opts_t sopts = {.so_dir = app->ap_store_dir, .so_readonly = true};
+    store_opts_t sopts = {.so_dir = dir, .so_readonly = true};
     store_t *store = store_open(&sopts, err, sizeof(err));
     if (!store) {
         log_error("cannot open the view store", LOG_S("error", err));
