@@ -5,6 +5,7 @@
 #include "log.h"
 #include "rm_err.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,8 +202,22 @@ static const outbox_topic_t *topic_of(const outbox_t *outbox, const char *topic)
     return NULL;
 }
 
+/* meta name of the offset below which a previous generation dead-lettered (outbox_adopt) */
+static void seen_name(char *out, size_t cap, const char *topic, int32_t partition)
+{
+    snprintf(out, cap, "dlq_seen/%s/%d", topic, partition);
+}
+
 int outbox_record(outbox_t *outbox, MDB_txn *txn, const outbox_letter_t *letter)
 {
+    char seen[300];
+    int64_t below;
+    seen_name(seen, sizeof(seen), letter->ol_topic, letter->ol_partition);
+    int src = store_meta_get_i64(outbox->ob_store, txn, seen, &below);
+    if (src == 0 && letter->ol_offset < below)
+        return 0; /* a previous generation of this store recorded this very dead letter */
+    if (src && src != RM_ENOTFOUND)
+        return src;
     const outbox_topic_t *ot = topic_of(outbox, letter->ol_topic);
     outbox_hdr_t hdr = {
         .oh_partition = letter->ol_partition,
@@ -516,6 +531,111 @@ int outbox_recover(outbox_t *outbox, int timeout_ms)
     rd_kafka_destroy(consumer);
     outbox->ob_stats.os_recovered += deleted_total;
     outbox->ob_stats.os_pending -= deleted_total < outbox->ob_stats.os_pending ? deleted_total : outbox->ob_stats.os_pending;
+    return rc;
+}
+
+typedef struct adopt_ctx {
+    outbox_t *ac_outbox;
+    MDB_txn *ac_txn;
+} adopt_ctx_t;
+
+static int remember_seen(void *ctx, const char *topic, int32_t partition,
+                         const store_offset_t *offset)
+{
+    adopt_ctx_t *ac = ctx;
+    char name[300];
+    int64_t have = 0;
+    seen_name(name, sizeof(name), topic, partition);
+    int rc = store_meta_get_i64(ac->ac_outbox->ob_store, ac->ac_txn, name, &have);
+    if (rc && rc != RM_ENOTFOUND)
+        return rc;
+    if (rc == 0 && have >= offset->so_next_offset)
+        return 0;
+    return store_meta_put_i64(ac->ac_outbox->ob_store, ac->ac_txn, name, offset->so_next_offset);
+}
+
+int outbox_adopt(outbox_t *outbox, store_t *previous)
+{
+    MDB_txn *rtxn, *wtxn;
+    int rc = store_read_begin(previous, &rtxn);
+    if (rc)
+        return rc;
+    rc = store_write_begin(outbox->ob_store, &wtxn);
+    if (rc) {
+        store_read_end(rtxn);
+        return rc;
+    }
+    /* Collect first, delete after: no cursor repositioning after deletes. */
+    int64_t *seqs = NULL;
+    size_t dropped = 0, cap = 0;
+    MDB_cursor *cur = NULL;
+    rc = rm_err_from_mdb(mdb_cursor_open(wtxn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &cur));
+    MDB_val k, v;
+    int mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        outbox_entry_t e;
+        char topic[256];
+        store_offset_t seen;
+        if (entry_decode(&k, &v, &e) || e.oe_hdr.oh_topic_len >= sizeof(topic))
+            continue;
+        memcpy(topic, e.oe_topic, e.oe_hdr.oh_topic_len);
+        topic[e.oe_hdr.oh_topic_len] = '\0';
+        /* The previous generation consumed this offset: it recorded (and published, or
+         * still holds) the same dead letter. */
+        if (store_offset_get(previous, rtxn, topic, e.oe_hdr.oh_partition, &seen) != 0 ||
+            e.oe_hdr.oh_offset >= seen.so_next_offset)
+            continue;
+        if (dropped == cap) {
+            cap = cap ? cap * 2 : 64;
+            int64_t *grown = realloc(seqs, cap * sizeof(*seqs));
+            if (!grown) {
+                rc = RM_ENOMEM;
+                break;
+            }
+            seqs = grown;
+        }
+        seqs[dropped++] = e.oe_seq;
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    if (!rc && mrc && mrc != MDB_NOTFOUND)
+        rc = rm_err_from_mdb(mrc);
+    for (size_t i = 0; !rc && i < dropped; i++) {
+        unsigned char key[8];
+        store_be64(key, (uint64_t)seqs[i]);
+        MDB_val dk = {sizeof(key), key};
+        rc = rm_err_from_mdb(mdb_del(wtxn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &dk, NULL));
+    }
+    free(seqs);
+    /* From now on, letters below the previous generation's offsets are not recorded
+     * again: that generation consumed those messages and dead-lettered the poison. */
+    if (!rc)
+        rc = store_offset_foreach(previous, rtxn, remember_seen, &(adopt_ctx_t){outbox, wtxn});
+    /* Sequences continue after the previous generation's, so "published" stays decidable
+     * from the DLQ partitions' newest sequence (note 2). */
+    int64_t old_seq = 0, new_seq = 0;
+    if (!rc) {
+        int grc = store_meta_get_i64(previous, rtxn, "outbox_seq", &old_seq);
+        rc = grc == RM_ENOTFOUND ? 0 : grc;
+    }
+    if (!rc) {
+        int grc = store_meta_get_i64(outbox->ob_store, wtxn, "outbox_seq", &new_seq);
+        rc = grc == RM_ENOTFOUND ? 0 : grc;
+    }
+    if (!rc && old_seq > new_seq)
+        rc = store_meta_put_i64(outbox->ob_store, wtxn, "outbox_seq", old_seq);
+    store_read_end(rtxn);
+    if (rc) {
+        store_write_abort(wtxn);
+        return rc;
+    }
+    rc = store_write_commit(outbox->ob_store, wtxn);
+    if (!rc && dropped) {
+        outbox->ob_stats.os_pending -= dropped < outbox->ob_stats.os_pending ? dropped
+                                                                           : outbox->ob_stats.os_pending;
+        log_info("dead letters already recorded by the previous generation dropped",
+                 LOG_I("dropped", dropped));
+    }
     return rc;
 }
 

@@ -76,6 +76,18 @@ int outbox_flush(outbox_t *outbox, int timeout_ms);
 
 /* Whether outbox_flush has work: entries recorded since the last flush, or left
  * unacknowledged (or found at start) and not yet published. */
+/* A new generation of the store (rebuild) takes over from `previous`, the generation it
+ * replaces. The previous one consumed its topics up to its stored offsets and recorded
+ * the dead letters of that part of the log (and published them, or still holds them), so:
+ * entries for those offsets are deleted; the offsets are remembered in meta
+ * ("dlq_seen/<topic>/<partition>") and outbox_record skips letters below them from then
+ * on (the new generation re-consumes the messages the old one applied before the
+ * switch); and the sequence continues after the previous one's. Run by the writer of the
+ * new generation before it publishes anything — the rebuild before its switch, the daemon
+ * at the switch (with the old generation's final offsets); running it again is harmless.
+ * Returns 0 or a store error. */
+int outbox_adopt(outbox_t *outbox, store_t *previous);
+
 bool outbox_flush_due(const outbox_t *outbox);
 
 void outbox_get_stats(const outbox_t *outbox, outbox_stats_t *ret_stats);

@@ -628,6 +628,15 @@ static int dead_letter_expired(void *ctx, MDB_txn *txn, const engine_parked_t *p
     return outbox_record(ec->ec_pipe->pi_outbox, txn, &letter);
 }
 
+/* Publishes recorded dead letters, unless this pipeline holds them (po_hold_dead_letters). */
+static void flush_dead_letters(pipe_t *pipe, int timeout_ms, bool only_when_due)
+{
+    if (pipe->pi_opts.po_hold_dead_letters)
+        return;
+    if (!only_when_due || outbox_flush_due(pipe->pi_outbox))
+        outbox_flush(pipe->pi_outbox, timeout_ms);
+}
+
 /* Dead-letters parked events older than projector.parked_max_age_s. */
 static int expire_parked(pipe_t *pipe)
 {
@@ -651,7 +660,7 @@ static int expire_parked(pipe_t *pipe)
     rc = store_write_commit(store, txn);
     if (!rc) {
         pipe->pi_expired += expired;
-        outbox_flush(pipe->pi_outbox, PIPE_OUTBOX_FLUSH_MS);
+        flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, false);
     }
     return rc;
 }
@@ -806,8 +815,7 @@ static int apply_batch(pipe_t *pipe)
             pipe->pi_stats.ps_skipped_before_start += skipped;
             pipe->pi_stats.ps_batches++;
             batch_release(pipe);
-            if (outbox_flush_due(pipe->pi_outbox))
-                outbox_flush(pipe->pi_outbox, PIPE_OUTBOX_FLUSH_MS);
+            flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true);
             publish_snapshot(pipe);
             return 0;
         }
@@ -888,7 +896,9 @@ static void fill_batch(pipe_t *pipe)
 int pipe_run(pipe_t *pipe)
 {
     /* Dead letters a crash left between produce and delete are already in Kafka. */
-    int orc = outbox_recover(pipe->pi_outbox, PIPE_METADATA_TIMEOUT_MS);
+    int orc = pipe->pi_opts.po_hold_dead_letters
+                  ? 0
+                  : outbox_recover(pipe->pi_outbox, PIPE_METADATA_TIMEOUT_MS);
     if (orc)
         log_warn("cannot read the dead-letter topics to recover the outbox; pending dead "
                  "letters will be published again",
@@ -907,8 +917,7 @@ int pipe_run(pipe_t *pipe)
         if ((pipe->pi_opts.po_until_caught_up && caught_up(pipe)) || pipe->pi_stop) {
             /* Leave no dead letter unpublished behind a clean exit when the broker
              * allows (bounded; what remains is published on the next start). */
-            if (outbox_flush_due(pipe->pi_outbox))
-                outbox_flush(pipe->pi_outbox, PIPE_OUTBOX_EXIT_FLUSH_MS);
+            flush_dead_letters(pipe, PIPE_OUTBOX_EXIT_FLUSH_MS, true);
             return 0;
         }
         fill_batch(pipe);
@@ -932,8 +941,7 @@ int pipe_run(pipe_t *pipe)
         if (rm_mono_ms() >= pipe->pi_next_metadata_ms)
             refresh_partitions(pipe);
         if (rm_mono_ms() >= pipe->pi_next_snapshot_ms) {
-            if (outbox_flush_due(pipe->pi_outbox))
-                outbox_flush(pipe->pi_outbox, PIPE_OUTBOX_FLUSH_MS);
+            flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true);
             publish_snapshot(pipe);
         }
         if (pipe->pi_opts.po_tick && (rc = pipe->pi_opts.po_tick(pipe->pi_opts.po_tick_arg, pipe)))
@@ -953,8 +961,17 @@ int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation)
         return rc;
     }
     /* Dead letters recorded in the old generation: publish what the broker takes now. */
-    if (outbox_flush_due(pipe->pi_outbox))
-        outbox_flush(pipe->pi_outbox, PIPE_OUTBOX_FLUSH_MS);
+    flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true);
+    /* The new generation (a rebuild) re-consumes what the old one applied since the
+     * rebuild caught up: it must not record those dead letters a second time. */
+    rc = outbox_adopt(outbox, pipe->pi_opts.po_store);
+    if (rc) {
+        log_error("cannot adopt the previous generation's dead letters",
+                  LOG_S("store", store_dir(store)), LOG_S("error", rm_strerror(rc)));
+        engine_destroy(engine);
+        outbox_destroy(outbox);
+        return rc;
+    }
     engine_destroy(pipe->pi_engine);
     outbox_destroy(pipe->pi_outbox);
     pipe->pi_engine = engine;
@@ -980,6 +997,11 @@ int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation)
     pthread_mutex_unlock(&pipe->pi_lock);
     publish_snapshot(pipe);
     return rc;
+}
+
+int pipe_adopt_previous(pipe_t *pipe, store_t *previous)
+{
+    return outbox_adopt(pipe->pi_outbox, previous);
 }
 
 size_t pipe_partitions(pipe_t *pipe, pipe_partition_t *out, size_t cap)

@@ -61,6 +61,10 @@ typedef struct pipe_opts {
      * return stops pipe_run, which returns it. NULL: none. */
     int (*po_tick)(void *arg, pipe_t *pipe);
     void *po_tick_arg;
+    /* Record dead letters in the store's outbox but never publish them, nor recover the
+     * outbox against the DLQ: a rebuild's generation is not live yet (the daemon publishes
+     * its outbox after the switch, outbox_adopt). */
+    bool po_hold_dead_letters;
 } pipe_opts_t;
 
 /* One partition's position (pipe_partitions). */
@@ -103,6 +107,10 @@ int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation);
 /* Copies up to cap partitions' positions into out and returns how many there are.
  * Consumer thread only (from po_tick). */
 size_t pipe_partitions(pipe_t *pipe, pipe_partition_t *out, size_t cap);
+
+/* The rebuild's side of outbox_adopt: previous is the generation this pipeline's store
+ * replaces. Consumer thread only, between runs. Returns 0 or a store error. */
+int pipe_adopt_previous(pipe_t *pipe, store_t *previous);
 
 /* A snapshot of the counters (any thread; as of the last committed batch). */
 void pipe_get_stats(pipe_t *pipe, pipe_stats_t *ret_stats);

@@ -281,6 +281,29 @@ static int progress_tick(void *arg, pipe_t *pipe)
     return 0;
 }
 
+
+/* The rebuild's side of outbox_adopt: the current generation (opened read-only while the
+ * daemon writes it) is the one the new generation replaces. No current one: nothing. */
+static int adopt_current(const char *view_dir, pipe_t *pipe)
+{
+    char dir[4096], err[512];
+    int64_t id;
+    int rc = gen_current(view_dir, &id, dir, sizeof(dir));
+    if (rc == RM_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    store_opts_t sopts = {.so_dir = dir, .so_readonly = true};
+    store_t *current = store_open(&sopts, err, sizeof(err));
+    if (!current) {
+        log_error("cannot open the current generation", LOG_S("error", err));
+        return RM_ESTORE;
+    }
+    rc = pipe_adopt_previous(pipe, current);
+    store_close(current);
+    return rc;
+}
+
 int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile *running,
                       volatile sig_atomic_t *stop_requested)
 {
@@ -314,8 +337,13 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
     pg.pg_parts = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_parts));
     pg.pg_prev_next = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_prev_next));
     pg.pg_rate = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_rate));
-    pipe_opts_t popts = {app->ap_cfg, app->ap_view, app->ap_catalog, store, true, start_time_ms,
-                         id, progress_tick, &pg};
+    /* The new generation is not live: it holds its dead letters; they are published by the
+     * daemon after the switch, less those the current generation already recorded. */
+    pipe_opts_t popts = {.po_cfg = app->ap_cfg, .po_view = app->ap_view,
+                         .po_catalog = app->ap_catalog, .po_store = store,
+                         .po_until_caught_up = true, .po_start_time_ms = start_time_ms,
+                         .po_generation = id, .po_tick = progress_tick, .po_tick_arg = &pg,
+                         .po_hold_dead_letters = true};
     char err[1024];
     pipe_t *pipe = pg.pg_parts && pg.pg_prev_next && pg.pg_rate ? pipe_new(&popts, err, sizeof(err)) : NULL;
     int exit_code = APP_EXIT_OK;
@@ -351,6 +379,15 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
                      : "rebuild interrupted; current generation unchanged",
                   LOG_S("view", app->ap_view->v_name), LOG_I("generation", id),
                   LOG_S("error", rc ? rm_strerror(rc) : NULL));
+        exit_code = APP_EXIT_FAILURE;
+        goto out;
+    }
+    /* Dead letters the current generation already recorded are not the new one's to
+     * publish (the daemon repeats this at the switch with its final offsets). */
+    rc = adopt_current(view_dir, pipe);
+    if (rc) {
+        log_error("cannot compare dead letters with the current generation",
+                  LOG_S("error", rm_strerror(rc)));
         exit_code = APP_EXIT_FAILURE;
         goto out;
     }

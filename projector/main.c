@@ -216,8 +216,11 @@ int main(int argc, char **argv)
         exit_code = usage_error ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
         goto out;
     }
-    pipe_opts_t popts = {app.ap_cfg, app.ap_view, app.ap_catalog, follow.gf_store, until_caught_up,
-                         0, follow.gf_generation, gens_follow_tick, &follow};
+    pipe_opts_t popts = {.po_cfg = app.ap_cfg, .po_view = app.ap_view,
+                         .po_catalog = app.ap_catalog, .po_store = follow.gf_store,
+                         .po_until_caught_up = until_caught_up,
+                         .po_generation = follow.gf_generation, .po_tick = gens_follow_tick,
+                         .po_tick_arg = &follow};
     pipe = pipe_new(&popts, err, sizeof(err));
     if (!pipe) {
         fprintf(stderr, "projector: %s\n", err);
