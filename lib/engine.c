@@ -33,6 +33,7 @@
 #include "engine.h"
 #include "avro_dec.h"
 #include "buf.h"
+#include "degraded.h"
 #include "frag.h"
 #include "index.h"
 #include "rm_err.h"
@@ -46,6 +47,7 @@
 #define ENGINE_KEY_BYTES 512
 #define ENGINE_VERSION_SECTION "\xff" /* sorts after every section name (view.c allows no 0xff) */
 #define ENGINE_REPAIR_RECORD "readmodel.Repair"
+#define ENGINE_HANDLED_RECORD "readmodel.DeadLetterHandled"
 
 /* Fields of a readmodel.Repair record (schemas/avro/Repair.v1.avsc), looked up once. */
 enum { ENGINE_REPAIR_KEY = 0, ENGINE_REPAIR_SECTION, ENGINE_REPAIR_OP, ENGINE_REPAIR_ITEM,
@@ -65,6 +67,8 @@ struct engine {
     buf_t en_unpark;      /* a parked event being re-applied (unpark is not re-entrant:
                              parked events come through links and never learn links) */
     const catalog_entry_t *en_repair_reader; /* readmodel.Repair, if the view takes repairs */
+    const catalog_entry_t *en_handled_reader; /* readmodel.DeadLetterHandled, likewise */
+    int en_handled_fields[4];                 /* view, topic, partition, offset */
     int en_repair_fields[ENGINE_REPAIR__FIELDS]; /* its field indexes */
 };
 
@@ -146,6 +150,17 @@ engine_t *engine_new(const view_t *view, const catalog_t *catalog, store_t *stor
             repair = NULL; /* not the record we know: its messages count as no_rule */
     }
     engine->en_repair_reader = repair;
+    const catalog_entry_t *handled = view->v_repair_topic
+                                         ? catalog_latest(catalog, ENGINE_HANDLED_RECORD)
+                                         : NULL;
+    static const char *const hnames[4] = {"view", "topic", "partition", "offset"};
+    for (size_t i = 0; handled && i < 4; i++) {
+        engine->en_handled_fields[i] = avro_schema_record_field_get_index(handled->ce_schema,
+                                                                          hnames[i]);
+        if (engine->en_handled_fields[i] < 0)
+            handled = NULL;
+    }
+    engine->en_handled_reader = handled;
     return engine;
 }
 
@@ -1096,6 +1111,36 @@ static int run_ops(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, bool key_era
     return update_marks(engine, txn, ev);
 }
 
+/* A readmodel.DeadLetterHandled (projector dlq replay|purge): clears the degraded mark
+ * the dead letter put on its entity (degraded.h). Idempotent, so it needs no guard. */
+static int apply_handled(engine_t *engine, engine_ev_t *ev, MDB_txn *txn, engine_result_t *res)
+{
+    const int *idx = engine->en_handled_fields;
+    avro_value_t field;
+    const char *view_name, *topic;
+    size_t view_len, topic_len;
+    int32_t partition;
+    int64_t offset;
+    if (avro_dec_field(ev->ev_dec, (size_t)idx[0], &field) ||
+        avro_value_get_string(&field, &view_name, &view_len) ||
+        avro_dec_field(ev->ev_dec, (size_t)idx[1], &field) ||
+        avro_value_get_string(&field, &topic, &topic_len) ||
+        avro_dec_field(ev->ev_dec, (size_t)idx[2], &field) || avro_value_get_int(&field, &partition) ||
+        avro_dec_field(ev->ev_dec, (size_t)idx[3], &field) || avro_value_get_long(&field, &offset)) {
+        reject(res, RM_EDECODE, "dead-letter-handled fields unreadable");
+        return 0;
+    }
+    if (strcmp(view_name, engine->en_view->v_name) != 0) {
+        reject(res, RM_EVALIDATE, "dead-letter-handled for another view");
+        return 0;
+    }
+    bool cleared;
+    int rc = degraded_clear(engine->en_store, txn, topic, partition, offset, &cleared);
+    if (!rc)
+        res->er_outcome = cleared ? ENGINE_APPLIED : ENGINE_STALE;
+    return rc;
+}
+
 /* ---- repairs (reconcile --repair; docs/reconcile.md) ---- */
 
 /* Reads a string field of a repair into ret (borrowed from the decoded value). */
@@ -1301,6 +1346,8 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
     ev.ev_prov.fp_offset = msg->em_offset;
     if (!ev.ev_rule && engine->en_repair_reader && dev.ade_reader == engine->en_repair_reader)
         return apply_repair(engine, txn, &ev, res);
+    if (!ev.ev_rule && engine->en_handled_reader && dev.ade_reader == engine->en_handled_reader)
+        return apply_handled(engine, &ev, txn, res);
     if (!ev.ev_rule) {
         res->er_outcome = ENGINE_NO_RULE;
         return 0;

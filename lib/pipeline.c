@@ -6,6 +6,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "outbox.h"
+#include "degraded.h"
 #include "rm_err.h"
 
 #include <assert.h>
@@ -607,6 +608,16 @@ static int handle_gap(pipe_t *pipe)
     return assign_all(pipe);
 }
 
+/* The entity a dead letter's key names is marked degraded in the same txn (degraded.h). */
+static int mark_degraded(pipe_t *pipe, MDB_txn *txn, const outbox_letter_t *letter)
+{
+    degraded_event_t ev = {letter->ol_topic, letter->ol_partition, letter->ol_offset,
+                           letter->ol_timestamp_ms, letter->ol_key, letter->ol_key_len,
+                           letter->ol_error, letter->ol_reason};
+    bool marked;
+    return degraded_mark(pipe->pi_opts.po_view, pipe->pi_opts.po_store, txn, &ev, &marked);
+}
+
 typedef struct expire_ctx {
     pipe_t *ec_pipe;
     char ec_reason[160];
@@ -625,7 +636,8 @@ static int dead_letter_expired(void *ctx, MDB_txn *txn, const engine_parked_t *p
     log_warn("parked event expired; dead-lettered", LOG_S("view", ec->ec_pipe->pi_opts.po_view->v_name),
              LOG_S("topic", m->em_topic), LOG_I("partition", m->em_partition),
              LOG_I("offset", m->em_offset), LOG_S("link", parked->ep_link));
-    return outbox_record(ec->ec_pipe->pi_outbox, txn, &letter);
+    int rc = outbox_record(ec->ec_pipe->pi_outbox, txn, &letter);
+    return rc ? rc : mark_degraded(ec->ec_pipe, txn, &letter);
 }
 
 /* Publishes recorded dead letters, unless this pipeline holds them (po_hold_dead_letters). */
@@ -731,6 +743,7 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
                                       m->key, m->key_len, m->payload, m->len,
                                       error_class(res.er_error), res.er_reason};
             rc = outbox_record(pipe->pi_outbox, txn, &letter);
+            rc = rc ? rc : mark_degraded(pipe, txn, &letter);
             if (rc)
                 break;
             log_warn("event dead-lettered", LOG_S("view", view->v_name), LOG_S("topic", topic),

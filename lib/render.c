@@ -5,6 +5,7 @@
  * by their stored sort key. Key order in LMDB is by section name, so fragments are
  * collected first and emitted in definition order. */
 #include "render.h"
+#include "degraded.h"
 #include "frag.h"
 #include "rm_err.h"
 
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #define RENDER_STACK_ITEMS 128 /* fragments per document before we fall back to the heap */
+#define RENDER_MAX_DEGRADED 16 /* degraded marks listed; the count says how many there are */
 
 typedef struct render_item {
     int ri_section;
@@ -31,6 +33,9 @@ typedef struct render_scan {
     size_t rs_cap;
     frag_marks_t rs_marks;
     bool rs_has_marks;
+    const char *rs_degraded[RENDER_MAX_DEGRADED]; /* JSON of the marks (degraded.h) */
+    size_t rs_degraded_len[RENDER_MAX_DEGRADED];
+    size_t rs_degraded_count;                     /* all of them, listed or not */
 } render_scan_t;
 
 static int scan_push(render_scan_t *scan, const render_item_t *item)
@@ -92,6 +97,14 @@ static int scan_key(const view_t *view, store_t *store, MDB_txn *txn, const char
         if (!sep)
             continue;
         size_t name_len = (size_t)(sep - rest);
+        if (name_len == 1 && rest[0] == DEGRADED_SECTION[0]) {
+            if (scan->rs_degraded_count < RENDER_MAX_DEGRADED) {
+                scan->rs_degraded[scan->rs_degraded_count] = v.mv_data;
+                scan->rs_degraded_len[scan->rs_degraded_count] = v.mv_size;
+            }
+            scan->rs_degraded_count++;
+            continue;
+        }
         if (name_len == 1 && rest[0] == '\xff')
             break; /* entity versions (engine.c) sort after every section */
         if (name_len == 0) { /* "key \0 \0": the marks */
@@ -256,6 +269,23 @@ static int emit_freshness(const view_t *view, const render_scan_t *scan,
     return rc ? rc : buf_append_char(out, '}');
 }
 
+/* Events of this entity that were dead-lettered (degraded.h): the document says which
+ * and why, so nobody mistakes it for complete. Nothing at all when there are none. */
+static int emit_degraded(const render_scan_t *scan, buf_t *out)
+{
+    if (!scan->rs_degraded_count)
+        return 0;
+    int rc = buf_append_str(out, ",\"degraded\":[");
+    size_t listed = scan->rs_degraded_count < RENDER_MAX_DEGRADED ? scan->rs_degraded_count
+                                                                  : RENDER_MAX_DEGRADED;
+    for (size_t i = 0; !rc && i < listed; i++) {
+        if (i)
+            rc = buf_append_char(out, ',');
+        rc = rc ? rc : buf_append(out, scan->rs_degraded[i], scan->rs_degraded_len[i]);
+    }
+    return rc ? rc : buf_printf(out, "],\"degraded_count\":%zu", scan->rs_degraded_count);
+}
+
 void render_shape_all(render_shape_t *shape)
 {
     memset(shape, 0, sizeof(*shape));
@@ -273,6 +303,7 @@ static int render(const view_t *view, store_t *store, MDB_txn *txn, const char *
     scan.rs_count = 0;
     scan.rs_cap = RENDER_STACK_ITEMS;
     scan.rs_has_marks = false;
+    scan.rs_degraded_count = 0;
     int rc = scan_key(view, store, txn, key, key_len, &scan);
     size_t mark = out->b_len;
     if (!rc && whole) {
@@ -287,6 +318,7 @@ static int render(const view_t *view, store_t *store, MDB_txn *txn, const char *
     if (!rc && whole) {
         rc = buf_append_str(out, ",\"freshness\":");
         rc = rc ? rc : emit_freshness(view, &scan, shape, out);
+        rc = rc ? rc : emit_degraded(&scan, out);
         rc = rc ? rc : buf_append_char(out, '}');
     }
     scan_free(&scan);

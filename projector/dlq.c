@@ -4,7 +4,9 @@
 #include "kafka.h"
 #include "log.h"
 #include "outbox.h"
+#include "rm_time.h"
 
+#include <avro.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,12 @@ typedef struct dlq_run {
     rd_kafka_t *dr_producer;
     size_t dr_count;
     int dr_failures;
+    /* readmodel.DeadLetterHandled on the view's repairs topic: clears the entity's
+     * degraded mark (lib/degraded.h). NULL entry: the view has no repairs topic. */
+    const catalog_entry_t *dr_handled;
+    avro_value_iface_t *dr_iface;
+    avro_value_t dr_value;
+    size_t dr_handled_count;
 } dlq_run_t;
 
 static const char *header(rd_kafka_headers_t *hdrs, const char *name, char *out, size_t cap)
@@ -79,6 +87,65 @@ static int replay_letter(dlq_run_t *run, const rd_kafka_message_t *m, rd_kafka_h
     return 0;
 }
 
+/* Publishes readmodel.DeadLetterHandled for the letter m (replayed or purged), keyed by its
+ * original message key, so the projector clears the degraded mark it caused. */
+static int publish_handled(dlq_run_t *run, const rd_kafka_message_t *m, rd_kafka_headers_t *hdrs)
+{
+    if (!run->dr_handled)
+        return 0;
+    char topic[256], part[32], off[32], event_id[400];
+    if (!header(hdrs, "__connect.errors.topic", topic, sizeof(topic)) ||
+        !header(hdrs, "__connect.errors.partition", part, sizeof(part)) ||
+        !header(hdrs, "__connect.errors.offset", off, sizeof(off)))
+        return -1;
+    snprintf(event_id, sizeof(event_id), "dlq/%s/%d/%lld", rd_kafka_topic_name(m->rkt),
+             m->partition, (long long)m->offset);
+    avro_value_t *rec = &run->dr_value, f;
+    avro_value_reset(rec);
+    bool replay = strcmp(run->dr_command, "replay") == 0;
+    int bad = avro_value_get_by_name(rec, "event_id", &f, NULL) || avro_value_set_string(&f, event_id);
+    bad = bad || avro_value_get_by_name(rec, "occurred_at", &f, NULL) ||
+          avro_value_set_long(&f, rm_wall_ms());
+    bad = bad || avro_value_get_by_name(rec, "version", &f, NULL) || avro_value_set_long(&f, 1);
+    bad = bad || avro_value_get_by_name(rec, "view", &f, NULL) ||
+          avro_value_set_string(&f, run->dr_app->ap_view->v_name);
+    bad = bad || avro_value_get_by_name(rec, "topic", &f, NULL) || avro_value_set_string(&f, topic);
+    bad = bad || avro_value_get_by_name(rec, "partition", &f, NULL) ||
+          avro_value_set_int(&f, atoi(part));
+    bad = bad || avro_value_get_by_name(rec, "offset", &f, NULL) ||
+          avro_value_set_long(&f, strtoll(off, NULL, 10));
+    bad = bad || avro_value_get_by_name(rec, "action", &f, NULL) ||
+          avro_value_set_enum(&f, replay ? 0 : 1);
+    size_t size = 0;
+    bad = bad || avro_value_sizeof(rec, &size);
+    if (bad)
+        return -1;
+    char *frame = malloc(size + 5);
+    if (!frame)
+        return -1;
+    uint32_t id = (uint32_t)run->dr_handled->ce_id;
+    frame[0] = 0; /* Confluent framing: magic, big-endian schema id, Avro body */
+    frame[1] = (char)(id >> 24);
+    frame[2] = (char)(id >> 16);
+    frame[3] = (char)(id >> 8);
+    frame[4] = (char)id;
+    avro_writer_t w = avro_writer_memory(frame + 5, (int64_t)size);
+    bad = avro_value_write(w, rec) != 0;
+    avro_writer_free(w);
+    rd_kafka_resp_err_t err = bad ? RD_KAFKA_RESP_ERR__BAD_MSG
+                                  : rd_kafka_producev(
+                                        run->dr_producer,
+                                        RD_KAFKA_V_TOPIC(run->dr_app->ap_view->v_repair_topic),
+                                        RD_KAFKA_V_KEY(m->key, m->key_len),
+                                        RD_KAFKA_V_VALUE(frame, size + 5),
+                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    free(frame);
+    if (err)
+        return -1;
+    run->dr_handled_count++;
+    return 0;
+}
+
 /* Consumes every DLQ partition from the group's offset to its high watermark. */
 static int walk(dlq_run_t *run)
 {
@@ -131,7 +198,8 @@ static int walk(dlq_run_t *run)
             run->dr_count++;
             if (strcmp(run->dr_command, "list") == 0 || run->dr_dry_run)
                 print_letter(m, hdrs);
-            else if (strcmp(run->dr_command, "replay") == 0 && replay_letter(run, m, hdrs))
+            else if ((strcmp(run->dr_command, "replay") == 0 && replay_letter(run, m, hdrs)) ||
+                     publish_handled(run, m, hdrs))
                 run->dr_failures++;
         }
         for (int i = 0; i < list->cnt; i++)
@@ -167,13 +235,25 @@ int dlq_main(app_t *app, const char *command, bool dry_run)
     snprintf(group, sizeof(group), "%s%s-dlq", base ? base : "readmodel-", base ? "" : app->ap_view->v_name);
     const char *const cdefaults[] = {"group.id", group, "enable.auto.commit", "false",
                                      "enable.partition.eof", "false", NULL};
-    dlq_run_t run = {app, command, dry_run, NULL, NULL, 0, 0};
+    dlq_run_t run = {.dr_app = app, .dr_command = command, .dr_dry_run = dry_run};
     rd_kafka_conf_t *conf = kafka_conf_new(app->ap_cfg, cdefaults, err, sizeof(err));
     if (!conf || !(run.dr_consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)))) {
         fprintf(stderr, "projector dlq: %s\n", err);
         return APP_EXIT_USAGE;
     }
-    if (strcmp(command, "replay") == 0 && !dry_run) {
+    bool writes = strcmp(command, "list") != 0 && !dry_run;
+    if (writes && app->ap_view->v_repair_topic &&
+        (run.dr_handled = catalog_latest(app->ap_catalog, "readmodel.DeadLetterHandled"))) {
+        run.dr_iface = avro_generic_class_from_schema(run.dr_handled->ce_schema);
+        if (!run.dr_iface || avro_generic_value_new(run.dr_iface, &run.dr_value)) {
+            fprintf(stderr, "projector dlq: cannot prepare the DeadLetterHandled encoder\n");
+            if (run.dr_iface)
+                avro_value_iface_decref(run.dr_iface);
+            rd_kafka_destroy(run.dr_consumer);
+            return APP_EXIT_FAILURE;
+        }
+    }
+    if (writes) {
         const char *const pdefaults[] = {"enable.idempotence", "true", NULL};
         rd_kafka_conf_t *pconf = kafka_conf_new(app->ap_cfg, pdefaults, err, sizeof(err));
         if (!pconf || !(run.dr_producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof(err)))) {
@@ -185,6 +265,13 @@ int dlq_main(app_t *app, const char *command, bool dry_run)
     int rc = walk(&run);
     fprintf(stderr, "projector dlq %s: %zu dead letter(s)%s\n", command, run.dr_count,
             dry_run ? " (dry run: nothing changed)" : "");
+    if (run.dr_handled_count)
+        fprintf(stderr, "projector dlq %s: %zu handled marker(s) published to %s (they clear degraded marks)\n", command,
+                run.dr_handled_count, app->ap_view->v_repair_topic);
+    if (run.dr_iface) {
+        avro_value_decref(&run.dr_value);
+        avro_value_iface_decref(run.dr_iface);
+    }
     if (run.dr_producer)
         rd_kafka_destroy(run.dr_producer);
     rd_kafka_consumer_close(run.dr_consumer);

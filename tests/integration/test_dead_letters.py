@@ -46,3 +46,66 @@ def test_poison_goes_to_the_dead_letter_topic(broker, workdir):
     problems = harness.compare_with_oracle(
         oracle, lambda key: docs[key]["sections"] if docs[key] else None)
     assert not problems, problems[:5]
+
+
+def dlq(config, command):
+    out = subprocess.run([harness.binary("projector/projector"), "--config", config, "dlq",
+                          command], cwd=harness.ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_a_dead_letter_marks_its_customer_degraded_until_handled(broker, workdir):
+    """An agent must never see a silently wrong customer: a dead letter whose key names a
+    customer (directly, or an order id through the order link) marks that customer's
+    document `degraded` with the missing event's coordinates and reason; `dlq purge` and
+    `dlq replay` clear the mark through the repairs topic."""
+    summary, oracle_path = harness.simulate(broker.bootstrap, workdir, 50, 13)
+    oracle = harness.read_oracle(oracle_path)
+    live = [c for c in oracle if not c["erased"] and c["sections"]["orders"]]
+    direct, linked, clean = live[0]["key"], live[1], live[2]["key"]
+    order_id = linked["sections"]["orders"][0]["order_id"]
+    produce = [("customers", direct, b"\x00\x00\x00\x27\x0fnot a registered schema"),
+               ("orders", order_id, b"\x05 wrong magic"),
+               ("payments", "P-unknown", b"\x05 nobody to warn")]
+    for topic, key, value in produce:
+        subprocess.run(["kcat", "-P", "-b", broker.bootstrap, "-t", topic, "-k", key],
+                       input=value, check=True, timeout=60)
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="")
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-2000:]
+    docs = harness.inspect_docs(config, [direct, linked["key"], clean])
+    assert docs[clean].get("degraded") is None
+    marks = docs[direct]["degraded"]
+    assert docs[direct]["degraded_count"] == 1
+    assert marks[0]["topic"] == "customers" and marks[0]["error"] == "schema", marks
+    assert "reason" in marks[0] and isinstance(marks[0]["offset"], int)
+    marks = docs[linked["key"]]["degraded"]
+    assert [(m["topic"], m["error"]) for m in marks] == [("orders", "framing")], marks
+    # the sections are untouched: degraded says what is missing, it changes nothing else
+    for key in (direct, linked["key"]):
+        want = next(c for c in oracle if c["key"] == key)["sections"]
+        assert docs[key]["sections"] == want
+
+    dlq(config, "purge")
+    out = harness.run_projector(config)  # applies the DeadLetterHandled markers
+    assert out.returncode == 0, out.stderr[-2000:]
+    docs = harness.inspect_docs(config, [direct, linked["key"]])
+    assert docs[direct].get("degraded") is None and docs[linked["key"]].get("degraded") is None
+    # the marker events are on the repairs topic, one per handled dead letter
+    got = subprocess.run(["kcat", "-b", broker.bootstrap, "-C", "-t", "customer360.repairs",
+                          "-o", "beginning", "-e", "-q", "-f", "%k\n"],
+                         capture_output=True, text=True, timeout=60).stdout.split()
+    assert sorted(got) == sorted(k for _, k, _ in produce)
+
+    # replay: the same poison comes back, is dead-lettered again, and marks again
+    subprocess.run(["kcat", "-P", "-b", broker.bootstrap, "-t", "customers", "-k", direct],
+                   input=b"\x05 more poison", check=True, timeout=60)
+    assert harness.run_projector(config).returncode == 0
+    before = harness.inspect_docs(config, [direct])[direct]["degraded"]
+    assert len(before) == 1
+    dlq(config, "replay")
+    assert harness.run_projector(config).returncode == 0
+    after = harness.inspect_docs(config, [direct])[direct]["degraded"]
+    # the replayed copy failed again: a new mark (its new offset), the old one is cleared
+    assert len(after) == 1 and after[0]["offset"] > before[0]["offset"], (before, after)

@@ -67,7 +67,7 @@ START_TEST(test_real_catalog)
     catalog_t *catalog =
         catalog_load(ts_src("schemas/catalog.yaml", path, sizeof(path)), err, sizeof(err));
     ck_assert_msg(catalog != NULL, "%s", err);
-    ck_assert_uint_eq(catalog_count(catalog), 21);
+    ck_assert_uint_eq(catalog_count(catalog), 22);
     const catalog_entry_t *entry = catalog_get(catalog, 4);
     ck_assert_ptr_nonnull(entry);
     ck_assert_int_eq(entry->ce_id, 4);
