@@ -200,7 +200,8 @@ int main(int argc, char **argv)
         exit_code = APP_EXIT_FAILURE;
         goto out;
     }
-    pipe_opts_t popts = {app.ap_cfg, app.ap_view, app.ap_catalog, store, until_caught_up};
+    pipe_opts_t popts = {.po_cfg = app.ap_cfg, .po_view = app.ap_view, .po_catalog = app.ap_catalog,
+                         .po_store = store, .po_until_caught_up = until_caught_up};
     pipe = pipe_new(&popts, err, sizeof(err));
     if (!pipe) {
         fprintf(stderr, "projector: %s\n", err);
