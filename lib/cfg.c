@@ -89,6 +89,21 @@ static const cfg_key_t cfg_keys[] = {
     CFG_INTEGER("query_api.consistency_max_waiters", "1", "RM_CONSISTENCY_MAX_WAITERS", 0, 256,
                 "view reads that may wait for a token at once (each holds an HTTP worker "
                 "thread); beyond, they answer at once"),
+    CFG_STR("reconcile.source_urls", "", "RM_SOURCE_URLS", true,
+            "base URL of each source service named in the view's sources, as "
+            "name=URL,name=URL (e.g. customers=http://crm.internal:8080)"),
+    CFG_INTEGER("reconcile.concurrency", "8", "RM_RECONCILE_CONCURRENCY", 1, 256,
+                "source requests in flight at once"),
+    CFG_INTEGER("reconcile.rate_limit", "200", "RM_RECONCILE_RATE_LIMIT", 0, 1000000,
+                "most source requests started per second (protects the sources); 0: no limit"),
+    CFG_INTEGER("reconcile.timeout_ms", "2000", "RM_RECONCILE_TIMEOUT_MS", 1, 600000,
+                "deadline of one source request"),
+    CFG_INTEGER("reconcile.retries", "3", "RM_RECONCILE_RETRIES", 0, 20,
+                "retries of a failed source request (5xx, timeout, connection), with "
+                "exponential backoff and jitter; 4xx other than 429 is not retried"),
+    CFG_INTEGER("reconcile.freshness_budget_ms", "60000", "RM_FRESHNESS_BUDGET_MS", 0, 86400000,
+                "a difference where the source changed after the store's event time and less "
+                "than this long ago is 'not yet projected', not drift"),
 };
 #define CFG_KEY_COUNT (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
 

@@ -53,6 +53,12 @@ typedef struct cfg cfg_t;
  *   query_api.timeout_s       (30)            RM_HTTP_TIMEOUT_S  idle connection timeout
  *   query_api.consistency_wait_ms (2000)      RM_CONSISTENCY_WAIT_MS  min_offsets wait bound
  *   query_api.consistency_max_waiters (1)     RM_CONSISTENCY_MAX_WAITERS  concurrent waits
+ *   reconcile.source_urls     ("")            RM_SOURCE_URLS   name=URL,... of source services
+ *   reconcile.concurrency     (8)             RM_RECONCILE_CONCURRENCY  requests in flight
+ *   reconcile.rate_limit      (200)           RM_RECONCILE_RATE_LIMIT  requests started per second
+ *   reconcile.timeout_ms      (2000)          RM_RECONCILE_TIMEOUT_MS  per-request deadline
+ *   reconcile.retries         (3)             RM_RECONCILE_RETRIES  retries with backoff
+ *   reconcile.freshness_budget_ms (60000)     RM_FRESHNESS_BUDGET_MS  "not yet projected" window
  */
 
 typedef enum cfg_type { CFG_STRING, CFG_INT, CFG_ENUM } cfg_type_t;

@@ -1,0 +1,221 @@
+/* repair: readmodel.Repair events on the view's repairs topic (repair.h). */
+#include "repair.h"
+#include "buf.h"
+#include "kafka.h"
+#include "log.h"
+#include "rm_err.h"
+#include "rm_time.h"
+
+#include <avro.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REPAIR_RECORD "readmodel.Repair"
+
+struct repair {
+    const app_t *rp_app;
+    char rp_run_id[128];
+    rd_kafka_t *rp_producer;
+    const catalog_entry_t *rp_entry;
+    avro_value_iface_t *rp_iface;
+    avro_value_t rp_value;
+    bool rp_has_value;
+    buf_t rp_frame;
+    uint64_t rp_seq;
+    uint64_t rp_delivered;
+    uint64_t rp_failed;
+};
+
+/* clang-format off */
+static const char *const repair_producer_defaults[] = {
+    "enable.idempotence", "true",   /* a retried send must not publish a correction twice */
+    "linger.ms", "5",
+    NULL,
+};
+/* clang-format on */
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    (void)rk;
+    repair_t *repair = opaque;
+    if (msg->err) {
+        repair->rp_failed++;
+        log_error("repair not delivered", LOG_S("error", rd_kafka_err2str(msg->err)));
+    } else {
+        repair->rp_delivered++;
+    }
+}
+
+repair_t *repair_new(const app_t *app, const char *run_id, char *errstr, size_t errlen)
+{
+    const view_t *view = app->ap_view;
+    if (!view->v_repair_topic) {
+        snprintf(errstr, errlen, "%s: the view declares no repairs topic (repairs: {topic: ...})",
+                 view->v_path);
+        return NULL;
+    }
+    const catalog_entry_t *entry = catalog_latest(app->ap_catalog, REPAIR_RECORD);
+    if (!entry) {
+        snprintf(errstr, errlen, "the schema catalog has no %s record", REPAIR_RECORD);
+        return NULL;
+    }
+    repair_t *repair = calloc(1, sizeof(*repair));
+    if (!repair) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    repair->rp_app = app;
+    repair->rp_entry = entry;
+    snprintf(repair->rp_run_id, sizeof(repair->rp_run_id), "%s", run_id);
+    buf_init(&repair->rp_frame);
+    repair->rp_iface = avro_generic_class_from_schema(entry->ce_schema);
+    if (!repair->rp_iface || avro_generic_value_new(repair->rp_iface, &repair->rp_value)) {
+        snprintf(errstr, errlen, "cannot prepare the %s encoder: %s", REPAIR_RECORD, avro_strerror());
+        repair_destroy(repair);
+        return NULL;
+    }
+    repair->rp_has_value = true;
+    rd_kafka_conf_t *conf = kafka_conf_new(app->ap_cfg, repair_producer_defaults, errstr, errlen);
+    if (!conf) {
+        repair_destroy(repair);
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, repair);
+    char kerr[512];
+    repair->rp_producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
+    if (!repair->rp_producer) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errlen, "cannot create the repair producer: %s", kerr);
+        repair_destroy(repair);
+        return NULL;
+    }
+    return repair;
+}
+
+void repair_destroy(repair_t *repair)
+{
+    if (!repair)
+        return;
+    if (repair->rp_producer)
+        rd_kafka_destroy(repair->rp_producer);
+    if (repair->rp_has_value)
+        avro_value_decref(&repair->rp_value);
+    if (repair->rp_iface)
+        avro_value_iface_decref(repair->rp_iface);
+    buf_free(&repair->rp_frame);
+    free(repair);
+}
+
+static int set_str(avro_value_t *record, const char *name, const char *text)
+{
+    avro_value_t field;
+    if (avro_value_get_by_name(record, name, &field, NULL))
+        return RM_EINVAL;
+    return avro_value_set_string(&field, text) ? RM_EINVAL : 0;
+}
+
+static int set_long(avro_value_t *record, const char *name, int64_t v)
+{
+    avro_value_t field;
+    if (avro_value_get_by_name(record, name, &field, NULL))
+        return RM_EINVAL;
+    return avro_value_set_long(&field, v) ? RM_EINVAL : 0;
+}
+
+static int encode(repair_t *repair, const char *event_id, const char *key, const char *section,
+                  compare_op_t op, const char *item, const char *fields, const char *url,
+                  const char *reason, int64_t read_ms)
+{
+    avro_value_t *rec = &repair->rp_value, field, branch;
+    avro_value_reset(rec);
+    int rc = set_str(rec, "event_id", event_id);
+    rc = rc ? rc : set_long(rec, "occurred_at", read_ms);
+    rc = rc ? rc : set_long(rec, "version", 1);
+    rc = rc ? rc : set_str(rec, "view", repair->rp_app->ap_view->v_name);
+    rc = rc ? rc : set_str(rec, "view_key", key);
+    rc = rc ? rc : set_str(rec, "section", section);
+    rc = rc ? rc : set_str(rec, "fields_json", fields);
+    rc = rc ? rc : set_str(rec, "run_id", repair->rp_run_id);
+    rc = rc ? rc : set_str(rec, "source_url", url ? url : "");
+    rc = rc ? rc : set_str(rec, "reason", reason ? reason : "");
+    if (rc)
+        return rc;
+    if (avro_value_get_by_name(rec, "op", &field, NULL) || avro_value_set_enum(&field, (int)op))
+        return RM_EINVAL;
+    /* item_id is ["null", "string"]: branch 0 is null, 1 a string */
+    if (avro_value_get_by_name(rec, "item_id", &field, NULL) ||
+        avro_value_set_branch(&field, item ? 1 : 0, &branch) ||
+        (item ? avro_value_set_string(&branch, item) : avro_value_set_null(&branch)))
+        return RM_EINVAL;
+    size_t size;
+    if (avro_value_sizeof(rec, &size))
+        return RM_EINVAL;
+    buf_reset(&repair->rp_frame);
+    if (buf_reserve(&repair->rp_frame, size + 5))
+        return RM_ENOMEM;
+    unsigned char *out = (unsigned char *)repair->rp_frame.b_data;
+    uint32_t id = (uint32_t)repair->rp_entry->ce_id;
+    out[0] = 0; /* Confluent framing: magic byte, big-endian schema id, Avro body */
+    out[1] = (unsigned char)(id >> 24);
+    out[2] = (unsigned char)(id >> 16);
+    out[3] = (unsigned char)(id >> 8);
+    out[4] = (unsigned char)id;
+    avro_writer_t writer = avro_writer_memory((char *)out + 5, (int64_t)size);
+    rc = avro_value_write(writer, rec) ? RM_EINVAL : 0;
+    avro_writer_free(writer);
+    repair->rp_frame.b_len = size + 5;
+    return rc;
+}
+
+int repair_publish(repair_t *repair, const char *key, const char *section, compare_op_t op,
+                   const char *item, json_t *fields, const char *url, const char *reason,
+                   int64_t read_ms)
+{
+    char event_id[160];
+    snprintf(event_id, sizeof(event_id), "%s/%llu", repair->rp_run_id,
+             (unsigned long long)++repair->rp_seq);
+    char *text = json_dumps(fields, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!text)
+        return RM_ENOMEM;
+    int rc = encode(repair, event_id, key, section, op, item, text, url, reason, read_ms);
+    free(text);
+    if (rc) {
+        log_error("cannot encode a repair", LOG_S("key", key), LOG_S("section", section));
+        return rc;
+    }
+    const char *topic = repair->rp_app->ap_view->v_repair_topic;
+    void *value = repair->rp_frame.b_data;
+    size_t value_len = repair->rp_frame.b_len;
+    size_t key_len = strlen(key);
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            repair->rp_producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+            RD_KAFKA_V_VALUE(value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_END);
+        if (!err)
+            break;
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            log_error("cannot queue a repair", LOG_S("error", rd_kafka_err2str(err)));
+            return RM_EKAFKA;
+        }
+        rd_kafka_poll(repair->rp_producer, 100); /* make room: serve delivery reports */
+    }
+    rd_kafka_poll(repair->rp_producer, 0);
+    return 0;
+}
+
+int repair_flush(repair_t *repair, int timeout_ms, uint64_t *ret_failed)
+{
+    rd_kafka_resp_err_t err = rd_kafka_flush(repair->rp_producer, timeout_ms);
+    uint64_t queued = (uint64_t)rd_kafka_outq_len(repair->rp_producer);
+    *ret_failed = repair->rp_failed + queued;
+    return err || *ret_failed ? RM_EKAFKA : 0;
+}
+
+uint64_t repair_delivered(const repair_t *repair)
+{
+    return repair->rp_delivered;
+}
