@@ -100,8 +100,8 @@ int failpoint_skips_parse(const char *spec, failpoint_skips_t **ret_skips, char 
         snprintf(errstr, errlen, "out of memory");
         return RM_ENOMEM;
     }
-    for (const char *p = spec; *p;) {
-        size_t len = strcspn(p, ",");
+    for (const char *p = spec;;) {
+        size_t len = strcspn(p, ","); /* 0 for an empty entry: rejected below */
         int rc = skips->fss_count == FAILPOINT_SKIP_MAX
                      ? RM_EINVAL
                      : parse_skip(p, len, &skips->fss_items[skips->fss_count]);
@@ -113,8 +113,9 @@ int failpoint_skips_parse(const char *spec, failpoint_skips_t **ret_skips, char 
         }
         skips->fss_count++;
         p += len;
-        if (*p == ',')
-            p++;
+        if (!*p)
+            break;
+        p++; /* the comma: an entry must follow */
     }
     *ret_skips = skips;
     return 0;
