@@ -77,6 +77,8 @@ static const cfg_key_t cfg_keys[] = {
                 "events waiting for a link longer than this are dead-lettered (link-timeout)"),
     CFG_INTEGER("projector.max_message_bytes", "1048576", "RM_MAX_MESSAGE_BYTES", 64, 104857600,
                 "larger messages are dead-lettered"),
+    CFG_INTEGER("projector.keep_generations", "2", "RM_KEEP_GENERATIONS", 1, 1000,
+                "store generations kept after a rebuild switch: current, previous, newest others"),
     CFG_STR("query_api.listen", "127.0.0.1:8080", "RM_LISTEN", false, "HTTP address:port"),
     CFG_INTEGER("query_api.threads", "2", "RM_HTTP_THREADS", 1, 256, "HTTP worker threads"),
     CFG_INTEGER("query_api.max_connections", "4096", "RM_MAX_CONNECTIONS", 1, 1000000,

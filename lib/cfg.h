@@ -47,6 +47,7 @@ typedef struct cfg cfg_t;
  *   projector.on_gap          (stop)          RM_ON_GAP        stop|continue
  *   projector.parked_max_age_s (86400)        RM_PARKED_MAX_AGE_S  link-timeout for parked events
  *   projector.max_message_bytes (1048576)     RM_MAX_MESSAGE_BYTES  larger ones are dead letters
+ *   projector.keep_generations (2)            RM_KEEP_GENERATIONS  generations kept (gen.h)
  *   query_api.listen          (127.0.0.1:8080) RM_LISTEN       address:port
  *   query_api.threads         (2)             RM_HTTP_THREADS  worker threads
  *   query_api.max_connections (4096)          RM_MAX_CONNECTIONS

@@ -24,7 +24,12 @@
  * (6) Borrowed bytes. Values read from LMDB point into pages that a later write in
  *     the same txn may reuse, so a fragment is decoded, merged and re-encoded
  *     before the next write; strings from the event point into avro-c's value,
- *     valid until the next decode. */
+ *     valid until the next decode.
+ * (7) Shares. `contribute` makes a counter the sum, over entities, of each entity's
+ *     current share (e.g. 1 per order, whoever first told us about it: OrderCreated or
+ *     a backfilled OrderSnapshot). The share is kept in the entity's version record and
+ *     the counter moves by new share - old share, so an entity counts once however many
+ *     of its versions are applied, in whatever order they arrive. */
 #include "engine.h"
 #include "avro_dec.h"
 #include "buf.h"
@@ -63,6 +68,14 @@ struct engine {
     int en_repair_fields[ENGINE_REPAIR__FIELDS]; /* its field indexes */
 };
 
+/* An entity's share of one counter (note 7). Stored packed after the version. */
+typedef struct engine_share {
+    uint16_t es_section;
+    uint16_t es_field;
+    int64_t es_amount;
+} engine_share_t;
+#define ENGINE_SHARE_BYTES 12 /* u16 section, u16 field, i64 amount; native order like the version */
+
 /* Everything about the event being applied that the operations need. */
 typedef struct engine_ev {
     const engine_msg_t *ev_msg;
@@ -83,6 +96,11 @@ typedef struct engine_ev {
     const struct engine_val *ev_repair_vals; /* one per assignment of the op */
     const char *ev_repair_item;
     size_t ev_repair_item_len;
+    /* The entity's version record (guard_check), rewritten when a share changes. */
+    char ev_vkey[ENGINE_KEY_BYTES];
+    size_t ev_vkey_len;
+    size_t ev_share_count;
+    engine_share_t ev_shares[VIEW_MAX_CONTRIBUTIONS];
 } engine_ev_t;
 
 /* A value computed from an expression. */
@@ -544,12 +562,11 @@ static int op_fragment(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const vi
     return trim_list(engine, txn, ev, op->vo_section);
 }
 
-static int op_counter(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const view_op_t *op)
+/* Adds delta to counter field of section. */
+static int counter_add(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, int section_index,
+                       int field, int64_t delta)
 {
-    const view_section_t *section = &engine->en_view->v_sections[op->vo_section];
-    engine_val_t by;
-    if (eval(ev, &op->vo_by, &by) || by.ev_type != FRAG_INT)
-        return 0; /* a null amount adds nothing */
+    const view_section_t *section = &engine->en_view->v_sections[section_index];
     char key[ENGINE_KEY_BYTES];
     size_t klen = store_doc_key(key, sizeof(key), ev->ev_key, ev->ev_key_len, section->vs_name,
                                 "", 0);
@@ -558,17 +575,67 @@ static int op_counter(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const vie
     int rc = frag_load(engine, txn, key, klen, section, &frag, &found);
     if (rc)
         return rc;
-    frag_slot_t *slot = &frag.f_slots[op->vo_counter_field];
+    frag_slot_t *slot = &frag.f_slots[field];
     int64_t base = slot->fsl_type == FRAG_INT ? slot->fsl_int : 0;
     /* Counters add, so they need no stamp for convergence; keep the newest for provenance. */
     if (slot->fsl_type == FRAG_ABSENT || frag_stamp_newer(&ev->ev_stamp, &slot->fsl_stamp))
         slot->fsl_stamp = ev->ev_stamp;
     slot->fsl_type = FRAG_INT;
-    slot->fsl_int = op->vo_kind == VIEW_OP_INCR ? base + by.ev_int : base - by.ev_int;
+    slot->fsl_int = base + delta;
     if (ev->ev_prov.fp_event_ms >= frag.f_prov.fp_event_ms)
         frag.f_prov = ev->ev_prov;
-    touch(ev, op->vo_section);
+    touch(ev, section_index);
     return frag_store(engine, txn, key, klen, section, &frag);
+}
+
+static int op_counter(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const view_op_t *op)
+{
+    engine_val_t by;
+    if (eval(ev, &op->vo_by, &by) || by.ev_type != FRAG_INT)
+        return 0; /* a null amount adds nothing */
+    return counter_add(engine, txn, ev, op->vo_section, op->vo_counter_field,
+                       op->vo_kind == VIEW_OP_INCR ? by.ev_int : -by.ev_int);
+}
+
+/* The version record: the entity's applied version, then its counter shares (note 7). */
+static int version_put(engine_t *engine, MDB_txn *txn, const engine_ev_t *ev)
+{
+    unsigned char val[8 + VIEW_MAX_CONTRIBUTIONS * ENGINE_SHARE_BYTES];
+    int64_t version = ev->ev_stamp.fs_version;
+    memcpy(val, &version, 8);
+    size_t len = 8;
+    for (size_t i = 0; i < ev->ev_share_count; i++, len += ENGINE_SHARE_BYTES) {
+        memcpy(val + len, &ev->ev_shares[i].es_section, 2);
+        memcpy(val + len + 2, &ev->ev_shares[i].es_field, 2);
+        memcpy(val + len + 4, &ev->ev_shares[i].es_amount, 8);
+    }
+    return db_put(engine, txn, STORE_DB_DOC, ev->ev_vkey, ev->ev_vkey_len, val, len);
+}
+
+/* Sets the entity's share of a counter and moves the counter by the difference. */
+static int op_contribute(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const view_op_t *op)
+{
+    engine_val_t by;
+    if (eval(ev, &op->vo_by, &by) || by.ev_type != FRAG_INT)
+        return 0; /* a null share means "unchanged", like a null field */
+    engine_share_t *share = NULL;
+    for (size_t i = 0; i < ev->ev_share_count && !share; i++)
+        if (ev->ev_shares[i].es_section == op->vo_section &&
+            ev->ev_shares[i].es_field == op->vo_counter_field)
+            share = &ev->ev_shares[i];
+    if (!share) {
+        /* view_load bounds the counters an entity type contributes to */
+        if (ev->ev_share_count == VIEW_MAX_CONTRIBUTIONS)
+            return RM_ESTORE;
+        share = &ev->ev_shares[ev->ev_share_count++];
+        *share = (engine_share_t){(uint16_t)op->vo_section, (uint16_t)op->vo_counter_field, 0};
+    }
+    int64_t delta = by.ev_int - share->es_amount;
+    if (delta == 0)
+        return 0;
+    share->es_amount = by.ev_int;
+    int rc = counter_add(engine, txn, ev, op->vo_section, op->vo_counter_field, delta);
+    return rc ? rc : version_put(engine, txn, ev);
 }
 
 /* Deletes every key of db that starts with prefix; calls on_key for each first. */
@@ -944,15 +1011,31 @@ static int guard_check(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const ch
     MDB_val val;
     int rc = db_get(engine, txn, STORE_DB_DOC, vkey, vlen, &val);
     *ret_vlen = vlen;
+    memcpy(ev->ev_vkey, vkey, vlen);
+    ev->ev_vkey_len = vlen;
+    ev->ev_share_count = 0;
     if (rc == RM_ENOTFOUND)
         return 0;
     if (rc)
         return rc;
     int64_t applied;
-    if (val.mv_size != sizeof(applied))
+    if (val.mv_size < sizeof(applied))
+        return RM_ESTORE;
+    size_t shares = (val.mv_size - sizeof(applied)) / ENGINE_SHARE_BYTES;
+    if (shares > VIEW_MAX_CONTRIBUTIONS || val.mv_size != sizeof(applied) + shares * ENGINE_SHARE_BYTES)
         return RM_ESTORE;
     memcpy(&applied, val.mv_data, sizeof(applied));
-    return ev->ev_stamp.fs_version <= applied ? 1 : 0;
+    if (ev->ev_stamp.fs_version <= applied)
+        return 1;
+    /* Copied out: the page is rewritten by the writes the event makes. */
+    const unsigned char *p = (const unsigned char *)val.mv_data + sizeof(applied);
+    for (size_t i = 0; i < shares; i++, p += ENGINE_SHARE_BYTES) {
+        memcpy(&ev->ev_shares[i].es_section, p, 2);
+        memcpy(&ev->ev_shares[i].es_field, p + 2, 2);
+        memcpy(&ev->ev_shares[i].es_amount, p + 4, 8);
+    }
+    ev->ev_share_count = shares;
+    return 0;
 }
 
 static int check_version(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, char *vkey,
@@ -1001,6 +1084,8 @@ static int run_ops(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, bool key_era
             rc = op_erase(engine, txn, ev);
         else if (op->vo_kind == VIEW_OP_INCR || op->vo_kind == VIEW_OP_DECR)
             rc = op_counter(engine, txn, ev, op);
+        else if (op->vo_kind == VIEW_OP_CONTRIBUTE)
+            rc = op_contribute(engine, txn, ev, op);
         else
             rc = op_fragment(engine, txn, ev, op, res);
         if (rc)
@@ -1284,8 +1369,7 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
             res->er_outcome = ENGINE_STALE;
             return 0;
         }
-        int64_t version = ev.ev_stamp.fs_version;
-        rc = db_put(engine, txn, STORE_DB_DOC, vkey, vlen, &version, sizeof(version));
+        rc = version_put(engine, txn, &ev);
         if (rc)
             return rc;
     }

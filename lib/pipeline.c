@@ -8,6 +8,7 @@
 #include "outbox.h"
 #include "rm_err.h"
 
+#include <assert.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <signal.h>
@@ -35,6 +36,8 @@ typedef struct pipe_tp {
     bool pt_stop_reached;   /* po_stop_offsets: a message at or above pt_target arrived */
     int64_t pt_batch_next;  /* next offset after the open batch (-1: untouched) */
     int64_t pt_batch_event_ms;
+    int64_t pt_gate_ms;     /* > 0: skip messages older than this (note 6 in pipeline.h) */
+    int64_t pt_start_offset; /* where this run started the partition (-1: unknown) */
 } pipe_tp_t;
 
 /* What a scrape sees: copied by the consumer thread under pi_lock after each batch. */
@@ -49,6 +52,7 @@ typedef struct pipe_snapshot {
     size_t ps_parked;
     size_t ps_map_bytes;
     size_t ps_used_bytes;
+    int64_t ps_generation;
     outbox_stats_t ps_outbox;
     uint64_t ps_gaps;
     uint64_t ps_expired;
@@ -76,6 +80,7 @@ struct pipe {
     size_t pi_tp_count;
     bool *pi_link_topic;          /* per view topic: carries events that learn links */
     rd_kafka_message_t **pi_batch;
+    bool *pi_batch_skip;          /* per batch slot: before the start time (note 6) */
     size_t pi_batch_count;
     size_t pi_batch_cap;
     int64_t pi_batch_max_events;
@@ -116,6 +121,32 @@ static void mark_link_topics(const view_t *view, const catalog_t *catalog, bool 
     }
 }
 
+/* The engine and outbox of store (both hold the store; rebuilt on a switch). */
+static int make_store_parts(pipe_t *pipe, store_t *store, engine_t **ret_engine,
+                            outbox_t **ret_outbox, char *errstr, size_t errlen)
+{
+    const pipe_opts_t *opts = &pipe->pi_opts;
+    const cfg_t *cfg = opts->po_cfg;
+    engine_opts_t eopts = {(size_t)cfg_int(cfg, "projector.max_message_bytes")};
+    engine_t *engine = engine_new(opts->po_view, opts->po_catalog, store, &eopts);
+    if (!engine) {
+        snprintf(errstr, errlen, "out of memory");
+        return RM_ENOMEM;
+    }
+    char group[160];
+    snprintf(group, sizeof(group), "readmodel-%s", opts->po_view->v_name);
+    const char *effective_group = cfg_kafka_get(cfg, "group.id") ? cfg_kafka_get(cfg, "group.id") : group;
+    outbox_t *outbox = outbox_new(store, cfg, opts->po_view->v_name, effective_group,
+                                  opts->po_view->v_topics, opts->po_view->v_topic_count, errstr, errlen);
+    if (!outbox) {
+        engine_destroy(engine);
+        return RM_EKAFKA;
+    }
+    *ret_engine = engine;
+    *ret_outbox = outbox;
+    return 0;
+}
+
 pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
 {
     pipe_t *pipe = calloc(1, sizeof(*pipe));
@@ -142,6 +173,8 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     pipe->pi_gap_tp = -1;
     pipe->pi_batch_cap = (size_t)pipe->pi_batch_max_events;
     pipe->pi_batch = calloc(pipe->pi_batch_cap, sizeof(*pipe->pi_batch));
+    pipe->pi_batch_skip = calloc(pipe->pi_batch_cap, sizeof(*pipe->pi_batch_skip));
+    pipe->pi_snap.ps_generation = opts->po_generation;
     pipe->pi_tps = calloc(PIPE_MAX_PARTITIONS, sizeof(*pipe->pi_tps));
     size_t rules = opts->po_view->v_rule_count;
     pipe->pi_link_topic = calloc(opts->po_view->v_topic_count, sizeof(bool));
@@ -151,9 +184,7 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     pipe->pi_snap.ps_applied_by_rule = calloc(rules, sizeof(uint64_t));
     pipe->pi_snap.ps_tps = calloc(PIPE_MAX_PARTITIONS, sizeof(pipe_tp_t));
     pipe->pi_snap.ps_high = calloc(PIPE_MAX_PARTITIONS, sizeof(int64_t));
-    engine_opts_t eopts = {(size_t)cfg_int(cfg, "projector.max_message_bytes")};
-    pipe->pi_engine = engine_new(opts->po_view, opts->po_catalog, opts->po_store, &eopts);
-    if (!pipe->pi_batch || !pipe->pi_tps || !pipe->pi_engine || !pipe->pi_applied_by_rule ||
+    if (!pipe->pi_batch || !pipe->pi_batch_skip || !pipe->pi_tps || !pipe->pi_applied_by_rule ||
         !pipe->pi_link_topic ||
         !pipe->pi_snap.ps_applied_by_rule || !pipe->pi_snap.ps_tps || !pipe->pi_snap.ps_high) {
         snprintf(errstr, errlen, "out of memory");
@@ -199,10 +230,7 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
         pipe_destroy(pipe);
         return NULL;
     }
-    const char *effective_group = cfg_kafka_get(cfg, "group.id") ? cfg_kafka_get(cfg, "group.id") : group;
-    pipe->pi_outbox = outbox_new(opts->po_store, cfg, opts->po_view->v_name, effective_group,
-                                 opts->po_view->v_topics, opts->po_view->v_topic_count, errstr, errlen);
-    if (!pipe->pi_outbox) {
+    if (make_store_parts(pipe, opts->po_store, &pipe->pi_engine, &pipe->pi_outbox, errstr, errlen)) {
         pipe_destroy(pipe);
         return NULL;
     }
@@ -231,6 +259,7 @@ void pipe_destroy(pipe_t *pipe)
     outbox_destroy(pipe->pi_outbox);
     failpoint_skips_destroy(pipe->pi_skips);
     free(pipe->pi_batch);
+    free(pipe->pi_batch_skip);
     free(pipe->pi_tps);
     free(pipe->pi_applied_by_rule);
     free(pipe->pi_link_topic);
@@ -365,6 +394,8 @@ int pipe_render_metrics(pipe_t *pipe, buf_t *out)
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_store_map_bytes", (int64_t)snap->ps_map_bytes, vlabels);
     FAMILY("readmodel_store_used_bytes", "gauge", "LMDB bytes in use.");
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_store_used_bytes", (int64_t)snap->ps_used_bytes, vlabels);
+    FAMILY("readmodel_store_generation", "gauge", "Store generation being written (0: flat store).");
+    rc = rc ? rc : metrics_sample_i64(out, "readmodel_store_generation", snap->ps_generation, vlabels);
 #undef FAMILY
     pthread_mutex_unlock(&pipe->pi_lock);
     return rc;
@@ -372,6 +403,36 @@ int pipe_render_metrics(pipe_t *pipe, buf_t *out)
 
 /* Loads stored offsets for tps[from..] and (re)assigns every known partition at
  * its stored next offset (or the beginning when nothing is stored). */
+/* Note 6: where partitions with no stored offset start for po_start_time_ms, and
+ * their time gate. A partition the broker cannot answer for starts at the beginning,
+ * gated; a lookup failure leaves it there too (slower, never wrong). */
+static void resolve_start_time(pipe_t *pipe, int64_t *start)
+{
+    const view_t *view = pipe->pi_opts.po_view;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)pipe->pi_tp_count);
+    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
+        pipe_tp_t *tp = &pipe->pi_tps[i];
+        if (tp->pt_next_offset >= 0 || tp->pt_start_offset >= 0)
+            continue;
+        tp->pt_gate_ms = pipe->pi_opts.po_start_time_ms;
+        rd_kafka_topic_partition_list_add(list, view->v_topics[tp->pt_topic], tp->pt_partition)
+            ->offset = pipe->pi_opts.po_start_time_ms;
+    }
+    rd_kafka_resp_err_t err = list->cnt ? rd_kafka_offsets_for_times(pipe->pi_rk, list,
+                                                                     PIPE_METADATA_TIMEOUT_MS)
+                                        : RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err)
+        log_warn("offsets for the start time unavailable; scanning from the log start",
+                 LOG_S("error", rd_kafka_err2str(err)));
+    for (int i = 0; !err && i < list->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &list->elems[i];
+        pipe_tp_t *tp = tp_find(pipe, view_topic_index(view, p->topic), p->partition);
+        if (tp && !p->err && p->offset >= 0)
+            start[tp - pipe->pi_tps] = p->offset;
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
 static int assign_all(pipe_t *pipe)
 {
     const view_t *view = pipe->pi_opts.po_view;
@@ -380,8 +441,6 @@ static int assign_all(pipe_t *pipe)
     int rc = store_read_begin(store, &txn);
     if (rc)
         return rc;
-    rd_kafka_topic_partition_list_t *list =
-        rd_kafka_topic_partition_list_new((int)pipe->pi_tp_count);
     for (size_t i = 0; i < pipe->pi_tp_count; i++) {
         pipe_tp_t *tp = &pipe->pi_tps[i];
         store_offset_t off;
@@ -390,10 +449,27 @@ static int assign_all(pipe_t *pipe)
             tp->pt_next_offset = off.so_next_offset;
             tp->pt_last_event_ms = off.so_last_event_ms;
         }
-        rd_kafka_topic_partition_list_add(list, view->v_topics[tp->pt_topic], tp->pt_partition)
-            ->offset = tp->pt_next_offset >= 0 ? tp->pt_next_offset : RD_KAFKA_OFFSET_BEGINNING;
     }
     store_read_end(txn);
+    int64_t *start = malloc((pipe->pi_tp_count ? pipe->pi_tp_count : 1) * sizeof(*start));
+    if (!start)
+        return RM_ENOMEM;
+    for (size_t i = 0; i < pipe->pi_tp_count; i++)
+        start[i] = pipe->pi_tps[i].pt_next_offset >= 0    ? pipe->pi_tps[i].pt_next_offset
+                   : pipe->pi_tps[i].pt_start_offset >= 0 ? pipe->pi_tps[i].pt_start_offset
+                                                          : RD_KAFKA_OFFSET_BEGINNING;
+    if (pipe->pi_opts.po_start_time_ms > 0)
+        resolve_start_time(pipe, start);
+    rd_kafka_topic_partition_list_t *list =
+        rd_kafka_topic_partition_list_new((int)pipe->pi_tp_count);
+    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
+        pipe_tp_t *tp = &pipe->pi_tps[i];
+        if (tp->pt_start_offset < 0)
+            tp->pt_start_offset = start[i] >= 0 ? start[i] : 0;
+        rd_kafka_topic_partition_list_add(list, view->v_topics[tp->pt_topic], tp->pt_partition)
+            ->offset = start[i];
+    }
+    free(start);
     rd_kafka_resp_err_t err = rd_kafka_assign(pipe->pi_rk, list);
     rd_kafka_topic_partition_list_destroy(list);
     if (err) {
@@ -430,6 +506,7 @@ static int refresh_partitions(pipe_t *pipe)
             tp->pt_next_offset = -1;
             tp->pt_target = -1;
             tp->pt_batch_next = -1;
+            tp->pt_start_offset = -1;
         }
     }
     for (size_t v = 0; v < view->v_topic_count; v++) {
@@ -627,7 +704,8 @@ static const char *error_class(int err)
 
 /* Applies the open batch in one transaction with its offsets. Returns 0 once
  * committed, RM_EMAPFULL after growing the map (caller retries), or another error. */
-static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_by_rule)
+static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_by_rule,
+                            uint64_t *skipped)
 {
     const view_t *view = pipe->pi_opts.po_view;
     store_t *store = pipe->pi_opts.po_store;
@@ -648,12 +726,21 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
      * them, which avoids parking (measured: a backlog parked 46% of its events). */
     for (size_t n = 0; !rc && n < 2 * pipe->pi_batch_count; n++) {
         bool first_pass = n < pipe->pi_batch_count;
-        const rd_kafka_message_t *m = pipe->pi_batch[first_pass ? n : n - pipe->pi_batch_count];
+        size_t slot = first_pass ? n : n - pipe->pi_batch_count;
+        const rd_kafka_message_t *m = pipe->pi_batch[slot];
         const char *topic = rd_kafka_topic_name(m->rkt);
         int topic_index = view_topic_index(view, topic);
         bool link_topic = topic_index >= 0 && pipe->pi_link_topic[topic_index];
         if (link_topic != first_pass)
             continue;
+        if (pipe->pi_batch_skip[slot]) {
+            /* Before the start time: not applied, but its offset is consumed. */
+            pipe_tp_t *tp = tp_find(pipe, topic_index, m->partition);
+            if (tp)
+                tp->pt_batch_next = m->offset + 1;
+            (*skipped)++;
+            continue;
+        }
         rd_kafka_timestamp_type_t tstype;
         engine_msg_t msg = {topic, m->partition, m->offset, rd_kafka_message_timestamp(m, &tstype),
                             m->key, m->key_len, m->payload, m->len};
@@ -745,11 +832,11 @@ static int apply_batch(pipe_t *pipe)
     size_t rules = pipe->pi_opts.po_view->v_rule_count;
     uint64_t applied_by_rule[rules ? rules : 1];
     for (;;) {
-        uint64_t outcomes[ENGINE__OUTCOMES] = {0};
+        uint64_t outcomes[ENGINE__OUTCOMES] = {0}, skipped = 0;
         memset(applied_by_rule, 0, sizeof(applied_by_rule));
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        int rc = apply_batch_once(pipe, outcomes, applied_by_rule);
+        int rc = apply_batch_once(pipe, outcomes, applied_by_rule, &skipped);
         if (rc == 0) {
             failpoint("batch-commit");
             clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -761,7 +848,8 @@ static int apply_batch(pipe_t *pipe)
                 pipe->pi_applied_by_rule[r] += applied_by_rule[r];
             for (int i = 0; i < ENGINE__OUTCOMES; i++)
                 pipe->pi_stats.ps_outcomes[i] += outcomes[i];
-            pipe->pi_stats.ps_messages += pipe->pi_batch_count;
+            pipe->pi_stats.ps_messages += pipe->pi_batch_count - skipped;
+            pipe->pi_stats.ps_skipped_before_start += skipped;
             pipe->pi_stats.ps_skipped_by_hook += pipe->pi_batch_hook_skips;
             pipe->pi_stats.ps_batches++;
             batch_release(pipe);
@@ -836,6 +924,17 @@ static void fill_batch(pipe_t *pipe)
         }
         if (!pipe->pi_batch_count)
             deadline = rm_mono_ms() + pipe->pi_batch_max_ms;
+        /* Decided here, in arrival order, so that a re-applied batch decides the same. */
+        bool skip = false;
+        if (tp->pt_gate_ms > 0) {
+            rd_kafka_timestamp_type_t tstype;
+            int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+            if (ts >= 0 && ts < tp->pt_gate_ms)
+                skip = true;
+            else
+                tp->pt_gate_ms = 0; /* the first message at or after the start time */
+        }
+        pipe->pi_batch_skip[pipe->pi_batch_count] = skip;
         pipe->pi_batch[pipe->pi_batch_count++] = m;
     }
 }
@@ -892,5 +991,62 @@ int pipe_run(pipe_t *pipe)
                 outbox_flush(pipe->pi_outbox, PIPE_OUTBOX_FLUSH_MS);
             publish_snapshot(pipe);
         }
+        if (pipe->pi_opts.po_tick && (rc = pipe->pi_opts.po_tick(pipe->pi_opts.po_tick_arg, pipe)))
+            return rc;
     }
+}
+
+int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation)
+{
+    assert(pipe->pi_batch_count == 0); /* between batches only (po_tick) */
+    char err[512];
+    engine_t *engine;
+    outbox_t *outbox;
+    int rc = make_store_parts(pipe, store, &engine, &outbox, err, sizeof(err));
+    if (rc) {
+        log_error("cannot switch the store", LOG_S("store", store_dir(store)), LOG_S("error", err));
+        return rc;
+    }
+    /* Dead letters recorded in the old generation: publish what the broker takes now. */
+    if (outbox_flush_due(pipe->pi_outbox))
+        outbox_flush(pipe->pi_outbox, PIPE_OUTBOX_FLUSH_MS);
+    engine_destroy(pipe->pi_engine);
+    outbox_destroy(pipe->pi_outbox);
+    pipe->pi_engine = engine;
+    pipe->pi_outbox = outbox;
+    pipe->pi_opts.po_store = store;
+    pipe->pi_opts.po_generation = generation;
+    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
+        pipe_tp_t *tp = &pipe->pi_tps[i];
+        tp->pt_next_offset = -1; /* reloaded from the new store by assign_all */
+        tp->pt_last_event_ms = 0;
+        tp->pt_batch_event_ms = 0;
+        tp->pt_gate_ms = 0;
+        tp->pt_start_offset = -1;
+    }
+    int orc = outbox_recover(pipe->pi_outbox, PIPE_METADATA_TIMEOUT_MS);
+    if (orc)
+        log_warn("cannot read the dead-letter topics to recover the outbox; pending dead "
+                 "letters will be published again",
+                 LOG_S("error", rm_strerror(orc)));
+    rc = assign_all(pipe);
+    pthread_mutex_lock(&pipe->pi_lock);
+    pipe->pi_snap.ps_generation = generation;
+    pthread_mutex_unlock(&pipe->pi_lock);
+    publish_snapshot(pipe);
+    return rc;
+}
+
+size_t pipe_partitions(pipe_t *pipe, pipe_partition_t *out, size_t cap)
+{
+    const view_t *view = pipe->pi_opts.po_view;
+    for (size_t i = 0; i < pipe->pi_tp_count && i < cap; i++) {
+        const pipe_tp_t *tp = &pipe->pi_tps[i];
+        int64_t low = 0, high = -1;
+        rd_kafka_get_watermark_offsets(pipe->pi_rk, view->v_topics[tp->pt_topic], tp->pt_partition,
+                                       &low, &high);
+        out[i] = (pipe_partition_t){view->v_topics[tp->pt_topic], tp->pt_partition,
+                                    tp->pt_next_offset, tp->pt_start_offset, tp->pt_target, high};
+    }
+    return pipe->pi_tp_count;
 }

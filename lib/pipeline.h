@@ -17,6 +17,16 @@
  *     redelivery (re-assign, broker retry) can never apply twice.
  * (5) Kafka offsets are committed asynchronously after the LMDB commit, for lag
  *     tooling only.
+ * (6) A start time (rebuild --from-time) only matters for partitions with no stored
+ *     offset: they start at rd_kafka_offsets_for_times' answer, or at the log start
+ *     when the broker has none (-1: nothing at or after the time, or a broker without
+ *     a time index, like the mock broker). Either way a time gate in fill_batch skips
+ *     messages older than the start time until the first one at or after it, so both
+ *     cases give "the earliest offset whose timestamp is at or after T". Skipped
+ *     messages still advance the stored offset, so a later writer resumes after them.
+ * (7) A store switch (pipe_switch_store, a new store generation) happens between
+ *     batches: the engine and outbox are rebuilt on the new store and every partition
+ *     is re-assigned at the new store's offsets, so nothing is lost or applied twice.
  * Thread: pipe_run() runs on the caller's thread; pipe_stop() may be called from a
  * signal handler or another thread. */
 #ifndef RM_PIPELINE_H
@@ -48,6 +58,16 @@ typedef struct pipe_opts {
     store_t *po_store;
     bool po_until_caught_up;      /* exit once every partition reached its high
                                      watermark as it was at start */
+    int64_t po_start_time_ms;     /* > 0: partitions without a stored offset start at the
+                                     first message at or after this time (note 6);
+                                     0: at the beginning of the log */
+    int64_t po_generation;        /* store generation number, for metrics (gen.h) */
+    /* Called on the consumer thread between batches (no batch open, no txn of the
+     * pipeline open; at least every 100 ms while idle): where the program checks for
+     * a new store generation (pipe_switch_store) and draws progress. A non-zero
+     * return stops pipe_run, which returns it. NULL: none. */
+    int (*po_tick)(void *arg, pipe_t *pipe);
+    void *po_tick_arg;
     /* Replay to a given point (reconcile diff-replay): every listed partition stops
      * exactly at its offset — messages at or above it are never applied, whatever the
      * batch — and pipe_run returns once all got there; a partition not listed applies
@@ -63,6 +83,16 @@ typedef struct pipe_opts {
     bool po_scratch;
 } pipe_opts_t;
 
+/* One partition's position (pipe_partitions). */
+typedef struct pipe_partition {
+    const char *pp_topic;       /* owned by the view */
+    int32_t pp_partition;
+    int64_t pp_next_offset;     /* committed in the store; -1: nothing yet */
+    int64_t pp_start_offset;    /* where this run started it (-1: not known yet) */
+    int64_t pp_target;          /* po_until_caught_up: the high watermark to reach */
+    int64_t pp_high_watermark;  /* as last fetched */
+} pipe_partition_t;
+
 typedef struct pipe_stats {
     uint64_t ps_messages;                       /* consumed and applied (any outcome) */
     uint64_t ps_outcomes[ENGINE__OUTCOMES];
@@ -70,6 +100,7 @@ typedef struct pipe_stats {
     uint64_t ps_commit_retries;                 /* batches re-applied after a store error */
     uint64_t ps_map_grows;
     uint64_t ps_skipped_redelivered;            /* below the stored next offset */
+    uint64_t ps_skipped_before_start;           /* older than po_start_time_ms (note 6) */
     uint64_t ps_skipped_by_hook;                /* consumed, not applied: RM_TEST_SKIP_APPLY */
     uint64_t ps_beyond_stop;                    /* at or above a po_stop_offsets offset */
 } pipe_stats_t;
@@ -88,6 +119,16 @@ int pipe_run(pipe_t *pipe);
 
 /* Asks pipe_run to finish the current batch, commit and return. Async-signal-safe. */
 void pipe_stop(pipe_t *pipe);
+
+/* Adopts store (a new generation; the caller keeps owning both stores and closes the
+ * old one after this returns 0): rebuilds the engine and outbox on it and re-assigns
+ * every partition at its offsets (note 7). Consumer thread only, from po_tick. On
+ * error the pipeline keeps the old store. */
+int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation);
+
+/* Copies up to cap partitions' positions into out and returns how many there are.
+ * Consumer thread only (from po_tick). */
+size_t pipe_partitions(pipe_t *pipe, pipe_partition_t *out, size_t cap);
 
 /* A snapshot of the counters (any thread; as of the last committed batch). */
 void pipe_get_stats(pipe_t *pipe, pipe_stats_t *ret_stats);

@@ -339,8 +339,8 @@ static int ld_assigns(view_ld_t *ld, const yml_node_t *fields, const char *where
 static int ld_op(view_ld_t *ld, const yml_node_t *node, const char *where, view_rule_t *rule,
                  view_op_t *op)
 {
-    static const char *const kinds[] = {"set",  "upsert", "update", "delete",
-                                        "incr", "decr",   "erase",  "link"};
+    static const char *const kinds[] = {"set",  "upsert", "update", "delete",    "incr",
+                                        "decr", "erase",  "link",   "contribute"};
     op->vo_line = yml_line(node);
     op->vo_section = -1;
     op->vo_link = -1;
@@ -349,7 +349,7 @@ static int ld_op(view_ld_t *ld, const yml_node_t *node, const char *where, view_
     const char *k = yml_scalar(yml_map_key_at(node, 0));
     const yml_node_t *body = yml_map_value_at(node, 0);
     int kind = -1;
-    for (int i = 0; k && i < 8; i++)
+    for (int i = 0; k && i < (int)(sizeof(kinds) / sizeof(kinds[0])); i++)
         if (strcmp(k, kinds[i]) == 0)
             kind = i;
     if (kind < 0)
@@ -384,7 +384,8 @@ static int ld_op(view_ld_t *ld, const yml_node_t *node, const char *where, view_
         return ld_assigns(ld, yml_map_get(body, "fields"), owhere, rule, op);
     }
     case VIEW_OP_INCR:
-    case VIEW_OP_DECR: {
+    case VIEW_OP_DECR:
+    case VIEW_OP_CONTRIBUTE: {
         static const char *const allowed[] = {"section", "field", "by", NULL};
         if (ld_keys(ld, body, owhere, allowed) ||
             ld_section_ref(ld, body, owhere, VIEW_COUNTERS, &op->vo_section))
@@ -601,6 +602,44 @@ static int ld_indexes(view_ld_t *ld, const yml_node_t *node)
     return 0;
 }
 
+/* The counter shares of one entity type are kept in its version record (engine.c), so
+ * the counters its rules contribute to are bounded, and one rule contributes to a counter
+ * at most once (two shares of one entity in one counter would overwrite each other). */
+static int ld_check_shares(view_ld_t *ld, const yml_node_t *node, size_t index)
+{
+    const view_rule_t *rule = &ld->vl_view->v_rules[index];
+    int seen[VIEW_MAX_CONTRIBUTIONS][2];
+    size_t count = 0;
+    for (size_t r = 0; r <= index; r++) {
+        const view_rule_t *other = &ld->vl_view->v_rules[r];
+        if (strcmp(other->vr_entity_type, rule->vr_entity_type) != 0)
+            continue;
+        for (size_t o = 0; o < other->vr_op_count; o++) {
+            const view_op_t *op = &other->vr_ops[o];
+            if (op->vo_kind != VIEW_OP_CONTRIBUTE)
+                continue;
+            bool known = false;
+            for (size_t p = 0; p < o && r == index; p++)
+                if (other->vr_ops[p].vo_kind == VIEW_OP_CONTRIBUTE &&
+                    other->vr_ops[p].vo_section == op->vo_section &&
+                    other->vr_ops[p].vo_counter_field == op->vo_counter_field)
+                    return ld_fail(ld, node, "rules", "rules[%zu] contributes twice to one counter",
+                                   index);
+            for (size_t s = 0; s < count; s++)
+                known |= seen[s][0] == op->vo_section && seen[s][1] == op->vo_counter_field;
+            if (known)
+                continue;
+            if (count == VIEW_MAX_CONTRIBUTIONS)
+                return ld_fail(ld, node, "rules", "entity type %s contributes to more than %d "
+                               "counters", rule->vr_entity_type, VIEW_MAX_CONTRIBUTIONS);
+            seen[count][0] = op->vo_section;
+            seen[count][1] = op->vo_counter_field;
+            count++;
+        }
+    }
+    return 0;
+}
+
 /* A dotted member path of a source record: names of [A-Za-z0-9_-] joined by '.'. */
 static int ld_src_path(view_ld_t *ld, const yml_node_t *node, const char *where, char **ret)
 {
@@ -780,7 +819,8 @@ static int ld_view(view_ld_t *ld, const yml_node_t *root)
         return RM_ENOMEM;
     for (size_t i = 0; i < yml_count(n); i++) {
         view->v_rule_count = i + 1;
-        if (ld_rule(ld, yml_seq_at(n, i), i, &view->v_rules[i]))
+        if (ld_rule(ld, yml_seq_at(n, i), i, &view->v_rules[i]) ||
+            ld_check_shares(ld, yml_seq_at(n, i), i))
             return RM_ECONFIG;
     }
     return 0;

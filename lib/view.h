@@ -66,7 +66,12 @@ typedef struct view_expr {
 typedef enum view_op_kind {
     VIEW_OP_SET, VIEW_OP_UPSERT, VIEW_OP_UPDATE, VIEW_OP_DELETE, VIEW_OP_INCR, VIEW_OP_DECR,
     VIEW_OP_ERASE, VIEW_OP_LINK,
+    VIEW_OP_CONTRIBUTE, /* the entity's share of a counter: moves it by the change of share */
 } view_op_kind_t;
+
+/* Counter fields one entity type may hold a share of (`contribute`): the shares live in
+ * the entity's version record, which stays small and fixed-bounded. */
+#define VIEW_MAX_CONTRIBUTIONS 8
 
 typedef struct view_assign {
     int va_field;        /* index into the section's fields */
@@ -75,12 +80,12 @@ typedef struct view_assign {
 
 typedef struct view_op {
     view_op_kind_t vo_kind;
-    int vo_section;          /* SET..DECR: index into v_sections; -1 otherwise */
+    int vo_section;          /* SET..DECR, CONTRIBUTE: index into v_sections; -1 otherwise */
     view_expr_t vo_item;     /* UPSERT/UPDATE/DELETE: the item id */
     view_assign_t *vo_assigns; /* SET/UPSERT/UPDATE */
     size_t vo_assign_count;
-    int vo_counter_field;    /* INCR/DECR: field index in the counters section */
-    view_expr_t vo_by;       /* INCR/DECR: amount */
+    int vo_counter_field;    /* INCR/DECR/CONTRIBUTE: field index in the counters section */
+    view_expr_t vo_by;       /* INCR/DECR: amount; CONTRIBUTE: the entity's share */
     int vo_link;             /* LINK: index into v_links */
     view_expr_t vo_link_id;  /* LINK: the foreign id */
     unsigned vo_line;

@@ -3,6 +3,8 @@
 #include "app.h"
 #include "cfg.h"
 #include "dlq.h"
+#include "gen.h"
+#include "gens.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "pipeline.h"
@@ -33,6 +35,9 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: projector --config FILE [options]\n"
             "       projector --config FILE dlq list|replay|purge [--dry-run]\n"
+            "       projector --config FILE rebuild [--from earliest|--from-time ISO8601]\n"
+            "       projector --config FILE generations [--json]\n"
+            "       projector --config FILE rollback [--to N]\n"
             "\n"
             "Consumes the view's Kafka topics (Confluent-framed Avro), applies the view\n"
             "definition and writes the view's LMDB store with the consumed offsets in the\n"
@@ -54,52 +59,24 @@ static void usage(FILE *out)
             "  dlq replay [--dry-run]  re-publish them to their original topic (after a fix)\n"
             "  dlq purge [--dry-run]   mark them handled without re-publishing\n"
             "\n"
+            "Store generations (<data_dir>/<view>/gen-N, \"current\" links the live one):\n"
+            "  rebuild                 build a new generation from the topics while the daemon\n"
+            "                          and the query API keep serving the current one, then\n"
+            "                          switch atomically; both follow the switch by themselves\n"
+            "    --from earliest       from the beginning of every partition (default)\n"
+            "    --from-time TIME      from the first message at or after TIME (ISO 8601 with\n"
+            "                          a zone, e.g. 2024-05-01T12:00:00Z)\n"
+            "                          Progress: bars on a terminal, a log line every 5 s\n"
+            "                          otherwise. Keeps projector.keep_generations.\n"
+            "  generations [--json]    list them: current, previous, size, offsets per topic\n"
+            "  rollback [--to N]       make the previous (or generation N) current again\n"
+            "\n"
             "SIGTERM or SIGINT finish the current batch, commit and exit 0.\n"
             "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error,\n"
             "3 stopped on a gap (projector.on_gap=stop: restarting will not help).\n"
             "\n"
             "Configuration keys (flag > environment > file > default):\n");
     cfg_print_help(out, NULL);
-}
-
-static int parse_durability(const char *text, store_durability_t *ret)
-{
-    if (strcmp(text, "sync") == 0)
-        *ret = STORE_SYNC;
-    else if (strcmp(text, "nometasync") == 0)
-        *ret = STORE_NOMETASYNC;
-    else if (strcmp(text, "periodic") == 0)
-        *ret = STORE_PERIODIC;
-    else
-        return RM_EINVAL;
-    return 0;
-}
-
-/* A store remembers the view definition that built it; another one needs a rebuild. */
-static int check_view_hash(store_t *store, const view_t *view)
-{
-    MDB_txn *txn;
-    int rc = store_write_begin(store, &txn);
-    if (rc)
-        return rc;
-    const void *data;
-    size_t len;
-    rc = store_meta_get(store, txn, "view_hash", &data, &len);
-    if (rc == RM_ENOTFOUND) {
-        rc = store_meta_put(store, txn, "view_hash", view->v_hash, strlen(view->v_hash));
-        if (!rc)
-            rc = store_meta_put(store, txn, "view_name", view->v_name, strlen(view->v_name));
-        if (rc) {
-            store_write_abort(txn);
-            return rc;
-        }
-        return store_write_commit(store, txn);
-    }
-    bool same = rc == 0 && len == strlen(view->v_hash) && memcmp(data, view->v_hash, len) == 0;
-    store_write_abort(txn);
-    if (rc)
-        return rc;
-    return same ? 0 : RM_EMISMATCH;
 }
 
 int main(int argc, char **argv)
@@ -112,9 +89,14 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {"dry-run", no_argument, NULL, 'n'},
+        {"from", required_argument, NULL, 'F'},
+        {"from-time", required_argument, NULL, 'T'},
+        {"json", no_argument, NULL, 'j'},
+        {"to", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
     };
-    bool dry_run = false;
+    bool dry_run = false, json = false;
+    const char *from = NULL, *from_time = NULL, *to_text = NULL;
     app_args_t args = {0};
     static char kafka_sets[APP_MAX_SETS][512];
     bool until_caught_up = false;
@@ -133,6 +115,10 @@ int main(int argc, char **argv)
         case 'v': args.aa_verbosity++; break;
         case 'q': args.aa_verbosity--; break;
         case 'n': dry_run = true; break;
+        case 'F': from = optarg; break;
+        case 'T': from_time = optarg; break;
+        case 'j': json = true; break;
+        case 't': to_text = optarg; break;
         case 'V': app_print_version("projector"); return APP_EXIT_OK;
         case 'h': usage(stdout); return APP_EXIT_OK;
         default: usage(stderr); return APP_EXIT_USAGE;
@@ -142,12 +128,42 @@ int main(int argc, char **argv)
             return APP_EXIT_USAGE;
         }
     }
-    const char *dlq_command = NULL;
+    const char *dlq_command = NULL, *gen_command = NULL;
     if (optind + 2 == argc && strcmp(argv[optind], "dlq") == 0) {
         dlq_command = argv[optind + 1];
+    } else if (optind + 1 == argc && (strcmp(argv[optind], "rebuild") == 0 ||
+                                      strcmp(argv[optind], "generations") == 0 ||
+                                      strcmp(argv[optind], "rollback") == 0)) {
+        gen_command = argv[optind];
     } else if (optind < argc) {
         fprintf(stderr, "projector: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
+        return APP_EXIT_USAGE;
+    }
+    bool rebuild = gen_command && strcmp(gen_command, "rebuild") == 0;
+    int64_t start_time_ms = 0, to = 0;
+    const char *misplaced = (from || from_time) && !rebuild ? "--from/--from-time belong to rebuild"
+                            : json && !(gen_command && strcmp(gen_command, "generations") == 0)
+                                ? "--json belongs to generations"
+                            : to_text && !(gen_command && strcmp(gen_command, "rollback") == 0)
+                                ? "--to belongs to rollback"
+                            : from && from_time ? "give --from or --from-time, not both"
+                            : from && strcmp(from, "earliest") != 0
+                                ? "--from: only 'earliest' (or use --from-time)"
+                            : until_caught_up && gen_command ? "--until-caught-up is for the daemon"
+                                                             : NULL;
+    if (!misplaced && from_time && gens_parse_time(from_time, &start_time_ms))
+        misplaced = "--from-time: expected ISO 8601 with a zone, e.g. 2024-05-01T12:00:00Z";
+    if (!misplaced && from_time && start_time_ms <= 0)
+        misplaced = "--from-time: must be after 1970";
+    if (!misplaced && to_text) {
+        char *end;
+        to = strtoll(to_text, &end, 10);
+        if (*end || to <= 0 || to > GEN_ID_MAX)
+            misplaced = "--to: expected a generation number (see 'generations')";
+    }
+    if (misplaced) {
+        fprintf(stderr, "projector: %s\n", misplaced);
         return APP_EXIT_USAGE;
     }
 
@@ -158,24 +174,20 @@ int main(int argc, char **argv)
 
     app_t app;
     int exit_code = app_load(&app, "projector", &args, true);
-    if (exit_code || dlq_command) {
-        if (!exit_code)
+    if (exit_code || dlq_command || gen_command) {
+        if (!exit_code && dlq_command)
             exit_code = dlq_main(&app, dlq_command, dry_run);
+        else if (!exit_code && rebuild)
+            exit_code = gens_rebuild_main(&app, start_time_ms, &running_pipe, &stop_requested);
+        else if (!exit_code && strcmp(gen_command, "generations") == 0)
+            exit_code = gens_list_main(&app, json);
+        else if (!exit_code)
+            exit_code = gens_rollback_main(&app, to);
         app_cleanup(&app);
         return exit_code;
     }
-    store_opts_t sopts = {
-        .so_dir = app.ap_store_dir,
-        .so_map_size_bytes = (size_t)cfg_int(app.ap_cfg, "projector.map_size_mb") << 20,
-        .so_sync_interval_ms = cfg_int(app.ap_cfg, "projector.sync_interval_ms"),
-    };
-    if (parse_durability(cfg_str(app.ap_cfg, "projector.durability"), &sopts.so_durability)) {
-        fprintf(stderr, "projector: projector.durability: expected sync, nometasync or periodic\n");
-        app_cleanup(&app);
-        return APP_EXIT_USAGE;
-    }
     char err[1024];
-    store_t *store = NULL;
+    gens_follow_t follow = {.gf_app = &app};
     pipe_t *pipe = NULL;
     metrics_http_t *metrics = NULL;
     int rc = app_mkdirs(cfg_str(app.ap_cfg, "data_dir"));
@@ -185,23 +197,29 @@ int main(int argc, char **argv)
         exit_code = APP_EXIT_FAILURE;
         goto out;
     }
-    store = store_open(&sopts, err, sizeof(err));
-    if (!store) {
-        log_error("cannot open the view store", LOG_S("error", err));
+    rc = app_mkdirs(app.ap_store_dir);
+    bool migrated = false;
+    rc = rc ? rc : gen_prepare(app.ap_store_dir, &migrated);
+    rc = rc ? rc : gen_current(app.ap_store_dir, &follow.gf_generation, follow.gf_dir, sizeof(follow.gf_dir));
+    if (rc) {
+        log_error(rc == RM_EBUSY ? "cannot move the store into generations: another projector writes it"
+                                 : "cannot prepare the store's generations",
+                  LOG_S("path", app.ap_store_dir), LOG_S("error", rm_strerror(rc)));
         exit_code = APP_EXIT_FAILURE;
         goto out;
     }
-    rc = check_view_hash(store, app.ap_view);
-    if (rc) {
-        log_error(rc == RM_EMISMATCH ? "store was built by another view definition: rebuild it"
-                                     : "cannot read the store's metadata",
-                  LOG_S("store", app.ap_store_dir), LOG_S("view_hash", app.ap_view->v_hash),
-                  LOG_S("error", rm_strerror(rc)));
-        exit_code = APP_EXIT_FAILURE;
+    if (migrated)
+        log_info("moved the flat store into its first generation", LOG_S("store", follow.gf_dir));
+    bool usage_error = false;
+    follow.gf_store = gens_open_writer(&app, follow.gf_dir, &usage_error);
+    if (!follow.gf_store) {
+        exit_code = usage_error ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
         goto out;
     }
     pipe_opts_t popts = {.po_cfg = app.ap_cfg, .po_view = app.ap_view, .po_catalog = app.ap_catalog,
-                         .po_store = store, .po_until_caught_up = until_caught_up};
+                         .po_store = follow.gf_store, .po_until_caught_up = until_caught_up,
+                         .po_generation = follow.gf_generation, .po_tick = gens_follow_tick,
+                         .po_tick_arg = &follow};
     pipe = pipe_new(&popts, err, sizeof(err));
     if (!pipe) {
         fprintf(stderr, "projector: %s\n", err);
@@ -223,7 +241,7 @@ int main(int argc, char **argv)
     if (stop_requested)
         pipe_stop(pipe);
     log_info("projector started", LOG_S("view", app.ap_view->v_name),
-             LOG_S("store", app.ap_store_dir),
+             LOG_S("store", follow.gf_dir), LOG_I("generation", follow.gf_generation),
              LOG_S("durability", cfg_str(app.ap_cfg, "projector.durability")),
              LOG_I("until_caught_up", until_caught_up));
     rc = pipe_run(pipe);
@@ -241,7 +259,7 @@ out:
     running_pipe = NULL;
     metrics_http_stop(metrics);
     pipe_destroy(pipe);
-    store_close(store);
+    store_close(follow.gf_store);
     app_cleanup(&app);
     return exit_code;
 }

@@ -12,6 +12,8 @@
 
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
 #include <stdint.h>
 
 /* Status codes counted per route (index into hs_requests). */
@@ -24,11 +26,35 @@ typedef struct http_stats {
     uint64_t hs_latency_ns_sum[HTTP_ROUTE__COUNT];
 } http_stats_t;
 
+/* One opened generation of the view store (gen.h), shared by the worker threads.
+ * Handover on a switch (docs/design.md "Store generations"): the watcher thread opens
+ * the new generation and makes it hc_gen; a request that starts afterwards moves its
+ * thread's read txn over; a request in flight finishes in the old one. The old
+ * environment is closed when its last reference goes: hc_gen's own, plus one per
+ * thread whose (reset or running) read txn lives in it. LMDB requires every txn of an
+ * env to be gone before mdb_env_close; with MDB_NOTLS a reset txn may be aborted by
+ * another thread, so the watcher aborts those of idle threads (under the thread's
+ * ht_lock) instead of waiting for their next request. */
+typedef struct http_gen {
+    store_t *hg_store;
+    int64_t hg_id;        /* generation number; 0 for a flat (not yet migrated) store;
+                             atomic: relabelled in place by a migration */
+    char hg_dir[4096];    /* watcher thread only */
+    dev_t hg_dev;         /* data.mdb's identity: a migration renames the same file */
+    ino_t hg_ino;
+    int hg_refs;          /* guarded by hc_store_lock */
+} http_gen_t;
+
+struct http_tls;
+
 typedef struct http_ctx {
     app_t *hc_app;
-    pthread_mutex_t hc_store_lock; /* guards opening hc_store */
-    store_t *hc_store;             /* NULL until it opens; then fixed until exit */
-    int64_t hc_next_open_ms;
+    pthread_mutex_t hc_store_lock; /* guards the hc_gen swap, every hg_refs, hc_threads */
+    http_gen_t *hc_gen;            /* NULL until a store opens (atomic loads) */
+    struct http_tls *hc_threads;   /* every worker's state, for the idle sweep */
+    pthread_t hc_watcher;
+    bool hc_watcher_running;
+    int hc_stop;                   /* atomic: the watcher exits */
     char hc_store_error[256];
     struct MHD_Response *hc_healthz;   /* created once, reused (DESIGN.md §8) */
     struct MHD_Response *hc_not_found;
@@ -40,17 +66,31 @@ typedef struct http_ctx {
 
 /* Per worker thread: a read txn reused with reset/renew, and the response buffer. */
 typedef struct http_tls {
+    pthread_mutex_t ht_lock;  /* held by the thread from http_txn to http_txn_done */
+    bool ht_active;           /* between http_txn and http_txn_done (own thread only) */
+    http_gen_t *ht_gen;       /* the generation ht_txn lives in; holds a reference */
     MDB_txn *ht_txn;
     buf_t ht_body;
+    http_ctx_t *ht_ctx;
+    struct http_tls *ht_next; /* in hc_threads */
 } http_tls_t;
 
-/* The store, opening it if it is not open yet (at most once a second). NULL while it
- * cannot be opened; the reason is in hc_store_error. Any thread. */
-store_t *http_store(http_ctx_t *ctx);
+/* Opens the current generation now (start-up) and starts the watcher thread that
+ * follows "current" every HTTP_REOPEN_MS. Returns 0 or an rm_err_t. */
+int http_store_start(http_ctx_t *ctx);
+/* Stops the watcher and closes the store. After MHD_stop_daemon (workers joined). */
+void http_store_stop(http_ctx_t *ctx);
 
-/* A read txn for this thread on store (renewed); release with http_txn_done(). */
-int http_txn(http_ctx_t *ctx, store_t *store, MDB_txn **ret_txn);
+/* A read txn for this thread in the current generation, and its store; both valid
+ * until http_txn_done() on this thread, which must follow every success. Returns
+ * RM_ENOTFOUND while no store is open (the reason is in hc_store_error). HTTP worker
+ * threads. */
+int http_txn(http_ctx_t *ctx, store_t **ret_store, MDB_txn **ret_txn);
+/* The generation of this thread's txn (between http_txn and http_txn_done). */
+int64_t http_txn_generation(void);
 void http_txn_done(void);
+/* The generation being served, or -1 when none is open. Any thread. */
+int64_t http_generation(http_ctx_t *ctx);
 /* This thread's response buffer, emptied. */
 buf_t *http_body(void);
 

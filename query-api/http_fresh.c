@@ -74,7 +74,7 @@ static void waiter_leave(http_ctx_t *ctx)
 
 /* Renews the txn every HTTP_FRESH_POLL_MS until the tokens are reached or the deadline
  * (monotonic ms) passes. On error no txn is open. */
-static int poll_until(http_ctx_t *ctx, store_t *store, const http_min_offset_t *tokens,
+static int poll_until(http_ctx_t *ctx, store_t **store, const http_min_offset_t *tokens,
                       size_t count, int64_t deadline_ms, MDB_txn **txn, http_wait_t *wait)
 {
     int rc = 0;
@@ -85,24 +85,25 @@ static int poll_until(http_ctx_t *ctx, store_t *store, const http_min_offset_t *
         struct timespec pause = {0, HTTP_FRESH_POLL_MS * 1000000L};
         nanosleep(&pause, NULL);
         rc = http_txn(ctx, store, txn);
-        rc = rc ? rc : check(store, *txn, tokens, count, wait);
+        rc = rc ? rc : check(*store, *txn, tokens, count, wait);
     }
     return rc;
 }
 
-int http_fresh_wait(http_ctx_t *ctx, store_t *store, const http_min_offset_t *tokens, size_t count,
-                    int64_t wait_ms, MDB_txn **ret_txn, http_wait_t *ret_wait)
+int http_fresh_wait(http_ctx_t *ctx, const http_min_offset_t *tokens, size_t count,
+                    int64_t wait_ms, store_t **ret_store, MDB_txn **ret_txn, http_wait_t *ret_wait)
 {
     assert(count <= HTTP_MIN_OFFSETS_MAX); /* hw_missing has one bit per token */
     http_wait_t wait;
     memset(&wait, 0, sizeof(wait));
     int64_t start = rm_mono_ms();
     MDB_txn *txn = NULL;
-    int rc = http_txn(ctx, store, &txn);
+    store_t *store = NULL;
+    int rc = http_txn(ctx, &store, &txn);
     rc = rc ? rc : check(store, txn, tokens, count, &wait);
     if (!rc && !wait.hw_reached && wait_ms > 0) {
         if (waiter_enter(ctx)) {
-            rc = poll_until(ctx, store, tokens, count, start + wait_ms, &txn, &wait);
+            rc = poll_until(ctx, &store, tokens, count, start + wait_ms, &txn, &wait);
             waiter_leave(ctx);
         } else {
             wait.hw_busy = true;
@@ -113,6 +114,7 @@ int http_fresh_wait(http_ctx_t *ctx, store_t *store, const http_min_offset_t *to
         return rc;
     }
     wait.hw_waited_ms = rm_mono_ms() - start;
+    *ret_store = store;
     *ret_txn = txn;
     *ret_wait = wait;
     return 0;

@@ -46,12 +46,13 @@ typedef struct http_wait {
 } http_wait_t;
 
 /* Waits up to wait_ms until the store's next offset of every token's partition is
- * greater than its offset, renewing this thread's read txn every HTTP_FRESH_POLL_MS.
- * count <= HTTP_MIN_OFFSETS_MAX. On return 0, *ret_txn is this thread's txn (from
- * http_txn) in which the outcome *ret_wait was observed: the caller renders from it, so
- * the answer reflects the offsets reported, and ends it with http_txn_done(). On error
- * (a store error) no txn is open. HTTP worker threads; takes no lock. */
-int http_fresh_wait(http_ctx_t *ctx, store_t *store, const http_min_offset_t *tokens, size_t count,
-                    int64_t wait_ms, MDB_txn **ret_txn, http_wait_t *ret_wait);
+ * greater than its offset, renewing this thread's read txn every HTTP_FRESH_POLL_MS
+ * (so a wait that spans a generation switch continues in the new generation).
+ * count <= HTTP_MIN_OFFSETS_MAX. On return 0, *ret_store and *ret_txn are this thread's
+ * (from http_txn) in which the outcome *ret_wait was observed: the caller renders from
+ * them, so the answer reflects the offsets reported, and ends with http_txn_done(). On
+ * error no txn is open (RM_ENOTFOUND: no store). HTTP worker threads. */
+int http_fresh_wait(http_ctx_t *ctx, const http_min_offset_t *tokens, size_t count,
+                    int64_t wait_ms, store_t **ret_store, MDB_txn **ret_txn, http_wait_t *ret_wait);
 
 #endif

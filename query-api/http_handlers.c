@@ -96,11 +96,12 @@ struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *
                        "the value is empty, longer than 128 bytes, or badly percent-encoded",
                        "/v1/views/{view}", ret_status);
     decoded[decoded_len] = '\0';
-    store_t *store = http_store(ctx);
-    if (!store)
-        return not_ready(ctx, ret_status);
+    store_t *store;
     MDB_txn *txn;
-    if (http_txn(ctx, store, &txn))
+    int trc = http_txn(ctx, &store, &txn);
+    if (trc == RM_ENOTFOUND)
+        return not_ready(ctx, ret_status);
+    if (trc)
         return problem(500, "internal", "Internal error", "cannot read the store", NULL, ret_status);
     buf_t *body = http_body();
     int summary = index->vi_section;
@@ -135,11 +136,12 @@ static int add_gap(void *ctx, const char *name, size_t name_len, const void *val
 
 struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status)
 {
-    store_t *store = http_store(ctx);
-    if (!store)
-        return not_ready(ctx, ret_status);
+    store_t *store;
     MDB_txn *txn;
-    if (http_txn(ctx, store, &txn))
+    int trc = http_txn(ctx, &store, &txn);
+    if (trc == RM_ENOTFOUND)
+        return not_ready(ctx, ret_status);
+    if (trc)
         return problem(503, "not-ready", "Not ready", "cannot read the store", NULL, ret_status);
     http_lag_t lag;
     buf_t *body = http_body();
@@ -222,9 +224,11 @@ struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
         const char *labels[] = {"route", http_route_name((http_route_t)r), NULL};
         metrics_hist_render(b, "readmodel_http_request_duration_seconds", &h, labels);
     }
-    store_t *store = http_store(ctx);
+    store_t *store = NULL;
     MDB_txn *txn;
-    if (store && http_txn(ctx, store, &txn) == 0) {
+    int64_t generation = -1;
+    if (http_txn(ctx, &store, &txn) == 0) {
+        generation = http_txn_generation();
         int64_t now = rm_wall_ms();
         void *args[] = {b, ctx->hc_app->ap_view->v_name, &now};
         metrics_family(b, "readmodel_store_partition_next_offset", "gauge",
@@ -239,6 +243,11 @@ struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
     metrics_family(b, "readmodel_http_store_open", "gauge", "1 when the view store is open.");
     const char *vlabels[] = {"view", ctx->hc_app->ap_view->v_name, NULL};
     metrics_sample_i64(b, "readmodel_http_store_open", store != NULL, vlabels);
+    if (generation >= 0) {
+        metrics_family(b, "readmodel_store_generation", "gauge",
+                       "Store generation being served (0: flat store, before the projector moved it).");
+        metrics_sample_i64(b, "readmodel_store_generation", generation, vlabels);
+    }
     struct MHD_Response *resp = MHD_create_response_from_buffer(b->b_len, b->b_data, MHD_RESPMEM_MUST_COPY);
     if (resp)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
@@ -276,10 +285,10 @@ struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
 {
     const view_t *view = ctx->hc_app->ap_view;
     buf_t *b = http_body();
-    store_t *store = http_store(ctx);
+    store_t *store;
     MDB_txn *txn;
     *ret_status = 200;
-    if (!store || http_txn(ctx, store, &txn)) {
+    if (http_txn(ctx, &store, &txn)) {
         buf_printf(b, "{\"view\":\"%s\",\"state\":\"not-ready\",\"reason\":", view->v_name);
         buf_append_json_str(b, ctx->hc_store_error, strlen(ctx->hc_store_error));
         buf_append_str(b, ",\"partitions\":[],\"gaps\":[]}");
@@ -301,10 +310,10 @@ struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
                             ? "stalled"
                         : lag.hl_messages > 0 ? "catching-up"
                                               : "running";
-    buf_printf(b, "{\"view\":\"%s\",\"state\":\"%s\",\"now_ms\":%lld,\"lag_messages\":%lld,"
+    buf_printf(b, "{\"view\":\"%s\",\"generation\":%lld,\"state\":\"%s\",\"now_ms\":%lld,\"lag_messages\":%lld,"
                   "\"lag_seconds\":%.3f,\"last_commit_ms\":%lld,\"parked\":%zu,"
                   "\"dead_letters_pending\":%zu,\"gaps\":%s,\"partitions\":[",
-               view->v_name, state, (long long)sc.sc_now, (long long)lag.hl_messages,
+               view->v_name, (long long)http_txn_generation(), state, (long long)sc.sc_now, (long long)lag.hl_messages,
                (double)lag.hl_lag_ms / 1000.0, (long long)lag.hl_newest_commit_ms,
                rc ? 0 : parked.ms_entries, rc ? 0 : outbox.ms_entries, gaps.b_data);
     buf_free(&gaps);

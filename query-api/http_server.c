@@ -12,6 +12,7 @@
 #include "http_handlers.h"
 #include "http_problem.h"
 #include "log.h"
+#include "rm_err.h"
 
 /* The dashboard page, embedded at build time from dashboard.html (tools/embed.py). */
 extern const char http_dashboard_html[];
@@ -174,7 +175,12 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
     ctx->hc_openapi = MHD_create_response_from_buffer(http_openapi_json_len, (void *)http_openapi_json,
                                                       MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(ctx->hc_openapi, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    http_store(ctx); /* try now; requests retry while the projector has not created it */
+    int src = http_store_start(ctx); /* serves a store that exists now; follows "current" */
+    if (src) {
+        snprintf(errstr, errlen, "cannot start the store watcher: %s", rm_strerror(src));
+        http_server_stop(server);
+        return NULL;
+    }
     server->hs_daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, ctx,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
@@ -205,7 +211,7 @@ void http_server_stop(http_server_t *server)
         MHD_destroy_response(ctx->hc_dashboard);
     if (ctx->hc_openapi)
         MHD_destroy_response(ctx->hc_openapi);
-    store_close(ctx->hc_store);
+    http_store_stop(ctx);
     pthread_mutex_destroy(&ctx->hc_store_lock);
     free(server);
 }

@@ -296,18 +296,18 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
     struct MHD_Response *resp = parse_query(ctx, conn, &vq, ret_status);
     if (resp)
         return resp;
-    store_t *store = http_store(ctx);
-    if (!store) {
+    store_t *store;
+    MDB_txn *txn;
+    http_wait_t wait = {0};
+    int rc = vq.vq_token_count ? http_fresh_wait(ctx, vq.vq_tokens, vq.vq_token_count,
+                                                 vq.vq_wait_ms, &store, &txn, &wait)
+                               : http_txn(ctx, &store, &txn);
+    if (rc == RM_ENOTFOUND) {
         char detail[320];
         snprintf(detail, sizeof(detail), "the view store is not open yet: %s", ctx->hc_store_error);
         *ret_status = 503;
         return http_problem_response(503, "not-ready", "Not ready", detail, NULL);
     }
-    MDB_txn *txn;
-    http_wait_t wait = {0};
-    int rc = vq.vq_token_count ? http_fresh_wait(ctx, store, vq.vq_tokens, vq.vq_token_count,
-                                                 vq.vq_wait_ms, &txn, &wait)
-                               : http_txn(ctx, store, &txn);
     if (rc) {
         *ret_status = 500;
         return http_problem_response(500, "internal", "Internal error", "cannot read the store",

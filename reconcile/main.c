@@ -4,6 +4,7 @@
 #include "app.h"
 #include "cfg.h"
 #include "diff_source.h"
+#include "gen.h"
 #include "log.h"
 #include "repair.h"
 #include "replay.h"
@@ -55,8 +56,8 @@ static void usage(FILE *out)
             "Options:\n"
             "  -c, --config FILE       config file (YAML)\n"
             "  -r, --report FILE       findings as JSON lines, then a summary line\n"
-            "  -m, --metrics-file FILE Prometheus text format for node_exporter's textfile\n"
-            "                          collector (e.g. /var/lib/node_exporter/readmodel.prom)\n"
+            "  -m, --metrics-textfile FILE  Prometheus text format for node_exporter's\n"
+            "                          textfile collector (e.g. .../readmodel_reconcile.prom)\n"
             "      --run-id ID         names this run in reports and repair events\n"
             "                          (default rc-<UTC time>-<pid>)\n"
             "      --seed S            seed of --sample (default 1)\n"
@@ -119,7 +120,7 @@ static int parse(int argc, char **argv, rc_options_t *op)
 {
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},   {"report", required_argument, NULL, 'r'},
-        {"metrics-file", required_argument, NULL, 'm'}, {"run-id", required_argument, NULL, OPT_RUN_ID},
+        {"metrics-textfile", required_argument, NULL, 'm'}, {"run-id", required_argument, NULL, OPT_RUN_ID},
         {"seed", required_argument, NULL, OPT_SEED}, {"all", no_argument, NULL, OPT_ALL},
         {"sample", required_argument, NULL, OPT_SAMPLE}, {"keys", required_argument, NULL, OPT_KEYS},
         {"since", required_argument, NULL, OPT_SINCE}, {"repair", no_argument, NULL, OPT_REPAIR},
@@ -203,9 +204,15 @@ static void on_signal(int sig)
 
 static int run_diff_source(const app_t *app, const rc_options_t *op, report_t *report)
 {
-    char err[1024];
+    char err[1024], dir[4096];
+    int grc = gen_current_dir(app->ap_store_dir, dir, sizeof(dir));
+    if (grc) {
+        log_error("cannot find the view store's current generation",
+                  LOG_S("store", app->ap_store_dir), LOG_S("error", rm_strerror(grc)));
+        return RM_ESTORE;
+    }
     /* A read-only store: reconcile never writes a live store (repairs go through Kafka). */
-    store_opts_t sopts = {.so_dir = app->ap_store_dir, .so_readonly = true};
+    store_opts_t sopts = {.so_dir = dir, .so_readonly = true};
     store_t *store = store_open(&sopts, err, sizeof(err));
     if (!store) {
         log_error("cannot open the view store", LOG_S("error", err));
@@ -295,6 +302,12 @@ int main(int argc, char **argv)
         exit_code = RC_EXIT_CANNOT; /* no report is renamed into place: it would be partial */
     } else if (report_finish(report, stdout, rm_mono_ms() - started, err, sizeof(err))) {
         log_error("cannot write the report", LOG_S("error", err));
+        exit_code = RC_EXIT_CANNOT;
+    } else if (report_sections_checked(report) &&
+               report_count(report, REPORT_UNKNOWN) == report_sections_checked(report)) {
+        /* Not one key could be checked: "no drift" would be a lie. */
+        log_error("no key could be checked: every source read failed (see the report)",
+                  LOG_I("keys", report_keys(report)));
         exit_code = RC_EXIT_CANNOT;
     } else {
         exit_code = report_count(report, REPORT_DRIFT) ? RC_EXIT_DRIFT : RC_EXIT_CLEAN;

@@ -2,6 +2,7 @@
  * with the live store (see replay.h). */
 #include "replay.h"
 
+#include "gen.h"
 #include "kafka.h"
 #include "log.h"
 #include "pipeline.h"
@@ -362,8 +363,15 @@ static int replay_and_diff(const replay_opts_t *opts, store_t *live, MDB_txn *li
 int replay_run(const replay_opts_t *opts, char *errstr, size_t errlen)
 {
     const app_t *app = opts->rpo_app;
-    /* TODO(gens): resolve <view>/current with gen_current_dir() once lib/gen.h is on main. */
-    store_opts_t lopts = {.so_dir = app->ap_store_dir, .so_readonly = true};
+    /* The generation the projector writes and the query API serves (gen.h). */
+    char live_dir[GEN_DIR_MAX];
+    int grc = gen_current_dir(app->ap_store_dir, live_dir, sizeof(live_dir));
+    if (grc) {
+        snprintf(errstr, errlen, "%s: no view store (current generation): %s", app->ap_store_dir,
+                 rm_strerror(grc));
+        return RM_ENOTFOUND;
+    }
+    store_opts_t lopts = {.so_dir = live_dir, .so_readonly = true};
     char err[1024];
     store_t *live = store_open(&lopts, err, sizeof(err));
     if (!live) {
@@ -375,7 +383,7 @@ int replay_run(const replay_opts_t *opts, char *errstr, size_t errlen)
     char scratch_dir[4096] = "";
     int rc = store_read_begin(live, &live_txn);
     if (rc)
-        snprintf(errstr, errlen, "%s: %s", app->ap_store_dir, rm_strerror(rc));
+        snprintf(errstr, errlen, "%s: %s", live_dir, rm_strerror(rc));
     if (!rc)
         rc = check_live_meta(live, live_txn, app->ap_view, errstr, errlen);
     if (!rc) {
@@ -383,7 +391,7 @@ int replay_run(const replay_opts_t *opts, char *errstr, size_t errlen)
         rc = store_meta_foreach(live, live_txn, "gap/", on_recorded_gap, &gc);
     }
     if (!rc && (rc = store_offset_foreach(live, live_txn, collect_stop, &stops)) != 0)
-        snprintf(errstr, errlen, "%s: reading offsets: %s", app->ap_store_dir, rm_strerror(rc));
+        snprintf(errstr, errlen, "%s: reading offsets: %s", live_dir, rm_strerror(rc));
     if (!rc)
         rc = check_history(app, &stops, errstr, errlen);
     if (!rc)

@@ -29,7 +29,8 @@
 #include <stddef.h>
 
 typedef struct replay_opts {
-    const app_t *rpo_app;        /* config, catalog, view, ap_store_dir (lib/app.h) */
+    const app_t *rpo_app;        /* config, catalog, view; the live store is ap_store_dir's
+                                    current generation (gen_current_dir) */
     report_t *rpo_report;        /* findings go here (report_add / report_checked) */
     const char *rpo_scratch_dir; /* where the scratch store is built (created; must not hold
                                     a store yet); NULL: a fresh directory

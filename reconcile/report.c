@@ -14,7 +14,9 @@
 typedef struct report_section {
     char rs_name[64];
     uint64_t rs_checked;
-    uint64_t rs_counts[REPORT__CLASSES];
+    uint64_t rs_counts[REPORT__CLASSES];       /* findings */
+    uint64_t rs_keys[REPORT__CLASSES];         /* distinct keys with a finding */
+    char rs_last_key[REPORT__CLASSES][129];    /* findings of a key come together */
 } report_section_t;
 
 struct report {
@@ -23,6 +25,8 @@ struct report {
     FILE *rp_file;
     uint64_t rp_keys;
     uint64_t rp_counts[REPORT__CLASSES];
+    uint64_t rp_unknown_keys;           /* distinct keys with any unknown section */
+    char rp_last_unknown[129];
     uint64_t rp_repaired;
     report_section_t rp_sections[REPORT_MAX_SECTIONS];
     size_t rp_section_count;
@@ -123,8 +127,19 @@ int report_add(report_t *report, const report_finding_t *f)
 {
     report->rp_counts[f->rf_class]++;
     report_section_t *s = section_of(report, f->rf_section);
-    if (s)
+    const char *key = f->rf_key ? f->rf_key : "";
+    if (s) {
         s->rs_counts[f->rf_class]++;
+        if (strncmp(s->rs_last_key[f->rf_class], key, sizeof(s->rs_last_key[0])) != 0) {
+            s->rs_keys[f->rf_class]++;
+            snprintf(s->rs_last_key[f->rf_class], sizeof(s->rs_last_key[0]), "%s", key);
+        }
+    }
+    if (f->rf_class == REPORT_UNKNOWN &&
+        strncmp(report->rp_last_unknown, key, sizeof(report->rp_last_unknown)) != 0) {
+        report->rp_unknown_keys++;
+        snprintf(report->rp_last_unknown, sizeof(report->rp_last_unknown), "%s", key);
+    }
     if (!report->rp_file)
         return 0;
     buf_t *b = &report->rp_line;
@@ -176,6 +191,28 @@ uint64_t report_keys(const report_t *report)
     return report->rp_keys;
 }
 
+uint64_t report_sections_checked(const report_t *report)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < report->rp_section_count; i++)
+        n += report->rp_sections[i].rs_checked;
+    return n;
+}
+
+uint64_t report_unknown_keys(const report_t *report)
+{
+    return report->rp_unknown_keys;
+}
+
+/* One gauge per view and mode. fmt prints the value ("%.0f" for counts). */
+static void gauge(FILE *out, const char *name, const char *help, const char *view,
+                  const char *mode, double value, const char *fmt)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n%s{view=\"%s\",mode=\"%s\"} ", name, help, name,
+            name, view, mode);
+    fprintf(out, strcmp(fmt, "%.3f") == 0 ? "%.3f\n" : "%.0f\n", value);
+}
+
 static int write_metrics(report_t *report, int64_t duration_ms, char *errstr, size_t errlen)
 {
     const char *path = report->rp_opts.ro_metrics_path;
@@ -187,35 +224,44 @@ static int write_metrics(report_t *report, int64_t duration_ms, char *errstr, si
         return RM_EIO;
     }
     const char *view = report->rp_opts.ro_view, *mode = report->rp_opts.ro_mode;
-    static const char *const help[REPORT__CLASSES] = {
-        "Differences between the store and the source (or replay) older than the freshness budget.",
-        "Differences the store has not projected yet (source changed within the freshness budget).",
-        "Checks that could not be made (source down, timeout, unreadable answer)."};
-    for (int c = 0; c < REPORT__CLASSES; c++) {
-        fprintf(out, "# HELP readmodel_reconcile_%s %s\n# TYPE readmodel_reconcile_%s gauge\n",
-                report_class_name((report_class_t)c), help[c], report_class_name((report_class_t)c));
-        for (size_t i = 0; i < report->rp_section_count; i++)
-            fprintf(out, "readmodel_reconcile_%s{view=\"%s\",mode=\"%s\",section=\"%s\"} %llu\n",
-                    report_class_name((report_class_t)c), view, mode,
-                    report->rp_sections[i].rs_name,
-                    (unsigned long long)report->rp_sections[i].rs_counts[c]);
+    /* Names are spelled out (not built with %s) so that tests/integration/test_deploy.py
+     * finds every name the alert rules use in this file. */
+    static const struct {
+        const char *name, *help;
+        report_class_t cls;
+        bool keys;
+    } per_section[] = {
+        {"readmodel_reconcile_drift_keys", "Keys whose section differs beyond the freshness budget.",
+         REPORT_DRIFT, true},
+        {"readmodel_reconcile_drift_fields", "Differing fields (or whole missing items) found.",
+         REPORT_DRIFT, false},
+        {"readmodel_reconcile_pending_keys",
+         "Keys whose section differs but the source changed within the freshness budget.",
+         REPORT_PENDING, true},
+        {"readmodel_reconcile_unknown_sections", "Keys whose section could not be checked.",
+         REPORT_UNKNOWN, true},
+    };
+    for (size_t m = 0; m < sizeof(per_section) / sizeof(per_section[0]); m++) {
+        fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n", per_section[m].name, per_section[m].help,
+                per_section[m].name);
+        for (size_t i = 0; i < report->rp_section_count; i++) {
+            const report_section_t *sec = &report->rp_sections[i];
+            uint64_t v = per_section[m].keys ? sec->rs_keys[per_section[m].cls]
+                                             : sec->rs_counts[per_section[m].cls];
+            fprintf(out, "%s{view=\"%s\",mode=\"%s\",section=\"%s\"} %llu\n",
+                    per_section[m].name, view, mode, sec->rs_name, (unsigned long long)v);
+        }
     }
-    fprintf(out,
-            "# HELP readmodel_reconcile_keys_checked Keys compared in the last run.\n"
-            "# TYPE readmodel_reconcile_keys_checked gauge\n"
-            "readmodel_reconcile_keys_checked{view=\"%s\",mode=\"%s\"} %llu\n"
-            "# HELP readmodel_reconcile_repairs Repair events published in the last run.\n"
-            "# TYPE readmodel_reconcile_repairs gauge\n"
-            "readmodel_reconcile_repairs{view=\"%s\",mode=\"%s\"} %llu\n"
-            "# HELP readmodel_reconcile_duration_seconds Duration of the last run.\n"
-            "# TYPE readmodel_reconcile_duration_seconds gauge\n"
-            "readmodel_reconcile_duration_seconds{view=\"%s\",mode=\"%s\"} %.3f\n"
-            "# HELP readmodel_reconcile_last_run_timestamp_seconds When the last run ended.\n"
-            "# TYPE readmodel_reconcile_last_run_timestamp_seconds gauge\n"
-            "readmodel_reconcile_last_run_timestamp_seconds{view=\"%s\",mode=\"%s\"} %.3f\n",
-            view, mode, (unsigned long long)report->rp_keys, view, mode,
-            (unsigned long long)report->rp_repaired, view, mode, (double)duration_ms / 1000.0,
-            view, mode, (double)rm_wall_ms() / 1000.0);
+    gauge(out, "readmodel_reconcile_unknown_keys", "Keys with a section that could not be checked.",
+          view, mode, (double)report->rp_unknown_keys, "%.0f");
+    gauge(out, "readmodel_reconcile_keys_checked", "Keys compared in the last run.", view, mode,
+          (double)report->rp_keys, "%.0f");
+    gauge(out, "readmodel_reconcile_repairs", "Repair events published in the last run.", view,
+          mode, (double)report->rp_repaired, "%.0f");
+    gauge(out, "readmodel_reconcile_duration_seconds", "Duration of the last run.", view, mode,
+          (double)duration_ms / 1000.0, "%.3f");
+    gauge(out, "readmodel_reconcile_last_run_timestamp_seconds", "When the last run ended.", view,
+          mode, (double)rm_wall_ms() / 1000.0, "%.3f");
     int bad = ferror(out);
     bad |= fclose(out);
     if (bad || rename(tmp, path)) {

@@ -4,9 +4,10 @@
  *   projected, unknown) and, per finding, nothing — findings go to the report file;
  * - the report file (--report FILE): JSON lines, one per finding, then one
  *   {"summary":...} line; written to FILE.tmp and renamed at the end;
- * - the metrics file (--metrics-file FILE): Prometheus text format for the node
+ * - the metrics file (--metrics-textfile FILE): Prometheus text format for the node
  *   exporter's textfile collector (written to FILE.tmp, renamed), e.g.
- *     readmodel_reconcile_drift{view="customer360",mode="diff-source",section="orders"} 3
+ *     readmodel_reconcile_drift_keys{view="customer360",mode="diff-source",section="orders"} 3
+ *   (keys with drift per section; the names are those deploy/prometheus/alerts.yml uses)
  *
  * Classes (docs/reconcile.md): DRIFT — the store and the source (or the replay)
  * disagree and the source's change is older than the freshness budget; PENDING —
@@ -67,6 +68,10 @@ void report_repaired(report_t *report);
 /* Totals. */
 uint64_t report_count(const report_t *report, report_class_t cls);
 uint64_t report_keys(const report_t *report);
+/* (key, section) pairs checked, including those that came out UNKNOWN. */
+uint64_t report_sections_checked(const report_t *report);
+/* Distinct keys with at least one UNKNOWN section. */
+uint64_t report_unknown_keys(const report_t *report);
 
 /* Writes the summary table to out, the summary line and the metrics file, and renames
  * the files into place. Returns 0 or RM_EIO (with the path in errstr). */

@@ -96,7 +96,7 @@ def diff_replay(config, workdir, *extra):
     report = os.path.join(workdir, "replay.jsonl")
     metrics = os.path.join(workdir, "replay.prom")
     out = subprocess.run([harness.binary("reconcile/reconcile"), "--config", config,
-                          "diff-replay", "--report", report, "--metrics-file", metrics, *extra],
+                          "diff-replay", "--report", report, "--metrics-textfile", metrics, *extra],
                          cwd=harness.ROOT, capture_output=True, text=True, timeout=120)
     lines = []
     if os.path.exists(report):

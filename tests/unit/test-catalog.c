@@ -67,7 +67,7 @@ START_TEST(test_real_catalog)
     catalog_t *catalog =
         catalog_load(ts_src("schemas/catalog.yaml", path, sizeof(path)), err, sizeof(err));
     ck_assert_msg(catalog != NULL, "%s", err);
-    ck_assert_uint_eq(catalog_count(catalog), 17);
+    ck_assert_uint_eq(catalog_count(catalog), 21);
     const catalog_entry_t *entry = catalog_get(catalog, 4);
     ck_assert_ptr_nonnull(entry);
     ck_assert_int_eq(entry->ce_id, 4);
@@ -90,6 +90,7 @@ START_TEST(test_real_catalog)
     ck_assert_int_eq(catalog_at(catalog, 0)->ce_id, 1);
     ck_assert_ptr_null(catalog_at(catalog, catalog_count(catalog)));
     ck_assert_ptr_nonnull(catalog_get(catalog, 30)); /* readmodel.Repair */
+    ck_assert_str_eq(catalog_get(catalog, 41)->ce_full_name, "c360.orders.OrderSnapshot");
     catalog_destroy(catalog);
     catalog_destroy(NULL);
 }

@@ -13,7 +13,7 @@
 /* Schema ids of schemas/catalog.yaml. */
 enum { REPAIR = 30, REG = 1, CONTACT = 2, ERASED = 3, ORDER = 4, CANCEL = 5, SETTLED = 6, FAILED = 7,
        REVERSED = 8, DISPATCHED = 9, DELAYED = 10, DELIVERED = 11, LOYALTY = 12, RET_OPEN = 13,
-       RET_CLOSE = 14 };
+       RET_CLOSE = 14, CUSTOMER_SNAP = 40, ORDER_SNAP = 41, LOYALTY_SNAP = 42, RETURN_SNAP = 43 };
 
 typedef struct fixture {
     char *dir;
@@ -353,6 +353,171 @@ START_TEST(test_interleavings_converge)
 }
 END_TEST
 
+static void order_snapshot(const char *id, int64_t at, int64_t version, const char *status)
+{
+    char e[64], o[64], t[64], v[64], st[64];
+    snprintf(e, sizeof(e), "event_id=bf:orders:%s:v%lld", id, (long long)version);
+    snprintf(o, sizeof(o), "order_id=%s", id);
+    snprintf(t, sizeof(t), "occurred_at=%lld", (long long)at);
+    snprintf(v, sizeof(v), "version=%lld", (long long)version);
+    snprintf(st, sizeof(st), "status=%s", status);
+    EV(ORDER_SNAP, e, t, v, "snapshot_of=orders", o, "customer_id=C1", "placed_at=1100",
+       "total_cents=500", "currency=EUR", "line_count=2", st);
+}
+
+static const char *orders_counter(void)
+{
+    static char out[64];
+    const char *s = sections_of(&fx, "C1");
+    const char *c = strstr(s, "\"lifetime_orders\":");
+    ck_assert_msg(c != NULL, "%s", s);
+    snprintf(out, sizeof(out), "%.*s", (int)strcspn(c, ",}"), c);
+    return out;
+}
+
+/* A snapshot of an order whose OrderCreated was applied: newer values win, the order
+ * still counts once; the same snapshot again (a re-run) is stale. */
+START_TEST(test_snapshot_after_live_counts_once)
+{
+    register_c1();
+    order("O1", 1100, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    ck_assert_str_eq(orders_counter(), "\"lifetime_orders\":1");
+    order_snapshot("O1", 1500, 2, "CANCELLED");
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_STALE);
+    order_snapshot("O1", 1600, 3, "CANCELLED");
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"status\":\"CANCELLED\"") != NULL, "%s", s);
+    ck_assert_str_eq(orders_counter(), "\"lifetime_orders\":1");
+    /* a snapshot older than the live state changes nothing */
+    order_snapshot("O1", 1050, 1, "CREATED");
+    ck_assert_int_eq(APPLY("orders"), ENGINE_STALE);
+}
+END_TEST
+
+/* The reverse: the snapshot first, then the log's older events of that order are stale,
+ * and events of other entities find the order through the link the snapshot learned. */
+START_TEST(test_live_after_snapshot_is_stale)
+{
+    order_snapshot("O1", 1500, 2, "CANCELLED");
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    order("O1", 1100, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_STALE);
+    EV(CANCEL, "event_id=x2", "occurred_at=1500", "version=2", "order_id=O1", "customer_id=C1");
+    ck_assert_int_eq(APPLY("orders"), ENGINE_STALE);
+    ck_assert_str_eq(orders_counter(), "\"lifetime_orders\":1");
+    EV(SETTLED, "event_id=p1", "occurred_at=1200", "version=1", "payment_id=P1", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_APPLIED);
+    order("O2", 1700, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"lifetime_orders\":2,\"lifetime_settled_cents\":500") != NULL, "%s", s);
+    ck_assert_msg(strstr(s, "\"order_id\":\"O1\",\"created_at\":1100,\"total_cents\":500,"
+                            "\"currency\":\"EUR\",\"line_count\":2,\"status\":\"CANCELLED\","
+                            "\"payment_status\":\"SETTLED\"") != NULL, "%s", s);
+}
+END_TEST
+
+/* Customer, loyalty and return snapshots fill their sections like the live events. */
+START_TEST(test_snapshots_fill_sections)
+{
+    EV(CUSTOMER_SNAP, "event_id=bf:customers:C1:v3", "occurred_at=2000", "version=3",
+       "snapshot_of=customers", "customer_id=C1", "name=Ada", "email=ada@example.com",
+       "phone=null", "preferred_channel=SMS", "marketing_opt_in=false", "registered_at=1000",
+       "updated_at=2000");
+    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+    EV(REG, "event_id=r1", "occurred_at=1000", "version=1", "customer_id=C1", "name=Old",
+       "email=old@example.com", "phone=+441234", "preferred_channel=EMAIL",
+       "marketing_opt_in=true");
+    /* version 1 < 3: stale, the profile keeps the snapshot's values */
+    ck_assert_int_eq(APPLY("customers"), ENGINE_STALE);
+    EV(LOYALTY_SNAP, "event_id=bf:loyalty:C1:v2", "occurred_at=2100", "version=2",
+       "snapshot_of=loyalty", "customer_id=C1", "tier=GOLD", "points=1200", "updated_at=2100");
+    ck_assert_int_eq(APPLY("loyalty"), ENGINE_APPLIED);
+    EV(RETURN_SNAP, "event_id=bf:returns:R1:v1", "occurred_at=2200", "version=1",
+       "snapshot_of=returns", "return_id=R1", "order_id=O1", "reason=damaged",
+       "opened_at=2200");
+    ck_assert_int_eq(APPLY("returns"), ENGINE_PARKED); /* the order is not known yet */
+    order_snapshot("O1", 1100, 1, "CREATED");
+    engine_result_t res = apply_to(&fx, "orders");
+    ck_assert_int_eq(res.er_outcome, ENGINE_APPLIED);
+    ck_assert_uint_eq(res.er_unparked, 1);
+    ck_assert(ts_json_equal(
+        sections_of(&fx, "C1"),
+        "{\"profile\":{\"customer_id\":\"C1\",\"name\":\"Ada\",\"email\":\"ada@example.com\","
+        "\"phone\":null,\"preferred_channel\":\"SMS\",\"marketing_opt_in\":false,"
+        "\"registered_at\":1000,\"updated_at\":2000},"
+        "\"orders\":[{\"order_id\":\"O1\",\"created_at\":1100,\"total_cents\":500,"
+        "\"currency\":\"EUR\",\"line_count\":2,\"status\":\"CREATED\",\"payment_status\":\"NONE\","
+        "\"shipment_status\":\"NONE\"}],\"payment_issues\":[],\"delivery_exceptions\":[],"
+        "\"loyalty\":{\"tier\":\"GOLD\",\"points\":1200,\"updated_at\":2100},"
+        "\"returns\":[{\"return_id\":\"R1\",\"order_id\":\"O1\",\"reason\":\"damaged\","
+        "\"opened_at\":2200}],"
+        "\"counters\":{\"lifetime_orders\":1,\"lifetime_settled_cents\":0}}"));
+}
+END_TEST
+
+/* contribute on its own: a counter is the sum of each entity's newest share, whatever
+ * the order in which versions arrive, and erasure takes the shares with the key. */
+START_TEST(test_contribute_moves_by_the_change_of_share)
+{
+    char path[4096], err[512], *dir = ts_tmpdir();
+    ts_write_file(dir, "v.yaml",
+                  "view: v\nkey: customer_id\ntopics: [orders]\n"
+                  "sections:\n  counters:\n    kind: counters\n"
+                  "    fields: {spent: long, orders: long}\n"
+                  "rules:\n  - event: c360.orders.OrderCreated\n"
+                  "    entity: {type: order, id: order_id}\n    key: customer_id\n    ops:\n"
+                  "      - contribute: {section: counters, field: spent, by: total_cents}\n"
+                  "      - contribute: {section: counters, field: orders, by: {const: 1}}\n");
+    snprintf(path, sizeof(path), "%s/v.yaml", dir);
+    view_t *own = view_load(path, catalog, err, sizeof(err));
+    ck_assert_msg(own != NULL, "%s", err);
+    store_opts_t opts = {.so_dir = dir, .so_map_size_bytes = 16 << 20,
+                         .so_durability = STORE_PERIODIC};
+    store_t *store = store_open(&opts, err, sizeof(err));
+    ck_assert_msg(store != NULL, "%s", err);
+    engine_t *engine = engine_new(own, catalog, store, NULL);
+    static const struct { const char *id, *total; int version; const char *want; } steps[] = {
+        {"O1", "total_cents=500", 1, "{\"counters\":{\"spent\":500,\"orders\":1}}"},
+        {"O1", "total_cents=300", 3, "{\"counters\":{\"spent\":300,\"orders\":1}}"},
+        {"O1", "total_cents=900", 2, "{\"counters\":{\"spent\":300,\"orders\":1}}"}, /* stale */
+        {"O2", "total_cents=200", 1, "{\"counters\":{\"spent\":500,\"orders\":2}}"},
+        {"O2", "total_cents=0", 2, "{\"counters\":{\"spent\":300,\"orders\":2}}"},
+    };
+    buf_t out;
+    buf_init(&out);
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        char o[32], v[32];
+        snprintf(o, sizeof(o), "order_id=%s", steps[i].id);
+        snprintf(v, sizeof(v), "version=%d", steps[i].version);
+        EV(ORDER, "event_id=e", "occurred_at=1000", v, o, "customer_id=C1", "lines=1",
+           steps[i].total, "currency=EUR");
+        MDB_txn *txn;
+        engine_result_t res;
+        ck_assert_int_eq(store_write_begin(store, &txn), 0);
+        ck_assert_int_eq(engine_txn_begin(engine, txn), 0);
+        engine_msg_t m = {"orders", 0, (int64_t)i, 0, NULL, 0, msg.b_data, msg.b_len};
+        ck_assert_int_eq(engine_apply(engine, txn, &m, &res), 0);
+        ck_assert_int_eq(engine_txn_precommit(engine, txn), 0);
+        ck_assert_int_eq(store_write_commit(store, txn), 0);
+        buf_reset(&out);
+        ck_assert_int_eq(store_read_begin(store, &txn), 0);
+        ck_assert_int_eq(render_sections(own, store, txn, "C1", 2, &out), 0);
+        store_read_end(txn);
+        ck_assert_msg(ts_json_equal(out.b_data, steps[i].want), "step %zu", i);
+    }
+    buf_free(&out);
+    engine_destroy(engine);
+    store_close(store);
+    view_destroy(own);
+    ts_rmtree(dir);
+}
+END_TEST
+
 static int collect_key(void *ctx, const char *key, size_t len)
 {
     buf_t *out = ctx;
@@ -431,6 +596,10 @@ int main(void)
     tcase_add_test(tc, test_interleavings_converge);
     tcase_add_test(tc, test_indexes_follow_the_document);
     tcase_add_test(tc, test_normalisation_rules);
+    tcase_add_test(tc, test_snapshot_after_live_counts_once);
+    tcase_add_test(tc, test_live_after_snapshot_is_stale);
+    tcase_add_test(tc, test_snapshots_fill_sections);
+    tcase_add_test(tc, test_contribute_moves_by_the_change_of_share);
     tcase_add_test(tc, test_repairs_apply_once_and_lose_to_newer_events);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

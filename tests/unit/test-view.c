@@ -117,6 +117,24 @@ START_TEST(test_errors_name_line_and_path)
 }
 END_TEST
 
+START_TEST(test_contribute_errors)
+{
+    const char *head = HEAD "sections:\n  c:\n    kind: counters\n    fields: {n: long}\n"
+                            "rules:\n  - event: c360.orders.OrderCreated\n"
+                            "    entity: {type: order, id: order_id}\n    key: customer_id\n"
+                            "    ops:\n";
+    char text[1024];
+    snprintf(text, sizeof(text), "%s%s", head,
+             "      - contribute: {section: c, field: n, by: {const: 1}}\n"
+             "      - contribute: {section: c, field: n, by: total_cents}\n");
+    expect_error(text, "9: rules: rules[0] contributes twice to one counter");
+    snprintf(text, sizeof(text), "%s%s", head,
+             "      - contribute: {section: c, field: m, by: {const: 1}}\n");
+    expect_error(text, "13: rules[0].ops[0].contribute: field: unknown counter");
+}
+END_TEST
+
+
 int main(void)
 {
     Suite *s = suite_create("view");
@@ -124,6 +142,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_real_definition_loads);
     tcase_add_test(tc, test_errors_name_line_and_path);
+    tcase_add_test(tc, test_contribute_errors);
     tcase_add_test(tc, test_source_errors);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -1,6 +1,7 @@
 /* inspect: read a view store from the command line — a document, the offsets, counts.
  * Opens the store read-only, so it is safe next to a running projector. */
 #include "app.h"
+#include "gen.h"
 #include "buf.h"
 #include "engine.h"
 #include "render.h"
@@ -82,7 +83,13 @@ int main(int argc, char **argv)
         return exit_code;
     }
     char err[1024];
-    store_opts_t sopts = {.so_dir = app.ap_store_dir, .so_readonly = true};
+    char store_dir[4096];
+    if (gen_current_dir(app.ap_store_dir, store_dir, sizeof(store_dir)) != 0) {
+        fprintf(stderr, "inspect: %s: no store yet\n", app.ap_store_dir);
+        app_cleanup(&app);
+        return APP_EXIT_FAILURE;
+    }
+    store_opts_t sopts = {.so_dir = store_dir, .so_readonly = true};
     store_t *store = store_open(&sopts, err, sizeof(err));
     if (!store) {
         fprintf(stderr, "inspect: %s\n", err);

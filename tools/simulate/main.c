@@ -5,6 +5,8 @@
 #include "catalog.h"
 #include "cfg.h"
 #include "chaos.h"
+#include "drift.h"
+#include "faults.h"
 #include "kafka.h"
 #include "log.h"
 #include "model.h"
@@ -12,10 +14,13 @@
 #include "producer.h"
 #include "rm_build.h"
 #include "rm_err.h"
+#include "sources.h"
 #include "summary.h"
+#include "truth.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -57,6 +62,13 @@ typedef struct options {
     chaos_opts_t op_chaos;
     bool op_evolve;
     const char *op_poison_manifest;
+    drift_opts_t op_drift;
+    const char *op_drift_manifest;
+    const char *op_truth;
+    const char *op_serve_sources; /* HOST:PORT */
+    const char *op_ready_file;
+    const char *op_source_faults;
+    const char *op_fault_manifest;
     const char **op_kafka; /* "name=value" from -X, in order */
     size_t op_kafka_count;
 } options_t;
@@ -74,8 +86,22 @@ enum {
     OPT_POISON,
     OPT_POISON_MANIFEST,
     OPT_OVERSIZE_BYTES,
-    OPT_EVOLVE
+    OPT_EVOLVE,
+    OPT_SERVE_SOURCES,
+    OPT_READY_FILE,
+    OPT_TRUTH,
+    OPT_DRIFT_UNPUBLISHED,
+    OPT_DRIFT_UNAPPLIED,
+    OPT_DRIFT_DIVERGE,
+    OPT_DRIFT_PENDING,
+    OPT_DRIFT_MANIFEST,
+    OPT_SOURCE_FAULTS,
+    OPT_FAULT_MANIFEST
 };
+
+/* The schema id unapplied events are framed with: registered nowhere, so the projector
+ * dead-letters them (issue 4: "published but never applied"). */
+#define UNAPPLIED_SCHEMA_ID 9999
 
 /* Just past the projector's default projector.max_message_bytes (1 MiB). */
 #define DEFAULT_OVERSIZE_BYTES (1048576 + 4096)
@@ -115,6 +141,30 @@ static const struct cli_option {
      "                               (v1 and v2 writers interleaved; default: the newest)"},
     {"oversize-bytes", OPT_OVERSIZE_BYTES, "N",
      "size of the oversized poison message (default 1052672)"},
+    {"serve-sources", OPT_SERVE_SOURCES, "HOST:PORT",
+     "after the stream, serve the source services (systems of\n"
+     "                               record) over HTTP until SIGTERM/SIGINT; port 0 = any"},
+    {"sources-ready-file", OPT_READY_FILE, "FILE",
+     "once listening, write the base URL to FILE (atomically)"},
+    {"truth", OPT_TRUTH, "FILE",
+     "write what the sources hold, in the oracle's format"},
+    {"drift-unpublished", OPT_DRIFT_UNPUBLISHED, "N",
+     "drift: N fields changed in a source and never published"},
+    {"drift-unapplied", OPT_DRIFT_UNAPPLIED, "N",
+     "drift: N events published as poison (schema id 9999) instead\n"
+     "                               of themselves: the sources have them, --oracle does not"},
+    {"drift-diverge", OPT_DRIFT_DIVERGE, "N",
+     "drift: N list items whose source value differs from the event's"},
+    {"drift-pending", OPT_DRIFT_PENDING, "N",
+     "drift: N source changes made just now (updated_at = serving\n"
+     "                               start): not yet projected, not drift"},
+    {"drift-manifest", OPT_DRIFT_MANIFEST, "FILE",
+     "write every injected difference (JSON lines, view names)"},
+    {"source-faults", OPT_SOURCE_FAULTS, "SPEC",
+     "source faults, comma-separated: flaky=PCT, down=SERVICE,\n"
+     "                               slow=PCT:MS, timeout=PCT (see README)"},
+    {"fault-manifest", OPT_FAULT_MANIFEST, "FILE",
+     "write the customer keys that 'down' and 'timeout' affect"},
     {NULL, 'X', "PROP=VALUE", "set any librdkafka property (repeatable)"},
     {"quiet", 'q', NULL, "only warnings and errors on stderr"},
     {"verbose", 'v', NULL, "debug logs on stderr"},
@@ -249,6 +299,40 @@ static int parse_options(int argc, char **argv, options_t *op)
                 return usage_error("--oversize-bytes: expected 64..67108864, got '%s'", optarg);
             op->op_chaos.co_oversize_bytes = (size_t)number;
             break;
+        case OPT_SERVE_SOURCES:
+            op->op_serve_sources = optarg;
+            break;
+        case OPT_READY_FILE:
+            op->op_ready_file = optarg;
+            break;
+        case OPT_TRUTH:
+            op->op_truth = optarg;
+            break;
+        case OPT_DRIFT_UNPUBLISHED:
+        case OPT_DRIFT_UNAPPLIED:
+        case OPT_DRIFT_DIVERGE:
+        case OPT_DRIFT_PENDING: {
+            static const char *const names[] = {"unpublished", "unapplied", "diverge", "pending"};
+            uint32_t *counts[] = {&op->op_drift.do_unpublished, &op->op_drift.do_unapplied,
+                                  &op->op_drift.do_diverge, &op->op_drift.do_pending};
+            if (!parse_u64(optarg, 100000, &number)) {
+                char what[64];
+                snprintf(what, sizeof(what), "--drift-%s: expected 0..100000, got '%%s'",
+                         names[c - OPT_DRIFT_UNPUBLISHED]);
+                return usage_error(what, optarg);
+            }
+            *counts[c - OPT_DRIFT_UNPUBLISHED] = (uint32_t)number;
+            break;
+        }
+        case OPT_DRIFT_MANIFEST:
+            op->op_drift_manifest = optarg;
+            break;
+        case OPT_SOURCE_FAULTS:
+            op->op_source_faults = optarg;
+            break;
+        case OPT_FAULT_MANIFEST:
+            op->op_fault_manifest = optarg;
+            break;
         case 'X':
             if (!strchr(optarg, '=') || optarg[0] == '=')
                 return usage_error("-X: expected name=value, got '%s'", optarg);
@@ -294,7 +378,67 @@ static int apply_flags(cfg_t *cfg, const options_t *op, char *errstr, size_t err
     return 0;
 }
 
-/* Writes the oracle to path.tmp and renames it, so readers never see half a file. */
+typedef int (*writer_fn)(const void *ctx, FILE *out);
+
+/* Writes a file through write to path.tmp and renames it, so readers never see half a
+ * file. Logs failures with what and the path. */
+static int write_atomic(const char *path, const char *what, writer_fn write, const void *ctx)
+{
+    char tmp_path[4096];
+    snprintf(tmp_path, sizeof(tmp_path), "%s.tmp", path);
+    FILE *out = fopen(tmp_path, "w");
+    int rc = out ? write(ctx, out) : rm_err_from_errno(errno);
+    if (out && fclose(out) != 0 && !rc)
+        rc = RM_EIO;
+    if (!rc && rename(tmp_path, path) != 0)
+        rc = rm_err_from_errno(errno);
+    if (rc) {
+        log_error("cannot write a file", LOG_S("what", what), LOG_S("path", path),
+                  LOG_S("error", rm_strerror(rc)));
+        unlink(tmp_path);
+    } else {
+        log_info("file written", LOG_S("what", what), LOG_S("path", path));
+    }
+    return rc;
+}
+
+static int write_oracle_to(const void *ctx, FILE *out)
+{
+    return oracle_write(ctx, out);
+}
+
+static int write_store_oracle_to(const void *ctx, FILE *out)
+{
+    return truth_write_oracle(ctx, out);
+}
+
+static int write_truth_to(const void *ctx, FILE *out)
+{
+    return truth_write(ctx, out);
+}
+
+static int write_drift_manifest_to(const void *ctx, FILE *out)
+{
+    return drift_write_manifest(ctx, out);
+}
+
+typedef struct fault_ctx {
+    const faults_t *fc_faults;
+    const truth_t *fc_truth;
+} fault_ctx_t;
+
+static int write_fault_manifest_to(const void *ctx, FILE *out)
+{
+    const fault_ctx_t *fc = ctx;
+    return faults_write_manifest(fc->fc_faults, fc->fc_truth, out);
+}
+
+static int write_url_to(const void *ctx, FILE *out)
+{
+    return fprintf(out, "%s\n", (const char *)ctx) < 0 ? RM_EIO : 0;
+}
+
+/* Writes the oracle of the whole stream (no drift asked for). */
 static int write_oracle(const model_t *model, const char *path)
 {
     char errstr[256];
@@ -303,22 +447,11 @@ static int write_oracle(const model_t *model, const char *path)
         log_error("cannot build the oracle", LOG_S("error", errstr));
         return RM_ENOMEM;
     }
-    char tmp_path[4096];
-    snprintf(tmp_path, sizeof(tmp_path), "%s.tmp", path);
-    FILE *out = fopen(tmp_path, "w");
-    int rc = out ? oracle_write(oracle, out) : rm_err_from_errno(errno);
-    if (out && fclose(out) != 0 && !rc)
-        rc = RM_EIO;
-    if (!rc && rename(tmp_path, path) != 0)
-        rc = rm_err_from_errno(errno);
-    if (rc) {
-        log_error("cannot write the oracle", LOG_S("path", path), LOG_S("error", rm_strerror(rc)));
-        unlink(tmp_path);
-    } else {
+    int rc = write_atomic(path, "oracle", write_oracle_to, oracle);
+    if (!rc)
         log_info("oracle written", LOG_S("path", path),
                  LOG_I("customers", model_customer_count(model)),
                  LOG_I("erased", oracle_erased_count(oracle)));
-    }
     oracle_destroy(oracle);
     return rc;
 }
@@ -333,8 +466,29 @@ static void show_progress(size_t done, size_t total, int64_t started_ms, bool fi
 
 /* Encodes every event in occurred_at order and, unless producer is NULL, produces it
  * keyed by its aggregate id. Returns 0 or the first error (already logged). */
+/* Sends an unapplied event: its own bytes, key and topic, but framed with a schema id no
+ * catalog has, so the projector dead-letters it (drift.h (1)). Bypasses chaos: its
+ * delivery report must name this message. */
+static int send_unapplied(producer_t *producer, drift_event_t *de, const char *key,
+                          const void *value, size_t value_len)
+{
+    unsigned char *poison = malloc(value_len);
+    if (!poison)
+        return RM_ENOMEM;
+    memcpy(poison, value, value_len);
+    poison[1] = (unsigned char)(UNAPPLIED_SCHEMA_ID >> 24);
+    poison[2] = (unsigned char)(UNAPPLIED_SCHEMA_ID >> 16);
+    poison[3] = (unsigned char)(UNAPPLIED_SCHEMA_ID >> 8);
+    poison[4] = (unsigned char)UNAPPLIED_SCHEMA_ID;
+    int rc = producer_send_acked(producer, de->de_topic, key, strlen(key), poison, value_len,
+                                 &de->de_ack);
+    free(poison);
+    return rc;
+}
+
 static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *producer,
-                      chaos_t *chaos, bool evolve, summary_t *summary, bool progress)
+                      chaos_t *chaos, drift_t *drift, bool evolve, summary_t *summary,
+                      bool progress)
 {
     sim_payload_t pl;
     size_t total = model_event_count(model);
@@ -358,7 +512,16 @@ static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *produce
             return rc;
         }
         summary_count(summary, ev, value_len);
-        if (producer) {
+        drift_event_t *unapplied = drift ? drift_find(drift, i) : NULL;
+        if (unapplied) {
+            unapplied->de_topic = avro_enc_entry_version(enc, ev->ev_type, version)->ce_topic;
+            rc = producer ? send_unapplied(producer, unapplied, pl.pl_key, value, value_len) : 0;
+            if (rc) {
+                log_error("cannot produce", LOG_S("topic", unapplied->de_topic),
+                          LOG_S("error", producer_error(producer)));
+                return rc;
+            }
+        } else if (producer) {
             const catalog_entry_t *entry = avro_enc_entry_version(enc, ev->ev_type, version);
             const char *topic = entry->ce_topic;
             rc = chaos ? chaos_send(chaos, producer, i, entry, pl.pl_key, strlen(pl.pl_key),
@@ -423,6 +586,87 @@ static producer_t *start_producer(rd_kafka_conf_t *conf)
     return producer;
 }
 
+static bool sources_wanted(const options_t *op)
+{
+    const drift_opts_t *d = &op->op_drift;
+    return op->op_serve_sources || op->op_truth || op->op_drift_manifest ||
+           op->op_fault_manifest || d->do_unpublished || d->do_unapplied || d->do_diverge ||
+           d->do_pending;
+}
+
+/* Checks the options of issue 4 that depend on each other. Returns nonzero (with *status
+ * set to the exit status) on a usage error. */
+static int check_source_options(const options_t *op, faults_t *ret_faults, int *status)
+{
+    char errstr[256];
+    if (op->op_ready_file && !op->op_serve_sources) {
+        *status = usage_error("%s", "--sources-ready-file needs --serve-sources");
+        return -1;
+    }
+    if (faults_parse(op->op_source_faults, op->op_seed, ret_faults, errstr, sizeof(errstr))) {
+        *status = usage_error("%s", errstr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Waits for SIGINT or SIGTERM. The signals are blocked first, in this thread and so in
+ * every thread started afterwards (the server's), so sigwait() is their only receiver;
+ * one that arrived during the stream already set stop_requested. */
+static void block_stop_signals(sigset_t *ret_set)
+{
+    sigemptyset(ret_set);
+    sigaddset(ret_set, SIGINT);
+    sigaddset(ret_set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, ret_set, NULL);
+}
+
+/* After the stream: stamps the pending drift with the time serving starts, writes --truth
+ * and the manifests, and serves until a stop signal. Returns 0 or an rm_err_t (logged). */
+static int finish_sources(const options_t *op, drift_t *drift, truth_t *truth,
+                          const faults_t *faults)
+{
+    char errstr[256];
+    drift_stamp_pending(drift, rm_wall_ms());
+    int rc = truth_index(truth);
+    if (rc) {
+        log_error("cannot index the sources' orders", LOG_S("error", rm_strerror(rc)));
+        return rc;
+    }
+    fault_ctx_t fc = {faults, truth};
+    if ((op->op_truth && (rc = write_atomic(op->op_truth, "truth", write_truth_to, truth))) ||
+        (op->op_drift_manifest &&
+         (rc = write_atomic(op->op_drift_manifest, "drift manifest", write_drift_manifest_to,
+                            drift))) ||
+        (op->op_fault_manifest &&
+         (rc = write_atomic(op->op_fault_manifest, "fault manifest", write_fault_manifest_to,
+                            &fc))))
+        return rc;
+    log_info("drift injected", LOG_I("unapplied", drift_unapplied_count(drift)),
+             LOG_I("unpublished", op->op_drift.do_unpublished),
+             LOG_I("diverge", op->op_drift.do_diverge), LOG_I("pending", op->op_drift.do_pending));
+    if (!op->op_serve_sources)
+        return 0;
+
+    sigset_t stop_set;
+    block_stop_signals(&stop_set);
+    sources_t *sources = sources_start(truth, faults, op->op_serve_sources, errstr, sizeof(errstr));
+    if (!sources) {
+        log_error("cannot serve the sources", LOG_S("error", errstr));
+        return RM_EIO;
+    }
+    log_info("sources listening", LOG_S("url", sources_url(sources)));
+    if (op->op_ready_file)
+        rc = write_atomic(op->op_ready_file, "sources ready file", write_url_to,
+                          sources_url(sources));
+    int signo = 0;
+    if (!rc && !stop_requested)
+        sigwait(&stop_set, &signo);
+    log_info("sources stopping", LOG_I("signal", signo));
+    sources_stop(sources);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     options_t op = {.op_customers = DEFAULT_CUSTOMERS, .op_seed = 1};
@@ -446,6 +690,9 @@ int main(int argc, char **argv)
     rd_kafka_conf_t *conf = NULL;
     producer_t *producer = NULL;
     chaos_t *chaos = NULL;
+    drift_t *drift = NULL;
+    truth_t *truth = NULL;
+    faults_t faults;
     summary_t summary = SUMMARY_INIT;
 
     cfg = cfg_load(NULL, errstr, sizeof(errstr));
@@ -465,6 +712,8 @@ int main(int argc, char **argv)
         status = EXIT_USAGE;
         goto out;
     }
+    if (check_source_options(&op, &faults, &status))
+        goto out;
     catalog = catalog_load(cfg_str(cfg, "catalog"), errstr, sizeof(errstr));
     if (!catalog) {
         log_error("cannot load the schema catalog", LOG_S("error", errstr));
@@ -485,7 +734,30 @@ int main(int argc, char **argv)
     log_info("stream generated", LOG_I("seed", (int64_t)op.op_seed),
              LOG_I("customers", op.op_customers), LOG_I("events", events));
 
-    if (op.op_oracle && write_oracle(model, op.op_oracle))
+    if (sources_wanted(&op)) {
+        drift = drift_new(model, &op.op_drift, errstr, sizeof(errstr));
+        if (!drift) {
+            fprintf(stderr, "simulate: %s\n", errstr);
+            status = EXIT_USAGE;
+            goto out;
+        }
+        truth = truth_new(model, drift_withheld(drift), errstr, sizeof(errstr));
+        if (!truth) {
+            log_error("cannot build the sources' truth", LOG_S("error", errstr));
+            goto out;
+        }
+        /* before the stream: too few customers for the drift is a usage error, and
+         * nothing should have been produced by then */
+        int rc = drift_apply(drift, truth, errstr, sizeof(errstr));
+        if (rc) {
+            fprintf(stderr, "simulate: %s\n", errstr);
+            status = rc == RM_ENOTFOUND ? EXIT_USAGE : EXIT_FAILURE;
+            goto out;
+        }
+    }
+    /* with drift, the oracle is what the store can hold: without the unapplied events */
+    if (op.op_oracle && (truth ? write_atomic(op.op_oracle, "oracle", write_store_oracle_to, truth)
+                               : write_oracle(model, op.op_oracle)))
         goto out;
     if (op.op_chaos.co_poison > events) {
         status = usage_error("%s", "--poison: more poison messages than stream events");
@@ -522,7 +794,7 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     bool progress = op.op_verbosity >= 0 && isatty(STDERR_FILENO);
-    int rc = run_stream(model, enc, producer, chaos, op.op_evolve, &summary, progress);
+    int rc = run_stream(model, enc, producer, chaos, drift, op.op_evolve, &summary, progress);
     if (producer) {
         /* Flush even after a failure: what was queued should still arrive or be counted. */
         int flush_rc = producer_flush(producer);
@@ -549,8 +821,12 @@ int main(int argc, char **argv)
         log_error("cannot write the summary to stdout");
         goto out;
     }
+    if (truth && finish_sources(&op, drift, truth, &faults))
+        goto out;
     status = EXIT_SUCCESS;
 out:
+    truth_destroy(truth);
+    drift_destroy(drift);
     if (conf)
         rd_kafka_conf_destroy(conf);
     producer_destroy(producer);

@@ -39,10 +39,14 @@ typedef struct oracle_order {
     uint32_t oo_older; /* next older order of the same customer */
     char oo_order_id[SIM_ID_MAX];
     int64_t oo_created_at, oo_total_cents, oo_line_count;
+    int64_t oo_updated_at; /* newest event that changed the order line (sources' updated_at) */
     const char *oo_currency;
     const char *oo_status, *oo_payment_status, *oo_shipment_status;
-    /* the order's payment, while its latest event is Failed or Reversed */
+    /* the order's payment (any status: the payments service serves all of them) */
     char oo_payment_id[SIM_ID_MAX];
+    int64_t oo_payment_amount_cents, oo_payment_at;
+    const char *oo_payment_currency;
+    /* ... and its open issue, while its latest event is Failed or Reversed */
     const char *oo_issue_kind; /* NULL: no open issue */
     const char *oo_issue_reason, *oo_issue_currency;
     int64_t oo_issue_amount_cents, oo_issue_at;
@@ -114,7 +118,7 @@ static void apply_order_created(oracle_t *oracle, const sim_event_t *ev, const s
     oc->oc_newest_order = ev->ev_ref;
     oc->oc_order_count++;
     snprintf(oo->oo_order_id, sizeof(oo->oo_order_id), "%s", pl->pl_str[SIM_F_ORDER_ID]);
-    oo->oo_created_at = ev->ev_occurred_at;
+    oo->oo_created_at = oo->oo_updated_at = ev->ev_occurred_at;
     oo->oo_total_cents = pl->pl_int[SIM_F_TOTAL_CENTS];
     oo->oo_currency = pl->pl_str[SIM_F_CURRENCY];
     oo->oo_line_count = (int64_t)pl->pl_line_count;
@@ -129,6 +133,9 @@ static void apply_payment(oracle_customer_t *oc, oracle_order_t *oo, const sim_e
 {
     snprintf(oo->oo_payment_id, sizeof(oo->oo_payment_id), "%s", pl->pl_str[SIM_F_PAYMENT_ID]);
     int64_t amount_cents = pl->pl_int[SIM_F_AMOUNT_CENTS];
+    oo->oo_payment_amount_cents = amount_cents;
+    oo->oo_payment_currency = pl->pl_str[SIM_F_CURRENCY];
+    oo->oo_payment_at = oo->oo_updated_at = ev->ev_occurred_at;
     if (ev->ev_type == SIM_PAYMENT_SETTLED) {
         oo->oo_payment_status = "SETTLED";
         oo->oo_issue_kind = NULL;
@@ -149,6 +156,7 @@ static void apply_payment(oracle_customer_t *oc, oracle_order_t *oo, const sim_e
 static void apply_shipment(oracle_order_t *oo, const sim_event_t *ev, const sim_payload_t *pl)
 {
     snprintf(oo->oo_shipment_id, sizeof(oo->oo_shipment_id), "%s", pl->pl_str[SIM_F_SHIPMENT_ID]);
+    oo->oo_updated_at = ev->ev_occurred_at;
     switch (ev->ev_type) {
     case SIM_SHIPMENT_DISPATCHED:
         oo->oo_shipment_status = "DISPATCHED";
@@ -185,6 +193,7 @@ static void apply_linked(oracle_t *oracle, const sim_event_t *ev, const sim_payl
     switch (ev->ev_type) {
     case SIM_ORDER_CANCELLED:
         oo->oo_status = "CANCELLED";
+        oo->oo_updated_at = ev->ev_occurred_at;
         break;
     case SIM_PAYMENT_SETTLED:
     case SIM_PAYMENT_FAILED:
@@ -228,6 +237,12 @@ static void apply(oracle_t *oracle, const sim_event_t *ev, const sim_payload_t *
 
 oracle_t *oracle_build(const model_t *model, char *errstr, size_t errlen)
 {
+    return oracle_build_without(model, NULL, errstr, errlen);
+}
+
+oracle_t *oracle_build_without(const model_t *model, const bool *withheld, char *errstr,
+                               size_t errlen)
+{
     oracle_t *oracle = calloc(1, sizeof(*oracle));
     size_t orders = model_order_count(model);
     if (!oracle)
@@ -247,7 +262,7 @@ oracle_t *oracle_build(const model_t *model, char *errstr, size_t errlen)
         const sim_event_t *ev = model_event(model, i);
         const oracle_customer_t *oc = &oracle->orc_customers[ev->ev_customer];
         /* An erased customer's later events are dropped (the generator emits none). */
-        if (oc->oc_erased)
+        if (oc->oc_erased || (withheld && withheld[i]))
             continue;
         model_payload(model, ev, &pl);
         apply(oracle, ev, &pl);
@@ -321,14 +336,30 @@ static json_t *profile_json(doc_t *dc, const oracle_customer_t *oc, const char *
     return profile;
 }
 
-static json_t *orders_json(doc_t *dc, const oracle_t *oracle, const oracle_customer_t *oc)
+static json_t *payment_json(doc_t *dc, const oracle_order_t *oo)
+{
+    if (strcmp(oo->oo_payment_status, "NONE") == 0)
+        return json_null();
+    json_t *payment = json_object();
+    if (!payment)
+        return NULL;
+    put_str(dc, payment, "payment_id", oo->oo_payment_id);
+    put_str(dc, payment, "status", oo->oo_payment_status);
+    put_int(dc, payment, "amount_cents", oo->oo_payment_amount_cents);
+    put_str(dc, payment, "currency", oo->oo_payment_currency);
+    put_int(dc, payment, "updated_at", oo->oo_payment_at);
+    return payment;
+}
+
+static json_t *orders_json(doc_t *dc, const oracle_t *oracle, const oracle_customer_t *oc,
+                           unsigned flags)
 {
     json_t *orders = json_array();
     if (!orders)
         return NULL;
     /* The list is newest first and created_at is unique, so its head is the view's list. */
-    unsigned kept = 0;
-    for (uint32_t o = oc->oc_newest_order; o != NO_ORDER && kept < ORACLE_MAX_ORDERS;
+    unsigned limit = (flags & ORACLE_DOC_SOURCE) ? UINT32_MAX : ORACLE_MAX_ORDERS, kept = 0;
+    for (uint32_t o = oc->oc_newest_order; o != NO_ORDER && kept < limit;
          o = oracle->orc_orders[o].oo_older, kept++) {
         const oracle_order_t *oo = &oracle->orc_orders[o];
         json_t *item = json_object();
@@ -341,6 +372,10 @@ static json_t *orders_json(doc_t *dc, const oracle_t *oracle, const oracle_custo
             put_str(dc, item, "status", oo->oo_status);
             put_str(dc, item, "payment_status", oo->oo_payment_status);
             put_str(dc, item, "shipment_status", oo->oo_shipment_status);
+            if (flags & ORACLE_DOC_SOURCE) {
+                put_int(dc, item, "updated_at", oo->oo_updated_at);
+                put(dc, item, ORACLE_DOC_PAYMENT, payment_json(dc, oo));
+            }
         }
         append(dc, orders, item);
     }
@@ -364,7 +399,7 @@ static int compare_newest_first(const void *a, const void *b)
 
 typedef enum item_list { LIST_PAYMENT_ISSUES, LIST_DELIVERY_EXCEPTIONS, LIST_RETURNS } item_list_t;
 
-static json_t *item_json(doc_t *dc, item_list_t list, const oracle_order_t *oo)
+static json_t *item_json(doc_t *dc, item_list_t list, const oracle_order_t *oo, unsigned flags)
 {
     json_t *item = json_object();
     if (!item)
@@ -393,13 +428,20 @@ static json_t *item_json(doc_t *dc, item_list_t list, const oracle_order_t *oo)
         put_int(dc, item, "opened_at", oo->oo_opened_at);
         break;
     }
+    /* every listed item's newest event is the one that put it on the list */
+    if (flags & ORACLE_DOC_SOURCE) {
+        int64_t at = list == LIST_PAYMENT_ISSUES        ? oo->oo_issue_at
+                     : list == LIST_DELIVERY_EXCEPTIONS ? oo->oo_delayed_at
+                                                        : oo->oo_opened_at;
+        put_int(dc, item, "updated_at", at);
+    }
     return item;
 }
 
 /* Builds one unbounded list (sorted newest first, ties by id) from every order of the
  * customer, trimmed or not: issues, exceptions and returns outlive the order list. */
 static json_t *list_json(doc_t *dc, const oracle_t *oracle, const oracle_customer_t *oc,
-                         item_list_t list, sorted_item_t *scratch)
+                         item_list_t list, sorted_item_t *scratch, unsigned flags)
 {
     size_t count = 0;
     for (uint32_t o = oc->oc_newest_order; o != NO_ORDER; o = oracle->orc_orders[o].oo_older) {
@@ -416,11 +458,12 @@ static json_t *list_json(doc_t *dc, const oracle_t *oracle, const oracle_custome
     if (!array)
         return NULL;
     for (size_t i = 0; i < count; i++)
-        append(dc, array, item_json(dc, list, scratch[i].si_order));
+        append(dc, array, item_json(dc, list, scratch[i].si_order, flags));
     return array;
 }
 
-static json_t *customer_json(const oracle_t *oracle, uint32_t customer, sorted_item_t *scratch)
+static json_t *customer_json(const oracle_t *oracle, uint32_t customer, sorted_item_t *scratch,
+                             unsigned flags)
 {
     const oracle_customer_t *oc = &oracle->orc_customers[customer];
     const char *key = model_customer_id(oracle->orc_model, customer);
@@ -435,11 +478,11 @@ static json_t *customer_json(const oracle_t *oracle, uint32_t customer, sorted_i
         put(&dc, doc, "sections", sections);
         if (sections) {
             put(&dc, sections, "profile", profile_json(&dc, oc, key));
-            put(&dc, sections, "orders", orders_json(&dc, oracle, oc));
+            put(&dc, sections, "orders", orders_json(&dc, oracle, oc, flags));
             put(&dc, sections, "payment_issues",
-                list_json(&dc, oracle, oc, LIST_PAYMENT_ISSUES, scratch));
+                list_json(&dc, oracle, oc, LIST_PAYMENT_ISSUES, scratch, flags));
             put(&dc, sections, "delivery_exceptions",
-                list_json(&dc, oracle, oc, LIST_DELIVERY_EXCEPTIONS, scratch));
+                list_json(&dc, oracle, oc, LIST_DELIVERY_EXCEPTIONS, scratch, flags));
             json_t *loyalty = json_null();
             if (oc->oc_has_loyalty && (loyalty = json_object())) {
                 put_str(&dc, loyalty, "tier", oc->oc_tier);
@@ -447,7 +490,7 @@ static json_t *customer_json(const oracle_t *oracle, uint32_t customer, sorted_i
                 put_int(&dc, loyalty, "updated_at", oc->oc_loyalty_updated_at);
             }
             put(&dc, sections, "loyalty", loyalty);
-            put(&dc, sections, "returns", list_json(&dc, oracle, oc, LIST_RETURNS, scratch));
+            put(&dc, sections, "returns", list_json(&dc, oracle, oc, LIST_RETURNS, scratch, flags));
             json_t *counters = json_object();
             if (counters) {
                 put_int(&dc, counters, "lifetime_orders", oc->oc_lifetime_orders);
@@ -469,28 +512,44 @@ static int compare_customer_ids(const void *a, const void *b, void *model)
                   model_customer_id(model, *(const uint32_t *)b));
 }
 
+/* The most orders one customer has: the size of the sort scratch. */
+static uint32_t max_order_count(const oracle_t *oracle)
+{
+    uint32_t max_orders = 1;
+    for (uint32_t c = 0; c < model_customer_count(oracle->orc_model); c++) {
+        if (oracle->orc_customers[c].oc_order_count > max_orders)
+            max_orders = oracle->orc_customers[c].oc_order_count;
+    }
+    return max_orders;
+}
+
+json_t *oracle_customer_doc(const oracle_t *oracle, uint32_t customer, unsigned flags)
+{
+    uint32_t orders = oracle->orc_customers[customer].oc_order_count;
+    sorted_item_t *scratch = malloc((orders ? orders : 1) * sizeof(*scratch));
+    json_t *doc = scratch ? customer_json(oracle, customer, scratch, flags) : NULL;
+    free(scratch);
+    return doc;
+}
+
+bool oracle_customer_erased(const oracle_t *oracle, uint32_t customer)
+{
+    return oracle->orc_customers[customer].oc_erased;
+}
+
 int oracle_write(const oracle_t *oracle, FILE *out)
 {
     const model_t *model = oracle->orc_model;
     uint32_t customers = model_customer_count(model);
-    uint32_t max_orders = 1;
-    for (uint32_t c = 0; c < customers; c++) {
-        if (oracle->orc_customers[c].oc_order_count > max_orders)
-            max_orders = oracle->orc_customers[c].oc_order_count;
-    }
-    uint32_t *by_key = malloc(customers * sizeof(*by_key));
-    sorted_item_t *scratch = malloc(max_orders * sizeof(*scratch));
+    uint32_t *by_key = oracle_keys_sorted(model);
+    sorted_item_t *scratch = malloc(max_order_count(oracle) * sizeof(*scratch));
     int rc = 0;
     if (!by_key || !scratch) {
         rc = RM_ENOMEM;
         goto out;
     }
-    for (uint32_t c = 0; c < customers; c++)
-        by_key[c] = c;
-    qsort_r(by_key, customers, sizeof(*by_key), compare_customer_ids, (void *)model);
-
     for (uint32_t i = 0; i < customers && !rc; i++) {
-        json_t *doc = customer_json(oracle, by_key[i], scratch);
+        json_t *doc = customer_json(oracle, by_key[i], scratch, 0);
         if (!doc) {
             rc = RM_ENOMEM;
             break;
@@ -505,4 +564,16 @@ out:
     free(by_key);
     free(scratch);
     return rc;
+}
+
+uint32_t *oracle_keys_sorted(const model_t *model)
+{
+    uint32_t customers = model_customer_count(model);
+    uint32_t *by_key = malloc(customers * sizeof(*by_key));
+    if (!by_key)
+        return NULL;
+    for (uint32_t c = 0; c < customers; c++)
+        by_key[c] = c;
+    qsort_r(by_key, customers, sizeof(*by_key), compare_customer_ids, (void *)model);
+    return by_key;
 }

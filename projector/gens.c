@@ -1,0 +1,514 @@
+/* gens: writer-side store generations — open, follow a switch, rebuild, list, roll back. */
+#include "gens.h"
+#include "gen.h"
+#include "log.h"
+#include "rm_err.h"
+#include "rm_time.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How often the daemon looks at "current": one readlink, so cheap; 200 ms keeps the
+ * window in which it writes a generation nobody serves any more short. */
+#define GENS_FOLLOW_MS 200
+#define GENS_BUSY_LOG_MS 60000
+#define GENS_TTY_REDRAW_MS 200      /* progress bar refresh on a terminal */
+#define GENS_LOG_PROGRESS_MS 5000   /* progress line period without a terminal */
+#define GENS_MAX_ROUNDS 5           /* catch-up rounds before the switch */
+#define GENS_SHORT_ROUND_MS 2000    /* a round this short leaves little behind: switch */
+#define GENS_MAX_PARTITIONS 4096
+#define GENS_BAR_WIDTH 24
+
+static int parse_durability(const char *text, store_durability_t *ret)
+{
+    if (strcmp(text, "sync") == 0)
+        *ret = STORE_SYNC;
+    else if (strcmp(text, "nometasync") == 0)
+        *ret = STORE_NOMETASYNC;
+    else if (strcmp(text, "periodic") == 0)
+        *ret = STORE_PERIODIC;
+    else
+        return RM_EINVAL;
+    return 0;
+}
+
+/* A store remembers the view definition that built it; another one needs a rebuild. */
+static int check_view_hash(store_t *store, const view_t *view)
+{
+    MDB_txn *txn;
+    int rc = store_write_begin(store, &txn);
+    if (rc)
+        return rc;
+    const void *data;
+    size_t len;
+    rc = store_meta_get(store, txn, "view_hash", &data, &len);
+    if (rc == RM_ENOTFOUND) {
+        rc = store_meta_put(store, txn, "view_hash", view->v_hash, strlen(view->v_hash));
+        if (!rc)
+            rc = store_meta_put(store, txn, "view_name", view->v_name, strlen(view->v_name));
+        if (rc) {
+            store_write_abort(txn);
+            return rc;
+        }
+        return store_write_commit(store, txn);
+    }
+    bool same = rc == 0 && len == strlen(view->v_hash) && memcmp(data, view->v_hash, len) == 0;
+    store_write_abort(txn);
+    if (rc)
+        return rc;
+    return same ? 0 : RM_EMISMATCH;
+}
+
+/* Like gens_open_writer, but hands back the error instead of logging it. */
+static store_t *open_writer(const app_t *app, const char *dir, int *ret_rc, char *err, size_t errlen)
+{
+    store_opts_t sopts = {
+        .so_dir = dir,
+        .so_map_size_bytes = (size_t)cfg_int(app->ap_cfg, "projector.map_size_mb") << 20,
+        .so_sync_interval_ms = cfg_int(app->ap_cfg, "projector.sync_interval_ms"),
+    };
+    if (parse_durability(cfg_str(app->ap_cfg, "projector.durability"), &sopts.so_durability)) {
+        snprintf(err, errlen, "projector.durability: expected sync, nometasync or periodic");
+        *ret_rc = RM_ECONFIG;
+        return NULL;
+    }
+    store_t *store = store_open(&sopts, err, errlen);
+    if (!store) {
+        *ret_rc = strstr(err, "locked by another writer") ? RM_EBUSY : RM_ESTORE;
+        return NULL;
+    }
+    int rc = check_view_hash(store, app->ap_view);
+    if (rc) {
+        snprintf(err, errlen, "%s", rc == RM_EMISMATCH
+                                        ? "store was built by another view definition: rebuild it"
+                                        : "cannot read the store's metadata");
+        store_close(store);
+        *ret_rc = rc;
+        return NULL;
+    }
+    return store;
+}
+
+store_t *gens_open_writer(const app_t *app, const char *dir, bool *ret_usage)
+{
+    char err[1024];
+    int rc = 0;
+    store_t *store = open_writer(app, dir, &rc, err, sizeof(err));
+    if (!store) {
+        log_error("cannot open the view store", LOG_S("store", dir), LOG_S("view_hash", app->ap_view->v_hash),
+                  LOG_S("error", err));
+        *ret_usage = rc == RM_ECONFIG;
+    }
+    return store;
+}
+
+int gens_follow_tick(void *arg, pipe_t *pipe)
+{
+    gens_follow_t *gf = arg;
+    int64_t now = rm_mono_ms();
+    if (now < gf->gf_next_check_ms)
+        return 0;
+    gf->gf_next_check_ms = now + GENS_FOLLOW_MS;
+    char dir[GEN_DIR_MAX];
+    int64_t id;
+    if (gen_current(gf->gf_app->ap_store_dir, &id, dir, sizeof(dir)) != 0 || strcmp(dir, gf->gf_dir) == 0)
+        return 0; /* unchanged, or momentarily unresolvable: keep writing what we have */
+    char err[1024];
+    int rc = 0;
+    store_t *store = open_writer(gf->gf_app, dir, &rc, err, sizeof(err));
+    if (!store) {
+        if (rc == RM_EMISMATCH) {
+            log_error("the new current generation was built by another view definition; "
+                      "stopping (restart with the new definition)",
+                      LOG_S("store", dir), LOG_I("generation", id));
+            return RM_EMISMATCH;
+        }
+        /* E.g. the rebuild has switched but not yet closed it: try again next tick. */
+        if (now - gf->gf_busy_logged_ms >= GENS_BUSY_LOG_MS) {
+            gf->gf_busy_logged_ms = now;
+            log_warn("cannot open the new current generation yet; still writing the old one",
+                     LOG_S("store", dir), LOG_I("generation", id), LOG_S("error", err));
+        }
+        return 0;
+    }
+    rc = pipe_switch_store(pipe, store, id);
+    if (rc) {
+        store_close(store);
+        return 0; /* logged by the pipeline; retried at the next tick */
+    }
+    log_info("switched to a new store generation", LOG_S("view", gf->gf_app->ap_view->v_name),
+             LOG_I("generation", id), LOG_I("previous_generation", gf->gf_generation),
+             LOG_S("store", dir));
+    store_close(gf->gf_store);
+    gf->gf_store = store;
+    gf->gf_generation = id;
+    snprintf(gf->gf_dir, sizeof(gf->gf_dir), "%s", dir);
+    return 0;
+}
+
+int gens_parse_time(const char *text, int64_t *ret_ms)
+{
+    struct tm tm = {0};
+    const char *p = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        return RM_EINVAL;
+    int64_t ms = 0;
+    if (*p == '.' || *p == ',') {
+        int64_t scale = 100;
+        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+            ms += scale > 0 ? (*p - '0') * scale : 0;
+    }
+    int64_t offset_s = 0;
+    if (*p == 'Z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int hours, minutes, used = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &hours, &minutes, &used) != 2 || used != 5 || hours > 23 ||
+            minutes > 59)
+            return RM_EINVAL;
+        offset_s = (hours * 3600 + minutes * 60) * (*p == '+' ? 1 : -1);
+        p += 1 + used;
+    } else {
+        return RM_EINVAL; /* a time without a zone means something else on every host */
+    }
+    if (*p)
+        return RM_EINVAL;
+    time_t t = timegm(&tm);
+    *ret_ms = ((int64_t)t - offset_s) * 1000 + ms;
+    return 0;
+}
+
+/* ---- rebuild progress ---- */
+
+typedef struct progress {
+    const app_t *pg_app;
+    bool pg_tty;
+    pipe_partition_t *pg_parts;
+    int64_t *pg_prev_next;     /* per partition: next offset at the previous draw */
+    double *pg_rate;           /* per partition: events/s, smoothed */
+    size_t pg_lines;           /* lines drawn last time (cursor moves back over them) */
+    int64_t pg_prev_ms;
+    int64_t pg_next_draw_ms;
+    int64_t pg_start_ms;
+} progress_t;
+
+static void format_eta(char *out, size_t len, double seconds)
+{
+    if (seconds < 0 || seconds > 359999)
+        snprintf(out, len, "--:--");
+    else if (seconds >= 3600)
+        snprintf(out, len, "%d:%02d:%02d", (int)seconds / 3600, (int)seconds / 60 % 60, (int)seconds % 60);
+    else
+        snprintf(out, len, "%02d:%02d", (int)seconds / 60, (int)seconds % 60);
+}
+
+static int progress_tick(void *arg, pipe_t *pipe)
+{
+    progress_t *pg = arg;
+    int64_t now = rm_mono_ms();
+    if (now < pg->pg_next_draw_ms)
+        return 0;
+    pg->pg_next_draw_ms = now + (pg->pg_tty ? GENS_TTY_REDRAW_MS : GENS_LOG_PROGRESS_MS);
+    size_t count = pipe_partitions(pipe, pg->pg_parts, GENS_MAX_PARTITIONS);
+    if (count > GENS_MAX_PARTITIONS)
+        count = GENS_MAX_PARTITIONS;
+    double dt = pg->pg_prev_ms ? (double)(now - pg->pg_prev_ms) / 1000.0 : 0;
+    pg->pg_prev_ms = now;
+    int64_t done = 0, total = 0;
+    double rate = 0;
+    for (size_t i = 0; i < count; i++) {
+        const pipe_partition_t *pp = &pg->pg_parts[i];
+        int64_t next = pp->pp_next_offset >= 0 ? pp->pp_next_offset : pp->pp_start_offset;
+        if (next < 0)
+            next = 0;
+        if (dt > 0) {
+            double instant = (double)(next - pg->pg_prev_next[i]) / dt;
+            /* Smoothed over ~1 s of draws so the ETA does not jump with every batch. */
+            pg->pg_rate[i] = pg->pg_rate[i] == 0 ? instant : 0.7 * pg->pg_rate[i] + 0.3 * instant;
+        }
+        pg->pg_prev_next[i] = next;
+        int64_t start = pp->pp_start_offset > 0 ? pp->pp_start_offset : 0;
+        int64_t target = pp->pp_target > 0 ? pp->pp_target : pp->pp_high_watermark;
+        if (target < next)
+            target = next;
+        done += next - start;
+        total += target - start;
+        rate += pg->pg_rate[i];
+    }
+    double eta = rate > 0 ? (double)(total - done) / rate : (total == done ? 0 : -1);
+    char eta_text[32];
+    format_eta(eta_text, sizeof(eta_text), eta);
+    if (!pg->pg_tty) {
+        log_info("rebuild progress", LOG_S("view", pg->pg_app->ap_view->v_name),
+                 LOG_I("partitions", count), LOG_I("events_done", done), LOG_I("events_total", total),
+                 LOG_I("percent", total ? done * 100 / total : 100), LOG_I("events_per_s", (int64_t)rate),
+                 LOG_I("eta_s", eta < 0 ? -1 : (int64_t)eta));
+        return 0;
+    }
+    /* Back over the previous drawing, then one line per partition and a total. */
+    if (pg->pg_lines)
+        printf("\033[%zuF", pg->pg_lines);
+    for (size_t i = 0; i < count; i++) {
+        const pipe_partition_t *pp = &pg->pg_parts[i];
+        int64_t next = pg->pg_prev_next[i];
+        int64_t start = pp->pp_start_offset > 0 ? pp->pp_start_offset : 0;
+        int64_t target = pp->pp_target > 0 ? pp->pp_target : pp->pp_high_watermark;
+        if (target < next)
+            target = next;
+        double frac = target > start ? (double)(next - start) / (double)(target - start) : 1.0;
+        int filled = (int)(frac * GENS_BAR_WIDTH + 0.5);
+        char bar[GENS_BAR_WIDTH + 1];
+        for (int b = 0; b < GENS_BAR_WIDTH; b++)
+            bar[b] = b < filled ? '#' : '.';
+        bar[GENS_BAR_WIDTH] = '\0';
+        char part_eta[32];
+        format_eta(part_eta, sizeof(part_eta),
+                   pg->pg_rate[i] > 0 ? (double)(target - next) / pg->pg_rate[i] : (target == next ? 0 : -1));
+        char name[300];
+        snprintf(name, sizeof(name), "%s/%d", pp->pp_topic, pp->pp_partition);
+        printf("\033[2K%-16s [%s] %3d%% %10lld/%-10lld %9.0f ev/s ETA %s\n", name, bar,
+               (int)(frac * 100), (long long)next, (long long)target, pg->pg_rate[i], part_eta);
+    }
+    printf("\033[2Ktotal %lld/%lld events, %.0f ev/s, ETA %s, elapsed %llds\n", (long long)done,
+           (long long)total, rate, eta_text, (long long)((now - pg->pg_start_ms) / 1000));
+    fflush(stdout);
+    pg->pg_lines = count + 1;
+    return 0;
+}
+
+int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile *running,
+                      volatile sig_atomic_t *stop_requested)
+{
+    const char *view_dir = app->ap_store_dir;
+    int rc = app_mkdirs(view_dir);
+    int lock_fd = -1;
+    if (!rc)
+        rc = gen_lock_file(view_dir, "rebuild.lock", &lock_fd);
+    if (rc) {
+        log_error(rc == RM_EBUSY ? "another rebuild of this view is running"
+                                 : "cannot prepare the view directory",
+                  LOG_S("path", view_dir), LOG_S("error", rm_strerror(rc)));
+        return APP_EXIT_FAILURE;
+    }
+    int64_t id;
+    char dir[GEN_DIR_MAX];
+    rc = gen_create(view_dir, &id, dir, sizeof(dir));
+    if (rc) {
+        log_error("cannot create a new generation", LOG_S("path", view_dir), LOG_S("error", rm_strerror(rc)));
+        close(lock_fd);
+        return APP_EXIT_FAILURE;
+    }
+    bool usage = false;
+    store_t *store = gens_open_writer(app, dir, &usage);
+    if (!store) {
+        close(lock_fd);
+        return usage ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
+    }
+    progress_t pg = {.pg_app = app, .pg_tty = isatty(STDOUT_FILENO) == 1,
+                     .pg_start_ms = rm_mono_ms()};
+    pg.pg_parts = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_parts));
+    pg.pg_prev_next = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_prev_next));
+    pg.pg_rate = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_rate));
+    pipe_opts_t popts = {.po_cfg = app->ap_cfg, .po_view = app->ap_view, .po_catalog = app->ap_catalog,
+                         .po_store = store, .po_until_caught_up = true,
+                         .po_start_time_ms = start_time_ms, .po_generation = id,
+                         .po_tick = progress_tick, .po_tick_arg = &pg};
+    char err[1024];
+    pipe_t *pipe = pg.pg_parts && pg.pg_prev_next && pg.pg_rate ? pipe_new(&popts, err, sizeof(err)) : NULL;
+    int exit_code = APP_EXIT_OK;
+    if (!pipe) {
+        fprintf(stderr, "projector: %s\n", pg.pg_parts ? err : "out of memory");
+        exit_code = strncmp(err, "kafka", 5) == 0 ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
+        goto out;
+    }
+    *running = pipe;
+    if (*stop_requested)
+        pipe_stop(pipe);
+    log_info("rebuild started", LOG_S("view", app->ap_view->v_name), LOG_I("generation", id),
+             LOG_S("store", dir), LOG_I("from_time_ms", start_time_ms));
+    int64_t t0 = rm_mono_ms();
+    /* Each round catches up with the high watermarks as they were when it started; the
+     * live daemon keeps writing the old generation meanwhile, so a short last round
+     * means the switch makes the view go back in time by very little. */
+    for (int round = 0; round < GENS_MAX_ROUNDS && !rc && !*stop_requested; round++) {
+        int64_t round_start = rm_mono_ms();
+        rc = pipe_run(pipe);
+        if (rm_mono_ms() - round_start < GENS_SHORT_ROUND_MS)
+            break;
+    }
+    progress_tick(&pg, pipe); /* the final state, not one 5 s old */
+    pg.pg_next_draw_ms = 0;
+    progress_tick(&pg, pipe);
+    pipe_stats_t stats;
+    pipe_get_stats(pipe, &stats);
+    *running = NULL;
+    double seconds = (double)(rm_mono_ms() - t0) / 1000.0;
+    if (rc || *stop_requested) {
+        log_error(rc ? "rebuild failed; current generation unchanged"
+                     : "rebuild interrupted; current generation unchanged",
+                  LOG_S("view", app->ap_view->v_name), LOG_I("generation", id),
+                  LOG_S("error", rc ? rm_strerror(rc) : NULL));
+        exit_code = APP_EXIT_FAILURE;
+        goto out;
+    }
+    /* Close before switching: the daemon opens the new generation as its writer. */
+    pipe_destroy(pipe);
+    pipe = NULL;
+    store_close(store);
+    store = NULL;
+    rc = gen_switch(view_dir, id);
+    if (rc) {
+        log_error("cannot switch the current generation", LOG_S("path", view_dir),
+                  LOG_I("generation", id), LOG_S("error", rm_strerror(rc)));
+        exit_code = APP_EXIT_FAILURE;
+        goto out;
+    }
+    size_t removed = 0;
+    rc = gen_prune(view_dir, (int)cfg_int(app->ap_cfg, "projector.keep_generations"), &removed);
+    if (rc)
+        log_warn("cannot delete old generations", LOG_S("path", view_dir), LOG_S("error", rm_strerror(rc)));
+    log_info("rebuild switched", LOG_S("view", app->ap_view->v_name), LOG_I("generation", id),
+             LOG_I("messages", stats.ps_messages), LOG_I("applied", stats.ps_outcomes[ENGINE_APPLIED]),
+             LOG_I("skipped_before_start", stats.ps_skipped_before_start),
+             LOG_I("elapsed_ms", (int64_t)(seconds * 1000)), LOG_I("generations_deleted", removed));
+    printf("rebuilt %s as generation %lld: %llu events (%llu applied, %llu before the start time) "
+           "in %.1f s, %.0f events/s; current -> gen-%06lld\n",
+           app->ap_view->v_name, (long long)id, (unsigned long long)stats.ps_messages,
+           (unsigned long long)stats.ps_outcomes[ENGINE_APPLIED],
+           (unsigned long long)stats.ps_skipped_before_start, seconds,
+           seconds > 0 ? (double)stats.ps_messages / seconds : 0.0, (long long)id);
+out:
+    pipe_destroy(pipe);
+    store_close(store);
+    free(pg.pg_parts);
+    free(pg.pg_prev_next);
+    free(pg.pg_rate);
+    close(lock_fd);
+    return exit_code;
+}
+
+/* ---- generations, rollback ---- */
+
+static void format_time(char *out, size_t len, int64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static json_t *gen_json(const gen_info_t *gi)
+{
+    char created[32];
+    format_time(created, sizeof(created), gi->gi_created_ms);
+    json_t *topics = json_array();
+    int64_t events = 0;
+    for (size_t t = 0; t < gi->gi_topic_count; t++) {
+        const gen_topic_t *gt = &gi->gi_topics[t];
+        events += gt->gt_next_offset_sum;
+        json_array_append_new(topics, json_pack("{s:s, s:i, s:I, s:I, s:I}", "topic", gt->gt_topic,
+                                                "partitions", gt->gt_partitions, "next_offset_sum",
+                                                (json_int_t)gt->gt_next_offset_sum, "lag_messages",
+                                                (json_int_t)gt->gt_lag_sum, "updated_ms",
+                                                (json_int_t)gt->gt_updated_ms));
+    }
+    json_t *obj = json_pack("{s:I, s:s, s:b, s:b, s:b, s:I, s:s, s:I, s:I, s:o}", "id",
+                            (json_int_t)gi->gi_id, "path", gi->gi_path, "current", gi->gi_current,
+                            "previous", gi->gi_previous, "writer_active", gi->gi_writer_active,
+                            "created_ms", (json_int_t)gi->gi_created_ms, "created", created,
+                            "size_bytes", (json_int_t)gi->gi_size_bytes, "events",
+                            (json_int_t)events, "topics", topics);
+    if (obj && gi->gi_error[0])
+        json_object_set_new(obj, "error", json_string(gi->gi_error));
+    return obj;
+}
+
+int gens_list_main(const app_t *app, bool json)
+{
+    gen_info_t *gens = NULL;
+    size_t count = 0;
+    int rc = gen_list(app->ap_store_dir, true, &gens, &count);
+    if (rc) {
+        log_error("cannot list generations", LOG_S("path", app->ap_store_dir), LOG_S("error", rm_strerror(rc)));
+        return APP_EXIT_FAILURE;
+    }
+    if (json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < count; i++)
+            json_array_append_new(arr, gen_json(&gens[i]));
+        char *text = json_dumps(arr, JSON_COMPACT);
+        if (text)
+            printf("%s\n", text);
+        free(text);
+        json_decref(arr);
+    } else {
+        if (!count) {
+            char dir[GEN_DIR_MAX];
+            fprintf(stderr, gen_current_dir(app->ap_store_dir, dir, sizeof(dir)) == 0
+                                ? "projector: %s: flat store (no generations until the projector starts)\n"
+                                : "projector: %s: no generations\n",
+                    app->ap_store_dir);
+        } else {
+            printf("%-4s %-8s %-21s %10s %12s  %s\n", "GEN", "STATE", "CREATED", "SIZE_MB", "EVENTS",
+                   "TOPICS (partitions: next offsets summed)");
+        }
+        for (size_t i = 0; i < count; i++) {
+            const gen_info_t *gi = &gens[i];
+            char created[32], topics[1024] = "";
+            format_time(created, sizeof(created), gi->gi_created_ms);
+            int64_t events = 0;
+            for (size_t t = 0; t < gi->gi_topic_count; t++) {
+                const gen_topic_t *gt = &gi->gi_topics[t];
+                events += gt->gt_next_offset_sum;
+                size_t used = strlen(topics);
+                snprintf(topics + used, sizeof(topics) - used, "%s%s(%d):%lld", t ? " " : "",
+                         gt->gt_topic, gt->gt_partitions, (long long)gt->gt_next_offset_sum);
+            }
+            const char *state = gi->gi_current ? "current" : gi->gi_previous ? "previous"
+                                : gi->gi_writer_active ? "building" : "";
+            printf("%-4lld %-8s %-21s %10.1f %12lld  %s\n", (long long)gi->gi_id, state, created,
+                   (double)gi->gi_size_bytes / (1024.0 * 1024.0), (long long)events,
+                   gi->gi_error[0] ? gi->gi_error : topics);
+        }
+    }
+    gen_list_free(gens, count);
+    return APP_EXIT_OK;
+}
+
+int gens_rollback_main(const app_t *app, int64_t to)
+{
+    const char *view_dir = app->ap_store_dir;
+    char dir[GEN_DIR_MAX];
+    int64_t current = 0;
+    int rc = gen_current(view_dir, &current, dir, sizeof(dir));
+    if (rc || current == 0) {
+        log_error("no store generations to roll back", LOG_S("path", view_dir),
+                  LOG_S("error", rc ? rm_strerror(rc) : "flat store"));
+        return APP_EXIT_FAILURE;
+    }
+    int64_t target = to;
+    if (target <= 0 && gen_previous(view_dir, &target) != 0) {
+        log_error("no previous generation to roll back to; give --to N", LOG_S("path", view_dir));
+        return APP_EXIT_FAILURE;
+    }
+    if (target == current) {
+        log_error("that generation is already current", LOG_I("generation", target));
+        return APP_EXIT_FAILURE;
+    }
+    rc = gen_switch(view_dir, target);
+    if (rc) {
+        log_error(rc == RM_ENOTFOUND ? "no such generation (or it holds no store)"
+                                     : "cannot switch the current generation",
+                  LOG_S("path", view_dir), LOG_I("generation", target), LOG_S("error", rm_strerror(rc)));
+        return APP_EXIT_FAILURE;
+    }
+    log_info("rolled back", LOG_S("view", app->ap_view->v_name), LOG_I("generation", target),
+             LOG_I("previous_generation", current));
+    printf("current -> gen-%06lld (was gen-%06lld)\n", (long long)target, (long long)current);
+    return APP_EXIT_OK;
+}

@@ -1,0 +1,48 @@
+/* gens: the projector's side of store generations (lib/gen.h) — opening the current
+ * generation as its writer, following a switch while the daemon runs, and the
+ * `rebuild`, `generations` and `rollback` subcommands. */
+#ifndef RM_GENS_H
+#define RM_GENS_H
+
+#include "app.h"
+#include "pipeline.h"
+#include "store.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Opens dir as the view's writable store with the projector.* durability settings and
+ * checks (or, in a new store, records) the view definition's hash. Returns NULL after
+ * logging why; *ret_usage is set when the cause is configuration (exit 2). */
+store_t *gens_open_writer(const app_t *app, const char *dir, bool *ret_usage);
+
+/* The daemon following "current": a po_tick callback state. */
+typedef struct gens_follow {
+    const app_t *gf_app;
+    store_t *gf_store;          /* the store the pipeline writes; owned here */
+    int64_t gf_generation;
+    char gf_dir[4096];
+    int64_t gf_next_check_ms;
+    int64_t gf_busy_logged_ms;  /* a locked new generation is logged once a minute */
+} gens_follow_t;
+
+/* po_tick: every GENS_FOLLOW_MS, resolves "current"; when it names another
+ * generation, opens it and hands it to the pipeline (pipe_switch_store), then closes
+ * the old store. A generation built by another view definition stops the daemon
+ * (RM_EMISMATCH: it must be restarted with the new definition). Consumer thread. */
+int gens_follow_tick(void *arg, pipe_t *pipe);
+
+/* Subcommands; each returns an exit code (APP_EXIT_*). rebuild: start_time_ms 0 for
+ * --from earliest, else the --from-time; it publishes its pipeline in *running while
+ * it runs (for the signal handler's pipe_stop) and gives up without switching once
+ * *stop_requested is set. */
+int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile *running,
+                      volatile sig_atomic_t *stop_requested);
+int gens_list_main(const app_t *app, bool json);
+int gens_rollback_main(const app_t *app, int64_t to);
+
+/* Parses an ISO 8601 date-time with a zone into ms since the epoch. 0 or RM_EINVAL. */
+int gens_parse_time(const char *text, int64_t *ret_ms);
+
+#endif

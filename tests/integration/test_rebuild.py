@@ -1,0 +1,209 @@
+"""Rebuild without downtime: `projector rebuild` builds a new store generation while the
+daemon keeps writing and the query API keeps serving the current one, then switches
+`current`; both follow without a restart and without a failed request. `rollback`
+switches back. `--from-time` starts at the first message at or after a time."""
+import datetime
+import json
+import subprocess
+import threading
+import time
+import urllib.parse
+
+import harness
+
+
+def projector(config, *args, timeout=120):
+    return subprocess.run([harness.binary("projector/projector"), "--config", config, *args],
+                          cwd=harness.ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def generations(config):
+    out = projector(config, "generations", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
+def api_fetcher(api):
+    def fetch(key):
+        status, _, body = api.get("/v1/views/customer360/" + urllib.parse.quote(key, safe=""))
+        if status == 404:
+            return None
+        assert status == 200, (key, status, body)
+        return body["sections"]
+    return fetch
+
+
+def status_of(api):
+    status, _, body = api.get("/v1/status")
+    assert status == 200, body
+    return body
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def projector_generation(metrics_port):
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as resp:
+            return metric(resp.read().decode(), "readmodel_store_generation")
+    except OSError:
+        return None
+
+
+class Hammer(threading.Thread):
+    """GETs live keys as fast as it can and counts every answer that is not 200."""
+
+    def __init__(self, api, keys):
+        super().__init__(daemon=True)
+        self.api, self.keys = api, keys
+        self.requests, self.failures, self.examples = 0, 0, []
+        self.stop = threading.Event()
+
+    def run(self):
+        i = 0
+        while not self.stop.is_set():
+            key = self.keys[i % len(self.keys)]
+            i += 1
+            try:
+                status, _, body = self.api.get("/v1/views/customer360/" + urllib.parse.quote(key, safe=""))
+            except OSError as err:
+                status, body = None, str(err)
+            self.requests += 1
+            if status != 200:
+                self.failures += 1
+                if len(self.examples) < 5:
+                    self.examples.append((key, status, body))
+
+
+def wait_caught_up(api, events):
+    def check():
+        body = status_of(api)
+        done = sum(p["next_offset"] for p in body["partitions"])
+        return body if done >= events and body["lag_messages"] == 0 else None
+    return harness.wait_until(check, 60, f"{events} events applied")
+
+
+def test_rebuild_switch_follow_and_rollback(broker, workdir, processes):
+    summary_a, oracle_a_path = harness.simulate(broker.bootstrap, workdir, 300, 21)
+    metrics_port = harness.free_port()
+    config = harness.write_config(workdir, broker.bootstrap,
+                                  projector__metrics_listen=f"127.0.0.1:{metrics_port}")
+    daemon = harness.Process("projector", [harness.binary("projector/projector"), "--config", config],
+                             workdir)
+    processes.append(daemon)
+    api = harness.QueryApi(workdir, config, harness.free_port())
+    processes.append(api)
+    wait_caught_up(api, summary_a["events"])
+    assert status_of(api)["generation"] == 1  # the daemon made the first generation
+
+    oracle_a = harness.read_oracle(oracle_a_path)
+    live_keys = [e["key"] for e in oracle_a if not e["erased"]]
+    hammer = Hammer(api, live_keys)
+    hammer.start()
+    try:
+        out = projector(config, "rebuild")
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "current -> gen-000002" in out.stdout, out.stdout
+        # Without a terminal, progress is a structured log line.
+        assert '"msg":"rebuild progress"' in out.stderr
+        harness.wait_until(lambda: status_of(api)["generation"] == 2, 10, "query API on generation 2")
+        harness.wait_until(lambda: projector_generation(metrics_port) == 2, 10,
+                           "daemon on generation 2")
+        # A few more requests against the new generation before counting.
+        seen = hammer.requests
+        harness.wait_until(lambda: hammer.requests > seen + 50, 20, "requests after the switch")
+    finally:
+        hammer.stop.set()
+        hammer.join(10)
+    assert hammer.requests > 200, hammer.requests
+    assert hammer.failures == 0, (hammer.failures, hammer.requests, hammer.examples)
+
+    problems = harness.compare_with_oracle(oracle_a, api_fetcher(api))
+    assert not problems, f"{len(problems)} differ after the rebuild; first: {problems[:5]}"
+    metrics = api.get("/metrics")[2]
+    assert metric(metrics, "readmodel_store_generation") == 2
+
+    # New events go to the NEW generation: the daemon followed the switch.
+    summary_b, oracle_b_path = harness.simulate(broker.bootstrap, workdir, 100, 22)
+    wait_caught_up(api, summary_a["events"] + summary_b["events"])
+    oracle_b = harness.read_oracle(oracle_b_path)
+    problems = harness.compare_with_oracle(oracle_b, api_fetcher(api))
+    assert not problems, f"{len(problems)} of stream B differ; first: {problems[:5]}"
+    gens = {g["id"]: g for g in generations(config)}
+    assert sorted(gens) == [1, 2]
+    assert gens[2]["current"] and gens[1]["previous"]
+    assert gens[2]["events"] == summary_a["events"] + summary_b["events"]
+    assert gens[1]["events"] == summary_a["events"]  # the old one stopped at the switch
+    assert gens[2]["writer_active"] and not gens[1]["writer_active"]
+
+    # Rollback: both follow; the daemon brings generation 1 up to date from its offsets.
+    out = projector(config, "rollback")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "current -> gen-000001 (was gen-000002)" in out.stdout
+    harness.wait_until(lambda: status_of(api)["generation"] == 1, 10, "query API back on 1")
+    harness.wait_until(lambda: projector_generation(metrics_port) == 1, 10, "daemon back on 1")
+    wait_caught_up(api, summary_a["events"] + summary_b["events"])
+    problems = harness.compare_with_oracle(oracle_b, api_fetcher(api))
+    assert not problems, f"{len(problems)} differ after the rollback; first: {problems[:5]}"
+    gens = {g["id"]: g for g in generations(config)}
+    assert gens[1]["current"] and gens[2]["previous"]
+
+    # A second rebuild keeps current + previous (keep_generations=2) and prunes the rest.
+    out = projector(config, "rebuild")
+    assert out.returncode == 0, out.stderr[-3000:]
+    harness.wait_until(lambda: status_of(api)["generation"] == 3, 10, "query API on 3")
+    gens = {g["id"]: g for g in generations(config)}
+    assert sorted(gens) == [1, 3], gens.keys()
+    assert gens[3]["current"] and gens[1]["previous"]
+    assert daemon.alive()
+
+
+def iso(ts):
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def test_rebuild_from_time_takes_only_later_events(broker, workdir):
+    summary_a, oracle_a_path = harness.simulate(broker.bootstrap, workdir, 100, 31)
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="")
+    assert harness.run_projector(config).returncode == 0
+    start = time.time()
+    # Message timestamps are the producer's clock: stream B is stamped after `start`.
+    summary_b, oracle_b_path = harness.simulate(broker.bootstrap, workdir, 100, 32)
+
+    out = projector(config, "rebuild", "--from-time", iso(start))
+    assert out.returncode == 0, out.stderr[-3000:]
+    done = [json.loads(line) for line in out.stderr.splitlines()
+            if '"msg":"rebuild switched"' in line]
+    assert done and done[0]["skipped_before_start"] == summary_a["events"], done
+    assert done[0]["messages"] == summary_b["events"], done
+
+    gens = {g["id"]: g for g in generations(config)}
+    assert gens[2]["current"]
+    # Skipped messages still advance the offsets: a writer resumes after them.
+    assert gens[2]["events"] == summary_a["events"] + summary_b["events"]
+    docs_a = harness.inspect_docs(config, [e["key"] for e in harness.read_oracle(oracle_a_path)])
+    assert all(doc is None for doc in docs_a.values()), "stream A leaked into a --from-time rebuild"
+    oracle_b = harness.read_oracle(oracle_b_path)
+    docs_b = harness.inspect_docs(config, [e["key"] for e in oracle_b])
+    problems = harness.compare_with_oracle(
+        oracle_b, lambda k: docs_b[k]["sections"] if docs_b[k] else None)
+    assert not problems, f"{len(problems)} differ; first: {problems[:5]}"
+
+
+def test_usage_and_failure_exit_codes(broker, workdir):
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="")
+    assert projector(config, "rebuild", "--from-time", "yesterday").returncode == 2
+    assert projector(config, "rebuild", "--from", "latest").returncode == 2
+    assert projector(config, "rollback", "--to", "zero").returncode == 2
+    assert projector(config, "generations", "--to", "1").returncode == 2
+    # Nothing to roll back to yet: a failure, not a usage error.
+    assert projector(config, "rollback").returncode == 1
+    out = projector(config, "generations", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout) == []
+    helptext = projector(config, "--help").stdout
+    assert "rebuild" in helptext and "rollback" in helptext and "keep_generations" in helptext
