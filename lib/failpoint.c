@@ -1,7 +1,11 @@
-/* failpoint: SIGKILL at a named point for crash tests (see failpoint.h). */
+/* failpoint: SIGKILL at a named point for crash tests, and skipped applications
+ * (see failpoint.h). */
 #include "failpoint.h"
+#include "rm_err.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,4 +33,106 @@ void failpoint_pass(const char *name)
         fprintf(stderr, "failpoint %s: SIGKILL\n", name);
         raise(SIGKILL);
     }
+}
+
+typedef struct failpoint_skip {
+    char *fs_topic;
+    int32_t fs_partition;
+    int64_t fs_offset;
+} failpoint_skip_t;
+
+struct failpoint_skips {
+    failpoint_skip_t *fss_items;
+    size_t fss_count;
+};
+
+void failpoint_skips_destroy(failpoint_skips_t *skips)
+{
+    if (!skips)
+        return;
+    for (size_t i = 0; i < skips->fss_count; i++)
+        free(skips->fss_items[i].fs_topic);
+    free(skips->fss_items);
+    free(skips);
+}
+
+/* One "topic:partition:offset" of len bytes (the topic may not contain ':'). */
+static int parse_skip(const char *entry, size_t len, failpoint_skip_t *ret_skip)
+{
+    char text[320];
+    if (len == 0 || len >= sizeof(text))
+        return RM_EINVAL;
+    memcpy(text, entry, len);
+    text[len] = '\0';
+    char *second = strrchr(text, ':');
+    if (!second || second == text)
+        return RM_EINVAL;
+    *second = '\0';
+    char *first = strrchr(text, ':');
+    if (!first || first == text)
+        return RM_EINVAL;
+    *first = '\0';
+    char *end;
+    errno = 0;
+    long partition = strtol(first + 1, &end, 10);
+    if (errno || *end || end == first + 1 || partition < 0 || partition > INT32_MAX)
+        return RM_EINVAL;
+    long long offset = strtoll(second + 1, &end, 10);
+    if (errno || *end || end == second + 1 || offset < 0)
+        return RM_EINVAL;
+    if (!(ret_skip->fs_topic = strdup(text)))
+        return RM_ENOMEM;
+    ret_skip->fs_partition = (int32_t)partition;
+    ret_skip->fs_offset = offset;
+    return 0;
+}
+
+int failpoint_skips_parse(const char *spec, failpoint_skips_t **ret_skips, char *errstr,
+                          size_t errlen)
+{
+    if (!spec || !*spec) {
+        *ret_skips = NULL;
+        return 0;
+    }
+    failpoint_skips_t *skips = calloc(1, sizeof(*skips));
+    if (!skips || !(skips->fss_items = calloc(FAILPOINT_SKIP_MAX, sizeof(failpoint_skip_t)))) {
+        free(skips);
+        snprintf(errstr, errlen, "out of memory");
+        return RM_ENOMEM;
+    }
+    for (const char *p = spec;;) {
+        size_t len = strcspn(p, ","); /* 0 for an empty entry: rejected below */
+        int rc = skips->fss_count == FAILPOINT_SKIP_MAX
+                     ? RM_EINVAL
+                     : parse_skip(p, len, &skips->fss_items[skips->fss_count]);
+        if (rc) {
+            snprintf(errstr, errlen, "%s: '%.*s': expected topic:partition:offset[,...] (at most %d)",
+                     FAILPOINT_SKIP_ENV, (int)(len > 200 ? 200 : len), p, FAILPOINT_SKIP_MAX);
+            failpoint_skips_destroy(skips);
+            return rc;
+        }
+        skips->fss_count++;
+        p += len;
+        if (!*p)
+            break;
+        p++; /* the comma: an entry must follow */
+    }
+    *ret_skips = skips;
+    return 0;
+}
+
+bool failpoint_skips_has(const failpoint_skips_t *skips, const char *topic, int32_t partition,
+                         int64_t offset)
+{
+    for (size_t i = 0; skips && i < skips->fss_count; i++) {
+        const failpoint_skip_t *s = &skips->fss_items[i];
+        if (s->fs_offset == offset && s->fs_partition == partition && strcmp(s->fs_topic, topic) == 0)
+            return true;
+    }
+    return false;
+}
+
+size_t failpoint_skips_count(const failpoint_skips_t *skips)
+{
+    return skips ? skips->fss_count : 0;
 }

@@ -32,7 +32,9 @@ typedef struct pipe_tp {
     int32_t pt_partition;
     int64_t pt_next_offset; /* committed in the store; -1: nothing stored yet */
     int64_t pt_last_event_ms;
-    int64_t pt_target;      /* --until-caught-up: high watermark at start */
+    int64_t pt_target;      /* --until-caught-up: high watermark at start; with
+                               po_stop_offsets: the stop offset (0: not listed) */
+    bool pt_stop_reached;   /* po_stop_offsets: a message at or above pt_target arrived */
     int64_t pt_batch_next;  /* next offset after the open batch (-1: untouched) */
     int64_t pt_batch_event_ms;
     int64_t pt_gate_ms;     /* > 0: skip messages older than this (note 6 in pipeline.h) */
@@ -88,6 +90,8 @@ struct pipe {
     int64_t pi_next_metadata_ms;
     volatile sig_atomic_t pi_stop;
     pipe_stats_t pi_stats;
+    failpoint_skips_t *pi_skips;  /* RM_TEST_SKIP_APPLY; NULL (the normal case): none */
+    uint64_t pi_batch_hook_skips; /* skipped by it in the open batch's transaction */
 };
 
 static pipe_tp_t *tp_find(pipe_t *pipe, int topic, int32_t partition)
@@ -165,7 +169,8 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     pipe->pi_batch_max_ms = cfg_int(cfg, "projector.batch_max_ms");
     pipe->pi_metadata_refresh_ms = cfg_int(cfg, "projector.metadata_refresh_ms");
     pipe->pi_parked_max_age_ms = cfg_int(cfg, "projector.parked_max_age_s") * 1000;
-    pipe->pi_continue_on_gap = strcmp(cfg_str(cfg, "projector.on_gap"), "continue") == 0;
+    pipe->pi_continue_on_gap =
+        !opts->po_scratch && strcmp(cfg_str(cfg, "projector.on_gap"), "continue") == 0;
     pipe->pi_gap_tp = -1;
     pipe->pi_batch_cap = (size_t)pipe->pi_batch_max_events;
     pipe->pi_batch = calloc(pipe->pi_batch_cap, sizeof(*pipe->pi_batch));
@@ -188,6 +193,12 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
         return NULL;
     }
 
+    /* Read once: the hot path then tests one pointer (failpoint.h). */
+    if (!opts->po_scratch &&
+        failpoint_skips_parse(getenv(FAILPOINT_SKIP_ENV), &pipe->pi_skips, errstr, errlen)) {
+        pipe_destroy(pipe);
+        return NULL;
+    }
     char group[160];
     snprintf(group, sizeof(group), "readmodel-%s", opts->po_view->v_name);
     /* Defaults chosen for exactly-once effect (DESIGN.md §2) and for librdkafka
@@ -247,6 +258,7 @@ void pipe_destroy(pipe_t *pipe)
     }
     engine_destroy(pipe->pi_engine);
     outbox_destroy(pipe->pi_outbox);
+    failpoint_skips_destroy(pipe->pi_skips);
     free(pipe->pi_batch);
     free(pipe->pi_batch_skip);
     free(pipe->pi_tps);
@@ -513,10 +525,32 @@ static int refresh_partitions(pipe_t *pipe)
     return assign_all(pipe);
 }
 
+/* po_stop_offsets: each partition's target is its stop offset, 0 when not listed. */
+static int load_stop_targets(pipe_t *pipe)
+{
+    const pipe_opts_t *opts = &pipe->pi_opts;
+    for (size_t i = 0; i < pipe->pi_tp_count; i++)
+        pipe->pi_tps[i].pt_target = 0;
+    for (size_t s = 0; s < opts->po_stop_count; s++) {
+        const pipe_stop_t *stop = &opts->po_stop_offsets[s];
+        pipe_tp_t *tp = tp_find(pipe, view_topic_index(opts->po_view, stop->pst_topic),
+                                stop->pst_partition);
+        if (!tp) {
+            log_error("stop offset for a partition that does not exist",
+                      LOG_S("topic", stop->pst_topic), LOG_I("partition", stop->pst_partition));
+            return RM_ENOTFOUND;
+        }
+        tp->pt_target = stop->pst_offset;
+    }
+    return 0;
+}
+
 /* --until-caught-up: the high watermark of every partition as it is now. */
 static int load_targets(pipe_t *pipe)
 {
     const view_t *view = pipe->pi_opts.po_view;
+    if (pipe->pi_opts.po_stop_offsets)
+        return load_stop_targets(pipe);
     for (size_t i = 0; i < pipe->pi_tp_count; i++) {
         pipe_tp_t *tp = &pipe->pi_tps[i];
         int64_t low, high;
@@ -538,7 +572,7 @@ static bool caught_up(const pipe_t *pipe)
     for (size_t i = 0; i < pipe->pi_tp_count; i++) {
         const pipe_tp_t *tp = &pipe->pi_tps[i];
         int64_t next = tp->pt_next_offset < 0 ? 0 : tp->pt_next_offset;
-        if (tp->pt_target > 0 && next < tp->pt_target)
+        if (tp->pt_target > 0 && next < tp->pt_target && !tp->pt_stop_reached)
             return false;
     }
     return true;
@@ -705,6 +739,7 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
         rc = outbox_txn_begin(pipe->pi_outbox, txn);
     for (size_t i = 0; i < pipe->pi_tp_count; i++)
         pipe->pi_tps[i].pt_batch_next = -1;
+    pipe->pi_batch_hook_skips = 0;
     /* Two passes: messages of link-learning topics first, then the rest, each in
      * arrival order. Kafka fixes no order across partitions, and every partition
      * belongs to one topic, so per-partition order is kept; what changes is that
@@ -731,6 +766,17 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
         engine_msg_t msg = {topic, m->partition, m->offset, rd_kafka_message_timestamp(m, &tstype),
                             m->key, m->key_len, m->payload, m->len};
         engine_result_t res;
+        if (__builtin_expect(pipe->pi_skips != NULL, 0) &&
+            failpoint_skips_has(pipe->pi_skips, topic, m->partition, m->offset)) {
+            /* Test hook: consumed, offset advanced, nothing applied (a "lost application"). */
+            log_warn("test hook: event consumed without applying it", LOG_S("env", FAILPOINT_SKIP_ENV),
+                     LOG_S("topic", topic), LOG_I("partition", m->partition), LOG_I("offset", m->offset));
+            pipe->pi_batch_hook_skips++;
+            pipe_tp_t *tp = tp_find(pipe, topic_index, m->partition);
+            if (tp)
+                tp->pt_batch_next = m->offset + 1;
+            continue;
+        }
         rc = engine_apply(pipe->pi_engine, txn, &msg, &res);
         if (rc)
             break;
@@ -738,7 +784,7 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
         outcomes[res.er_outcome]++;
         if (res.er_outcome == ENGINE_APPLIED && res.er_rule >= 0)
             applied_by_rule[res.er_rule]++;
-        if (res.er_outcome == ENGINE_REJECTED) {
+        if (res.er_outcome == ENGINE_REJECTED && !pipe->pi_opts.po_scratch) {
             outbox_letter_t letter = {topic, m->partition, m->offset, msg.em_timestamp_ms,
                                       m->key, m->key_len, m->payload, m->len,
                                       error_class(res.er_error), res.er_reason};
@@ -797,7 +843,7 @@ static void batch_committed(pipe_t *pipe)
         rd_kafka_topic_partition_list_add(list, view->v_topics[tp->pt_topic], tp->pt_partition)
             ->offset = tp->pt_next_offset;
     }
-    if (list->cnt)
+    if (list->cnt && !pipe->pi_opts.po_scratch)
         rd_kafka_commit(pipe->pi_rk, list, 1);
     rd_kafka_topic_partition_list_destroy(list);
 }
@@ -826,6 +872,7 @@ static int apply_batch(pipe_t *pipe)
                 pipe->pi_stats.ps_outcomes[i] += outcomes[i];
             pipe->pi_stats.ps_messages += pipe->pi_batch_count - skipped;
             pipe->pi_stats.ps_skipped_before_start += skipped;
+            pipe->pi_stats.ps_skipped_by_hook += pipe->pi_batch_hook_skips;
             pipe->pi_stats.ps_batches++;
             batch_release(pipe);
             flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true);
@@ -889,6 +936,13 @@ static void fill_batch(pipe_t *pipe)
             rd_kafka_message_destroy(m);
             continue;
         }
+        if (pipe->pi_opts.po_stop_offsets && m->offset >= tp->pt_target) {
+            /* Checked per message, not per batch: the replay must end exactly there. */
+            tp->pt_stop_reached = true;
+            pipe->pi_stats.ps_beyond_stop++;
+            rd_kafka_message_destroy(m);
+            continue;
+        }
         if (!pipe->pi_batch_count)
             deadline = rm_mono_ms() + pipe->pi_batch_max_ms;
         /* Decided here, in arrival order, so that a re-applied batch decides the same. */
@@ -909,7 +963,7 @@ static void fill_batch(pipe_t *pipe)
 int pipe_run(pipe_t *pipe)
 {
     /* Dead letters a crash left between produce and delete are already in Kafka. */
-    int orc = pipe->pi_opts.po_hold_dead_letters
+    int orc = pipe->pi_opts.po_hold_dead_letters || pipe->pi_opts.po_scratch
                   ? 0
                   : outbox_recover(pipe->pi_outbox, PIPE_METADATA_TIMEOUT_MS);
     if (orc)
@@ -919,7 +973,8 @@ int pipe_run(pipe_t *pipe)
     int rc = refresh_partitions(pipe);
     if (rc && rc != RM_ETIMEOUT && rc != RM_EKAFKA)
         return rc;
-    if (pipe->pi_opts.po_until_caught_up) {
+    bool finite = pipe->pi_opts.po_until_caught_up || pipe->pi_opts.po_stop_offsets;
+    if (finite) {
         if (rc)
             return rc;
         rc = load_targets(pipe);
@@ -927,7 +982,7 @@ int pipe_run(pipe_t *pipe)
             return rc;
     }
     for (;;) {
-        if ((pipe->pi_opts.po_until_caught_up && caught_up(pipe)) || pipe->pi_stop) {
+        if ((finite && caught_up(pipe)) || pipe->pi_stop) {
             /* Leave no dead letter unpublished behind a clean exit when the broker
              * allows (bounded; what remains is published on the next start). */
             flush_dead_letters(pipe, PIPE_OUTBOX_EXIT_FLUSH_MS, true);
@@ -946,7 +1001,7 @@ int pipe_run(pipe_t *pipe)
             if (rc)
                 return rc;
         }
-        if (rm_mono_ms() >= pipe->pi_next_expire_ms) {
+        if (!pipe->pi_opts.po_scratch && rm_mono_ms() >= pipe->pi_next_expire_ms) {
             rc = expire_parked(pipe);
             if (rc)
                 log_error("cannot expire parked events", LOG_S("error", rm_strerror(rc)));

@@ -44,6 +44,13 @@
 
 typedef struct pipe pipe_t;
 
+/* Where one partition stops (pipe_opts_t.po_stop_offsets). */
+typedef struct pipe_stop {
+    const char *pst_topic;
+    int32_t pst_partition;
+    int64_t pst_offset; /* offsets below it are applied, none at or above it */
+} pipe_stop_t;
+
 typedef struct pipe_opts {
     const cfg_t *po_cfg;          /* kafka.* and projector.* settings */
     const view_t *po_view;
@@ -65,6 +72,19 @@ typedef struct pipe_opts {
      * outbox against the DLQ: a rebuild's generation is not live yet (the daemon publishes
      * its outbox after the switch, outbox_adopt). */
     bool po_hold_dead_letters;
+    /* Replay to a given point (reconcile diff-replay): every listed partition stops
+     * exactly at its offset — messages at or above it are never applied, whatever the
+     * batch — and pipe_run returns once all got there; a partition not listed applies
+     * nothing. Replaces po_until_caught_up's high watermarks. Borrowed for pipe_run. */
+    const pipe_stop_t *po_stop_offsets;
+    size_t po_stop_count;
+    /* A scratch store (a replay, not the live view): no dead letter is recorded or
+     * published and the DLQ recovery group is not read; no offset is committed to
+     * Kafka (the consumer group belongs to the live projector); parked events never
+     * expire (a replay's wall clock says nothing about the events' age); a gap always
+     * stops the run (RM_EGAP, whatever projector.on_gap says); RM_TEST_SKIP_APPLY
+     * (failpoint.h) is ignored. */
+    bool po_scratch;
 } pipe_opts_t;
 
 /* One partition's position (pipe_partitions). */
@@ -85,14 +105,20 @@ typedef struct pipe_stats {
     uint64_t ps_map_grows;
     uint64_t ps_skipped_redelivered;            /* below the stored next offset */
     uint64_t ps_skipped_before_start;           /* older than po_start_time_ms (note 6) */
+    uint64_t ps_skipped_by_hook;                /* consumed, not applied: RM_TEST_SKIP_APPLY */
+    uint64_t ps_beyond_stop;                    /* at or above a po_stop_offsets offset */
 } pipe_stats_t;
 
 /* Builds the consumer (not yet assigned). Returns NULL with a message in errstr. */
 pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen);
 void pipe_destroy(pipe_t *pipe);
 
-/* Runs until pipe_stop() or, with po_until_caught_up, until caught up. Returns 0 on a
- * clean stop (the last batch committed), or a negative rm_err_t on a fatal error. */
+/* Runs until pipe_stop() or, with po_until_caught_up, until caught up (with
+ * po_stop_offsets: until every partition reached its stop offset). Returns 0 on a
+ * clean stop (the last batch committed), or a negative rm_err_t on a fatal error:
+ * RM_EGAP when a stored offset is below the log start (projector.on_gap=stop or a
+ * scratch pipeline), RM_ENOTFOUND when a stop offset names a partition that does not
+ * exist. */
 int pipe_run(pipe_t *pipe);
 
 /* Asks pipe_run to finish the current batch, commit and return. Async-signal-safe. */
