@@ -1141,6 +1141,82 @@ static int apply_handled(engine_t *engine, engine_ev_t *ev, MDB_txn *txn, engine
     return rc;
 }
 
+/* ---- tombstones (`tombstones:` in the view definition) ---- */
+
+/* A null-value record: what the view definition declares for its topic. Erase: the key is
+ * a view key, erased like an erase op (final: later events are dropped). Delete: the key
+ * is an item id of a list section whose view key the link knows; counters are left as they
+ * are (the events that counted did happen). Without a rule, or with a key that names
+ * nothing, it is counted and skipped. */
+static int apply_tombstone(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
+                           engine_result_t *res)
+{
+    const view_t *view = engine->en_view;
+    res->er_outcome = ENGINE_TOMBSTONE;
+    int topic = view_topic_index(view, msg->em_topic);
+    if (topic < 0 || !view->v_tombstones || view->v_tombstones[topic].vt_kind == VIEW_TOMB_IGNORE)
+        return 0;
+    const view_tombstone_t *tomb = &view->v_tombstones[topic];
+    if (!msg->em_key || msg->em_key_len == 0 || msg->em_key_len > VIEW_KEY_MAX_BYTES ||
+        memchr(msg->em_key, '\0', msg->em_key_len)) {
+        reject(res, RM_EVALIDATE, "tombstone key missing, longer than 128 bytes or holding NUL");
+        return 0;
+    }
+    engine_ev_t ev = {.ev_msg = msg, .ev_new_link = -1};
+    ev.ev_stamp.fs_time_ms = msg->em_timestamp_ms;
+    ev.ev_stamp.fs_tie = fnv32(msg->em_key, msg->em_key_len);
+    ev.ev_prov = (frag_prov_t){msg->em_timestamp_ms, msg->em_offset, msg->em_partition,
+                               (uint16_t)topic};
+    res->er_event_ms = msg->em_timestamp_ms;
+    if (tomb->vt_kind == VIEW_TOMB_ERASE) {
+        memcpy(ev.ev_key_buf, msg->em_key, msg->em_key_len);
+    } else {
+        const char *link = view->v_links[tomb->vt_link];
+        char lkey[ENGINE_KEY_BYTES];
+        size_t lklen = join_key(lkey, link, strlen(link), msg->em_key, msg->em_key_len);
+        MDB_val target;
+        int rc = lklen ? db_get(engine, txn, STORE_DB_LINK, lkey, lklen, &target) : RM_ENOTFOUND;
+        if (rc == RM_ENOTFOUND)
+            return 0; /* nothing of it was ever projected */
+        if (rc)
+            return rc;
+        if (target.mv_size == 1 && memcmp(target.mv_data, ENGINE_ERASED_LINK, 1) == 0) {
+            res->er_outcome = ENGINE_ERASED;
+            return 0;
+        }
+        if (target.mv_size > sizeof(ev.ev_key_buf))
+            return RM_ESTORE;
+        memcpy(ev.ev_key_buf, target.mv_data, target.mv_size);
+        ev.ev_key_len = target.mv_size;
+    }
+    ev.ev_key = ev.ev_key_buf;
+    if (tomb->vt_kind == VIEW_TOMB_ERASE)
+        ev.ev_key_len = msg->em_key_len;
+    MDB_val erased;
+    int rc = db_get(engine, txn, STORE_DB_ERASED, ev.ev_key, ev.ev_key_len, &erased);
+    if (rc == 0) {
+        res->er_outcome = ENGINE_ERASED;
+        return 0;
+    }
+    if (rc != RM_ENOTFOUND)
+        return rc;
+    if (tomb->vt_kind == VIEW_TOMB_ERASE) {
+        rc = op_erase(engine, txn, &ev);
+    } else {
+        view_op_t op = {.vo_kind = VIEW_OP_DELETE, .vo_section = tomb->vt_section};
+        ev.ev_repair_item = msg->em_key;
+        ev.ev_repair_item_len = msg->em_key_len;
+        rc = op_fragment(engine, txn, &ev, &op, res);
+        if (!rc && ev.ev_removed)
+            rc = update_marks(engine, txn, &ev);
+    }
+    if (rc == RM_EVALIDATE)
+        return RM_ESTORE;
+    if (!rc)
+        res->er_outcome = ENGINE_APPLIED;
+    return rc;
+}
+
 /* ---- repairs (reconcile --repair; docs/reconcile.md) ---- */
 
 /* Reads a string field of a repair into ret (borrowed from the decoded value). */
@@ -1317,10 +1393,8 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
 {
     memset(res, 0, sizeof(*res));
     res->er_rule = -1;
-    if (!msg->em_value) {
-        res->er_outcome = ENGINE_TOMBSTONE;
-        return 0;
-    }
+    if (!msg->em_value)
+        return apply_tombstone(engine, txn, msg, res);
     if (msg->em_value_len > engine->en_max_message_bytes) {
         reject(res, RM_EVALIDATE, "message larger than projector.max_message_bytes");
         return 0;

@@ -775,11 +775,63 @@ static int ld_repairs(view_ld_t *ld, const yml_node_t *node)
     return 0;
 }
 
+/* `tombstones: {topic: ignore | erase | {delete: {section: S, link: L}}}`. Parsed after
+ * `repairs` so that every topic of the view is known. */
+static int ld_tombstones(view_ld_t *ld, const yml_node_t *node)
+{
+    view_t *view = ld->vl_view;
+    view->v_tombstones = calloc(view->v_topic_count, sizeof(view_tombstone_t));
+    if (!view->v_tombstones)
+        return RM_ENOMEM;
+    if (!node)
+        return 0;
+    if (yml_kind(node) != YML_MAP)
+        return ld_fail(ld, node, "tombstones", "expected a mapping of topic: rule");
+    for (size_t i = 0; i < yml_count(node); i++) {
+        const yml_node_t *key = yml_map_key_at(node, i), *val = yml_map_value_at(node, i);
+        char where[120];
+        snprintf(where, sizeof(where), "tombstones.%s", yml_scalar(key) ? yml_scalar(key) : "?");
+        int t = yml_scalar(key) ? view_topic_index(view, yml_scalar(key)) : -1;
+        if (t < 0)
+            return ld_fail(ld, key, where, "not one of the view's topics");
+        view_tombstone_t *tomb = &view->v_tombstones[t];
+        const char *word = yml_scalar(val);
+        if (word && strcmp(word, "ignore") == 0) {
+            tomb->vt_kind = VIEW_TOMB_IGNORE;
+            continue;
+        }
+        if (word && strcmp(word, "erase") == 0) {
+            tomb->vt_kind = VIEW_TOMB_ERASE;
+            continue;
+        }
+        static const char *const outer[] = {"delete", NULL}, *const inner[] = {"section", "link", NULL};
+        const yml_node_t *del = yml_kind(val) == YML_MAP ? yml_map_get(val, "delete") : NULL;
+        if (!del || ld_keys(ld, val, where, outer))
+            return ld_fail(ld, val, where,
+                           "expected ignore, erase or {delete: {section: S, link: L}}");
+        if (ld_keys(ld, del, where, inner))
+            return RM_ECONFIG;
+        const yml_node_t *sec = yml_map_get(del, "section"), *link = yml_map_get(del, "link");
+        tomb->vt_kind = VIEW_TOMB_DELETE;
+        tomb->vt_section = yml_scalar(sec) ? view_section_index(view, yml_scalar(sec)) : -1;
+        if (tomb->vt_section < 0 || view->v_sections[tomb->vt_section].vs_kind != VIEW_LIST)
+            return ld_fail(ld, sec ? sec : del, where, "delete.section: expected a list section");
+        tomb->vt_link = -1;
+        for (size_t l = 0; yml_scalar(link) && l < view->v_link_count; l++)
+            if (strcmp(yml_scalar(link), view->v_links[l]) == 0)
+                tomb->vt_link = (int)l;
+        if (tomb->vt_link < 0)
+            return ld_fail(ld, link ? link : del, where, "delete.link: not a link of this view");
+    }
+    return 0;
+}
+
 static int ld_view(view_ld_t *ld, const yml_node_t *root)
 {
     view_t *view = ld->vl_view;
-    static const char *const allowed[] = {"view",  "key",     "topics",  "links",   "sections",
-                                          "rules", "indexes", "sources", "repairs", NULL};
+    static const char *const allowed[] = {"view",    "key",     "topics",  "links",
+                                          "sections", "rules",  "indexes", "sources",
+                                          "repairs",  "tombstones", NULL};
     if (ld_keys(ld, root, "(top level)", allowed))
         return RM_ECONFIG;
     const yml_node_t *n;
@@ -810,6 +862,8 @@ static int ld_view(view_ld_t *ld, const yml_node_t *root)
     if ((n = yml_map_get(root, "sources")) && ld_sources(ld, n))
         return RM_ECONFIG;
     if ((n = yml_map_get(root, "repairs")) && ld_repairs(ld, n))
+        return RM_ECONFIG;
+    if (ld_tombstones(ld, yml_map_get(root, "tombstones")))
         return RM_ECONFIG;
     n = yml_map_get(root, "rules");
     if (yml_kind(n) != YML_SEQ || yml_count(n) == 0)
@@ -939,6 +993,7 @@ void view_destroy(view_t *view)
     }
     free(view->v_sources);
     free(view->v_repair_topic);
+    free(view->v_tombstones);
     for (size_t i = 0; i < view->v_section_count; i++) {
         view_section_t *section = &view->v_sections[i];
         for (size_t f = 0; f < section->vs_field_count; f++) {

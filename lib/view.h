@@ -139,6 +139,19 @@ typedef struct view_source {
     unsigned vsrc_line;
 } view_source_t;
 
+/* What a null-value record (tombstone) on a topic means (`tombstones:`). */
+typedef enum view_tomb_kind {
+    VIEW_TOMB_IGNORE = 0, /* counted and skipped (the default) */
+    VIEW_TOMB_ERASE,      /* the key is a view key: erase that entity (like an erase op) */
+    VIEW_TOMB_DELETE,     /* the key is an item of vt_section, its view key found through vt_link */
+} view_tomb_kind_t;
+
+typedef struct view_tombstone {
+    view_tomb_kind_t vt_kind;
+    int vt_section; /* DELETE: a list section */
+    int vt_link;    /* DELETE: index into v_links */
+} view_tombstone_t;
+
 typedef struct view {
     char *v_name;
     char *v_path;
@@ -157,6 +170,7 @@ typedef struct view {
     size_t v_source_count;
     char *v_repair_topic;  /* `repairs.topic`: reconcile publishes corrections here and the
                               projector consumes it (also listed in v_topics); NULL: none */
+    view_tombstone_t *v_tombstones; /* per topic (index as in v_topics); all IGNORE by default */
     char v_hash[17]; /* hex FNV-1a 64 of the definition's bytes: stored in meta, checked at open */
 } view_t;
 

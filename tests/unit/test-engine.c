@@ -100,12 +100,17 @@ static const char *sections_of(fixture_t *f, const char *key)
     return out.b_data;
 }
 
-static void register_c1(void)
+static void register_c1_expect(engine_outcome_t outcome)
 {
     EV(REG, "event_id=r1", "occurred_at=1000", "version=1", "customer_id=C1", "name=Ada",
        "email=ada@example.com", "phone=+441234", "preferred_channel=EMAIL",
        "marketing_opt_in=true");
-    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+    ck_assert_int_eq(APPLY("customers"), outcome);
+}
+
+static void register_c1(void)
+{
+    register_c1_expect(ENGINE_APPLIED);
 }
 
 static void order(const char *id, int64_t at, int64_t version)
@@ -175,6 +180,48 @@ START_TEST(test_repairs_apply_once_and_lose_to_newer_events)
     REPAIR_EV("run1/9", "6000", "C1", "profile", "SET", "null", "{\"name\":\"Zombie\"}");
     ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_ERASED);
     ck_assert_str_eq(sections_of(&fx, "C1"), "NOTFOUND");
+}
+END_TEST
+
+/* Tombstones follow the rule the definition declares for their topic. */
+static engine_outcome_t apply_tombstone_to(const char *topic, const char *key)
+{
+    MDB_txn *txn;
+    engine_result_t res;
+    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(engine_txn_begin(fx.engine, txn), 0);
+    engine_msg_t m = {topic, 0, fx.offset++, 9000, key, key ? strlen(key) : 0, NULL, 0};
+    ck_assert_int_eq(engine_apply(fx.engine, txn, &m, &res), 0);
+    ck_assert_int_eq(engine_txn_precommit(fx.engine, txn), 0);
+    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    return res.er_outcome;
+}
+
+START_TEST(test_tombstones_follow_the_declared_rule)
+{
+    register_c1();
+    order("O1", 1500, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    order("O2", 1600, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    /* orders: the item goes, the rest stays (counters keep what happened) */
+    ck_assert_int_eq(apply_tombstone_to("orders", "O1"), ENGINE_APPLIED);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(!strstr(s, "\"O1\"") && strstr(s, "\"O2\"") &&
+                      strstr(s, "\"lifetime_orders\":2"), "%s", s);
+    ck_assert_int_eq(apply_tombstone_to("orders", "O-unknown"), ENGINE_TOMBSTONE);
+    /* a later duplicate of the order's creation does not bring it back */
+    order("O1", 1500, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_STALE);
+    /* payments declare nothing: counted and skipped */
+    ck_assert_int_eq(apply_tombstone_to("payments", "P1"), ENGINE_TOMBSTONE);
+    ck_assert_int_eq(apply_tombstone_to("customers", NULL), ENGINE_REJECTED);
+    /* customers: erase, final */
+    ck_assert_int_eq(apply_tombstone_to("customers", "C1"), ENGINE_APPLIED);
+    ck_assert_str_eq(sections_of(&fx, "C1"), "NOTFOUND");
+    ck_assert_int_eq(apply_tombstone_to("customers", "C1"), ENGINE_ERASED);
+    register_c1_expect(ENGINE_ERASED);
+    ck_assert_int_eq(apply_tombstone_to("orders", "O2"), ENGINE_ERASED);
 }
 END_TEST
 
@@ -601,6 +648,7 @@ int main(void)
     tcase_add_test(tc, test_snapshots_fill_sections);
     tcase_add_test(tc, test_contribute_moves_by_the_change_of_share);
     tcase_add_test(tc, test_repairs_apply_once_and_lose_to_newer_events);
+    tcase_add_test(tc, test_tombstones_follow_the_declared_rule);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -44,6 +44,9 @@ START_TEST(test_real_definition_loads)
     ck_assert_str_eq(src->vsrc_page_param, "page");
     ck_assert_str_eq(view->v_sections[orders].vs_fields[src->vsrc_item_field].vf_name, "order_id");
     ck_assert_ptr_null(view_source_for(view, view_section_index(view, "counters")));
+    ck_assert_int_eq(view->v_tombstones[view_topic_index(view, "customers")].vt_kind, VIEW_TOMB_ERASE);
+    ck_assert_int_eq(view->v_tombstones[view_topic_index(view, "orders")].vt_kind, VIEW_TOMB_DELETE);
+    ck_assert_int_eq(view->v_tombstones[view_topic_index(view, "payments")].vt_kind, VIEW_TOMB_IGNORE);
     const view_rule_t *rule = view_rule_for(view, "c360.payments.PaymentSettled");
     ck_assert_ptr_nonnull(rule);
     ck_assert_int_ge(rule->vr_via_link, 0);
@@ -85,6 +88,12 @@ START_TEST(test_source_errors)
                  "14: sources.profile: items, item and next_page are for list sections");
     expect_error(HEAD SECTIONS RULE "sources:\n  profile: {service: s, path: '/c/{key}', fields: {name: a..b}}\n",
                  "14: sources.profile: 'a..b' is not a member path");
+    expect_error(HEAD SECTIONS RULE "tombstones: {orders: erase}\n",
+                 "13: tombstones.orders: not one of the view's topics");
+    expect_error(HEAD SECTIONS RULE "tombstones: {customers: drop}\n",
+                 "13: tombstones.customers: expected ignore, erase or {delete: {section: S, link: L}}");
+    expect_error(HEAD SECTIONS RULE "tombstones: {customers: {delete: {section: profile, link: x}}}\n",
+                 "13: tombstones.customers: delete.section: expected a list section");
     expect_error(HEAD SECTIONS RULE "repairs: {topic: customers}\n",
                  "13: repairs.topic: must not be one of the view's topics");
 #undef RULE
