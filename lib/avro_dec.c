@@ -19,6 +19,11 @@ typedef struct avro_dec_entry {
     avro_value_iface_t *de_writer_iface;
     avro_value_t de_writer_value;
     int *de_field_map; /* reader field index -> writer field index, or -1 */
+    /* Reader fields the writer lacks that have a non-null default: the default as a value
+     * of the reader field's schema (de_default_iface[i] NULL: none, the field reads as
+     * absent). Built once per schema id. */
+    avro_value_iface_t **de_default_iface;
+    avro_value_t *de_defaults;
 } avro_dec_entry_t;
 
 struct avro_dec {
@@ -48,6 +53,15 @@ static void entry_free(avro_dec_entry_t *entry)
         avro_value_iface_decref(entry->de_writer_iface);
     }
     free(entry->de_field_map);
+    size_t count = entry->de_reader ? avro_schema_record_size(entry->de_reader->ce_schema) : 0;
+    for (size_t i = 0; entry->de_default_iface && i < count; i++) {
+        if (entry->de_default_iface[i]) {
+            avro_value_decref(&entry->de_defaults[i]);
+            avro_value_iface_decref(entry->de_default_iface[i]);
+        }
+    }
+    free(entry->de_default_iface);
+    free(entry->de_defaults);
     memset(entry, 0, sizeof(*entry));
 }
 
@@ -331,9 +345,70 @@ static json_t *field_aliases(json_t *root, size_t index)
     return json_is_array(aliases) ? aliases : NULL;
 }
 
+/* Sets value (of schema) from a JSON default, as the Avro specification reads defaults:
+ * a union's default is for its first branch. Scalars and enums only; returns false for
+ * anything else (records, arrays, maps, bytes) or a default of the wrong type. */
+static bool set_default(avro_value_t *value, avro_schema_t schema, json_t *def)
+{
+    schema = deref(schema);
+    switch (avro_typeof(schema)) {
+    case AVRO_STRING:
+        return json_is_string(def) && avro_value_set_string(value, json_string_value(def)) == 0;
+    case AVRO_INT32:
+        return json_is_integer(def) && avro_value_set_int(value, (int32_t)json_integer_value(def)) == 0;
+    case AVRO_INT64:
+        return json_is_integer(def) && avro_value_set_long(value, json_integer_value(def)) == 0;
+    case AVRO_BOOLEAN:
+        return json_is_boolean(def) && avro_value_set_boolean(value, json_is_true(def)) == 0;
+    case AVRO_DOUBLE:
+        return json_is_number(def) && avro_value_set_double(value, json_number_value(def)) == 0;
+    case AVRO_FLOAT:
+        return json_is_number(def) && avro_value_set_float(value, (float)json_number_value(def)) == 0;
+    case AVRO_NULL:
+        return json_is_null(def) && avro_value_set_null(value) == 0;
+    case AVRO_ENUM: {
+        int symbol = json_is_string(def) ? avro_schema_enum_get_by_name(schema, json_string_value(def))
+                                         : -1;
+        return symbol >= 0 && avro_value_set_enum(value, symbol) == 0;
+    }
+    case AVRO_UNION: {
+        avro_value_t branch;
+        return avro_value_set_branch(value, 0, &branch) == 0 &&
+               set_default(&branch, avro_schema_union_branch(schema, 0), def);
+    }
+    default:
+        return false;
+    }
+}
+
+/* The default of the reader's index-th field (from its .avsc), as a value; false when it
+ * has none or one this decoder cannot build. */
+static bool build_default(avro_dec_entry_t *entry, json_t *root, size_t index, avro_schema_t rf)
+{
+    json_t *field = json_array_get(json_object_get(root, "fields"), index);
+    json_t *def = json_object_get(field, "default");
+    if (!def)
+        return false;
+    avro_value_iface_t *iface = avro_generic_class_from_schema(rf);
+    if (!iface)
+        return false;
+    if (avro_generic_value_new(iface, &entry->de_defaults[index])) {
+        avro_value_iface_decref(iface);
+        return false;
+    }
+    if (!set_default(&entry->de_defaults[index], rf, def)) {
+        avro_value_decref(&entry->de_defaults[index]);
+        avro_value_iface_decref(iface);
+        return false;
+    }
+    entry->de_default_iface[index] = iface;
+    return true;
+}
+
 /* Maps every reader field to the writer's field of the same name or of one of its
- * aliases. A reader field the writer lacks must default to null (an optional field
- * added later); the engine then sees it as absent. Writer fields the reader lacks are
+ * aliases. A reader field the writer lacks must have a default: null (an optional field
+ * added later: the engine sees it as absent) or a scalar/enum default, which the field
+ * then reads as. Writer fields the reader lacks are
  * decoded and ignored (a field dropped later). avro-c's own resolver cannot be used: it
  * refuses a reader field the writer lacks, default or not, and ignores aliases. */
 static int build_field_map(avro_dec_entry_t *entry, char *reason, size_t reasonlen)
@@ -341,7 +416,9 @@ static int build_field_map(avro_dec_entry_t *entry, char *reason, size_t reasonl
     avro_schema_t w = entry->de_writer->ce_schema, r = entry->de_reader->ce_schema;
     size_t count = avro_schema_record_size(r);
     entry->de_field_map = calloc(count ? count : 1, sizeof(int));
-    if (!entry->de_field_map)
+    entry->de_default_iface = calloc(count ? count : 1, sizeof(avro_value_iface_t *));
+    entry->de_defaults = calloc(count ? count : 1, sizeof(avro_value_t));
+    if (!entry->de_field_map || !entry->de_default_iface || !entry->de_defaults)
         return RM_ENOMEM;
     json_t *root = NULL;
     int rc = 0;
@@ -362,11 +439,18 @@ static int build_field_map(avro_dec_entry_t *entry, char *reason, size_t reasonl
         }
         entry->de_field_map[i] = wi;
         if (wi < 0) {
-            rf = deref(rf);
-            if (!is_avro_union(rf) || !is_avro_null(deref(avro_schema_union_branch(rf, 0)))) {
+            avro_schema_t d = deref(rf);
+            bool null_first = is_avro_union(d) && is_avro_null(deref(avro_schema_union_branch(d, 0)));
+            if (!root)
+                root = json_load_file(entry->de_reader->ce_file, 0, NULL);
+            json_t *def = json_object_get(json_array_get(json_object_get(root, "fields"), i),
+                                          "default");
+            if (null_first && (!def || json_is_null(def)))
+                continue; /* absent, as the engine reads a null optional field */
+            if (!build_default(entry, root, i, rf)) {
                 snprintf(reason, reasonlen,
                          "schema id %d cannot be read as schema id %d: field '%s' is missing "
-                         "and has no null default",
+                         "and has no usable default",
                          entry->de_writer->ce_id, entry->de_reader->ce_id, name);
                 rc = RM_ESCHEMA;
             }
@@ -458,13 +542,19 @@ int avro_dec_decode(avro_dec_t *dec, const void *data, size_t len, avro_dec_even
     ret_event->ade_reader = entry->de_reader;
     ret_event->ade_value = &entry->de_writer_value;
     ret_event->ade_field_map = entry->de_field_map;
+    ret_event->ade_defaults = entry->de_defaults;
     return 0;
 }
 
 int avro_dec_field(const avro_dec_event_t *event, size_t reader_index, avro_value_t *ret_value)
 {
     int wi = event->ade_field_map[reader_index];
-    if (wi < 0)
+    if (wi < 0) {
+        if (event->ade_defaults && event->ade_defaults[reader_index].iface) {
+            *ret_value = event->ade_defaults[reader_index];
+            return 0;
+        }
         return 1;
+    }
     return avro_value_get_by_index(event->ade_value, (size_t)wi, ret_value, NULL) ? -1 : 0;
 }

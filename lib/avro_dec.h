@@ -36,6 +36,8 @@ typedef struct avro_dec_event {
     const catalog_entry_t *ade_reader;
     avro_value_t *ade_value; /* WRITER-schema record; borrowed, valid until the next decode */
     const int *ade_field_map; /* reader field index -> index in ade_value, -1: absent */
+    const avro_value_t *ade_defaults; /* per reader field: its default when the writer lacks
+                                         it and it is not null (iface NULL: none) */
 } avro_dec_event_t;
 
 /* catalog must outlive the decoder. Returns NULL on allocation failure. */
@@ -58,7 +60,8 @@ int avro_dec_decode(avro_dec_t *dec, const void *data, size_t len, avro_dec_even
                     char *reason, size_t reasonlen);
 
 /* The field of event that the reader schema has at reader_index: returns 0 and fills
- * ret_value, 1 when the writer did not write it (it reads as null), -1 on error. */
+ * ret_value (the reader's default when the writer lacks the field and the default is not
+ * null), 1 when the writer did not write it and it defaults to null, -1 on error. */
 int avro_dec_field(const avro_dec_event_t *event, size_t reader_index, avro_value_t *ret_value);
 
 #endif
