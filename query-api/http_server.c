@@ -9,6 +9,7 @@
  * (3) Fixed answers (health, unknown route) are built once and queued again and again. */
 #include "http_server.h"
 #include "rm_time.h"
+#include "http_auth.h"
 #include "http_handlers.h"
 #include "http_problem.h"
 #include "log.h"
@@ -97,7 +98,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     int64_t start = rm_mono_ns();
     http_request_t req;
+    http_caller_t caller;
     http_parse_path(url, &req);
+    req.hr_caller = &caller;
     unsigned status = 200;
     struct MHD_Response *resp = NULL;
     bool shared = false;
@@ -107,6 +110,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                      "only GET and HEAD are served", NULL);
         if (resp)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        memset(&caller, 0, sizeof(caller));
+    } else if ((resp = http_auth_gate(ctx, conn, url, &req, &caller, &status))) {
+        /* refused before any route: limits or credentials (http_auth.c note 1) */
     } else {
         switch (req.hr_route) {
         case HTTP_ROUTE_HEALTHZ:
@@ -138,6 +144,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         case HTTP_ROUTE__COUNT: break;
         }
     }
+    /* Fixed responses are shared by every request: no per-request header on them. */
+    http_auth_finish(ctx, &req, &caller, shared ? NULL : resp, status);
     enum MHD_Result ret = queue(conn, status, resp, shared);
     count(ctx, req.hr_route, status, rm_mono_ns() - start);
     return ret;
@@ -174,6 +182,10 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
     ctx->hc_openapi = MHD_create_response_from_buffer(http_openapi_json_len, (void *)http_openapi_json,
                                                       MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(ctx->hc_openapi, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (http_auth_init(ctx, errstr, errlen)) {
+        http_server_stop(server);
+        return NULL;
+    }
     http_store(ctx); /* try now; requests retry while the projector has not created it */
     server->hs_daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, ctx,
@@ -205,6 +217,7 @@ void http_server_stop(http_server_t *server)
         MHD_destroy_response(ctx->hc_dashboard);
     if (ctx->hc_openapi)
         MHD_destroy_response(ctx->hc_openapi);
+    http_auth_cleanup(ctx);
     store_close(ctx->hc_store);
     pthread_mutex_destroy(&ctx->hc_store_lock);
     free(server);
