@@ -91,7 +91,7 @@ static const cfg_key_t cfg_keys[] = {
                 "thread); beyond, they answer at once"),
     CFG_INTEGER("query_api.max_url_bytes", "4096", "RM_MAX_URL_BYTES", 256, 65536,
                 "longest path plus query string; longer requests answer 414"),
-    CFG_INTEGER("query_api.max_header_bytes", "8192", "RM_MAX_HEADER_BYTES", 1024, 65536,
+    CFG_INTEGER("query_api.max_header_bytes", "16384", "RM_MAX_HEADER_BYTES", 1024, 65536,
                 "largest sum of request header sizes; larger requests answer 431"),
     CFG_CHOICE("query_api.auth.enabled", "on", "RM_AUTH_ENABLED", "on|off",
                "on: view reads and lookups need a bearer JWT or an API key (deny by default); "

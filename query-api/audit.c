@@ -57,7 +57,8 @@ static int load_key(audit_t *audit, const cfg_t *cfg, const char **ret_warning, 
             return RM_ECONFIG;
         }
         audit->au_key_len = AUDIT_KEY_BYTES;
-        *ret_warning = "no query_api.audit.hmac_key_file: customer ids in the audit log are "
+        if (*cfg_str(cfg, "query_api.audit.file"))
+            *ret_warning = "no query_api.audit.hmac_key_file: customer ids in the audit log are "
                        "hashed with a random key drawn at start (comparable within this run only)";
     }
     return 0;
