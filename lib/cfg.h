@@ -54,6 +54,13 @@ typedef struct cfg cfg_t;
  *   query_api.timeout_s       (30)            RM_HTTP_TIMEOUT_S  idle connection timeout
  *   query_api.consistency_wait_ms (2000)      RM_CONSISTENCY_WAIT_MS  min_offsets wait bound
  *   query_api.consistency_max_waiters (1)     RM_CONSISTENCY_MAX_WAITERS  concurrent waits
+ *   query_api.max_url_bytes   (4096)          RM_MAX_URL_BYTES  longer: 414
+ *   query_api.max_header_bytes (16384)        RM_MAX_HEADER_BYTES  larger: 431
+ *   query_api.auth.*          enabled (on), policy, open_routes, issuer, audience,
+ *                             leeway_s, hs256_secret_file, hs256_secret, hs256_kid,
+ *                             jwt_keys, roles_claim, cache_entries (docs/query-api.md)
+ *   query_api.audit.*         file (-), hmac_key_file, hmac_key
+ *   query_api.rate_limit.*    ip_rps (0: off), ip_burst, principal_rps, principal_burst
  *   reconcile.source_urls     ("")            RM_SOURCE_URLS   name=URL,... of source services
  *   reconcile.concurrency     (8)             RM_RECONCILE_CONCURRENCY  requests in flight
  *   reconcile.rate_limit      (200)           RM_RECONCILE_RATE_LIMIT  requests started per second

@@ -8,6 +8,7 @@
  *   json bytes (json_len)
  * The JSON is last so a reader finds it from json_len without walking slots. */
 #include "frag.h"
+#include "mask.h"
 #include "rm_err.h"
 
 #include <string.h>
@@ -143,6 +144,43 @@ int frag_render_json(const frag_t *frag, const view_section_t *section, buf_t *o
         if (!rc)
             rc = render_value(frag ? &frag->f_slots[i] : &(frag_slot_t){0}, field,
                               section->vs_kind, out);
+    }
+    return rc ? rc : buf_append_char(out, '}');
+}
+
+int frag_render_json_filtered(const frag_t *frag, const view_section_t *section, uint32_t fields,
+                              bool mask_pii, buf_t *out)
+{
+    int rc = buf_append_char(out, '{');
+    bool comma = false;
+    for (size_t i = 0; !rc && i < section->vs_field_count; i++) {
+        const view_field_t *field = &section->vs_fields[i];
+        if (!(fields & (UINT32_C(1) << i)))
+            continue;
+        if (comma)
+            rc = buf_append_char(out, ',');
+        comma = true;
+        rc = rc ? rc : buf_append_json_str(out, field->vf_name, strlen(field->vf_name));
+        rc = rc ? rc : buf_append_char(out, ':');
+        if (rc)
+            break;
+        const frag_slot_t *slot = frag ? &frag->f_slots[i] : &(frag_slot_t){0};
+        if (mask_pii && field->vf_pii) {
+            /* A masked field is masked whatever its value; only null stays null (it says
+             * nothing). An absent slot shows its masked default, as the real render would. */
+            if (slot->fsl_type == FRAG_STR)
+                rc = mask_append_json(field->vf_mask, slot->fsl_str, slot->fsl_str_len, out);
+            else if (slot->fsl_type == FRAG_ABSENT && field->vf_has_default &&
+                     field->vf_type == VIEW_T_STRING)
+                rc = mask_append_json(field->vf_mask, field->vf_default_str,
+                                      strlen(field->vf_default_str), out);
+            else if (slot->fsl_type == FRAG_NULL || slot->fsl_type == FRAG_ABSENT)
+                rc = buf_append_str(out, "null");
+            else
+                rc = mask_append_json(VIEW_MASK_REDACT, "", 0, out);
+            continue;
+        }
+        rc = render_value(slot, field, section->vs_kind, out);
     }
     return rc ? rc : buf_append_char(out, '}');
 }

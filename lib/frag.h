@@ -74,6 +74,13 @@ int frag_encode(const frag_t *frag, const view_section_t *section, buf_t *out);
 /* Renders only the JSON object of frag for section into out (appending). */
 int frag_render_json(const frag_t *frag, const view_section_t *section, buf_t *out);
 
+/* Like frag_render_json for a caller who may see only some fields: leaves out field i
+ * unless bit i of fields is set, and with mask_pii renders the value of each pii string
+ * field through its mask (mask.h) instead of as stored. frag may be NULL (no fragment:
+ * defaults / zeros). Appends; returns 0 or RM_ENOMEM. */
+int frag_render_json_filtered(const frag_t *frag, const view_section_t *section, uint32_t fields,
+                              bool mask_pii, buf_t *out);
+
 /* Renders the JSON of a section that has no fragment (defaults / zeros), appending. */
 int frag_render_empty(const view_section_t *section, buf_t *out);
 

@@ -24,6 +24,8 @@ typedef struct render_item {
     size_t ri_id_len;
     const char *ri_json;
     size_t ri_json_len;
+    const void *ri_raw; /* the stored value, for a filtered render; borrowed as ri_id */
+    size_t ri_raw_len;
 } render_item_t;
 
 typedef struct render_scan {
@@ -119,8 +121,9 @@ static int scan_key(const view_t *view, store_t *store, MDB_txn *txn, const char
         ret = frag_decode(v.mv_data, v.mv_size, view->v_sections[section].vs_field_count, &frag);
         if (ret)
             break;
-        render_item_t item = {section,   frag.f_sort, frag.f_prov, sep + 1, rest_len - name_len - 1,
-                              frag.f_json, frag.f_json_len};
+        render_item_t item = {section,     frag.f_sort,    frag.f_prov, sep + 1,
+                              rest_len - name_len - 1, frag.f_json, frag.f_json_len,
+                              v.mv_data,   v.mv_size};
         ret = scan_push(scan, &item);
         if (ret)
             break;
@@ -157,6 +160,35 @@ static int member_name(buf_t *out, const view_section_t *section, bool *comma)
     return rc ? rc : buf_append_char(out, ':');
 }
 
+/* Whether shape hides a field of section s or masks one of its fields. */
+static bool filtered(const view_section_t *section, size_t s, const render_shape_t *shape)
+{
+    uint32_t all = section->vs_field_count >= 32 ? UINT32_MAX
+                                                 : (UINT32_C(1) << section->vs_field_count) - 1;
+    if ((shape->sh_fields[s] & all) != all)
+        return true;
+    for (size_t f = 0; shape->sh_mask_pii && f < section->vs_field_count; f++)
+        if (section->vs_fields[f].vf_pii)
+            return true;
+    return false;
+}
+
+/* Appends one fragment (raw: its stored value, NULL for none) as shape shows it. */
+static int emit_frag(const view_section_t *section, size_t s, const render_shape_t *shape,
+                     const void *raw, size_t raw_len, const char *json, size_t json_len,
+                     buf_t *out)
+{
+    if (!filtered(section, s, shape))
+        return raw ? buf_append(out, json, json_len) : frag_render_empty(section, out);
+    if (!raw && section->vs_kind != VIEW_COUNTERS)
+        return frag_render_empty(section, out);
+    frag_t frag;
+    int rc = raw ? frag_decode(raw, raw_len, section->vs_field_count, &frag) : 0;
+    return rc ? rc
+              : frag_render_json_filtered(raw ? &frag : NULL, section, shape->sh_fields[s],
+                                          shape->sh_mask_pii, out);
+}
+
 /* True when item comes after cursor in response order (item_cmp's order). */
 static bool after_cursor(const render_item_t *item, const render_cursor_t *cursor)
 {
@@ -168,8 +200,9 @@ static bool after_cursor(const render_item_t *item, const render_cursor_t *curso
 }
 
 /* Appends the page of list items [first, end) that shape asks for section s. */
-static int emit_list(const render_scan_t *scan, size_t first, size_t end, size_t s,
-                     const render_shape_t *shape, render_pages_t *pages, buf_t *out)
+static int emit_list(const view_section_t *section, const render_scan_t *scan, size_t first,
+                     size_t end, size_t s, const render_shape_t *shape, render_pages_t *pages,
+                     buf_t *out)
 {
     const render_cursor_t *cursor = &shape->sh_after[s];
     while (first < end && !after_cursor(&scan->rs_items[first], cursor))
@@ -180,8 +213,10 @@ static int emit_list(const render_scan_t *scan, size_t first, size_t end, size_t
     for (size_t i = first; !rc && i < stop; i++) {
         if (i > first)
             rc = buf_append_char(out, ',');
+        const render_item_t *item = &scan->rs_items[i];
         if (!rc)
-            rc = buf_append(out, scan->rs_items[i].ri_json, scan->rs_items[i].ri_json_len);
+            rc = emit_frag(section, s, shape, item->ri_raw, item->ri_raw_len, item->ri_json,
+                           item->ri_json_len, out);
     }
     if (stop < end && stop > first) {
         const render_item_t *last = &scan->rs_items[stop - 1];
@@ -214,11 +249,13 @@ static int emit_sections(const view_t *view, render_scan_t *scan, const render_s
         if (rc)
             break;
         if (first == next)
-            rc = frag_render_empty(section, out);
+            rc = emit_frag(section, s, shape, NULL, 0, NULL, 0, out);
         else if (section->vs_kind == VIEW_LIST)
-            rc = emit_list(scan, first, next, s, shape, pages, out);
+            rc = emit_list(section, scan, first, next, s, shape, pages, out);
         else
-            rc = buf_append(out, scan->rs_items[first].ri_json, scan->rs_items[first].ri_json_len);
+            rc = emit_frag(section, s, shape, scan->rs_items[first].ri_raw,
+                           scan->rs_items[first].ri_raw_len, scan->rs_items[first].ri_json,
+                           scan->rs_items[first].ri_json_len, out);
     }
     return rc ? rc : buf_append_char(out, '}');
 }
@@ -290,6 +327,8 @@ void render_shape_all(render_shape_t *shape)
 {
     memset(shape, 0, sizeof(*shape));
     shape->sh_sections = RENDER_ALL_SECTIONS;
+    for (size_t s = 0; s < FRAG_MAX_SLOTS; s++)
+        shape->sh_fields[s] = UINT32_MAX;
 }
 
 static int render(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
@@ -357,6 +396,14 @@ int render_sections(const view_t *view, store_t *store, MDB_txn *txn, const char
 int render_single(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
                   size_t key_len, int section, buf_t *out)
 {
+    render_shape_t all;
+    render_shape_all(&all);
+    return render_single_shaped(view, store, txn, key, key_len, section, &all, out);
+}
+
+int render_single_shaped(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
+                         size_t key_len, int section, const render_shape_t *shape, buf_t *out)
+{
     if (section < 0 || (size_t)section >= view->v_section_count ||
         view->v_sections[section].vs_kind != VIEW_SINGLE || key_len == 0 ||
         key_len > VIEW_KEY_MAX_BYTES || memchr(key, '\0', key_len))
@@ -372,5 +419,7 @@ int render_single(const view_t *view, store_t *store, MDB_txn *txn, const char *
         return rm_err_from_mdb(rc);
     frag_t frag;
     rc = frag_decode(v.mv_data, v.mv_size, sec->vs_field_count, &frag);
-    return rc ? rc : buf_append(out, frag.f_json, frag.f_json_len);
+    return rc ? rc
+              : emit_frag(sec, (size_t)section, shape, v.mv_data, v.mv_size, frag.f_json,
+                          frag.f_json_len, out);
 }

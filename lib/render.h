@@ -42,6 +42,8 @@ typedef struct render_shape {
     uint32_t sh_sections;                     /* bit s: section s and its freshness */
     size_t sh_limit[FRAG_MAX_SLOTS];          /* list sections: most items; 0 = all */
     render_cursor_t sh_after[FRAG_MAX_SLOTS]; /* list sections: where the page starts */
+    uint32_t sh_fields[FRAG_MAX_SLOTS];       /* bit f: field f of section s is shown */
+    bool sh_mask_pii;                         /* pii string fields shown masked (mask.h) */
 } render_shape_t;
 
 /* Where each paged list section stopped. */
@@ -50,7 +52,9 @@ typedef struct render_pages {
     render_cursor_t rp_next[FRAG_MAX_SLOTS]; /* rp_more: the cursor of the next page */
 } render_pages_t;
 
-/* Fills shape with "every section, every item". */
+/* Fills shape with "every section, every item, every field unmasked". A shape that
+ * hides a field or masks PII renders those sections from their slots (frag.h) rather
+ * than appending the stored JSON: slower, and only for callers without full access. */
 void render_shape_all(render_shape_t *shape);
 
 /* Appends the document of key to out. Returns 0, RM_ENOTFOUND when the key has no
@@ -78,5 +82,10 @@ int render_sections(const view_t *view, store_t *store, MDB_txn *txn, const char
  * a single section or the key cannot exist, or a store error. */
 int render_single(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
                   size_t key_len, int section, buf_t *out);
+
+/* render_single through shape's field allowlist and masks of that section (the caller
+ * checks the section itself is allowed). Same returns. */
+int render_single_shaped(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
+                         size_t key_len, int section, const render_shape_t *shape, buf_t *out);
 
 #endif

@@ -103,6 +103,24 @@ static int ld_field_type(view_ld_t *ld, const yml_node_t *node, const char *wher
     return ld_fail(ld, node, where, "type must be string, long, bool or timestamp");
 }
 
+/* `mask:` says how the query API shows a pii field to a role without the entitlement. */
+static int ld_field_mask(view_ld_t *ld, const yml_node_t *node, const char *where,
+                         view_field_t *field)
+{
+    if (!node)
+        return 0;
+    static const char *const names[] = {"redact", "last4", "email", "initials"};
+    const char *s = yml_scalar(node);
+    for (size_t i = 0; s && i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(s, names[i]) == 0) {
+            if (!field->vf_pii || field->vf_type != VIEW_T_STRING)
+                return ld_fail(ld, node, where, "mask applies to string fields with pii: true");
+            field->vf_mask = (view_mask_t)i;
+            return 0;
+        }
+    return ld_fail(ld, node, where, "mask must be redact, last4, email or initials");
+}
+
 static int ld_field(view_ld_t *ld, const yml_node_t *key, const yml_node_t *val,
                     const char *where, view_field_t *field)
 {
@@ -110,7 +128,7 @@ static int ld_field(view_ld_t *ld, const yml_node_t *key, const yml_node_t *val,
         return RM_ECONFIG;
     if (yml_kind(val) == YML_SCALAR)
         return ld_field_type(ld, val, where, &field->vf_type);
-    static const char *const allowed[] = {"type", "default", "pii", NULL};
+    static const char *const allowed[] = {"type", "default", "pii", "mask", NULL};
     if (ld_keys(ld, val, where, allowed) ||
         ld_field_type(ld, yml_map_get(val, "type"), where, &field->vf_type))
         return RM_ECONFIG;
@@ -134,7 +152,7 @@ static int ld_field(view_ld_t *ld, const yml_node_t *key, const yml_node_t *val,
             return ld_fail(ld, pii, where, "pii must be true or false");
         field->vf_pii = s[0] == 't';
     }
-    return 0;
+    return ld_field_mask(ld, yml_map_get(val, "mask"), where, field);
 }
 
 static int ld_section(view_ld_t *ld, const yml_node_t *key, const yml_node_t *val,

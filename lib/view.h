@@ -20,6 +20,13 @@
 
 typedef enum view_section_kind { VIEW_SINGLE, VIEW_LIST, VIEW_COUNTERS } view_section_kind_t;
 typedef enum view_type { VIEW_T_STRING, VIEW_T_LONG, VIEW_T_BOOL, VIEW_T_TIMESTAMP } view_type_t;
+/* How a PII field is shown to a caller without the pii entitlement (`mask:`; mask.h). */
+typedef enum view_mask {
+    VIEW_MASK_REDACT = 0, /* "***" (the default of a pii field) */
+    VIEW_MASK_LAST4,      /* phone: "***5678" */
+    VIEW_MASK_EMAIL,      /* "a***@example.com" */
+    VIEW_MASK_INITIALS,   /* "A. L." */
+} view_mask_t;
 
 typedef struct view_field {
     char *vf_name;
@@ -28,6 +35,7 @@ typedef struct view_field {
     char *vf_default_str; /* VIEW_T_STRING default */
     int64_t vf_default_int; /* VIEW_T_LONG/TIMESTAMP/BOOL default */
     bool vf_pii;          /* declared `pii: true` */
+    view_mask_t vf_mask;  /* pii fields: `mask: last4|email|initials|redact` */
 } view_field_t;
 
 typedef struct view_section {

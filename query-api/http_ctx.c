@@ -10,7 +10,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-const unsigned http_status_codes[HTTP_STATUS_SLOTS] = {200, 304, 400, 401, 404, 405, 429, 500, 503};
+const unsigned http_status_codes[HTTP_STATUS_SLOTS] = {200, 304, 400, 401, 403, 404, 405,
+                                                    414, 429, 431, 500, 503};
 /* From 50 µs (a cached view) to 1 s (a stalled disk). */
 const double http_latency_bounds[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001,
                                       0.0025,  0.005,  0.01,    0.05,   0.25, 1};

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 /* Status codes counted per route (index into hs_requests). */
-#define HTTP_STATUS_SLOTS 9
+#define HTTP_STATUS_SLOTS 12
 extern const unsigned http_status_codes[HTTP_STATUS_SLOTS];
 
 typedef struct http_stats {
@@ -62,6 +62,17 @@ typedef struct http_ctx {
     struct MHD_Response *hc_openapi;
     http_stats_t hc_stats;
     int64_t hc_waiters;            /* requests in a consistency wait (atomic; http_fresh.c) */
+    /* Security (http_auth.c): set up before the daemon starts, immutable after. */
+    struct auth *hc_auth;
+    struct rl *hc_ip_limit;        /* NULL: no per-IP limit */
+    struct rl *hc_principal_limit; /* NULL: no per-principal limit */
+    struct audit *hc_audit;
+    const char *hc_section_names[33]; /* the view's section names, NULL-terminated (audit) */
+    size_t hc_max_url_bytes;
+    size_t hc_max_header_bytes;
+    uint64_t hc_request_seq;       /* atomic: generated request ids */
+    uint32_t hc_request_salt;      /* random per process: ids differ between runs */
+    uint64_t hc_audit_failures;    /* atomic: audit lines that could not be written */
 } http_ctx_t;
 
 /* Per worker thread: a read txn reused with reset/renew, and the response buffer. */

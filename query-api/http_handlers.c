@@ -3,6 +3,7 @@
  * runs on a request. */
 #include "http_handlers.h"
 #include "rm_time.h"
+#include "http_auth.h"
 #include "http_fresh.h"
 #include "http_problem.h"
 #include "index.h"
@@ -45,7 +46,8 @@ typedef struct lookup_ctx {
     const view_t *lc_view;
     store_t *lc_store;
     MDB_txn *lc_txn;
-    int lc_summary;       /* single section returned as the summary */
+    int lc_summary;       /* single section returned as the summary, or -1 */
+    const render_shape_t *lc_shape; /* the caller's fields and masks */
     buf_t *lc_body;
     size_t lc_count;
 } lookup_ctx_t;
@@ -58,8 +60,8 @@ static int add_match(void *ctx, const char *key, size_t key_len)
     rc = rc ? rc : buf_append_json_str(b, key, key_len);
     if (!rc && lc->lc_summary >= 0) {
         rc = buf_printf(b, ",\"%s\":", lc->lc_view->v_sections[lc->lc_summary].vs_name);
-        rc = rc ? rc : render_single(lc->lc_view, lc->lc_store, lc->lc_txn, key, key_len,
-                                     lc->lc_summary, b);
+        rc = rc ? rc : render_single_shaped(lc->lc_view, lc->lc_store, lc->lc_txn, key, key_len,
+                                            lc->lc_summary, lc->lc_shape, b);
     }
     return rc ? rc : buf_append_char(b, '}');
 }
@@ -96,6 +98,10 @@ struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *
                        "the value is empty, longer than 128 bytes, or badly percent-encoded",
                        "/v1/views/{view}", ret_status);
     decoded[decoded_len] = '\0';
+    struct MHD_Response *denied = http_auth_lookup(req->hr_caller, view, index, decoded,
+                                                   (size_t)decoded_len, ret_status);
+    if (denied)
+        return denied;
     store_t *store;
     MDB_txn *txn;
     int trc = http_txn(ctx, &store, &txn);
@@ -108,7 +114,15 @@ struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *
     for (size_t s = 0; summary < 0 && s < view->v_section_count; s++)
         if (view->v_sections[s].vs_kind == VIEW_SINGLE)
             summary = (int)s;
-    lookup_ctx_t lc = {view, store, txn, summary, body, 0};
+    /* The summary is part of what the caller reads: only a section it may read, through
+     * its field allowlist and masks. */
+    render_shape_t shape;
+    render_shape_all(&shape);
+    http_auth_shape(req->hr_caller, view, &shape, false, ret_status); /* grant checked above */
+    if (summary >= 0 && !(shape.sh_sections & (UINT32_C(1) << summary)))
+        summary = -1;
+    req->hr_caller->cl_sections = summary >= 0 ? UINT32_C(1) << summary : 0;
+    lookup_ctx_t lc = {view, store, txn, summary, &shape, body, 0};
     buf_printf(body, "{\"view\":\"%s\",\"index\":\"%s\",\"matches\":[", view->v_name, index->vi_name);
     int rc = index_lookup(view, store, txn, index->vi_name, decoded, (size_t)decoded_len,
                           HTTP_LOOKUP_LIMIT, add_match, &lc);

@@ -30,6 +30,8 @@ typedef struct http_request {
     char hr_key[HTTP_KEY_MAX_BYTES + 1];  /* VIEW: percent-decoded key (no NUL inside) */
     size_t hr_key_len;
     const char *hr_problem;               /* BAD: what is wrong (static text) */
+    struct http_caller *hr_caller;        /* set by the server after parsing (http_auth.h):
+                                             who asks; handlers record what they returned */
 } http_request_t;
 
 /* Parses url (the path without the query string, NOT yet percent-decoded: the server

@@ -9,6 +9,7 @@
  * (3) Fixed answers (health, unknown route) are built once and queued again and again. */
 #include "http_server.h"
 #include "rm_time.h"
+#include "http_auth.h"
 #include "http_handlers.h"
 #include "http_problem.h"
 #include "log.h"
@@ -98,7 +99,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     int64_t start = rm_mono_ns();
     http_request_t req;
+    http_caller_t caller;
     http_parse_path(url, &req);
+    req.hr_caller = &caller;
     unsigned status = 200;
     struct MHD_Response *resp = NULL;
     bool shared = false;
@@ -108,6 +111,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                      "only GET and HEAD are served", NULL);
         if (resp)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        memset(&caller, 0, sizeof(caller));
+    } else if ((resp = http_auth_gate(ctx, conn, url, &req, &caller, &status))) {
+        /* refused before any route: limits or credentials (http_auth.c note 1) */
     } else {
         switch (req.hr_route) {
         case HTTP_ROUTE_HEALTHZ:
@@ -139,6 +145,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         case HTTP_ROUTE__COUNT: break;
         }
     }
+    /* Fixed responses are shared by every request: no per-request header on them. */
+    http_auth_finish(ctx, &req, &caller, shared ? NULL : resp, status);
     enum MHD_Result ret = queue(conn, status, resp, shared);
     count(ctx, req.hr_route, status, rm_mono_ns() - start);
     return ret;
@@ -175,6 +183,10 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
     ctx->hc_openapi = MHD_create_response_from_buffer(http_openapi_json_len, (void *)http_openapi_json,
                                                       MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(ctx->hc_openapi, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (http_auth_init(ctx, errstr, errlen)) {
+        http_server_stop(server);
+        return NULL;
+    }
     int src = http_store_start(ctx); /* serves a store that exists now; follows "current" */
     if (src) {
         snprintf(errstr, errlen, "cannot start the store watcher: %s", rm_strerror(src));
@@ -212,6 +224,7 @@ void http_server_stop(http_server_t *server)
     if (ctx->hc_openapi)
         MHD_destroy_response(ctx->hc_openapi);
     http_store_stop(ctx);
+    http_auth_cleanup(ctx);
     pthread_mutex_destroy(&ctx->hc_store_lock);
     free(server);
 }

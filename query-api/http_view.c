@@ -12,6 +12,7 @@
 #include "http_etag.h"
 #include "rm_time.h"
 #include "http_fresh.h"
+#include "http_auth.h"
 #include "http_handlers.h"
 #include "http_params.h"
 #include "http_problem.h"
@@ -294,6 +295,9 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
                        ret_status);
     http_view_query_t vq;
     struct MHD_Response *resp = parse_query(ctx, conn, &vq, ret_status);
+    resp = resp ? resp
+                : http_auth_shape(req->hr_caller, view, &vq.vq_shape,
+                                  vq.vq_shape.sh_sections != RENDER_ALL_SECTIONS, ret_status);
     if (resp)
         return resp;
     store_t *store;

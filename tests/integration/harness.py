@@ -105,7 +105,12 @@ def read_oracle(path):
 
 
 def write_config(tmp, bootstrap, name="config.yaml", **settings):
-    """A config file for projector and query-api; settings are dotted keys."""
+    """A config file for projector and query-api; settings are dotted keys.
+
+    Authentication is off unless a test sets query_api__auth.enabled (test_auth.py does):
+    the other tests check the data path; the audit log goes to a file in tmp."""
+    settings.setdefault("query_api__auth.enabled", "off")
+    settings.setdefault("query_api__audit.file", os.path.join(tmp, "audit.log"))
     lines = [f"data_dir: {os.path.join(tmp, 'data')}",
              f"view: {os.path.join(ROOT, 'schemas/views/customer360.yaml')}",
              f"catalog: {os.path.join(ROOT, 'schemas/catalog.yaml')}",
@@ -124,6 +129,16 @@ def write_config(tmp, bootstrap, name="config.yaml", **settings):
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
+
+
+def mint_token(config, sub, *roles, ttl_s=3600):
+    """A development bearer token from `query-api token` (HS256, the config's secret)."""
+    out = subprocess.run([binary("query-api/query-api"), "token", "--config", config,
+                          "--sub", sub, "--ttl-s", str(ttl_s),
+                          *[a for r in roles for a in ("--role", r)]],
+                         cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
 
 
 def run_projector(config, *extra, timeout=300):

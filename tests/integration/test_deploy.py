@@ -562,7 +562,18 @@ def query_api_accepts(config_path, tmp_path):
     port = harness.free_port()
     env = dict(os.environ, RM_DATA_DIR=str(tmp_path), RM_LISTEN=f"127.0.0.1:{port}",
                RM_VIEW=os.path.join(ROOT, "schemas", "views", "customer360.yaml"),
-               RM_CATALOG=os.path.join(ROOT, "schemas", "catalog.yaml"))
+               RM_CATALOG=os.path.join(ROOT, "schemas", "catalog.yaml"),
+               # auth stays on: the shipped role policy, checked against the real view, and
+               # an identity provider key and audit key made here
+               RM_AUTH_POLICY=os.path.join(DEPLOY, "config", "auth-policy.yaml"),
+               RM_AUDIT_HMAC_KEY_FILE=str(tmp_path / "audit.key"))
+    (tmp_path / "audit.key").write_text("deploy-test-audit-key-0123456789")
+    private, public = tmp_path / "idp.key", tmp_path / "idp.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-out", str(private)], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", str(private), "-pubout", "-out", str(public)],
+                   check=True, capture_output=True)
+    env["RM_JWT_KEYS"] = f"idp-2026:ES256:{public}"
     log = tmp_path / "query-api.log"
     with open(log, "wb") as err:
         proc = subprocess.Popen([binary, "--config", str(config_path)], stderr=err, stdout=err, env=env)

@@ -45,7 +45,37 @@ def test_openapi_document_matches_the_server(broker, workdir, processes):
     email = oracle[0]["sections"]["profile"]["email"]
     etag = api.get(f"/v1/views/customer360/{key}")[1]["ETag"]
 
+    # The same store behind authentication: the 401, 403 and 429 answers.
+    with open(os.path.join(workdir, "hs.secret"), "w") as f:
+        f.write("openapi-test-secret-0123456789abcdef\n")
+    with open(os.path.join(workdir, "policy.yaml"), "w") as f:
+        f.write("roles: {narrow: {views: {customer360: {sections: [orders]}}}}\n")
+    secured_config = harness.write_config(
+        workdir, broker.bootstrap, name="secured.yaml", projector__metrics_listen="",
+        **{"query_api__auth.enabled": "on",
+           "query_api__auth.policy": os.path.join(workdir, "policy.yaml"),
+           "query_api__auth.hs256_secret_file": os.path.join(workdir, "hs.secret"),
+           "query_api__auth.issuer": "openapi", "query_api__auth.audience": "readmodel",
+           "query_api__rate_limit.principal_rps": 1, "query_api__rate_limit.principal_burst": 1})
+    secured = harness.QueryApi(workdir, secured_config, harness.free_port())
+    processes.append(secured)
+    narrow = {"Authorization": "Bearer " + harness.mint_token(secured_config, "narrow", "narrow")}
+    narrow2 = {"Authorization": "Bearer " + harness.mint_token(secured_config, "narrow2", "narrow")}
+    busy = {"Authorization": "Bearer " + harness.mint_token(secured_config, "busy", "narrow")}
+
+    def twice(path):
+        secured.get(path, busy)
+        return secured.get(path, busy)
+
     requests = {
+        ("/v1/views/{view}/{key}", "401"): lambda: secured.get(f"/v1/views/customer360/{key}"),
+        ("/v1/views/{view}/{key}", "403"): lambda: secured.get(
+            f"/v1/views/customer360/{key}?fields=profile", narrow),
+        ("/v1/views/{view}/{key}", "429"): lambda: twice(f"/v1/views/customer360/{key}"),
+        ("/v1/views/{view}", "401"): lambda: secured.get(f"/v1/views/customer360?email={email}"),
+        ("/v1/views/{view}", "403"): lambda: secured.get(f"/v1/views/customer360?email={email}",
+                                                         narrow2),
+        ("/v1/views/{view}", "429"): lambda: twice(f"/v1/views/customer360?order_id=O1"),
         ("/v1/views/{view}/{key}", "200"): lambda: api.get(f"/v1/views/customer360/{key}"),
         ("/v1/views/{view}/{key}", "304"): lambda: api.get(f"/v1/views/customer360/{key}",
                                                            {"If-None-Match": etag}),

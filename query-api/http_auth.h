@@ -1,0 +1,59 @@
+/* http_auth: the query API's gate — request limits, authentication, rate limits — and the
+ * authorization and audit hooks the view and lookup handlers call. The policies
+ * themselves live in auth.c (who may read what), ratelimit.c and audit.c; this module
+ * only maps them onto HTTP (401 + WWW-Authenticate, 403, 414, 431, 429 + Retry-After,
+ * X-Request-Id). docs/query-api.md "Security". */
+#ifndef RM_HTTP_AUTH_H
+#define RM_HTTP_AUTH_H
+
+#include "audit.h"
+#include "auth.h"
+#include "http_ctx.h"
+#include "ratelimit.h"
+#include "render.h"
+
+#include <microhttpd.h>
+
+#define HTTP_REQUEST_ID_MAX_BYTES 64
+
+/* Who is calling and, once a handler ran, what it was given (for the audit line). */
+typedef struct http_caller {
+    auth_principal_t cl_principal;
+    char cl_request_id[HTTP_REQUEST_ID_MAX_BYTES + 1];
+    uint32_t cl_sections;  /* sections returned */
+    const char *cl_index;  /* lookup: index name (static, the view's) */
+    char cl_value[HTTP_KEY_MAX_BYTES + 1]; /* lookup: the decoded value (hashed in the log) */
+    size_t cl_value_len;
+} http_caller_t;
+
+/* Builds the security state from the config (auth, rate limiters, audit log) into ctx.
+ * Returns 0, or RM_ECONFIG with errstr. Main thread, before the daemon starts. */
+int http_auth_init(http_ctx_t *ctx, char *errstr, size_t errlen);
+void http_auth_cleanup(http_ctx_t *ctx);
+
+/* Runs before any route: size limits, per-IP rate limit, authentication (unless the
+ * route is open) and the per-principal rate limit. Returns NULL when the request may
+ * proceed (caller filled), else the error response with *ret_status. HTTP worker. */
+struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn,
+                                    const char *url, const http_request_t *req,
+                                    http_caller_t *caller, unsigned *ret_status);
+
+/* View handler: restricts shape to what the caller may see (sections, fields, masks).
+ * A `fields` naming a section the caller may not read, or a caller with no section of
+ * the view at all, is a 403 (returned, with *ret_status); NULL when shape was narrowed. */
+struct MHD_Response *http_auth_shape(http_caller_t *caller, const view_t *view,
+                                     render_shape_t *shape, bool fields_given,
+                                     unsigned *ret_status);
+
+/* Lookup handler: may the caller search index (a PII field's index needs pii)? NULL or a
+ * 403. Records the index and value for the audit line. */
+struct MHD_Response *http_auth_lookup(http_caller_t *caller, const view_t *view,
+                                      const view_index_t *index, const char *value,
+                                      size_t value_len, unsigned *ret_status);
+
+/* After the response: the audit line of a view read or lookup (other routes: nothing),
+ * and the X-Request-Id header on resp (may be NULL). */
+void http_auth_finish(http_ctx_t *ctx, const http_request_t *req, http_caller_t *caller,
+                      struct MHD_Response *resp, unsigned status);
+
+#endif
