@@ -53,6 +53,9 @@ typedef struct cfg cfg_t;
  *   query_api.timeout_s       (30)            RM_HTTP_TIMEOUT_S  idle connection timeout
  *   query_api.consistency_wait_ms (2000)      RM_CONSISTENCY_WAIT_MS  min_offsets wait bound
  *   query_api.consistency_max_waiters (1)     RM_CONSISTENCY_MAX_WAITERS  concurrent waits
+ *   query_api.live_urls       ("")            RM_LIVE_URLS     name=URL,... of live services
+ *   query_api.live_breaker_failures (5)       RM_LIVE_BREAKER_FAILURES  failures that open it
+ *   query_api.live_breaker_cooldown_ms (5000) RM_LIVE_BREAKER_COOLDOWN_MS  open before a trial
  *   reconcile.source_urls     ("")            RM_SOURCE_URLS   name=URL,... of source services
  *   reconcile.concurrency     (8)             RM_RECONCILE_CONCURRENCY  requests in flight
  *   reconcile.rate_limit      (200)           RM_RECONCILE_RATE_LIMIT  requests started per second
