@@ -36,6 +36,7 @@ typedef struct http_ctx {
     struct MHD_Response *hc_openapi;
     http_stats_t hc_stats;
     int64_t hc_waiters;            /* requests in a consistency wait (atomic; http_fresh.c) */
+    struct http_live *hc_live;     /* live sections (http_live.h); fixed while serving */
 } http_ctx_t;
 
 /* Per worker thread: a read txn reused with reset/renew, and the response buffer. */

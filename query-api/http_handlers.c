@@ -4,6 +4,7 @@
 #include "http_handlers.h"
 #include "rm_time.h"
 #include "http_fresh.h"
+#include "http_live.h"
 #include "http_problem.h"
 #include "index.h"
 #include "render.h"
@@ -222,6 +223,7 @@ struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
         const char *labels[] = {"route", http_route_name((http_route_t)r), NULL};
         metrics_hist_render(b, "readmodel_http_request_duration_seconds", &h, labels);
     }
+    http_live_metrics(ctx->hc_live, b);
     store_t *store = http_store(ctx);
     MDB_txn *txn;
     if (store && http_txn(ctx, store, &txn) == 0) {

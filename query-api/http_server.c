@@ -10,6 +10,7 @@
 #include "http_server.h"
 #include "rm_time.h"
 #include "http_handlers.h"
+#include "http_live.h"
 #include "http_problem.h"
 #include "log.h"
 
@@ -174,6 +175,10 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
     ctx->hc_openapi = MHD_create_response_from_buffer(http_openapi_json_len, (void *)http_openapi_json,
                                                       MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(ctx->hc_openapi, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (!(ctx->hc_live = http_live_new(app->ap_view, app->ap_cfg, errstr, errlen))) {
+        http_server_stop(server);
+        return NULL;
+    }
     http_store(ctx); /* try now; requests retry while the projector has not created it */
     server->hs_daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, ctx,
@@ -205,6 +210,7 @@ void http_server_stop(http_server_t *server)
         MHD_destroy_response(ctx->hc_dashboard);
     if (ctx->hc_openapi)
         MHD_destroy_response(ctx->hc_openapi);
+    http_live_destroy(ctx->hc_live); /* after the workers: their curl handles are freed */
     store_close(ctx->hc_store);
     pthread_mutex_destroy(&ctx->hc_store_lock);
     free(server);

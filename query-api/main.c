@@ -88,7 +88,7 @@ int main(int argc, char **argv)
     if (!server) {
         log_error("cannot start the HTTP server", LOG_S("error", err));
         app_cleanup(&app);
-        return strstr(err, "expected host:port") ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
+        return strncmp(err, "query_api.", 10) == 0 ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
     }
     log_info("query-api listening", LOG_S("listen", cfg_str(app.ap_cfg, "query_api.listen")),
              LOG_S("view", app.ap_view->v_name), LOG_S("store", app.ap_store_dir),
