@@ -521,10 +521,10 @@ static answer_t set_fault(sources_t *so, const post_body_t *body)
     bool ms_ok = ms ? json_is_integer(ms) && json_integer_value(ms) >= 0 &&
                           json_integer_value(ms) <= 600000
                     : m != SOURCES_SLOW;
-    json_decref(req);
+    unsigned delay = ms_ok && ms ? (unsigned)json_integer_value(ms) : 0;
+    json_decref(req); /* ms, service and mode were borrowed from it */
     if (s < 0 || m < 0 || !ms_ok)
         return problem(400, usage);
-    unsigned delay = ms ? (unsigned)json_integer_value(ms) : 0;
     pthread_mutex_lock(&so->so_lock);
     so->so_mode[s] = (sources_mode_t)m;
     so->so_mode_ms[s] = delay;
