@@ -27,8 +27,8 @@ static int append_value(const view_field_t *field, json_t *value, buf_t *out)
     case VIEW_T_STRING:
         if (json_is_string(value))
             return buf_append_json_str(out, json_string_value(value), json_string_length(value));
-        if (json_is_integer(value))
-            return buf_append_i64(out, json_integer_value(value));
+        if (json_is_integer(value)) /* ids sent as numbers: the declared type is a string */
+            return buf_printf(out, "\"%lld\"", (long long)json_integer_value(value));
         break;
     case VIEW_T_LONG:
         if (json_is_integer(value))
