@@ -22,6 +22,8 @@ static void usage(FILE *out)
             "  GET /v1/views/{view}?{index}=VALUE  lookup by a declared index (email, phone,\n"
             "                                     order_id, ...)\n"
             "  GET /healthz  /readyz  /metrics\n"
+            "Live sections of the view (live: in its definition) are fetched from their\n"
+            "service on each read, within their deadline (query_api.live_urls).\n"
             "Errors are RFC 9457 application/problem+json.\n"
             "\n"
             "Options:\n"
