@@ -137,6 +137,16 @@ static const cfg_key_t cfg_keys[] = {
                 10000000, "requests per second per authenticated caller; 0: no limit"),
     CFG_INTEGER("query_api.rate_limit.principal_burst", "200", "RM_RATE_LIMIT_PRINCIPAL_BURST",
                 1, 10000000, "bucket size of the per-caller limit"),
+    CFG_STR("query_api.live_urls", "", "RM_LIVE_URLS", true,
+            "base URL of each service named in the view's live sections, as name=URL,... "
+            "(e.g. risk=http://risk.internal:8080); a section whose service has none is "
+            "served unavailable"),
+    CFG_INTEGER("query_api.live_breaker_failures", "5", "RM_LIVE_BREAKER_FAILURES", 1, 1000000,
+                "consecutive failed fetches of a live service that open its circuit breaker"),
+    CFG_INTEGER("query_api.live_breaker_cooldown_ms", "5000", "RM_LIVE_BREAKER_COOLDOWN_MS", 1,
+                86400000,
+                "how long an open breaker answers 'circuit open' without calling, before one "
+                "trial request"),
     CFG_STR("reconcile.source_urls", "", "RM_SOURCE_URLS", true,
             "base URL of each source service named in the view's sources, as "
             "name=URL,name=URL (e.g. customers=http://crm.internal:8080)"),

@@ -61,6 +61,9 @@ typedef struct cfg cfg_t;
  *                             jwt_keys, roles_claim, cache_entries (docs/query-api.md)
  *   query_api.audit.*         file (-), hmac_key_file, hmac_key
  *   query_api.rate_limit.*    ip_rps (0: off), ip_burst, principal_rps, principal_burst
+ *   query_api.live_urls       ("")            RM_LIVE_URLS     name=URL,... of live services
+ *   query_api.live_breaker_failures (5)       RM_LIVE_BREAKER_FAILURES  failures that open it
+ *   query_api.live_breaker_cooldown_ms (5000) RM_LIVE_BREAKER_COOLDOWN_MS  open before a trial
  *   reconcile.source_urls     ("")            RM_SOURCE_URLS   name=URL,... of source services
  *   reconcile.concurrency     (8)             RM_RECONCILE_CONCURRENCY  requests in flight
  *   reconcile.rate_limit      (200)           RM_RECONCILE_RATE_LIMIT  requests started per second

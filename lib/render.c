@@ -243,12 +243,14 @@ static int emit_sections(const view_t *view, render_scan_t *scan, const render_s
         size_t first = next;
         while (next < scan->rs_count && scan->rs_items[next].ri_section == (int)s)
             next++;
-        if (!(shape->sh_sections & (UINT32_C(1) << s)))
+        if (!(shape->sh_sections & (UINT32_C(1) << s)) || (section->vs_live && !shape->sh_live))
             continue;
         rc = member_name(out, section, &comma);
         if (rc)
             break;
-        if (first == next)
+        if (section->vs_live)
+            rc = shape->sh_live(shape->sh_live_ctx, s, false, out);
+        else if (first == next)
             rc = emit_frag(section, s, shape, NULL, 0, NULL, 0, out);
         else if (section->vs_kind == VIEW_LIST)
             rc = emit_list(section, scan, first, next, s, shape, pages, out);
@@ -283,12 +285,16 @@ static int emit_freshness(const view_t *view, const render_scan_t *scan,
     bool comma = false;
     for (size_t s = 0; !rc && s < view->v_section_count; s++) {
         const view_section_t *section = &view->v_sections[s];
-        if (!(shape->sh_sections & (UINT32_C(1) << s)))
+        if (!(shape->sh_sections & (UINT32_C(1) << s)) || (section->vs_live && !shape->sh_live))
             continue;
         rc = member_name(out, section, &comma);
         const frag_prov_t *prov = section_prov(scan, s);
         if (rc)
             break;
+        if (section->vs_live) {
+            rc = shape->sh_live(shape->sh_live_ctx, s, true, out);
+            continue;
+        }
         if (!prov || prov->fp_offset < 0) {
             rc = buf_append_str(out, "null");
             continue;
@@ -391,6 +397,28 @@ int render_sections(const view_t *view, store_t *store, MDB_txn *txn, const char
     render_shape_t all;
     render_shape_all(&all);
     return render(view, store, txn, key, key_len, &all, out, false, NULL);
+}
+
+int render_exists(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
+                  size_t key_len)
+{
+    (void)view;
+    if (key_len == 0 || key_len > VIEW_KEY_MAX_BYTES || memchr(key, '\0', key_len))
+        return RM_EINVAL;
+    char prefix[VIEW_KEY_MAX_BYTES + 1];
+    memcpy(prefix, key, key_len);
+    prefix[key_len] = '\0';
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, store_dbi(store, STORE_DB_DOC), &cur);
+    if (rc)
+        return rm_err_from_mdb(rc);
+    MDB_val k = {key_len + 1, prefix}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    bool found = rc == 0 && k.mv_size > key_len && memcmp(k.mv_data, prefix, key_len + 1) == 0;
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return rm_err_from_mdb(rc);
+    return found ? 0 : RM_ENOTFOUND;
 }
 
 int render_single(const view_t *view, store_t *store, MDB_txn *txn, const char *key,

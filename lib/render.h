@@ -8,7 +8,8 @@
  *    "freshness":{"<section>":{"mode":"projected","event_time":ms,"topic":"t",
  *                 "partition":p,"offset":o}|null, ...}}
  * render_view_shaped leaves out sections (and their freshness) and pages list
- * sections (docs/query-api.md). Sections appear in definition order. List items are sorted by the section's
+ * sections (docs/query-api.md); live sections (view.h) appear only when the shape has a
+ * live emitter. Sections appear in definition order. List items are sorted by the section's
  * sort field, newest first, ties by item id ascending. Absent single sections are
  * null, absent lists [], absent counters all 0.
  *
@@ -36,6 +37,11 @@ typedef struct render_cursor {
     char rc_id[VIEW_KEY_MAX_BYTES]; /* its item id (not NUL-terminated) */
 } render_cursor_t;
 
+/* Appends the JSON value of live section s (freshness false: its "sections" member) or of
+ * its freshness entry (freshness true) to out. Returns 0 or an rm_err_t. Called on the
+ * rendering thread, in definition order, only for live sections the shape selects. */
+typedef int (*render_live_fn)(void *live_ctx, size_t section, bool freshness, buf_t *out);
+
 /* What a shaped render returns: a subset of sections, list sections in pages. Indexes
  * are section indexes of the view (definition order). */
 typedef struct render_shape {
@@ -44,6 +50,10 @@ typedef struct render_shape {
     render_cursor_t sh_after[FRAG_MAX_SLOTS]; /* list sections: where the page starts */
     uint32_t sh_fields[FRAG_MAX_SLOTS];       /* bit f: field f of section s is shown */
     bool sh_mask_pii;                         /* pii string fields shown masked (mask.h) */
+    render_live_fn sh_live;                   /* emits live sections (view.h vs_live); NULL:
+                                                 live sections are left out, as the store
+                                                 holds nothing of them */
+    void *sh_live_ctx;
 } render_shape_t;
 
 /* Where each paged list section stopped. */
@@ -52,9 +62,10 @@ typedef struct render_pages {
     render_cursor_t rp_next[FRAG_MAX_SLOTS]; /* rp_more: the cursor of the next page */
 } render_pages_t;
 
-/* Fills shape with "every section, every item, every field unmasked". A shape that
- * hides a field or masks PII renders those sections from their slots (frag.h) rather
- * than appending the stored JSON: slower, and only for callers without full access. */
+/* Fills shape with "every stored section, every item, every field unmasked" (no live
+ * emitter). A shape that hides a field or masks PII renders those sections from their
+ * slots (frag.h) rather than appending the stored JSON: slower, and only for callers
+ * without full access. */
 void render_shape_all(render_shape_t *shape);
 
 /* Appends the document of key to out. Returns 0, RM_ENOTFOUND when the key has no
@@ -73,9 +84,15 @@ int render_view_shaped(const view_t *view, store_t *store, MDB_txn *txn, const c
                        render_pages_t *ret_pages);
 
 /* Appends only the "sections" object's value ({...}) — the part the oracle
- * describes. Same returns as render_view. */
+ * describes (stored sections only). Same returns as render_view. */
 int render_sections(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
                     size_t key_len, buf_t *out);
+
+/* Returns 0 when key has a document in txn, RM_ENOTFOUND when it has none, RM_EINVAL for
+ * a key that cannot exist, or a store error: one cursor positioning, for callers that must
+ * know before doing something costly (the query API, before fetching live sections). */
+int render_exists(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
+                  size_t key_len);
 
 /* Appends the JSON of one single section of key (e.g. the profile, as a lookup's
  * summary): its stored fragment, or null. Returns 0, RM_EINVAL when the section is not

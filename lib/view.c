@@ -323,6 +323,9 @@ static int ld_section_ref(view_ld_t *ld, const yml_node_t *op, const char *where
     if (ld->vl_view->v_sections[index].vs_kind != kind)
         return ld_fail(ld, sec, where, "section %s has the wrong kind for this operation",
                        yml_scalar(sec));
+    if (ld->vl_view->v_sections[index].vs_live)
+        return ld_fail(ld, sec, where, "section %s is live (fetched at request time): no rule "
+                                       "may write it", yml_scalar(sec));
     *ret = index;
     return 0;
 }
@@ -772,6 +775,98 @@ static int ld_sources(view_ld_t *ld, const yml_node_t *node)
     return 0;
 }
 
+/* One `live:` entry: a section the query API fetches at request time (view.h). Checked
+ * against what else the definition says about that section, because a live section has
+ * no fragments: nothing may index it, reconcile it or write it (ld_section_ref). */
+static int ld_live(view_ld_t *ld, const yml_node_t *key, const yml_node_t *val, view_live_t *live)
+{
+    char where[120];
+    snprintf(where, sizeof(where), "live.%s", yml_scalar(key) ? yml_scalar(key) : "?");
+    static const char *const allowed[] = {"service", "path", "deadline_ms", "items", "fields",
+                                          NULL};
+    view_t *view = ld->vl_view;
+    live->vlv_line = yml_line(key);
+    if (ld_keys(ld, val, where, allowed))
+        return RM_ECONFIG;
+    live->vlv_section = yml_scalar(key) ? view_section_index(view, yml_scalar(key)) : -1;
+    if (live->vlv_section < 0)
+        return ld_fail(ld, key, where, "not a section of this view (declare its fields under "
+                                       "sections:)");
+    view_section_t *section = &view->v_sections[live->vlv_section];
+    if (section->vs_live)
+        return ld_fail(ld, key, where, "section is declared live twice");
+    if (section->vs_kind == VIEW_COUNTERS)
+        return ld_fail(ld, key, where, "counters are derived by the view and cannot be live");
+    if (view_source_for(view, live->vlv_section))
+        return ld_fail(ld, key, where, "a live section has no stored copy to reconcile: remove "
+                                       "it from sources");
+    for (size_t i = 0; i < view->v_index_count; i++)
+        if (view->v_indexes[i].vi_section == live->vlv_section)
+            return ld_fail(ld, key, where, "a live section is not stored and cannot be "
+                                           "indexed (index %s)", view->v_indexes[i].vi_name);
+    section->vs_live = true;
+    const yml_node_t *path = yml_map_get(val, "path");
+    const char *ps = yml_scalar(path);
+    if (ld_name(ld, yml_map_get(val, "service"), where, &live->vlv_service))
+        return RM_ECONFIG;
+    if (!ps || ps[0] != '/' || !strstr(ps, "{key}") || strchr(ps, ' '))
+        return ld_fail(ld, path ? path : val, where,
+                       "path: expected an absolute path template containing {key}");
+    if (!(live->vlv_path = strdup(ps)))
+        return RM_ENOMEM;
+    const yml_node_t *deadline = yml_map_get(val, "deadline_ms");
+    if (!deadline)
+        return ld_fail(ld, val, where, "deadline_ms: missing (a live section needs a deadline)");
+    if (parse_i64(yml_scalar(deadline), &live->vlv_deadline_ms) || live->vlv_deadline_ms < 1 ||
+        live->vlv_deadline_ms > VIEW_LIVE_DEADLINE_MAX_MS)
+        return ld_fail(ld, deadline, where, "deadline_ms: expected an integer from 1 to %d",
+                       VIEW_LIVE_DEADLINE_MAX_MS);
+    const yml_node_t *items = yml_map_get(val, "items");
+    if (items && section->vs_kind != VIEW_LIST)
+        return ld_fail(ld, items, where, "items is for list sections");
+    if (items && ld_src_path(ld, items, where, &live->vlv_items))
+        return RM_ECONFIG;
+    const yml_node_t *fields = yml_map_get(val, "fields");
+    if (yml_kind(fields) != YML_MAP || yml_count(fields) == 0)
+        return ld_fail(ld, fields ? fields : val, where, "fields: expected a mapping of "
+                                                         "view field: source member");
+    live->vlv_fields = calloc(yml_count(fields), sizeof(*live->vlv_fields));
+    if (!live->vlv_fields)
+        return RM_ENOMEM;
+    uint64_t mapped = 0; /* bit f: section field f has a member (FRAG_MAX_SLOTS <= 64) */
+    for (size_t i = 0; i < yml_count(fields); i++) {
+        view_src_field_t *f = &live->vlv_fields[i];
+        live->vlv_field_count = i + 1;
+        if (ld_field_of(ld, yml_map_key_at(fields, i), where, section, &f->vsf_field) ||
+            ld_src_path(ld, yml_map_value_at(fields, i), where, &f->vsf_path))
+            return RM_ECONFIG;
+        mapped |= UINT64_C(1) << f->vsf_field;
+    }
+    /* Every field is mapped: the answer's shape is then the declared one, field for field,
+     * whatever the service sends (a member it lacks reads as the default or null). */
+    for (size_t f = 0; f < section->vs_field_count; f++)
+        if (!(mapped & (UINT64_C(1) << f)))
+            return ld_fail(ld, fields, where, "fields: %s is not mapped to a member",
+                           section->vs_fields[f].vf_name);
+    return 0;
+}
+
+static int ld_lives(view_ld_t *ld, const yml_node_t *node)
+{
+    if (yml_kind(node) != YML_MAP)
+        return ld_fail(ld, node, "live", "expected a mapping of section: service");
+    ld->vl_view->v_lives = calloc(yml_count(node) ? yml_count(node) : 1, sizeof(view_live_t));
+    if (!ld->vl_view->v_lives)
+        return RM_ENOMEM;
+    for (size_t i = 0; i < yml_count(node); i++) {
+        ld->vl_view->v_live_count = i + 1;
+        if (ld_live(ld, yml_map_key_at(node, i), yml_map_value_at(node, i),
+                    &ld->vl_view->v_lives[i]))
+            return RM_ECONFIG;
+    }
+    return 0;
+}
+
 /* `repairs: {topic: T}`: the topic reconcile publishes corrections to. The projector
  * consumes it like the others, so it is appended to v_topics. */
 static int ld_repairs(view_ld_t *ld, const yml_node_t *node)
@@ -849,7 +944,7 @@ static int ld_view(view_ld_t *ld, const yml_node_t *root)
     view_t *view = ld->vl_view;
     static const char *const allowed[] = {"view",    "key",     "topics",  "links",
                                           "sections", "rules",  "indexes", "sources",
-                                          "repairs",  "tombstones", NULL};
+                                          "repairs",  "tombstones", "live", NULL};
     if (ld_keys(ld, root, "(top level)", allowed))
         return RM_ECONFIG;
     const yml_node_t *n;
@@ -880,6 +975,8 @@ static int ld_view(view_ld_t *ld, const yml_node_t *root)
     if ((n = yml_map_get(root, "sources")) && ld_sources(ld, n))
         return RM_ECONFIG;
     if ((n = yml_map_get(root, "repairs")) && ld_repairs(ld, n))
+        return RM_ECONFIG;
+    if ((n = yml_map_get(root, "live")) && ld_lives(ld, n)) /* before the rules: they check it */
         return RM_ECONFIG;
     if (ld_tombstones(ld, yml_map_get(root, "tombstones")))
         return RM_ECONFIG;
@@ -1010,6 +1107,16 @@ void view_destroy(view_t *view)
         free(src->vsrc_updated_at);
     }
     free(view->v_sources);
+    for (size_t i = 0; i < view->v_live_count; i++) {
+        view_live_t *live = &view->v_lives[i];
+        for (size_t f = 0; f < live->vlv_field_count; f++)
+            free(live->vlv_fields[f].vsf_path);
+        free(live->vlv_fields);
+        free(live->vlv_service);
+        free(live->vlv_path);
+        free(live->vlv_items);
+    }
+    free(view->v_lives);
     free(view->v_repair_topic);
     free(view->v_tombstones);
     for (size_t i = 0; i < view->v_section_count; i++) {
@@ -1055,6 +1162,14 @@ const view_source_t *view_source_for(const view_t *view, int section)
     for (size_t i = 0; i < view->v_source_count; i++)
         if (view->v_sources[i].vsrc_section == section)
             return &view->v_sources[i];
+    return NULL;
+}
+
+const view_live_t *view_live_for(const view_t *view, int section)
+{
+    for (size_t i = 0; i < view->v_live_count; i++)
+        if (view->v_lives[i].vlv_section == section)
+            return &view->v_lives[i];
     return NULL;
 }
 

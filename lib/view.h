@@ -45,6 +45,7 @@ typedef struct view_section {
     size_t vs_field_count;
     int vs_sort_field;    /* VIEW_LIST: field index sorted on (newest first), or -1 */
     uint32_t vs_max_items; /* VIEW_LIST: 0 = unbounded */
+    bool vs_live;         /* fetched at request time (view_live_for), never stored */
 } view_section_t;
 
 typedef enum view_expr_kind {
@@ -160,6 +161,23 @@ typedef struct view_tombstone {
     int vt_link;    /* DELETE: index into v_links */
 } view_tombstone_t;
 
+/* A live section (`live:` in the view definition; docs/view-definitions.md): fetched by
+ * the query API at request time from a service, within a deadline, and never written by
+ * the projector. Its fields are declared under `sections:` like any other. */
+#define VIEW_LIVE_DEADLINE_MAX_MS 10000 /* a "live" answer slower than 10 s is no answer */
+
+typedef struct view_live {
+    int vlv_section;        /* index into v_sections */
+    char *vlv_service;      /* service name; its base URL comes from query_api.live_urls */
+    char *vlv_path;         /* path template; "{key}" is replaced by the URL-escaped view key */
+    int64_t vlv_deadline_ms; /* bound on the whole fetch (connect, request, body) */
+    char *vlv_items;        /* list sections: member holding the answer's array, or NULL when
+                               the answer is the array itself */
+    view_src_field_t *vlv_fields; /* view field <- member path of the service's record */
+    size_t vlv_field_count;
+    unsigned vlv_line;
+} view_live_t;
+
 typedef struct view {
     char *v_name;
     char *v_path;
@@ -176,6 +194,8 @@ typedef struct view {
     size_t v_index_count;
     view_source_t *v_sources;
     size_t v_source_count;
+    view_live_t *v_lives;
+    size_t v_live_count;
     char *v_repair_topic;  /* `repairs.topic`: reconcile publishes corrections here and the
                               projector consumes it (also listed in v_topics); NULL: none */
     view_tombstone_t *v_tombstones; /* per topic (index as in v_topics); all IGNORE by default */
@@ -194,6 +214,8 @@ int view_section_index(const view_t *view, const char *name);
 int view_topic_index(const view_t *view, const char *topic);
 /* The source of a section (by section index), or NULL. */
 const view_source_t *view_source_for(const view_t *view, int section);
+/* The live definition of a section (by section index), or NULL when it is projected. */
+const view_live_t *view_live_for(const view_t *view, int section);
 /* The index of that name, or NULL. */
 const view_index_t *view_index_named(const view_t *view, const char *name);
 

@@ -73,6 +73,7 @@ typedef struct http_ctx {
     uint64_t hc_request_seq;       /* atomic: generated request ids */
     uint32_t hc_request_salt;      /* random per process: ids differ between runs */
     uint64_t hc_audit_failures;    /* atomic: audit lines that could not be written */
+    struct http_live *hc_live;     /* live sections (http_live.h); fixed while serving */
 } http_ctx_t;
 
 /* Per worker thread: a read txn reused with reset/renew, and the response buffer. */

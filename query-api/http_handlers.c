@@ -5,6 +5,7 @@
 #include "rm_time.h"
 #include "http_auth.h"
 #include "http_fresh.h"
+#include "http_live.h"
 #include "http_problem.h"
 #include "index.h"
 #include "render.h"
@@ -238,6 +239,7 @@ struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
         const char *labels[] = {"route", http_route_name((http_route_t)r), NULL};
         metrics_hist_render(b, "readmodel_http_request_duration_seconds", &h, labels);
     }
+    http_live_metrics(ctx->hc_live, b);
     store_t *store = NULL;
     MDB_txn *txn;
     int64_t generation = -1;

@@ -11,6 +11,7 @@
 #include "rm_time.h"
 #include "http_auth.h"
 #include "http_handlers.h"
+#include "http_live.h"
 #include "http_problem.h"
 #include "log.h"
 #include "rm_err.h"
@@ -187,6 +188,10 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
         http_server_stop(server);
         return NULL;
     }
+    if (!(ctx->hc_live = http_live_new(app->ap_view, app->ap_cfg, errstr, errlen))) {
+        http_server_stop(server);
+        return NULL;
+    }
     int src = http_store_start(ctx); /* serves a store that exists now; follows "current" */
     if (src) {
         snprintf(errstr, errlen, "cannot start the store watcher: %s", rm_strerror(src));
@@ -225,6 +230,7 @@ void http_server_stop(http_server_t *server)
         MHD_destroy_response(ctx->hc_openapi);
     http_store_stop(ctx);
     http_auth_cleanup(ctx);
+    http_live_destroy(ctx->hc_live); /* after the workers: their curl handles are freed */
     pthread_mutex_destroy(&ctx->hc_store_lock);
     free(server);
 }

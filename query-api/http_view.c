@@ -8,12 +8,17 @@
  *     the commit age) go into headers, not the body, so that an unchanged document keeps
  *     its tag; the lag in the body changes only while the store is behind.
  * (2) A request with consistency tokens renders from the very read txn in which the
- *     tokens were seen applied (http_fresh_wait), never from a later or earlier one. */
+ *     tokens were seen applied (http_fresh_wait), never from a later or earlier one.
+ * (3) Live sections (http_live.h) are fetched after the txn is taken and before the
+ *     render, which places them; the txn stays open for the fetch (at most the section's
+ *     deadline). Their fetched_at is in the body, so a document that includes a live
+ *     section gets a new ETag whenever it is fetched again (docs/query-api.md). */
 #include "http_etag.h"
 #include "rm_time.h"
 #include "http_fresh.h"
 #include "http_auth.h"
 #include "http_handlers.h"
+#include "http_live.h"
 #include "http_params.h"
 #include "http_problem.h"
 #include "render.h"
@@ -114,8 +119,8 @@ static struct MHD_Response *parse_pages(const view_t *view, struct MHD_Connectio
                                         http_view_query_t *vq, unsigned *ret_status)
 {
     for (size_t s = 0; s < view->v_section_count; s++) {
-        if (view->v_sections[s].vs_kind != VIEW_LIST)
-            continue;
+        if (view->v_sections[s].vs_kind != VIEW_LIST || view->v_sections[s].vs_live)
+            continue; /* a live list is never paged: it is whatever the service answers */
         char name[VIEW_NAME_MAX_BYTES + 16];
         snprintf(name, sizeof(name), "%s_limit", view->v_sections[s].vs_name);
         int64_t limit = 0;
@@ -317,6 +322,8 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
         return http_problem_response(500, "internal", "Internal error", "cannot read the store",
                                      NULL);
     }
+    http_live_result_t live; /* note 3 */
+    http_live_fetch(ctx->hc_live, store, txn, req->hr_key, req->hr_key_len, &vq.vq_shape, &live);
     buf_t *body = http_body();
     render_pages_t pages;
     http_lag_t lag;
@@ -349,5 +356,6 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
             MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     }
     add_headers(resp, etag, &vq, &lag, &wait);
+    http_live_add_headers(ctx->hc_live, &live, resp);
     return resp;
 }

@@ -25,6 +25,8 @@ static void usage(FILE *out)
             "  GET /v1/views/{view}?{index}=VALUE  lookup by a declared index (email, phone,\n"
             "                                     order_id, ...)\n"
             "  GET /healthz  /readyz  /metrics  /v1/status  /dashboard  /openapi.json\n"
+            "Live sections of the view (live: in its definition) are fetched from their\n"
+            "service on each read, within their deadline (query_api.live_urls).\n"
             "Errors are RFC 9457 application/problem+json. View reads and lookups need\n"
             "'Authorization: Bearer JWT' or 'X-Api-Key: KEY' unless query_api.auth.enabled\n"
             "is off (docs/query-api.md, Security).\n"
@@ -183,8 +185,10 @@ int main(int argc, char **argv)
         log_error("cannot start the HTTP server", LOG_S("error", err));
         app_cleanup(&app);
         /* Only a busy port or memory is a runtime failure; the rest is configuration. */
-        return strstr(err, "cannot listen") || strstr(err, "out of memory") ? APP_EXIT_FAILURE
-                                                                            : APP_EXIT_USAGE;
+        return strncmp(err, "query_api.", 10) == 0 || !(strstr(err, "cannot listen") ||
+                                                         strstr(err, "out of memory"))
+                   ? APP_EXIT_USAGE
+                   : APP_EXIT_FAILURE;
     }
     log_info("query-api listening", LOG_S("listen", cfg_str(app.ap_cfg, "query_api.listen")),
              LOG_S("view", app.ap_view->v_name), LOG_S("store", app.ap_store_dir),

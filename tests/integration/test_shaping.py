@@ -105,9 +105,12 @@ def test_fields_selects_sections(static_api):
     # definition order whatever the order asked; a repeated name is harmless
     status, _, doc = get_json(api, view_path(key, fields="counters,orders,counters"))
     assert status == 200 and list(doc["sections"]) == ["orders", "counters"]
-    # every section, when fields is absent
-    status, _, doc = get_json(api, view_path(key))
-    assert doc["sections"] == oracle[key]["sections"]
+    # every section, when fields is absent: the projected ones as the oracle says, and the
+    # live one (fraud_holds, no risk service configured here) unavailable
+    status, headers, doc = get_json(api, view_path(key))
+    assert doc["sections"] == dict(oracle[key]["sections"], fraud_holds=None)
+    assert doc["freshness"]["fraud_holds"] == {"mode": "unavailable", "reason": "not configured"}
+    assert headers["x-readmodel-unavailable"] == "fraud_holds"
 
 
 def test_bad_fields_and_numbers_are_problems(static_api):

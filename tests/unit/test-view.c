@@ -33,7 +33,23 @@ START_TEST(test_real_definition_loads)
     ck_assert_str_eq(view->v_topics[6], "customer360.repairs");
     ck_assert_str_eq(view->v_repair_topic, "customer360.repairs");
     ck_assert_uint_eq(view->v_source_count, 6); /* every section but the counters */
-    ck_assert_uint_eq(view->v_section_count, 7);
+    ck_assert_uint_eq(view->v_section_count, 8);
+    int holds = view_section_index(view, "fraud_holds");
+    ck_assert_int_ge(holds, 0);
+    ck_assert(view->v_sections[holds].vs_live);
+    const view_live_t *live = view_live_for(view, holds);
+    ck_assert_ptr_nonnull(live);
+    ck_assert_str_eq(live->vlv_service, "risk");
+    ck_assert_str_eq(live->vlv_path, "/customers/{key}/holds");
+    ck_assert_int_eq(live->vlv_deadline_ms, 150);
+    ck_assert_str_eq(live->vlv_items, "holds");
+    ck_assert_uint_eq(live->vlv_field_count, 3);
+    ck_assert_str_eq(view->v_sections[holds].vs_fields[live->vlv_fields[0].vsf_field].vf_name,
+                     "hold_id");
+    ck_assert_str_eq(live->vlv_fields[0].vsf_path, "id");
+    ck_assert_ptr_null(view_source_for(view, holds)); /* nothing stored to reconcile */
+    ck_assert_ptr_null(view_live_for(view, view_section_index(view, "profile")));
+    ck_assert(!view->v_sections[view_section_index(view, "profile")].vs_live);
     int orders = view_section_index(view, "orders");
     ck_assert_int_ge(orders, 0);
     ck_assert_uint_eq(view->v_sections[orders].vs_max_items, 20);
@@ -100,6 +116,86 @@ START_TEST(test_source_errors)
 }
 END_TEST
 
+/* `live:` (view.h view_live_t): the declaration parses, and every mistake says where. */
+START_TEST(test_live_sections)
+{
+#define RULE "rules:\n  - event: c360.customers.CustomerRegistered\n" \
+             "    entity: {type: c, id: customer_id}\n    key: customer_id\n" \
+             "    ops: [{set: {section: profile, fields: {name: name}}}]\n"
+#define HOLDS "  holds:\n    kind: list\n    fields: {hold_id: string, placed_at: timestamp}\n"
+#define LIVE(body) "live:\n  holds: {service: risk, path: '/c/{key}/holds', " body "}\n"
+    char path[4096], err[512];
+    snprintf(path, sizeof(path), "%s/v.yaml", dir);
+    ts_write_file(dir, "v.yaml", HEAD SECTIONS HOLDS RULE
+                  LIVE("deadline_ms: 80, items: data.holds, fields: {hold_id: id, placed_at: at}"));
+    view_t *view = view_load(path, catalog, err, sizeof(err));
+    ck_assert_msg(view != NULL, "%s", err);
+    ck_assert_uint_eq(view->v_live_count, 1);
+    const view_live_t *live = view_live_for(view, 1);
+    ck_assert_ptr_nonnull(live);
+    ck_assert(view->v_sections[1].vs_live && !view->v_sections[0].vs_live);
+    ck_assert_int_eq(live->vlv_deadline_ms, 80);
+    ck_assert_str_eq(live->vlv_items, "data.holds");
+    ck_assert_uint_eq(live->vlv_line, 17);
+    ck_assert_int_eq(live->vlv_fields[1].vsf_field, 1);
+    ck_assert_str_eq(live->vlv_fields[1].vsf_path, "at");
+    view_destroy(view);
+
+    /* items is optional: then the answer itself is the array */
+    ts_write_file(dir, "v.yaml", HEAD SECTIONS HOLDS RULE
+                  LIVE("deadline_ms: 80, fields: {hold_id: id, placed_at: at}"));
+    view = view_load(path, catalog, err, sizeof(err));
+    ck_assert_msg(view != NULL, "%s", err);
+    ck_assert_ptr_null(view->v_lives[0].vlv_items);
+    view_destroy(view);
+
+    expect_error(HEAD SECTIONS HOLDS RULE "live:\n  nope: {service: r, path: '/c/{key}', "
+                                          "deadline_ms: 5, fields: {a: b}}\n",
+                 "17: live.nope: not a section of this view (declare its fields under sections:)");
+    expect_error(HEAD SECTIONS HOLDS RULE LIVE("fields: {hold_id: id, placed_at: at}"),
+                 "17: live.holds: deadline_ms: missing (a live section needs a deadline)");
+    expect_error(HEAD SECTIONS HOLDS RULE LIVE("deadline_ms: 0, fields: {hold_id: id}"),
+                 "17: live.holds: deadline_ms: expected an integer from 1 to 10000");
+    expect_error(HEAD SECTIONS HOLDS RULE LIVE("deadline_ms: 10001, fields: {hold_id: id}"),
+                 "17: live.holds: deadline_ms: expected an integer from 1 to 10000");
+    expect_error(HEAD SECTIONS HOLDS RULE LIVE("deadline_ms: soon, fields: {hold_id: id}"),
+                 "17: live.holds: deadline_ms: expected an integer from 1 to 10000");
+    expect_error(HEAD SECTIONS HOLDS RULE LIVE("deadline_ms: 5, fields: {hold_id: id}"),
+                 "17: live.holds: fields: placed_at is not mapped to a member");
+    expect_error(HEAD SECTIONS HOLDS RULE LIVE("deadline_ms: 5, fields: {hold_id: id, plced: x}"),
+                 "17: live.holds: 'plced' is not a field of holds");
+    expect_error(HEAD SECTIONS HOLDS RULE LIVE("deadline_ms: 5, fields: {hold_id: id, placed_at: a..b}"),
+                 "17: live.holds: 'a..b' is not a member path");
+    expect_error(HEAD SECTIONS HOLDS RULE LIVE("deadline_ms: 5, timeout: 3, fields: {hold_id: id}"),
+                 "17: live.holds: unknown key 'timeout'");
+    expect_error(HEAD SECTIONS HOLDS RULE
+                 "live:\n  holds: {service: risk, path: '/c/holds', deadline_ms: 5, "
+                 "fields: {hold_id: id, placed_at: at}}\n",
+                 "17: live.holds: path: expected an absolute path template containing {key}");
+    expect_error(HEAD SECTIONS HOLDS RULE "live:\n  profile: {service: risk, path: '/c/{key}', "
+                                          "deadline_ms: 5, items: x, fields: {name: n}}\n",
+                 "17: live.profile: items is for list sections");
+    /* a live section has no fragments: no rule may write it, no source reconciles it */
+    expect_error(HEAD SECTIONS HOLDS
+                 "rules:\n  - event: c360.customers.CustomerRegistered\n"
+                 "    entity: {type: c, id: customer_id}\n    key: customer_id\n"
+                 "    ops: [{upsert: {section: holds, item: customer_id, "
+                 "fields: {hold_id: customer_id}}}]\n"
+                 LIVE("deadline_ms: 5, fields: {hold_id: id, placed_at: at}"),
+                 "15: rules[0].ops[0].upsert: section holds is live (fetched at request time): "
+                 "no rule may write it");
+    expect_error(HEAD SECTIONS HOLDS RULE
+                 "sources:\n  holds: {service: s, path: '/h/{key}', items: h, item: hold_id, "
+                 "fields: {hold_id: id}}\n"
+                 LIVE("deadline_ms: 5, fields: {hold_id: id, placed_at: at}"),
+                 "19: live.holds: a live section has no stored copy to reconcile: remove it "
+                 "from sources");
+#undef LIVE
+#undef HOLDS
+#undef RULE
+}
+END_TEST
+
 START_TEST(test_errors_name_line_and_path)
 {
     expect_error(HEAD SECTIONS "rules: []\nbogus: 1\n", "9: (top level): unknown key 'bogus'");
@@ -153,6 +249,7 @@ int main(void)
     tcase_add_test(tc, test_errors_name_line_and_path);
     tcase_add_test(tc, test_contribute_errors);
     tcase_add_test(tc, test_source_errors);
+    tcase_add_test(tc, test_live_sections);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

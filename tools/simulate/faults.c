@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const service_names[FAULTS_SERVICE_COUNT] = {"customers", "orders",  "payments",
-                                                                "shipments", "loyalty", "returns"};
+static const char *const service_names[FAULTS_SERVICE_COUNT] = {
+    "customers", "orders", "payments", "shipments", "loyalty", "returns", "risk"};
 
 const char *faults_service_name(faults_service_t service)
 {
@@ -41,7 +41,7 @@ static int parse_item(char *item, faults_t *faults, char *errstr, size_t errlen)
         }
         snprintf(errstr, errlen,
                  "--source-faults: down=%s: expected customers, orders, payments, "
-                 "shipments, loyalty or returns",
+                 "shipments, loyalty, returns or risk",
                  value);
         return RM_EINVAL;
     }
@@ -116,7 +116,8 @@ const char *faults_customer_path(faults_service_t service, const char *id, char 
                                                               "/customers/%s/payment-issues",
                                                               "/customers/%s/shipment-exceptions",
                                                               "/loyalty/%s",
-                                                              "/customers/%s/returns"};
+                                                              "/customers/%s/returns",
+                                                              "/customers/%s/holds"};
     snprintf(buf, len, formats[service], id);
     return buf;
 }
@@ -128,7 +129,7 @@ int faults_write_manifest(const faults_t *faults, const truth_t *truth, FILE *ou
     if (!by_key)
         return RM_ENOMEM;
     char path[256];
-    for (int s = 0; s < FAULTS_SERVICE_COUNT; s++) {
+    for (int s = 0; s < FAULTS_RISK; s++) {
         for (uint32_t i = 0; i < model_customer_count(model); i++) {
             const char *id = model_customer_id(model, by_key[i]);
             if (!truth_customer(truth, id))

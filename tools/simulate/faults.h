@@ -4,7 +4,7 @@
  * Spec: comma-separated, e.g. "flaky=10,down=loyalty,slow=20:300,timeout=5":
  *   flaky=PCT     PCT% of distinct URLs (path and query, as sent) answer 503 to their
  *                 first request only; a retry succeeds.
- *   down=SERVICE  every endpoint of SERVICE answers 503 (repeatable).
+ *   down=SERVICE  every endpoint of SERVICE answers 503 (repeatable; SERVICE may be risk).
  *   slow=PCT:MS   PCT% of resources (paths) answer after MS milliseconds.
  *   timeout=PCT   PCT% of resources (paths) never answer: the request is held for
  *                 FAULTS_TIMEOUT_HOLD_MS (or until shutdown), then the connection closes.
@@ -32,6 +32,7 @@ typedef enum faults_service {
     FAULTS_SHIPMENTS,
     FAULTS_LOYALTY,
     FAULTS_RETURNS,
+    FAULTS_RISK, /* fraud holds: backs a live section (query API), never reconciled */
     FAULTS_SERVICE_COUNT
 } faults_service_t;
 
@@ -59,8 +60,9 @@ bool faults_selected(const faults_t *faults, const char *fault, const char *url,
  * (the path the reconciler fetches). Writes at most len bytes to buf; returns buf. */
 const char *faults_customer_path(faults_service_t service, const char *id, char *buf, size_t len);
 
-/* Writes one JSON line {"fault":"down|timeout","service","key","path"} per service and
- * served customer (not erased) that answers 503 forever or never. Returns 0 or RM_EIO. */
+/* Writes one JSON line {"fault":"down|timeout","service","key","path"} per reconciled
+ * service (not risk, which reconcile never asks) and served customer (not erased) that
+ * answers 503 forever or never. Returns 0 or RM_EIO. */
 int faults_write_manifest(const faults_t *faults, const truth_t *truth, FILE *out);
 
 #endif

@@ -143,7 +143,9 @@ static const struct cli_option {
      "size of the oversized poison message (default 1052672)"},
     {"serve-sources", OPT_SERVE_SOURCES, "HOST:PORT",
      "after the stream, serve the source services (systems of\n"
-     "                               record) over HTTP until SIGTERM/SIGINT; port 0 = any"},
+     "                               record, and the risk service's fraud holds) over HTTP\n"
+     "                               until SIGTERM/SIGINT; port 0 = any; POST /_faults\n"
+     "                               switches a service's faults at run time (README)"},
     {"sources-ready-file", OPT_READY_FILE, "FILE",
      "once listening, write the base URL to FILE (atomically)"},
     {"truth", OPT_TRUTH, "FILE",

@@ -10,6 +10,7 @@
  *     in the truth, so every mapping is in one table per endpoint below. */
 #include "sources.h"
 #include "app.h"
+#include "risk.h"
 #include "rm_time.h"
 
 #include <inttypes.h>
@@ -44,7 +45,19 @@ struct sources {
     unsigned so_status_codes[STATUS_SLOTS]; /* 0: no answer (timeout fault) */
     uint64_t so_status_counts[STATUS_SLOTS];
     uint64_t so_by_service[FAULTS_SERVICE_COUNT + 1];
+    sources_mode_t so_mode[FAULTS_SERVICE_COUNT]; /* runtime faults (POST /_faults) */
+    unsigned so_mode_ms[FAULTS_SERVICE_COUNT];    /* SOURCES_SLOW: delay */
 };
+
+/* Longest POST /_faults body: a small JSON object. */
+#define FAULTS_BODY_MAX_BYTES 1024
+
+/* A POST's body, gathered over the handler's calls (freed by on_completed). */
+typedef struct post_body {
+    char pb_text[FAULTS_BODY_MAX_BYTES + 1];
+    size_t pb_len;
+    bool pb_too_long;
+} post_body_t;
 
 static int first_call_marker;
 
@@ -308,6 +321,26 @@ static answer_t page_of(struct MHD_Connection *conn, const json_t *list, const c
     return ok(body);
 }
 
+/* {"customer_id":id,"holds":[{"id","reason","placed_at"}]} (risk.h) */
+static answer_t holds_resource(const sources_t *so, const json_t *sections, const char *id)
+{
+    const json_t *registered =
+        json_object_get(json_object_get(sections, "profile"), "registered_at");
+    risk_hold_t holds[RISK_MAX_HOLDS];
+    int count = risk_holds(so->so_faults->fa_seed, id,
+                           json_is_integer(registered) ? json_integer_value(registered) : 0, holds);
+    json_t *list = json_array();
+    for (int i = 0; list && i < count; i++) {
+        json_t *hold = json_pack("{s:s, s:s, s:o}", "id", holds[i].rh_id, "reason",
+                                 holds[i].rh_reason, "placed_at", iso_time(holds[i].rh_placed_at_ms));
+        if (json_array_append_new(list, hold)) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    return ok(list ? json_pack("{s:s, s:o}", "customer_id", id, "holds", list) : NULL);
+}
+
 static answer_t customer_resource(struct MHD_Connection *conn, const json_t *sections,
                                   const char *sub)
 {
@@ -401,8 +434,9 @@ static unsigned service_of(char **seg, int n)
         static const char *const subs[][2] = {{"orders", "1"},
                                               {"payment-issues", "2"},
                                               {"shipment-exceptions", "3"},
-                                              {"returns", "5"}};
-        for (size_t i = 0; n == 3 && i < 4; i++) {
+                                              {"returns", "5"},
+                                              {"holds", "6"}};
+        for (size_t i = 0; n == 3 && i < 5; i++) {
             if (strcmp(seg[2], subs[i][0]) == 0)
                 return (unsigned)(subs[i][1][0] - '0');
         }
@@ -459,7 +493,44 @@ static answer_t route(sources_t *so, struct MHD_Connection *conn, char **seg, in
         return problem(404, "no such customer");
     if (strcmp(seg[0], "loyalty") == 0)
         return loyalty_resource(sections, seg[1]);
+    if (service == FAULTS_RISK)
+        return holds_resource(so, sections, seg[1]);
     return customer_resource(conn, sections, n == 3 ? seg[2] : "");
+}
+
+/* POST /_faults {"service":S,"mode":M,"ms":N}: a runtime fault (sources.h). */
+static answer_t set_fault(sources_t *so, const post_body_t *body)
+{
+    static const char *const modes[] = {"ok", "down", "slow", "timeout"};
+    static const char usage[] = "expected {\"service\":S,\"mode\":\"ok|down|slow|timeout\","
+                                "\"ms\":N} (ms for slow, 0..600000)";
+    if (!body || body->pb_too_long)
+        return problem(400, usage);
+    json_error_t error;
+    json_t *req = json_loadb(body->pb_text, body->pb_len, 0, &error);
+    const char *service = json_string_value(json_object_get(req, "service"));
+    const char *mode = json_string_value(json_object_get(req, "mode"));
+    json_t *ms = json_object_get(req, "ms");
+    int s = -1, m = -1;
+    for (int i = 0; service && i < FAULTS_SERVICE_COUNT; i++)
+        if (strcmp(service, faults_service_name((faults_service_t)i)) == 0)
+            s = i;
+    for (int i = 0; mode && i < 4; i++)
+        if (strcmp(mode, modes[i]) == 0)
+            m = i;
+    bool ms_ok = ms ? json_is_integer(ms) && json_integer_value(ms) >= 0 &&
+                          json_integer_value(ms) <= 600000
+                    : m != SOURCES_SLOW;
+    unsigned delay = ms_ok && ms ? (unsigned)json_integer_value(ms) : 0;
+    json_decref(req); /* ms, service and mode were borrowed from it */
+    if (s < 0 || m < 0 || !ms_ok)
+        return problem(400, usage);
+    pthread_mutex_lock(&so->so_lock);
+    so->so_mode[s] = (sources_mode_t)m;
+    so->so_mode_ms[s] = delay;
+    pthread_mutex_unlock(&so->so_lock);
+    return ok(json_pack("{s:s, s:s, s:i}", "service", faults_service_name((faults_service_t)s),
+                        "mode", modes[m], "ms", (int)delay));
 }
 
 /* ---- the handler -------------------------------------------------------------------------------
@@ -492,7 +563,8 @@ static struct MHD_Response *respond(const answer_t *answer, const char *url)
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     if (answer->an_status == 405)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+                                strcmp(url, "/_faults") == 0 ? "POST" : "GET");
     if (answer->an_status == 503)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     return resp;
@@ -524,6 +596,20 @@ static bool apply_faults(sources_t *so, struct MHD_Connection *conn, const char 
     const faults_t *fa = so->so_faults;
     if (service == SERVICE_NONE)
         return true;
+    pthread_mutex_lock(&so->so_lock);
+    sources_mode_t mode = so->so_mode[service];
+    unsigned mode_ms = so->so_mode_ms[service];
+    pthread_mutex_unlock(&so->so_lock);
+    if (mode == SOURCES_DOWN) {
+        *ret_answer = problem(503, "the service is down (POST /_faults)");
+        return true;
+    }
+    if (mode == SOURCES_TIMEOUT) {
+        sleep_ms(so, FAULTS_TIMEOUT_HOLD_MS);
+        return false;
+    }
+    if (mode == SOURCES_SLOW && !sleep_ms(so, mode_ms))
+        return false;
     if (fa->fa_down[service]) {
         *ret_answer = problem(503, "the service is down (--source-faults down)");
         return true;
@@ -553,13 +639,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     sources_t *so = cls;
     (void)version;
-    (void)upload_data;
+    bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0 && strcmp(url, "/_faults") == 0;
     if (*con_cls == NULL) {
-        *con_cls = &first_call_marker; /* note 1 */
+        *con_cls = post ? calloc(1, sizeof(post_body_t)) : NULL; /* freed by on_completed */
+        if (!*con_cls)
+            *con_cls = &first_call_marker; /* note 1 */
         return MHD_YES;
     }
+    post_body_t *body = *con_cls != &first_call_marker ? *con_cls : NULL;
     if (*upload_data_size) {
-        *upload_data_size = 0; /* a body is read and ignored */
+        if (body && body->pb_len + *upload_data_size <= FAULTS_BODY_MAX_BYTES) {
+            memcpy(body->pb_text + body->pb_len, upload_data, *upload_data_size);
+            body->pb_len += *upload_data_size;
+        } else if (body) {
+            body->pb_too_long = true;
+        }
+        *upload_data_size = 0; /* other bodies are read and ignored */
         return MHD_YES;
     }
     char path[512];
@@ -568,7 +663,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     int n = strlen(url) < sizeof(path) ? split_path(path, seg) : -1;
     unsigned service = n > 0 ? service_of(seg, n) : SERVICE_NONE;
     answer_t answer = {0, NULL, NULL};
-    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
+    if (post) {
+        answer = set_fault(so, body);
+    } else if (strcmp(url, "/_faults") == 0) {
+        answer = problem(405, "only POST is served here");
+    } else if (strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
         answer = problem(405, "only GET is served");
     } else {
         if (!apply_faults(so, conn, url, service, &answer)) {
@@ -585,6 +684,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     MHD_destroy_response(resp);
     count(so, service, answer.an_status);
     return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode code)
+{
+    (void)cls;
+    (void)conn;
+    (void)code;
+    if (*con_cls && *con_cls != &first_call_marker)
+        free(*con_cls);
+    *con_cls = NULL;
 }
 
 sources_t *sources_start(const truth_t *truth, const faults_t *faults, const char *listen,
@@ -612,7 +722,8 @@ sources_t *sources_start(const truth_t *truth, const faults_t *faults, const cha
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
         NULL, NULL, on_request, so, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)IDLE_TIMEOUT_S, MHD_OPTION_END);
+        (unsigned)IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_END);
     if (!so->so_daemon) {
         snprintf(errstr, errlen, "cannot listen on %s (address in use or not local?)", listen);
         sources_stop(so);
