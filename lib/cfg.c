@@ -91,6 +91,9 @@ static const cfg_key_t cfg_keys[] = {
     CFG_INTEGER("query_api.consistency_max_waiters", "1", "RM_CONSISTENCY_MAX_WAITERS", 0, 256,
                 "view reads that may wait for a token at once (each holds an HTTP worker "
                 "thread); beyond, they answer at once"),
+    CFG_STR("query_api.reconcile_report", "", "RM_RECONCILE_REPORT", true,
+            "the report `reconcile --report` writes: its summary is the dashboard's \"last "
+            "reconciliation\" and /v1/status's reconcile; empty: not shown"),
     CFG_INTEGER("query_api.max_url_bytes", "4096", "RM_MAX_URL_BYTES", 256, 65536,
                 "longest path plus query string; longer requests answer 414"),
     CFG_INTEGER("query_api.max_header_bytes", "16384", "RM_MAX_HEADER_BYTES", 1024, 65536,

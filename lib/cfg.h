@@ -54,6 +54,7 @@ typedef struct cfg cfg_t;
  *   query_api.timeout_s       (30)            RM_HTTP_TIMEOUT_S  idle connection timeout
  *   query_api.consistency_wait_ms (2000)      RM_CONSISTENCY_WAIT_MS  min_offsets wait bound
  *   query_api.consistency_max_waiters (1)     RM_CONSISTENCY_MAX_WAITERS  concurrent waits
+ *   query_api.reconcile_report ("")          RM_RECONCILE_REPORT  last reconcile summary shown
  *   query_api.max_url_bytes   (4096)          RM_MAX_URL_BYTES  longer: 414
  *   query_api.max_header_bytes (16384)        RM_MAX_HEADER_BYTES  larger: 431
  *   query_api.auth.*          enabled (on), policy, open_routes, issuer, audience,

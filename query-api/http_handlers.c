@@ -11,10 +11,13 @@
 #include "render.h"
 #include "rm_err.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HTTP_LOOKUP_LIMIT 20       /* matches returned by a lookup */
 #define HTTP_STALL_MS 60000        /* no commit for this long while behind: not ready */
@@ -297,6 +300,43 @@ static int status_partition(void *ctx, const char *topic, int32_t partition,
                                 (long long)off->so_updated_ms);
 }
 
+/* The summary line ({"summary":{...}}) that ends the report of the last reconcile run
+ * (reconcile/report.h; the file is replaced atomically), appended as JSON, or null when
+ * none is configured or readable. Reads the file's last 4 KiB: no JSON parser on a path
+ * the dashboard polls. */
+static void append_reconcile(http_ctx_t *ctx, buf_t *b)
+{
+    const char *path = cfg_str(ctx->hc_app->ap_cfg, "query_api.reconcile_report");
+    char tail[4096];
+    ssize_t n = -1;
+    int fd = *path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && st.st_size > 0) {
+            off_t from = st.st_size > (off_t)sizeof(tail) - 1 ? st.st_size - (off_t)sizeof(tail) + 1 : 0;
+            n = pread(fd, tail, sizeof(tail) - 1, from);
+        }
+        close(fd);
+    }
+    while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r'))
+        n--;
+    if (n <= 0) {
+        buf_append_str(b, "null");
+        return;
+    }
+    tail[n] = '\0';
+    const char *line = strrchr(tail, '\n');
+    line = line ? line + 1 : tail;
+    static const char head[] = "{\"summary\":";
+    size_t len = strlen(line);
+    if (strncmp(line, head, sizeof(head) - 1) != 0 || len < sizeof(head) + 1 ||
+        line[len - 1] != '}' || line[sizeof(head) - 1] != '{') {
+        buf_append_str(b, "null"); /* a report cut short or not a reconcile report */
+        return;
+    }
+    buf_append(b, line + sizeof(head) - 1, len - (sizeof(head) - 1) - 1);
+}
+
 struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
 {
     const view_t *view = ctx->hc_app->ap_view;
@@ -338,6 +378,8 @@ struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
     http_txn_done();
     if (rc)
         return problem(500, "internal", "Internal error", rm_strerror(rc), NULL, ret_status);
-    buf_append_str(b, "]}");
+    buf_append_str(b, "],\"reconcile\":");
+    append_reconcile(ctx, b);
+    buf_append_char(b, '}');
     return json_response(b);
 }

@@ -141,6 +141,17 @@ def test_drift_of_every_kind_is_found_exactly_then_repaired(broker, workdir, pro
     # a redelivered repair changes nothing: replaying the topic's events is idempotent
     assert len(repairs_on_topic(broker.bootstrap)) == len(items)
 
+    # the query API shows the last run's summary (the dashboard's "last reconciliation")
+    api_config = harness.write_config(workdir, broker.bootstrap, name="api.yaml",
+                                      query_api__reconcile_report=report)
+    api = harness.QueryApi(workdir, api_config, harness.free_port())
+    processes.append(api)
+    status = harness.wait_until(
+        lambda: (lambda s: s if s.get("reconcile") else None)(api.get("/v1/status")[2]), 30,
+        "the reconcile summary in /v1/status")
+    assert status["reconcile"]["run_id"] == "run-3" and status["reconcile"]["drift"] == 0
+    assert status["reconcile"]["keys"] == summary["keys"]
+
 
 def test_unreadable_sources_are_unknown_never_drift(broker, workdir, processes):
     faults = os.path.join(workdir, "faults.jsonl")
