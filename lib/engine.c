@@ -1141,6 +1141,30 @@ static int apply_handled(engine_t *engine, engine_ev_t *ev, MDB_txn *txn, engine
     return rc;
 }
 
+/* Resolves a foreign id through a link into ev's view key, copied into ev_key_buf (the
+ * link's page may be rewritten by later writes in the txn). Returns 0, RM_ENOTFOUND when
+ * the link does not know the id, ENGINE_LINK_ERASED when its entity was erased, or a
+ * store error. */
+#define ENGINE_LINK_ERASED 1
+static int resolve_link(engine_t *engine, MDB_txn *txn, const char *link, const char *id,
+                        size_t id_len, engine_ev_t *ev)
+{
+    char lkey[ENGINE_KEY_BYTES];
+    size_t lklen = join_key(lkey, link, strlen(link), id, id_len);
+    MDB_val target;
+    int rc = lklen ? db_get(engine, txn, STORE_DB_LINK, lkey, lklen, &target) : RM_ENOTFOUND;
+    if (rc)
+        return rc;
+    if (target.mv_size == 1 && memcmp(target.mv_data, ENGINE_ERASED_LINK, 1) == 0)
+        return ENGINE_LINK_ERASED;
+    if (target.mv_size > sizeof(ev->ev_key_buf))
+        return RM_ESTORE;
+    memcpy(ev->ev_key_buf, target.mv_data, target.mv_size);
+    ev->ev_key = ev->ev_key_buf;
+    ev->ev_key_len = target.mv_size;
+    return 0;
+}
+
 /* ---- tombstones (`tombstones:` in the view definition) ---- */
 
 /* A null-value record: what the view definition declares for its topic. Erase: the key is
@@ -1168,32 +1192,23 @@ static int apply_tombstone(engine_t *engine, MDB_txn *txn, const engine_msg_t *m
     ev.ev_prov = (frag_prov_t){msg->em_timestamp_ms, msg->em_offset, msg->em_partition,
                                (uint16_t)topic};
     res->er_event_ms = msg->em_timestamp_ms;
+    int rc;
     if (tomb->vt_kind == VIEW_TOMB_ERASE) {
         memcpy(ev.ev_key_buf, msg->em_key, msg->em_key_len);
+        ev.ev_key = ev.ev_key_buf;
+        ev.ev_key_len = msg->em_key_len;
     } else {
-        const char *link = view->v_links[tomb->vt_link];
-        char lkey[ENGINE_KEY_BYTES];
-        size_t lklen = join_key(lkey, link, strlen(link), msg->em_key, msg->em_key_len);
-        MDB_val target;
-        int rc = lklen ? db_get(engine, txn, STORE_DB_LINK, lkey, lklen, &target) : RM_ENOTFOUND;
+        rc = resolve_link(engine, txn, view->v_links[tomb->vt_link], msg->em_key,
+                          msg->em_key_len, &ev);
         if (rc == RM_ENOTFOUND)
             return 0; /* nothing of it was ever projected */
-        if (rc)
-            return rc;
-        if (target.mv_size == 1 && memcmp(target.mv_data, ENGINE_ERASED_LINK, 1) == 0) {
+        if (rc == ENGINE_LINK_ERASED)
             res->er_outcome = ENGINE_ERASED;
-            return 0;
-        }
-        if (target.mv_size > sizeof(ev.ev_key_buf))
-            return RM_ESTORE;
-        memcpy(ev.ev_key_buf, target.mv_data, target.mv_size);
-        ev.ev_key_len = target.mv_size;
+        if (rc)
+            return rc == ENGINE_LINK_ERASED ? 0 : rc;
     }
-    ev.ev_key = ev.ev_key_buf;
-    if (tomb->vt_kind == VIEW_TOMB_ERASE)
-        ev.ev_key_len = msg->em_key_len;
     MDB_val erased;
-    int rc = db_get(engine, txn, STORE_DB_ERASED, ev.ev_key, ev.ev_key_len, &erased);
+    rc = db_get(engine, txn, STORE_DB_ERASED, ev.ev_key, ev.ev_key_len, &erased);
     if (rc == 0) {
         res->er_outcome = ENGINE_ERASED;
         return 0;
@@ -1440,10 +1455,7 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
         if (eval_id(&ev, &rule->vr_via_id, &id, &id_len, res, "link id"))
             return 0;
         const char *link = view->v_links[rule->vr_via_link];
-        char lkey[ENGINE_KEY_BYTES];
-        size_t lklen = join_key(lkey, link, strlen(link), id, id_len);
-        MDB_val target;
-        rc = db_get(engine, txn, STORE_DB_LINK, lkey, lklen, &target);
+        rc = resolve_link(engine, txn, link, id, id_len, &ev);
         if (rc == RM_ENOTFOUND) {
             /* The version is checked when it is applied: the guard lives under the
              * view key, which is what the link will tell. */
@@ -1455,18 +1467,12 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
             }
             return rc;
         }
-        if (rc)
-            return rc;
-        if (target.mv_size == 1 && memcmp(target.mv_data, ENGINE_ERASED_LINK, 1) == 0) {
+        if (rc == ENGINE_LINK_ERASED) {
             res->er_outcome = ENGINE_ERASED;
             return 0;
         }
-        /* Copy: the link's page may be rewritten by the writes below. */
-        if (target.mv_size > sizeof(ev.ev_key_buf))
-            return RM_ESTORE;
-        memcpy(ev.ev_key_buf, target.mv_data, target.mv_size);
-        ev.ev_key = ev.ev_key_buf;
-        ev.ev_key_len = target.mv_size;
+        if (rc)
+            return rc;
     }
     MDB_val erased;
     rc = db_get(engine, txn, STORE_DB_ERASED, ev.ev_key, ev.ev_key_len, &erased);

@@ -215,7 +215,7 @@ static int gen_path(const char *view_dir, int64_t id, char *out, size_t outlen)
 /* Moves the flat store's files into gen-000001 while holding its writer lock. */
 static int migrate_flat(const char *view_dir)
 {
-    int lock_fd;
+    int lock_fd = -1;
     int rc = gen_lock_file(view_dir, "writer.lock", &lock_fd);
     if (rc)
         return rc;
@@ -255,7 +255,7 @@ static int migrate_flat(const char *view_dir)
 
 int gen_prepare(const char *view_dir, bool *ret_migrated)
 {
-    int lock_fd;
+    int lock_fd = -1;
     int rc = lock_layout(view_dir, &lock_fd);
     if (rc)
         return rc;
@@ -290,7 +290,7 @@ int gen_prepare(const char *view_dir, bool *ret_migrated)
 
 int gen_create(const char *view_dir, int64_t *ret_id, char *ret_dir, size_t dirlen)
 {
-    int lock_fd;
+    int lock_fd = -1;
     int rc = lock_layout(view_dir, &lock_fd);
     if (rc)
         return rc;
@@ -320,7 +320,7 @@ int gen_switch(const char *view_dir, int64_t id)
     char gen_dir[GEN_DIR_MAX];
     if (id <= 0 || id > GEN_ID_MAX || gen_path(view_dir, id, gen_dir, sizeof(gen_dir)))
         return RM_EINVAL;
-    int lock_fd;
+    int lock_fd = -1;
     int rc = lock_layout(view_dir, &lock_fd);
     if (rc)
         return rc;
@@ -384,7 +384,7 @@ int gen_prune(const char *view_dir, int keep, size_t *ret_removed)
 {
     if (keep < 1)
         return RM_EINVAL;
-    int lock_fd;
+    int lock_fd = -1;
     int rc = lock_layout(view_dir, &lock_fd);
     if (rc)
         return rc;

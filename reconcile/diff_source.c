@@ -62,6 +62,30 @@ struct ds_run {
     int64_t dr_progress_ms;
 };
 
+/* Appends a copy of key (len bytes) to a growing array. Returns 0 or RM_ENOMEM. */
+static int keys_push(char ***keys, size_t *count, size_t *cap, const char *key, size_t len)
+{
+    if (*count == *cap) {
+        size_t grown_cap = *cap ? *cap * 2 : 1024;
+        char **grown = realloc(*keys, grown_cap * sizeof(**keys));
+        if (!grown)
+            return RM_ENOMEM;
+        *keys = grown;
+        *cap = grown_cap;
+    }
+    if (!((*keys)[*count] = strndup(key, len)))
+        return RM_ENOMEM;
+    (*count)++;
+    return 0;
+}
+
+static void keys_free(char **keys, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(keys[i]);
+    free(keys);
+}
+
 int diff_store_keys(store_t *store, char ***ret_keys, size_t *ret_count)
 {
     MDB_txn *txn;
@@ -89,20 +113,8 @@ int diff_store_keys(store_t *store, char ***ret_keys, size_t *ret_count)
             rc = RM_ESTORE;
             break;
         }
-        if (count == cap) {
-            cap = cap ? cap * 2 : 1024;
-            char **grown = realloc(keys, cap * sizeof(*keys));
-            if (!grown) {
-                rc = RM_ENOMEM;
-                break;
-            }
-            keys = grown;
-        }
-        if (!(keys[count] = strndup(k.mv_data, len))) {
-            rc = RM_ENOMEM;
+        if ((rc = keys_push(&keys, &count, &cap, k.mv_data, len)))
             break;
-        }
-        count++;
         /* Skip the rest of this key: every doc key of it is "key \0 ...", and
          * "key \x01" sorts after all of them and before the next key. */
         memcpy(seek, k.mv_data, len);
@@ -115,9 +127,7 @@ int diff_store_keys(store_t *store, char ***ret_keys, size_t *ret_count)
         mdb_cursor_close(cur);
     store_read_end(txn);
     if (rc) {
-        for (size_t i = 0; i < count; i++)
-            free(keys[i]);
-        free(keys);
+        keys_free(keys, count);
         return rc;
     }
     *ret_keys = keys;
@@ -151,28 +161,14 @@ static int read_keys_file(const char *path, char ***ret_keys, size_t *ret_count,
             rc = RM_EINVAL;
             break;
         }
-        if (count == cap) {
-            cap = cap ? cap * 2 : 1024;
-            char **grown = realloc(keys, cap * sizeof(*keys));
-            if (!grown) {
-                rc = RM_ENOMEM;
-                break;
-            }
-            keys = grown;
-        }
-        if (!(keys[count] = strdup(line))) {
-            rc = RM_ENOMEM;
+        if ((rc = keys_push(&keys, &count, &cap, line, (size_t)n)))
             break;
-        }
-        count++;
     }
     free(line);
     if (in != stdin)
         fclose(in);
     if (rc) {
-        for (size_t i = 0; i < count; i++)
-            free(keys[i]);
-        free(keys);
+        keys_free(keys, count);
         return rc;
     }
     *ret_keys = keys;
