@@ -104,6 +104,9 @@ def expected(sections, role, fields=None):
             value = {f: (mask(PROFILE_MASKS[f], v) if f in PROFILE_MASKS else v)
                      for f, v in value.items() if f in PROFILE_AGENT_FIELDS}
         out[name] = value
+    # fraud_holds is live; this test runs no risk service, so it is served unavailable (null)
+    if (allowed is None or "fraud_holds" in allowed) and (not fields or "fraud_holds" in fields):
+        out["fraud_holds"] = None
     return out
 
 

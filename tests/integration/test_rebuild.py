@@ -25,7 +25,8 @@ def generations(config):
 
 def api_fetcher(api):
     def fetch(key):
-        status, _, body = api.get("/v1/views/customer360/" + urllib.parse.quote(key, safe=""))
+        status, _, body = api.get("/v1/views/customer360/" + urllib.parse.quote(key, safe="")
+                                  + "?fields=" + harness.PROJECTED)
         if status == 404:
             return None
         assert status == 200, (key, status, body)
