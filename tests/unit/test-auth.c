@@ -334,8 +334,8 @@ START_TEST(test_configuration_errors)
         "roles: {a: {pii: maybe}}\n",
         "roles: {a: {colour: red}}\n",
         "api_keys: [{name: k, sha256: abc, roles: []}]\n",
-        "api_keys: [{name: k, sha256: "
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad, roles: [ghost]}]\n",
+        ("api_keys: [{name: k, sha256: "
+         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad, roles: [ghost]}]\n"),
     };
     char err[512], path[600];
     snprintf(path, sizeof(path), "%s/bad.yaml", dir);

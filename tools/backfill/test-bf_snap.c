@@ -50,8 +50,8 @@ static const char *field(const bf_snap_msg_t *msg, const char *name)
     }
     const char *s;
     size_t size;
-    int64_t l;
-    int i;
+    int64_t l = 0;
+    int i = 0;
     switch (avro_value_get_type(&v)) {
     case AVRO_STRING:
         avro_value_get_string(&v, &s, &size);
