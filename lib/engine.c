@@ -1377,8 +1377,8 @@ static int apply_repair(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, engine_
     }
     char vkey[ENGINE_KEY_BYTES];
     size_t vlen = 0;
-    const char *id;
-    size_t id_len;
+    const char *id = NULL;
+    size_t id_len = 0;
     if (rc == RM_ENOTFOUND)
         rc = repair_str(engine, ev, ENGINE_REPAIR_EVENT_ID, &id, &id_len);
     if (!rc)

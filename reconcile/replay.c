@@ -61,6 +61,7 @@ static int collect_stop(void *ctx, const char *topic, int32_t partition, const s
         return RM_ENOMEM;
     stops->rs_stops[stops->rs_count++] = (pipe_stop_t){copy, partition, offset->so_next_offset};
     stops->rs_total += offset->so_next_offset;
+    // cppcheck-suppress memleak ; copy is owned by rs_stops (freed by stops_free)
     return 0;
 }
 

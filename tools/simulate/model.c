@@ -431,7 +431,7 @@ static bool tell_customer(model_t *model, uint32_t customer)
     prng_seed(&st.st_prng, model->md_seed, customer);
     prng_t *prng = &st.st_prng;
 
-    people_person_t person;
+    people_person_t person = {0}; /* people_draw fills it; zeroed for the analysers */
     people_draw(prng, &person);
     sim_customer_t *cu = &model->md_customers[customer];
     snprintf(cu->cu_id, sizeof(cu->cu_id), "C%" PRIu64 "-%06" PRIu32, model->md_seed, customer + 1);
