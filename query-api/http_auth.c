@@ -170,9 +170,9 @@ static struct MHD_Response *authenticate(auth_t *auth, const char *authz, const 
     return rc ? unauthorized(reason, authz || api_key, ret_status) : NULL;
 }
 
-struct MHD_Response *http_auth_identify(auth_t *auth, const http_request_t *req,
-                                        const char *authz, const char *api_key, int64_t now_ms,
-                                        http_caller_t *caller, unsigned *ret_status)
+struct MHD_Response *http_auth_identify(auth_t *auth, const http_request_t *req, const char *authz,
+                                        const char *api_key, int64_t now_ms, http_caller_t *caller,
+                                        unsigned *ret_status)
 {
     if (auth_route_open(auth, http_route_name(req->hr_route)) ||
         req->hr_route == HTTP_ROUTE_NOT_FOUND || req->hr_route == HTTP_ROUTE_BAD) {

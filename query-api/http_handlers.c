@@ -83,8 +83,8 @@ struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *
         http_query_lookup(view, &values, &index, decoded, &decoded_len, ret_status);
     if (bad)
         return bad;
-    struct MHD_Response *denied = http_auth_lookup(req->hr_caller, view, index, decoded,
-                                                   decoded_len, ret_status);
+    struct MHD_Response *denied =
+        http_auth_lookup(req->hr_caller, view, index, decoded, decoded_len, ret_status);
     if (denied)
         return denied;
     store_t *store;
@@ -109,8 +109,8 @@ struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *
     req->hr_caller->cl_sections = summary >= 0 ? UINT32_C(1) << summary : 0;
     lookup_ctx_t lc = {view, store, txn, summary, &shape, body, 0};
     buf_printf(body, "{\"view\":\"%s\",\"index\":\"%s\",\"matches\":[", view->v_name, index->vi_name);
-    int rc = index_lookup(view, store, txn, index->vi_name, decoded, decoded_len,
-                          HTTP_LOOKUP_LIMIT, add_match, &lc);
+    int rc = index_lookup(view, store, txn, index->vi_name, decoded, decoded_len, HTTP_LOOKUP_LIMIT,
+                          add_match, &lc);
     http_txn_done();
     if (rc == RM_EINVAL)
         return problem(400, "bad-lookup", "Bad lookup",

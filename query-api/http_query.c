@@ -126,8 +126,7 @@ static struct MHD_Response *parse_tokens(const view_t *view, const http_values_t
         (given > 0 &&
          http_params_min_offsets(text, vq->vq_tokens, HTTP_MIN_OFFSETS_MAX, &vq->vq_token_count)))
         return bad_token(syntax, ret_status);
-    const char *header =
-        values->hv_get(values->hv_cls, MHD_HEADER_KIND, "X-Readmodel-Min-Offsets");
+    const char *header = values->hv_get(values->hv_cls, MHD_HEADER_KIND, "X-Readmodel-Min-Offsets");
     if (header &&
         (strlen(header) >= HTTP_VIEW_PARAM_MAX_BYTES ||
          http_params_min_offsets(header, vq->vq_tokens, HTTP_MIN_OFFSETS_MAX, &vq->vq_token_count)))
@@ -160,8 +159,8 @@ struct MHD_Response *http_query_view(const view_t *view, int64_t wait_bound_ms,
     struct MHD_Response *resp = parse_fields(view, values, text, vq, ret_status);
     resp = resp ? resp : parse_pages(view, values, text, vq, ret_status);
     resp = resp ? resp
-                : int_arg(values, "max_staleness_ms", 0, HTTP_VIEW_BUDGET_MAX_MS, &vq->vq_has_budget,
-                          &vq->vq_budget_ms, ret_status);
+                : int_arg(values, "max_staleness_ms", 0, HTTP_VIEW_BUDGET_MAX_MS,
+                          &vq->vq_has_budget, &vq->vq_budget_ms, ret_status);
     resp = resp ? resp : parse_tokens(view, values, text, vq, ret_status);
     int64_t wait_ms = vq->vq_wait_ms;
     resp = resp ? resp : int_arg(values, "wait_ms", 0, 60000, NULL, &wait_ms, ret_status);

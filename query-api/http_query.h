@@ -35,10 +35,10 @@ http_values_t http_values_of(struct MHD_Connection *conn);
 typedef struct http_view_query {
     render_shape_t vq_shape; /* fields and list pages; the caller's grants come later */
     bool vq_has_budget;
-    int64_t vq_budget_ms;    /* max_staleness_ms */
+    int64_t vq_budget_ms; /* max_staleness_ms */
     http_min_offset_t vq_tokens[HTTP_MIN_OFFSETS_MAX]; /* min_offsets + the header, merged */
     size_t vq_token_count;
-    int64_t vq_wait_ms;      /* wait_ms, never above the configured bound */
+    int64_t vq_wait_ms; /* wait_ms, never above the configured bound */
 } http_view_query_t;
 
 /* Parses fields, <list>_limit, <list>_cursor, max_staleness_ms, min_offsets,

@@ -49,12 +49,12 @@
 #define FUZZ_MAX_ARGS 64
 
 /* Invariants hold whatever NDEBUG says: a harness that stops checking them is no harness. */
-#define FUZZ_CHECK(cond)                                                                      \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "fuzz_http.c:%d: invariant failed: %s\n", __LINE__, #cond);       \
-            abort();                                                                           \
-        }                                                                                      \
+#define FUZZ_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_http.c:%d: invariant failed: %s\n", __LINE__, #cond);            \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static catalog_t *catalog;
@@ -153,8 +153,7 @@ static void init(void)
     if (!(cfg = cfg_load(NULL, err, sizeof(err))))
         die("config", err);
     for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
-        if (cfg_set(cfg, settings[i][0], settings[i][1] ? settings[i][1] : path, err,
-                    sizeof(err)))
+        if (cfg_set(cfg, settings[i][0], settings[i][1] ? settings[i][1] : path, err, sizeof(err)))
             die(settings[i][0], err);
     if (!(auth = auth_new(cfg, view, err, sizeof(err))))
         die("auth", err);
@@ -227,13 +226,12 @@ static void check_route(const http_request_t *req)
         FUZZ_CHECK(req->hr_view[0] && !strpbrk(req->hr_view, "/?%"));
     if (req->hr_route == HTTP_ROUTE_VIEW) /* a decoded key: 1..128 bytes, no NUL inside */
         FUZZ_CHECK(req->hr_key_len > 0 && req->hr_key_len <= HTTP_KEY_MAX_BYTES &&
-               strlen(req->hr_key) == req->hr_key_len);
+                   strlen(req->hr_key) == req->hr_key_len);
 }
 
 static uint32_t all_sections(void)
 {
-    return view->v_section_count >= 32 ? UINT32_MAX
-                                       : (UINT32_C(1) << view->v_section_count) - 1;
+    return view->v_section_count >= 32 ? UINT32_MAX : (UINT32_C(1) << view->v_section_count) - 1;
 }
 
 /* Returns true when the caller was identified (else the request ends with a 401). */
@@ -254,7 +252,8 @@ static bool identify(const http_request_t *req, const fuzz_request_t *fr, http_c
     }
     const auth_principal_t *p = &caller->cl_principal;
     FUZZ_CHECK(p->ap_name[0] && strlen(p->ap_name) <= AUTH_NAME_MAX_BYTES);
-    FUZZ_CHECK(p->ap_method == AUTH_JWT || p->ap_method == AUTH_API_KEY || p->ap_method == AUTH_OFF);
+    FUZZ_CHECK(p->ap_method == AUTH_JWT || p->ap_method == AUTH_API_KEY ||
+               p->ap_method == AUTH_OFF);
     if (p->ap_method == AUTH_JWT) /* verified now: not expired at the clock it was checked */
         FUZZ_CHECK(p->ap_expires_ms >= FUZZ_NOW_S * 1000);
     if (p->ap_method == AUTH_OFF) /* only routes without customer data go unauthenticated */
@@ -294,20 +293,19 @@ static void check_view_query(const fuzz_request_t *fr, const http_view_query_t *
         FUZZ_CHECK(t < view->v_topic_count && token->mo_partition >= 0 && token->mo_offset >= 0);
         for (size_t j = 0; j < i; j++) /* a repeated partition is merged, not listed twice */
             FUZZ_CHECK(vq->vq_tokens[j].mo_partition != token->mo_partition ||
-                   strcmp(vq->vq_tokens[j].mo_topic, token->mo_topic));
+                       strcmp(vq->vq_tokens[j].mo_topic, token->mo_topic));
     }
     for (size_t s = 0; s < view->v_section_count; s++)
         if (vq->vq_shape.sh_after[s].rc_set)
             check_cursor(fr, view->v_sections[s].vs_name, &vq->vq_shape.sh_after[s]);
 }
 
-static void view_route(const fuzz_request_t *fr, const http_values_t *values,
-                       http_caller_t *caller, bool identified)
+static void view_route(const fuzz_request_t *fr, const http_values_t *values, http_caller_t *caller,
+                       bool identified)
 {
     http_view_query_t vq;
     unsigned status = 0;
-    struct MHD_Response *resp =
-        http_query_view(view, FUZZ_WAIT_BOUND_MS, values, &vq, &status);
+    struct MHD_Response *resp = http_query_view(view, FUZZ_WAIT_BOUND_MS, values, &vq, &status);
     if (resp) {
         FUZZ_CHECK(status == 400);
         MHD_destroy_response(resp);
