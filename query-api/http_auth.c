@@ -147,12 +147,10 @@ static size_t client_ip(struct MHD_Connection *conn, char *out, size_t cap)
 }
 
 /* Credentials: "Authorization: Bearer <jwt>" or "X-Api-Key: <key>". */
-static struct MHD_Response *authenticate(http_ctx_t *ctx, struct MHD_Connection *conn,
-                                         http_caller_t *caller, unsigned *ret_status)
+static struct MHD_Response *authenticate(auth_t *auth, const char *authz, const char *api_key,
+                                         int64_t now_ms, http_caller_t *caller,
+                                         unsigned *ret_status)
 {
-    const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                    MHD_HTTP_HEADER_AUTHORIZATION);
-    const char *api_key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Api-Key");
     const char *reason = "credentials required (Authorization: Bearer, or X-Api-Key)";
     int rc = RM_EINVAL;
     if (authz && api_key) {
@@ -164,13 +162,27 @@ static struct MHD_Response *authenticate(http_ctx_t *ctx, struct MHD_Connection 
             const char *token = authz + 7;
             while (*token == ' ')
                 token++;
-            rc = auth_bearer(ctx->hc_auth, token, strlen(token), rm_wall_ms(),
-                             &caller->cl_principal, &reason);
+            rc = auth_bearer(auth, token, strlen(token), now_ms, &caller->cl_principal, &reason);
         }
     } else if (api_key) {
-        rc = auth_api_key(ctx->hc_auth, api_key, strlen(api_key), &caller->cl_principal, &reason);
+        rc = auth_api_key(auth, api_key, strlen(api_key), &caller->cl_principal, &reason);
     }
     return rc ? unauthorized(reason, authz || api_key, ret_status) : NULL;
+}
+
+struct MHD_Response *http_auth_identify(auth_t *auth, const http_request_t *req, const char *authz,
+                                        const char *api_key, int64_t now_ms, http_caller_t *caller,
+                                        unsigned *ret_status)
+{
+    if (auth_route_open(auth, http_route_name(req->hr_route)) ||
+        req->hr_route == HTTP_ROUTE_NOT_FOUND || req->hr_route == HTTP_ROUTE_BAD) {
+        /* No customer data behind these; a 404 or 400 tells an anonymous caller nothing. */
+        auth_principal_all(&caller->cl_principal);
+        snprintf(caller->cl_principal.ap_name, sizeof(caller->cl_principal.ap_name), "%s",
+                 auth_enabled(auth) ? "anonymous" : "auth-off");
+        return NULL;
+    }
+    return authenticate(auth, authz, api_key, now_ms, caller, ret_status);
 }
 
 struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn,
@@ -201,17 +213,13 @@ struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn
         if (rl_take(ctx->hc_ip_limit, ip, ip_len, rm_mono_ms(), &retry_ms))
             return too_many(retry_ms, "per-client-address", ret_status);
     }
-    if (auth_route_open(ctx->hc_auth, http_route_name(req->hr_route)) ||
-        req->hr_route == HTTP_ROUTE_NOT_FOUND || req->hr_route == HTTP_ROUTE_BAD) {
-        /* No customer data behind these; a 404 or 400 tells an anonymous caller nothing. */
-        auth_principal_all(&caller->cl_principal);
-        snprintf(caller->cl_principal.ap_name, sizeof(caller->cl_principal.ap_name), "%s",
-                 auth_enabled(ctx->hc_auth) ? "anonymous" : "auth-off");
-        return NULL;
-    }
-    struct MHD_Response *resp = authenticate(ctx, conn, caller, ret_status);
-    if (resp)
-        return resp;
+    struct MHD_Response *resp = http_auth_identify(
+        ctx->hc_auth, req,
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Api-Key"), rm_wall_ms(), caller,
+        ret_status);
+    if (resp || caller->cl_principal.ap_method == AUTH_OFF)
+        return resp; /* an open route's anonymous caller is no principal to rate-limit */
     const char *name = caller->cl_principal.ap_name;
     if (ctx->hc_principal_limit &&
         rl_take(ctx->hc_principal_limit, name, strlen(name), rm_mono_ms(), &retry_ms))

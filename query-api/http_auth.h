@@ -31,6 +31,17 @@ typedef struct http_caller {
 int http_auth_init(http_ctx_t *ctx, char *errstr, size_t errlen);
 void http_auth_cleanup(http_ctx_t *ctx);
 
+/* Who calls: on a route that needs no credentials (query_api.auth.open_routes, an unknown
+ * or malformed route, or auth off) an anonymous principal with everything (method
+ * AUTH_OFF); otherwise the principal of the bearer token authz ("Bearer <jwt>") or of the
+ * API key, verified at now_ms. NULL with caller->cl_principal filled, or a 401 (returned,
+ * with *ret_status) that never quotes the credential. authz and api_key are header
+ * values or NULL. The gate's authentication step, without a connection (fuzz_http.c).
+ * Any thread. */
+struct MHD_Response *http_auth_identify(struct auth *auth, const http_request_t *req,
+                                        const char *authz, const char *api_key, int64_t now_ms,
+                                        http_caller_t *caller, unsigned *ret_status);
+
 /* Runs before any route: size limits, per-IP rate limit, authentication (unless the
  * route is open) and the per-principal rate limit. Returns NULL when the request may
  * proceed (caller filled), else the error response with *ret_status. HTTP worker. */

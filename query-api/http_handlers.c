@@ -7,6 +7,7 @@
 #include "http_fresh.h"
 #include "http_live.h"
 #include "http_problem.h"
+#include "http_query.h"
 #include "index.h"
 #include "render.h"
 #include "rm_err.h"
@@ -77,33 +78,16 @@ struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *
     if (strcmp(req->hr_view, view->v_name) != 0)
         return problem(404, "unknown-view", "Unknown view", "this server serves another view",
                        "/v1/views/{view}", ret_status);
-    const view_index_t *index = NULL;
-    const char *value = NULL;
-    size_t given = 0;
-    for (size_t i = 0; i < view->v_index_count; i++) {
-        const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, view->v_indexes[i].vi_name);
-        if (v) {
-            index = &view->v_indexes[i];
-            value = v;
-            given++;
-        }
-    }
-    if (given != 1) {
-        char detail[256] = "give exactly one of:";
-        for (size_t i = 0; i < view->v_index_count; i++)
-            snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), " %s",
-                     view->v_indexes[i].vi_name);
-        return problem(400, "bad-lookup", "Bad lookup", detail, "/v1/views/{view}", ret_status);
-    }
+    const view_index_t *index;
     char decoded[HTTP_KEY_MAX_BYTES + 1];
-    int decoded_len = http_query_decode(value, strlen(value), decoded, HTTP_KEY_MAX_BYTES);
-    if (decoded_len <= 0)
-        return problem(400, "bad-lookup", "Bad lookup",
-                       "the value is empty, longer than 128 bytes, or badly percent-encoded",
-                       "/v1/views/{view}", ret_status);
-    decoded[decoded_len] = '\0';
-    struct MHD_Response *denied = http_auth_lookup(req->hr_caller, view, index, decoded,
-                                                   (size_t)decoded_len, ret_status);
+    size_t decoded_len;
+    http_values_t values = http_values_of(conn);
+    struct MHD_Response *bad =
+        http_query_lookup(view, &values, &index, decoded, &decoded_len, ret_status);
+    if (bad)
+        return bad;
+    struct MHD_Response *denied =
+        http_auth_lookup(req->hr_caller, view, index, decoded, decoded_len, ret_status);
     if (denied)
         return denied;
     store_t *store;
@@ -128,8 +112,8 @@ struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *
     req->hr_caller->cl_sections = summary >= 0 ? UINT32_C(1) << summary : 0;
     lookup_ctx_t lc = {view, store, txn, summary, &shape, body, 0};
     buf_printf(body, "{\"view\":\"%s\",\"index\":\"%s\",\"matches\":[", view->v_name, index->vi_name);
-    int rc = index_lookup(view, store, txn, index->vi_name, decoded, (size_t)decoded_len,
-                          HTTP_LOOKUP_LIMIT, add_match, &lc);
+    int rc = index_lookup(view, store, txn, index->vi_name, decoded, decoded_len, HTTP_LOOKUP_LIMIT,
+                          add_match, &lc);
     http_txn_done();
     if (rc == RM_EINVAL)
         return problem(400, "bad-lookup", "Bad lookup",
