@@ -16,9 +16,9 @@
 #define HTTPS_PEM_MAX_BYTES (4 * 1024 * 1024)
 
 struct https {
-    char *hs_cert_pem;  /* NUL-terminated: MHD takes C strings */
+    char *hs_cert_pem; /* NUL-terminated: MHD takes C strings */
     char *hs_key_pem;
-    char *hs_ca_pem;    /* NULL: client certificates are not asked for */
+    char *hs_ca_pem; /* NULL: client certificates are not asked for */
     char *hs_priorities;
 };
 
@@ -28,8 +28,7 @@ typedef struct https_conn {
 } https_conn_t;
 
 /* Reads path into a NUL-terminated string. Returns 0 or sets errstr ("key: problem"). */
-static int read_pem(const char *key, const char *path, char **ret_text, char *errstr,
-                    size_t errlen)
+static int read_pem(const char *key, const char *path, char **ret_text, char *errstr, size_t errlen)
 {
     FILE *file = fopen(path, "rb");
     if (!file) {
@@ -46,12 +45,15 @@ static int read_pem(const char *key, const char *path, char **ret_text, char *er
     }
     if (failed || len > HTTPS_PEM_MAX_BYTES || len == 0) {
         snprintf(errstr, errlen, "%s: '%s' %s", key, path,
-                 failed ? "cannot be read" : len ? "is larger than 4 MiB" : "is empty");
+                 failed ? "cannot be read"
+                 : len  ? "is larger than 4 MiB"
+                        : "is empty");
         free(text);
         return RM_ECONFIG;
     }
     text[len] = '\0';
-    *ret_text = text;
+    char *fitted = realloc(text, len + 1); /* kept for the process's life: no 4 MiB each */
+    *ret_text = fitted ? fitted : text;
     return 0;
 }
 
@@ -74,13 +76,13 @@ static int check_pems(const https_t *https, char *errstr, size_t errlen)
     if (grc < 0) {
         /* The key mismatch is about both files; every other failure names the file it
          * comes from as well as GnuTLS can tell. */
-        const char *which = grc == GNUTLS_E_CERTIFICATE_KEY_MISMATCH
-                                ? "query_api.tls.key_file: does not match query_api.tls.cert_file"
-                            : grc == GNUTLS_E_BASE64_DECODING_ERROR ||
-                                    grc == GNUTLS_E_ASN1_DER_ERROR
-                                ? "query_api.tls.cert_file (or key_file): not a PEM certificate "
-                                  "and key"
-                                : "query_api.tls.cert_file / key_file: unusable";
+        const char *which =
+            grc == GNUTLS_E_CERTIFICATE_KEY_MISMATCH
+                ? "query_api.tls.key_file: does not match query_api.tls.cert_file"
+            : grc == GNUTLS_E_BASE64_DECODING_ERROR || grc == GNUTLS_E_ASN1_DER_ERROR
+                ? "query_api.tls.cert_file (or key_file): not a PEM certificate "
+                  "and key"
+                : "query_api.tls.cert_file / key_file: unusable";
         snprintf(errstr, errlen, "%s (%s)", which, gnutls_strerror(grc));
         rc = RM_ECONFIG;
     }
@@ -113,8 +115,9 @@ int https_load(const cfg_t *cfg, https_t **ret_https, char *errstr, size_t errle
     const char *ca_file = cfg_str(cfg, "query_api.tls.client_ca_file");
     if (!*cert_file && !*key_file) {
         if (*ca_file) {
-            snprintf(errstr, errlen, "query_api.tls.client_ca_file: needs query_api.tls.cert_file "
-                                     "and query_api.tls.key_file (client certificates come over TLS)");
+            snprintf(errstr, errlen,
+                     "query_api.tls.client_ca_file: needs query_api.tls.cert_file "
+                     "and query_api.tls.key_file (client certificates come over TLS)");
             return RM_ECONFIG;
         }
         *ret_https = NULL;
@@ -127,8 +130,9 @@ int https_load(const cfg_t *cfg, https_t **ret_https, char *errstr, size_t errle
         return RM_ECONFIG;
     }
     if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-        snprintf(errstr, errlen, "query_api.tls.cert_file: this libmicrohttpd (%s) was built "
-                                 "without TLS support",
+        snprintf(errstr, errlen,
+                 "query_api.tls.cert_file: this libmicrohttpd (%s) was built "
+                 "without TLS support",
                  MHD_get_version());
         return RM_ECONFIG;
     }
@@ -196,8 +200,8 @@ size_t https_mhd_options(https_t *https, struct MHD_OptionItem *opts)
     if (https->hs_ca_pem) {
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, https->hs_ca_pem};
         /* two-argument options take the function in value and its closure in ptr_value */
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
-                                            (intptr_t)on_connection, NULL};
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, NULL};
     }
     return n;
 }
