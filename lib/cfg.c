@@ -47,6 +47,13 @@ typedef struct cfg_key {
         .ck_values = values, .ck_help = help                                                       \
     }
 
+/* TLS 1.2 and 1.3 only, forward-secret key exchange and AEAD ciphers only (what Mozilla's
+ * "intermediate" profile allows); GnuTLS's NORMAL still offers TLS 1.0/1.1, RSA key
+ * exchange and CBC ciphers. */
+#define CFG_TLS_PRIORITIES                                                                         \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:-CIPHER-ALL:"    \
+    "+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305"
+
 /* Upper bounds exist so that deadline arithmetic (now_ms() + value) and size shifts
  * (map_size_mb << 20) can never overflow; they are far above any sensible setting. */
 static const cfg_key_t cfg_keys[] = {
@@ -98,6 +105,16 @@ static const cfg_key_t cfg_keys[] = {
                 "longest path plus query string; longer requests answer 414"),
     CFG_INTEGER("query_api.max_header_bytes", "16384", "RM_MAX_HEADER_BYTES", 1024, 65536,
                 "largest sum of request header sizes; larger requests answer 431"),
+    CFG_STR("query_api.tls.cert_file", "", "RM_TLS_CERT_FILE", true,
+            "server certificate chain (PEM); with key_file the API serves HTTPS only on "
+            "query_api.listen"),
+    CFG_STR("query_api.tls.key_file", "", "RM_TLS_KEY_FILE", true,
+            "private key of cert_file (PEM, unencrypted); needed with cert_file"),
+    CFG_STR("query_api.tls.client_ca_file", "", "RM_TLS_CLIENT_CA_FILE", true,
+            "CA certificates (PEM) client certificates must chain to; set: a connection "
+            "without a valid client certificate is refused"),
+    CFG_STR("query_api.tls.priorities", CFG_TLS_PRIORITIES, "RM_TLS_PRIORITIES", false,
+            "GnuTLS priority string: protocol versions, key exchanges and ciphers offered"),
     CFG_CHOICE("query_api.auth.enabled", "on", "RM_AUTH_ENABLED", "on|off",
                "on: view reads and lookups need a bearer JWT or an API key (deny by default); "
                "off: anyone reads everything unmasked (tests and local use only)"),

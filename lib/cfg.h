@@ -57,6 +57,8 @@ typedef struct cfg cfg_t;
  *   query_api.reconcile_report ("")          RM_RECONCILE_REPORT  last reconcile summary shown
  *   query_api.max_url_bytes   (4096)          RM_MAX_URL_BYTES  longer: 414
  *   query_api.max_header_bytes (16384)        RM_MAX_HEADER_BYTES  larger: 431
+ *   query_api.tls.*           cert_file, key_file (both or neither: HTTPS), client_ca_file
+ *                             (client certificates required), priorities (TLS >= 1.2)
  *   query_api.auth.*          enabled (on), policy, open_routes, issuer, audience,
  *                             leeway_s, hs256_secret_file, hs256_secret, hs256_kid,
  *                             jwt_keys, roles_claim, cache_entries (docs/query-api.md)

@@ -307,6 +307,10 @@ static int emit_freshness(const view_t *view, const render_scan_t *scan,
                         (long long)prov->fp_event_ms, prov->fp_partition,
                         (long long)prov->fp_offset);
         rc = rc ? rc : buf_append_json_str(out, topic, strlen(topic));
+        if (!rc && shape->sh_lag)
+            rc = buf_printf(out, ",\"lag\":{\"messages\":%lld,\"ms\":%lld}",
+                            (long long)shape->sh_lag[s].rl_messages,
+                            (long long)shape->sh_lag[s].rl_ms);
         rc = rc ? rc : buf_append_char(out, '}');
     }
     return rc ? rc : buf_append_char(out, '}');

@@ -5,8 +5,8 @@
  * tools. Output shape (docs/query-api.md):
  *   {"view":"customer360","key":"C1",
  *    "sections":{"profile":{...}|null,"orders":[...],...,"counters":{...}},
- *    "freshness":{"<section>":{"mode":"projected","event_time":ms,"topic":"t",
- *                 "partition":p,"offset":o}|null, ...}}
+ *    "freshness":{"<section>":{"mode":"projected","event_time":ms,"partition":p,
+ *                 "offset":o,"topic":"t"[,"lag":{"messages":n,"ms":m}]}|null, ...}}
  * render_view_shaped leaves out sections (and their freshness) and pages list
  * sections (docs/query-api.md); live sections (view.h) appear only when the shape has a
  * live emitter. Sections appear in definition order. List items are sorted by the section's
@@ -42,6 +42,15 @@ typedef struct render_cursor {
  * rendering thread, in definition order, only for live sections the shape selects. */
 typedef int (*render_live_fn)(void *live_ctx, size_t section, bool freshness, buf_t *out);
 
+/* How far behind the partitions that feed one section are (view.h vs_feeds), as the
+ * projector recorded them at its last commits: messages behind summed over those
+ * partitions, and the worst one's time lag (now - newest applied event time, 0 when
+ * caught up). */
+typedef struct render_lag {
+    int64_t rl_messages;
+    int64_t rl_ms;
+} render_lag_t;
+
 /* What a shaped render returns: a subset of sections, list sections in pages. Indexes
  * are section indexes of the view (definition order). */
 typedef struct render_shape {
@@ -54,6 +63,10 @@ typedef struct render_shape {
                                                  live sections are left out, as the store
                                                  holds nothing of them */
     void *sh_live_ctx;
+    const render_lag_t *sh_lag;               /* per section (index as v_sections): added as
+                                                 "lag":{"messages":N,"ms":M} to its projected
+                                                 freshness; NULL: no lag (borrowed for the
+                                                 render) */
 } render_shape_t;
 
 /* Where each paged list section stopped. */

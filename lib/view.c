@@ -976,6 +976,9 @@ static int ld_view(view_ld_t *ld, const yml_node_t *root)
         return RM_ECONFIG;
     if ((n = yml_map_get(root, "repairs")) && ld_repairs(ld, n))
         return RM_ECONFIG;
+    if (view->v_topic_count > VIEW_MAX_TOPICS)
+        return ld_fail(ld, yml_map_get(root, "topics"), "topics",
+                       "at most %d topics, the repairs topic included", VIEW_MAX_TOPICS);
     if ((n = yml_map_get(root, "live")) && ld_lives(ld, n)) /* before the rules: they check it */
         return RM_ECONFIG;
     if (ld_tombstones(ld, yml_map_get(root, "tombstones")))
@@ -992,6 +995,7 @@ static int ld_view(view_ld_t *ld, const yml_node_t *root)
             ld_check_shares(ld, yml_seq_at(n, i), i))
             return RM_ECONFIG;
     }
+    view_feeds_compute(view, ld->vl_catalog);
     return 0;
 }
 

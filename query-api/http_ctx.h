@@ -74,6 +74,7 @@ typedef struct http_ctx {
     uint32_t hc_request_salt;      /* random per process: ids differ between runs */
     uint64_t hc_audit_failures;    /* atomic: audit lines that could not be written */
     struct http_live *hc_live;     /* live sections (http_live.h); fixed while serving */
+    struct https *hc_https;        /* TLS (https.h); NULL: plain HTTP */
 } http_ctx_t;
 
 /* Per worker thread: a read txn reused with reset/renew, and the response buffer. */

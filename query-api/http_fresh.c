@@ -13,30 +13,86 @@
  * answer, while a renew plus one offsets get per token costs a few µs per poll. */
 #define HTTP_FRESH_POLL_MS 2
 
+/* State of one scan of the offsets db. */
+typedef struct lag_scan {
+    http_lag_t ls_lag;
+    const view_t *ls_view;        /* NULL: the view's total only */
+    http_topic_lag_t *ls_topics;  /* per topic of ls_view */
+    int ls_topic;                 /* index of the previous row's topic: rows come sorted by
+                                     topic, so most rows skip the name lookup */
+} lag_scan_t;
+
 static int add_lag(void *ctx, const char *topic, int32_t partition, const store_offset_t *off)
 {
-    http_lag_t *lag = ctx;
-    (void)topic;
+    lag_scan_t *scan = ctx;
+    http_lag_t *lag = &scan->ls_lag;
     (void)partition;
     int64_t behind = off->so_high_watermark > off->so_next_offset
                          ? off->so_high_watermark - off->so_next_offset
                          : 0;
+    int64_t lag_ms = behind && off->so_last_event_ms ? lag->hl_now_ms - off->so_last_event_ms : 0;
     lag->hl_partitions++;
     lag->hl_messages += behind;
-    if (behind && off->so_last_event_ms && lag->hl_now_ms - off->so_last_event_ms > lag->hl_lag_ms)
-        lag->hl_lag_ms = lag->hl_now_ms - off->so_last_event_ms;
+    if (lag_ms > lag->hl_lag_ms)
+        lag->hl_lag_ms = lag_ms;
     if (off->so_updated_ms > lag->hl_newest_commit_ms)
         lag->hl_newest_commit_ms = off->so_updated_ms;
+    if (!scan->ls_view)
+        return 0;
+    const view_t *view = scan->ls_view;
+    if (scan->ls_topic < 0 || strcmp(view->v_topics[scan->ls_topic], topic) != 0)
+        scan->ls_topic = view_topic_index(view, topic);
+    if (scan->ls_topic >= 0) {
+        http_topic_lag_t *tl = &scan->ls_topics[scan->ls_topic];
+        tl->tl_messages += behind;
+        if (lag_ms > tl->tl_ms)
+            tl->tl_ms = lag_ms;
+    }
+    return 0;
+}
+
+static int scan_lag(const view_t *view, store_t *store, MDB_txn *txn, int64_t now_ms,
+                    http_lag_t *ret_lag, http_topic_lag_t *ret_topics)
+{
+    http_topic_lag_t topics[VIEW_MAX_TOPICS];
+    lag_scan_t scan = {{now_ms, 0, 0, 0, 0}, view, topics, -1};
+    if (view)
+        memset(topics, 0, view->v_topic_count * sizeof(topics[0]));
+    int rc = store_offset_foreach(store, txn, add_lag, &scan);
+    if (rc)
+        return rc;
+    *ret_lag = scan.ls_lag;
+    if (view)
+        memcpy(ret_topics, topics, view->v_topic_count * sizeof(topics[0]));
     return 0;
 }
 
 int http_fresh_lag(store_t *store, MDB_txn *txn, int64_t now_ms, http_lag_t *ret_lag)
 {
-    http_lag_t lag = {now_ms, 0, 0, 0, 0};
-    int rc = store_offset_foreach(store, txn, add_lag, &lag);
-    if (!rc)
-        *ret_lag = lag;
-    return rc;
+    return scan_lag(NULL, store, txn, now_ms, ret_lag, NULL);
+}
+
+int http_fresh_lag_topics(const view_t *view, store_t *store, MDB_txn *txn, int64_t now_ms,
+                          http_lag_t *ret_lag, http_topic_lag_t *ret_topics)
+{
+    assert(view->v_topic_count <= VIEW_MAX_TOPICS); /* view_load refuses more */
+    return scan_lag(view, store, txn, now_ms, ret_lag, ret_topics);
+}
+
+void http_fresh_section_lag(const view_t *view, const http_topic_lag_t *topics,
+                            render_lag_t *ret_sections)
+{
+    for (size_t s = 0; s < view->v_section_count; s++) {
+        render_lag_t lag = {0, 0};
+        for (size_t t = 0; t < view->v_topic_count; t++) {
+            if (!(view->v_sections[s].vs_feeds & (UINT64_C(1) << t)))
+                continue;
+            lag.rl_messages += topics[t].tl_messages;
+            if (topics[t].tl_ms > lag.rl_ms)
+                lag.rl_ms = topics[t].tl_ms;
+        }
+        ret_sections[s] = lag;
+    }
 }
 
 /* Fills wait's missing mask and have offsets from txn. */

@@ -7,6 +7,9 @@
  *     newest event time it applied. The query API has no Kafka client; so while the
  *     projector is down the store cannot see events produced since, and reports the lag
  *     it last knew (docs/query-api.md says so; the commit age is a separate header).
+ *     The same scan yields each topic's lag, and a section's lag is that of the topics
+ *     feeding it (view.h vs_feeds, computed once when the view is loaded): one pass over
+ *     a few dozen offsets per request, whether the headers or the sections use it.
  * (2) A consistency wait sleeps and polls inside the libmicrohttpd worker that runs the
  *     request: simple, no timer machinery, and bounded by query_api.consistency_wait_ms.
  *     A waiting worker serves none of its other connections, so at most
@@ -17,6 +20,7 @@
 
 #include "http_ctx.h"
 #include "http_params.h"
+#include "render.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,6 +38,26 @@ typedef struct http_lag {
 /* Reads the lag in txn as of now_ms. Returns 0 or a store error; *ret_lag on success.
  * Any thread with its own txn. */
 int http_fresh_lag(store_t *store, MDB_txn *txn, int64_t now_ms, http_lag_t *ret_lag);
+
+/* The lag of one topic: messages behind summed over its partitions, and the time lag of
+ * its worst partition that is behind (0 when all are caught up), as in http_lag_t. */
+typedef struct http_topic_lag {
+    int64_t tl_messages;
+    int64_t tl_ms;
+} http_topic_lag_t;
+
+/* http_fresh_lag, plus in the same scan of the offsets the lag of each of view's topics:
+ * ret_topics has view->v_topic_count entries, indexed as v_topics (a partition of a topic
+ * the view no longer consumes counts in *ret_lag only). Written only on success. Any
+ * thread with its own txn. */
+int http_fresh_lag_topics(const view_t *view, store_t *store, MDB_txn *txn, int64_t now_ms,
+                          http_lag_t *ret_lag, http_topic_lag_t *ret_topics);
+
+/* Each section's lag (ret_sections: view->v_section_count entries) from the lag of the
+ * topics that feed it (view.h vs_feeds): messages summed, the worst time lag. A section
+ * fed by every topic has the view's lag; one fed by none (live) has 0. */
+void http_fresh_section_lag(const view_t *view, const http_topic_lag_t *topics,
+                            render_lag_t *ret_sections);
 
 /* The outcome of waiting for tokens. */
 typedef struct http_wait {

@@ -6,13 +6,17 @@
  *     marks the connection and returns MHD_YES, and the response is queued in the second.
  * (2) MHD_USE_EPOLL_INTERNAL_THREAD with a thread pool: each worker owns its connections,
  *     its read transaction and its buffer (http_ctx.c), so requests share no lock.
- * (3) Fixed answers (health, unknown route) are built once and queued again and again. */
+ * (3) Fixed answers (health, unknown route) are built once and queued again and again.
+ * (4) With TLS (https.h) the same rules hold: the client certificate, when one is
+ *     required, is checked in the second call too, before any route, and a refusal
+ *     closes the connection rather than answering. */
 #include "http_server.h"
 #include "rm_time.h"
 #include "http_auth.h"
 #include "http_handlers.h"
 #include "http_live.h"
 #include "http_problem.h"
+#include "https.h"
 #include "log.h"
 #include "rm_err.h"
 
@@ -97,6 +101,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size) {
         *upload_data_size = 0; /* GET/HEAD only: a body is read and ignored */
         return MHD_YES;
+    }
+    const char *refused;
+    if (ctx->hc_https && !https_client_allowed(ctx->hc_https, conn, &refused)) {
+        log_warn("TLS client refused", LOG_S("reason", refused)); /* note 4 */
+        return MHD_NO;
     }
     int64_t start = rm_mono_ns();
     http_request_t req;
@@ -184,6 +193,10 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
     ctx->hc_openapi = MHD_create_response_from_buffer(http_openapi_json_len, (void *)http_openapi_json,
                                                       MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(ctx->hc_openapi, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (https_load(app->ap_cfg, &ctx->hc_https, errstr, errlen)) {
+        http_server_stop(server);
+        return NULL;
+    }
     if (http_auth_init(ctx, errstr, errlen)) {
         http_server_stop(server);
         return NULL;
@@ -198,13 +211,18 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
         http_server_stop(server);
         return NULL;
     }
+    struct MHD_OptionItem tls_opts[HTTPS_MHD_OPTIONS + 1];
+    size_t tls_count = ctx->hc_https ? https_mhd_options(ctx->hc_https, tls_opts) : 0;
+    tls_opts[tls_count] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     server->hs_daemon = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, ctx,
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (ctx->hc_https ? https_mhd_flags() : 0),
+        0, NULL, NULL, on_request, ctx,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)cfg_int(app->ap_cfg, "query_api.threads"), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg_int(app->ap_cfg, "query_api.max_connections"),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg_int(app->ap_cfg, "query_api.timeout_s"),
-        MHD_OPTION_UNESCAPE_CALLBACK, raw_unescape, NULL, MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, raw_unescape, NULL, MHD_OPTION_ARRAY, tls_opts,
+        MHD_OPTION_END);
     if (!server->hs_daemon) {
         snprintf(errstr, errlen, "query_api.listen: cannot listen on %s", listen);
         http_server_stop(server);
@@ -231,6 +249,7 @@ void http_server_stop(http_server_t *server)
     http_store_stop(ctx);
     http_auth_cleanup(ctx);
     http_live_destroy(ctx->hc_live); /* after the workers: their curl handles are freed */
+    https_destroy(ctx->hc_https);    /* after the daemon, which borrowed its PEM strings */
     pthread_mutex_destroy(&ctx->hc_store_lock);
     free(server);
 }

@@ -117,14 +117,24 @@ static void add_headers(struct MHD_Response *resp, const char *etag, const http_
     }
 }
 
-/* Renders the document in txn and the lag beside it. */
+/* Reads the lag, then renders the document in txn with each section's share of it in its
+ * freshness (one scan of the offsets serves the headers, the body's lag and the sections). */
 static int render_in(http_ctx_t *ctx, store_t *store, MDB_txn *txn, const http_request_t *req,
-                     const http_view_query_t *vq, buf_t *body, render_pages_t *ret_pages,
+                     http_view_query_t *vq, buf_t *body, render_pages_t *ret_pages,
                      http_lag_t *ret_lag)
 {
-    int rc = render_view_shaped(ctx->hc_app->ap_view, store, txn, req->hr_key, req->hr_key_len,
-                                &vq->vq_shape, body, ret_pages);
-    return rc ? rc : http_fresh_lag(store, txn, rm_wall_ms(), ret_lag);
+    const view_t *view = ctx->hc_app->ap_view;
+    http_topic_lag_t topics[VIEW_MAX_TOPICS];
+    render_lag_t sections[FRAG_MAX_SLOTS];
+    int rc = http_fresh_lag_topics(view, store, txn, rm_wall_ms(), ret_lag, topics);
+    if (rc)
+        return rc;
+    http_fresh_section_lag(view, topics, sections);
+    vq->vq_shape.sh_lag = sections;
+    rc = render_view_shaped(view, store, txn, req->hr_key, req->hr_key_len, &vq->vq_shape, body,
+                            ret_pages);
+    vq->vq_shape.sh_lag = NULL; /* borrowed for this render only */
+    return rc;
 }
 
 struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *conn,

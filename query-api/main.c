@@ -27,6 +27,8 @@ static void usage(FILE *out)
             "  GET /healthz  /readyz  /metrics  /v1/status  /dashboard  /openapi.json\n"
             "Live sections of the view (live: in its definition) are fetched from their\n"
             "service on each read, within their deadline (query_api.live_urls).\n"
+            "With query_api.tls.cert_file and key_file it serves HTTPS only, and with\n"
+            "query_api.tls.client_ca_file it requires client certificates signed by that CA.\n"
             "Errors are RFC 9457 application/problem+json. View reads and lookups need\n"
             "'Authorization: Bearer JWT' or 'X-Api-Key: KEY' unless query_api.auth.enabled\n"
             "is off (docs/query-api.md, Security).\n"
@@ -191,6 +193,7 @@ int main(int argc, char **argv)
                    : APP_EXIT_FAILURE;
     }
     log_info("query-api listening", LOG_S("listen", cfg_str(app.ap_cfg, "query_api.listen")),
+             LOG_S("scheme", *cfg_str(app.ap_cfg, "query_api.tls.cert_file") ? "https" : "http"),
              LOG_S("view", app.ap_view->v_name), LOG_S("store", app.ap_store_dir),
              LOG_I("threads", cfg_int(app.ap_cfg, "query_api.threads")));
     int sig;

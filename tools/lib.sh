@@ -7,7 +7,7 @@ RM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RM_PACKAGES=(
   build-essential meson ninja-build pkg-config
   librdkafka-dev liblmdb-dev lmdb-utils libavro-dev libmicrohttpd-dev libyaml-dev
-  libjansson-dev libcurl4-openssl-dev check libjwt-dev libssl-dev
+  libjansson-dev libcurl4-openssl-dev check libjwt-dev libssl-dev libgnutls28-dev openssl
   kcat python3 python3-kafka python3-pytest python3-yaml
   clang libclang-rt-14-dev curl jq chromium xxd
 )

@@ -3,9 +3,11 @@ opaque cursors, ETag / If-None-Match -> 304, the staleness budget (met and not m
 consistency tokens (read-your-writes satisfied, and timed out with the projector down)."""
 import http.client
 import json
+import os
 import re
 import signal
 import struct
+import subprocess
 import time
 import urllib.parse
 
@@ -56,6 +58,20 @@ def customer_registered(customer_id, name, version, event_id):
             + avro_string(customer_id) + avro_string(name) + avro_string("shape@example.org")
             + avro_string("+15550100001") + zigzag(1) + b"\x01")
     return b"\x00" + struct.pack(">I", 1) + body
+
+
+def order_created(customer_id, order_id, occurred_ms):
+    """Schema id 4, c360.orders.OrderCreated (no lines), encoded by hand."""
+    body = (avro_string(f"{order_id}-created") + zigzag(occurred_ms) + zigzag(1)
+            + avro_string(order_id) + avro_string(customer_id) + b"\x00" + zigzag(1234)
+            + avro_string("EUR"))
+    return b"\x00" + struct.pack(">I", 4) + body
+
+
+def section_lags(doc):
+    """{section: lag} of every projected section with a freshness entry."""
+    return {s: f["lag"] for s, f in doc["freshness"].items()
+            if f is not None and f["mode"] == "projected"}
 
 
 def produce(producer, key, name, version):
@@ -222,6 +238,12 @@ def test_staleness_budget_met_when_caught_up(static_api):
     status, headers, doc = get_json(api, view_path(key))
     assert "staleness" not in doc and "x-readmodel-staleness-exceeded" not in headers
     assert headers["x-readmodel-lag-ms"] == "0"
+    # caught up: every projected section says so, and only projected ones carry a lag
+    lags = section_lags(doc)
+    assert set(lags) == {s for s, f in doc["freshness"].items() if f and f["mode"] == "projected"}
+    assert "profile" in lags, doc["freshness"]
+    assert all(lag == {"messages": 0, "ms": 0} for lag in lags.values()), lags
+    assert "lag" not in doc["freshness"]["fraud_holds"]
 
 
 def test_consistency_tokens_syntax(static_api):
@@ -348,3 +370,60 @@ def test_staleness_budget_not_met(broker, workdir, processes):
     status, headers, doc = get_json(api, view_path(key, max_staleness_ms=86400000))
     assert doc["staleness"]["met"] is True
     assert headers["x-readmodel-staleness-exceeded"] == "false"
+
+
+# ---------------------------------------------------------------------------------------
+# Per-section lag: a section is as late as the topics that feed it, no later.
+
+ORDERS_FED = ("orders", "payment_issues", "delivery_exceptions", "returns", "counters")
+
+
+def test_section_lag_follows_its_topics(broker, workdir, processes):
+    from kafka import KafkaProducer
+    _, oracle_path = harness.simulate(broker.bootstrap, workdir, 40, 34)
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="",
+                                  projector__batch_max_events=5)
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    oracle = [e for e in harness.read_oracle(oracle_path) if not e["erased"]]
+    # a customer whose every orders-fed section and loyalty hold data, so that each has a
+    # freshness entry to carry the lag
+    key = next(e["key"] for e in oracle
+               if e["sections"]["loyalty"] and e["sections"]["orders"])
+    api = harness.QueryApi(workdir, config, harness.free_port())
+    processes.append(api)
+    status, _, doc = get_json(api, view_path(key))
+    assert status == 200, doc
+    assert all(lag == {"messages": 0, "ms": 0} for lag in section_lags(doc).values()), doc
+
+    # Orders only; then a projector that dies right after its first commit (a batch of at
+    # most 5): the store records the orders partitions behind, and nothing else.
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, api_version=(2, 5, 0))
+    now_ms = int(time.time() * 1000)
+    try:
+        for i in range(120):
+            customer = oracle[i % len(oracle)]["key"]
+            producer.send("orders", key=customer.encode(),
+                          value=order_created(customer, f"LAG-O{i}", now_ms + i))
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+    env = dict(os.environ, RM_FAILPOINT="batch-commit:1")
+    out = subprocess.run([harness.binary("projector/projector"), "--config", config], env=env,
+                         cwd=harness.ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == -signal.SIGKILL, (out.returncode, out.stderr[-3000:])
+
+    status, headers, doc = get_json(api, view_path(key))
+    assert status == 200, doc
+    lags = section_lags(doc)
+    behind = int(headers["x-readmodel-lag-messages"])
+    assert 0 < behind < 120, headers
+    for section in ORDERS_FED:
+        if section in lags:
+            # orders is the only topic behind: each section it feeds is behind by all of it
+            assert lags[section]["messages"] == behind, (section, lags)
+            assert lags[section]["ms"] > 0, (section, lags)
+    assert "orders" in lags and "counters" in lags, lags
+    assert lags["loyalty"] == {"messages": 0, "ms": 0}, lags
+    assert lags["profile"] == {"messages": 0, "ms": 0}, lags
+    assert int(headers["x-readmodel-lag-ms"]) == lags["orders"]["ms"]

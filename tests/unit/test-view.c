@@ -239,6 +239,82 @@ START_TEST(test_contribute_errors)
 }
 END_TEST
 
+/* The set of topics named, as a vs_feeds bit set of view. */
+static uint64_t topic_set(const view_t *view, const char *const *names)
+{
+    uint64_t set = 0;
+    for (; *names; names++) {
+        int t = view_topic_index(view, *names);
+        ck_assert_msg(t >= 0, "%s", *names);
+        set |= UINT64_C(1) << t;
+    }
+    return set;
+}
+
+#define REPAIRS "customer360.repairs"
+#define FEEDS(view, section, ...)                                                              \
+    do {                                                                                       \
+        const char *const names_[] = {__VA_ARGS__, NULL};                                      \
+        int s_ = view_section_index(view, section);                                            \
+        ck_assert_int_ge(s_, 0);                                                               \
+        ck_assert_msg(view->v_sections[s_].vs_feeds == topic_set(view, names_),                \
+                      "%s: feeds %llx, want %llx", section,                                    \
+                      (unsigned long long)view->v_sections[s_].vs_feeds,                        \
+                      (unsigned long long)topic_set(view, names_));                            \
+    } while (0)
+
+/* Which topics feed each section of Customer 360: the topics of the rules that write it,
+ * the order link's topic for rules found through it, the repairs topic everywhere, and no
+ * topic for the live section. Erasures (customers) feed nothing by themselves. */
+START_TEST(test_section_feeds)
+{
+    char path[4096], err[512];
+    view_t *view = view_load(ts_src("schemas/views/customer360.yaml", path, sizeof(path)), catalog,
+                             err, sizeof(err));
+    ck_assert_msg(view != NULL, "%s", err);
+    FEEDS(view, "profile", "customers", REPAIRS);
+    FEEDS(view, "orders", "orders", "payments", "shipments", REPAIRS);
+    FEEDS(view, "payment_issues", "payments", "orders", REPAIRS);
+    FEEDS(view, "delivery_exceptions", "shipments", "orders", REPAIRS);
+    FEEDS(view, "loyalty", "loyalty", REPAIRS);
+    FEEDS(view, "returns", "returns", "orders", REPAIRS);
+    FEEDS(view, "counters", "orders", "payments", REPAIRS);
+    ck_assert_uint_eq(view->v_sections[view_section_index(view, "fraud_holds")].vs_feeds, 0);
+    view_destroy(view);
+}
+END_TEST
+
+/* A record the catalog places on none of the view's topics may arrive on any of them;
+ * more than VIEW_MAX_TOPICS topics is refused. */
+START_TEST(test_feeds_of_a_record_elsewhere)
+{
+    char path[4096], err[512];
+    snprintf(path, sizeof(path), "%s/v.yaml", dir);
+    ts_write_file(dir, "v.yaml",
+                  "view: v\nkey: customer_id\ntopics: [alpha, beta, customers]\n" SECTIONS
+                  "  other:\n    kind: single\n    fields: {name: string}\n"
+                  "rules:\n  - event: c360.customers.CustomerRegistered\n"
+                  "    entity: {type: c, id: customer_id}\n    key: customer_id\n"
+                  "    ops: [{set: {section: profile, fields: {name: name}}}]\n"
+                  "  - event: c360.orders.OrderCreated\n"
+                  "    entity: {type: o, id: order_id}\n    key: customer_id\n"
+                  "    ops: [{set: {section: other, fields: {name: currency}}}]\n");
+    view_t *view = view_load(path, catalog, err, sizeof(err));
+    ck_assert_msg(view != NULL, "%s", err);
+    FEEDS(view, "profile", "customers"); /* the catalog's topic of CustomerRegistered */
+    FEEDS(view, "other", "alpha", "beta", "customers"); /* OrderCreated is on orders */
+    view_destroy(view);
+
+    char text[8192] = "view: v\nkey: customer_id\ntopics: [t0";
+    for (int t = 1; t <= VIEW_MAX_TOPICS; t++)
+        snprintf(text + strlen(text), sizeof(text) - strlen(text), ", t%d", t);
+    snprintf(text + strlen(text), sizeof(text) - strlen(text),
+             "]\n" SECTIONS "rules:\n  - event: c360.customers.CustomerRegistered\n"
+             "    entity: {type: c, id: customer_id}\n    key: customer_id\n"
+             "    ops: [{erase: {}}]\n");
+    expect_error(text, "3: topics: at most 64 topics, the repairs topic included");
+}
+END_TEST
 
 int main(void)
 {
@@ -250,6 +326,8 @@ int main(void)
     tcase_add_test(tc, test_contribute_errors);
     tcase_add_test(tc, test_source_errors);
     tcase_add_test(tc, test_live_sections);
+    tcase_add_test(tc, test_section_feeds);
+    tcase_add_test(tc, test_feeds_of_a_record_elsewhere);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
