@@ -63,7 +63,10 @@ static const cfg_key_t cfg_keys[] = {
     CFG_CHOICE("log.level", "info", "RM_LOG_LEVEL", "debug|info|warn|error", "lowest level logged"),
     CFG_CHOICE("log.format", "auto", "RM_LOG_FORMAT", "auto|json|text",
                "auto: text on a terminal, JSON lines otherwise"),
-    CFG_INTEGER("projector.batch_max_events", "10000", "RM_BATCH_MAX_EVENTS", 1, 1000000,
+    /* 50,000: a backlog of 100k customers projects ~20% faster than with 10,000 (fewer
+     * copy-on-write pages written per event, docs/design.md §6); batch_max_ms still
+     * closes a batch in live traffic, so only a backlog fills one. */
+    CFG_INTEGER("projector.batch_max_events", "50000", "RM_BATCH_MAX_EVENTS", 1, 1000000,
                 "group commit: most events applied in one transaction"),
     CFG_INTEGER("projector.batch_max_ms", "20", "RM_BATCH_MAX_MS", 1, 60000,
                 "group commit: longest wait before a batch is committed"),

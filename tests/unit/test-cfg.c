@@ -81,7 +81,7 @@ START_TEST(test_defaults)
     ck_assert_str_eq(cfg_str(cfg, "catalog"), "schemas/catalog.yaml");
     ck_assert_str_eq(cfg_str(cfg, "log.level"), "info");
     ck_assert_str_eq(cfg_str(cfg, "log.format"), "auto");
-    ck_assert_int_eq(cfg_int(cfg, "projector.batch_max_events"), 10000);
+    ck_assert_int_eq(cfg_int(cfg, "projector.batch_max_events"), 50000);
     ck_assert_int_eq(cfg_int(cfg, "projector.batch_max_ms"), 20);
     ck_assert_str_eq(cfg_str(cfg, "projector.durability"), "periodic");
     ck_assert_int_eq(cfg_int(cfg, "projector.sync_interval_ms"), 1000);
@@ -315,7 +315,7 @@ START_TEST(test_print_help)
     fclose(out);
     ck_assert_ptr_nonnull(strstr(text, "projector.batch_max_events"));
     ck_assert_ptr_nonnull(strstr(text, "RM_BATCH_MAX_EVENTS"));
-    ck_assert_ptr_nonnull(strstr(text, "default: 10000"));
+    ck_assert_ptr_nonnull(strstr(text, "default: 50000"));
     ck_assert_ptr_nonnull(strstr(text, "sync|nometasync|periodic"));
     ck_assert_ptr_nonnull(strstr(text, "RM_KAFKA_<PROPERTY>"));
     free(text);
