@@ -454,7 +454,7 @@ static void job_start(ds_run_t *run, ds_job_t *job)
         part->dp_job = job;
         part->dp_section = src->vsrc_section;
         /* main.c checked every service has a base URL before the run started */
-        if (source_base_url(urls, src->vsrc_service, part->dp_base, sizeof(part->dp_base)) ||
+        if (remote_base_url(urls, src->vsrc_service, part->dp_base, sizeof(part->dp_base)) ||
             source_url(src, part->dp_base, job->dj_key, 1, part->dp_url, sizeof(part->dp_url)))
             part_unknown(part, "", "no usable URL for this key");
     }
@@ -497,7 +497,7 @@ int diff_source_run(const diff_source_opts_t *opts, char *errstr, size_t errlen)
     }
     for (size_t i = 0; i < view->v_source_count; i++) {
         char base[DS_URL_MAX];
-        int rc = source_base_url(urls, view->v_sources[i].vsrc_service, base, sizeof(base));
+        int rc = remote_base_url(urls, view->v_sources[i].vsrc_service, base, sizeof(base));
         if (rc) {
             snprintf(errstr, errlen,
                      "reconcile.source_urls: %s for service '%s' (section %s); expected "

@@ -93,7 +93,7 @@ static int parse_time_arg(const char *text, int64_t *ret_ms)
         *ret_ms = ms;
         return 0;
     }
-    return source_parse_time(text, ret_ms);
+    return remote_parse_time(text, ret_ms);
 }
 
 typedef struct rc_options {

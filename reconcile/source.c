@@ -3,16 +3,10 @@
 #include "remote.h"
 #include "rm_err.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-int source_base_url(const char *source_urls, const char *service, char *out, size_t cap)
-{
-    return remote_base_url(source_urls, service, out, cap);
-}
 
 int source_url(const view_source_t *src, const char *base, const char *key, long page, char *out,
                size_t cap)
@@ -29,15 +23,7 @@ int source_url(const view_source_t *src, const char *base, const char *key, long
     return 0;
 }
 
-json_t *source_member(json_t *object, const char *path)
-{
-    return remote_member(object, path);
-}
 
-int source_parse_time(const char *text, int64_t *ret_ms)
-{
-    return remote_parse_time(text, ret_ms);
-}
 
 /* A source value in the view field's type; anything that does not convert is kept as
  * it is, so the comparison reports it instead of hiding it. */
@@ -47,7 +33,7 @@ static json_t *convert(const view_field_t *field, json_t *value)
         return json_null();
     if (field->vf_type == VIEW_T_TIMESTAMP && json_is_string(value)) {
         int64_t ms;
-        if (source_parse_time(json_string_value(value), &ms) == 0)
+        if (remote_parse_time(json_string_value(value), &ms) == 0)
             return json_integer(ms);
     }
     if (field->vf_type == VIEW_T_STRING && json_is_integer(value)) {
@@ -67,14 +53,14 @@ json_t *source_map_record(const view_t *view, const view_source_t *src, json_t *
     for (size_t i = 0; i < src->vsrc_field_count; i++) {
         const view_src_field_t *f = &src->vsrc_fields[i];
         const view_field_t *field = &section->vs_fields[f->vsf_field];
-        json_object_set_new(out, field->vf_name, convert(field, source_member(record, f->vsf_path)));
+        json_object_set_new(out, field->vf_name, convert(field, remote_member(record, f->vsf_path)));
     }
     if (src->vsrc_updated_at) {
-        json_t *at = source_member(record, src->vsrc_updated_at);
+        json_t *at = remote_member(record, src->vsrc_updated_at);
         int64_t ms = 0;
         if (json_is_integer(at))
             ms = json_integer_value(at);
-        else if (json_is_string(at) && source_parse_time(json_string_value(at), &ms))
+        else if (json_is_string(at) && remote_parse_time(json_string_value(at), &ms))
             ms = 0;
         if (ms > 0)
             json_object_set_new(out, SOURCE_UPDATED, json_integer(ms));
@@ -92,11 +78,11 @@ int source_page(const view_source_t *src, json_t *answer, json_t **ret_items, lo
 {
     *ret_next_page = 0;
     *ret_next_url = NULL;
-    json_t *items = json_is_array(answer) ? answer : source_member(answer, src->vsrc_items);
+    json_t *items = json_is_array(answer) ? answer : remote_member(answer, src->vsrc_items);
     if (!json_is_array(items))
         return RM_EINVAL;
     *ret_items = items;
-    json_t *next = src->vsrc_next && json_is_object(answer) ? source_member(answer, src->vsrc_next)
+    json_t *next = src->vsrc_next && json_is_object(answer) ? remote_member(answer, src->vsrc_next)
                                                             : NULL;
     if (json_is_integer(next) && json_integer_value(next) > 0)
         *ret_next_page = (long)json_integer_value(next);

@@ -13,6 +13,7 @@
 #ifndef RC_SOURCE_H
 #define RC_SOURCE_H
 
+#include "remote.h" /* remote_base_url, remote_member, remote_parse_time */
 #include "view.h"
 
 #include <jansson.h>
@@ -21,10 +22,6 @@
 
 #define SOURCE_UPDATED "@updated_at"
 #define SOURCE_ITEM "@item"
-
-/* Parses "name=URL,name=URL" (reconcile.source_urls) and finds name's base URL.
- * Returns 0 and the URL (without a trailing '/') in out, RM_ENOTFOUND, or RM_EINVAL. */
-int source_base_url(const char *source_urls, const char *service, char *out, size_t cap);
 
 /* The URL of page (1 = the first; 0: none) of key's record: base + path with {key}
  * URL-escaped, plus "<page_param>=<page>" for pages after the first. Returns 0 or
@@ -40,12 +37,5 @@ json_t *source_map_record(const view_t *view, const view_source_t *src, json_t *
  * shape the definition declares). */
 int source_page(const view_source_t *src, json_t *answer, json_t **ret_items, long *ret_next_page,
                 const char **ret_next_url);
-
-/* The member at a dotted path ("total.cents"), or NULL. Borrowed. */
-json_t *source_member(json_t *object, const char *path);
-
-/* ISO 8601 date-time ("2026-12-01T20:00:00.123Z", "+01:00" offsets, no fraction) to
- * epoch ms. Returns 0 or RM_EINVAL. */
-int source_parse_time(const char *text, int64_t *ret_ms);
 
 #endif

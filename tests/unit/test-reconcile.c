@@ -37,16 +37,16 @@ static void teardown(void)
 START_TEST(test_times)
 {
     int64_t ms;
-    ck_assert_int_eq(source_parse_time("1970-01-01T00:00:00Z", &ms), 0);
+    ck_assert_int_eq(remote_parse_time("1970-01-01T00:00:00Z", &ms), 0);
     ck_assert_int_eq(ms, 0);
-    ck_assert_int_eq(source_parse_time("2026-12-01T20:00:00.123Z", &ms), 0);
+    ck_assert_int_eq(remote_parse_time("2026-12-01T20:00:00.123Z", &ms), 0);
     ck_assert_int_eq(ms, 1796155200123LL);
-    ck_assert_int_eq(source_parse_time("2026-12-01T21:00:00.1+01:00", &ms), 0);
+    ck_assert_int_eq(remote_parse_time("2026-12-01T21:00:00.1+01:00", &ms), 0);
     ck_assert_int_eq(ms, 1796155200100LL);
-    ck_assert_int_eq(source_parse_time("2026-12-01T20:00:00", &ms), RM_EINVAL); /* no zone */
-    ck_assert_int_eq(source_parse_time("2026-13-01T20:00:00Z", &ms), RM_EINVAL);
-    ck_assert_int_eq(source_parse_time("yesterday", &ms), RM_EINVAL);
-    ck_assert_int_eq(source_parse_time("2026-12-01T20:00:00.Z", &ms), RM_EINVAL);
+    ck_assert_int_eq(remote_parse_time("2026-12-01T20:00:00", &ms), RM_EINVAL); /* no zone */
+    ck_assert_int_eq(remote_parse_time("2026-13-01T20:00:00Z", &ms), RM_EINVAL);
+    ck_assert_int_eq(remote_parse_time("yesterday", &ms), RM_EINVAL);
+    ck_assert_int_eq(remote_parse_time("2026-12-01T20:00:00.Z", &ms), RM_EINVAL);
 }
 END_TEST
 
@@ -54,12 +54,12 @@ START_TEST(test_urls)
 {
     char base[256], url[512];
     const char *urls = "customers=http://crm:8080/,orders=http://oms:9000/api";
-    ck_assert_int_eq(source_base_url(urls, "customers", base, sizeof(base)), 0);
+    ck_assert_int_eq(remote_base_url(urls, "customers", base, sizeof(base)), 0);
     ck_assert_str_eq(base, "http://crm:8080");
-    ck_assert_int_eq(source_base_url(urls, "orders", base, sizeof(base)), 0);
+    ck_assert_int_eq(remote_base_url(urls, "orders", base, sizeof(base)), 0);
     ck_assert_str_eq(base, "http://oms:9000/api");
-    ck_assert_int_eq(source_base_url(urls, "order", base, sizeof(base)), RM_ENOTFOUND);
-    ck_assert_int_eq(source_base_url("customers", "customers", base, sizeof(base)), RM_EINVAL);
+    ck_assert_int_eq(remote_base_url(urls, "order", base, sizeof(base)), RM_ENOTFOUND);
+    ck_assert_int_eq(remote_base_url("customers", "customers", base, sizeof(base)), RM_EINVAL);
     const view_source_t *orders = view_source_for(view, view_section_index(view, "orders"));
     ck_assert_int_eq(source_url(orders, base, "C1/ä b", 1, url, sizeof(url)), 0);
     ck_assert_str_eq(url, "http://oms:9000/api/customers/C1%2F%C3%A4%20b/orders");
@@ -106,8 +106,8 @@ START_TEST(test_mapping)
     ck_assert_int_eq(source_page(src, answer, &items, &next, &next_url), RM_EINVAL);
     json_decref(answer);
     answer = parse("{\"a\":{\"b\":{\"c\":7}}}");
-    ck_assert_int_eq(json_integer_value(source_member(answer, "a.b.c")), 7);
-    ck_assert_ptr_null(source_member(answer, "a.x.c"));
+    ck_assert_int_eq(json_integer_value(remote_member(answer, "a.b.c")), 7);
+    ck_assert_ptr_null(remote_member(answer, "a.x.c"));
     json_decref(answer);
 }
 END_TEST
