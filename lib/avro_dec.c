@@ -76,6 +76,29 @@ void avro_dec_destroy(avro_dec_t *dec)
     free(dec);
 }
 
+int avro_dec_encode_frame(int32_t schema_id, avro_value_t *value, buf_t *out)
+{
+    size_t size;
+    if (avro_value_sizeof(value, &size))
+        return RM_EINVAL;
+    buf_reset(out);
+    if (buf_reserve(out, size + 5))
+        return RM_ENOMEM;
+    unsigned char *p = (unsigned char *)out->b_data;
+    p[0] = 0;
+    p[1] = (unsigned char)((uint32_t)schema_id >> 24);
+    p[2] = (unsigned char)((uint32_t)schema_id >> 16);
+    p[3] = (unsigned char)((uint32_t)schema_id >> 8);
+    p[4] = (unsigned char)schema_id;
+    avro_writer_t writer = avro_writer_memory((char *)p + 5, (int64_t)size);
+    if (!writer)
+        return RM_ENOMEM;
+    int rc = avro_value_write(writer, value) ? RM_EINVAL : 0;
+    avro_writer_free(writer);
+    out->b_len = rc ? 0 : size + 5;
+    return rc;
+}
+
 int avro_dec_frame(const void *data, size_t len, int32_t *ret_schema_id, const void **ret_body,
                    size_t *ret_body_len)
 {

@@ -20,6 +20,7 @@
 #ifndef RM_AVRO_DEC_H
 #define RM_AVRO_DEC_H
 
+#include "buf.h"
 #include "catalog.h"
 
 #include <avro.h>
@@ -47,6 +48,12 @@ void avro_dec_destroy(avro_dec_t *dec);
 /* Splits a Confluent frame. Returns 0, or RM_EFRAME (too short, wrong magic byte). */
 int avro_dec_frame(const void *data, size_t len, int32_t *ret_schema_id, const void **ret_body,
                    size_t *ret_body_len);
+
+/* The inverse of avro_dec_frame, for the few messages this project writes itself
+ * (repairs, dead-letter-handled markers): value as a Confluent-framed Avro message
+ * (magic 0, big-endian schema_id, binary body) into out (reset first). Allocates a
+ * writer per call: not for a hot path. Returns 0, RM_ENOMEM or RM_EINVAL. */
+int avro_dec_encode_frame(int32_t schema_id, avro_value_t *value, buf_t *out);
 
 /* Validates body against schema (see note 2). Returns 0 or RM_EDECODE with a short
  * reason (no payload bytes) in reason. Pure; exposed for tests and fuzzing. */

@@ -1,5 +1,6 @@
 /* dlq: list, replay and purge the view's dead letters (see dlq.h). */
 #include "dlq.h"
+#include "avro_dec.h"
 #include "buf.h"
 #include "kafka.h"
 #include "log.h"
@@ -116,30 +117,16 @@ static int publish_handled(dlq_run_t *run, const rd_kafka_message_t *m, rd_kafka
           avro_value_set_long(&f, strtoll(off, NULL, 10));
     bad = bad || avro_value_get_by_name(rec, "action", &f, NULL) ||
           avro_value_set_enum(&f, replay ? 0 : 1);
-    size_t size = 0;
-    bad = bad || avro_value_sizeof(rec, &size);
-    if (bad)
-        return -1;
-    char *frame = malloc(size + 5);
-    if (!frame)
-        return -1;
-    uint32_t id = (uint32_t)run->dr_handled->ce_id;
-    frame[0] = 0; /* Confluent framing: magic, big-endian schema id, Avro body */
-    frame[1] = (char)(id >> 24);
-    frame[2] = (char)(id >> 16);
-    frame[3] = (char)(id >> 8);
-    frame[4] = (char)id;
-    avro_writer_t w = avro_writer_memory(frame + 5, (int64_t)size);
-    bad = avro_value_write(w, rec) != 0;
-    avro_writer_free(w);
+    buf_t frame = BUF_INIT;
+    bad = bad || avro_dec_encode_frame(run->dr_handled->ce_id, rec, &frame) != 0;
     rd_kafka_resp_err_t err = bad ? RD_KAFKA_RESP_ERR__BAD_MSG
                                   : rd_kafka_producev(
                                         run->dr_producer,
                                         RD_KAFKA_V_TOPIC(run->dr_app->ap_view->v_repair_topic),
                                         RD_KAFKA_V_KEY(m->key, m->key_len),
-                                        RD_KAFKA_V_VALUE(frame, size + 5),
+                                        RD_KAFKA_V_VALUE(frame.b_data, frame.b_len),
                                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-    free(frame);
+    buf_free(&frame);
     if (err)
         return -1;
     run->dr_handled_count++;

@@ -1,5 +1,6 @@
 /* repair: readmodel.Repair events on the view's repairs topic (repair.h). */
 #include "repair.h"
+#include "avro_dec.h"
 #include "buf.h"
 #include "kafka.h"
 #include "log.h"
@@ -150,24 +151,7 @@ static int encode(repair_t *repair, const char *event_id, const char *key, const
         avro_value_set_branch(&field, item ? 1 : 0, &branch) ||
         (item ? avro_value_set_string(&branch, item) : avro_value_set_null(&branch)))
         return RM_EINVAL;
-    size_t size;
-    if (avro_value_sizeof(rec, &size))
-        return RM_EINVAL;
-    buf_reset(&repair->rp_frame);
-    if (buf_reserve(&repair->rp_frame, size + 5))
-        return RM_ENOMEM;
-    unsigned char *out = (unsigned char *)repair->rp_frame.b_data;
-    uint32_t id = (uint32_t)repair->rp_entry->ce_id;
-    out[0] = 0; /* Confluent framing: magic byte, big-endian schema id, Avro body */
-    out[1] = (unsigned char)(id >> 24);
-    out[2] = (unsigned char)(id >> 16);
-    out[3] = (unsigned char)(id >> 8);
-    out[4] = (unsigned char)id;
-    avro_writer_t writer = avro_writer_memory((char *)out + 5, (int64_t)size);
-    rc = avro_value_write(writer, rec) ? RM_EINVAL : 0;
-    avro_writer_free(writer);
-    repair->rp_frame.b_len = size + 5;
-    return rc;
+    return avro_dec_encode_frame(repair->rp_entry->ce_id, rec, &repair->rp_frame);
 }
 
 int repair_publish(repair_t *repair, const char *key, const char *section, compare_op_t op,
