@@ -69,6 +69,7 @@ typedef struct http_ctx {
     struct audit *hc_audit;
     const char *hc_section_names[33]; /* the view's section names, NULL-terminated (audit) */
     size_t hc_max_url_bytes;
+    int64_t hc_consistency_wait_ms; /* query_api.consistency_wait_ms, read once */
     size_t hc_max_header_bytes;
     uint64_t hc_request_seq;       /* atomic: generated request ids */
     uint32_t hc_request_salt;      /* random per process: ids differ between runs */

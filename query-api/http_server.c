@@ -197,6 +197,8 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
         http_server_stop(server);
         return NULL;
     }
+    /* Read once: cfg lookups are a table scan, too slow for every request. */
+    ctx->hc_consistency_wait_ms = cfg_int(app->ap_cfg, "query_api.consistency_wait_ms");
     if (http_auth_init(ctx, errstr, errlen)) {
         http_server_stop(server);
         return NULL;

@@ -147,8 +147,7 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
     http_view_query_t vq;
     http_values_t values = http_values_of(conn);
     struct MHD_Response *resp =
-        http_query_view(view, cfg_int(ctx->hc_app->ap_cfg, "query_api.consistency_wait_ms"),
-                        &values, &vq, ret_status);
+        http_query_view(view, ctx->hc_consistency_wait_ms, &values, &vq, ret_status);
     resp = resp ? resp
                 : http_auth_shape(req->hr_caller, view, &vq.vq_shape,
                                   vq.vq_shape.sh_sections != RENDER_ALL_SECTIONS, ret_status);
