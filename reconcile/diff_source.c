@@ -553,8 +553,6 @@ int diff_source_run(const diff_source_opts_t *opts, char *errstr, size_t errlen)
         store_read_end(run.dr_txn);
     fetch_destroy(run.dr_fetch);
     buf_free(&run.dr_buf);
-    for (size_t i = 0; i < run.dr_key_count; i++)
-        free(run.dr_keys[i]);
-    free(run.dr_keys);
+    keys_free(run.dr_keys, run.dr_key_count); /* keys handed to jobs are NULL already */
     return rc;
 }

@@ -52,11 +52,7 @@ static void setup(void)
 {
     dir = ts_tmpdir();
     catalog = ts_catalog();
-    char path[512];
-    char err[512];
-    view = view_load(ts_src("schemas/views/customer360.yaml", path, sizeof(path)), catalog, err,
-                     sizeof(err));
-    ck_assert_msg(view != NULL, "%s", err);
+    view = ts_view(catalog);
     make_key(EVP_RSA_gen(2048), rsa_priv, sizeof(rsa_priv), "rs.pem", rsa_pub_path);
     make_key(EVP_EC_gen("P-256"), ec_priv, sizeof(ec_priv), "ec.pem", NULL);
     ts_write_file(dir, "policy.yaml",

@@ -247,11 +247,8 @@ static void check_oracle(const cv_stream_t *cs, store_t *store)
 
 START_TEST(test_interleavings_give_identical_stores)
 {
-    char path[4096], err[512];
     catalog = ts_catalog();
-    view = view_load(ts_src("schemas/views/customer360.yaml", path, sizeof(path)), catalog, err,
-                     sizeof(err));
-    ck_assert_msg(view != NULL, "%s", err);
+    view = ts_view(catalog);
     cv_stream_t cs = {0};
     uint64_t seed = 1000 + (uint64_t)_i;
     stream_build(seed, &cs);

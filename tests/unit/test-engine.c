@@ -29,12 +29,8 @@ static buf_t msg;
 
 static void fixture_open(fixture_t *f)
 {
-    char err[512];
     f->dir = ts_tmpdir();
-    store_opts_t opts = {.so_dir = f->dir, .so_map_size_bytes = 64 << 20,
-                         .so_durability = STORE_PERIODIC};
-    f->store = store_open(&opts, err, sizeof(err));
-    ck_assert_msg(f->store != NULL, "%s", err);
+    f->store = ts_store(f->dir);
     f->engine = engine_new(view, catalog, f->store, NULL);
     ck_assert_ptr_nonnull(f->engine);
     f->offset = 0;
@@ -49,11 +45,8 @@ static void fixture_close(fixture_t *f)
 
 static void setup(void)
 {
-    char path[4096], err[512];
     catalog = ts_catalog();
-    view = view_load(ts_src("schemas/views/customer360.yaml", path, sizeof(path)), catalog, err,
-                     sizeof(err));
-    ck_assert_msg(view != NULL, "%s", err);
+    view = ts_view(catalog);
     fixture_open(&fx);
     fixture_open(&fx2);
     buf_init(&msg);

@@ -19,11 +19,8 @@ static char *dir;
 
 static void setup(void)
 {
-    char path[4096], err[512];
     catalog = ts_catalog();
-    view = view_load(ts_src("schemas/views/customer360.yaml", path, sizeof(path)), catalog, err,
-                     sizeof(err));
-    ck_assert_msg(view != NULL, "%s", err);
+    view = ts_view(catalog);
     dir = ts_tmpdir();
 }
 

@@ -33,11 +33,8 @@ static char report_path[4200];
 
 static void side_open(side_t *s)
 {
-    char err[512];
     s->dir = ts_tmpdir();
-    store_opts_t opts = {.so_dir = s->dir, .so_map_size_bytes = 64 << 20, .so_durability = STORE_PERIODIC};
-    s->store = store_open(&opts, err, sizeof(err));
-    ck_assert_msg(s->store != NULL, "%s", err);
+    s->store = ts_store(s->dir);
     s->engine = engine_new(view, catalog, s->store, NULL);
     ck_assert_ptr_nonnull(s->engine);
 }
@@ -51,11 +48,8 @@ static void side_close(side_t *s)
 
 static void setup(void)
 {
-    char path[4096], err[512];
     catalog = ts_catalog();
-    view = view_load(ts_src("schemas/views/customer360.yaml", path, sizeof(path)), catalog, err,
-                     sizeof(err));
-    ck_assert_msg(view != NULL, "%s", err);
+    view = ts_view(catalog);
     side_open(&live);
     side_open(&replay);
     buf_init(&msg);

@@ -65,6 +65,31 @@ catalog_t *ts_catalog(void)
     return catalog;
 }
 
+view_t *ts_view(const catalog_t *catalog)
+{
+    char path[4096], err[512];
+    view_t *view = view_load(ts_src("schemas/views/customer360.yaml", path, sizeof(path)),
+                             catalog, err, sizeof(err));
+    if (!view) {
+        fprintf(stderr, "view: %s\n", err);
+        abort();
+    }
+    return view;
+}
+
+store_t *ts_store(const char *dir)
+{
+    char err[512];
+    store_opts_t opts = {.so_dir = dir, .so_map_size_bytes = 64 << 20,
+                         .so_durability = STORE_PERIODIC};
+    store_t *store = store_open(&opts, err, sizeof(err));
+    if (!store) {
+        fprintf(stderr, "store: %s\n", err);
+        abort();
+    }
+    return store;
+}
+
 static int set_value(avro_value_t *field, const char *text)
 {
     avro_schema_t schema = avro_value_get_schema(field);

@@ -4,6 +4,8 @@
 
 #include "buf.h"
 #include "catalog.h"
+#include "store.h"
+#include "view.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,6 +21,13 @@ void ts_rmtree(char *path);
 
 /* The real catalog (schemas/catalog.yaml); aborts the test on failure. */
 catalog_t *ts_catalog(void);
+
+/* The real Customer 360 definition (schemas/views/customer360.yaml) over catalog;
+ * aborts the test on failure. */
+view_t *ts_view(const catalog_t *catalog);
+
+/* A writable scratch store in dir (64 MiB map, periodic durability); aborts on failure. */
+store_t *ts_store(const char *dir);
 
 /* Builds a Confluent-framed Avro message for schema_id into out (reset first).
  * Fields are given as "name=value" strings, NULL-terminated; the value is coerced to
