@@ -204,13 +204,12 @@ uint64_t report_unknown_keys(const report_t *report)
     return report->rp_unknown_keys;
 }
 
-/* One gauge per view and mode. fmt prints the value ("%.0f" for counts). */
+/* One gauge per view and mode, its value with `decimals` decimals (0 for counts). */
 static void gauge(FILE *out, const char *name, const char *help, const char *view,
-                  const char *mode, double value, const char *fmt)
+                  const char *mode, double value, int decimals)
 {
-    fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n%s{view=\"%s\",mode=\"%s\"} ", name, help, name,
-            name, view, mode);
-    fprintf(out, strcmp(fmt, "%.3f") == 0 ? "%.3f\n" : "%.0f\n", value);
+    fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n%s{view=\"%s\",mode=\"%s\"} %.*f\n", name,
+            help, name, name, view, mode, decimals, value);
 }
 
 static int write_metrics(report_t *report, int64_t duration_ms, char *errstr, size_t errlen)
@@ -253,15 +252,15 @@ static int write_metrics(report_t *report, int64_t duration_ms, char *errstr, si
         }
     }
     gauge(out, "readmodel_reconcile_unknown_keys", "Keys with a section that could not be checked.",
-          view, mode, (double)report->rp_unknown_keys, "%.0f");
+          view, mode, (double)report->rp_unknown_keys, 0);
     gauge(out, "readmodel_reconcile_keys_checked", "Keys compared in the last run.", view, mode,
-          (double)report->rp_keys, "%.0f");
+          (double)report->rp_keys, 0);
     gauge(out, "readmodel_reconcile_repairs", "Repair events published in the last run.", view,
-          mode, (double)report->rp_repaired, "%.0f");
+          mode, (double)report->rp_repaired, 0);
     gauge(out, "readmodel_reconcile_duration_seconds", "Duration of the last run.", view, mode,
-          (double)duration_ms / 1000.0, "%.3f");
+          (double)duration_ms / 1000.0, 3);
     gauge(out, "readmodel_reconcile_last_run_timestamp_seconds", "When the last run ended.", view,
-          mode, (double)rm_wall_ms() / 1000.0, "%.3f");
+          mode, (double)rm_wall_ms() / 1000.0, 3);
     int bad = ferror(out);
     bad |= fclose(out);
     if (bad || rename(tmp, path)) {
