@@ -955,6 +955,12 @@ static int apply_batch(pipe_t *pipe)
     size_t rules = pipe->pi_opts.po_view->v_rule_count;
     uint64_t applied_by_rule[rules ? rules : 1];
     plan_batch(pipe);
+    if (!pipe->pi_plan_apply_count) {
+        /* Everything waits: no transaction; the messages lead the next batch. */
+        pipe->pi_stats.ps_held += pipe->pi_batch_count;
+        batch_carry_held(pipe);
+        return 0;
+    }
     for (;;) {
         uint64_t outcomes[ENGINE__OUTCOMES] = {0}, skipped = 0;
         memset(applied_by_rule, 0, sizeof(applied_by_rule));
