@@ -29,9 +29,14 @@
 #define PIPE_EXPIRE_EVERY_MS 10000 /* how often parked events are checked for link-timeout */
 /* How many batches a message may be held back from while link topics catch up
  * (batch_plan.h (2)); then it is applied and parks if it must. Bounds the extra delay
- * of an event whose link partition lags. Chosen with bench-style A/B runs (docs/design.md
- * §6): more holds than this barely lowered parking further. */
-#define PIPE_HOLD_MAX_BATCHES 2
+ * of an event whose link partition lags. Chosen with interleaved A/B runs on a 10k-
+ * customer backlog (docs/design.md §6): 1 and 2 holds still parked 0.5-1.3% of the
+ * events, 6 none. */
+#define PIPE_HOLD_MAX_BATCHES 6
+/* A link partition holds others back only while it is this many messages behind its
+ * high watermark: a backlog, not the few messages in flight of live traffic, whose
+ * events must not wait a batch for nothing (they rarely park: they arrive in order). */
+#define PIPE_HOLD_MIN_LINK_LAG 1000
 
 typedef struct pipe_tp {
     int pt_topic;           /* index into the view's topics */
@@ -774,10 +779,10 @@ static const char *error_class(int err)
  * so a batch often holds payments whose OrderCreated is in a later chunk; applied now
  * they park (a write, later a read, delete and a second decode). Holding them until the
  * link partitions have passed their timestamp makes most of them find the link. A
- * link partition counts as "more to come" while its position is below its high
- * watermark (or target); an idle link topic therefore holds nothing, and live
- * traffic sees at most PIPE_HOLD_MAX_BATCHES extra batch delays on a dependent event
- * only while a link partition lags. */
+ * link partition counts as "more to come" while its position is more than
+ * PIPE_HOLD_MIN_LINK_LAG messages below its high watermark (or target); an idle or
+ * caught-up link topic therefore holds nothing, and a dependent event waits at most
+ * PIPE_HOLD_MAX_BATCHES batches, only while a link partition lags. */
 static void plan_batch(pipe_t *pipe)
 {
     const view_t *view = pipe->pi_opts.po_view;
@@ -802,7 +807,7 @@ static void plan_batch(pipe_t *pipe)
         if (tp->pt_target > 0 && (pipe->pi_opts.po_stop_offsets || high < 0))
             high = tp->pt_target;
         /* An unknown watermark counts as more to come: holding only delays. */
-        part->bpp_more = high < 0 || position < high;
+        part->bpp_more = high < 0 || high - position > PIPE_HOLD_MIN_LINK_LAG;
     }
     int64_t horizon = batch_plan_horizon(pipe->pi_plan_msgs, pipe->pi_batch_count,
                                          pipe->pi_plan_parts, pipe->pi_tp_count);
