@@ -101,7 +101,9 @@ struct pipe {
     batch_plan_part_t *pi_plan_parts; /* per partition (pi_tps index) */
     bool *pi_plan_held_part;      /* batch_plan_make's scratch */
     size_t pi_batch_count;
-    size_t pi_batch_cap;
+    size_t pi_batch_cap;          /* slots: room for a full batch of new messages behind
+                                     as many held ones */
+    size_t pi_batch_carried;      /* held messages leading the open batch */
     int64_t pi_batch_max_events;
     int64_t pi_batch_max_ms;
     int64_t pi_metadata_refresh_ms;
@@ -190,7 +192,9 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     pipe->pi_continue_on_gap =
         !opts->po_scratch && strcmp(cfg_str(cfg, "projector.on_gap"), "continue") == 0;
     pipe->pi_gap_tp = -1;
-    pipe->pi_batch_cap = (size_t)pipe->pi_batch_max_events;
+    /* Held messages do not count against batch_max_events: if they did, a batch full of
+     * waiting payments would leave no room for the orders they wait for. */
+    pipe->pi_batch_cap = 2 * (size_t)pipe->pi_batch_max_events;
     pipe->pi_batch = calloc(pipe->pi_batch_cap, sizeof(*pipe->pi_batch));
     pipe->pi_batch_skip = calloc(pipe->pi_batch_cap, sizeof(*pipe->pi_batch_skip));
     pipe->pi_plan_msgs = calloc(pipe->pi_batch_cap, sizeof(*pipe->pi_plan_msgs));
@@ -270,6 +274,7 @@ static void batch_release(pipe_t *pipe)
     for (size_t i = 0; i < pipe->pi_batch_count; i++)
         rd_kafka_message_destroy(pipe->pi_batch[i]);
     pipe->pi_batch_count = 0;
+    pipe->pi_batch_carried = 0;
 }
 
 void pipe_destroy(pipe_t *pipe)
@@ -811,7 +816,11 @@ static void plan_batch(pipe_t *pipe)
     }
     int64_t horizon = batch_plan_horizon(pipe->pi_plan_msgs, pipe->pi_batch_count,
                                          pipe->pi_plan_parts, pipe->pi_tp_count);
-    batch_plan_make(pipe->pi_plan_msgs, pipe->pi_batch_count, horizon, PIPE_HOLD_MAX_BATCHES,
+    /* More held than a batch of new messages: apply them all, the slots are needed. */
+    unsigned max_holds = pipe->pi_batch_carried >= (size_t)pipe->pi_batch_max_events
+                             ? 0
+                             : PIPE_HOLD_MAX_BATCHES;
+    batch_plan_make(pipe->pi_plan_msgs, pipe->pi_batch_count, horizon, max_holds,
                     pipe->pi_plan_held_part, pipe->pi_tp_count, pipe->pi_plan_order,
                     &pipe->pi_plan_apply_count, pipe->pi_plan_hold);
 }
@@ -841,6 +850,7 @@ static void batch_carry_held(pipe_t *pipe)
         kept++;
     }
     pipe->pi_batch_count = kept;
+    pipe->pi_batch_carried = kept;
 }
 
 /* Applies the open batch in one transaction with its offsets. Returns 0 once
@@ -1024,7 +1034,10 @@ static void fill_batch(pipe_t *pipe)
     const view_t *view = pipe->pi_opts.po_view;
     /* Messages held back from the last batch open this one (and its deadline). */
     int64_t deadline = pipe->pi_batch_count ? rm_mono_ms() + pipe->pi_batch_max_ms : 0;
-    while (pipe->pi_batch_count < pipe->pi_batch_cap && !pipe->pi_stop) {
+    size_t limit = pipe->pi_batch_carried + (size_t)pipe->pi_batch_max_events;
+    if (limit > pipe->pi_batch_cap)
+        limit = pipe->pi_batch_cap;
+    while (pipe->pi_batch_count < limit && !pipe->pi_stop) {
         int timeout = PIPE_POLL_IDLE_MS;
         if (pipe->pi_batch_count) {
             int64_t left = deadline - rm_mono_ms();
