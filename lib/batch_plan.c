@@ -27,8 +27,8 @@ int64_t batch_plan_horizon(const batch_plan_msg_t *msgs, size_t count,
 }
 
 void batch_plan_make(const batch_plan_msg_t *msgs, size_t count, int64_t horizon_ms,
-                     unsigned max_holds, bool *held_part, size_t part_count,
-                     uint32_t *ret_order, size_t *ret_apply_count, bool *ret_hold)
+                     unsigned max_holds, bool *held_part, size_t part_count, uint32_t *ret_order,
+                     size_t *ret_apply_count, bool *ret_hold)
 {
     memset(held_part, 0, part_count * sizeof(*held_part));
     size_t n = 0;
@@ -45,9 +45,9 @@ void batch_plan_make(const batch_plan_msg_t *msgs, size_t count, int64_t horizon
         /* Once one message of a partition waits, every later one of it waits too: that
          * is what keeps the partition's order. An earlier message held fewer times than
          * a later one cannot exist (a partition's held messages are carried together). */
-        bool hold = held_part[m->bpm_part] ||
-                    (m->bpm_holds < max_holds && m->bpm_timestamp_ms >= 0 &&
-                     m->bpm_timestamp_ms >= horizon_ms);
+        bool hold =
+            held_part[m->bpm_part] || (m->bpm_holds < max_holds && m->bpm_timestamp_ms >= 0 &&
+                                       m->bpm_timestamp_ms >= horizon_ms);
         if (hold) {
             held_part[m->bpm_part] = true;
             ret_hold[i] = true;

@@ -22,18 +22,18 @@
 
 /* One consumed message, in arrival order. */
 typedef struct batch_plan_msg {
-    uint32_t bpm_part;         /* dense index of its (topic, partition): < part_count */
-    bool bpm_link;             /* its topic learns links */
-    int64_t bpm_timestamp_ms;  /* Kafka message timestamp; < 0: unknown (never held) */
-    unsigned bpm_holds;        /* batches it was already held back from */
+    uint32_t bpm_part; /* dense index of its (topic, partition): < part_count */
+    bool bpm_link; /* its topic learns links */
+    int64_t bpm_timestamp_ms; /* Kafka message timestamp; < 0: unknown (never held) */
+    unsigned bpm_holds; /* batches it was already held back from */
 } batch_plan_msg_t;
 
 /* One partition of the view's topics. */
 typedef struct batch_plan_part {
-    bool bpp_link;             /* its topic learns links */
-    bool bpp_more;             /* messages beyond this batch exist (or may: unknown) */
-    int64_t bpp_last_ms;       /* timestamp of the last message applied from it before this
-                                  batch; < 0: none yet */
+    bool bpp_link; /* its topic learns links */
+    bool bpp_more; /* messages beyond this batch exist (or may: unknown) */
+    int64_t bpp_last_ms; /* timestamp of the last message applied from it before this
+                            batch; < 0: none yet */
 } batch_plan_part_t;
 
 /* The link horizon: the smallest, over link partitions with bpp_more, of the timestamp of
@@ -48,7 +48,7 @@ int64_t batch_plan_horizon(const batch_plan_msg_t *msgs, size_t count,
  * part_count entries (overwritten). max_holds 0 holds nothing. Every index in [0, count)
  * is either in ret_order exactly once or held. */
 void batch_plan_make(const batch_plan_msg_t *msgs, size_t count, int64_t horizon_ms,
-                     unsigned max_holds, bool *held_part, size_t part_count,
-                     uint32_t *ret_order, size_t *ret_apply_count, bool *ret_hold);
+                     unsigned max_holds, bool *held_part, size_t part_count, uint32_t *ret_order,
+                     size_t *ret_apply_count, bool *ret_hold);
 
 #endif

@@ -20,10 +20,10 @@ static bool held_part[MAX_PARTS];
  * link messages first and never held. */
 /* Per-message checks without Check's per-assertion bookkeeping (the random test makes
  * millions). */
-#define EXPECT(cond, ...)                                                                      \
-    do {                                                                                       \
-        if (!(cond))                                                                           \
-            ck_abort_msg(__VA_ARGS__);                                                         \
+#define EXPECT(cond, ...)                                                                          \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            ck_abort_msg(__VA_ARGS__);                                                             \
     } while (0)
 
 static void check_plan(size_t count, size_t applied)
@@ -47,7 +47,7 @@ static void check_plan(size_t count, size_t applied)
         EXPECT(!(m->bpm_link && others_started), "link message %u after another topic's", i);
         others_started |= !m->bpm_link;
         EXPECT((int64_t)i > last_slot[m->bpm_part], "partition %u out of order at slot %u",
-                      m->bpm_part, i);
+               m->bpm_part, i);
         last_slot[m->bpm_part] = i;
     }
     /* Once a partition has a held message, nothing later of it was applied. */
@@ -55,7 +55,7 @@ static void check_plan(size_t count, size_t applied)
     for (size_t i = 0; i < count; i++) {
         EXPECT(!(hold[i] && msgs[i].bpm_link), "link message %zu held", i);
         EXPECT(hold[i] || !part_held[msgs[i].bpm_part],
-                      "slot %zu applied after a held slot of its partition", i);
+               "slot %zu applied after a held slot of its partition", i);
         part_held[msgs[i].bpm_part] |= hold[i];
     }
 }
@@ -119,10 +119,10 @@ END_TEST
 START_TEST(test_horizon)
 {
     batch_plan_part_t parts[4] = {
-        {true, true, 50},   /* link, more to come, nothing in the batch: its last applied */
-        {true, true, 10},   /* link, more, in the batch at 70 */
-        {true, false, 5},   /* link, caught up: no constraint */
-        {false, true, 1},   /* not a link topic: no constraint */
+        {true, true, 50}, /* link, more to come, nothing in the batch: its last applied */
+        {true, true, 10}, /* link, more, in the batch at 70 */
+        {true, false, 5}, /* link, caught up: no constraint */
+        {false, true, 1}, /* not a link topic: no constraint */
     };
     size_t count = 0;
     msgs[count++] = (batch_plan_msg_t){1, true, 60, 0};
