@@ -809,7 +809,10 @@ static void plan_batch(pipe_t *pipe)
         int64_t low = 0, high = -1;
         rd_kafka_get_watermark_offsets(pipe->pi_rk, view->v_topics[tp->pt_topic], tp->pt_partition,
                                        &low, &high);
-        if (tp->pt_target > 0 && (pipe->pi_opts.po_stop_offsets || high < 0))
+        /* A replay ends at its stop offsets (0: the partition is not replayed). */
+        if (pipe->pi_opts.po_stop_offsets)
+            high = tp->pt_target;
+        else if (high < 0 && tp->pt_target > 0)
             high = tp->pt_target;
         /* An unknown watermark counts as more to come: holding only delays. */
         part->bpp_more = high < 0 || high - position > PIPE_HOLD_MIN_LINK_LAG;
