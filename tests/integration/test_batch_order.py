@@ -28,30 +28,35 @@ def check_store(config, oracle_path, messages):
     assert harness.committed_offsets(config) == messages
 
 
-def simulate_skewed(broker, workdir, seed):
-    # --skew: orders are produced behind 300 other messages, so their payments and
-    # shipments come first; --duplicates re-publishes 5% of the messages.
-    return harness.simulate(broker.bootstrap, workdir, 1200, seed,
-                            ["--skew", "300", "--duplicates", "5"])
+def skewed_backlog(workdir, processes, seed):
+    """A broker with 2 partitions per topic (each order partition then lags its watermark
+    by more than the 1,000 messages that make it hold others back) and a stream whose
+    orders are produced behind 300 other messages (--skew), so their payments and
+    shipments come first; --duplicates re-publishes 5% of the messages."""
+    broker = harness.DevBroker(workdir, partitions=2)
+    processes.append(broker)
+    summary, oracle_path = harness.simulate(broker.bootstrap, workdir, 1200, seed,
+                                            ["--skew", "300", "--duplicates", "5"])
+    return broker, oracle_path
 
 
-def test_held_backlog_equals_the_oracle(broker, workdir):
-    summary, oracle_path = simulate_skewed(broker, workdir, 61)
+def test_held_backlog_equals_the_oracle(workdir, processes):
+    broker, oracle_path = skewed_backlog(workdir, processes, 61)
     # Small batches: many batch boundaries fall between a payment and its order.
     config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="",
                                   projector__batch_max_events=1500)
     out = harness.run_projector(config)
     assert out.returncode == 0, out.stderr[-2000:]
     stop = stop_line(out.stderr)
-    assert stop["held"] > 0, stop          # the hold-back path ran
-    # Holding is what keeps parking rare: measured on this stream, 5.8-7.3k of its 35k
-    # messages parked before (link topics first only), 0.3-2.1k with holding.
-    assert stop["parked"] < stop["messages"] // 8, stop
+    assert stop["held"] > 0, stop  # the hold-back path ran
+    # How much parking it saves depends on how librdkafka's fetches interleave the
+    # partitions (timing: under ASan far less), so that is measured by the benchmark
+    # (docs/design.md §6), not asserted here.
     check_store(config, oracle_path, stop["messages"])
 
 
-def test_crash_with_held_messages_loses_nothing(broker, workdir):
-    summary, oracle_path = simulate_skewed(broker, workdir, 62)
+def test_crash_with_held_messages_loses_nothing(workdir, processes):
+    broker, oracle_path = skewed_backlog(workdir, processes, 62)
     config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="",
                                   projector__batch_max_events=1500)
     # Killed right after the third commit: messages held from it exist only in memory.
