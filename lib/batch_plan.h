@@ -3,7 +3,7 @@
  *
  * Kafka orders messages only within a partition, so a batch may be applied in any order
  * that keeps each partition's messages in arrival order. The plan uses that freedom to
- * avoid parking (pipeline.c, note in apply_batch_once):
+ * avoid parking (why it is safe: plan_batch in pipeline.c):
  *   (1) messages of topics that learn links come first, then the others, each group in
  *       arrival order — a payment whose OrderCreated is anywhere in the batch finds it;
  *   (2) a message of another topic whose timestamp is at or past the link horizon (the
