@@ -31,7 +31,7 @@
  * (batch_plan.h (2)); then it is applied and parks if it must. Bounds the extra delay
  * of an event whose link partition lags. Chosen with interleaved A/B runs on a 10k-
  * customer backlog (docs/design.md §6): 1 and 2 holds still parked 0.5-1.3% of the
- * events, 6 none. */
+ * events, 6 none (runs made before held messages got their own batch slots). */
 #define PIPE_HOLD_MAX_BATCHES 6
 /* A link partition holds others back only while it is this many messages behind its
  * high watermark: a backlog, not the few messages in flight of live traffic, whose
