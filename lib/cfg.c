@@ -64,12 +64,13 @@ static const cfg_key_t cfg_keys[] = {
     CFG_CHOICE("log.format", "auto", "RM_LOG_FORMAT", "auto|json|text",
                "auto: text on a terminal, JSON lines otherwise"),
     /* 50,000: a backlog of 100k customers projects ~20% faster than with 10,000 (fewer
-     * copy-on-write pages written per event, docs/design.md §6); batch_max_ms still
-     * closes a batch in live traffic, so only a backlog fills one. */
+     * copy-on-write pages written per event, docs/design.md §6); in live traffic a
+     * batch closes when the consumer queue is empty, so only a backlog fills one. */
     CFG_INTEGER("projector.batch_max_events", "50000", "RM_BATCH_MAX_EVENTS", 1, 1000000,
                 "group commit: most events applied in one transaction"),
     CFG_INTEGER("projector.batch_max_ms", "20", "RM_BATCH_MAX_MS", 1, 60000,
-                "group commit: longest wait before a batch is committed"),
+                "group commit: longest a batch stays open (it closes earlier, as soon as "
+                "the consumer queue is empty)"),
     CFG_CHOICE("projector.durability", "periodic", "RM_DURABILITY", "sync|nometasync|periodic",
                "when commits reach the disk; docs say what each mode survives"),
     CFG_INTEGER("projector.sync_interval_ms", "1000", "RM_SYNC_INTERVAL_MS", 1, 3600000,
