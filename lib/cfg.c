@@ -74,7 +74,7 @@ static const cfg_key_t cfg_keys[] = {
     CFG_CHOICE("projector.durability", "periodic", "RM_DURABILITY", "sync|nometasync|periodic",
                "when commits reach the disk; docs say what each mode survives"),
     CFG_INTEGER("projector.sync_interval_ms", "1000", "RM_SYNC_INTERVAL_MS", 1, 3600000,
-                "periodic durability: fsync period"),
+                "periodic durability: fsync period (on the store's own thread)"),
     CFG_INTEGER("projector.map_size_mb", "1024", "RM_MAP_SIZE_MB", 1, 16777216,
                 "initial LMDB map size (grown on demand)"),
     CFG_INTEGER("projector.metadata_refresh_ms", "10000", "RM_METADATA_REFRESH_MS", 100, 3600000,
