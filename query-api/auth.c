@@ -1,4 +1,8 @@
 /* auth: the policy (roles, API keys), the verified-token cache and the grants (auth.h). */
+/* token_sha256 uses SHA256_Init/Update/Final, deprecated in OpenSSL 3: the one-shot
+ * SHA256() they would be replaced by fetches the algorithm and allocates a context on
+ * every call, 40% of the cost of hashing a bearer token for the cache (callgrind). */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "auth.h"
 #include "rm_err.h"
 #include "yml.h"
@@ -414,6 +418,15 @@ static auth_cached_t *cache_slot(auth_t *auth, const unsigned char *hash, auth_s
     return &shard->as_slots[(h / AUTH_CACHE_SHARDS) % auth->au_slots_per_shard];
 }
 
+/* SHA-256 of a bearer token, the cache's key (see the note at the top). */
+static void token_sha256(const char *token, size_t len, unsigned char out[SHA256_DIGEST_LENGTH])
+{
+    SHA256_CTX sha;
+    SHA256_Init(&sha);
+    SHA256_Update(&sha, token, len);
+    SHA256_Final(out, &sha);
+}
+
 int auth_bearer(auth_t *auth, const char *token, size_t len, int64_t now_ms,
                 auth_principal_t *ret_principal, const char **ret_reason)
 {
@@ -426,7 +439,7 @@ int auth_bearer(auth_t *auth, const char *token, size_t len, int64_t now_ms,
         return RM_EINVAL;
     }
     unsigned char hash[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)token, len, hash);
+    token_sha256(token, len, hash);
     auth_shard_t *shard;
     auth_cached_t *slot = cache_slot(auth, hash, &shard);
     pthread_mutex_lock(&shard->as_lock);
