@@ -1,7 +1,7 @@
 /* auth: the policy (roles, API keys), the verified-token cache and the grants (auth.h). */
-/* token_sha256 uses SHA256_Init/Update/Final, deprecated in OpenSSL 3: the one-shot
+/* credential_sha256 uses SHA256_Init/Update/Final, deprecated in OpenSSL 3: the one-shot
  * SHA256() they would be replaced by fetches the algorithm and allocates a context on
- * every call, 40% of the cost of hashing a bearer token for the cache (callgrind). */
+ * every call, 40% of the cost of hashing a bearer token or API key (callgrind). */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include "auth.h"
 #include "rm_err.h"
@@ -392,11 +392,20 @@ static void principal_init(auth_principal_t *principal, const char *name, auth_m
     principal->ap_method = method;
 }
 
+/* SHA-256 of a bearer token (the cache's key) or an API key (see the note at the top). */
+static void credential_sha256(const char *token, size_t len, unsigned char out[SHA256_DIGEST_LENGTH])
+{
+    SHA256_CTX sha;
+    SHA256_Init(&sha);
+    SHA256_Update(&sha, token, len);
+    SHA256_Final(out, &sha);
+}
+
 int auth_api_key(const auth_t *auth, const char *key, size_t len,
                  auth_principal_t *ret_principal, const char **ret_reason)
 {
     unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)key, len, digest);
+    credential_sha256(key, len, digest);
     const auth_key_t *found = NULL;
     /* Every key is compared, in constant time, so timing says nothing about which
      * stored hash a guess came close to. */
@@ -423,15 +432,6 @@ static auth_cached_t *cache_slot(auth_t *auth, const unsigned char *hash, auth_s
     return &shard->as_slots[(h / AUTH_CACHE_SHARDS) % auth->au_slots_per_shard];
 }
 
-/* SHA-256 of a bearer token, the cache's key (see the note at the top). */
-static void token_sha256(const char *token, size_t len, unsigned char out[SHA256_DIGEST_LENGTH])
-{
-    SHA256_CTX sha;
-    SHA256_Init(&sha);
-    SHA256_Update(&sha, token, len);
-    SHA256_Final(out, &sha);
-}
-
 int auth_bearer(auth_t *auth, const char *token, size_t len, int64_t now_ms,
                 auth_principal_t *ret_principal, const char **ret_reason)
 {
@@ -444,7 +444,7 @@ int auth_bearer(auth_t *auth, const char *token, size_t len, int64_t now_ms,
         return RM_EINVAL;
     }
     unsigned char hash[SHA256_DIGEST_LENGTH];
-    token_sha256(token, len, hash);
+    credential_sha256(token, len, hash);
     auth_shard_t *shard;
     auth_cached_t *slot = cache_slot(auth, hash, &shard);
     pthread_mutex_lock(&shard->as_lock);
