@@ -393,7 +393,8 @@ static void principal_init(auth_principal_t *principal, const char *name, auth_m
 }
 
 /* SHA-256 of a bearer token (the cache's key) or an API key (see the note at the top). */
-static void credential_sha256(const char *token, size_t len, unsigned char out[SHA256_DIGEST_LENGTH])
+static void credential_sha256(const char *token, size_t len,
+                              unsigned char out[SHA256_DIGEST_LENGTH])
 {
     SHA256_CTX sha;
     SHA256_Init(&sha);

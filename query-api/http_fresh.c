@@ -99,8 +99,7 @@ int http_fresh_lag(store_t *store, MDB_txn *txn, int64_t now_ms, http_lag_t *ret
 }
 
 int http_fresh_lag_topics(const view_t *view, store_t *store, MDB_txn *txn, int64_t now_ms,
-                          http_lag_memo_t *memo, http_lag_t *ret_lag,
-                          http_topic_lag_t *ret_topics)
+                          http_lag_memo_t *memo, http_lag_t *ret_lag, http_topic_lag_t *ret_topics)
 {
     assert(view->v_topic_count <= VIEW_MAX_TOPICS); /* view_load refuses more */
     http_lag_memo_t local;

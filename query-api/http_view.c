@@ -147,8 +147,8 @@ static int render_in(http_ctx_t *ctx, store_t *store, MDB_txn *txn, const http_r
     const view_t *view = ctx->hc_app->ap_view;
     http_topic_lag_t topics[VIEW_MAX_TOPICS];
     render_lag_t sections[FRAG_MAX_SLOTS];
-    int rc = http_fresh_lag_topics(view, store, txn, rm_wall_ms(), http_lag_memo(), ret_lag,
-                                   topics);
+    int rc =
+        http_fresh_lag_topics(view, store, txn, rm_wall_ms(), http_lag_memo(), ret_lag, topics);
     if (rc)
         return rc;
     http_fresh_section_lag(view, topics, sections);

@@ -74,11 +74,16 @@ static void write_lines(audit_t *audit, int count, const char *prefix)
         char rid[64], key[32];
         snprintf(rid, sizeof(rid), "%s-%d", prefix, i);
         snprintf(key, sizeof(key), "C1-%06d", i);
-        audit_record_t record = {
-            .ar_event = "view_read", .ar_principal = "tester", .ar_method = "jwt",
-            .ar_request_id = rid, .ar_view = "customer360", .ar_key = key,
-            .ar_key_len = strlen(key), .ar_section_names = section_names,
-            .ar_sections = 5, .ar_status = 200};
+        audit_record_t record = {.ar_event = "view_read",
+                                 .ar_principal = "tester",
+                                 .ar_method = "jwt",
+                                 .ar_request_id = rid,
+                                 .ar_view = "customer360",
+                                 .ar_key = key,
+                                 .ar_key_len = strlen(key),
+                                 .ar_section_names = section_names,
+                                 .ar_sections = 5,
+                                 .ar_status = 200};
         ck_assert_int_eq(audit_write(audit, &record), 0);
     }
 }
