@@ -93,10 +93,11 @@ static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
-    (void)cls;
+    http_ctx_t *ctx = cls;
     (void)conn;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        http_token_memo_t *memo = malloc(sizeof(*memo));
+        /* ~2.4 KB per connection, so only where tokens are checked at all */
+        http_token_memo_t *memo = auth_enabled(ctx->hc_auth) ? malloc(sizeof(*memo)) : NULL;
         if (memo)
             memo->tm_len = 0;
         *socket_context = memo; /* NULL when out of memory: the shared cache still serves */
@@ -255,7 +256,7 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
         (unsigned)cfg_int(app->ap_cfg, "query_api.max_connections"),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg_int(app->ap_cfg, "query_api.timeout_s"),
         MHD_OPTION_UNESCAPE_CALLBACK, raw_unescape, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-        on_connection, NULL, MHD_OPTION_ARRAY, tls_opts,
+        on_connection, ctx, MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
     if (!server->hs_daemon) {
         snprintf(errstr, errlen, "query_api.listen: cannot listen on %s", listen);
