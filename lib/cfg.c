@@ -153,6 +153,9 @@ static const cfg_key_t cfg_keys[] = {
             "key of the HMAC-SHA256 that hides customer ids in the audit log"),
     CFG_STR("query_api.audit.hmac_key", "", "RM_AUDIT_HMAC_KEY", true,
             "the audit HMAC key itself (environment only); neither set: a random key per run"),
+    CFG_INTEGER("query_api.audit.flush_ms", "20", "RM_AUDIT_FLUSH_MS", 0, 1000,
+                "audit lines are written within this many ms of their request (one write "
+                "per batch; a crash loses at most this window); 0: one write per line"),
     CFG_INTEGER("query_api.rate_limit.ip_rps", "0", "RM_RATE_LIMIT_IP_RPS", 0, 10000000,
                 "requests per second per client address (token bucket); 0: no limit"),
     CFG_INTEGER("query_api.rate_limit.ip_burst", "200", "RM_RATE_LIMIT_IP_BURST", 1, 10000000,
