@@ -50,6 +50,7 @@ static probe_t *g_probes;
 static int g_probe_cap, g_probe_count;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static volatile int g_stop_probes, g_stop_poller, g_stop_consumer;
+static volatile int g_probes_joined; /* the probe thread has produced its last probe */
 static int64_t g_delivered, g_failed;
 static int32_t g_probe_partition = -1;
 static int64_t g_probe_offset = -1;
@@ -349,7 +350,9 @@ static void *poller_thread(void *arg)
                 n = g_probe_count;
             for (; seen < n; seen++)
                 g_probes[seen].pb_visible = t;
-            int done = g_stop_probes && seen == g_probe_count;
+            /* Not g_stop_probes: the probe thread may still produce the probe whose slot
+             * it was waiting for when told to stop. */
+            int done = g_probes_joined && seen == g_probe_count;
             pthread_mutex_unlock(&g_lock);
             if (done)
                 break;
@@ -535,6 +538,7 @@ int main(int argc, char **argv)
     double produce_secs = now_s() - t0;
     g_stop_probes = 1;
     pthread_join(probe_tid, NULL);
+    g_probes_joined = 1;
     rd_kafka_flush(bg, 30000);
     /* Drain: wait for the poller to see the last probe, at most DRAIN_S. */
     for (double t = now_s(); now_s() - t < DRAIN_S;) {

@@ -61,17 +61,23 @@ int buf_append_char(buf_t *buf, char c)
 
 int buf_printf(buf_t *buf, const char *fmt, ...)
 {
+    /* Format straight into the spare capacity: a second pass only when it did not fit
+     * (measuring first cost every call two vsnprintf; they were a fifth of a query-api
+     * request's instructions under callgrind). */
+    size_t room = buf->b_cap > buf->b_len ? buf->b_cap - buf->b_len : 0;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(room ? buf->b_data + buf->b_len : NULL, room, fmt, ap);
     va_end(ap);
     if (n < 0)
         return RM_EINVAL;
-    if (buf_reserve(buf, (size_t)n))
-        return RM_ENOMEM;
-    va_start(ap, fmt);
-    vsnprintf(buf->b_data + buf->b_len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    if ((size_t)n >= room) {
+        if (buf_reserve(buf, (size_t)n))
+            return RM_ENOMEM;
+        va_start(ap, fmt);
+        vsnprintf(buf->b_data + buf->b_len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     buf->b_len += (size_t)n;
     return 0;
 }

@@ -64,16 +64,17 @@ static const cfg_key_t cfg_keys[] = {
     CFG_CHOICE("log.format", "auto", "RM_LOG_FORMAT", "auto|json|text",
                "auto: text on a terminal, JSON lines otherwise"),
     /* 50,000: a backlog of 100k customers projects ~20% faster than with 10,000 (fewer
-     * copy-on-write pages written per event, docs/design.md §6); batch_max_ms still
-     * closes a batch in live traffic, so only a backlog fills one. */
+     * copy-on-write pages written per event, docs/design.md §6); in live traffic a
+     * batch closes when the consumer queue is empty, so only a backlog fills one. */
     CFG_INTEGER("projector.batch_max_events", "50000", "RM_BATCH_MAX_EVENTS", 1, 1000000,
                 "group commit: most events applied in one transaction"),
     CFG_INTEGER("projector.batch_max_ms", "20", "RM_BATCH_MAX_MS", 1, 60000,
-                "group commit: longest wait before a batch is committed"),
+                "group commit: longest a batch stays open (it closes earlier, as soon as "
+                "the consumer queue is empty)"),
     CFG_CHOICE("projector.durability", "periodic", "RM_DURABILITY", "sync|nometasync|periodic",
                "when commits reach the disk; docs say what each mode survives"),
     CFG_INTEGER("projector.sync_interval_ms", "1000", "RM_SYNC_INTERVAL_MS", 1, 3600000,
-                "periodic durability: fsync period"),
+                "periodic durability: fsync period (on the store's own thread)"),
     CFG_INTEGER("projector.map_size_mb", "1024", "RM_MAP_SIZE_MB", 1, 16777216,
                 "initial LMDB map size (grown on demand)"),
     CFG_INTEGER("projector.metadata_refresh_ms", "10000", "RM_METADATA_REFRESH_MS", 100, 3600000,
@@ -152,6 +153,9 @@ static const cfg_key_t cfg_keys[] = {
             "key of the HMAC-SHA256 that hides customer ids in the audit log"),
     CFG_STR("query_api.audit.hmac_key", "", "RM_AUDIT_HMAC_KEY", true,
             "the audit HMAC key itself (environment only); neither set: a random key per run"),
+    CFG_INTEGER("query_api.audit.flush_ms", "20", "RM_AUDIT_FLUSH_MS", 0, 1000,
+                "audit lines are written within this many ms of their request (one write "
+                "per batch; a crash loses at most this window); 0: one write per line"),
     CFG_INTEGER("query_api.rate_limit.ip_rps", "0", "RM_RATE_LIMIT_IP_RPS", 0, 10000000,
                 "requests per second per client address (token bucket); 0: no limit"),
     CFG_INTEGER("query_api.rate_limit.ip_burst", "200", "RM_RATE_LIMIT_IP_BURST", 1, 10000000,

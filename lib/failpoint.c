@@ -4,6 +4,7 @@
 #include "rm_err.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +34,50 @@ void failpoint_pass(const char *name)
         fprintf(stderr, "failpoint %s: SIGKILL\n", name);
         raise(SIGKILL);
     }
+}
+
+/* RM_FAILPOINT_ERROR: read at every pass (points that inject errors are passed about
+ * once a second), so a test can arm, change or disarm it between cases; a changed
+ * spec restarts the pass count. */
+static pthread_mutex_t error_lock = PTHREAD_MUTEX_INITIALIZER;
+static char error_spec[128];
+static char error_name[64];
+static long error_first, error_count, error_passes;
+
+static void error_arm(const char *spec)
+{
+    snprintf(error_spec, sizeof(error_spec), "%s", spec);
+    error_count = error_passes = 0;
+    const char *colon = strchr(spec, ':');
+    if (!colon || (size_t)(colon - spec) >= sizeof(error_name))
+        return;
+    char *end;
+    long first = strtol(colon + 1, &end, 10);
+    long count = *end == ':' ? strtol(end + 1, NULL, 10) : 1;
+    if (first <= 0 || count <= 0)
+        return;
+    memcpy(error_name, spec, (size_t)(colon - spec));
+    error_name[colon - spec] = '\0';
+    error_first = first;
+    error_count = count;
+}
+
+int failpoint_errno(const char *name)
+{
+    const char *spec = getenv("RM_FAILPOINT_ERROR");
+    if (__builtin_expect(!spec || !*spec, 1))
+        return 0;
+    pthread_mutex_lock(&error_lock);
+    if (strcmp(spec, error_spec) != 0)
+        error_arm(spec);
+    long pass = 0;
+    if (error_count && strcmp(name, error_name) == 0)
+        pass = ++error_passes;
+    pthread_mutex_unlock(&error_lock);
+    if (pass < error_first || pass >= error_first + error_count)
+        return 0;
+    fprintf(stderr, "failpoint %s: EIO (pass %ld)\n", name, pass);
+    return EIO;
 }
 
 typedef struct failpoint_skip {

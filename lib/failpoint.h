@@ -6,7 +6,14 @@
  *   apply-event      after an event was applied inside the write transaction (mid-batch)
  *   batch-commit     after the LMDB commit, before anything else learns of it
  *   outbox-produced  after dead letters were acknowledged by Kafka, before their delete
- * Thread-safe enough for its use: points are passed on the consumer thread only. */
+ * Thread-safe enough for its use: points are passed on the consumer thread only.
+ *
+ * Injected errors: RM_FAILPOINT_ERROR="NAME:N[:COUNT]" makes passes N to N+COUNT-1
+ * (COUNT defaults to 1) through failpoint_errno(NAME) return EIO, so a test can
+ * see what the code does with an I/O error it cannot provoke otherwise. The names:
+ *   store-sync       the store's fsync (store.c), on its sync thread or store_sync()
+ * failpoint_errno may be called from any thread; it reads the variable at every pass
+ * (a test may change it between cases, which restarts the count). */
 #ifndef RM_FAILPOINT_H
 #define RM_FAILPOINT_H
 
@@ -23,6 +30,10 @@ static inline void failpoint(const char *name)
     if (__builtin_expect(failpoint_state != 0, 0))
         failpoint_pass(name);
 }
+
+/* 0, or the errno to act on instead of doing the I/O at point name (see above). Unset,
+ * the cost is one getenv: keep such points off per-event paths. */
+int failpoint_errno(const char *name);
 
 /* Skipped applications: a test hook for reconcile's diff-replay, which must find
  * "lost applications". RM_TEST_SKIP_APPLY="topic:partition:offset[,...]" makes the

@@ -7,9 +7,13 @@
  *     committed offset; no consumer group membership is used (see docs/design.md:
  *     one full-replica projector per view assigns all partitions itself — no
  *     rebalances, no 3 s join), new partitions are found by a periodic metadata poll.
- * (2) Group commit: messages accumulate until batch_max_events or batch_max_ms, are
- *     applied in one write transaction together with the next offset of every
- *     partition they came from, and committed once.
+ * (2) Group commit: a batch opens with the first message and closes as soon as the
+ *     consumer queue is empty (a poll with timeout 0 returns nothing), or at
+ *     batch_max_events, or batch_max_ms after its first message; it is applied in one
+ *     write transaction together with the next offset of every partition it came
+ *     from, and committed once. Closing on an empty queue costs live traffic no wait;
+ *     under load messages pile up during each apply and commit, so batches grow by
+ *     themselves (in a backlog the prefetch queue never empties: the bounds close).
  * (3) A batch is kept until its commit succeeds: on MDB_MAP_FULL the map grows and
  *     the same batch is re-applied; on a full disk or I/O error the loop stops
  *     consuming and retries with backoff — nothing is lost or skipped.
@@ -102,10 +106,20 @@ typedef struct pipe_partition {
     int64_t pp_high_watermark;  /* as last fetched */
 } pipe_partition_t;
 
+/* What closed a batch (note 2); readmodel_batches_total's closed_by label. */
+typedef enum pipe_close {
+    PIPE_CLOSE_DRAINED = 0, /* the consumer queue was empty */
+    PIPE_CLOSE_MAX_MS,      /* batch_max_ms after its first message */
+    PIPE_CLOSE_MAX_EVENTS,  /* batch_max_events */
+    PIPE_CLOSE_STOPPED,     /* pipe_stop() or a gap */
+    PIPE_CLOSE__COUNT
+} pipe_close_t;
+
 typedef struct pipe_stats {
     uint64_t ps_messages;                       /* consumed and applied (any outcome) */
     uint64_t ps_outcomes[ENGINE__OUTCOMES];
     uint64_t ps_batches;
+    uint64_t ps_batches_closed[PIPE_CLOSE__COUNT]; /* committed batches by what closed them */
     uint64_t ps_commit_retries;                 /* batches re-applied after a store error */
     uint64_t ps_map_grows;
     uint64_t ps_skipped_redelivered;            /* below the stored next offset */
@@ -150,7 +164,8 @@ void pipe_get_stats(pipe_t *pipe, pipe_stats_t *ret_stats);
 
 /* Appends the projector's metrics in Prometheus text format: per partition stored
  * offset, high watermark, lag in messages and seconds; events by type and outcome;
- * batch size and commit latency histograms; parked events; store map usage.
+ * batch size and commit latency histograms, batches by what closed them; parked
+ * events; store map usage; the store's syncs (count, failures, duration histogram).
  * Any thread (reads a snapshot published after every batch). */
 int pipe_render_metrics(pipe_t *pipe, buf_t *out);
 

@@ -9,13 +9,29 @@
  *     store would each seek to the stored offsets and race — we want the second
  *     one to fail fast instead.
  * (3) mdb_reader_check() runs at open: stale reader slots of crashed readers pin
- *     old pages and make the file grow. */
+ *     old pages and make the file grow.
+ * (4) Periodic durability syncs on a thread of its own (store_sync_main), not inside
+ *     store_write_commit: the fdatasync of a second's dirty pages took 50-370 ms on
+ *     this machine, and inline it stalled the writer (and every event waiting behind
+ *     the batch) that long once per interval. Without MDB_WRITEMAP, LMDB 0.9.24's
+ *     mdb_env_sync(env, 1) is a bare fdatasync(me_fd) that reads only me_flags, so it
+ *     may run while the writer commits: the writer's pwrite()s that precede the
+ *     fdatasync are durable when it returns, later ones wait for the next sync. Only
+ *     mdb_env_set_mapsize must not overlap it (DESIGN.md §8 asks for no txn during a
+ *     resize; we also keep the sync out): st_map_lock is held across a sync and across
+ *     store_grow. A failed sync is kept in st_sync_err and returned by every
+ *     store_write_commit (its txn aborted, so the caller keeps its batch) until a later
+ *     sync succeeds: the writer stops making progress instead of committing on top of
+ *     writes the disk refused. */
 #include "store.h"
+#include "failpoint.h"
 #include "rm_time.h"
 #include "rm_err.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +55,18 @@ struct store {
     int st_lock_fd;
     store_durability_t st_durability;
     int64_t st_sync_interval_ms;
-    int64_t st_last_sync_ms;
     size_t st_map_bytes;
+    pthread_mutex_t st_map_lock;  /* held across a sync and a map resize (note 4) */
+    /* STORE_PERIODIC's sync thread (note 4). The writer only touches the two atomics,
+     * so a commit never waits for the sync thread, not even for a lock. */
+    atomic_bool st_sync_dirty;     /* a commit since the last sync began, or it failed */
+    atomic_int st_sync_err;        /* rm_err_t of the last sync if it failed, else 0 */
+    bool st_sync_started;
+    pthread_t st_sync_thread;
+    pthread_mutex_t st_sync_lock;  /* guards the three fields below; never held in I/O */
+    pthread_cond_t st_sync_cond;   /* signalled to stop the thread (CLOCK_MONOTONIC) */
+    bool st_sync_stop;
+    store_sync_stats_t st_sync_stats;
 };
 
 static int store_take_lock(store_t *store, char *errstr, size_t errlen)
@@ -86,6 +112,80 @@ static int store_open_dbs(store_t *store, char *errstr, size_t errlen)
     return 0;
 }
 
+/* Buckets of readmodel_store_sync_seconds: from a clean file's ~50 µs fdatasync to
+ * the 2.5 s of a stalled disk; 0.05-0.5 s is where this machine's syncs fell. */
+static const double store_sync_bounds[] = {0.0001, 0.001, 0.005, 0.01, 0.025, 0.05,
+                                           0.1, 0.25, 0.5, 1, 2.5};
+
+/* One fdatasync of the environment, timed and counted. Any thread; takes st_map_lock
+ * so that no resize runs during it, then st_sync_lock to record the outcome. */
+static int store_sync_once(store_t *store)
+{
+    pthread_mutex_lock(&store->st_map_lock);
+    int64_t start_ns = rm_mono_ns();
+    int err = failpoint_errno("store-sync");
+    int rc = err ? err : mdb_env_sync(store->st_env, 1);
+    double seconds = (double)(rm_mono_ns() - start_ns) / 1e9;
+    pthread_mutex_unlock(&store->st_map_lock);
+    rc = rc ? rm_err_from_mdb(rc) : 0;
+    if (rc)
+        atomic_store(&store->st_sync_dirty, true); /* retried at the next interval */
+    atomic_store(&store->st_sync_err, rc);
+    pthread_mutex_lock(&store->st_sync_lock);
+    if (rc) {
+        store->st_sync_stats.sst_failures++;
+    } else {
+        store->st_sync_stats.sst_syncs++;
+        metrics_hist_observe(&store->st_sync_stats.sst_seconds, seconds);
+    }
+    pthread_mutex_unlock(&store->st_sync_lock);
+    return rc;
+}
+
+static struct timespec store_deadline(int64_t after_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = (int64_t)ts.tv_nsec + after_ms % 1000 * 1000000;
+    ts.tv_sec += (time_t)(after_ms / 1000 + ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    return ts;
+}
+
+/* The sync thread: every st_sync_interval_ms (start to start), an fdatasync if
+ * anything was committed since the last one began or the last one failed. */
+static void *store_sync_main(void *arg)
+{
+    store_t *store = arg;
+    pthread_mutex_lock(&store->st_sync_lock);
+    struct timespec next = store_deadline(store->st_sync_interval_ms);
+    while (!store->st_sync_stop) {
+        if (pthread_cond_timedwait(&store->st_sync_cond, &store->st_sync_lock, &next) != ETIMEDOUT)
+            continue; /* a stop, or a spurious wake-up before the deadline */
+        next = store_deadline(store->st_sync_interval_ms);
+        /* Commits from now on wait for the next sync. */
+        if (!atomic_exchange(&store->st_sync_dirty, false))
+            continue;
+        pthread_mutex_unlock(&store->st_sync_lock);
+        store_sync_once(store);
+        pthread_mutex_lock(&store->st_sync_lock);
+    }
+    pthread_mutex_unlock(&store->st_sync_lock);
+    return NULL;
+}
+
+static int store_start_sync_thread(store_t *store, char *errstr, size_t errlen)
+{
+    int rc = pthread_create(&store->st_sync_thread, NULL, store_sync_main, store);
+    if (rc) {
+        snprintf(errstr, errlen, "%s: cannot start the sync thread: %s", store->st_dir,
+                 strerror(rc));
+        return RM_ENOMEM;
+    }
+    store->st_sync_started = true;
+    return 0;
+}
+
 store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
 {
     store_t *store = calloc(1, sizeof(*store));
@@ -98,7 +198,17 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
     store->st_lock_fd = -1;
     store->st_durability = opts->so_durability;
     store->st_sync_interval_ms = opts->so_sync_interval_ms > 0 ? opts->so_sync_interval_ms : 1000;
-    store->st_last_sync_ms = rm_mono_ms();
+    atomic_init(&store->st_sync_dirty, false);
+    atomic_init(&store->st_sync_err, 0);
+    pthread_mutex_init(&store->st_map_lock, NULL);
+    pthread_mutex_init(&store->st_sync_lock, NULL);
+    pthread_condattr_t cond_attr; /* the thread's deadlines are CLOCK_MONOTONIC */
+    pthread_condattr_init(&cond_attr);
+    pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&store->st_sync_cond, &cond_attr);
+    pthread_condattr_destroy(&cond_attr);
+    metrics_hist_init(&store->st_sync_stats.sst_seconds, store_sync_bounds,
+                      sizeof(store_sync_bounds) / sizeof(store_sync_bounds[0]));
 
     if (!store->st_readonly) {
         if (mkdir(store->st_dir, 0755) != 0 && errno != EEXIST) {
@@ -148,6 +258,9 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
     store->st_map_bytes = info.me_mapsize;
     if (store_open_dbs(store, errstr, errlen))
         goto fail;
+    if (!store->st_readonly && store->st_durability == STORE_PERIODIC &&
+        store_start_sync_thread(store, errstr, errlen))
+        goto fail;
     return store;
 fail:
     store_close(store);
@@ -158,6 +271,14 @@ void store_close(store_t *store)
 {
     if (!store)
         return;
+    if (store->st_sync_started) {
+        pthread_mutex_lock(&store->st_sync_lock);
+        store->st_sync_stop = true;
+        pthread_cond_signal(&store->st_sync_cond);
+        pthread_mutex_unlock(&store->st_sync_lock);
+        pthread_join(store->st_sync_thread, NULL);
+    }
+    /* The final sync: what the thread had not synced yet reaches the disk now. */
     if (store->st_env) {
         if (!store->st_readonly)
             mdb_env_sync(store->st_env, 1);
@@ -165,6 +286,9 @@ void store_close(store_t *store)
     }
     if (store->st_lock_fd >= 0)
         close(store->st_lock_fd);
+    pthread_cond_destroy(&store->st_sync_cond);
+    pthread_mutex_destroy(&store->st_sync_lock);
+    pthread_mutex_destroy(&store->st_map_lock);
     free(store->st_dir);
     free(store);
 }
@@ -245,18 +369,16 @@ int store_write_begin(store_t *store, MDB_txn **ret_txn)
 
 int store_write_commit(store_t *store, MDB_txn *txn)
 {
+    int sync_err = atomic_load(&store->st_sync_err);
+    if (sync_err) {
+        /* Note 4: no commit on top of writes the disk refused. */
+        mdb_txn_abort(txn);
+        return sync_err;
+    }
     int rc = mdb_txn_commit(txn);
     if (rc)
         return rm_err_from_mdb(rc);
-    if (store->st_durability == STORE_PERIODIC) {
-        int64_t now = rm_mono_ms();
-        if (now - store->st_last_sync_ms >= store->st_sync_interval_ms) {
-            store->st_last_sync_ms = now;
-            rc = mdb_env_sync(store->st_env, 1);
-            if (rc)
-                return rm_err_from_mdb(rc);
-        }
-    }
+    atomic_store(&store->st_sync_dirty, true);
     return 0;
 }
 
@@ -269,7 +391,9 @@ void store_write_abort(MDB_txn *txn)
 int store_grow(store_t *store)
 {
     size_t map = store->st_map_bytes * 2;
+    pthread_mutex_lock(&store->st_map_lock); /* waits for a sync in progress (note 4) */
     int rc = mdb_env_set_mapsize(store->st_env, map);
+    pthread_mutex_unlock(&store->st_map_lock);
     if (rc)
         return rm_err_from_mdb(rc);
     store->st_map_bytes = map;
@@ -285,8 +409,14 @@ int store_reader_check(store_t *store)
 
 int store_sync(store_t *store)
 {
-    store->st_last_sync_ms = rm_mono_ms();
-    return rm_err_from_mdb(mdb_env_sync(store->st_env, 1));
+    return store_sync_once(store);
+}
+
+void store_sync_stats(store_t *store, store_sync_stats_t *ret_stats)
+{
+    pthread_mutex_lock(&store->st_sync_lock);
+    *ret_stats = store->st_sync_stats;
+    pthread_mutex_unlock(&store->st_sync_lock);
 }
 
 int store_usage(store_t *store, size_t *ret_map_bytes, size_t *ret_used_bytes)

@@ -25,11 +25,18 @@
  * (3) The map grows only while no transaction of this process is open
  *     (store_grow); readers that see MDB_MAP_RESIZED adopt the new size.
  *
+ * (4) STORE_PERIODIC syncs on a background thread owned by the store (started by
+ *     store_open, joined by store_close, which then syncs once more), so a commit
+ *     never waits for an fsync; a failed sync makes store_write_commit fail until a
+ *     later sync succeeds.
+ *
  * Threads: a store_t may be shared by threads. Write transactions belong to the one
  * writer thread. Read transactions are per thread (the env is opened MDB_NOTLS so a
  * reader may reset/renew its txn across requests). */
 #ifndef RM_STORE_H
 #define RM_STORE_H
+
+#include "metrics.h"
 
 #include <lmdb.h>
 #include <stdbool.h>
@@ -46,17 +53,25 @@ typedef enum store_db {
 typedef enum store_durability {
     STORE_SYNC = 0,       /* fsync on every commit: survives OS crash per commit */
     STORE_NOMETASYNC,     /* MDB_NOMETASYNC: an OS crash may lose the last commit */
-    STORE_PERIODIC,       /* MDB_NOSYNC + mdb_env_sync every interval: an OS crash may
-                             lose up to one interval of commits (re-consumed, never
-                             double-applied, because offsets roll back with them) */
+    STORE_PERIODIC,       /* MDB_NOSYNC + mdb_env_sync every interval on the store's
+                             sync thread: an OS crash may lose the commits of up to one
+                             interval plus one sync (re-consumed, never double-applied,
+                             because offsets roll back with them) */
 } store_durability_t;
+
+/* The fsyncs of a store (store_sync_stats). */
+typedef struct store_sync_stats {
+    uint64_t sst_syncs;          /* succeeded */
+    uint64_t sst_failures;       /* failed (each made commits fail until one succeeded) */
+    metrics_hist_t sst_seconds;  /* duration of each successful sync */
+} store_sync_stats_t;
 
 typedef struct store_opts {
     const char *so_dir;             /* environment directory (created if writable) */
     bool so_readonly;
     size_t so_map_size_bytes;       /* initial map size for a writer; 0 = 1 GiB */
     store_durability_t so_durability;
-    int64_t so_sync_interval_ms;    /* STORE_PERIODIC */
+    int64_t so_sync_interval_ms;    /* STORE_PERIODIC; 0 = 1000 */
 } store_opts_t;
 
 typedef struct store_offset {
@@ -67,9 +82,12 @@ typedef struct store_offset {
 } store_offset_t;
 
 /* Opens (creating if writable) the environment in opts->so_dir. A writer takes the
- * writer lock and fails with "locked by another writer" if it is held. Returns NULL
- * with a message in errstr. */
+ * writer lock and fails with "locked by another writer" if it is held; a STORE_PERIODIC
+ * writer starts its sync thread. Returns NULL with a message in errstr. */
 store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen);
+/* Stops and joins the sync thread, syncs a writer's environment one last time (an
+ * error there is not reported: close has no caller left to stop), closes it. No txn
+ * may be open. Accepts NULL. */
 void store_close(store_t *store);
 
 MDB_env *store_env(store_t *store);
@@ -88,17 +106,25 @@ void store_read_end(MDB_txn *txn);
 
 /* Write transactions (writer thread only). commit maps LMDB errors to rm_err_t
  * (RM_EMAPFULL, RM_EDISKFULL, ...); on error the txn is aborted. In STORE_PERIODIC
- * mode commit also syncs when the interval has passed. */
+ * mode commit never syncs (the sync thread does), but while the last background sync
+ * has failed it aborts the txn and returns that sync's error (RM_EIO, RM_EDISKFULL)
+ * without committing, until a later sync succeeds: the caller keeps its batch and
+ * retries, and nothing is committed on top of writes the disk refused. */
 int store_write_begin(store_t *store, MDB_txn **ret_txn);
 int store_write_commit(store_t *store, MDB_txn *txn);
 void store_write_abort(MDB_txn *txn);
-/* Doubles the map size. Only while no txn of this process is open. */
+/* Doubles the map size. Only while no txn of this process is open; waits for a sync
+ * in progress on the sync thread. */
 int store_grow(store_t *store);
 /* Clears reader slots left by crashed processes (they pin old pages and make the file
  * grow; DESIGN.md §8). Returns the number cleared, or a negative rm_err_t. */
 int store_reader_check(store_t *store);
-/* Forces an fsync of data and meta pages. */
+/* Forces an fsync of data and meta pages now, on the caller's thread (any thread of
+ * a writer); counted in the sync stats like the thread's. A failure also makes
+ * store_write_commit fail until a sync succeeds. */
 int store_sync(store_t *store);
+/* A copy of the sync counters (any thread). Zero for a store without syncs. */
+void store_sync_stats(store_t *store, store_sync_stats_t *ret_stats);
 /* Map size and bytes in use (last page * page size). */
 int store_usage(store_t *store, size_t *ret_map_bytes, size_t *ret_used_bytes);
 

@@ -18,6 +18,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,9 +126,20 @@ static void request_id(http_ctx_t *ctx, struct MHD_Connection *conn, http_caller
         memcpy(caller->cl_request_id, given, len + 1);
         return;
     }
+    /* "%08x-%llx" of the salt and the sequence number, by hand: every request without an
+     * id of its own (most) comes here, and snprintf was its largest cost. */
+    static const char hex[] = "0123456789abcdef";
     uint64_t seq = __atomic_add_fetch(&ctx->hc_request_seq, 1, __ATOMIC_RELAXED);
-    snprintf(caller->cl_request_id, sizeof(caller->cl_request_id), "%08x-%llx",
-             ctx->hc_request_salt, (unsigned long long)seq);
+    char *p = caller->cl_request_id;
+    for (int shift = 28; shift >= 0; shift -= 4)
+        *p++ = hex[(ctx->hc_request_salt >> shift) & 15];
+    *p++ = '-';
+    int digits = 1;
+    while (digits < 16 && seq >> (4 * digits))
+        digits++;
+    for (int d = digits - 1; d >= 0; d--)
+        *p++ = hex[(seq >> (4 * d)) & 15];
+    *p = '\0';
 }
 
 /* The client address as text (the per-IP bucket's key). */
@@ -146,10 +158,33 @@ static size_t client_ip(struct MHD_Connection *conn, char *out, size_t cap)
     return strlen(out);
 }
 
+/* A bearer token through the connection's memo (http_auth.h), else auth's cache. */
+static int bearer(auth_t *auth, const char *token, int64_t now_ms, http_token_memo_t *memo,
+                  auth_principal_t *ret_principal, const char **ret_reason)
+{
+    size_t len = strlen(token);
+    if (memo && len && memo->tm_len == len &&
+        CRYPTO_memcmp(memo->tm_token, token, len) == 0 &&
+        now_ms <= memo->tm_principal.ap_expires_ms) {
+        *ret_principal = memo->tm_principal;
+        return 0;
+    }
+    int rc = auth_bearer(auth, token, len, now_ms, ret_principal, ret_reason);
+    if (memo) {
+        memo->tm_len = 0; /* another token on this connection: forget the old one */
+        if (!rc && len <= sizeof(memo->tm_token)) {
+            memcpy(memo->tm_token, token, len);
+            memo->tm_principal = *ret_principal;
+            memo->tm_len = len;
+        }
+    }
+    return rc;
+}
+
 /* Credentials: "Authorization: Bearer <jwt>" or "X-Api-Key: <key>". */
 static struct MHD_Response *authenticate(auth_t *auth, const char *authz, const char *api_key,
-                                         int64_t now_ms, http_caller_t *caller,
-                                         unsigned *ret_status)
+                                         int64_t now_ms, http_token_memo_t *memo,
+                                         http_caller_t *caller, unsigned *ret_status)
 {
     const char *reason = "credentials required (Authorization: Bearer, or X-Api-Key)";
     int rc = RM_EINVAL;
@@ -162,7 +197,7 @@ static struct MHD_Response *authenticate(auth_t *auth, const char *authz, const 
             const char *token = authz + 7;
             while (*token == ' ')
                 token++;
-            rc = auth_bearer(auth, token, strlen(token), now_ms, &caller->cl_principal, &reason);
+            rc = bearer(auth, token, now_ms, memo, &caller->cl_principal, &reason);
         }
     } else if (api_key) {
         rc = auth_api_key(auth, api_key, strlen(api_key), &caller->cl_principal, &reason);
@@ -171,7 +206,8 @@ static struct MHD_Response *authenticate(auth_t *auth, const char *authz, const 
 }
 
 struct MHD_Response *http_auth_identify(auth_t *auth, const http_request_t *req, const char *authz,
-                                        const char *api_key, int64_t now_ms, http_caller_t *caller,
+                                        const char *api_key, int64_t now_ms,
+                                        http_token_memo_t *memo, http_caller_t *caller,
                                         unsigned *ret_status)
 {
     if (auth_route_open(auth, http_route_name(req->hr_route)) ||
@@ -182,12 +218,13 @@ struct MHD_Response *http_auth_identify(auth_t *auth, const http_request_t *req,
                  auth_enabled(auth) ? "anonymous" : "auth-off");
         return NULL;
     }
-    return authenticate(auth, authz, api_key, now_ms, caller, ret_status);
+    return authenticate(auth, authz, api_key, now_ms, memo, caller, ret_status);
 }
 
 struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn,
                                     const char *url, const http_request_t *req,
-                                    http_caller_t *caller, unsigned *ret_status)
+                                    http_token_memo_t *memo, http_caller_t *caller,
+                                    unsigned *ret_status)
 {
     memset(caller, 0, sizeof(*caller));
     snprintf(caller->cl_principal.ap_name, sizeof(caller->cl_principal.ap_name),
@@ -216,8 +253,8 @@ struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn
     struct MHD_Response *resp = http_auth_identify(
         ctx->hc_auth, req,
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Api-Key"), rm_wall_ms(), caller,
-        ret_status);
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Api-Key"), rm_wall_ms(), memo,
+        caller, ret_status);
     if (resp || caller->cl_principal.ap_method == AUTH_OFF)
         return resp; /* an open route's anonymous caller is no principal to rate-limit */
     const char *name = caller->cl_principal.ap_name;

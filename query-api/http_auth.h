@@ -16,6 +16,21 @@
 
 #define HTTP_REQUEST_ID_MAX_BYTES 64
 
+/* Longest bearer token remembered per connection; real tokens are under 2 KB (auth.h). */
+#define HTTP_TOKEN_MEMO_MAX_BYTES 2048
+
+/* The bearer token last verified on one connection and the principal it granted. A
+ * keep-alive client sends the same token with every request: comparing it with this
+ * copy (in constant time) costs a fraction of hashing it for auth's shared cache, which
+ * was the largest cost of authentication per request. Same validity as the shared
+ * cache: only a token that verified, only until its expiry (exp + leeway). One per
+ * connection (http_server.c), used by the connection's worker thread only. */
+typedef struct http_token_memo {
+    size_t tm_len; /* 0: empty */
+    char tm_token[HTTP_TOKEN_MEMO_MAX_BYTES];
+    auth_principal_t tm_principal;
+} http_token_memo_t;
+
 /* Who is calling and, once a handler ran, what it was given (for the audit line). */
 typedef struct http_caller {
     auth_principal_t cl_principal;
@@ -36,18 +51,23 @@ void http_auth_cleanup(http_ctx_t *ctx);
  * AUTH_OFF); otherwise the principal of the bearer token authz ("Bearer <jwt>") or of the
  * API key, verified at now_ms. NULL with caller->cl_principal filled, or a 401 (returned,
  * with *ret_status) that never quotes the credential. authz and api_key are header
- * values or NULL. The gate's authentication step, without a connection (fuzz_http.c).
- * Any thread. */
+ * values or NULL. memo (NULL: none) is the connection's http_token_memo_t: a bearer token
+ * equal to its copy is not verified again, and one that verifies replaces it. The
+ * gate's authentication step, without a connection (fuzz_http.c). Any thread; memo only
+ * from the thread serving its connection. */
 struct MHD_Response *http_auth_identify(struct auth *auth, const http_request_t *req,
                                         const char *authz, const char *api_key, int64_t now_ms,
-                                        http_caller_t *caller, unsigned *ret_status);
+                                        http_token_memo_t *memo, http_caller_t *caller,
+                                        unsigned *ret_status);
 
 /* Runs before any route: size limits, per-IP rate limit, authentication (unless the
- * route is open) and the per-principal rate limit. Returns NULL when the request may
- * proceed (caller filled), else the error response with *ret_status. HTTP worker. */
+ * route is open) and the per-principal rate limit. memo: the connection's token memo,
+ * or NULL. Returns NULL when the request may proceed (caller filled), else the error
+ * response with *ret_status. HTTP worker. */
 struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn,
                                     const char *url, const http_request_t *req,
-                                    http_caller_t *caller, unsigned *ret_status);
+                                    http_token_memo_t *memo, http_caller_t *caller,
+                                    unsigned *ret_status);
 
 /* View handler: restricts shape to what the caller may see (sections, fields, masks).
  * A `fields` naming a section the caller may not read, or a caller with no section of

@@ -43,6 +43,7 @@ static void tls_leave_gen(http_tls_t *tls)
     if (tls->ht_txn)
         store_read_end(tls->ht_txn); /* MDB_NOTLS: any thread may end a reset txn */
     tls->ht_txn = NULL;
+    tls->ht_lag_memo.lm_valid = false; /* txn ids of another environment are unrelated */
     gen_release(tls->ht_gen);
     tls->ht_gen = NULL;
 }
@@ -165,6 +166,12 @@ buf_t *http_body(void)
     buf_t *body = tls ? &tls->ht_body : &fallback;
     buf_reset(body);
     return body;
+}
+
+http_lag_memo_t *http_lag_memo(void)
+{
+    http_tls_t *tls = tls_get();
+    return tls && tls->ht_active ? &tls->ht_lag_memo : NULL;
 }
 
 /* Idle threads still hold a reset txn in an old generation: end them here so the old

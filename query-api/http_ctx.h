@@ -78,6 +78,21 @@ typedef struct http_ctx {
     struct https *hc_https;        /* TLS (https.h); NULL: plain HTTP */
 } http_ctx_t;
 
+/* The offsets scan of one read snapshot, free of the clock (http_fresh.c): what a view
+ * answer's lag is derived from as of any now. Valid for lm_txn_id in the generation the
+ * thread's txn lives in; cleared whenever the thread leaves that generation. */
+typedef struct http_lag_memo {
+    bool lm_valid;
+    size_t lm_txn_id;                 /* mdb_txn_id of the snapshot scanned */
+    size_t lm_partitions;
+    int64_t lm_messages;
+    int64_t lm_newest_commit_ms;
+    int64_t lm_oldest_behind_ms;      /* oldest last event time of a partition that is
+                                         behind; INT64_MAX: none is */
+    int64_t lm_topic_messages[VIEW_MAX_TOPICS];
+    int64_t lm_topic_oldest_ms[VIEW_MAX_TOPICS];
+} http_lag_memo_t;
+
 /* Per worker thread: a read txn reused with reset/renew, and the response buffer. */
 typedef struct http_tls {
     pthread_mutex_t ht_lock;  /* held by the thread from http_txn to http_txn_done */
@@ -85,6 +100,7 @@ typedef struct http_tls {
     http_gen_t *ht_gen;       /* the generation ht_txn lives in; holds a reference */
     MDB_txn *ht_txn;
     buf_t ht_body;
+    http_lag_memo_t ht_lag_memo; /* under ht_lock, like ht_txn */
     http_ctx_t *ht_ctx;
     struct http_tls *ht_next; /* in hc_threads */
 } http_tls_t;
@@ -107,6 +123,9 @@ void http_txn_done(void);
 int64_t http_generation(http_ctx_t *ctx);
 /* This thread's response buffer, emptied. */
 buf_t *http_body(void);
+/* This thread's lag memo (see http_lag_memo_t), between http_txn and http_txn_done; NULL
+ * outside them. */
+http_lag_memo_t *http_lag_memo(void);
 
 /* Upper bounds of the latency histogram (seconds). */
 extern const double http_latency_bounds[];

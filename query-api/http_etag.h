@@ -8,7 +8,7 @@
 
 #define HTTP_ETAG_CHARS 19 /* '"' + 16 hex digits + '"' + NUL */
 
-/* Writes the strong entity tag of body (len bytes) — FNV-1a 64 of every byte, as 16 hex
+/* Writes the strong entity tag of body (len bytes) — XXH3-64 of every byte, as 16 hex
  * digits in double quotes — into out (HTTP_ETAG_CHARS bytes). Equal bodies give equal
  * tags; a change of any byte changes the tag (barring a 2^-64 collision, acceptable for a
  * cache validator: the worst case is one stale 304). */

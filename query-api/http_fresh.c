@@ -13,11 +13,13 @@
  * answer, while a renew plus one offsets get per token costs a few µs per poll. */
 #define HTTP_FRESH_POLL_MS 2
 
-/* State of one scan of the offsets db. */
+/* State of one scan of the offsets db. The scan keeps what does not depend on the clock
+ * (a memo, http_ctx.h); lag_of derives the lag as of now from it. A partition's time lag
+ * is now - its newest applied event time while it is behind, so the worst one is the
+ * partition behind with the oldest such time: one minimum, whatever now is. */
 typedef struct lag_scan {
-    http_lag_t ls_lag;
+    http_lag_memo_t *ls_memo;
     const view_t *ls_view;        /* NULL: the view's total only */
-    http_topic_lag_t *ls_topics;  /* per topic of ls_view */
     int ls_topic;                 /* index of the previous row's topic: rows come sorted by
                                      topic, so most rows skip the name lookup */
 } lag_scan_t;
@@ -25,58 +27,97 @@ typedef struct lag_scan {
 static int add_lag(void *ctx, const char *topic, int32_t partition, const store_offset_t *off)
 {
     lag_scan_t *scan = ctx;
-    http_lag_t *lag = &scan->ls_lag;
+    http_lag_memo_t *memo = scan->ls_memo;
     (void)partition;
     int64_t behind = off->so_high_watermark > off->so_next_offset
                          ? off->so_high_watermark - off->so_next_offset
                          : 0;
-    int64_t lag_ms = behind && off->so_last_event_ms ? lag->hl_now_ms - off->so_last_event_ms : 0;
-    lag->hl_partitions++;
-    lag->hl_messages += behind;
-    if (lag_ms > lag->hl_lag_ms)
-        lag->hl_lag_ms = lag_ms;
-    if (off->so_updated_ms > lag->hl_newest_commit_ms)
-        lag->hl_newest_commit_ms = off->so_updated_ms;
+    /* no event time yet: behind, but no time lag to measure (as before the memo) */
+    int64_t oldest = behind && off->so_last_event_ms ? off->so_last_event_ms : INT64_MAX;
+    memo->lm_partitions++;
+    memo->lm_messages += behind;
+    if (oldest < memo->lm_oldest_behind_ms)
+        memo->lm_oldest_behind_ms = oldest;
+    if (off->so_updated_ms > memo->lm_newest_commit_ms)
+        memo->lm_newest_commit_ms = off->so_updated_ms;
     if (!scan->ls_view)
         return 0;
     const view_t *view = scan->ls_view;
     if (scan->ls_topic < 0 || strcmp(view->v_topics[scan->ls_topic], topic) != 0)
         scan->ls_topic = view_topic_index(view, topic);
     if (scan->ls_topic >= 0) {
-        http_topic_lag_t *tl = &scan->ls_topics[scan->ls_topic];
-        tl->tl_messages += behind;
-        if (lag_ms > tl->tl_ms)
-            tl->tl_ms = lag_ms;
+        memo->lm_topic_messages[scan->ls_topic] += behind;
+        if (oldest < memo->lm_topic_oldest_ms[scan->ls_topic])
+            memo->lm_topic_oldest_ms[scan->ls_topic] = oldest;
     }
     return 0;
 }
 
-static int scan_lag(const view_t *view, store_t *store, MDB_txn *txn, int64_t now_ms,
-                    http_lag_t *ret_lag, http_topic_lag_t *ret_topics)
+static int scan_lag(const view_t *view, store_t *store, MDB_txn *txn, http_lag_memo_t *ret_memo)
 {
-    http_topic_lag_t topics[VIEW_MAX_TOPICS];
-    lag_scan_t scan = {{now_ms, 0, 0, 0, 0}, view, topics, -1};
-    if (view)
-        memset(topics, 0, view->v_topic_count * sizeof(topics[0]));
+    http_lag_memo_t memo;
+    memo.lm_partitions = 0;
+    memo.lm_messages = 0;
+    memo.lm_newest_commit_ms = 0;
+    memo.lm_oldest_behind_ms = INT64_MAX;
+    for (size_t t = 0; view && t < view->v_topic_count; t++) {
+        memo.lm_topic_messages[t] = 0;
+        memo.lm_topic_oldest_ms[t] = INT64_MAX;
+    }
+    lag_scan_t scan = {&memo, view, -1};
     int rc = store_offset_foreach(store, txn, add_lag, &scan);
     if (rc)
         return rc;
-    *ret_lag = scan.ls_lag;
-    if (view)
-        memcpy(ret_topics, topics, view->v_topic_count * sizeof(topics[0]));
+    memo.lm_txn_id = mdb_txn_id(txn);
+    memo.lm_valid = view != NULL;
+    *ret_memo = memo;
     return 0;
+}
+
+/* The time lag as of now_ms of a partition set whose oldest behind event time is oldest. */
+static int64_t lag_ms_of(int64_t now_ms, int64_t oldest)
+{
+    return oldest != INT64_MAX && now_ms > oldest ? now_ms - oldest : 0;
+}
+
+static void lag_of(const http_lag_memo_t *memo, int64_t now_ms, http_lag_t *ret_lag)
+{
+    ret_lag->hl_now_ms = now_ms;
+    ret_lag->hl_partitions = memo->lm_partitions;
+    ret_lag->hl_messages = memo->lm_messages;
+    ret_lag->hl_lag_ms = lag_ms_of(now_ms, memo->lm_oldest_behind_ms);
+    ret_lag->hl_newest_commit_ms = memo->lm_newest_commit_ms;
 }
 
 int http_fresh_lag(store_t *store, MDB_txn *txn, int64_t now_ms, http_lag_t *ret_lag)
 {
-    return scan_lag(NULL, store, txn, now_ms, ret_lag, NULL);
+    http_lag_memo_t memo;
+    int rc = scan_lag(NULL, store, txn, &memo);
+    if (!rc)
+        lag_of(&memo, now_ms, ret_lag);
+    return rc;
 }
 
 int http_fresh_lag_topics(const view_t *view, store_t *store, MDB_txn *txn, int64_t now_ms,
-                          http_lag_t *ret_lag, http_topic_lag_t *ret_topics)
+                          http_lag_memo_t *memo, http_lag_t *ret_lag, http_topic_lag_t *ret_topics)
 {
     assert(view->v_topic_count <= VIEW_MAX_TOPICS); /* view_load refuses more */
-    return scan_lag(view, store, txn, now_ms, ret_lag, ret_topics);
+    http_lag_memo_t local;
+    if (!memo)
+        memo = &local;
+    if (memo == &local || !memo->lm_valid || memo->lm_txn_id != mdb_txn_id(txn)) {
+        int rc = scan_lag(view, store, txn, memo);
+        if (rc) {
+            memo->lm_valid = false;
+            return rc;
+        }
+    }
+    lag_of(memo, now_ms, ret_lag);
+    for (size_t t = 0; t < view->v_topic_count; t++) {
+        ret_topics[t].tl_messages = memo->lm_topic_messages[t];
+        ret_topics[t].tl_ms = lag_ms_of(now_ms, memo->lm_topic_oldest_ms[t]);
+    }
+    return 0;
 }
 
 void http_fresh_section_lag(const view_t *view, const http_topic_lag_t *topics,

@@ -9,7 +9,9 @@
  * (3) Fixed answers (health, unknown route) are built once and queued again and again.
  * (4) With TLS (https.h) the same rules hold: the client certificate, when one is
  *     required, is checked in the second call too, before any route, and a refusal
- *     closes the connection rather than answering. */
+ *     closes the connection rather than answering.
+ * (5) Every connection owns a bearer-token memo (http_auth.h) for its life: a keep-alive
+ *     client's token is verified once per connection, not hashed on every request. */
 #include "http_server.h"
 #include "rm_time.h"
 #include "http_auth.h"
@@ -28,6 +30,7 @@ extern const char http_openapi_json[];
 extern const size_t http_openapi_json_len;
 
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +89,34 @@ static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
     return ret;
 }
 
+/* Each connection's bearer-token memo (http_auth.h note), allocated when it opens (note 5). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    http_ctx_t *ctx = cls;
+    (void)conn;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        /* ~2.4 KB per connection, so only where tokens are checked at all */
+        http_token_memo_t *memo = auth_enabled(ctx->hc_auth) ? malloc(sizeof(*memo)) : NULL;
+        if (memo)
+            memo->tm_len = 0;
+        *socket_context = memo; /* NULL when out of memory: the shared cache still serves */
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        http_token_memo_t *memo = *socket_context;
+        if (memo)
+            OPENSSL_cleanse(memo, sizeof(*memo)); /* a token is a credential */
+        free(memo);
+        *socket_context = NULL;
+    }
+}
+
+static http_token_memo_t *connection_memo(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -122,7 +153,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (resp)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
         memset(&caller, 0, sizeof(caller));
-    } else if ((resp = http_auth_gate(ctx, conn, url, &req, &caller, &status))) {
+    } else if ((resp = http_auth_gate(ctx, conn, url, &req, connection_memo(conn), &caller,
+                                      &status))) {
         /* refused before any route: limits or credentials (http_auth.c note 1) */
     } else {
         switch (req.hr_route) {
@@ -223,7 +255,8 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
         (unsigned)cfg_int(app->ap_cfg, "query_api.threads"), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg_int(app->ap_cfg, "query_api.max_connections"),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg_int(app->ap_cfg, "query_api.timeout_s"),
-        MHD_OPTION_UNESCAPE_CALLBACK, raw_unescape, NULL, MHD_OPTION_ARRAY, tls_opts,
+        MHD_OPTION_UNESCAPE_CALLBACK, raw_unescape, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, ctx, MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
     if (!server->hs_daemon) {
         snprintf(errstr, errlen, "query_api.listen: cannot listen on %s", listen);

@@ -25,6 +25,7 @@
 #include "render.h"
 #include "rm_err.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -52,10 +53,21 @@ static int append_tail(const view_t *view, const http_view_query_t *vq, const re
         http_params_cursor_encode(&pages->rp_next[s], cursor, sizeof(cursor));
         rc = buf_printf(body, ",\"%s_next_cursor\":\"%s\"", view->v_sections[s].vs_name, cursor);
     }
-    rc = rc ? rc
-            : buf_printf(body, ",\"lag\":{\"messages\":%lld,\"seconds\":%.3f,\"partitions\":%zu}",
-                         (long long)lag->hl_messages, (double)lag->hl_lag_ms / 1000.0,
-                         lag->hl_partitions);
+    /* Appended, not printf'd (this runs for every read). lag.seconds is hl_lag_ms / 1000
+     * with three decimals: the digits of the milliseconds, exactly what %.3f printed. */
+    assert(lag->hl_lag_ms >= 0);
+    char millis[4] = {(char)('0' + lag->hl_lag_ms % 1000 / 100),
+                      (char)('0' + lag->hl_lag_ms % 100 / 10), (char)('0' + lag->hl_lag_ms % 10),
+                      '\0'};
+    rc = rc ? rc : buf_append_str(body, ",\"lag\":{\"messages\":");
+    rc = rc ? rc : buf_append_i64(body, lag->hl_messages);
+    rc = rc ? rc : buf_append_str(body, ",\"seconds\":");
+    rc = rc ? rc : buf_append_i64(body, lag->hl_lag_ms / 1000);
+    rc = rc ? rc : buf_append_char(body, '.');
+    rc = rc ? rc : buf_append_str(body, millis);
+    rc = rc ? rc : buf_append_str(body, ",\"partitions\":");
+    rc = rc ? rc : buf_append_i64(body, (int64_t)lag->hl_partitions);
+    rc = rc ? rc : buf_append_char(body, '}');
     if (!rc && vq->vq_has_budget)
         rc = buf_printf(body, ",\"staleness\":{\"budget_ms\":%lld,\"lag_ms\":%lld,\"met\":%s}",
                         (long long)vq->vq_budget_ms, (long long)lag->hl_lag_ms,
@@ -84,9 +96,18 @@ static int append_tail(const view_t *view, const http_view_query_t *vq, const re
 
 static void add_int_header(struct MHD_Response *resp, const char *name, int64_t value)
 {
+    /* By hand: three of these per read, and snprintf cost more than the header itself. */
     char text[24];
-    snprintf(text, sizeof(text), "%lld", (long long)value);
-    MHD_add_response_header(resp, name, text);
+    char *p = text + sizeof(text);
+    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    *--p = '\0';
+    do {
+        *--p = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (value < 0)
+        *--p = '-';
+    MHD_add_response_header(resp, name, p);
 }
 
 /* The headers of a 200 and of a 304 alike (RFC 9110 §15.4.5: a 304 carries what the 200
@@ -126,7 +147,8 @@ static int render_in(http_ctx_t *ctx, store_t *store, MDB_txn *txn, const http_r
     const view_t *view = ctx->hc_app->ap_view;
     http_topic_lag_t topics[VIEW_MAX_TOPICS];
     render_lag_t sections[FRAG_MAX_SLOTS];
-    int rc = http_fresh_lag_topics(view, store, txn, rm_wall_ms(), ret_lag, topics);
+    int rc =
+        http_fresh_lag_topics(view, store, txn, rm_wall_ms(), http_lag_memo(), ret_lag, topics);
     if (rc)
         return rc;
     http_fresh_section_lag(view, topics, sections);

@@ -9,7 +9,7 @@ RM_PACKAGES=(
   librdkafka-dev liblmdb-dev lmdb-utils libavro-dev libmicrohttpd-dev libyaml-dev
   libjansson-dev libcurl4-openssl-dev check libjwt-dev libssl-dev libgnutls28-dev openssl
   kcat python3 python3-kafka python3-pytest python3-yaml
-  clang libclang-rt-14-dev curl jq chromium xxd
+  clang libclang-rt-14-dev curl jq chromium xxd libxxhash-dev
 )
 
 rm_log() { printf '%s\n' "$*" >&2; }

@@ -241,15 +241,25 @@ static bool identify(const http_request_t *req, const fuzz_request_t *fr, http_c
     snprintf(caller->cl_principal.ap_name, sizeof(caller->cl_principal.ap_name),
              "unauthenticated"); /* as http_auth_gate */
     unsigned status = 0;
-    struct MHD_Response *resp =
-        http_auth_identify(auth, req, lookup(fr->fr_headers, fr->fr_header_count, "Authorization"),
-                           lookup(fr->fr_headers, fr->fr_header_count, "X-Api-Key"),
-                           FUZZ_NOW_S * 1000, caller, &status);
+    const char *authz = lookup(fr->fr_headers, fr->fr_header_count, "Authorization");
+    const char *api_key = lookup(fr->fr_headers, fr->fr_header_count, "X-Api-Key");
+    static http_token_memo_t memo; /* a fresh connection's, per input */
+    memo.tm_len = 0;
+    struct MHD_Response *resp = http_auth_identify(auth, req, authz, api_key, FUZZ_NOW_S * 1000,
+                                                   &memo, caller, &status);
     if (resp) {
         FUZZ_CHECK(status == 401);
+        FUZZ_CHECK(memo.tm_len == 0); /* a refused token is never remembered */
         MHD_destroy_response(resp);
         return false;
     }
+    /* The same request again on the same connection: the memo must answer exactly what
+     * the verification did. */
+    http_caller_t again = *caller;
+    FUZZ_CHECK(!http_auth_identify(auth, req, authz, api_key, FUZZ_NOW_S * 1000, &memo, &again,
+                                   &status));
+    FUZZ_CHECK(memcmp(&again.cl_principal, &caller->cl_principal, sizeof(again.cl_principal)) ==
+               0);
     const auth_principal_t *p = &caller->cl_principal;
     FUZZ_CHECK(p->ap_name[0] && strlen(p->ap_name) <= AUTH_NAME_MAX_BYTES);
     FUZZ_CHECK(p->ap_method == AUTH_JWT || p->ap_method == AUTH_API_KEY ||

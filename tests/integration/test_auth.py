@@ -314,6 +314,45 @@ def test_authz_matrix_masks_pii(secured):
     assert status == 200 and "profile" not in json.loads(body)["matches"][0]
 
 
+def test_keep_alive_connection_rechecks_every_token(secured):
+    """One connection, several credentials (the per-connection token memo, http_auth.h):
+    a token that differs from the remembered one by a byte is verified (and refused), a
+    second principal's token gets its own grants, and a remembered token that expired
+    (exp + leeway) is refused although it verified on this very connection."""
+    api, oracle, config = secured["api"], secured["oracle"], secured["config"]
+    key = next(iter(oracle))
+    admin = harness.mint_token(config, "memo-admin", "admin")
+    analyst = harness.mint_token(config, "memo-analyst", "analyst")
+    forged = admin[:-4] + ("AAAA" if not admin.endswith("AAAA") else "BBBB")
+    now = int(time.time())
+    # HS256 signed with the test secret: exp 1 s ahead, so with the 5 s leeway it dies
+    # about 6 s from now.
+    short = jws({"alg": "HS256", "typ": "JWT", "kid": "hs1"},
+                claims(sub="memo-short", exp=now + 1), hs256(secured["secret"]))
+    host, port = api.base.rsplit("/", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+
+    def get(token):
+        conn.request("GET", VIEW + key, headers={"Authorization": "Bearer " + token})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+
+    try:
+        status, doc = get(admin)
+        assert status == 200 and "profile" in doc["sections"]
+        assert get(forged)[0] == 401
+        status, doc = get(analyst)
+        assert status == 200 and set(doc["sections"]) == ROLE_SECTIONS["analyst"]
+        status, doc = get(admin)
+        assert status == 200 and "profile" in doc["sections"]
+        assert get(short)[0] == 200
+        harness.wait_until(lambda: time.time() > now + 1 + 5 + 1, 15, "the token's expiry")
+        status, problem = get(short)
+        assert status == 401 and "expired" in problem["detail"], problem
+    finally:
+        conn.close()
+
+
 def test_audit_line_for_every_read(secured):
     api, oracle, config = secured["api"], secured["oracle"], secured["config"]
     token = harness.mint_token(config, "auditor-check", "agent")

@@ -1,8 +1,11 @@
-/* Tests of failpoint.c's RM_TEST_SKIP_APPLY parser (the test hook of diff-replay). */
+/* Tests of failpoint.c: the RM_TEST_SKIP_APPLY parser (the test hook of diff-replay) and
+ * RM_FAILPOINT_ERROR's injected errors. */
 #include "failpoint.h"
 #include "rm_err.h"
 
 #include <check.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 START_TEST(test_skips_parse_and_match)
@@ -42,12 +45,31 @@ START_TEST(test_skips_reject_malformed_entries)
 }
 END_TEST
 
+START_TEST(test_errno_passes_in_range)
+{
+    setenv("RM_FAILPOINT_ERROR", "store-sync:2:2", 1);
+    ck_assert_int_eq(failpoint_errno("store-sync"), 0);
+    ck_assert_int_eq(failpoint_errno("other-point"), 0); /* not counted */
+    ck_assert_int_eq(failpoint_errno("store-sync"), EIO);
+    ck_assert_int_eq(failpoint_errno("store-sync"), EIO);
+    ck_assert_int_eq(failpoint_errno("store-sync"), 0);
+    setenv("RM_FAILPOINT_ERROR", "store-sync:1", 1); /* re-armed: the count restarts */
+    ck_assert_int_eq(failpoint_errno("store-sync"), EIO);
+    ck_assert_int_eq(failpoint_errno("store-sync"), 0);
+    setenv("RM_FAILPOINT_ERROR", "store-sync:0", 1); /* malformed: never fails */
+    ck_assert_int_eq(failpoint_errno("store-sync"), 0);
+    unsetenv("RM_FAILPOINT_ERROR");
+    ck_assert_int_eq(failpoint_errno("store-sync"), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("failpoint");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_skips_parse_and_match);
     tcase_add_test(tc, test_skips_reject_malformed_entries);
+    tcase_add_test(tc, test_errno_passes_in_range);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -1,11 +1,13 @@
-/* Tests of store.c: key layout, offsets bookkeeping, meta, the writer lock and
- * read-only opening. */
+/* Tests of store.c: key layout, offsets bookkeeping, meta, the writer lock,
+ * read-only opening, and periodic durability's sync thread. */
 #include "rm_err.h"
 #include "store.h"
 #include "tsupport.h"
 
 #include <check.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static char *dir;
 static store_t *store;
@@ -153,6 +155,106 @@ START_TEST(test_grow_keeps_data)
 }
 END_TEST
 
+/* A periodic store syncing every interval_ms in a directory of its own. */
+static store_t *open_periodic(const char *path, int64_t interval_ms)
+{
+    char err[512];
+    store_opts_t opts = {.so_dir = path, .so_map_size_bytes = 8 << 20,
+                         .so_durability = STORE_PERIODIC, .so_sync_interval_ms = interval_ms};
+    store_t *periodic = store_open(&opts, err, sizeof(err));
+    ck_assert_msg(periodic != NULL, "%s", err);
+    return periodic;
+}
+
+/* One write txn putting meta name = value; returns store_write_commit's result. */
+static int commit_one(store_t *periodic, const char *name, int64_t value)
+{
+    MDB_txn *txn;
+    ck_assert_int_eq(store_write_begin(periodic, &txn), 0);
+    ck_assert_int_eq(store_meta_put_i64(periodic, txn, name, value), 0);
+    return store_write_commit(periodic, txn);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The syncs happen on the store's thread while the writer keeps committing: the
+ * counter advances with no store_sync() call and no commit fails. */
+START_TEST(test_periodic_syncs_in_the_background)
+{
+    char *path = ts_tmpdir();
+    store_t *periodic = open_periodic(path, 5);
+    store_sync_stats_t stats;
+    int64_t deadline = mono_ms() + 10000, commits = 0;
+    do {
+        ck_assert_int_eq(commit_one(periodic, "n", commits++), 0);
+        store_sync_stats(periodic, &stats);
+    } while (stats.sst_syncs < 3 && mono_ms() < deadline);
+    ck_assert_uint_ge(stats.sst_syncs, 3);
+    ck_assert_uint_eq(stats.sst_failures, 0);
+    ck_assert_uint_eq(stats.sst_seconds.mh_count, stats.sst_syncs);
+    /* A resize waits for a sync in progress instead of running beside it. */
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(store_grow(periodic), 0);
+        ck_assert_int_eq(commit_one(periodic, "after_grow", i), 0);
+    }
+    store_close(periodic);
+    /* What the last commit wrote is there after close (and its final sync). */
+    periodic = open_periodic(path, 5);
+    MDB_txn *txn;
+    int64_t v;
+    ck_assert_int_eq(store_read_begin(periodic, &txn), 0);
+    ck_assert_int_eq(store_meta_get_i64(periodic, txn, "n", &v), 0);
+    ck_assert_int_eq(v, commits - 1);
+    store_read_end(txn);
+    store_close(periodic);
+    ts_rmtree(path);
+}
+END_TEST
+
+/* An fsync failure on the sync thread is not swallowed: the next commit returns it,
+ * its transaction is not committed, and commits resume once a sync succeeds. */
+START_TEST(test_failed_sync_fails_the_next_commit)
+{
+    setenv("RM_FAILPOINT_ERROR", "store-sync:1:2", 1); /* the first two syncs fail */
+    char *path = ts_tmpdir();
+    store_t *periodic = open_periodic(path, 5);
+    ck_assert_int_eq(commit_one(periodic, "before", 1), 0); /* dirty: the thread syncs */
+    int64_t deadline = mono_ms() + 10000;
+    int rc = 0, attempt = 0;
+    while (rc == 0 && mono_ms() < deadline)
+        rc = commit_one(periodic, "refused", ++attempt);
+    ck_assert_int_eq(rc, RM_EIO);
+    MDB_txn *txn;
+    int64_t v;
+    ck_assert_int_eq(store_read_begin(periodic, &txn), 0);
+    /* The refused attempt left nothing behind: the value is the one before it. */
+    if (attempt > 1) {
+        ck_assert_int_eq(store_meta_get_i64(periodic, txn, "refused", &v), 0);
+        ck_assert_int_eq(v, attempt - 1);
+    } else {
+        ck_assert_int_eq(store_meta_get_i64(periodic, txn, "refused", &v), RM_ENOTFOUND);
+    }
+    store_read_end(txn);
+    while (rc != 0 && mono_ms() < deadline) {
+        ck_assert_int_eq(rc, RM_EIO); /* keeps failing until a sync succeeds */
+        rc = commit_one(periodic, "after", 1);
+    }
+    ck_assert_int_eq(rc, 0);
+    store_sync_stats_t stats;
+    store_sync_stats(periodic, &stats);
+    ck_assert_uint_eq(stats.sst_failures, 2);
+    ck_assert_uint_ge(stats.sst_syncs, 1);
+    store_close(periodic);
+    unsetenv("RM_FAILPOINT_ERROR");
+    ts_rmtree(path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("store");
@@ -164,6 +266,8 @@ int main(void)
     tcase_add_test(tc, test_meta_prefix_walk);
     tcase_add_test(tc, test_single_writer_and_readonly);
     tcase_add_test(tc, test_grow_keeps_data);
+    tcase_add_test(tc, test_periodic_syncs_in_the_background);
+    tcase_add_test(tc, test_failed_sync_fails_the_next_commit);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
