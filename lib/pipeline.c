@@ -1,6 +1,5 @@
 /* pipeline: consume → group-commit batch → apply → commit with offsets (see pipeline.h). */
 #include "pipeline.h"
-#include "batch_plan.h"
 #include "rm_time.h"
 #include "failpoint.h"
 #include "kafka.h"
@@ -27,16 +26,6 @@
 #define PIPE_OUTBOX_FLUSH_MS 2000 /* bounded wait for dead-letter acks between batches */
 #define PIPE_OUTBOX_EXIT_FLUSH_MS 5000 /* and before a clean exit */
 #define PIPE_EXPIRE_EVERY_MS 10000 /* how often parked events are checked for link-timeout */
-/* How many batches a message may be held back from while link topics catch up
- * (batch_plan.h (2)); then it is applied and parks if it must. Bounds the extra delay
- * of an event whose link partition lags. Chosen with interleaved A/B runs on a 10k-
- * customer backlog (docs/design.md §6): 1 and 2 holds still parked 0.5-1.3% of the
- * events, 6 none (runs made before held messages got their own batch slots). */
-#define PIPE_HOLD_MAX_BATCHES 6
-/* A link partition holds others back only while it is this many messages behind its
- * high watermark: a backlog, not the few messages in flight of live traffic, whose
- * events must not wait a batch for nothing (they rarely park: they arrive in order). */
-#define PIPE_HOLD_MIN_LINK_LAG 1000
 
 typedef struct pipe_tp {
     int pt_topic;           /* index into the view's topics */
@@ -50,7 +39,6 @@ typedef struct pipe_tp {
     int64_t pt_batch_event_ms;
     int64_t pt_gate_ms;     /* > 0: skip messages older than this (note 6 in pipeline.h) */
     int64_t pt_start_offset; /* where this run started the partition (-1: unknown) */
-    int64_t pt_last_msg_ms;  /* Kafka timestamp of the last message applied (-1: none) */
 } pipe_tp_t;
 
 /* What a scrape sees: copied by the consumer thread under pi_lock after each batch. */
@@ -93,18 +81,10 @@ struct pipe {
     pipe_tp_t *pi_tps;
     size_t pi_tp_count;
     bool *pi_link_topic;          /* per view topic: carries events that learn links */
-    rd_kafka_message_t **pi_batch;  /* arrival order; held messages first (carried) */
+    rd_kafka_message_t **pi_batch;
     bool *pi_batch_skip;          /* per batch slot: before the start time (note 6) */
-    batch_plan_msg_t *pi_plan_msgs; /* per batch slot: partition index, link, timestamp */
-    uint32_t *pi_plan_order;      /* slots to apply, in apply order */
-    bool *pi_plan_hold;           /* per batch slot: held back for the next batch */
-    size_t pi_plan_apply_count;   /* entries of pi_plan_order */
-    batch_plan_part_t *pi_plan_parts; /* per partition (pi_tps index) */
-    bool *pi_plan_held_part;      /* batch_plan_make's scratch */
     size_t pi_batch_count;
-    size_t pi_batch_cap;          /* slots: room for a full batch of new messages behind
-                                     as many held ones */
-    size_t pi_batch_carried;      /* held messages leading the open batch */
+    size_t pi_batch_cap;
     pipe_close_t pi_batch_closed_by; /* what closed the open batch (fill_batch) */
     int64_t pi_batch_max_events;
     int64_t pi_batch_max_ms;
@@ -194,16 +174,9 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     pipe->pi_continue_on_gap =
         !opts->po_scratch && strcmp(cfg_str(cfg, "projector.on_gap"), "continue") == 0;
     pipe->pi_gap_tp = -1;
-    /* Held messages do not count against batch_max_events: if they did, a batch full of
-     * waiting payments would leave no room for the orders they wait for. */
-    pipe->pi_batch_cap = 2 * (size_t)pipe->pi_batch_max_events;
+    pipe->pi_batch_cap = (size_t)pipe->pi_batch_max_events;
     pipe->pi_batch = calloc(pipe->pi_batch_cap, sizeof(*pipe->pi_batch));
     pipe->pi_batch_skip = calloc(pipe->pi_batch_cap, sizeof(*pipe->pi_batch_skip));
-    pipe->pi_plan_msgs = calloc(pipe->pi_batch_cap, sizeof(*pipe->pi_plan_msgs));
-    pipe->pi_plan_order = calloc(pipe->pi_batch_cap, sizeof(*pipe->pi_plan_order));
-    pipe->pi_plan_hold = calloc(pipe->pi_batch_cap, sizeof(*pipe->pi_plan_hold));
-    pipe->pi_plan_parts = calloc(PIPE_MAX_PARTITIONS, sizeof(*pipe->pi_plan_parts));
-    pipe->pi_plan_held_part = calloc(PIPE_MAX_PARTITIONS, sizeof(*pipe->pi_plan_held_part));
     pipe->pi_snap.ps_generation = opts->po_generation;
     pipe->pi_tps = calloc(PIPE_MAX_PARTITIONS, sizeof(*pipe->pi_tps));
     size_t rules = opts->po_view->v_rule_count;
@@ -214,9 +187,7 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     pipe->pi_snap.ps_applied_by_rule = calloc(rules, sizeof(uint64_t));
     pipe->pi_snap.ps_tps = calloc(PIPE_MAX_PARTITIONS, sizeof(pipe_tp_t));
     pipe->pi_snap.ps_high = calloc(PIPE_MAX_PARTITIONS, sizeof(int64_t));
-    if (!pipe->pi_batch || !pipe->pi_batch_skip || !pipe->pi_plan_msgs || !pipe->pi_plan_order ||
-        !pipe->pi_plan_hold || !pipe->pi_plan_parts || !pipe->pi_plan_held_part ||
-        !pipe->pi_tps || !pipe->pi_applied_by_rule ||
+    if (!pipe->pi_batch || !pipe->pi_batch_skip || !pipe->pi_tps || !pipe->pi_applied_by_rule ||
         !pipe->pi_link_topic ||
         !pipe->pi_snap.ps_applied_by_rule || !pipe->pi_snap.ps_tps || !pipe->pi_snap.ps_high) {
         snprintf(errstr, errlen, "out of memory");
@@ -269,14 +240,11 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     return pipe;
 }
 
-/* Releases every message of the batch, held ones included: they were not applied, so
- * their partitions' stored offsets are still below them and they are consumed again. */
 static void batch_release(pipe_t *pipe)
 {
     for (size_t i = 0; i < pipe->pi_batch_count; i++)
         rd_kafka_message_destroy(pipe->pi_batch[i]);
     pipe->pi_batch_count = 0;
-    pipe->pi_batch_carried = 0;
 }
 
 void pipe_destroy(pipe_t *pipe)
@@ -295,11 +263,6 @@ void pipe_destroy(pipe_t *pipe)
     failpoint_skips_destroy(pipe->pi_skips);
     free(pipe->pi_batch);
     free(pipe->pi_batch_skip);
-    free(pipe->pi_plan_msgs);
-    free(pipe->pi_plan_order);
-    free(pipe->pi_plan_hold);
-    free(pipe->pi_plan_parts);
-    free(pipe->pi_plan_held_part);
     free(pipe->pi_tps);
     free(pipe->pi_applied_by_rule);
     free(pipe->pi_link_topic);
@@ -498,8 +461,6 @@ static int assign_all(pipe_t *pipe)
 {
     const view_t *view = pipe->pi_opts.po_view;
     store_t *store = pipe->pi_opts.po_store;
-    /* Messages held back from the last batch would arrive again after the re-seek. */
-    batch_release(pipe);
     MDB_txn *txn;
     int rc = store_read_begin(store, &txn);
     if (rc)
@@ -570,7 +531,6 @@ static int refresh_partitions(pipe_t *pipe)
             tp->pt_target = -1;
             tp->pt_batch_next = -1;
             tp->pt_start_offset = -1;
-            tp->pt_last_msg_ms = -1;
         }
     }
     for (size_t v = 0; v < view->v_topic_count; v++) {
@@ -786,99 +746,6 @@ static const char *error_class(int err)
     }
 }
 
-/* Chooses, once per batch (so a re-applied batch decides the same), the order the
- * batch is applied in and which messages wait for the next batch (batch_plan.h).
- *
- * Why reordering is safe. Kafka orders messages only within a partition, and every
- * partition belongs to one topic, so both steps keep each partition's order: link
- * topics first moves whole partitions ahead; holding a message holds every later one
- * of its partition, and held messages lead the next batch. No engine rule depends on
- * the order of messages across partitions (docs/design.md §3: fields are last-writer-
- * wins by event stamp, counters commute, lists are trimmed by sort key, erasure
- * leaves markers), which is what the convergence tests check. Offsets: a partition's
- * next offset advances only past messages applied in order, so a held message is
- * below its stored offset until applied: a crash or re-seek consumes it again (and
- * assign_all releases the held ones). Dead letters, degraded marks, tombstones and
- * repairs are applied events like any other; the outbox records them in apply order.
- * The start-time gate and RM_TEST_SKIP_APPLY were decided per message at arrival
- * and travel with it. po_stop_offsets: messages at or past a stop are never in a batch.
- *
- * Why hold. In a backlog librdkafka hands over messages a partition chunk at a time,
- * so a batch often holds payments whose OrderCreated is in a later chunk; applied now
- * they park (a write, later a read, delete and a second decode). Holding them until the
- * link partitions have passed their timestamp makes most of them find the link. A
- * link partition counts as "more to come" while its position is more than
- * PIPE_HOLD_MIN_LINK_LAG messages below its high watermark (or target); an idle or
- * caught-up link topic therefore holds nothing, and a dependent event waits at most
- * PIPE_HOLD_MAX_BATCHES batches, only while a link partition lags. */
-static void plan_batch(pipe_t *pipe)
-{
-    const view_t *view = pipe->pi_opts.po_view;
-    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        const pipe_tp_t *tp = &pipe->pi_tps[i];
-        batch_plan_part_t *part = &pipe->pi_plan_parts[i];
-        part->bpp_link = pipe->pi_link_topic[tp->pt_topic];
-        part->bpp_last_ms = tp->pt_last_msg_ms;
-        part->bpp_more = false;
-        if (!part->bpp_link || tp->pt_stop_reached)
-            continue;
-        int64_t position = tp->pt_next_offset;
-        for (size_t slot = pipe->pi_batch_count; slot-- > 0;) {
-            if (pipe->pi_plan_msgs[slot].bpm_part == i) {
-                position = pipe->pi_batch[slot]->offset + 1;
-                break;
-            }
-        }
-        int64_t low = 0, high = -1;
-        rd_kafka_get_watermark_offsets(pipe->pi_rk, view->v_topics[tp->pt_topic], tp->pt_partition,
-                                       &low, &high);
-        /* A replay ends at its stop offsets (0: the partition is not replayed). */
-        if (pipe->pi_opts.po_stop_offsets)
-            high = tp->pt_target;
-        else if (high < 0 && tp->pt_target > 0)
-            high = tp->pt_target;
-        /* An unknown watermark counts as more to come: holding only delays. */
-        part->bpp_more = high < 0 || high - position > PIPE_HOLD_MIN_LINK_LAG;
-    }
-    int64_t horizon = batch_plan_horizon(pipe->pi_plan_msgs, pipe->pi_batch_count,
-                                         pipe->pi_plan_parts, pipe->pi_tp_count);
-    /* More held than a batch of new messages: apply them all, the slots are needed. */
-    unsigned max_holds = pipe->pi_batch_carried >= (size_t)pipe->pi_batch_max_events
-                             ? 0
-                             : PIPE_HOLD_MAX_BATCHES;
-    batch_plan_make(pipe->pi_plan_msgs, pipe->pi_batch_count, horizon, max_holds,
-                    pipe->pi_plan_held_part, pipe->pi_tp_count, pipe->pi_plan_order,
-                    &pipe->pi_plan_apply_count, pipe->pi_plan_hold);
-}
-
-/* After the commit: releases the applied messages and moves the held ones, in arrival
- * order, to the front of the batch for the next one. */
-static void batch_carry_held(pipe_t *pipe)
-{
-    for (size_t n = 0; n < pipe->pi_plan_apply_count; n++) {
-        size_t slot = pipe->pi_plan_order[n];
-        pipe_tp_t *tp = &pipe->pi_tps[pipe->pi_plan_msgs[slot].bpm_part];
-        rd_kafka_timestamp_type_t tstype;
-        int64_t ts = rd_kafka_message_timestamp(pipe->pi_batch[slot], &tstype);
-        if (ts > tp->pt_last_msg_ms)
-            tp->pt_last_msg_ms = ts;
-        rd_kafka_message_destroy(pipe->pi_batch[slot]);
-        pipe->pi_batch[slot] = NULL;
-    }
-    size_t kept = 0;
-    for (size_t slot = 0; slot < pipe->pi_batch_count; slot++) {
-        if (!pipe->pi_plan_hold[slot])
-            continue;
-        pipe->pi_batch[kept] = pipe->pi_batch[slot];
-        pipe->pi_batch_skip[kept] = pipe->pi_batch_skip[slot];
-        pipe->pi_plan_msgs[kept] = pipe->pi_plan_msgs[slot];
-        pipe->pi_plan_msgs[kept].bpm_holds++;
-        kept++;
-    }
-    pipe->pi_batch_count = kept;
-    pipe->pi_batch_carried = kept;
-}
-
 /* Applies the open batch in one transaction with its offsets. Returns 0 once
  * committed, RM_EMAPFULL after growing the map (caller retries), or another error. */
 static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_by_rule,
@@ -896,16 +763,25 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
     for (size_t i = 0; i < pipe->pi_tp_count; i++)
         pipe->pi_tps[i].pt_batch_next = -1;
     pipe->pi_batch_hook_skips = 0;
-    /* In the order plan_batch chose: link-learning topics first, held messages not at
-     * all (their offsets stay behind them; see plan_batch for why this is safe). */
-    for (size_t n = 0; !rc && n < pipe->pi_plan_apply_count; n++) {
-        size_t slot = pipe->pi_plan_order[n];
+    /* Two passes: messages of link-learning topics first, then the rest, each in
+     * arrival order. Kafka fixes no order across partitions, and every partition
+     * belongs to one topic, so per-partition order is kept; what changes is that
+     * links learned anywhere in the batch are known before the events that need
+     * them, which avoids parking (measured: a backlog parked 46% of its events). */
+    for (size_t n = 0; !rc && n < 2 * pipe->pi_batch_count; n++) {
+        bool first_pass = n < pipe->pi_batch_count;
+        size_t slot = first_pass ? n : n - pipe->pi_batch_count;
         const rd_kafka_message_t *m = pipe->pi_batch[slot];
         const char *topic = rd_kafka_topic_name(m->rkt);
-        pipe_tp_t *tp = &pipe->pi_tps[pipe->pi_plan_msgs[slot].bpm_part];
+        int topic_index = view_topic_index(view, topic);
+        bool link_topic = topic_index >= 0 && pipe->pi_link_topic[topic_index];
+        if (link_topic != first_pass)
+            continue;
         if (pipe->pi_batch_skip[slot]) {
             /* Before the start time: not applied, but its offset is consumed. */
-            tp->pt_batch_next = m->offset + 1;
+            pipe_tp_t *tp = tp_find(pipe, topic_index, m->partition);
+            if (tp)
+                tp->pt_batch_next = m->offset + 1;
             (*skipped)++;
             continue;
         }
@@ -919,7 +795,9 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
             log_warn("test hook: event consumed without applying it", LOG_S("env", FAILPOINT_SKIP_ENV),
                      LOG_S("topic", topic), LOG_I("partition", m->partition), LOG_I("offset", m->offset));
             pipe->pi_batch_hook_skips++;
-            tp->pt_batch_next = m->offset + 1;
+            pipe_tp_t *tp = tp_find(pipe, topic_index, m->partition);
+            if (tp)
+                tp->pt_batch_next = m->offset + 1;
             continue;
         }
         rc = engine_apply(pipe->pi_engine, txn, &msg, &res);
@@ -941,9 +819,12 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
                      LOG_I("partition", m->partition), LOG_I("offset", m->offset),
                      LOG_S("error", error_class(res.er_error)), LOG_S("reason", res.er_reason));
         }
-        tp->pt_batch_next = m->offset + 1;
-        if (res.er_event_ms > tp->pt_batch_event_ms)
-            tp->pt_batch_event_ms = res.er_event_ms;
+        pipe_tp_t *tp = tp_find(pipe, topic_index, m->partition);
+        if (tp) {
+            tp->pt_batch_next = m->offset + 1;
+            if (res.er_event_ms > tp->pt_batch_event_ms)
+                tp->pt_batch_event_ms = res.er_event_ms;
+        }
     }
     int64_t wall = rm_wall_ms();
     for (size_t i = 0; !rc && i < pipe->pi_tp_count; i++) {
@@ -995,13 +876,6 @@ static int apply_batch(pipe_t *pipe)
     int64_t backoff_ms = 100;
     size_t rules = pipe->pi_opts.po_view->v_rule_count;
     uint64_t applied_by_rule[rules ? rules : 1];
-    plan_batch(pipe);
-    if (!pipe->pi_plan_apply_count) {
-        /* Everything waits: no transaction; the messages lead the next batch. */
-        pipe->pi_stats.ps_held += pipe->pi_batch_count;
-        batch_carry_held(pipe);
-        return 0;
-    }
     for (;;) {
         uint64_t outcomes[ENGINE__OUTCOMES] = {0}, skipped = 0;
         memset(applied_by_rule, 0, sizeof(applied_by_rule));
@@ -1013,19 +887,18 @@ static int apply_batch(pipe_t *pipe)
             clock_gettime(CLOCK_MONOTONIC, &t1);
             metrics_hist_observe(&pipe->pi_commit_seconds,
                                  (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-            metrics_hist_observe(&pipe->pi_batch_events, (double)pipe->pi_plan_apply_count);
+            metrics_hist_observe(&pipe->pi_batch_events, (double)pipe->pi_batch_count);
             batch_committed(pipe);
             for (size_t r = 0; r < rules; r++)
                 pipe->pi_applied_by_rule[r] += applied_by_rule[r];
             for (int i = 0; i < ENGINE__OUTCOMES; i++)
                 pipe->pi_stats.ps_outcomes[i] += outcomes[i];
-            pipe->pi_stats.ps_messages += pipe->pi_plan_apply_count - skipped;
+            pipe->pi_stats.ps_messages += pipe->pi_batch_count - skipped;
             pipe->pi_stats.ps_skipped_before_start += skipped;
             pipe->pi_stats.ps_skipped_by_hook += pipe->pi_batch_hook_skips;
             pipe->pi_stats.ps_batches++;
             pipe->pi_stats.ps_batches_closed[pipe->pi_batch_closed_by]++;
-            pipe->pi_stats.ps_held += pipe->pi_batch_count - pipe->pi_plan_apply_count;
-            batch_carry_held(pipe);
+            batch_release(pipe);
             flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true);
             publish_snapshot(pipe);
             return 0;
@@ -1035,8 +908,7 @@ static int apply_batch(pipe_t *pipe)
             int grc = store_grow(pipe->pi_opts.po_store);
             pipe->pi_stats.ps_map_grows++;
             log_info("store map full: grew it, re-applying the batch",
-                     LOG_S("view", pipe->pi_opts.po_view->v_name),
-                     LOG_I("events", pipe->pi_plan_apply_count));
+                     LOG_S("view", pipe->pi_opts.po_view->v_name), LOG_I("events", pipe->pi_batch_count));
             if (grc)
                 return grc;
             continue;
@@ -1061,30 +933,23 @@ static int apply_batch(pipe_t *pipe)
 static void fill_batch(pipe_t *pipe)
 {
     const view_t *view = pipe->pi_opts.po_view;
-    /* Messages held back from the last batch open this one (and its deadline). */
-    int64_t deadline = pipe->pi_batch_count ? rm_mono_ms() + pipe->pi_batch_max_ms : 0;
-    size_t limit = pipe->pi_batch_carried + (size_t)pipe->pi_batch_max_events;
-    if (limit > pipe->pi_batch_cap)
-        limit = pipe->pi_batch_cap;
+    int64_t deadline = 0;
     pipe->pi_batch_closed_by = PIPE_CLOSE_STOPPED;
     while (!pipe->pi_stop) {
-        if (pipe->pi_batch_count >= limit) {
+        if (pipe->pi_batch_count >= pipe->pi_batch_cap) {
             pipe->pi_batch_closed_by = PIPE_CLOSE_MAX_EVENTS;
             break;
         }
         int timeout = PIPE_POLL_IDLE_MS;
         if (pipe->pi_batch_count) {
-            int64_t left = deadline - rm_mono_ms();
-            if (left <= 0) {
+            if (rm_mono_ms() >= deadline) {
                 pipe->pi_batch_closed_by = PIPE_CLOSE_MAX_MS;
                 break;
             }
             /* No waiting once a batch is open: what arrives during its apply and commit
              * makes the next batch. Measured at 5,000 ev/s (docs/design.md §6): waiting
-             * out batch_max_ms (20 ms) was most of the ack-to-visible time. A batch of
-             * held messages only does wait (up to batch_max_ms): closing it on an empty
-             * queue would spend one of their holds on nothing. */
-            timeout = pipe->pi_batch_count == pipe->pi_batch_carried ? (int)left : 0;
+             * out batch_max_ms (20 ms) was most of the ack-to-visible time. */
+            timeout = 0;
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(pipe->pi_rk, timeout);
         if (!m) {
@@ -1127,10 +992,6 @@ static void fill_batch(pipe_t *pipe)
                 tp->pt_gate_ms = 0; /* the first message at or after the start time */
         }
         pipe->pi_batch_skip[pipe->pi_batch_count] = skip;
-        rd_kafka_timestamp_type_t tstype;
-        pipe->pi_plan_msgs[pipe->pi_batch_count] = (batch_plan_msg_t){
-            (uint32_t)(tp - pipe->pi_tps), pipe->pi_link_topic[tp->pt_topic],
-            rd_kafka_message_timestamp(m, &tstype), 0};
         pipe->pi_batch[pipe->pi_batch_count++] = m;
     }
 }
@@ -1194,8 +1055,7 @@ int pipe_run(pipe_t *pipe)
 
 int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation)
 {
-    /* Between batches only (po_tick): what is left are held-back messages, which
-     * assign_all releases — the new store's offsets decide where consumption resumes. */
+    assert(pipe->pi_batch_count == 0); /* between batches only (po_tick) */
     char err[512];
     engine_t *engine;
     outbox_t *outbox;

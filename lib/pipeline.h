@@ -31,11 +31,6 @@
  * (7) A store switch (pipe_switch_store, a new store generation) happens between
  *     batches: the engine and outbox are rebuilt on the new store and every partition
  *     is re-assigned at the new store's offsets, so nothing is lost or applied twice.
- * (8) A batch is applied in the order batch_plan.h chooses: partitions of link-learning
- *     topics first, and messages of other topics newer than what the link partitions
- *     have delivered wait (at most a few batches) for the next batch, with the rest of
- *     their partition. Each partition keeps its order and its offset only passes what
- *     was applied; the reasons it is safe are in plan_batch (pipeline.c).
  * Thread: pipe_run() runs on the caller's thread; pipe_stop() may be called from a
  * signal handler or another thread. */
 #ifndef RM_PIPELINE_H
@@ -126,8 +121,6 @@ typedef struct pipe_stats {
     uint64_t ps_skipped_before_start;           /* older than po_start_time_ms (note 6) */
     uint64_t ps_skipped_by_hook;                /* consumed, not applied: RM_TEST_SKIP_APPLY */
     uint64_t ps_beyond_stop;                    /* at or above a po_stop_offsets offset */
-    uint64_t ps_held;                           /* times a message waited for the next batch
-                                                   while link topics caught up (note 8) */
 } pipe_stats_t;
 
 /* Builds the consumer (not yet assigned). Returns NULL with a message in errstr. */

@@ -252,7 +252,7 @@ int main(int argc, char **argv)
              LOG_S("view", app.ap_view->v_name), LOG_I("messages", stats.ps_messages),
              LOG_I("applied", stats.ps_outcomes[ENGINE_APPLIED]),
              LOG_I("stale", stats.ps_outcomes[ENGINE_STALE]),
-             LOG_I("parked", stats.ps_outcomes[ENGINE_PARKED]), LOG_I("held", stats.ps_held),
+             LOG_I("parked", stats.ps_outcomes[ENGINE_PARKED]),
              LOG_I("rejected", stats.ps_outcomes[ENGINE_REJECTED]),
              LOG_I("batches", stats.ps_batches), LOG_S("error", rc ? rm_strerror(rc) : NULL));
     exit_code = rc == RM_EGAP ? APP_EXIT_GAP : rc ? APP_EXIT_FAILURE : APP_EXIT_OK;
