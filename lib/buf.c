@@ -82,19 +82,26 @@ int buf_printf(buf_t *buf, const char *fmt, ...)
     return 0;
 }
 
-int buf_append_i64(buf_t *buf, int64_t value)
+const char *buf_i64_text(int64_t value, char tmp[BUF_I64_TEXT])
 {
-    char tmp[24];
-    char *p = tmp + sizeof(tmp);
+    char *p = tmp + BUF_I64_TEXT;
     /* Work in unsigned so INT64_MIN does not overflow on negation. */
     uint64_t mag = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    *--p = '\0';
     do {
         *--p = (char)('0' + mag % 10);
         mag /= 10;
     } while (mag);
     if (value < 0)
         *--p = '-';
-    return buf_append(buf, p, (size_t)(tmp + sizeof(tmp) - p));
+    return p;
+}
+
+int buf_append_i64(buf_t *buf, int64_t value)
+{
+    char tmp[BUF_I64_TEXT];
+    const char *text = buf_i64_text(value, tmp);
+    return buf_append(buf, text, (size_t)(tmp + BUF_I64_TEXT - 1 - text));
 }
 
 /* Length of the valid UTF-8 sequence starting at s (at most avail bytes), or

@@ -33,6 +33,10 @@ START_TEST(test_i64_extremes)
     buf_append_i64(&b, 0);
     ck_assert_str_eq(b.b_data, "-9223372036854775808 9223372036854775807 0");
     buf_free(&b);
+    char tmp[BUF_I64_TEXT];
+    ck_assert_str_eq(buf_i64_text(INT64_MIN, tmp), "-9223372036854775808");
+    ck_assert_str_eq(buf_i64_text(-7, tmp), "-7");
+    ck_assert_str_eq(buf_i64_text(1800, tmp), "1800");
 }
 END_TEST
 
