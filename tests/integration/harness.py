@@ -246,3 +246,22 @@ def compare_with_oracle(oracle, fetch):
         if diff:
             problems.append(f"{entry['key']}: {diff}")
     return problems
+
+
+def scrape_metrics(url):
+    """A Prometheus text exposition as {"name{labels}": value}; checks the content type."""
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = resp.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name_labels, value = line.rsplit(" ", 1)
+            samples[name_labels] = float(value)
+    return samples
+
+
+def metric_total(samples, name, **labels):
+    """The sum of a family's samples whose labels include all of `labels`."""
+    return sum(v for k, v in samples.items()
+               if k.split("{")[0] == name and all(f'{lk}="{lv}"' in k for lk, lv in labels.items()))

@@ -3,7 +3,6 @@ consumer queue is empty, not batch_max_ms after its first message; a failed back
 fsync pauses the projector, which then resumes with nothing lost or applied twice."""
 import os
 import subprocess
-import urllib.request
 
 import harness
 
@@ -11,22 +10,6 @@ import harness
 # until batch_max_ms would time them out.
 BATCH_MAX_MS = 60000
 COMMIT_WAIT_S = 30
-
-
-def scrape(url):
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        text = resp.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name_labels, value = line.rsplit(" ", 1)
-            samples[name_labels] = float(value)
-    return samples
-
-
-def metric(samples, name, **labels):
-    return sum(v for k, v in samples.items()
-               if k.split("{")[0] == name and all(f'{lk}="{lv}"' in k for lk, lv in labels.items()))
 
 
 def test_batches_close_when_the_queue_is_empty(broker, workdir, processes):
@@ -48,16 +31,16 @@ def test_batches_close_when_the_queue_is_empty(broker, workdir, processes):
     harness.wait_until(lambda: harness.committed_offsets(config) == total, COMMIT_WAIT_S,
                        "the live burst to be committed")
     samples = harness.wait_until(
-        lambda: (lambda s: s if metric(s, "readmodel_store_syncs_total", outcome="ok") >= 1
-                 else None)(scrape(url)), 30, "a background sync")
-    assert metric(samples, "readmodel_batches_total", closed_by="max_ms") == 0
-    assert metric(samples, "readmodel_batches_total", closed_by="max_events") == 0
-    drained = metric(samples, "readmodel_batches_total", closed_by="drained")
+        lambda: (lambda s: s if harness.metric_total(s, "readmodel_store_syncs_total", outcome="ok") >= 1
+                 else None)(harness.scrape_metrics(url)), 30, "a background sync")
+    assert harness.metric_total(samples, "readmodel_batches_total", closed_by="max_ms") == 0
+    assert harness.metric_total(samples, "readmodel_batches_total", closed_by="max_events") == 0
+    drained = harness.metric_total(samples, "readmodel_batches_total", closed_by="drained")
     assert drained >= 2, samples  # the backlog's and the burst's
-    assert drained == metric(samples, "readmodel_batch_events_count")
-    assert metric(samples, "readmodel_store_syncs_total", outcome="failed") == 0
-    assert metric(samples, "readmodel_store_sync_seconds_count") == \
-        metric(samples, "readmodel_store_syncs_total", outcome="ok")
+    assert drained == harness.metric_total(samples, "readmodel_batch_events_count")
+    assert harness.metric_total(samples, "readmodel_store_syncs_total", outcome="failed") == 0
+    assert harness.metric_total(samples, "readmodel_store_sync_seconds_count") == \
+        harness.metric_total(samples, "readmodel_store_syncs_total", outcome="ok")
     assert projector.alive()
 
 

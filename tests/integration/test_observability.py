@@ -2,7 +2,6 @@
 documented fields."""
 import json
 import re
-import urllib.request
 
 import harness
 
@@ -19,23 +18,6 @@ API_METRICS = [
 ]
 
 
-def scrape(url):
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = resp.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name_labels, value = line.rsplit(" ", 1)
-            samples[name_labels] = float(value)
-    return samples
-
-
-def total(samples, name, **labels):
-    return sum(v for k, v in samples.items()
-               if k.split("{")[0] == name and all(f'{lk}="{lv}"' in k for lk, lv in labels.items()))
-
-
 def test_metrics_move_and_logs_are_json(broker, workdir, processes):
     harness.simulate(broker.bootstrap, workdir, 100, 41)
     port = harness.free_port()
@@ -48,8 +30,8 @@ def test_metrics_move_and_logs_are_json(broker, workdir, processes):
     processes.append(api)
     url = f"http://127.0.0.1:{port}/metrics"
     harness.wait_until(lambda: harness.committed_offsets(config) > 0, 60, "a first commit")
-    first = harness.wait_until(lambda: (lambda s: s if total(s, "readmodel_events_total") > 0
-                                        else None)(scrape(url)), 30, "events counted")
+    first = harness.wait_until(lambda: (lambda s: s if harness.metric_total(s, "readmodel_events_total") > 0
+                                        else None)(harness.scrape_metrics(url)), 30, "events counted")
     for name in PROJECTOR_METRICS:
         assert any(k.split("{")[0] == name for k in first), f"{name} not exported"
     assert re.search(r'readmodel_partition_lag_messages\{view="customer360",topic="orders",'
@@ -57,20 +39,20 @@ def test_metrics_move_and_logs_are_json(broker, workdir, processes):
 
     harness.simulate(broker.bootstrap, workdir, 100, 42)
     second = harness.wait_until(
-        lambda: (lambda s: s if total(s, "readmodel_events_total", outcome="applied") >
-                 total(first, "readmodel_events_total", outcome="applied") else None)(scrape(url)),
+        lambda: (lambda s: s if harness.metric_total(s, "readmodel_events_total", outcome="applied") >
+                 harness.metric_total(first, "readmodel_events_total", outcome="applied") else None)(harness.scrape_metrics(url)),
         60, "the applied counter to move")
-    assert total(second, "readmodel_batch_events_count") > total(first, "readmodel_batch_events_count")
+    assert harness.metric_total(second, "readmodel_batch_events_count") > harness.metric_total(first, "readmodel_batch_events_count")
 
     api.get("/v1/views/customer360/nope")
     # The query API opens the store lazily (and retries a failed open shortly after), so
     # allow it a moment to see the store the projector has just created.
     api_samples = harness.wait_until(
-        lambda: (lambda s: s if total(s, "readmodel_http_store_open") == 1 else None)(
-            scrape(api.base + "/metrics")), 10, "the query API to open the store")
+        lambda: (lambda s: s if harness.metric_total(s, "readmodel_http_store_open") == 1 else None)(
+            harness.scrape_metrics(api.base + "/metrics")), 10, "the query API to open the store")
     for name in API_METRICS:
         assert any(k.split("{")[0] == name for k in api_samples), f"query-api: {name} not exported"
-    assert total(api_samples, "readmodel_http_requests_total", route="view", status="404") >= 1
+    assert harness.metric_total(api_samples, "readmodel_http_requests_total", route="view", status="404") >= 1
 
     projector.stop()
     lines = [l for l in projector.log_text().splitlines() if l.strip()]

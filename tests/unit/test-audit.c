@@ -106,56 +106,70 @@ static int count_lines(const char *path)
     return lines;
 }
 
+/* An audit log in a scratch directory, with its key and flush window. */
+typedef struct fixture {
+    char *dir;
+    char path[600];
+    cfg_t *cfg;
+    audit_t *audit;
+} fixture_t;
+
+static void fixture_open(fixture_t *fx, const char *key, const char *flush_ms)
+{
+    fx->dir = ts_tmpdir();
+    snprintf(fx->path, sizeof(fx->path), "%s/audit.jsonl", fx->dir);
+    fx->cfg = config(fx->path, key, flush_ms);
+    fx->audit = open_audit(fx->cfg);
+}
+
+/* Closes the log (every pending line written) if the test has not. */
+static void fixture_close(fixture_t *fx)
+{
+    audit_destroy(fx->audit);
+    fx->audit = NULL;
+    cfg_destroy(fx->cfg);
+    ts_rmtree(fx->dir);
+}
+
 START_TEST(test_destroy_writes_every_line)
 {
-    char *dir = ts_tmpdir();
-    char path[600];
-    snprintf(path, sizeof(path), "%s/audit.jsonl", dir);
+    fixture_t fx;
     /* A flush window far longer than the test: only audit_destroy can have written them. */
-    cfg_t *cfg = config(path, "destroy-test-key-0123", "1000");
-    audit_t *audit = open_audit(cfg);
-    write_lines(audit, 20000, "destroy"); /* several AUDIT_FLUSH_BYTES batches, and a tail */
-    audit_destroy(audit);
-    ck_assert_int_eq(count_lines(path), 20000);
-    cfg_destroy(cfg);
-    ts_rmtree(dir);
+    fixture_open(&fx, "destroy-test-key-0123", "1000");
+    write_lines(fx.audit, 20000, "destroy"); /* several AUDIT_FLUSH_BYTES batches, and a tail */
+    audit_destroy(fx.audit);
+    fx.audit = NULL;
+    ck_assert_int_eq(count_lines(fx.path), 20000);
+    fixture_close(&fx);
 }
 END_TEST
 
 START_TEST(test_lines_arrive_within_flush_ms)
 {
-    char *dir = ts_tmpdir();
-    char path[600];
-    snprintf(path, sizeof(path), "%s/audit.jsonl", dir);
-    cfg_t *cfg = config(path, "flush-test-key-0123456", "20");
-    audit_t *audit = open_audit(cfg);
-    write_lines(audit, 3, "flush");
+    fixture_t fx;
+    fixture_open(&fx, "flush-test-key-0123456", "20");
+    write_lines(fx.audit, 3, "flush");
     int64_t start = rm_mono_ms();
-    while (count_lines(path) < 3 && rm_mono_ms() - start < 5000)
+    while (count_lines(fx.path) < 3 && rm_mono_ms() - start < 5000)
         rm_sleep_ms(2);
     int64_t waited = rm_mono_ms() - start;
-    ck_assert_int_eq(count_lines(path), 3);
+    ck_assert_int_eq(count_lines(fx.path), 3);
     /* 20 ms window; generous slack for a loaded test machine, far below "never" */
     ck_assert_msg(waited < 1000, "lines took %lld ms", (long long)waited);
-    audit_destroy(audit);
-    ck_assert_int_eq(count_lines(path), 3);
-    cfg_destroy(cfg);
-    ts_rmtree(dir);
+    audit_destroy(fx.audit);
+    fx.audit = NULL;
+    ck_assert_int_eq(count_lines(fx.path), 3);
+    fixture_close(&fx);
 }
 END_TEST
 
 START_TEST(test_unbatched_mode_writes_at_once)
 {
-    char *dir = ts_tmpdir();
-    char path[600];
-    snprintf(path, sizeof(path), "%s/audit.jsonl", dir);
-    cfg_t *cfg = config(path, "sync-test-key-01234567", "0");
-    audit_t *audit = open_audit(cfg);
-    write_lines(audit, 2, "sync");
-    ck_assert_int_eq(count_lines(path), 2); /* before destroy: written by audit_write */
-    audit_destroy(audit);
-    cfg_destroy(cfg);
-    ts_rmtree(dir);
+    fixture_t fx;
+    fixture_open(&fx, "sync-test-key-01234567", "0");
+    write_lines(fx.audit, 2, "sync");
+    ck_assert_int_eq(count_lines(fx.path), 2); /* before destroy: written by audit_write */
+    fixture_close(&fx);
 }
 END_TEST
 
