@@ -11,7 +11,9 @@
  *     required, is checked in the second call too, before any route, and a refusal
  *     closes the connection rather than answering.
  * (5) Every connection owns a bearer-token memo (http_auth.h) for its life: a keep-alive
- *     client's token is verified once per connection, not hashed on every request. */
+ *     client's token is verified once per connection, not hashed on every request. The
+ *     same per-connection state remembers that the TLS client certificate verified
+ *     (https.h): there is one socket context and one notify callback per daemon. */
 #include "http_server.h"
 #include "rm_time.h"
 #include "http_auth.h"
@@ -89,28 +91,36 @@ static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
     return ret;
 }
 
-/* Each connection's bearer-token memo (http_auth.h note), allocated when it opens (note 5). */
+/* What a connection remembers between its requests (note 5): MHD keeps one socket
+ * context per connection and calls one MHD_OPTION_NOTIFY_CONNECTION, so the bearer-token
+ * memo and the TLS client verification share this struct. */
+typedef struct http_conn {
+    bool hn_tls_verified; /* https_client_allowed passed once on this connection */
+    http_token_memo_t hn_memo;
+} http_conn_t;
+
+/* Allocated when a connection opens, wiped and freed when it closes. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
     http_ctx_t *ctx = cls;
     (void)conn;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        /* ~2.4 KB per connection, so only where tokens are checked at all */
-        http_token_memo_t *memo = auth_enabled(ctx->hc_auth) ? malloc(sizeof(*memo)) : NULL;
-        if (memo)
-            memo->tm_len = 0;
-        *socket_context = memo; /* NULL when out of memory: the shared cache still serves */
+        /* ~2.4 KB per connection, so only where tokens or certificates are checked */
+        bool wanted = auth_enabled(ctx->hc_auth) || ctx->hc_https;
+        /* NULL when out of memory: the shared token cache still serves, and the client
+         * certificate is verified on every request instead of once */
+        *socket_context = wanted ? calloc(1, sizeof(http_conn_t)) : NULL;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        http_token_memo_t *memo = *socket_context;
-        if (memo)
-            OPENSSL_cleanse(memo, sizeof(*memo)); /* a token is a credential */
-        free(memo);
+        http_conn_t *state = *socket_context;
+        if (state)
+            OPENSSL_cleanse(state, sizeof(*state)); /* a token is a credential */
+        free(state);
         *socket_context = NULL;
     }
 }
 
-static http_token_memo_t *connection_memo(struct MHD_Connection *conn)
+static http_conn_t *connection_state(struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -134,7 +144,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     const char *refused;
-    if (ctx->hc_https && !https_client_allowed(ctx->hc_https, conn, &refused)) {
+    http_conn_t *state = connection_state(conn);
+    if (ctx->hc_https &&
+        !https_client_allowed(ctx->hc_https, conn, state ? &state->hn_tls_verified : NULL,
+                              &refused)) {
         log_warn("TLS client refused", LOG_S("reason", refused)); /* note 4 */
         return MHD_NO;
     }
@@ -153,8 +166,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (resp)
             MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
         memset(&caller, 0, sizeof(caller));
-    } else if ((resp = http_auth_gate(ctx, conn, url, &req, connection_memo(conn), &caller,
-                                      &status))) {
+    } else if ((resp = http_auth_gate(ctx, conn, url, &req, state ? &state->hn_memo : NULL,
+                                      &caller, &status))) {
         /* refused before any route: limits or credentials (http_auth.c note 1) */
     } else {
         switch (req.hr_route) {

@@ -22,11 +22,6 @@ struct https {
     char *hs_priorities;
 };
 
-/* Per connection when client certificates are verified (MHD's socket context). */
-typedef struct https_conn {
-    bool hsc_verified;
-} https_conn_t;
-
 /* Reads path into a NUL-terminated string. Returns 0 or sets errstr ("key: problem"). */
 static int read_pem(const char *key, const char *path, char **ret_text, char *errstr, size_t errlen)
 {
@@ -176,21 +171,6 @@ unsigned https_mhd_flags(void)
     return MHD_USE_TLS;
 }
 
-/* MHD_OPTION_NOTIFY_CONNECTION: a verification slot per connection (note 2). An
- * allocation failure leaves none, and that connection is verified on every request. */
-static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode toe)
-{
-    (void)cls;
-    (void)conn;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = calloc(1, sizeof(https_conn_t));
-    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        free(*socket_context);
-        *socket_context = NULL;
-    }
-}
-
 size_t https_mhd_options(https_t *https, struct MHD_OptionItem *opts)
 {
     size_t n = 0;
@@ -199,9 +179,6 @@ size_t https_mhd_options(https_t *https, struct MHD_OptionItem *opts)
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, https->hs_priorities};
     if (https->hs_ca_pem) {
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, https->hs_ca_pem};
-        /* two-argument options take the function in value and its closure in ptr_value */
-        opts[n++] =
-            (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, NULL};
     }
     return n;
 }
@@ -231,22 +208,21 @@ static const char *verify(gnutls_session_t session, gnutls_alert_description_t *
     return NULL;
 }
 
-bool https_client_allowed(https_t *https, struct MHD_Connection *conn, const char **ret_reason)
+bool https_client_allowed(https_t *https, struct MHD_Connection *conn, bool *verified,
+                          const char **ret_reason)
 {
     if (!https->hs_ca_pem)
         return true;
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    https_conn_t *state = info ? info->socket_context : NULL;
-    if (state && state->hsc_verified)
+    if (verified && *verified)
         return true;
-    info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     gnutls_session_t session = info ? info->tls_session : NULL;
     gnutls_alert_description_t alert = GNUTLS_A_INTERNAL_ERROR;
     const char *reason = session ? verify(session, &alert) : "no TLS session";
     if (!reason) {
-        if (state)
-            state->hsc_verified = true;
+        if (verified)
+            *verified = true;
         return true;
     }
     if (session) /* best effort: the client learns why; the connection closes either way */

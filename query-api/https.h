@@ -24,7 +24,7 @@
 typedef struct https https_t;
 
 /* MHD options https_mhd_options may append (MHD_OPTION_END not included). */
-#define HTTPS_MHD_OPTIONS 5
+#define HTTPS_MHD_OPTIONS 4
 
 /* Reads query_api.tls.* and checks them. Returns 0 with *ret_https NULL when TLS is not
  * configured (neither cert_file nor key_file set), 0 with a new https_t (the caller owns
@@ -45,9 +45,11 @@ size_t https_mhd_options(https_t *https, struct MHD_OptionItem *opts);
 
 /* Whether conn may be served: true when no client CA is configured, or when the client's
  * certificate chains to it, is in its validity period and allows client authentication.
- * Verified once per connection. On false a fatal TLS alert has been sent (certificate
+ * Verified once per connection: *verified is the connection's memory of a pass (the
+ * caller's per-connection state; NULL verifies every time). On false a fatal TLS alert has been sent (certificate
  * required, unknown CA or bad certificate), *ret_reason says why (a static string), and
  * the caller must return MHD_NO so that the connection is closed. HTTP worker threads. */
-bool https_client_allowed(https_t *https, struct MHD_Connection *conn, const char **ret_reason);
+bool https_client_allowed(https_t *https, struct MHD_Connection *conn, bool *verified,
+                          const char **ret_reason);
 
 #endif

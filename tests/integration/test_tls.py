@@ -92,8 +92,9 @@ def store(tmp_path_factory):
         make_cert(workdir, "agent", "ca", "extendedKeyUsage=clientAuth")
         make_cert(workdir, "intruder", "rogue", "extendedKeyUsage=clientAuth")
 
-        def tls_config(name, **tls):
+        def tls_config(name, extra=None, **tls):
             settings = {f"query_api__tls.{k}": os.path.join(workdir, v) for k, v in tls.items()}
+            settings.update(extra or {})
             return harness.write_config(workdir, broker.bootstrap, name=name,
                                         projector__metrics_listen="", **settings)
         oracle = {e["key"]: e for e in harness.read_oracle(oracle_path) if not e["erased"]}
@@ -184,6 +185,47 @@ def test_client_certificates(store, processes):
     log = api.log_text()
     assert "no client certificate" in log
     assert "client certificate not signed by query_api.tls.client_ca_file" in log
+
+
+def test_client_certificates_with_bearer_tokens_on_one_connection(store, processes):
+    """Client certificates and authentication together. The certificate check and the
+    bearer-token memo share one state per connection (http_server.c note 5); when each
+    registered its own libmicrohttpd connection callback, only one of them was kept and
+    the other read the wrong struct. Over one keep-alive connection: a good token twice,
+    a forged token refused, then the good token again."""
+    workdir, _, tls_config, oracle = store
+    policy = os.path.join(workdir, "mtls-policy.yaml")
+    with open(policy, "w") as f:
+        f.write("roles: {reader: {pii: true, views: {customer360: {sections: ['*']}}}}\n")
+    config = tls_config("mtls-auth.yaml", cert_file="server.pem", key_file="server.key",
+                        client_ca_file="ca.pem",
+                        extra={"query_api__auth.enabled": "on", "query_api__auth.policy": policy,
+                               "query_api__auth.hs256_secret": "mtls-auth-test-secret-0123456789",
+                               "query_api__auth.issuer": "https://idp.test",
+                               "query_api__auth.audience": "rm"})
+    port = harness.free_port()
+    agent = client_context(workdir, cert="agent")
+    api = start_tls_api(workdir, config, port, agent, "query-api-mtls-auth")
+    processes.append(api)
+    token = harness.mint_token(config, "mtls-reader", "reader")
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    key = next(iter(oracle))
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=agent, timeout=10)
+
+    def get(bearer):
+        conn.request("GET", VIEW + key, headers={"Authorization": "Bearer " + bearer})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+
+    try:
+        for bearer, expected in ((token, 200), (token, 200), (forged, 401), (token, 200)):
+            status, body = get(bearer)
+            assert status == expected, body
+            if status == 200:
+                assert body["sections"]["profile"] == oracle[key]["sections"]["profile"]
+    finally:
+        conn.close()
+    assert api.alive(), api.log_text()
 
 
 @pytest.mark.parametrize("tls, named", [
