@@ -100,7 +100,7 @@ static void enc_begin(enc_t *e, uint32_t schema_id)
 
 static void put_long(enc_t *e, int64_t v)
 {
-    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    uint64_t z = ((uint64_t)v << 1) ^ (v < 0 ? UINT64_MAX : 0); /* zigzag */
     while (z & ~(uint64_t)0x7f) {
         e->e_buf[e->e_len++] = (unsigned char)((z & 0x7f) | 0x80);
         z >>= 7;

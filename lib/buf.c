@@ -84,10 +84,10 @@ int buf_printf(buf_t *buf, const char *fmt, ...)
 
 const char *buf_i64_text(int64_t value, char tmp[BUF_I64_TEXT])
 {
-    char *p = tmp + BUF_I64_TEXT;
+    char *p = &tmp[BUF_I64_TEXT - 1];
     /* Work in unsigned so INT64_MIN does not overflow on negation. */
     uint64_t mag = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
-    *--p = '\0';
+    *p = '\0';
     do {
         *--p = (char)('0' + mag % 10);
         mag /= 10;

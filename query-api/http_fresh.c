@@ -102,10 +102,10 @@ int http_fresh_lag_topics(const view_t *view, store_t *store, MDB_txn *txn, int6
                           http_lag_memo_t *memo, http_lag_t *ret_lag, http_topic_lag_t *ret_topics)
 {
     assert(view->v_topic_count <= VIEW_MAX_TOPICS); /* view_load refuses more */
-    http_lag_memo_t local;
+    http_lag_memo_t local = {.lm_valid = false}; /* no memo given: scan every time */
     if (!memo)
         memo = &local;
-    if (memo == &local || !memo->lm_valid || memo->lm_txn_id != mdb_txn_id(txn)) {
+    if (!memo->lm_valid || memo->lm_txn_id != mdb_txn_id(txn)) {
         int rc = scan_lag(view, store, txn, memo);
         if (rc) {
             memo->lm_valid = false;

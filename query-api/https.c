@@ -48,7 +48,9 @@ static int read_pem(const char *key, const char *path, char **ret_text, char *er
     }
     text[len] = '\0';
     char *fitted = realloc(text, len + 1); /* kept for the process's life: no 4 MiB each */
-    *ret_text = fitted ? fitted : text;
+    if (fitted)
+        text = fitted;
+    *ret_text = text;
     return 0;
 }
 
