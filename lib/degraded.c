@@ -29,23 +29,6 @@ static size_t mark_key(char *out, const char *vkey, size_t vkey_len, const char 
                          tlen + 13);
 }
 
-/* Has the store any fragment, mark or version under view key k? */
-static int has_key(store_t *store, MDB_txn *txn, const char *k, size_t len, bool *ret)
-{
-    char prefix[VIEW_KEY_MAX_BYTES + 1];
-    memcpy(prefix, k, len);
-    prefix[len] = '\0';
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn, store_dbi(store, STORE_DB_DOC), &cur);
-    if (rc)
-        return rm_err_from_mdb(rc);
-    MDB_val key = {len + 1, prefix}, val;
-    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-    *ret = rc == 0 && key.mv_size > len && memcmp(key.mv_data, prefix, len + 1) == 0;
-    mdb_cursor_close(cur);
-    return rc && rc != MDB_NOTFOUND ? rm_err_from_mdb(rc) : 0;
-}
-
 /* The view key a message key names: itself, or through a link. 0 with *ret_len 0 when
  * it names none. out must hold VIEW_KEY_MAX_BYTES. */
 static int resolve(const view_t *view, store_t *store, MDB_txn *txn, const degraded_event_t *ev,
@@ -56,7 +39,7 @@ static int resolve(const view_t *view, store_t *store, MDB_txn *txn, const degra
         memchr(ev->de_key, '\0', ev->de_key_len))
         return 0;
     bool found;
-    int rc = has_key(store, txn, ev->de_key, ev->de_key_len, &found);
+    int rc = store_doc_exists(store, txn, ev->de_key, ev->de_key_len, &found);
     if (rc || found) {
         if (found) {
             memcpy(out, ev->de_key, ev->de_key_len);

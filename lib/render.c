@@ -428,19 +428,10 @@ int render_exists(const view_t *view, store_t *store, MDB_txn *txn, const char *
     (void)view;
     if (key_len == 0 || key_len > VIEW_KEY_MAX_BYTES || memchr(key, '\0', key_len))
         return RM_EINVAL;
-    char prefix[VIEW_KEY_MAX_BYTES + 1];
-    memcpy(prefix, key, key_len);
-    prefix[key_len] = '\0';
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn, store_dbi(store, STORE_DB_DOC), &cur);
+    bool found;
+    int rc = store_doc_exists(store, txn, key, key_len, &found);
     if (rc)
-        return rm_err_from_mdb(rc);
-    MDB_val k = {key_len + 1, prefix}, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    bool found = rc == 0 && k.mv_size > key_len && memcmp(k.mv_data, prefix, key_len + 1) == 0;
-    mdb_cursor_close(cur);
-    if (rc && rc != MDB_NOTFOUND)
-        return rm_err_from_mdb(rc);
+        return rc;
     return found ? 0 : RM_ENOTFOUND;
 }
 

@@ -452,6 +452,27 @@ size_t store_doc_key(char *out, size_t cap, const char *view_key, size_t view_ke
     return len;
 }
 
+int store_doc_exists(store_t *store, MDB_txn *txn, const char *view_key, size_t view_key_len,
+                     bool *ret_found)
+{
+    char prefix[512]; /* "view_key \0": every doc key of view_key starts with it */
+    *ret_found = false;
+    if (view_key_len == 0 || view_key_len >= sizeof(prefix))
+        return RM_EINVAL;
+    memcpy(prefix, view_key, view_key_len);
+    prefix[view_key_len] = '\0';
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, store->st_dbi[STORE_DB_DOC], &cur);
+    if (rc)
+        return rm_err_from_mdb(rc);
+    MDB_val key = {view_key_len + 1, prefix}, val;
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    *ret_found = rc == 0 && key.mv_size > view_key_len &&
+                 memcmp(key.mv_data, prefix, view_key_len + 1) == 0;
+    mdb_cursor_close(cur);
+    return rc && rc != MDB_NOTFOUND ? rm_err_from_mdb(rc) : 0;
+}
+
 /* offsets key: topic \0 partition(be32) */
 static size_t store_offset_key(unsigned char *out, size_t cap, const char *topic,
                                int32_t partition)

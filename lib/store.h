@@ -133,6 +133,12 @@ int store_usage(store_t *store, size_t *ret_map_bytes, size_t *ret_used_bytes);
 size_t store_doc_key(char *out, size_t cap, const char *view_key, size_t view_key_len,
                      const char *section, const char *item, size_t item_len);
 
+/* Whether the doc db holds anything under view_key (a fragment, a mark, a version):
+ * 0 with *ret_found, or an rm_err_t. view_key_len 1..511, no NUL inside (the caller's
+ * check). */
+int store_doc_exists(store_t *store, MDB_txn *txn, const char *view_key, size_t view_key_len,
+                     bool *ret_found);
+
 /* Offsets of (topic, partition). get returns RM_ENOTFOUND when none is stored. */
 int store_offset_get(store_t *store, MDB_txn *txn, const char *topic, int32_t partition,
                      store_offset_t *ret_offset);
