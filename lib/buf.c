@@ -82,6 +82,42 @@ int buf_printf(buf_t *buf, const char *fmt, ...)
     return 0;
 }
 
+static int b64url_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '-' ? 62 : c == '_' ? 63 : -1;
+}
+
+ssize_t buf_b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap,
+                          bool canonical)
+{
+    if (len % 4 == 1)
+        return -1; /* one character left over encodes no whole byte */
+    size_t n = 0;
+    uint32_t bits = 0; /* decoded bits not yet in a whole byte */
+    int bit_count = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64url_value(in[i]);
+        if (v < 0)
+            return -1;
+        bits = bits << 6 | (uint32_t)v;
+        bit_count += 6;
+        if (bit_count >= 8) {
+            bit_count -= 8;
+            if (n >= cap)
+                return -1;
+            out[n++] = (unsigned char)(bits >> bit_count);
+            bits &= (UINT32_C(1) << bit_count) - 1;
+        }
+    }
+    return canonical && bits ? -1 : (ssize_t)n;
+}
+
 const char *buf_i64_text(int64_t value, char tmp[BUF_I64_TEXT])
 {
     char *p = &tmp[BUF_I64_TEXT - 1];

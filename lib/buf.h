@@ -7,8 +7,10 @@
 #ifndef RM_BUF_H
 #define RM_BUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct buf {
     char *b_data;  /* always NUL-terminated when b_cap > 0 (the NUL is not in b_len) */
@@ -38,6 +40,12 @@ int buf_printf(buf_t *buf, const char *fmt, ...) __attribute__((format(printf, 2
 int buf_append_i64(buf_t *buf, int64_t value);
 /* value in decimal, NUL-terminated, written at the end of tmp; returns its start (in
  * tmp). For hot paths where snprintf costs more than the text (response headers). */
+/* Decodes unpadded base64url (RFC 4648 §5) of in[0..len) into out. Returns the byte
+ * count, or -1 on a character outside the alphabet, more than cap bytes, a length that
+ * leaves one character over (len % 4 == 1), or — when canonical — non-zero bits after
+ * the last whole byte (so each value has one spelling). */
+ssize_t buf_b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap,
+                          bool canonical);
 #define BUF_I64_TEXT 24
 const char *buf_i64_text(int64_t value, char tmp[BUF_I64_TEXT]);
 /* Appends str as a quoted JSON string, escaping per RFC 8259. Bytes that are

@@ -1,5 +1,6 @@
 /* auth_jwt: bearer JWT verification with pinned keys and algorithms (auth.h note 1). */
 #include "auth.h"
+#include "buf.h"
 #include "rm_err.h"
 
 #include <errno.h>
@@ -205,47 +206,16 @@ size_t auth_jwt_key_count(const auth_jwt_t *jwt)
     return jwt->aj_key_count;
 }
 
-static int b64url_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '-' ? 62 : c == '_' ? 63 : -1;
-}
-
-/* Decodes unpadded base64url (the JWS header) into out. Returns the length or -1. */
-static int b64url_decode(const char *in, size_t len, char *out, size_t cap)
-{
-    size_t n = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value(in[i]);
-        if (v < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n >= cap)
-                return -1;
-            out[n++] = (char)(acc >> bits & 0xff);
-        }
-    }
-    return bits >= 6 ? -1 : (int)n;
-}
-
 /* The key the token's header names, checked against its alg (note 1). */
 static const auth_jwt_key_t *pick_key(const auth_jwt_t *jwt, const char *token, size_t len,
                                       const char **ret_reason)
 {
     const char *dot = memchr(token, '.', len);
-    char header[AUTH_JWT_HEADER_MAX_BYTES];
-    int hlen = dot ? b64url_decode(token, (size_t)(dot - token), header, sizeof(header)) : -1;
-    json_t *root = hlen > 0 ? json_loadb(header, (size_t)hlen, 0, NULL) : NULL;
+    unsigned char header[AUTH_JWT_HEADER_MAX_BYTES];
+    /* not canonical: the signature covers the header as spelled, whatever its spare bits */
+    ssize_t hlen =
+        dot ? buf_b64url_decode(token, (size_t)(dot - token), header, sizeof(header), false) : -1;
+    json_t *root = hlen > 0 ? json_loadb((const char *)header, (size_t)hlen, 0, NULL) : NULL;
     if (!json_is_object(root)) {
         json_decref(root);
         *ret_reason = "malformed token";

@@ -1,5 +1,6 @@
 /* http_params: query-parameter parsers of the view endpoint (see http_params.h). */
 #include "http_params.h"
+#include "buf.h"
 #include "rm_err.h"
 #include "store.h"
 
@@ -69,21 +70,6 @@ int http_params_fields(const view_t *view, const char *text, uint32_t *ret_mask,
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static int b64url_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
 size_t http_params_cursor_encode(const render_cursor_t *cursor, char *out, size_t cap)
 {
     unsigned char raw[HTTP_CURSOR_HEAD_BYTES + VIEW_KEY_MAX_BYTES];
@@ -110,26 +96,13 @@ size_t http_params_cursor_encode(const render_cursor_t *cursor, char *out, size_
 int http_params_cursor_decode(const char *text, render_cursor_t *ret_cursor)
 {
     size_t len = strlen(text);
-    if (len > HTTP_CURSOR_MAX_CHARS || len % 4 == 1)
-        return RM_EINVAL; /* one char left over encodes no whole byte */
+    if (len > HTTP_CURSOR_MAX_CHARS)
+        return RM_EINVAL;
     unsigned char raw[HTTP_CURSOR_HEAD_BYTES + VIEW_KEY_MAX_BYTES + 3];
-    size_t raw_len = 0;
-    uint32_t bits = 0; /* decoded bits not yet in a whole byte */
-    int bit_count = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value(text[i]);
-        if (v < 0)
-            return RM_EINVAL;
-        bits = bits << 6 | (uint32_t)v;
-        bit_count += 6;
-        if (bit_count >= 8) {
-            bit_count -= 8;
-            raw[raw_len++] = (unsigned char)(bits >> bit_count);
-            bits &= (UINT32_C(1) << bit_count) - 1;
-        }
-    }
-    if (bits)
-        return RM_EINVAL; /* bits after the last whole byte must be zero: one spelling each */
+    ssize_t decoded = buf_b64url_decode(text, len, raw, sizeof(raw), true);
+    if (decoded < 0)
+        return RM_EINVAL;
+    size_t raw_len = (size_t)decoded;
     if (raw_len <= HTTP_CURSOR_HEAD_BYTES ||
         raw_len > HTTP_CURSOR_HEAD_BYTES + VIEW_KEY_MAX_BYTES || raw[0] != HTTP_CURSOR_VERSION)
         return RM_EINVAL;

@@ -40,6 +40,24 @@ START_TEST(test_i64_extremes)
 }
 END_TEST
 
+START_TEST(test_b64url_decode)
+{
+    unsigned char out[8];
+    ck_assert_int_eq(buf_b64url_decode("aGk", 3, out, sizeof(out), true), 2); /* "hi" */
+    ck_assert_int_eq(memcmp(out, "hi", 2), 0);
+    ck_assert_int_eq(buf_b64url_decode("-_8", 3, out, sizeof(out), true), 2);
+    ck_assert_int_eq(out[0], 0xfb);
+    ck_assert_int_eq(out[1], 0xff);
+    ck_assert_int_eq(buf_b64url_decode("aGl", 3, out, sizeof(out), true), -1); /* spare bits */
+    ck_assert_int_eq(buf_b64url_decode("aGl", 3, out, sizeof(out), false), 2);
+    ck_assert_int_eq(buf_b64url_decode("aGk=", 4, out, sizeof(out), false), -1); /* padding */
+    ck_assert_int_eq(buf_b64url_decode("aGk+", 4, out, sizeof(out), false), -1); /* not url */
+    ck_assert_int_eq(buf_b64url_decode("aGlhY", 5, out, sizeof(out), false), -1); /* 4n+1 */
+    ck_assert_int_eq(buf_b64url_decode("aGloaQ", 6, out, 3, false), -1); /* past cap */
+    ck_assert_int_eq(buf_b64url_decode("", 0, out, sizeof(out), true), 0);
+}
+END_TEST
+
 START_TEST(test_json_escapes)
 {
     buf_t b = BUF_INIT;
@@ -77,6 +95,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_append_and_reset);
     tcase_add_test(tc, test_i64_extremes);
+    tcase_add_test(tc, test_b64url_decode);
     tcase_add_test(tc, test_json_escapes);
     tcase_add_test(tc, test_json_invalid_utf8_replaced);
     tcase_add_test(tc, test_json_embedded_nul);
