@@ -58,6 +58,7 @@ typedef struct pipe_snapshot {
     outbox_stats_t ps_outbox;
     uint64_t ps_gaps;
     uint64_t ps_expired;
+    uint64_t ps_switch_failures;
 } pipe_snapshot_t;
 
 struct pipe {
@@ -75,6 +76,7 @@ struct pipe {
     int64_t pi_gap_offset;        /* the offset that was out of range */
     uint64_t pi_gaps;             /* gaps detected since start */
     uint64_t pi_expired;          /* parked events dead-lettered (link-timeout) */
+    uint64_t pi_switch_failures; /* pipe_switch_store calls that kept the old store */
     rd_kafka_t *pi_rk;
     engine_t *pi_engine;
     outbox_t *pi_outbox;
@@ -324,6 +326,7 @@ static void publish_snapshot(pipe_t *pipe)
     outbox_get_stats(pipe->pi_outbox, &snap->ps_outbox);
     snap->ps_gaps = pipe->pi_gaps;
     snap->ps_expired = pipe->pi_expired;
+    snap->ps_switch_failures = pipe->pi_switch_failures;
     pthread_mutex_unlock(&pipe->pi_lock);
     pipe->pi_next_snapshot_ms = rm_mono_ms() + 1000;
 }
@@ -420,22 +423,25 @@ int pipe_render_metrics(pipe_t *pipe, buf_t *out)
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_store_used_bytes", (int64_t)snap->ps_used_bytes, vlabels);
     FAMILY("readmodel_store_generation", "gauge", "Store generation being written (0: flat store).");
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_store_generation", snap->ps_generation, vlabels);
+    FAMILY("readmodel_generation_switch_failures_total", "counter",
+           "Switches to a new store generation that failed; the old one is still written.");
+    rc = rc ? rc
+            : metrics_sample_i64(out, "readmodel_generation_switch_failures_total",
+                                 (int64_t)snap->ps_switch_failures, vlabels);
 #undef FAMILY
     pthread_mutex_unlock(&pipe->pi_lock);
     return rc;
 }
 
-/* Loads stored offsets for tps[from..] and (re)assigns every known partition at
- * its stored next offset (or the beginning when nothing is stored). */
 /* Note 6: where partitions with no stored offset start for po_start_time_ms, and
  * their time gate. A partition the broker cannot answer for starts at the beginning,
  * gated; a lookup failure leaves it there too (slower, never wrong). */
-static void resolve_start_time(pipe_t *pipe, int64_t *start)
+static void resolve_start_time(pipe_t *pipe, pipe_tp_t *tps, int64_t *start)
 {
     const view_t *view = pipe->pi_opts.po_view;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)pipe->pi_tp_count);
     for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        pipe_tp_t *tp = &pipe->pi_tps[i];
+        pipe_tp_t *tp = &tps[i];
         if (tp->pt_next_offset >= 0 || tp->pt_start_offset >= 0)
             continue;
         tp->pt_gate_ms = pipe->pi_opts.po_start_time_ms;
@@ -450,6 +456,7 @@ static void resolve_start_time(pipe_t *pipe, int64_t *start)
                  LOG_S("error", rd_kafka_err2str(err)));
     for (int i = 0; !err && i < list->cnt; i++) {
         const rd_kafka_topic_partition_t *p = &list->elems[i];
+        /* tps is pi_tps or a copy of it in the same order (pipe_switch_store). */
         pipe_tp_t *tp = tp_find(pipe, view_topic_index(view, p->topic), p->partition);
         if (tp && !p->err && p->offset >= 0)
             start[tp - pipe->pi_tps] = p->offset;
@@ -457,16 +464,17 @@ static void resolve_start_time(pipe_t *pipe, int64_t *start)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
-static int assign_all(pipe_t *pipe)
+/* Fills tps (pi_tps, or the copy a switch prepares) with store's offsets where none is
+ * known yet (pt_next_offset < 0). */
+static int load_offsets(pipe_t *pipe, store_t *store, pipe_tp_t *tps)
 {
     const view_t *view = pipe->pi_opts.po_view;
-    store_t *store = pipe->pi_opts.po_store;
     MDB_txn *txn;
     int rc = store_read_begin(store, &txn);
     if (rc)
         return rc;
     for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        pipe_tp_t *tp = &pipe->pi_tps[i];
+        pipe_tp_t *tp = &tps[i];
         store_offset_t off;
         if (tp->pt_next_offset < 0 &&
             store_offset_get(store, txn, view->v_topics[tp->pt_topic], tp->pt_partition, &off) == 0) {
@@ -475,32 +483,51 @@ static int assign_all(pipe_t *pipe)
         }
     }
     store_read_end(txn);
+    return 0;
+}
+
+/* (Re)assigns every partition of tps at its next offset (or where this run started it,
+ * or the beginning). Fills in pt_start_offset and, for a start time, pt_gate_ms of tps.
+ * On error the consumer's assignment is unchanged. */
+static int assign_tps(pipe_t *pipe, pipe_tp_t *tps)
+{
+    const view_t *view = pipe->pi_opts.po_view;
     int64_t *start = malloc((pipe->pi_tp_count ? pipe->pi_tp_count : 1) * sizeof(*start));
     if (!start)
         return RM_ENOMEM;
     for (size_t i = 0; i < pipe->pi_tp_count; i++)
-        start[i] = pipe->pi_tps[i].pt_next_offset >= 0    ? pipe->pi_tps[i].pt_next_offset
-                   : pipe->pi_tps[i].pt_start_offset >= 0 ? pipe->pi_tps[i].pt_start_offset
-                                                          : RD_KAFKA_OFFSET_BEGINNING;
+        start[i] = tps[i].pt_next_offset >= 0    ? tps[i].pt_next_offset
+                   : tps[i].pt_start_offset >= 0 ? tps[i].pt_start_offset
+                                                 : RD_KAFKA_OFFSET_BEGINNING;
     if (pipe->pi_opts.po_start_time_ms > 0)
-        resolve_start_time(pipe, start);
+        resolve_start_time(pipe, tps, start);
     rd_kafka_topic_partition_list_t *list =
         rd_kafka_topic_partition_list_new((int)pipe->pi_tp_count);
     for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        pipe_tp_t *tp = &pipe->pi_tps[i];
+        pipe_tp_t *tp = &tps[i];
         if (tp->pt_start_offset < 0)
             tp->pt_start_offset = start[i] >= 0 ? start[i] : 0;
         rd_kafka_topic_partition_list_add(list, view->v_topics[tp->pt_topic], tp->pt_partition)
             ->offset = start[i];
     }
     free(start);
-    rd_kafka_resp_err_t err = rd_kafka_assign(pipe->pi_rk, list);
+    /* A failpoint, so a test can see what a failed assignment leaves behind. */
+    rd_kafka_resp_err_t err =
+        failpoint_errno("assign") ? RD_KAFKA_RESP_ERR__FAIL : rd_kafka_assign(pipe->pi_rk, list);
     rd_kafka_topic_partition_list_destroy(list);
     if (err) {
         log_error("assign failed", LOG_S("error", rd_kafka_err2str(err)));
         return kafka_err(err);
     }
     return 0;
+}
+
+/* Loads stored offsets for partitions that have none yet and (re)assigns every known
+ * partition at its stored next offset (or the beginning when nothing is stored). */
+static int assign_all(pipe_t *pipe)
+{
+    int rc = load_offsets(pipe, pipe->pi_opts.po_store, pipe->pi_tps);
+    return rc ? rc : assign_tps(pipe, pipe->pi_tps);
 }
 
 /* Discovers the partitions of the view's topics; assigns when new ones appeared. */
@@ -1053,52 +1080,82 @@ int pipe_run(pipe_t *pipe)
     }
 }
 
-int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation)
+/* Note 7: all or nothing. Everything that can fail (the new engine and outbox, the
+ * adoption of the old generation's dead letters, the new store's offsets, the
+ * consumer's assignment at them) happens before the pipeline lets go of anything of the
+ * old generation; rd_kafka_assign is the last step that can fail, and a failed one
+ * leaves the assignment as it was. Only then are the parts swapped, which cannot fail.
+ * On failure the pipeline holds nothing of store and keeps writing the old one. */
+int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation, char *errstr, size_t errlen)
 {
     assert(pipe->pi_batch_count == 0); /* between batches only (po_tick) */
-    char err[512];
-    engine_t *engine;
-    outbox_t *outbox;
-    int rc = make_store_parts(pipe, store, &engine, &outbox, err, sizeof(err));
-    if (rc) {
-        log_error("cannot switch the store", LOG_S("store", store_dir(store)), LOG_S("error", err));
-        return rc;
-    }
+    engine_t *engine = NULL;
+    outbox_t *outbox = NULL;
+    pipe_tp_t *tps = NULL;
+    int rc = make_store_parts(pipe, store, &engine, &outbox, errstr, errlen);
+    if (rc)
+        goto failed;
     /* Dead letters recorded in the old generation: publish what the broker takes now. */
     flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true);
     /* The new generation (a rebuild) re-consumes what the old one applied since the
      * rebuild caught up: it must not record those dead letters a second time. */
     rc = outbox_adopt(outbox, pipe->pi_opts.po_store);
     if (rc) {
-        log_error("cannot adopt the previous generation's dead letters",
-                  LOG_S("store", store_dir(store)), LOG_S("error", rm_strerror(rc)));
-        engine_destroy(engine);
-        outbox_destroy(outbox);
-        return rc;
+        snprintf(errstr, errlen, "cannot adopt the previous generation's dead letters: %s",
+                 rm_strerror(rc));
+        goto failed;
     }
+    tps = malloc((pipe->pi_tp_count ? pipe->pi_tp_count : 1) * sizeof(*tps));
+    if (!tps) {
+        rc = RM_ENOMEM;
+        snprintf(errstr, errlen, "out of memory");
+        goto failed;
+    }
+    memcpy(tps, pipe->pi_tps, pipe->pi_tp_count * sizeof(*tps));
+    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
+        pipe_tp_t *tp = &tps[i];
+        tp->pt_next_offset = -1; /* loaded from the new store below */
+        tp->pt_last_event_ms = 0;
+        tp->pt_batch_event_ms = 0;
+        tp->pt_gate_ms = 0;
+        tp->pt_start_offset = -1;
+    }
+    int orc = outbox_recover(outbox, PIPE_METADATA_TIMEOUT_MS);
+    if (orc)
+        log_warn("cannot read the dead-letter topics to recover the outbox; pending dead "
+                 "letters will be published again",
+                 LOG_S("error", rm_strerror(orc)));
+    rc = load_offsets(pipe, store, tps);
+    if (rc) {
+        snprintf(errstr, errlen, "cannot read the new generation's offsets: %s", rm_strerror(rc));
+        goto failed;
+    }
+    rc = assign_tps(pipe, tps);
+    if (rc) {
+        snprintf(errstr, errlen, "cannot assign the partitions at the new generation's offsets: %s",
+                 rm_strerror(rc));
+        goto failed;
+    }
+    /* Committed: the consumer reads at the new offsets; swap the parts to match. */
     engine_destroy(pipe->pi_engine);
     outbox_destroy(pipe->pi_outbox);
     pipe->pi_engine = engine;
     pipe->pi_outbox = outbox;
     pipe->pi_opts.po_store = store;
     pipe->pi_opts.po_generation = generation;
-    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        pipe_tp_t *tp = &pipe->pi_tps[i];
-        tp->pt_next_offset = -1; /* reloaded from the new store by assign_all */
-        tp->pt_last_event_ms = 0;
-        tp->pt_batch_event_ms = 0;
-        tp->pt_gate_ms = 0;
-        tp->pt_start_offset = -1;
-    }
-    int orc = outbox_recover(pipe->pi_outbox, PIPE_METADATA_TIMEOUT_MS);
-    if (orc)
-        log_warn("cannot read the dead-letter topics to recover the outbox; pending dead "
-                 "letters will be published again",
-                 LOG_S("error", rm_strerror(orc)));
-    rc = assign_all(pipe);
+    memcpy(pipe->pi_tps, tps, pipe->pi_tp_count * sizeof(*tps));
+    free(tps);
     pthread_mutex_lock(&pipe->pi_lock);
     pipe->pi_snap.ps_generation = generation;
     pthread_mutex_unlock(&pipe->pi_lock);
+    publish_snapshot(pipe);
+    return 0;
+
+failed:
+    engine_destroy(engine);
+    outbox_destroy(outbox);
+    free(tps);
+    pipe->pi_switch_failures++;
     publish_snapshot(pipe);
     return rc;
 }

@@ -31,6 +31,9 @@
  * (7) A store switch (pipe_switch_store, a new store generation) happens between
  *     batches: the engine and outbox are rebuilt on the new store and every partition
  *     is re-assigned at the new store's offsets, so nothing is lost or applied twice.
+ *     It is all or nothing: everything that can fail is prepared first and the old
+ *     generation's parts are released only after the re-assignment succeeded, so a
+ *     failed switch leaves the pipeline writing the old store as before.
  * Thread: pipe_run() runs on the caller's thread; pipe_stop() may be called from a
  * signal handler or another thread. */
 #ifndef RM_PIPELINE_H
@@ -140,9 +143,12 @@ void pipe_stop(pipe_t *pipe);
 
 /* Adopts store (a new generation; the caller keeps owning both stores and closes the
  * old one after this returns 0): rebuilds the engine and outbox on it and re-assigns
- * every partition at its offsets (note 7). Consumer thread only, from po_tick. On
- * error the pipeline keeps the old store. */
-int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation);
+ * every partition at its offsets (note 7). All or nothing: on error it returns a
+ * negative rm_err_t with the reason in errstr, holds no reference to store (the caller
+ * may close it at once), and keeps writing the old store at its offsets, counted in
+ * readmodel_generation_switch_failures_total. Consumer thread only, from po_tick. */
+int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation, char *errstr,
+                      size_t errlen);
 
 /* Copies up to cap partitions' positions into out and returns how many there are.
  * Consumer thread only (from po_tick). */

@@ -17,6 +17,9 @@
  * window in which it writes a generation nobody serves any more short. */
 #define GENS_FOLLOW_MS 200
 #define GENS_BUSY_LOG_MS 60000
+/* After a failed switch: each attempt builds a producer and reads the DLQ topics'
+ * watermarks on the consumer thread, so attempts are spaced out. */
+#define GENS_SWITCH_RETRY_MS 5000
 #define GENS_TTY_REDRAW_MS 200      /* progress bar refresh on a terminal */
 #define GENS_LOG_PROGRESS_MS 5000   /* progress line period without a terminal */
 #define GENS_MAX_ROUNDS 5           /* catch-up rounds before the switch */
@@ -136,11 +139,23 @@ int gens_follow_tick(void *arg, pipe_t *pipe)
         }
         return 0;
     }
-    rc = pipe_switch_store(pipe, store, id);
+    rc = pipe_switch_store(pipe, store, id, err, sizeof(err));
     if (rc) {
+        /* All or nothing: the pipeline holds nothing of store and still writes ours. */
         store_close(store);
-        return 0; /* logged by the pipeline; retried at the next tick */
+        gf->gf_next_check_ms = now + GENS_SWITCH_RETRY_MS;
+        if (gf->gf_switch_failures++ == 0 || now - gf->gf_switch_logged_ms >= GENS_BUSY_LOG_MS) {
+            gf->gf_switch_logged_ms = now;
+            log_error("cannot switch to the new store generation; still writing the current "
+                      "one, retrying",
+                      LOG_S("view", gf->gf_app->ap_view->v_name), LOG_S("store", dir),
+                      LOG_I("generation", id), LOG_I("current_generation", gf->gf_generation),
+                      LOG_I("failures", gf->gf_switch_failures), LOG_S("error", err),
+                      LOG_I("retry_in_ms", GENS_SWITCH_RETRY_MS));
+        }
+        return 0;
     }
+    gf->gf_switch_failures = 0;
     log_info("switched to a new store generation", LOG_S("view", gf->gf_app->ap_view->v_name),
              LOG_I("generation", id), LOG_I("previous_generation", gf->gf_generation),
              LOG_S("store", dir));
