@@ -27,6 +27,18 @@
 #define PIPE_OUTBOX_EXIT_FLUSH_MS 5000 /* and before a clean exit */
 #define PIPE_EXPIRE_EVERY_MS 10000 /* how often parked events are checked for link-timeout */
 
+/* Why a stored offset is outside its partition's log (handle_gap); the readmodel_gaps_total
+ * label and the "cause" of the gap record. */
+typedef enum pipe_gap_cause {
+    PIPE_GAP_RETENTION = 0, /* below the log start: deleted before the view saw it */
+    PIPE_GAP_LOG_TRUNCATED, /* beyond the log end: topic recreated, or unclean election */
+    PIPE_GAP_UNKNOWN, /* the watermarks could not be read: not recorded */
+    PIPE_GAP__CAUSES
+} pipe_gap_cause_t;
+
+static const char *const pipe_gap_cause_names[PIPE_GAP__CAUSES] = {"retention", "log-truncated",
+                                                                   "unknown"};
+
 typedef struct pipe_tp {
     int pt_topic;           /* index into the view's topics */
     int32_t pt_partition;
@@ -39,6 +51,7 @@ typedef struct pipe_tp {
     int64_t pt_batch_event_ms;
     int64_t pt_gate_ms;     /* > 0: skip messages older than this (note 6 in pipeline.h) */
     int64_t pt_start_offset; /* where this run started the partition (-1: unknown) */
+    bool pt_beyond_end; /* load_targets: the stored offset is past the high watermark */
 } pipe_tp_t;
 
 /* What a scrape sees: copied by the consumer thread under pi_lock after each batch. */
@@ -56,7 +69,7 @@ typedef struct pipe_snapshot {
     size_t ps_used_bytes;
     int64_t ps_generation;
     outbox_stats_t ps_outbox;
-    uint64_t ps_gaps;
+    uint64_t ps_gaps[PIPE_GAP__CAUSES];
     uint64_t ps_expired;
     uint64_t ps_switch_failures;
 } pipe_snapshot_t;
@@ -74,7 +87,7 @@ struct pipe {
     bool pi_continue_on_gap;
     int pi_gap_tp;                /* index of a partition that hit a gap, or -1 */
     int64_t pi_gap_offset;        /* the offset that was out of range */
-    uint64_t pi_gaps;             /* gaps detected since start */
+    uint64_t pi_gaps[PIPE_GAP__CAUSES]; /* gaps detected since start, by cause */
     uint64_t pi_expired;          /* parked events dead-lettered (link-timeout) */
     uint64_t pi_switch_failures; /* pipe_switch_store calls that kept the old store */
     rd_kafka_t *pi_rk;
@@ -324,7 +337,7 @@ static void publish_snapshot(pipe_t *pipe)
     if (dead > 0)
         log_info("cleared stale reader slots", LOG_I("slots", dead));
     outbox_get_stats(pipe->pi_outbox, &snap->ps_outbox);
-    snap->ps_gaps = pipe->pi_gaps;
+    memcpy(snap->ps_gaps, pipe->pi_gaps, sizeof(snap->ps_gaps));
     snap->ps_expired = pipe->pi_expired;
     snap->ps_switch_failures = pipe->pi_switch_failures;
     pthread_mutex_unlock(&pipe->pi_lock);
@@ -413,8 +426,14 @@ int pipe_render_metrics(pipe_t *pipe, buf_t *out)
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_dead_letters_published_total", (int64_t)snap->ps_outbox.os_published, vlabels);
     FAMILY("readmodel_dead_letters_pending", "gauge", "Dead letters waiting in the outbox.");
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_dead_letters_pending", (int64_t)snap->ps_outbox.os_pending, vlabels);
-    FAMILY("readmodel_gaps_total", "counter", "Partitions found with a stored offset below the log start.");
-    rc = rc ? rc : metrics_sample_i64(out, "readmodel_gaps_total", (int64_t)snap->ps_gaps, vlabels);
+    FAMILY("readmodel_gaps_total", "counter",
+           "Partitions found with a stored offset outside the log, by cause: retention (below "
+           "the log start), log-truncated (beyond the log end), unknown (no watermarks to "
+           "tell; the projector stops and looks again at its next start).");
+    for (int c = 0; !rc && c < PIPE_GAP__CAUSES; c++) {
+        const char *labels[] = {"view", view->v_name, "cause", pipe_gap_cause_names[c], NULL};
+        rc = metrics_sample_i64(out, "readmodel_gaps_total", (int64_t)snap->ps_gaps[c], labels);
+    }
     FAMILY("readmodel_parked_expired_total", "counter", "Parked events dead-lettered with link-timeout.");
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_parked_expired_total", (int64_t)snap->ps_expired, vlabels);
     FAMILY("readmodel_store_map_bytes", "gauge", "LMDB map size.");
@@ -613,6 +632,8 @@ static int load_targets(pipe_t *pipe)
             return kafka_err(err);
         }
         tp->pt_target = high;
+        /* No fetch would ever error for it: caught_up must not call it done. */
+        tp->pt_beyond_end = tp->pt_next_offset > high;
     }
     return 0;
 }
@@ -622,7 +643,8 @@ static bool caught_up(const pipe_t *pipe)
     for (size_t i = 0; i < pipe->pi_tp_count; i++) {
         const pipe_tp_t *tp = &pipe->pi_tps[i];
         int64_t next = tp->pt_next_offset < 0 ? 0 : tp->pt_next_offset;
-        if (tp->pt_target > 0 && next < tp->pt_target && !tp->pt_stop_reached)
+        if (tp->pt_beyond_end ||
+            (tp->pt_target > 0 && next < tp->pt_target && !tp->pt_stop_reached))
             return false;
     }
     return true;
@@ -648,47 +670,96 @@ static void handle_error_message(pipe_t *pipe, const rd_kafka_message_t *msg)
               LOG_I("offset", msg->offset), LOG_S("error", rd_kafka_message_errstr(msg)));
 }
 
-/* Records a gap in meta ("gap/<topic>/<partition>") so the API can report the view as
- * degraded for that partition, then stops (RM_EGAP) or resumes from the log start. */
+/* The first partition load_targets found beyond its log end, as a pending gap. */
+static void take_beyond_end(pipe_t *pipe)
+{
+    for (size_t i = 0; pipe->pi_gap_tp < 0 && i < pipe->pi_tp_count; i++) {
+        if (pipe->pi_tps[i].pt_beyond_end) {
+            pipe->pi_gap_tp = (int)i;
+            pipe->pi_gap_offset = pipe->pi_tps[i].pt_next_offset;
+        }
+    }
+}
+
+/* Records a gap in meta ("gap/<topic>/<partition>", with its cause) so the API can report
+ * the view as degraded for that partition, then stops (RM_EGAP) or resumes.
+ * Below the log start (retention) it resumes at the log start: the events in between are
+ * gone. Beyond the log end (a recreated topic, or a log an unclean leader election cut
+ * back) it resumes at the log end, never lower: what is below the end the view has either
+ * applied (truncation) or can only get by a rebuild (recreation, which also resets the
+ * entity versions the guard compares), and re-reading it would dead-letter its poison and
+ * mark its entities degraded a second time. */
 static int handle_gap(pipe_t *pipe)
 {
     const view_t *view = pipe->pi_opts.po_view;
     store_t *store = pipe->pi_opts.po_store;
     pipe_tp_t *tp = &pipe->pi_tps[pipe->pi_gap_tp];
     const char *topic = view->v_topics[tp->pt_topic];
+    int64_t stored = pipe->pi_gap_offset;
     pipe->pi_gap_tp = -1;
+    tp->pt_beyond_end = false;
     int64_t low = -1, high = -1;
-    rd_kafka_query_watermark_offsets(pipe->pi_rk, topic, tp->pt_partition, &low, &high,
-                                     PIPE_METADATA_TIMEOUT_MS);
-    pipe->pi_gaps++;
-    log_error(pipe->pi_continue_on_gap ? "gap: events were deleted before this view saw them; "
-                                         "recorded, continuing from the log start"
-                                       : "gap: events were deleted before this view saw them; "
-                                         "stopping (projector.on_gap=stop)",
-              LOG_S("view", view->v_name), LOG_S("topic", topic), LOG_I("partition", tp->pt_partition),
-              LOG_I("stored_offset", pipe->pi_gap_offset), LOG_I("log_start", low));
-    char name[320], value[256];
+    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+        pipe->pi_rk, topic, tp->pt_partition, &low, &high, PIPE_METADATA_TIMEOUT_MS);
+    if (!err && stored >= low && stored <= high) {
+        /* Out of range a moment ago, inside the log now (the watermarks moved with a
+         * leader change): nothing is missing, so read on from the stored offset. */
+        log_warn("offset was out of range but is inside the log now; reading on",
+                 LOG_S("view", view->v_name), LOG_S("topic", topic),
+                 LOG_I("partition", tp->pt_partition), LOG_I("stored_offset", stored),
+                 LOG_I("log_start", low), LOG_I("log_end", high));
+        return assign_all(pipe);
+    }
+    pipe_gap_cause_t cause = err || low < 0  ? PIPE_GAP_UNKNOWN
+                             : stored > high ? PIPE_GAP_LOG_TRUNCATED
+                                             : PIPE_GAP_RETENTION;
+    pipe->pi_gaps[cause]++;
+    if (cause == PIPE_GAP_UNKNOWN) {
+        /* Nothing to record yet: a restart (this is not APP_EXIT_GAP) looks again. */
+        log_error("offset out of range and the log's watermarks are unavailable; stopping",
+                  LOG_S("view", view->v_name), LOG_S("topic", topic),
+                  LOG_I("partition", tp->pt_partition), LOG_I("stored_offset", stored),
+                  LOG_S("error", rd_kafka_err2str(err)));
+        return err ? kafka_err(err) : RM_EKAFKA;
+    }
+    int64_t resume = cause == PIPE_GAP_LOG_TRUNCATED ? high : low;
+    bool resumes = pipe->pi_continue_on_gap;
+    static const char *const what[PIPE_GAP_UNKNOWN][2] = {
+        {"gap: events were deleted before this view saw them; stopping (projector.on_gap=stop)",
+         "gap: events were deleted before this view saw them; recorded, continuing from the "
+         "log start"},
+        {"gap: the log ends before the stored offset (topic deleted and recreated, or cut back "
+         "by an unclean leader election); stopping (projector.on_gap=stop)",
+         "gap: the log ends before the stored offset (topic deleted and recreated, or cut back "
+         "by an unclean leader election); recorded, continuing from the log end"},
+    };
+    log_error(what[cause][resumes], LOG_S("view", view->v_name), LOG_S("topic", topic),
+              LOG_I("partition", tp->pt_partition), LOG_S("cause", pipe_gap_cause_names[cause]),
+              LOG_I("stored_offset", stored), LOG_I("log_start", low), LOG_I("log_end", high));
+    char name[320], value[400];
     snprintf(name, sizeof(name), "gap/%s/%d", topic, tp->pt_partition);
     snprintf(value, sizeof(value),
-             "{\"topic\":\"%s\",\"partition\":%d,\"stored_offset\":%lld,\"log_start\":%lld,"
-             "\"detected_ms\":%lld,\"action\":\"%s\"}",
-             topic, tp->pt_partition, (long long)pipe->pi_gap_offset, (long long)low,
-             (long long)rm_wall_ms(), pipe->pi_continue_on_gap ? "continued" : "stopped");
+             "{\"topic\":\"%s\",\"partition\":%d,\"cause\":\"%s\",\"stored_offset\":%lld,"
+             "\"log_start\":%lld,\"log_end\":%lld,\"detected_ms\":%lld,\"action\":\"%s\","
+             "\"resumed_at\":%lld}",
+             topic, tp->pt_partition, pipe_gap_cause_names[cause], (long long)stored,
+             (long long)low, (long long)high, (long long)rm_wall_ms(),
+             resumes ? "continued" : "stopped", (long long)(resumes ? resume : -1));
     MDB_txn *txn;
     int rc = store_write_begin(store, &txn);
     if (!rc)
         rc = store_meta_put(store, txn, name, value, strlen(value));
-    if (!rc && pipe->pi_continue_on_gap && low >= 0) {
-        /* The offset moves to the log start in the same transaction as the record. */
-        store_offset_t off = {low, high, tp->pt_last_event_ms, rm_wall_ms()};
+    if (!rc && resumes) {
+        /* The offset moves in the same transaction as the record. */
+        store_offset_t off = {resume, high, tp->pt_last_event_ms, rm_wall_ms()};
         rc = store_offset_put(store, txn, topic, tp->pt_partition, &off);
     }
     rc = rc ? (store_write_abort(txn), rc) : store_write_commit(store, txn);
     if (rc)
         return rc;
-    if (!pipe->pi_continue_on_gap || low < 0)
+    if (!resumes)
         return RM_EGAP;
-    tp->pt_next_offset = low;
+    tp->pt_next_offset = resume;
     return assign_all(pipe);
 }
 
@@ -1059,6 +1130,7 @@ int pipe_run(pipe_t *pipe)
                 return rc;
             }
         }
+        take_beyond_end(pipe);
         if (pipe->pi_gap_tp >= 0) {
             rc = handle_gap(pipe);
             if (rc)

@@ -133,9 +133,10 @@ void pipe_destroy(pipe_t *pipe);
 /* Runs until pipe_stop() or, with po_until_caught_up, until caught up (with
  * po_stop_offsets: until every partition reached its stop offset). Returns 0 on a
  * clean stop (the last batch committed), or a negative rm_err_t on a fatal error:
- * RM_EGAP when a stored offset is below the log start (projector.on_gap=stop or a
- * scratch pipeline), RM_ENOTFOUND when a stop offset names a partition that does not
- * exist. */
+ * RM_EGAP when a stored offset is outside its partition's log — below the log start
+ * (retention) or beyond the log end (a recreated or truncated topic) — and
+ * projector.on_gap=stop or the pipeline is a scratch one, RM_ENOTFOUND when a stop offset names a
+ * partition that does not exist. */
 int pipe_run(pipe_t *pipe);
 
 /* Asks pipe_run to finish the current batch, commit and return. Async-signal-safe. */

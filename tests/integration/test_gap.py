@@ -1,8 +1,12 @@
 """A gap — retention deleted events the view never saw — is reported, never skipped: with
 projector.on_gap=stop the projector exits 3 and keeps its offset; with continue it records
-the gap, moves on, and /readyz says the view is degraded and why."""
+the gap, moves on, and /readyz says the view is degraded and why. A stored offset beyond the
+log end (a recreated topic, or a log truncated by an unclean leader election) is reported
+as that, not as retention, and continuing from it re-reads nothing the view already saw."""
 import json
 import subprocess
+
+from test_chaos import dead_letters
 
 import harness
 
@@ -54,3 +58,75 @@ def test_gap_is_reported_not_skipped(workdir, processes):
     assert status == 200 and body["status"] == "degraded", body
     gap = body["gaps"][0]
     assert gap["topic"] == "loyalty" and gap["partition"] == 0, gap
+    assert gap["cause"] == "retention", gap
+
+
+def produce_poison(bootstrap):
+    """One message on loyalty/0 that is not an event: the view dead-letters it."""
+    subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", "loyalty", "-p", "0", "-K", ":"],
+                   input=b"C1-000001:not an avro event\n", check=True, timeout=60)
+
+
+def all_offsets(config):
+    return {(p["topic"], p["partition"]): p["next_offset"]
+            for p in json.loads(harness.inspect(config, "offsets").stdout)}
+
+
+def test_offset_beyond_the_log_end_is_not_retention(workdir, processes):
+    old = harness.DevBroker(workdir, partitions=1)
+    processes.append(old)
+    produce_poison(old.bootstrap)
+    harness.simulate(old.bootstrap, workdir, 50, 93)
+    config = harness.write_config(workdir, old.bootstrap, projector__metrics_listen="")
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert list(dead_letters(old.bootstrap, ["loyalty"])) == [("loyalty", 0, 0)]
+    before = all_offsets(config)
+    assert before[("loyalty", 0)] > 1
+    old.stop()
+
+    # The same log cut back to its first message, as an unclean leader election leaves it
+    # (the view saw that message: it is the poison, already dead-lettered); every other
+    # topic is empty, as a deleted and recreated one is.
+    new = harness.DevBroker(workdir, partitions=1)
+    processes.append(new)
+    produce_poison(new.bootstrap)
+    config = harness.write_config(workdir, new.bootstrap, projector__metrics_listen="",
+                                  projector__on_gap="stop")
+    out = harness.run_projector(config)
+    assert out.returncode == 3, (out.returncode, out.stderr[-2000:])
+    assert "gap: the log ends before the stored offset" in out.stderr, out.stderr[-2000:]
+    assert "events were deleted before this view saw them" not in out.stderr
+    assert all_offsets(config) == before, "the offsets moved on a stop"
+
+    # The daemon (no --until-caught-up) meets it as a fetch error instead.
+    config = harness.write_config(workdir, new.bootstrap, projector__metrics_listen="",
+                                  projector__on_gap="continue")
+    daemon = harness.Process("projector", [harness.binary("projector/projector"), "--config",
+                                           config], workdir)
+    processes.append(daemon)
+    api = harness.QueryApi(workdir, config, harness.free_port())
+    processes.append(api)
+
+    def all_gaps():
+        status, _, body = api.get("/readyz")
+        return body if status == 200 and len(body["gaps"]) == len(before) else None
+    body = harness.wait_until(all_gaps, 60, "a gap recorded for every partition")
+    assert body["status"] == "degraded", body
+    # It resumes at the log end: what is below it the view has already seen.
+    after = all_offsets(config)
+    assert after[("loyalty", 0)] == 1, after
+    assert all(after[tp] == 0 for tp in after if tp != ("loyalty", 0)), after
+    # ... and reads on from there: a poison produced now is dead-lettered, the old one not.
+    produce_poison(new.bootstrap)
+    harness.wait_until(lambda: dead_letters(new.bootstrap, ["loyalty"]), 60, "a dead letter")
+    assert list(dead_letters(new.bootstrap, ["loyalty"])) == [("loyalty", 0, 1)], \
+        "a poison the view had seen was dead-lettered again"
+    assert daemon.stop() == 0
+    assert "gap: the log ends before the stored offset" in daemon.log_text()
+    assert "events were deleted before this view saw them" not in daemon.log_text()
+    gaps = {(g["topic"], g["partition"]): g for g in body["gaps"]}
+    gap = gaps[("loyalty", 0)]
+    assert gap["cause"] == "log-truncated", gap
+    assert gap["stored_offset"] == before[("loyalty", 0)] and gap["log_end"] == 1, gap
+    assert gap["resumed_at"] == 1 and gap["action"] == "continued", gap
