@@ -51,7 +51,7 @@ typedef struct pipe_tp {
     int64_t pt_batch_event_ms;
     int64_t pt_gate_ms;     /* > 0: skip messages older than this (note 6 in pipeline.h) */
     int64_t pt_start_offset; /* where this run started the partition (-1: unknown) */
-    bool pt_beyond_end; /* load_targets: the stored offset is past the high watermark */
+    bool pt_gap_pending; /* load_targets: a gap to handle before this run is caught up */
 } pipe_tp_t;
 
 /* What a scrape sees: copied by the consumer thread under pi_lock after each batch. */
@@ -632,8 +632,12 @@ static int load_targets(pipe_t *pipe)
             return kafka_err(err);
         }
         tp->pt_target = high;
-        /* No fetch would ever error for it: caught_up must not call it done. */
-        tp->pt_beyond_end = tp->pt_next_offset > high;
+        /* Beyond the log end no fetch would ever error, and the target is already reached.
+         * po_check_log_start: a partition this store has never seen must start at the
+         * log start 0, or at a start time that is inside what retention kept. */
+        bool unseen_deleted = pipe->pi_opts.po_check_log_start && tp->pt_next_offset < 0 &&
+                              low > 0 && tp->pt_start_offset <= low;
+        tp->pt_gap_pending = tp->pt_next_offset > high || unseen_deleted;
     }
     return 0;
 }
@@ -643,8 +647,7 @@ static bool caught_up(const pipe_t *pipe)
     for (size_t i = 0; i < pipe->pi_tp_count; i++) {
         const pipe_tp_t *tp = &pipe->pi_tps[i];
         int64_t next = tp->pt_next_offset < 0 ? 0 : tp->pt_next_offset;
-        if (tp->pt_beyond_end ||
-            (tp->pt_target > 0 && next < tp->pt_target && !tp->pt_stop_reached))
+        if (tp->pt_target > 0 && next < tp->pt_target && !tp->pt_stop_reached)
             return false;
     }
     return true;
@@ -670,11 +673,12 @@ static void handle_error_message(pipe_t *pipe, const rd_kafka_message_t *msg)
               LOG_I("offset", msg->offset), LOG_S("error", rd_kafka_message_errstr(msg)));
 }
 
-/* The first partition load_targets found beyond its log end, as a pending gap. */
-static void take_beyond_end(pipe_t *pipe)
+/* The first gap load_targets found, as if a fetch had met it (pipe_run handles them
+ * all before it applies anything). */
+static void take_pending_gap(pipe_t *pipe)
 {
     for (size_t i = 0; pipe->pi_gap_tp < 0 && i < pipe->pi_tp_count; i++) {
-        if (pipe->pi_tps[i].pt_beyond_end) {
+        if (pipe->pi_tps[i].pt_gap_pending) {
             pipe->pi_gap_tp = (int)i;
             pipe->pi_gap_offset = pipe->pi_tps[i].pt_next_offset;
         }
@@ -697,7 +701,7 @@ static int handle_gap(pipe_t *pipe)
     const char *topic = view->v_topics[tp->pt_topic];
     int64_t stored = pipe->pi_gap_offset;
     pipe->pi_gap_tp = -1;
-    tp->pt_beyond_end = false;
+    tp->pt_gap_pending = false;
     int64_t low = -1, high = -1;
     rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
         pipe->pi_rk, topic, tp->pt_partition, &low, &high, PIPE_METADATA_TIMEOUT_MS);
@@ -1114,6 +1118,12 @@ int pipe_run(pipe_t *pipe)
         rc = load_targets(pipe);
         if (rc)
             return rc;
+        /* Before anything is applied: the gap's offset is the one stored now. */
+        for (take_pending_gap(pipe); pipe->pi_gap_tp >= 0; take_pending_gap(pipe)) {
+            rc = handle_gap(pipe);
+            if (rc)
+                return rc;
+        }
     }
     for (;;) {
         if ((finite && caught_up(pipe)) || pipe->pi_stop) {
@@ -1130,7 +1140,6 @@ int pipe_run(pipe_t *pipe)
                 return rc;
             }
         }
-        take_beyond_end(pipe);
         if (pipe->pi_gap_tp >= 0) {
             rc = handle_gap(pipe);
             if (rc)

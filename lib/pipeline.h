@@ -92,6 +92,12 @@ typedef struct pipe_opts {
      * stops the run (RM_EGAP, whatever projector.on_gap says); RM_TEST_SKIP_APPLY
      * (failpoint.h) is ignored. */
     bool po_scratch;
+    /* With po_until_caught_up (a rebuild): a partition the store has no offset for is a
+     * gap when retention has deleted the beginning of its log (log start > 0) and the
+     * run would start at or below the log start — at the beginning, or at a start time
+     * older than what is left. It is handled like any gap: recorded in the store, then
+     * RM_EGAP, or with projector.on_gap=continue the run goes on from the log start. */
+    bool po_check_log_start;
 } pipe_opts_t;
 
 /* One partition's position (pipe_partitions). */

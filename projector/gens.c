@@ -359,6 +359,8 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
                          .po_until_caught_up = true, .po_start_time_ms = start_time_ms,
                          .po_generation = id, .po_tick = progress_tick, .po_tick_arg = &pg,
                          .po_hold_dead_letters = true};
+    /* A generation must not go live missing the beginning of a log without saying so. */
+    popts.po_check_log_start = true;
     char err[1024];
     pipe_t *pipe = pg.pg_parts && pg.pg_prev_next && pg.pg_rate ? pipe_new(&popts, err, sizeof(err)) : NULL;
     int exit_code = APP_EXIT_OK;
@@ -389,6 +391,17 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
     pipe_get_stats(pipe, &stats);
     *running = NULL;
     double seconds = (double)(rm_mono_ms() - t0) / 1000.0;
+    if (rc == RM_EGAP) {
+        /* The pipeline logged the partition; a generation missing the beginning of a log
+         * must not go live unless on_gap=continue recorded the gap in it. */
+        log_error("rebuild refused: retention deleted events the new generation would need "
+                  "(the log no longer starts at offset 0, or not before --from-time); current "
+                  "generation unchanged. projector.on_gap=continue builds it anyway, with the gap "
+                  "recorded",
+                  LOG_S("view", app->ap_view->v_name), LOG_I("generation", id));
+        exit_code = APP_EXIT_GAP;
+        goto out;
+    }
     if (rc || *stop_requested) {
         log_error(rc ? "rebuild failed; current generation unchanged"
                      : "rebuild interrupted; current generation unchanged",

@@ -130,3 +130,44 @@ def test_offset_beyond_the_log_end_is_not_retention(workdir, processes):
     assert gap["cause"] == "log-truncated", gap
     assert gap["stored_offset"] == before[("loyalty", 0)] and gap["log_end"] == 1, gap
     assert gap["resumed_at"] == 1 and gap["action"] == "continued", gap
+
+
+def fill_past_retention(bootstrap):
+    """Pushes loyalty/0 past what the mock broker keeps; returns its log start."""
+    filler = b"\n".join(b"x" * FILLER_BYTES for _ in range(FILLER_MESSAGES)) + b"\n"
+    subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", "loyalty", "-p", "0",
+                    "-X", "message.max.bytes=2000000"], input=filler, check=True, timeout=120)
+    low = subprocess.run(["kcat", "-Q", "-b", bootstrap, "-t", "loyalty:0:-2"],
+                         capture_output=True, text=True, timeout=60).stdout
+    return int(low.split()[-1])
+
+
+def test_rebuild_refuses_a_log_whose_start_was_deleted(workdir, processes):
+    broker = harness.DevBroker(workdir, partitions=1)
+    processes.append(broker)
+    harness.simulate(broker.bootstrap, workdir, 50, 94)
+    assert fill_past_retention(broker.bootstrap) > 0, "the broker kept everything"
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="",
+                                  projector__on_gap="stop")
+    rebuild = [harness.binary("projector/projector"), "--config", config, "rebuild"]
+    out = subprocess.run(rebuild, cwd=harness.ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 3, (out.returncode, out.stderr[-2000:])
+    assert "rebuild refused: retention deleted events" in out.stderr, out.stderr[-2000:]
+    gens = subprocess.run([harness.binary("projector/projector"), "--config", config,
+                           "generations", "--json"], cwd=harness.ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert not any(g["current"] for g in json.loads(gens.stdout)), gens.stdout
+
+    # on_gap=continue: the generation goes live with the gap recorded, as the live path does.
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="",
+                                  projector__on_gap="continue")
+    out = subprocess.run(rebuild[:2] + [config, "rebuild"], cwd=harness.ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "gap: events were deleted before this view saw them; recorded" in out.stderr
+    api = harness.QueryApi(workdir, config, harness.free_port())
+    processes.append(api)
+    status, _, body = api.get("/readyz")
+    assert status == 200 and body["status"] == "degraded", body
+    assert [(g["topic"], g["partition"], g["cause"]) for g in body["gaps"]] == \
+        [("loyalty", 0, "retention")], body
