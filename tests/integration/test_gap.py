@@ -61,10 +61,11 @@ def test_gap_is_reported_not_skipped(workdir, processes):
     assert gap["cause"] == "retention", gap
 
 
-def produce_poison(bootstrap):
-    """One message on loyalty/0 that is not an event: the view dead-letters it."""
-    subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", "loyalty", "-p", "0", "-K", ":"],
-                   input=b"C1-000001:not an avro event\n", check=True, timeout=60)
+def produce_poison(bootstrap, key):
+    """One message on loyalty/0 that is not an event: the view dead-letters it and marks
+    the customer its key names degraded."""
+    subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", "loyalty", "-p", "0", "-k", key],
+                   input=b"not an avro event", check=True, timeout=60)
 
 
 def all_offsets(config):
@@ -72,25 +73,45 @@ def all_offsets(config):
             for p in json.loads(harness.inspect(config, "offsets").stdout)}
 
 
+def log_end(bootstrap, topic, partition):
+    out = subprocess.run(["kcat", "-Q", "-b", bootstrap, "-t", f"{topic}:{partition}:-1"],
+                         capture_output=True, text=True, timeout=60).stdout
+    return int(out.split()[-1])
+
+
+def degraded(config, key):
+    return harness.inspect_docs(config, [key])[key].get("degraded")
+
+
 def test_offset_beyond_the_log_end_is_not_retention(workdir, processes):
     old = harness.DevBroker(workdir, partitions=1)
     processes.append(old)
-    produce_poison(old.bootstrap)
-    harness.simulate(old.bootstrap, workdir, 50, 93)
+    _, oracle_path = harness.simulate(old.bootstrap, workdir, 50, 93)
+    key = next(c["key"] for c in harness.read_oracle(oracle_path) if not c["erased"])
+    produce_poison(old.bootstrap, key)
+    poison_offset = log_end(old.bootstrap, "loyalty", 0) - 1
+    harness.simulate(old.bootstrap, workdir, 10, 95)  # what the truncation will cut off
     config = harness.write_config(workdir, old.bootstrap, projector__metrics_listen="")
     out = harness.run_projector(config)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert list(dead_letters(old.bootstrap, ["loyalty"])) == [("loyalty", 0, 0)]
+    assert list(dead_letters(old.bootstrap, ["loyalty"])) == [("loyalty", 0, poison_offset)]
+    assert degraded(config, key), "the poison did not mark its customer"
+    # An operator handles the dead letter: its mark is cleared.
+    subprocess.run([harness.binary("projector/projector"), "--config", config, "dlq", "purge"],
+                   cwd=harness.ROOT, capture_output=True, check=True, timeout=60)
+    assert harness.run_projector(config).returncode == 0
+    assert degraded(config, key) is None
     before = all_offsets(config)
-    assert before[("loyalty", 0)] > 1
+    assert before[("loyalty", 0)] > poison_offset + 1
     old.stop()
 
-    # The same log cut back to its first message, as an unclean leader election leaves it
-    # (the view saw that message: it is the poison, already dead-lettered); every other
-    # topic is empty, as a deleted and recreated one is.
+    # The same log cut back just after the poison, as an unclean leader election leaves it
+    # (the view has applied all of it); the other topics are empty, as recreated ones are.
     new = harness.DevBroker(workdir, partitions=1)
     processes.append(new)
-    produce_poison(new.bootstrap)
+    harness.simulate(new.bootstrap, workdir, 50, 93)
+    produce_poison(new.bootstrap, key)
+    assert log_end(new.bootstrap, "loyalty", 0) == poison_offset + 1, "not the same log"
     config = harness.write_config(workdir, new.bootstrap, projector__metrics_listen="",
                                   projector__on_gap="stop")
     out = harness.run_projector(config)
@@ -115,21 +136,24 @@ def test_offset_beyond_the_log_end_is_not_retention(workdir, processes):
     assert body["status"] == "degraded", body
     # It resumes at the log end: what is below it the view has already seen.
     after = all_offsets(config)
-    assert after[("loyalty", 0)] == 1, after
-    assert all(after[tp] == 0 for tp in after if tp != ("loyalty", 0)), after
-    # ... and reads on from there: a poison produced now is dead-lettered, the old one not.
-    produce_poison(new.bootstrap)
+    end = {(t, 0): log_end(new.bootstrap, t, 0) for t, _ in after}
+    assert after == end, (after, end)
+    # ... and reads on from there: a poison produced now is dead-lettered, the old one not,
+    # and the mark the operator cleared does not come back.
+    produce_poison(new.bootstrap, "C-nobody")
     harness.wait_until(lambda: dead_letters(new.bootstrap, ["loyalty"]), 60, "a dead letter")
-    assert list(dead_letters(new.bootstrap, ["loyalty"])) == [("loyalty", 0, 1)], \
+    assert list(dead_letters(new.bootstrap, ["loyalty"])) == [("loyalty", 0, poison_offset + 1)], \
         "a poison the view had seen was dead-lettered again"
+    assert degraded(config, key) is None, "a cleared degraded mark came back"
     assert daemon.stop() == 0
     assert "gap: the log ends before the stored offset" in daemon.log_text()
     assert "events were deleted before this view saw them" not in daemon.log_text()
     gaps = {(g["topic"], g["partition"]): g for g in body["gaps"]}
     gap = gaps[("loyalty", 0)]
     assert gap["cause"] == "log-truncated", gap
-    assert gap["stored_offset"] == before[("loyalty", 0)] and gap["log_end"] == 1, gap
-    assert gap["resumed_at"] == 1 and gap["action"] == "continued", gap
+    assert gap["stored_offset"] == before[("loyalty", 0)], gap
+    assert gap["log_end"] == poison_offset + 1 == gap["resumed_at"], gap
+    assert gap["action"] == "continued", gap
 
 
 def fill_past_retention(bootstrap):
