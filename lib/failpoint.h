@@ -12,6 +12,8 @@
  * (COUNT defaults to 1) through failpoint_errno(NAME) return EIO, so a test can
  * see what the code does with an I/O error it cannot provoke otherwise. The names:
  *   store-sync       the store's fsync (store.c), on its sync thread or store_sync()
+ *   assign           the pipeline's partition assignment (pipeline.c): at start, when
+ *                    partitions are added, after a gap, at a generation switch
  * failpoint_errno may be called from any thread; it reads the variable at every pass
  * (a test may change it between cases, which restarts the count). */
 #ifndef RM_FAILPOINT_H

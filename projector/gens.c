@@ -17,6 +17,9 @@
  * window in which it writes a generation nobody serves any more short. */
 #define GENS_FOLLOW_MS 200
 #define GENS_BUSY_LOG_MS 60000
+/* After a failed switch: each attempt builds a producer and reads the DLQ topics'
+ * watermarks on the consumer thread, so attempts are spaced out. */
+#define GENS_SWITCH_RETRY_MS 5000
 #define GENS_TTY_REDRAW_MS 200      /* progress bar refresh on a terminal */
 #define GENS_LOG_PROGRESS_MS 5000   /* progress line period without a terminal */
 #define GENS_MAX_ROUNDS 5           /* catch-up rounds before the switch */
@@ -136,11 +139,23 @@ int gens_follow_tick(void *arg, pipe_t *pipe)
         }
         return 0;
     }
-    rc = pipe_switch_store(pipe, store, id);
+    rc = pipe_switch_store(pipe, store, id, err, sizeof(err));
     if (rc) {
+        /* All or nothing: the pipeline holds nothing of store and still writes ours. */
         store_close(store);
-        return 0; /* logged by the pipeline; retried at the next tick */
+        gf->gf_next_check_ms = now + GENS_SWITCH_RETRY_MS;
+        if (gf->gf_switch_failures++ == 0 || now - gf->gf_switch_logged_ms >= GENS_BUSY_LOG_MS) {
+            gf->gf_switch_logged_ms = now;
+            log_error("cannot switch to the new store generation; still writing the current "
+                      "one, retrying",
+                      LOG_S("view", gf->gf_app->ap_view->v_name), LOG_S("store", dir),
+                      LOG_I("generation", id), LOG_I("current_generation", gf->gf_generation),
+                      LOG_I("failures", gf->gf_switch_failures), LOG_S("error", err),
+                      LOG_I("retry_in_ms", GENS_SWITCH_RETRY_MS));
+        }
+        return 0;
     }
+    gf->gf_switch_failures = 0;
     log_info("switched to a new store generation", LOG_S("view", gf->gf_app->ap_view->v_name),
              LOG_I("generation", id), LOG_I("previous_generation", gf->gf_generation),
              LOG_S("store", dir));
@@ -344,6 +359,8 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
                          .po_until_caught_up = true, .po_start_time_ms = start_time_ms,
                          .po_generation = id, .po_tick = progress_tick, .po_tick_arg = &pg,
                          .po_hold_dead_letters = true};
+    /* A generation must not go live missing the beginning of a log without saying so. */
+    popts.po_check_log_start = true;
     char err[1024];
     pipe_t *pipe = pg.pg_parts && pg.pg_prev_next && pg.pg_rate ? pipe_new(&popts, err, sizeof(err)) : NULL;
     int exit_code = APP_EXIT_OK;
@@ -374,6 +391,17 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
     pipe_get_stats(pipe, &stats);
     *running = NULL;
     double seconds = (double)(rm_mono_ms() - t0) / 1000.0;
+    if (rc == RM_EGAP) {
+        /* The pipeline logged the partition; a generation missing the beginning of a log
+         * must not go live unless on_gap=continue recorded the gap in it. */
+        log_error("rebuild refused: retention deleted events the new generation would need "
+                  "(the log no longer starts at offset 0, or not before --from-time); current "
+                  "generation unchanged. projector.on_gap=continue builds it anyway, with the gap "
+                  "recorded",
+                  LOG_S("view", app->ap_view->v_name), LOG_I("generation", id));
+        exit_code = APP_EXIT_GAP;
+        goto out;
+    }
     if (rc || *stop_requested) {
         log_error(rc ? "rebuild failed; current generation unchanged"
                      : "rebuild interrupted; current generation unchanged",

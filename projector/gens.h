@@ -25,12 +25,15 @@ typedef struct gens_follow {
     char gf_dir[4096];
     int64_t gf_next_check_ms;
     int64_t gf_busy_logged_ms;  /* a locked new generation is logged once a minute */
+    int64_t gf_switch_failures; /* failed switches in a row (the first is always logged) */
+    int64_t gf_switch_logged_ms; /* then once a minute */
 } gens_follow_t;
 
 /* po_tick: every GENS_FOLLOW_MS, resolves "current"; when it names another
  * generation, opens it and hands it to the pipeline (pipe_switch_store), then closes
- * the old store. A generation built by another view definition stops the daemon
- * (RM_EMISMATCH: it must be restarted with the new definition). Consumer thread. */
+ * the old store. A failed switch leaves the daemon writing the old store; it is logged
+ * and retried every GENS_SWITCH_RETRY_MS. A generation built by another view definition stops the
+ * daemon (RM_EMISMATCH: it must be restarted with the new definition). Consumer thread. */
 int gens_follow_tick(void *arg, pipe_t *pipe);
 
 /* Subcommands; each returns an exit code (APP_EXIT_*). rebuild: start_time_ms 0 for

@@ -68,12 +68,16 @@ static void usage(FILE *out)
             "                          a zone, e.g. 2024-05-01T12:00:00Z)\n"
             "                          Progress: bars on a terminal, a log line every 5 s\n"
             "                          otherwise. Keeps projector.keep_generations.\n"
+            "                          Refused (exit 3) when retention deleted the start of\n"
+            "                          a log it needs, unless projector.on_gap=continue:\n"
+            "                          then it records the gap and switches.\n"
             "  generations [--json]    list them: current, previous, size, offsets per topic\n"
             "  rollback [--to N]       make the previous (or generation N) current again\n"
             "\n"
             "SIGTERM or SIGINT finish the current batch, commit and exit 0.\n"
             "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error,\n"
-            "3 stopped on a gap (projector.on_gap=stop: restarting will not help).\n"
+            "3 stopped on a gap, or a rebuild refused for one (projector.on_gap=stop:\n"
+            "restarting will not help).\n"
             "\n"
             "Configuration keys (flag > environment > file > default):\n");
     cfg_print_help(out, NULL);
