@@ -43,7 +43,7 @@ static struct MHD_Response *problem(unsigned status, const char *slug, const cha
 static struct MHD_Response *not_ready(http_ctx_t *ctx, unsigned *ret_status)
 {
     char detail[320];
-    snprintf(detail, sizeof(detail), "the view store is not open yet: %s", ctx->hc_store_error);
+    snprintf(detail, sizeof(detail), "the view store is not open yet: %s", http_store_error(ctx));
     return problem(503, "not-ready", "Not ready", detail, NULL, ret_status);
 }
 
@@ -330,7 +330,7 @@ struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
     *ret_status = 200;
     if (http_txn(ctx, &store, &txn)) {
         buf_printf(b, "{\"view\":\"%s\",\"state\":\"not-ready\",\"reason\":", view->v_name);
-        buf_append_json_str(b, ctx->hc_store_error, strlen(ctx->hc_store_error));
+        buf_append_json_str(b, http_store_error(ctx), strlen(http_store_error(ctx)));
         buf_append_str(b, ",\"partitions\":[],\"gaps\":[]}");
         return json_response(b);
     }

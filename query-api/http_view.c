@@ -175,7 +175,7 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
                                : http_txn(ctx, &store, &txn);
     if (rc == RM_ENOTFOUND) {
         char detail[320];
-        snprintf(detail, sizeof(detail), "the view store is not open yet: %s", ctx->hc_store_error);
+        snprintf(detail, sizeof(detail), "the view store is not open yet: %s", http_store_error(ctx));
         *ret_status = 503;
         return http_problem_response(503, "not-ready", "Not ready", detail, NULL);
     }
