@@ -109,8 +109,11 @@ static void add_headers(struct MHD_Response *resp, const char *etag, const http_
 {
     if (!resp)
         return;
-    if (etag)
+    if (etag) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, HTTP_CACHE_PRIVATE);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, HTTP_VARY_CREDENTIALS);
+    }
     if (lag) {
         add_int_header(resp, "X-Readmodel-Lag-Ms", lag->hl_lag_ms);
         add_int_header(resp, "X-Readmodel-Lag-Messages", lag->hl_messages);
@@ -175,7 +178,8 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
                                : http_txn(ctx, &store, &txn);
     if (rc == RM_ENOTFOUND) {
         char detail[320];
-        snprintf(detail, sizeof(detail), "the view store is not open yet: %s", http_store_error(ctx));
+        snprintf(detail, sizeof(detail), "the view store is not open yet: %s",
+                 http_store_error(ctx));
         *ret_status = 503;
         return http_problem_response(503, "not-ready", "Not ready", detail, NULL);
     }
