@@ -19,7 +19,8 @@ static view_t *view;
     "  holds:\n    kind: list\n    max_items: 2\n    sort_by: placed_at\n"                         \
     "    fields: {hold_id: string, amount: long, placed_at: timestamp, open: bool,\n"              \
     "             reason: {type: string, default: unknown}}\n"                                     \
-    "  risk:\n    kind: single\n    fields: {score: long, band: string}\n"                         \
+    "  risk:\n    kind: single\n"                                                                  \
+    "    fields: {score: long, band: {type: string, pii: true, mask: initials}}\n"                 \
     "rules:\n  - event: c360.customers.CustomerRegistered\n"                                       \
     "    entity: {type: c, id: customer_id}\n    key: customer_id\n"                               \
     "    ops: [{set: {section: profile, fields: {name: name}}}]\n"                                 \
@@ -53,7 +54,7 @@ static int map(int section, const char *body, buf_t *out)
     buf_reset(out);
     const view_live_t *live = view_live_for(view, section);
     ck_assert_ptr_nonnull(live);
-    return http_live_map(view, live, body, body ? strlen(body) : 0, out);
+    return http_live_map(view, live, UINT32_MAX, false, body, body ? strlen(body) : 0, out);
 }
 
 START_TEST(test_list_maps_names_types_and_defaults)
@@ -120,12 +121,39 @@ START_TEST(test_wrong_shapes_are_refused)
         buf_reset(&out);
         buf_append_str(&out, "kept");
         const view_live_t *live = view_live_for(view, 1);
-        ck_assert_msg(http_live_map(view, live, lists[i], strlen(lists[i]), &out) == RM_EINVAL,
+        ck_assert_msg(http_live_map(view, live, UINT32_MAX, false, lists[i], strlen(lists[i]),
+                                    &out) == RM_EINVAL,
                       "accepted %s", lists[i]);
         ck_assert_str_eq(out.b_data, "kept");
     }
     ck_assert_int_eq(map(2, "[]", &out), RM_EINVAL);
     ck_assert_int_eq(map(2, "{\"score\":1.5}", &out), RM_EINVAL);
+    buf_free(&out);
+}
+END_TEST
+
+/* A caller sees of a live section what it would see of a stored one: the fields its
+ * allowlist names, and PII fields masked without the entitlement. */
+START_TEST(test_fields_and_masks_apply)
+{
+    buf_t out = BUF_INIT;
+    const view_live_t *risk = view_live_for(view, 2), *holds = view_live_for(view, 1);
+    const char *answer = "{\"score\":7,\"band\":\"Very High\"}";
+    ck_assert_int_eq(http_live_map(view, risk, UINT32_MAX, true, answer, strlen(answer), &out), 0);
+    ck_assert_str_eq(out.b_data, "{\"score\":7,\"band\":\"V. H.\"}");
+    buf_reset(&out);
+    ck_assert_int_eq(http_live_map(view, risk, 1u, false, answer, strlen(answer), &out), 0);
+    ck_assert_str_eq(out.b_data, "{\"score\":7}");
+    buf_reset(&out);
+    const char *null_band = "{\"score\":7,\"band\":null}";
+    ck_assert_int_eq(
+        http_live_map(view, risk, UINT32_MAX, true, null_band, strlen(null_band), &out), 0);
+    ck_assert_str_eq(out.b_data, "{\"score\":7,\"band\":null}");
+    buf_reset(&out);
+    const char *list = "{\"data\":{\"holds\":[{\"id\":\"H1\",\"why\":\"velocity\"}]}}";
+    ck_assert_int_eq(
+        http_live_map(view, holds, (1u << 0) | (1u << 4), true, list, strlen(list), &out), 0);
+    ck_assert_str_eq(out.b_data, "[{\"hold_id\":\"H1\",\"reason\":\"velocity\"}]");
     buf_free(&out);
 }
 END_TEST
@@ -165,6 +193,7 @@ int main(void)
     tcase_add_test(tc, test_single_maps_an_object);
     tcase_add_test(tc, test_wrong_shapes_are_refused);
     tcase_add_test(tc, test_url_escapes_the_key_as_one_segment);
+    tcase_add_test(tc, test_fields_and_masks_apply);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
