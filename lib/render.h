@@ -7,8 +7,9 @@
  *    "sections":{"profile":{...}|null,"orders":[...],...,"counters":{...}},
  *    "freshness":{"<section>":{"mode":"projected","event_time":ms,"partition":p,
  *                 "offset":o,"topic":"t"[,"lag":{"messages":n,"ms":m}]}|null, ...}}
- * render_view_shaped leaves out sections (and their freshness) and pages list
- * sections (docs/query-api.md); live sections (view.h) appear only when the shape has a
+ * render_view_shaped leaves out sections (and their freshness, and the degraded marks
+ * of topics that feed none of the sections shown) and pages list sections
+ * (docs/query-api.md); live sections (view.h) appear only when the shape has a
  * live emitter. Sections appear in definition order. List items are sorted by the section's
  * sort field, newest first, ties by item id ascending. Absent single sections are
  * null, absent lists [], absent counters all 0.
