@@ -298,7 +298,7 @@ static int emit_sections(const view_t *view, render_scan_t *scan, const render_s
         if (rc)
             break;
         if (section->vs_live)
-            rc = shape->sh_live(shape->sh_live_ctx, s, false, out);
+            rc = shape->sh_live(shape->sh_live_ctx, s, false, shape->sh_volatile, out);
         else if (first == next)
             rc = emit_frag(section, s, shape, NULL, 0, NULL, 0, out);
         else if (section->vs_kind == VIEW_LIST)
@@ -341,7 +341,7 @@ static int emit_freshness(const view_t *view, const render_scan_t *scan,
         if (rc)
             break;
         if (section->vs_live) {
-            rc = shape->sh_live(shape->sh_live_ctx, s, true, out);
+            rc = shape->sh_live(shape->sh_live_ctx, s, true, shape->sh_volatile, out);
             continue;
         }
         if (!prov || prov->fp_offset < 0) {
@@ -360,11 +360,13 @@ static int emit_freshness(const view_t *view, const render_scan_t *scan,
         rc = rc ? rc : buf_append_str(out, ",\"topic\":");
         rc = rc ? rc : buf_append_json_str(out, topic, strlen(topic));
         if (!rc && shape->sh_lag) {
+            size_t lag_at = out->b_len;
             rc = buf_append_str(out, ",\"lag\":{\"messages\":");
             rc = rc ? rc : buf_append_i64(out, shape->sh_lag[s].rl_messages);
             rc = rc ? rc : buf_append_str(out, ",\"ms\":");
             rc = rc ? rc : buf_append_i64(out, shape->sh_lag[s].rl_ms);
             rc = rc ? rc : buf_append_char(out, '}');
+            render_spans_add(shape->sh_volatile, lag_at, out->b_len);
         }
         rc = rc ? rc : buf_append_char(out, '}');
     }
@@ -386,6 +388,20 @@ static int emit_degraded(const render_scan_t *scan, buf_t *out)
         rc = rc ? rc : buf_append(out, scan->rs_degraded[i], scan->rs_degraded_len[i]);
     }
     return rc ? rc : buf_printf(out, "],\"degraded_count\":%zu", scan->rs_degraded_count);
+}
+
+void render_spans_add(render_spans_t *spans, size_t start, size_t end)
+{
+    if (!spans)
+        return;
+    assert(start <= end && (!spans->rsp_count || spans->rsp_end[spans->rsp_count - 1] <= start));
+    if (spans->rsp_count == RENDER_MAX_SPANS) {
+        spans->rsp_overflow = true;
+        return;
+    }
+    spans->rsp_start[spans->rsp_count] = start;
+    spans->rsp_end[spans->rsp_count] = end;
+    spans->rsp_count++;
 }
 
 void render_shape_all(render_shape_t *shape)

@@ -351,7 +351,8 @@ static void finish(http_live_t *live, live_tls_t *tls, size_t i, const render_sh
 }
 
 /* The render emitter (render.h render_live_fn): ctx is the request's result. */
-static int emit(void *ctx, size_t section, bool freshness, buf_t *out)
+static int emit(void *ctx, size_t section, bool freshness, render_spans_t *volatile_spans,
+                buf_t *out)
 {
     const http_live_result_t *result = ctx;
     const http_live_answer_t *answer = &result->lr_answers[section];
@@ -360,9 +361,15 @@ static int emit(void *ctx, size_t section, bool freshness, buf_t *out)
                    ? buf_append(out, result->lr_values->b_data + answer->la_value_off,
                                 answer->la_value_len)
                    : buf_append_str(out, "null");
-    if (answer->la_available)
-        return buf_printf(out, "{\"mode\":\"live\",\"fetched_at\":%lld}",
-                          (long long)answer->la_fetched_ms);
+    if (answer->la_available) {
+        /* The fetch time changes on every read; what was fetched is in "sections". */
+        int rc = buf_append_str(out, "{\"mode\":\"live\",\"fetched_at\":");
+        size_t at = out->b_len;
+        rc = rc ? rc : buf_append_i64(out, answer->la_fetched_ms);
+        if (!rc)
+            render_spans_add(volatile_spans, at, out->b_len);
+        return rc ? rc : buf_append_char(out, '}');
+    }
     const char *reason = answer->la_fetched ? answer->la_reason : "error";
     int rc = buf_append_str(out, "{\"mode\":\"unavailable\",\"reason\":");
     rc = rc ? rc : buf_append_json_str(out, reason, strlen(reason));

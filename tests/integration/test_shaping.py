@@ -207,9 +207,9 @@ def test_etag_and_if_none_match(static_api):
     status, headers, body = request(api, view_path(key))
     assert status == 200
     etag = headers["etag"]
-    assert re.fullmatch(r'"[0-9a-f]{16}"', etag), etag
+    assert re.fullmatch(r'W/"[0-9a-f]{16}"', etag), etag
     assert request(api, view_path(key))[1]["etag"] == etag  # stable for an unchanged view
-    for inm in (etag, "W/" + etag, '"nope", ' + etag, "*"):
+    for inm in (etag, etag.removeprefix("W/"), '"nope", ' + etag, "*"):
         status, hdrs, body = request(api, view_path(key), {"If-None-Match": inm})
         assert status == 304, inm
         assert body == b""
