@@ -6,6 +6,7 @@
 
 #include "app.h"
 #include "buf.h"
+#include "http_cursor.h"
 #include "http_routes.h"
 #include "metrics.h"
 #include "store.h"
@@ -76,6 +77,7 @@ typedef struct http_ctx {
     uint32_t hc_request_salt;      /* random per process: ids differ between runs */
     uint64_t hc_audit_failures;    /* atomic: audit lines that could not be written */
     struct http_live *hc_live;     /* live sections (http_live.h); fixed while serving */
+    http_cursor_keys_t hc_cursor_keys; /* seal page cursors (http_cursor.h); fixed while serving */
     struct https *hc_https;        /* TLS (https.h); NULL: plain HTTP */
 } http_ctx_t;
 

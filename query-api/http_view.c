@@ -45,7 +45,8 @@ static struct MHD_Response *problem(unsigned status, const char *slug, const cha
 
 /* Appends "<section>_next_cursor" of each list page that has more, then lag, staleness
  * and consistency, before the document's closing brace. */
-static int append_tail(const view_t *view, const http_view_query_t *vq, const render_pages_t *pages,
+static int append_tail(const view_t *view, const http_cursor_scope_t *cursors,
+                       const http_view_query_t *vq, const render_pages_t *pages,
                        const http_lag_t *lag, const http_wait_t *wait, render_spans_t *spans,
                        buf_t *body)
 {
@@ -54,8 +55,10 @@ static int append_tail(const view_t *view, const http_view_query_t *vq, const re
     for (size_t s = 0; !rc && s < view->v_section_count; s++) {
         if (!pages->rp_more[s])
             continue;
-        char cursor[HTTP_CURSOR_MAX_CHARS + 1];
-        http_params_cursor_encode(&pages->rp_next[s], cursor, sizeof(cursor));
+        char cursor[HTTP_CURSOR_TEXT_MAX + 1];
+        if (!http_cursor_seal(cursors, view->v_sections[s].vs_name, &pages->rp_next[s], cursor,
+                              sizeof(cursor)))
+            return RM_EINVAL;
         rc = buf_printf(body, ",\"%s_next_cursor\":\"%s\"", view->v_sections[s].vs_name, cursor);
     }
     /* Appended, not printf'd (this runs for every read). lag.seconds is hl_lag_ms / 1000
@@ -172,8 +175,11 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
                        ret_status);
     http_view_query_t vq;
     http_values_t values = http_values_of(conn);
+    /* A cursor is good for this document's section only (http_cursor.h). */
+    http_cursor_scope_t cursors = {&ctx->hc_cursor_keys, view->v_name, req->hr_key,
+                                   req->hr_key_len};
     struct MHD_Response *resp =
-        http_query_view(view, ctx->hc_consistency_wait_ms, &values, &vq, ret_status);
+        http_query_view(view, ctx->hc_consistency_wait_ms, &cursors, &values, &vq, ret_status);
     resp = resp ? resp
                 : http_auth_shape(req->hr_caller, view, &vq.vq_shape,
                                   vq.vq_shape.sh_sections != RENDER_ALL_SECTIONS, ret_status);
@@ -215,7 +221,7 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
     }
     if (rc == RM_EINVAL)
         return problem(400, "bad-request", "Bad request", "this key cannot exist", ret_status);
-    rc = rc ? rc : append_tail(view, &vq, &pages, &lag, &wait, &spans, body);
+    rc = rc ? rc : append_tail(view, &cursors, &vq, &pages, &lag, &wait, &spans, body);
     if (rc) {
         *ret_status = 500;
         return http_problem_response(500, "internal", "Internal error", rm_strerror(rc), NULL);

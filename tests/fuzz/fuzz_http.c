@@ -271,11 +271,16 @@ static bool identify(const http_request_t *req, const fuzz_request_t *fr, http_c
 }
 
 /* A cursor that parsed must be the one spelling this server would have issued. */
+/* Cursors are opened in one fixed scope: only a cursor sealed for it is accepted, and it
+ * seals again to the same text (sealing is deterministic). */
+static const http_cursor_keys_t fuzz_cursor_keys;
+static const http_cursor_scope_t fuzz_cursors = {&fuzz_cursor_keys, "customer360", "C1", 2};
+
 static void check_cursor(const fuzz_request_t *fr, const char *section,
                          const render_cursor_t *cursor)
 {
-    char name[VIEW_NAME_MAX_BYTES + 16], text[HTTP_CURSOR_MAX_CHARS + 1],
-        again[HTTP_CURSOR_MAX_CHARS + 1];
+    char name[VIEW_NAME_MAX_BYTES + 16], text[HTTP_CURSOR_TEXT_MAX + 1],
+        again[HTTP_CURSOR_TEXT_MAX + 1];
     FUZZ_CHECK(cursor->rc_id_len > 0 && cursor->rc_id_len <= VIEW_KEY_MAX_BYTES);
     snprintf(name, sizeof(name), "%s_cursor", section);
     const char *raw = lookup(fr->fr_args, fr->fr_arg_count, name);
@@ -283,7 +288,7 @@ static void check_cursor(const fuzz_request_t *fr, const char *section,
     int len = http_query_decode(raw, strlen(raw), text, sizeof(text) - 1);
     FUZZ_CHECK(len > 0);
     text[len] = '\0';
-    size_t n = http_params_cursor_encode(cursor, again, sizeof(again));
+    size_t n = http_cursor_seal(&fuzz_cursors, section, cursor, again, sizeof(again));
     FUZZ_CHECK(n == (size_t)len && memcmp(again, text, n) == 0);
 }
 
@@ -314,7 +319,8 @@ static void view_route(const fuzz_request_t *fr, const http_values_t *values, ht
 {
     http_view_query_t vq;
     unsigned status = 0;
-    struct MHD_Response *resp = http_query_view(view, FUZZ_WAIT_BOUND_MS, values, &vq, &status);
+    struct MHD_Response *resp =
+        http_query_view(view, FUZZ_WAIT_BOUND_MS, &fuzz_cursors, values, &vq, &status);
     if (resp) {
         FUZZ_CHECK(status == 400);
         MHD_destroy_response(resp);
