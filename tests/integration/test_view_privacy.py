@@ -237,15 +237,16 @@ def test_no_answer_names_the_store_path(env, tmp_path):
     config = harness.write_config(str(tmp_path), env["broker"].bootstrap, name="empty.yaml")
     api = harness.QueryApi(str(tmp_path), config, harness.free_port())
     try:
-        for path in ("/v1/status", view_path("C1")):
+        for path in ("/v1/status", "/readyz", "/metrics", view_path("C1")):
             status, _, body = request(api.base, path)
             assert status in (200, 503), (path, status)
             assert str(tmp_path).encode() not in body, (path, body)
             assert b"/data" not in body, (path, body)
     finally:
         api.stop()
-    status, _, body = request(env["api"], "/v1/status")
-    assert status == 200 and data_dir.encode() not in body
+    for path in ("/v1/status", "/readyz", "/metrics"):
+        status, _, body = request(env["api"], path)
+        assert status == 200 and data_dir.encode() not in body, path
 
 
 def set_risk(env, mode):
