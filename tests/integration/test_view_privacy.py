@@ -98,6 +98,10 @@ def env(tmp_path_factory):
         assert text.count(live_reason) == 1
         text = text.replace(live_reason, "      hold_id: string\n"
                             "      reason: {type: string, pii: true, mask: redact}\n")
+        # a generous deadline: a fetch that times out on a loaded machine would change the
+        # document (unavailable), and the caching test would see a change that is none
+        assert text.count("deadline_ms: 150\n") == 1
+        text = text.replace("deadline_ms: 150\n", "deadline_ms: 5000\n")
         view = os.path.join(workdir, "customer360.yaml")
         with open(view, "w") as f:
             f.write(text)
