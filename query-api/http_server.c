@@ -252,6 +252,15 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
         http_server_stop(server);
         return NULL;
     }
+    bool random_cursor_key;
+    if (http_cursor_keys_init(&ctx->hc_cursor_keys, app->ap_cfg, &random_cursor_key, errstr,
+                              errlen)) {
+        http_server_stop(server);
+        return NULL;
+    }
+    if (random_cursor_key)
+        log_info("no query_api.cursor_key_file: page cursors are sealed with a key drawn at "
+                 "start (good until a restart, at this process only)");
     int src = http_store_start(ctx); /* serves a store that exists now; follows "current" */
     if (src) {
         snprintf(errstr, errlen, "cannot start the store watcher: %s", rm_strerror(src));
