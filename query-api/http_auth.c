@@ -9,7 +9,13 @@
  * (2) A 401 never says more than a fixed reason ("expired", "unknown key id"); it never
  *     quotes the token or the key, and neither does any log line.
  * (3) Open routes (health, metrics, the dashboard and its status JSON, the OpenAPI
- *     document) carry no customer data; they skip authentication but not the limits. */
+ *     document) carry no customer data; they skip authentication but not the limits.
+ * (4) The audit log records reads: requests that passed the whole gate. What an
+ *     attacker can send without limit — requests refused by a limit, 401s, methods
+ *     other than GET and HEAD — writes no audit line, so it can neither flood the log
+ *     nor push real reads out of a rate-limited sink (journald); the request metrics
+ *     count them by route and status. Other methods pass the size and per-address
+ *     limits (http_auth_admit) before their 405. */
 #include "http_auth.h"
 #include "http_problem.h"
 #include "log.h"
@@ -221,10 +227,8 @@ struct MHD_Response *http_auth_identify(auth_t *auth, const http_request_t *req,
     return authenticate(auth, authz, api_key, now_ms, memo, caller, ret_status);
 }
 
-struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn,
-                                    const char *url, const http_request_t *req,
-                                    http_token_memo_t *memo, http_caller_t *caller,
-                                    unsigned *ret_status)
+struct MHD_Response *http_auth_admit(http_ctx_t *ctx, struct MHD_Connection *conn,
+                                     const char *url, http_caller_t *caller, unsigned *ret_status)
 {
     memset(caller, 0, sizeof(*caller));
     snprintf(caller->cl_principal.ap_name, sizeof(caller->cl_principal.ap_name),
@@ -250,17 +254,31 @@ struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn
         if (rl_take(ctx->hc_ip_limit, ip, ip_len, rm_mono_ms(), &retry_ms))
             return too_many(retry_ms, "per-client-address", ret_status);
     }
-    struct MHD_Response *resp = http_auth_identify(
+    return NULL;
+}
+
+struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn,
+                                    const char *url, const http_request_t *req,
+                                    http_token_memo_t *memo, http_caller_t *caller,
+                                    unsigned *ret_status)
+{
+    struct MHD_Response *resp = http_auth_admit(ctx, conn, url, caller, ret_status);
+    if (resp)
+        return resp;
+    resp = http_auth_identify(
         ctx->hc_auth, req,
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Api-Key"), rm_wall_ms(), memo,
         caller, ret_status);
-    if (resp || caller->cl_principal.ap_method == AUTH_OFF)
-        return resp; /* an open route's anonymous caller is no principal to rate-limit */
+    if (resp)
+        return resp;
+    int64_t retry_ms;
     const char *name = caller->cl_principal.ap_name;
-    if (ctx->hc_principal_limit &&
+    /* an open route's anonymous caller is no principal to rate-limit */
+    if (caller->cl_principal.ap_method != AUTH_OFF && ctx->hc_principal_limit &&
         rl_take(ctx->hc_principal_limit, name, strlen(name), rm_mono_ms(), &retry_ms))
         return too_many(retry_ms, "per-principal", ret_status);
+    caller->cl_admitted = true;
     return NULL;
 }
 
@@ -318,7 +336,11 @@ void http_auth_finish(http_ctx_t *ctx, const http_request_t *req, http_caller_t 
 {
     if (resp)
         MHD_add_response_header(resp, "X-Request-Id", caller->cl_request_id);
-    if (req->hr_route != HTTP_ROUTE_VIEW && req->hr_route != HTTP_ROUTE_LOOKUP)
+    /* Only what passed the gate is a read: a refusal by a limit (429, 414, 431), a 401
+     * and a 405 are what any client can send without end, and each is counted in
+     * readmodel_http_requests_total by route and status instead (note 4). */
+    if (!caller->cl_admitted ||
+        (req->hr_route != HTTP_ROUTE_VIEW && req->hr_route != HTTP_ROUTE_LOOKUP))
         return;
     static const char *const methods[] = {"none", "jwt", "api_key", "off"};
     bool served = status == 200 || status == 304;

@@ -6,6 +6,7 @@ Certificates are made here with the openssl CLI."""
 import http.client
 import json
 import os
+import socket
 import ssl
 import subprocess
 
@@ -185,6 +186,43 @@ def test_client_certificates(store, processes):
     log = api.log_text()
     assert "no client certificate" in log
     assert "client certificate not signed by query_api.tls.client_ca_file" in log
+
+
+def refused_before_body(port, ctx, head):
+    """Sends head (request line and headers announcing a 100 MB body, no body) over TLS
+    and reads: the server must refuse (a TLS alert or a close) without waiting for the
+    body. A server that waits for the body answers nothing: recv times out."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+    with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(head)
+        try:
+            data = tls.recv(4096)
+        except ssl.SSLError as err:
+            return str(err)
+        except socket.timeout:
+            return None
+        return "closed" if data == b"" else data.decode(errors="replace")
+
+
+def test_client_without_certificate_is_refused_before_its_body(store, processes):
+    """Without a client certificate a connection is refused as soon as its request head
+    is read: it cannot stream an endless body, or hold a connection slot, first."""
+    workdir, _, tls_config, oracle = store
+    config = tls_config("mtls-early.yaml", cert_file="server.pem", key_file="server.key",
+                        client_ca_file="ca.pem")
+    port = harness.free_port()
+    agent = client_context(workdir, cert="agent")
+    api = start_tls_api(workdir, config, port, agent, "query-api-mtls-early")
+    processes.append(api)
+    key = next(iter(oracle))
+    for method in ("GET", "POST"):
+        head = (f"{method} {VIEW}{key} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Content-Length: 100000000\r\n\r\n").encode()
+        answer = refused_before_body(port, client_context(workdir), head)
+        assert answer is not None, f"{method}: the server waited for the body"
+        assert "CERTIFICATE_REQUIRED" in answer or answer == "closed", (method, answer)
+    # a client with a certificate is served as before
+    assert https_get(port, VIEW + key, agent)[0] == 200
 
 
 def test_client_certificates_with_bearer_tokens_on_one_connection(store, processes):
