@@ -303,9 +303,11 @@ struct MHD_Response *http_auth_shape(http_caller_t *caller, const view_t *view,
         return fail(403, "forbidden-section", "Forbidden section", detail, ret_status);
     }
     shape->sh_sections = wanted & allowed;
-    for (size_t s = 0; s < FRAG_MAX_SLOTS; s++)
+    for (size_t s = 0; s < FRAG_MAX_SLOTS; s++) {
         shape->sh_fields[s] = p->ap_fields[s];
-    shape->sh_mask_pii = !p->ap_pii;
+        shape->sh_pii_shown[s] = p->ap_pii_fields[s];
+    }
+    shape->sh_mask_pii = true; /* but not the fields of sh_pii_shown */
     caller->cl_sections = shape->sh_sections;
     return NULL;
 }
@@ -323,11 +325,19 @@ struct MHD_Response *http_auth_lookup(http_caller_t *caller, const view_t *view,
                                                          : (UINT32_C(1) << view->v_section_count) - 1))))
         return fail(403, "forbidden", "Forbidden", "no role of this caller grants a section "
                     "of this view", ret_status);
-    bool pii_index = index->vi_section >= 0 && index->vi_field >= 0 &&
-                     view->v_sections[index->vi_section].vs_fields[index->vi_field].vf_pii;
-    if (pii_index && !p->ap_pii)
+    if (index->vi_section < 0 || index->vi_field < 0)
+        return NULL; /* a link index (order_id): answers with keys, shaped like reads */
+    /* Searching by a field tells whether a customer has a value there: the caller must
+     * be able to read that field, unmasked when it is PII (auth.h note 5). */
+    uint32_t section_bit = UINT32_C(1) << index->vi_section;
+    uint32_t field_bit = UINT32_C(1) << index->vi_field;
+    if (!(p->ap_sections & section_bit) || !(p->ap_fields[index->vi_section] & field_bit))
+        return fail(403, "forbidden-lookup", "Forbidden lookup", "searching by a field "
+                    "needs the right to read it", ret_status);
+    if (view->v_sections[index->vi_section].vs_fields[index->vi_field].vf_pii &&
+        !(p->ap_pii_fields[index->vi_section] & field_bit))
         return fail(403, "forbidden-lookup", "Forbidden lookup", "searching by a PII field "
-                    "needs the pii entitlement", ret_status);
+                    "needs pii granted on that field", ret_status);
     return NULL;
 }
 

@@ -40,6 +40,19 @@ roles:
   nobody:
     views:
       other_view: {{sections: ["*"]}}
+  elsewhere_pii:                # pii, but only for another view
+    pii: true
+    views:
+      other_view: {{sections: ["*"]}}
+  loyalty_pii:                  # pii, but only over a section without PII fields
+    pii: true
+    views:
+      customer360: {{sections: [loyalty]}}
+  verifier:                     # one PII field unmasked, granted per view and field
+    views:
+      customer360:
+        sections: [profile]
+        pii: [profile.email]
 api_keys:
   - name: billing-service
     sha256: {hashlib.sha256(API_KEY.encode()).hexdigest()}
@@ -312,6 +325,44 @@ def test_authz_matrix_masks_pii(secured):
     assert match["profile"] == expected(oracle[order]["sections"], "agent")["profile"]
     status, _, body = request(api, q, bearer(tokens["analyst"]))
     assert status == 200 and "profile" not in json.loads(body)["matches"][0]
+
+
+def test_pii_is_granted_per_view_and_field(secured):
+    """PII is unmasked, and searchable, only where a role grants it: for the view it names,
+    over the sections and fields that same role grants. A pii role on another view, or on
+    a section without PII, unmasks nothing in what another role of the same token shows,
+    and a lookup by a field needs the right to read that very field."""
+    api, oracle, config = secured["api"], secured["oracle"], secured["config"]
+    key = next(k for k, e in oracle.items() if e["sections"]["profile"] and
+               e["sections"]["profile"].get("email") and e["sections"]["profile"].get("phone"))
+    profile = oracle[key]["sections"]["profile"]
+    by_email = VIEW[:-1] + "?email=" + urllib.parse.quote(profile["email"])
+    by_phone = VIEW[:-1] + "?phone=" + urllib.parse.quote(profile["phone"])
+
+    def read(*roles):
+        token = harness.mint_token(config, "pii-" + "-".join(roles), *roles)
+        status, _, body = request(api, VIEW + urllib.parse.quote(key, safe=""), bearer(token))
+        assert status == 200, (roles, body)
+        return json.loads(body)["sections"], token
+
+    for roles in (("agent", "elsewhere_pii"), ("agent", "loyalty_pii")):
+        sections, token = read(*roles)
+        for field, kind in PROFILE_MASKS.items():
+            assert sections["profile"][field] == mask(kind, profile[field]), (roles, field)
+        status, _, body = request(api, by_email, bearer(token))
+        assert status == 403 and json.loads(body)["type"] == PROBLEM + "forbidden-lookup", roles
+    # pii over loyalty alone: no lookup by a profile field
+    token = harness.mint_token(config, "pii-loyalty-only", "loyalty_pii")
+    assert request(api, by_email, bearer(token))[0] == 403
+    # one field granted: that field unmasked and searchable, the others masked and not
+    sections, token = read("verifier")
+    assert sections["profile"]["email"] == profile["email"]
+    assert sections["profile"]["phone"] == mask("last4", profile["phone"])
+    assert sections["profile"]["name"] == mask("initials", profile["name"])
+    status, _, body = request(api, by_email, bearer(token))
+    assert status == 200 and key in [m["key"] for m in json.loads(body)["matches"]], body
+    status, _, body = request(api, by_phone, bearer(token))
+    assert status == 403 and json.loads(body)["type"] == PROBLEM + "forbidden-lookup"
 
 
 def test_keep_alive_connection_rechecks_every_token(secured):
