@@ -234,6 +234,9 @@ struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
                        (int64_t)(audit_lost_lines(ctx->hc_audit) +
                                  __atomic_load_n(&ctx->hc_audit_failures, __ATOMIC_RELAXED)),
                        NULL);
+    metrics_family(b, "readmodel_http_consistency_waiters", "gauge",
+                   "Requests waiting for consistency tokens now.");
+    metrics_sample_i64(b, "readmodel_http_consistency_waiters", http_fresh_waiters(ctx), NULL);
     http_live_metrics(ctx->hc_live, b);
     store_t *store = NULL;
     MDB_txn *txn;

@@ -22,6 +22,7 @@
 #include "http_auth.h"
 #include "http_handlers.h"
 #include "http_live.h"
+#include "http_logend.h"
 #include "http_problem.h"
 #include "https.h"
 #include "log.h"
@@ -251,6 +252,7 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
     http_ctx_t *ctx = &server->hs_ctx;
     ctx->hc_app = app;
     pthread_mutex_init(&ctx->hc_store_lock, NULL);
+    pthread_mutex_init(&ctx->hc_waiter_lock, NULL);
     static const char healthz[] = "{\"status\":\"ok\"}";
     ctx->hc_healthz = MHD_create_response_from_buffer(sizeof(healthz) - 1, (void *)healthz,
                                                       MHD_RESPMEM_PERSISTENT);
@@ -273,6 +275,10 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
     /* Read once: cfg lookups are a table scan, too slow for every request. */
     ctx->hc_consistency_wait_ms = cfg_int(app->ap_cfg, "query_api.consistency_wait_ms");
     if (http_auth_init(ctx, errstr, errlen)) {
+        http_server_stop(server);
+        return NULL;
+    }
+    if (!(ctx->hc_logend = http_logend_new(app->ap_cfg, errstr, errlen))) {
         http_server_stop(server);
         return NULL;
     }
@@ -325,7 +331,9 @@ void http_server_stop(http_server_t *server)
     http_store_stop(ctx);
     http_auth_cleanup(ctx);
     http_live_destroy(ctx->hc_live); /* after the workers: their curl handles are freed */
+    http_logend_destroy(ctx->hc_logend);
     https_destroy(ctx->hc_https);    /* after the daemon, which borrowed its PEM strings */
     pthread_mutex_destroy(&ctx->hc_store_lock);
+    pthread_mutex_destroy(&ctx->hc_waiter_lock);
     free(server);
 }
