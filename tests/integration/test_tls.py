@@ -225,6 +225,54 @@ def test_client_without_certificate_is_refused_before_its_body(store, processes)
     assert https_get(port, VIEW + key, agent)[0] == 200
 
 
+def make_crl(directory, ca, revoked):
+    """A CRL signed by ca listing the certificates named in revoked (openssl ca)."""
+    db = os.path.join(directory, f"{ca}-crl")
+    os.makedirs(db, exist_ok=True)
+    open(os.path.join(db, "index.txt"), "w").close()
+    with open(os.path.join(db, "crlnumber"), "w") as f:
+        f.write("01\n")
+    conf = os.path.join(db, "ca.cnf")
+    with open(conf, "w") as f:
+        f.write(f"[ca]\ndefault_ca = CA\n[CA]\ndatabase = {db}/index.txt\n"
+                f"crlnumber = {db}/crlnumber\ncertificate = {directory}/{ca}.pem\n"
+                f"private_key = {directory}/{ca}.key\ndefault_md = sha256\n"
+                "default_crl_days = 2\n")
+    for name in revoked:
+        openssl("ca", "-config", conf, "-revoke", f"{name}.pem", cwd=directory)
+    openssl("ca", "-config", conf, "-gencrl", "-out", f"{ca}.crl.pem", cwd=directory)
+
+
+def test_revoked_client_certificate_is_refused(store, processes):
+    """query_api.tls.crl_file: a client certificate the CA revoked is refused like one
+    it never signed; the others are served."""
+    workdir, _, tls_config, oracle = store
+    make_cert(workdir, "revoked-agent", "ca", "extendedKeyUsage=clientAuth")
+    make_crl(workdir, "ca", ["revoked-agent"])
+    config = tls_config("mtls-crl.yaml", cert_file="server.pem", key_file="server.key",
+                        client_ca_file="ca.pem", crl_file="ca.crl.pem")
+    port = harness.free_port()
+    agent = client_context(workdir, cert="agent")
+    api = start_tls_api(workdir, config, port, agent, "query-api-mtls-crl")
+    processes.append(api)
+    key = next(iter(oracle))
+    assert https_get(port, VIEW + key, agent)[0] == 200
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        https_get(port, VIEW + key, client_context(workdir, cert="revoked-agent"))
+    # the alert goes out before the refusal is logged
+    harness.wait_until(lambda: "client certificate revoked" in api.log_text(), 10,
+                       "the refusal in the log")
+    # a CRL file that holds no CRL, or one not signed by the client CA, is exit 2
+    make_crl(workdir, "rogue", [])
+    for bad in ("server.pem", "rogue.crl.pem"):
+        config = tls_config(f"mtls-badcrl-{bad}.yaml", cert_file="server.pem",
+                            key_file="server.key", client_ca_file="ca.pem", crl_file=bad)
+        out = subprocess.run([harness.binary("query-api/query-api"), "--config", config, "--set",
+                              f"query_api.listen=127.0.0.1:{harness.free_port()}"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 2 and "query_api.tls.crl_file" in out.stderr, out.stderr[-500:]
+
+
 def test_client_certificates_with_bearer_tokens_on_one_connection(store, processes):
     """Client certificates and authentication together. The certificate check and the
     bearer-token memo share one state per connection (http_server.c note 5); when each
