@@ -1,6 +1,7 @@
 /* http_logend: partition log ends from Kafka, remembered (see http_logend.h). */
 #include "http_logend.h"
 #include "kafka.h"
+#include "log.h"
 #include "rm_err.h"
 #include "view.h"
 
@@ -21,7 +22,9 @@ typedef struct logend_slot {
 } logend_slot_t;
 
 struct http_logend {
-    rd_kafka_t *le_rk;
+    const cfg_t *le_cfg;
+    rd_kafka_t *le_rk; /* created on the first question (note 1), under le_lock */
+    bool le_failed;    /* its creation failed: not tried again */
     pthread_mutex_t le_lock;
     logend_slot_t le_slots[HTTP_LOGEND_SLOTS];
     size_t le_next_victim;
@@ -35,21 +38,38 @@ http_logend_t *http_logend_new(const cfg_t *cfg, char *errstr, size_t errlen)
         return NULL;
     }
     pthread_mutex_init(&logend->le_lock, NULL);
-    /* No group: this client only asks for watermarks, it never consumes or commits. */
-    static const char *const defaults[] = {"client.id", "readmodel-query-api", NULL};
-    rd_kafka_conf_t *conf = kafka_conf_new(cfg, defaults, errstr, errlen);
+    logend->le_cfg = cfg;
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, NULL, errstr, errlen);
     if (!conf) {
         http_logend_destroy(logend);
         return NULL;
     }
-    char rkerr[512];
-    if (!(logend->le_rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, rkerr, sizeof(rkerr)))) {
-        snprintf(errstr, errlen, "kafka client for consistency tokens: %s", rkerr);
-        rd_kafka_conf_destroy(conf);
-        http_logend_destroy(logend);
-        return NULL;
-    }
+    rd_kafka_conf_destroy(conf);
     return logend;
+}
+
+/* The client, created on the first call (note 1); NULL when it cannot be. */
+static rd_kafka_t *client(http_logend_t *logend)
+{
+    pthread_mutex_lock(&logend->le_lock);
+    if (!logend->le_rk && !logend->le_failed) {
+        /* No group: this client only asks for watermarks, it never consumes or commits. */
+        static const char *const defaults[] = {"client.id", "readmodel-query-api", NULL};
+        char errstr[512] = "";
+        rd_kafka_conf_t *conf = kafka_conf_new(logend->le_cfg, defaults, errstr, sizeof(errstr));
+        if (conf && !(logend->le_rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr,
+                                                   sizeof(errstr))))
+            rd_kafka_conf_destroy(conf);
+        if (!logend->le_rk) {
+            logend->le_failed = true;
+            log_warn("no Kafka client for consistency tokens: tokens past the store's high "
+                     "watermark are waited for, not checked against the log end",
+                     LOG_S("error", errstr));
+        }
+    }
+    rd_kafka_t *rk = logend->le_rk;
+    pthread_mutex_unlock(&logend->le_lock);
+    return rk;
 }
 
 void http_logend_destroy(http_logend_t *logend)
@@ -110,9 +130,12 @@ int http_logend_exists(http_logend_t *logend, const char *topic, int32_t partiti
         *ret_exists = true;
         return 0;
     }
+    rd_kafka_t *rk = client(logend);
+    if (!rk)
+        return RM_EKAFKA;
     int64_t low = 0, high = 0;
-    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(logend->le_rk, topic, partition,
-                                                               &low, &high, timeout_ms);
+    rd_kafka_resp_err_t err =
+        rd_kafka_query_watermark_offsets(rk, topic, partition, &low, &high, timeout_ms);
     if (err)
         return kafka_err(err);
     remember_end(logend, topic, partition, high);

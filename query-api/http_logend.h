@@ -9,9 +9,12 @@
  * end seen per partition, so a partition's later tokens below it cost no round trip.
  *
  * Notes on the design:
- * (1) The client is created at start but connects lazily: librdkafka opens broker
- *     connections on the first query, so a query API whose clients never send tokens
- *     past the store's knowledge never talks to Kafka.
+ * (1) The Kafka client is created on the first question, not at start: librdkafka
+ *     connects to the bootstrap brokers as soon as a client exists, and the query API
+ *     serves without Kafka (its config need not even hold the consumer's credentials).
+ *     So a query API whose clients never send tokens past the store's knowledge never
+ *     talks to Kafka. A client that cannot be created is logged once and never tried
+ *     again; every token is then "unknown".
  * (2) A lookup that fails (broker down, timeout) says "unknown", never "unreachable":
  *     the caller then waits as before, bounded by the wait and the waiter limits.
  *
@@ -27,8 +30,9 @@
 
 typedef struct http_logend http_logend_t;
 
-/* A client from the config's kafka.* properties. NULL with errstr on a configuration
- * error (a bad kafka property). */
+/* A log-end lookup over the config's kafka.* properties (cfg must outlive it), checked
+ * now, used from the first question on. NULL with errstr on a configuration error (a
+ * property librdkafka does not accept). */
 http_logend_t *http_logend_new(const cfg_t *cfg, char *errstr, size_t errlen);
 void http_logend_destroy(http_logend_t *logend);
 
