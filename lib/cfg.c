@@ -117,6 +117,9 @@ static const cfg_key_t cfg_keys[] = {
     CFG_STR("query_api.tls.client_ca_file", "", "RM_TLS_CLIENT_CA_FILE", true,
             "CA certificates (PEM) client certificates must chain to; set: a connection "
             "without a valid client certificate is refused"),
+    CFG_STR("query_api.tls.crl_file", "", "RM_TLS_CRL_FILE", true,
+            "certificate revocation lists (PEM) signed by client_ca_file's CAs; a client "
+            "certificate they list is refused (read at start: restart to refresh)"),
     CFG_STR("query_api.tls.priorities", CFG_TLS_PRIORITIES, "RM_TLS_PRIORITIES", false,
             "GnuTLS priority string: protocol versions, key exchanges and ciphers offered"),
     CFG_CHOICE("query_api.auth.enabled", "on", "RM_AUTH_ENABLED", "on|off",

@@ -218,7 +218,7 @@ static bool filtered(const view_section_t *section, size_t s, const render_shape
     if ((shape->sh_fields[s] & all) != all)
         return true;
     for (size_t f = 0; shape->sh_mask_pii && f < section->vs_field_count; f++)
-        if (section->vs_fields[f].vf_pii)
+        if (section->vs_fields[f].vf_pii && !(shape->sh_pii_shown[s] & (UINT32_C(1) << f)))
             return true;
     return false;
 }
@@ -234,8 +234,8 @@ static int emit_frag(const view_section_t *section, size_t s, const render_shape
     frag_t frag;
     int rc = raw ? frag_decode(raw, raw_len, section->vs_field_count, &frag) : 0;
     return rc ? rc
-              : frag_render_json_filtered(raw ? &frag : NULL, section, shape->sh_fields[s],
-                                          shape->sh_mask_pii, out);
+              : frag_render_json_masked(raw ? &frag : NULL, section, shape->sh_fields[s],
+                                        shape->sh_mask_pii ? ~shape->sh_pii_shown[s] : 0, out);
 }
 
 /* True when item comes after cursor in response order (item_cmp's order). */

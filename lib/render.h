@@ -78,6 +78,9 @@ typedef struct render_shape {
     render_cursor_t sh_after[FRAG_MAX_SLOTS]; /* list sections: where the page starts */
     uint32_t sh_fields[FRAG_MAX_SLOTS];       /* bit f: field f of section s is shown */
     bool sh_mask_pii;                         /* pii string fields shown masked (mask.h) */
+    uint32_t sh_pii_shown[FRAG_MAX_SLOTS];    /* with sh_mask_pii, bit f: pii field f of
+                                                 section s is shown unmasked all the same
+                                                 (0, the default: every one masked) */
     render_live_fn sh_live;                   /* emits live sections (view.h vs_live); NULL:
                                                  live sections are left out, as the store
                                                  holds nothing of them */

@@ -17,6 +17,9 @@
 #include <sys/types.h>
 #include <stdint.h>
 
+/* Most consistency waiters query_api.consistency_max_waiters allows (cfg.c). */
+#define HTTP_MAX_WAITERS 256
+
 /* Status codes counted per route (index into hs_requests). */
 #define HTTP_STATUS_SLOTS 12
 extern const unsigned http_status_codes[HTTP_STATUS_SLOTS];
@@ -63,7 +66,11 @@ typedef struct http_ctx {
     struct MHD_Response *hc_dashboard;
     struct MHD_Response *hc_openapi;
     http_stats_t hc_stats;
-    int64_t hc_waiters;            /* requests in a consistency wait (atomic; http_fresh.c) */
+    int64_t hc_waiters;            /* requests in a consistency wait (under hc_waiter_lock;
+                                      atomic loads for /metrics; http_fresh.c) */
+    pthread_mutex_t hc_waiter_lock;
+    uint64_t hc_waiting[HTTP_MAX_WAITERS]; /* hashes of the principals waiting; 0: free */
+    struct http_logend *hc_logend; /* partition log ends from Kafka (http_logend.h) */
     /* Security (http_auth.c): set up before the daemon starts, immutable after. */
     struct auth *hc_auth;
     struct rl *hc_ip_limit;        /* NULL: no per-IP limit */

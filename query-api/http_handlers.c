@@ -242,6 +242,17 @@ struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
         const char *labels[] = {"route", http_route_name((http_route_t)r), NULL};
         metrics_hist_render(b, "readmodel_http_request_duration_seconds", &h, labels);
     }
+    /* The audit sink may lose lines the query API accepted (docs/query-api.md, Audit):
+     * those it could see fail are counted here, both the batched and the direct ones. */
+    metrics_family(b, "readmodel_audit_lost_lines_total", "counter",
+                   "Audit lines that could not be written (disk full, I/O error).");
+    metrics_sample_i64(b, "readmodel_audit_lost_lines_total",
+                       (int64_t)(audit_lost_lines(ctx->hc_audit) +
+                                 __atomic_load_n(&ctx->hc_audit_failures, __ATOMIC_RELAXED)),
+                       NULL);
+    metrics_family(b, "readmodel_http_consistency_waiters", "gauge",
+                   "Requests waiting for consistency tokens now.");
+    metrics_sample_i64(b, "readmodel_http_consistency_waiters", http_fresh_waiters(ctx), NULL);
     http_live_metrics(ctx->hc_live, b);
     store_t *store = NULL;
     MDB_txn *txn;

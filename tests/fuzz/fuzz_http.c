@@ -340,7 +340,9 @@ static void view_route(const fuzz_request_t *fr, const http_values_t *values, ht
     const auth_principal_t *p = &caller->cl_principal;
     FUZZ_CHECK(vq.vq_shape.sh_sections); /* nothing to read is a 403, never an empty 200 */
     FUZZ_CHECK(!(vq.vq_shape.sh_sections & ~(p->ap_sections & all_sections() & wanted)));
-    FUZZ_CHECK(vq.vq_shape.sh_mask_pii == !p->ap_pii);
+    for (size_t s = 0; s < FRAG_MAX_SLOTS; s++) /* never a pii field the caller may not see */
+        FUZZ_CHECK(!vq.vq_shape.sh_mask_pii ||
+                   !(vq.vq_shape.sh_pii_shown[s] & ~p->ap_pii_fields[s]));
     FUZZ_CHECK(caller->cl_sections == vq.vq_shape.sh_sections);
 }
 
@@ -367,7 +369,8 @@ static void lookup_route(const http_values_t *values, http_caller_t *caller, boo
         }
         if (index->vi_section >= 0 && index->vi_field >= 0 &&
             view->v_sections[index->vi_section].vs_fields[index->vi_field].vf_pii)
-            FUZZ_CHECK(caller->cl_principal.ap_pii);
+            FUZZ_CHECK(caller->cl_principal.ap_pii_fields[index->vi_section] &
+                       (UINT32_C(1) << index->vi_field));
     }
     /* index_lookup's first step, before it reads the store. */
     char norm[INDEX_VALUE_MAX_BYTES + 1], key[512];
