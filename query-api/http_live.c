@@ -323,8 +323,9 @@ static void finish(http_live_t *live, live_tls_t *tls, size_t i, const render_sh
         outcome = LIVE_HTTP_ERROR;
         snprintf(reason, sizeof(reason), "http %ld", status);
     } else if (http_live_map(live->hl_view, ls->ls_def, shape->sh_fields[section],
-                             shape->sh_mask_pii, status == 404 ? NULL : xfer->lx_body.b_data,
-                             xfer->lx_body.b_len, values)) {
+                             shape->sh_mask_pii ? ~shape->sh_pii_shown[section] : 0,
+                             status == 404 ? NULL : xfer->lx_body.b_data, xfer->lx_body.b_len,
+                             values)) {
         outcome = LIVE_BAD_RESPONSE;
     }
     breaker_record(ls->ls_breaker, xfer->lx_ticket, outcome == LIVE_OK, rm_mono_ms());

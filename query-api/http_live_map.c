@@ -78,7 +78,7 @@ static int append_masked(const view_field_t *field, json_t *value, buf_t *out)
 
 /* {"field":value,...} of one record: the fields in `fields`, in definition order. */
 static int append_record(const view_section_t *section, const view_live_t *live, json_t *record,
-                         uint32_t fields, bool mask_pii, buf_t *out)
+                         uint32_t fields, uint32_t masked, buf_t *out)
 {
     if (!json_is_object(record))
         return RM_EINVAL;
@@ -103,18 +103,18 @@ static int append_record(const view_section_t *section, const view_live_t *live,
         rc = rc ? rc : buf_append_json_str(out, field->vf_name, strlen(field->vf_name));
         rc = rc ? rc : buf_append_char(out, ':');
         if (!rc)
-            rc = mask_pii && field->vf_pii ? append_masked(field, value, out)
-                                           : append_value(field, value, out);
+            rc = field->vf_pii && (masked & (UINT32_C(1) << f)) ? append_masked(field, value, out)
+                                                                : append_value(field, value, out);
     }
     return rc ? rc : buf_append_char(out, '}');
 }
 
 static int map_answer(const view_section_t *section, const view_live_t *live, json_t *root,
-                      uint32_t fields, bool mask_pii, buf_t *out)
+                      uint32_t fields, uint32_t masked, buf_t *out)
 {
     if (section->vs_kind != VIEW_LIST)
         return json_is_null(root) ? buf_append_str(out, "null")
-                                  : append_record(section, live, root, fields, mask_pii, out);
+                                  : append_record(section, live, root, fields, masked, out);
     json_t *items = live->vlv_items ? remote_member(root, live->vlv_items) : root;
     if (!json_is_array(items))
         return RM_EINVAL;
@@ -124,13 +124,12 @@ static int map_answer(const view_section_t *section, const view_live_t *live, js
     int rc = buf_append_char(out, '[');
     for (size_t i = 0; !rc && i < count; i++) {
         rc = i ? buf_append_char(out, ',') : 0;
-        rc =
-            rc ? rc : append_record(section, live, json_array_get(items, i), fields, mask_pii, out);
+        rc = rc ? rc : append_record(section, live, json_array_get(items, i), fields, masked, out);
     }
     return rc ? rc : buf_append_char(out, ']');
 }
 
-int http_live_map(const view_t *view, const view_live_t *live, uint32_t fields, bool mask_pii,
+int http_live_map(const view_t *view, const view_live_t *live, uint32_t fields, uint32_t masked,
                   const char *body, size_t len, buf_t *out)
 {
     const view_section_t *section = &view->v_sections[live->vlv_section];
@@ -141,7 +140,7 @@ int http_live_map(const view_t *view, const view_live_t *live, uint32_t fields, 
     if (!root)
         return RM_EINVAL;
     size_t mark = out->b_len;
-    int rc = map_answer(section, live, root, fields, mask_pii, out);
+    int rc = map_answer(section, live, root, fields, masked, out);
     json_decref(root);
     if (rc && out->b_cap) {
         out->b_len = mark; /* a half-mapped answer never reaches a client */

@@ -24,12 +24,14 @@
 #include <stdint.h>
 
 /* Appends the section's JSON mapped from the answer body (len bytes) to out, with the
- * fields whose bit is set in fields (bit f: field f of the section) and PII fields masked
- * when mask_pii (render.h sh_fields, sh_mask_pii). A 404
+ * fields whose bit is set in fields (bit f: field f of the section), and each PII field
+ * whose bit is set in masked shown masked (render.h sh_fields; the caller derives masked
+ * from sh_mask_pii and sh_pii_shown, so a live section is masked field by field exactly
+ * as a stored one). A 404
  * answer is passed as body NULL: the service knows nothing of the key, which maps to []
  * (list) or null (single). Returns 0, or RM_EINVAL when the answer is not JSON or not the
  * shape the definition declares (out is then unchanged), or RM_ENOMEM. */
-int http_live_map(const view_t *view, const view_live_t *live, uint32_t fields, bool mask_pii,
+int http_live_map(const view_t *view, const view_live_t *live, uint32_t fields, uint32_t masked,
                   const char *body, size_t len, buf_t *out);
 
 #endif

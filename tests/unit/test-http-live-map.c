@@ -54,7 +54,7 @@ static int map(int section, const char *body, buf_t *out)
     buf_reset(out);
     const view_live_t *live = view_live_for(view, section);
     ck_assert_ptr_nonnull(live);
-    return http_live_map(view, live, UINT32_MAX, false, body, body ? strlen(body) : 0, out);
+    return http_live_map(view, live, UINT32_MAX, 0, body, body ? strlen(body) : 0, out);
 }
 
 START_TEST(test_list_maps_names_types_and_defaults)
@@ -121,8 +121,8 @@ START_TEST(test_wrong_shapes_are_refused)
         buf_reset(&out);
         buf_append_str(&out, "kept");
         const view_live_t *live = view_live_for(view, 1);
-        ck_assert_msg(http_live_map(view, live, UINT32_MAX, false, lists[i], strlen(lists[i]),
-                                    &out) == RM_EINVAL,
+        ck_assert_msg(http_live_map(view, live, UINT32_MAX, 0, lists[i], strlen(lists[i]), &out) ==
+                          RM_EINVAL,
                       "accepted %s", lists[i]);
         ck_assert_str_eq(out.b_data, "kept");
     }
@@ -139,20 +139,26 @@ START_TEST(test_fields_and_masks_apply)
     buf_t out = BUF_INIT;
     const view_live_t *risk = view_live_for(view, 2), *holds = view_live_for(view, 1);
     const char *answer = "{\"score\":7,\"band\":\"Very High\"}";
-    ck_assert_int_eq(http_live_map(view, risk, UINT32_MAX, true, answer, strlen(answer), &out), 0);
+    ck_assert_int_eq(
+        http_live_map(view, risk, UINT32_MAX, UINT32_MAX, answer, strlen(answer), &out), 0);
     ck_assert_str_eq(out.b_data, "{\"score\":7,\"band\":\"V. H.\"}");
     buf_reset(&out);
-    ck_assert_int_eq(http_live_map(view, risk, 1u, false, answer, strlen(answer), &out), 0);
+    /* a grant of this one PII field (bit 1 clear in masked) shows it, as for a stored one */
+    ck_assert_int_eq(
+        http_live_map(view, risk, UINT32_MAX, ~(1u << 1), answer, strlen(answer), &out), 0);
+    ck_assert_str_eq(out.b_data, "{\"score\":7,\"band\":\"Very High\"}");
+    buf_reset(&out);
+    ck_assert_int_eq(http_live_map(view, risk, 1u, 0, answer, strlen(answer), &out), 0);
     ck_assert_str_eq(out.b_data, "{\"score\":7}");
     buf_reset(&out);
     const char *null_band = "{\"score\":7,\"band\":null}";
     ck_assert_int_eq(
-        http_live_map(view, risk, UINT32_MAX, true, null_band, strlen(null_band), &out), 0);
+        http_live_map(view, risk, UINT32_MAX, UINT32_MAX, null_band, strlen(null_band), &out), 0);
     ck_assert_str_eq(out.b_data, "{\"score\":7,\"band\":null}");
     buf_reset(&out);
     const char *list = "{\"data\":{\"holds\":[{\"id\":\"H1\",\"why\":\"velocity\"}]}}";
     ck_assert_int_eq(
-        http_live_map(view, holds, (1u << 0) | (1u << 4), true, list, strlen(list), &out), 0);
+        http_live_map(view, holds, (1u << 0) | (1u << 4), UINT32_MAX, list, strlen(list), &out), 0);
     ck_assert_str_eq(out.b_data, "[{\"hold_id\":\"H1\",\"reason\":\"velocity\"}]");
     buf_free(&out);
 }
