@@ -27,6 +27,8 @@ typedef enum rm_err {
     RM_ERESIZED = -17,     /* another process grew the map; adopt and retry */
     RM_EBUSY = -18,        /* resource in use (e.g. store locked by another writer) */
     RM_EGAP = -19,         /* stored offset below the log start: data was deleted unseen */
+    RM_ESUSPECT = -20,     /* store may have lost writes (failed fsync, OS crash while
+                              unsynced): never served or written again; rebuild it */
 } rm_err_t;
 
 /* Returns a static, human-readable description of err (never NULL). */

@@ -304,8 +304,10 @@ static int adopt_current(const char *view_dir, pipe_t *pipe)
     return rc;
 }
 
-int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile *running,
-                      volatile sig_atomic_t *stop_requested)
+/* The rebuild; replacing_suspect when the current generation may be torn (it is then
+ * not opened at all: reading a torn LMDB file can crash the reader). */
+static int rebuild(const app_t *app, int64_t start_time_ms, bool replacing_suspect,
+                   pipe_t *volatile *running, volatile sig_atomic_t *stop_requested)
 {
     const char *view_dir = app->ap_store_dir;
     int rc = app_mkdirs(view_dir);
@@ -384,18 +386,26 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
     }
     /* Dead letters the current generation already recorded are not the new one's to
      * publish (the daemon repeats this at the switch with its final offsets). */
-    rc = adopt_current(view_dir, pipe);
+    rc = replacing_suspect ? 0 : adopt_current(view_dir, pipe);
     if (rc) {
         log_error("cannot compare dead letters with the current generation",
                   LOG_S("error", rm_strerror(rc)));
         exit_code = APP_EXIT_FAILURE;
         goto out;
     }
-    /* Close before switching: the daemon opens the new generation as its writer. */
+    /* Close before switching: the daemon opens the new generation as its writer. The
+     * close's final sync makes it durable; if that fails, it is not switched to. */
     pipe_destroy(pipe);
     pipe = NULL;
-    store_close(store);
+    rc = store_close(store);
     store = NULL;
+    if (rc) {
+        log_error("the new generation's final fsync failed; current generation unchanged",
+                  LOG_S("view", app->ap_view->v_name), LOG_I("generation", id),
+                  LOG_S("error", rm_strerror(rc)));
+        exit_code = APP_EXIT_FAILURE;
+        goto out;
+    }
     rc = gen_switch(view_dir, id);
     if (rc) {
         log_error("cannot switch the current generation", LOG_S("path", view_dir),
@@ -424,6 +434,33 @@ out:
     free(pg.pg_prev_next);
     free(pg.pg_rate);
     close(lock_fd);
+    return exit_code;
+}
+
+int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile *running,
+                      volatile sig_atomic_t *stop_requested)
+{
+    return rebuild(app, start_time_ms, false, running, stop_requested);
+}
+
+int gens_repair_current(const app_t *app, const char *dir, pipe_t *volatile *running,
+                        volatile sig_atomic_t *stop_requested, bool *ret_rebuilt)
+{
+    char why[1024];
+    *ret_rebuilt = false;
+    int rc = store_check_durable(dir, why, sizeof(why));
+    if (rc == 0)
+        return APP_EXIT_OK;
+    if (rc != RM_ESUSPECT) {
+        log_error("cannot tell whether the current generation is intact", LOG_S("store", dir),
+                  LOG_S("error", why));
+        return APP_EXIT_FAILURE;
+    }
+    log_warn("the current generation may have lost writes; rebuilding it from Kafka before "
+             "serving",
+             LOG_S("view", app->ap_view->v_name), LOG_S("store", dir), LOG_S("reason", why));
+    int exit_code = rebuild(app, 0, true, running, stop_requested);
+    *ret_rebuilt = exit_code == APP_EXIT_OK;
     return exit_code;
 }
 

@@ -7,6 +7,7 @@
 
 #include <check.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -176,6 +177,37 @@ START_TEST(test_create_switch_previous)
 }
 END_TEST
 
+/* A generation whose store lost writes (an fsync failed while it was written) is never
+ * made current: not by a rebuild's switch, not by a rollback. */
+START_TEST(test_switch_refuses_a_store_whose_sync_failed)
+{
+    ck_assert_int_eq(gen_prepare(view_dir, NULL), 0);
+    char dir1[4096], dir2[4096];
+    int64_t id;
+    ck_assert_int_eq(gen_current(view_dir, &id, dir1, sizeof(dir1)), 0);
+    make_store(dir1, 0, 10);
+    ck_assert_int_eq(gen_create(view_dir, &id, dir2, sizeof(dir2)), 0);
+    setenv("RM_FAILPOINT_ERROR", "store-sync:1:1", 1); /* the close's final sync fails */
+    char err[512];
+    store_opts_t opts = {.so_dir = dir2,
+                         .so_map_size_bytes = 4 << 20,
+                         .so_durability = STORE_PERIODIC,
+                         .so_sync_interval_ms = 3600000};
+    store_t *store = store_open(&opts, err, sizeof(err));
+    ck_assert_msg(store != NULL, "%s", err);
+    MDB_txn *txn;
+    ck_assert_int_eq(store_write_begin(store, &txn), 0);
+    store_offset_t off = {20, 25, 1000, 2000};
+    ck_assert_int_eq(store_offset_put(store, txn, "t", 0, &off), 0);
+    ck_assert_int_eq(store_write_commit(store, txn), 0);
+    store_close(store);
+    unsetenv("RM_FAILPOINT_ERROR");
+    ck_assert_int_ne(gen_switch(view_dir, id), 0);
+    ck_assert_int_eq(gen_current(view_dir, &id, dir2, sizeof(dir2)), 0);
+    ck_assert_int_eq(id, 1);
+}
+END_TEST
+
 START_TEST(test_list_reports_offsets_and_state)
 {
     ck_assert_int_eq(gen_prepare(view_dir, NULL), 0);
@@ -282,6 +314,7 @@ int main(void)
     tcase_add_test(tc, test_migration_refuses_a_flat_store_being_written);
     tcase_add_test(tc, test_fresh_view_and_crash_repair);
     tcase_add_test(tc, test_create_switch_previous);
+    tcase_add_test(tc, test_switch_refuses_a_store_whose_sync_failed);
     tcase_add_test(tc, test_list_reports_offsets_and_state);
     tcase_add_test(tc, test_prune_keeps_current_previous_and_active);
     tcase_add_test(tc, test_foreign_link_is_refused);
