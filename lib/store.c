@@ -36,9 +36,12 @@
  *     of a clean close. store_check_durable() finds the mark with another boot's id: an
  *     OS restart happened while writes were unsynced, and the store is suspect. A
  *     process crash keeps every commit in the page cache, so the same boot id is fine.
- *     Sync and nometasync modes need no mark: LMDB writes the meta page only after the
- *     data pages are synced (LMDB's documented integrity for them), and
- *     tests/integration/test_crash_images.py checks it on replayed write orders. */
+ *     Sync and nometasync modes need the mark only while they create the environment
+ *     (LMDB writes its first meta pages without a sync; the mark goes after the first
+ *     sync): from then on LMDB writes a meta page only after the data pages it points
+ *     to are synced (LMDB's documented integrity for them).
+ *     tests/integration/test_crash_images.py checks all of this on replayed write
+ *     orders. */
 #include "store.h"
 #include "failpoint.h"
 #include "rm_time.h"
@@ -356,9 +359,14 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
             goto fail;
         if (store_check_durable(store->st_dir, errstr, errlen))
             goto fail;
-        char boot[128];
+        char boot[128], data_path[4096];
+        struct stat sb;
         int mrc = 0;
-        if (store->st_durability == STORE_PERIODIC &&
+        /* A new environment's first meta pages are written without a sync: until the
+         * first sync, an OS crash can leave a file LMDB refuses, in every mode. */
+        bool fresh = store_path(data_path, sizeof(data_path), store->st_dir, "data.mdb") == 0 &&
+                     stat(data_path, &sb) != 0 && errno == ENOENT;
+        if ((store->st_durability == STORE_PERIODIC || fresh) &&
             ((mrc = store_boot_id(boot, sizeof(boot))) ||
              (mrc = store_write_mark(store->st_dir, STORE_UNSYNCED_MARK, boot)))) {
             snprintf(errstr, errlen, "%s: cannot mark the store unsynced: %s", store->st_dir,
@@ -402,8 +410,9 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
         goto fail;
     }
     store->st_env_opened = true;
-    /* A periodic writer of this boot crashed and a sync or nometasync writer takes over:
-     * once everything is synced, the mark has nothing left to cover. */
+    /* A periodic writer of this boot crashed and a sync or nometasync writer takes over,
+     * or a sync or nometasync writer created the environment: once everything is
+     * synced, the mark has nothing left to cover. */
     if (!store->st_readonly && store->st_durability != STORE_PERIODIC &&
         store_mark_exists(store->st_dir, STORE_UNSYNCED_MARK) &&
         (store_sync_once(store) || store_clear_unsynced(store->st_dir))) {
