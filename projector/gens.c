@@ -293,8 +293,18 @@ static int adopt_current(const char *view_dir, pipe_t *pipe)
         return 0;
     if (rc)
         return rc;
+    /* A current generation that may have lost writes is not read at all (a torn LMDB
+     * file can crash its reader): the new one records its own dead letters, and the
+     * daemon's start-up recovery skips those already published. */
+    rc = store_check_durable(dir, err, sizeof(err));
+    if (rc == RM_ESUSPECT) {
+        log_warn("not comparing dead letters with the current generation: it may have lost "
+                 "writes",
+                 LOG_S("store", dir), LOG_S("reason", err));
+        return 0;
+    }
     store_opts_t sopts = {.so_dir = dir, .so_readonly = true};
-    store_t *current = store_open(&sopts, err, sizeof(err));
+    store_t *current = rc ? NULL : store_open(&sopts, err, sizeof(err));
     if (!current) {
         log_error("cannot open the current generation", LOG_S("error", err));
         return RM_ESTORE;
@@ -304,10 +314,8 @@ static int adopt_current(const char *view_dir, pipe_t *pipe)
     return rc;
 }
 
-/* The rebuild; replacing_suspect when the current generation may be torn (it is then
- * not opened at all: reading a torn LMDB file can crash the reader). */
-static int rebuild(const app_t *app, int64_t start_time_ms, bool replacing_suspect,
-                   pipe_t *volatile *running, volatile sig_atomic_t *stop_requested)
+int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile *running,
+                      volatile sig_atomic_t *stop_requested)
 {
     const char *view_dir = app->ap_store_dir;
     int rc = app_mkdirs(view_dir);
@@ -386,7 +394,7 @@ static int rebuild(const app_t *app, int64_t start_time_ms, bool replacing_suspe
     }
     /* Dead letters the current generation already recorded are not the new one's to
      * publish (the daemon repeats this at the switch with its final offsets). */
-    rc = replacing_suspect ? 0 : adopt_current(view_dir, pipe);
+    rc = adopt_current(view_dir, pipe);
     if (rc) {
         log_error("cannot compare dead letters with the current generation",
                   LOG_S("error", rm_strerror(rc)));
@@ -437,12 +445,6 @@ out:
     return exit_code;
 }
 
-int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile *running,
-                      volatile sig_atomic_t *stop_requested)
-{
-    return rebuild(app, start_time_ms, false, running, stop_requested);
-}
-
 int gens_repair_current(const app_t *app, const char *dir, pipe_t *volatile *running,
                         volatile sig_atomic_t *stop_requested, bool *ret_rebuilt)
 {
@@ -459,7 +461,7 @@ int gens_repair_current(const app_t *app, const char *dir, pipe_t *volatile *run
     log_warn("the current generation may have lost writes; rebuilding it from Kafka before "
              "serving",
              LOG_S("view", app->ap_view->v_name), LOG_S("store", dir), LOG_S("reason", why));
-    int exit_code = rebuild(app, 0, true, running, stop_requested);
+    int exit_code = gens_rebuild_main(app, 0, running, stop_requested);
     *ret_rebuilt = exit_code == APP_EXIT_OK;
     return exit_code;
 }

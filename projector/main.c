@@ -275,7 +275,13 @@ out:
     running_pipe = NULL;
     metrics_http_stop(metrics);
     pipe_destroy(pipe);
-    store_close(follow.gf_store);
+    /* The final sync of the generation: if it fails, the generation is marked and the
+     * next start rebuilds it; say so with the exit code, whatever else happened. */
+    if (store_close(follow.gf_store) == RM_ESUSPECT) {
+        log_error("the store's final fsync failed; the next start rebuilds the generation",
+                  LOG_S("store", follow.gf_dir));
+        exit_code = APP_EXIT_REBUILD;
+    }
     app_cleanup(&app);
     return exit_code;
 }

@@ -62,7 +62,7 @@ def check_oracle(config, oracle_path):
     assert not problems, f"{len(problems)} differ; first: {problems[:5]}"
 
 
-def test_failed_sync_stops_then_restart_rebuilds_exactly_once(broker, workdir):
+def test_failed_sync_stops_then_restart_rebuilds_exactly_once(broker, workdir, processes):
     summary, oracle_path = harness.simulate(broker.bootstrap, workdir, 300, 63)
     # Small batches and a short sync interval: the stream takes dozens of sync intervals.
     # The first syncs follow the start-up commits (view hash, outbox); sync 5 fails while
@@ -71,6 +71,10 @@ def test_failed_sync_stops_then_restart_rebuilds_exactly_once(broker, workdir):
     config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="",
                                   projector__batch_max_events=50,
                                   projector__sync_interval_ms=20)
+    api = harness.QueryApi(workdir, config, harness.free_port())
+    processes.append(api)
+    oracle = harness.read_oracle(oracle_path)
+    key = [e for e in oracle if not e["erased"]][0]["key"]
     env = dict(os.environ, RM_FAILPOINT_ERROR="store-sync:5:1")
     cmd = [harness.binary("projector/projector"), "--config", config, "--until-caught-up"]
     out = subprocess.run(cmd, cwd=harness.ROOT, env=env, capture_output=True, text=True,
@@ -80,6 +84,10 @@ def test_failed_sync_stops_then_restart_rebuilds_exactly_once(broker, workdir):
     # code instead of waiting for a sync that would only pretend to succeed.
     assert out.returncode == APP_EXIT_REBUILD, (out.returncode, out.stderr[-3000:])
     assert "failpoint store-sync: EIO (pass 6)" not in out.stderr
+    # The query API opened the generation before the failure; it stops serving it (its
+    # pages may be re-read from a disk that never got them).
+    harness.wait_until(lambda: api.get(f"/v1/views/customer360/{key}")[0] == 503, 10,
+                       "the query API to stop serving the generation whose fsync failed")
     # The supervisor's restart rebuilds the generation from Kafka before serving it.
     out = subprocess.run(cmd, cwd=harness.ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -88,6 +96,8 @@ def test_failed_sync_stops_then_restart_rebuilds_exactly_once(broker, workdir):
     assert [g for g in gens.values() if g["current"]][0]["id"] == 2, gens
     assert harness.committed_offsets(config) == summary["events"]
     check_oracle(config, oracle_path)
+    harness.wait_until(lambda: api.get(f"/v1/views/customer360/{key}")[0] == 200, 10,
+                       "the query API to serve the rebuilt generation")
 
 
 def test_rebuild_refuses_to_switch_when_its_final_sync_fails(broker, workdir):
