@@ -548,7 +548,11 @@ int store_write_commit(store_t *store, MDB_txn *txn)
         mdb_txn_abort(txn);
         return RM_ESUSPECT;
     }
-    int rc = mdb_txn_commit(txn);
+    int rc = failpoint_errno("store-commit");
+    if (rc)
+        mdb_txn_abort(txn);
+    else
+        rc = mdb_txn_commit(txn);
     if (rc == EIO) {
         store_latch_sync_failure(store, RM_EIO); /* the sync inside the commit, note 5 */
         return RM_ESUSPECT;

@@ -265,6 +265,26 @@ START_TEST(test_failed_sync_latches)
 }
 END_TEST
 
+/* Sync mode fsyncs inside mdb_txn_commit: an EIO there latches the same way, and the
+ * store is refused when opened again. */
+START_TEST(test_failed_commit_sync_latches)
+{
+    char *path = ts_tmpdir();
+    char err[512];
+    store_opts_t opts = {.so_dir = path, .so_map_size_bytes = 8 << 20, .so_durability = STORE_SYNC};
+    store_t *synced = store_open(&opts, err, sizeof(err));
+    ck_assert_msg(synced != NULL, "%s", err);
+    ck_assert_int_eq(commit_one(synced, "n", 1), 0);
+    setenv("RM_FAILPOINT_ERROR", "store-commit:1:1", 1);
+    ck_assert_int_eq(commit_one(synced, "n", 2), RM_ESUSPECT);
+    ck_assert_int_eq(commit_one(synced, "n", 3), RM_ESUSPECT); /* the failpoint is spent */
+    unsetenv("RM_FAILPOINT_ERROR");
+    ck_assert_int_eq(store_close(synced), RM_ESUSPECT);
+    ck_assert_msg(store_open(&opts, err, sizeof(err)) == NULL, "reopened after a failed commit");
+    ts_rmtree(path);
+}
+END_TEST
+
 /* Simulated boots: the boot id the store reads comes from RM_BOOT_ID_FILE. */
 static void set_boot_id(const char *path, const char *id)
 {
@@ -374,6 +394,7 @@ int main(void)
     tcase_add_test(tc, test_grow_keeps_data);
     tcase_add_test(tc, test_periodic_syncs_in_the_background);
     tcase_add_test(tc, test_failed_sync_latches);
+    tcase_add_test(tc, test_failed_commit_sync_latches);
     tcase_add_test(tc, test_os_restart_makes_an_unsynced_periodic_store_suspect);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
