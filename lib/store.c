@@ -450,10 +450,10 @@ int store_close(store_t *store)
     /* The final sync: what the thread had not synced yet reaches the disk now; only then
      * may the unsynced mark go (note 6). */
     if (store->st_env_opened && !store->st_readonly) {
-        rc = atomic_load(&store->st_sync_err) ? RM_ESUSPECT : store_sync_once(store);
-        if (!rc && store->st_durability == STORE_PERIODIC)
+        if (atomic_load(&store->st_sync_err) || store_sync_once(store))
+            rc = RM_ESUSPECT; /* latched and marked (note 5) */
+        else if (store->st_durability == STORE_PERIODIC)
             rc = store_clear_unsynced(store->st_dir);
-        rc = rc ? RM_ESUSPECT : 0;
     }
     if (store->st_env)
         mdb_env_close(store->st_env);

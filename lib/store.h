@@ -92,10 +92,11 @@ typedef struct store_offset {
  * store_check_durable() finds suspect. Returns NULL with a message in errstr. */
 store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen);
 /* Stops and joins the sync thread, syncs a writer's environment one last time, removes
- * a periodic writer's unsynced mark once that sync succeeded, and closes it. Returns 0,
- * or RM_ESUSPECT when this or any earlier sync of the store failed: its commits may not
- * be on disk, and the store is marked so (note 5) — never switch to it. A reader
- * returns 0. No txn may be open. Accepts NULL. */
+ * a periodic writer's unsynced mark once that sync succeeded, and closes it. Returns 0;
+ * RM_ESUSPECT when this or any earlier sync of the store failed: its commits may not be
+ * on disk, and the store is marked so (note 5) — never switch to it; or another rm_err_t
+ * when the unsynced mark could not be removed (everything is synced, but the store will
+ * be refused after a reboot). A reader returns 0. No txn may be open. Accepts NULL. */
 int store_close(store_t *store);
 
 /* Whether the store in dir may be opened as a durable one (no store needed: reads the

@@ -408,7 +408,7 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
     rc = store_close(store);
     store = NULL;
     if (rc) {
-        log_error("the new generation's final fsync failed; current generation unchanged",
+        log_error("cannot make the new generation durable; current generation unchanged",
                   LOG_S("view", app->ap_view->v_name), LOG_I("generation", id),
                   LOG_S("error", rm_strerror(rc)));
         exit_code = APP_EXIT_FAILURE;
