@@ -28,6 +28,7 @@ const char *rm_strerror(int err)
     case RM_EBUSY: return "resource busy";
     case RM_EGAP:
         return "gap: stored offset is outside the partition's log";
+    case RM_ESUSPECT: return "store may have lost writes (failed fsync or OS crash): rebuild it";
     }
     return "unknown error";
 }

@@ -308,8 +308,18 @@ static int adopt_current(const char *view_dir, pipe_t *pipe)
         return 0;
     if (rc)
         return rc;
+    /* A current generation that may have lost writes is not read at all (a torn LMDB
+     * file can crash its reader): the new one records its own dead letters, and the
+     * daemon's start-up recovery skips those already published. */
+    rc = store_check_durable(dir, err, sizeof(err));
+    if (rc == RM_ESUSPECT) {
+        log_warn("not comparing dead letters with the current generation: it may have lost "
+                 "writes",
+                 LOG_S("store", dir), LOG_S("reason", err));
+        return 0;
+    }
     store_opts_t sopts = {.so_dir = dir, .so_readonly = true};
-    store_t *current = store_open(&sopts, err, sizeof(err));
+    store_t *current = rc ? NULL : store_open(&sopts, err, sizeof(err));
     if (!current) {
         log_error("cannot open the current generation", LOG_S("error", err));
         return RM_ESTORE;
@@ -419,11 +429,19 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
         exit_code = APP_EXIT_FAILURE;
         goto out;
     }
-    /* Close before switching: the daemon opens the new generation as its writer. */
+    /* Close before switching: the daemon opens the new generation as its writer. The
+     * close's final sync makes it durable; if that fails, it is not switched to. */
     pipe_destroy(pipe);
     pipe = NULL;
-    store_close(store);
+    rc = store_close(store);
     store = NULL;
+    if (rc) {
+        log_error("cannot make the new generation durable; current generation unchanged",
+                  LOG_S("view", app->ap_view->v_name), LOG_I("generation", id),
+                  LOG_S("error", rm_strerror(rc)));
+        exit_code = APP_EXIT_FAILURE;
+        goto out;
+    }
     rc = gen_switch(view_dir, id);
     if (rc) {
         log_error("cannot switch the current generation", LOG_S("path", view_dir),
@@ -452,6 +470,27 @@ out:
     free(pg.pg_prev_next);
     free(pg.pg_rate);
     close(lock_fd);
+    return exit_code;
+}
+
+int gens_repair_current(const app_t *app, const char *dir, pipe_t *volatile *running,
+                        volatile sig_atomic_t *stop_requested, bool *ret_rebuilt)
+{
+    char why[1024];
+    *ret_rebuilt = false;
+    int rc = store_check_durable(dir, why, sizeof(why));
+    if (rc == 0)
+        return APP_EXIT_OK;
+    if (rc != RM_ESUSPECT) {
+        log_error("cannot tell whether the current generation is intact", LOG_S("store", dir),
+                  LOG_S("error", why));
+        return APP_EXIT_FAILURE;
+    }
+    log_warn("the current generation may have lost writes; rebuilding it from Kafka before "
+             "serving",
+             LOG_S("view", app->ap_view->v_name), LOG_S("store", dir), LOG_S("reason", why));
+    int exit_code = gens_rebuild_main(app, 0, running, stop_requested);
+    *ret_rebuilt = exit_code == APP_EXIT_OK;
     return exit_code;
 }
 

@@ -43,6 +43,17 @@ int gens_follow_tick(void *arg, pipe_t *pipe);
 int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile *running,
                       volatile sig_atomic_t *stop_requested);
 int gens_list_main(const app_t *app, bool json);
+
+/* Daemon start-up, before dir (the current generation) is opened: when
+ * store_check_durable finds it suspect (a failed fsync, or an OS restart while a
+ * periodic writer had unsynced writes), rebuilds the view from the beginning of its
+ * topics into a new generation and switches to it, as `rebuild` does, without opening
+ * the suspect one (its dead letters are not adopted: the new generation records its
+ * own, and the daemon's start-up recovery skips those already published). Returns
+ * APP_EXIT_OK with *ret_rebuilt telling whether it rebuilt, or the rebuild's exit code;
+ * *running and *stop_requested as for gens_rebuild_main. */
+int gens_repair_current(const app_t *app, const char *dir, pipe_t *volatile *running,
+                        volatile sig_atomic_t *stop_requested, bool *ret_rebuilt);
 int gens_rollback_main(const app_t *app, int64_t to);
 
 /* Parses an ISO 8601 date-time with a zone into ms since the epoch. 0 or RM_EINVAL. */

@@ -77,7 +77,9 @@ static void usage(FILE *out)
             "SIGTERM or SIGINT finish the current batch, commit and exit 0.\n"
             "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error,\n"
             "3 stopped on a gap, or a rebuild refused for one (projector.on_gap=stop:\n"
-            "restarting will not help).\n"
+            "restarting will not help),\n"
+            "4 an fsync of the store failed: restart it, the start rebuilds the view from\n"
+            "Kafka (it does so by itself for a generation torn by an OS crash, too).\n"
             "\n"
             "Configuration keys (flag > environment > file > default):\n");
     cfg_print_help(out, NULL);
@@ -214,6 +216,16 @@ int main(int argc, char **argv)
     }
     if (migrated)
         log_info("moved the flat store into its first generation", LOG_S("store", follow.gf_dir));
+    /* Never serve or extend a generation that may have lost writes: rebuild it first. */
+    bool rebuilt = false;
+    exit_code = gens_repair_current(&app, follow.gf_dir, &running_pipe, &stop_requested, &rebuilt);
+    if (!exit_code && rebuilt)
+        rc = gen_current(app.ap_store_dir, &follow.gf_generation, follow.gf_dir,
+                         sizeof(follow.gf_dir));
+    if (exit_code || rc) {
+        exit_code = exit_code ? exit_code : APP_EXIT_FAILURE;
+        goto out;
+    }
     bool usage_error = false;
     follow.gf_store = gens_open_writer(&app, follow.gf_dir, &usage_error);
     if (!follow.gf_store) {
@@ -259,12 +271,21 @@ int main(int argc, char **argv)
              LOG_I("parked", stats.ps_outcomes[ENGINE_PARKED]),
              LOG_I("rejected", stats.ps_outcomes[ENGINE_REJECTED]),
              LOG_I("batches", stats.ps_batches), LOG_S("error", rc ? rm_strerror(rc) : NULL));
-    exit_code = rc == RM_EGAP ? APP_EXIT_GAP : rc ? APP_EXIT_FAILURE : APP_EXIT_OK;
+    exit_code = rc == RM_EGAP       ? APP_EXIT_GAP
+                : rc == RM_ESUSPECT ? APP_EXIT_REBUILD
+                : rc                ? APP_EXIT_FAILURE
+                                    : APP_EXIT_OK;
 out:
     running_pipe = NULL;
     metrics_http_stop(metrics);
     pipe_destroy(pipe);
-    store_close(follow.gf_store);
+    /* The final sync of the generation: if it fails, the generation is marked and the
+     * next start rebuilds it; say so with the exit code, whatever else happened. */
+    if (store_close(follow.gf_store) == RM_ESUSPECT) {
+        log_error("the store's final fsync failed; the next start rebuilds the generation",
+                  LOG_S("store", follow.gf_dir));
+        exit_code = APP_EXIT_REBUILD;
+    }
     app_cleanup(&app);
     return exit_code;
 }

@@ -117,6 +117,11 @@ int http_txn(http_ctx_t *ctx, store_t **ret_store, MDB_txn **ret_txn)
         pthread_mutex_lock(&ctx->hc_store_lock);
         tls_leave_gen(tls);
         gen = ctx->hc_gen;
+        if (!gen) { /* dropped meanwhile (drop_suspect) */
+            pthread_mutex_unlock(&ctx->hc_store_lock);
+            pthread_mutex_unlock(&tls->ht_lock);
+            return RM_ENOTFOUND;
+        }
         gen->hg_refs++;
         tls->ht_gen = gen;
         pthread_mutex_unlock(&ctx->hc_store_lock);
@@ -209,12 +214,32 @@ static void store_unavailable(http_ctx_t *ctx, const char *reason, const char *d
              LOG_S("error", detail));
 }
 
+/* Stops serving the open generation once its store is marked as possibly missing
+ * writes (an fsync of the writer failed): pages the kernel dropped from its cache would
+ * be read again from a disk that never got them. Requests answer 503 until a rebuilt
+ * generation is current. Watcher thread. */
+static void drop_suspect(http_ctx_t *ctx)
+{
+    http_gen_t *cur = ctx->hc_gen;
+    char why[256];
+    if (!cur || store_check_durable(cur->hg_dir, why, sizeof(why)) != RM_ESUSPECT)
+        return;
+    log_error("the served store generation may have lost writes; no longer serving it",
+              LOG_S("store", cur->hg_dir), LOG_I("generation", cur->hg_id));
+    store_unavailable(ctx, "the store may have lost writes; it is being rebuilt", cur->hg_dir, why);
+    pthread_mutex_lock(&ctx->hc_store_lock);
+    __atomic_store_n(&ctx->hc_gen, NULL, __ATOMIC_RELEASE);
+    gen_release(cur);
+    pthread_mutex_unlock(&ctx->hc_store_lock);
+}
+
 /* Opens the current generation if it is not the one served. Watcher thread (and the
  * start-up, before it runs). */
 static void follow_current(http_ctx_t *ctx)
 {
     char dir[4096], data_path[4200], err[256];
     int64_t id;
+    drop_suspect(ctx);
     int rc = gen_current(ctx->hc_app->ap_store_dir, &id, dir, sizeof(dir));
     http_gen_t *cur = ctx->hc_gen; /* only this thread swaps it */
     if (rc) {
