@@ -685,14 +685,29 @@ static int delete_prefix(engine_t *engine, MDB_txn *txn, store_db_t db, const ch
     }
 }
 
-/* rlink key "view_key \0 link \0 foreign_id" → turn link "link \0 foreign_id" into a marker. */
+static bool link_is_erased(const MDB_val *target)
+{
+    return target->mv_size == 1 && memcmp(target->mv_data, ENGINE_ERASED_LINK, 1) == 0;
+}
+
+/* rlink key "view_key \0 link \0 foreign_id" → turn link "link \0 foreign_id" into a marker,
+ * if it still points at view_key: a store written before re-pointing removed the old
+ * reverse link may hold one for a link another key owns now. */
 static int erase_link(engine_t *engine, MDB_txn *txn, const MDB_val *rkey)
 {
     const char *k = rkey->mv_data;
     const char *sep = memchr(k, '\0', rkey->mv_size);
     if (!sep)
         return 0;
-    size_t off = (size_t)(sep - k) + 1;
+    size_t owner_len = (size_t)(sep - k), off = owner_len + 1;
+    MDB_val target;
+    int rc = db_get(engine, txn, STORE_DB_LINK, k + off, rkey->mv_size - off, &target);
+    if (rc == RM_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if (target.mv_size != owner_len || memcmp(target.mv_data, k, owner_len) != 0)
+        return 0;
     return db_put(engine, txn, STORE_DB_LINK, k + off, rkey->mv_size - off, ENGINE_ERASED_LINK, 1);
 }
 
@@ -760,6 +775,16 @@ static int op_link(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const view_o
         return 0;
     if (rc && rc != RM_ENOTFOUND)
         return rc;
+    if (rc == 0 && !link_is_erased(&old)) {
+        /* Re-pointed (e.g. a snapshot names a new owner): the old owner's reverse link
+         * must go, or erasing that owner would turn this link into an erased marker. */
+        char rkey[ENGINE_KEY_BYTES];
+        size_t rlen = old.mv_size <= VIEW_KEY_MAX_BYTES
+                          ? join_key(rkey, old.mv_data, old.mv_size, key, klen)
+                          : 0;
+        if (rlen && (rc = db_del(engine, txn, STORE_DB_RLINK, rkey, rlen)))
+            return rc;
+    }
     rc = db_put(engine, txn, STORE_DB_LINK, key, klen, target, target_len);
     if (!rc && !key_erased) {
         char rkey[ENGINE_KEY_BYTES];

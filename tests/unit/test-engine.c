@@ -605,6 +605,32 @@ START_TEST(test_indexes_follow_the_document)
 }
 END_TEST
 
+/* An order moved to another customer (a snapshot naming a new owner) leaves no reverse
+ * link behind: erasing its first customer must not take the second one's order link. */
+START_TEST(test_repointed_link_survives_erasure_of_its_old_owner)
+{
+    register_c1();
+    order("O1", 1100, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    EV(ORDER_SNAP, "event_id=bf:orders:O1:v2", "occurred_at=1200", "version=2",
+       "snapshot_of=orders", "order_id=O1", "customer_id=C2", "placed_at=1100", "total_cents=500",
+       "currency=EUR", "line_count=2", "status=CREATED");
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    EV(ERASED, "event_id=x1", "occurred_at=1500", "version=2", "customer_id=C1");
+    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+    EV(SETTLED, "event_id=p1", "occurred_at=1600", "version=1", "payment_id=P1", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    engine_result_t res = apply_to(&fx, "payments");
+    ck_assert_msg(res.er_outcome == ENGINE_APPLIED, "the payment of C2's order was %s",
+                  engine_outcome_name(res.er_outcome));
+    const char *s = sections_of(&fx, "C2");
+    ck_assert_msg(strstr(s, "\"payment_status\":\"SETTLED\"") &&
+                      strstr(s, "\"lifetime_settled_cents\":500"),
+                  "%s", s);
+    ck_assert_str_eq(lookup("order_id", "O1"), "C2");
+}
+END_TEST
+
 START_TEST(test_normalisation_rules)
 {
     char out[INDEX_VALUE_MAX_BYTES + 1];
@@ -642,6 +668,7 @@ int main(void)
     tcase_add_test(tc, test_contribute_moves_by_the_change_of_share);
     tcase_add_test(tc, test_repairs_apply_once_and_lose_to_newer_events);
     tcase_add_test(tc, test_tombstones_follow_the_declared_rule);
+    tcase_add_test(tc, test_repointed_link_survives_erasure_of_its_old_owner);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
