@@ -89,6 +89,9 @@ typedef struct pipe_opts {
      * stops the run (RM_EGAP, whatever projector.on_gap says); RM_TEST_SKIP_APPLY
      * (failpoint.h) is ignored. */
     bool po_scratch;
+    /* The view's erasure ledger (erasures.h; engine_opts_t.eo_erasures), borrowed; it
+     * must outlive the pipeline. NULL: erasures live only in the store. */
+    erasures_t *po_erasures;
 } pipe_opts_t;
 
 /* One partition's position (pipe_partitions). */

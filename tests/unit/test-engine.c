@@ -631,6 +631,80 @@ START_TEST(test_repointed_link_survives_erasure_of_its_old_owner)
 }
 END_TEST
 
+/* Applies msg (from `msg`) to store through engine in its own txn; returns the outcome. */
+static engine_outcome_t apply_with(engine_t *engine, store_t *store, const char *topic)
+{
+    MDB_txn *txn;
+    engine_result_t res;
+    ck_assert_int_eq(store_write_begin(store, &txn), 0);
+    ck_assert_int_eq(engine_txn_begin(engine, txn), 0);
+    engine_msg_t m = {topic, 0, 0, 0, NULL, 0, msg.b_data, msg.b_len};
+    ck_assert_int_eq(engine_apply(engine, txn, &m, &res), 0);
+    ck_assert_int_eq(engine_txn_precommit(engine, txn), 0);
+    ck_assert_int_eq(store_write_commit(store, txn), 0);
+    return res.er_outcome;
+}
+
+static void register_key(const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof(k), "customer_id=%s", key);
+    EV(REG, "event_id=r1", "occurred_at=1000", "version=1", k, "name=Ada", "email=ada@example.com",
+       "phone=+441234", "preferred_channel=EMAIL");
+}
+
+/* The erasure ledger carries an erasure into every store of the view — a new generation
+ * whose log lost the tombstone (compaction), an older generation rolled back to, a store
+ * that predates the ledger — so none of them serves the erased customer again. */
+START_TEST(test_erasure_ledger_reaches_every_store)
+{
+    char err[256], *ledger_dir = ts_tmpdir();
+    erasures_t *ledger = erasures_open(ledger_dir, false, err, sizeof(err));
+    ck_assert_msg(ledger != NULL, "%s", err);
+    engine_opts_t with_ledger = {.eo_erasures = ledger};
+    /* An older generation, built before the erasure (and before the ledger existed). */
+    register_key("C1");
+    ck_assert_int_eq(apply_with(fx2.engine, fx2.store, "customers"), ENGINE_APPLIED);
+    register_key("C2");
+    ck_assert_int_eq(apply_with(fx2.engine, fx2.store, "customers"), ENGINE_APPLIED);
+    EV(ERASED, "event_id=x2", "occurred_at=1500", "version=2", "customer_id=C2");
+    ck_assert_int_eq(apply_with(fx2.engine, fx2.store, "customers"), ENGINE_APPLIED);
+    /* The live generation erases C1 through the ledger-aware engine. */
+    engine_t *live = engine_new(view, catalog, fx.store, &with_ledger);
+    register_key("C1");
+    ck_assert_int_eq(apply_with(live, fx.store, "customers"), ENGINE_APPLIED);
+    EV(ERASED, "event_id=x1", "occurred_at=1500", "version=2", "customer_id=C1");
+    ck_assert_int_eq(apply_with(live, fx.store, "customers"), ENGINE_APPLIED);
+    engine_destroy(live);
+    /* A rebuild over the compacted log: the registration is there, the erasure is not. */
+    char *dir = ts_tmpdir();
+    store_t *fresh = ts_store(dir);
+    engine_t *rebuild = engine_new(view, catalog, fresh, &with_ledger);
+    register_key("C1");
+    ck_assert_int_eq(apply_with(rebuild, fresh, "customers"), ENGINE_ERASED);
+    order("O1", 1100, 1);
+    ck_assert_int_eq(apply_with(rebuild, fresh, "orders"), ENGINE_ERASED);
+    engine_destroy(rebuild);
+    /* Rolled back to the older generation: C1 goes at its first transaction, and its
+     * own erasure of C2 reaches the ledger. */
+    engine_t *rolled = engine_new(view, catalog, fx2.store, &with_ledger);
+    register_key("C3");
+    ck_assert_int_eq(apply_with(rolled, fx2.store, "customers"), ENGINE_APPLIED);
+    engine_destroy(rolled);
+    ck_assert_str_eq(sections_of(&fx2, "C1"), "NOTFOUND");
+    engine_t *again = engine_new(view, catalog, fresh, &with_ledger);
+    register_key("C2");
+    ck_assert_int_eq(apply_with(again, fresh, "customers"), ENGINE_ERASED);
+    register_key("C3");
+    ck_assert_int_eq(apply_with(again, fresh, "customers"), ENGINE_APPLIED);
+    engine_destroy(again);
+    store_close(fresh);
+    ts_rmtree(dir);
+    erasures_close(ledger);
+    ts_rmtree(ledger_dir);
+}
+END_TEST
+
 START_TEST(test_normalisation_rules)
 {
     char out[INDEX_VALUE_MAX_BYTES + 1];
@@ -669,6 +743,7 @@ int main(void)
     tcase_add_test(tc, test_repairs_apply_once_and_lose_to_newer_events);
     tcase_add_test(tc, test_tombstones_follow_the_declared_rule);
     tcase_add_test(tc, test_repointed_link_survives_erasure_of_its_old_owner);
+    tcase_add_test(tc, test_erasure_ledger_reaches_every_store);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
