@@ -705,6 +705,58 @@ START_TEST(test_erasure_ledger_reaches_every_store)
 }
 END_TEST
 
+/* A bounded list under deletes: 20 orders, then O21's creation and O05's tombstone (on
+ * different partitions, so in either order), then a DELETE repair of O22 that may come
+ * before or after O22's creation. Both orders keep the 20 newest of what is left. */
+static void orders_with_deletes(fixture_t *f, bool tombstone_first, bool repair_first)
+{
+    for (int i = 1; i <= 20; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "O%02d", i);
+        order(id, 1000 + i, 1);
+        ck_assert_int_eq(apply_to(f, "orders").er_outcome, ENGINE_APPLIED);
+    }
+    MDB_txn *txn;
+    engine_result_t res;
+    for (int step = 0; step < 4; step++) {
+        bool tomb = step == (tombstone_first ? 0 : 1);
+        bool o21 = step == (tombstone_first ? 1 : 0);
+        bool repair = step == (repair_first ? 2 : 3);
+        if (o21 || (!tomb && !repair)) {
+            order(o21 ? "O21" : "O22", o21 ? 1021 : 1022, 1);
+            ck_assert_int_eq(apply_to(f, "orders").er_outcome, ENGINE_APPLIED);
+        } else if (tomb) {
+            ck_assert_int_eq(store_write_begin(f->store, &txn), 0);
+            ck_assert_int_eq(engine_txn_begin(f->engine, txn), 0);
+            engine_msg_t m = {"orders", 1, f->offset++, 9000, "O05", 3, NULL, 0};
+            ck_assert_int_eq(engine_apply(f->engine, txn, &m, &res), 0);
+            ck_assert_int_eq(res.er_outcome, ENGINE_APPLIED);
+            ck_assert_int_eq(engine_txn_precommit(f->engine, txn), 0);
+            ck_assert_int_eq(store_write_commit(f->store, txn), 0);
+        } else {
+            REPAIR_EV("run1/1", "5000", "C1", "orders", "DELETE", "O22", "{}");
+            ck_assert_int_eq(apply_to(f, "customer360.repairs").er_outcome, ENGINE_APPLIED);
+        }
+    }
+}
+
+START_TEST(test_bounded_list_converges_with_deletes)
+{
+    orders_with_deletes(&fx, false, false);
+    orders_with_deletes(&fx2, true, true);
+    char *a = strdup(sections_of(&fx, "C1"));
+    const char *b = sections_of(&fx2, "C1");
+    for (int i = 1; i <= 22; i++) {
+        char needle[32];
+        snprintf(needle, sizeof(needle), "\"order_id\":\"O%02d\"", i);
+        ck_assert_msg((strstr(a, needle) != NULL) == (i != 5 && i != 22), "order O%02d %s", i,
+                      strstr(a, needle) ? "shown" : "missing");
+    }
+    ck_assert_msg(strcmp(a, b) == 0, "the two arrival orders give different documents");
+    free(a);
+}
+END_TEST
+
 START_TEST(test_normalisation_rules)
 {
     char out[INDEX_VALUE_MAX_BYTES + 1];
@@ -744,6 +796,7 @@ int main(void)
     tcase_add_test(tc, test_tombstones_follow_the_declared_rule);
     tcase_add_test(tc, test_repointed_link_survives_erasure_of_its_old_owner);
     tcase_add_test(tc, test_erasure_ledger_reaches_every_store);
+    tcase_add_test(tc, test_bounded_list_converges_with_deletes);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
