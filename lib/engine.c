@@ -42,7 +42,17 @@
  *     its sort field again. The visible list is then the top N of the live items by
  *     sort key, a function of the set of events. Cost: one hidden fragment per item
  *     beyond N and one 20-byte stamp per deleted item, per key, for as long as the key
- *     lives — the same order as the version records the guard keeps per entity (1). */
+ *     lives — the same order as the version records the guard keeps per entity (1).
+ * (9) Stale versions. Kafka orders an entity's events only while they share a
+ *     partition; once a topic gains partitions, an entity's newer versions can be applied
+ *     before older ones still waiting in the old partition. A stale event is therefore
+ *     not dropped whole: its link op runs (a link is last-writer-wins by the stamp of the
+ *     claim, kept in its reverse link, whatever view key the claim names), its erase op
+ *     runs (final), its contribute ops run for shares a newer version has not set (each
+ *     share keeps the version that set it), and its upserts run for list items no newer
+ *     version created (an OrderCancelled v2 applied first leaves a ghost, see 8). Its
+ *     other ops — set, update, delete, incr, decr — are skipped: the newer version's
+ *     state stands (docs/guarantees.md, "When partitions are added"). */
 #include "engine.h"
 #include "avro_dec.h"
 #include "buf.h"
@@ -94,8 +104,14 @@ typedef struct engine_share {
     uint16_t es_section;
     uint16_t es_field;
     int64_t es_amount;
+    int64_t es_version; /* the entity version that set it (note 9) */
 } engine_share_t;
-#define ENGINE_SHARE_BYTES 12 /* u16 section, u16 field, i64 amount; native order like the version */
+/* u16 section, u16 field | ENGINE_SHARE_VERSIONED, i64 amount, then i64 version when
+ * flagged; native order like the version. Records written before shares kept their
+ * version have 12-byte shares, set by the record's version at the latest. */
+#define ENGINE_SHARE_BYTES 12
+#define ENGINE_SHARE_VERSIONED 0x8000
+#define ENGINE_SHARE_V_BYTES 20
 
 /* Everything about the event being applied that the operations need. */
 typedef struct engine_ev {
@@ -118,6 +134,8 @@ typedef struct engine_ev {
     const char *ev_repair_item;
     size_t ev_repair_item_len;
     /* The entity's version record (guard_check), rewritten when a share changes. */
+    int64_t ev_record_version; /* the version it keeps: the newer of the event's and its own */
+    bool ev_stale; /* the entity applied a newer version already (note 9) */
     char ev_vkey[ENGINE_KEY_BYTES];
     size_t ev_vkey_len;
     size_t ev_share_count;
@@ -781,8 +799,11 @@ static int list_write(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const vie
         return rc;
     if (!visible && (rc = frag_load(engine, txn, hkey, hlen, section, &frag, &hidden)))
         return rc;
-    if (!visible && !hidden && op->vo_kind == VIEW_OP_UPDATE && !was_deleted)
-        return 0; /* nothing to update: the event that creates the item comes first */
+    if (ev->ev_stale && (visible || (hidden && list_eligible(section, &frag))))
+        return 0; /* a newer version of the entity created the item: its state stands */
+    if (!visible && !hidden && op->vo_kind == VIEW_OP_UPDATE && !was_deleted &&
+        section->vs_sort_field < 0)
+        return 0; /* nothing to update */
     engine_idxval_t before[ENGINE_MAX_FIELD_INDEXES], after[ENGINE_MAX_FIELD_INDEXES];
     size_t indexed =
         index_values(engine->en_view, op->vo_section, &frag, before, ENGINE_MAX_FIELD_INDEXES);
@@ -891,14 +912,15 @@ static int op_counter(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const vie
 /* The version record: the entity's applied version, then its counter shares (note 7). */
 static int version_put(engine_t *engine, MDB_txn *txn, const engine_ev_t *ev)
 {
-    unsigned char val[8 + VIEW_MAX_CONTRIBUTIONS * ENGINE_SHARE_BYTES];
-    int64_t version = ev->ev_stamp.fs_version;
-    memcpy(val, &version, 8);
+    unsigned char val[8 + VIEW_MAX_CONTRIBUTIONS * ENGINE_SHARE_V_BYTES];
+    memcpy(val, &ev->ev_record_version, 8);
     size_t len = 8;
-    for (size_t i = 0; i < ev->ev_share_count; i++, len += ENGINE_SHARE_BYTES) {
+    for (size_t i = 0; i < ev->ev_share_count; i++, len += ENGINE_SHARE_V_BYTES) {
+        uint16_t field = (uint16_t)(ev->ev_shares[i].es_field | ENGINE_SHARE_VERSIONED);
         memcpy(val + len, &ev->ev_shares[i].es_section, 2);
-        memcpy(val + len + 2, &ev->ev_shares[i].es_field, 2);
+        memcpy(val + len + 2, &field, 2);
         memcpy(val + len + 4, &ev->ev_shares[i].es_amount, 8);
+        memcpy(val + len + 12, &ev->ev_shares[i].es_version, 8);
     }
     return db_put(engine, txn, STORE_DB_DOC, ev->ev_vkey, ev->ev_vkey_len, val, len);
 }
@@ -914,16 +936,19 @@ static int op_contribute(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const 
         if (ev->ev_shares[i].es_section == op->vo_section &&
             ev->ev_shares[i].es_field == op->vo_counter_field)
             share = &ev->ev_shares[i];
+    if (share && ev->ev_stamp.fs_version <= share->es_version)
+        return 0; /* a stale event: a newer version of the entity set this share */
     if (!share) {
         /* view_load bounds the counters an entity type contributes to */
         if (ev->ev_share_count == VIEW_MAX_CONTRIBUTIONS)
             return RM_ESTORE;
         share = &ev->ev_shares[ev->ev_share_count++];
-        *share = (engine_share_t){(uint16_t)op->vo_section, (uint16_t)op->vo_counter_field, 0};
+        *share = (engine_share_t){(uint16_t)op->vo_section, (uint16_t)op->vo_counter_field, 0, 0};
     }
     int64_t delta = by.ev_int - share->es_amount;
-    if (delta == 0)
-        return 0;
+    share->es_version = ev->ev_stamp.fs_version;
+    if (delta == 0) /* the share's version moved: a stale event must see it */
+        return version_put(engine, txn, ev);
     share->es_amount = by.ev_int;
     int rc = counter_add(engine, txn, ev, op->vo_section, op->vo_counter_field, delta);
     return rc ? rc : version_put(engine, txn, ev);
@@ -931,7 +956,8 @@ static int op_contribute(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const 
 
 /* Deletes every key of db that starts with prefix; calls on_key for each first. */
 static int delete_prefix(engine_t *engine, MDB_txn *txn, store_db_t db, const char *prefix,
-                         size_t plen, int (*on_key)(engine_t *, MDB_txn *, const MDB_val *),
+                         size_t plen,
+                         int (*on_key)(engine_t *, MDB_txn *, const MDB_val *, const MDB_val *),
                          MDB_txn *cb_txn)
 {
     for (;;) {
@@ -945,16 +971,18 @@ static int delete_prefix(engine_t *engine, MDB_txn *txn, store_db_t db, const ch
             mdb_cursor_close(cur);
             return rc && rc != MDB_NOTFOUND ? rm_err_from_mdb(rc) : 0;
         }
-        char copy[ENGINE_KEY_BYTES];
+        char copy[ENGINE_KEY_BYTES], vcopy[ENGINE_STAMP_BYTES];
         size_t clen = key.mv_size < sizeof(copy) ? key.mv_size : sizeof(copy);
+        size_t vlen = val.mv_size <= sizeof(vcopy) ? val.mv_size : 0; /* only small values */
         memcpy(copy, key.mv_data, clen);
+        memcpy(vcopy, val.mv_data, vlen);
         rc = rm_err_from_mdb(mdb_cursor_del(cur, 0));
         mdb_cursor_close(cur);
         if (rc)
             return rc;
         if (on_key) {
-            MDB_val k = {clen, copy};
-            rc = on_key(engine, cb_txn, &k);
+            MDB_val k = {clen, copy}, v = {vlen, vcopy};
+            rc = on_key(engine, cb_txn, &k, &v);
             if (rc)
                 return rc;
         }
@@ -966,10 +994,48 @@ static bool link_is_erased(const MDB_val *target)
     return target->mv_size == 1 && memcmp(target->mv_data, ENGINE_ERASED_LINK, 1) == 0;
 }
 
+/* A link is last-writer-wins by the stamp of the event that claimed it, whatever view
+ * key the claim names (the version guard is per view key, so it cannot order claims of
+ * two customers on one order). The stamp is the value of the link's reverse link
+ * ("owner \0 link \0 id"; owner "" for an erased marker). A store written before links
+ * had stamps holds "": the oldest possible claim. */
+static int link_claim_get(engine_t *engine, MDB_txn *txn, const char *owner, size_t owner_len,
+                          const char *lkey, size_t lklen, frag_stamp_t *ret_stamp)
+{
+    char rkey[ENGINE_KEY_BYTES];
+    size_t rlen = join_key(rkey, owner, owner_len, lkey, lklen);
+    memset(ret_stamp, 0, sizeof(*ret_stamp));
+    MDB_val val;
+    int rc = rlen ? db_get(engine, txn, STORE_DB_RLINK, rkey, rlen, &val) : RM_ENOTFOUND;
+    if (rc == RM_ENOTFOUND)
+        return 0;
+    if (rc || val.mv_size != ENGINE_STAMP_BYTES)
+        return rc;
+    const char *p = val.mv_data;
+    memcpy(&ret_stamp->fs_time_ms, p, 8);
+    memcpy(&ret_stamp->fs_version, p + 8, 8);
+    memcpy(&ret_stamp->fs_tie, p + 16, 4);
+    return 0;
+}
+
+static int link_claim_put(engine_t *engine, MDB_txn *txn, const char *owner, size_t owner_len,
+                          const char *lkey, size_t lklen, const frag_stamp_t *stamp)
+{
+    char rkey[ENGINE_KEY_BYTES], val[ENGINE_STAMP_BYTES];
+    size_t rlen = join_key(rkey, owner, owner_len, lkey, lklen);
+    if (!rlen)
+        return RM_EVALIDATE;
+    memcpy(val, &stamp->fs_time_ms, 8);
+    memcpy(val + 8, &stamp->fs_version, 8);
+    memcpy(val + 16, &stamp->fs_tie, 4);
+    return db_put(engine, txn, STORE_DB_RLINK, rkey, rlen, val, sizeof(val));
+}
+
 /* rlink key "view_key \0 link \0 foreign_id" → turn link "link \0 foreign_id" into a marker,
  * if it still points at view_key: a store written before re-pointing removed the old
- * reverse link may hold one for a link another key owns now. */
-static int erase_link(engine_t *engine, MDB_txn *txn, const MDB_val *rkey)
+ * reverse link may hold one for a link another key owns now. The marker keeps the claim's
+ * stamp, so a newer claim of another key still wins over it. */
+static int erase_link(engine_t *engine, MDB_txn *txn, const MDB_val *rkey, const MDB_val *claim)
 {
     const char *k = rkey->mv_data;
     const char *sep = memchr(k, '\0', rkey->mv_size);
@@ -984,7 +1050,13 @@ static int erase_link(engine_t *engine, MDB_txn *txn, const MDB_val *rkey)
         return rc;
     if (target.mv_size != owner_len || memcmp(target.mv_data, k, owner_len) != 0)
         return 0;
-    return db_put(engine, txn, STORE_DB_LINK, k + off, rkey->mv_size - off, ENGINE_ERASED_LINK, 1);
+    rc = db_put(engine, txn, STORE_DB_LINK, k + off, rkey->mv_size - off, ENGINE_ERASED_LINK, 1);
+    if (rc || claim->mv_size != ENGINE_STAMP_BYTES)
+        return rc;
+    char rmarker[ENGINE_KEY_BYTES];
+    size_t rlen = join_key(rmarker, "", 0, k + off, rkey->mv_size - off);
+    return rlen ? db_put(engine, txn, STORE_DB_RLINK, rmarker, rlen, claim->mv_data, claim->mv_size)
+                : RM_ESTORE;
 }
 
 /* Removes the key's entries from every field index (before its fragments go). */
@@ -1157,28 +1229,35 @@ static int op_link(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const view_o
         return RM_EVALIDATE;
     const char *target = key_erased ? ENGINE_ERASED_LINK : ev->ev_key;
     size_t target_len = key_erased ? 1 : ev->ev_key_len;
+    const char *owner = key_erased ? "" : ev->ev_key; /* whose reverse link holds the claim */
+    size_t owner_len = key_erased ? 0 : ev->ev_key_len;
     MDB_val old;
     int rc = db_get(engine, txn, STORE_DB_LINK, key, klen, &old);
-    if (rc == 0 && old.mv_size == target_len && memcmp(old.mv_data, target, target_len) == 0)
-        return 0;
     if (rc && rc != RM_ENOTFOUND)
         return rc;
-    if (rc == 0 && !link_is_erased(&old)) {
+    if (rc == 0) {
+        bool same = old.mv_size == target_len && memcmp(old.mv_data, target, target_len) == 0;
+        char old_owner[VIEW_KEY_MAX_BYTES];
+        size_t old_owner_len =
+            link_is_erased(&old) || old.mv_size > sizeof(old_owner) ? 0 : old.mv_size;
+        memcpy(old_owner, old.mv_data, old_owner_len); /* the page changes with the puts */
+        frag_stamp_t claim;
+        if ((rc = link_claim_get(engine, txn, old_owner, old_owner_len, key, klen, &claim)))
+            return rc;
+        if (!frag_stamp_newer(&ev->ev_stamp, &claim))
+            return 0; /* an older claim (or this one again) changes nothing */
+        if (same) /* the newest claim of this owner: link_claim_get must see it */
+            return link_claim_put(engine, txn, owner, owner_len, key, klen, &ev->ev_stamp);
         /* Re-pointed (e.g. a snapshot names a new owner): the old owner's reverse link
          * must go, or erasing that owner would turn this link into an erased marker. */
         char rkey[ENGINE_KEY_BYTES];
-        size_t rlen = old.mv_size <= VIEW_KEY_MAX_BYTES
-                          ? join_key(rkey, old.mv_data, old.mv_size, key, klen)
-                          : 0;
+        size_t rlen = join_key(rkey, old_owner, old_owner_len, key, klen);
         if (rlen && (rc = db_del(engine, txn, STORE_DB_RLINK, rkey, rlen)))
             return rc;
     }
     rc = db_put(engine, txn, STORE_DB_LINK, key, klen, target, target_len);
-    if (!rc && !key_erased) {
-        char rkey[ENGINE_KEY_BYTES];
-        size_t rlen = join_key(rkey, ev->ev_key, ev->ev_key_len, key, klen);
-        rc = rlen ? db_put(engine, txn, STORE_DB_RLINK, rkey, rlen, "", 0) : RM_EVALIDATE;
-    }
+    if (!rc)
+        rc = link_claim_put(engine, txn, owner, owner_len, key, klen, &ev->ev_stamp);
     ev->ev_new_link = op->vo_link;
     ev->ev_link_id = id;
     ev->ev_link_id_len = id_len;
@@ -1442,6 +1521,7 @@ static int guard_check(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const ch
     memcpy(ev->ev_vkey, vkey, vlen);
     ev->ev_vkey_len = vlen;
     ev->ev_share_count = 0;
+    ev->ev_record_version = ev->ev_stamp.fs_version;
     if (rc == RM_ENOTFOUND)
         return 0;
     if (rc)
@@ -1449,20 +1529,34 @@ static int guard_check(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const ch
     int64_t applied;
     if (val.mv_size < sizeof(applied))
         return RM_ESTORE;
-    size_t shares = (val.mv_size - sizeof(applied)) / ENGINE_SHARE_BYTES;
-    if (shares > VIEW_MAX_CONTRIBUTIONS || val.mv_size != sizeof(applied) + shares * ENGINE_SHARE_BYTES)
-        return RM_ESTORE;
     memcpy(&applied, val.mv_data, sizeof(applied));
-    if (ev->ev_stamp.fs_version <= applied)
-        return 1;
-    /* Copied out: the page is rewritten by the writes the event makes. */
-    const unsigned char *p = (const unsigned char *)val.mv_data + sizeof(applied);
-    for (size_t i = 0; i < shares; i++, p += ENGINE_SHARE_BYTES) {
-        memcpy(&ev->ev_shares[i].es_section, p, 2);
-        memcpy(&ev->ev_shares[i].es_field, p + 2, 2);
-        memcpy(&ev->ev_shares[i].es_amount, p + 4, 8);
+    /* Copied out: the page is rewritten by the writes the event makes. A stale event
+     * needs the shares too: its contribution may still count (op_contribute). */
+    const unsigned char *p = (const unsigned char *)val.mv_data + sizeof(applied),
+                        *end = (const unsigned char *)val.mv_data + val.mv_size;
+    size_t shares = 0;
+    for (; p < end; shares++) {
+        if (shares == VIEW_MAX_CONTRIBUTIONS || end - p < ENGINE_SHARE_BYTES)
+            return RM_ESTORE;
+        engine_share_t *share = &ev->ev_shares[shares];
+        memcpy(&share->es_section, p, 2);
+        memcpy(&share->es_field, p + 2, 2);
+        memcpy(&share->es_amount, p + 4, 8);
+        share->es_version = applied;
+        p += ENGINE_SHARE_BYTES;
+        if (share->es_field & ENGINE_SHARE_VERSIONED) {
+            if (end - p < ENGINE_SHARE_V_BYTES - ENGINE_SHARE_BYTES)
+                return RM_ESTORE;
+            share->es_field &= (uint16_t)~ENGINE_SHARE_VERSIONED;
+            memcpy(&share->es_version, p, 8);
+            p += ENGINE_SHARE_V_BYTES - ENGINE_SHARE_BYTES;
+        }
     }
     ev->ev_share_count = shares;
+    if (ev->ev_stamp.fs_version <= applied) {
+        ev->ev_record_version = applied;
+        return 1;
+    }
     return 0;
 }
 
@@ -1497,7 +1591,11 @@ static int validate_ops(const engine_ev_t *ev, engine_result_t *res)
     return 0;
 }
 
-static int run_ops(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, bool key_erased,
+/* stale: the entity already applied a newer version (note 9): only the operations whose
+ * effect does not depend on the order of versions run — links (last claim wins by
+ * stamp), erasure (final), shares older than the event's version (op_contribute) and
+ * upserts of list items no newer version has created (list_write). */
+static int run_ops(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, bool key_erased, bool stale,
                    engine_result_t *res)
 {
     const view_rule_t *rule = ev->ev_rule;
@@ -1506,7 +1604,9 @@ static int run_ops(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, bool key_era
         int rc = 0;
         if (op->vo_kind == VIEW_OP_LINK)
             rc = op_link(engine, txn, ev, op, key_erased, res);
-        else if (key_erased)
+        else if (key_erased || ev->ev_erased ||
+                 (stale && op->vo_kind != VIEW_OP_ERASE && op->vo_kind != VIEW_OP_UPSERT &&
+                  op->vo_kind != VIEW_OP_CONTRIBUTE))
             continue;
         else if (op->vo_kind == VIEW_OP_ERASE)
             rc = op_erase(engine, txn, ev);
@@ -1905,20 +2005,17 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
             return 0;
         if (rc < 0)
             return rc;
-        if (rc == 1) {
-            res->er_outcome = ENGINE_STALE;
-            return 0;
-        }
-        rc = version_put(engine, txn, &ev);
-        if (rc)
+        if (rc == 0 && (rc = version_put(engine, txn, &ev)))
             return rc;
     }
-    rc = run_ops(engine, txn, &ev, key_erased, res);
+    bool stale = rc == 1;
+    ev.ev_stale = stale;
+    rc = run_ops(engine, txn, &ev, key_erased, stale, res);
     if (rc == RM_EVALIDATE)
         return RM_ESTORE; /* validate_ops vouched for every id: this is a bug, not poison */
     if (rc)
         return rc;
-    res->er_outcome = key_erased ? ENGINE_ERASED : ENGINE_APPLIED;
+    res->er_outcome = key_erased ? ENGINE_ERASED : stale ? ENGINE_STALE : ENGINE_APPLIED;
     if (ev.ev_new_link >= 0) {
         /* Copy the link id: unparking decodes other events into the same values. */
         char id[VIEW_KEY_MAX_BYTES];

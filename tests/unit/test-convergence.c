@@ -22,6 +22,9 @@
 #include <string.h>
 
 #define CV_PARTITIONS 4        /* per topic */
+#define CV_GROWN_PARTITIONS 8 /* ... after partitions were added, halfway through a stream */
+#define CV_MAX_PARTITIONS 8
+#define CV_GROWN_SEEDS 10
 #define CV_CUSTOMERS 120       /* per seed: ~3,000 events */
 #define CV_SEEDS 20
 #define CV_INTERLEAVINGS 4
@@ -54,6 +57,7 @@ typedef struct cv_stream {
     json_t *cs_oracle; /* key -> oracle line (customers with removals taken out) */
     cv_removal_t cs_removals[CV_MAX_REMOVALS];
     size_t cs_removal_count;
+    uint32_t cs_partitions_now; /* partitions per topic for the next message */
 } cv_stream_t;
 
 /* An order as the stream creates it. */
@@ -94,7 +98,7 @@ static int order_newest_first(const void *a, const void *b)
 }
 
 /* Appends a message for topic at the end of its partition's queue. */
-static cv_msg_t *stream_push(cv_stream_t *cs, int64_t (*next_offset)[CV_PARTITIONS],
+static cv_msg_t *stream_push(cv_stream_t *cs, int64_t (*next_offset)[CV_MAX_PARTITIONS],
                              const char *topic_name, const char *key, int64_t timestamp_ms)
 {
     int topic = view_topic_index(view, topic_name);
@@ -104,7 +108,7 @@ static cv_msg_t *stream_push(cv_stream_t *cs, int64_t (*next_offset)[CV_PARTITIO
     memset(m, 0, sizeof(*m));
     m->cm_topic = view->v_topics[topic];
     m->cm_key = strdup(key);
-    m->cm_partition = (int32_t)(key_hash(key) % CV_PARTITIONS);
+    m->cm_partition = (int32_t)(key_hash(key) % cs->cs_partitions_now);
     m->cm_offset = next_offset[topic][m->cm_partition]++;
     m->cm_timestamp_ms = timestamp_ms;
     return m;
@@ -112,7 +116,7 @@ static cv_msg_t *stream_push(cv_stream_t *cs, int64_t (*next_offset)[CV_PARTITIO
 
 /* Removes order o: a tombstone on `orders` (keyed by the order, so after its events in
  * their partition) or a DELETE repair (its own topic: any time). */
-static void stream_remove(cv_stream_t *cs, int64_t (*next_offset)[CV_PARTITIONS],
+static void stream_remove(cv_stream_t *cs, int64_t (*next_offset)[CV_MAX_PARTITIONS],
                           const cv_order_t *o, bool repair, int64_t at_ms, cv_removal_t *cr)
 {
     if (!repair) {
@@ -139,7 +143,7 @@ static void stream_remove(cv_stream_t *cs, int64_t (*next_offset)[CV_PARTITIONS]
  * tombstone on its 3rd newest order, a repair on its 5th newest and a tombstone on its
  * oldest (already trimmed); on every 8th other customer with orders, a repair of its
  * newest. Their oracle lines are taken out (the oracle knows no removals). */
-static void stream_add_removals(cv_stream_t *cs, int64_t (*next_offset)[CV_PARTITIONS],
+static void stream_add_removals(cv_stream_t *cs, int64_t (*next_offset)[CV_MAX_PARTITIONS],
                                 cv_order_t *orders, size_t order_count, int64_t end_ms)
 {
     qsort(orders, order_count, sizeof(*orders), order_newest_first);
@@ -171,7 +175,9 @@ static void stream_add_removals(cv_stream_t *cs, int64_t (*next_offset)[CV_PARTI
     }
 }
 
-static void stream_build(uint64_t seed, cv_stream_t *cs)
+/* grown: the topics gain partitions halfway through the stream, so the keys of an
+ * entity's later events map to other partitions than its earlier ones. */
+static void stream_build(uint64_t seed, bool grown, cv_stream_t *cs)
 {
     char err[256];
     model_t *model = model_new(seed, CV_CUSTOMERS, err, sizeof(err));
@@ -181,7 +187,8 @@ static void stream_build(uint64_t seed, cv_stream_t *cs)
     ck_assert_msg(enc != NULL, "%s", err);
     cs->cs_count = model_event_count(model);
     cs->cs_msgs = calloc(cs->cs_count, sizeof(cv_msg_t));
-    int64_t next_offset[16][CV_PARTITIONS] = {{0}};
+    int64_t next_offset[16][CV_MAX_PARTITIONS] = {{0}};
+    cs->cs_partitions_now = CV_PARTITIONS;
     cv_order_t *orders = calloc(cs->cs_count, sizeof(*orders));
     size_t order_count = 0;
     int64_t end_ms = 0;
@@ -206,7 +213,9 @@ static void stream_build(uint64_t seed, cv_stream_t *cs)
         ck_assert_int_ge(topic, 0);
         m->cm_topic = view->v_topics[topic];
         m->cm_key = strdup(pl.pl_key);
-        m->cm_partition = (int32_t)(key_hash(pl.pl_key) % CV_PARTITIONS);
+        if (grown && i == cs->cs_count / 2)
+            cs->cs_partitions_now = CV_GROWN_PARTITIONS;
+        m->cm_partition = (int32_t)(key_hash(pl.pl_key) % cs->cs_partitions_now);
         m->cm_offset = next_offset[topic][m->cm_partition]++;
         m->cm_value = malloc(len);
         memcpy(m->cm_value, data, len);
@@ -227,7 +236,8 @@ static void stream_build(uint64_t seed, cv_stream_t *cs)
         json_object_set_new(cs->cs_oracle, json_string_value(json_object_get(o, "key")), o);
     }
     free(text);
-    stream_add_removals(cs, next_offset, orders, order_count, end_ms + 86400000);
+    if (!grown)
+        stream_add_removals(cs, next_offset, orders, order_count, end_ms + 86400000);
     free(orders);
     oracle_destroy(oracle);
     avro_enc_destroy(enc);
@@ -247,8 +257,8 @@ static void stream_free(cv_stream_t *cs)
 /* Applies the stream in one permitted interleaving: each (topic, partition) queue is
  * consumed in order; which queue goes next is random; about 3% of messages are also
  * redelivered a little later. Returns the store's comparable bytes. */
-static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, size_t *ret_len,
-                                store_t **ret_store, char **ret_dir)
+static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, bool rush_new,
+                                size_t *ret_len, store_t **ret_store, char **ret_dir)
 {
     char err[512];
     char *dir = ts_tmpdir();
@@ -258,18 +268,21 @@ static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, si
     ck_assert_msg(store != NULL, "%s", err);
     engine_t *engine = engine_new(view, catalog, store, NULL);
     /* queues: message indexes per (topic, partition), in stream order */
-    size_t nq = view->v_topic_count * CV_PARTITIONS;
+    size_t nq = view->v_topic_count * CV_MAX_PARTITIONS;
     size_t **queue = calloc(nq, sizeof(size_t *)), *qlen = calloc(nq, sizeof(size_t)),
            *qpos = calloc(nq, sizeof(size_t));
     for (size_t q = 0; q < nq; q++)
         queue[q] = malloc(cs->cs_count * sizeof(size_t));
     for (size_t i = 0; i < cs->cs_count; i++) {
         const cv_msg_t *m = &cs->cs_msgs[i];
-        size_t q = (size_t)view_topic_index(view, m->cm_topic) * CV_PARTITIONS + (size_t)m->cm_partition;
+        size_t q = (size_t)view_topic_index(view, m->cm_topic) * CV_MAX_PARTITIONS +
+                   (size_t)m->cm_partition;
         queue[q][qlen[q]++] = i;
     }
     uint64_t rng = shuffle_seed;
-    size_t left = cs->cs_count, in_txn = 0;
+    size_t left = cs->cs_count, in_txn = 0, left_new = 0;
+    for (size_t q = 0; q < nq; q++)
+        left_new += q % CV_MAX_PARTITIONS >= CV_PARTITIONS ? qlen[q] : 0;
     size_t redeliver[64];
     size_t redeliver_count = 0;
     MDB_txn *txn = NULL;
@@ -282,10 +295,16 @@ static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, si
         if (redeliver_count && (cv_rand(&rng) % 8 == 0 || !left)) {
             index = redeliver[--redeliver_count];
         } else {
+            /* rush_new: the added partitions are mostly consumed first (a consumer that
+             * catches up on them faster), so an entity's newer versions often come
+             * before its older ones still waiting in the old partitions. */
+            bool only_new = rush_new && left_new && cv_rand(&rng) % 8 != 0;
             size_t q;
             do
                 q = cv_rand(&rng) % nq;
-            while (qpos[q] == qlen[q]);
+            while (qpos[q] == qlen[q] || (only_new && q % CV_MAX_PARTITIONS < CV_PARTITIONS));
+            if (q % CV_MAX_PARTITIONS >= CV_PARTITIONS)
+                left_new--;
             index = queue[q][qpos[q]++];
             left--;
             if (cv_rand(&rng) % 32 == 0 && redeliver_count < 64)
@@ -401,14 +420,14 @@ START_TEST(test_interleavings_give_identical_stores)
     view = ts_view(catalog);
     cv_stream_t cs = {0};
     uint64_t seed = 1000 + (uint64_t)_i;
-    stream_build(seed, &cs);
+    stream_build(seed, false, &cs);
     char *first = NULL;
     size_t first_len = 0;
     for (int il = 0; il < CV_INTERLEAVINGS; il++) {
         size_t len;
         store_t *store;
         char *dir;
-        char *dump = apply_interleaving(&cs, seed * 131 + (uint64_t)il, &len, &store, &dir);
+        char *dump = apply_interleaving(&cs, seed * 131 + (uint64_t)il, false, &len, &store, &dir);
         if (il == 0) {
             check_oracle(&cs, store);
             first = dump;
@@ -440,12 +459,70 @@ START_TEST(test_interleavings_give_identical_stores)
 }
 END_TEST
 
+/* Partitions added halfway: an entity's versions may now be applied out of order. What
+ * must hold (docs/guarantees.md, "When partitions are added"): no event stays parked (no
+ * link is lost), no erased customer is served, and the counters and the orders list —
+ * which follow each entity's newest version, not the arrival order — equal the
+ * oracle's in every interleaving. */
+START_TEST(test_added_partitions_lose_no_link_and_no_counter)
+{
+    catalog = ts_catalog();
+    view = ts_view(catalog);
+    cv_stream_t cs = {0};
+    uint64_t seed = 2000 + (uint64_t)_i;
+    stream_build(seed, true, &cs);
+    static const char *const sections[] = {"counters", "orders"};
+    for (int il = 0; il < 3; il++) {
+        size_t len;
+        store_t *store;
+        char *dir;
+        free(apply_interleaving(&cs, seed * 131 + (uint64_t)il, il > 0, &len, &store, &dir));
+        MDB_txn *txn;
+        buf_t out = BUF_INIT;
+        ck_assert_int_eq(store_read_begin(store, &txn), 0);
+        const char *key;
+        json_t *o;
+        json_object_foreach(cs.cs_oracle, key, o)
+        {
+            buf_reset(&out);
+            int rc = render_sections(view, store, txn, key, strlen(key), &out);
+            if (json_is_true(json_object_get(o, "erased"))) {
+                ck_assert_msg(rc == RM_ENOTFOUND, "%s was erased but is still served", key);
+                continue;
+            }
+            ck_assert_int_eq(rc, 0);
+            json_t *doc = json_loads(out.b_data, 0, NULL);
+            for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+                json_t *want = json_object_get(json_object_get(o, "sections"), sections[i]);
+                json_t *got = json_object_get(doc, sections[i]);
+                char *w = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS),
+                     *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
+                ck_assert_msg(json_equal(want, got),
+                              "seed %llu, customer %s, %s: %.300s, want %.300s",
+                              (unsigned long long)seed, key, sections[i], g, w);
+                free(w);
+                free(g);
+            }
+            json_decref(doc);
+        }
+        store_read_end(txn);
+        buf_free(&out);
+        store_close(store);
+        ts_rmtree(dir);
+    }
+    stream_free(&cs);
+    view_destroy(view);
+    catalog_destroy(catalog);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("convergence");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_interleavings_give_identical_stores, 0, CV_SEEDS);
+    tcase_add_loop_test(tc, test_added_partitions_lose_no_link_and_no_counter, 0, CV_GROWN_SEEDS);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

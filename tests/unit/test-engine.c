@@ -757,6 +757,85 @@ START_TEST(test_bounded_list_converges_with_deletes)
 }
 END_TEST
 
+/* After partitions are added, one entity's events can straddle partitions and arrive
+ * out of version order. The older version is stale, but its link is still learned: the
+ * payment parked for the order, and later ones, reach the customer. */
+START_TEST(test_a_stale_version_still_learns_its_link)
+{
+    register_c1();
+    EV(SETTLED, "event_id=p1", "occurred_at=1300", "version=1", "payment_id=P1", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_PARKED);
+    EV(CANCEL, "event_id=x2", "occurred_at=1200", "version=2", "order_id=O1", "customer_id=C1");
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    order("O1", 1100, 1);
+    engine_result_t res = apply_to(&fx, "orders");
+    ck_assert_int_eq(res.er_outcome, ENGINE_STALE);
+    ck_assert_uint_eq(res.er_unparked, 1);
+    EV(SETTLED, "event_id=p2", "occurred_at=1400", "version=1", "payment_id=P2", "order_id=O1",
+       "amount_cents=7", "currency=EUR");
+    res = apply_to(&fx, "payments");
+    ck_assert_msg(res.er_outcome == ENGINE_APPLIED, "a payment of the order was %s",
+                  engine_outcome_name(res.er_outcome));
+    ck_assert_str_eq(lookup("order_id", "O1"), "C1");
+    /* ... and the order is listed and counted as when its versions arrive in order */
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"order_id\":\"O1\",\"created_at\":1100") &&
+                      strstr(s, "\"status\":\"CANCELLED\",\"payment_status\":\"SETTLED\""),
+                  "%s", strstr(s, "\"orders\""));
+    ck_assert_msg(strstr(s, "\"lifetime_orders\":1,\"lifetime_settled_cents\":507"), "%s",
+                  strstr(s, "\"counters\""));
+}
+END_TEST
+
+/* The same straddling: PaymentReversed v2 before PaymentSettled v1 must leave the settled
+ * total where the in-order stream leaves it (0), not at -amount. */
+START_TEST(test_a_counter_does_not_depend_on_version_arrival)
+{
+    register_c1();
+    order("O1", 1100, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    EV(REVERSED, "event_id=p1b", "occurred_at=1400", "version=2", "payment_id=P1", "order_id=O1",
+       "amount_cents=100", "currency=EUR", "reason=chargeback");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_APPLIED);
+    EV(SETTLED, "event_id=p1a", "occurred_at=1300", "version=1", "payment_id=P1", "order_id=O1",
+       "amount_cents=100", "currency=EUR");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_STALE);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"lifetime_settled_cents\":0") != NULL, "%s",
+                  strstr(s, "\"counters\""));
+}
+END_TEST
+
+/* A stale claim on a link loses to a newer one even under another view key (the guard
+ * is per view key): an order a snapshot moved to C2 stays with C2 when the order's
+ * creation for C1 arrives late. */
+START_TEST(test_an_older_link_claim_loses)
+{
+    register_c1();
+    EV(ORDER_SNAP, "event_id=bf:orders:O1:v2", "occurred_at=1200", "version=2",
+       "snapshot_of=orders", "order_id=O1", "customer_id=C2", "placed_at=1100", "total_cents=500",
+       "currency=EUR", "line_count=2", "status=CREATED");
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    order("O1", 1100, 1);
+    (void)APPLY("orders");
+    ck_assert_str_eq(lookup("order_id", "O1"), "C2");
+}
+END_TEST
+
+/* An erasure older (by version) than an event already applied is still an erasure. */
+START_TEST(test_a_stale_erasure_still_erases)
+{
+    register_c1();
+    EV(CONTACT, "event_id=c4", "occurred_at=2000", "version=4", "customer_id=C1",
+       "email=new@example.com", "phone=null", "preferred_channel=SMS", "marketing_opt_in=false");
+    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+    EV(ERASED, "event_id=x3", "occurred_at=1500", "version=3", "customer_id=C1");
+    (void)APPLY("customers");
+    ck_assert_str_eq(sections_of(&fx, "C1"), "NOTFOUND");
+}
+END_TEST
+
 START_TEST(test_normalisation_rules)
 {
     char out[INDEX_VALUE_MAX_BYTES + 1];
@@ -797,6 +876,10 @@ int main(void)
     tcase_add_test(tc, test_repointed_link_survives_erasure_of_its_old_owner);
     tcase_add_test(tc, test_erasure_ledger_reaches_every_store);
     tcase_add_test(tc, test_bounded_list_converges_with_deletes);
+    tcase_add_test(tc, test_a_stale_version_still_learns_its_link);
+    tcase_add_test(tc, test_a_counter_does_not_depend_on_version_arrival);
+    tcase_add_test(tc, test_an_older_link_claim_loses);
+    tcase_add_test(tc, test_a_stale_erasure_still_erases);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
