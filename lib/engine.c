@@ -608,11 +608,13 @@ static int list_settle(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, int sect
             return rc;
         if (!best.ep_key_len)
             return 0;
-        MDB_val bk = {best.ep_key_len - hlen, best.ep_key + hlen},
-                wk = {worst.ep_key_len - vlen, worst.ep_key + vlen};
         bool room = worst.ep_count < section->vs_max_items;
-        if (!room && !list_ranks_above(best.ep_sort, &bk, worst.ep_sort, &wk))
-            return 0;
+        if (!room) { /* full: only a hidden item that ranks above the worst shown one */
+            MDB_val bk = {best.ep_key_len - hlen, best.ep_key + hlen},
+                    wk = {worst.ep_key_len - vlen, worst.ep_key + vlen};
+            if (!list_ranks_above(best.ep_sort, &bk, worst.ep_sort, &wk))
+                return 0;
+        }
         touch_removed(ev, section_index);
         if (!room && (rc = list_move(engine, txn, ev, section, &worst, vlen, ENGINE_HIDDEN_PREFIX)))
             return rc;
@@ -748,13 +750,17 @@ static int list_delete(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, int sect
     engine_idxval_t before[ENGINE_MAX_FIELD_INDEXES], after[ENGINE_MAX_FIELD_INDEXES];
     size_t indexed =
         index_values(engine->en_view, section_index, &frag, before, ENGINE_MAX_FIELD_INDEXES);
-    bool any = false;
+    bool any = false, cleared = false;
     for (size_t i = 0; i < section->vs_field_count; i++) {
         frag_slot_t *slot = &frag.f_slots[i];
-        if (slot->fsl_type != FRAG_ABSENT && !frag_stamp_newer(&slot->fsl_stamp, &deleted))
+        if (slot->fsl_type != FRAG_ABSENT && !frag_stamp_newer(&slot->fsl_stamp, &deleted)) {
             slot->fsl_type = FRAG_ABSENT;
+            cleared = true;
+        }
         any |= slot->fsl_type != FRAG_ABSENT;
     }
+    if (!cleared)
+        return 0; /* a redelivered delete, or one older than every field */
     if (section->vs_sort_field >= 0 && frag.f_slots[section->vs_sort_field].fsl_type == FRAG_ABSENT)
         frag.f_sort = 0;
     bool eligible = list_eligible(section, &frag);
