@@ -49,8 +49,9 @@
  *     not dropped whole: its link op runs (a link is last-writer-wins by the stamp of the
  *     claim, kept in its reverse link, whatever view key the claim names), its erase op
  *     runs (final), its contribute ops run for shares a newer version has not set (each
- *     share keeps the version that set it), and its upserts run for list items no newer
- *     version created (an OrderCancelled v2 applied first leaves a ghost, see 8). Its
+ *     share keeps the version that set it), and its upserts fill list items that a newer
+ *     version updated but none created (an OrderCancelled v2 applied first leaves a
+ *     ghost, see 8). Its
  *     other ops — set, update, delete, incr, decr — are skipped: the newer version's
  *     state stands (docs/guarantees.md, "When partitions are added"). */
 #include "engine.h"
@@ -808,8 +809,11 @@ static int list_write(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const vie
         return rc;
     if (!visible && (rc = frag_load(engine, txn, hkey, hlen, section, &frag, &hidden)))
         return rc;
-    if (ev->ev_stale && (visible || (hidden && list_eligible(section, &frag))))
-        return 0; /* a newer version of the entity created the item: its state stands */
+    /* A stale upsert fills only a ghost: an item a newer version updated but no version
+     * created yet (OrderCancelled v2 before OrderCreated v1). Anything else is the newer
+     * state (created, or deleted) and stands — also against a re-published old event. */
+    if (ev->ev_stale && !(hidden && !list_eligible(section, &frag)))
+        return 0;
     if (!visible && !hidden && op->vo_kind == VIEW_OP_UPDATE && !was_deleted &&
         section->vs_sort_field < 0)
         return 0; /* nothing to update */
@@ -1603,7 +1607,7 @@ static int validate_ops(const engine_ev_t *ev, engine_result_t *res)
 /* stale: the entity already applied a newer version (note 9): only the operations whose
  * effect does not depend on the order of versions run — links (last claim wins by
  * stamp), erasure (final), shares older than the event's version (op_contribute) and
- * upserts of list items no newer version has created (list_write). */
+ * upserts into ghosts (list_write). */
 static int run_ops(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, bool key_erased, bool stale,
                    engine_result_t *res)
 {
