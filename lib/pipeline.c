@@ -145,7 +145,7 @@ static int make_store_parts(pipe_t *pipe, store_t *store, engine_t **ret_engine,
 {
     const pipe_opts_t *opts = &pipe->pi_opts;
     const cfg_t *cfg = opts->po_cfg;
-    engine_opts_t eopts = {(size_t)cfg_int(cfg, "projector.max_message_bytes")};
+    engine_opts_t eopts = {(size_t)cfg_int(cfg, "projector.max_message_bytes"), opts->po_erasures};
     engine_t *engine = engine_new(opts->po_view, opts->po_catalog, store, &eopts);
     if (!engine) {
         snprintf(errstr, errlen, "out of memory");

@@ -98,6 +98,9 @@ typedef struct pipe_opts {
      * older than what is left. It is handled like any gap: recorded in the store, then
      * RM_EGAP, or with projector.on_gap=continue the run goes on from the log start. */
     bool po_check_log_start;
+    /* The view's erasure ledger (erasures.h; engine_opts_t.eo_erasures), borrowed; it
+     * must outlive the pipeline. NULL: erasures live only in the store. */
+    erasures_t *po_erasures;
 } pipe_opts_t;
 
 /* One partition's position (pipe_partitions). */

@@ -1,5 +1,6 @@
 /* gens: writer-side store generations — open, follow a switch, rebuild, list, roll back. */
 #include "gens.h"
+#include "erasures.h"
 #include "gen.h"
 #include "log.h"
 #include "rm_err.h"
@@ -357,6 +358,16 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
         close(lock_fd);
         return usage ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
     }
+    /* The new generation starts from every erasure the view ever applied, whether or
+     * not the log still holds the event that caused it (erasures.h). */
+    char err[1024];
+    erasures_t *erasures = erasures_open(view_dir, false, err, sizeof(err));
+    if (!erasures) {
+        log_error("cannot open the erasure ledger", LOG_S("error", err));
+        store_close(store);
+        close(lock_fd);
+        return APP_EXIT_FAILURE;
+    }
     progress_t pg = {.pg_app = app, .pg_tty = isatty(STDOUT_FILENO) == 1,
                      .pg_start_ms = rm_mono_ms()};
     pg.pg_parts = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_parts));
@@ -364,14 +375,19 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
     pg.pg_rate = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_rate));
     /* The new generation is not live: it holds its dead letters; they are published by the
      * daemon after the switch, less those the current generation already recorded. */
-    pipe_opts_t popts = {.po_cfg = app->ap_cfg, .po_view = app->ap_view,
-                         .po_catalog = app->ap_catalog, .po_store = store,
-                         .po_until_caught_up = true, .po_start_time_ms = start_time_ms,
-                         .po_generation = id, .po_tick = progress_tick, .po_tick_arg = &pg,
-                         .po_hold_dead_letters = true};
+    pipe_opts_t popts = {.po_cfg = app->ap_cfg,
+                         .po_view = app->ap_view,
+                         .po_catalog = app->ap_catalog,
+                         .po_store = store,
+                         .po_until_caught_up = true,
+                         .po_start_time_ms = start_time_ms,
+                         .po_generation = id,
+                         .po_tick = progress_tick,
+                         .po_tick_arg = &pg,
+                         .po_hold_dead_letters = true,
+                         .po_erasures = erasures};
     /* A generation must not go live missing the beginning of a log without saying so. */
     popts.po_check_log_start = true;
-    char err[1024];
     pipe_t *pipe = pg.pg_parts && pg.pg_prev_next && pg.pg_rate ? pipe_new(&popts, err, sizeof(err)) : NULL;
     int exit_code = APP_EXIT_OK;
     if (!pipe) {
@@ -466,6 +482,7 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
 out:
     pipe_destroy(pipe);
     store_close(store);
+    erasures_close(erasures);
     free(pg.pg_parts);
     free(pg.pg_prev_next);
     free(pg.pg_rate);

@@ -3,6 +3,7 @@
 #include "app.h"
 #include "cfg.h"
 #include "dlq.h"
+#include "erasures.h"
 #include "gen.h"
 #include "gens.h"
 #include "log.h"
@@ -196,6 +197,7 @@ int main(int argc, char **argv)
     gens_follow_t follow = {.gf_app = &app};
     pipe_t *pipe = NULL;
     metrics_http_t *metrics = NULL;
+    erasures_t *erasures = NULL;
     int rc = app_mkdirs(cfg_str(app.ap_cfg, "data_dir"));
     if (rc) {
         log_error("cannot create data_dir", LOG_S("path", cfg_str(app.ap_cfg, "data_dir")),
@@ -226,17 +228,27 @@ int main(int argc, char **argv)
         exit_code = exit_code ? exit_code : APP_EXIT_FAILURE;
         goto out;
     }
+    erasures = erasures_open(app.ap_store_dir, false, err, sizeof(err));
+    if (!erasures) {
+        log_error("cannot open the erasure ledger", LOG_S("error", err));
+        exit_code = APP_EXIT_FAILURE;
+        goto out;
+    }
     bool usage_error = false;
     follow.gf_store = gens_open_writer(&app, follow.gf_dir, &usage_error);
     if (!follow.gf_store) {
         exit_code = usage_error ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
         goto out;
     }
-    pipe_opts_t popts = {.po_cfg = app.ap_cfg, .po_view = app.ap_view,
-                         .po_catalog = app.ap_catalog, .po_store = follow.gf_store,
+    pipe_opts_t popts = {.po_cfg = app.ap_cfg,
+                         .po_view = app.ap_view,
+                         .po_catalog = app.ap_catalog,
+                         .po_store = follow.gf_store,
                          .po_until_caught_up = until_caught_up,
-                         .po_generation = follow.gf_generation, .po_tick = gens_follow_tick,
-                         .po_tick_arg = &follow};
+                         .po_generation = follow.gf_generation,
+                         .po_tick = gens_follow_tick,
+                         .po_tick_arg = &follow,
+                         .po_erasures = erasures};
     pipe = pipe_new(&popts, err, sizeof(err));
     if (!pipe) {
         fprintf(stderr, "projector: %s\n", err);
@@ -286,6 +298,7 @@ out:
                   LOG_S("store", follow.gf_dir));
         exit_code = APP_EXIT_REBUILD;
     }
+    erasures_close(erasures);
     app_cleanup(&app);
     return exit_code;
 }
