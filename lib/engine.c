@@ -59,6 +59,8 @@ struct engine {
     store_t *en_store;
     avro_dec_t *en_dec;
     size_t en_max_message_bytes;
+    engine_rejected_cb en_unparked_rejected; /* engine_opts_t */
+    void *en_unparked_rejected_ctx;
     int64_t en_pending_seq;
     bool en_pending_seq_dirty;
     buf_t en_frag_buf;    /* encoded fragment being written */
@@ -133,6 +135,10 @@ engine_t *engine_new(const view_t *view, const catalog_t *catalog, store_t *stor
     engine->en_max_message_bytes = opts && opts->eo_max_message_bytes
                                        ? opts->eo_max_message_bytes
                                        : ENGINE_DEFAULT_MAX_MESSAGE_BYTES;
+    if (opts) {
+        engine->en_unparked_rejected = opts->eo_unparked_rejected;
+        engine->en_unparked_rejected_ctx = opts->eo_unparked_rejected_ctx;
+    }
     engine->en_dec = avro_dec_new(catalog);
     if (!engine->en_dec) {
         free(engine);
@@ -950,6 +956,10 @@ static int unpark(engine_t *engine, MDB_txn *txn, const char *link, const char *
             continue;
         engine_result_t sub;
         rc = apply_msg(engine, txn, &msg, &sub);
+        /* Poison found only now is still poison: it goes where it would have gone had
+         * its link been known on arrival, never nowhere. */
+        if (!rc && sub.er_outcome == ENGINE_REJECTED && engine->en_unparked_rejected)
+            rc = engine->en_unparked_rejected(engine->en_unparked_rejected_ctx, txn, &msg, &sub);
         if (rc)
             return rc;
         (*ret_count)++;

@@ -58,8 +58,19 @@ typedef struct engine_result {
     size_t er_unparked;      /* parked events applied because this event made a link */
 } engine_result_t;
 
+/* A parked event that failed validation when its link arrived (engine_opts_t). msg and
+ * res are borrowed for the call; msg's bytes are the parked copy, valid until it returns.
+ * A non-zero return is handed back by engine_apply (then abort the txn). */
+typedef int (*engine_rejected_cb)(void *ctx, MDB_txn *txn, const engine_msg_t *msg,
+                                  const engine_result_t *res);
+
 typedef struct engine_opts {
     size_t eo_max_message_bytes; /* larger values are rejected; 0 = default */
+    /* Called, in the applying transaction, for each parked event that is REJECTED when
+     * the link it waited for arrives, so that it is dead-lettered exactly as it would have
+     * been had it arrived after its link. NULL: such events are only counted out. */
+    engine_rejected_cb eo_unparked_rejected;
+    void *eo_unparked_rejected_ctx;
 } engine_opts_t;
 
 /* view, catalog and store must outlive the engine. Returns NULL on allocation failure. */

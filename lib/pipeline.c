@@ -124,13 +124,17 @@ static void mark_link_topics(const view_t *view, const catalog_t *catalog, bool 
     }
 }
 
+static int dead_letter_unparked(void *ctx, MDB_txn *txn, const engine_msg_t *msg,
+                                const engine_result_t *res);
+
 /* The engine and outbox of store (both hold the store; rebuilt on a switch). */
 static int make_store_parts(pipe_t *pipe, store_t *store, engine_t **ret_engine,
                             outbox_t **ret_outbox, char *errstr, size_t errlen)
 {
     const pipe_opts_t *opts = &pipe->pi_opts;
     const cfg_t *cfg = opts->po_cfg;
-    engine_opts_t eopts = {(size_t)cfg_int(cfg, "projector.max_message_bytes")};
+    engine_opts_t eopts = {(size_t)cfg_int(cfg, "projector.max_message_bytes"),
+                           opts->po_scratch ? NULL : dead_letter_unparked, pipe};
     engine_t *engine = engine_new(opts->po_view, opts->po_catalog, store, &eopts);
     if (!engine) {
         snprintf(errstr, errlen, "out of memory");
@@ -695,6 +699,28 @@ static int dead_letter_expired(void *ctx, MDB_txn *txn, const engine_parked_t *p
              LOG_I("offset", m->em_offset), LOG_S("link", parked->ep_link));
     int rc = outbox_record(ec->ec_pipe->pi_outbox, txn, &letter);
     return rc ? rc : mark_degraded(ec->ec_pipe, txn, &letter);
+}
+
+static const char *error_class(int err);
+
+/* A parked event rejected when its link arrived: dead-lettered like one rejected on
+ * arrival, in the transaction that unparked it (engine_opts_t.eo_unparked_rejected). */
+static int dead_letter_unparked(void *ctx, MDB_txn *txn, const engine_msg_t *msg,
+                                const engine_result_t *res)
+{
+    pipe_t *pipe = ctx;
+    outbox_letter_t letter = {msg->em_topic,        msg->em_partition, msg->em_offset,
+                              msg->em_timestamp_ms, msg->em_key,       msg->em_key_len,
+                              msg->em_value,        msg->em_value_len, error_class(res->er_error),
+                              res->er_reason};
+    int rc = outbox_record(pipe->pi_outbox, txn, &letter);
+    rc = rc ? rc : mark_degraded(pipe, txn, &letter);
+    if (!rc)
+        log_warn("parked event dead-lettered when its link arrived",
+                 LOG_S("view", pipe->pi_opts.po_view->v_name), LOG_S("topic", msg->em_topic),
+                 LOG_I("partition", msg->em_partition), LOG_I("offset", msg->em_offset),
+                 LOG_S("error", error_class(res->er_error)), LOG_S("reason", res->er_reason));
+    return rc;
 }
 
 /* Publishes recorded dead letters, unless this pipeline holds them (po_hold_dead_letters). */

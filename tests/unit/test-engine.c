@@ -287,6 +287,66 @@ START_TEST(test_parked_until_link_arrives)
 }
 END_TEST
 
+/* What the pipeline's dead-letter hook saw (eo_unparked_rejected). */
+typedef struct rejected_log {
+    int rl_count;
+    char rl_topic[32];
+    int64_t rl_offset;
+    engine_result_t rl_res;
+    size_t rl_value_len;
+} rejected_log_t;
+
+static int record_rejected(void *ctx, MDB_txn *txn, const engine_msg_t *m,
+                           const engine_result_t *res)
+{
+    (void)txn;
+    rejected_log_t *log = ctx;
+    log->rl_count++;
+    snprintf(log->rl_topic, sizeof(log->rl_topic), "%s", m->em_topic);
+    log->rl_offset = m->em_offset;
+    log->rl_res = *res;
+    log->rl_value_len = m->em_value_len;
+    return 0;
+}
+
+/* A parked event that fails validation once its link is known is handed to the
+ * dead-letter hook with its own coordinates and a reason, exactly like one that arrives
+ * after its link; it never vanishes. */
+START_TEST(test_parked_event_rejected_on_unpark_is_dead_lettered)
+{
+    rejected_log_t log = {0};
+    engine_opts_t opts = {0, record_rejected, &log};
+    engine_destroy(fx.engine);
+    fx.engine = engine_new(view, catalog, fx.store, &opts);
+    ck_assert_ptr_nonnull(fx.engine);
+    register_c1();
+    EV(SETTLED, "event_id=p1", "occurred_at=1300", "version=1", "payment_id=", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    size_t poison_len = msg.b_len;
+    int64_t poison_offset = fx.offset;
+    ck_assert_int_eq(APPLY("payments"), ENGINE_PARKED);
+    ck_assert_int_eq(log.rl_count, 0);
+    order("O1", 1100, 1);
+    engine_result_t res = apply_to(&fx, "orders");
+    ck_assert_int_eq(res.er_outcome, ENGINE_APPLIED);
+    ck_assert_int_eq(log.rl_count, 1);
+    ck_assert_str_eq(log.rl_topic, "payments");
+    ck_assert_int_eq(log.rl_offset, poison_offset);
+    ck_assert_uint_eq(log.rl_value_len, poison_len);
+    ck_assert_int_eq(log.rl_res.er_outcome, ENGINE_REJECTED);
+    ck_assert_int_eq(log.rl_res.er_error, RM_EVALIDATE);
+    ck_assert_msg(log.rl_res.er_reason[0] != '\0', "no reason");
+    /* The same event after its link: the same outcome and reason. */
+    EV(SETTLED, "event_id=p2", "occurred_at=1300", "version=1", "payment_id=", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    engine_result_t direct = apply_to(&fx, "payments");
+    ck_assert_int_eq(direct.er_outcome, ENGINE_REJECTED);
+    ck_assert_str_eq(direct.er_reason, log.rl_res.er_reason);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"lifetime_settled_cents\":0") != NULL, "%s", s);
+}
+END_TEST
+
 START_TEST(test_bounded_list_keeps_newest_twenty)
 {
     register_c1();
@@ -630,6 +690,7 @@ int main(void)
     tcase_add_test(tc, test_contact_update_null_means_unchanged);
     tcase_add_test(tc, test_version_guard_ignores_duplicates_and_old_versions);
     tcase_add_test(tc, test_parked_until_link_arrives);
+    tcase_add_test(tc, test_parked_event_rejected_on_unpark_is_dead_lettered);
     tcase_add_test(tc, test_bounded_list_keeps_newest_twenty);
     tcase_add_test(tc, test_erasure_is_final);
     tcase_add_test(tc, test_poison_is_rejected_without_effect);
