@@ -37,6 +37,7 @@
 #include "frag.h"
 #include "index.h"
 #include "rm_err.h"
+#include "rm_time.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -48,6 +49,10 @@
 #define ENGINE_VERSION_SECTION "\xff" /* sorts after every section name (view.c allows no 0xff) */
 #define ENGINE_REPAIR_RECORD "readmodel.Repair"
 #define ENGINE_HANDLED_RECORD "readmodel.DeadLetterHandled"
+#define ENGINE_PENDING_FORMAT_META "pending_format" /* meta: layout of parked values */
+#define ENGINE_PENDING_FORMAT 2
+#define ENGINE_PARKED_HEAD 9 /* u8 kind, i64 parked_at_ms (park()) */
+enum { ENGINE_PARKED_EVENT = 1 };
 
 /* Fields of a readmodel.Repair record (schemas/avro/Repair.v1.avsc), looked up once. */
 enum { ENGINE_REPAIR_KEY = 0, ENGINE_REPAIR_SECTION, ENGINE_REPAIR_OP, ENGINE_REPAIR_ITEM,
@@ -182,6 +187,51 @@ void engine_destroy(engine_t *engine)
     free(engine);
 }
 
+/* Rewrites format-1 parked events (no kind, no parked_at) as format 2, once per store.
+ * Their parking time was never recorded, so it counts from now: an upgrade may make an
+ * event wait longer than projector.parked_max_age_s, never shorter. */
+static int pending_upgrade(engine_t *engine, MDB_txn *txn)
+{
+    MDB_dbi dbi = store_dbi(engine->en_store, STORE_DB_PENDING);
+    MDB_cursor *cur;
+    int rc = rm_err_from_mdb(mdb_cursor_open(txn, dbi, &cur));
+    if (rc)
+        return rc;
+    char key[ENGINE_KEY_BYTES];
+    uint8_t kind = ENGINE_PARKED_EVENT;
+    int64_t now_ms = rm_wall_ms();
+    MDB_val k, v;
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (mrc == 0) {
+        if (k.mv_size > sizeof(key)) {
+            mrc = MDB_CORRUPTED;
+            break;
+        }
+        memcpy(key, k.mv_data, k.mv_size);
+        size_t klen = k.mv_size;
+        buf_t *b = &engine->en_scratch;
+        buf_reset(b);
+        rc = buf_append(b, &kind, 1);
+        rc = rc ? rc : buf_append(b, &now_ms, 8);
+        rc = rc ? rc : buf_append(b, v.mv_data, v.mv_size);
+        if (rc)
+            break;
+        /* Through the cursor: the value changes size, and the cursor stays on the key. */
+        MDB_val nk = {klen, key}, nv = {b->b_len, b->b_data};
+        mrc = mdb_cursor_put(cur, &nk, &nv, 0);
+        if (mrc == 0)
+            mrc = mdb_cursor_get(cur, &nk, &nv, MDB_SET);
+        if (mrc == 0)
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (!rc && mrc != MDB_NOTFOUND)
+        rc = rm_err_from_mdb(mrc);
+    return rc ? rc
+              : store_meta_put_i64(engine->en_store, txn, ENGINE_PENDING_FORMAT_META,
+                                   ENGINE_PENDING_FORMAT);
+}
+
 int engine_txn_begin(engine_t *engine, MDB_txn *txn)
 {
     int rc = store_meta_get_i64(engine->en_store, txn, "pending_seq", &engine->en_pending_seq);
@@ -190,6 +240,11 @@ int engine_txn_begin(engine_t *engine, MDB_txn *txn)
         rc = 0;
     }
     engine->en_pending_seq_dirty = false;
+    int64_t format;
+    if (!rc)
+        rc = store_meta_get_i64(engine->en_store, txn, ENGINE_PENDING_FORMAT_META, &format);
+    if (rc == RM_ENOTFOUND)
+        rc = pending_upgrade(engine, txn);
     return rc;
 }
 
@@ -814,8 +869,14 @@ static int update_marks(engine_t *engine, MDB_txn *txn, engine_ev_t *ev)
 
 /* ---- parking ---- */
 
-/* Parked value: i32 partition | i64 offset | i64 timestamp | u16 topic_len | topic |
- *               u32 key_len | key | value */
+/* Parked value (format 2): u8 kind | i64 parked_at_ms | i32 partition | i64 offset |
+ *   i64 timestamp | u16 topic_len | topic | u32 key_len | key | value.
+ * parked_at_ms is the wall clock of the transaction that parked it: how long an entry has
+ * waited in this store, which is what link-timeout means. The message's own timestamp
+ * says when it was produced, and a first deployment or a rebuild over old history would
+ * read every parked event as long overdue. Format 1 (before parked_at and kind) is
+ * rewritten once by engine_txn_begin (pending_upgrade). */
+
 static int park(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, const char *link,
                 const char *id, size_t id_len)
 {
@@ -831,7 +892,11 @@ static int park(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, const c
     buf_reset(b);
     uint16_t topic_len = (uint16_t)strlen(msg->em_topic);
     uint32_t key_len = (uint32_t)msg->em_key_len;
-    int rc = buf_append(b, &msg->em_partition, 4);
+    uint8_t kind = ENGINE_PARKED_EVENT;
+    int64_t parked_at_ms = rm_wall_ms();
+    int rc = buf_append(b, &kind, 1);
+    rc = rc ? rc : buf_append(b, &parked_at_ms, 8);
+    rc = rc ? rc : buf_append(b, &msg->em_partition, 4);
     rc = rc ? rc : buf_append(b, &msg->em_offset, 8);
     rc = rc ? rc : buf_append(b, &msg->em_timestamp_ms, 8);
     rc = rc ? rc : buf_append(b, &topic_len, 2);
@@ -847,14 +912,17 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
 
 /* Decodes a parked envelope (written by park()); topic is copied into topic_buf. */
 static int parked_decode(const char *data, size_t len, engine_msg_t *msg, char *topic_buf,
-                         size_t topic_cap)
+                         size_t topic_cap, uint8_t *ret_kind, int64_t *ret_parked_at_ms)
 {
     const char *p = data, *end = data + len;
     uint16_t topic_len;
     uint32_t key_len;
     memset(msg, 0, sizeof(*msg));
-    if (end - p < 22)
+    if (end - p < ENGINE_PARKED_HEAD + 22)
         return RM_ESTORE;
+    memcpy(ret_kind, p, 1);
+    memcpy(ret_parked_at_ms, p + 1, 8);
+    p += ENGINE_PARKED_HEAD;
     memcpy(&msg->em_partition, p, 4);
     memcpy(&msg->em_offset, p + 4, 8);
     memcpy(&msg->em_timestamp_ms, p + 12, 8);
@@ -892,8 +960,11 @@ int engine_expire_parked(engine_t *engine, MDB_txn *txn, int64_t cutoff_ms, engi
          mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
         engine_msg_t msg;
         char topic[256], link[VIEW_NAME_MAX_BYTES + 1];
-        if (parked_decode(val.mv_data, val.mv_size, &msg, topic, sizeof(topic)) ||
-            msg.em_timestamp_ms >= cutoff_ms)
+        uint8_t kind;
+        int64_t parked_at_ms;
+        if (parked_decode(val.mv_data, val.mv_size, &msg, topic, sizeof(topic), &kind,
+                          &parked_at_ms) ||
+            parked_at_ms >= cutoff_ms)
             continue;
         const char *sep = memchr(key.mv_data, '\0', key.mv_size);
         size_t link_len = sep ? (size_t)(sep - (const char *)key.mv_data) : 0;
@@ -906,10 +977,10 @@ int engine_expire_parked(engine_t *engine, MDB_txn *txn, int64_t cutoff_ms, engi
         buf_reset(b);
         if ((rc = buf_append(b, val.mv_data, val.mv_size)))
             break;
-        parked_decode(b->b_data, b->b_len, &msg, topic, sizeof(topic));
+        parked_decode(b->b_data, b->b_len, &msg, topic, sizeof(topic), &kind, &parked_at_ms);
         if ((rc = rm_err_from_mdb(mdb_cursor_del(cur, 0))))
             break;
-        engine_parked_t parked = {msg, link};
+        engine_parked_t parked = {msg, link, parked_at_ms};
         if ((rc = cb(ctx, txn, &parked)))
             break;
         expired++;
@@ -952,7 +1023,9 @@ static int unpark(engine_t *engine, MDB_txn *txn, const char *link, const char *
             return rc;
         engine_msg_t msg;
         char topic[256];
-        if (parked_decode(b->b_data, b->b_len, &msg, topic, sizeof(topic)))
+        uint8_t kind;
+        int64_t parked_at_ms;
+        if (parked_decode(b->b_data, b->b_len, &msg, topic, sizeof(topic), &kind, &parked_at_ms))
             continue;
         engine_result_t sub;
         rc = apply_msg(engine, txn, &msg, &sub);

@@ -78,7 +78,9 @@ engine_t *engine_new(const view_t *view, const catalog_t *catalog, store_t *stor
                      const engine_opts_t *opts);
 void engine_destroy(engine_t *engine);
 
-/* Must be called after beginning each write transaction (loads the parking sequence). */
+/* Must be called after beginning each write transaction (loads the parking sequence;
+ * the first time on a store written by an older version, it also rewrites the parked
+ * events in the current format). */
 int engine_txn_begin(engine_t *engine, MDB_txn *txn);
 /* Must be called before committing it (persists engine state in the same txn). */
 int engine_txn_precommit(engine_t *engine, MDB_txn *txn);
@@ -92,11 +94,13 @@ int engine_apply(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
 typedef struct engine_parked {
     engine_msg_t ep_msg;
     const char *ep_link; /* the link it waited for */
+    int64_t ep_parked_at_ms; /* wall clock when it was parked in this store */
 } engine_parked_t;
 typedef int (*engine_expired_cb)(void *ctx, MDB_txn *txn, const engine_parked_t *parked);
 
-/* Removes, in txn, the parked events whose message timestamp is older than
- * cutoff_ms, calling cb for each first (the pipeline dead-letters them with reason
+/* Removes, in txn, the parked events that were parked in this store before cutoff_ms
+ * (wall clock; the message's own timestamp plays no part: an old event replayed now has
+ * waited no time), calling cb for each first (the pipeline dead-letters them with reason
  * link-timeout). Stops at the first non-zero return of cb and returns it. */
 int engine_expire_parked(engine_t *engine, MDB_txn *txn, int64_t cutoff_ms, engine_expired_cb cb,
                          void *ctx, size_t *ret_expired);

@@ -31,6 +31,11 @@
  * (7) A store switch (pipe_switch_store, a new store generation) happens between
  *     batches: the engine and outbox are rebuilt on the new store and every partition
  *     is re-assigned at the new store's offsets, so nothing is lost or applied twice.
+ * (8) Link-timeout (every projector.parked_check_interval_ms): a parked event is
+ *     dead-lettered once it has waited projector.parked_max_age_s in this store (its
+ *     parking time, not its message timestamp: old history has waited no time) and every
+ *     partition of the topics that carry links has since been read through a moment past
+ *     that age (a probe on the high watermark), so a link behind a backlog still comes.
  * Thread: pipe_run() runs on the caller's thread; pipe_stop() may be called from a
  * signal handler or another thread. */
 #ifndef RM_PIPELINE_H

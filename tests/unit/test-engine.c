@@ -4,6 +4,7 @@
 #include "index.h"
 #include "render.h"
 #include "rm_err.h"
+#include "rm_time.h"
 #include "tsupport.h"
 
 #include <check.h>
@@ -344,6 +345,97 @@ START_TEST(test_parked_event_rejected_on_unpark_is_dead_lettered)
     ck_assert_str_eq(direct.er_reason, log.rl_res.er_reason);
     const char *s = sections_of(&fx, "C1");
     ck_assert_msg(strstr(s, "\"lifetime_settled_cents\":0") != NULL, "%s", s);
+}
+END_TEST
+
+static int count_expired(void *ctx, MDB_txn *txn, const engine_parked_t *parked)
+{
+    (void)txn;
+    (*(int *)ctx)++;
+    ck_assert_str_eq(parked->ep_link, "order");
+    ck_assert_int_eq(parked->ep_msg.em_timestamp_ms, 0); /* the message's own, kept */
+    return 0;
+}
+
+/* Runs one expiry pass with cutoff_ms in its own transaction; returns how many expired. */
+static int expire_before(int64_t cutoff_ms)
+{
+    MDB_txn *txn;
+    int seen = 0;
+    size_t expired = 0;
+    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(engine_txn_begin(fx.engine, txn), 0);
+    ck_assert_int_eq(
+        engine_expire_parked(fx.engine, txn, cutoff_ms, count_expired, &seen, &expired), 0);
+    ck_assert_int_eq(engine_txn_precommit(fx.engine, txn), 0);
+    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    ck_assert_uint_eq(expired, (size_t)seen);
+    return seen;
+}
+
+/* Link-timeout counts the time an event waited in this store, not the age of its
+ * message: a replay of old history (here: messages stamped 1970) parks events that have
+ * waited no time at all, and a pass whose cutoff is a day ago expires none of them. */
+START_TEST(test_parking_age_is_time_waited_in_this_store)
+{
+    register_c1();
+    EV(SETTLED, "event_id=p1", "occurred_at=1300", "version=1", "payment_id=P1", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    int64_t before_ms = rm_wall_ms();
+    ck_assert_int_eq(APPLY("payments"), ENGINE_PARKED);
+    ck_assert_int_eq(expire_before(rm_wall_ms() - 86400 * 1000LL), 0);
+    ck_assert_int_eq(expire_before(before_ms - 1), 0);
+    order("O1", 1100, 1);
+    engine_result_t res = apply_to(&fx, "orders");
+    ck_assert_uint_eq(res.er_unparked, 1);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"lifetime_settled_cents\":500") != NULL, "%s", s);
+    /* and one that truly waited past the cutoff does expire */
+    EV(SETTLED, "event_id=p2", "occurred_at=1400", "version=1", "payment_id=P2", "order_id=O2",
+       "amount_cents=700", "currency=EUR");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_PARKED);
+    ck_assert_int_eq(expire_before(rm_wall_ms() + 1), 1);
+}
+END_TEST
+
+/* A store written before parked events carried their parking time (format 1: no kind,
+ * no parked_at) is upgraded by the first transaction: the event counts as parked now
+ * (waits longer, never shorter), and it is still applied when its link arrives. */
+START_TEST(test_format1_parked_events_are_upgraded)
+{
+    EV(SETTLED, "event_id=p1", "occurred_at=1300", "version=1", "payment_id=P1", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    buf_t v1 = BUF_INIT;
+    int32_t partition = 3;
+    int64_t offset = 77, timestamp = 5;
+    uint16_t topic_len = 8;
+    uint32_t key_len = 2;
+    buf_append(&v1, &partition, 4);
+    buf_append(&v1, &offset, 8);
+    buf_append(&v1, &timestamp, 8);
+    buf_append(&v1, &topic_len, 2);
+    buf_append(&v1, "payments", 8);
+    buf_append(&v1, &key_len, 4);
+    buf_append(&v1, "P1", 2);
+    buf_append(&v1, msg.b_data, msg.b_len);
+    unsigned char key[32] = "order\0O1\0";
+    store_be64(key + 9, 1);
+    MDB_txn *txn;
+    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    MDB_val k = {17, key}, v = {v1.b_len, v1.b_data};
+    ck_assert_int_eq(mdb_put(txn, store_dbi(fx.store, STORE_DB_PENDING), &k, &v, 0), 0);
+    ck_assert_int_eq(store_meta_put_i64(fx.store, txn, "pending_seq", 1), 0);
+    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    buf_free(&v1);
+
+    int64_t before_ms = rm_wall_ms();
+    register_c1(); /* the first engine transaction upgrades */
+    ck_assert_int_eq(expire_before(before_ms - 1), 0);
+    order("O1", 1100, 1);
+    engine_result_t res = apply_to(&fx, "orders");
+    ck_assert_uint_eq(res.er_unparked, 1);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"lifetime_settled_cents\":500") != NULL, "%s", s);
 }
 END_TEST
 
@@ -691,6 +783,8 @@ int main(void)
     tcase_add_test(tc, test_version_guard_ignores_duplicates_and_old_versions);
     tcase_add_test(tc, test_parked_until_link_arrives);
     tcase_add_test(tc, test_parked_event_rejected_on_unpark_is_dead_lettered);
+    tcase_add_test(tc, test_parking_age_is_time_waited_in_this_store);
+    tcase_add_test(tc, test_format1_parked_events_are_upgraded);
     tcase_add_test(tc, test_bounded_list_keeps_newest_twenty);
     tcase_add_test(tc, test_erasure_is_final);
     tcase_add_test(tc, test_poison_is_rejected_without_effect);
