@@ -1595,6 +1595,10 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
         size_t id_len = ev.ev_link_id_len;
         memcpy(id, ev.ev_link_id, id_len);
         rc = unpark(engine, txn, view->v_links[ev.ev_new_link], id, id_len, &res->er_unparked);
+        /* Dead letters whose key waited for this link mark their entity now. */
+        if (!rc)
+            rc = degraded_link_learned(view, engine->en_store, txn, view->v_links[ev.ev_new_link],
+                                       id, id_len);
     }
     return rc;
 }

@@ -692,7 +692,11 @@ static int mark_degraded(pipe_t *pipe, MDB_txn *txn, const outbox_letter_t *lett
                            letter->ol_timestamp_ms, letter->ol_key, letter->ol_key_len,
                            letter->ol_error, letter->ol_reason};
     bool marked;
-    return degraded_mark(pipe->pi_opts.po_view, pipe->pi_opts.po_store, txn, &ev, &marked);
+    int rc = degraded_mark(pipe->pi_opts.po_view, pipe->pi_opts.po_store, txn, &ev, &marked);
+    /* Not resolved yet: the entity may come through a link not known yet. */
+    return rc || marked ? rc
+                        : degraded_mark_wait(pipe->pi_opts.po_view, pipe->pi_opts.po_store, txn,
+                                             &ev, rm_wall_ms());
 }
 
 typedef struct expire_ctx {
@@ -807,8 +811,10 @@ static int expire_parked(pipe_t *pipe)
     rc = rc ? rc
             : engine_expire_parked(pipe->pi_engine, txn, cutoff_ms, dead_letter_expired, &ctx,
                                    &expired);
+    size_t marks_dropped = 0;
+    rc = rc ? rc : degraded_expire_waiting(store, txn, cutoff_ms, &marks_dropped);
     rc = rc ? rc : outbox_txn_precommit(pipe->pi_outbox, txn);
-    if (rc || !expired) {
+    if (rc || (!expired && !marks_dropped)) {
         store_write_abort(txn);
         return rc;
     }

@@ -1,5 +1,6 @@
 /* Tests of engine.c (and render.c) on the real Customer 360 definition: every
  * operation, the version guard, parking, trimming, erasure and convergence. */
+#include "degraded.h"
 #include "engine.h"
 #include "index.h"
 #include "render.h"
@@ -439,6 +440,73 @@ START_TEST(test_format1_parked_events_are_upgraded)
 }
 END_TEST
 
+/* The view key a dead letter's mark was applied to ("" when none, "waiting" while it
+ * waits for its link). */
+static const char *marked_key(const char *topic, int partition, int offset)
+{
+    static char out[64];
+    char name[128];
+    snprintf(name, sizeof(name), "degraded/%s/%d/%d", topic, partition, offset);
+    MDB_txn *txn;
+    const void *data;
+    size_t len;
+    ck_assert_int_eq(store_read_begin(fx.store, &txn), 0);
+    int rc = store_meta_get(fx.store, txn, name, &data, &len);
+    snprintf(out, sizeof(out), "%s", rc ? "" : len ? "" : "waiting");
+    if (!rc && len)
+        snprintf(out, sizeof(out), "%.*s", (int)len, (const char *)data);
+    store_read_end(txn);
+    return out;
+}
+
+/* Marks a dead letter keyed by order id `key` as the pipeline does: at once when the key
+ * resolves, else waiting for a link. */
+static void dead_letter_mark(const char *key, int offset)
+{
+    degraded_event_t ev = {"orders", 1, offset, 0, key, strlen(key), "framing", "wrong magic"};
+    MDB_txn *txn;
+    bool marked;
+    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(degraded_mark(view, fx.store, txn, &ev, &marked), 0);
+    if (!marked)
+        ck_assert_int_eq(degraded_mark_wait(view, fx.store, txn, &ev, rm_wall_ms()), 0);
+    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+}
+
+/* A dead letter read before the link that names its customer marks the customer when the
+ * link arrives; one handled meanwhile marks nobody; one whose link never comes is dropped
+ * with link-timeout. */
+START_TEST(test_degraded_mark_waits_for_its_link)
+{
+    register_c1();
+    dead_letter_mark("O1", 9);
+    dead_letter_mark("O2", 10);
+    dead_letter_mark("O3", 11);
+    ck_assert_str_eq(marked_key("orders", 1, 9), "waiting");
+    MDB_txn *txn;
+    bool cleared;
+    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(degraded_clear(fx.store, txn, "orders", 1, 10, &cleared), 0);
+    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    ck_assert_str_eq(marked_key("orders", 1, 10), "");
+    order("O1", 1100, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    order("O2", 1200, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    ck_assert_str_eq(marked_key("orders", 1, 9), "C1");
+    ck_assert_str_eq(marked_key("orders", 1, 10), "");
+    size_t dropped = 0;
+    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(
+        degraded_expire_waiting(fx.store, txn, rm_wall_ms() - 86400 * 1000LL, &dropped), 0);
+    ck_assert_uint_eq(dropped, 0);
+    ck_assert_int_eq(degraded_expire_waiting(fx.store, txn, rm_wall_ms() + 1, &dropped), 0);
+    ck_assert_uint_eq(dropped, 1); /* O3's: O1's and O2's left when their link came */
+    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    ck_assert_str_eq(marked_key("orders", 1, 11), "");
+}
+END_TEST
+
 START_TEST(test_bounded_list_keeps_newest_twenty)
 {
     register_c1();
@@ -785,6 +853,7 @@ int main(void)
     tcase_add_test(tc, test_parked_event_rejected_on_unpark_is_dead_lettered);
     tcase_add_test(tc, test_parking_age_is_time_waited_in_this_store);
     tcase_add_test(tc, test_format1_parked_events_are_upgraded);
+    tcase_add_test(tc, test_degraded_mark_waits_for_its_link);
     tcase_add_test(tc, test_bounded_list_keeps_newest_twenty);
     tcase_add_test(tc, test_erasure_is_final);
     tcase_add_test(tc, test_poison_is_rejected_without_effect);
