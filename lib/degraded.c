@@ -209,8 +209,9 @@ static int apply_waiting(const view_t *view, store_t *store, MDB_txn *txn, const
     return degraded_mark(view, store, txn, &ev, &marked);
 }
 
-/* Calls fn on each "degraded-wait/" record under prefix (deleting it first when fn says
- * so), copying each out: fn writes the meta db, which may move pages. */
+/* Calls fn on each "degraded-wait/" record under prefix, in key order, and deletes it
+ * when fn says so. Each record is copied out and the cursor closed before fn runs: fn
+ * writes the meta db, which may move pages. */
 typedef int (*wait_fn)(void *ctx, const char *key, size_t klen, const char *value, size_t vlen,
                        bool *ret_delete);
 
@@ -242,12 +243,14 @@ static int each_waiting(store_t *store, MDB_txn *txn, const char *prefix, size_t
         klen = k.mv_size;
         buf_reset(&value);
         rc = buf_append(&value, v.mv_data, v.mv_size);
+        mdb_cursor_close(cur); /* fn writes: the next record is looked up afresh */
         bool del = false;
         if (!rc)
             rc = fn(ctx, key, klen, value.b_data, value.b_len, &del);
-        if (!rc && del)
-            rc = rm_err_from_mdb(mdb_cursor_del(cur, 0));
-        mdb_cursor_close(cur);
+        if (!rc && del) {
+            MDB_val dk = {klen, key};
+            rc = rm_err_from_mdb(mdb_del(txn, store_dbi(store, STORE_DB_META), &dk, NULL));
+        }
         if (rc)
             break;
     }

@@ -52,7 +52,7 @@
 #define ENGINE_PENDING_FORMAT_META "pending_format" /* meta: layout of parked values */
 #define ENGINE_PENDING_FORMAT 2
 #define ENGINE_PARKED_HEAD 9 /* u8 kind, i64 parked_at_ms (park()) */
-enum { ENGINE_PARKED_EVENT = 1 };
+enum { ENGINE_PARKED_EVENT = 1 }; /* the only kind a parked value has so far */
 
 /* Fields of a readmodel.Repair record (schemas/avro/Repair.v1.avsc), looked up once. */
 enum { ENGINE_REPAIR_KEY = 0, ENGINE_REPAIR_SECTION, ENGINE_REPAIR_OP, ENGINE_REPAIR_ITEM,
@@ -922,6 +922,8 @@ static int parked_decode(const char *data, size_t len, engine_msg_t *msg, char *
         return RM_ESTORE;
     memcpy(ret_kind, p, 1);
     memcpy(ret_parked_at_ms, p + 1, 8);
+    if (*ret_kind != ENGINE_PARKED_EVENT)
+        return RM_ESTORE; /* written by a newer version: left alone, never misread */
     p += ENGINE_PARKED_HEAD;
     memcpy(&msg->em_partition, p, 4);
     memcpy(&msg->em_offset, p + 4, 8);
