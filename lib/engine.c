@@ -1,5 +1,11 @@
 /* engine: the generic view engine — decode, route, guard, apply, park.
  *
+ * This file holds the engine's life cycle, its transaction hooks and the apply path (decode,
+ * route to a view key, version guard, dispatch of the operations). The operations live in
+ * engine_ops.c, engine_list.c and engine_link.c, expressions in engine_eval.c, parking in
+ * engine_park.c, the erasure ledger in engine_ledger.c, tombstones and repairs in
+ * engine_control.c; engine_int.h is what they share.
+ *
  * Notes on the design:
  * (1) Idempotence. Every rule names the entity whose `version` guards it; an event
  *     whose version is not newer than the last applied version of that entity (kept
