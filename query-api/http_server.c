@@ -18,6 +18,7 @@
 #include "rm_time.h"
 #include "http_auth.h"
 #include "http_handlers.h"
+#include "http_history.h"
 #include "http_live.h"
 #include "http_problem.h"
 #include "https.h"
@@ -204,6 +205,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             resp = ctx->hc_ui;
             shared = true;
             break;
+        case HTTP_ROUTE_HISTORY: resp = http_history_response(ctx->hc_history, &status); break;
         case HTTP_ROUTE__COUNT: break;
         }
     }
@@ -283,6 +285,13 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
         http_server_stop(server);
         return NULL;
     }
+    ctx->hc_history = http_history_new(HTTP_HISTORY_SAMPLES);
+    if (!ctx->hc_history || (src = http_history_start(ctx->hc_history, ctx))) {
+        snprintf(errstr, errlen, "cannot start the status history: %s",
+                 rm_strerror(ctx->hc_history ? src : RM_ENOMEM));
+        http_server_stop(server);
+        return NULL;
+    }
     struct MHD_OptionItem tls_opts[HTTPS_MHD_OPTIONS + 1];
     size_t tls_count = ctx->hc_https ? https_mhd_options(ctx->hc_https, tls_opts) : 0;
     tls_opts[tls_count] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
@@ -321,6 +330,7 @@ void http_server_stop(http_server_t *server)
         MHD_destroy_response(ctx->hc_openapi);
     if (ctx->hc_ui)
         MHD_destroy_response(ctx->hc_ui);
+    http_history_free(ctx->hc_history); /* its thread reads the store: before closing it */
     http_store_stop(ctx);
     http_auth_cleanup(ctx);
     http_live_destroy(ctx->hc_live); /* after the workers: their curl handles are freed */
