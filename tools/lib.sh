@@ -9,7 +9,7 @@ RM_PACKAGES=(
   librdkafka-dev liblmdb-dev lmdb-utils libavro-dev libmicrohttpd-dev libyaml-dev
   libjansson-dev libcurl4-openssl-dev check libjwt-dev libssl-dev libgnutls28-dev openssl
   kcat python3 python3-kafka python3-pytest python3-yaml
-  clang libclang-rt-14-dev curl jq chromium xxd libxxhash-dev
+  clang libclang-rt-14-dev curl jq chromium xxd libxxhash-dev nodejs npm
 )
 
 rm_log() { printf '%s\n' "$*" >&2; }
@@ -43,6 +43,21 @@ rm_install_optional() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
       "$pkg" >/dev/null 2>&1 || rm_log "optional package $pkg could not be installed; its tests skip"
   done
+}
+
+# The browser tests' driver (tests/ui/driver.js) needs playwright-core, which drives the
+# system Chromium (no browser download): installed from the npm registry into
+# .cache/ui-node (git-ignored) at the version tests/ui/package.json pins; fast when present.
+rm_install_playwright() {
+  local dir="$RM_ROOT/.cache/ui-node"
+  if [ -f "$dir/node_modules/playwright-core/package.json" ] &&
+     cmp -s "$RM_ROOT/tests/ui/package.json" "$dir/package.json"; then
+    return 0
+  fi
+  mkdir -p "$dir"
+  cp "$RM_ROOT/tests/ui/package.json" "$dir/package.json"
+  (cd "$dir" && npm install --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null) ||
+    { rm_log "npm could not install playwright-core (tests/ui/package.json)"; return 1; }
 }
 
 # rm_build DIR [meson options...]: configures DIR once, then builds it (only the targets
