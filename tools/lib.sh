@@ -9,7 +9,7 @@ RM_PACKAGES=(
   librdkafka-dev liblmdb-dev lmdb-utils libavro-dev libmicrohttpd-dev libyaml-dev
   libjansson-dev libcurl4-openssl-dev check libjwt-dev libssl-dev libgnutls28-dev openssl
   kcat python3 python3-kafka python3-pytest python3-yaml
-  clang libclang-rt-14-dev curl jq chromium xxd libxxhash-dev nodejs npm
+  clang libclang-rt-14-dev curl jq chromium xxd libxxhash-dev
 )
 
 rm_log() { printf '%s\n' "$*" >&2; }
@@ -54,6 +54,8 @@ rm_install_playwright() {
      cmp -s "$RM_ROOT/tests/ui/package.json" "$dir/package.json"; then
     return 0
   fi
+  # node and npm: Debian's packages unless a node with its own npm is there already
+  command -v node >/dev/null && command -v npm >/dev/null || rm_install_deps nodejs npm || return 1
   mkdir -p "$dir"
   cp "$RM_ROOT/tests/ui/package.json" "$dir/package.json"
   (cd "$dir" && npm install --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null) ||
