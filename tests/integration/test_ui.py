@@ -220,6 +220,26 @@ def test_event_updates_its_card_and_nothing_else(screen):
     assert b("eval", js="!document.querySelector('#card-orders .just')") is True
 
 
+def test_polls_with_if_none_match_and_keeps_the_credential_out_of_urls(screen):
+    """Each poll revalidates with the entity tag of the answer before it; a 304 keeps the
+    cards. The credential travels in a header, never in a URL."""
+    b, api, key = screen["browser"], screen["api"], screen["key"]
+    sign_in(b, api.base, screen["admin"])
+    search(b, "key", key)
+    b.wait(CARDS_JS)
+    b("requests")
+    b("eval", js="(window.__profile = document.getElementById('card-profile'), true)")
+    polls = []
+    harness.wait_until(lambda: polls.extend(r for r in b("requests") if f"/{key}?" in r["url"])
+                       or len(polls) >= 3, 30, "three polls of the document")
+    for before, after in zip(polls, polls[1:]):
+        assert after["authorized"] and after["status"] in (200, 304), after
+        assert after["ifNoneMatch"] == (before["etag"] or before["ifNoneMatch"]), (before, after)
+    assert all(screen["admin"] not in r["url"] for r in polls)
+    # nothing about the customer changed: the profile card is the same node
+    assert b("eval", js="window.__profile === document.getElementById('card-profile')") is True
+
+
 def test_agent_sees_masked_and_refusals_explained(screen):
     b, api, key = screen["browser"], screen["api"], screen["key"]
     b("goto", url=api.base + "/ui/")

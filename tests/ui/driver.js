@@ -12,6 +12,8 @@
 //   {"op":"wait","js":F,"timeout":MS}      wait until the expression F is truthy; answers its value
 //   {"op":"eval","js":F}                   the value of the expression F in the page
 //   {"op":"screenshot","path":P,"full":B}
+//   {"op":"requests"}                      responses since the last call: url, status,
+//                                          ifNoneMatch, authorized, etag
 //   {"op":"close"}
 "use strict";
 const path = require("path");
@@ -29,6 +31,15 @@ async function main() {
   const log = [];
   page.on("console", m => log.push(`${m.type()}: ${m.text()}`));
   page.on("pageerror", e => log.push(`pageerror: ${e.message}`));
+  // what the page asked and got (for the refresh and credential checks); no header values
+  // but If-None-Match and ETag are kept
+  const requests = [];
+  page.on("response", r => {
+    const q = r.request().headers();
+    requests.push({ url: r.url(), status: r.status(), ifNoneMatch: q["if-none-match"] || null,
+                    authorized: !!(q["authorization"] || q["x-api-key"]), etag: r.headers()["etag"] || null });
+    if (requests.length > 500) requests.shift();
+  });
   const send = o => process.stdout.write(JSON.stringify(o) + "\n");
   send({ ok: true, value: "ready" });
   const rl = readline.createInterface({ input: process.stdin });
@@ -57,6 +68,7 @@ async function main() {
         case "eval": value = await page.evaluate(c.js); break;
         case "screenshot": await page.screenshot({ path: c.path, fullPage: !!c.full }); break;
         case "log": value = log.splice(0); break;
+        case "requests": value = requests.splice(0); break;
         case "close": await browser.close(); send({ ok: true, value: null }); process.exit(0);
         default: throw new Error("unknown op " + c.op);
       }
