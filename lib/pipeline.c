@@ -697,13 +697,19 @@ static int dead_letter_expired(void *ctx, MDB_txn *txn, const engine_parked_t *p
     return rc ? rc : mark_degraded(ec->ec_pipe, txn, &letter);
 }
 
-/* Publishes recorded dead letters, unless this pipeline holds them (po_hold_dead_letters). */
-static void flush_dead_letters(pipe_t *pipe, int timeout_ms, bool only_when_due)
+/* Publishes recorded dead letters, unless this pipeline holds them (po_hold_dead_letters).
+ * A letter goes out only once its transaction is durable (outbox.h note 2); before a
+ * clean exit or a switch of the store, sync_first makes it durable now rather than at
+ * the next background sync, so that nothing is left behind that the broker would take. */
+static void flush_dead_letters(pipe_t *pipe, int timeout_ms, bool only_when_due, bool sync_first)
 {
-    if (pipe->pi_opts.po_hold_dead_letters)
+    if (pipe->pi_opts.po_hold_dead_letters || pipe->pi_opts.po_scratch)
         return;
-    if (!only_when_due || outbox_flush_due(pipe->pi_outbox))
-        outbox_flush(pipe->pi_outbox, timeout_ms);
+    if (only_when_due && !outbox_flush_due(pipe->pi_outbox))
+        return;
+    if (sync_first)
+        store_sync(pipe->pi_opts.po_store); /* a failure only leaves letters waiting */
+    outbox_flush(pipe->pi_outbox, timeout_ms);
 }
 
 /* Dead-letters parked events older than projector.parked_max_age_s. */
@@ -729,7 +735,7 @@ static int expire_parked(pipe_t *pipe)
     rc = store_write_commit(store, txn);
     if (!rc) {
         pipe->pi_expired += expired;
-        flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, false);
+        flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, false, false);
     }
     return rc;
 }
@@ -899,7 +905,7 @@ static int apply_batch(pipe_t *pipe)
             pipe->pi_stats.ps_batches++;
             pipe->pi_stats.ps_batches_closed[pipe->pi_batch_closed_by]++;
             batch_release(pipe);
-            flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true);
+            flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true, false);
             publish_snapshot(pipe);
             return 0;
         }
@@ -1004,7 +1010,7 @@ int pipe_run(pipe_t *pipe)
                   : outbox_recover(pipe->pi_outbox, PIPE_METADATA_TIMEOUT_MS);
     if (orc)
         log_warn("cannot read the dead-letter topics to recover the outbox; pending dead "
-                 "letters will be published again",
+                 "letters wait until they can be read (retried every 10 s)",
                  LOG_S("error", rm_strerror(orc)));
     int rc = refresh_partitions(pipe);
     if (rc && rc != RM_ETIMEOUT && rc != RM_EKAFKA)
@@ -1021,7 +1027,7 @@ int pipe_run(pipe_t *pipe)
         if ((finite && caught_up(pipe)) || pipe->pi_stop) {
             /* Leave no dead letter unpublished behind a clean exit when the broker
              * allows (bounded; what remains is published on the next start). */
-            flush_dead_letters(pipe, PIPE_OUTBOX_EXIT_FLUSH_MS, true);
+            flush_dead_letters(pipe, PIPE_OUTBOX_EXIT_FLUSH_MS, true, true);
             return 0;
         }
         fill_batch(pipe);
@@ -1045,7 +1051,7 @@ int pipe_run(pipe_t *pipe)
         if (rm_mono_ms() >= pipe->pi_next_metadata_ms)
             refresh_partitions(pipe);
         if (rm_mono_ms() >= pipe->pi_next_snapshot_ms) {
-            flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true);
+            flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true, false);
             publish_snapshot(pipe);
         }
         if (pipe->pi_opts.po_tick && (rc = pipe->pi_opts.po_tick(pipe->pi_opts.po_tick_arg, pipe)))
@@ -1065,10 +1071,10 @@ int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation)
         return rc;
     }
     /* Dead letters recorded in the old generation: publish what the broker takes now. */
-    flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true);
+    flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true, true);
     /* The new generation (a rebuild) re-consumes what the old one applied since the
      * rebuild caught up: it must not record those dead letters a second time. */
-    rc = outbox_adopt(outbox, pipe->pi_opts.po_store);
+    rc = outbox_adopt(outbox, pipe->pi_opts.po_store, false);
     if (rc) {
         log_error("cannot adopt the previous generation's dead letters",
                   LOG_S("store", store_dir(store)), LOG_S("error", rm_strerror(rc)));
@@ -1093,7 +1099,7 @@ int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation)
     int orc = outbox_recover(pipe->pi_outbox, PIPE_METADATA_TIMEOUT_MS);
     if (orc)
         log_warn("cannot read the dead-letter topics to recover the outbox; pending dead "
-                 "letters will be published again",
+                 "letters wait until they can be read (retried every 10 s)",
                  LOG_S("error", rm_strerror(orc)));
     rc = assign_all(pipe);
     pthread_mutex_lock(&pipe->pi_lock);
@@ -1105,7 +1111,7 @@ int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation)
 
 int pipe_adopt_previous(pipe_t *pipe, store_t *previous)
 {
-    return outbox_adopt(pipe->pi_outbox, previous);
+    return outbox_adopt(pipe->pi_outbox, previous, true);
 }
 
 size_t pipe_partitions(pipe_t *pipe, pipe_partition_t *out, size_t cap)
