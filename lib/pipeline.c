@@ -93,6 +93,12 @@ struct pipe {
     volatile sig_atomic_t pi_stop;
     pipe_stats_t pi_stats;
     failpoint_skips_t *pi_skips;  /* RM_TEST_SKIP_APPLY; NULL (the normal case): none */
+    /* Kafka offset commits wait until the store commit they describe is durable
+     * (commit_kafka_offsets): the snapshot waiting for the disk, and the newer one. */
+    rd_kafka_topic_partition_list_t *pi_kafka_waiting;
+    uint64_t pi_kafka_waiting_txnid;
+    rd_kafka_topic_partition_list_t *pi_kafka_next;
+    uint64_t pi_kafka_next_txnid;
     uint64_t pi_batch_hook_skips; /* skipped by it in the open batch's transaction */
 };
 
@@ -261,6 +267,10 @@ void pipe_destroy(pipe_t *pipe)
     engine_destroy(pipe->pi_engine);
     outbox_destroy(pipe->pi_outbox);
     failpoint_skips_destroy(pipe->pi_skips);
+    if (pipe->pi_kafka_waiting)
+        rd_kafka_topic_partition_list_destroy(pipe->pi_kafka_waiting);
+    if (pipe->pi_kafka_next)
+        rd_kafka_topic_partition_list_destroy(pipe->pi_kafka_next);
     free(pipe->pi_batch);
     free(pipe->pi_batch_skip);
     free(pipe->pi_tps);
@@ -857,11 +867,55 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
     return store_write_commit(store, txn);
 }
 
-/* After the LMDB commit: advance in-memory offsets; commit to Kafka for lag tooling. */
+/* Commits to Kafka (for lag tooling) the offsets of store commits that are durable: an
+ * OS crash in periodic mode rolls the store back, and Kafka must not claim more than
+ * the store keeps. A snapshot waits for the disk while newer offsets collect in the
+ * next one, so that steady commits cannot postpone Kafka's offsets forever. */
+static void commit_kafka_offsets(pipe_t *pipe)
+{
+    uint64_t durable = store_durable_txnid(pipe->pi_opts.po_store);
+    if (pipe->pi_kafka_waiting && durable >= pipe->pi_kafka_waiting_txnid) {
+        rd_kafka_commit(pipe->pi_rk, pipe->pi_kafka_waiting, 1);
+        rd_kafka_topic_partition_list_destroy(pipe->pi_kafka_waiting);
+        pipe->pi_kafka_waiting = NULL;
+    }
+    if (!pipe->pi_kafka_waiting && pipe->pi_kafka_next) {
+        pipe->pi_kafka_waiting = pipe->pi_kafka_next;
+        pipe->pi_kafka_waiting_txnid = pipe->pi_kafka_next_txnid;
+        pipe->pi_kafka_next = NULL;
+        if (durable >= pipe->pi_kafka_waiting_txnid) { /* sync durability: at once */
+            rd_kafka_commit(pipe->pi_rk, pipe->pi_kafka_waiting, 1);
+            rd_kafka_topic_partition_list_destroy(pipe->pi_kafka_waiting);
+            pipe->pi_kafka_waiting = NULL;
+        }
+    }
+}
+
+/* Before an exit or a switch of the store: makes the store durable now, then commits
+ * every queued offset. */
+static void commit_all_kafka_offsets(pipe_t *pipe)
+{
+    if (!pipe->pi_kafka_waiting && !pipe->pi_kafka_next)
+        return;
+    store_sync(pipe->pi_opts.po_store);
+    commit_kafka_offsets(pipe);
+    commit_kafka_offsets(pipe);
+    /* Left only when the sync failed: those offsets are not durable, and they belong to
+     * a store that is not written any more. */
+    if (pipe->pi_kafka_waiting)
+        rd_kafka_topic_partition_list_destroy(pipe->pi_kafka_waiting);
+    if (pipe->pi_kafka_next)
+        rd_kafka_topic_partition_list_destroy(pipe->pi_kafka_next);
+    pipe->pi_kafka_waiting = pipe->pi_kafka_next = NULL;
+}
+
+/* After the LMDB commit: advance in-memory offsets; queue them for Kafka. */
 static void batch_committed(pipe_t *pipe)
 {
     const view_t *view = pipe->pi_opts.po_view;
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+    if (!pipe->pi_kafka_next)
+        pipe->pi_kafka_next = rd_kafka_topic_partition_list_new(8);
+    rd_kafka_topic_partition_list_t *list = pipe->pi_kafka_next;
     for (size_t i = 0; i < pipe->pi_tp_count; i++) {
         pipe_tp_t *tp = &pipe->pi_tps[i];
         if (tp->pt_batch_next < 0)
@@ -869,12 +923,20 @@ static void batch_committed(pipe_t *pipe)
         tp->pt_next_offset = tp->pt_batch_next;
         if (tp->pt_batch_event_ms > tp->pt_last_event_ms)
             tp->pt_last_event_ms = tp->pt_batch_event_ms;
-        rd_kafka_topic_partition_list_add(list, view->v_topics[tp->pt_topic], tp->pt_partition)
-            ->offset = tp->pt_next_offset;
+        const char *topic = view->v_topics[tp->pt_topic];
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(list, topic, tp->pt_partition);
+        if (!p)
+            p = rd_kafka_topic_partition_list_add(list, topic, tp->pt_partition);
+        p->offset = tp->pt_next_offset;
     }
-    if (list->cnt && !pipe->pi_opts.po_scratch)
-        rd_kafka_commit(pipe->pi_rk, list, 1);
-    rd_kafka_topic_partition_list_destroy(list);
+    pipe->pi_kafka_next_txnid = store_last_txnid(pipe->pi_opts.po_store);
+    if (pipe->pi_opts.po_scratch || !list->cnt) {
+        rd_kafka_topic_partition_list_destroy(list);
+        pipe->pi_kafka_next = NULL;
+        return;
+    }
+    commit_kafka_offsets(pipe);
 }
 
 static int apply_batch(pipe_t *pipe)
@@ -1028,6 +1090,7 @@ int pipe_run(pipe_t *pipe)
             /* Leave no dead letter unpublished behind a clean exit when the broker
              * allows (bounded; what remains is published on the next start). */
             flush_dead_letters(pipe, PIPE_OUTBOX_EXIT_FLUSH_MS, true, true);
+            commit_all_kafka_offsets(pipe);
             return 0;
         }
         fill_batch(pipe);
@@ -1052,6 +1115,7 @@ int pipe_run(pipe_t *pipe)
             refresh_partitions(pipe);
         if (rm_mono_ms() >= pipe->pi_next_snapshot_ms) {
             flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true, false);
+            commit_kafka_offsets(pipe);
             publish_snapshot(pipe);
         }
         if (pipe->pi_opts.po_tick && (rc = pipe->pi_opts.po_tick(pipe->pi_opts.po_tick_arg, pipe)))
@@ -1072,6 +1136,7 @@ int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation)
     }
     /* Dead letters recorded in the old generation: publish what the broker takes now. */
     flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true, true);
+    commit_all_kafka_offsets(pipe);
     /* The new generation (a rebuild) re-consumes what the old one applied since the
      * rebuild caught up: it must not record those dead letters a second time. */
     rc = outbox_adopt(outbox, pipe->pi_opts.po_store, false);

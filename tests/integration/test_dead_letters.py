@@ -208,6 +208,9 @@ def test_nothing_leaves_before_the_store_is_durable(broker, workdir, processes):
     # letters and offsets would leave right after its commit.
     assert json.loads(harness.inspect(config, "stats").stdout)["outbox"] == 1
     assert letters_by_origin(broker.bootstrap, "orders") == {}
+    assert kafka_group_offsets(broker.bootstrap, "readmodel-customer360") == {}
     assert daemon.stop() == 0
     letters = letters_by_origin(broker.bootstrap, "orders")
     assert [(topic, partition) for topic, partition, _ in letters] == [("orders", 2)], letters
+    committed = kafka_group_offsets(broker.bootstrap, "readmodel-customer360")
+    assert sum(committed.values()) == summary["events"] + 1, committed
