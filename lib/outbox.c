@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <sys/random.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -817,7 +818,23 @@ static int finish_takeover(outbox_t *outbox)
     store_read_end(txn);
     if (rc || live || !dir[0])
         return rc;
-    char err[512];
+    char err[512], data_path[4200];
+    snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir);
+    if (access(data_path, F_OK) != 0 && errno == ENOENT) {
+        /* Deleted since (gen_prune): nothing is left to take over. This store keeps
+         * its own replica id, so none of its letters can be taken for one of that
+         * generation's; what that generation had not published is gone with it. */
+        MDB_txn *wtxn;
+        rc = store_write_begin(outbox->ob_store, &wtxn);
+        if (rc)
+            return rc;
+        rc = store_meta_put(outbox->ob_store, wtxn, "outbox_replaces", "", 0);
+        if (rc) {
+            store_write_abort(wtxn);
+            return rc;
+        }
+        return store_write_commit(outbox->ob_store, wtxn);
+    }
     store_opts_t sopts = {.so_dir = dir, .so_readonly = true};
     store_t *previous = store_open(&sopts, err, sizeof(err));
     if (!previous)

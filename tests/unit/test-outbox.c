@@ -333,6 +333,45 @@ START_TEST(test_a_rebuilds_held_letters_survive_the_switch)
 }
 END_TEST
 
+/* The daemon died between the rebuild's switch and its own takeover, and starts on the
+ * new generation: its recovery finishes the takeover from the old generation's
+ * directory, which kept recording after the rebuild had looked at it. */
+START_TEST(test_a_takeover_cut_short_by_a_crash_is_finished_at_start)
+{
+    char *dir_live = ts_tmpdir(), *dir_next = ts_tmpdir();
+    store_t *live = ts_store(dir_live), *next = ts_store(dir_next);
+    outbox_t *outbox_live = new_outbox(live), *held = new_outbox(next);
+    for (int64_t offset = 2; offset <= 8; offset += 3)
+        record(live, outbox_live, 0, offset); /* sequences 1..3 */
+    flush(live, outbox_live);
+    record(next, held, 0, 12); /* the rebuild's own sequences 1..2 */
+    record(next, held, 0, 14);
+    ck_assert_int_eq(outbox_adopt(held, live, true), 0);
+    outbox_destroy(held);
+    /* The live generation, still behind the rebuild, publishes sequence 4 after that
+     * look, records 5 and dies before publishing it. */
+    record(live, outbox_live, 0, 10);
+    flush(live, outbox_live);
+    record(live, outbox_live, 0, 11);
+    ck_assert_int_eq(dlq_count(), 4);
+    outbox_destroy(outbox_live);
+    store_close(live);
+    outbox_t *outbox_next = new_outbox(next);
+    ck_assert_int_eq(outbox_recover(outbox_next, T_TIMEOUT_MS), 0);
+    flush(next, outbox_next);
+    ck_assert_int_eq(dlq_count(), 7);
+    ck_assert_uint_eq(stats_of(outbox_next).os_pending, 0);
+    /* A letter below the old generation's final offsets is not recorded again. */
+    record(next, outbox_next, 0, 11);
+    flush(next, outbox_next);
+    ck_assert_int_eq(dlq_count(), 7);
+    outbox_destroy(outbox_next);
+    store_close(next);
+    ts_rmtree(dir_live);
+    ts_rmtree(dir_next);
+}
+END_TEST
+
 /* Letters the old generation recorded but had not published when the daemon switched
  * away from it are published by the new one; so are the new one's after a rollback. */
 START_TEST(test_a_switch_and_a_rollback_abandon_no_letter)
@@ -390,6 +429,7 @@ int main(void)
     tcase_add_test(tc, test_a_fatal_producer_error_is_survived);
     tcase_add_test(tc, test_a_letter_waits_until_its_commit_is_durable);
     tcase_add_test(tc, test_a_rebuilds_held_letters_survive_the_switch);
+    tcase_add_test(tc, test_a_takeover_cut_short_by_a_crash_is_finished_at_start);
     tcase_add_test(tc, test_a_switch_and_a_rollback_abandon_no_letter);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
