@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 import harness
 
@@ -214,3 +215,30 @@ def test_nothing_leaves_before_the_store_is_durable(broker, workdir, processes):
     assert [(topic, partition) for topic, partition, _ in letters] == [("orders", 2)], letters
     committed = kafka_group_offsets(broker.bootstrap, "readmodel-customer360")
     assert sum(committed.values()) == summary["events"] + 1, committed
+
+
+def test_a_rebuilds_held_letters_are_published_after_the_switch(broker, workdir):
+    """`rebuild --from-time` while the daemon is behind: the rebuild holds the dead letters
+    of the later stream under its own sequence numbers, which the current generation has
+    already published under. After the switch the daemon publishes every held letter
+    once, and none of the current generation's again."""
+    from test_chaos import dead_letters
+    from test_rebuild import iso, projector
+    manifest_a, manifest_b = f"{workdir}/poison-a.jsonl", f"{workdir}/poison-b.jsonl"
+    harness.simulate(broker.bootstrap, workdir, 60, 81, ["--poison", "8", "--poison-manifest",
+                                                         manifest_a])
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="")
+    assert harness.run_projector(config).returncode == 0
+    start = time.time()
+    # Message timestamps are the producer's clock: stream B is stamped after `start`.
+    harness.simulate(broker.bootstrap, workdir, 60, 82, ["--poison", "8", "--poison-manifest",
+                                                         manifest_b])
+    out = projector(config, "rebuild", "--from-time", iso(start))
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = harness.run_projector(config)  # the daemon, on the new generation
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(harness.inspect(config, "stats").stdout)["outbox"] == 0
+    wanted = {(p["topic"], p["partition"], p["offset"])
+              for path in (manifest_a, manifest_b) for p in map(json.loads, open(path))}
+    assert len(wanted) == 16
+    assert set(dead_letters(broker.bootstrap, harness.TOPICS)) == wanted  # each exactly once
