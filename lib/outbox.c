@@ -496,7 +496,7 @@ int outbox_flush(outbox_t *outbox, int timeout_ms)
     size_t produced = 0, pending = 0;
     /* Once one entry cannot go (not durable yet, or the flush is full), no later one
      * goes either: ob_produced_seq must never pass an entry that was not produced. */
-    bool stopped = false;
+    bool stopped = false, undurable = false;
     MDB_val k, v;
     int mrc;
     for (mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
@@ -510,6 +510,7 @@ int outbox_flush(outbox_t *outbox, int timeout_ms)
             continue; /* in flight, or acknowledged and about to be deleted */
         if (e.oe_txnid > durable || produced >= OUTBOX_PUBLISH_MAX) {
             stopped = true; /* note 2: an OS crash could still take it back */
+            undurable = e.oe_txnid > durable;
             continue;
         }
         rc = produce_entry(outbox, &e);
@@ -525,6 +526,13 @@ int outbox_flush(outbox_t *outbox, int timeout_ms)
         mdb_cursor_close(cur);
     store_read_end(txn);
     outbox->ob_stats.os_pending = pending;
+    if (undurable && !store_syncs_in_background(outbox->ob_store)) {
+        /* nometasync: the newest commit is durable only once the next one is; in a
+         * quiet moment there may be none. The next flush publishes it. */
+        int src = store_sync(outbox->ob_store);
+        rc = rc ? rc : src;
+        outbox->ob_unflushed = true;
+    }
     if (pending == 0)
         return rc;
     rd_kafka_flush(outbox->ob_producer, timeout_ms);

@@ -450,6 +450,11 @@ int store_sync(store_t *store)
     return store_sync_once(store);
 }
 
+bool store_syncs_in_background(const store_t *store)
+{
+    return store->st_sync_started;
+}
+
 uint64_t store_last_txnid(store_t *store)
 {
     return atomic_load(&store->st_last_txnid);

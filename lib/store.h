@@ -131,6 +131,9 @@ int store_sync(store_t *store);
  * before it commits (mdb_txn_id), so a record written in it can carry the id to compare
  * with this. Any thread; 0 for a reader. */
 uint64_t store_durable_txnid(store_t *store);
+/* Whether a thread of the store syncs it in the background (STORE_PERIODIC): otherwise
+ * a commit that is not durable yet stays so until the next commit or store_sync(). */
+bool store_syncs_in_background(const store_t *store);
 /* The id of the newest write transaction committed (by this handle, or found at open).
  * Any thread. */
 uint64_t store_last_txnid(store_t *store);

@@ -301,6 +301,28 @@ START_TEST(test_a_letter_waits_until_its_commit_is_durable)
 }
 END_TEST
 
+/* nometasync durability: a commit is durable once the next one is, and in a quiet
+ * moment there is no next one; the letter must not wait for traffic. */
+START_TEST(test_a_quiet_nometasync_store_still_publishes)
+{
+    char *dir = ts_tmpdir(), err[512];
+    store_opts_t opts = {
+        .so_dir = dir, .so_map_size_bytes = 64 << 20, .so_durability = STORE_NOMETASYNC};
+    store_t *store = store_open(&opts, err, sizeof(err));
+    ck_assert_msg(store != NULL, "%s", err);
+    outbox_t *outbox = new_outbox(store);
+    ck_assert_int_eq(outbox_recover(outbox, T_TIMEOUT_MS), 0);
+    record(store, outbox, 0, 1);
+    outbox_flush(outbox, T_TIMEOUT_MS);
+    outbox_flush(outbox, T_TIMEOUT_MS);
+    ck_assert_int_eq(dlq_count(), 1);
+    ck_assert_uint_eq(stats_of(outbox).os_pending, 0);
+    outbox_destroy(outbox);
+    store_close(store);
+    ts_rmtree(dir);
+}
+END_TEST
+
 /* A rebuild (rebuild --from-time while the daemon lags) holds letters for offsets the
  * live generation has not reached yet; the live one has meanwhile published letters
  * with the same sequence numbers. After the switch they must still be published. */
@@ -428,6 +450,7 @@ int main(void)
     tcase_add_test(tc, test_a_failed_delivery_repeats_only_itself);
     tcase_add_test(tc, test_a_fatal_producer_error_is_survived);
     tcase_add_test(tc, test_a_letter_waits_until_its_commit_is_durable);
+    tcase_add_test(tc, test_a_quiet_nometasync_store_still_publishes);
     tcase_add_test(tc, test_a_rebuilds_held_letters_survive_the_switch);
     tcase_add_test(tc, test_a_takeover_cut_short_by_a_crash_is_finished_at_start);
     tcase_add_test(tc, test_a_switch_and_a_rollback_abandon_no_letter);
