@@ -871,9 +871,19 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
  * OS crash in periodic mode rolls the store back, and Kafka must not claim more than
  * the store keeps. A snapshot waits for the disk while newer offsets collect in the
  * next one, so that steady commits cannot postpone Kafka's offsets forever. */
-static void commit_kafka_offsets(pipe_t *pipe)
+static void commit_kafka_offsets(pipe_t *pipe, bool may_sync)
 {
-    uint64_t durable = store_durable_txnid(pipe->pi_opts.po_store);
+    store_t *store = pipe->pi_opts.po_store;
+    uint64_t durable = store_durable_txnid(store);
+    uint64_t wanted = pipe->pi_kafka_waiting ? pipe->pi_kafka_waiting_txnid
+                      : pipe->pi_kafka_next  ? pipe->pi_kafka_next_txnid
+                                             : 0;
+    /* nometasync: the newest commit is durable only once the next one is, and a quiet
+     * view has no next one; with no sync thread to wait for, the idle loop syncs (never
+     * after each batch: that would be an fsync per commit, as in sync mode). */
+    if (may_sync && durable < wanted && !store_syncs_in_background(store) &&
+        store_sync(store) == 0)
+        durable = store_durable_txnid(store);
     if (pipe->pi_kafka_waiting && durable >= pipe->pi_kafka_waiting_txnid) {
         rd_kafka_commit(pipe->pi_rk, pipe->pi_kafka_waiting, 1);
         rd_kafka_topic_partition_list_destroy(pipe->pi_kafka_waiting);
@@ -898,8 +908,8 @@ static void commit_all_kafka_offsets(pipe_t *pipe)
     if (!pipe->pi_kafka_waiting && !pipe->pi_kafka_next)
         return;
     store_sync(pipe->pi_opts.po_store);
-    commit_kafka_offsets(pipe);
-    commit_kafka_offsets(pipe);
+    commit_kafka_offsets(pipe, false);
+    commit_kafka_offsets(pipe, false);
     /* Left only when the sync failed: those offsets are not durable, and they belong to
      * a store that is not written any more. */
     if (pipe->pi_kafka_waiting)
@@ -936,7 +946,7 @@ static void batch_committed(pipe_t *pipe)
         pipe->pi_kafka_next = NULL;
         return;
     }
-    commit_kafka_offsets(pipe);
+    commit_kafka_offsets(pipe, false);
 }
 
 static int apply_batch(pipe_t *pipe)
@@ -1115,7 +1125,7 @@ int pipe_run(pipe_t *pipe)
             refresh_partitions(pipe);
         if (rm_mono_ms() >= pipe->pi_next_snapshot_ms) {
             flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true, false);
-            commit_kafka_offsets(pipe);
+            commit_kafka_offsets(pipe, true);
             publish_snapshot(pipe);
         }
         if (pipe->pi_opts.po_tick && (rc = pipe->pi_opts.po_tick(pipe->pi_opts.po_tick_arg, pipe)))

@@ -242,3 +242,20 @@ def test_a_rebuilds_held_letters_are_published_after_the_switch(broker, workdir)
               for path in (manifest_a, manifest_b) for p in map(json.loads, open(path))}
     assert len(wanted) == 16
     assert set(dead_letters(broker.bootstrap, harness.TOPICS)) == wanted  # each exactly once
+
+
+def test_a_quiet_nometasync_view_commits_its_last_offsets(broker, workdir, processes):
+    """nometasync: a commit is durable once the next one is; when the view goes quiet
+    there is no next one, and the last batch's Kafka offsets must still go out, without
+    a restart. (Its dead letters too: tests/unit/test-outbox.c.)"""
+    summary, _ = harness.simulate(broker.bootstrap, workdir, 20, 15)
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="",
+                                  projector__durability="nometasync")
+    daemon = harness.Process("projector", [harness.binary("projector/projector"), "--config",
+                                           config], workdir)
+    processes.append(daemon)
+    harness.wait_until(lambda: sum(kafka_group_offsets(broker.bootstrap,
+                                                       "readmodel-customer360").values())
+                       == summary["events"], 60, "the last offsets committed to Kafka")
+    assert harness.committed_offsets(config) == summary["events"]
+    assert daemon.alive()
