@@ -3,7 +3,7 @@
  * Programs parse their own argv (getopt_long), collect the common flags into an
  * app_args_t and call app_load(); they never copy this sequence. Exit codes of all
  * programs: 0 success, 1 runtime failure, 2 usage or configuration error, 3 (projector)
- * stopped on a gap (APP_EXIT_*). */
+ * stopped on a gap, 4 (projector) a generation to rebuild after a failed fsync (APP_EXIT_*). */
 #ifndef RM_APP_H
 #define RM_APP_H
 
@@ -18,6 +18,9 @@
 #define APP_EXIT_FAILURE 1
 #define APP_EXIT_USAGE 2
 #define APP_EXIT_GAP 3 /* projector: stopped on a gap (projector.on_gap=stop); do not restart */
+/* projector: an fsync of the store failed; the generation may have lost writes and is
+ * marked so. Restart it: the next start rebuilds the generation from Kafka. */
+#define APP_EXIT_REBUILD 4
 #define APP_MAX_SETS 64
 
 typedef struct app_args {

@@ -117,6 +117,9 @@ static const cfg_key_t cfg_keys[] = {
     CFG_STR("query_api.tls.client_ca_file", "", "RM_TLS_CLIENT_CA_FILE", true,
             "CA certificates (PEM) client certificates must chain to; set: a connection "
             "without a valid client certificate is refused"),
+    CFG_STR("query_api.tls.crl_file", "", "RM_TLS_CRL_FILE", true,
+            "certificate revocation lists (PEM) signed by client_ca_file's CAs; a client "
+            "certificate they list is refused (read at start: restart to refresh)"),
     CFG_STR("query_api.tls.priorities", CFG_TLS_PRIORITIES, "RM_TLS_PRIORITIES", false,
             "GnuTLS priority string: protocol versions, key exchanges and ciphers offered"),
     CFG_CHOICE("query_api.auth.enabled", "on", "RM_AUTH_ENABLED", "on|off",
@@ -153,6 +156,12 @@ static const cfg_key_t cfg_keys[] = {
             "key of the HMAC-SHA256 that hides customer ids in the audit log"),
     CFG_STR("query_api.audit.hmac_key", "", "RM_AUDIT_HMAC_KEY", true,
             "the audit HMAC key itself (environment only); neither set: a random key per run"),
+    CFG_STR("query_api.cursor_key_file", "", "RM_CURSOR_KEY_FILE", true,
+            "server key (at least 32 bytes) that seals page cursors; the same file on every "
+            "replica behind one address, so a cursor from one is good at another"),
+    CFG_STR("query_api.cursor_key", "", "RM_CURSOR_KEY", true,
+            "the cursor key itself (environment only); neither set: a random key per run "
+            "(cursors then die with the process and differ between replicas)"),
     CFG_INTEGER("query_api.audit.flush_ms", "20", "RM_AUDIT_FLUSH_MS", 0, 1000,
                 "audit lines are written within this many ms of their request (one write "
                 "per batch; a crash loses at most this window); 0: one write per line"),

@@ -8,9 +8,9 @@
  *     event can never apply twice. This subsumes DESIGN.md's `seen` window for
  *     versioned events (docs/design.md).
  * (2) Convergence. Field writes are last-writer-wins per field by the stamp
- *     (occurred_at, version, hash of event id); counters add; list trimming keeps
- *     the top N by sort key. All three are order-independent, so any interleaving
- *     of partitions that Kafka permits yields the same documents.
+ *     (occurred_at, version, hash of event id); counters add; a bounded list shows the
+ *     top N of its live items by sort key (8). All three are order-independent, so any
+ *     interleaving of partitions that Kafka permits yields the same documents.
  * (3) Parking. An event whose view key comes through a link that is not known yet
  *     is stored in `pending` under the foreign id, and applied — in arrival order,
  *     through the normal path, version guard included — in the transaction that
@@ -29,7 +29,31 @@
  *     current share (e.g. 1 per order, whoever first told us about it: OrderCreated or
  *     a backfilled OrderSnapshot). The share is kept in the entity's version record and
  *     the counter moves by new share - old share, so an entity counts once however many
- *     of its versions are applied, in whatever order they arrive. */
+ *     of its versions are applied, in whatever order they arrive.
+ * (8) Lists with deletes. Keeping the top N by dropping what falls out would make a
+ *     list depend on arrival order as soon as items can also be deleted (a delete that
+ *     comes before an insert leaves N items, after it N-1). So a list item that falls
+ *     out of a bounded list is kept out of sight ("key \0 \xffh section \0 item"), updates
+ *     still reach it, and a delete brings the best hidden one back. A delete records its
+ *     stamp ("key \0 \xffd section \0 item"), clears the item's fields written before it
+ *     and makes every older write to the item lose, so a delete and a write commute (a
+ *     repair's DELETE may be consumed before the order it removes). Fields that newer
+ *     writes left after a delete stay as a hidden ghost until an upsert gives the item
+ *     its sort field again. The visible list is then the top N of the live items by
+ *     sort key, a function of the set of events. Cost: one hidden fragment per item
+ *     beyond N and one 20-byte stamp per deleted item, per key, for as long as the key
+ *     lives — the same order as the version records the guard keeps per entity (1).
+ * (9) Stale versions. Kafka orders an entity's events only while they share a
+ *     partition; once a topic gains partitions, an entity's newer versions can be applied
+ *     before older ones still waiting in the old partition. A stale event is therefore
+ *     not dropped whole: its link op runs (a link is last-writer-wins by the stamp of the
+ *     claim, kept in its reverse link, whatever view key the claim names), its erase op
+ *     runs (final), its contribute ops run for shares a newer version has not set (each
+ *     share keeps the version that set it), and its upserts fill list items that a newer
+ *     version updated but none created (an OrderCancelled v2 applied first leaves a
+ *     ghost, see 8). Its
+ *     other ops — set, update, delete, incr, decr — are skipped: the newer version's
+ *     state stands (docs/guarantees.md, "When partitions are added"). */
 #include "engine.h"
 #include "avro_dec.h"
 #include "buf.h"
@@ -70,6 +94,10 @@ struct engine {
     const catalog_entry_t *en_handled_reader; /* readmodel.DeadLetterHandled, likewise */
     int en_handled_fields[4];                 /* view, topic, partition, offset */
     int en_repair_fields[ENGINE_REPAIR__FIELDS]; /* its field indexes */
+    erasures_t *en_erasures; /* the view's erasure ledger, or NULL (engine_opts_t) */
+    buf_t en_erased; /* keys this txn erased, for the ledger: u16 len | key | i64 at */
+    bool en_importing; /* erasing what the ledger holds: nothing to append */
+    buf_t en_move; /* a list item moving between visible and hidden (note 8) */
 };
 
 /* An entity's share of one counter (note 7). Stored packed after the version. */
@@ -77,8 +105,14 @@ typedef struct engine_share {
     uint16_t es_section;
     uint16_t es_field;
     int64_t es_amount;
+    int64_t es_version; /* the entity version that set it (note 9) */
 } engine_share_t;
-#define ENGINE_SHARE_BYTES 12 /* u16 section, u16 field, i64 amount; native order like the version */
+/* u16 section, u16 field | ENGINE_SHARE_VERSIONED, i64 amount, then i64 version when
+ * flagged; native order like the version. Records written before shares kept their
+ * version have 12-byte shares, set by the record's version at the latest. */
+#define ENGINE_SHARE_BYTES 12
+#define ENGINE_SHARE_VERSIONED 0x8000
+#define ENGINE_SHARE_V_BYTES 20
 
 /* Everything about the event being applied that the operations need. */
 typedef struct engine_ev {
@@ -101,6 +135,8 @@ typedef struct engine_ev {
     const char *ev_repair_item;
     size_t ev_repair_item_len;
     /* The entity's version record (guard_check), rewritten when a share changes. */
+    int64_t ev_record_version; /* the version it keeps: the newer of the event's and its own */
+    bool ev_stale; /* the entity applied a newer version already (note 9) */
     char ev_vkey[ENGINE_KEY_BYTES];
     size_t ev_vkey_len;
     size_t ev_share_count;
@@ -130,6 +166,7 @@ engine_t *engine_new(const view_t *view, const catalog_t *catalog, store_t *stor
         return NULL;
     engine->en_view = view;
     engine->en_store = store;
+    engine->en_erasures = opts ? opts->eo_erasures : NULL;
     engine->en_max_message_bytes = opts && opts->eo_max_message_bytes
                                        ? opts->eo_max_message_bytes
                                        : ENGINE_DEFAULT_MAX_MESSAGE_BYTES;
@@ -173,8 +210,13 @@ void engine_destroy(engine_t *engine)
     buf_free(&engine->en_marks_buf);
     buf_free(&engine->en_scratch);
     buf_free(&engine->en_unpark);
+    buf_free(&engine->en_erased);
+    buf_free(&engine->en_move);
     free(engine);
 }
+
+static int ledger_import(engine_t *engine, MDB_txn *txn);
+static int ledger_append(engine_t *engine);
 
 int engine_txn_begin(engine_t *engine, MDB_txn *txn)
 {
@@ -184,11 +226,15 @@ int engine_txn_begin(engine_t *engine, MDB_txn *txn)
         rc = 0;
     }
     engine->en_pending_seq_dirty = false;
-    return rc;
+    buf_reset(&engine->en_erased);
+    return rc || !engine->en_erasures ? rc : ledger_import(engine, txn);
 }
 
 int engine_txn_precommit(engine_t *engine, MDB_txn *txn)
 {
+    int rc = ledger_append(engine);
+    if (rc)
+        return rc;
     if (!engine->en_pending_seq_dirty)
         return 0;
     engine->en_pending_seq_dirty = false;
@@ -419,49 +465,194 @@ static int frag_store(engine_t *engine, MDB_txn *txn, const char *key, size_t kl
                   engine->en_frag_buf.b_len);
 }
 
-/* Keeps a bounded list at max_items: drops the item that sorts last (smallest sort
- * key; among equals the largest id), i.e. the last in the response order. */
-static int trim_list(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, int section_index)
+/* ---- lists: bounded, with deletions (note 8) ---- */
+
+#define ENGINE_HIDDEN_PREFIX                                                                       \
+    "\xff"                                                                                         \
+    "h" /* trimmed items and ghosts: kept, never served */
+#define ENGINE_DELETED_PREFIX                                                                      \
+    "\xff"                                                                                         \
+    "d" /* deletion stamps of list items */
+#define ENGINE_STAMP_BYTES 20 /* i64 time, i64 version, u32 tie; native order */
+#define ENGINE_SETTLE_ROUNDS 4 /* one change moves at most two items; a bound */
+
+/* Where item of section lives: visible (prefix ""), hidden or its deletion stamp. */
+static size_t list_key(char *out, const engine_ev_t *ev, const char *prefix,
+                       const view_section_t *section, const char *item, size_t item_len)
 {
-    const view_section_t *section = &engine->en_view->v_sections[section_index];
-    char prefix[ENGINE_KEY_BYTES];
-    size_t plen = store_doc_key(prefix, sizeof(prefix), ev->ev_key, ev->ev_key_len,
-                                section->vs_name, "", 0);
+    char name[VIEW_NAME_MAX_BYTES + 4]; /* no snprintf: this runs three times per list op */
+    size_t plen = strlen(prefix), slen = strlen(section->vs_name);
+    if (plen + slen >= sizeof(name))
+        return 0;
+    memcpy(name, prefix, plen);
+    memcpy(name + plen, section->vs_name, slen + 1);
+    return store_doc_key(out, ENGINE_KEY_BYTES, ev->ev_key, ev->ev_key_len, name, item, item_len);
+}
+
+/* An item takes a place in the list when it has its sort field (written by the upsert
+ * that creates it), or any field in a list without one; else it is a ghost: fields
+ * written after a deletion by events that do not create the item (a payment's status). */
+static bool list_eligible(const view_section_t *section, const frag_t *frag)
+{
+    if (section->vs_sort_field >= 0)
+        return frag->f_slots[section->vs_sort_field].fsl_type != FRAG_ABSENT;
+    for (size_t i = 0; i < section->vs_field_count; i++)
+        if (frag->f_slots[i].fsl_type != FRAG_ABSENT)
+            return true;
+    return false;
+}
+
+/* Response order: larger sort key first, then smaller item key. */
+static bool list_ranks_above(int64_t sort_a, const MDB_val *key_a, int64_t sort_b,
+                             const MDB_val *key_b)
+{
+    if (sort_a != sort_b)
+        return sort_a > sort_b;
+    size_t n = key_a->mv_size < key_b->mv_size ? key_a->mv_size : key_b->mv_size;
+    int c = memcmp(key_a->mv_data, key_b->mv_data, n);
+    return c ? c < 0 : key_a->mv_size < key_b->mv_size;
+}
+
+typedef struct engine_pick {
+    char ep_key[ENGINE_KEY_BYTES];
+    size_t ep_key_len; /* 0: none */
+    int64_t ep_sort;
+    size_t ep_count; /* items scanned (eligible ones, for the hidden space) */
+} engine_pick_t;
+
+/* Scans the items under prefix; picks the worst (want_best false) or the best eligible
+ * one, and counts them. */
+static int list_scan(engine_t *engine, MDB_txn *txn, const view_section_t *section,
+                     const char *prefix, size_t plen, bool want_best, engine_pick_t *pick)
+{
     MDB_cursor *cur;
     int rc = rm_err_from_mdb(mdb_cursor_open(txn, store_dbi(engine->en_store, STORE_DB_DOC), &cur));
     if (rc)
         return rc;
-    MDB_val key = {plen, prefix}, val;
-    size_t count = 0;
-    char victim[ENGINE_KEY_BYTES];
-    size_t victim_len = 0;
-    int64_t victim_sort = 0;
+    pick->ep_key_len = 0;
+    pick->ep_count = 0;
+    MDB_val key = {plen, (void *)prefix}, val;
     int mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
     for (; mrc == 0; mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
         if (key.mv_size <= plen || memcmp(key.mv_data, prefix, plen) != 0)
             break;
         frag_t frag;
-        rc = frag_decode(val.mv_data, val.mv_size, section->vs_field_count, &frag);
-        if (rc)
+        if ((rc = frag_decode(val.mv_data, val.mv_size, section->vs_field_count, &frag)))
             break;
-        count++;
-        bool worse = victim_len == 0 || frag.f_sort < victim_sort ||
-                     (frag.f_sort == victim_sort); /* equal sort: later key = larger id */
-        if (worse) {
-            victim_len = key.mv_size;
-            memcpy(victim, key.mv_data, key.mv_size);
-            victim_sort = frag.f_sort;
+        if (want_best && !list_eligible(section, &frag))
+            continue;
+        pick->ep_count++;
+        MDB_val picked = {pick->ep_key_len, pick->ep_key};
+        bool take = pick->ep_key_len == 0 ||
+                    (want_best ? list_ranks_above(frag.f_sort, &key, pick->ep_sort, &picked)
+                               : list_ranks_above(pick->ep_sort, &picked, frag.f_sort, &key));
+        if (take && key.mv_size <= sizeof(pick->ep_key)) {
+            memcpy(pick->ep_key, key.mv_data, key.mv_size);
+            pick->ep_key_len = key.mv_size;
+            pick->ep_sort = frag.f_sort;
         }
     }
     mdb_cursor_close(cur);
+    if (!rc && mrc && mrc != MDB_NOTFOUND)
+        rc = rm_err_from_mdb(mrc);
+    return rc;
+}
+
+/* Moves the stored value of item key from one place (prefix from) to another. */
+static int list_move(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const view_section_t *section,
+                     const engine_pick_t *pick, size_t from_plen, const char *to_prefix)
+{
+    const char *item = pick->ep_key + from_plen;
+    size_t item_len = pick->ep_key_len - from_plen;
+    char to[ENGINE_KEY_BYTES];
+    size_t to_len = list_key(to, ev, to_prefix, section, item, item_len);
+    MDB_val val;
+    int rc = to_len ? db_get(engine, txn, STORE_DB_DOC, pick->ep_key, pick->ep_key_len, &val)
+                    : RM_ESTORE;
     if (rc)
         return rc;
-    if (mrc && mrc != MDB_NOTFOUND)
-        return rm_err_from_mdb(mrc);
-    if (count <= section->vs_max_items)
+    buf_t *b = &engine->en_move;
+    buf_reset(b); /* copied out: the put may rewrite the page the value is on */
+    if ((rc = buf_append(b, val.mv_data, val.mv_size)))
+        return rc;
+    rc = db_put(engine, txn, STORE_DB_DOC, to, to_len, b->b_data, b->b_len);
+    return rc ? rc : db_del(engine, txn, STORE_DB_DOC, pick->ep_key, pick->ep_key_len);
+}
+
+/* Restores the bounded list's invariant after one change: the visible items are the
+ * max_items first (response order) of the eligible ones, the rest are hidden. A new
+ * item needs only the visible side (look_hidden false); a removal, or a change of a
+ * hidden item or of a sort key, may bring a hidden one back. */
+static int list_settle(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, int section_index,
+                       bool look_hidden)
+{
+    const view_section_t *section = &engine->en_view->v_sections[section_index];
+    char vprefix[ENGINE_KEY_BYTES], hprefix[ENGINE_KEY_BYTES];
+    size_t vlen = list_key(vprefix, ev, "", section, "", 0);
+    size_t hlen = list_key(hprefix, ev, ENGINE_HIDDEN_PREFIX, section, "", 0);
+    if (!vlen || !hlen)
+        return RM_ESTORE;
+    for (int round = 0; round < ENGINE_SETTLE_ROUNDS; round++) {
+        engine_pick_t worst, best;
+        int rc = list_scan(engine, txn, section, vprefix, vlen, false, &worst);
+        if (rc)
+            return rc;
+        if (worst.ep_count > section->vs_max_items) {
+            touch_removed(ev, section_index);
+            if ((rc = list_move(engine, txn, ev, section, &worst, vlen, ENGINE_HIDDEN_PREFIX)))
+                return rc;
+            continue;
+        }
+        if (!look_hidden)
+            return 0;
+        if ((rc = list_scan(engine, txn, section, hprefix, hlen, true, &best)))
+            return rc;
+        if (!best.ep_key_len)
+            return 0;
+        bool room = worst.ep_count < section->vs_max_items;
+        if (!room) { /* full: only a hidden item that ranks above the worst shown one */
+            MDB_val bk = {best.ep_key_len - hlen, best.ep_key + hlen},
+                    wk = {worst.ep_key_len - vlen, worst.ep_key + vlen};
+            if (!list_ranks_above(best.ep_sort, &bk, worst.ep_sort, &wk))
+                return 0;
+        }
+        touch_removed(ev, section_index);
+        if (!room && (rc = list_move(engine, txn, ev, section, &worst, vlen, ENGINE_HIDDEN_PREFIX)))
+            return rc;
+        if ((rc = list_move(engine, txn, ev, section, &best, hlen, "")))
+            return rc;
+    }
+    return 0;
+}
+
+/* The item's deletion stamp: the newest delete that reached it. */
+static int deleted_get(engine_t *engine, MDB_txn *txn, const char *key, size_t klen,
+                       frag_stamp_t *ret_stamp, bool *ret_found)
+{
+    MDB_val val;
+    int rc = db_get(engine, txn, STORE_DB_DOC, key, klen, &val);
+    *ret_found = rc == 0;
+    if (rc == RM_ENOTFOUND)
         return 0;
-    touch_removed(ev, section_index);
-    return db_del(engine, txn, STORE_DB_DOC, victim, victim_len);
+    if (rc)
+        return rc;
+    if (val.mv_size != ENGINE_STAMP_BYTES)
+        return RM_ESTORE;
+    const char *p = val.mv_data;
+    memcpy(&ret_stamp->fs_time_ms, p, 8);
+    memcpy(&ret_stamp->fs_version, p + 8, 8);
+    memcpy(&ret_stamp->fs_tie, p + 16, 4);
+    return 0;
+}
+
+static int deleted_put(engine_t *engine, MDB_txn *txn, const char *key, size_t klen,
+                       const frag_stamp_t *stamp)
+{
+    char val[ENGINE_STAMP_BYTES];
+    memcpy(val, &stamp->fs_time_ms, 8);
+    memcpy(val + 8, &stamp->fs_version, 8);
+    memcpy(val + 16, &stamp->fs_tie, 4);
+    return db_put(engine, txn, STORE_DB_DOC, key, klen, val, sizeof(val));
 }
 
 /* The normalised value of an indexed field of frag, or len -1 when it has none. */
@@ -526,6 +717,135 @@ static size_t index_values(const view_t *view, int section, const frag_t *frag,
 
 #define ENGINE_MAX_FIELD_INDEXES VIEW_MAX_FIELD_INDEXES
 
+/* A delete of a list item: every field written before it goes, and so does any later
+ * write that is older than it (list_write), so deletes and writes commute. What newer
+ * writes left stays as a ghost until an upsert gives the item its place again. */
+static int list_delete(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, int section_index,
+                       const char *item, size_t item_len)
+{
+    const view_section_t *section = &engine->en_view->v_sections[section_index];
+    char vkey[ENGINE_KEY_BYTES], hkey[ENGINE_KEY_BYTES], dkey[ENGINE_KEY_BYTES];
+    size_t vlen = list_key(vkey, ev, "", section, item, item_len);
+    size_t hlen = list_key(hkey, ev, ENGINE_HIDDEN_PREFIX, section, item, item_len);
+    size_t dlen = list_key(dkey, ev, ENGINE_DELETED_PREFIX, section, item, item_len);
+    if (!vlen || !hlen || !dlen)
+        return RM_EVALIDATE;
+    frag_stamp_t deleted;
+    bool known;
+    int rc = deleted_get(engine, txn, dkey, dlen, &deleted, &known);
+    if (rc)
+        return rc;
+    if (!known || frag_stamp_newer(&ev->ev_stamp, &deleted)) {
+        deleted = ev->ev_stamp;
+        if ((rc = deleted_put(engine, txn, dkey, dlen, &deleted)))
+            return rc;
+    }
+    frag_t frag;
+    bool visible, hidden = false;
+    if ((rc = frag_load(engine, txn, vkey, vlen, section, &frag, &visible)))
+        return rc;
+    if (!visible && (rc = frag_load(engine, txn, hkey, hlen, section, &frag, &hidden)))
+        return rc;
+    if (!visible && !hidden)
+        return 0;
+    engine_idxval_t before[ENGINE_MAX_FIELD_INDEXES], after[ENGINE_MAX_FIELD_INDEXES];
+    size_t indexed =
+        index_values(engine->en_view, section_index, &frag, before, ENGINE_MAX_FIELD_INDEXES);
+    bool any = false, cleared = false;
+    for (size_t i = 0; i < section->vs_field_count; i++) {
+        frag_slot_t *slot = &frag.f_slots[i];
+        if (slot->fsl_type != FRAG_ABSENT && !frag_stamp_newer(&slot->fsl_stamp, &deleted)) {
+            slot->fsl_type = FRAG_ABSENT;
+            cleared = true;
+        }
+        any |= slot->fsl_type != FRAG_ABSENT;
+    }
+    if (!cleared)
+        return 0; /* a redelivered delete, or one older than every field */
+    if (section->vs_sort_field >= 0 && frag.f_slots[section->vs_sort_field].fsl_type == FRAG_ABSENT)
+        frag.f_sort = 0;
+    bool eligible = list_eligible(section, &frag);
+    index_values(engine->en_view, section_index, &frag, after, ENGINE_MAX_FIELD_INDEXES);
+    if (visible && eligible)
+        rc = frag_store(engine, txn, vkey, vlen, section, &frag);
+    else if (any)
+        rc = frag_store(engine, txn, hkey, hlen, section, &frag);
+    if (!rc && visible && !eligible)
+        rc = db_del(engine, txn, STORE_DB_DOC, vkey, vlen);
+    else if (!rc && hidden && !any)
+        rc = db_del(engine, txn, STORE_DB_DOC, hkey, hlen);
+    if (!rc && indexed)
+        rc = index_update(engine, txn, ev, section_index, before, after);
+    if (rc || !visible)
+        return rc;
+    if (!eligible)
+        touch_removed(ev, section_index);
+    else
+        touch(ev, section_index);
+    return section->vs_max_items ? list_settle(engine, txn, ev, section_index, true) : 0;
+}
+
+/* An upsert or update of a list item, wherever it is kept (note 8). */
+static int list_write(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const view_op_t *op,
+                      const char *item, size_t item_len)
+{
+    const view_section_t *section = &engine->en_view->v_sections[op->vo_section];
+    char vkey[ENGINE_KEY_BYTES], hkey[ENGINE_KEY_BYTES], dkey[ENGINE_KEY_BYTES];
+    size_t vlen = list_key(vkey, ev, "", section, item, item_len);
+    size_t hlen = list_key(hkey, ev, ENGINE_HIDDEN_PREFIX, section, item, item_len);
+    size_t dlen = list_key(dkey, ev, ENGINE_DELETED_PREFIX, section, item, item_len);
+    if (!vlen || !hlen || !dlen)
+        return RM_EVALIDATE;
+    frag_stamp_t deleted;
+    bool was_deleted;
+    int rc = deleted_get(engine, txn, dkey, dlen, &deleted, &was_deleted);
+    if (rc)
+        return rc;
+    if (was_deleted && !frag_stamp_newer(&ev->ev_stamp, &deleted))
+        return 0; /* the item was deleted after this write was made */
+    frag_t frag;
+    bool visible, hidden = false;
+    if ((rc = frag_load(engine, txn, vkey, vlen, section, &frag, &visible)))
+        return rc;
+    if (!visible && (rc = frag_load(engine, txn, hkey, hlen, section, &frag, &hidden)))
+        return rc;
+    /* A stale upsert fills only a ghost: an item a newer version updated but no version
+     * created yet (OrderCancelled v2 before OrderCreated v1). Anything else is the newer
+     * state (created, or deleted) and stands — also against a re-published old event. */
+    if (ev->ev_stale && !(hidden && !list_eligible(section, &frag)))
+        return 0;
+    if (!visible && !hidden && op->vo_kind == VIEW_OP_UPDATE && !was_deleted &&
+        section->vs_sort_field < 0)
+        return 0; /* nothing to update */
+    engine_idxval_t before[ENGINE_MAX_FIELD_INDEXES], after[ENGINE_MAX_FIELD_INDEXES];
+    size_t indexed =
+        index_values(engine->en_view, op->vo_section, &frag, before, ENGINE_MAX_FIELD_INDEXES);
+    int64_t sort_before = frag.f_sort;
+    if (!merge(ev, op, section, &frag))
+        return 0;
+    bool eligible = list_eligible(section, &frag);
+    /* Normalise before the put: slots may borrow from the page the put rewrites. */
+    index_values(engine->en_view, op->vo_section, &frag, after, ENGINE_MAX_FIELD_INDEXES);
+    bool to_visible = visible || (eligible && !section->vs_max_items) || (eligible && !hidden);
+    rc = to_visible ? frag_store(engine, txn, vkey, vlen, section, &frag)
+                    : frag_store(engine, txn, hkey, hlen, section, &frag);
+    if (!rc && hidden && to_visible)
+        rc = db_del(engine, txn, STORE_DB_DOC, hkey, hlen);
+    if (!rc && indexed)
+        rc = index_update(engine, txn, ev, op->vo_section, before, after);
+    if (rc)
+        return rc;
+    if (to_visible)
+        touch(ev, op->vo_section);
+    if (!section->vs_max_items || !eligible)
+        return 0;
+    if (!visible && !hidden) /* a new item: at most the worst visible one goes */
+        return list_settle(engine, txn, ev, op->vo_section, false);
+    if (hidden || frag.f_sort != sort_before)
+        return list_settle(engine, txn, ev, op->vo_section, true);
+    return 0;
+}
+
 static int op_fragment(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const view_op_t *op,
                        engine_result_t *res)
 {
@@ -539,28 +859,20 @@ static int op_fragment(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const vi
                eval_id(ev, &op->vo_item, &item, &item_len, res, "item id")) {
         return RM_EVALIDATE;
     }
+    if (op->vo_kind == VIEW_OP_DELETE)
+        return list_delete(engine, txn, ev, op->vo_section, item, item_len);
+    if (section->vs_kind == VIEW_LIST)
+        return list_write(engine, txn, ev, op, item, item_len);
     char key[ENGINE_KEY_BYTES];
     size_t klen = store_doc_key(key, sizeof(key), ev->ev_key, ev->ev_key_len, section->vs_name,
                                 item, item_len);
     if (!klen)
         return RM_EVALIDATE;
-    if (op->vo_kind == VIEW_OP_DELETE) {
-        MDB_val val;
-        int rc = db_get(engine, txn, STORE_DB_DOC, key, klen, &val);
-        if (rc == RM_ENOTFOUND)
-            return 0;
-        if (rc)
-            return rc;
-        touch_removed(ev, op->vo_section);
-        return db_del(engine, txn, STORE_DB_DOC, key, klen);
-    }
     frag_t frag;
     bool found;
     int rc = frag_load(engine, txn, key, klen, section, &frag, &found);
     if (rc)
         return rc;
-    if (!found && op->vo_kind == VIEW_OP_UPDATE)
-        return 0; /* e.g. a payment for an order trimmed from the list */
     engine_idxval_t before[ENGINE_MAX_FIELD_INDEXES], after[ENGINE_MAX_FIELD_INDEXES];
     size_t indexed = index_values(engine->en_view, op->vo_section, &frag, before,
                                   ENGINE_MAX_FIELD_INDEXES);
@@ -572,9 +884,7 @@ static int op_fragment(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const vi
     rc = frag_store(engine, txn, key, klen, section, &frag);
     if (!rc && indexed)
         rc = index_update(engine, txn, ev, op->vo_section, before, after);
-    if (rc || found || !section->vs_max_items)
-        return rc;
-    return trim_list(engine, txn, ev, op->vo_section);
+    return rc;
 }
 
 /* Adds delta to counter field of section. */
@@ -615,14 +925,15 @@ static int op_counter(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const vie
 /* The version record: the entity's applied version, then its counter shares (note 7). */
 static int version_put(engine_t *engine, MDB_txn *txn, const engine_ev_t *ev)
 {
-    unsigned char val[8 + VIEW_MAX_CONTRIBUTIONS * ENGINE_SHARE_BYTES];
-    int64_t version = ev->ev_stamp.fs_version;
-    memcpy(val, &version, 8);
+    unsigned char val[8 + VIEW_MAX_CONTRIBUTIONS * ENGINE_SHARE_V_BYTES];
+    memcpy(val, &ev->ev_record_version, 8);
     size_t len = 8;
-    for (size_t i = 0; i < ev->ev_share_count; i++, len += ENGINE_SHARE_BYTES) {
+    for (size_t i = 0; i < ev->ev_share_count; i++, len += ENGINE_SHARE_V_BYTES) {
+        uint16_t field = (uint16_t)(ev->ev_shares[i].es_field | ENGINE_SHARE_VERSIONED);
         memcpy(val + len, &ev->ev_shares[i].es_section, 2);
-        memcpy(val + len + 2, &ev->ev_shares[i].es_field, 2);
+        memcpy(val + len + 2, &field, 2);
         memcpy(val + len + 4, &ev->ev_shares[i].es_amount, 8);
+        memcpy(val + len + 12, &ev->ev_shares[i].es_version, 8);
     }
     return db_put(engine, txn, STORE_DB_DOC, ev->ev_vkey, ev->ev_vkey_len, val, len);
 }
@@ -638,16 +949,19 @@ static int op_contribute(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const 
         if (ev->ev_shares[i].es_section == op->vo_section &&
             ev->ev_shares[i].es_field == op->vo_counter_field)
             share = &ev->ev_shares[i];
+    if (share && ev->ev_stamp.fs_version <= share->es_version)
+        return 0; /* a stale event: a newer version of the entity set this share */
     if (!share) {
         /* view_load bounds the counters an entity type contributes to */
         if (ev->ev_share_count == VIEW_MAX_CONTRIBUTIONS)
             return RM_ESTORE;
         share = &ev->ev_shares[ev->ev_share_count++];
-        *share = (engine_share_t){(uint16_t)op->vo_section, (uint16_t)op->vo_counter_field, 0};
+        *share = (engine_share_t){(uint16_t)op->vo_section, (uint16_t)op->vo_counter_field, 0, 0};
     }
     int64_t delta = by.ev_int - share->es_amount;
-    if (delta == 0)
-        return 0;
+    share->es_version = ev->ev_stamp.fs_version;
+    if (delta == 0) /* the share's version moved: a stale event must see it */
+        return version_put(engine, txn, ev);
     share->es_amount = by.ev_int;
     int rc = counter_add(engine, txn, ev, op->vo_section, op->vo_counter_field, delta);
     return rc ? rc : version_put(engine, txn, ev);
@@ -655,7 +969,8 @@ static int op_contribute(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const 
 
 /* Deletes every key of db that starts with prefix; calls on_key for each first. */
 static int delete_prefix(engine_t *engine, MDB_txn *txn, store_db_t db, const char *prefix,
-                         size_t plen, int (*on_key)(engine_t *, MDB_txn *, const MDB_val *),
+                         size_t plen,
+                         int (*on_key)(engine_t *, MDB_txn *, const MDB_val *, const MDB_val *),
                          MDB_txn *cb_txn)
 {
     for (;;) {
@@ -669,31 +984,92 @@ static int delete_prefix(engine_t *engine, MDB_txn *txn, store_db_t db, const ch
             mdb_cursor_close(cur);
             return rc && rc != MDB_NOTFOUND ? rm_err_from_mdb(rc) : 0;
         }
-        char copy[ENGINE_KEY_BYTES];
+        char copy[ENGINE_KEY_BYTES], vcopy[ENGINE_STAMP_BYTES];
         size_t clen = key.mv_size < sizeof(copy) ? key.mv_size : sizeof(copy);
+        size_t vlen = val.mv_size <= sizeof(vcopy) ? val.mv_size : 0; /* only small values */
         memcpy(copy, key.mv_data, clen);
+        memcpy(vcopy, val.mv_data, vlen);
         rc = rm_err_from_mdb(mdb_cursor_del(cur, 0));
         mdb_cursor_close(cur);
         if (rc)
             return rc;
         if (on_key) {
-            MDB_val k = {clen, copy};
-            rc = on_key(engine, cb_txn, &k);
+            MDB_val k = {clen, copy}, v = {vlen, vcopy};
+            rc = on_key(engine, cb_txn, &k, &v);
             if (rc)
                 return rc;
         }
     }
 }
 
-/* rlink key "view_key \0 link \0 foreign_id" → turn link "link \0 foreign_id" into a marker. */
-static int erase_link(engine_t *engine, MDB_txn *txn, const MDB_val *rkey)
+static bool link_is_erased(const MDB_val *target)
+{
+    return target->mv_size == 1 && memcmp(target->mv_data, ENGINE_ERASED_LINK, 1) == 0;
+}
+
+/* A link is last-writer-wins by the stamp of the event that claimed it, whatever view
+ * key the claim names (the version guard is per view key, so it cannot order claims of
+ * two customers on one order). The stamp is the value of the link's reverse link
+ * ("owner \0 link \0 id"; owner "" for an erased marker). A store written before links
+ * had stamps holds "": the oldest possible claim. */
+static int link_claim_get(engine_t *engine, MDB_txn *txn, const char *owner, size_t owner_len,
+                          const char *lkey, size_t lklen, frag_stamp_t *ret_stamp)
+{
+    char rkey[ENGINE_KEY_BYTES];
+    size_t rlen = join_key(rkey, owner, owner_len, lkey, lklen);
+    memset(ret_stamp, 0, sizeof(*ret_stamp));
+    MDB_val val;
+    int rc = rlen ? db_get(engine, txn, STORE_DB_RLINK, rkey, rlen, &val) : RM_ENOTFOUND;
+    if (rc == RM_ENOTFOUND)
+        return 0;
+    if (rc || val.mv_size != ENGINE_STAMP_BYTES)
+        return rc;
+    const char *p = val.mv_data;
+    memcpy(&ret_stamp->fs_time_ms, p, 8);
+    memcpy(&ret_stamp->fs_version, p + 8, 8);
+    memcpy(&ret_stamp->fs_tie, p + 16, 4);
+    return 0;
+}
+
+static int link_claim_put(engine_t *engine, MDB_txn *txn, const char *owner, size_t owner_len,
+                          const char *lkey, size_t lklen, const frag_stamp_t *stamp)
+{
+    char rkey[ENGINE_KEY_BYTES], val[ENGINE_STAMP_BYTES];
+    size_t rlen = join_key(rkey, owner, owner_len, lkey, lklen);
+    if (!rlen)
+        return RM_EVALIDATE;
+    memcpy(val, &stamp->fs_time_ms, 8);
+    memcpy(val + 8, &stamp->fs_version, 8);
+    memcpy(val + 16, &stamp->fs_tie, 4);
+    return db_put(engine, txn, STORE_DB_RLINK, rkey, rlen, val, sizeof(val));
+}
+
+/* rlink key "view_key \0 link \0 foreign_id" → turn link "link \0 foreign_id" into a marker,
+ * if it still points at view_key: a store written before re-pointing removed the old
+ * reverse link may hold one for a link another key owns now. The marker keeps the claim's
+ * stamp, so a newer claim of another key still wins over it. */
+static int erase_link(engine_t *engine, MDB_txn *txn, const MDB_val *rkey, const MDB_val *claim)
 {
     const char *k = rkey->mv_data;
     const char *sep = memchr(k, '\0', rkey->mv_size);
     if (!sep)
         return 0;
-    size_t off = (size_t)(sep - k) + 1;
-    return db_put(engine, txn, STORE_DB_LINK, k + off, rkey->mv_size - off, ENGINE_ERASED_LINK, 1);
+    size_t owner_len = (size_t)(sep - k), off = owner_len + 1;
+    MDB_val target;
+    int rc = db_get(engine, txn, STORE_DB_LINK, k + off, rkey->mv_size - off, &target);
+    if (rc == RM_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if (target.mv_size != owner_len || memcmp(target.mv_data, k, owner_len) != 0)
+        return 0;
+    rc = db_put(engine, txn, STORE_DB_LINK, k + off, rkey->mv_size - off, ENGINE_ERASED_LINK, 1);
+    if (rc || claim->mv_size != ENGINE_STAMP_BYTES)
+        return rc;
+    char rmarker[ENGINE_KEY_BYTES];
+    size_t rlen = join_key(rmarker, "", 0, k + off, rkey->mv_size - off);
+    return rlen ? db_put(engine, txn, STORE_DB_RLINK, rmarker, rlen, claim->mv_data, claim->mv_size)
+                : RM_ESTORE;
 }
 
 /* Removes the key's entries from every field index (before its fragments go). */
@@ -736,8 +1112,120 @@ static int op_erase(engine_t *engine, MDB_txn *txn, engine_ev_t *ev)
     if (!rc)
         rc = db_put(engine, txn, STORE_DB_ERASED, ev->ev_key, ev->ev_key_len,
                     &ev->ev_stamp.fs_time_ms, sizeof(int64_t));
+    if (!rc && engine->en_erasures && !engine->en_importing) {
+        uint16_t len = (uint16_t)ev->ev_key_len; /* view keys are at most 128 bytes */
+        rc = buf_append(&engine->en_erased, &len, sizeof(len));
+        rc = rc ? rc : buf_append(&engine->en_erased, ev->ev_key, ev->ev_key_len);
+        rc = rc ? rc : buf_append(&engine->en_erased, &ev->ev_stamp.fs_time_ms, sizeof(int64_t));
+    }
     ev->ev_erased = true;
     return rc;
+}
+
+/* ---- the erasure ledger (erasures.h) ---- */
+
+#define ENGINE_LEDGER_META "erasures_at" /* ledger offset this store has applied up to */
+#define ENGINE_LEDGER_BATCH 1024 /* keys per append when a store exports its own */
+
+/* Appends the keys this txn erased, durably, before the txn commits: a crash between
+ * the two leaves the ledger ahead of the store, which only erases early what the log
+ * is about to erase anyway (an erasure is final, note 4). */
+static int ledger_append(engine_t *engine)
+{
+    buf_t *b = &engine->en_erased;
+    if (!b->b_len || erasures_readonly(engine->en_erasures))
+        return 0;
+    const char *keys[ENGINE_LEDGER_BATCH];
+    size_t lens[ENGINE_LEDGER_BATCH];
+    int64_t ats[ENGINE_LEDGER_BATCH];
+    size_t n = 0, pos = 0;
+    int rc = 0;
+    while (!rc && pos < b->b_len) {
+        uint16_t len;
+        memcpy(&len, b->b_data + pos, sizeof(len));
+        keys[n] = b->b_data + pos + sizeof(len);
+        lens[n] = len;
+        memcpy(&ats[n], b->b_data + pos + sizeof(len) + len, sizeof(int64_t));
+        pos += sizeof(len) + len + sizeof(int64_t);
+        if (++n == ENGINE_LEDGER_BATCH || pos == b->b_len) {
+            rc = erasures_append(engine->en_erasures, keys, lens, ats, n);
+            n = 0;
+        }
+    }
+    if (!rc)
+        buf_reset(b);
+    return rc;
+}
+
+/* A store that predates the ledger: its erasures go into the ledger first. */
+static int ledger_export(engine_t *engine, MDB_txn *txn)
+{
+    MDB_cursor *cur;
+    int rc =
+        rm_err_from_mdb(mdb_cursor_open(txn, store_dbi(engine->en_store, STORE_DB_ERASED), &cur));
+    if (rc)
+        return rc;
+    buf_t *b = &engine->en_erased;
+    MDB_val key, val;
+    int mrc;
+    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); !rc && mrc == 0;
+         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        int64_t at = 0;
+        if (key.mv_size == 0 || key.mv_size > VIEW_KEY_MAX_BYTES)
+            continue;
+        if (val.mv_size == sizeof(at))
+            memcpy(&at, val.mv_data, sizeof(at));
+        uint16_t len = (uint16_t)key.mv_size;
+        rc = buf_append(b, &len, sizeof(len));
+        rc = rc ? rc : buf_append(b, key.mv_data, key.mv_size);
+        rc = rc ? rc : buf_append(b, &at, sizeof(at));
+    }
+    mdb_cursor_close(cur);
+    if (!rc && mrc && mrc != MDB_NOTFOUND)
+        rc = rm_err_from_mdb(mrc);
+    return rc ? rc : ledger_append(engine);
+}
+
+typedef struct engine_import {
+    engine_t *ei_engine;
+    MDB_txn *ei_txn;
+} engine_import_t;
+
+static int ledger_import_one(void *ctx, const char *key, size_t key_len, int64_t erased_at_ms)
+{
+    engine_import_t *ei = ctx;
+    if (key_len > VIEW_KEY_MAX_BYTES || memchr(key, '\0', key_len))
+        return 0; /* not a view key: written by something else, nothing to erase */
+    MDB_val erased;
+    int rc = db_get(ei->ei_engine, ei->ei_txn, STORE_DB_ERASED, key, key_len, &erased);
+    if (rc != RM_ENOTFOUND)
+        return rc;
+    engine_ev_t ev = {.ev_new_link = -1, .ev_key_len = key_len};
+    memcpy(ev.ev_key_buf, key, key_len);
+    ev.ev_key = ev.ev_key_buf;
+    ev.ev_stamp.fs_time_ms = erased_at_ms;
+    return op_erase(ei->ei_engine, ei->ei_txn, &ev);
+}
+
+/* Erases, in txn, the keys the ledger recorded after this store last looked. */
+static int ledger_import(engine_t *engine, MDB_txn *txn)
+{
+    int64_t at, end;
+    int rc = store_meta_get_i64(engine->en_store, txn, ENGINE_LEDGER_META, &at);
+    bool known = rc == 0;
+    if (rc == RM_ENOTFOUND) {
+        at = 0;
+        rc = erasures_readonly(engine->en_erasures) ? 0 : ledger_export(engine, txn);
+    }
+    if (!rc)
+        rc = erasures_end(engine->en_erasures, &end);
+    if (rc || (known && end <= at))
+        return rc;
+    engine_import_t ei = {engine, txn};
+    engine->en_importing = true;
+    rc = erasures_scan(engine->en_erasures, at, ledger_import_one, &ei, &end);
+    engine->en_importing = false;
+    return rc ? rc : store_meta_put_i64(engine->en_store, txn, ENGINE_LEDGER_META, end);
 }
 
 static int op_link(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const view_op_t *op,
@@ -754,18 +1242,35 @@ static int op_link(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const view_o
         return RM_EVALIDATE;
     const char *target = key_erased ? ENGINE_ERASED_LINK : ev->ev_key;
     size_t target_len = key_erased ? 1 : ev->ev_key_len;
+    const char *owner = key_erased ? "" : ev->ev_key; /* whose reverse link holds the claim */
+    size_t owner_len = key_erased ? 0 : ev->ev_key_len;
     MDB_val old;
     int rc = db_get(engine, txn, STORE_DB_LINK, key, klen, &old);
-    if (rc == 0 && old.mv_size == target_len && memcmp(old.mv_data, target, target_len) == 0)
-        return 0;
     if (rc && rc != RM_ENOTFOUND)
         return rc;
-    rc = db_put(engine, txn, STORE_DB_LINK, key, klen, target, target_len);
-    if (!rc && !key_erased) {
+    if (rc == 0) {
+        bool same = old.mv_size == target_len && memcmp(old.mv_data, target, target_len) == 0;
+        char old_owner[VIEW_KEY_MAX_BYTES];
+        size_t old_owner_len =
+            link_is_erased(&old) || old.mv_size > sizeof(old_owner) ? 0 : old.mv_size;
+        memcpy(old_owner, old.mv_data, old_owner_len); /* the page changes with the puts */
+        frag_stamp_t claim;
+        if ((rc = link_claim_get(engine, txn, old_owner, old_owner_len, key, klen, &claim)))
+            return rc;
+        if (!frag_stamp_newer(&ev->ev_stamp, &claim))
+            return 0; /* an older claim (or this one again) changes nothing */
+        if (same) /* the newest claim of this owner: link_claim_get must see it */
+            return link_claim_put(engine, txn, owner, owner_len, key, klen, &ev->ev_stamp);
+        /* Re-pointed (e.g. a snapshot names a new owner): the old owner's reverse link
+         * must go, or erasing that owner would turn this link into an erased marker. */
         char rkey[ENGINE_KEY_BYTES];
-        size_t rlen = join_key(rkey, ev->ev_key, ev->ev_key_len, key, klen);
-        rc = rlen ? db_put(engine, txn, STORE_DB_RLINK, rkey, rlen, "", 0) : RM_EVALIDATE;
+        size_t rlen = join_key(rkey, old_owner, old_owner_len, key, klen);
+        if (rlen && (rc = db_del(engine, txn, STORE_DB_RLINK, rkey, rlen)))
+            return rc;
     }
+    rc = db_put(engine, txn, STORE_DB_LINK, key, klen, target, target_len);
+    if (!rc)
+        rc = link_claim_put(engine, txn, owner, owner_len, key, klen, &ev->ev_stamp);
     ev->ev_new_link = op->vo_link;
     ev->ev_link_id = id;
     ev->ev_link_id_len = id_len;
@@ -1029,6 +1534,7 @@ static int guard_check(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const ch
     memcpy(ev->ev_vkey, vkey, vlen);
     ev->ev_vkey_len = vlen;
     ev->ev_share_count = 0;
+    ev->ev_record_version = ev->ev_stamp.fs_version;
     if (rc == RM_ENOTFOUND)
         return 0;
     if (rc)
@@ -1036,20 +1542,34 @@ static int guard_check(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const ch
     int64_t applied;
     if (val.mv_size < sizeof(applied))
         return RM_ESTORE;
-    size_t shares = (val.mv_size - sizeof(applied)) / ENGINE_SHARE_BYTES;
-    if (shares > VIEW_MAX_CONTRIBUTIONS || val.mv_size != sizeof(applied) + shares * ENGINE_SHARE_BYTES)
-        return RM_ESTORE;
     memcpy(&applied, val.mv_data, sizeof(applied));
-    if (ev->ev_stamp.fs_version <= applied)
-        return 1;
-    /* Copied out: the page is rewritten by the writes the event makes. */
-    const unsigned char *p = (const unsigned char *)val.mv_data + sizeof(applied);
-    for (size_t i = 0; i < shares; i++, p += ENGINE_SHARE_BYTES) {
-        memcpy(&ev->ev_shares[i].es_section, p, 2);
-        memcpy(&ev->ev_shares[i].es_field, p + 2, 2);
-        memcpy(&ev->ev_shares[i].es_amount, p + 4, 8);
+    /* Copied out: the page is rewritten by the writes the event makes. A stale event
+     * needs the shares too: its contribution may still count (op_contribute). */
+    const unsigned char *p = (const unsigned char *)val.mv_data + sizeof(applied),
+                        *end = (const unsigned char *)val.mv_data + val.mv_size;
+    size_t shares = 0;
+    for (; p < end; shares++) {
+        if (shares == VIEW_MAX_CONTRIBUTIONS || end - p < ENGINE_SHARE_BYTES)
+            return RM_ESTORE;
+        engine_share_t *share = &ev->ev_shares[shares];
+        memcpy(&share->es_section, p, 2);
+        memcpy(&share->es_field, p + 2, 2);
+        memcpy(&share->es_amount, p + 4, 8);
+        share->es_version = applied;
+        p += ENGINE_SHARE_BYTES;
+        if (share->es_field & ENGINE_SHARE_VERSIONED) {
+            if (end - p < ENGINE_SHARE_V_BYTES - ENGINE_SHARE_BYTES)
+                return RM_ESTORE;
+            share->es_field &= (uint16_t)~ENGINE_SHARE_VERSIONED;
+            memcpy(&share->es_version, p, 8);
+            p += ENGINE_SHARE_V_BYTES - ENGINE_SHARE_BYTES;
+        }
     }
     ev->ev_share_count = shares;
+    if (ev->ev_stamp.fs_version <= applied) {
+        ev->ev_record_version = applied;
+        return 1;
+    }
     return 0;
 }
 
@@ -1084,7 +1604,11 @@ static int validate_ops(const engine_ev_t *ev, engine_result_t *res)
     return 0;
 }
 
-static int run_ops(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, bool key_erased,
+/* stale: the entity already applied a newer version (note 9): only the operations whose
+ * effect does not depend on the order of versions run — links (last claim wins by
+ * stamp), erasure (final), shares older than the event's version (op_contribute) and
+ * upserts into ghosts (list_write). */
+static int run_ops(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, bool key_erased, bool stale,
                    engine_result_t *res)
 {
     const view_rule_t *rule = ev->ev_rule;
@@ -1093,7 +1617,9 @@ static int run_ops(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, bool key_era
         int rc = 0;
         if (op->vo_kind == VIEW_OP_LINK)
             rc = op_link(engine, txn, ev, op, key_erased, res);
-        else if (key_erased)
+        else if (key_erased || ev->ev_erased ||
+                 (stale && op->vo_kind != VIEW_OP_ERASE && op->vo_kind != VIEW_OP_UPSERT &&
+                  op->vo_kind != VIEW_OP_CONTRIBUTE))
             continue;
         else if (op->vo_kind == VIEW_OP_ERASE)
             rc = op_erase(engine, txn, ev);
@@ -1492,20 +2018,17 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
             return 0;
         if (rc < 0)
             return rc;
-        if (rc == 1) {
-            res->er_outcome = ENGINE_STALE;
-            return 0;
-        }
-        rc = version_put(engine, txn, &ev);
-        if (rc)
+        if (rc == 0 && (rc = version_put(engine, txn, &ev)))
             return rc;
     }
-    rc = run_ops(engine, txn, &ev, key_erased, res);
+    bool stale = rc == 1;
+    ev.ev_stale = stale;
+    rc = run_ops(engine, txn, &ev, key_erased, stale, res);
     if (rc == RM_EVALIDATE)
         return RM_ESTORE; /* validate_ops vouched for every id: this is a bug, not poison */
     if (rc)
         return rc;
-    res->er_outcome = key_erased ? ENGINE_ERASED : ENGINE_APPLIED;
+    res->er_outcome = key_erased ? ENGINE_ERASED : stale ? ENGINE_STALE : ENGINE_APPLIED;
     if (ev.ev_new_link >= 0) {
         /* Copy the link id: unparking decodes other events into the same values. */
         char id[VIEW_KEY_MAX_BYTES];

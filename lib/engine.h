@@ -16,6 +16,7 @@
 #define RM_ENGINE_H
 
 #include "catalog.h"
+#include "erasures.h"
 #include "store.h"
 #include "view.h"
 
@@ -60,6 +61,13 @@ typedef struct engine_result {
 
 typedef struct engine_opts {
     size_t eo_max_message_bytes; /* larger values are rejected; 0 = default */
+    /* The view's erasure ledger (erasures.h), borrowed; NULL: none (tests, tools). With
+     * it, engine_txn_begin first erases in the store every key the ledger holds that the
+     * store has not seen yet (a new generation: all of them), and engine_txn_precommit
+     * appends the keys the transaction erased — durably, before the commit — unless the
+     * ledger is read-only. A store that predates the ledger adds its erasures to it in
+     * its first transaction. So an erasure outlives the log record that caused it. */
+    erasures_t *eo_erasures;
 } engine_opts_t;
 
 /* view, catalog and store must outlive the engine. Returns NULL on allocation failure. */
@@ -67,9 +75,12 @@ engine_t *engine_new(const view_t *view, const catalog_t *catalog, store_t *stor
                      const engine_opts_t *opts);
 void engine_destroy(engine_t *engine);
 
-/* Must be called after beginning each write transaction (loads the parking sequence). */
+/* Must be called after beginning each write transaction (loads the parking sequence,
+ * applies erasures the ledger has and the store lacks). Errors: store errors, RM_EIO
+ * (the ledger): abort the txn and retry. */
 int engine_txn_begin(engine_t *engine, MDB_txn *txn);
-/* Must be called before committing it (persists engine state in the same txn). */
+/* Must be called before committing it (persists engine state in the same txn, and
+ * makes the txn's erasures durable in the ledger). On error, abort and retry. */
 int engine_txn_precommit(engine_t *engine, MDB_txn *txn);
 
 /* Applies msg in txn. Returns 0 with ret_result filled, or a store error

@@ -11,7 +11,12 @@
  * Injected errors: RM_FAILPOINT_ERROR="NAME:N[:COUNT]" makes passes N to N+COUNT-1
  * (COUNT defaults to 1) through failpoint_errno(NAME) return EIO, so a test can
  * see what the code does with an I/O error it cannot provoke otherwise. The names:
- *   store-sync       the store's fsync (store.c), on its sync thread or store_sync()
+ *   store-sync       the store's fsync (store.c), on its sync thread, store_sync() or
+ *                    store_close()
+ *   store-commit     mdb_txn_commit in store_write_commit, as if the fsync of a sync or
+ *                    nometasync commit failed (the txn is aborted, EIO returned)
+ *   assign           the pipeline's partition assignment (pipeline.c): at start, when
+ *                    partitions are added, after a gap, at a generation switch
  * failpoint_errno may be called from any thread; it reads the variable at every pass
  * (a test may change it between cases, which restarts the count). */
 #ifndef RM_FAILPOINT_H

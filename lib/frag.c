@@ -151,6 +151,12 @@ int frag_render_json(const frag_t *frag, const view_section_t *section, buf_t *o
 int frag_render_json_filtered(const frag_t *frag, const view_section_t *section, uint32_t fields,
                               bool mask_pii, buf_t *out)
 {
+    return frag_render_json_masked(frag, section, fields, mask_pii ? UINT32_MAX : 0, out);
+}
+
+int frag_render_json_masked(const frag_t *frag, const view_section_t *section, uint32_t fields,
+                            uint32_t masked, buf_t *out)
+{
     int rc = buf_append_char(out, '{');
     bool comma = false;
     for (size_t i = 0; !rc && i < section->vs_field_count; i++) {
@@ -165,7 +171,7 @@ int frag_render_json_filtered(const frag_t *frag, const view_section_t *section,
         if (rc)
             break;
         const frag_slot_t *slot = frag ? &frag->f_slots[i] : &(frag_slot_t){0};
-        if (mask_pii && field->vf_pii) {
+        if (field->vf_pii && (masked & (UINT32_C(1) << i))) {
             /* A masked field is masked whatever its value; only null stays null (it says
              * nothing). An absent slot shows its masked default, as the real render would. */
             if (slot->fsl_type == FRAG_STR)

@@ -81,6 +81,12 @@ int frag_render_json(const frag_t *frag, const view_section_t *section, buf_t *o
 int frag_render_json_filtered(const frag_t *frag, const view_section_t *section, uint32_t fields,
                               bool mask_pii, buf_t *out);
 
+/* frag_render_json_filtered with masking chosen per field: the value of pii field i is
+ * rendered through its mask when bit i of masked is set (a caller granted some pii
+ * fields and not others). Bits of non-pii fields are ignored. */
+int frag_render_json_masked(const frag_t *frag, const view_section_t *section, uint32_t fields,
+                            uint32_t masked, buf_t *out);
+
 /* Renders the JSON of a section that has no fragment (defaults / zeros), appending. */
 int frag_render_empty(const view_section_t *section, buf_t *out);
 

@@ -326,6 +326,9 @@ int gen_switch(const char *view_dir, int64_t id)
         return rc;
     if (!file_exists(gen_dir, "data.mdb"))
         rc = RM_ENOTFOUND;
+    char why[512];
+    if (!rc)
+        rc = store_check_durable(gen_dir, why, sizeof(why)); /* note 5 */
     int64_t old = 0;
     int orc = rc ? rc : read_link_id(view_dir, GEN_CURRENT, &old);
     if (!rc && orc && orc != RM_ENOTFOUND)

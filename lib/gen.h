@@ -19,6 +19,9 @@
  * (4) The flat layout that predates generations (data.mdb directly in the view
  *     directory) is still resolved by gen_current_dir, so readers keep working until
  *     the writer migrates it (gen_prepare) — which needs the flat store's writer lock.
+ * (5) A generation whose store may have lost writes (store_check_durable: a failed
+ *     fsync, or an OS crash while a periodic writer had unsynced writes) is never made
+ *     current, neither by a rebuild's switch nor by a rollback.
  *
  * Threads: every function may be called from any thread; none keeps state between
  * calls. Functions return 0 or a negative rm_err_t (rm_err.h). */
@@ -82,7 +85,8 @@ int gen_create(const char *view_dir, int64_t *ret_id, char *ret_dir, size_t dirl
 
 /* Makes generation id current (note 1); the generation it replaces becomes
  * "previous". Switching to the current one is a no-op. Returns RM_ENOTFOUND when
- * gen-id has no data.mdb (never switch readers to an empty directory). */
+ * gen-id has no data.mdb (never switch readers to an empty directory), RM_ESUSPECT
+ * when its store may have lost writes (note 5). */
 int gen_switch(const char *view_dir, int64_t id);
 
 /* The generation "previous" points at. RM_ENOTFOUND when there is none. */

@@ -27,6 +27,18 @@
 #define PIPE_OUTBOX_EXIT_FLUSH_MS 5000 /* and before a clean exit */
 #define PIPE_EXPIRE_EVERY_MS 10000 /* how often parked events are checked for link-timeout */
 
+/* Why a stored offset is outside its partition's log (handle_gap); the readmodel_gaps_total
+ * label and the "cause" of the gap record. */
+typedef enum pipe_gap_cause {
+    PIPE_GAP_RETENTION = 0, /* below the log start: deleted before the view saw it */
+    PIPE_GAP_LOG_TRUNCATED, /* beyond the log end: topic recreated, or unclean election */
+    PIPE_GAP_UNKNOWN, /* the watermarks could not be read: not recorded */
+    PIPE_GAP__CAUSES
+} pipe_gap_cause_t;
+
+static const char *const pipe_gap_cause_names[PIPE_GAP__CAUSES] = {"retention", "log-truncated",
+                                                                   "unknown"};
+
 typedef struct pipe_tp {
     int pt_topic;           /* index into the view's topics */
     int32_t pt_partition;
@@ -39,6 +51,7 @@ typedef struct pipe_tp {
     int64_t pt_batch_event_ms;
     int64_t pt_gate_ms;     /* > 0: skip messages older than this (note 6 in pipeline.h) */
     int64_t pt_start_offset; /* where this run started the partition (-1: unknown) */
+    bool pt_gap_pending; /* load_targets: a gap to handle before this run is caught up */
 } pipe_tp_t;
 
 /* What a scrape sees: copied by the consumer thread under pi_lock after each batch. */
@@ -56,8 +69,9 @@ typedef struct pipe_snapshot {
     size_t ps_used_bytes;
     int64_t ps_generation;
     outbox_stats_t ps_outbox;
-    uint64_t ps_gaps;
+    uint64_t ps_gaps[PIPE_GAP__CAUSES];
     uint64_t ps_expired;
+    uint64_t ps_switch_failures;
 } pipe_snapshot_t;
 
 struct pipe {
@@ -73,8 +87,9 @@ struct pipe {
     bool pi_continue_on_gap;
     int pi_gap_tp;                /* index of a partition that hit a gap, or -1 */
     int64_t pi_gap_offset;        /* the offset that was out of range */
-    uint64_t pi_gaps;             /* gaps detected since start */
+    uint64_t pi_gaps[PIPE_GAP__CAUSES]; /* gaps detected since start, by cause */
     uint64_t pi_expired;          /* parked events dead-lettered (link-timeout) */
+    uint64_t pi_switch_failures; /* pipe_switch_store calls that kept the old store */
     rd_kafka_t *pi_rk;
     engine_t *pi_engine;
     outbox_t *pi_outbox;
@@ -136,7 +151,7 @@ static int make_store_parts(pipe_t *pipe, store_t *store, engine_t **ret_engine,
 {
     const pipe_opts_t *opts = &pipe->pi_opts;
     const cfg_t *cfg = opts->po_cfg;
-    engine_opts_t eopts = {(size_t)cfg_int(cfg, "projector.max_message_bytes")};
+    engine_opts_t eopts = {(size_t)cfg_int(cfg, "projector.max_message_bytes"), opts->po_erasures};
     engine_t *engine = engine_new(opts->po_view, opts->po_catalog, store, &eopts);
     if (!engine) {
         snprintf(errstr, errlen, "out of memory");
@@ -332,8 +347,9 @@ static void publish_snapshot(pipe_t *pipe)
     if (dead > 0)
         log_info("cleared stale reader slots", LOG_I("slots", dead));
     outbox_get_stats(pipe->pi_outbox, &snap->ps_outbox);
-    snap->ps_gaps = pipe->pi_gaps;
+    memcpy(snap->ps_gaps, pipe->pi_gaps, sizeof(snap->ps_gaps));
     snap->ps_expired = pipe->pi_expired;
+    snap->ps_switch_failures = pipe->pi_switch_failures;
     pthread_mutex_unlock(&pipe->pi_lock);
     pipe->pi_next_snapshot_ms = rm_mono_ms() + 1000;
 }
@@ -420,8 +436,14 @@ int pipe_render_metrics(pipe_t *pipe, buf_t *out)
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_dead_letters_published_total", (int64_t)snap->ps_outbox.os_published, vlabels);
     FAMILY("readmodel_dead_letters_pending", "gauge", "Dead letters waiting in the outbox.");
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_dead_letters_pending", (int64_t)snap->ps_outbox.os_pending, vlabels);
-    FAMILY("readmodel_gaps_total", "counter", "Partitions found with a stored offset below the log start.");
-    rc = rc ? rc : metrics_sample_i64(out, "readmodel_gaps_total", (int64_t)snap->ps_gaps, vlabels);
+    FAMILY("readmodel_gaps_total", "counter",
+           "Partitions found with a stored offset outside the log, by cause: retention (below "
+           "the log start), log-truncated (beyond the log end), unknown (no watermarks to "
+           "tell; the projector stops and looks again at its next start).");
+    for (int c = 0; !rc && c < PIPE_GAP__CAUSES; c++) {
+        const char *labels[] = {"view", view->v_name, "cause", pipe_gap_cause_names[c], NULL};
+        rc = metrics_sample_i64(out, "readmodel_gaps_total", (int64_t)snap->ps_gaps[c], labels);
+    }
     FAMILY("readmodel_parked_expired_total", "counter", "Parked events dead-lettered with link-timeout.");
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_parked_expired_total", (int64_t)snap->ps_expired, vlabels);
     FAMILY("readmodel_store_map_bytes", "gauge", "LMDB map size.");
@@ -430,22 +452,25 @@ int pipe_render_metrics(pipe_t *pipe, buf_t *out)
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_store_used_bytes", (int64_t)snap->ps_used_bytes, vlabels);
     FAMILY("readmodel_store_generation", "gauge", "Store generation being written (0: flat store).");
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_store_generation", snap->ps_generation, vlabels);
+    FAMILY("readmodel_generation_switch_failures_total", "counter",
+           "Switches to a new store generation that failed; the old one is still written.");
+    rc = rc ? rc
+            : metrics_sample_i64(out, "readmodel_generation_switch_failures_total",
+                                 (int64_t)snap->ps_switch_failures, vlabels);
 #undef FAMILY
     pthread_mutex_unlock(&pipe->pi_lock);
     return rc;
 }
 
-/* Loads stored offsets for tps[from..] and (re)assigns every known partition at
- * its stored next offset (or the beginning when nothing is stored). */
 /* Note 6: where partitions with no stored offset start for po_start_time_ms, and
  * their time gate. A partition the broker cannot answer for starts at the beginning,
  * gated; a lookup failure leaves it there too (slower, never wrong). */
-static void resolve_start_time(pipe_t *pipe, int64_t *start)
+static void resolve_start_time(pipe_t *pipe, pipe_tp_t *tps, int64_t *start)
 {
     const view_t *view = pipe->pi_opts.po_view;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)pipe->pi_tp_count);
     for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        pipe_tp_t *tp = &pipe->pi_tps[i];
+        pipe_tp_t *tp = &tps[i];
         if (tp->pt_next_offset >= 0 || tp->pt_start_offset >= 0)
             continue;
         tp->pt_gate_ms = pipe->pi_opts.po_start_time_ms;
@@ -460,6 +485,7 @@ static void resolve_start_time(pipe_t *pipe, int64_t *start)
                  LOG_S("error", rd_kafka_err2str(err)));
     for (int i = 0; !err && i < list->cnt; i++) {
         const rd_kafka_topic_partition_t *p = &list->elems[i];
+        /* tps is pi_tps or a copy of it in the same order (pipe_switch_store). */
         pipe_tp_t *tp = tp_find(pipe, view_topic_index(view, p->topic), p->partition);
         if (tp && !p->err && p->offset >= 0)
             start[tp - pipe->pi_tps] = p->offset;
@@ -467,16 +493,17 @@ static void resolve_start_time(pipe_t *pipe, int64_t *start)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
-static int assign_all(pipe_t *pipe)
+/* Fills tps (pi_tps, or the copy a switch prepares) with store's offsets where none is
+ * known yet (pt_next_offset < 0). */
+static int load_offsets(pipe_t *pipe, store_t *store, pipe_tp_t *tps)
 {
     const view_t *view = pipe->pi_opts.po_view;
-    store_t *store = pipe->pi_opts.po_store;
     MDB_txn *txn;
     int rc = store_read_begin(store, &txn);
     if (rc)
         return rc;
     for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        pipe_tp_t *tp = &pipe->pi_tps[i];
+        pipe_tp_t *tp = &tps[i];
         store_offset_t off;
         if (tp->pt_next_offset < 0 &&
             store_offset_get(store, txn, view->v_topics[tp->pt_topic], tp->pt_partition, &off) == 0) {
@@ -485,32 +512,51 @@ static int assign_all(pipe_t *pipe)
         }
     }
     store_read_end(txn);
+    return 0;
+}
+
+/* (Re)assigns every partition of tps at its next offset (or where this run started it,
+ * or the beginning). Fills in pt_start_offset and, for a start time, pt_gate_ms of tps.
+ * On error the consumer's assignment is unchanged. */
+static int assign_tps(pipe_t *pipe, pipe_tp_t *tps)
+{
+    const view_t *view = pipe->pi_opts.po_view;
     int64_t *start = malloc((pipe->pi_tp_count ? pipe->pi_tp_count : 1) * sizeof(*start));
     if (!start)
         return RM_ENOMEM;
     for (size_t i = 0; i < pipe->pi_tp_count; i++)
-        start[i] = pipe->pi_tps[i].pt_next_offset >= 0    ? pipe->pi_tps[i].pt_next_offset
-                   : pipe->pi_tps[i].pt_start_offset >= 0 ? pipe->pi_tps[i].pt_start_offset
-                                                          : RD_KAFKA_OFFSET_BEGINNING;
+        start[i] = tps[i].pt_next_offset >= 0    ? tps[i].pt_next_offset
+                   : tps[i].pt_start_offset >= 0 ? tps[i].pt_start_offset
+                                                 : RD_KAFKA_OFFSET_BEGINNING;
     if (pipe->pi_opts.po_start_time_ms > 0)
-        resolve_start_time(pipe, start);
+        resolve_start_time(pipe, tps, start);
     rd_kafka_topic_partition_list_t *list =
         rd_kafka_topic_partition_list_new((int)pipe->pi_tp_count);
     for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        pipe_tp_t *tp = &pipe->pi_tps[i];
+        pipe_tp_t *tp = &tps[i];
         if (tp->pt_start_offset < 0)
             tp->pt_start_offset = start[i] >= 0 ? start[i] : 0;
         rd_kafka_topic_partition_list_add(list, view->v_topics[tp->pt_topic], tp->pt_partition)
             ->offset = start[i];
     }
     free(start);
-    rd_kafka_resp_err_t err = rd_kafka_assign(pipe->pi_rk, list);
+    /* A failpoint, so a test can see what a failed assignment leaves behind. */
+    rd_kafka_resp_err_t err =
+        failpoint_errno("assign") ? RD_KAFKA_RESP_ERR__FAIL : rd_kafka_assign(pipe->pi_rk, list);
     rd_kafka_topic_partition_list_destroy(list);
     if (err) {
         log_error("assign failed", LOG_S("error", rd_kafka_err2str(err)));
         return kafka_err(err);
     }
     return 0;
+}
+
+/* Loads stored offsets for partitions that have none yet and (re)assigns every known
+ * partition at its stored next offset (or the beginning when nothing is stored). */
+static int assign_all(pipe_t *pipe)
+{
+    int rc = load_offsets(pipe, pipe->pi_opts.po_store, pipe->pi_tps);
+    return rc ? rc : assign_tps(pipe, pipe->pi_tps);
 }
 
 /* Discovers the partitions of the view's topics; assigns when new ones appeared. */
@@ -596,6 +642,12 @@ static int load_targets(pipe_t *pipe)
             return kafka_err(err);
         }
         tp->pt_target = high;
+        /* Beyond the log end no fetch would ever error, and the target is already reached.
+         * po_check_log_start: a partition this store has never seen must start at the
+         * log start 0, or at a start time that is inside what retention kept. */
+        bool unseen_deleted = pipe->pi_opts.po_check_log_start && tp->pt_next_offset < 0 &&
+                              low > 0 && tp->pt_start_offset <= low;
+        tp->pt_gap_pending = tp->pt_next_offset > high || unseen_deleted;
     }
     return 0;
 }
@@ -631,47 +683,97 @@ static void handle_error_message(pipe_t *pipe, const rd_kafka_message_t *msg)
               LOG_I("offset", msg->offset), LOG_S("error", rd_kafka_message_errstr(msg)));
 }
 
-/* Records a gap in meta ("gap/<topic>/<partition>") so the API can report the view as
- * degraded for that partition, then stops (RM_EGAP) or resumes from the log start. */
+/* The first gap load_targets found, as if a fetch had met it (pipe_run handles them
+ * all before it applies anything). */
+static void take_pending_gap(pipe_t *pipe)
+{
+    for (size_t i = 0; pipe->pi_gap_tp < 0 && i < pipe->pi_tp_count; i++) {
+        if (pipe->pi_tps[i].pt_gap_pending) {
+            pipe->pi_gap_tp = (int)i;
+            pipe->pi_gap_offset = pipe->pi_tps[i].pt_next_offset;
+        }
+    }
+}
+
+/* Records a gap in meta ("gap/<topic>/<partition>", with its cause) so the API can report
+ * the view as degraded for that partition, then stops (RM_EGAP) or resumes.
+ * Below the log start (retention) it resumes at the log start: the events in between are
+ * gone. Beyond the log end (a recreated topic, or a log an unclean leader election cut
+ * back) it resumes at the log end, never lower: what is below the end the view has either
+ * applied (truncation) or can only get by a rebuild (recreation, which also resets the
+ * entity versions the guard compares), and re-reading it would dead-letter its poison and
+ * mark its entities degraded a second time. */
 static int handle_gap(pipe_t *pipe)
 {
     const view_t *view = pipe->pi_opts.po_view;
     store_t *store = pipe->pi_opts.po_store;
     pipe_tp_t *tp = &pipe->pi_tps[pipe->pi_gap_tp];
     const char *topic = view->v_topics[tp->pt_topic];
+    int64_t stored = pipe->pi_gap_offset;
     pipe->pi_gap_tp = -1;
+    tp->pt_gap_pending = false;
     int64_t low = -1, high = -1;
-    rd_kafka_query_watermark_offsets(pipe->pi_rk, topic, tp->pt_partition, &low, &high,
-                                     PIPE_METADATA_TIMEOUT_MS);
-    pipe->pi_gaps++;
-    log_error(pipe->pi_continue_on_gap ? "gap: events were deleted before this view saw them; "
-                                         "recorded, continuing from the log start"
-                                       : "gap: events were deleted before this view saw them; "
-                                         "stopping (projector.on_gap=stop)",
-              LOG_S("view", view->v_name), LOG_S("topic", topic), LOG_I("partition", tp->pt_partition),
-              LOG_I("stored_offset", pipe->pi_gap_offset), LOG_I("log_start", low));
-    char name[320], value[256];
+    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+        pipe->pi_rk, topic, tp->pt_partition, &low, &high, PIPE_METADATA_TIMEOUT_MS);
+    if (!err && stored >= low && stored <= high) {
+        /* Out of range a moment ago, inside the log now (the watermarks moved with a
+         * leader change): nothing is missing, so read on from the stored offset. */
+        log_warn("offset was out of range but is inside the log now; reading on",
+                 LOG_S("view", view->v_name), LOG_S("topic", topic),
+                 LOG_I("partition", tp->pt_partition), LOG_I("stored_offset", stored),
+                 LOG_I("log_start", low), LOG_I("log_end", high));
+        return assign_all(pipe);
+    }
+    pipe_gap_cause_t cause = err || low < 0  ? PIPE_GAP_UNKNOWN
+                             : stored > high ? PIPE_GAP_LOG_TRUNCATED
+                                             : PIPE_GAP_RETENTION;
+    pipe->pi_gaps[cause]++;
+    if (cause == PIPE_GAP_UNKNOWN) {
+        /* Nothing to record yet: a restart (this is not APP_EXIT_GAP) looks again. */
+        log_error("offset out of range and the log's watermarks are unavailable; stopping",
+                  LOG_S("view", view->v_name), LOG_S("topic", topic),
+                  LOG_I("partition", tp->pt_partition), LOG_I("stored_offset", stored),
+                  LOG_S("error", rd_kafka_err2str(err)));
+        return err ? kafka_err(err) : RM_EKAFKA;
+    }
+    int64_t resume = cause == PIPE_GAP_LOG_TRUNCATED ? high : low;
+    bool resumes = pipe->pi_continue_on_gap;
+    static const char *const what[PIPE_GAP_UNKNOWN][2] = {
+        {"gap: events were deleted before this view saw them; stopping (projector.on_gap=stop)",
+         "gap: events were deleted before this view saw them; recorded, continuing from the "
+         "log start"},
+        {"gap: the log ends before the stored offset (topic deleted and recreated, or cut back "
+         "by an unclean leader election); stopping (projector.on_gap=stop)",
+         "gap: the log ends before the stored offset (topic deleted and recreated, or cut back "
+         "by an unclean leader election); recorded, continuing from the log end"},
+    };
+    log_error(what[cause][resumes], LOG_S("view", view->v_name), LOG_S("topic", topic),
+              LOG_I("partition", tp->pt_partition), LOG_S("cause", pipe_gap_cause_names[cause]),
+              LOG_I("stored_offset", stored), LOG_I("log_start", low), LOG_I("log_end", high));
+    char name[320], value[400];
     snprintf(name, sizeof(name), "gap/%s/%d", topic, tp->pt_partition);
     snprintf(value, sizeof(value),
-             "{\"topic\":\"%s\",\"partition\":%d,\"stored_offset\":%lld,\"log_start\":%lld,"
-             "\"detected_ms\":%lld,\"action\":\"%s\"}",
-             topic, tp->pt_partition, (long long)pipe->pi_gap_offset, (long long)low,
-             (long long)rm_wall_ms(), pipe->pi_continue_on_gap ? "continued" : "stopped");
+             "{\"topic\":\"%s\",\"partition\":%d,\"cause\":\"%s\",\"stored_offset\":%lld,"
+             "\"log_start\":%lld,\"log_end\":%lld,\"detected_ms\":%lld,\"action\":\"%s\","
+             "\"resumed_at\":%lld}",
+             topic, tp->pt_partition, pipe_gap_cause_names[cause], (long long)stored,
+             (long long)low, (long long)high, (long long)rm_wall_ms(),
+             resumes ? "continued" : "stopped", (long long)(resumes ? resume : -1));
     MDB_txn *txn;
     int rc = store_write_begin(store, &txn);
     if (!rc)
         rc = store_meta_put(store, txn, name, value, strlen(value));
-    if (!rc && pipe->pi_continue_on_gap && low >= 0) {
-        /* The offset moves to the log start in the same transaction as the record. */
-        store_offset_t off = {low, high, tp->pt_last_event_ms, rm_wall_ms()};
+    if (!rc && resumes) {
+        /* The offset moves in the same transaction as the record. */
+        store_offset_t off = {resume, high, tp->pt_last_event_ms, rm_wall_ms()};
         rc = store_offset_put(store, txn, topic, tp->pt_partition, &off);
     }
     rc = rc ? (store_write_abort(txn), rc) : store_write_commit(store, txn);
     if (rc)
         return rc;
-    if (!pipe->pi_continue_on_gap || low < 0)
+    if (!resumes)
         return RM_EGAP;
-    tp->pt_next_offset = low;
+    tp->pt_next_offset = resume;
     return assign_all(pipe);
 }
 
@@ -1094,6 +1196,12 @@ int pipe_run(pipe_t *pipe)
         rc = load_targets(pipe);
         if (rc)
             return rc;
+        /* Before anything is applied: the gap's offset is the one stored now. */
+        for (take_pending_gap(pipe); pipe->pi_gap_tp >= 0; take_pending_gap(pipe)) {
+            rc = handle_gap(pipe);
+            if (rc)
+                return rc;
+        }
     }
     for (;;) {
         if ((finite && caught_up(pipe)) || pipe->pi_stop) {
@@ -1133,17 +1241,21 @@ int pipe_run(pipe_t *pipe)
     }
 }
 
-int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation)
+/* Note 7: all or nothing. Everything that can fail (the new engine and outbox, the
+ * adoption of the old generation's dead letters, the new store's offsets, the
+ * consumer's assignment at them) happens before the pipeline lets go of anything of the
+ * old generation; rd_kafka_assign is the last step that can fail, and a failed one
+ * leaves the assignment as it was. Only then are the parts swapped, which cannot fail.
+ * On failure the pipeline holds nothing of store and keeps writing the old one. */
+int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation, char *errstr, size_t errlen)
 {
     assert(pipe->pi_batch_count == 0); /* between batches only (po_tick) */
-    char err[512];
-    engine_t *engine;
-    outbox_t *outbox;
-    int rc = make_store_parts(pipe, store, &engine, &outbox, err, sizeof(err));
-    if (rc) {
-        log_error("cannot switch the store", LOG_S("store", store_dir(store)), LOG_S("error", err));
-        return rc;
-    }
+    engine_t *engine = NULL;
+    outbox_t *outbox = NULL;
+    pipe_tp_t *tps = NULL;
+    int rc = make_store_parts(pipe, store, &engine, &outbox, errstr, errlen);
+    if (rc)
+        goto failed;
     /* Dead letters recorded in the old generation: publish what the broker takes now. */
     flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true, true);
     commit_all_kafka_offsets(pipe);
@@ -1151,35 +1263,61 @@ int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation)
      * rebuild caught up: it must not record those dead letters a second time. */
     rc = outbox_adopt(outbox, pipe->pi_opts.po_store, false);
     if (rc) {
-        log_error("cannot adopt the previous generation's dead letters",
-                  LOG_S("store", store_dir(store)), LOG_S("error", rm_strerror(rc)));
-        engine_destroy(engine);
-        outbox_destroy(outbox);
-        return rc;
+        snprintf(errstr, errlen, "cannot adopt the previous generation's dead letters: %s",
+                 rm_strerror(rc));
+        goto failed;
     }
+    tps = malloc((pipe->pi_tp_count ? pipe->pi_tp_count : 1) * sizeof(*tps));
+    if (!tps) {
+        rc = RM_ENOMEM;
+        snprintf(errstr, errlen, "out of memory");
+        goto failed;
+    }
+    memcpy(tps, pipe->pi_tps, pipe->pi_tp_count * sizeof(*tps));
+    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
+        pipe_tp_t *tp = &tps[i];
+        tp->pt_next_offset = -1; /* loaded from the new store below */
+        tp->pt_last_event_ms = 0;
+        tp->pt_batch_event_ms = 0;
+        tp->pt_gate_ms = 0;
+        tp->pt_start_offset = -1;
+    }
+    int orc = outbox_recover(outbox, PIPE_METADATA_TIMEOUT_MS);
+    if (orc)
+        log_warn("cannot read the dead-letter topics to recover the outbox; pending dead "
+                 "letters wait until they can be read (retried every 10 s)",
+                 LOG_S("error", rm_strerror(orc)));
+    rc = load_offsets(pipe, store, tps);
+    if (rc) {
+        snprintf(errstr, errlen, "cannot read the new generation's offsets: %s", rm_strerror(rc));
+        goto failed;
+    }
+    rc = assign_tps(pipe, tps);
+    if (rc) {
+        snprintf(errstr, errlen, "cannot assign the partitions at the new generation's offsets: %s",
+                 rm_strerror(rc));
+        goto failed;
+    }
+    /* Committed: the consumer reads at the new offsets; swap the parts to match. */
     engine_destroy(pipe->pi_engine);
     outbox_destroy(pipe->pi_outbox);
     pipe->pi_engine = engine;
     pipe->pi_outbox = outbox;
     pipe->pi_opts.po_store = store;
     pipe->pi_opts.po_generation = generation;
-    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        pipe_tp_t *tp = &pipe->pi_tps[i];
-        tp->pt_next_offset = -1; /* reloaded from the new store by assign_all */
-        tp->pt_last_event_ms = 0;
-        tp->pt_batch_event_ms = 0;
-        tp->pt_gate_ms = 0;
-        tp->pt_start_offset = -1;
-    }
-    int orc = outbox_recover(pipe->pi_outbox, PIPE_METADATA_TIMEOUT_MS);
-    if (orc)
-        log_warn("cannot read the dead-letter topics to recover the outbox; pending dead "
-                 "letters wait until they can be read (retried every 10 s)",
-                 LOG_S("error", rm_strerror(orc)));
-    rc = assign_all(pipe);
+    memcpy(pipe->pi_tps, tps, pipe->pi_tp_count * sizeof(*tps));
+    free(tps);
     pthread_mutex_lock(&pipe->pi_lock);
     pipe->pi_snap.ps_generation = generation;
     pthread_mutex_unlock(&pipe->pi_lock);
+    publish_snapshot(pipe);
+    return 0;
+
+failed:
+    engine_destroy(engine);
+    outbox_destroy(outbox);
+    free(tps);
+    pipe->pi_switch_failures++;
     publish_snapshot(pipe);
     return rc;
 }

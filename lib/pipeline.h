@@ -32,6 +32,9 @@
  * (7) A store switch (pipe_switch_store, a new store generation) happens between
  *     batches: the engine and outbox are rebuilt on the new store and every partition
  *     is re-assigned at the new store's offsets, so nothing is lost or applied twice.
+ *     It is all or nothing: everything that can fail is prepared first and the old
+ *     generation's parts are released only after the re-assignment succeeded, so a
+ *     failed switch leaves the pipeline writing the old store as before.
  * Thread: pipe_run() runs on the caller's thread; pipe_stop() may be called from a
  * signal handler or another thread. */
 #ifndef RM_PIPELINE_H
@@ -90,6 +93,15 @@ typedef struct pipe_opts {
      * stops the run (RM_EGAP, whatever projector.on_gap says); RM_TEST_SKIP_APPLY
      * (failpoint.h) is ignored. */
     bool po_scratch;
+    /* With po_until_caught_up (a rebuild): a partition the store has no offset for is a
+     * gap when retention has deleted the beginning of its log (log start > 0) and the
+     * run would start at or below the log start — at the beginning, or at a start time
+     * older than what is left. It is handled like any gap: recorded in the store, then
+     * RM_EGAP, or with projector.on_gap=continue the run goes on from the log start. */
+    bool po_check_log_start;
+    /* The view's erasure ledger (erasures.h; engine_opts_t.eo_erasures), borrowed; it
+     * must outlive the pipeline. NULL: erasures live only in the store. */
+    erasures_t *po_erasures;
 } pipe_opts_t;
 
 /* One partition's position (pipe_partitions). */
@@ -131,9 +143,10 @@ void pipe_destroy(pipe_t *pipe);
 /* Runs until pipe_stop() or, with po_until_caught_up, until caught up (with
  * po_stop_offsets: until every partition reached its stop offset). Returns 0 on a
  * clean stop (the last batch committed), or a negative rm_err_t on a fatal error:
- * RM_EGAP when a stored offset is below the log start (projector.on_gap=stop or a
- * scratch pipeline), RM_ENOTFOUND when a stop offset names a partition that does not
- * exist. */
+ * RM_EGAP when a stored offset is outside its partition's log — below the log start
+ * (retention) or beyond the log end (a recreated or truncated topic) — and
+ * projector.on_gap=stop or the pipeline is a scratch one, RM_ENOTFOUND when a stop offset names a
+ * partition that does not exist. */
 int pipe_run(pipe_t *pipe);
 
 /* Asks pipe_run to finish the current batch, commit and return. Async-signal-safe. */
@@ -141,9 +154,12 @@ void pipe_stop(pipe_t *pipe);
 
 /* Adopts store (a new generation; the caller keeps owning both stores and closes the
  * old one after this returns 0): rebuilds the engine and outbox on it and re-assigns
- * every partition at its offsets (note 7). Consumer thread only, from po_tick. On
- * error the pipeline keeps the old store. */
-int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation);
+ * every partition at its offsets (note 7). All or nothing: on error it returns a
+ * negative rm_err_t with the reason in errstr, holds no reference to store (the caller
+ * may close it at once), and keeps writing the old store at its offsets, counted in
+ * readmodel_generation_switch_failures_total. Consumer thread only, from po_tick. */
+int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation, char *errstr,
+                      size_t errlen);
 
 /* Copies up to cap partitions' positions into out and returns how many there are.
  * Consumer thread only (from po_tick). */

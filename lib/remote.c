@@ -65,7 +65,9 @@ size_t remote_url(const char *base, const char *path_template, const char *key, 
     size_t len = (size_t)n;
     for (size_t i = 0; i < key_len; i++) {
         unsigned char c = (unsigned char)key[i];
-        bool plain = isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+        /* '.' is escaped too: a key of "." or ".." would otherwise be a dot-segment that
+         * curl and the service resolve (RFC 3986 §5.2.4), reaching another path. */
+        bool plain = isalnum(c) || c == '-' || c == '_' || c == '~';
         if (len + (plain ? 1 : 3) >= cap)
             return 0;
         if (plain) {
@@ -149,8 +151,12 @@ int remote_parse_time(const char *text, int64_t *ret_ms)
     }
     if (*p || mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
         return RM_EINVAL;
-    struct tm tm = {.tm_year = year - 1900, .tm_mon = mon - 1, .tm_mday = day,
-                    .tm_hour = hour, .tm_min = min, .tm_sec = sec};
+    struct tm tm = {.tm_year = year - 1900,
+                    .tm_mon = mon - 1,
+                    .tm_mday = day,
+                    .tm_hour = hour,
+                    .tm_min = min,
+                    .tm_sec = sec};
     time_t t = timegm(&tm);
     *ret_ms = ((int64_t)t - (int64_t)offset_min * 60) * 1000 + ms;
     return 0;

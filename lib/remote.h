@@ -23,7 +23,8 @@ int remote_base_url(const char *urls, const char *service, char *out, size_t cap
 int remote_check_urls(const char *urls, char *bad, size_t bad_cap);
 
 /* base + path_template with its "{key}" replaced by key (key_len bytes) percent-escaped
- * (RFC 3986: everything but unreserved characters). Returns the length written to out
+ * as one path segment: everything but letters, digits, '-', '_' and '~' (RFC 3986's
+ * unreserved characters less '.', so that no key is a "." or ".." segment). Returns the length written to out
  * (NUL-terminated), or 0 when it does not fit in cap or the template has no {key}. */
 size_t remote_url(const char *base, const char *path_template, const char *key, size_t key_len,
                   char *out, size_t cap);

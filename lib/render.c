@@ -37,8 +37,43 @@ typedef struct render_scan {
     bool rs_has_marks;
     const char *rs_degraded[RENDER_MAX_DEGRADED]; /* JSON of the marks (degraded.h) */
     size_t rs_degraded_len[RENDER_MAX_DEGRADED];
-    size_t rs_degraded_count;                     /* all of them, listed or not */
+    size_t rs_degraded_count; /* all shown ones, listed or not */
+    uint64_t rs_mark_topics; /* bit t: marks of topic v_topics[t] are shown (mark_filter) */
+    bool rs_mark_other; /* marks of a topic not in v_topics are shown */
 } render_scan_t;
+
+/* Which degraded marks a shape shows: those of topics that feed a section it shows (a
+ * mark says an event that would have changed such a section is missing), and marks of
+ * any other topic only to a shape that shows every section. So a role learns of no
+ * missing event in a section it may not read. */
+static void mark_filter(const view_t *view, const render_shape_t *shape, render_scan_t *scan)
+{
+    uint32_t all =
+        view->v_section_count >= 32 ? UINT32_MAX : (UINT32_C(1) << view->v_section_count) - 1;
+    scan->rs_mark_topics = 0;
+    for (size_t s = 0; s < view->v_section_count; s++)
+        if (shape->sh_sections & (UINT32_C(1) << s))
+            scan->rs_mark_topics |= view->v_sections[s].vs_feeds;
+    scan->rs_mark_other = (shape->sh_sections & all) == all;
+}
+
+/* Whether the mark (its JSON, degraded.h: it opens with the topic) passes mark_filter. */
+static bool mark_shown(const view_t *view, const render_scan_t *scan, const char *json, size_t len)
+{
+    static const char head[] = "{\"topic\":\"";
+    const size_t head_len = sizeof(head) - 1;
+    if (len <= head_len || memcmp(json, head, head_len) != 0)
+        return scan->rs_mark_other;
+    const char *name = json + head_len;
+    const char *end = memchr(name, '"', len - head_len);
+    if (!end)
+        return scan->rs_mark_other;
+    size_t name_len = (size_t)(end - name);
+    for (size_t t = 0; t < view->v_topic_count && t < 64; t++)
+        if (strlen(view->v_topics[t]) == name_len && memcmp(view->v_topics[t], name, name_len) == 0)
+            return (scan->rs_mark_topics >> t) & 1;
+    return scan->rs_mark_other;
+}
 
 static int scan_push(render_scan_t *scan, const render_item_t *item)
 {
@@ -100,6 +135,8 @@ static int scan_key(const view_t *view, store_t *store, MDB_txn *txn, const char
             continue;
         size_t name_len = (size_t)(sep - rest);
         if (name_len == 1 && rest[0] == DEGRADED_SECTION[0]) {
+            if (!mark_shown(view, scan, v.mv_data, v.mv_size))
+                continue;
             if (scan->rs_degraded_count < RENDER_MAX_DEGRADED) {
                 scan->rs_degraded[scan->rs_degraded_count] = v.mv_data;
                 scan->rs_degraded_len[scan->rs_degraded_count] = v.mv_size;
@@ -121,9 +158,9 @@ static int scan_key(const view_t *view, store_t *store, MDB_txn *txn, const char
         ret = frag_decode(v.mv_data, v.mv_size, view->v_sections[section].vs_field_count, &frag);
         if (ret)
             break;
-        render_item_t item = {section,     frag.f_sort,    frag.f_prov, sep + 1,
-                              rest_len - name_len - 1, frag.f_json, frag.f_json_len,
-                              v.mv_data,   v.mv_size};
+        render_item_t item = {
+            section,     frag.f_sort,     frag.f_prov, sep + 1,  rest_len - name_len - 1,
+            frag.f_json, frag.f_json_len, v.mv_data,   v.mv_size};
         ret = scan_push(scan, &item);
         if (ret)
             break;
@@ -176,20 +213,19 @@ static int member_name(buf_t *out, const view_section_t *section, bool *comma)
 /* Whether shape hides a field of section s or masks one of its fields. */
 static bool filtered(const view_section_t *section, size_t s, const render_shape_t *shape)
 {
-    uint32_t all = section->vs_field_count >= 32 ? UINT32_MAX
-                                                 : (UINT32_C(1) << section->vs_field_count) - 1;
+    uint32_t all =
+        section->vs_field_count >= 32 ? UINT32_MAX : (UINT32_C(1) << section->vs_field_count) - 1;
     if ((shape->sh_fields[s] & all) != all)
         return true;
     for (size_t f = 0; shape->sh_mask_pii && f < section->vs_field_count; f++)
-        if (section->vs_fields[f].vf_pii)
+        if (section->vs_fields[f].vf_pii && !(shape->sh_pii_shown[s] & (UINT32_C(1) << f)))
             return true;
     return false;
 }
 
 /* Appends one fragment (raw: its stored value, NULL for none) as shape shows it. */
 static int emit_frag(const view_section_t *section, size_t s, const render_shape_t *shape,
-                     const void *raw, size_t raw_len, const char *json, size_t json_len,
-                     buf_t *out)
+                     const void *raw, size_t raw_len, const char *json, size_t json_len, buf_t *out)
 {
     if (!filtered(section, s, shape))
         return raw ? buf_append(out, json, json_len) : frag_render_empty(section, out);
@@ -198,8 +234,8 @@ static int emit_frag(const view_section_t *section, size_t s, const render_shape
     frag_t frag;
     int rc = raw ? frag_decode(raw, raw_len, section->vs_field_count, &frag) : 0;
     return rc ? rc
-              : frag_render_json_filtered(raw ? &frag : NULL, section, shape->sh_fields[s],
-                                          shape->sh_mask_pii, out);
+              : frag_render_json_masked(raw ? &frag : NULL, section, shape->sh_fields[s],
+                                        shape->sh_mask_pii ? ~shape->sh_pii_shown[s] : 0, out);
 }
 
 /* True when item comes after cursor in response order (item_cmp's order). */
@@ -262,7 +298,7 @@ static int emit_sections(const view_t *view, render_scan_t *scan, const render_s
         if (rc)
             break;
         if (section->vs_live)
-            rc = shape->sh_live(shape->sh_live_ctx, s, false, out);
+            rc = shape->sh_live(shape->sh_live_ctx, s, false, shape->sh_volatile, out);
         else if (first == next)
             rc = emit_frag(section, s, shape, NULL, 0, NULL, 0, out);
         else if (section->vs_kind == VIEW_LIST)
@@ -305,15 +341,15 @@ static int emit_freshness(const view_t *view, const render_scan_t *scan,
         if (rc)
             break;
         if (section->vs_live) {
-            rc = shape->sh_live(shape->sh_live_ctx, s, true, out);
+            rc = shape->sh_live(shape->sh_live_ctx, s, true, shape->sh_volatile, out);
             continue;
         }
         if (!prov || prov->fp_offset < 0) {
             rc = buf_append_str(out, "null");
             continue;
         }
-        const char *topic = prov->fp_topic < view->v_topic_count ? view->v_topics[prov->fp_topic]
-                                                                  : "";
+        const char *topic =
+            prov->fp_topic < view->v_topic_count ? view->v_topics[prov->fp_topic] : "";
         /* Appends, not buf_printf: this runs for every section of every read. */
         rc = buf_append_str(out, "{\"mode\":\"projected\",\"event_time\":");
         rc = rc ? rc : buf_append_i64(out, prov->fp_event_ms);
@@ -324,11 +360,13 @@ static int emit_freshness(const view_t *view, const render_scan_t *scan,
         rc = rc ? rc : buf_append_str(out, ",\"topic\":");
         rc = rc ? rc : buf_append_json_str(out, topic, strlen(topic));
         if (!rc && shape->sh_lag) {
+            size_t lag_at = out->b_len;
             rc = buf_append_str(out, ",\"lag\":{\"messages\":");
             rc = rc ? rc : buf_append_i64(out, shape->sh_lag[s].rl_messages);
             rc = rc ? rc : buf_append_str(out, ",\"ms\":");
             rc = rc ? rc : buf_append_i64(out, shape->sh_lag[s].rl_ms);
             rc = rc ? rc : buf_append_char(out, '}');
+            render_spans_add(shape->sh_volatile, lag_at, out->b_len);
         }
         rc = rc ? rc : buf_append_char(out, '}');
     }
@@ -352,6 +390,20 @@ static int emit_degraded(const render_scan_t *scan, buf_t *out)
     return rc ? rc : buf_printf(out, "],\"degraded_count\":%zu", scan->rs_degraded_count);
 }
 
+void render_spans_add(render_spans_t *spans, size_t start, size_t end)
+{
+    if (!spans)
+        return;
+    assert(start <= end && (!spans->rsp_count || spans->rsp_end[spans->rsp_count - 1] <= start));
+    if (spans->rsp_count == RENDER_MAX_SPANS) {
+        spans->rsp_overflow = true;
+        return;
+    }
+    spans->rsp_start[spans->rsp_count] = start;
+    spans->rsp_end[spans->rsp_count] = end;
+    spans->rsp_count++;
+}
+
 void render_shape_all(render_shape_t *shape)
 {
     memset(shape, 0, sizeof(*shape));
@@ -360,9 +412,8 @@ void render_shape_all(render_shape_t *shape)
         shape->sh_fields[s] = UINT32_MAX;
 }
 
-static int render(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
-                  size_t key_len, const render_shape_t *shape, buf_t *out, bool whole,
-                  render_pages_t *ret_pages)
+static int render(const view_t *view, store_t *store, MDB_txn *txn, const char *key, size_t key_len,
+                  const render_shape_t *shape, buf_t *out, bool whole, render_pages_t *ret_pages)
 {
     render_pages_t pages;
     memset(&pages, 0, sizeof(pages));
@@ -372,6 +423,7 @@ static int render(const view_t *view, store_t *store, MDB_txn *txn, const char *
     scan.rs_cap = RENDER_STACK_ITEMS;
     scan.rs_has_marks = false;
     scan.rs_degraded_count = 0;
+    mark_filter(view, shape, &scan);
     int rc = scan_key(view, store, txn, key, key_len, &scan);
     size_t mark = out->b_len;
     if (!rc && whole) {
@@ -399,8 +451,8 @@ static int render(const view_t *view, store_t *store, MDB_txn *txn, const char *
     return rc;
 }
 
-int render_view(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
-                size_t key_len, buf_t *out)
+int render_view(const view_t *view, store_t *store, MDB_txn *txn, const char *key, size_t key_len,
+                buf_t *out)
 {
     render_shape_t all;
     render_shape_all(&all);
@@ -422,8 +474,7 @@ int render_sections(const view_t *view, store_t *store, MDB_txn *txn, const char
     return render(view, store, txn, key, key_len, &all, out, false, NULL);
 }
 
-int render_exists(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
-                  size_t key_len)
+int render_exists(const view_t *view, store_t *store, MDB_txn *txn, const char *key, size_t key_len)
 {
     (void)view;
     if (key_len == 0 || key_len > VIEW_KEY_MAX_BYTES || memchr(key, '\0', key_len))
@@ -435,8 +486,8 @@ int render_exists(const view_t *view, store_t *store, MDB_txn *txn, const char *
     return found ? 0 : RM_ENOTFOUND;
 }
 
-int render_single(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
-                  size_t key_len, int section, buf_t *out)
+int render_single(const view_t *view, store_t *store, MDB_txn *txn, const char *key, size_t key_len,
+                  int section, buf_t *out)
 {
     render_shape_t all;
     render_shape_all(&all);

@@ -7,8 +7,9 @@
  *    "sections":{"profile":{...}|null,"orders":[...],...,"counters":{...}},
  *    "freshness":{"<section>":{"mode":"projected","event_time":ms,"partition":p,
  *                 "offset":o,"topic":"t"[,"lag":{"messages":n,"ms":m}]}|null, ...}}
- * render_view_shaped leaves out sections (and their freshness) and pages list
- * sections (docs/query-api.md); live sections (view.h) appear only when the shape has a
+ * render_view_shaped leaves out sections (and their freshness, and the degraded marks
+ * of topics that feed none of the sections shown) and pages list sections
+ * (docs/query-api.md); live sections (view.h) appear only when the shape has a
  * live emitter. Sections appear in definition order. List items are sorted by the section's
  * sort field, newest first, ties by item id ascending. Absent single sections are
  * null, absent lists [], absent counters all 0.
@@ -37,10 +38,28 @@ typedef struct render_cursor {
     char rc_id[VIEW_KEY_MAX_BYTES]; /* its item id (not NUL-terminated) */
 } render_cursor_t;
 
+/* Byte ranges of a rendered document that change from one read to the next while nothing
+ * about the entity does: lag figures, a live section's fetch time. The entity tag is taken
+ * over the document without them (docs/query-api.md, Caching). Ranges are offsets into
+ * the output buffer, added in increasing order and not overlapping. */
+#define RENDER_MAX_SPANS (FRAG_MAX_SLOTS + 8) /* one per section's freshness, a few more */
+typedef struct render_spans {
+    size_t rsp_count;
+    bool rsp_overflow; /* more ranges than fit: the caller must not leave any out */
+    size_t rsp_start[RENDER_MAX_SPANS];
+    size_t rsp_end[RENDER_MAX_SPANS];
+} render_spans_t;
+
+/* Adds [start, end) to spans (NULL: nothing is recorded). */
+void render_spans_add(render_spans_t *spans, size_t start, size_t end);
+
 /* Appends the JSON value of live section s (freshness false: its "sections" member) or of
- * its freshness entry (freshness true) to out. Returns 0 or an rm_err_t. Called on the
- * rendering thread, in definition order, only for live sections the shape selects. */
-typedef int (*render_live_fn)(void *live_ctx, size_t section, bool freshness, buf_t *out);
+ * its freshness entry (freshness true) to out, and adds to volatile_spans (may be NULL)
+ * the ranges of out it wrote that change on every fetch. Returns 0 or an rm_err_t. Called
+ * on the rendering thread, in definition order, only for live sections the shape
+ * selects. */
+typedef int (*render_live_fn)(void *live_ctx, size_t section, bool freshness,
+                              render_spans_t *volatile_spans, buf_t *out);
 
 /* How far behind the partitions that feed one section are (view.h vs_feeds), as the
  * projector recorded them at its last commits: messages behind summed over those
@@ -59,6 +78,9 @@ typedef struct render_shape {
     render_cursor_t sh_after[FRAG_MAX_SLOTS]; /* list sections: where the page starts */
     uint32_t sh_fields[FRAG_MAX_SLOTS];       /* bit f: field f of section s is shown */
     bool sh_mask_pii;                         /* pii string fields shown masked (mask.h) */
+    uint32_t sh_pii_shown[FRAG_MAX_SLOTS];    /* with sh_mask_pii, bit f: pii field f of
+                                                 section s is shown unmasked all the same
+                                                 (0, the default: every one masked) */
     render_live_fn sh_live;                   /* emits live sections (view.h vs_live); NULL:
                                                  live sections are left out, as the store
                                                  holds nothing of them */
@@ -67,6 +89,10 @@ typedef struct render_shape {
                                                  "lag":{"messages":N,"ms":M} to its projected
                                                  freshness; NULL: no lag (borrowed for the
                                                  render) */
+    render_spans_t *sh_volatile;              /* where the render records its ranges that
+                                                 change while the entity does not (each
+                                                 section's lag, the live emitter's); NULL:
+                                                 none recorded (borrowed for the render) */
 } render_shape_t;
 
 /* Where each paged list section stopped. */

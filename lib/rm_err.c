@@ -26,7 +26,9 @@ const char *rm_strerror(int err)
     case RM_EMISMATCH: return "store was built by another view definition";
     case RM_ERESIZED: return "store map was resized by another process";
     case RM_EBUSY: return "resource busy";
-    case RM_EGAP: return "gap: stored offset is below the partition's log start";
+    case RM_EGAP:
+        return "gap: stored offset is outside the partition's log";
+    case RM_ESUSPECT: return "store may have lost writes (failed fsync or OS crash): rebuild it";
     }
     return "unknown error";
 }

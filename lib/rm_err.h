@@ -26,7 +26,9 @@ typedef enum rm_err {
     RM_EMISMATCH = -16,    /* store was built by another view definition */
     RM_ERESIZED = -17,     /* another process grew the map; adopt and retry */
     RM_EBUSY = -18,        /* resource in use (e.g. store locked by another writer) */
-    RM_EGAP = -19,         /* stored offset below the log start: data was deleted unseen */
+    RM_EGAP = -19,         /* stored offset outside the log: deleted unseen, or log cut back */
+    RM_ESUSPECT = -20,     /* store may have lost writes (failed fsync, OS crash while
+                              unsynced): never served or written again; rebuild it */
 } rm_err_t;
 
 /* Returns a static, human-readable description of err (never NULL). */

@@ -19,12 +19,31 @@
  *     fdatasync are durable when it returns, later ones wait for the next sync. Only
  *     mdb_env_set_mapsize must not overlap it (DESIGN.md §8 asks for no txn during a
  *     resize; we also keep the sync out): st_map_lock is held across a sync and across
- *     store_grow. A failed sync is kept in st_sync_err and returned by every
- *     store_write_commit (its txn aborted, so the caller keeps its batch) until a later
- *     sync succeeds: the writer stops making progress instead of committing on top of
- *     writes the disk refused.
- * (5) What must not run ahead of the disk (publishing dead letters: an OS crash would
- *     roll back the transaction that recorded one after Kafka has it) asks
+ *     store_grow.
+ * (5) A failed sync latches for the life of the store, on disk too: Linux marks the
+ *     pages whose writeback failed clean, so a later fdatasync "succeeds" without
+ *     writing them, and the file may hold a torn tree that only the page cache hides.
+ *     st_sync_err is never cleared; every store_write_commit returns RM_ESUSPECT, the
+ *     final sync of store_close is reported, and the file STORE_SYNC_FAILED_MARK makes
+ *     every later store_open (reader or writer) and gen_switch refuse the store until a
+ *     rebuild replaces it. An EIO from mdb_txn_commit (sync and nometasync modes sync
+ *     inside it) latches the same way.
+ * (6) MDB_NOSYNC without MDB_WRITEMAP keeps no write order: after an OS crash the meta
+ *     page may be on disk without the pages it points to, or pages a synced snapshot
+ *     uses may have been overwritten by later commits (LMDB reuses them). So a periodic
+ *     writer first makes STORE_UNSYNCED_MARK durable (file and directory fsynced) with
+ *     the boot id, before LMDB writes anything, and removes it only after the final sync
+ *     of a clean close. store_check_durable() finds the mark with another boot's id: an
+ *     OS restart happened while writes were unsynced, and the store is suspect. A
+ *     process crash keeps every commit in the page cache, so the same boot id is fine.
+ *     Sync and nometasync modes need the mark only while they create the environment
+ *     (LMDB writes its first meta pages without a sync; the mark goes after the first
+ *     sync): from then on LMDB writes a meta page only after the data pages it points
+ *     to are synced (LMDB's documented integrity for them).
+ *     tests/integration/test_crash_images.py checks all of this on replayed write
+ *     orders.
+ * (7) What must not run ahead of the disk (publishing dead letters, committing Kafka
+ *     offsets: an OS crash would roll back the transaction behind them) asks
  *     store_durable_txnid(): the id of the newest commit known to be on disk. The writer
  *     syncs once at open, so whatever an earlier process left in the page cache counts
  *     as durable from then on. */
@@ -47,6 +66,10 @@
 
 #define STORE_DEFAULT_MAP_BYTES ((size_t)1 << 30)
 #define STORE_MAX_READERS 512 /* HTTP worker threads plus tools; each holds one slot */
+#define STORE_UNSYNCED_MARK "unsynced-boot"  /* note 6: a NOSYNC writer's boot id */
+#define STORE_SYNC_FAILED_MARK "sync-failed" /* note 5: an fsync of this store failed */
+#define STORE_BOOT_ID_ENV "RM_BOOT_ID_FILE"  /* tests simulate a reboot with another file */
+#define STORE_BOOT_ID_PATH "/proc/sys/kernel/random/boot_id"
 
 static const char *const store_db_names[STORE_DB__COUNT] = {
     "doc", "link", "rlink", "pending", "erased", "offsets", "outbox", "meta", "idx",
@@ -65,11 +88,12 @@ struct store {
     /* STORE_PERIODIC's sync thread (note 4). The writer only touches the two atomics,
      * so a commit never waits for the sync thread, not even for a lock. */
     atomic_bool st_sync_dirty;     /* a commit since the last sync began, or it failed */
-    atomic_int st_sync_err;        /* rm_err_t of the last sync if it failed, else 0 */
-    /* Note 5: the newest committed write txn, and the newest known to be on disk. */
+    atomic_int st_sync_err;        /* rm_err_t of the first failed sync; never cleared */
+    /* Note 7: the newest committed write txn, and the newest known to be on disk. */
     _Atomic uint64_t st_last_txnid;
     _Atomic uint64_t st_durable_txnid;
     bool st_sync_started;
+    bool st_env_opened;            /* mdb_env_open succeeded: close may sync it */
     pthread_t st_sync_thread;
     pthread_mutex_t st_sync_lock;  /* guards the three fields below; never held in I/O */
     pthread_cond_t st_sync_cond;   /* signalled to stop the thread (CLOCK_MONOTONIC) */
@@ -91,6 +115,122 @@ static int store_take_lock(store_t *store, char *errstr, size_t errlen)
         return RM_EBUSY;
     }
     return 0;
+}
+
+static int store_path(char *out, size_t outlen, const char *dir, const char *name)
+{
+    return (size_t)snprintf(out, outlen, "%s/%s", dir, name) >= outlen ? RM_EINVAL : 0;
+}
+
+static int store_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return rm_err_from_errno(errno);
+    int rc = fsync(fd) == 0 ? 0 : rm_err_from_errno(errno);
+    close(fd);
+    return rc;
+}
+
+/* This boot's id (36 characters) into out (>= 64 bytes). */
+static int store_boot_id(char *out, size_t outlen)
+{
+    const char *path = getenv(STORE_BOOT_ID_ENV);
+    FILE *f = fopen(path && *path ? path : STORE_BOOT_ID_PATH, "r");
+    if (!f)
+        return rm_err_from_errno(errno);
+    bool ok = fgets(out, (int)outlen, f) != NULL;
+    fclose(f);
+    if (!ok)
+        return RM_EIO;
+    out[strcspn(out, "\n")] = '\0';
+    return *out ? 0 : RM_EIO;
+}
+
+/* Writes dir/name durably: a temporary file fsynced, renamed, the directory fsynced. */
+static int store_write_mark(const char *dir, const char *name, const char *text)
+{
+    char path[4096], tmp[4200];
+    if (store_path(path, sizeof(path), dir, name) ||
+        (size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+        return RM_EINVAL;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return rm_err_from_errno(errno);
+    size_t len = strlen(text);
+    int rc = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0 ? 0 : rm_err_from_errno(errno);
+    close(fd);
+    if (!rc && rename(tmp, path) != 0)
+        rc = rm_err_from_errno(errno);
+    if (rc)
+        unlink(tmp);
+    return rc ? rc : store_fsync_dir(dir);
+}
+
+static bool store_mark_exists(const char *dir, const char *name)
+{
+    char path[4096];
+    struct stat sb;
+    return store_path(path, sizeof(path), dir, name) == 0 && stat(path, &sb) == 0;
+}
+
+/* Removes the unsynced mark once everything it covered is synced (note 6). */
+static int store_clear_unsynced(const char *dir)
+{
+    char path[4096];
+    if (store_path(path, sizeof(path), dir, STORE_UNSYNCED_MARK))
+        return RM_EINVAL;
+    if (unlink(path) != 0)
+        return errno == ENOENT ? 0 : rm_err_from_errno(errno);
+    return store_fsync_dir(dir);
+}
+
+int store_check_durable(const char *dir, char *why, size_t whylen)
+{
+    char path[4096], marked[128] = "", boot[128];
+    if (store_mark_exists(dir, STORE_SYNC_FAILED_MARK)) {
+        snprintf(why, whylen, "%s: an fsync of this store failed, so it may have lost writes; "
+                              "rebuild it", dir);
+        return RM_ESUSPECT;
+    }
+    if (store_path(path, sizeof(path), dir, STORE_UNSYNCED_MARK))
+        return RM_EINVAL;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(why, whylen, "%s: cannot read: %s", path, strerror(errno));
+        return rm_err_from_errno(errno);
+    }
+    if (!fgets(marked, sizeof(marked), f))
+        marked[0] = '\0';
+    fclose(f);
+    marked[strcspn(marked, "\n")] = '\0';
+    int rc = store_boot_id(boot, sizeof(boot));
+    if (rc) {
+        snprintf(why, whylen, "%s: cannot read the boot id: %s", dir, rm_strerror(rc));
+        return rc;
+    }
+    if (strcmp(marked, boot) != 0) {
+        snprintf(why, whylen, "%s: the OS restarted while a periodic-durability writer had "
+                              "unsynced writes in it, so it may be torn; rebuild it", dir);
+        return RM_ESUSPECT;
+    }
+    return 0;
+}
+
+/* Makes a failed sync permanent (note 5): in memory for every later commit, on disk for
+ * every later open. Any thread. */
+static void store_latch_sync_failure(store_t *store, int err)
+{
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&store->st_sync_err, &expected, err))
+        return; /* latched already */
+    char text[128];
+    snprintf(text, sizeof(text), "%s\n", rm_strerror(err));
+    /* Best effort: if the disk takes no mark either, the unsynced mark of a periodic
+     * store still makes the next boot refuse it, and this process commits nothing more. */
+    (void)store_write_mark(store->st_dir, STORE_SYNC_FAILED_MARK, text);
 }
 
 static int store_open_dbs(store_t *store, char *errstr, size_t errlen)
@@ -132,8 +272,9 @@ static void durable_at_least(store_t *store, uint64_t txnid)
         ;
 }
 
-/* One fdatasync of the environment, timed and counted. Any thread; takes st_map_lock
- * so that no resize runs during it, then st_sync_lock to record the outcome. */
+/* One fdatasync of the environment, timed and counted; a failure latches (note 5).
+ * Any thread; takes st_map_lock so that no resize runs during it, then st_sync_lock to
+ * record the outcome. */
 static int store_sync_once(store_t *store)
 {
     pthread_mutex_lock(&store->st_map_lock);
@@ -145,9 +286,6 @@ static int store_sync_once(store_t *store)
     double seconds = (double)(rm_mono_ns() - start_ns) / 1e9;
     pthread_mutex_unlock(&store->st_map_lock);
     rc = rc ? rm_err_from_mdb(rc) : 0;
-    if (rc)
-        atomic_store(&store->st_sync_dirty, true); /* retried at the next interval */
-    atomic_store(&store->st_sync_err, rc);
     if (!rc)
         durable_at_least(store, txnid);
     pthread_mutex_lock(&store->st_sync_lock);
@@ -158,6 +296,8 @@ static int store_sync_once(store_t *store)
         metrics_hist_observe(&store->st_sync_stats.sst_seconds, seconds);
     }
     pthread_mutex_unlock(&store->st_sync_lock);
+    if (rc) /* after the count: whoever sees the latch sees the failure counted */
+        store_latch_sync_failure(store, rc);
     return rc;
 }
 
@@ -172,7 +312,7 @@ static struct timespec store_deadline(int64_t after_ms)
 }
 
 /* The sync thread: every st_sync_interval_ms (start to start), an fdatasync if
- * anything was committed since the last one began or the last one failed. */
+ * anything was committed since the last one began; none after a failure (note 5). */
 static void *store_sync_main(void *arg)
 {
     store_t *store = arg;
@@ -183,7 +323,7 @@ static void *store_sync_main(void *arg)
             continue; /* a stop, or a spurious wake-up before the deadline */
         next = store_deadline(store->st_sync_interval_ms);
         /* Commits from now on wait for the next sync. */
-        if (!atomic_exchange(&store->st_sync_dirty, false))
+        if (!atomic_exchange(&store->st_sync_dirty, false) || atomic_load(&store->st_sync_err))
             continue;
         pthread_mutex_unlock(&store->st_sync_lock);
         store_sync_once(store);
@@ -236,6 +376,22 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
         }
         if (store_take_lock(store, errstr, errlen))
             goto fail;
+        if (store_check_durable(store->st_dir, errstr, errlen))
+            goto fail;
+        char boot[128], data_path[4096];
+        struct stat sb;
+        int mrc = 0;
+        /* A new environment's first meta pages are written without a sync: until the
+         * first sync, an OS crash can leave a file LMDB refuses, in every mode. */
+        bool fresh = store_path(data_path, sizeof(data_path), store->st_dir, "data.mdb") == 0 &&
+                     stat(data_path, &sb) != 0 && errno == ENOENT;
+        if ((store->st_durability == STORE_PERIODIC || fresh) &&
+            ((mrc = store_boot_id(boot, sizeof(boot))) ||
+             (mrc = store_write_mark(store->st_dir, STORE_UNSYNCED_MARK, boot)))) {
+            snprintf(errstr, errlen, "%s: cannot mark the store unsynced: %s", store->st_dir,
+                     rm_strerror(mrc));
+            goto fail;
+        }
     } else {
         struct stat sb;
         char data_path[4096];
@@ -244,6 +400,8 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
             snprintf(errstr, errlen, "%s: no store yet: %s", store->st_dir, strerror(errno));
             goto fail;
         }
+        if (store_check_durable(store->st_dir, errstr, errlen))
+            goto fail;
     }
 
     int rc = mdb_env_create(&store->st_env);
@@ -270,6 +428,16 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
         snprintf(errstr, errlen, "%s: open: %s", store->st_dir, mdb_strerror(rc));
         goto fail;
     }
+    store->st_env_opened = true;
+    /* A periodic writer of this boot crashed and a sync or nometasync writer takes over,
+     * or a sync or nometasync writer created the environment: once everything is
+     * synced, the mark has nothing left to cover. */
+    if (!store->st_readonly && store->st_durability != STORE_PERIODIC &&
+        store_mark_exists(store->st_dir, STORE_UNSYNCED_MARK) &&
+        (store_sync_once(store) || store_clear_unsynced(store->st_dir))) {
+        snprintf(errstr, errlen, "%s: cannot sync what a periodic writer left", store->st_dir);
+        goto fail;
+    }
     int dead = 0;
     mdb_reader_check(store->st_env, &dead);
     MDB_envinfo info;
@@ -278,15 +446,16 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
     if (store_open_dbs(store, errstr, errlen))
         goto fail;
     if (!store->st_readonly) {
-        /* Note 5: what an earlier process committed may still be in the page cache only;
+        /* Note 7: what an earlier process committed may still be in the page cache only;
          * one sync now makes it durable. Not counted as a sync of this run (nor a pass of
-         * the store-sync failpoint); if it fails, the thread's first sync retries it. */
+         * the store-sync failpoint); a failure latches like any other (note 5). */
         mdb_env_info(store->st_env, &info); /* after store_open_dbs' commit */
         atomic_store(&store->st_last_txnid, (uint64_t)info.me_last_txnid);
-        if (store->st_durability == STORE_SYNC || mdb_env_sync(store->st_env, 1) == 0)
-            durable_at_least(store, atomic_load(&store->st_last_txnid));
+        int src = store->st_durability == STORE_SYNC ? 0 : mdb_env_sync(store->st_env, 1);
+        if (src)
+            store_latch_sync_failure(store, rm_err_from_mdb(src));
         else
-            atomic_store(&store->st_sync_dirty, true);
+            durable_at_least(store, atomic_load(&store->st_last_txnid));
     }
     if (!store->st_readonly && store->st_durability == STORE_PERIODIC &&
         store_start_sync_thread(store, errstr, errlen))
@@ -297,10 +466,10 @@ fail:
     return NULL;
 }
 
-void store_close(store_t *store)
+int store_close(store_t *store)
 {
     if (!store)
-        return;
+        return 0;
     if (store->st_sync_started) {
         pthread_mutex_lock(&store->st_sync_lock);
         store->st_sync_stop = true;
@@ -308,12 +477,17 @@ void store_close(store_t *store)
         pthread_mutex_unlock(&store->st_sync_lock);
         pthread_join(store->st_sync_thread, NULL);
     }
-    /* The final sync: what the thread had not synced yet reaches the disk now. */
-    if (store->st_env) {
-        if (!store->st_readonly)
-            mdb_env_sync(store->st_env, 1);
-        mdb_env_close(store->st_env);
+    int rc = 0;
+    /* The final sync: what the thread had not synced yet reaches the disk now; only then
+     * may the unsynced mark go (note 6). */
+    if (store->st_env_opened && !store->st_readonly) {
+        if (atomic_load(&store->st_sync_err) || store_sync_once(store))
+            rc = RM_ESUSPECT; /* latched and marked (note 5) */
+        else if (store->st_durability == STORE_PERIODIC)
+            rc = store_clear_unsynced(store->st_dir);
     }
+    if (store->st_env)
+        mdb_env_close(store->st_env);
     if (store->st_lock_fd >= 0)
         close(store->st_lock_fd);
     pthread_cond_destroy(&store->st_sync_cond);
@@ -321,6 +495,7 @@ void store_close(store_t *store)
     pthread_mutex_destroy(&store->st_map_lock);
     free(store->st_dir);
     free(store);
+    return rc;
 }
 
 const char *store_db_name(store_db_t db)
@@ -399,18 +574,25 @@ int store_write_begin(store_t *store, MDB_txn **ret_txn)
 
 int store_write_commit(store_t *store, MDB_txn *txn)
 {
-    int sync_err = atomic_load(&store->st_sync_err);
-    if (sync_err) {
-        /* Note 4: no commit on top of writes the disk refused. */
+    if (atomic_load(&store->st_sync_err)) {
+        /* Note 5: no commit on top of writes the disk refused, whatever a later sync says. */
         mdb_txn_abort(txn);
-        return sync_err;
+        return RM_ESUSPECT;
     }
-    uint64_t txnid = mdb_txn_id(txn);
-    int rc = mdb_txn_commit(txn);
+    uint64_t txnid = mdb_txn_id(txn); /* note 7; the txn is gone after the commit */
+    int rc = failpoint_errno("store-commit");
+    if (rc)
+        mdb_txn_abort(txn);
+    else
+        rc = mdb_txn_commit(txn);
+    if (rc == EIO) {
+        store_latch_sync_failure(store, RM_EIO); /* the sync inside the commit, note 5 */
+        return RM_ESUSPECT;
+    }
     if (rc)
         return rm_err_from_mdb(rc);
     uint64_t before = atomic_exchange(&store->st_last_txnid, txnid);
-    /* Note 5: a commit of STORE_SYNC is on disk; one of STORE_NOMETASYNC makes the
+    /* Note 7: a commit of STORE_SYNC is on disk; one of STORE_NOMETASYNC makes the
      * previous one durable (its fdatasync covers the previous meta page). */
     if (store->st_durability == STORE_SYNC)
         durable_at_least(store, txnid);

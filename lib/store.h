@@ -27,8 +27,13 @@
  *
  * (4) STORE_PERIODIC syncs on a background thread owned by the store (started by
  *     store_open, joined by store_close, which then syncs once more), so a commit
- *     never waits for an fsync; a failed sync makes store_write_commit fail until a
- *     later sync succeeds.
+ *     never waits for an fsync.
+ * (5) A failed fsync is permanent: every later commit fails with RM_ESUSPECT, and the
+ *     store is marked on disk so that no program opens it again (store_check_durable);
+ *     only a rebuild into a new generation replaces it.
+ * (6) A periodic writer keeps a mark with the boot id in the directory while it may
+ *     have unsynced writes; after an OS restart store_check_durable finds another boot's
+ *     id and refuses the store (MDB_NOSYNC keeps no write order, so it may be torn).
  *
  * Threads: a store_t may be shared by threads. Write transactions belong to the one
  * writer thread. Read transactions are per thread (the env is opened MDB_NOTLS so a
@@ -54,15 +59,14 @@ typedef enum store_durability {
     STORE_SYNC = 0,       /* fsync on every commit: survives OS crash per commit */
     STORE_NOMETASYNC,     /* MDB_NOMETASYNC: an OS crash may lose the last commit */
     STORE_PERIODIC,       /* MDB_NOSYNC + mdb_env_sync every interval on the store's
-                             sync thread: an OS crash may lose the commits of up to one
-                             interval plus one sync (re-consumed, never double-applied,
-                             because offsets roll back with them) */
+                             sync thread: an OS crash while it is open may tear it, so
+                             the store is then refused (note 6) and must be rebuilt */
 } store_durability_t;
 
 /* The fsyncs of a store (store_sync_stats). */
 typedef struct store_sync_stats {
     uint64_t sst_syncs;          /* succeeded */
-    uint64_t sst_failures;       /* failed (each made commits fail until one succeeded) */
+    uint64_t sst_failures;       /* failed (the first one latched the store, note 5) */
     metrics_hist_t sst_seconds;  /* duration of each successful sync */
 } store_sync_stats_t;
 
@@ -83,12 +87,25 @@ typedef struct store_offset {
 
 /* Opens (creating if writable) the environment in opts->so_dir. A writer takes the
  * writer lock and fails with "locked by another writer" if it is held; a STORE_PERIODIC
- * writer starts its sync thread. Returns NULL with a message in errstr. */
+ * writer makes the unsynced mark durable (note 6) before LMDB writes anything and
+ * starts its sync thread. Readers and writers alike refuse a store that
+ * store_check_durable() finds suspect. Returns NULL with a message in errstr. */
 store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen);
-/* Stops and joins the sync thread, syncs a writer's environment one last time (an
- * error there is not reported: close has no caller left to stop), closes it. No txn
- * may be open. Accepts NULL. */
-void store_close(store_t *store);
+/* Stops and joins the sync thread, syncs a writer's environment one last time, removes
+ * a periodic writer's unsynced mark once that sync succeeded, and closes it. Returns 0;
+ * RM_ESUSPECT when this or any earlier sync of the store failed: its commits may not be
+ * on disk, and the store is marked so (note 5) — never switch to it; or another rm_err_t
+ * when the unsynced mark could not be removed (everything is synced, but the store will
+ * be refused after a reboot). A reader returns 0. No txn may be open. Accepts NULL. */
+int store_close(store_t *store);
+
+/* Whether the store in dir may be opened as a durable one (no store needed: reads the
+ * marks only). 0 if so; RM_ESUSPECT with the reason in why when an fsync of it failed
+ * (note 5) or the OS restarted while a periodic writer had it open with unsynced writes
+ * (note 6); another rm_err_t when the marks or the boot id cannot be read. The boot id
+ * is read from /proc/sys/kernel/random/boot_id, or from the file named by the
+ * environment variable RM_BOOT_ID_FILE (tests simulate a reboot with it). Any thread. */
+int store_check_durable(const char *dir, char *why, size_t whylen);
 
 MDB_env *store_env(store_t *store);
 /* The LMDB name of a database ("doc", "link", ...). */
@@ -106,10 +123,10 @@ void store_read_end(MDB_txn *txn);
 
 /* Write transactions (writer thread only). commit maps LMDB errors to rm_err_t
  * (RM_EMAPFULL, RM_EDISKFULL, ...); on error the txn is aborted. In STORE_PERIODIC
- * mode commit never syncs (the sync thread does), but while the last background sync
- * has failed it aborts the txn and returns that sync's error (RM_EIO, RM_EDISKFULL)
- * without committing, until a later sync succeeds: the caller keeps its batch and
- * retries, and nothing is committed on top of writes the disk refused. */
+ * mode commit never syncs (the sync thread does). Once any sync of the store has
+ * failed (the sync thread's, store_sync's, or the one inside an LMDB commit that
+ * returned EIO), commit aborts the txn and returns RM_ESUSPECT, forever (note 5):
+ * retrying cannot help; the generation must be rebuilt. */
 int store_write_begin(store_t *store, MDB_txn **ret_txn);
 int store_write_commit(store_t *store, MDB_txn *txn);
 void store_write_abort(MDB_txn *txn);
@@ -120,8 +137,8 @@ int store_grow(store_t *store);
  * grow; DESIGN.md §8). Returns the number cleared, or a negative rm_err_t. */
 int store_reader_check(store_t *store);
 /* Forces an fsync of data and meta pages now, on the caller's thread (any thread of
- * a writer); counted in the sync stats like the thread's. A failure also makes
- * store_write_commit fail until a sync succeeds. */
+ * a writer); counted in the sync stats like the thread's. A failure latches (note 5):
+ * its success afterwards proves nothing about the pages whose writeback failed. */
 int store_sync(store_t *store);
 /* The id (mdb_txn_id) of the newest write transaction that is on disk whatever the OS
  * does next: in STORE_SYNC every commit; in STORE_NOMETASYNC every commit but the newest;

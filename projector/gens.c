@@ -1,5 +1,6 @@
 /* gens: writer-side store generations — open, follow a switch, rebuild, list, roll back. */
 #include "gens.h"
+#include "erasures.h"
 #include "gen.h"
 #include "log.h"
 #include "rm_err.h"
@@ -17,6 +18,9 @@
  * window in which it writes a generation nobody serves any more short. */
 #define GENS_FOLLOW_MS 200
 #define GENS_BUSY_LOG_MS 60000
+/* After a failed switch: each attempt builds a producer and reads the DLQ topics'
+ * watermarks on the consumer thread, so attempts are spaced out. */
+#define GENS_SWITCH_RETRY_MS 5000
 #define GENS_TTY_REDRAW_MS 200      /* progress bar refresh on a terminal */
 #define GENS_LOG_PROGRESS_MS 5000   /* progress line period without a terminal */
 #define GENS_MAX_ROUNDS 5           /* catch-up rounds before the switch */
@@ -136,11 +140,23 @@ int gens_follow_tick(void *arg, pipe_t *pipe)
         }
         return 0;
     }
-    rc = pipe_switch_store(pipe, store, id);
+    rc = pipe_switch_store(pipe, store, id, err, sizeof(err));
     if (rc) {
+        /* All or nothing: the pipeline holds nothing of store and still writes ours. */
         store_close(store);
-        return 0; /* logged by the pipeline; retried at the next tick */
+        gf->gf_next_check_ms = now + GENS_SWITCH_RETRY_MS;
+        if (gf->gf_switch_failures++ == 0 || now - gf->gf_switch_logged_ms >= GENS_BUSY_LOG_MS) {
+            gf->gf_switch_logged_ms = now;
+            log_error("cannot switch to the new store generation; still writing the current "
+                      "one, retrying",
+                      LOG_S("view", gf->gf_app->ap_view->v_name), LOG_S("store", dir),
+                      LOG_I("generation", id), LOG_I("current_generation", gf->gf_generation),
+                      LOG_I("failures", gf->gf_switch_failures), LOG_S("error", err),
+                      LOG_I("retry_in_ms", GENS_SWITCH_RETRY_MS));
+        }
+        return 0;
     }
+    gf->gf_switch_failures = 0;
     log_info("switched to a new store generation", LOG_S("view", gf->gf_app->ap_view->v_name),
              LOG_I("generation", id), LOG_I("previous_generation", gf->gf_generation),
              LOG_S("store", dir));
@@ -293,8 +309,18 @@ static int adopt_current(const char *view_dir, pipe_t *pipe)
         return 0;
     if (rc)
         return rc;
+    /* A current generation that may have lost writes is not read at all (a torn LMDB
+     * file can crash its reader): the new one records its own dead letters, and the
+     * daemon's start-up recovery skips those already published. */
+    rc = store_check_durable(dir, err, sizeof(err));
+    if (rc == RM_ESUSPECT) {
+        log_warn("not comparing dead letters with the current generation: it may have lost "
+                 "writes",
+                 LOG_S("store", dir), LOG_S("reason", err));
+        return 0;
+    }
     store_opts_t sopts = {.so_dir = dir, .so_readonly = true};
-    store_t *current = store_open(&sopts, err, sizeof(err));
+    store_t *current = rc ? NULL : store_open(&sopts, err, sizeof(err));
     if (!current) {
         log_error("cannot open the current generation", LOG_S("error", err));
         return RM_ESTORE;
@@ -332,6 +358,16 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
         close(lock_fd);
         return usage ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
     }
+    /* The new generation starts from every erasure the view ever applied, whether or
+     * not the log still holds the event that caused it (erasures.h). */
+    char err[1024];
+    erasures_t *erasures = erasures_open(view_dir, false, err, sizeof(err));
+    if (!erasures) {
+        log_error("cannot open the erasure ledger", LOG_S("error", err));
+        store_close(store);
+        close(lock_fd);
+        return APP_EXIT_FAILURE;
+    }
     progress_t pg = {.pg_app = app, .pg_tty = isatty(STDOUT_FILENO) == 1,
                      .pg_start_ms = rm_mono_ms()};
     pg.pg_parts = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_parts));
@@ -339,12 +375,19 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
     pg.pg_rate = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_rate));
     /* The new generation is not live: it holds its dead letters; they are published by the
      * daemon after the switch, less those the current generation already recorded. */
-    pipe_opts_t popts = {.po_cfg = app->ap_cfg, .po_view = app->ap_view,
-                         .po_catalog = app->ap_catalog, .po_store = store,
-                         .po_until_caught_up = true, .po_start_time_ms = start_time_ms,
-                         .po_generation = id, .po_tick = progress_tick, .po_tick_arg = &pg,
-                         .po_hold_dead_letters = true};
-    char err[1024];
+    pipe_opts_t popts = {.po_cfg = app->ap_cfg,
+                         .po_view = app->ap_view,
+                         .po_catalog = app->ap_catalog,
+                         .po_store = store,
+                         .po_until_caught_up = true,
+                         .po_start_time_ms = start_time_ms,
+                         .po_generation = id,
+                         .po_tick = progress_tick,
+                         .po_tick_arg = &pg,
+                         .po_hold_dead_letters = true,
+                         .po_erasures = erasures};
+    /* A generation must not go live missing the beginning of a log without saying so. */
+    popts.po_check_log_start = true;
     pipe_t *pipe = pg.pg_parts && pg.pg_prev_next && pg.pg_rate ? pipe_new(&popts, err, sizeof(err)) : NULL;
     int exit_code = APP_EXIT_OK;
     if (!pipe) {
@@ -374,6 +417,17 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
     pipe_get_stats(pipe, &stats);
     *running = NULL;
     double seconds = (double)(rm_mono_ms() - t0) / 1000.0;
+    if (rc == RM_EGAP) {
+        /* The pipeline logged the partition; a generation missing the beginning of a log
+         * must not go live unless on_gap=continue recorded the gap in it. */
+        log_error("rebuild refused: retention deleted events the new generation would need "
+                  "(the log no longer starts at offset 0, or not before --from-time); current "
+                  "generation unchanged. projector.on_gap=continue builds it anyway, with the gap "
+                  "recorded",
+                  LOG_S("view", app->ap_view->v_name), LOG_I("generation", id));
+        exit_code = APP_EXIT_GAP;
+        goto out;
+    }
     if (rc || *stop_requested) {
         log_error(rc ? "rebuild failed; current generation unchanged"
                      : "rebuild interrupted; current generation unchanged",
@@ -391,11 +445,19 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
         exit_code = APP_EXIT_FAILURE;
         goto out;
     }
-    /* Close before switching: the daemon opens the new generation as its writer. */
+    /* Close before switching: the daemon opens the new generation as its writer. The
+     * close's final sync makes it durable; if that fails, it is not switched to. */
     pipe_destroy(pipe);
     pipe = NULL;
-    store_close(store);
+    rc = store_close(store);
     store = NULL;
+    if (rc) {
+        log_error("cannot make the new generation durable; current generation unchanged",
+                  LOG_S("view", app->ap_view->v_name), LOG_I("generation", id),
+                  LOG_S("error", rm_strerror(rc)));
+        exit_code = APP_EXIT_FAILURE;
+        goto out;
+    }
     rc = gen_switch(view_dir, id);
     if (rc) {
         log_error("cannot switch the current generation", LOG_S("path", view_dir),
@@ -420,10 +482,32 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
 out:
     pipe_destroy(pipe);
     store_close(store);
+    erasures_close(erasures);
     free(pg.pg_parts);
     free(pg.pg_prev_next);
     free(pg.pg_rate);
     close(lock_fd);
+    return exit_code;
+}
+
+int gens_repair_current(const app_t *app, const char *dir, pipe_t *volatile *running,
+                        volatile sig_atomic_t *stop_requested, bool *ret_rebuilt)
+{
+    char why[1024];
+    *ret_rebuilt = false;
+    int rc = store_check_durable(dir, why, sizeof(why));
+    if (rc == 0)
+        return APP_EXIT_OK;
+    if (rc != RM_ESUSPECT) {
+        log_error("cannot tell whether the current generation is intact", LOG_S("store", dir),
+                  LOG_S("error", why));
+        return APP_EXIT_FAILURE;
+    }
+    log_warn("the current generation may have lost writes; rebuilding it from Kafka before "
+             "serving",
+             LOG_S("view", app->ap_view->v_name), LOG_S("store", dir), LOG_S("reason", why));
+    int exit_code = gens_rebuild_main(app, 0, running, stop_requested);
+    *ret_rebuilt = exit_code == APP_EXIT_OK;
     return exit_code;
 }
 

@@ -25,12 +25,15 @@ typedef struct gens_follow {
     char gf_dir[4096];
     int64_t gf_next_check_ms;
     int64_t gf_busy_logged_ms;  /* a locked new generation is logged once a minute */
+    int64_t gf_switch_failures; /* failed switches in a row (the first is always logged) */
+    int64_t gf_switch_logged_ms; /* then once a minute */
 } gens_follow_t;
 
 /* po_tick: every GENS_FOLLOW_MS, resolves "current"; when it names another
  * generation, opens it and hands it to the pipeline (pipe_switch_store), then closes
- * the old store. A generation built by another view definition stops the daemon
- * (RM_EMISMATCH: it must be restarted with the new definition). Consumer thread. */
+ * the old store. A failed switch leaves the daemon writing the old store; it is logged
+ * and retried every GENS_SWITCH_RETRY_MS. A generation built by another view definition stops the
+ * daemon (RM_EMISMATCH: it must be restarted with the new definition). Consumer thread. */
 int gens_follow_tick(void *arg, pipe_t *pipe);
 
 /* Subcommands; each returns an exit code (APP_EXIT_*). rebuild: start_time_ms 0 for
@@ -40,6 +43,17 @@ int gens_follow_tick(void *arg, pipe_t *pipe);
 int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile *running,
                       volatile sig_atomic_t *stop_requested);
 int gens_list_main(const app_t *app, bool json);
+
+/* Daemon start-up, before dir (the current generation) is opened: when
+ * store_check_durable finds it suspect (a failed fsync, or an OS restart while a
+ * periodic writer had unsynced writes), rebuilds the view from the beginning of its
+ * topics into a new generation and switches to it, as `rebuild` does, without opening
+ * the suspect one (its dead letters are not adopted: the new generation records its
+ * own, and the daemon's start-up recovery skips those already published). Returns
+ * APP_EXIT_OK with *ret_rebuilt telling whether it rebuilt, or the rebuild's exit code;
+ * *running and *stop_requested as for gens_rebuild_main. */
+int gens_repair_current(const app_t *app, const char *dir, pipe_t *volatile *running,
+                        volatile sig_atomic_t *stop_requested, bool *ret_rebuilt);
 int gens_rollback_main(const app_t *app, int64_t to);
 
 /* Parses an ISO 8601 date-time with a zone into ms since the epoch. 0 or RM_EINVAL. */

@@ -3,6 +3,7 @@
 #include "app.h"
 #include "cfg.h"
 #include "dlq.h"
+#include "erasures.h"
 #include "gen.h"
 #include "gens.h"
 #include "log.h"
@@ -68,12 +69,18 @@ static void usage(FILE *out)
             "                          a zone, e.g. 2024-05-01T12:00:00Z)\n"
             "                          Progress: bars on a terminal, a log line every 5 s\n"
             "                          otherwise. Keeps projector.keep_generations.\n"
+            "                          Refused (exit 3) when retention deleted the start of\n"
+            "                          a log it needs, unless projector.on_gap=continue:\n"
+            "                          then it records the gap and switches.\n"
             "  generations [--json]    list them: current, previous, size, offsets per topic\n"
             "  rollback [--to N]       make the previous (or generation N) current again\n"
             "\n"
             "SIGTERM or SIGINT finish the current batch, commit and exit 0.\n"
             "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error,\n"
-            "3 stopped on a gap (projector.on_gap=stop: restarting will not help).\n"
+            "3 stopped on a gap, or a rebuild refused for one (projector.on_gap=stop:\n"
+            "restarting will not help),\n"
+            "4 an fsync of the store failed: restart it, the start rebuilds the view from\n"
+            "Kafka (it does so by itself for a generation torn by an OS crash, too).\n"
             "\n"
             "Configuration keys (flag > environment > file > default):\n");
     cfg_print_help(out, NULL);
@@ -190,6 +197,7 @@ int main(int argc, char **argv)
     gens_follow_t follow = {.gf_app = &app};
     pipe_t *pipe = NULL;
     metrics_http_t *metrics = NULL;
+    erasures_t *erasures = NULL;
     int rc = app_mkdirs(cfg_str(app.ap_cfg, "data_dir"));
     if (rc) {
         log_error("cannot create data_dir", LOG_S("path", cfg_str(app.ap_cfg, "data_dir")),
@@ -210,17 +218,37 @@ int main(int argc, char **argv)
     }
     if (migrated)
         log_info("moved the flat store into its first generation", LOG_S("store", follow.gf_dir));
+    /* Never serve or extend a generation that may have lost writes: rebuild it first. */
+    bool rebuilt = false;
+    exit_code = gens_repair_current(&app, follow.gf_dir, &running_pipe, &stop_requested, &rebuilt);
+    if (!exit_code && rebuilt)
+        rc = gen_current(app.ap_store_dir, &follow.gf_generation, follow.gf_dir,
+                         sizeof(follow.gf_dir));
+    if (exit_code || rc) {
+        exit_code = exit_code ? exit_code : APP_EXIT_FAILURE;
+        goto out;
+    }
+    erasures = erasures_open(app.ap_store_dir, false, err, sizeof(err));
+    if (!erasures) {
+        log_error("cannot open the erasure ledger", LOG_S("error", err));
+        exit_code = APP_EXIT_FAILURE;
+        goto out;
+    }
     bool usage_error = false;
     follow.gf_store = gens_open_writer(&app, follow.gf_dir, &usage_error);
     if (!follow.gf_store) {
         exit_code = usage_error ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
         goto out;
     }
-    pipe_opts_t popts = {.po_cfg = app.ap_cfg, .po_view = app.ap_view,
-                         .po_catalog = app.ap_catalog, .po_store = follow.gf_store,
+    pipe_opts_t popts = {.po_cfg = app.ap_cfg,
+                         .po_view = app.ap_view,
+                         .po_catalog = app.ap_catalog,
+                         .po_store = follow.gf_store,
                          .po_until_caught_up = until_caught_up,
-                         .po_generation = follow.gf_generation, .po_tick = gens_follow_tick,
-                         .po_tick_arg = &follow};
+                         .po_generation = follow.gf_generation,
+                         .po_tick = gens_follow_tick,
+                         .po_tick_arg = &follow,
+                         .po_erasures = erasures};
     pipe = pipe_new(&popts, err, sizeof(err));
     if (!pipe) {
         fprintf(stderr, "projector: %s\n", err);
@@ -255,12 +283,22 @@ int main(int argc, char **argv)
              LOG_I("parked", stats.ps_outcomes[ENGINE_PARKED]),
              LOG_I("rejected", stats.ps_outcomes[ENGINE_REJECTED]),
              LOG_I("batches", stats.ps_batches), LOG_S("error", rc ? rm_strerror(rc) : NULL));
-    exit_code = rc == RM_EGAP ? APP_EXIT_GAP : rc ? APP_EXIT_FAILURE : APP_EXIT_OK;
+    exit_code = rc == RM_EGAP       ? APP_EXIT_GAP
+                : rc == RM_ESUSPECT ? APP_EXIT_REBUILD
+                : rc                ? APP_EXIT_FAILURE
+                                    : APP_EXIT_OK;
 out:
     running_pipe = NULL;
     metrics_http_stop(metrics);
     pipe_destroy(pipe);
-    store_close(follow.gf_store);
+    /* The final sync of the generation: if it fails, the generation is marked and the
+     * next start rebuilds it; say so with the exit code, whatever else happened. */
+    if (store_close(follow.gf_store) == RM_ESUSPECT) {
+        log_error("the store's final fsync failed; the next start rebuilds the generation",
+                  LOG_S("store", follow.gf_dir));
+        exit_code = APP_EXIT_REBUILD;
+    }
+    erasures_close(erasures);
     app_cleanup(&app);
     return exit_code;
 }

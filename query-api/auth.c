@@ -29,7 +29,7 @@ typedef struct auth_role {
     char ar_name[AUTH_NAME_MAX_BYTES + 1];
     uint32_t ar_sections;
     uint32_t ar_fields[FRAG_MAX_SLOTS];
-    bool ar_pii;
+    uint32_t ar_pii_fields[FRAG_MAX_SLOTS]; /* unmasked, within ar_sections / ar_fields */
 } auth_role_t;
 
 typedef struct auth_key {
@@ -76,9 +76,10 @@ void auth_principal_all(auth_principal_t *ret_principal)
     snprintf(ret_principal->ap_name, sizeof(ret_principal->ap_name), "anonymous");
     ret_principal->ap_method = AUTH_OFF;
     ret_principal->ap_sections = UINT32_MAX;
-    for (size_t s = 0; s < FRAG_MAX_SLOTS; s++)
+    for (size_t s = 0; s < FRAG_MAX_SLOTS; s++) {
         ret_principal->ap_fields[s] = UINT32_MAX;
-    ret_principal->ap_pii = true;
+        ret_principal->ap_pii_fields[s] = UINT32_MAX;
+    }
     ret_principal->ap_expires_ms = INT64_MAX;
 }
 
@@ -128,10 +129,53 @@ static int field_index(const view_section_t *section, const char *name)
     return -1;
 }
 
-/* views.<served view>: sections (names or "*") and the per-section field allowlists. */
+/* A grant's `pii`: true (every field it grants), false, or a list of "section.field"
+ * naming pii fields of sections the grant shows. */
+static int ld_grant_pii(auth_ld_t *ld, const yml_node_t *pii, auth_role_t *role)
+{
+    const view_t *view = ld->al_auth->au_view;
+    const char *flag = yml_kind(pii) == YML_SEQ ? NULL : yml_scalar(pii);
+    if (flag && (strcmp(flag, "true") == 0 || strcmp(flag, "false") == 0)) {
+        for (size_t s = 0; s < FRAG_MAX_SLOTS; s++)
+            role->ar_pii_fields[s] = flag[0] == 't' ? UINT32_MAX : 0;
+        return 0;
+    }
+    if (yml_kind(pii) != YML_SEQ)
+        return ld_fail(ld, pii, "role %s: pii must be true, false or a list of "
+                       "section.field", role->ar_name);
+    for (size_t i = 0; i < yml_count(pii); i++) {
+        const yml_node_t *item = yml_seq_at(pii, i);
+        const char *name = yml_scalar(item);
+        const char *dot = name ? strchr(name, '.') : NULL;
+        char section[VIEW_NAME_MAX_BYTES + 1];
+        size_t len = dot ? (size_t)(dot - name) : 0;
+        int s = -1, f = -1;
+        if (dot && len <= VIEW_NAME_MAX_BYTES) {
+            memcpy(section, name, len);
+            section[len] = '\0';
+            s = view_section_index(view, section);
+            f = s >= 0 ? field_index(&view->v_sections[s], dot + 1) : -1;
+        }
+        if (f < 0)
+            return ld_fail(ld, item, "role %s: pii: '%s' is not section.field of %s",
+                           role->ar_name, name ? name : "?", view->v_name);
+        if (!view->v_sections[s].vs_fields[f].vf_pii)
+            return ld_fail(ld, item, "role %s: pii: %s is not a pii field (the view "
+                           "definition masks only pii fields)", role->ar_name, name);
+        if (!(role->ar_sections & (UINT32_C(1) << s)) ||
+            !(role->ar_fields[s] & (UINT32_C(1) << f)))
+            return ld_fail(ld, item, "role %s: pii: %s is not granted by this role's "
+                           "sections and fields", role->ar_name, name);
+        role->ar_pii_fields[s] |= UINT32_C(1) << f;
+    }
+    return 0;
+}
+
+/* views.<served view>: sections (names or "*"), the per-section field allowlists, and
+ * the pii fields shown unmasked. */
 static int ld_grant(auth_ld_t *ld, const yml_node_t *grant, auth_role_t *role)
 {
-    static const char *const allowed[] = {"sections", "fields", NULL};
+    static const char *const allowed[] = {"sections", "fields", "pii", NULL};
     const view_t *view = ld->al_auth->au_view;
     if (ld_only_keys(ld, grant, allowed, role->ar_name))
         return RM_ECONFIG;
@@ -174,7 +218,8 @@ static int ld_grant(auth_ld_t *ld, const yml_node_t *grant, auth_role_t *role)
             role->ar_fields[s] |= UINT32_C(1) << fi;
         }
     }
-    return 0;
+    const yml_node_t *pii = yml_map_get(grant, "pii");
+    return pii ? ld_grant_pii(ld, pii, role) : 0;
 }
 
 static int ld_roles(auth_ld_t *ld, const yml_node_t *roles)
@@ -196,11 +241,14 @@ static int ld_roles(auth_ld_t *ld, const yml_node_t *roles)
         snprintf(role->ar_name, sizeof(role->ar_name), "%s", name);
         if (ld_only_keys(ld, def, allowed, name))
             return RM_ECONFIG;
+        /* `pii` beside `views`: the shorthand for `pii: true` in each of the role's view
+         * grants, so it covers what this role grants on this view and nothing else. */
         const yml_node_t *pii = yml_map_get(def, "pii");
         const char *p = pii ? yml_scalar(pii) : "false";
         if (!p || (strcmp(p, "true") && strcmp(p, "false")))
             return ld_fail(ld, pii, "role %s: pii must be true or false", name);
-        role->ar_pii = p[0] == 't';
+        for (size_t s = 0; s < FRAG_MAX_SLOTS; s++)
+            role->ar_pii_fields[s] = p[0] == 't' ? UINT32_MAX : 0;
         const yml_node_t *views = yml_map_get(def, "views");
         if (views && yml_kind(views) != YML_MAP)
             return ld_fail(ld, views, "role %s: views must map view names to grants", name);
@@ -376,13 +424,16 @@ bool auth_route_open(const auth_t *auth, const char *route_name)
 
 /* ---- grants and verification ---- */
 
+/* Adds role's grant on the served view. The pii fields are those of this role's own
+ * sections and fields (note 5): the union is taken field by field, never of a flag. */
 static void grant_role(auth_principal_t *principal, const auth_role_t *role)
 {
     principal->ap_sections |= role->ar_sections;
     for (size_t s = 0; s < FRAG_MAX_SLOTS; s++)
-        if (role->ar_sections & (UINT32_C(1) << s))
+        if (role->ar_sections & (UINT32_C(1) << s)) {
             principal->ap_fields[s] |= role->ar_fields[s];
-    principal->ap_pii |= role->ar_pii;
+            principal->ap_pii_fields[s] |= role->ar_pii_fields[s] & role->ar_fields[s];
+        }
 }
 
 static void principal_init(auth_principal_t *principal, const char *name, auth_method_t method)

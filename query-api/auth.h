@@ -1,6 +1,6 @@
 /* auth: who is calling the query API and what they may read — bearer JWTs with pinned
  * algorithms and keys, hashed static API keys, and roles (from a policy file) that grant
- * sections, fields and the pii entitlement of the served view. docs/query-api.md
+ * sections, fields and the PII fields shown unmasked of the served view. docs/query-api.md
  * "Security" is the reference for the configuration.
  *
  * Notes on the design:
@@ -13,7 +13,12 @@
  *     request, not a signature check. Failures are not cached: a cache of bad tokens
  *     would be an attacker's to fill; the per-IP rate limit bounds their cost instead.
  * (3) Roles are resolved into one grant (a section mask, a field mask per section and
- *     the pii entitlement) when a token or key is verified, not on every request.
+ *     a mask per section of the PII fields shown unmasked) when a token or key is
+ *     verified, not on every request.
+ * (5) PII is granted per view and per field, and within one role: a role's `pii` covers
+ *     only the sections and fields that same role grants on the served view. Roles add
+ *     up field by field, so a pii role on another view, or on a section without PII,
+ *     unmasks nothing another role of the same caller shows.
  * (4) Deny by default: a role grants nothing it does not name; a principal with no
  *     grant on the served view reads nothing; auth is on unless configured off.
  *
@@ -45,7 +50,9 @@ typedef struct auth_principal {
     auth_method_t ap_method;
     uint32_t ap_sections;                  /* bit s: section s may be read */
     uint32_t ap_fields[FRAG_MAX_SLOTS];    /* per section, bit f: field f is shown */
-    bool ap_pii;                           /* sees pii fields unmasked, may search by them */
+    uint32_t ap_pii_fields[FRAG_MAX_SLOTS]; /* per section, bit f: pii field f is shown
+                                               unmasked and may be searched by (a subset
+                                               of ap_fields) */
     int64_t ap_expires_ms;                 /* JWT: exp + leeway; API key: INT64_MAX */
 } auth_principal_t;
 

@@ -9,7 +9,13 @@
  * (2) A 401 never says more than a fixed reason ("expired", "unknown key id"); it never
  *     quotes the token or the key, and neither does any log line.
  * (3) Open routes (health, metrics, the dashboard and its status JSON, the OpenAPI
- *     document) carry no customer data; they skip authentication but not the limits. */
+ *     document) carry no customer data; they skip authentication but not the limits.
+ * (4) The audit log records reads: requests that passed the whole gate. What an
+ *     attacker can send without limit — requests refused by a limit, 401s, methods
+ *     other than GET and HEAD — writes no audit line, so it can neither flood the log
+ *     nor push real reads out of a rate-limited sink (journald); the request metrics
+ *     count them by route and status. Other methods pass the size and per-address
+ *     limits (http_auth_admit) before their 405. */
 #include "http_auth.h"
 #include "http_problem.h"
 #include "log.h"
@@ -221,10 +227,8 @@ struct MHD_Response *http_auth_identify(auth_t *auth, const http_request_t *req,
     return authenticate(auth, authz, api_key, now_ms, memo, caller, ret_status);
 }
 
-struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn,
-                                    const char *url, const http_request_t *req,
-                                    http_token_memo_t *memo, http_caller_t *caller,
-                                    unsigned *ret_status)
+struct MHD_Response *http_auth_admit(http_ctx_t *ctx, struct MHD_Connection *conn,
+                                     const char *url, http_caller_t *caller, unsigned *ret_status)
 {
     memset(caller, 0, sizeof(*caller));
     snprintf(caller->cl_principal.ap_name, sizeof(caller->cl_principal.ap_name),
@@ -250,17 +254,31 @@ struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn
         if (rl_take(ctx->hc_ip_limit, ip, ip_len, rm_mono_ms(), &retry_ms))
             return too_many(retry_ms, "per-client-address", ret_status);
     }
-    struct MHD_Response *resp = http_auth_identify(
+    return NULL;
+}
+
+struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn,
+                                    const char *url, const http_request_t *req,
+                                    http_token_memo_t *memo, http_caller_t *caller,
+                                    unsigned *ret_status)
+{
+    struct MHD_Response *resp = http_auth_admit(ctx, conn, url, caller, ret_status);
+    if (resp)
+        return resp;
+    resp = http_auth_identify(
         ctx->hc_auth, req,
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Api-Key"), rm_wall_ms(), memo,
         caller, ret_status);
-    if (resp || caller->cl_principal.ap_method == AUTH_OFF)
-        return resp; /* an open route's anonymous caller is no principal to rate-limit */
+    if (resp)
+        return resp;
+    int64_t retry_ms;
     const char *name = caller->cl_principal.ap_name;
-    if (ctx->hc_principal_limit &&
+    /* an open route's anonymous caller is no principal to rate-limit */
+    if (caller->cl_principal.ap_method != AUTH_OFF && ctx->hc_principal_limit &&
         rl_take(ctx->hc_principal_limit, name, strlen(name), rm_mono_ms(), &retry_ms))
         return too_many(retry_ms, "per-principal", ret_status);
+    caller->cl_admitted = true;
     return NULL;
 }
 
@@ -285,9 +303,11 @@ struct MHD_Response *http_auth_shape(http_caller_t *caller, const view_t *view,
         return fail(403, "forbidden-section", "Forbidden section", detail, ret_status);
     }
     shape->sh_sections = wanted & allowed;
-    for (size_t s = 0; s < FRAG_MAX_SLOTS; s++)
+    for (size_t s = 0; s < FRAG_MAX_SLOTS; s++) {
         shape->sh_fields[s] = p->ap_fields[s];
-    shape->sh_mask_pii = !p->ap_pii;
+        shape->sh_pii_shown[s] = p->ap_pii_fields[s];
+    }
+    shape->sh_mask_pii = true; /* but not the fields of sh_pii_shown */
     caller->cl_sections = shape->sh_sections;
     return NULL;
 }
@@ -305,11 +325,19 @@ struct MHD_Response *http_auth_lookup(http_caller_t *caller, const view_t *view,
                                                          : (UINT32_C(1) << view->v_section_count) - 1))))
         return fail(403, "forbidden", "Forbidden", "no role of this caller grants a section "
                     "of this view", ret_status);
-    bool pii_index = index->vi_section >= 0 && index->vi_field >= 0 &&
-                     view->v_sections[index->vi_section].vs_fields[index->vi_field].vf_pii;
-    if (pii_index && !p->ap_pii)
+    if (index->vi_section < 0 || index->vi_field < 0)
+        return NULL; /* a link index (order_id): answers with keys, shaped like reads */
+    /* Searching by a field tells whether a customer has a value there: the caller must
+     * be able to read that field, unmasked when it is PII (auth.h note 5). */
+    uint32_t section_bit = UINT32_C(1) << index->vi_section;
+    uint32_t field_bit = UINT32_C(1) << index->vi_field;
+    if (!(p->ap_sections & section_bit) || !(p->ap_fields[index->vi_section] & field_bit))
+        return fail(403, "forbidden-lookup", "Forbidden lookup", "searching by a field "
+                    "needs the right to read it", ret_status);
+    if (view->v_sections[index->vi_section].vs_fields[index->vi_field].vf_pii &&
+        !(p->ap_pii_fields[index->vi_section] & field_bit))
         return fail(403, "forbidden-lookup", "Forbidden lookup", "searching by a PII field "
-                    "needs the pii entitlement", ret_status);
+                    "needs pii granted on that field", ret_status);
     return NULL;
 }
 
@@ -318,7 +346,11 @@ void http_auth_finish(http_ctx_t *ctx, const http_request_t *req, http_caller_t 
 {
     if (resp)
         MHD_add_response_header(resp, "X-Request-Id", caller->cl_request_id);
-    if (req->hr_route != HTTP_ROUTE_VIEW && req->hr_route != HTTP_ROUTE_LOOKUP)
+    /* Only what passed the gate is a read: a refusal by a limit (429, 414, 431), a 401
+     * and a 405 are what any client can send without end, and each is counted in
+     * readmodel_http_requests_total by route and status instead (note 4). */
+    if (!caller->cl_admitted ||
+        (req->hr_route != HTTP_ROUTE_VIEW && req->hr_route != HTTP_ROUTE_LOOKUP))
         return;
     static const char *const methods[] = {"none", "jwt", "api_key", "off"};
     bool served = status == 200 || status == 304;

@@ -39,6 +39,7 @@ typedef struct http_caller {
     const char *cl_index;  /* lookup: index name (static, the view's) */
     char cl_value[HTTP_KEY_MAX_BYTES + 1]; /* lookup: the decoded value (hashed in the log) */
     size_t cl_value_len;
+    bool cl_admitted; /* passed the whole gate: only such requests are audited */
 } http_caller_t;
 
 /* Builds the security state from the config (auth, rate limiters, audit log) into ctx.
@@ -59,6 +60,12 @@ struct MHD_Response *http_auth_identify(struct auth *auth, const http_request_t 
                                         const char *authz, const char *api_key, int64_t now_ms,
                                         http_token_memo_t *memo, http_caller_t *caller,
                                         unsigned *ret_status);
+
+/* The gate's first steps, for every request whatever its method: a request id, the
+ * size limits and the per-IP rate limit. Resets caller. NULL when the request may go
+ * on, else the error response with *ret_status. HTTP worker. */
+struct MHD_Response *http_auth_admit(http_ctx_t *ctx, struct MHD_Connection *conn,
+                                     const char *url, http_caller_t *caller, unsigned *ret_status);
 
 /* Runs before any route: size limits, per-IP rate limit, authentication (unless the
  * route is open) and the per-principal rate limit. memo: the connection's token memo,
@@ -82,8 +89,9 @@ struct MHD_Response *http_auth_lookup(http_caller_t *caller, const view_t *view,
                                       const view_index_t *index, const char *value,
                                       size_t value_len, unsigned *ret_status);
 
-/* After the response: the audit line of a view read or lookup (other routes: nothing),
- * and the X-Request-Id header on resp (may be NULL). */
+/* After the response: the audit line of a view read or lookup that passed the gate
+ * (other routes, and requests the gate refused: nothing), and the X-Request-Id header
+ * on resp (may be NULL). */
 void http_auth_finish(http_ctx_t *ctx, const http_request_t *req, http_caller_t *caller,
                       struct MHD_Response *resp, unsigned status);
 

@@ -10,11 +10,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
-const unsigned http_status_codes[HTTP_STATUS_SLOTS] = {200, 304, 400, 401, 403, 404, 405,
-                                                    414, 429, 431, 500, 503};
+const unsigned http_status_codes[HTTP_STATUS_SLOTS] = {200, 304, 400, 401, 403, 404,
+                                                       405, 414, 429, 431, 500, 503};
 /* From 50 µs (a cached view) to 1 s (a stalled disk). */
-const double http_latency_bounds[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001,
-                                      0.0025,  0.005,  0.01,    0.05,   0.25, 1};
+const double http_latency_bounds[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                      0.005,   0.01,   0.05,    0.25,   1};
 const size_t http_latency_bucket_count = sizeof(http_latency_bounds) / sizeof(double);
 
 /* How often the watcher resolves "current": a missing store, a new generation or a
@@ -30,7 +30,8 @@ static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static void gen_release(http_gen_t *gen)
 {
     if (gen && --gen->hg_refs == 0) {
-        log_info("store generation closed", LOG_I("generation", __atomic_load_n(&gen->hg_id, __ATOMIC_RELAXED)));
+        log_info("store generation closed",
+                 LOG_I("generation", __atomic_load_n(&gen->hg_id, __ATOMIC_RELAXED)));
         store_close(gen->hg_store);
         free(gen);
     }
@@ -116,6 +117,11 @@ int http_txn(http_ctx_t *ctx, store_t **ret_store, MDB_txn **ret_txn)
         pthread_mutex_lock(&ctx->hc_store_lock);
         tls_leave_gen(tls);
         gen = ctx->hc_gen;
+        if (!gen) { /* dropped meanwhile (drop_suspect) */
+            pthread_mutex_unlock(&ctx->hc_store_lock);
+            pthread_mutex_unlock(&tls->ht_lock);
+            return RM_ENOTFOUND;
+        }
         gen->hg_refs++;
         tls->ht_gen = gen;
         pthread_mutex_unlock(&ctx->hc_store_lock);
@@ -188,18 +194,57 @@ static void sweep_idle(http_ctx_t *ctx)
     pthread_mutex_unlock(&ctx->hc_store_lock);
 }
 
+/* Records why no store is served: the public reason (status, 503 bodies) names no path,
+ * since those routes are open to anyone; the log line, for the operator, does. Logged
+ * when the reason changes, not at every retry. Watcher thread (and the start-up). */
+const char *http_store_error(http_ctx_t *ctx)
+{
+    const char *reason = __atomic_load_n(&ctx->hc_store_error, __ATOMIC_ACQUIRE);
+    return reason ? reason : "no store yet";
+}
+
+static void store_unavailable(http_ctx_t *ctx, const char *reason, const char *dir,
+                              const char *detail)
+{
+    const char *was = __atomic_load_n(&ctx->hc_store_error, __ATOMIC_ACQUIRE);
+    if (was && strcmp(was, reason) == 0)
+        return;
+    __atomic_store_n(&ctx->hc_store_error, reason, __ATOMIC_RELEASE);
+    log_warn("the view store cannot be served yet", LOG_S("reason", reason), LOG_S("store", dir),
+             LOG_S("error", detail));
+}
+
+/* Stops serving the open generation once its store is marked as possibly missing
+ * writes (an fsync of the writer failed): pages the kernel dropped from its cache would
+ * be read again from a disk that never got them. Requests answer 503 until a rebuilt
+ * generation is current. Watcher thread. */
+static void drop_suspect(http_ctx_t *ctx)
+{
+    http_gen_t *cur = ctx->hc_gen;
+    char why[256];
+    if (!cur || store_check_durable(cur->hg_dir, why, sizeof(why)) != RM_ESUSPECT)
+        return;
+    log_error("the served store generation may have lost writes; no longer serving it",
+              LOG_S("store", cur->hg_dir), LOG_I("generation", cur->hg_id));
+    store_unavailable(ctx, "the store may have lost writes; it is being rebuilt", cur->hg_dir, why);
+    pthread_mutex_lock(&ctx->hc_store_lock);
+    __atomic_store_n(&ctx->hc_gen, NULL, __ATOMIC_RELEASE);
+    gen_release(cur);
+    pthread_mutex_unlock(&ctx->hc_store_lock);
+}
+
 /* Opens the current generation if it is not the one served. Watcher thread (and the
  * start-up, before it runs). */
 static void follow_current(http_ctx_t *ctx)
 {
     char dir[4096], data_path[4200], err[256];
     int64_t id;
+    drop_suspect(ctx);
     int rc = gen_current(ctx->hc_app->ap_store_dir, &id, dir, sizeof(dir));
     http_gen_t *cur = ctx->hc_gen; /* only this thread swaps it */
     if (rc) {
         if (!cur)
-            snprintf(ctx->hc_store_error, sizeof(ctx->hc_store_error), "%.180s: no store yet: %s",
-                     ctx->hc_app->ap_store_dir, rm_strerror(rc));
+            store_unavailable(ctx, "no store yet", ctx->hc_app->ap_store_dir, rm_strerror(rc));
         return; /* a switch in progress, or none yet: keep serving what is open */
     }
     if (cur && strcmp(cur->hg_dir, dir) == 0)
@@ -208,7 +253,7 @@ static void follow_current(http_ctx_t *ctx)
     snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir);
     if (stat(data_path, &sb) != 0) {
         if (!cur)
-            snprintf(ctx->hc_store_error, sizeof(ctx->hc_store_error), "%.200s: no store yet", dir);
+            store_unavailable(ctx, "no store yet", dir, "no data.mdb");
         return;
     }
     if (cur && cur->hg_dev == sb.st_dev && cur->hg_ino == sb.st_ino) {
@@ -225,7 +270,7 @@ static void follow_current(http_ctx_t *ctx)
     http_gen_t *gen = store ? calloc(1, sizeof(*gen)) : NULL;
     if (!gen) {
         store_close(store);
-        snprintf(ctx->hc_store_error, sizeof(ctx->hc_store_error), "%s", store ? "out of memory" : err);
+        store_unavailable(ctx, "cannot open the store", dir, store ? "out of memory" : err);
         return;
     }
     gen->hg_store = store;

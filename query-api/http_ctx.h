@@ -6,6 +6,7 @@
 
 #include "app.h"
 #include "buf.h"
+#include "http_cursor.h"
 #include "http_routes.h"
 #include "metrics.h"
 #include "store.h"
@@ -15,6 +16,9 @@
 #include <stdbool.h>
 #include <sys/types.h>
 #include <stdint.h>
+
+/* Most consistency waiters query_api.consistency_max_waiters allows (cfg.c). */
+#define HTTP_MAX_WAITERS 256
 
 /* Status codes counted per route (index into hs_requests). */
 #define HTTP_STATUS_SLOTS 12
@@ -55,13 +59,18 @@ typedef struct http_ctx {
     pthread_t hc_watcher;
     bool hc_watcher_running;
     int hc_stop;                   /* atomic: the watcher exits */
-    char hc_store_error[256];
+    const char *hc_store_error;    /* atomic: why no store is served, a static string naming
+                                      no path (http_store_error) */
     struct MHD_Response *hc_healthz;   /* created once, reused (DESIGN.md §8) */
     struct MHD_Response *hc_not_found;
     struct MHD_Response *hc_dashboard;
     struct MHD_Response *hc_openapi;
     http_stats_t hc_stats;
-    int64_t hc_waiters;            /* requests in a consistency wait (atomic; http_fresh.c) */
+    int64_t hc_waiters;            /* requests in a consistency wait (under hc_waiter_lock;
+                                      atomic loads for /metrics; http_fresh.c) */
+    pthread_mutex_t hc_waiter_lock;
+    uint64_t hc_waiting[HTTP_MAX_WAITERS]; /* hashes of the principals waiting; 0: free */
+    struct http_logend *hc_logend; /* partition log ends from Kafka (http_logend.h) */
     /* Security (http_auth.c): set up before the daemon starts, immutable after. */
     struct auth *hc_auth;
     struct rl *hc_ip_limit;        /* NULL: no per-IP limit */
@@ -75,6 +84,7 @@ typedef struct http_ctx {
     uint32_t hc_request_salt;      /* random per process: ids differ between runs */
     uint64_t hc_audit_failures;    /* atomic: audit lines that could not be written */
     struct http_live *hc_live;     /* live sections (http_live.h); fixed while serving */
+    http_cursor_keys_t hc_cursor_keys; /* seal page cursors (http_cursor.h); fixed while serving */
     struct https *hc_https;        /* TLS (https.h); NULL: plain HTTP */
 } http_ctx_t;
 
@@ -111,9 +121,13 @@ int http_store_start(http_ctx_t *ctx);
 /* Stops the watcher and closes the store. After MHD_stop_daemon (workers joined). */
 void http_store_stop(http_ctx_t *ctx);
 
+/* Why no store is served yet, for answers anyone may read: a fixed phrase that names no
+ * path (the log has the details). Any thread. */
+const char *http_store_error(http_ctx_t *ctx);
+
 /* A read txn for this thread in the current generation, and its store; both valid
  * until http_txn_done() on this thread, which must follow every success. Returns
- * RM_ENOTFOUND while no store is open (the reason is in hc_store_error). HTTP worker
+ * RM_ENOTFOUND while no store is open (the reason is http_store_error). HTTP worker
  * threads. */
 int http_txn(http_ctx_t *ctx, store_t **ret_store, MDB_txn **ret_txn);
 /* The generation of this thread's txn (between http_txn and http_txn_done). */

@@ -1,4 +1,4 @@
-/* http_etag: XXH3-64 entity tags and If-None-Match (see http_etag.h). */
+/* http_etag: XXH3-64 weak entity tags and If-None-Match (see http_etag.h). */
 #include "http_etag.h"
 
 #include <stdint.h>
@@ -10,15 +10,35 @@
 /* XXH3-64 (xxHash 0.8, Debian libxxhash-dev) replaced FNV-1a 64, whose one multiply per
  * byte in a dependency chain cost ~10 µs for a 3.8 KB document on this machine — the
  * largest cost of a read in user space (perf) — against ~1 µs for XXH3. */
-void http_etag_of(const void *body, size_t len, char out[HTTP_ETAG_CHARS])
+void http_etag_of(const void *body, size_t len, const render_spans_t *skip,
+                  char out[HTTP_ETAG_CHARS])
 {
     static const char hex[] = "0123456789abcdef";
-    uint64_t hash = XXH3_64bits(body, len);
-    out[0] = '"';
+    uint64_t hash;
+    if (!skip || skip->rsp_overflow || skip->rsp_count == 0) {
+        hash = XXH3_64bits(body, len);
+    } else {
+        /* The streaming state on the stack: XXH3_state_t is aligned, no allocation. */
+        XXH3_state_t state;
+        XXH3_64bits_reset(&state);
+        size_t from = 0;
+        for (size_t i = 0; i < skip->rsp_count; i++) {
+            if (skip->rsp_start[i] > from && skip->rsp_start[i] <= len)
+                XXH3_64bits_update(&state, (const char *)body + from, skip->rsp_start[i] - from);
+            if (skip->rsp_end[i] > from)
+                from = skip->rsp_end[i] < len ? skip->rsp_end[i] : len;
+        }
+        if (from < len)
+            XXH3_64bits_update(&state, (const char *)body + from, len - from);
+        hash = XXH3_64bits_digest(&state);
+    }
+    out[0] = 'W';
+    out[1] = '/';
+    out[2] = '"';
     for (int i = 0; i < 16; i++)
-        out[1 + i] = hex[(hash >> (60 - 4 * i)) & 15];
-    out[17] = '"';
-    out[18] = '\0';
+        out[3 + i] = hex[(hash >> (60 - 4 * i)) & 15];
+    out[19] = '"';
+    out[20] = '\0';
 }
 
 static const char *skip_ows(const char *p)
@@ -33,6 +53,8 @@ bool http_etag_matches(const char *if_none_match, const char *etag)
     const char *p = skip_ows(if_none_match);
     if (*p == '*')
         return *skip_ows(p + 1) == '\0';
+    if (etag[0] == 'W' && etag[1] == '/')
+        etag += 2; /* weak comparison: the opaque tags alone */
     size_t etag_len = strlen(etag);
     for (;;) {
         p = skip_ows(p);

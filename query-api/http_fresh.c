@@ -1,5 +1,6 @@
 /* http_fresh: store lag and consistency-token waits (see http_fresh.h). */
 #include "http_fresh.h"
+#include "http_logend.h"
 #include "rm_time.h"
 #include "cfg.h"
 #include "rm_err.h"
@@ -12,6 +13,11 @@
  * projector.batch_max_ms (20 ms by default), so 2 ms adds little to a read-your-writes
  * answer, while a renew plus one offsets get per token costs a few µs per poll. */
 #define HTTP_FRESH_POLL_MS 2
+
+/* Longest wait for Kafka's answer on a partition's log end (note 3): a broker round trip
+ * is a few ms; a broker that does not answer in this time leaves the token unknown, and
+ * the request waits for it as it would have. */
+#define HTTP_FRESH_LOGEND_TIMEOUT_MS 500
 
 /* State of one scan of the offsets db. The scan keeps what does not depend on the clock
  * (a memo, http_ctx.h); lag_of derives the lag as of now from it. A partition's time lag
@@ -136,9 +142,10 @@ void http_fresh_section_lag(const view_t *view, const http_topic_lag_t *topics,
     }
 }
 
-/* Fills wait's missing mask and have offsets from txn. */
+/* Fills wait's missing mask and have offsets from txn, and (known_end not NULL) each
+ * token's partition's high watermark as the store last recorded it (0: none). */
 static int check(store_t *store, MDB_txn *txn, const http_min_offset_t *tokens, size_t count,
-                 http_wait_t *wait)
+                 http_wait_t *wait, int64_t *known_end)
 {
     wait->hw_missing = 0;
     for (size_t i = 0; i < count; i++) {
@@ -147,6 +154,8 @@ static int check(store_t *store, MDB_txn *txn, const http_min_offset_t *tokens, 
         if (rc && rc != RM_ENOTFOUND)
             return rc;
         wait->hw_have[i] = rc ? 0 : off.so_next_offset;
+        if (known_end)
+            known_end[i] = rc ? 0 : off.so_high_watermark;
         if (wait->hw_have[i] <= tokens[i].mo_offset)
             wait->hw_missing |= UINT64_C(1) << i;
     }
@@ -154,19 +163,77 @@ static int check(store_t *store, MDB_txn *txn, const http_min_offset_t *tokens, 
     return 0;
 }
 
-/* Takes a waiter slot; false when query_api.consistency_max_waiters are taken. */
-static bool waiter_enter(http_ctx_t *ctx)
+static uint64_t principal_hash(const char *principal)
 {
-    int64_t max_waiters = cfg_int(ctx->hc_app->ap_cfg, "query_api.consistency_max_waiters");
-    if (__atomic_add_fetch(&ctx->hc_waiters, 1, __ATOMIC_RELAXED) <= max_waiters)
-        return true;
-    __atomic_sub_fetch(&ctx->hc_waiters, 1, __ATOMIC_RELAXED);
-    return false;
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)principal; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h ? h : 1; /* 0 marks a free entry */
 }
 
-static void waiter_leave(http_ctx_t *ctx)
+/* Takes a waiter slot for principal (NULL: none); false when
+ * query_api.consistency_max_waiters are taken or principal already holds one. On true,
+ * *ret_entry is the slot's index for waiter_leave. Waits are rare next to reads, so one
+ * lock is cheap here. */
+static bool waiter_enter(http_ctx_t *ctx, const char *principal, size_t *ret_entry)
 {
-    __atomic_sub_fetch(&ctx->hc_waiters, 1, __ATOMIC_RELAXED);
+    int64_t max_waiters = cfg_int(ctx->hc_app->ap_cfg, "query_api.consistency_max_waiters");
+    uint64_t hash = principal ? principal_hash(principal) : 0;
+    bool entered = false;
+    pthread_mutex_lock(&ctx->hc_waiter_lock);
+    size_t free_entry = HTTP_MAX_WAITERS;
+    bool held = false;
+    for (size_t i = 0; i < HTTP_MAX_WAITERS; i++) {
+        if (!ctx->hc_waiting[i] && free_entry == HTTP_MAX_WAITERS)
+            free_entry = i;
+        held |= hash && ctx->hc_waiting[i] == hash;
+    }
+    if (ctx->hc_waiters < max_waiters && !held && free_entry < HTTP_MAX_WAITERS) {
+        /* a waiter without a principal still takes an entry: the count stays the
+         * number of entries in use */
+        ctx->hc_waiting[free_entry] = hash ? hash : UINT64_MAX;
+        __atomic_store_n(&ctx->hc_waiters, ctx->hc_waiters + 1, __ATOMIC_RELAXED);
+        *ret_entry = free_entry;
+        entered = true;
+    }
+    pthread_mutex_unlock(&ctx->hc_waiter_lock);
+    return entered;
+}
+
+static void waiter_leave(http_ctx_t *ctx, size_t entry)
+{
+    pthread_mutex_lock(&ctx->hc_waiter_lock);
+    ctx->hc_waiting[entry] = 0;
+    __atomic_store_n(&ctx->hc_waiters, ctx->hc_waiters - 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&ctx->hc_waiter_lock);
+}
+
+int64_t http_fresh_waiters(http_ctx_t *ctx)
+{
+    return __atomic_load_n(&ctx->hc_waiters, __ATOMIC_RELAXED);
+}
+
+/* Whether some token not yet applied can never be: its offset at or past its partition's
+ * log end, or a partition Kafka does not have (note 3). Unknown (Kafka not answering)
+ * is not unreachable. */
+static bool unreachable(http_ctx_t *ctx, const http_min_offset_t *tokens, size_t count,
+                        const http_wait_t *wait, const int64_t *known_end, int64_t deadline_ms)
+{
+    for (size_t i = 0; ctx->hc_logend && i < count; i++) {
+        if (!(wait->hw_missing & (UINT64_C(1) << i)))
+            continue;
+        int64_t left_ms = deadline_ms - rm_mono_ms();
+        int timeout_ms = left_ms < HTTP_FRESH_LOGEND_TIMEOUT_MS ? (int)left_ms
+                                                                : HTTP_FRESH_LOGEND_TIMEOUT_MS;
+        if (timeout_ms <= 0)
+            return false;
+        bool exists = true;
+        int rc = http_logend_exists(ctx->hc_logend, tokens[i].mo_topic, tokens[i].mo_partition,
+                                    tokens[i].mo_offset, known_end[i], timeout_ms, &exists);
+        if (rc == RM_ENOTFOUND || (!rc && !exists))
+            return true;
+    }
+    return false;
 }
 
 /* Renews the txn every HTTP_FRESH_POLL_MS until the tokens are reached or the deadline
@@ -182,13 +249,14 @@ static int poll_until(http_ctx_t *ctx, store_t **store, const http_min_offset_t 
         struct timespec pause = {0, HTTP_FRESH_POLL_MS * 1000000L};
         nanosleep(&pause, NULL);
         rc = http_txn(ctx, store, txn);
-        rc = rc ? rc : check(*store, *txn, tokens, count, wait);
+        rc = rc ? rc : check(*store, *txn, tokens, count, wait, NULL);
     }
     return rc;
 }
 
-int http_fresh_wait(http_ctx_t *ctx, const http_min_offset_t *tokens, size_t count,
-                    int64_t wait_ms, store_t **ret_store, MDB_txn **ret_txn, http_wait_t *ret_wait)
+int http_fresh_wait(http_ctx_t *ctx, const char *principal, const http_min_offset_t *tokens,
+                    size_t count, int64_t wait_ms, store_t **ret_store, MDB_txn **ret_txn,
+                    http_wait_t *ret_wait)
 {
     assert(count <= HTTP_MIN_OFFSETS_MAX); /* hw_missing has one bit per token */
     http_wait_t wait;
@@ -196,12 +264,22 @@ int http_fresh_wait(http_ctx_t *ctx, const http_min_offset_t *tokens, size_t cou
     int64_t start = rm_mono_ms();
     MDB_txn *txn = NULL;
     store_t *store = NULL;
+    int64_t known_end[HTTP_MIN_OFFSETS_MAX];
     int rc = http_txn(ctx, &store, &txn);
-    rc = rc ? rc : check(store, txn, tokens, count, &wait);
+    rc = rc ? rc : check(store, txn, tokens, count, &wait, known_end);
+    size_t entry;
     if (!rc && !wait.hw_reached && wait_ms > 0) {
-        if (waiter_enter(ctx)) {
-            rc = poll_until(ctx, &store, tokens, count, start + wait_ms, &txn, &wait);
-            waiter_leave(ctx);
+        if (waiter_enter(ctx, principal, &entry)) {
+            /* Asking Kafka may take a round trip: not while holding a read txn. The store
+             * is read again afterwards, so the answer comes from one snapshot. */
+            http_txn_done();
+            wait.hw_unreachable =
+                unreachable(ctx, tokens, count, &wait, known_end, start + wait_ms);
+            rc = http_txn(ctx, &store, &txn);
+            rc = rc ? rc : check(store, txn, tokens, count, &wait, NULL);
+            if (!rc && !wait.hw_unreachable)
+                rc = poll_until(ctx, &store, tokens, count, start + wait_ms, &txn, &wait);
+            waiter_leave(ctx, entry);
         } else {
             wait.hw_busy = true;
         }

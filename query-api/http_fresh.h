@@ -13,8 +13,13 @@
  * (2) A consistency wait sleeps and polls inside the libmicrohttpd worker that runs the
  *     request: simple, no timer machinery, and bounded by query_api.consistency_wait_ms.
  *     A waiting worker serves none of its other connections, so at most
- *     query_api.consistency_max_waiters requests wait at once; the others answer at once
- *     with what the store has (reached: false, reason "busy"). */
+ *     query_api.consistency_max_waiters requests wait at once, and at most one of them
+ *     per principal, so one caller cannot take every slot; the others answer at once
+ *     with what the store has (reached: false, reason "busy").
+ * (3) Only an offset that exists can be waited for: one at or past the partition's log
+ *     end (http_logend.h: the store's high watermark, else Kafka) answers at once with
+ *     reason "unreachable". The check runs inside the waiter slot, so a broker that does
+ *     not answer costs no more workers than waits already may. */
 #ifndef RM_HTTP_FRESH_H
 #define RM_HTTP_FRESH_H
 
@@ -66,7 +71,9 @@ void http_fresh_section_lag(const view_t *view, const http_topic_lag_t *topics,
 /* The outcome of waiting for tokens. */
 typedef struct http_wait {
     bool hw_reached; /* every token applied */
-    bool hw_busy; /* did not wait: too many requests were waiting already */
+    bool hw_busy; /* did not wait: too many requests, or this principal, were waiting */
+    bool hw_unreachable; /* did not wait: a token's offset is past its partition's log end
+                            (or the partition does not exist) */
     int64_t hw_waited_ms;
     uint64_t hw_missing; /* bit i: tokens[i] was not applied */
     int64_t hw_have[HTTP_MIN_OFFSETS_MAX]; /* next offset of tokens[i]'s partition in the
@@ -76,11 +83,17 @@ typedef struct http_wait {
 /* Waits up to wait_ms until the store's next offset of every token's partition is
  * greater than its offset, renewing this thread's read txn every HTTP_FRESH_POLL_MS
  * (so a wait that spans a generation switch continues in the new generation).
+ * principal (NULL: none, auth off) holds at most one waiter slot; a token past its
+ * partition's log end is not waited for (note 3).
  * count <= HTTP_MIN_OFFSETS_MAX. On return 0, *ret_store and *ret_txn are this thread's
  * (from http_txn) in which the outcome *ret_wait was observed: the caller renders from
  * them, so the answer reflects the offsets reported, and ends with http_txn_done(). On
  * error no txn is open (RM_ENOTFOUND: no store). HTTP worker threads. */
-int http_fresh_wait(http_ctx_t *ctx, const http_min_offset_t *tokens, size_t count,
-                    int64_t wait_ms, store_t **ret_store, MDB_txn **ret_txn, http_wait_t *ret_wait);
+int http_fresh_wait(http_ctx_t *ctx, const char *principal, const http_min_offset_t *tokens,
+                    size_t count, int64_t wait_ms, store_t **ret_store, MDB_txn **ret_txn,
+                    http_wait_t *ret_wait);
+
+/* Requests in a consistency wait now (for /metrics). Any thread. */
+int64_t http_fresh_waiters(http_ctx_t *ctx);
 
 #endif

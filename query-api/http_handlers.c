@@ -20,8 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HTTP_LOOKUP_LIMIT 20       /* matches returned by a lookup */
-#define HTTP_STALL_MS 60000        /* no commit for this long while behind: not ready */
+#define HTTP_LOOKUP_LIMIT 20 /* matches returned by a lookup */
+#define HTTP_STALL_MS 60000 /* no commit for this long while behind: not ready */
 
 static struct MHD_Response *json_response(const buf_t *body)
 {
@@ -33,8 +33,7 @@ static struct MHD_Response *json_response(const buf_t *body)
 }
 
 static struct MHD_Response *problem(unsigned status, const char *slug, const char *title,
-                                    const char *detail, const char *instance,
-                                    unsigned *ret_status)
+                                    const char *detail, const char *instance, unsigned *ret_status)
 {
     *ret_status = status;
     return http_problem_response(status, slug, title, detail, instance);
@@ -43,7 +42,7 @@ static struct MHD_Response *problem(unsigned status, const char *slug, const cha
 static struct MHD_Response *not_ready(http_ctx_t *ctx, unsigned *ret_status)
 {
     char detail[320];
-    snprintf(detail, sizeof(detail), "the view store is not open yet: %s", ctx->hc_store_error);
+    snprintf(detail, sizeof(detail), "the view store is not open yet: %s", http_store_error(ctx));
     return problem(503, "not-ready", "Not ready", detail, NULL, ret_status);
 }
 
@@ -51,7 +50,7 @@ typedef struct lookup_ctx {
     const view_t *lc_view;
     store_t *lc_store;
     MDB_txn *lc_txn;
-    int lc_summary;       /* single section returned as the summary, or -1 */
+    int lc_summary; /* single section returned as the summary, or -1 */
     const render_shape_t *lc_shape; /* the caller's fields and masks */
     buf_t *lc_body;
     size_t lc_count;
@@ -65,8 +64,9 @@ static int add_match(void *ctx, const char *key, size_t key_len)
     rc = rc ? rc : buf_append_json_str(b, key, key_len);
     if (!rc && lc->lc_summary >= 0) {
         rc = buf_printf(b, ",\"%s\":", lc->lc_view->v_sections[lc->lc_summary].vs_name);
-        rc = rc ? rc : render_single_shaped(lc->lc_view, lc->lc_store, lc->lc_txn, key, key_len,
-                                            lc->lc_summary, lc->lc_shape, b);
+        rc = rc ? rc
+                : render_single_shaped(lc->lc_view, lc->lc_store, lc->lc_txn, key, key_len,
+                                       lc->lc_summary, lc->lc_shape, b);
     }
     return rc ? rc : buf_append_char(b, '}');
 }
@@ -96,7 +96,8 @@ struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *
     if (trc == RM_ENOTFOUND)
         return not_ready(ctx, ret_status);
     if (trc)
-        return problem(500, "internal", "Internal error", "cannot read the store", NULL, ret_status);
+        return problem(500, "internal", "Internal error", "cannot read the store", NULL,
+                       ret_status);
     buf_t *body = http_body();
     int summary = index->vi_section;
     for (size_t s = 0; summary < 0 && s < view->v_section_count; s++)
@@ -111,7 +112,8 @@ struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *
         summary = -1;
     req->hr_caller->cl_sections = summary >= 0 ? UINT32_C(1) << summary : 0;
     lookup_ctx_t lc = {view, store, txn, summary, &shape, body, 0};
-    buf_printf(body, "{\"view\":\"%s\",\"index\":\"%s\",\"matches\":[", view->v_name, index->vi_name);
+    buf_printf(body, "{\"view\":\"%s\",\"index\":\"%s\",\"matches\":[", view->v_name,
+               index->vi_name);
     int rc = index_lookup(view, store, txn, index->vi_name, decoded, decoded_len, HTTP_LOOKUP_LIMIT,
                           add_match, &lc);
     http_txn_done();
@@ -123,7 +125,12 @@ struct MHD_Response *http_handle_lookup(http_ctx_t *ctx, struct MHD_Connection *
         return problem(500, "internal", "Internal error", rm_strerror(rc), NULL, ret_status);
     buf_append_str(body, "]}");
     *ret_status = 200;
-    return json_response(body);
+    struct MHD_Response *resp = json_response(body);
+    if (resp) { /* a lookup has no tag to revalidate with: nothing keeps it (http_problem.h) */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "private, " HTTP_CACHE_NONE);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, HTTP_VARY_CREDENTIALS);
+    }
+    return resp;
 }
 
 static int add_gap(void *ctx, const char *name, size_t name_len, const void *value, size_t len)
@@ -162,7 +169,8 @@ struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status)
         char detail[200];
         snprintf(detail, sizeof(detail),
                  "the projector is stalled: %lld messages behind and no commit for %lld s",
-                 (long long)lag.hl_messages, (long long)((lag.hl_now_ms - lag.hl_newest_commit_ms) / 1000));
+                 (long long)lag.hl_messages,
+                 (long long)((lag.hl_now_ms - lag.hl_newest_commit_ms) / 1000));
         return problem(503, "not-ready", "Not ready", detail, NULL, ret_status);
     }
     /* Gaps make the view degraded, not unready: every replica has the same gap, so
@@ -189,18 +197,25 @@ static int metrics_partition(void *ctx, const char *topic, int32_t partition,
     char part[16];
     snprintf(part, sizeof(part), "%d", partition);
     const char *labels[] = {"view", view, "topic", topic, "partition", part, NULL};
-    int64_t lag = off->so_high_watermark > off->so_next_offset ? off->so_high_watermark - off->so_next_offset : 0;
-    double lag_s = lag && off->so_last_event_ms ? (double)(now - off->so_last_event_ms) / 1000.0 : 0;
-    int rc = metrics_sample_i64(b, "readmodel_store_partition_next_offset", off->so_next_offset, labels);
+    int64_t lag = off->so_high_watermark > off->so_next_offset
+                      ? off->so_high_watermark - off->so_next_offset
+                      : 0;
+    double lag_s =
+        lag && off->so_last_event_ms ? (double)(now - off->so_last_event_ms) / 1000.0 : 0;
+    int rc =
+        metrics_sample_i64(b, "readmodel_store_partition_next_offset", off->so_next_offset, labels);
     rc = rc ? rc : metrics_sample_i64(b, "readmodel_store_partition_lag_messages", lag, labels);
-    return rc ? rc : metrics_sample_f64(b, "readmodel_store_partition_lag_seconds", lag_s < 0 ? 0 : lag_s, labels);
+    return rc ? rc
+              : metrics_sample_f64(b, "readmodel_store_partition_lag_seconds",
+                                   lag_s < 0 ? 0 : lag_s, labels);
 }
 
 struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
 {
     buf_t *b = http_body();
     const http_stats_t *st = &ctx->hc_stats;
-    metrics_family(b, "readmodel_http_requests_total", "counter", "HTTP requests by route and status.");
+    metrics_family(b, "readmodel_http_requests_total", "counter",
+                   "HTTP requests by route and status.");
     for (int r = 0; r < HTTP_ROUTE__COUNT; r++)
         for (int s = 0; s < HTTP_STATUS_SLOTS; s++) {
             uint64_t n = __atomic_load_n(&st->hs_requests[r][s], __ATOMIC_RELAXED);
@@ -208,7 +223,8 @@ struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
                 continue;
             char status[8];
             snprintf(status, sizeof(status), "%u", http_status_codes[s]);
-            const char *labels[] = {"route", http_route_name((http_route_t)r), "status", status, NULL};
+            const char *labels[] = {"route", http_route_name((http_route_t)r), "status", status,
+                                    NULL};
             metrics_sample_i64(b, "readmodel_http_requests_total", (int64_t)n, labels);
         }
     metrics_family(b, "readmodel_http_request_duration_seconds", "histogram",
@@ -226,6 +242,17 @@ struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
         const char *labels[] = {"route", http_route_name((http_route_t)r), NULL};
         metrics_hist_render(b, "readmodel_http_request_duration_seconds", &h, labels);
     }
+    /* The audit sink may lose lines the query API accepted (docs/query-api.md, Audit):
+     * those it could see fail are counted here, both the batched and the direct ones. */
+    metrics_family(b, "readmodel_audit_lost_lines_total", "counter",
+                   "Audit lines that could not be written (disk full, I/O error).");
+    metrics_sample_i64(b, "readmodel_audit_lost_lines_total",
+                       (int64_t)(audit_lost_lines(ctx->hc_audit) +
+                                 __atomic_load_n(&ctx->hc_audit_failures, __ATOMIC_RELAXED)),
+                       NULL);
+    metrics_family(b, "readmodel_http_consistency_waiters", "gauge",
+                   "Requests waiting for consistency tokens now.");
+    metrics_sample_i64(b, "readmodel_http_consistency_waiters", http_fresh_waiters(ctx), NULL);
     http_live_metrics(ctx->hc_live, b);
     store_t *store = NULL;
     MDB_txn *txn;
@@ -247,13 +274,16 @@ struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
     const char *vlabels[] = {"view", ctx->hc_app->ap_view->v_name, NULL};
     metrics_sample_i64(b, "readmodel_http_store_open", store != NULL, vlabels);
     if (generation >= 0) {
-        metrics_family(b, "readmodel_store_generation", "gauge",
-                       "Store generation being served (0: flat store, before the projector moved it).");
+        metrics_family(
+            b, "readmodel_store_generation", "gauge",
+            "Store generation being served (0: flat store, before the projector moved it).");
         metrics_sample_i64(b, "readmodel_store_generation", generation, vlabels);
     }
-    struct MHD_Response *resp = MHD_create_response_from_buffer(b->b_len, b->b_data, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(b->b_len, b->b_data, MHD_RESPMEM_MUST_COPY);
     if (resp)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                "text/plain; version=0.0.4; charset=utf-8");
     *ret_status = 200;
     return resp;
 }
@@ -271,17 +301,18 @@ static int status_partition(void *ctx, const char *topic, int32_t partition,
     int64_t lag = off->so_high_watermark > off->so_next_offset
                       ? off->so_high_watermark - off->so_next_offset
                       : 0;
-    double lag_s = lag && off->so_last_event_ms ? (double)(sc->sc_now - off->so_last_event_ms) / 1000.0 : 0;
+    double lag_s =
+        lag && off->so_last_event_ms ? (double)(sc->sc_now - off->so_last_event_ms) / 1000.0 : 0;
     int rc = buf_append_str(sc->sc_body, sc->sc_count++ ? ",{\"topic\":" : "{\"topic\":");
     rc = rc ? rc : buf_append_json_str(sc->sc_body, topic, strlen(topic));
-    return rc ? rc : buf_printf(sc->sc_body,
-                                ",\"partition\":%d,\"next_offset\":%lld,\"high_watermark\":%lld,"
-                                "\"lag_messages\":%lld,\"lag_seconds\":%.3f,"
-                                "\"last_event_ms\":%lld,\"committed_ms\":%lld}",
-                                partition, (long long)off->so_next_offset,
-                                (long long)off->so_high_watermark, (long long)lag,
-                                lag_s < 0 ? 0 : lag_s, (long long)off->so_last_event_ms,
-                                (long long)off->so_updated_ms);
+    return rc ? rc
+              : buf_printf(sc->sc_body,
+                           ",\"partition\":%d,\"next_offset\":%lld,\"high_watermark\":%lld,"
+                           "\"lag_messages\":%lld,\"lag_seconds\":%.3f,"
+                           "\"last_event_ms\":%lld,\"committed_ms\":%lld}",
+                           partition, (long long)off->so_next_offset,
+                           (long long)off->so_high_watermark, (long long)lag, lag_s < 0 ? 0 : lag_s,
+                           (long long)off->so_last_event_ms, (long long)off->so_updated_ms);
 }
 
 /* The summary line ({"summary":{...}}) that ends the report of the last reconcile run
@@ -297,7 +328,8 @@ static void append_reconcile(http_ctx_t *ctx, buf_t *b)
     if (fd >= 0) {
         struct stat st;
         if (fstat(fd, &st) == 0 && st.st_size > 0) {
-            off_t from = st.st_size > (off_t)sizeof(tail) - 1 ? st.st_size - (off_t)sizeof(tail) + 1 : 0;
+            off_t from =
+                st.st_size > (off_t)sizeof(tail) - 1 ? st.st_size - (off_t)sizeof(tail) + 1 : 0;
             n = pread(fd, tail, sizeof(tail) - 1, from);
         }
         close(fd);
@@ -330,7 +362,7 @@ struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
     *ret_status = 200;
     if (http_txn(ctx, &store, &txn)) {
         buf_printf(b, "{\"view\":\"%s\",\"state\":\"not-ready\",\"reason\":", view->v_name);
-        buf_append_json_str(b, ctx->hc_store_error, strlen(ctx->hc_store_error));
+        buf_append_json_str(b, http_store_error(ctx), strlen(http_store_error(ctx)));
         buf_append_str(b, ",\"partitions\":[],\"gaps\":[]}");
         return json_response(b);
     }
@@ -345,17 +377,20 @@ struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
     rc = rc ? rc : store_meta_foreach(store, txn, "gap/", add_gap, &gaps);
     buf_append_str(&gaps, "]");
     const char *state = strcmp(gaps.b_data, "[]") ? "degraded"
-                        : lag.hl_partitions == 0 ? "not-ready"
+                        : lag.hl_partitions == 0  ? "not-ready"
                         : lag.hl_messages > 0 && sc.sc_now - lag.hl_newest_commit_ms > HTTP_STALL_MS
                             ? "stalled"
                         : lag.hl_messages > 0 ? "catching-up"
                                               : "running";
-    buf_printf(b, "{\"view\":\"%s\",\"generation\":%lld,\"state\":\"%s\",\"now_ms\":%lld,\"lag_messages\":%lld,"
-                  "\"lag_seconds\":%.3f,\"last_commit_ms\":%lld,\"parked\":%zu,"
-                  "\"dead_letters_pending\":%zu,\"gaps\":%s,\"partitions\":[",
-               view->v_name, (long long)http_txn_generation(), state, (long long)sc.sc_now, (long long)lag.hl_messages,
-               (double)lag.hl_lag_ms / 1000.0, (long long)lag.hl_newest_commit_ms,
-               rc ? 0 : parked.ms_entries, rc ? 0 : outbox.ms_entries, gaps.b_data);
+    buf_printf(b,
+               "{\"view\":\"%s\",\"generation\":%lld,\"state\":\"%s\",\"now_ms\":%lld,\"lag_"
+               "messages\":%lld,"
+               "\"lag_seconds\":%.3f,\"last_commit_ms\":%lld,\"parked\":%zu,"
+               "\"dead_letters_pending\":%zu,\"gaps\":%s,\"partitions\":[",
+               view->v_name, (long long)http_txn_generation(), state, (long long)sc.sc_now,
+               (long long)lag.hl_messages, (double)lag.hl_lag_ms / 1000.0,
+               (long long)lag.hl_newest_commit_ms, rc ? 0 : parked.ms_entries,
+               rc ? 0 : outbox.ms_entries, gaps.b_data);
     buf_free(&gaps);
     if (!rc)
         rc = store_offset_foreach(store, txn, status_partition, &sc);

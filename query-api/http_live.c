@@ -36,8 +36,8 @@ typedef enum live_outcome {
 
 /* Metric label of each outcome (readmodel_live_fetches_total{outcome}). */
 static const char *const outcome_labels[LIVE_OUTCOME_COUNT] = {
-    "ok", "not_configured", "circuit_open", "timeout", "refused", "http_error", "bad_response",
-    "error"};
+    "ok",      "not_configured", "circuit_open", "timeout",
+    "refused", "http_error",     "bad_response", "error"};
 
 /* From 1 ms (a service on the same host) to 10 s (VIEW_LIVE_DEADLINE_MAX_MS). */
 static const double latency_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -50,9 +50,9 @@ typedef struct live_section {
     bool ls_configured;
     char ls_base[REMOTE_URL_MAX_BYTES / 2];
     breaker_t *ls_breaker;
-    uint64_t ls_outcomes[LIVE_OUTCOME_COUNT];    /* atomics */
-    uint64_t ls_latency[LATENCY_BUCKETS + 1];    /* atomics; calls made only */
-    uint64_t ls_latency_ns_sum;                  /* atomic */
+    uint64_t ls_outcomes[LIVE_OUTCOME_COUNT]; /* atomics */
+    uint64_t ls_latency[LATENCY_BUCKETS + 1]; /* atomics; calls made only */
+    uint64_t ls_latency_ns_sum; /* atomic */
 } live_section_t;
 
 struct http_live {
@@ -68,7 +68,7 @@ typedef struct live_xfer {
     CURL *lx_easy;
     buf_t lx_body;
     bool lx_too_big;
-    bool lx_active;   /* added to the multi handle for this request */
+    bool lx_active; /* added to the multi handle for this request */
     bool lx_done;
     CURLcode lx_code;
     breaker_ticket_t lx_ticket;
@@ -138,7 +138,8 @@ static live_tls_t *tls_get(http_live_t *live)
         curl_easy_setopt(easy, CURLOPT_WRITEDATA, xfer);
         curl_easy_setopt(easy, CURLOPT_PRIVATE, xfer);
         curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for timeouts */
-        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)live->hl_sections[i].ls_def->vlv_deadline_ms);
+        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
+                         (long)live->hl_sections[i].ls_def->vlv_deadline_ms);
         curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     }
     if (pthread_setspecific(live->hl_tls, tls)) {
@@ -166,7 +167,8 @@ http_live_t *http_live_new(const view_t *view, const cfg_t *cfg, char *errstr, s
     live->hl_count = view->v_live_count;
     live->hl_sections = calloc(live->hl_count ? live->hl_count : 1, sizeof(*live->hl_sections));
     live->hl_headers = curl_slist_append(NULL, "Accept: application/json");
-    bool ok = live->hl_sections && live->hl_headers && pthread_key_create(&live->hl_tls, tls_free) == 0;
+    bool ok =
+        live->hl_sections && live->hl_headers && pthread_key_create(&live->hl_tls, tls_free) == 0;
     if (!ok) {
         curl_slist_free_all(live->hl_headers);
         free(live->hl_sections);
@@ -181,8 +183,8 @@ http_live_t *http_live_new(const view_t *view, const cfg_t *cfg, char *errstr, s
         live_section_t *ls = &live->hl_sections[i];
         ls->ls_def = &view->v_lives[i];
         ls->ls_name = view->v_sections[ls->ls_def->vlv_section].vs_name;
-        ls->ls_configured = remote_base_url(urls, ls->ls_def->vlv_service, ls->ls_base,
-                                            sizeof(ls->ls_base)) == 0;
+        ls->ls_configured =
+            remote_base_url(urls, ls->ls_def->vlv_service, ls->ls_base, sizeof(ls->ls_base)) == 0;
         if (!(ls->ls_breaker = breaker_new(failures, cooldown_ms))) {
             http_live_destroy(live);
             snprintf(errstr, errlen, "out of memory");
@@ -292,8 +294,10 @@ static void run(live_tls_t *tls, int64_t deadline_ns)
     }
 }
 
-/* Maps a finished (or abandoned) transfer to the section's answer. */
-static void finish(http_live_t *live, live_tls_t *tls, size_t i, http_live_result_t *result)
+/* Maps a finished (or abandoned) transfer to the section's answer, shaped by the caller's
+ * field allowlist and masks as a stored section would be. */
+static void finish(http_live_t *live, live_tls_t *tls, size_t i, const render_shape_t *shape,
+                   http_live_result_t *result)
 {
     live_section_t *ls = &live->hl_sections[i];
     size_t section = (size_t)ls->ls_def->vlv_section;
@@ -318,8 +322,10 @@ static void finish(http_live_t *live, live_tls_t *tls, size_t i, http_live_resul
     } else if (status != 200 && status != 404) {
         outcome = LIVE_HTTP_ERROR;
         snprintf(reason, sizeof(reason), "http %ld", status);
-    } else if (http_live_map(live->hl_view, ls->ls_def, status == 404 ? NULL : xfer->lx_body.b_data,
-                             xfer->lx_body.b_len, values)) {
+    } else if (http_live_map(live->hl_view, ls->ls_def, shape->sh_fields[section],
+                             shape->sh_mask_pii ? ~shape->sh_pii_shown[section] : 0,
+                             status == 404 ? NULL : xfer->lx_body.b_data, xfer->lx_body.b_len,
+                             values)) {
         outcome = LIVE_BAD_RESPONSE;
     }
     breaker_record(ls->ls_breaker, xfer->lx_ticket, outcome == LIVE_OK, rm_mono_ms());
@@ -331,8 +337,8 @@ static void finish(http_live_t *live, live_tls_t *tls, size_t i, http_live_resul
     __atomic_fetch_add(&ls->ls_latency_ns_sum, (uint64_t)elapsed_ns, __ATOMIC_RELAXED);
     if (outcome != LIVE_OK) {
         static const char *const reasons[LIVE_OUTCOME_COUNT] = {
-            "", "not configured", "circuit open", "timeout", "refused", "", "bad response",
-            "error"};
+            "", "not configured", "circuit open", "timeout", "refused",
+            "", "bad response",   "error"};
         unavailable(result, section, ls, outcome, reason[0] ? reason : reasons[outcome]);
         return;
     }
@@ -346,7 +352,8 @@ static void finish(http_live_t *live, live_tls_t *tls, size_t i, http_live_resul
 }
 
 /* The render emitter (render.h render_live_fn): ctx is the request's result. */
-static int emit(void *ctx, size_t section, bool freshness, buf_t *out)
+static int emit(void *ctx, size_t section, bool freshness, render_spans_t *volatile_spans,
+                buf_t *out)
 {
     const http_live_result_t *result = ctx;
     const http_live_answer_t *answer = &result->lr_answers[section];
@@ -355,9 +362,15 @@ static int emit(void *ctx, size_t section, bool freshness, buf_t *out)
                    ? buf_append(out, result->lr_values->b_data + answer->la_value_off,
                                 answer->la_value_len)
                    : buf_append_str(out, "null");
-    if (answer->la_available)
-        return buf_printf(out, "{\"mode\":\"live\",\"fetched_at\":%lld}",
-                          (long long)answer->la_fetched_ms);
+    if (answer->la_available) {
+        /* The fetch time changes on every read; what was fetched is in "sections". */
+        int rc = buf_append_str(out, "{\"mode\":\"live\",\"fetched_at\":");
+        size_t at = out->b_len;
+        rc = rc ? rc : buf_append_i64(out, answer->la_fetched_ms);
+        if (!rc)
+            render_spans_add(volatile_spans, at, out->b_len);
+        return rc ? rc : buf_append_char(out, '}');
+    }
     const char *reason = answer->la_fetched ? answer->la_reason : "error";
     int rc = buf_append_str(out, "{\"mode\":\"unavailable\",\"reason\":");
     rc = rc ? rc : buf_append_json_str(out, reason, strlen(reason));
@@ -403,7 +416,7 @@ void http_live_fetch(http_live_t *live, store_t *store, MDB_txn *txn, const char
         run(tls, deadline_ns + longest_ms * 1000000);
     for (size_t i = 0; i < live->hl_count; i++)
         if (tls->lt_xfers[i].lx_active)
-            finish(live, tls, i, ret_result);
+            finish(live, tls, i, shape, ret_result);
 }
 
 void http_live_add_headers(const http_live_t *live, const http_live_result_t *result,
@@ -446,8 +459,9 @@ int http_live_metrics(http_live_t *live, buf_t *out)
     for (size_t i = 0; !rc && i < live->hl_count; i++) {
         live_section_t *ls = &live->hl_sections[i];
         for (int o = 0; !rc && o < LIVE_OUTCOME_COUNT; o++) {
-            const char *labels[] = {"section", ls->ls_name, "service", ls->ls_def->vlv_service,
-                                    "outcome", outcome_labels[o], NULL};
+            const char *labels[] = {
+                "section", ls->ls_name,       "service", ls->ls_def->vlv_service,
+                "outcome", outcome_labels[o], NULL};
             rc = metrics_sample_i64(out, "readmodel_live_fetches_total",
                                     (int64_t)__atomic_load_n(&ls->ls_outcomes[o], __ATOMIC_RELAXED),
                                     labels);
@@ -470,7 +484,8 @@ int http_live_metrics(http_live_t *live, buf_t *out)
         uint64_t opened = 0;
         breaker_state(ls->ls_breaker, &opened);
         const char *labels[] = {"section", ls->ls_name, "service", ls->ls_def->vlv_service, NULL};
-        rc = metrics_sample_i64(out, "readmodel_live_breaker_opened_total", (int64_t)opened, labels);
+        rc =
+            metrics_sample_i64(out, "readmodel_live_breaker_opened_total", (int64_t)opened, labels);
     }
     return rc;
 }

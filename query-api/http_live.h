@@ -69,9 +69,11 @@ http_live_t *http_live_new(const view_t *view, const cfg_t *cfg, char *errstr, s
 void http_live_destroy(http_live_t *live);
 
 /* Fetches the live sections selected in shape (sh_sections) for key, unless key has no
- * document in txn, and points shape's live emitter (render.h) at *ret_result, so that the
- * render that follows places them. Never fails: failures are answers (note 1). live may be
- * NULL (no live sections are served then). HTTP worker threads. */
+ * document in txn, maps each answer through shape's field allowlist and PII masks
+ * (sh_fields, sh_mask_pii: set them first), and points shape's live emitter (render.h) at
+ * *ret_result, so that the render that follows places them; the emitter marks each
+ * fetched_at volatile (render.h render_spans_t). Never fails: failures are answers
+ * (note 1). live may be NULL (no live sections are served then). HTTP worker threads. */
 void http_live_fetch(http_live_t *live, store_t *store, MDB_txn *txn, const char *key,
                      size_t key_len, render_shape_t *shape, http_live_result_t *ret_result);
 

@@ -1,5 +1,6 @@
 /* http_live_map: a live service's JSON answer to the section's declared shape (http_live_map.h). */
 #include "http_live_map.h"
+#include "mask.h"
 #include "remote.h"
 #include "rm_err.h"
 
@@ -50,33 +51,70 @@ static int append_value(const view_field_t *field, json_t *value, buf_t *out)
     return RM_EINVAL;
 }
 
-/* {"field":value,...} of one record, fields in definition order. */
+/* A PII field for a caller without the entitlement, as frag_render_json_filtered masks a
+ * stored one: a string (or string default) through the field's mask, null as null, any
+ * other value redacted. The value is still checked against the field's type first, so a
+ * wrong answer is refused the same whoever asks. */
+static int append_masked(const view_field_t *field, json_t *value, buf_t *out)
+{
+    buf_t plain = BUF_INIT;
+    int rc = append_value(field, value, &plain);
+    bool absent = !value || json_is_null(value);
+    if (rc)
+        ; /* not the declared type */
+    else if (strcmp(plain.b_data, "null") == 0)
+        rc = buf_append_str(out, "null");
+    else if (field->vf_type == VIEW_T_STRING && json_is_string(value))
+        rc = mask_append_json(field->vf_mask, json_string_value(value), json_string_length(value),
+                              out);
+    else if (field->vf_type == VIEW_T_STRING && absent)
+        rc = mask_append_json(field->vf_mask, field->vf_default_str, strlen(field->vf_default_str),
+                              out);
+    else
+        rc = mask_append_json(VIEW_MASK_REDACT, "", 0, out);
+    buf_free(&plain);
+    return rc;
+}
+
+/* {"field":value,...} of one record: the fields in `fields`, in definition order. */
 static int append_record(const view_section_t *section, const view_live_t *live, json_t *record,
-                         buf_t *out)
+                         uint32_t fields, uint32_t masked, buf_t *out)
 {
     if (!json_is_object(record))
         return RM_EINVAL;
     int rc = buf_append_char(out, '{');
+    bool comma = false;
     for (size_t f = 0; !rc && f < section->vs_field_count; f++) {
         const view_field_t *field = &section->vs_fields[f];
         const char *path = NULL;
         for (size_t m = 0; m < live->vlv_field_count; m++)
             if (live->vlv_fields[m].vsf_field == (int)f)
                 path = live->vlv_fields[m].vsf_path;
-        rc = f ? buf_append_char(out, ',') : 0;
+        json_t *value = path ? remote_member(record, path) : NULL;
+        if (!(fields & (UINT32_C(1) << f))) {
+            /* left out, but an answer of the wrong shape is refused whoever asks */
+            buf_t ignored = BUF_INIT;
+            rc = append_value(field, value, &ignored);
+            buf_free(&ignored);
+            continue;
+        }
+        rc = comma ? buf_append_char(out, ',') : 0;
+        comma = true;
         rc = rc ? rc : buf_append_json_str(out, field->vf_name, strlen(field->vf_name));
         rc = rc ? rc : buf_append_char(out, ':');
-        rc = rc ? rc : append_value(field, path ? remote_member(record, path) : NULL, out);
+        if (!rc)
+            rc = field->vf_pii && (masked & (UINT32_C(1) << f)) ? append_masked(field, value, out)
+                                                                : append_value(field, value, out);
     }
     return rc ? rc : buf_append_char(out, '}');
 }
 
 static int map_answer(const view_section_t *section, const view_live_t *live, json_t *root,
-                      buf_t *out)
+                      uint32_t fields, uint32_t masked, buf_t *out)
 {
     if (section->vs_kind != VIEW_LIST)
         return json_is_null(root) ? buf_append_str(out, "null")
-                                  : append_record(section, live, root, out);
+                                  : append_record(section, live, root, fields, masked, out);
     json_t *items = live->vlv_items ? remote_member(root, live->vlv_items) : root;
     if (!json_is_array(items))
         return RM_EINVAL;
@@ -86,13 +124,13 @@ static int map_answer(const view_section_t *section, const view_live_t *live, js
     int rc = buf_append_char(out, '[');
     for (size_t i = 0; !rc && i < count; i++) {
         rc = i ? buf_append_char(out, ',') : 0;
-        rc = rc ? rc : append_record(section, live, json_array_get(items, i), out);
+        rc = rc ? rc : append_record(section, live, json_array_get(items, i), fields, masked, out);
     }
     return rc ? rc : buf_append_char(out, ']');
 }
 
-int http_live_map(const view_t *view, const view_live_t *live, const char *body, size_t len,
-                  buf_t *out)
+int http_live_map(const view_t *view, const view_live_t *live, uint32_t fields, uint32_t masked,
+                  const char *body, size_t len, buf_t *out)
 {
     const view_section_t *section = &view->v_sections[live->vlv_section];
     if (!body)
@@ -102,7 +140,7 @@ int http_live_map(const view_t *view, const view_live_t *live, const char *body,
     if (!root)
         return RM_EINVAL;
     size_t mark = out->b_len;
-    int rc = map_answer(section, live, root, out);
+    int rc = map_answer(section, live, root, fields, masked, out);
     json_decref(root);
     if (rc && out->b_cap) {
         out->b_len = mark; /* a half-mapped answer never reaches a client */

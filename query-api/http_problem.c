@@ -37,5 +37,7 @@ struct MHD_Response *http_problem_response(unsigned status, const char *slug, co
         return NULL;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/problem+json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, HTTP_CACHE_NONE);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, HTTP_VARY_CREDENTIALS);
     return resp;
 }

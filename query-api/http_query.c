@@ -83,7 +83,8 @@ static struct MHD_Response *parse_fields(const view_t *view, const http_values_t
 }
 
 /* <section>_limit and <section>_cursor of every list section. */
-static struct MHD_Response *parse_pages(const view_t *view, const http_values_t *values, char *text,
+static struct MHD_Response *parse_pages(const view_t *view, const http_cursor_scope_t *cursors,
+                                        const http_values_t *values, char *text,
                                         http_view_query_t *vq, unsigned *ret_status)
 {
     for (size_t s = 0; s < view->v_section_count; s++) {
@@ -105,8 +106,8 @@ static struct MHD_Response *parse_pages(const view_t *view, const http_values_t 
         vq->vq_shape.sh_limit[s] = (size_t)limit;
         memcpy(name + base, "_cursor", sizeof("_cursor"));
         int given = query_arg(values, name, text, HTTP_VIEW_PARAM_MAX_BYTES);
-        if (given != 0 &&
-            (given < 0 || http_params_cursor_decode(text, &vq->vq_shape.sh_after[s]))) {
+        if (given != 0 && (given < 0 || http_cursor_open(cursors, view->v_sections[s].vs_name, text,
+                                                         &vq->vq_shape.sh_after[s]))) {
             char detail[160];
             snprintf(detail, sizeof(detail),
                      "%s is not a cursor this server issued (pass a *_next_cursor as is)", name);
@@ -154,6 +155,7 @@ static struct MHD_Response *parse_tokens(const view_t *view, const http_values_t
 }
 
 struct MHD_Response *http_query_view(const view_t *view, int64_t wait_bound_ms,
+                                     const http_cursor_scope_t *cursors,
                                      const http_values_t *values, http_view_query_t *vq,
                                      unsigned *ret_status)
 {
@@ -163,7 +165,7 @@ struct MHD_Response *http_query_view(const view_t *view, int64_t wait_bound_ms,
     vq->vq_token_count = 0;
     vq->vq_wait_ms = wait_bound_ms;
     struct MHD_Response *resp = parse_fields(view, values, text, vq, ret_status);
-    resp = resp ? resp : parse_pages(view, values, text, vq, ret_status);
+    resp = resp ? resp : parse_pages(view, cursors, values, text, vq, ret_status);
     resp = resp ? resp
                 : int_arg(values, "max_staleness_ms", 0, HTTP_VIEW_BUDGET_MAX_MS,
                           &vq->vq_has_budget, &vq->vq_budget_ms, ret_status);

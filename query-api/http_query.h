@@ -8,6 +8,7 @@
 #ifndef RM_HTTP_QUERY_H
 #define RM_HTTP_QUERY_H
 
+#include "http_cursor.h"
 #include "http_params.h"
 #include "http_routes.h"
 #include "render.h"
@@ -43,9 +44,12 @@ typedef struct http_view_query {
 
 /* Parses fields, <list>_limit, <list>_cursor, max_staleness_ms, min_offsets,
  * X-Readmodel-Min-Offsets and wait_ms of a GET /v1/views/{view}/{key} into *vq for view.
- * wait_bound_ms is query_api.consistency_wait_ms (a request may only lower it). A
- * malformed value, or a token naming a topic the view does not consume, is a 400. */
+ * wait_bound_ms is query_api.consistency_wait_ms (a request may only lower it). Cursors
+ * are opened in the scope cursors (http_cursor.h): the requested document. A malformed
+ * value, a cursor not sealed for this document and section, or a token naming a topic the
+ * view does not consume, is a 400. */
 struct MHD_Response *http_query_view(const view_t *view, int64_t wait_bound_ms,
+                                     const http_cursor_scope_t *cursors,
                                      const http_values_t *values, http_view_query_t *vq,
                                      unsigned *ret_status);
 

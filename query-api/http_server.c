@@ -7,9 +7,12 @@
  * (2) MHD_USE_EPOLL_INTERNAL_THREAD with a thread pool: each worker owns its connections,
  *     its read transaction and its buffer (http_ctx.c), so requests share no lock.
  * (3) Fixed answers (health, unknown route) are built once and queued again and again.
- * (4) With TLS (https.h) the same rules hold: the client certificate, when one is
- *     required, is checked in the second call too, before any route, and a refusal
- *     closes the connection rather than answering.
+ * (4) With TLS (https.h) the same rules hold, except that the client certificate, when
+ *     one is required, is checked in the first call, as soon as the request's head is
+ *     read and before any byte of its body or any route: a refusal closes the
+ *     connection rather than answering, and a client without a certificate cannot hold
+ *     a worker reading an endless body. Other methods than GET and HEAD are answered
+ *     405 in the first call too, unread.
  * (5) Every connection owns a bearer-token memo (http_auth.h) for its life: a keep-alive
  *     client's token is verified once per connection, not hashed on every request. The
  *     same per-connection state remembers that the TLS client certificate verified
@@ -19,6 +22,7 @@
 #include "http_auth.h"
 #include "http_handlers.h"
 #include "http_live.h"
+#include "http_logend.h"
 #include "http_problem.h"
 #include "https.h"
 #include "log.h"
@@ -127,6 +131,45 @@ static http_conn_t *connection_state(struct MHD_Connection *conn)
     return info ? info->socket_context : NULL;
 }
 
+/* The first call for a request: its head is read, its body (if any) is not. What is
+ * refused whatever the body says is refused here (note 4): a TLS client without an
+ * acceptable certificate (the connection is closed), and a method other than GET and
+ * HEAD (a 405 with Allow, after the size and per-address limits, never audited:
+ * http_auth.c note 4). Answering now means the body is never read, so neither can
+ * stream one without end; libmicrohttpd then closes the connection, as it must when it
+ * has not read the body. MHD_YES: go on to the request's next call. */
+static enum MHD_Result first_call(http_ctx_t *ctx, struct MHD_Connection *conn, const char *url,
+                                  const char *method)
+{
+    http_conn_t *state = connection_state(conn);
+    const char *refused;
+    if (ctx->hc_https &&
+        !https_client_allowed(ctx->hc_https, conn, state ? &state->hn_tls_verified : NULL,
+                              &refused)) {
+        log_warn("TLS client refused", LOG_S("reason", refused));
+        return MHD_NO;
+    }
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+        return MHD_YES;
+    int64_t start = rm_mono_ns();
+    http_request_t req;
+    http_caller_t caller;
+    http_parse_path(url, &req);
+    req.hr_caller = &caller;
+    unsigned status = 405;
+    struct MHD_Response *resp = http_auth_admit(ctx, conn, url, &caller, &status);
+    if (!resp) {
+        resp = http_problem_response(405, "method-not-allowed", "Method not allowed",
+                                     "only GET and HEAD are served", NULL);
+        if (resp)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    }
+    http_auth_finish(ctx, &req, &caller, resp, status);
+    enum MHD_Result ret = queue(conn, status, resp, false);
+    count(ctx, req.hr_route, status, rm_mono_ns() - start);
+    return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -137,20 +180,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)upload_data;
     if (*con_cls == NULL) {
         *con_cls = &first_call_marker; /* note 1 */
-        return MHD_YES;
+        return first_call(ctx, conn, url, method);
     }
     if (*upload_data_size) {
         *upload_data_size = 0; /* GET/HEAD only: a body is read and ignored */
         return MHD_YES;
     }
-    const char *refused;
     http_conn_t *state = connection_state(conn);
-    if (ctx->hc_https &&
-        !https_client_allowed(ctx->hc_https, conn, state ? &state->hn_tls_verified : NULL,
-                              &refused)) {
-        log_warn("TLS client refused", LOG_S("reason", refused)); /* note 4 */
-        return MHD_NO;
-    }
     int64_t start = rm_mono_ns();
     http_request_t req;
     http_caller_t caller;
@@ -159,15 +195,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     unsigned status = 200;
     struct MHD_Response *resp = NULL;
     bool shared = false;
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        status = 405;
-        resp = http_problem_response(405, "method-not-allowed", "Method not allowed",
-                                     "only GET and HEAD are served", NULL);
-        if (resp)
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-        memset(&caller, 0, sizeof(caller));
-    } else if ((resp = http_auth_gate(ctx, conn, url, &req, state ? &state->hn_memo : NULL,
-                                      &caller, &status))) {
+    if ((resp = http_auth_gate(ctx, conn, url, &req, state ? &state->hn_memo : NULL, &caller,
+                               &status))) {
         /* refused before any route: limits or credentials (http_auth.c note 1) */
     } else {
         switch (req.hr_route) {
@@ -223,6 +252,7 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
     http_ctx_t *ctx = &server->hs_ctx;
     ctx->hc_app = app;
     pthread_mutex_init(&ctx->hc_store_lock, NULL);
+    pthread_mutex_init(&ctx->hc_waiter_lock, NULL);
     static const char healthz[] = "{\"status\":\"ok\"}";
     ctx->hc_healthz = MHD_create_response_from_buffer(sizeof(healthz) - 1, (void *)healthz,
                                                       MHD_RESPMEM_PERSISTENT);
@@ -248,10 +278,23 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
         http_server_stop(server);
         return NULL;
     }
+    if (!(ctx->hc_logend = http_logend_new(app->ap_cfg, errstr, errlen))) {
+        http_server_stop(server);
+        return NULL;
+    }
     if (!(ctx->hc_live = http_live_new(app->ap_view, app->ap_cfg, errstr, errlen))) {
         http_server_stop(server);
         return NULL;
     }
+    bool random_cursor_key;
+    if (http_cursor_keys_init(&ctx->hc_cursor_keys, app->ap_cfg, &random_cursor_key, errstr,
+                              errlen)) {
+        http_server_stop(server);
+        return NULL;
+    }
+    if (random_cursor_key)
+        log_info("no query_api.cursor_key_file: page cursors are sealed with a key drawn at "
+                 "start (good until a restart, at this process only)");
     int src = http_store_start(ctx); /* serves a store that exists now; follows "current" */
     if (src) {
         snprintf(errstr, errlen, "cannot start the store watcher: %s", rm_strerror(src));
@@ -297,7 +340,9 @@ void http_server_stop(http_server_t *server)
     http_store_stop(ctx);
     http_auth_cleanup(ctx);
     http_live_destroy(ctx->hc_live); /* after the workers: their curl handles are freed */
+    http_logend_destroy(ctx->hc_logend);
     https_destroy(ctx->hc_https);    /* after the daemon, which borrowed its PEM strings */
     pthread_mutex_destroy(&ctx->hc_store_lock);
+    pthread_mutex_destroy(&ctx->hc_waiter_lock);
     free(server);
 }

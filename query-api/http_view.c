@@ -3,16 +3,19 @@
  * consistency tokens. docs/query-api.md is the reference for every parameter and header.
  *
  * Notes on the design:
- * (1) The body is assembled first and the ETag is a hash of exactly those bytes, so a
- *     tag never outlives a byte of what it names. Volatile numbers (the wait's duration,
- *     the commit age) go into headers, not the body, so that an unchanged document keeps
- *     its tag; the lag in the body changes only while the store is behind.
+ * (1) The body is assembled first and the ETag is a weak tag (http_etag.h) over its bytes
+ *     less the ranges that move while the entity does not: every lag figure, the
+ *     staleness verdict, the consistency outcome and a live section's fetch time (the
+ *     render and append_tail record them). Everything else — sections, live ones
+ *     included, provenance, marks, cursors — is in the hash, so a tag never outlives a
+ *     byte of what it says about the customer. Other volatile numbers (the wait's
+ *     duration, the commit age) go into headers only.
  * (2) A request with consistency tokens renders from the very read txn in which the
  *     tokens were seen applied (http_fresh_wait), never from a later or earlier one.
  * (3) Live sections (http_live.h) are fetched after the txn is taken and before the
  *     render, which places them; the txn stays open for the fetch (at most the section's
- *     deadline). Their fetched_at is in the body, so a document that includes a live
- *     section gets a new ETag whenever it is fetched again (docs/query-api.md). */
+ *     deadline). Their fetched_at is in the body but not in the tag (note 1): a document
+ *     with a live section keeps its tag while the service answers the same. */
 #include "buf.h"
 #include "http_etag.h"
 #include "rm_time.h"
@@ -42,16 +45,20 @@ static struct MHD_Response *problem(unsigned status, const char *slug, const cha
 
 /* Appends "<section>_next_cursor" of each list page that has more, then lag, staleness
  * and consistency, before the document's closing brace. */
-static int append_tail(const view_t *view, const http_view_query_t *vq, const render_pages_t *pages,
-                       const http_lag_t *lag, const http_wait_t *wait, buf_t *body)
+static int append_tail(const view_t *view, const http_cursor_scope_t *cursors,
+                       const http_view_query_t *vq, const render_pages_t *pages,
+                       const http_lag_t *lag, const http_wait_t *wait, render_spans_t *spans,
+                       buf_t *body)
 {
     body->b_len--; /* the document's '}' */
     int rc = 0;
     for (size_t s = 0; !rc && s < view->v_section_count; s++) {
         if (!pages->rp_more[s])
             continue;
-        char cursor[HTTP_CURSOR_MAX_CHARS + 1];
-        http_params_cursor_encode(&pages->rp_next[s], cursor, sizeof(cursor));
+        char cursor[HTTP_CURSOR_TEXT_MAX + 1];
+        if (!http_cursor_seal(cursors, view->v_sections[s].vs_name, &pages->rp_next[s], cursor,
+                              sizeof(cursor)))
+            return RM_EINVAL;
         rc = buf_printf(body, ",\"%s_next_cursor\":\"%s\"", view->v_sections[s].vs_name, cursor);
     }
     /* Appended, not printf'd (this runs for every read). lag.seconds is hl_lag_ms / 1000
@@ -60,6 +67,7 @@ static int append_tail(const view_t *view, const http_view_query_t *vq, const re
     char millis[4] = {(char)('0' + lag->hl_lag_ms % 1000 / 100),
                       (char)('0' + lag->hl_lag_ms % 100 / 10), (char)('0' + lag->hl_lag_ms % 10),
                       '\0'};
+    size_t volatile_at = body->b_len; /* from here to the closing brace: note 1 */
     rc = rc ? rc : buf_append_str(body, ",\"lag\":{\"messages\":");
     rc = rc ? rc : buf_append_i64(body, lag->hl_messages);
     rc = rc ? rc : buf_append_str(body, ",\"seconds\":");
@@ -77,7 +85,9 @@ static int append_tail(const view_t *view, const http_view_query_t *vq, const re
         rc = buf_printf(body, ",\"consistency\":{\"reached\":%s",
                         wait->hw_reached ? "true" : "false");
         if (!rc && !wait->hw_reached)
-            rc = buf_printf(body, ",\"reason\":\"%s\"", wait->hw_busy ? "busy" : "timeout");
+            rc = buf_printf(body, ",\"reason\":\"%s\"", wait->hw_busy          ? "busy"
+                                             : wait->hw_unreachable ? "unreachable"
+                                                                    : "timeout");
         rc = rc ? rc : buf_append_str(body, ",\"missing\":[");
         bool comma = false;
         for (size_t i = 0; !rc && i < vq->vq_token_count; i++) {
@@ -92,6 +102,8 @@ static int append_tail(const view_t *view, const http_view_query_t *vq, const re
         }
         rc = rc ? rc : buf_append_str(body, "]}");
     }
+    if (!rc)
+        render_spans_add(spans, volatile_at, body->b_len);
     return rc ? rc : buf_append_char(body, '}');
 }
 
@@ -109,8 +121,11 @@ static void add_headers(struct MHD_Response *resp, const char *etag, const http_
 {
     if (!resp)
         return;
-    if (etag)
+    if (etag) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, HTTP_CACHE_PRIVATE);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, HTTP_VARY_CREDENTIALS);
+    }
     if (lag) {
         add_int_header(resp, "X-Readmodel-Lag-Ms", lag->hl_lag_ms);
         add_int_header(resp, "X-Readmodel-Lag-Messages", lag->hl_messages);
@@ -134,7 +149,7 @@ static void add_headers(struct MHD_Response *resp, const char *etag, const http_
  * freshness (one scan of the offsets serves the headers, the body's lag and the sections). */
 static int render_in(http_ctx_t *ctx, store_t *store, MDB_txn *txn, const http_request_t *req,
                      http_view_query_t *vq, buf_t *body, render_pages_t *ret_pages,
-                     http_lag_t *ret_lag)
+                     http_lag_t *ret_lag, render_spans_t *ret_spans)
 {
     const view_t *view = ctx->hc_app->ap_view;
     http_topic_lag_t topics[VIEW_MAX_TOPICS];
@@ -145,9 +160,11 @@ static int render_in(http_ctx_t *ctx, store_t *store, MDB_txn *txn, const http_r
         return rc;
     http_fresh_section_lag(view, topics, sections);
     vq->vq_shape.sh_lag = sections;
+    vq->vq_shape.sh_volatile = ret_spans;
     rc = render_view_shaped(view, store, txn, req->hr_key, req->hr_key_len, &vq->vq_shape, body,
                             ret_pages);
     vq->vq_shape.sh_lag = NULL; /* borrowed for this render only */
+    vq->vq_shape.sh_volatile = NULL;
     return rc;
 }
 
@@ -160,8 +177,11 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
                        ret_status);
     http_view_query_t vq;
     http_values_t values = http_values_of(conn);
+    /* A cursor is good for this document's section only (http_cursor.h). */
+    http_cursor_scope_t cursors = {&ctx->hc_cursor_keys, view->v_name, req->hr_key,
+                                   req->hr_key_len};
     struct MHD_Response *resp =
-        http_query_view(view, ctx->hc_consistency_wait_ms, &values, &vq, ret_status);
+        http_query_view(view, ctx->hc_consistency_wait_ms, &cursors, &values, &vq, ret_status);
     resp = resp ? resp
                 : http_auth_shape(req->hr_caller, view, &vq.vq_shape,
                                   vq.vq_shape.sh_sections != RENDER_ALL_SECTIONS, ret_status);
@@ -170,12 +190,17 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
     store_t *store;
     MDB_txn *txn;
     http_wait_t wait = {0};
-    int rc = vq.vq_token_count ? http_fresh_wait(ctx, vq.vq_tokens, vq.vq_token_count,
+    const auth_principal_t *principal = &req->hr_caller->cl_principal;
+    int rc = vq.vq_token_count ? http_fresh_wait(ctx,
+                                                 principal->ap_method == AUTH_OFF ? NULL
+                                                                                  : principal->ap_name,
+                                                 vq.vq_tokens, vq.vq_token_count,
                                                  vq.vq_wait_ms, &store, &txn, &wait)
                                : http_txn(ctx, &store, &txn);
     if (rc == RM_ENOTFOUND) {
         char detail[320];
-        snprintf(detail, sizeof(detail), "the view store is not open yet: %s", ctx->hc_store_error);
+        snprintf(detail, sizeof(detail), "the view store is not open yet: %s",
+                 http_store_error(ctx));
         *ret_status = 503;
         return http_problem_response(503, "not-ready", "Not ready", detail, NULL);
     }
@@ -189,7 +214,10 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
     buf_t *body = http_body();
     render_pages_t pages;
     http_lag_t lag;
-    rc = render_in(ctx, store, txn, req, &vq, body, &pages, &lag);
+    render_spans_t spans;
+    spans.rsp_count = 0;
+    spans.rsp_overflow = false;
+    rc = render_in(ctx, store, txn, req, &vq, body, &pages, &lag, &spans);
     http_txn_done();
     if (rc == RM_ENOTFOUND) {
         resp = problem(404, "not-found", "Not found", "no document for this key in this view",
@@ -199,13 +227,13 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
     }
     if (rc == RM_EINVAL)
         return problem(400, "bad-request", "Bad request", "this key cannot exist", ret_status);
-    rc = rc ? rc : append_tail(view, &vq, &pages, &lag, &wait, body);
+    rc = rc ? rc : append_tail(view, &cursors, &vq, &pages, &lag, &wait, &spans, body);
     if (rc) {
         *ret_status = 500;
         return http_problem_response(500, "internal", "Internal error", rm_strerror(rc), NULL);
     }
     char etag[HTTP_ETAG_CHARS];
-    http_etag_of(body->b_data, body->b_len, etag);
+    http_etag_of(body->b_data, body->b_len, &spans, etag);
     const char *if_none_match =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     if (if_none_match && http_etag_matches(if_none_match, etag)) {

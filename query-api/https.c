@@ -20,6 +20,8 @@ struct https {
     char *hs_key_pem;
     char *hs_ca_pem; /* NULL: client certificates are not asked for */
     char *hs_priorities;
+    gnutls_x509_crl_t *hs_crls; /* query_api.tls.crl_file, each checked against the CA */
+    unsigned hs_crl_count;
 };
 
 /* Reads path into a NUL-terminated string. Returns 0 or sets errstr ("key: problem"). */
@@ -105,11 +107,57 @@ static int check_pems(const https_t *https, char *errstr, size_t errlen)
     return rc;
 }
 
+/* Reads query_api.tls.crl_file into https->hs_crls. Each CRL must be signed by one of
+ * the client CAs: a CRL from elsewhere could only be a mistake, and one whose signature
+ * is not checked could be anyone's. A CRL past its next update is still used (it lists
+ * fewer revocations than a fresh one, never more) — refreshing it is the operator's job. */
+static int load_crls(https_t *https, const char *crl_file, char *errstr, size_t errlen)
+{
+    char *pem = NULL;
+    int rc = read_pem("query_api.tls.crl_file", crl_file, &pem, errstr, errlen);
+    if (rc)
+        return rc;
+    gnutls_datum_t crl_data = datum(pem), ca_data = datum(https->hs_ca_pem);
+    gnutls_x509_crt_t *cas = NULL;
+    unsigned ca_count = 0;
+    int grc = gnutls_x509_crl_list_import2(&https->hs_crls, &https->hs_crl_count, &crl_data,
+                                           GNUTLS_X509_FMT_PEM, 0);
+    if (grc < 0 || https->hs_crl_count == 0) {
+        snprintf(errstr, errlen, "query_api.tls.crl_file: no CRL in '%s' (%s)", crl_file,
+                 grc < 0 ? gnutls_strerror(grc) : "none found");
+        rc = RM_ECONFIG;
+    } else if ((grc = gnutls_x509_crt_list_import2(&cas, &ca_count, &ca_data,
+                                                   GNUTLS_X509_FMT_PEM, 0)) < 0) {
+        snprintf(errstr, errlen, "query_api.tls.client_ca_file: %s", gnutls_strerror(grc));
+        rc = RM_ECONFIG;
+    }
+    for (unsigned i = 0; !rc && i < https->hs_crl_count; i++) {
+        unsigned status = 0;
+        grc = gnutls_x509_crl_verify(https->hs_crls[i], cas, ca_count, 0, &status);
+        if (grc < 0 || status) {
+            snprintf(errstr, errlen, "query_api.tls.crl_file: CRL %u of '%s' is not signed by "
+                     "a CA of query_api.tls.client_ca_file", i + 1, crl_file);
+            rc = RM_ECONFIG;
+        }
+    }
+    for (unsigned i = 0; i < ca_count; i++)
+        gnutls_x509_crt_deinit(cas[i]);
+    gnutls_free(cas);
+    free(pem);
+    return rc;
+}
+
 int https_load(const cfg_t *cfg, https_t **ret_https, char *errstr, size_t errlen)
 {
     const char *cert_file = cfg_str(cfg, "query_api.tls.cert_file");
     const char *key_file = cfg_str(cfg, "query_api.tls.key_file");
     const char *ca_file = cfg_str(cfg, "query_api.tls.client_ca_file");
+    const char *crl_file = cfg_str(cfg, "query_api.tls.crl_file");
+    if (*crl_file && !*ca_file) {
+        snprintf(errstr, errlen, "query_api.tls.crl_file: needs query_api.tls.client_ca_file "
+                                 "(it revokes client certificates)");
+        return RM_ECONFIG;
+    }
     if (!*cert_file && !*key_file) {
         if (*ca_file) {
             snprintf(errstr, errlen,
@@ -147,6 +195,8 @@ int https_load(const cfg_t *cfg, https_t **ret_https, char *errstr, size_t errle
         rc = RM_ENOMEM;
     }
     rc = rc ? rc : check_pems(https, errstr, errlen);
+    if (!rc && *crl_file)
+        rc = load_crls(https, crl_file, errstr, errlen);
     if (rc) {
         https_destroy(https);
         return rc;
@@ -165,6 +215,9 @@ void https_destroy(https_t *https)
     free(https->hs_key_pem);
     free(https->hs_ca_pem);
     free(https->hs_priorities);
+    for (unsigned i = 0; i < https->hs_crl_count; i++)
+        gnutls_x509_crl_deinit(https->hs_crls[i]);
+    gnutls_free(https->hs_crls);
     free(https);
 }
 
@@ -185,9 +238,29 @@ size_t https_mhd_options(https_t *https, struct MHD_OptionItem *opts)
     return n;
 }
 
+/* Whether a certificate of the peer's chain is on one of https's CRLs. libmicrohttpd
+ * gives GnuTLS no CRL, so gnutls_certificate_verify_peers cannot see revocations. */
+static bool revoked(const https_t *https, gnutls_session_t session)
+{
+    unsigned count = 0;
+    const gnutls_datum_t *chain = gnutls_certificate_get_peers(session, &count);
+    bool found = false;
+    for (unsigned i = 0; chain && i < count && !found; i++) {
+        gnutls_x509_crt_t crt;
+        if (gnutls_x509_crt_init(&crt) < 0)
+            return true; /* out of memory: refuse rather than guess */
+        if (gnutls_x509_crt_import(crt, &chain[i], GNUTLS_X509_FMT_DER) < 0 ||
+            gnutls_x509_crt_check_revocation(crt, https->hs_crls, https->hs_crl_count) != 0)
+            found = true; /* 1: revoked; < 0: cannot tell, so not accepted */
+        gnutls_x509_crt_deinit(crt);
+    }
+    return found;
+}
+
 /* Verifies the peer's certificate chain against the trust store MHD was given. Returns
  * NULL when it passes, else the reason, with the alert to send in *ret_alert. */
-static const char *verify(gnutls_session_t session, gnutls_alert_description_t *ret_alert)
+static const char *verify(const https_t *https, gnutls_session_t session,
+                          gnutls_alert_description_t *ret_alert)
 {
     unsigned count = 0;
     if (!gnutls_certificate_get_peers(session, &count) || count == 0) {
@@ -207,6 +280,10 @@ static const char *verify(gnutls_session_t session, gnutls_alert_description_t *
                : unknown ? "client certificate not signed by query_api.tls.client_ca_file"
                          : "client certificate invalid";
     }
+    if (https->hs_crl_count && revoked(https, session)) {
+        *ret_alert = GNUTLS_A_CERTIFICATE_REVOKED;
+        return "client certificate revoked (query_api.tls.crl_file)";
+    }
     return NULL;
 }
 
@@ -221,7 +298,7 @@ bool https_client_allowed(https_t *https, struct MHD_Connection *conn, bool *ver
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     gnutls_session_t session = info ? info->tls_session : NULL;
     gnutls_alert_description_t alert = GNUTLS_A_INTERNAL_ERROR;
-    const char *reason = session ? verify(session, &alert) : "no TLS session";
+    const char *reason = session ? verify(https, session, &alert) : "no TLS session";
     if (!reason) {
         if (verified)
             *verified = true;

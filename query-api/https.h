@@ -44,7 +44,8 @@ unsigned https_mhd_flags(void);
 size_t https_mhd_options(https_t *https, struct MHD_OptionItem *opts);
 
 /* Whether conn may be served: true when no client CA is configured, or when the client's
- * certificate chains to it, is in its validity period and allows client authentication.
+ * certificate chains to it, is in its validity period, allows client authentication and
+ * is on no CRL of query_api.tls.crl_file.
  * Verified once per connection: *verified is the connection's memory of a pass (the
  * caller's per-connection state; NULL verifies every time). On false a fatal TLS alert has been sent (certificate
  * required, unknown CA or bad certificate), *ret_reason says why (a static string), and

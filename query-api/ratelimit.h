@@ -2,10 +2,12 @@
  *
  * A bucket holds up to `burst` tokens and refills at `rate_per_s`; a request takes one
  * token or is refused with the time until the next one. Buckets live in a fixed table
- * (direct-mapped by a hash of the key, sharded locks): memory does not grow with the
- * number of clients, and a client whose slot was taken by another starts again with a
- * full bucket — a flood from many addresses is not what a per-client limit stops (the
- * connection limit and the load balancer do). Thread: rl_take from any thread. */
+ * (8-way set-associative by a seeded hash of the key, sharded locks): memory does not
+ * grow with the number of clients. When a set is full, a new key takes over the bucket
+ * with the most tokens left and inherits them, never a fresh full bucket: keys that
+ * share a set and take turns are limited together, not let through. A flood from many
+ * addresses is not what a per-client limit stops (the connection limit and the load
+ * balancer do). Thread: rl_take from any thread. */
 #ifndef RM_RATELIMIT_H
 #define RM_RATELIMIT_H
 

@@ -287,17 +287,30 @@ static int replay_into(const replay_opts_t *opts, store_t *scratch, const replay
         snprintf(errstr, errlen, "scratch store: %s", rm_strerror(rc));
         return rc;
     }
+    /* The replay erases what the live view erased even where the log lost the event (a
+     * compacted tombstone); read-only: a replay adds nothing to the view's ledger. */
+    erasures_t *erasures = erasures_open(app->ap_store_dir, true, errstr, errlen);
+    if (!erasures)
+        return RM_EIO;
     pipe_opts_t popts = {
-        .po_cfg = app->ap_cfg, .po_view = app->ap_view, .po_catalog = app->ap_catalog,
-        .po_store = scratch, .po_stop_offsets = stops->rs_stops, .po_stop_count = stops->rs_count,
+        .po_cfg = app->ap_cfg,
+        .po_view = app->ap_view,
+        .po_catalog = app->ap_catalog,
+        .po_store = scratch,
+        .po_stop_offsets = stops->rs_stops,
+        .po_stop_count = stops->rs_count,
         .po_scratch = true,
+        .po_erasures = erasures,
     };
     pipe_t *pipe = pipe_new(&popts, errstr, errlen);
-    if (!pipe)
+    if (!pipe) {
+        erasures_close(erasures);
         return RM_EKAFKA;
+    }
     rc = run_with_progress(pipe, opts->rpo_progress, stops->rs_total);
     pipe_get_stats(pipe, ret_stats);
     pipe_destroy(pipe);
+    erasures_close(erasures);
     if (rc == RM_EGAP)
         snprintf(errstr, errlen, "replay incomplete: events were deleted by retention while they "
                  "were replayed");

@@ -8,7 +8,7 @@ RM_PACKAGES=(
   build-essential meson ninja-build pkg-config
   librdkafka-dev liblmdb-dev lmdb-utils libavro-dev libmicrohttpd-dev libyaml-dev
   libjansson-dev libcurl4-openssl-dev check libjwt-dev libssl-dev libgnutls28-dev openssl
-  kcat python3 python3-kafka python3-pytest python3-yaml
+  kcat python3 python3-kafka python3-pytest python3-yaml python3-venv
   clang libclang-rt-14-dev curl jq chromium xxd libxxhash-dev
 )
 
@@ -43,6 +43,23 @@ rm_install_optional() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
       "$pkg" >/dev/null 2>&1 || rm_log "optional package $pkg could not be installed; its tests skip"
   done
+}
+
+# Python packages the tests need that Debian does not ship: schemathesis (PyPI) drives the
+# property-based test of the query API (tests/integration/test_api_properties.py). They go
+# into a venv under the repository's gitignored .cache/, made from /usr/bin/python3 (the
+# interpreter tools/test runs pytest with) and seeing its packages; pytest runs the tool
+# with the venv's python. Quiet, and one import check when already installed.
+RM_PY_VENV="$RM_ROOT/.cache/pyvenv"
+RM_PY_PACKAGES=("schemathesis==4.32.5")
+rm_python_test_deps() {
+  local py="$RM_PY_VENV/bin/python"
+  [ -x "$py" ] && "$py" -c 'import schemathesis' 2>/dev/null && return 0
+  rm_log "installing into $RM_PY_VENV: ${RM_PY_PACKAGES[*]}"
+  /usr/bin/python3 -m venv --system-site-packages "$RM_PY_VENV" >/dev/null 2>&1 ||
+    { rm_log "cannot make $RM_PY_VENV (python3-venv)"; return 1; }
+  "$py" -m pip install -q --disable-pip-version-check "${RM_PY_PACKAGES[@]}" >/dev/null 2>&1 ||
+    { rm_log "pip cannot install ${RM_PY_PACKAGES[*]}"; return 1; }
 }
 
 # rm_build DIR [meson options...]: configures DIR once, then builds it (only the targets

@@ -40,6 +40,19 @@ roles:
   nobody:
     views:
       other_view: {{sections: ["*"]}}
+  elsewhere_pii:                # pii, but only for another view
+    pii: true
+    views:
+      other_view: {{sections: ["*"]}}
+  loyalty_pii:                  # pii, but only over a section without PII fields
+    pii: true
+    views:
+      customer360: {{sections: [loyalty]}}
+  verifier:                     # one PII field unmasked, granted per view and field
+    views:
+      customer360:
+        sections: [profile]
+        pii: [profile.email]
 api_keys:
   - name: billing-service
     sha256: {hashlib.sha256(API_KEY.encode()).hexdigest()}
@@ -314,6 +327,44 @@ def test_authz_matrix_masks_pii(secured):
     assert status == 200 and "profile" not in json.loads(body)["matches"][0]
 
 
+def test_pii_is_granted_per_view_and_field(secured):
+    """PII is unmasked, and searchable, only where a role grants it: for the view it names,
+    over the sections and fields that same role grants. A pii role on another view, or on
+    a section without PII, unmasks nothing in what another role of the same token shows,
+    and a lookup by a field needs the right to read that very field."""
+    api, oracle, config = secured["api"], secured["oracle"], secured["config"]
+    key = next(k for k, e in oracle.items() if e["sections"]["profile"] and
+               e["sections"]["profile"].get("email") and e["sections"]["profile"].get("phone"))
+    profile = oracle[key]["sections"]["profile"]
+    by_email = VIEW[:-1] + "?email=" + urllib.parse.quote(profile["email"])
+    by_phone = VIEW[:-1] + "?phone=" + urllib.parse.quote(profile["phone"])
+
+    def read(*roles):
+        token = harness.mint_token(config, "pii-" + "-".join(roles), *roles)
+        status, _, body = request(api, VIEW + urllib.parse.quote(key, safe=""), bearer(token))
+        assert status == 200, (roles, body)
+        return json.loads(body)["sections"], token
+
+    for roles in (("agent", "elsewhere_pii"), ("agent", "loyalty_pii")):
+        sections, token = read(*roles)
+        for field, kind in PROFILE_MASKS.items():
+            assert sections["profile"][field] == mask(kind, profile[field]), (roles, field)
+        status, _, body = request(api, by_email, bearer(token))
+        assert status == 403 and json.loads(body)["type"] == PROBLEM + "forbidden-lookup", roles
+    # pii over loyalty alone: no lookup by a profile field
+    token = harness.mint_token(config, "pii-loyalty-only", "loyalty_pii")
+    assert request(api, by_email, bearer(token))[0] == 403
+    # one field granted: that field unmasked and searchable, the others masked and not
+    sections, token = read("verifier")
+    assert sections["profile"]["email"] == profile["email"]
+    assert sections["profile"]["phone"] == mask("last4", profile["phone"])
+    assert sections["profile"]["name"] == mask("initials", profile["name"])
+    status, _, body = request(api, by_email, bearer(token))
+    assert status == 200 and key in [m["key"] for m in json.loads(body)["matches"]], body
+    status, _, body = request(api, by_phone, bearer(token))
+    assert status == 403 and json.loads(body)["type"] == PROBLEM + "forbidden-lookup"
+
+
 def test_keep_alive_connection_rechecks_every_token(secured):
     """One connection, several credentials (the per-connection token memo, http_auth.h):
     a token that differs from the remembered one by a byte is verified (and refused), a
@@ -366,8 +417,9 @@ def test_audit_line_for_every_read(secured):
     rid = f"audit-{os.getpid()}-forbidden"
     sent[rid] = (keys[0], request(api, VIEW + keys[0] + "?fields=loyalty", bearer(token, rid))[0],
                  "view_read")
-    rid = f"audit-{os.getpid()}-anon"
-    sent[rid] = (keys[1], request(api, VIEW + keys[1], {"X-Request-Id": rid})[0], "view_read")
+    # an unauthenticated request read nothing: a 401 is counted in the metrics, not audited
+    anon = f"audit-{os.getpid()}-anon"
+    assert request(api, VIEW + keys[1], {"X-Request-Id": anon})[0] == 401
     email = oracle[keys[2]]["sections"]["profile"]["email"]
     rid = f"audit-{os.getpid()}-lookup"
     sent[rid] = (None, request(api, VIEW[:-1] + "?email=" + urllib.parse.quote(email),
@@ -380,14 +432,13 @@ def test_audit_line_for_every_read(secured):
                              if len([ln for ln in lines() if ln["request_id"] in sent]) >= len(sent)
                              else None, 10, "audit lines")
     assert sorted(ln["request_id"] for ln in got) == sorted(sent), "exactly one line per read"
+    assert not [ln for ln in lines() if ln["request_id"] == anon], "a 401 is not a read"
     for line in got:
         key, status, event = sent[line["request_id"]]
         assert line["status"] == status and line["event"] == event and line["view"] == "customer360"
         if key:
             assert line["key_hmac"] == hmac.new(AUDIT_KEY, key.encode(), hashlib.sha256).hexdigest()
-        if line["request_id"].endswith("anon"):
-            assert status == 401 and line["principal"] == "unauthenticated" and line["sections"] == []
-        elif line["request_id"].endswith("forbidden"):
+        if line["request_id"].endswith("forbidden"):
             assert status == 403 and line["sections"] == []
         elif event == "lookup":
             assert status == 403 and line["index"] == "email"
@@ -395,6 +446,70 @@ def test_audit_line_for_every_read(secured):
         else:
             assert status == 200 and line["principal"] == "auditor-check" and line["auth"] == "jwt"
             assert line["sections"] == ["profile", "orders", "counters"]
+
+
+def raw_request(api, method, path, headers=None, body=b""):
+    host, port = api.base.rsplit("/", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_audit_records_reads_not_noise(secured):
+    """The audit log records reads, not what an attacker controls: a 401, a 429 and a
+    405 (any method but GET and HEAD, with Allow) write no line; other methods are rate-
+    limited like reads. The read sent last is audited, and lines are written in order,
+    so once its line is there every earlier one would be too."""
+    settings = dict(secured["settings"])
+    audit = os.path.join(secured["workdir"], "noise-audit.jsonl")
+    settings.update({"query_api__rate_limit.principal_rps": 1,
+                     "query_api__rate_limit.principal_burst": 1,
+                     "query_api__audit.file": audit})
+    config = harness.write_config(secured["workdir"], secured["broker"].bootstrap,
+                                  name="noise.yaml", projector__metrics_listen="", **settings)
+    api = harness.QueryApi(secured["workdir"], config, harness.free_port())
+    key = next(iter(secured["oracle"]))
+    tag = f"noise-{os.getpid()}"
+    try:
+        noisy = harness.mint_token(config, "noisy-user", "agent")
+        final = harness.mint_token(config, "closing-user", "agent")
+        for i in range(5):
+            assert request(api, VIEW + key, {"X-Request-Id": f"{tag}-anon-{i}"})[0] == 401
+        for i, method in enumerate(("POST", "PUT", "DELETE")):
+            status, hdrs, body = raw_request(api, method, VIEW + key,
+                                             {**bearer(noisy, f"{tag}-{method}"),
+                                              "Content-Length": "2"}, b"{}")
+            assert status == 405 and hdrs["allow"] == "GET, HEAD", (method, status, body)
+        codes = [request(api, VIEW + key, bearer(noisy, f"{tag}-limited-{i}"))[0]
+                 for i in range(3)]
+        assert codes[0] == 200 and 429 in codes[1:], codes
+        assert request(api, VIEW + key, bearer(final, f"{tag}-final"))[0] == 200
+
+        def lines():
+            with open(audit) as f:
+                return [json.loads(line) for line in f]
+        harness.wait_until(lambda: any(ln["request_id"] == f"{tag}-final" for ln in lines()),
+                           10, "the last read's audit line")
+        got = sorted(ln["request_id"] for ln in lines() if ln["request_id"].startswith(tag))
+        assert got == [f"{tag}-final", f"{tag}-limited-0"], got
+    finally:
+        api.stop()
+    # other methods spend the per-address budget like reads do
+    settings.update({"query_api__rate_limit.ip_rps": 1, "query_api__rate_limit.ip_burst": 2,
+                     "query_api__rate_limit.principal_rps": 0})
+    config = harness.write_config(secured["workdir"], secured["broker"].bootstrap,
+                                  name="noise-ip.yaml", projector__metrics_listen="", **settings)
+    api = harness.QueryApi(secured["workdir"], config, harness.free_port())
+    try:
+        codes = [raw_request(api, "POST", VIEW + key, {"Content-Length": "2"}, b"{}")[0]
+                 for _ in range(10)]
+        assert 429 in codes and set(codes) <= {405, 429}, codes
+    finally:
+        api.stop()
 
 
 def test_no_pii_or_tokens_in_logs(secured):

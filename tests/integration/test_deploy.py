@@ -347,6 +347,13 @@ def test_projector_stop_timeout_covers_a_batch_commit():
     assert svc.get("KillSignal", ["SIGTERM"])[-1] == "SIGTERM"
 
 
+def test_query_api_audit_lines_are_not_rate_limited_by_journald():
+    """The audit log goes to the journal through stderr; journald's per-unit rate limit
+    would drop audit lines silently under load (docs/query-api.md, Audit)."""
+    svc = parse_unit(os.path.join(UNITS, "readmodel-query-api.service"))["Service"]
+    assert svc.get("LogRateLimitIntervalSec", ["unset"])[-1] == "0"
+
+
 def test_reconcile_timer_and_sysusers():
     timer = parse_unit(os.path.join(UNITS, "readmodel-reconcile.timer"))["Timer"]
     assert timer["OnCalendar"] and timer["Persistent"][-1] == "true"

@@ -1,6 +1,7 @@
-"""Group commit and periodic durability (issue 7, freshness): a batch closes as soon as the
-consumer queue is empty, not batch_max_ms after its first message; a failed background
-fsync pauses the projector, which then resumes with nothing lost or applied twice."""
+"""Group commit and periodic durability: a batch closes as soon as the consumer queue is
+empty, not batch_max_ms after its first message; a failed fsync stops the projector for
+good on that generation, and the restart rebuilds it with nothing lost or applied twice."""
+import json
 import os
 import subprocess
 
@@ -10,6 +11,7 @@ import harness
 # until batch_max_ms would time them out.
 BATCH_MAX_MS = 60000
 COMMIT_WAIT_S = 30
+APP_EXIT_REBUILD = 4  # lib/app.h: the generation must be rebuilt; a restart does it
 
 
 def test_batches_close_when_the_queue_is_empty(broker, workdir, processes):
@@ -44,25 +46,74 @@ def test_batches_close_when_the_queue_is_empty(broker, workdir, processes):
     assert projector.alive()
 
 
-def test_failed_sync_pauses_then_resumes_exactly_once(broker, workdir):
-    summary, oracle_path = harness.simulate(broker.bootstrap, workdir, 300, 63)
-    # Small batches and a short sync interval: the stream takes dozens of sync intervals.
-    # The first syncs follow the start-up commits (view hash, outbox); syncs 5 and 6 fail
-    # while the backlog is being committed.
-    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="",
-                                  projector__batch_max_events=50,
-                                  projector__sync_interval_ms=20)
-    env = dict(os.environ, RM_FAILPOINT_ERROR="store-sync:5:2")
+def generations(config):
     out = subprocess.run([harness.binary("projector/projector"), "--config", config,
-                          "--until-caught-up"], cwd=harness.ROOT, env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "failpoint store-sync: EIO (pass 6)" in out.stderr, out.stderr[-3000:]
-    # The failed sync reached the pipeline, which paused and retried the same batch.
-    assert "store write failed; consumption paused, retrying" in out.stderr, out.stderr[-3000:]
-    assert harness.committed_offsets(config) == summary["events"]
+                          "generations", "--json"], cwd=harness.ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return {g["id"]: g for g in json.loads(out.stdout)}
+
+
+def check_oracle(config, oracle_path):
     oracle = harness.read_oracle(oracle_path)
     docs = harness.inspect_docs(config, [e["key"] for e in oracle])
     problems = harness.compare_with_oracle(
         oracle, lambda key: docs[key]["sections"] if docs[key] else None)
-    assert not problems, f"{len(problems)} differ after the failed sync; first: {problems[:5]}"
+    assert not problems, f"{len(problems)} differ; first: {problems[:5]}"
+
+
+def test_failed_sync_stops_then_restart_rebuilds_exactly_once(broker, workdir, processes):
+    summary, oracle_path = harness.simulate(broker.bootstrap, workdir, 300, 63)
+    # Small batches and a short sync interval: the stream takes several sync intervals.
+    # The first sync follows the start-up commits (view hash, outbox) while partitions are
+    # assigned; sync 2 fails (on a fast run it may be the close's final one), and sync 3
+    # would succeed without rewriting the pages whose writeback failed (Linux marks them
+    # clean).
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="",
+                                  projector__batch_max_events=50,
+                                  projector__sync_interval_ms=20)
+    api = harness.QueryApi(workdir, config, harness.free_port())
+    processes.append(api)
+    oracle = harness.read_oracle(oracle_path)
+    key = [e for e in oracle if not e["erased"]][0]["key"]
+    env = dict(os.environ, RM_FAILPOINT_ERROR="store-sync:2:1")
+    cmd = [harness.binary("projector/projector"), "--config", config, "--until-caught-up"]
+    out = subprocess.run(cmd, cwd=harness.ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert "failpoint store-sync: EIO (pass 2)" in out.stderr, out.stderr[-3000:]
+    # No commit on top of the failed sync, ever: the process stops with the documented
+    # code instead of waiting for a sync that would only pretend to succeed.
+    assert out.returncode == APP_EXIT_REBUILD, (out.returncode, out.stderr[-3000:])
+    assert "failpoint store-sync: EIO (pass 3)" not in out.stderr
+    # The query API opened the generation before the failure; it stops serving it (its
+    # pages may be re-read from a disk that never got them).
+    harness.wait_until(lambda: api.get(f"/v1/views/customer360/{key}")[0] == 503, 10,
+                       "the query API to stop serving the generation whose fsync failed")
+    # The supervisor's restart rebuilds the generation from Kafka before serving it.
+    out = subprocess.run(cmd, cwd=harness.ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "rebuilding it from Kafka" in out.stderr, out.stderr[-3000:]
+    gens = generations(config)
+    assert [g for g in gens.values() if g["current"]][0]["id"] == 2, gens
+    assert harness.committed_offsets(config) == summary["events"]
+    check_oracle(config, oracle_path)
+    harness.wait_until(lambda: api.get(f"/v1/views/customer360/{key}")[0] == 200, 10,
+                       "the query API to serve the rebuilt generation")
+
+
+def test_rebuild_refuses_to_switch_when_its_final_sync_fails(broker, workdir):
+    summary, oracle_path = harness.simulate(broker.bootstrap, workdir, 20, 64)
+    # An hour between syncs: the only sync of the rebuild's store is the one its close
+    # makes before the switch, and that one fails.
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="",
+                                  projector__sync_interval_ms=3600000)
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    env = dict(os.environ, RM_FAILPOINT_ERROR="store-sync:1:1")
+    out = subprocess.run([harness.binary("projector/projector"), "--config", config, "rebuild"],
+                         cwd=harness.ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert "failpoint store-sync: EIO (pass 1)" in out.stderr, out.stderr[-3000:]
+    assert out.returncode != 0, out.stderr[-3000:]
+    gens = generations(config)
+    assert [g for g in gens.values() if g["current"]][0]["id"] == 1, gens
+    check_oracle(config, oracle_path)

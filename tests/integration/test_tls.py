@@ -6,6 +6,7 @@ Certificates are made here with the openssl CLI."""
 import http.client
 import json
 import os
+import socket
 import ssl
 import subprocess
 
@@ -185,6 +186,91 @@ def test_client_certificates(store, processes):
     log = api.log_text()
     assert "no client certificate" in log
     assert "client certificate not signed by query_api.tls.client_ca_file" in log
+
+
+def refused_before_body(port, ctx, head):
+    """Sends head (request line and headers announcing a 100 MB body, no body) over TLS
+    and reads: the server must refuse (a TLS alert or a close) without waiting for the
+    body. A server that waits for the body answers nothing: recv times out."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+    with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(head)
+        try:
+            data = tls.recv(4096)
+        except ssl.SSLError as err:
+            return str(err)
+        except socket.timeout:
+            return None
+        return "closed" if data == b"" else data.decode(errors="replace")
+
+
+def test_client_without_certificate_is_refused_before_its_body(store, processes):
+    """Without a client certificate a connection is refused as soon as its request head
+    is read: it cannot stream an endless body, or hold a connection slot, first."""
+    workdir, _, tls_config, oracle = store
+    config = tls_config("mtls-early.yaml", cert_file="server.pem", key_file="server.key",
+                        client_ca_file="ca.pem")
+    port = harness.free_port()
+    agent = client_context(workdir, cert="agent")
+    api = start_tls_api(workdir, config, port, agent, "query-api-mtls-early")
+    processes.append(api)
+    key = next(iter(oracle))
+    for method in ("GET", "POST"):
+        head = (f"{method} {VIEW}{key} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Content-Length: 100000000\r\n\r\n").encode()
+        answer = refused_before_body(port, client_context(workdir), head)
+        assert answer is not None, f"{method}: the server waited for the body"
+        assert "CERTIFICATE_REQUIRED" in answer or answer == "closed", (method, answer)
+    # a client with a certificate is served as before
+    assert https_get(port, VIEW + key, agent)[0] == 200
+
+
+def make_crl(directory, ca, revoked):
+    """A CRL signed by ca listing the certificates named in revoked (openssl ca)."""
+    db = os.path.join(directory, f"{ca}-crl")
+    os.makedirs(db, exist_ok=True)
+    open(os.path.join(db, "index.txt"), "w").close()
+    with open(os.path.join(db, "crlnumber"), "w") as f:
+        f.write("01\n")
+    conf = os.path.join(db, "ca.cnf")
+    with open(conf, "w") as f:
+        f.write(f"[ca]\ndefault_ca = CA\n[CA]\ndatabase = {db}/index.txt\n"
+                f"crlnumber = {db}/crlnumber\ncertificate = {directory}/{ca}.pem\n"
+                f"private_key = {directory}/{ca}.key\ndefault_md = sha256\n"
+                "default_crl_days = 2\n")
+    for name in revoked:
+        openssl("ca", "-config", conf, "-revoke", f"{name}.pem", cwd=directory)
+    openssl("ca", "-config", conf, "-gencrl", "-out", f"{ca}.crl.pem", cwd=directory)
+
+
+def test_revoked_client_certificate_is_refused(store, processes):
+    """query_api.tls.crl_file: a client certificate the CA revoked is refused like one
+    it never signed; the others are served."""
+    workdir, _, tls_config, oracle = store
+    make_cert(workdir, "revoked-agent", "ca", "extendedKeyUsage=clientAuth")
+    make_crl(workdir, "ca", ["revoked-agent"])
+    config = tls_config("mtls-crl.yaml", cert_file="server.pem", key_file="server.key",
+                        client_ca_file="ca.pem", crl_file="ca.crl.pem")
+    port = harness.free_port()
+    agent = client_context(workdir, cert="agent")
+    api = start_tls_api(workdir, config, port, agent, "query-api-mtls-crl")
+    processes.append(api)
+    key = next(iter(oracle))
+    assert https_get(port, VIEW + key, agent)[0] == 200
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        https_get(port, VIEW + key, client_context(workdir, cert="revoked-agent"))
+    # the alert goes out before the refusal is logged
+    harness.wait_until(lambda: "client certificate revoked" in api.log_text(), 10,
+                       "the refusal in the log")
+    # a CRL file that holds no CRL, or one not signed by the client CA, is exit 2
+    make_crl(workdir, "rogue", [])
+    for bad in ("server.pem", "rogue.crl.pem"):
+        config = tls_config(f"mtls-badcrl-{bad}.yaml", cert_file="server.pem",
+                            key_file="server.key", client_ca_file="ca.pem", crl_file=bad)
+        out = subprocess.run([harness.binary("query-api/query-api"), "--config", config, "--set",
+                              f"query_api.listen=127.0.0.1:{harness.free_port()}"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 2 and "query_api.tls.crl_file" in out.stderr, out.stderr[-500:]
 
 
 def test_client_certificates_with_bearer_tokens_on_one_connection(store, processes):

@@ -65,6 +65,10 @@ static void setup(void)
                   "        fields: {profile: [customer_id, email]}\n"
                   "  loyal:\n"
                   "    views: {customer360: {sections: [loyalty]}, other: {sections: [x]}}\n"
+                  "  elsewhere_pii: {pii: true, views: {other: {sections: [x]}}}\n"
+                  "  loyalty_pii: {pii: true, views: {customer360: {sections: [loyalty]}}}\n"
+                  "  verifier:\n"
+                  "    views: {customer360: {sections: [profile], pii: [profile.email]}}\n"
                   "api_keys:\n"
                   "  - name: billing\n"
                   "    sha256: 2dc8d47e79c0caa4e9e3c3e0b63d0b6b4bd89d6c41e85b0cb30ab2e53a4b1d0f\n"
@@ -144,7 +148,8 @@ START_TEST(test_valid_tokens_of_each_algorithm)
         ck_assert_int_eq(p.ap_method, AUTH_JWT);
         int profile = view_section_index(view, "profile"), orders = view_section_index(view, "orders");
         ck_assert_uint_eq(p.ap_sections, (1u << profile) | (1u << orders));
-        ck_assert(!p.ap_pii);
+        for (size_t s = 0; s < FRAG_MAX_SLOTS; s++)
+            ck_assert_uint_eq(p.ap_pii_fields[s], 0);
         ck_assert_uint_eq(p.ap_fields[profile], (1u << 0) | (1u << 2)); /* customer_id, email */
         ck_assert_uint_eq(p.ap_fields[orders], UINT32_MAX);
         ck_assert_int_eq(p.ap_expires_ms, 1900000600LL * 1000 + 30000);
@@ -299,7 +304,7 @@ START_TEST(test_grants_and_open_routes)
                        "{\"sub\":\"c\",\"iss\":\"" ISS "\",\"aud\":\"" AUD "\","
                        "\"exp\":1900000600,\"roles\":\"admin\"}");
     ck_assert_int_eq(auth_bearer(auth, token, strlen(token), NOW_S * 1000, &p, &reason), 0);
-    ck_assert(p.ap_pii);
+    ck_assert_uint_eq(p.ap_pii_fields[view_section_index(view, "profile")], UINT32_MAX);
     ck_assert_uint_eq(p.ap_sections, UINT32_MAX);
     free(token);
     token = make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs1",
@@ -322,12 +327,59 @@ START_TEST(test_grants_and_open_routes)
 }
 END_TEST
 
+/* The grant of one token's roles: the pii fields of each section. */
+static void pii_of(auth_t *auth, const char *roles_json, auth_principal_t *p)
+{
+    char claims[512];
+    snprintf(claims, sizeof(claims),
+             "{\"sub\":\"p\",\"iss\":\"" ISS "\",\"aud\":\"" AUD "\","
+             "\"exp\":1900000600,\"roles\":%s}",
+             roles_json);
+    char *token = make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs1", claims);
+    const char *reason = "";
+    ck_assert_msg(auth_bearer(auth, token, strlen(token), NOW_S * 1000, p, &reason) == 0, "%s",
+                  reason);
+    free(token);
+}
+
+/* PII is granted per view and per field, within the role that grants it: a pii role on
+ * another view, or on a section without the field, unmasks nothing another role shows. */
+START_TEST(test_pii_is_per_view_and_field)
+{
+    cfg_t *cfg = config(NULL, NULL);
+    char err[512];
+    auth_t *auth = auth_new(cfg, view, err, sizeof(err));
+    ck_assert_msg(auth != NULL, "%s", err);
+    int profile = view_section_index(view, "profile"), loyalty = view_section_index(view, "loyalty");
+    auth_principal_t p;
+    pii_of(auth, "[\"agent\",\"elsewhere_pii\"]", &p);
+    for (size_t s = 0; s < FRAG_MAX_SLOTS; s++)
+        ck_assert_uint_eq(p.ap_pii_fields[s], 0);
+    pii_of(auth, "[\"agent\",\"loyalty_pii\"]", &p);
+    ck_assert_uint_eq(p.ap_fields[profile], (1u << 0) | (1u << 2));
+    ck_assert_uint_eq(p.ap_pii_fields[profile], 0);
+    ck_assert_uint_eq(p.ap_pii_fields[loyalty], UINT32_MAX);
+    pii_of(auth, "[\"verifier\"]", &p);
+    ck_assert_uint_eq(p.ap_pii_fields[profile], 1u << 2); /* email only */
+    pii_of(auth, "[\"verifier\",\"admin\"]", &p);
+    ck_assert_uint_eq(p.ap_pii_fields[profile], UINT32_MAX);
+    auth_destroy(auth);
+    cfg_destroy(cfg);
+}
+END_TEST
+
 START_TEST(test_configuration_errors)
 {
     static const char *const bad_policies[] = {
         "roles: {a: {views: {customer360: {sections: [nope]}}}}\n",
         "roles: {a: {views: {customer360: {sections: [profile], fields: {profile: [nope]}}}}}\n",
         "roles: {a: {pii: maybe}}\n",
+        "roles: {a: {views: {customer360: {sections: [profile], pii: [profile.customer_id]}}}}\n",
+        "roles: {a: {views: {customer360: {sections: [orders], pii: [profile.email]}}}}\n",
+        ("roles: {a: {views: {customer360: {sections: [profile], fields: {profile: [name]}, "
+         "pii: [profile.email]}}}}\n"),
+        "roles: {a: {views: {customer360: {sections: [profile], pii: [email]}}}}\n",
+        "roles: {a: {views: {customer360: {sections: [profile], pii: maybe}}}}\n",
         "roles: {a: {colour: red}}\n",
         "api_keys: [{name: k, sha256: abc, roles: []}]\n",
         ("api_keys: [{name: k, sha256: "
@@ -376,7 +428,7 @@ START_TEST(test_mint_roundtrip)
     const char *reason = "";
     ck_assert_msg(auth_bearer(auth, token, strlen(token), (int64_t)time(NULL) * 1000, &p, &reason) == 0,
                   "%s", reason);
-    ck_assert(p.ap_pii);
+    ck_assert_uint_eq(p.ap_pii_fields[view_section_index(view, "profile")], UINT32_MAX);
     free(token);
     auth_destroy(auth);
     cfg_destroy(cfg);
@@ -393,6 +445,7 @@ int main(void)
     tcase_add_test(tc, test_cache_respects_expiry);
     tcase_add_test(tc, test_api_keys_are_hashed);
     tcase_add_test(tc, test_grants_and_open_routes);
+    tcase_add_test(tc, test_pii_is_per_view_and_field);
     tcase_add_test(tc, test_configuration_errors);
     tcase_add_test(tc, test_mint_roundtrip);
     suite_add_tcase(s, tc);

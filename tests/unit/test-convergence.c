@@ -1,8 +1,12 @@
 /* Convergence property: for many seeds, the simulator's stream applied in several
  * interleavings that Kafka permits (per-partition order kept, partitions interleaved at
  * random, some messages redelivered later) gives byte-identical stores, and every
- * document equals the simulator's independent oracle. No broker: the engine is driven
- * directly, so hundreds of interleavings cost seconds. */
+ * document equals the simulator's independent oracle. The stream also removes list
+ * items the three ways the view knows — `delete` ops of rules (a settled payment closes
+ * its issue), tombstones on `orders` and reconcile's DELETE repairs (on their own topic,
+ * so they may come before the order they remove) — and some of them hit customers with
+ * more than the 20 orders the list keeps, where the 21st must come back. No broker: the
+ * engine is driven directly, so hundreds of interleavings cost seconds. */
 #include "engine.h"
 #include "render.h"
 #include "rm_err.h"
@@ -18,6 +22,9 @@
 #include <string.h>
 
 #define CV_PARTITIONS 4        /* per topic */
+#define CV_GROWN_PARTITIONS 8 /* ... after partitions were added, halfway through a stream */
+#define CV_MAX_PARTITIONS 8
+#define CV_GROWN_SEEDS 10
 #define CV_CUSTOMERS 120       /* per seed: ~3,000 events */
 #define CV_SEEDS 20
 #define CV_INTERLEAVINGS 4
@@ -27,16 +34,38 @@ typedef struct cv_msg {
     const char *cm_topic;
     int32_t cm_partition;
     int64_t cm_offset;
+    int64_t cm_timestamp_ms;
     char *cm_key;
-    void *cm_value;
+    void *cm_value; /* NULL: a tombstone */
     size_t cm_len;
 } cv_msg_t;
+
+/* A customer whose orders the stream removes: what its list must hold at the end. */
+typedef struct cv_removal {
+    char cr_customer[SIM_ID_MAX];
+    char cr_deleted[3][SIM_ID_MAX];
+    size_t cr_deleted_count;
+    size_t cr_want_orders; /* min(20, orders left) */
+} cv_removal_t;
+
+#define CV_MAX_REMOVALS 64
+#define CV_ORDERS_KEPT 20 /* max_items of orders in customer360.yaml */
 
 typedef struct cv_stream {
     cv_msg_t *cs_msgs;
     size_t cs_count;
-    json_t *cs_oracle; /* key -> oracle line */
+    json_t *cs_oracle; /* key -> oracle line (customers with removals taken out) */
+    cv_removal_t cs_removals[CV_MAX_REMOVALS];
+    size_t cs_removal_count;
+    uint32_t cs_partitions_now; /* partitions per topic for the next message */
 } cv_stream_t;
+
+/* An order as the stream creates it. */
+typedef struct cv_order {
+    char co_id[SIM_ID_MAX];
+    char co_customer[SIM_ID_MAX];
+    int64_t co_created_ms;
+} cv_order_t;
 
 static catalog_t *catalog;
 static view_t *view;
@@ -57,7 +86,98 @@ static uint32_t key_hash(const char *key)
     return h;
 }
 
-static void stream_build(uint64_t seed, cv_stream_t *cs)
+static int order_newest_first(const void *a, const void *b)
+{
+    const cv_order_t *x = a, *y = b;
+    int c = strcmp(x->co_customer, y->co_customer);
+    if (c)
+        return c;
+    if (x->co_created_ms != y->co_created_ms)
+        return x->co_created_ms > y->co_created_ms ? -1 : 1;
+    return strcmp(x->co_id, y->co_id);
+}
+
+/* Appends a message for topic at the end of its partition's queue. */
+static cv_msg_t *stream_push(cv_stream_t *cs, int64_t (*next_offset)[CV_MAX_PARTITIONS],
+                             const char *topic_name, const char *key, int64_t timestamp_ms)
+{
+    int topic = view_topic_index(view, topic_name);
+    ck_assert_int_ge(topic, 0);
+    cs->cs_msgs = realloc(cs->cs_msgs, (cs->cs_count + 1) * sizeof(cv_msg_t));
+    cv_msg_t *m = &cs->cs_msgs[cs->cs_count++];
+    memset(m, 0, sizeof(*m));
+    m->cm_topic = view->v_topics[topic];
+    m->cm_key = strdup(key);
+    m->cm_partition = (int32_t)(key_hash(key) % cs->cs_partitions_now);
+    m->cm_offset = next_offset[topic][m->cm_partition]++;
+    m->cm_timestamp_ms = timestamp_ms;
+    return m;
+}
+
+/* Removes order o: a tombstone on `orders` (keyed by the order, so after its events in
+ * their partition) or a DELETE repair (its own topic: any time). */
+static void stream_remove(cv_stream_t *cs, int64_t (*next_offset)[CV_MAX_PARTITIONS],
+                          const cv_order_t *o, bool repair, int64_t at_ms, cv_removal_t *cr)
+{
+    if (!repair) {
+        stream_push(cs, next_offset, "orders", o->co_id, at_ms);
+    } else {
+        buf_t b = BUF_INIT;
+        char id[96], at[64], key[96], item[96];
+        snprintf(id, sizeof(id), "event_id=cv-repair-%s", o->co_id);
+        snprintf(at, sizeof(at), "occurred_at=%lld", (long long)at_ms);
+        snprintf(key, sizeof(key), "view_key=%s", o->co_customer);
+        snprintf(item, sizeof(item), "item_id=%s", o->co_id);
+        ck_assert_int_eq(ts_event(catalog, 30, &b, id, at, "version=1", "view=customer360", key,
+                                  "section=orders", "op=DELETE", item, "fields_json={}",
+                                  "run_id=cv", "source_url=http://cv", "reason=cv", NULL),
+                         0);
+        cv_msg_t *m = stream_push(cs, next_offset, "customer360.repairs", o->co_customer, at_ms);
+        m->cm_value = b.b_data;
+        m->cm_len = b.b_len;
+    }
+    snprintf(cr->cr_deleted[cr->cr_deleted_count++], sizeof(cr->cr_deleted[0]), "%s", o->co_id);
+}
+
+/* Picks the removals: on every customer with more orders than the list keeps, a
+ * tombstone on its 3rd newest order, a repair on its 5th newest and a tombstone on its
+ * oldest (already trimmed); on every 8th other customer with orders, a repair of its
+ * newest. Their oracle lines are taken out (the oracle knows no removals). */
+static void stream_add_removals(cv_stream_t *cs, int64_t (*next_offset)[CV_MAX_PARTITIONS],
+                                cv_order_t *orders, size_t order_count, int64_t end_ms)
+{
+    qsort(orders, order_count, sizeof(*orders), order_newest_first);
+    size_t customers = 0;
+    for (size_t first = 0, last; first < order_count; first = last) {
+        for (last = first;
+             last < order_count && strcmp(orders[last].co_customer, orders[first].co_customer) == 0;
+             last++)
+            ;
+        size_t n = last - first;
+        bool heavy = n > CV_ORDERS_KEPT;
+        if ((!heavy && customers++ % 8 != 0) || cs->cs_removal_count == CV_MAX_REMOVALS)
+            continue;
+        json_t *line = json_object_get(cs->cs_oracle, orders[first].co_customer);
+        if (!line || json_is_true(json_object_get(line, "erased")))
+            continue;
+        cv_removal_t *cr = &cs->cs_removals[cs->cs_removal_count++];
+        snprintf(cr->cr_customer, sizeof(cr->cr_customer), "%s", orders[first].co_customer);
+        if (heavy) {
+            stream_remove(cs, next_offset, &orders[first + 2], false, end_ms + 1000, cr);
+            stream_remove(cs, next_offset, &orders[first + 4], true, end_ms + 2000, cr);
+            stream_remove(cs, next_offset, &orders[last - 1], false, end_ms + 3000, cr);
+        } else {
+            stream_remove(cs, next_offset, &orders[first], true, end_ms + 2000, cr);
+        }
+        size_t left = n - cr->cr_deleted_count;
+        cr->cr_want_orders = left < CV_ORDERS_KEPT ? left : CV_ORDERS_KEPT;
+        json_object_del(cs->cs_oracle, cr->cr_customer);
+    }
+}
+
+/* grown: the topics gain partitions halfway through the stream, so the keys of an
+ * entity's later events map to other partitions than its earlier ones. */
+static void stream_build(uint64_t seed, bool grown, cv_stream_t *cs)
 {
     char err[256];
     model_t *model = model_new(seed, CV_CUSTOMERS, err, sizeof(err));
@@ -67,11 +187,23 @@ static void stream_build(uint64_t seed, cv_stream_t *cs)
     ck_assert_msg(enc != NULL, "%s", err);
     cs->cs_count = model_event_count(model);
     cs->cs_msgs = calloc(cs->cs_count, sizeof(cv_msg_t));
-    int64_t next_offset[16][CV_PARTITIONS] = {{0}};
+    int64_t next_offset[16][CV_MAX_PARTITIONS] = {{0}};
+    cs->cs_partitions_now = CV_PARTITIONS;
+    cv_order_t *orders = calloc(cs->cs_count, sizeof(*orders));
+    size_t order_count = 0;
+    int64_t end_ms = 0;
     for (size_t i = 0; i < cs->cs_count; i++) {
         const sim_event_t *ev = model_event(model, i);
         sim_payload_t pl;
         model_payload(model, ev, &pl);
+        if (ev->ev_occurred_at > end_ms)
+            end_ms = ev->ev_occurred_at;
+        if (ev->ev_type == SIM_ORDER_CREATED) {
+            cv_order_t *o = &orders[order_count++];
+            snprintf(o->co_id, sizeof(o->co_id), "%s", pl.pl_order_id);
+            snprintf(o->co_customer, sizeof(o->co_customer), "%s", pl.pl_str[SIM_F_CUSTOMER_ID]);
+            o->co_created_ms = ev->ev_occurred_at;
+        }
         const void *data;
         size_t len;
         ck_assert_int_eq(avro_enc_encode(enc, (sim_event_type_t)ev->ev_type, &pl, &data, &len), 0);
@@ -81,11 +213,14 @@ static void stream_build(uint64_t seed, cv_stream_t *cs)
         ck_assert_int_ge(topic, 0);
         m->cm_topic = view->v_topics[topic];
         m->cm_key = strdup(pl.pl_key);
-        m->cm_partition = (int32_t)(key_hash(pl.pl_key) % CV_PARTITIONS);
+        if (grown && i == cs->cs_count / 2)
+            cs->cs_partitions_now = CV_GROWN_PARTITIONS;
+        m->cm_partition = (int32_t)(key_hash(pl.pl_key) % cs->cs_partitions_now);
         m->cm_offset = next_offset[topic][m->cm_partition]++;
         m->cm_value = malloc(len);
         memcpy(m->cm_value, data, len);
         m->cm_len = len;
+        m->cm_timestamp_ms = ev->ev_occurred_at;
     }
     oracle_t *oracle = oracle_build(model, err, sizeof(err));
     ck_assert_msg(oracle != NULL, "%s", err);
@@ -101,6 +236,9 @@ static void stream_build(uint64_t seed, cv_stream_t *cs)
         json_object_set_new(cs->cs_oracle, json_string_value(json_object_get(o, "key")), o);
     }
     free(text);
+    if (!grown)
+        stream_add_removals(cs, next_offset, orders, order_count, end_ms + 86400000);
+    free(orders);
     oracle_destroy(oracle);
     avro_enc_destroy(enc);
     model_destroy(model);
@@ -119,8 +257,8 @@ static void stream_free(cv_stream_t *cs)
 /* Applies the stream in one permitted interleaving: each (topic, partition) queue is
  * consumed in order; which queue goes next is random; about 3% of messages are also
  * redelivered a little later. Returns the store's comparable bytes. */
-static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, size_t *ret_len,
-                                store_t **ret_store, char **ret_dir)
+static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, bool rush_new,
+                                size_t *ret_len, store_t **ret_store, char **ret_dir)
 {
     char err[512];
     char *dir = ts_tmpdir();
@@ -130,18 +268,21 @@ static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, si
     ck_assert_msg(store != NULL, "%s", err);
     engine_t *engine = engine_new(view, catalog, store, NULL);
     /* queues: message indexes per (topic, partition), in stream order */
-    size_t nq = view->v_topic_count * CV_PARTITIONS;
+    size_t nq = view->v_topic_count * CV_MAX_PARTITIONS;
     size_t **queue = calloc(nq, sizeof(size_t *)), *qlen = calloc(nq, sizeof(size_t)),
            *qpos = calloc(nq, sizeof(size_t));
     for (size_t q = 0; q < nq; q++)
         queue[q] = malloc(cs->cs_count * sizeof(size_t));
     for (size_t i = 0; i < cs->cs_count; i++) {
         const cv_msg_t *m = &cs->cs_msgs[i];
-        size_t q = (size_t)view_topic_index(view, m->cm_topic) * CV_PARTITIONS + (size_t)m->cm_partition;
+        size_t q = (size_t)view_topic_index(view, m->cm_topic) * CV_MAX_PARTITIONS +
+                   (size_t)m->cm_partition;
         queue[q][qlen[q]++] = i;
     }
     uint64_t rng = shuffle_seed;
-    size_t left = cs->cs_count, in_txn = 0;
+    size_t left = cs->cs_count, in_txn = 0, left_new = 0;
+    for (size_t q = 0; q < nq; q++)
+        left_new += q % CV_MAX_PARTITIONS >= CV_PARTITIONS ? qlen[q] : 0;
     size_t redeliver[64];
     size_t redeliver_count = 0;
     MDB_txn *txn = NULL;
@@ -154,18 +295,24 @@ static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, si
         if (redeliver_count && (cv_rand(&rng) % 8 == 0 || !left)) {
             index = redeliver[--redeliver_count];
         } else {
+            /* rush_new: the added partitions are mostly consumed first (a consumer that
+             * catches up on them faster), so an entity's newer versions often come
+             * before its older ones still waiting in the old partitions. */
+            bool only_new = rush_new && left_new && cv_rand(&rng) % 8 != 0;
             size_t q;
             do
                 q = cv_rand(&rng) % nq;
-            while (qpos[q] == qlen[q]);
+            while (qpos[q] == qlen[q] || (only_new && q % CV_MAX_PARTITIONS < CV_PARTITIONS));
+            if (q % CV_MAX_PARTITIONS >= CV_PARTITIONS)
+                left_new--;
             index = queue[q][qpos[q]++];
             left--;
             if (cv_rand(&rng) % 32 == 0 && redeliver_count < 64)
                 redeliver[redeliver_count++] = index;
         }
         const cv_msg_t *m = &cs->cs_msgs[index];
-        engine_msg_t msg = {m->cm_topic, m->cm_partition, m->cm_offset, 0, m->cm_key,
-                            strlen(m->cm_key), m->cm_value, m->cm_len};
+        engine_msg_t msg = {m->cm_topic, m->cm_partition,   m->cm_offset, m->cm_timestamp_ms,
+                            m->cm_key,   strlen(m->cm_key), m->cm_value,  m->cm_len};
         engine_result_t res;
         ck_assert_int_eq(engine_apply(engine, txn, &msg, &res), 0);
         ck_assert_msg(res.er_outcome != ENGINE_REJECTED, "rejected: %s", res.er_reason);
@@ -240,6 +387,28 @@ static void check_oracle(const cv_stream_t *cs, store_t *store)
         free(want);
         checked++;
     }
+    /* Removed orders are gone, and the list is refilled from the ones it had trimmed. */
+    for (size_t r = 0; r < cs->cs_removal_count; r++) {
+        const cv_removal_t *cr = &cs->cs_removals[r];
+        buf_reset(&out);
+        ck_assert_int_eq(
+            render_sections(view, store, txn, cr->cr_customer, strlen(cr->cr_customer), &out), 0);
+        json_t *doc = json_loads(out.b_data, 0, NULL);
+        json_t *list = json_object_get(doc, "orders");
+        ck_assert_msg(json_array_size(list) == cr->cr_want_orders,
+                      "customer %s: %zu orders, want %zu", cr->cr_customer, json_array_size(list),
+                      cr->cr_want_orders);
+        size_t i;
+        json_t *item;
+        json_array_foreach(list, i, item)
+        {
+            const char *id = json_string_value(json_object_get(item, "order_id"));
+            for (size_t d = 0; d < cr->cr_deleted_count; d++)
+                ck_assert_msg(strcmp(id, cr->cr_deleted[d]) != 0, "customer %s still shows %s",
+                              cr->cr_customer, id);
+        }
+        json_decref(doc);
+    }
     store_read_end(txn);
     buf_free(&out);
     ck_assert_uint_gt(checked, CV_CUSTOMERS / 2);
@@ -251,14 +420,14 @@ START_TEST(test_interleavings_give_identical_stores)
     view = ts_view(catalog);
     cv_stream_t cs = {0};
     uint64_t seed = 1000 + (uint64_t)_i;
-    stream_build(seed, &cs);
+    stream_build(seed, false, &cs);
     char *first = NULL;
     size_t first_len = 0;
     for (int il = 0; il < CV_INTERLEAVINGS; il++) {
         size_t len;
         store_t *store;
         char *dir;
-        char *dump = apply_interleaving(&cs, seed * 131 + (uint64_t)il, &len, &store, &dir);
+        char *dump = apply_interleaving(&cs, seed * 131 + (uint64_t)il, false, &len, &store, &dir);
         if (il == 0) {
             check_oracle(&cs, store);
             first = dump;
@@ -290,12 +459,70 @@ START_TEST(test_interleavings_give_identical_stores)
 }
 END_TEST
 
+/* Partitions added halfway: an entity's versions may now be applied out of order. What
+ * must hold (docs/guarantees.md, "When partitions are added"): no event stays parked (no
+ * link is lost), no erased customer is served, and the counters and the orders list —
+ * which follow each entity's newest version, not the arrival order — equal the
+ * oracle's in every interleaving. */
+START_TEST(test_added_partitions_lose_no_link_and_no_counter)
+{
+    catalog = ts_catalog();
+    view = ts_view(catalog);
+    cv_stream_t cs = {0};
+    uint64_t seed = 2000 + (uint64_t)_i;
+    stream_build(seed, true, &cs);
+    static const char *const sections[] = {"counters", "orders"};
+    for (int il = 0; il < 3; il++) {
+        size_t len;
+        store_t *store;
+        char *dir;
+        free(apply_interleaving(&cs, seed * 131 + (uint64_t)il, il > 0, &len, &store, &dir));
+        MDB_txn *txn;
+        buf_t out = BUF_INIT;
+        ck_assert_int_eq(store_read_begin(store, &txn), 0);
+        const char *key;
+        json_t *o;
+        json_object_foreach(cs.cs_oracle, key, o)
+        {
+            buf_reset(&out);
+            int rc = render_sections(view, store, txn, key, strlen(key), &out);
+            if (json_is_true(json_object_get(o, "erased"))) {
+                ck_assert_msg(rc == RM_ENOTFOUND, "%s was erased but is still served", key);
+                continue;
+            }
+            ck_assert_int_eq(rc, 0);
+            json_t *doc = json_loads(out.b_data, 0, NULL);
+            for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+                json_t *want = json_object_get(json_object_get(o, "sections"), sections[i]);
+                json_t *got = json_object_get(doc, sections[i]);
+                char *w = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS),
+                     *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
+                ck_assert_msg(json_equal(want, got),
+                              "seed %llu, customer %s, %s: %.300s, want %.300s",
+                              (unsigned long long)seed, key, sections[i], g, w);
+                free(w);
+                free(g);
+            }
+            json_decref(doc);
+        }
+        store_read_end(txn);
+        buf_free(&out);
+        store_close(store);
+        ts_rmtree(dir);
+    }
+    stream_free(&cs);
+    view_destroy(view);
+    catalog_destroy(catalog);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("convergence");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_interleavings_give_identical_stores, 0, CV_SEEDS);
+    tcase_add_loop_test(tc, test_added_partitions_lose_no_link_and_no_counter, 0, CV_GROWN_SEEDS);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -605,6 +605,237 @@ START_TEST(test_indexes_follow_the_document)
 }
 END_TEST
 
+/* An order moved to another customer (a snapshot naming a new owner) leaves no reverse
+ * link behind: erasing its first customer must not take the second one's order link. */
+START_TEST(test_repointed_link_survives_erasure_of_its_old_owner)
+{
+    register_c1();
+    order("O1", 1100, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    EV(ORDER_SNAP, "event_id=bf:orders:O1:v2", "occurred_at=1200", "version=2",
+       "snapshot_of=orders", "order_id=O1", "customer_id=C2", "placed_at=1100", "total_cents=500",
+       "currency=EUR", "line_count=2", "status=CREATED");
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    EV(ERASED, "event_id=x1", "occurred_at=1500", "version=2", "customer_id=C1");
+    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+    EV(SETTLED, "event_id=p1", "occurred_at=1600", "version=1", "payment_id=P1", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    engine_result_t res = apply_to(&fx, "payments");
+    ck_assert_msg(res.er_outcome == ENGINE_APPLIED, "the payment of C2's order was %s",
+                  engine_outcome_name(res.er_outcome));
+    const char *s = sections_of(&fx, "C2");
+    ck_assert_msg(strstr(s, "\"payment_status\":\"SETTLED\"") &&
+                      strstr(s, "\"lifetime_settled_cents\":500"),
+                  "%s", s);
+    ck_assert_str_eq(lookup("order_id", "O1"), "C2");
+}
+END_TEST
+
+/* Applies msg (from `msg`) to store through engine in its own txn; returns the outcome. */
+static engine_outcome_t apply_with(engine_t *engine, store_t *store, const char *topic)
+{
+    MDB_txn *txn;
+    engine_result_t res;
+    ck_assert_int_eq(store_write_begin(store, &txn), 0);
+    ck_assert_int_eq(engine_txn_begin(engine, txn), 0);
+    engine_msg_t m = {topic, 0, 0, 0, NULL, 0, msg.b_data, msg.b_len};
+    ck_assert_int_eq(engine_apply(engine, txn, &m, &res), 0);
+    ck_assert_int_eq(engine_txn_precommit(engine, txn), 0);
+    ck_assert_int_eq(store_write_commit(store, txn), 0);
+    return res.er_outcome;
+}
+
+static void register_key(const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof(k), "customer_id=%s", key);
+    EV(REG, "event_id=r1", "occurred_at=1000", "version=1", k, "name=Ada", "email=ada@example.com",
+       "phone=+441234", "preferred_channel=EMAIL");
+}
+
+/* The erasure ledger carries an erasure into every store of the view — a new generation
+ * whose log lost the tombstone (compaction), an older generation rolled back to, a store
+ * that predates the ledger — so none of them serves the erased customer again. */
+START_TEST(test_erasure_ledger_reaches_every_store)
+{
+    char err[256], *ledger_dir = ts_tmpdir();
+    erasures_t *ledger = erasures_open(ledger_dir, false, err, sizeof(err));
+    ck_assert_msg(ledger != NULL, "%s", err);
+    engine_opts_t with_ledger = {.eo_erasures = ledger};
+    /* An older generation, built before the erasure (and before the ledger existed). */
+    register_key("C1");
+    ck_assert_int_eq(apply_with(fx2.engine, fx2.store, "customers"), ENGINE_APPLIED);
+    register_key("C2");
+    ck_assert_int_eq(apply_with(fx2.engine, fx2.store, "customers"), ENGINE_APPLIED);
+    EV(ERASED, "event_id=x2", "occurred_at=1500", "version=2", "customer_id=C2");
+    ck_assert_int_eq(apply_with(fx2.engine, fx2.store, "customers"), ENGINE_APPLIED);
+    /* The live generation erases C1 through the ledger-aware engine. */
+    engine_t *live = engine_new(view, catalog, fx.store, &with_ledger);
+    register_key("C1");
+    ck_assert_int_eq(apply_with(live, fx.store, "customers"), ENGINE_APPLIED);
+    EV(ERASED, "event_id=x1", "occurred_at=1500", "version=2", "customer_id=C1");
+    ck_assert_int_eq(apply_with(live, fx.store, "customers"), ENGINE_APPLIED);
+    engine_destroy(live);
+    /* A rebuild over the compacted log: the registration is there, the erasure is not. */
+    char *dir = ts_tmpdir();
+    store_t *fresh = ts_store(dir);
+    engine_t *rebuild = engine_new(view, catalog, fresh, &with_ledger);
+    register_key("C1");
+    ck_assert_int_eq(apply_with(rebuild, fresh, "customers"), ENGINE_ERASED);
+    order("O1", 1100, 1);
+    ck_assert_int_eq(apply_with(rebuild, fresh, "orders"), ENGINE_ERASED);
+    engine_destroy(rebuild);
+    /* Rolled back to the older generation: C1 goes at its first transaction, and its
+     * own erasure of C2 reaches the ledger. */
+    engine_t *rolled = engine_new(view, catalog, fx2.store, &with_ledger);
+    register_key("C3");
+    ck_assert_int_eq(apply_with(rolled, fx2.store, "customers"), ENGINE_APPLIED);
+    engine_destroy(rolled);
+    ck_assert_str_eq(sections_of(&fx2, "C1"), "NOTFOUND");
+    engine_t *again = engine_new(view, catalog, fresh, &with_ledger);
+    register_key("C2");
+    ck_assert_int_eq(apply_with(again, fresh, "customers"), ENGINE_ERASED);
+    register_key("C3");
+    ck_assert_int_eq(apply_with(again, fresh, "customers"), ENGINE_APPLIED);
+    engine_destroy(again);
+    store_close(fresh);
+    ts_rmtree(dir);
+    erasures_close(ledger);
+    ts_rmtree(ledger_dir);
+}
+END_TEST
+
+/* A bounded list under deletes: 20 orders, then O21's creation and O05's tombstone (on
+ * different partitions, so in either order), then a DELETE repair of O22 that may come
+ * before or after O22's creation. Both orders keep the 20 newest of what is left. */
+static void orders_with_deletes(fixture_t *f, bool tombstone_first, bool repair_first)
+{
+    for (int i = 1; i <= 20; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "O%02d", i);
+        order(id, 1000 + i, 1);
+        ck_assert_int_eq(apply_to(f, "orders").er_outcome, ENGINE_APPLIED);
+    }
+    MDB_txn *txn;
+    engine_result_t res;
+    for (int step = 0; step < 4; step++) {
+        bool tomb = step == (tombstone_first ? 0 : 1);
+        bool o21 = step == (tombstone_first ? 1 : 0);
+        bool repair = step == (repair_first ? 2 : 3);
+        if (o21 || (!tomb && !repair)) {
+            order(o21 ? "O21" : "O22", o21 ? 1021 : 1022, 1);
+            ck_assert_int_eq(apply_to(f, "orders").er_outcome, ENGINE_APPLIED);
+        } else if (tomb) {
+            ck_assert_int_eq(store_write_begin(f->store, &txn), 0);
+            ck_assert_int_eq(engine_txn_begin(f->engine, txn), 0);
+            engine_msg_t m = {"orders", 1, f->offset++, 9000, "O05", 3, NULL, 0};
+            ck_assert_int_eq(engine_apply(f->engine, txn, &m, &res), 0);
+            ck_assert_int_eq(res.er_outcome, ENGINE_APPLIED);
+            ck_assert_int_eq(engine_txn_precommit(f->engine, txn), 0);
+            ck_assert_int_eq(store_write_commit(f->store, txn), 0);
+        } else {
+            REPAIR_EV("run1/1", "5000", "C1", "orders", "DELETE", "O22", "{}");
+            ck_assert_int_eq(apply_to(f, "customer360.repairs").er_outcome, ENGINE_APPLIED);
+        }
+    }
+}
+
+START_TEST(test_bounded_list_converges_with_deletes)
+{
+    orders_with_deletes(&fx, false, false);
+    orders_with_deletes(&fx2, true, true);
+    char *a = strdup(sections_of(&fx, "C1"));
+    const char *b = sections_of(&fx2, "C1");
+    for (int i = 1; i <= 22; i++) {
+        char needle[32];
+        snprintf(needle, sizeof(needle), "\"order_id\":\"O%02d\"", i);
+        ck_assert_msg((strstr(a, needle) != NULL) == (i != 5 && i != 22), "order O%02d %s", i,
+                      strstr(a, needle) ? "shown" : "missing");
+    }
+    ck_assert_msg(strcmp(a, b) == 0, "the two arrival orders give different documents");
+    free(a);
+}
+END_TEST
+
+/* After partitions are added, one entity's events can straddle partitions and arrive
+ * out of version order. The older version is stale, but its link is still learned: the
+ * payment parked for the order, and later ones, reach the customer. */
+START_TEST(test_a_stale_version_still_learns_its_link)
+{
+    register_c1();
+    EV(SETTLED, "event_id=p1", "occurred_at=1300", "version=1", "payment_id=P1", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_PARKED);
+    EV(CANCEL, "event_id=x2", "occurred_at=1200", "version=2", "order_id=O1", "customer_id=C1");
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    order("O1", 1100, 1);
+    engine_result_t res = apply_to(&fx, "orders");
+    ck_assert_int_eq(res.er_outcome, ENGINE_STALE);
+    ck_assert_uint_eq(res.er_unparked, 1);
+    EV(SETTLED, "event_id=p2", "occurred_at=1400", "version=1", "payment_id=P2", "order_id=O1",
+       "amount_cents=7", "currency=EUR");
+    res = apply_to(&fx, "payments");
+    ck_assert_msg(res.er_outcome == ENGINE_APPLIED, "a payment of the order was %s",
+                  engine_outcome_name(res.er_outcome));
+    ck_assert_str_eq(lookup("order_id", "O1"), "C1");
+    /* ... and the order is listed and counted as when its versions arrive in order */
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"order_id\":\"O1\",\"created_at\":1100") &&
+                      strstr(s, "\"status\":\"CANCELLED\",\"payment_status\":\"SETTLED\""),
+                  "%s", strstr(s, "\"orders\""));
+    ck_assert_msg(strstr(s, "\"lifetime_orders\":1,\"lifetime_settled_cents\":507"), "%s",
+                  strstr(s, "\"counters\""));
+}
+END_TEST
+
+/* The same straddling: PaymentReversed v2 before PaymentSettled v1 must leave the settled
+ * total where the in-order stream leaves it (0), not at -amount. */
+START_TEST(test_a_counter_does_not_depend_on_version_arrival)
+{
+    register_c1();
+    order("O1", 1100, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    EV(REVERSED, "event_id=p1b", "occurred_at=1400", "version=2", "payment_id=P1", "order_id=O1",
+       "amount_cents=100", "currency=EUR", "reason=chargeback");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_APPLIED);
+    EV(SETTLED, "event_id=p1a", "occurred_at=1300", "version=1", "payment_id=P1", "order_id=O1",
+       "amount_cents=100", "currency=EUR");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_STALE);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"lifetime_settled_cents\":0") != NULL, "%s",
+                  strstr(s, "\"counters\""));
+}
+END_TEST
+
+/* A stale claim on a link loses to a newer one even under another view key (the guard
+ * is per view key): an order a snapshot moved to C2 stays with C2 when the order's
+ * creation for C1 arrives late. */
+START_TEST(test_an_older_link_claim_loses)
+{
+    register_c1();
+    EV(ORDER_SNAP, "event_id=bf:orders:O1:v2", "occurred_at=1200", "version=2",
+       "snapshot_of=orders", "order_id=O1", "customer_id=C2", "placed_at=1100", "total_cents=500",
+       "currency=EUR", "line_count=2", "status=CREATED");
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    order("O1", 1100, 1);
+    (void)APPLY("orders");
+    ck_assert_str_eq(lookup("order_id", "O1"), "C2");
+}
+END_TEST
+
+/* An erasure older (by version) than an event already applied is still an erasure. */
+START_TEST(test_a_stale_erasure_still_erases)
+{
+    register_c1();
+    EV(CONTACT, "event_id=c4", "occurred_at=2000", "version=4", "customer_id=C1",
+       "email=new@example.com", "phone=null", "preferred_channel=SMS", "marketing_opt_in=false");
+    ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
+    EV(ERASED, "event_id=x3", "occurred_at=1500", "version=3", "customer_id=C1");
+    (void)APPLY("customers");
+    ck_assert_str_eq(sections_of(&fx, "C1"), "NOTFOUND");
+}
+END_TEST
+
 START_TEST(test_normalisation_rules)
 {
     char out[INDEX_VALUE_MAX_BYTES + 1];
@@ -642,6 +873,13 @@ int main(void)
     tcase_add_test(tc, test_contribute_moves_by_the_change_of_share);
     tcase_add_test(tc, test_repairs_apply_once_and_lose_to_newer_events);
     tcase_add_test(tc, test_tombstones_follow_the_declared_rule);
+    tcase_add_test(tc, test_repointed_link_survives_erasure_of_its_old_owner);
+    tcase_add_test(tc, test_erasure_ledger_reaches_every_store);
+    tcase_add_test(tc, test_bounded_list_converges_with_deletes);
+    tcase_add_test(tc, test_a_stale_version_still_learns_its_link);
+    tcase_add_test(tc, test_a_counter_does_not_depend_on_version_arrival);
+    tcase_add_test(tc, test_an_older_link_claim_loses);
+    tcase_add_test(tc, test_a_stale_erasure_still_erases);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -7,8 +7,10 @@
 
 #include <check.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char *view_dir;
@@ -176,6 +178,78 @@ START_TEST(test_create_switch_previous)
 }
 END_TEST
 
+/* A generation whose store lost writes (an fsync failed while it was written) is never
+ * made current: not by a rebuild's switch, not by a rollback. */
+START_TEST(test_switch_refuses_a_store_whose_sync_failed)
+{
+    ck_assert_int_eq(gen_prepare(view_dir, NULL), 0);
+    char dir1[4096], dir2[4096];
+    int64_t id;
+    ck_assert_int_eq(gen_current(view_dir, &id, dir1, sizeof(dir1)), 0);
+    make_store(dir1, 0, 10);
+    ck_assert_int_eq(gen_create(view_dir, &id, dir2, sizeof(dir2)), 0);
+    setenv("RM_FAILPOINT_ERROR", "store-sync:1:1", 1); /* the close's final sync fails */
+    char err[512];
+    store_opts_t opts = {.so_dir = dir2,
+                         .so_map_size_bytes = 4 << 20,
+                         .so_durability = STORE_PERIODIC,
+                         .so_sync_interval_ms = 3600000};
+    store_t *store = store_open(&opts, err, sizeof(err));
+    ck_assert_msg(store != NULL, "%s", err);
+    MDB_txn *txn;
+    ck_assert_int_eq(store_write_begin(store, &txn), 0);
+    store_offset_t off = {20, 25, 1000, 2000};
+    ck_assert_int_eq(store_offset_put(store, txn, "t", 0, &off), 0);
+    ck_assert_int_eq(store_write_commit(store, txn), 0);
+    store_close(store);
+    unsetenv("RM_FAILPOINT_ERROR");
+    ck_assert_int_ne(gen_switch(view_dir, id), 0);
+    ck_assert_int_eq(gen_current(view_dir, &id, dir2, sizeof(dir2)), 0);
+    ck_assert_int_eq(id, 1);
+}
+END_TEST
+
+/* A generation a periodic writer had open when the OS restarted may be torn: a rollback
+ * (or any switch) to it is refused, while the same store in the same boot is fine. */
+START_TEST(test_switch_refuses_a_generation_torn_by_a_reboot)
+{
+    ck_assert_int_eq(gen_prepare(view_dir, NULL), 0);
+    char dir1[4096], dir2[4096];
+    int64_t id;
+    ck_assert_int_eq(gen_current(view_dir, &id, dir1, sizeof(dir1)), 0);
+    make_store(dir1, 0, 10);
+    ck_assert_int_eq(gen_create(view_dir, &id, dir2, sizeof(dir2)), 0);
+    ts_write_file(view_dir, "boot_id", "boot-one\n");
+    char boot_path[4200];
+    snprintf(boot_path, sizeof(boot_path), "%s/boot_id", view_dir);
+    setenv("RM_BOOT_ID_FILE", boot_path, 1);
+    pid_t pid = fork(); /* a periodic writer that dies with its store open */
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char err[512];
+        store_opts_t opts = {.so_dir = dir2,
+                             .so_map_size_bytes = 4 << 20,
+                             .so_durability = STORE_PERIODIC,
+                             .so_sync_interval_ms = 3600000};
+        store_t *store = store_open(&opts, err, sizeof(err));
+        MDB_txn *txn;
+        store_offset_t off = {20, 25, 1000, 2000};
+        int rc = store ? store_write_begin(store, &txn) : 1;
+        rc = rc ? rc : store_offset_put(store, txn, "t", 0, &off);
+        rc = rc ? rc : store_write_commit(store, txn);
+        _exit(rc ? 1 : 0);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ts_write_file(view_dir, "boot_id", "boot-two\n");
+    ck_assert_int_eq(gen_switch(view_dir, id), RM_ESUSPECT);
+    ts_write_file(view_dir, "boot_id", "boot-one\n"); /* a process crash only */
+    ck_assert_int_eq(gen_switch(view_dir, id), 0);
+    unsetenv("RM_BOOT_ID_FILE");
+}
+END_TEST
+
 START_TEST(test_list_reports_offsets_and_state)
 {
     ck_assert_int_eq(gen_prepare(view_dir, NULL), 0);
@@ -282,6 +356,8 @@ int main(void)
     tcase_add_test(tc, test_migration_refuses_a_flat_store_being_written);
     tcase_add_test(tc, test_fresh_view_and_crash_repair);
     tcase_add_test(tc, test_create_switch_previous);
+    tcase_add_test(tc, test_switch_refuses_a_store_whose_sync_failed);
+    tcase_add_test(tc, test_switch_refuses_a_generation_torn_by_a_reboot);
     tcase_add_test(tc, test_list_reports_offsets_and_state);
     tcase_add_test(tc, test_prune_keeps_current_previous_and_active);
     tcase_add_test(tc, test_foreign_link_is_refused);
