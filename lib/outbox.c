@@ -46,6 +46,7 @@ struct outbox {
     seq_list_t ob_acked; /* acknowledged since the last flush: to delete */
     seq_list_t ob_failed; /* delivery failed: to produce again (note 5) */
     bool ob_recovered; /* a recovery succeeded: publishing is allowed (note 4) */
+    bool ob_live; /* "outbox_live" is set: this store may have published */
     int ob_recover_rc; /* the last recovery's result */
     int64_t ob_next_recover_ms;
     bool ob_unflushed; /* recorded since the last flush looked at the table */
@@ -472,6 +473,8 @@ static int delete_seqs(outbox_t *outbox, const int64_t *seqs, size_t count)
     return store_write_commit(outbox->ob_store, txn);
 }
 
+static int mark_live(outbox_t *outbox);
+
 int outbox_flush(outbox_t *outbox, int timeout_ms)
 {
     int prc = producer_renew_if_fatal(outbox);
@@ -484,6 +487,13 @@ int outbox_flush(outbox_t *outbox, int timeout_ms)
         int rrc = outbox_recover(outbox, timeout_ms);
         if (rrc)
             return rrc;
+    }
+    if (!outbox->ob_live && (outbox->ob_unflushed || outbox->ob_stats.os_pending)) {
+        /* Before anything of this store can reach Kafka: from now on its entries keep
+         * their sequences (outbox_adopt renumbers only a store that never published). */
+        int lrc = mark_live(outbox);
+        if (lrc)
+            return lrc;
     }
     outbox->ob_unflushed = false; /* the scan below sees every committed entry */
     uint64_t durable = store_durable_txnid(outbox->ob_store);
@@ -703,7 +713,6 @@ static bool dlq_absent(const outbox_t *outbox, const char *dlq)
 }
 
 static int finish_takeover(outbox_t *outbox);
-static int mark_live(outbox_t *outbox);
 
 int outbox_recover(outbox_t *outbox, int timeout_ms)
 {
@@ -749,8 +758,6 @@ int outbox_recover(outbox_t *outbox, int timeout_ms)
         rd_kafka_destroy(consumer);
     }
     free(parts);
-    if (!rc)
-        rc = mark_live(outbox);
     MDB_txn *txn;
     MDB_stat st = {0};
     if (store_read_begin(outbox->ob_store, &txn) == 0) {
@@ -772,8 +779,8 @@ int outbox_recover(outbox_t *outbox, int timeout_ms)
 
 /* ---- generations (note 6) ---- */
 
-/* Whether this store's outbox has ever published ("outbox_live", set by the first
- * successful recovery: nothing is published before one). */
+/* Whether this store's outbox may have published ("outbox_live", set by the first flush
+ * that finds entries, before it produces any). */
 static int is_live(store_t *store, MDB_txn *txn, bool *ret_live)
 {
     int64_t live = 0;
@@ -793,6 +800,7 @@ static int mark_live(outbox_t *outbox)
         rc = is_live(outbox->ob_store, txn, &live);
     if (!rc && live) {
         store_write_abort(txn);
+        outbox->ob_live = true;
         return 0;
     }
     if (!rc)
@@ -801,7 +809,9 @@ static int mark_live(outbox_t *outbox)
         store_write_abort(txn);
         return rc;
     }
-    return store_write_commit(outbox->ob_store, txn);
+    rc = store_write_commit(outbox->ob_store, txn);
+    outbox->ob_live = rc == 0;
+    return rc;
 }
 
 /* A rebuild adopted `previous` before its switch and named it in "outbox_replaces"; the

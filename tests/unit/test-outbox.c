@@ -394,6 +394,44 @@ START_TEST(test_a_takeover_cut_short_by_a_crash_is_finished_at_start)
 }
 END_TEST
 
+/* A switch that fails after the takeover (the pipeline keeps writing the old generation)
+ * leaves the new store unpublished: when the switch is tried again, its letters are
+ * numbered again after what the old generation published meanwhile. */
+START_TEST(test_a_failed_switch_leaves_the_takeover_repeatable)
+{
+    char *dir_live = ts_tmpdir(), *dir_next = ts_tmpdir();
+    store_t *live = ts_store(dir_live), *next = ts_store(dir_next);
+    outbox_t *outbox_live = new_outbox(live), *held = new_outbox(next);
+    for (int64_t offset = 2; offset <= 8; offset += 3)
+        record(live, outbox_live, 0, offset); /* sequences 1..3 */
+    flush(live, outbox_live);
+    record(next, held, 0, 12);
+    record(next, held, 0, 14);
+    ck_assert_int_eq(outbox_adopt(held, live, true), 0);
+    outbox_destroy(held);
+    outbox_t *attempt = new_outbox(next); /* the switch's first attempt fails late */
+    ck_assert_int_eq(outbox_adopt(attempt, live, false), 0);
+    ck_assert_int_eq(outbox_recover(attempt, T_TIMEOUT_MS), 0);
+    outbox_destroy(attempt);
+    record(live, outbox_live, 0, 10); /* sequences 4..5 */
+    record(live, outbox_live, 0, 11);
+    flush(live, outbox_live);
+    ck_assert_int_eq(dlq_count(), 5);
+    attempt = new_outbox(next);
+    ck_assert_int_eq(outbox_adopt(attempt, live, false), 0);
+    outbox_destroy(outbox_live);
+    ck_assert_int_eq(outbox_recover(attempt, T_TIMEOUT_MS), 0);
+    flush(next, attempt);
+    ck_assert_int_eq(dlq_count(), 7);
+    ck_assert_uint_eq(stats_of(attempt).os_pending, 0);
+    outbox_destroy(attempt);
+    store_close(live);
+    store_close(next);
+    ts_rmtree(dir_live);
+    ts_rmtree(dir_next);
+}
+END_TEST
+
 /* Letters the old generation recorded but had not published when the daemon switched
  * away from it are published by the new one; so are the new one's after a rollback. */
 START_TEST(test_a_switch_and_a_rollback_abandon_no_letter)
@@ -453,6 +491,7 @@ int main(void)
     tcase_add_test(tc, test_a_quiet_nometasync_store_still_publishes);
     tcase_add_test(tc, test_a_rebuilds_held_letters_survive_the_switch);
     tcase_add_test(tc, test_a_takeover_cut_short_by_a_crash_is_finished_at_start);
+    tcase_add_test(tc, test_a_failed_switch_leaves_the_takeover_repeatable);
     tcase_add_test(tc, test_a_switch_and_a_rollback_abandon_no_letter);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
