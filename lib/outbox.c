@@ -1,5 +1,6 @@
 /* outbox: dead letters recorded with the batch, published to <topic>.dlq (see outbox.h). */
 #include "outbox.h"
+#include "outbox_int.h"
 #include "failpoint.h"
 #include "kafka.h"
 #include "log.h"
@@ -14,99 +15,11 @@
 #include <string.h>
 
 #define OUTBOX_METADATA_TIMEOUT_MS 5000
-#define OUTBOX_REPLICA_BYTES 16 /* random bytes of a replica id (32 hex digits) */
 #define OUTBOX_SCAN_MAX_ERRORS 100 /* consumer errors tolerated while scanning one partition */
-
-typedef struct outbox_topic {
-    char *ot_topic; /* source topic */
-    char *ot_dlq; /* <topic>.dlq */
-    int32_t ot_partitions; /* of the DLQ topic; 1 when unknown */
-    bool ot_absent; /* the broker said the DLQ topic does not exist (yet) */
-} outbox_topic_t;
-
-/* A growable list of sequence numbers. */
-typedef struct seq_list {
-    int64_t *sl_seqs;
-    size_t sl_count;
-    size_t sl_cap;
-} seq_list_t;
-
-struct outbox {
-    store_t *ob_store;
-    rd_kafka_t *ob_producer;
-    const cfg_t *ob_cfg;
-    char *ob_view;
-    char *ob_group;
-    char ob_replica[2 * OUTBOX_REPLICA_BYTES + 1]; /* note 3 */
-    outbox_topic_t *ob_topics;
-    size_t ob_topic_count;
-    int64_t ob_seq; /* last sequence recorded (loaded per write txn) */
-    bool ob_seq_dirty;
-    int64_t ob_produced_seq; /* every entry up to it was handed to the producer */
-    seq_list_t ob_acked; /* acknowledged since the last flush: to delete */
-    seq_list_t ob_failed; /* delivery failed: to produce again (note 5) */
-    bool ob_recovered; /* a recovery succeeded: publishing is allowed (note 4) */
-    bool ob_live; /* "outbox_live" is set: this store may have published */
-    int ob_recover_rc; /* the last recovery's result */
-    int64_t ob_next_recover_ms;
-    bool ob_unflushed; /* recorded since the last flush looked at the table */
-    outbox_stats_t ob_stats;
-};
 
 /* The largest original value a dead letter carries: below librdkafka's default
  * message.max.bytes (1,000,000) and a default broker's limit, with room for headers. */
 #define OUTBOX_MAX_VALUE_BYTES 900000
-
-/* Entry flags. */
-#define OUTBOX_F_TXNID 1 /* the entry ends with the id of the txn that wrote it (be64) */
-#define OUTBOX_F_ADOPTED 2 /* copied from a previous generation: its sequence is final */
-
-/* The stored entry: fixed header, then topic, error, reason, key and value, then (with
- * OUTBOX_F_TXNID; entries of older versions lack it) the writing txn's id. */
-typedef struct outbox_hdr {
-    int32_t oh_partition;
-    int32_t oh_dlq_partition;
-    int64_t oh_offset;
-    int64_t oh_timestamp_ms;
-    uint8_t oh_has_value;
-    uint8_t oh_flags; /* OUTBOX_F_* */
-    uint16_t oh_topic_len;
-    uint16_t oh_error_len;
-    uint16_t oh_reason_len;
-    uint32_t oh_key_len;
-    uint32_t oh_value_len;
-} outbox_hdr_t;
-
-static int seq_list_add(seq_list_t *list, int64_t seq)
-{
-    if (list->sl_count == list->sl_cap) {
-        size_t cap = list->sl_cap ? list->sl_cap * 2 : 64;
-        int64_t *seqs = realloc(list->sl_seqs, cap * sizeof(*seqs));
-        if (!seqs)
-            return RM_ENOMEM;
-        list->sl_seqs = seqs;
-        list->sl_cap = cap;
-    }
-    list->sl_seqs[list->sl_count++] = seq;
-    return 0;
-}
-
-static bool seq_list_has(const seq_list_t *list, int64_t seq)
-{
-    for (size_t i = 0; i < list->sl_count; i++)
-        if (list->sl_seqs[i] == seq)
-            return true;
-    return false;
-}
-
-static void seq_list_remove(seq_list_t *list, int64_t seq)
-{
-    for (size_t i = 0; i < list->sl_count; i++)
-        if (list->sl_seqs[i] == seq) {
-            list->sl_seqs[i] = list->sl_seqs[--list->sl_count];
-            return;
-        }
-}
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
@@ -303,12 +216,6 @@ static const outbox_topic_t *topic_of(const outbox_t *outbox, const char *topic)
     return NULL;
 }
 
-/* meta name of the offset below which a previous generation dead-lettered (outbox_adopt) */
-static void seen_name(char *out, size_t cap, const char *topic, int32_t partition)
-{
-    snprintf(out, cap, "dlq_seen/%s/%d", topic, partition);
-}
-
 int outbox_record(outbox_t *outbox, MDB_txn *txn, const outbox_letter_t *letter)
 {
     char seen[300];
@@ -361,43 +268,6 @@ int outbox_record(outbox_t *outbox, MDB_txn *txn, const outbox_letter_t *letter)
     store_be64((unsigned char *)v.mv_data + body, (uint64_t)mdb_txn_id(txn));
     outbox->ob_stats.os_recorded++;
     outbox->ob_unflushed = true; /* even if txn aborts: one flush too many is harmless */
-    return 0;
-}
-
-/* A decoded entry, borrowing from the stored bytes. */
-typedef struct outbox_entry {
-    int64_t oe_seq;
-    outbox_hdr_t oe_hdr;
-    const char *oe_topic, *oe_error, *oe_reason;
-    const void *oe_key, *oe_value;
-    size_t oe_body_len; /* header and variable parts, without the txn id */
-    uint64_t oe_txnid; /* of the txn that wrote it; 0: written before ids were kept */
-} outbox_entry_t;
-
-static int entry_decode(const MDB_val *k, const MDB_val *v, outbox_entry_t *ret)
-{
-    if (k->mv_size != 8 || v->mv_size < sizeof(outbox_hdr_t))
-        return RM_ESTORE;
-    ret->oe_seq = (int64_t)store_get_be64(k->mv_data);
-    memcpy(&ret->oe_hdr, v->mv_data, sizeof(outbox_hdr_t));
-    const outbox_hdr_t *h = &ret->oe_hdr;
-    size_t need = sizeof(*h) + h->oh_topic_len + h->oh_error_len + h->oh_reason_len +
-                  h->oh_key_len + h->oh_value_len;
-    ret->oe_body_len = need;
-    ret->oe_txnid = 0;
-    if (h->oh_flags & OUTBOX_F_TXNID) {
-        if (v->mv_size != need + 8)
-            return RM_ESTORE;
-        ret->oe_txnid = store_get_be64((const unsigned char *)v->mv_data + need);
-    } else if (v->mv_size != need) {
-        return RM_ESTORE;
-    }
-    const char *p = (const char *)v->mv_data + sizeof(*h);
-    ret->oe_topic = p;
-    ret->oe_error = p += h->oh_topic_len;
-    ret->oe_reason = p += h->oh_error_len;
-    ret->oe_key = p += h->oh_reason_len;
-    ret->oe_value = p + h->oh_key_len;
     return 0;
 }
 
@@ -473,8 +343,6 @@ static int delete_seqs(outbox_t *outbox, const int64_t *seqs, size_t count)
     return store_write_commit(outbox->ob_store, txn);
 }
 
-static int mark_live(outbox_t *outbox);
-
 int outbox_flush(outbox_t *outbox, int timeout_ms)
 {
     int prc = producer_renew_if_fatal(outbox);
@@ -491,7 +359,7 @@ int outbox_flush(outbox_t *outbox, int timeout_ms)
     if (!outbox->ob_live && (outbox->ob_unflushed || outbox->ob_stats.os_pending)) {
         /* Before anything of this store can reach Kafka: from now on its entries keep
          * their sequences (outbox_adopt renumbers only a store that never published). */
-        int lrc = mark_live(outbox);
+        int lrc = outbox_mark_live(outbox);
         if (lrc)
             return lrc;
     }
@@ -712,14 +580,12 @@ static bool dlq_absent(const outbox_t *outbox, const char *dlq)
     return false;
 }
 
-static int finish_takeover(outbox_t *outbox);
-
 int outbox_recover(outbox_t *outbox, int timeout_ms)
 {
     outbox->ob_next_recover_ms = rm_mono_ms() + OUTBOX_RECOVER_RETRY_MS;
     recover_part_t *parts = NULL;
     size_t count = 0, deleted_total = 0;
-    int rc = finish_takeover(outbox);
+    int rc = outbox_finish_takeover(outbox);
     if (!rc)
         rc = waiting_parts(outbox, &parts, &count);
     rd_kafka_t *consumer = NULL;
@@ -775,346 +641,6 @@ int outbox_recover(outbox_t *outbox, int timeout_ms)
         outbox->ob_unflushed = st.ms_entries > 0;
     }
     return rc;
-}
-
-/* ---- generations (note 6) ---- */
-
-/* Whether this store's outbox may have published ("outbox_live", set by the first flush
- * that finds entries, before it produces any). */
-static int is_live(store_t *store, MDB_txn *txn, bool *ret_live)
-{
-    int64_t live = 0;
-    int rc = store_meta_get_i64(store, txn, "outbox_live", &live);
-    if (rc && rc != RM_ENOTFOUND)
-        return rc;
-    *ret_live = rc == 0 && live;
-    return 0;
-}
-
-static int mark_live(outbox_t *outbox)
-{
-    MDB_txn *txn;
-    int rc = store_write_begin(outbox->ob_store, &txn);
-    bool live = false;
-    if (!rc)
-        rc = is_live(outbox->ob_store, txn, &live);
-    if (!rc && live) {
-        store_write_abort(txn);
-        outbox->ob_live = true;
-        return 0;
-    }
-    if (!rc)
-        rc = store_meta_put_i64(outbox->ob_store, txn, "outbox_live", 1);
-    if (rc) {
-        store_write_abort(txn);
-        return rc;
-    }
-    rc = store_write_commit(outbox->ob_store, txn);
-    outbox->ob_live = rc == 0;
-    return rc;
-}
-
-/* A rebuild adopted `previous` before its switch and named it in "outbox_replaces"; the
- * daemon finishes that takeover at the switch. If it died first and now starts on the
- * new generation, recovery finishes it here from the generation's directory. */
-static int finish_takeover(outbox_t *outbox)
-{
-    MDB_txn *txn;
-    int rc = store_read_begin(outbox->ob_store, &txn);
-    if (rc)
-        return rc;
-    const void *data;
-    size_t len = 0;
-    char dir[4096] = "";
-    bool live = false;
-    rc = is_live(outbox->ob_store, txn, &live);
-    int grc = rc ? rc : store_meta_get(outbox->ob_store, txn, "outbox_replaces", &data, &len);
-    if (grc == 0 && len > 0 && len < sizeof(dir)) {
-        memcpy(dir, data, len);
-        dir[len] = '\0';
-    }
-    store_read_end(txn);
-    if (rc || live || !dir[0])
-        return rc;
-    char err[512], data_path[4200];
-    snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir);
-    if (access(data_path, F_OK) != 0 && errno == ENOENT) {
-        /* Deleted since (gen_prune): nothing is left to take over. This store keeps
-         * its own replica id, so none of its letters can be taken for one of that
-         * generation's; what that generation had not published is gone with it. */
-        MDB_txn *wtxn;
-        rc = store_write_begin(outbox->ob_store, &wtxn);
-        if (rc)
-            return rc;
-        rc = store_meta_put(outbox->ob_store, wtxn, "outbox_replaces", "", 0);
-        if (rc) {
-            store_write_abort(wtxn);
-            return rc;
-        }
-        return store_write_commit(outbox->ob_store, wtxn);
-    }
-    store_opts_t sopts = {.so_dir = dir, .so_readonly = true};
-    store_t *previous = store_open(&sopts, err, sizeof(err));
-    if (!previous)
-        return RM_ESTORE; /* recovery fails and is retried; nothing is published meanwhile */
-    rc = outbox_adopt(outbox, previous, false);
-    store_close(previous);
-    return rc;
-}
-
-typedef struct adopt_ctx {
-    outbox_t *ac_outbox;
-    MDB_txn *ac_txn;
-} adopt_ctx_t;
-
-static int remember_seen(void *ctx, const char *topic, int32_t partition,
-                         const store_offset_t *offset)
-{
-    adopt_ctx_t *ac = ctx;
-    char name[300];
-    int64_t have = 0;
-    seen_name(name, sizeof(name), topic, partition);
-    int rc = store_meta_get_i64(ac->ac_outbox->ob_store, ac->ac_txn, name, &have);
-    if (rc && rc != RM_ENOTFOUND)
-        return rc;
-    if (rc == 0 && have >= offset->so_next_offset)
-        return 0;
-    return store_meta_put_i64(ac->ac_outbox->ob_store, ac->ac_txn, name, offset->so_next_offset);
-}
-
-/* An entry copied out of a txn (its bytes must outlive the txn's changes). */
-typedef struct held_entry {
-    int64_t he_seq;
-    unsigned char *he_bytes;
-    size_t he_len; /* header and variable parts, without a txn id */
-} held_entry_t;
-
-typedef struct held_list {
-    held_entry_t *hl_entries;
-    size_t hl_count;
-    size_t hl_cap;
-} held_list_t;
-
-static int held_add(held_list_t *list, const outbox_entry_t *e, const void *bytes)
-{
-    if (list->hl_count == list->hl_cap) {
-        size_t cap = list->hl_cap ? list->hl_cap * 2 : 64;
-        held_entry_t *grown = realloc(list->hl_entries, cap * sizeof(*grown));
-        if (!grown)
-            return RM_ENOMEM;
-        list->hl_entries = grown;
-        list->hl_cap = cap;
-    }
-    held_entry_t *he = &list->hl_entries[list->hl_count];
-    he->he_bytes = malloc(e->oe_body_len);
-    if (!he->he_bytes)
-        return RM_ENOMEM;
-    memcpy(he->he_bytes, bytes, e->oe_body_len);
-    he->he_seq = e->oe_seq;
-    he->he_len = e->oe_body_len;
-    list->hl_count++;
-    return 0;
-}
-
-static void held_free(held_list_t *list)
-{
-    for (size_t i = 0; i < list->hl_count; i++)
-        free(list->hl_entries[i].he_bytes);
-    free(list->hl_entries);
-}
-
-/* Writes an entry under seq in txn, stamped with txn's id (its durability is txn's). */
-static int put_entry(outbox_t *outbox, MDB_txn *txn, int64_t seq, const unsigned char *bytes,
-                     size_t len, uint8_t add_flags)
-{
-    unsigned char key[8];
-    store_be64(key, (uint64_t)seq);
-    MDB_val k = {sizeof(key), key}, v = {len + 8, NULL};
-    int rc = mdb_put(txn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &k, &v, MDB_RESERVE);
-    if (rc)
-        return rm_err_from_mdb(rc);
-    outbox_hdr_t hdr;
-    memcpy(&hdr, bytes, sizeof(hdr));
-    hdr.oh_flags |= (uint8_t)(OUTBOX_F_TXNID | add_flags);
-    memcpy(v.mv_data, &hdr, sizeof(hdr));
-    memcpy((unsigned char *)v.mv_data + sizeof(hdr), bytes + sizeof(hdr), len - sizeof(hdr));
-    store_be64((unsigned char *)v.mv_data + len, (uint64_t)mdb_txn_id(txn));
-    return 0;
-}
-
-/* This store's own entries (not adopted ones): those for offsets `previous` consumed
- * are dropped (it recorded the same letters); the rest are kept in ret_own. */
-static int sort_own(outbox_t *outbox, MDB_txn *wtxn, store_t *previous, MDB_txn *rtxn,
-                    held_list_t *ret_own, size_t *ret_dropped)
-{
-    MDB_dbi dbi = store_dbi(outbox->ob_store, STORE_DB_OUTBOX);
-    MDB_cursor *cur = NULL;
-    int rc = rm_err_from_mdb(mdb_cursor_open(wtxn, dbi, &cur));
-    seq_list_t dropped = {0};
-    MDB_val k, v;
-    int mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    for (; !rc && mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        outbox_entry_t e;
-        char topic[256];
-        store_offset_t seen;
-        if (entry_decode(&k, &v, &e) || e.oe_hdr.oh_topic_len >= sizeof(topic) ||
-            (e.oe_hdr.oh_flags & OUTBOX_F_ADOPTED))
-            continue;
-        memcpy(topic, e.oe_topic, e.oe_hdr.oh_topic_len);
-        topic[e.oe_hdr.oh_topic_len] = '\0';
-        if (store_offset_get(previous, rtxn, topic, e.oe_hdr.oh_partition, &seen) == 0 &&
-            e.oe_hdr.oh_offset < seen.so_next_offset)
-            rc = seq_list_add(&dropped, e.oe_seq);
-        else
-            rc = held_add(ret_own, &e, v.mv_data);
-    }
-    if (cur)
-        mdb_cursor_close(cur);
-    if (!rc && mrc && mrc != MDB_NOTFOUND)
-        rc = rm_err_from_mdb(mrc);
-    for (size_t i = 0; !rc && i < dropped.sl_count; i++) {
-        unsigned char key[8];
-        store_be64(key, (uint64_t)dropped.sl_seqs[i]);
-        MDB_val dk = {sizeof(key), key};
-        rc = rm_err_from_mdb(mdb_del(wtxn, dbi, &dk, NULL));
-    }
-    *ret_dropped = dropped.sl_count;
-    free(dropped.sl_seqs);
-    return rc;
-}
-
-/* Moves this store's own entries after every sequence the lineage has used: a store
- * that never published numbered them on its own, so they may repeat sequences that
- * `previous` published (and recovery would take them for published). */
-static int renumber_own(outbox_t *outbox, MDB_txn *wtxn, const held_list_t *own, int64_t *seq)
-{
-    MDB_dbi dbi = store_dbi(outbox->ob_store, STORE_DB_OUTBOX);
-    int rc = 0;
-    for (size_t i = 0; !rc && i < own->hl_count; i++) {
-        unsigned char key[8];
-        store_be64(key, (uint64_t)own->hl_entries[i].he_seq);
-        MDB_val dk = {sizeof(key), key};
-        rc = rm_err_from_mdb(mdb_del(wtxn, dbi, &dk, NULL));
-    }
-    for (size_t i = 0; !rc && i < own->hl_count; i++)
-        rc = put_entry(outbox, wtxn, ++*seq, own->hl_entries[i].he_bytes, own->hl_entries[i].he_len,
-                       0);
-    return rc;
-}
-
-/* Copies every entry `previous` holds, under its own sequence, marked adopted. */
-static int copy_previous(outbox_t *outbox, MDB_txn *wtxn, store_t *previous, MDB_txn *rtxn,
-                         int64_t *ret_max_seq)
-{
-    MDB_cursor *cur = NULL;
-    int rc = rm_err_from_mdb(mdb_cursor_open(rtxn, store_dbi(previous, STORE_DB_OUTBOX), &cur));
-    MDB_val k, v;
-    int mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    for (; !rc && mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        outbox_entry_t e;
-        if (entry_decode(&k, &v, &e))
-            continue;
-        rc = put_entry(outbox, wtxn, e.oe_seq, v.mv_data, e.oe_body_len, OUTBOX_F_ADOPTED);
-        if (e.oe_seq > *ret_max_seq)
-            *ret_max_seq = e.oe_seq;
-    }
-    if (cur)
-        mdb_cursor_close(cur);
-    if (!rc && mrc && mrc != MDB_NOTFOUND)
-        rc = rm_err_from_mdb(mrc);
-    return rc;
-}
-
-static int adopt_in(outbox_t *outbox, MDB_txn *wtxn, store_t *previous, MDB_txn *rtxn,
-                    bool before_switch, size_t *ret_dropped)
-{
-    store_t *store = outbox->ob_store;
-    held_list_t own = {0};
-    int64_t old_seq = 0, new_seq = 0;
-    bool live = false;
-    int rc = is_live(store, wtxn, &live);
-    if (!rc) {
-        int grc = store_meta_get_i64(previous, rtxn, "outbox_seq", &old_seq);
-        rc = grc == RM_ENOTFOUND ? 0 : grc;
-    }
-    if (!rc) {
-        int grc = store_meta_get_i64(store, wtxn, "outbox_seq", &new_seq);
-        rc = grc == RM_ENOTFOUND ? 0 : grc;
-    }
-    if (!rc)
-        rc = sort_own(outbox, wtxn, previous, rtxn, &own, ret_dropped);
-    /* Sequences continue after the previous generation's (note 2). */
-    int64_t seq = old_seq > new_seq ? old_seq : new_seq;
-    if (!rc && !before_switch) {
-        int64_t copied_max = 0;
-        if (!live)
-            rc = renumber_own(outbox, wtxn, &own, &seq);
-        if (!rc)
-            rc = copy_previous(outbox, wtxn, previous, rtxn, &copied_max);
-        if (copied_max > seq)
-            seq = copied_max;
-    }
-    held_free(&own);
-    if (!rc)
-        rc = store_meta_put_i64(store, wtxn, "outbox_seq", seq);
-    /* From now on, letters below the previous generation's offsets are not recorded
-     * again: that generation consumed those messages and dead-lettered the poison. */
-    if (!rc)
-        rc = store_offset_foreach(previous, rtxn, remember_seen, &(adopt_ctx_t){outbox, wtxn});
-    const void *data;
-    size_t len;
-    if (!rc && !before_switch && !live &&
-        store_meta_get(previous, rtxn, "outbox_replica", &data, &len) == 0 &&
-        len == sizeof(outbox->ob_replica) - 1) {
-        /* One lineage, one replica id (note 3). */
-        rc = store_meta_put(store, wtxn, "outbox_replica", data, len);
-        if (!rc) {
-            memcpy(outbox->ob_replica, data, len);
-            outbox->ob_replica[len] = '\0';
-        }
-    }
-    const char *replaces = before_switch ? store_dir(previous) : "";
-    if (!rc)
-        rc = store_meta_put(store, wtxn, "outbox_replaces", replaces, strlen(replaces));
-    return rc;
-}
-
-int outbox_adopt(outbox_t *outbox, store_t *previous, bool before_switch)
-{
-    MDB_txn *rtxn, *wtxn;
-    char replica[sizeof(outbox->ob_replica)];
-    memcpy(replica, outbox->ob_replica, sizeof(replica));
-    int rc = store_read_begin(previous, &rtxn);
-    if (rc)
-        return rc;
-    rc = store_write_begin(outbox->ob_store, &wtxn);
-    if (rc) {
-        store_read_end(rtxn);
-        return rc;
-    }
-    size_t dropped = 0;
-    rc = adopt_in(outbox, wtxn, previous, rtxn, before_switch, &dropped);
-    store_read_end(rtxn);
-    if (rc)
-        store_write_abort(wtxn);
-    else
-        rc = store_write_commit(outbox->ob_store, wtxn);
-    if (rc) {
-        memcpy(outbox->ob_replica, replica, sizeof(replica)); /* nothing changed */
-        return rc;
-    }
-    MDB_txn *txn;
-    MDB_stat st = {0};
-    if (store_read_begin(outbox->ob_store, &txn) == 0) {
-        mdb_stat(txn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &st);
-        store_read_end(txn);
-    }
-    outbox->ob_stats.os_pending = st.ms_entries;
-    outbox->ob_unflushed = st.ms_entries > 0;
-    if (dropped)
-        log_info("dead letters already recorded by the previous generation dropped",
-                 LOG_I("dropped", dropped));
-    return 0;
 }
 
 bool outbox_flush_due(const outbox_t *outbox)
