@@ -26,8 +26,11 @@
  *     recovery has succeeded, nothing is published (retried by outbox_flush).
  * (5) Entries are deleted only after the broker acknowledged them; a failed delivery
  *     is produced again by itself, not with everything else in flight.
- * (6) Store generations (gen.h): outbox_adopt hands the previous generation's entries
- *     to the next one, so a switch or a rollback abandons no dead letter.
+ * (6) Store generations (gen.h): outbox_adopt (outbox_gen.c) hands the previous
+ *     generation's entries to the next one, so a switch or a rollback abandons no dead
+ *     letter. A generation rebuilt without reading its torn predecessor (an OS crash in
+ *     periodic mode) cannot inherit its replica id: it publishes under a new one, so its
+ *     letters appear once more in the DLQ topics (duplicates, never a loss).
  * Thread: the pipeline's consumer thread. */
 #ifndef RM_OUTBOX_H
 #define RM_OUTBOX_H
@@ -72,7 +75,8 @@ typedef struct outbox_stats {
 
 /* view_name and group go into the headers; topics are the view's source topics (their
  * DLQ topics' partition counts are looked up once, here). cfg supplies the kafka
- * properties for the producer (the same cluster). Returns NULL with a message in errstr. */
+ * properties for the producer (the same cluster). Reads the store's replica id, drawing
+ * and storing one (a write txn) if it has none. Returns NULL with a message in errstr. */
 outbox_t *outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, const char *group,
                      char *const *topics, size_t topic_count, char *errstr, size_t errlen);
 void outbox_destroy(outbox_t *outbox);
