@@ -86,6 +86,8 @@ static const cfg_key_t cfg_keys[] = {
                "the gap and continue from the log start"),
     CFG_INTEGER("projector.parked_max_age_s", "86400", "RM_PARKED_MAX_AGE_S", 1, 31536000,
                 "events waiting for a link longer than this are dead-lettered (link-timeout)"),
+    CFG_INTEGER("projector.parked_check_interval_ms", "10000", "RM_PARKED_CHECK_INTERVAL_MS", 100,
+                3600000, "how often parked events are checked against parked_max_age_s"),
     CFG_INTEGER("projector.max_message_bytes", "1048576", "RM_MAX_MESSAGE_BYTES", 64, 104857600,
                 "larger messages are dead-lettered"),
     CFG_INTEGER("projector.keep_generations", "2", "RM_KEEP_GENERATIONS", 1, 1000,
@@ -171,8 +173,8 @@ static const cfg_key_t cfg_keys[] = {
                 "bucket size of the per-address limit"),
     CFG_INTEGER("query_api.rate_limit.principal_rps", "0", "RM_RATE_LIMIT_PRINCIPAL_RPS", 0,
                 10000000, "requests per second per authenticated caller; 0: no limit"),
-    CFG_INTEGER("query_api.rate_limit.principal_burst", "200", "RM_RATE_LIMIT_PRINCIPAL_BURST",
-                1, 10000000, "bucket size of the per-caller limit"),
+    CFG_INTEGER("query_api.rate_limit.principal_burst", "200", "RM_RATE_LIMIT_PRINCIPAL_BURST", 1,
+                10000000, "bucket size of the per-caller limit"),
     CFG_STR("query_api.live_urls", "", "RM_LIVE_URLS", true,
             "base URL of each service named in the view's live sections, as name=URL,... "
             "(e.g. risk=http://risk.internal:8080); a section whose service has none is "

@@ -46,6 +46,7 @@ typedef struct cfg cfg_t;
  *   projector.metrics_listen  (127.0.0.1:9464) RM_METRICS_LISTEN  "" disables
  *   projector.on_gap          (stop)          RM_ON_GAP        stop|continue
  *   projector.parked_max_age_s (86400)        RM_PARKED_MAX_AGE_S  link-timeout for parked events
+ *   projector.parked_check_interval_ms (10000) RM_PARKED_CHECK_INTERVAL_MS  how often it is checked
  *   projector.max_message_bytes (1048576)     RM_MAX_MESSAGE_BYTES  larger ones are dead letters
  *   projector.keep_generations (2)            RM_KEEP_GENERATIONS  generations kept (gen.h)
  *   query_api.listen          (127.0.0.1:8080) RM_LISTEN       address:port

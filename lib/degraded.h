@@ -7,6 +7,10 @@
  * transaction, which event is missing and why. The renderer lists the marks of a key in
  * the document's "degraded" array (render.h). A message key that resolves to nothing
  * (a payment id, an unknown customer) marks nothing: there is no entity to warn about.
+ * Arrival order does not matter: when the key resolves to nothing yet, the mark waits
+ * under the view's links (degraded_mark_wait) and is applied in the transaction that
+ * learns the link, as parked events are; one that never finds its link is dropped with
+ * the parked events' link-timeout.
  *
  * Marks are cleared by readmodel.DeadLetterHandled events, which `projector dlq replay`
  * and `dlq purge` publish to the view's repairs topic for every letter they handle; the
@@ -15,7 +19,10 @@
  *
  * Layout (store.h): doc "view_key \0 \xfe \0 topic \0 partition(be32) offset(be64)" ->
  * JSON {"topic","partition","offset","error","reason","timestamp"}; meta
- * "degraded/<topic>/<partition>/<offset>" -> view_key, to find the mark again.
+ * "degraded/<topic>/<partition>/<offset>" -> view_key, to find the mark again (empty
+ * while the mark waits for its link); a waiting mark: meta
+ * "degraded-wait/" link \0 id \0 topic \0 partition(be32) offset(be64) ->
+ * i64 parked_at_ms | i64 timestamp_ms | error \0 reason.
  * Thread: the store's writer thread (mark, clear); render reads on any thread. */
 #ifndef RM_DEGRADED_H
 #define RM_DEGRADED_H
@@ -44,6 +51,25 @@ typedef struct degraded_event {
  * Returns 0 or a store error (then abort the txn and retry the batch). */
 int degraded_mark(const view_t *view, store_t *store, MDB_txn *txn, const degraded_event_t *ev,
                   bool *ret_marked);
+
+/* For a mark degraded_mark could not resolve: its key may name an entity through a link
+ * not known yet (an order's dead letter read before the order). The mark then waits under
+ * each of the view's links for the key, parked_at_ms being the wall clock now, and is
+ * applied by degraded_link_learned. A key no link can hold is ignored. Returns 0 or a
+ * store error. */
+int degraded_mark_wait(const view_t *view, store_t *store, MDB_txn *txn, const degraded_event_t *ev,
+                       int64_t parked_at_ms);
+
+/* Link `link` now maps id to a view key (engine.c, in the transaction that learned it):
+ * applies the marks waiting for it, unless their dead letter was handled meanwhile or
+ * the mark was applied through another link. Returns 0 or a store error. */
+int degraded_link_learned(const view_t *view, store_t *store, MDB_txn *txn, const char *link,
+                          const char *id, size_t id_len);
+
+/* Drops the marks that have waited since before cutoff_ms (the parked events'
+ * link-timeout; their dead letters exist already), counting them in *ret_dropped.
+ * Returns 0 or a store error. */
+int degraded_expire_waiting(store_t *store, MDB_txn *txn, int64_t cutoff_ms, size_t *ret_dropped);
 
 /* Removes the mark of the dead letter at (topic, partition, offset), if any.
  * Returns 0 or a store error. */

@@ -61,6 +61,7 @@
 #include "frag.h"
 #include "index.h"
 #include "rm_err.h"
+#include "rm_time.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -72,6 +73,10 @@
 #define ENGINE_VERSION_SECTION "\xff" /* sorts after every section name (view.c allows no 0xff) */
 #define ENGINE_REPAIR_RECORD "readmodel.Repair"
 #define ENGINE_HANDLED_RECORD "readmodel.DeadLetterHandled"
+#define ENGINE_PENDING_FORMAT_META "pending_format" /* meta: layout of parked values */
+#define ENGINE_PENDING_FORMAT 2
+#define ENGINE_PARKED_HEAD 9 /* u8 kind, i64 parked_at_ms (park()) */
+enum { ENGINE_PARKED_EVENT = 1 }; /* the only kind a parked value has so far */
 
 /* Fields of a readmodel.Repair record (schemas/avro/Repair.v1.avsc), looked up once. */
 enum { ENGINE_REPAIR_KEY = 0, ENGINE_REPAIR_SECTION, ENGINE_REPAIR_OP, ENGINE_REPAIR_ITEM,
@@ -83,6 +88,8 @@ struct engine {
     store_t *en_store;
     avro_dec_t *en_dec;
     size_t en_max_message_bytes;
+    engine_rejected_cb en_unparked_rejected; /* engine_opts_t */
+    void *en_unparked_rejected_ctx;
     int64_t en_pending_seq;
     bool en_pending_seq_dirty;
     buf_t en_frag_buf;    /* encoded fragment being written */
@@ -170,6 +177,10 @@ engine_t *engine_new(const view_t *view, const catalog_t *catalog, store_t *stor
     engine->en_max_message_bytes = opts && opts->eo_max_message_bytes
                                        ? opts->eo_max_message_bytes
                                        : ENGINE_DEFAULT_MAX_MESSAGE_BYTES;
+    if (opts) {
+        engine->en_unparked_rejected = opts->eo_unparked_rejected;
+        engine->en_unparked_rejected_ctx = opts->eo_unparked_rejected_ctx;
+    }
     engine->en_dec = avro_dec_new(catalog);
     if (!engine->en_dec) {
         free(engine);
@@ -217,6 +228,50 @@ void engine_destroy(engine_t *engine)
 
 static int ledger_import(engine_t *engine, MDB_txn *txn);
 static int ledger_append(engine_t *engine);
+/* Rewrites format-1 parked events (no kind, no parked_at) as format 2, once per store.
+ * Their parking time was never recorded, so it counts from now: an upgrade may make an
+ * event wait longer than projector.parked_max_age_s, never shorter. */
+static int pending_upgrade(engine_t *engine, MDB_txn *txn)
+{
+    MDB_dbi dbi = store_dbi(engine->en_store, STORE_DB_PENDING);
+    MDB_cursor *cur;
+    int rc = rm_err_from_mdb(mdb_cursor_open(txn, dbi, &cur));
+    if (rc)
+        return rc;
+    char key[ENGINE_KEY_BYTES];
+    uint8_t kind = ENGINE_PARKED_EVENT;
+    int64_t now_ms = rm_wall_ms();
+    MDB_val k, v;
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (mrc == 0) {
+        if (k.mv_size > sizeof(key)) {
+            mrc = MDB_CORRUPTED;
+            break;
+        }
+        memcpy(key, k.mv_data, k.mv_size);
+        size_t klen = k.mv_size;
+        buf_t *b = &engine->en_scratch;
+        buf_reset(b);
+        rc = buf_append(b, &kind, 1);
+        rc = rc ? rc : buf_append(b, &now_ms, 8);
+        rc = rc ? rc : buf_append(b, v.mv_data, v.mv_size);
+        if (rc)
+            break;
+        /* Through the cursor: the value changes size, and the cursor stays on the key. */
+        MDB_val nk = {klen, key}, nv = {b->b_len, b->b_data};
+        mrc = mdb_cursor_put(cur, &nk, &nv, 0);
+        if (mrc == 0)
+            mrc = mdb_cursor_get(cur, &nk, &nv, MDB_SET);
+        if (mrc == 0)
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (!rc && mrc != MDB_NOTFOUND)
+        rc = rm_err_from_mdb(mrc);
+    return rc ? rc
+              : store_meta_put_i64(engine->en_store, txn, ENGINE_PENDING_FORMAT_META,
+                                   ENGINE_PENDING_FORMAT);
+}
 
 int engine_txn_begin(engine_t *engine, MDB_txn *txn)
 {
@@ -227,6 +282,11 @@ int engine_txn_begin(engine_t *engine, MDB_txn *txn)
     }
     engine->en_pending_seq_dirty = false;
     buf_reset(&engine->en_erased);
+    int64_t format;
+    if (!rc)
+        rc = store_meta_get_i64(engine->en_store, txn, ENGINE_PENDING_FORMAT_META, &format);
+    if (rc == RM_ENOTFOUND)
+        rc = pending_upgrade(engine, txn);
     return rc || !engine->en_erasures ? rc : ledger_import(engine, txn);
 }
 
@@ -1313,8 +1373,14 @@ static int update_marks(engine_t *engine, MDB_txn *txn, engine_ev_t *ev)
 
 /* ---- parking ---- */
 
-/* Parked value: i32 partition | i64 offset | i64 timestamp | u16 topic_len | topic |
- *               u32 key_len | key | value */
+/* Parked value (format 2): u8 kind | i64 parked_at_ms | i32 partition | i64 offset |
+ *   i64 timestamp | u16 topic_len | topic | u32 key_len | key | value.
+ * parked_at_ms is the wall clock of the transaction that parked it: how long an entry has
+ * waited in this store, which is what link-timeout means. The message's own timestamp
+ * says when it was produced, and a first deployment or a rebuild over old history would
+ * read every parked event as long overdue. Format 1 (before parked_at and kind) is
+ * rewritten once by engine_txn_begin (pending_upgrade). */
+
 static int park(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, const char *link,
                 const char *id, size_t id_len)
 {
@@ -1330,7 +1396,11 @@ static int park(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, const c
     buf_reset(b);
     uint16_t topic_len = (uint16_t)strlen(msg->em_topic);
     uint32_t key_len = (uint32_t)msg->em_key_len;
-    int rc = buf_append(b, &msg->em_partition, 4);
+    uint8_t kind = ENGINE_PARKED_EVENT;
+    int64_t parked_at_ms = rm_wall_ms();
+    int rc = buf_append(b, &kind, 1);
+    rc = rc ? rc : buf_append(b, &parked_at_ms, 8);
+    rc = rc ? rc : buf_append(b, &msg->em_partition, 4);
     rc = rc ? rc : buf_append(b, &msg->em_offset, 8);
     rc = rc ? rc : buf_append(b, &msg->em_timestamp_ms, 8);
     rc = rc ? rc : buf_append(b, &topic_len, 2);
@@ -1346,14 +1416,19 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
 
 /* Decodes a parked envelope (written by park()); topic is copied into topic_buf. */
 static int parked_decode(const char *data, size_t len, engine_msg_t *msg, char *topic_buf,
-                         size_t topic_cap)
+                         size_t topic_cap, uint8_t *ret_kind, int64_t *ret_parked_at_ms)
 {
     const char *p = data, *end = data + len;
     uint16_t topic_len;
     uint32_t key_len;
     memset(msg, 0, sizeof(*msg));
-    if (end - p < 22)
+    if (end - p < ENGINE_PARKED_HEAD + 22)
         return RM_ESTORE;
+    memcpy(ret_kind, p, 1);
+    memcpy(ret_parked_at_ms, p + 1, 8);
+    if (*ret_kind != ENGINE_PARKED_EVENT)
+        return RM_ESTORE; /* written by a newer version: left alone, never misread */
+    p += ENGINE_PARKED_HEAD;
     memcpy(&msg->em_partition, p, 4);
     memcpy(&msg->em_offset, p + 4, 8);
     memcpy(&msg->em_timestamp_ms, p + 12, 8);
@@ -1391,8 +1466,11 @@ int engine_expire_parked(engine_t *engine, MDB_txn *txn, int64_t cutoff_ms, engi
          mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
         engine_msg_t msg;
         char topic[256], link[VIEW_NAME_MAX_BYTES + 1];
-        if (parked_decode(val.mv_data, val.mv_size, &msg, topic, sizeof(topic)) ||
-            msg.em_timestamp_ms >= cutoff_ms)
+        uint8_t kind;
+        int64_t parked_at_ms;
+        if (parked_decode(val.mv_data, val.mv_size, &msg, topic, sizeof(topic), &kind,
+                          &parked_at_ms) ||
+            parked_at_ms >= cutoff_ms)
             continue;
         const char *sep = memchr(key.mv_data, '\0', key.mv_size);
         size_t link_len = sep ? (size_t)(sep - (const char *)key.mv_data) : 0;
@@ -1405,10 +1483,10 @@ int engine_expire_parked(engine_t *engine, MDB_txn *txn, int64_t cutoff_ms, engi
         buf_reset(b);
         if ((rc = buf_append(b, val.mv_data, val.mv_size)))
             break;
-        parked_decode(b->b_data, b->b_len, &msg, topic, sizeof(topic));
+        parked_decode(b->b_data, b->b_len, &msg, topic, sizeof(topic), &kind, &parked_at_ms);
         if ((rc = rm_err_from_mdb(mdb_cursor_del(cur, 0))))
             break;
-        engine_parked_t parked = {msg, link};
+        engine_parked_t parked = {msg, link, parked_at_ms};
         if ((rc = cb(ctx, txn, &parked)))
             break;
         expired++;
@@ -1451,10 +1529,16 @@ static int unpark(engine_t *engine, MDB_txn *txn, const char *link, const char *
             return rc;
         engine_msg_t msg;
         char topic[256];
-        if (parked_decode(b->b_data, b->b_len, &msg, topic, sizeof(topic)))
+        uint8_t kind;
+        int64_t parked_at_ms;
+        if (parked_decode(b->b_data, b->b_len, &msg, topic, sizeof(topic), &kind, &parked_at_ms))
             continue;
         engine_result_t sub;
         rc = apply_msg(engine, txn, &msg, &sub);
+        /* Poison found only now is still poison: it goes where it would have gone had
+         * its link been known on arrival, never nowhere. */
+        if (!rc && sub.er_outcome == ENGINE_REJECTED && engine->en_unparked_rejected)
+            rc = engine->en_unparked_rejected(engine->en_unparked_rejected_ctx, txn, &msg, &sub);
         if (rc)
             return rc;
         (*ret_count)++;
@@ -2035,6 +2119,10 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
         size_t id_len = ev.ev_link_id_len;
         memcpy(id, ev.ev_link_id, id_len);
         rc = unpark(engine, txn, view->v_links[ev.ev_new_link], id, id_len, &res->er_unparked);
+        /* Dead letters whose key waited for this link mark their entity now. */
+        if (!rc)
+            rc = degraded_link_learned(view, engine->en_store, txn, view->v_links[ev.ev_new_link],
+                                       id, id_len);
     }
     return rc;
 }

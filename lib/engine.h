@@ -59,6 +59,12 @@ typedef struct engine_result {
     size_t er_unparked;      /* parked events applied because this event made a link */
 } engine_result_t;
 
+/* A parked event that failed validation when its link arrived (engine_opts_t). msg and
+ * res are borrowed for the call; msg's bytes are the parked copy, valid until it returns.
+ * A non-zero return is handed back by engine_apply (then abort the txn). */
+typedef int (*engine_rejected_cb)(void *ctx, MDB_txn *txn, const engine_msg_t *msg,
+                                  const engine_result_t *res);
+
 typedef struct engine_opts {
     size_t eo_max_message_bytes; /* larger values are rejected; 0 = default */
     /* The view's erasure ledger (erasures.h), borrowed; NULL: none (tests, tools). With
@@ -68,6 +74,11 @@ typedef struct engine_opts {
      * ledger is read-only. A store that predates the ledger adds its erasures to it in
      * its first transaction. So an erasure outlives the log record that caused it. */
     erasures_t *eo_erasures;
+    /* Called, in the applying transaction, for each parked event that is REJECTED when
+     * the link it waited for arrives, so that it is dead-lettered exactly as it would have
+     * been had it arrived after its link. NULL: such events are only counted out. */
+    engine_rejected_cb eo_unparked_rejected;
+    void *eo_unparked_rejected_ctx;
 } engine_opts_t;
 
 /* view, catalog and store must outlive the engine. Returns NULL on allocation failure. */
@@ -75,9 +86,10 @@ engine_t *engine_new(const view_t *view, const catalog_t *catalog, store_t *stor
                      const engine_opts_t *opts);
 void engine_destroy(engine_t *engine);
 
-/* Must be called after beginning each write transaction (loads the parking sequence,
- * applies erasures the ledger has and the store lacks). Errors: store errors, RM_EIO
- * (the ledger): abort the txn and retry. */
+/* Must be called after beginning each write transaction (loads the parking sequence;
+ * the first time on a store written by an older version, it also rewrites the parked
+ * events in the current format; then applies erasures the ledger has and the store
+ * lacks). Errors: store errors, RM_EIO (the ledger): abort the txn and retry. */
 int engine_txn_begin(engine_t *engine, MDB_txn *txn);
 /* Must be called before committing it (persists engine state in the same txn, and
  * makes the txn's erasures durable in the ledger). On error, abort and retry. */
@@ -92,11 +104,13 @@ int engine_apply(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
 typedef struct engine_parked {
     engine_msg_t ep_msg;
     const char *ep_link; /* the link it waited for */
+    int64_t ep_parked_at_ms; /* wall clock when it was parked in this store */
 } engine_parked_t;
 typedef int (*engine_expired_cb)(void *ctx, MDB_txn *txn, const engine_parked_t *parked);
 
-/* Removes, in txn, the parked events whose message timestamp is older than
- * cutoff_ms, calling cb for each first (the pipeline dead-letters them with reason
+/* Removes, in txn, the parked events that were parked in this store before cutoff_ms
+ * (wall clock; the message's own timestamp plays no part: an old event replayed now has
+ * waited no time), calling cb for each first (the pipeline dead-letters them with reason
  * link-timeout). Stops at the first non-zero return of cb and returns it. */
 int engine_expire_parked(engine_t *engine, MDB_txn *txn, int64_t cutoff_ms, engine_expired_cb cb,
                          void *ctx, size_t *ret_expired);

@@ -25,7 +25,6 @@
 #define PIPE_MAX_PARTITIONS 4096
 #define PIPE_OUTBOX_FLUSH_MS 2000 /* bounded wait for dead-letter acks between batches */
 #define PIPE_OUTBOX_EXIT_FLUSH_MS 5000 /* and before a clean exit */
-#define PIPE_EXPIRE_EVERY_MS 10000 /* how often parked events are checked for link-timeout */
 
 /* Why a stored offset is outside its partition's log (handle_gap); the readmodel_gaps_total
  * label and the "cause" of the gap record. */
@@ -52,6 +51,12 @@ typedef struct pipe_tp {
     int64_t pt_gate_ms;     /* > 0: skip messages older than this (note 6 in pipeline.h) */
     int64_t pt_start_offset; /* where this run started the partition (-1: unknown) */
     bool pt_gap_pending; /* load_targets: a gap to handle before this run is caught up */
+    /* Link topics only (expire_parked): every message produced before pt_read_ms (wall
+     * clock) has been applied; a probe (pt_probe_ms > 0) waits for the stored offset to
+     * reach pt_probe_high, the high watermark seen at pt_probe_ms. */
+    int64_t pt_read_ms;
+    int64_t pt_probe_ms;
+    int64_t pt_probe_high;
 } pipe_tp_t;
 
 /* What a scrape sees: copied by the consumer thread under pi_lock after each batch. */
@@ -72,6 +77,7 @@ typedef struct pipe_snapshot {
     uint64_t ps_gaps[PIPE_GAP__CAUSES];
     uint64_t ps_expired;
     uint64_t ps_switch_failures;
+    uint64_t ps_expiry_checks;
 } pipe_snapshot_t;
 
 struct pipe {
@@ -84,6 +90,9 @@ struct pipe {
     int64_t pi_next_snapshot_ms;
     int64_t pi_next_expire_ms;
     int64_t pi_parked_max_age_ms;
+    int64_t pi_parked_check_ms; /* projector.parked_check_interval_ms */
+    const store_t *pi_probed_store; /* the store the link-topic probes were taken for */
+    uint64_t pi_expiry_checks; /* expiry passes run */
     bool pi_continue_on_gap;
     int pi_gap_tp;                /* index of a partition that hit a gap, or -1 */
     int64_t pi_gap_offset;        /* the offset that was out of range */
@@ -145,13 +154,20 @@ static void mark_link_topics(const view_t *view, const catalog_t *catalog, bool 
     }
 }
 
+static int dead_letter_unparked(void *ctx, MDB_txn *txn, const engine_msg_t *msg,
+                                const engine_result_t *res);
+
 /* The engine and outbox of store (both hold the store; rebuilt on a switch). */
 static int make_store_parts(pipe_t *pipe, store_t *store, engine_t **ret_engine,
                             outbox_t **ret_outbox, char *errstr, size_t errlen)
 {
     const pipe_opts_t *opts = &pipe->pi_opts;
     const cfg_t *cfg = opts->po_cfg;
-    engine_opts_t eopts = {(size_t)cfg_int(cfg, "projector.max_message_bytes"), opts->po_erasures};
+    engine_opts_t eopts = {
+        .eo_max_message_bytes = (size_t)cfg_int(cfg, "projector.max_message_bytes"),
+        .eo_erasures = opts->po_erasures,
+        .eo_unparked_rejected = opts->po_scratch ? NULL : dead_letter_unparked,
+        .eo_unparked_rejected_ctx = pipe};
     engine_t *engine = engine_new(opts->po_view, opts->po_catalog, store, &eopts);
     if (!engine) {
         snprintf(errstr, errlen, "out of memory");
@@ -192,6 +208,7 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     pipe->pi_batch_max_ms = cfg_int(cfg, "projector.batch_max_ms");
     pipe->pi_metadata_refresh_ms = cfg_int(cfg, "projector.metadata_refresh_ms");
     pipe->pi_parked_max_age_ms = cfg_int(cfg, "projector.parked_max_age_s") * 1000;
+    pipe->pi_parked_check_ms = cfg_int(cfg, "projector.parked_check_interval_ms");
     pipe->pi_continue_on_gap =
         !opts->po_scratch && strcmp(cfg_str(cfg, "projector.on_gap"), "continue") == 0;
     pipe->pi_gap_tp = -1;
@@ -350,6 +367,7 @@ static void publish_snapshot(pipe_t *pipe)
     memcpy(snap->ps_gaps, pipe->pi_gaps, sizeof(snap->ps_gaps));
     snap->ps_expired = pipe->pi_expired;
     snap->ps_switch_failures = pipe->pi_switch_failures;
+    snap->ps_expiry_checks = pipe->pi_expiry_checks;
     pthread_mutex_unlock(&pipe->pi_lock);
     pipe->pi_next_snapshot_ms = rm_mono_ms() + 1000;
 }
@@ -446,6 +464,11 @@ int pipe_render_metrics(pipe_t *pipe, buf_t *out)
     }
     FAMILY("readmodel_parked_expired_total", "counter", "Parked events dead-lettered with link-timeout.");
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_parked_expired_total", (int64_t)snap->ps_expired, vlabels);
+    FAMILY("readmodel_parked_expiry_checks_total", "counter",
+           "Passes that looked for parked events past projector.parked_max_age_s.");
+    rc = rc ? rc
+            : metrics_sample_i64(out, "readmodel_parked_expiry_checks_total",
+                                 (int64_t)snap->ps_expiry_checks, vlabels);
     FAMILY("readmodel_store_map_bytes", "gauge", "LMDB map size.");
     rc = rc ? rc : metrics_sample_i64(out, "readmodel_store_map_bytes", (int64_t)snap->ps_map_bytes, vlabels);
     FAMILY("readmodel_store_used_bytes", "gauge", "LMDB bytes in use.");
@@ -784,7 +807,11 @@ static int mark_degraded(pipe_t *pipe, MDB_txn *txn, const outbox_letter_t *lett
                            letter->ol_timestamp_ms, letter->ol_key, letter->ol_key_len,
                            letter->ol_error, letter->ol_reason};
     bool marked;
-    return degraded_mark(pipe->pi_opts.po_view, pipe->pi_opts.po_store, txn, &ev, &marked);
+    int rc = degraded_mark(pipe->pi_opts.po_view, pipe->pi_opts.po_store, txn, &ev, &marked);
+    /* Not resolved yet: the entity may come through a link not known yet. */
+    return rc || marked ? rc
+                        : degraded_mark_wait(pipe->pi_opts.po_view, pipe->pi_opts.po_store, txn,
+                                             &ev, rm_wall_ms());
 }
 
 typedef struct expire_ctx {
@@ -809,6 +836,28 @@ static int dead_letter_expired(void *ctx, MDB_txn *txn, const engine_parked_t *p
     return rc ? rc : mark_degraded(ec->ec_pipe, txn, &letter);
 }
 
+static const char *error_class(int err);
+
+/* A parked event rejected when its link arrived: dead-lettered like one rejected on
+ * arrival, in the transaction that unparked it (engine_opts_t.eo_unparked_rejected). */
+static int dead_letter_unparked(void *ctx, MDB_txn *txn, const engine_msg_t *msg,
+                                const engine_result_t *res)
+{
+    pipe_t *pipe = ctx;
+    outbox_letter_t letter = {msg->em_topic,        msg->em_partition, msg->em_offset,
+                              msg->em_timestamp_ms, msg->em_key,       msg->em_key_len,
+                              msg->em_value,        msg->em_value_len, error_class(res->er_error),
+                              res->er_reason};
+    int rc = outbox_record(pipe->pi_outbox, txn, &letter);
+    rc = rc ? rc : mark_degraded(pipe, txn, &letter);
+    if (!rc)
+        log_warn("parked event dead-lettered when its link arrived",
+                 LOG_S("view", pipe->pi_opts.po_view->v_name), LOG_S("topic", msg->em_topic),
+                 LOG_I("partition", msg->em_partition), LOG_I("offset", msg->em_offset),
+                 LOG_S("error", error_class(res->er_error)), LOG_S("reason", res->er_reason));
+    return rc;
+}
+
 /* Publishes recorded dead letters, unless this pipeline holds them (po_hold_dead_letters).
  * A letter goes out only once its transaction is durable (outbox.h note 2); before a
  * clean exit or a switch of the store, sync_first makes it durable now rather than at
@@ -824,10 +873,53 @@ static void flush_dead_letters(pipe_t *pipe, int timeout_ms, bool only_when_due,
     outbox_flush(pipe->pi_outbox, timeout_ms);
 }
 
-/* Dead-letters parked events older than projector.parked_max_age_s. */
+/* The wall time before which every message of the link topics has been applied: a
+ * parked event's link can still come while a link topic has a backlog older than the
+ * event's wait, so link-timeout counts only time the link topics were read through.
+ * Each partition's cached high watermark (as of its last fetch) is a probe; once the
+ * stored offset reaches it, everything produced before the probe was applied. */
+static int64_t links_read_until(pipe_t *pipe, int64_t now_ms)
+{
+    const view_t *view = pipe->pi_opts.po_view;
+    bool new_store = pipe->pi_probed_store != pipe->pi_opts.po_store;
+    pipe->pi_probed_store = pipe->pi_opts.po_store;
+    int64_t read_until = now_ms;
+    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
+        pipe_tp_t *tp = &pipe->pi_tps[i];
+        if (!pipe->pi_link_topic[tp->pt_topic])
+            continue;
+        if (new_store) /* another generation: what the old one read proves nothing */
+            tp->pt_read_ms = tp->pt_probe_ms = 0;
+        int64_t low = -1, high = -1;
+        rd_kafka_get_watermark_offsets(pipe->pi_rk, view->v_topics[tp->pt_topic], tp->pt_partition,
+                                       &low, &high);
+        int64_t next = tp->pt_next_offset >= 0 ? tp->pt_next_offset : low >= 0 ? low : 0;
+        if (tp->pt_probe_ms > 0 && next >= tp->pt_probe_high) {
+            tp->pt_read_ms = tp->pt_probe_ms;
+            tp->pt_probe_ms = 0;
+        }
+        if (tp->pt_probe_ms == 0 && high >= 0) {
+            if (next >= high) {
+                tp->pt_read_ms = now_ms;
+            } else {
+                tp->pt_probe_ms = now_ms;
+                tp->pt_probe_high = high;
+            }
+        }
+        if (tp->pt_read_ms < read_until)
+            read_until = tp->pt_read_ms;
+    }
+    return read_until;
+}
+
+/* Dead-letters parked events that have waited in this store longer than
+ * projector.parked_max_age_s while the link topics were read (links_read_until). The
+ * messages' own timestamps play no part: replayed history has waited no time. */
 static int expire_parked(pipe_t *pipe)
 {
-    pipe->pi_next_expire_ms = rm_mono_ms() + PIPE_EXPIRE_EVERY_MS;
+    pipe->pi_next_expire_ms = rm_mono_ms() + pipe->pi_parked_check_ms;
+    pipe->pi_expiry_checks++;
+    int64_t cutoff_ms = links_read_until(pipe, rm_wall_ms()) - pipe->pi_parked_max_age_ms;
     store_t *store = pipe->pi_opts.po_store;
     MDB_txn *txn;
     int rc = store_write_begin(store, &txn);
@@ -837,10 +929,13 @@ static int expire_parked(pipe_t *pipe)
     size_t expired = 0;
     rc = engine_txn_begin(pipe->pi_engine, txn);
     rc = rc ? rc : outbox_txn_begin(pipe->pi_outbox, txn);
-    rc = rc ? rc : engine_expire_parked(pipe->pi_engine, txn, rm_wall_ms() - pipe->pi_parked_max_age_ms,
-                                        dead_letter_expired, &ctx, &expired);
+    rc = rc ? rc
+            : engine_expire_parked(pipe->pi_engine, txn, cutoff_ms, dead_letter_expired, &ctx,
+                                   &expired);
+    size_t marks_dropped = 0;
+    rc = rc ? rc : degraded_expire_waiting(store, txn, cutoff_ms, &marks_dropped);
     rc = rc ? rc : outbox_txn_precommit(pipe->pi_outbox, txn);
-    if (rc || !expired) {
+    if (rc || (!expired && !marks_dropped)) {
         store_write_abort(txn);
         return rc;
     }

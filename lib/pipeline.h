@@ -35,6 +35,11 @@
  *     It is all or nothing: everything that can fail is prepared first and the old
  *     generation's parts are released only after the re-assignment succeeded, so a
  *     failed switch leaves the pipeline writing the old store as before.
+ * (8) Link-timeout (every projector.parked_check_interval_ms): a parked event is
+ *     dead-lettered once it has waited projector.parked_max_age_s in this store (its
+ *     parking time, not its message timestamp: old history has waited no time) and every
+ *     partition of the topics that carry links has since been read through a moment past
+ *     that age (a probe on the high watermark), so a link behind a backlog still comes.
  * Thread: pipe_run() runs on the caller's thread; pipe_stop() may be called from a
  * signal handler or another thread. */
 #ifndef RM_PIPELINE_H

@@ -25,7 +25,7 @@ Libs: -L${{libdir}} -ljwt
 """
 
 
-def setup(tmp_path, version=None, extra=()):
+def meson_setup(tmp_path, version=None, extra=()):
     env = dict(os.environ)
     if version:
         pcdir = tmp_path / f"pc-{version}"
@@ -40,7 +40,7 @@ def setup(tmp_path, version=None, extra=()):
 @pytest.mark.skipif(not shutil.which("meson"), reason="needs meson")
 def test_an_unpatched_libjwt_does_not_build(tmp_path):
     for version in ("1.15.3", "1.10.2"):
-        out = setup(tmp_path, version)
+        out = meson_setup(tmp_path, version)
         assert out.returncode != 0, f"libjwt {version} without the fix was accepted"
         assert "CVE-2024-25189" in out.stdout + out.stderr, out.stdout[-2000:]
 
@@ -48,15 +48,15 @@ def test_an_unpatched_libjwt_does_not_build(tmp_path):
 @pytest.mark.skipif(not shutil.which("meson"), reason="needs meson")
 def test_fixed_libjwt_builds(tmp_path):
     # an upstream release with the fix
-    out = setup(tmp_path, "1.17.0")
+    out = meson_setup(tmp_path, "1.17.0")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     # an unpatched version the builder vouches for (a distribution backport we cannot see)
-    out = setup(tmp_path, "1.15.3", ("-Dlibjwt_timing_fix=assume-present",))
+    out = meson_setup(tmp_path, "1.15.3", ("-Dlibjwt_timing_fix=assume-present",))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     # this machine's libjwt, when it is Debian's patched 1.10.2-1+deb12u1 or later
     dpkg = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libjwt-dev"],
                           capture_output=True, text=True) if shutil.which("dpkg-query") else None
     if dpkg and dpkg.returncode == 0 and subprocess.run(
             ["dpkg", "--compare-versions", dpkg.stdout, "ge", "1.10.2-1+deb12u1"]).returncode == 0:
-        out = setup(tmp_path)
+        out = meson_setup(tmp_path)
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]

@@ -58,6 +58,17 @@ def dlq(config, command):
     return out
 
 
+def partition_of(bootstrap, topic, key):
+    """The partition holding `key`'s messages in `topic` (0 when it has none)."""
+    out = subprocess.run(["kcat", "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e",
+                          "-q", "-f", "%k %p\n"], capture_output=True, text=True, timeout=60)
+    for line in out.stdout.splitlines():
+        k, _, p = line.rpartition(" ")
+        if k == key:
+            return int(p)
+    return 0
+
+
 def test_a_dead_letter_marks_its_customer_degraded_until_handled(broker, workdir):
     """An agent must never see a silently wrong customer: a dead letter whose key names a
     customer (directly, or an order id through the order link) marks that customer's
@@ -68,11 +79,16 @@ def test_a_dead_letter_marks_its_customer_degraded_until_handled(broker, workdir
     live = [c for c in oracle if not c["erased"] and c["sections"]["orders"]]
     direct, linked, clean = live[0]["key"], live[1], live[2]["key"]
     order_id = linked["sections"]["orders"][0]["order_id"]
+    # Explicit partitions: kcat's default partitioner is not the simulator's murmur2, so
+    # the poison would land on any partition. Each goes to the partition of the event
+    # that names its entity, after it, so the order's link is known when it is read
+    # (test_a_dead_letter_before_its_link_marks_when_the_link_arrives covers the reverse).
     produce = [("customers", direct, b"\x00\x00\x00\x27\x0fnot a registered schema"),
                ("orders", order_id, b"\x05 wrong magic"),
                ("payments", "P-unknown", b"\x05 nobody to warn")]
     for topic, key, value in produce:
-        subprocess.run(["kcat", "-P", "-b", broker.bootstrap, "-t", topic, "-k", key],
+        subprocess.run(["kcat", "-P", "-b", broker.bootstrap, "-t", topic, "-k", key, "-p",
+                        str(partition_of(broker.bootstrap, topic, key))],
                        input=value, check=True, timeout=60)
     config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="")
     out = harness.run_projector(config)
@@ -259,3 +275,52 @@ def test_a_quiet_nometasync_view_commits_its_last_offsets(broker, workdir, proce
                        == summary["events"], 60, "the last offsets committed to Kafka")
     assert harness.committed_offsets(config) == summary["events"]
     assert daemon.alive()
+
+
+def test_a_dead_letter_before_its_link_marks_when_the_link_arrives(broker, workdir):
+    """A dead letter whose key reaches its customer only through a link not known yet (an
+    order's poison read before the order) waits for the link, as events do: the customer
+    is marked when the order arrives. A letter handled before its link arrives never
+    marks anyone."""
+    start = ("--start-ms", "1700000000000")
+    held = ("customers,payments,shipments,loyalty,returns")
+    summary, oracle_path = harness.simulate(broker.bootstrap, workdir, 50, 14,
+                                            (*start, "--topics", held))
+    oracle = harness.read_oracle(oracle_path)
+    live = [c for c in oracle if not c["erased"] and c["sections"]["orders"]]
+    handled, waiting = live[0], live[1]
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="")
+
+    def poison(customer, partition):
+        order_id = customer["sections"]["orders"][0]["order_id"]
+        subprocess.run(["kcat", "-P", "-b", broker.bootstrap, "-t", "orders", "-k", order_id,
+                        "-p", str(partition)], input=b"\x05 wrong magic", check=True, timeout=60)
+
+    # The first letter is handled (purged) while its order is still unknown.
+    poison(handled, 0)
+    assert harness.run_projector(config).returncode == 0
+    dlq(config, "purge")
+    assert harness.run_projector(config).returncode == 0  # applies the handled marker
+    # The second one stays unhandled.
+    poison(waiting, 1)
+    assert harness.run_projector(config).returncode == 0
+    docs = harness.inspect_docs(config, [handled["key"], waiting["key"]])
+    assert docs[waiting["key"]].get("degraded") is None  # its order is not known yet
+
+    harness.simulate(broker.bootstrap, workdir, 50, 14, (*start, "--topics", "orders"))
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-2000:]
+    docs = harness.inspect_docs(config, [handled["key"], waiting["key"]])
+    marks = docs[waiting["key"]].get("degraded")
+    assert marks and [(m["topic"], m["partition"], m["error"]) for m in marks] == [
+        ("orders", 1, "framing")], marks
+    assert docs[handled["key"]].get("degraded") is None, docs[handled["key"]].get("degraded")
+    for key in (handled["key"], waiting["key"]):
+        want = next(c for c in oracle if c["key"] == key)["sections"]
+        assert docs[key]["sections"] == want
+    # Nothing is left waiting: the marks were applied or cancelled.
+    assert json.loads(harness.inspect(config, "stats").stdout)["pending"] == 0
+
+    dlq(config, "purge")
+    assert harness.run_projector(config).returncode == 0
+    assert harness.inspect_docs(config, [waiting["key"]])[waiting["key"]].get("degraded") is None

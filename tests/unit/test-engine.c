@@ -1,9 +1,11 @@
 /* Tests of engine.c (and render.c) on the real Customer 360 definition: every
  * operation, the version guard, parking, trimming, erasure and convergence. */
+#include "degraded.h"
 #include "engine.h"
 #include "index.h"
 #include "render.h"
 #include "rm_err.h"
+#include "rm_time.h"
 #include "tsupport.h"
 
 #include <check.h>
@@ -284,6 +286,224 @@ START_TEST(test_parked_until_link_arrives)
     ck_assert_int_eq(engine_parked_count(fx.engine, txn, &parked), 0);
     store_read_end(txn);
     ck_assert_uint_eq(parked, 0);
+}
+END_TEST
+
+/* What the pipeline's dead-letter hook saw (eo_unparked_rejected). */
+typedef struct rejected_log {
+    int rl_count;
+    char rl_topic[32];
+    int64_t rl_offset;
+    engine_result_t rl_res;
+    size_t rl_value_len;
+} rejected_log_t;
+
+static int record_rejected(void *ctx, MDB_txn *txn, const engine_msg_t *m,
+                           const engine_result_t *res)
+{
+    (void)txn;
+    rejected_log_t *log = ctx;
+    log->rl_count++;
+    snprintf(log->rl_topic, sizeof(log->rl_topic), "%s", m->em_topic);
+    log->rl_offset = m->em_offset;
+    log->rl_res = *res;
+    log->rl_value_len = m->em_value_len;
+    return 0;
+}
+
+/* A parked event that fails validation once its link is known is handed to the
+ * dead-letter hook with its own coordinates and a reason, exactly like one that arrives
+ * after its link; it never vanishes. */
+START_TEST(test_parked_event_rejected_on_unpark_is_dead_lettered)
+{
+    rejected_log_t log = {0};
+    engine_opts_t opts = {.eo_unparked_rejected = record_rejected, .eo_unparked_rejected_ctx = &log};
+    engine_destroy(fx.engine);
+    fx.engine = engine_new(view, catalog, fx.store, &opts);
+    ck_assert_ptr_nonnull(fx.engine);
+    register_c1();
+    EV(SETTLED, "event_id=p1", "occurred_at=1300", "version=1", "payment_id=", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    size_t poison_len = msg.b_len;
+    int64_t poison_offset = fx.offset;
+    ck_assert_int_eq(APPLY("payments"), ENGINE_PARKED);
+    ck_assert_int_eq(log.rl_count, 0);
+    order("O1", 1100, 1);
+    engine_result_t res = apply_to(&fx, "orders");
+    ck_assert_int_eq(res.er_outcome, ENGINE_APPLIED);
+    ck_assert_int_eq(log.rl_count, 1);
+    ck_assert_str_eq(log.rl_topic, "payments");
+    ck_assert_int_eq(log.rl_offset, poison_offset);
+    ck_assert_uint_eq(log.rl_value_len, poison_len);
+    ck_assert_int_eq(log.rl_res.er_outcome, ENGINE_REJECTED);
+    ck_assert_int_eq(log.rl_res.er_error, RM_EVALIDATE);
+    ck_assert_msg(log.rl_res.er_reason[0] != '\0', "no reason");
+    /* The same event after its link: the same outcome and reason. */
+    EV(SETTLED, "event_id=p2", "occurred_at=1300", "version=1", "payment_id=", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    engine_result_t direct = apply_to(&fx, "payments");
+    ck_assert_int_eq(direct.er_outcome, ENGINE_REJECTED);
+    ck_assert_str_eq(direct.er_reason, log.rl_res.er_reason);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"lifetime_settled_cents\":0") != NULL, "%s", s);
+}
+END_TEST
+
+static int count_expired(void *ctx, MDB_txn *txn, const engine_parked_t *parked)
+{
+    (void)txn;
+    (*(int *)ctx)++;
+    ck_assert_str_eq(parked->ep_link, "order");
+    ck_assert_int_eq(parked->ep_msg.em_timestamp_ms, 0); /* the message's own, kept */
+    return 0;
+}
+
+/* Runs one expiry pass with cutoff_ms in its own transaction; returns how many expired. */
+static int expire_before(int64_t cutoff_ms)
+{
+    MDB_txn *txn;
+    int seen = 0;
+    size_t expired = 0;
+    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(engine_txn_begin(fx.engine, txn), 0);
+    ck_assert_int_eq(
+        engine_expire_parked(fx.engine, txn, cutoff_ms, count_expired, &seen, &expired), 0);
+    ck_assert_int_eq(engine_txn_precommit(fx.engine, txn), 0);
+    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    ck_assert_uint_eq(expired, (size_t)seen);
+    return seen;
+}
+
+/* Link-timeout counts the time an event waited in this store, not the age of its
+ * message: a replay of old history (here: messages stamped 1970) parks events that have
+ * waited no time at all, and a pass whose cutoff is a day ago expires none of them. */
+START_TEST(test_parking_age_is_time_waited_in_this_store)
+{
+    register_c1();
+    EV(SETTLED, "event_id=p1", "occurred_at=1300", "version=1", "payment_id=P1", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    int64_t before_ms = rm_wall_ms();
+    ck_assert_int_eq(APPLY("payments"), ENGINE_PARKED);
+    ck_assert_int_eq(expire_before(rm_wall_ms() - 86400 * 1000LL), 0);
+    ck_assert_int_eq(expire_before(before_ms - 1), 0);
+    order("O1", 1100, 1);
+    engine_result_t res = apply_to(&fx, "orders");
+    ck_assert_uint_eq(res.er_unparked, 1);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"lifetime_settled_cents\":500") != NULL, "%s", s);
+    /* and one that truly waited past the cutoff does expire */
+    EV(SETTLED, "event_id=p2", "occurred_at=1400", "version=1", "payment_id=P2", "order_id=O2",
+       "amount_cents=700", "currency=EUR");
+    ck_assert_int_eq(APPLY("payments"), ENGINE_PARKED);
+    ck_assert_int_eq(expire_before(rm_wall_ms() + 1), 1);
+}
+END_TEST
+
+/* A store written before parked events carried their parking time (format 1: no kind,
+ * no parked_at) is upgraded by the first transaction: the event counts as parked now
+ * (waits longer, never shorter), and it is still applied when its link arrives. */
+START_TEST(test_format1_parked_events_are_upgraded)
+{
+    EV(SETTLED, "event_id=p1", "occurred_at=1300", "version=1", "payment_id=P1", "order_id=O1",
+       "amount_cents=500", "currency=EUR");
+    buf_t v1 = BUF_INIT;
+    int32_t partition = 3;
+    int64_t offset = 77, timestamp = 5;
+    uint16_t topic_len = 8;
+    uint32_t key_len = 2;
+    buf_append(&v1, &partition, 4);
+    buf_append(&v1, &offset, 8);
+    buf_append(&v1, &timestamp, 8);
+    buf_append(&v1, &topic_len, 2);
+    buf_append(&v1, "payments", 8);
+    buf_append(&v1, &key_len, 4);
+    buf_append(&v1, "P1", 2);
+    buf_append(&v1, msg.b_data, msg.b_len);
+    unsigned char key[32] = "order\0O1\0";
+    store_be64(key + 9, 1);
+    MDB_txn *txn;
+    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    MDB_val k = {17, key}, v = {v1.b_len, v1.b_data};
+    ck_assert_int_eq(mdb_put(txn, store_dbi(fx.store, STORE_DB_PENDING), &k, &v, 0), 0);
+    ck_assert_int_eq(store_meta_put_i64(fx.store, txn, "pending_seq", 1), 0);
+    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    buf_free(&v1);
+
+    int64_t before_ms = rm_wall_ms();
+    register_c1(); /* the first engine transaction upgrades */
+    ck_assert_int_eq(expire_before(before_ms - 1), 0);
+    order("O1", 1100, 1);
+    engine_result_t res = apply_to(&fx, "orders");
+    ck_assert_uint_eq(res.er_unparked, 1);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(strstr(s, "\"lifetime_settled_cents\":500") != NULL, "%s", s);
+}
+END_TEST
+
+/* The view key a dead letter's mark was applied to ("" when none, "waiting" while it
+ * waits for its link). */
+static const char *marked_key(const char *topic, int partition, int offset)
+{
+    static char out[64];
+    char name[128];
+    snprintf(name, sizeof(name), "degraded/%s/%d/%d", topic, partition, offset);
+    MDB_txn *txn;
+    const void *data;
+    size_t len;
+    ck_assert_int_eq(store_read_begin(fx.store, &txn), 0);
+    int rc = store_meta_get(fx.store, txn, name, &data, &len);
+    snprintf(out, sizeof(out), "%s", rc ? "" : len ? "" : "waiting");
+    if (!rc && len)
+        snprintf(out, sizeof(out), "%.*s", (int)len, (const char *)data);
+    store_read_end(txn);
+    return out;
+}
+
+/* Marks a dead letter keyed by order id `key` as the pipeline does: at once when the key
+ * resolves, else waiting for a link. */
+static void dead_letter_mark(const char *key, int offset)
+{
+    degraded_event_t ev = {"orders", 1, offset, 0, key, strlen(key), "framing", "wrong magic"};
+    MDB_txn *txn;
+    bool marked;
+    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(degraded_mark(view, fx.store, txn, &ev, &marked), 0);
+    if (!marked)
+        ck_assert_int_eq(degraded_mark_wait(view, fx.store, txn, &ev, rm_wall_ms()), 0);
+    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+}
+
+/* A dead letter read before the link that names its customer marks the customer when the
+ * link arrives; one handled meanwhile marks nobody; one whose link never comes is dropped
+ * with link-timeout. */
+START_TEST(test_degraded_mark_waits_for_its_link)
+{
+    register_c1();
+    dead_letter_mark("O1", 9);
+    dead_letter_mark("O2", 10);
+    dead_letter_mark("O3", 11);
+    ck_assert_str_eq(marked_key("orders", 1, 9), "waiting");
+    MDB_txn *txn;
+    bool cleared;
+    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(degraded_clear(fx.store, txn, "orders", 1, 10, &cleared), 0);
+    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    ck_assert_str_eq(marked_key("orders", 1, 10), "");
+    order("O1", 1100, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    order("O2", 1200, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    ck_assert_str_eq(marked_key("orders", 1, 9), "C1");
+    ck_assert_str_eq(marked_key("orders", 1, 10), "");
+    size_t dropped = 0;
+    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(
+        degraded_expire_waiting(fx.store, txn, rm_wall_ms() - 86400 * 1000LL, &dropped), 0);
+    ck_assert_uint_eq(dropped, 0);
+    ck_assert_int_eq(degraded_expire_waiting(fx.store, txn, rm_wall_ms() + 1, &dropped), 0);
+    ck_assert_uint_eq(dropped, 1); /* O3's: O1's and O2's left when their link came */
+    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    ck_assert_str_eq(marked_key("orders", 1, 11), "");
 }
 END_TEST
 
@@ -861,6 +1081,10 @@ int main(void)
     tcase_add_test(tc, test_contact_update_null_means_unchanged);
     tcase_add_test(tc, test_version_guard_ignores_duplicates_and_old_versions);
     tcase_add_test(tc, test_parked_until_link_arrives);
+    tcase_add_test(tc, test_parked_event_rejected_on_unpark_is_dead_lettered);
+    tcase_add_test(tc, test_parking_age_is_time_waited_in_this_store);
+    tcase_add_test(tc, test_format1_parked_events_are_upgraded);
+    tcase_add_test(tc, test_degraded_mark_waits_for_its_link);
     tcase_add_test(tc, test_bounded_list_keeps_newest_twenty);
     tcase_add_test(tc, test_erasure_is_final);
     tcase_add_test(tc, test_poison_is_rejected_without_effect);

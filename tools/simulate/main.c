@@ -69,6 +69,8 @@ typedef struct options {
     const char *op_ready_file;
     const char *op_source_faults;
     const char *op_fault_manifest;
+    const char *op_topics; /* --topics: produce only to these (comma-separated) */
+    int64_t op_timestamp_offset_ms; /* --timestamp-offset-ms */
     const char **op_kafka; /* "name=value" from -X, in order */
     size_t op_kafka_count;
 } options_t;
@@ -96,7 +98,9 @@ enum {
     OPT_DRIFT_PENDING,
     OPT_DRIFT_MANIFEST,
     OPT_SOURCE_FAULTS,
-    OPT_FAULT_MANIFEST
+    OPT_FAULT_MANIFEST,
+    OPT_TOPICS,
+    OPT_TIMESTAMP_OFFSET_MS
 };
 
 /* The schema id unapplied events are framed with: registered nowhere, so the projector
@@ -136,6 +140,13 @@ static const struct cli_option {
     {"poison-manifest", OPT_POISON_MANIFEST, "FILE",
      "write where each poison message landed (JSON lines:"
      "\n                               topic, partition, offset, shape, key)"},
+    {"topics", OPT_TOPICS, "A,B,...",
+     "produce only to these topics (the oracle still describes the\n"
+     "                               whole stream): run again with the same --seed and\n"
+     "                               --start-ms and the other topics to hold some back"},
+    {"timestamp-offset-ms", OPT_TIMESTAMP_OFFSET_MS, "MS",
+     "stamp messages MS before the time they are produced, as a\n"
+     "                               replay of old history (default: now)"},
     {"evolve", OPT_EVOLVE, NULL,
      "write each event with one of its record's schema versions, picked per event\n"
      "                               (v1 and v2 writers interleaved; default: the newest)"},
@@ -148,8 +159,7 @@ static const struct cli_option {
      "                               switches a service's faults at run time (README)"},
     {"sources-ready-file", OPT_READY_FILE, "FILE",
      "once listening, write the base URL to FILE (atomically)"},
-    {"truth", OPT_TRUTH, "FILE",
-     "write what the sources hold, in the oracle's format"},
+    {"truth", OPT_TRUTH, "FILE", "write what the sources hold, in the oracle's format"},
     {"drift-unpublished", OPT_DRIFT_UNPUBLISHED, "N",
      "drift: N fields changed in a source and never published"},
     {"drift-unapplied", OPT_DRIFT_UNAPPLIED, "N",
@@ -289,6 +299,15 @@ static int parse_options(int argc, char **argv, options_t *op)
             if (!parse_u64(optarg, 1000000, &number))
                 return usage_error("--poison: expected 0..1000000, got '%s'", optarg);
             op->op_chaos.co_poison = (uint32_t)number;
+            break;
+        case OPT_TOPICS:
+            op->op_topics = optarg;
+            break;
+        case OPT_TIMESTAMP_OFFSET_MS:
+            if (!parse_u64(optarg, INT64_MAX / 4, &number))
+                return usage_error("--timestamp-offset-ms: expected milliseconds, got '%s'",
+                                   optarg);
+            op->op_timestamp_offset_ms = (int64_t)number;
             break;
         case OPT_POISON_MANIFEST:
             op->op_poison_manifest = optarg;
@@ -791,6 +810,7 @@ int main(int argc, char **argv)
         conf = NULL;
         if (!producer)
             goto out;
+        producer_set_replay(producer, op.op_topics, op.op_timestamp_offset_ms);
     }
 
     signal(SIGINT, on_signal);

@@ -3,6 +3,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "rm_err.h"
+#include "rm_time.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,8 @@ struct producer {
     uint64_t pr_failed;
     char pr_error[512];
     bool pr_fatal;
+    const char *pr_only_topics; /* producer_set_replay; NULL: every topic */
+    int64_t pr_timestamp_offset_ms; /* producer_set_replay; 0: librdkafka's timestamps */
 };
 
 static void record_error(producer_t *producer, const char *what, const char *reason)
@@ -122,6 +125,26 @@ static rd_kafka_topic_t *topic_handle(producer_t *producer, const char *topic)
     return rkt;
 }
 
+void producer_set_replay(producer_t *producer, const char *only_topics, int64_t timestamp_offset_ms)
+{
+    producer->pr_only_topics = only_topics;
+    producer->pr_timestamp_offset_ms = timestamp_offset_ms;
+}
+
+/* Whether topic is one of the comma-separated names in list. */
+static bool topic_listed(const char *list, const char *topic)
+{
+    size_t len = strlen(topic);
+    for (const char *p = list; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == len && strncmp(p, topic, n) == 0)
+            return true;
+        p += comma ? n + 1 : n;
+    }
+    return false;
+}
+
 int producer_send(producer_t *producer, const char *topic, const void *key, size_t key_len,
                   const void *value, size_t value_len)
 {
@@ -132,6 +155,11 @@ int producer_send_acked(producer_t *producer, const char *topic, const void *key
                         size_t key_len, const void *value, size_t value_len,
                         producer_ack_t *ack)
 {
+    if (producer->pr_only_topics && !topic_listed(producer->pr_only_topics, topic)) {
+        if (ack)
+            *ack = (producer_ack_t){-1, -1, 0, true};
+        return 0;
+    }
     rd_kafka_topic_t *rkt = topic_handle(producer, topic);
     if (!rkt) {
         record_error(producer, topic, "cannot create topic handle");
@@ -140,11 +168,13 @@ int producer_send_acked(producer_t *producer, const char *topic, const void *key
     for (;;) {
         if (producer->pr_fatal)
             return RM_EKAFKA;
-        rd_kafka_resp_err_t err =
-            rd_kafka_producev(producer->pr_rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
-                              RD_KAFKA_V_VALUE((void *)value, value_len),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_OPAQUE(ack), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            producer->pr_rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, key_len),
+            RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_TIMESTAMP(producer->pr_timestamp_offset_ms
+                                     ? rm_wall_ms() - producer->pr_timestamp_offset_ms
+                                     : 0),
+            RD_KAFKA_V_OPAQUE(ack), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {

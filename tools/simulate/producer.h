@@ -39,6 +39,14 @@ int producer_send_acked(producer_t *producer, const char *topic, const void *key
                         size_t key_len, const void *value, size_t value_len,
                         producer_ack_t *ack);
 
+/* Replaying history: from now on only messages to a topic in the comma-separated list
+ * only_topics are produced (NULL: all; the others are dropped, and an ack given for one is
+ * marked done with offset -1), and each message is stamped timestamp_offset_ms before the
+ * time it is produced (0: librdkafka's own timestamp). only_topics is borrowed for the
+ * producer's lifetime. */
+void producer_set_replay(producer_t *producer, const char *only_topics,
+                         int64_t timestamp_offset_ms);
+
 /* Waits until every queued message is delivered or has failed (bounded by
  * message.timeout.ms). Returns 0 when none failed since the start, RM_EKAFKA otherwise. */
 int producer_flush(producer_t *producer);
