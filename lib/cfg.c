@@ -129,7 +129,8 @@ static const cfg_key_t cfg_keys[] = {
                "off: anyone reads everything unmasked (tests and local use only)"),
     CFG_STR("query_api.auth.policy", "", "RM_AUTH_POLICY", true,
             "roles and API keys (YAML; docs/query-api.md#security); needed when auth is on"),
-    CFG_STR("query_api.auth.open_routes", "healthz,readyz,metrics,status,dashboard,openapi",
+    CFG_STR("query_api.auth.open_routes",
+            "healthz,readyz,metrics,status,status_history,dashboard,openapi,ui",
             "RM_AUTH_OPEN_ROUTES", true,
             "routes served without credentials (no customer data behind them); empty "
             "closes them all"),

@@ -1,88 +1,41 @@
 /* outbox: dead letters recorded with the batch, published to <topic>.dlq (see outbox.h). */
 #include "outbox.h"
+#include "outbox_int.h"
 #include "failpoint.h"
 #include "kafka.h"
 #include "log.h"
 #include "rm_err.h"
+#include "rm_time.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define OUTBOX_METADATA_TIMEOUT_MS 5000
-#define OUTBOX_PUBLISH_MAX 10000 /* entries handed to the producer per flush call */
-#define OUTBOX_RECOVER_SCAN 1000 /* newest dead letters read per DLQ partition at start */
-
-typedef struct outbox_topic {
-    char *ot_topic;       /* source topic */
-    char *ot_dlq;         /* <topic>.dlq */
-    int32_t ot_partitions; /* of the DLQ topic; 1 when unknown */
-    bool ot_absent;        /* the broker said the DLQ topic does not exist (yet) */
-} outbox_topic_t;
-
-struct outbox {
-    store_t *ob_store;
-    rd_kafka_t *ob_producer;
-    const cfg_t *ob_cfg;
-    char *ob_view;
-    char *ob_group;
-    outbox_topic_t *ob_topics;
-    size_t ob_topic_count;
-    int64_t ob_seq;          /* last sequence recorded (loaded per write txn) */
-    bool ob_seq_dirty;
-    int64_t ob_produced_seq; /* highest sequence handed to the producer */
-    int64_t *ob_acked;       /* sequences acknowledged since the last flush */
-    size_t ob_acked_count;
-    size_t ob_acked_cap;
-    bool ob_failed;          /* a delivery failed: re-produce from the oldest entry */
-    bool ob_unflushed;       /* recorded since the last flush looked at the table */
-    outbox_stats_t ob_stats;
-};
+#define OUTBOX_SCAN_MAX_ERRORS 100 /* consumer errors tolerated while scanning one partition */
 
 /* The largest original value a dead letter carries: below librdkafka's default
  * message.max.bytes (1,000,000) and a default broker's limit, with room for headers. */
 #define OUTBOX_MAX_VALUE_BYTES 900000
 
-/* The stored entry: fixed header then variable parts. */
-typedef struct outbox_hdr {
-    int32_t oh_partition;
-    int32_t oh_dlq_partition;
-    int64_t oh_offset;
-    int64_t oh_timestamp_ms;
-    uint8_t oh_has_value;
-    uint8_t oh_pad;
-    uint16_t oh_topic_len;
-    uint16_t oh_error_len;
-    uint16_t oh_reason_len;
-    uint32_t oh_key_len;
-    uint32_t oh_value_len;
-} outbox_hdr_t;
-
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
     outbox_t *outbox = opaque;
     (void)rk;
+    int64_t seq = (int64_t)(intptr_t)msg->_private;
+    /* Out of memory: a failed letter is then not retried in this run and an acknowledged
+     * one not deleted; both stay in the outbox, and the next start's recovery decides. */
     if (msg->err) {
-        /* Re-produced from the oldest entry by the next flush. */
         log_warn("dead letter not acknowledged; it will be published again",
                  LOG_S("topic", rd_kafka_topic_name(msg->rkt)), LOG_I("partition", msg->partition),
-                 LOG_I("outbox_seq", (int64_t)(intptr_t)msg->_private),
-                 LOG_S("error", rd_kafka_err2str(msg->err)));
-        outbox->ob_failed = true;
-        return;
+                 LOG_I("outbox_seq", seq), LOG_S("error", rd_kafka_err2str(msg->err)));
+        (void)seq_list_add(&outbox->ob_failed, seq); /* only this one is produced again */
+    } else {
+        (void)seq_list_add(&outbox->ob_acked, seq);
     }
-    if (outbox->ob_acked_count == outbox->ob_acked_cap) {
-        size_t cap = outbox->ob_acked_cap ? outbox->ob_acked_cap * 2 : 256;
-        int64_t *acked = realloc(outbox->ob_acked, cap * sizeof(int64_t));
-        if (!acked) {
-            outbox->ob_failed = true; /* re-sent later, recovered from Kafka on restart */
-            return;
-        }
-        outbox->ob_acked = acked;
-        outbox->ob_acked_cap = cap;
-    }
-    outbox->ob_acked[outbox->ob_acked_count++] = (int64_t)(intptr_t)msg->_private;
 }
 
 /* The DLQ topic's partition count (1 when unknown); *ret_absent only when the broker
@@ -97,12 +50,84 @@ static int32_t dlq_partitions(rd_kafka_t *rk, const char *dlq, bool *ret_absent)
     if (rd_kafka_metadata(rk, 0, rkt, &md, OUTBOX_METADATA_TIMEOUT_MS) == 0) {
         if (md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0)
             count = md->topics[0].partition_cnt;
-        *ret_absent = md->topic_cnt == 1 &&
-                      md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+        *ret_absent =
+            md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
         rd_kafka_metadata_destroy(md);
     }
     rd_kafka_topic_destroy(rkt);
     return count;
+}
+
+/* The replica id (note 3): read from meta, or drawn and stored on first use. */
+static int load_replica(outbox_t *outbox)
+{
+    MDB_txn *txn;
+    int rc = store_write_begin(outbox->ob_store, &txn);
+    if (rc)
+        return rc;
+    const void *data;
+    size_t len;
+    rc = store_meta_get(outbox->ob_store, txn, "outbox_replica", &data, &len);
+    if (rc == 0 && len == sizeof(outbox->ob_replica) - 1) {
+        memcpy(outbox->ob_replica, data, len);
+        outbox->ob_replica[len] = '\0';
+        store_write_abort(txn);
+        return 0;
+    }
+    unsigned char bytes[OUTBOX_REPLICA_BYTES];
+    if (rc == RM_ENOTFOUND || rc == 0)
+        rc = getrandom(bytes, sizeof(bytes), 0) == (ssize_t)sizeof(bytes) ? 0 : RM_EIO;
+    for (size_t i = 0; !rc && i < sizeof(bytes); i++)
+        snprintf(outbox->ob_replica + 2 * i, 3, "%02x", bytes[i]);
+    if (!rc)
+        rc = store_meta_put(outbox->ob_store, txn, "outbox_replica", outbox->ob_replica,
+                            strlen(outbox->ob_replica));
+    if (rc) {
+        store_write_abort(txn);
+        return rc;
+    }
+    return store_write_commit(outbox->ob_store, txn);
+}
+
+static int producer_new(outbox_t *outbox, char *errstr, size_t errlen)
+{
+    /* Idempotence keeps per-partition order across retries; no message timeout, so a
+     * dead letter is retried until the broker takes it. */
+    const char *const defaults[] = {
+        "enable.idempotence", "true", "message.timeout.ms", "0", "linger.ms", "5", "client.id",
+        "readmodel-dlq",      NULL,
+    };
+    rd_kafka_conf_t *conf = kafka_conf_new(outbox->ob_cfg, defaults, errstr, errlen);
+    if (!conf)
+        return RM_ECONFIG;
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, outbox);
+    char rkerr[512];
+    outbox->ob_producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rkerr, sizeof(rkerr));
+    if (!outbox->ob_producer) {
+        snprintf(errstr, errlen, "kafka producer: %s", rkerr);
+        rd_kafka_conf_destroy(conf);
+        return RM_EKAFKA;
+    }
+    return 0;
+}
+
+/* An idempotent producer that met a permanent error (a letter the broker refuses: too
+ * large for the DLQ topic, not authorized) is dead for good: every later produce fails.
+ * Start a new one. What the old one had in flight may or may not be in Kafka, so a
+ * recovery decides before anything is published again (note 4). */
+static int producer_renew_if_fatal(outbox_t *outbox)
+{
+    char reason[512];
+    if (!rd_kafka_fatal_error(outbox->ob_producer, reason, sizeof(reason)))
+        return 0;
+    log_warn("dead-letter producer failed for good; starting a new one", LOG_S("error", reason));
+    rd_kafka_destroy(outbox->ob_producer);
+    outbox->ob_producer = NULL;
+    outbox->ob_recovered = false;
+    outbox->ob_next_recover_ms = 0;
+    char errstr[512];
+    return producer_new(outbox, errstr, sizeof(errstr));
 }
 
 outbox_t *outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, const char *group,
@@ -117,25 +142,7 @@ outbox_t *outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, co
     }
     outbox->ob_store = store;
     outbox->ob_cfg = cfg;
-    /* Idempotence keeps per-partition order across retries (note 2); no message
-     * timeout, so a dead letter is retried until the broker takes it. */
-    const char *const defaults[] = {
-        "enable.idempotence", "true", "message.timeout.ms", "0", "linger.ms", "5",
-        "client.id", "readmodel-dlq", NULL,
-    };
-    rd_kafka_conf_t *conf = kafka_conf_new(cfg, defaults, errstr, errlen);
-    if (!conf) {
-        outbox_destroy(outbox);
-        return NULL;
-    }
-    /* Consumer-only properties in the shared kafka map would make a producer warn. */
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_opaque(conf, outbox);
-    char rkerr[512];
-    outbox->ob_producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rkerr, sizeof(rkerr));
-    if (!outbox->ob_producer) {
-        snprintf(errstr, errlen, "kafka producer: %s", rkerr);
-        rd_kafka_conf_destroy(conf);
+    if (producer_new(outbox, errstr, errlen)) {
         outbox_destroy(outbox);
         return NULL;
     }
@@ -153,6 +160,12 @@ outbox_t *outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, co
         ot->ot_partitions = dlq_partitions(outbox->ob_producer, ot->ot_dlq, &ot->ot_absent);
         outbox->ob_topic_count = i + 1;
     }
+    int rc = load_replica(outbox);
+    if (rc) {
+        snprintf(errstr, errlen, "outbox: cannot keep the replica id: %s", rm_strerror(rc));
+        outbox_destroy(outbox);
+        return NULL;
+    }
     return outbox;
 }
 
@@ -169,7 +182,8 @@ void outbox_destroy(outbox_t *outbox)
         free(outbox->ob_topics[i].ot_dlq);
     }
     free(outbox->ob_topics);
-    free(outbox->ob_acked);
+    free(outbox->ob_acked.sl_seqs);
+    free(outbox->ob_failed.sl_seqs);
     free(outbox->ob_view);
     free(outbox->ob_group);
     free(outbox);
@@ -202,12 +216,6 @@ static const outbox_topic_t *topic_of(const outbox_t *outbox, const char *topic)
     return NULL;
 }
 
-/* meta name of the offset below which a previous generation dead-lettered (outbox_adopt) */
-static void seen_name(char *out, size_t cap, const char *topic, int32_t partition)
-{
-    snprintf(out, cap, "dlq_seen/%s/%d", topic, partition);
-}
-
 int outbox_record(outbox_t *outbox, MDB_txn *txn, const outbox_letter_t *letter)
 {
     char seen[300];
@@ -225,14 +233,16 @@ int outbox_record(outbox_t *outbox, MDB_txn *txn, const outbox_letter_t *letter)
         .oh_offset = letter->ol_offset,
         .oh_timestamp_ms = letter->ol_timestamp_ms,
         .oh_has_value = letter->ol_value != NULL,
+        .oh_flags = OUTBOX_F_TXNID,
         .oh_topic_len = (uint16_t)strlen(letter->ol_topic),
         .oh_error_len = (uint16_t)strlen(letter->ol_error),
         .oh_reason_len = (uint16_t)strnlen(letter->ol_reason, 1024),
         .oh_key_len = (uint32_t)letter->ol_key_len,
         .oh_value_len = (uint32_t)letter->ol_value_len,
     };
-    size_t len = sizeof(hdr) + hdr.oh_topic_len + hdr.oh_error_len + hdr.oh_reason_len +
-                 hdr.oh_key_len + hdr.oh_value_len;
+    size_t body = sizeof(hdr) + hdr.oh_topic_len + hdr.oh_error_len + hdr.oh_reason_len +
+                  hdr.oh_key_len + hdr.oh_value_len;
+    size_t len = body + 8;
     unsigned char key[8];
     store_be64(key, (uint64_t)++outbox->ob_seq);
     outbox->ob_seq_dirty = true;
@@ -254,36 +264,10 @@ int outbox_record(outbox_t *outbox, MDB_txn *txn, const outbox_letter_t *letter)
     p += hdr.oh_key_len;
     if (hdr.oh_value_len)
         memcpy(p, letter->ol_value, hdr.oh_value_len);
+    /* Published only once this txn is durable (note 2). */
+    store_be64((unsigned char *)v.mv_data + body, (uint64_t)mdb_txn_id(txn));
     outbox->ob_stats.os_recorded++;
     outbox->ob_unflushed = true; /* even if txn aborts: one flush too many is harmless */
-    return 0;
-}
-
-/* A decoded entry, borrowing from the stored bytes. */
-typedef struct outbox_entry {
-    int64_t oe_seq;
-    outbox_hdr_t oe_hdr;
-    const char *oe_topic, *oe_error, *oe_reason;
-    const void *oe_key, *oe_value;
-} outbox_entry_t;
-
-static int entry_decode(const MDB_val *k, const MDB_val *v, outbox_entry_t *ret)
-{
-    if (k->mv_size != 8 || v->mv_size < sizeof(outbox_hdr_t))
-        return RM_ESTORE;
-    ret->oe_seq = (int64_t)store_get_be64(k->mv_data);
-    memcpy(&ret->oe_hdr, v->mv_data, sizeof(outbox_hdr_t));
-    const outbox_hdr_t *h = &ret->oe_hdr;
-    size_t need = sizeof(*h) + h->oh_topic_len + h->oh_error_len + h->oh_reason_len +
-                  h->oh_key_len + h->oh_value_len;
-    if (v->mv_size != need)
-        return RM_ESTORE;
-    const char *p = (const char *)v->mv_data + sizeof(*h);
-    ret->oe_topic = p;
-    ret->oe_error = p += h->oh_topic_len;
-    ret->oe_reason = p += h->oh_error_len;
-    ret->oe_key = p += h->oh_reason_len;
-    ret->oe_value = p + h->oh_key_len;
     return 0;
 }
 
@@ -300,7 +284,7 @@ static int produce_entry(outbox_t *outbox, const outbox_entry_t *e)
     snprintf(error, sizeof(error), "%.*s", (int)h->oh_error_len, e->oe_error);
     snprintf(reason, sizeof(reason), "%.*s", (int)h->oh_reason_len, e->oe_reason);
     /* Header names follow Kafka Connect's dead-letter convention, plus our own. */
-    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(10);
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(12);
     rd_kafka_header_add(hdrs, "__connect.errors.topic", -1, topic, -1);
     rd_kafka_header_add(hdrs, "__connect.errors.partition", -1, partition, -1);
     rd_kafka_header_add(hdrs, "__connect.errors.offset", -1, offset, -1);
@@ -309,6 +293,7 @@ static int produce_entry(outbox_t *outbox, const outbox_entry_t *e)
     rd_kafka_header_add(hdrs, "readmodel.original.timestamp", -1, ts, -1);
     rd_kafka_header_add(hdrs, "readmodel.consumer.group", -1, outbox->ob_group, -1);
     rd_kafka_header_add(hdrs, "readmodel.view", -1, outbox->ob_view, -1);
+    rd_kafka_header_add(hdrs, "readmodel.replica", -1, outbox->ob_replica, -1);
     rd_kafka_header_add(hdrs, "readmodel.outbox.seq", -1, seq, -1);
     /* Locals, not expressions: librdkafka's RD_KAFKA_V_* macros cast their argument
      * without parentheses, so "a ? b : c" would be mis-parsed. */
@@ -360,7 +345,26 @@ static int delete_seqs(outbox_t *outbox, const int64_t *seqs, size_t count)
 
 int outbox_flush(outbox_t *outbox, int timeout_ms)
 {
+    int prc = producer_renew_if_fatal(outbox);
+    if (prc)
+        return prc;
+    if (!outbox->ob_recovered) {
+        /* Note 4: publishing before a recovery would send again what Kafka holds. */
+        if (rm_mono_ms() < outbox->ob_next_recover_ms)
+            return outbox->ob_recover_rc;
+        int rrc = outbox_recover(outbox, timeout_ms);
+        if (rrc)
+            return rrc;
+    }
+    if (!outbox->ob_live && (outbox->ob_unflushed || outbox->ob_stats.os_pending)) {
+        /* Before anything of this store can reach Kafka: from now on its entries keep
+         * their sequences (outbox_adopt renumbers only a store that never published). */
+        int lrc = outbox_mark_live(outbox);
+        if (lrc)
+            return lrc;
+    }
     outbox->ob_unflushed = false; /* the scan below sees every committed entry */
+    uint64_t durable = store_durable_txnid(outbox->ob_store);
     MDB_txn *txn;
     int rc = store_read_begin(outbox->ob_store, &txn);
     if (rc)
@@ -368,66 +372,92 @@ int outbox_flush(outbox_t *outbox, int timeout_ms)
     MDB_cursor *cur = NULL;
     rc = rm_err_from_mdb(mdb_cursor_open(txn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &cur));
     size_t produced = 0, pending = 0;
-    if (outbox->ob_failed) {
-        outbox->ob_failed = false;
-        outbox->ob_produced_seq = 0; /* re-produce what was not acknowledged */
-    }
+    /* Once one entry cannot go (not durable yet, or the flush is full), no later one
+     * goes either: ob_produced_seq must never pass an entry that was not produced. */
+    bool stopped = false, undurable = false;
     MDB_val k, v;
     int mrc;
     for (mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         pending++;
         outbox_entry_t e;
-        if (entry_decode(&k, &v, &e) || e.oe_seq <= outbox->ob_produced_seq ||
-            produced >= OUTBOX_PUBLISH_MAX)
+        if (entry_decode(&k, &v, &e))
             continue;
+        bool retry = seq_list_has(&outbox->ob_failed, e.oe_seq);
+        if (stopped || (!retry && e.oe_seq <= outbox->ob_produced_seq))
+            continue; /* in flight, or acknowledged and about to be deleted */
+        if (e.oe_txnid > durable || produced >= OUTBOX_PUBLISH_MAX) {
+            stopped = true; /* note 2: an OS crash could still take it back */
+            undurable = e.oe_txnid > durable;
+            continue;
+        }
         rc = produce_entry(outbox, &e);
         if (rc)
             break;
-        outbox->ob_produced_seq = e.oe_seq;
+        if (retry)
+            seq_list_remove(&outbox->ob_failed, e.oe_seq);
+        else
+            outbox->ob_produced_seq = e.oe_seq;
         produced++;
     }
     if (cur)
         mdb_cursor_close(cur);
     store_read_end(txn);
     outbox->ob_stats.os_pending = pending;
+    if (undurable && !store_syncs_in_background(outbox->ob_store)) {
+        /* nometasync: the newest commit is durable only once the next one is; in a
+         * quiet moment there may be none. The next flush publishes it. */
+        int src = store_sync(outbox->ob_store);
+        rc = rc ? rc : src;
+        outbox->ob_unflushed = true;
+    }
     if (pending == 0)
         return rc;
     rd_kafka_flush(outbox->ob_producer, timeout_ms);
     rd_kafka_poll(outbox->ob_producer, 0);
-    if (outbox->ob_acked_count)
+    if (outbox->ob_acked.sl_count)
         failpoint("outbox-produced");
-    int drc = delete_seqs(outbox, outbox->ob_acked, outbox->ob_acked_count);
+    size_t acked = outbox->ob_acked.sl_count;
+    int drc = delete_seqs(outbox, outbox->ob_acked.sl_seqs, acked);
     if (!drc) {
-        outbox->ob_stats.os_published += outbox->ob_acked_count;
-        outbox->ob_stats.os_pending -= outbox->ob_acked_count;
-        outbox->ob_acked_count = 0;
+        outbox->ob_stats.os_published += acked;
+        outbox->ob_stats.os_pending -= acked < pending ? acked : pending;
+        outbox->ob_acked.sl_count = 0;
     }
-    if (outbox->ob_stats.os_pending)
-        log_info("dead letters waiting for the broker", LOG_I("pending", outbox->ob_stats.os_pending),
-                 LOG_I("produced_now", produced), LOG_S("error", rm_strerror(rc ? rc : drc)));
     return rc ? rc : drc;
 }
 
-/* Newest outbox sequence of this view found in one DLQ partition, or 0. */
-static int64_t newest_published(outbox_t *outbox, rd_kafka_t *consumer, const char *dlq,
-                                int32_t partition, int timeout_ms)
+/* The sequences of this replica's letters of this view among the last
+ * OUTBOX_RECOVER_SCAN letters of one DLQ partition (note 4), appended to ret_seqs.
+ * Returns 0, or an error when the partition could not be read to its end. */
+static int scan_published(outbox_t *outbox, rd_kafka_t *consumer, const char *dlq,
+                          int32_t partition, int timeout_ms, seq_list_t *ret_seqs)
 {
     int64_t low, high;
-    if (rd_kafka_query_watermark_offsets(consumer, dlq, partition, &low, &high, timeout_ms) ||
-        high <= low)
+    rd_kafka_resp_err_t err =
+        rd_kafka_query_watermark_offsets(consumer, dlq, partition, &low, &high, timeout_ms);
+    if (err)
+        return kafka_err(err);
+    if (high <= low)
         return 0;
     int64_t start = high - OUTBOX_RECOVER_SCAN > low ? high - OUTBOX_RECOVER_SCAN : low;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(list, dlq, partition)->offset = start;
-    rd_kafka_assign(consumer, list);
+    err = rd_kafka_assign(consumer, list);
     rd_kafka_topic_partition_list_destroy(list);
-    int64_t newest = 0;
-    for (int64_t seen = start; seen < high;) {
+    if (err)
+        return kafka_err(err);
+    int rc = 0, errors = 0;
+    size_t view_len = strlen(outbox->ob_view), replica_len = strlen(outbox->ob_replica);
+    for (int64_t seen = start; !rc && seen < high;) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, timeout_ms);
-        if (!m)
+        if (!m) {
+            rc = RM_ETIMEOUT; /* a partial scan would make published letters look unpublished */
             break;
+        }
         if (m->err) {
+            if (++errors > OUTBOX_SCAN_MAX_ERRORS)
+                rc = kafka_err(m->err);
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -437,204 +467,178 @@ static int64_t newest_published(outbox_t *outbox, rd_kafka_t *consumer, const ch
         size_t size;
         if (rd_kafka_message_headers(m, &hdrs) == 0 &&
             rd_kafka_header_get_last(hdrs, "readmodel.view", &val, &size) == 0 &&
-            size == strlen(outbox->ob_view) && memcmp(val, outbox->ob_view, size) == 0 &&
+            size == view_len && memcmp(val, outbox->ob_view, size) == 0 &&
+            rd_kafka_header_get_last(hdrs, "readmodel.replica", &val, &size) == 0 &&
+            size == replica_len && memcmp(val, outbox->ob_replica, size) == 0 &&
             rd_kafka_header_get_last(hdrs, "readmodel.outbox.seq", &val, &size) == 0 && size < 24) {
             char text[24];
             memcpy(text, val, size);
             text[size] = '\0';
-            int64_t seq = strtoll(text, NULL, 10);
-            if (seq > newest)
-                newest = seq;
+            rc = seq_list_add(ret_seqs, strtoll(text, NULL, 10));
         }
         rd_kafka_message_destroy(m);
     }
     rd_kafka_assign(consumer, NULL);
-    return newest;
+    return rc;
 }
 
-int outbox_recover(outbox_t *outbox, int timeout_ms)
+/* A DLQ partition with entries waiting. */
+typedef struct recover_part {
+    char rp_dlq[272];
+    int32_t rp_partition;
+} recover_part_t;
+
+static bool entry_in_part(const outbox_entry_t *e, const recover_part_t *rp)
 {
-    /* Which (DLQ topic, partition) pairs have entries waiting? */
+    size_t len = strlen(rp->rp_dlq) - strlen(OUTBOX_DLQ_SUFFIX);
+    return e->oe_hdr.oh_dlq_partition == rp->rp_partition && e->oe_hdr.oh_topic_len == len &&
+           memcmp(e->oe_topic, rp->rp_dlq, len) == 0;
+}
+
+/* The DLQ partitions that entries wait for, each once. */
+static int waiting_parts(outbox_t *outbox, recover_part_t **ret_parts, size_t *ret_count)
+{
     MDB_txn *txn;
     int rc = store_read_begin(outbox->ob_store, &txn);
     if (rc)
         return rc;
-    MDB_stat st;
-    mdb_stat(txn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &st);
-    store_read_end(txn);
-    outbox->ob_stats.os_pending = st.ms_entries;
-    if (st.ms_entries == 0)
-        return 0;
-    char errstr[256];
-    char group[300];
-    snprintf(group, sizeof(group), "%s-dlq-recovery", outbox->ob_group);
-    const char *const defaults[] = {"group.id", group, "enable.auto.commit", "false",
-                                    "enable.partition.eof", "false",
-                                    /* short fetch waits: the scan reads a few tails, one
-                                       partition after the other (500 ms each otherwise) */
-                                    "fetch.wait.max.ms", "10", NULL};
-    rd_kafka_conf_t *conf = kafka_conf_new(outbox->ob_cfg, defaults, errstr, sizeof(errstr));
-    if (!conf)
-        return RM_ECONFIG;
-    rd_kafka_t *consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-    if (!consumer) {
-        rd_kafka_conf_destroy(conf);
-        return RM_EKAFKA;
-    }
-    size_t deleted_total = 0;
-    for (size_t t = 0; !rc && t < outbox->ob_topic_count; t++) {
-        const outbox_topic_t *ot = &outbox->ob_topics[t];
-        /* Nothing was published to a topic that does not exist; asking for its
-         * watermarks would only wait out the timeout. */
-        for (int32_t p = 0; !rc && !ot->ot_absent && p < ot->ot_partitions; p++) {
-            int64_t newest = newest_published(outbox, consumer, ot->ot_dlq, p, timeout_ms);
-            if (!newest)
-                continue;
-            /* Delete this partition's entries up to newest. */
-            int64_t *seqs = NULL;
-            size_t count = 0, cap = 0;
-            MDB_txn *rtxn = NULL;
-            MDB_cursor *cur = NULL;
-            rc = store_read_begin(outbox->ob_store, &rtxn);
-            if (!rc)
-                rc = rm_err_from_mdb(mdb_cursor_open(rtxn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &cur));
-            MDB_val k, v;
-            for (int mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
-                 mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-                outbox_entry_t e;
-                if (entry_decode(&k, &v, &e) || e.oe_seq > newest ||
-                    e.oe_hdr.oh_dlq_partition != p || e.oe_hdr.oh_topic_len != strlen(ot->ot_topic) ||
-                    memcmp(e.oe_topic, ot->ot_topic, e.oe_hdr.oh_topic_len) != 0)
-                    continue;
-                if (count == cap) {
-                    cap = cap ? cap * 2 : 64;
-                    int64_t *grown = realloc(seqs, cap * sizeof(int64_t));
-                    if (!grown) {
-                        rc = RM_ENOMEM;
-                        break;
-                    }
-                    seqs = grown;
-                }
-                seqs[count++] = e.oe_seq;
-            }
-            if (cur)
-                mdb_cursor_close(cur);
-            store_read_end(rtxn);
-            if (!rc)
-                rc = delete_seqs(outbox, seqs, count);
-            if (!rc)
-                deleted_total += count;
-            free(seqs);
-        }
-    }
-    rd_kafka_consumer_close(consumer);
-    rd_kafka_destroy(consumer);
-    outbox->ob_stats.os_recovered += deleted_total;
-    outbox->ob_stats.os_pending -= deleted_total < outbox->ob_stats.os_pending ? deleted_total : outbox->ob_stats.os_pending;
-    return rc;
-}
-
-typedef struct adopt_ctx {
-    outbox_t *ac_outbox;
-    MDB_txn *ac_txn;
-} adopt_ctx_t;
-
-static int remember_seen(void *ctx, const char *topic, int32_t partition,
-                         const store_offset_t *offset)
-{
-    adopt_ctx_t *ac = ctx;
-    char name[300];
-    int64_t have = 0;
-    seen_name(name, sizeof(name), topic, partition);
-    int rc = store_meta_get_i64(ac->ac_outbox->ob_store, ac->ac_txn, name, &have);
-    if (rc && rc != RM_ENOTFOUND)
-        return rc;
-    if (rc == 0 && have >= offset->so_next_offset)
-        return 0;
-    return store_meta_put_i64(ac->ac_outbox->ob_store, ac->ac_txn, name, offset->so_next_offset);
-}
-
-int outbox_adopt(outbox_t *outbox, store_t *previous)
-{
-    MDB_txn *rtxn, *wtxn;
-    int rc = store_read_begin(previous, &rtxn);
-    if (rc)
-        return rc;
-    rc = store_write_begin(outbox->ob_store, &wtxn);
-    if (rc) {
-        store_read_end(rtxn);
-        return rc;
-    }
-    /* Collect first, delete after: no cursor repositioning after deletes. */
-    int64_t *seqs = NULL;
-    size_t dropped = 0, cap = 0;
     MDB_cursor *cur = NULL;
-    rc = rm_err_from_mdb(mdb_cursor_open(wtxn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &cur));
+    rc = rm_err_from_mdb(mdb_cursor_open(txn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &cur));
+    recover_part_t *parts = NULL;
+    size_t count = 0, cap = 0;
     MDB_val k, v;
-    int mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (int mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc && mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         outbox_entry_t e;
-        char topic[256];
-        store_offset_t seen;
-        if (entry_decode(&k, &v, &e) || e.oe_hdr.oh_topic_len >= sizeof(topic))
+        if (entry_decode(&k, &v, &e) || e.oe_hdr.oh_topic_len >= 256)
             continue;
-        memcpy(topic, e.oe_topic, e.oe_hdr.oh_topic_len);
-        topic[e.oe_hdr.oh_topic_len] = '\0';
-        /* The previous generation consumed this offset: it recorded (and published, or
-         * still holds) the same dead letter. */
-        if (store_offset_get(previous, rtxn, topic, e.oe_hdr.oh_partition, &seen) != 0 ||
-            e.oe_hdr.oh_offset >= seen.so_next_offset)
+        bool known = false;
+        for (size_t i = 0; !known && i < count; i++)
+            known = entry_in_part(&e, &parts[i]);
+        if (known)
             continue;
-        if (dropped == cap) {
-            cap = cap ? cap * 2 : 64;
-            int64_t *grown = realloc(seqs, cap * sizeof(*seqs));
+        if (count == cap) {
+            cap = cap ? cap * 2 : 8;
+            recover_part_t *grown = realloc(parts, cap * sizeof(*parts));
             if (!grown) {
                 rc = RM_ENOMEM;
                 break;
             }
-            seqs = grown;
+            parts = grown;
         }
-        seqs[dropped++] = e.oe_seq;
+        snprintf(parts[count].rp_dlq, sizeof(parts[count].rp_dlq), "%.*s%s",
+                 (int)e.oe_hdr.oh_topic_len, e.oe_topic, OUTBOX_DLQ_SUFFIX);
+        parts[count++].rp_partition = e.oe_hdr.oh_dlq_partition;
     }
     if (cur)
         mdb_cursor_close(cur);
-    if (!rc && mrc && mrc != MDB_NOTFOUND)
-        rc = rm_err_from_mdb(mrc);
-    for (size_t i = 0; !rc && i < dropped; i++) {
-        unsigned char key[8];
-        store_be64(key, (uint64_t)seqs[i]);
-        MDB_val dk = {sizeof(key), key};
-        rc = rm_err_from_mdb(mdb_del(wtxn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &dk, NULL));
-    }
-    free(seqs);
-    /* From now on, letters below the previous generation's offsets are not recorded
-     * again: that generation consumed those messages and dead-lettered the poison. */
-    if (!rc)
-        rc = store_offset_foreach(previous, rtxn, remember_seen, &(adopt_ctx_t){outbox, wtxn});
-    /* Sequences continue after the previous generation's, so "published" stays decidable
-     * from the DLQ partitions' newest sequence (note 2). */
-    int64_t old_seq = 0, new_seq = 0;
-    if (!rc) {
-        int grc = store_meta_get_i64(previous, rtxn, "outbox_seq", &old_seq);
-        rc = grc == RM_ENOTFOUND ? 0 : grc;
-    }
-    if (!rc) {
-        int grc = store_meta_get_i64(outbox->ob_store, wtxn, "outbox_seq", &new_seq);
-        rc = grc == RM_ENOTFOUND ? 0 : grc;
-    }
-    if (!rc && old_seq > new_seq)
-        rc = store_meta_put_i64(outbox->ob_store, wtxn, "outbox_seq", old_seq);
-    store_read_end(rtxn);
+    store_read_end(txn);
     if (rc) {
-        store_write_abort(wtxn);
+        free(parts);
         return rc;
     }
-    rc = store_write_commit(outbox->ob_store, wtxn);
-    if (!rc && dropped) {
-        outbox->ob_stats.os_pending -= dropped < outbox->ob_stats.os_pending ? dropped
-                                                                           : outbox->ob_stats.os_pending;
-        log_info("dead letters already recorded by the previous generation dropped",
-                 LOG_I("dropped", dropped));
+    *ret_parts = parts;
+    *ret_count = count;
+    return 0;
+}
+
+/* Deletes the entries of one DLQ partition whose sequence is in published. */
+static int delete_published(outbox_t *outbox, const recover_part_t *rp, const seq_list_t *published,
+                            size_t *ret_deleted)
+{
+    seq_list_t doomed = {0};
+    MDB_txn *txn;
+    int rc = store_read_begin(outbox->ob_store, &txn);
+    if (rc)
+        return rc;
+    MDB_cursor *cur = NULL;
+    rc = rm_err_from_mdb(mdb_cursor_open(txn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &cur));
+    MDB_val k, v;
+    for (int mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc && mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        outbox_entry_t e;
+        if (entry_decode(&k, &v, &e) == 0 && entry_in_part(&e, rp) &&
+            seq_list_has(published, e.oe_seq))
+            rc = seq_list_add(&doomed, e.oe_seq);
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    store_read_end(txn);
+    if (!rc)
+        rc = delete_seqs(outbox, doomed.sl_seqs, doomed.sl_count);
+    if (!rc)
+        *ret_deleted = doomed.sl_count;
+    free(doomed.sl_seqs);
+    return rc;
+}
+
+static bool dlq_absent(const outbox_t *outbox, const char *dlq)
+{
+    for (size_t i = 0; i < outbox->ob_topic_count; i++)
+        if (strcmp(outbox->ob_topics[i].ot_dlq, dlq) == 0)
+            return outbox->ob_topics[i].ot_absent;
+    return false;
+}
+
+int outbox_recover(outbox_t *outbox, int timeout_ms)
+{
+    outbox->ob_next_recover_ms = rm_mono_ms() + OUTBOX_RECOVER_RETRY_MS;
+    recover_part_t *parts = NULL;
+    size_t count = 0, deleted_total = 0;
+    int rc = outbox_finish_takeover(outbox);
+    if (!rc)
+        rc = waiting_parts(outbox, &parts, &count);
+    rd_kafka_t *consumer = NULL;
+    if (!rc && count) {
+        char errstr[256], group[300];
+        snprintf(group, sizeof(group), "%s-dlq-recovery", outbox->ob_group);
+        const char *const defaults[] = {"group.id", group, "enable.auto.commit", "false",
+                                        "enable.partition.eof", "false",
+                                        /* short fetch waits: the scan reads a few tails, one
+                                           partition after the other (500 ms each otherwise) */
+                                        "fetch.wait.max.ms", "10", NULL};
+        rd_kafka_conf_t *conf = kafka_conf_new(outbox->ob_cfg, defaults, errstr, sizeof(errstr));
+        if (!conf)
+            rc = RM_ECONFIG;
+        else if (!(consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr)))) {
+            rd_kafka_conf_destroy(conf);
+            rc = RM_EKAFKA;
+        }
+    }
+    for (size_t i = 0; !rc && i < count; i++) {
+        /* Nothing was published to a topic that does not exist; asking for its
+         * watermarks would only wait out the timeout. */
+        if (dlq_absent(outbox, parts[i].rp_dlq))
+            continue;
+        seq_list_t published = {0};
+        size_t deleted = 0;
+        rc = scan_published(outbox, consumer, parts[i].rp_dlq, parts[i].rp_partition, timeout_ms,
+                            &published);
+        if (!rc && published.sl_count)
+            rc = delete_published(outbox, &parts[i], &published, &deleted);
+        deleted_total += deleted;
+        free(published.sl_seqs);
+    }
+    if (consumer) {
+        rd_kafka_consumer_close(consumer);
+        rd_kafka_destroy(consumer);
+    }
+    free(parts);
+    MDB_txn *txn;
+    MDB_stat st = {0};
+    if (store_read_begin(outbox->ob_store, &txn) == 0) {
+        mdb_stat(txn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &st);
+        store_read_end(txn);
+    }
+    outbox->ob_stats.os_pending = st.ms_entries;
+    outbox->ob_stats.os_recovered += deleted_total;
+    outbox->ob_recover_rc = rc;
+    if (!rc) {
+        /* Every entry left is unpublished: produce them all from the start. */
+        outbox->ob_recovered = true;
+        outbox->ob_produced_seq = 0;
+        outbox->ob_failed.sl_count = 0;
+        outbox->ob_unflushed = st.ms_entries > 0;
     }
     return rc;
 }

@@ -117,6 +117,12 @@ struct pipe {
     volatile sig_atomic_t pi_stop;
     pipe_stats_t pi_stats;
     failpoint_skips_t *pi_skips;  /* RM_TEST_SKIP_APPLY; NULL (the normal case): none */
+    /* Kafka offset commits wait until the store commit they describe is durable
+     * (commit_kafka_offsets): the snapshot waiting for the disk, and the newer one. */
+    rd_kafka_topic_partition_list_t *pi_kafka_waiting;
+    uint64_t pi_kafka_waiting_txnid;
+    rd_kafka_topic_partition_list_t *pi_kafka_next;
+    uint64_t pi_kafka_next_txnid;
     uint64_t pi_batch_hook_skips; /* skipped by it in the open batch's transaction */
 };
 
@@ -293,6 +299,10 @@ void pipe_destroy(pipe_t *pipe)
     engine_destroy(pipe->pi_engine);
     outbox_destroy(pipe->pi_outbox);
     failpoint_skips_destroy(pipe->pi_skips);
+    if (pipe->pi_kafka_waiting)
+        rd_kafka_topic_partition_list_destroy(pipe->pi_kafka_waiting);
+    if (pipe->pi_kafka_next)
+        rd_kafka_topic_partition_list_destroy(pipe->pi_kafka_next);
     free(pipe->pi_batch);
     free(pipe->pi_batch_skip);
     free(pipe->pi_tps);
@@ -848,13 +858,19 @@ static int dead_letter_unparked(void *ctx, MDB_txn *txn, const engine_msg_t *msg
     return rc;
 }
 
-/* Publishes recorded dead letters, unless this pipeline holds them (po_hold_dead_letters). */
-static void flush_dead_letters(pipe_t *pipe, int timeout_ms, bool only_when_due)
+/* Publishes recorded dead letters, unless this pipeline holds them (po_hold_dead_letters).
+ * A letter goes out only once its transaction is durable (outbox.h note 2); before a
+ * clean exit or a switch of the store, sync_first makes it durable now rather than at
+ * the next background sync, so that nothing is left behind that the broker would take. */
+static void flush_dead_letters(pipe_t *pipe, int timeout_ms, bool only_when_due, bool sync_first)
 {
-    if (pipe->pi_opts.po_hold_dead_letters)
+    if (pipe->pi_opts.po_hold_dead_letters || pipe->pi_opts.po_scratch)
         return;
-    if (!only_when_due || outbox_flush_due(pipe->pi_outbox))
-        outbox_flush(pipe->pi_outbox, timeout_ms);
+    if (only_when_due && !outbox_flush_due(pipe->pi_outbox))
+        return;
+    if (sync_first)
+        store_sync(pipe->pi_opts.po_store); /* a failure only leaves letters waiting */
+    outbox_flush(pipe->pi_outbox, timeout_ms);
 }
 
 /* The wall time before which every message of the link topics has been applied: a
@@ -926,7 +942,7 @@ static int expire_parked(pipe_t *pipe)
     rc = store_write_commit(store, txn);
     if (!rc) {
         pipe->pi_expired += expired;
-        flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, false);
+        flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, false, false);
     }
     return rc;
 }
@@ -1048,11 +1064,65 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
     return store_write_commit(store, txn);
 }
 
-/* After the LMDB commit: advance in-memory offsets; commit to Kafka for lag tooling. */
+/* Commits to Kafka (for lag tooling) the offsets of store commits that are durable: an
+ * OS crash in periodic mode rolls the store back, and Kafka must not claim more than
+ * the store keeps. A snapshot waits for the disk while newer offsets collect in the
+ * next one, so that steady commits cannot postpone Kafka's offsets forever. */
+static void commit_kafka_offsets(pipe_t *pipe, bool may_sync)
+{
+    store_t *store = pipe->pi_opts.po_store;
+    uint64_t durable = store_durable_txnid(store);
+    uint64_t wanted = pipe->pi_kafka_waiting ? pipe->pi_kafka_waiting_txnid
+                      : pipe->pi_kafka_next  ? pipe->pi_kafka_next_txnid
+                                             : 0;
+    /* nometasync: the newest commit is durable only once the next one is, and a quiet
+     * view has no next one; with no sync thread to wait for, the idle loop syncs (never
+     * after each batch: that would be an fsync per commit, as in sync mode). */
+    if (may_sync && durable < wanted && !store_syncs_in_background(store) &&
+        store_sync(store) == 0)
+        durable = store_durable_txnid(store);
+    if (pipe->pi_kafka_waiting && durable >= pipe->pi_kafka_waiting_txnid) {
+        rd_kafka_commit(pipe->pi_rk, pipe->pi_kafka_waiting, 1);
+        rd_kafka_topic_partition_list_destroy(pipe->pi_kafka_waiting);
+        pipe->pi_kafka_waiting = NULL;
+    }
+    if (!pipe->pi_kafka_waiting && pipe->pi_kafka_next) {
+        pipe->pi_kafka_waiting = pipe->pi_kafka_next;
+        pipe->pi_kafka_waiting_txnid = pipe->pi_kafka_next_txnid;
+        pipe->pi_kafka_next = NULL;
+        if (durable >= pipe->pi_kafka_waiting_txnid) { /* sync durability: at once */
+            rd_kafka_commit(pipe->pi_rk, pipe->pi_kafka_waiting, 1);
+            rd_kafka_topic_partition_list_destroy(pipe->pi_kafka_waiting);
+            pipe->pi_kafka_waiting = NULL;
+        }
+    }
+}
+
+/* Before an exit or a switch of the store: makes the store durable now, then commits
+ * every queued offset. */
+static void commit_all_kafka_offsets(pipe_t *pipe)
+{
+    if (!pipe->pi_kafka_waiting && !pipe->pi_kafka_next)
+        return;
+    store_sync(pipe->pi_opts.po_store);
+    commit_kafka_offsets(pipe, false);
+    commit_kafka_offsets(pipe, false);
+    /* Left only when the sync failed: those offsets are not durable, and they belong to
+     * a store that is not written any more. */
+    if (pipe->pi_kafka_waiting)
+        rd_kafka_topic_partition_list_destroy(pipe->pi_kafka_waiting);
+    if (pipe->pi_kafka_next)
+        rd_kafka_topic_partition_list_destroy(pipe->pi_kafka_next);
+    pipe->pi_kafka_waiting = pipe->pi_kafka_next = NULL;
+}
+
+/* After the LMDB commit: advance in-memory offsets; queue them for Kafka. */
 static void batch_committed(pipe_t *pipe)
 {
     const view_t *view = pipe->pi_opts.po_view;
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+    if (!pipe->pi_kafka_next)
+        pipe->pi_kafka_next = rd_kafka_topic_partition_list_new(8);
+    rd_kafka_topic_partition_list_t *list = pipe->pi_kafka_next;
     for (size_t i = 0; i < pipe->pi_tp_count; i++) {
         pipe_tp_t *tp = &pipe->pi_tps[i];
         if (tp->pt_batch_next < 0)
@@ -1060,12 +1130,20 @@ static void batch_committed(pipe_t *pipe)
         tp->pt_next_offset = tp->pt_batch_next;
         if (tp->pt_batch_event_ms > tp->pt_last_event_ms)
             tp->pt_last_event_ms = tp->pt_batch_event_ms;
-        rd_kafka_topic_partition_list_add(list, view->v_topics[tp->pt_topic], tp->pt_partition)
-            ->offset = tp->pt_next_offset;
+        const char *topic = view->v_topics[tp->pt_topic];
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(list, topic, tp->pt_partition);
+        if (!p)
+            p = rd_kafka_topic_partition_list_add(list, topic, tp->pt_partition);
+        p->offset = tp->pt_next_offset;
     }
-    if (list->cnt && !pipe->pi_opts.po_scratch)
-        rd_kafka_commit(pipe->pi_rk, list, 1);
-    rd_kafka_topic_partition_list_destroy(list);
+    pipe->pi_kafka_next_txnid = store_last_txnid(pipe->pi_opts.po_store);
+    if (pipe->pi_opts.po_scratch || !list->cnt) {
+        rd_kafka_topic_partition_list_destroy(list);
+        pipe->pi_kafka_next = NULL;
+        return;
+    }
+    commit_kafka_offsets(pipe, false);
 }
 
 static int apply_batch(pipe_t *pipe)
@@ -1096,7 +1174,7 @@ static int apply_batch(pipe_t *pipe)
             pipe->pi_stats.ps_batches++;
             pipe->pi_stats.ps_batches_closed[pipe->pi_batch_closed_by]++;
             batch_release(pipe);
-            flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true);
+            flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true, false);
             publish_snapshot(pipe);
             return 0;
         }
@@ -1201,7 +1279,7 @@ int pipe_run(pipe_t *pipe)
                   : outbox_recover(pipe->pi_outbox, PIPE_METADATA_TIMEOUT_MS);
     if (orc)
         log_warn("cannot read the dead-letter topics to recover the outbox; pending dead "
-                 "letters will be published again",
+                 "letters wait until they can be read (retried every 10 s)",
                  LOG_S("error", rm_strerror(orc)));
     int rc = refresh_partitions(pipe);
     if (rc && rc != RM_ETIMEOUT && rc != RM_EKAFKA)
@@ -1224,7 +1302,8 @@ int pipe_run(pipe_t *pipe)
         if ((finite && caught_up(pipe)) || pipe->pi_stop) {
             /* Leave no dead letter unpublished behind a clean exit when the broker
              * allows (bounded; what remains is published on the next start). */
-            flush_dead_letters(pipe, PIPE_OUTBOX_EXIT_FLUSH_MS, true);
+            flush_dead_letters(pipe, PIPE_OUTBOX_EXIT_FLUSH_MS, true, true);
+            commit_all_kafka_offsets(pipe);
             return 0;
         }
         fill_batch(pipe);
@@ -1248,7 +1327,8 @@ int pipe_run(pipe_t *pipe)
         if (rm_mono_ms() >= pipe->pi_next_metadata_ms)
             refresh_partitions(pipe);
         if (rm_mono_ms() >= pipe->pi_next_snapshot_ms) {
-            flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true);
+            flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true, false);
+            commit_kafka_offsets(pipe, true);
             publish_snapshot(pipe);
         }
         if (pipe->pi_opts.po_tick && (rc = pipe->pi_opts.po_tick(pipe->pi_opts.po_tick_arg, pipe)))
@@ -1272,10 +1352,11 @@ int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation, char *er
     if (rc)
         goto failed;
     /* Dead letters recorded in the old generation: publish what the broker takes now. */
-    flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true);
+    flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, true, true);
+    commit_all_kafka_offsets(pipe);
     /* The new generation (a rebuild) re-consumes what the old one applied since the
      * rebuild caught up: it must not record those dead letters a second time. */
-    rc = outbox_adopt(outbox, pipe->pi_opts.po_store);
+    rc = outbox_adopt(outbox, pipe->pi_opts.po_store, false);
     if (rc) {
         snprintf(errstr, errlen, "cannot adopt the previous generation's dead letters: %s",
                  rm_strerror(rc));
@@ -1299,7 +1380,7 @@ int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation, char *er
     int orc = outbox_recover(outbox, PIPE_METADATA_TIMEOUT_MS);
     if (orc)
         log_warn("cannot read the dead-letter topics to recover the outbox; pending dead "
-                 "letters will be published again",
+                 "letters wait until they can be read (retried every 10 s)",
                  LOG_S("error", rm_strerror(orc)));
     rc = load_offsets(pipe, store, tps);
     if (rc) {
@@ -1338,7 +1419,7 @@ failed:
 
 int pipe_adopt_previous(pipe_t *pipe, store_t *previous)
 {
-    return outbox_adopt(pipe->pi_outbox, previous);
+    return outbox_adopt(pipe->pi_outbox, previous, true);
 }
 
 size_t pipe_partitions(pipe_t *pipe, pipe_partition_t *out, size_t cap)

@@ -19,8 +19,9 @@
  *     consuming and retries with backoff — nothing is lost or skipped.
  * (4) Messages below a partition's next offset are dropped before applying, so a
  *     redelivery (re-assign, broker retry) can never apply twice.
- * (5) Kafka offsets are committed asynchronously after the LMDB commit, for lag
- *     tooling only.
+ * (5) Kafka offsets are committed asynchronously, for lag tooling only, once the LMDB
+ *     commit they describe is durable (store_durable_txnid): after an OS crash Kafka
+ *     never claims more than the store kept. Dead letters wait for the same.
  * (6) A start time (rebuild --from-time) only matters for partitions with no stored
  *     offset: they start at rd_kafka_offsets_for_times' answer, or at the log start
  *     when the broker has none (-1: nothing at or after the time, or a broker without

@@ -41,7 +41,12 @@
  *     sync): from then on LMDB writes a meta page only after the data pages it points
  *     to are synced (LMDB's documented integrity for them).
  *     tests/integration/test_crash_images.py checks all of this on replayed write
- *     orders. */
+ *     orders.
+ * (7) What must not run ahead of the disk (publishing dead letters, committing Kafka
+ *     offsets: an OS crash would roll back the transaction behind them) asks
+ *     store_durable_txnid(): the id of the newest commit known to be on disk. The writer
+ *     syncs once at open, so whatever an earlier process left in the page cache counts
+ *     as durable from then on. */
 #include "store.h"
 #include "failpoint.h"
 #include "rm_time.h"
@@ -84,6 +89,9 @@ struct store {
      * so a commit never waits for the sync thread, not even for a lock. */
     atomic_bool st_sync_dirty;     /* a commit since the last sync began, or it failed */
     atomic_int st_sync_err;        /* rm_err_t of the first failed sync; never cleared */
+    /* Note 7: the newest committed write txn, and the newest known to be on disk. */
+    _Atomic uint64_t st_last_txnid;
+    _Atomic uint64_t st_durable_txnid;
     bool st_sync_started;
     bool st_env_opened;            /* mdb_env_open succeeded: close may sync it */
     pthread_t st_sync_thread;
@@ -257,6 +265,13 @@ static int store_open_dbs(store_t *store, char *errstr, size_t errlen)
 static const double store_sync_bounds[] = {0.0001, 0.001, 0.005, 0.01, 0.025, 0.05,
                                            0.1, 0.25, 0.5, 1, 2.5};
 
+static void durable_at_least(store_t *store, uint64_t txnid)
+{
+    uint64_t seen = atomic_load(&store->st_durable_txnid);
+    while (seen < txnid && !atomic_compare_exchange_weak(&store->st_durable_txnid, &seen, txnid))
+        ;
+}
+
 /* One fdatasync of the environment, timed and counted; a failure latches (note 5).
  * Any thread; takes st_map_lock so that no resize runs during it, then st_sync_lock to
  * record the outcome. */
@@ -265,10 +280,14 @@ static int store_sync_once(store_t *store)
     pthread_mutex_lock(&store->st_map_lock);
     int64_t start_ns = rm_mono_ns();
     int err = failpoint_errno("store-sync");
+    /* Every commit up to this one has written its pages before the fdatasync starts. */
+    uint64_t txnid = atomic_load(&store->st_last_txnid);
     int rc = err ? err : mdb_env_sync(store->st_env, 1);
     double seconds = (double)(rm_mono_ns() - start_ns) / 1e9;
     pthread_mutex_unlock(&store->st_map_lock);
     rc = rc ? rm_err_from_mdb(rc) : 0;
+    if (!rc)
+        durable_at_least(store, txnid);
     pthread_mutex_lock(&store->st_sync_lock);
     if (rc) {
         store->st_sync_stats.sst_failures++;
@@ -426,6 +445,18 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
     store->st_map_bytes = info.me_mapsize;
     if (store_open_dbs(store, errstr, errlen))
         goto fail;
+    if (!store->st_readonly) {
+        /* Note 7: what an earlier process committed may still be in the page cache only;
+         * one sync now makes it durable. Not counted as a sync of this run (nor a pass of
+         * the store-sync failpoint); a failure latches like any other (note 5). */
+        mdb_env_info(store->st_env, &info); /* after store_open_dbs' commit */
+        atomic_store(&store->st_last_txnid, (uint64_t)info.me_last_txnid);
+        int src = store->st_durability == STORE_SYNC ? 0 : mdb_env_sync(store->st_env, 1);
+        if (src)
+            store_latch_sync_failure(store, rm_err_from_mdb(src));
+        else
+            durable_at_least(store, atomic_load(&store->st_last_txnid));
+    }
     if (!store->st_readonly && store->st_durability == STORE_PERIODIC &&
         store_start_sync_thread(store, errstr, errlen))
         goto fail;
@@ -548,6 +579,7 @@ int store_write_commit(store_t *store, MDB_txn *txn)
         mdb_txn_abort(txn);
         return RM_ESUSPECT;
     }
+    uint64_t txnid = mdb_txn_id(txn); /* note 7; the txn is gone after the commit */
     int rc = failpoint_errno("store-commit");
     if (rc)
         mdb_txn_abort(txn);
@@ -559,6 +591,13 @@ int store_write_commit(store_t *store, MDB_txn *txn)
     }
     if (rc)
         return rm_err_from_mdb(rc);
+    uint64_t before = atomic_exchange(&store->st_last_txnid, txnid);
+    /* Note 7: a commit of STORE_SYNC is on disk; one of STORE_NOMETASYNC makes the
+     * previous one durable (its fdatasync covers the previous meta page). */
+    if (store->st_durability == STORE_SYNC)
+        durable_at_least(store, txnid);
+    else if (store->st_durability == STORE_NOMETASYNC)
+        durable_at_least(store, before);
     atomic_store(&store->st_sync_dirty, true);
     return 0;
 }
@@ -591,6 +630,21 @@ int store_reader_check(store_t *store)
 int store_sync(store_t *store)
 {
     return store_sync_once(store);
+}
+
+bool store_syncs_in_background(const store_t *store)
+{
+    return store->st_sync_started;
+}
+
+uint64_t store_last_txnid(store_t *store)
+{
+    return atomic_load(&store->st_last_txnid);
+}
+
+uint64_t store_durable_txnid(store_t *store)
+{
+    return atomic_load(&store->st_durable_txnid);
 }
 
 void store_sync_stats(store_t *store, store_sync_stats_t *ret_stats)

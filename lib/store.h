@@ -140,6 +140,20 @@ int store_reader_check(store_t *store);
  * a writer); counted in the sync stats like the thread's. A failure latches (note 5):
  * its success afterwards proves nothing about the pages whose writeback failed. */
 int store_sync(store_t *store);
+/* The id (mdb_txn_id) of the newest write transaction that is on disk whatever the OS
+ * does next: in STORE_SYNC every commit; in STORE_NOMETASYNC every commit but the newest;
+ * in STORE_PERIODIC the newest committed before the last successful sync began. A writer
+ * syncs once at open, so what an earlier process committed is durable from then on (if
+ * that sync fails, from the next successful one). A write txn's id is known
+ * before it commits (mdb_txn_id), so a record written in it can carry the id to compare
+ * with this. Any thread; 0 for a reader. */
+uint64_t store_durable_txnid(store_t *store);
+/* Whether a thread of the store syncs it in the background (STORE_PERIODIC): otherwise
+ * a commit that is not durable yet stays so until the next commit or store_sync(). */
+bool store_syncs_in_background(const store_t *store);
+/* The id of the newest write transaction committed (by this handle, or found at open).
+ * Any thread. */
+uint64_t store_last_txnid(store_t *store);
 /* A copy of the sync counters (any thread). Zero for a store without syncs. */
 void store_sync_stats(store_t *store, store_sync_stats_t *ret_stats);
 /* Map size and bytes in use (last page * page size). */

@@ -28,6 +28,12 @@ typedef struct dlq_run {
     avro_value_iface_t *dr_iface;
     avro_value_t dr_value;
     size_t dr_handled_count;
+    /* Original messages (topic/partition/offset) handled in this run: each replica
+     * publishes its own letter for a poison message (outbox.h note 3). */
+    char **dr_seen;
+    size_t dr_seen_count;
+    size_t dr_seen_cap;
+    size_t dr_duplicates;
 } dlq_run_t;
 
 static const char *header(rd_kafka_headers_t *hdrs, const char *name, char *out, size_t cap)
@@ -41,10 +47,37 @@ static const char *header(rd_kafka_headers_t *hdrs, const char *name, char *out,
     return out;
 }
 
+/* Whether the original message behind a letter was handled earlier in this run;
+ * remembers it otherwise. A letter without coordinates is never a duplicate. */
+static bool seen_before(dlq_run_t *run, rd_kafka_headers_t *hdrs)
+{
+    char topic[256], part[32], off[32], coords[330];
+    if (!header(hdrs, "__connect.errors.topic", topic, sizeof(topic)) ||
+        !header(hdrs, "__connect.errors.partition", part, sizeof(part)) ||
+        !header(hdrs, "__connect.errors.offset", off, sizeof(off)))
+        return false;
+    snprintf(coords, sizeof(coords), "%s/%s/%s", topic, part, off);
+    for (size_t i = 0; i < run->dr_seen_count; i++)
+        if (strcmp(run->dr_seen[i], coords) == 0)
+            return true;
+    if (run->dr_seen_count == run->dr_seen_cap) {
+        size_t cap = run->dr_seen_cap ? run->dr_seen_cap * 2 : 64;
+        char **grown = realloc(run->dr_seen, cap * sizeof(*grown));
+        if (!grown)
+            return false; /* handled again at worst: replays are harmless (version guard) */
+        run->dr_seen = grown;
+        run->dr_seen_cap = cap;
+    }
+    char *copy = strdup(coords);
+    if (copy)
+        run->dr_seen[run->dr_seen_count++] = copy;
+    return false;
+}
+
 /* One JSON line describing a dead letter (no payload: it may hold PII). */
 static void print_letter(const rd_kafka_message_t *m, rd_kafka_headers_t *hdrs)
 {
-    char topic[256], part[32], off[32], cls[64], reason[1100], seq[32];
+    char topic[256], part[32], off[32], cls[64], reason[1100], seq[32], replica[80];
     buf_t out = BUF_INIT;
     buf_append_str(&out, "{\"dlq_topic\":");
     const char *dlq = rd_kafka_topic_name(m->rkt);
@@ -61,7 +94,11 @@ static void print_letter(const rd_kafka_message_t *m, rd_kafka_headers_t *hdrs)
     buf_append_str(&out, ",\"reason\":");
     const char *r = header(hdrs, "__connect.errors.exception.message", reason, sizeof(reason));
     buf_append_json_str(&out, r ? r : "", r ? strlen(r) : 0);
-    buf_printf(&out, ",\"outbox_seq\":%s}", header(hdrs, "readmodel.outbox.seq", seq, sizeof(seq)) ?: "null");
+    buf_printf(&out, ",\"outbox_seq\":%s,\"replica\":",
+               header(hdrs, "readmodel.outbox.seq", seq, sizeof(seq)) ?: "null");
+    const char *rep = header(hdrs, "readmodel.replica", replica, sizeof(replica));
+    buf_append_json_str(&out, rep ? rep : "", rep ? strlen(rep) : 0);
+    buf_append_str(&out, "}");
     printf("%s\n", out.b_data);
     buf_free(&out);
 }
@@ -181,7 +218,13 @@ static int walk(dlq_run_t *run)
         char owner[128];
         rd_kafka_message_headers(m, &hdrs);
         const char *v = header(hdrs, "readmodel.view", owner, sizeof(owner));
-        if (v && strcmp(v, view->v_name) == 0) {
+        bool mine = v && strcmp(v, view->v_name) == 0;
+        /* list shows every replica's letter; replay and purge act once per message */
+        if (mine && strcmp(run->dr_command, "list") != 0 && seen_before(run, hdrs)) {
+            run->dr_duplicates++;
+            mine = false;
+        }
+        if (mine) {
             run->dr_count++;
             if (strcmp(run->dr_command, "list") == 0 || run->dr_dry_run)
                 print_letter(m, hdrs);
@@ -252,6 +295,14 @@ int dlq_main(app_t *app, const char *command, bool dry_run)
     int rc = walk(&run);
     fprintf(stderr, "projector dlq %s: %zu dead letter(s)%s\n", command, run.dr_count,
             dry_run ? " (dry run: nothing changed)" : "");
+    if (run.dr_duplicates)
+        fprintf(stderr,
+                "projector dlq %s: %zu more letter(s) of the same messages from other "
+                "replicas (acted on once)\n",
+                command, run.dr_duplicates);
+    for (size_t i = 0; i < run.dr_seen_count; i++)
+        free(run.dr_seen[i]);
+    free(run.dr_seen);
     if (run.dr_handled_count)
         fprintf(stderr, "projector dlq %s: %zu handled marker(s) published to %s (they clear degraded marks)\n", command,
                 run.dr_handled_count, app->ap_view->v_repair_topic);

@@ -310,8 +310,8 @@ static int adopt_current(const char *view_dir, pipe_t *pipe)
     if (rc)
         return rc;
     /* A current generation that may have lost writes is not read at all (a torn LMDB
-     * file can crash its reader): the new one records its own dead letters, and the
-     * daemon's start-up recovery skips those already published. */
+     * file can crash its reader): the new one records its own dead letters under a new
+     * replica id (outbox.h note 3), so those the torn one published appear again. */
     rc = store_check_durable(dir, err, sizeof(err));
     if (rc == RM_ESUSPECT) {
         log_warn("not comparing dead letters with the current generation: it may have lost "

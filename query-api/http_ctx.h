@@ -64,6 +64,8 @@ typedef struct http_ctx {
     struct MHD_Response *hc_healthz;   /* created once, reused (DESIGN.md §8) */
     struct MHD_Response *hc_not_found;
     struct MHD_Response *hc_dashboard;
+    struct MHD_Response *hc_ui; /* the agent screen page (ui.html) */
+    struct http_history *hc_history; /* the dashboard's last 15 minutes (http_history.h) */
     struct MHD_Response *hc_openapi;
     http_stats_t hc_stats;
     int64_t hc_waiters;            /* requests in a consistency wait (under hc_waiter_lock;

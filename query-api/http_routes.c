@@ -51,7 +51,7 @@ const char *http_route_name(http_route_t route)
 {
     static const char *const names[HTTP_ROUTE__COUNT] = {
         "not_found", "bad_request", "view", "lookup", "healthz", "readyz", "metrics", "status",
-        "dashboard", "openapi"};
+        "dashboard", "openapi", "ui", "status_history"};
     return route < HTTP_ROUTE__COUNT ? names[route] : "unknown";
 }
 
@@ -83,12 +83,20 @@ void http_parse_path(const char *url, http_request_t *req)
         req->hr_route = HTTP_ROUTE_STATUS;
         return;
     }
+    if (strcmp(url, "/v1/status/history") == 0) {
+        req->hr_route = HTTP_ROUTE_HISTORY;
+        return;
+    }
     if (strcmp(url, "/openapi.json") == 0) {
         req->hr_route = HTTP_ROUTE_OPENAPI;
         return;
     }
     if (strcmp(url, "/dashboard") == 0 || strcmp(url, "/dashboard/") == 0) {
         req->hr_route = HTTP_ROUTE_DASHBOARD;
+        return;
+    }
+    if (strcmp(url, "/ui/") == 0 || strcmp(url, "/ui") == 0) {
+        req->hr_route = HTTP_ROUTE_UI;
         return;
     }
     static const char prefix[] = "/v1/views/";

@@ -21,6 +21,8 @@ typedef enum http_route {
     HTTP_ROUTE_STATUS,        /* GET /v1/status: lag and health as JSON (the dashboard's data) */
     HTTP_ROUTE_DASHBOARD,     /* GET /dashboard: the lag dashboard page */
     HTTP_ROUTE_OPENAPI,       /* GET /openapi.json: the API description */
+    HTTP_ROUTE_UI,            /* GET /ui/: the Customer 360 agent screen (a page, no data) */
+    HTTP_ROUTE_HISTORY,       /* GET /v1/status/history: the dashboard's last 15 minutes */
     HTTP_ROUTE__COUNT
 } http_route_t;
 

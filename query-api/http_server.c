@@ -21,6 +21,7 @@
 #include "rm_time.h"
 #include "http_auth.h"
 #include "http_handlers.h"
+#include "http_history.h"
 #include "http_live.h"
 #include "http_logend.h"
 #include "http_problem.h"
@@ -31,6 +32,9 @@
 /* The dashboard page, embedded at build time from dashboard.html (tools/embed.py). */
 extern const char http_dashboard_html[];
 extern const size_t http_dashboard_html_len;
+/* The Customer 360 agent screen, embedded from ui.html the same way. */
+extern const char http_ui_html[];
+extern const size_t http_ui_html_len;
 /* The OpenAPI document, embedded from openapi.json the same way. */
 extern const char http_openapi_json[];
 extern const size_t http_openapi_json_len;
@@ -226,6 +230,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             resp = ctx->hc_openapi;
             shared = true;
             break;
+        case HTTP_ROUTE_UI:
+            resp = ctx->hc_ui;
+            shared = true;
+            break;
+        case HTTP_ROUTE_HISTORY: resp = http_history_response(ctx->hc_history, &status); break;
         case HTTP_ROUTE__COUNT: break;
         }
     }
@@ -234,6 +243,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     enum MHD_Result ret = queue(conn, status, resp, shared);
     count(ctx, req.hr_route, status, rm_mono_ns() - start);
     return ret;
+}
+
+/* An embedded page: it loads nothing from elsewhere, and says so to the browser; it holds
+ * no data (its scripts call the API with the caller's credential), so any cache may keep
+ * it, but a frame elsewhere may not show it. NULL when out of memory (queue() answers 500). */
+static struct MHD_Response *page_response(const char *html, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)html, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return NULL;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'self'; script-src 'unsafe-inline'; "
+                            "style-src 'unsafe-inline'; frame-ancestors 'none'");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    return resp;
 }
 
 http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
@@ -265,6 +291,7 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
     /* The page loads nothing from elsewhere; say so to the browser too. */
     MHD_add_response_header(ctx->hc_dashboard, "Content-Security-Policy",
                             "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+    ctx->hc_ui = page_response(http_ui_html, http_ui_html_len);
     ctx->hc_openapi = MHD_create_response_from_buffer(http_openapi_json_len, (void *)http_openapi_json,
                                                       MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(ctx->hc_openapi, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
@@ -298,6 +325,13 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
     int src = http_store_start(ctx); /* serves a store that exists now; follows "current" */
     if (src) {
         snprintf(errstr, errlen, "cannot start the store watcher: %s", rm_strerror(src));
+        http_server_stop(server);
+        return NULL;
+    }
+    ctx->hc_history = http_history_new(HTTP_HISTORY_SAMPLES);
+    if (!ctx->hc_history || (src = http_history_start(ctx->hc_history, ctx))) {
+        snprintf(errstr, errlen, "cannot start the status history: %s",
+                 rm_strerror(ctx->hc_history ? src : RM_ENOMEM));
         http_server_stop(server);
         return NULL;
     }
@@ -337,6 +371,9 @@ void http_server_stop(http_server_t *server)
         MHD_destroy_response(ctx->hc_dashboard);
     if (ctx->hc_openapi)
         MHD_destroy_response(ctx->hc_openapi);
+    if (ctx->hc_ui)
+        MHD_destroy_response(ctx->hc_ui);
+    http_history_free(ctx->hc_history); /* its thread reads the store: before closing it */
     http_store_stop(ctx);
     http_auth_cleanup(ctx);
     http_live_destroy(ctx->hc_live); /* after the workers: their curl handles are freed */

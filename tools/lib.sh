@@ -62,6 +62,23 @@ rm_python_test_deps() {
     { rm_log "pip cannot install ${RM_PY_PACKAGES[*]}"; return 1; }
 }
 
+# The browser tests' driver (tests/ui/driver.js) needs playwright-core, which drives the
+# system Chromium (no browser download): installed from the npm registry into
+# .cache/ui-node (git-ignored) at the version tests/ui/package.json pins; fast when present.
+rm_install_playwright() {
+  local dir="$RM_ROOT/.cache/ui-node"
+  if [ -f "$dir/node_modules/playwright-core/package.json" ] &&
+     cmp -s "$RM_ROOT/tests/ui/package.json" "$dir/package.json"; then
+    return 0
+  fi
+  # node and npm: Debian's packages unless a node with its own npm is there already
+  command -v node >/dev/null && command -v npm >/dev/null || rm_install_deps nodejs npm || return 1
+  mkdir -p "$dir"
+  cp "$RM_ROOT/tests/ui/package.json" "$dir/package.json"
+  (cd "$dir" && npm install --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null) ||
+    { rm_log "npm could not install playwright-core (tests/ui/package.json)"; return 1; }
+}
+
 # rm_build DIR [meson options...]: configures DIR once, then builds it (only the targets
 # in $RM_BUILD_TARGETS when set). Quiet unless something fails.
 rm_build() {

@@ -219,7 +219,7 @@ def test_open_routes_and_401s(secured):
     key = next(iter(oracle))
     path = VIEW + key
     for open_path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/dashboard",
-                      "/v1/status"):
+                      "/v1/status", "/v1/status/history", "/ui/"):
         status, _, _ = request(api, open_path)
         assert status == 200, open_path
     status, hdrs, body = request(api, path)

@@ -1,6 +1,7 @@
 """The lag dashboard in a real browser: headless Chromium (Debian's chromium) renders
-/dashboard while the pipeline runs live; every partition's lag figures appear in the DOM,
-and they change when more events arrive."""
+/dashboard while the pipeline runs live; every partition's lag figures appear in the DOM
+(topics expanded through the page's #expand= link), they change when more events arrive,
+and the charts draw the history the query API kept (/v1/status/history)."""
 import os
 import re
 import shutil
@@ -55,17 +56,31 @@ def test_dashboard_shows_live_lag_per_partition(broker, workdir, processes):
                  else None)(api.get("/v1/status")[2]), 60, "the projector to catch up")
     expected = {(p["topic"], p["partition"]) for p in status["partitions"]}
 
-    dom = rendered_dom(api.base + "/dashboard")
+    topics = sorted({t for t, _ in expected})
+    url = api.base + "/dashboard#expand=" + ",".join(topics)
+    dom = rendered_dom(url)
     before = partition_rows(dom)
     assert set(before) == expected, f"rows for {sorted(set(expected) - set(before))[:5]} missing"
-    assert 'class="state running"' in dom
+    assert re.search(r'id="state" class="state [^"]*\brunning\b', dom), dom[:2000]
     assert 'id="dead-letters">0<' in dom
+    # the per-topic rollup sums its partitions
+    for t in topics:
+        m = re.search(rf'<tr id="t-{t}" class="topic" data-lag-messages="(\d+)" '
+                      rf'data-lag-seconds="[0-9.]+" data-next-offset="(\d+)" data-partitions="(\d+)"', dom)
+        assert m, f"no rollup row for {t}"
+        assert int(m.group(2)) == sum(n for (tt, _), (_, n) in before.items() if tt == t)
+        assert int(m.group(3)) == 6
+    # the query API keeps the history the charts draw; the lines are there at once
+    history = harness.wait_until(lambda: (lambda h: h if len(h["samples"]) >= 2 else None)(
+        api.get("/v1/status/history")[2]), 30, "two history samples")
+    assert set(history["topics"]) == set(topics)
+    assert dom.count("<path d=\"M") >= len(topics), "the charts drew no lines"
 
     # more events: the figures on the page follow
     harness.simulate(broker.bootstrap, workdir, 200, 32)
     harness.wait_until(lambda: api.get("/v1/status")[2]["state"] == "running" and
                        sum(p["next_offset"] for p in api.get("/v1/status")[2]["partitions"]) >
                        sum(n for _, n in before.values()), 60, "the new events to be applied")
-    after = partition_rows(rendered_dom(api.base + "/dashboard"))
+    after = partition_rows(rendered_dom(url))
     changed = [k for k in expected if after[k][1] != before[k][1]]
     assert len(changed) >= 30, f"only {len(changed)} partitions changed on the page"

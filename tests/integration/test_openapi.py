@@ -91,6 +91,8 @@ def test_openapi_document_matches_the_server(broker, workdir, processes):
         ("/metrics", "200"): lambda: api.get("/metrics"),
         ("/v1/status", "200"): lambda: api.get("/v1/status"),
         ("/dashboard", "200"): lambda: api.get("/dashboard"),
+        ("/v1/status/history", "200"): lambda: api.get("/v1/status/history"),
+        ("/ui/", "200"): lambda: api.get("/ui/"),
         ("/openapi.json", "200"): lambda: api.get("/openapi.json"),
     }
     listed = {(path, status) for path, item in doc["paths"].items()

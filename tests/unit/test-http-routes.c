@@ -22,6 +22,13 @@ START_TEST(test_routes)
     ck_assert_int_eq(parse("/").hr_route, HTTP_ROUTE_NOT_FOUND);
     ck_assert_int_eq(parse("/healthz/").hr_route, HTTP_ROUTE_NOT_FOUND);
     ck_assert_int_eq(parse("/v2/views/x/y").hr_route, HTTP_ROUTE_NOT_FOUND);
+    /* the agent screen is a page of its own, open like the dashboard (it carries no data) */
+    ck_assert_int_eq(parse("/ui/").hr_route, HTTP_ROUTE_UI);
+    ck_assert_int_eq(parse("/ui").hr_route, HTTP_ROUTE_UI);
+    ck_assert_str_eq(http_route_name(HTTP_ROUTE_UI), "ui");
+    ck_assert_int_eq(parse("/ui/x").hr_route, HTTP_ROUTE_NOT_FOUND);
+    ck_assert_int_eq(parse("/v1/status/history").hr_route, HTTP_ROUTE_HISTORY);
+    ck_assert_str_eq(http_route_name(HTTP_ROUTE_HISTORY), "status_history");
     http_request_t req = parse("/v1/views/customer360/C1-000042");
     ck_assert_int_eq(req.hr_route, HTTP_ROUTE_VIEW);
     ck_assert_str_eq(req.hr_view, "customer360");
