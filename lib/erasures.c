@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #define ERASURES_TAG 'E'
-#define ERASURES_FIXED_BYTES (1 + 2 + 8 + 4) /* tag, key length, erased_at, checksum */
+#define ERASURES_FIXED_BYTES ERASURES_RECORD_BYTES(0) /* tag, key length, erased_at, checksum */
 
 struct erasures {
     int er_fd; /* -1: read-only and the file does not exist (an empty ledger) */
@@ -221,5 +221,58 @@ int erasures_append(erasures_t *erasures, const char *const *keys, const size_t 
         erasures->er_valid_end = end + (int64_t)total;
     flock(erasures->er_fd, LOCK_UN);
     free(buf);
+    return rc;
+}
+
+#define ERASURES_COPY_BATCH 1024 /* records per append (one fdatasync each) */
+#define ERASURES_COPY_BYTES (1024 * 1024) /* key bytes per append; a key is < 64 KiB */
+
+typedef struct erasures_batch {
+    erasures_t *eb_dst;
+    const char *eb_keys[ERASURES_COPY_BATCH];
+    size_t eb_lens[ERASURES_COPY_BATCH];
+    int64_t eb_ats[ERASURES_COPY_BATCH];
+    size_t eb_count;
+    size_t eb_used; /* bytes of eb_bytes in use */
+    char eb_bytes[ERASURES_COPY_BYTES]; /* the keys: the scan's buffer ends with the scan */
+} erasures_batch_t;
+
+static int batch_flush(erasures_batch_t *eb)
+{
+    int rc = erasures_append(eb->eb_dst, eb->eb_keys, eb->eb_lens, eb->eb_ats, eb->eb_count);
+    eb->eb_count = 0;
+    eb->eb_used = 0;
+    return rc;
+}
+
+static int copy_one(void *ctx, const char *key, size_t key_len, int64_t erased_at_ms)
+{
+    erasures_batch_t *eb = ctx;
+    int rc = 0;
+    if (eb->eb_count == ERASURES_COPY_BATCH || eb->eb_used + key_len > sizeof(eb->eb_bytes))
+        rc = batch_flush(eb);
+    if (rc)
+        return rc;
+    memcpy(eb->eb_bytes + eb->eb_used, key, key_len);
+    eb->eb_keys[eb->eb_count] = eb->eb_bytes + eb->eb_used;
+    eb->eb_used += key_len;
+    eb->eb_lens[eb->eb_count] = key_len;
+    eb->eb_ats[eb->eb_count++] = erased_at_ms;
+    return 0;
+}
+
+int erasures_copy(erasures_t *dst, erasures_t *src)
+{
+    if (dst->er_readonly || dst->er_fd < 0)
+        return RM_EINVAL;
+    erasures_batch_t *eb = malloc(sizeof(*eb));
+    if (!eb)
+        return RM_ENOMEM;
+    eb->eb_dst = dst;
+    eb->eb_count = eb->eb_used = 0;
+    int rc = erasures_scan(src, 0, copy_one, eb, NULL);
+    if (!rc && eb->eb_count)
+        rc = batch_flush(eb);
+    free(eb);
     return rc;
 }

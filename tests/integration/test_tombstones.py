@@ -2,6 +2,7 @@
 rule for their topic: on `customers` the customer is erased, on `orders` the order leaves
 the list, elsewhere they are counted and skipped."""
 import json
+import os
 import subprocess
 
 import harness
@@ -67,4 +68,60 @@ def test_an_erasure_survives_a_rebuild_after_compaction(broker, workdir, process
     assert out.returncode == 0, out.stderr[-3000:]
     docs = harness.inspect_docs(config2, [gone["key"], kept["key"]])
     assert docs[gone["key"]] is None, "the erased customer came back in the rebuilt generation"
+    assert docs[kept["key"]]["sections"] == kept["sections"]
+
+
+def copy_topic(source, target, topic):
+    """Copies every record of topic (key|value lines) from one broker to another; nothing
+    when the source has no such topic."""
+    out = subprocess.run(["kcat", "-C", "-b", source, "-t", topic, "-e", "-q", "-K", "|",
+                          "-f", "%k|%s\n"], capture_output=True, timeout=60)
+    records = out.stdout if out.returncode == 0 else b""
+    if records.strip():
+        subprocess.run(["kcat", "-P", "-b", target, "-t", topic, "-K", "|"],
+                       input=records, check=True, timeout=60)
+    return records.decode().splitlines()
+
+
+def test_a_new_replica_never_serves_a_customer_erased_before_compaction(broker, workdir, processes):
+    """Replica A erases a customer; later compaction removes the tombstone from `customers`
+    (here: a second broker holding the same stream without it, and the erasure topic
+    carried over as a real cluster keeps it). Replica B, started on an EMPTY data
+    directory, must take the erasure from the erasure topic before it applies anything,
+    so its store never holds the customer, not even briefly."""
+    _, oracle_path = harness.simulate(broker.bootstrap, workdir, 40, 29)
+    live = [c for c in harness.read_oracle(oracle_path)
+            if not c["erased"] and c["sections"]["orders"]]
+    gone, kept = live[0], live[1]
+    tombstone(broker.bootstrap, "customers", gone["key"])
+    dir_a, dir_b = os.path.join(workdir, "a"), os.path.join(workdir, "b")
+    os.makedirs(dir_a)
+    os.makedirs(dir_b)
+    config_a = harness.write_config(dir_a, broker.bootstrap, projector__metrics_listen="")
+    out = harness.run_projector(config_a)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert harness.inspect_docs(config_a, [gone["key"]])[gone["key"]] is None
+
+    compacted = harness.DevBroker(workdir)
+    processes.append(compacted)
+    _, oracle_path = harness.simulate(compacted.bootstrap, workdir, 40, 29)
+    kept = {c["key"]: c for c in harness.read_oracle(oracle_path)}[kept["key"]]
+    copied = copy_topic(broker.bootstrap, compacted.bootstrap, "customer360.erasures")
+    assert any(line.startswith(gone["key"] + "|") for line in copied), \
+        f"replica A did not publish its erasure to customer360.erasures: {copied}"
+
+    config_b = harness.write_config(dir_b, compacted.bootstrap, projector__metrics_listen="")
+    out = harness.run_projector(config_b)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # Before B applied its first event, the erasure was in its ledger: the merge is logged
+    # before the pipeline starts, and the key is B's ledger's first record.
+    lines = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
+    msgs = [line.get("msg") for line in lines]
+    assert "erasures merged from the erasure topic" in msgs, msgs
+    assert msgs.index("erasures merged from the erasure topic") < msgs.index("projector started")
+    with open(os.path.join(dir_b, "data", "customer360", "erasures.log"), "rb") as f:
+        ledger = f.read()
+    assert ledger[3:3 + len(gone["key"])] == gone["key"].encode(), ledger[:64]
+    docs = harness.inspect_docs(config_b, [gone["key"], kept["key"]])
+    assert docs[gone["key"]] is None, "replica B serves a customer erased before compaction"
     assert docs[kept["key"]]["sections"] == kept["sections"]
