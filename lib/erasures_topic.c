@@ -15,6 +15,9 @@
 
 #define ERASURES_TOPIC_APPEND_BATCH 1024 /* keys per ledger append when merging */
 #define ERASURES_TOPIC_POLL_MS 100 /* one consumer poll of a pull */
+/* One metadata or watermark request: short, so that a caller retrying an unreachable
+ * broker notices a stop request soon (a pod has 30 s to stop). */
+#define ERASURES_TOPIC_REQUEST_MS 5000
 
 struct erasures_topic {
     const cfg_t *et_cfg;
@@ -308,7 +311,9 @@ static int read_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, et_keys
 {
     int64_t deadline = rm_mono_ms() + timeout_ms;
     int32_t count = 0;
-    int rc = topic_partitions(rk, topic, timeout_ms, &count, errstr, errlen);
+    int rc = topic_partitions(
+        rk, topic, timeout_ms < ERASURES_TOPIC_REQUEST_MS ? timeout_ms : ERASURES_TOPIC_REQUEST_MS,
+        &count, errstr, errlen);
     if (rc)
         return rc;
     int64_t *high = calloc((size_t)count, sizeof(*high));
@@ -322,7 +327,8 @@ static int read_topic(rd_kafka_t *rk, const char *topic, int timeout_ms, et_keys
     int32_t remaining = 0;
     for (int32_t p = 0; p < count && !rc; p++) {
         int64_t low;
-        int wait = (int)(deadline - rm_mono_ms());
+        int64_t left = deadline - rm_mono_ms();
+        int wait = (int)(left < ERASURES_TOPIC_REQUEST_MS ? left : ERASURES_TOPIC_REQUEST_MS);
         rd_kafka_resp_err_t err =
             rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high[p], wait > 0 ? wait : 1);
         if (err) {

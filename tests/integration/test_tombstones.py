@@ -125,3 +125,75 @@ def test_a_new_replica_never_serves_a_customer_erased_before_compaction(broker, 
     docs = harness.inspect_docs(config_b, [gone["key"], kept["key"]])
     assert docs[gone["key"]] is None, "replica B serves a customer erased before compaction"
     assert docs[kept["key"]]["sections"] == kept["sections"]
+
+
+def test_a_replica_applies_nothing_until_it_has_read_the_erasure_topic(workdir, processes):
+    """With the broker down at start, a replica waits at the erasure topic (it says so) and
+    applies nothing; once the broker is back it merges the erasures before its pipeline
+    starts, never skipping them."""
+    control = os.path.join(workdir, "control.fifo")
+    broker = harness.DevBroker(workdir, extra=("--control", control))
+    processes.append(broker)
+    harness.wait_until(lambda: os.path.exists(control), 10, "the control FIFO")
+    _, oracle_path = harness.simulate(broker.bootstrap, workdir, 30, 31)
+    gone = [c for c in harness.read_oracle(oracle_path) if not c["erased"]][0]
+    tombstone(broker.bootstrap, "customers", gone["key"])
+    dir_a, dir_b = os.path.join(workdir, "a"), os.path.join(workdir, "b")
+    os.makedirs(dir_a)
+    os.makedirs(dir_b)
+    config_a = harness.write_config(dir_a, broker.bootstrap, projector__metrics_listen="")
+    out = harness.run_projector(config_a)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+    fifo = os.open(control, os.O_WRONLY)
+    os.write(fifo, b"broker-down 1\n")
+    harness.wait_until(lambda: "ok: broker-down" in broker.log_text(), 10, "the broker down")
+    config_b = harness.write_config(dir_b, broker.bootstrap, projector__metrics_listen="")
+    replica = harness.Process("projector-b", [harness.binary("projector/projector"), "--config",
+                                              config_b, "--until-caught-up"], dir_b)
+    processes.append(replica)
+    harness.wait_until(lambda: "cannot read the erasure topic" in replica.log_text(), 60,
+                       "the replica waiting for the erasure topic")
+    assert replica.alive()
+    assert "projector started" not in replica.log_text()
+    os.write(fifo, b"broker-up 1\n")
+    os.close(fifo)
+    assert replica.wait(120) == 0, replica.log_text()[-3000:]
+    msgs = [json.loads(line) for line in replica.log_text().splitlines() if line.startswith("{")]
+    merged = [m for m in msgs if m.get("msg") == "erasures merged from the erasure topic"]
+    assert merged and merged[0]["merged"] >= 1, msgs
+    names = [m.get("msg") for m in msgs]
+    assert names.index("erasures merged from the erasure topic") < names.index("projector started")
+    assert harness.inspect_docs(config_b, [gone["key"]])[gone["key"]] is None
+
+
+def test_a_running_daemon_publishes_its_erasures(broker, workdir, processes):
+    """The daemon publishes a live erasure while it runs (not only when it exits), and
+    marks the ledger published once the broker acknowledged it."""
+    _, oracle_path = harness.simulate(broker.bootstrap, workdir, 20, 37)
+    gone = [c for c in harness.read_oracle(oracle_path) if not c["erased"]][0]
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="")
+    daemon = harness.Process("projector", [harness.binary("projector/projector"), "--config",
+                                           config], workdir)
+    processes.append(daemon)
+    harness.wait_until(lambda: "projector started" in daemon.log_text(), 60, "the daemon")
+    tombstone(broker.bootstrap, "customers", gone["key"])
+
+    def published():
+        out = subprocess.run(["kcat", "-C", "-b", broker.bootstrap, "-t", "customer360.erasures",
+                              "-e", "-q", "-f", "%k\n"], capture_output=True, text=True,
+                             timeout=60)
+        return gone["key"] in out.stdout.split()
+    harness.wait_until(published, 60, "the erasure on customer360.erasures", interval=0.5)
+    view_dir = os.path.join(workdir, "data", "customer360")
+    ledger_bytes = os.path.getsize(os.path.join(view_dir, "erasures.log"))
+
+    def marked():
+        try:
+            with open(os.path.join(view_dir, "erasures.published")) as f:
+                return int(f.read()) == ledger_bytes
+        except (OSError, ValueError):
+            return False
+    harness.wait_until(marked, 30, "erasures.published at the ledger's end", interval=0.2)
+    assert daemon.alive()
+    assert daemon.stop() == 0
