@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 
+import pytest
+
 import harness
 
 
@@ -83,12 +85,15 @@ def copy_topic(source, target, topic):
     return records.decode().splitlines()
 
 
-def test_a_new_replica_never_serves_a_customer_erased_before_compaction(broker, workdir, processes):
+@pytest.mark.parametrize("start", ["daemon", "rebuild"])
+def test_a_new_replica_never_serves_a_customer_erased_before_compaction(broker, workdir, processes,
+                                                                        start):
     """Replica A erases a customer; later compaction removes the tombstone from `customers`
     (here: a second broker holding the same stream without it, and the erasure topic
     carried over as a real cluster keeps it). Replica B, started on an EMPTY data
-    directory, must take the erasure from the erasure topic before it applies anything,
-    so its store never holds the customer, not even briefly."""
+    directory (as a daemon, or by `projector rebuild`), must take the erasure from the
+    erasure topic before it applies anything, so its store never holds the customer,
+    not even briefly."""
     _, oracle_path = harness.simulate(broker.bootstrap, workdir, 40, 29)
     live = [c for c in harness.read_oracle(oracle_path)
             if not c["erased"] and c["sections"]["orders"]]
@@ -111,14 +116,22 @@ def test_a_new_replica_never_serves_a_customer_erased_before_compaction(broker, 
         f"replica A did not publish its erasure to customer360.erasures: {copied}"
 
     config_b = harness.write_config(dir_b, compacted.bootstrap, projector__metrics_listen="")
-    out = harness.run_projector(config_b)
+    if start == "daemon":
+        out = harness.run_projector(config_b)
+    else:
+        out = subprocess.run([harness.binary("projector/projector"), "--config", config_b,
+                              "rebuild"], cwd=harness.ROOT, capture_output=True, text=True,
+                             timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     # Before B applied its first event, the erasure was in its ledger: the merge is logged
     # before the pipeline starts, and the key is B's ledger's first record.
     lines = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
     msgs = [line.get("msg") for line in lines]
     assert "erasures merged from the erasure topic" in msgs, msgs
-    assert msgs.index("erasures merged from the erasure topic") < msgs.index("projector started")
+    first_apply = "projector started" if start == "daemon" else "rebuild started"
+    starts = [i for i, m in enumerate(msgs) if m and m.startswith(first_apply)]
+    assert starts, msgs
+    assert msgs.index("erasures merged from the erasure topic") < starts[0]
     with open(os.path.join(dir_b, "data", "customer360", "erasures.log"), "rb") as f:
         ledger = f.read()
     assert ledger[3:3 + len(gone["key"])] == gone["key"].encode(), ledger[:64]
