@@ -18,6 +18,8 @@
 /* One metadata or watermark request: short, so that a caller retrying an unreachable
  * broker notices a stop request soon (a pod has 30 s to stop). */
 #define ERASURES_TOPIC_REQUEST_MS 5000
+/* How long a push step waits for the cluster id before it first produces. */
+#define ERASURES_TOPIC_CLUSTERID_MS 100
 
 struct erasures_topic {
     const cfg_t *et_cfg;
@@ -25,6 +27,8 @@ struct erasures_topic {
     char *et_view_dir;
     erasures_t *et_erasures;
     rd_kafka_t *et_producer; /* NULL: this client only pulls */
+    char et_identity[512]; /* "<topic> <cluster id>" once the cluster id is known */
+    bool et_mark_loaded; /* et_mark was read (needs et_identity) */
     int64_t et_mark; /* ledger offset up to which every record is acknowledged */
     int64_t et_inflight_end; /* ledger offset up to which records were produced */
     int64_t et_outstanding; /* produced, delivery not yet reported */
@@ -61,9 +65,9 @@ static int mark_walk_one(void *ctx, const char *key, size_t key_len, int64_t era
     return mw->mw_pos > mw->mw_target ? 1 : 0; /* passed it: inside a record */
 }
 
-int64_t erasures_topic_mark_load(const char *view_dir, erasures_t *erasures)
+int64_t erasures_topic_mark_load(const char *view_dir, const char *identity, erasures_t *erasures)
 {
-    char path[4096], text[32];
+    char path[4096], text[600];
     snprintf(path, sizeof(path), "%s/%s", view_dir, ERASURES_PUBLISHED_FILE);
     FILE *f = fopen(path, "r");
     if (!f)
@@ -74,7 +78,11 @@ int64_t erasures_topic_mark_load(const char *view_dir, erasures_t *erasures)
     char *end;
     errno = 0;
     long long mark = strtoll(text, &end, 10);
-    if (errno || end == text || (*end && *end != '\n') || mark <= 0)
+    /* A mark of another topic or cluster (a renamed topic, a migration) says nothing
+     * about this one. */
+    size_t id_len = strlen(identity);
+    if (errno || end == text || mark <= 0 || *end != ' ' || strncmp(end + 1, identity, id_len) ||
+        strcmp(end + 1 + id_len, "\n"))
         return 0;
     /* Republishing is cheap and idempotent; skipping is a lost erasure. So the mark is
      * trusted only where it is a record boundary of this ledger (a ledger replaced by
@@ -89,12 +97,14 @@ int64_t erasures_topic_mark_load(const char *view_dir, erasures_t *erasures)
     return mw.mw_found ? mark : 0;
 }
 
-int erasures_topic_mark_store(const char *view_dir, int64_t mark)
+int erasures_topic_mark_store(const char *view_dir, const char *identity, int64_t mark)
 {
-    char path[4096], tmp[4200], text[32];
+    char path[4096], tmp[4200], text[600];
     snprintf(path, sizeof(path), "%s/%s", view_dir, ERASURES_PUBLISHED_FILE);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    int len = snprintf(text, sizeof(text), "%" PRId64 "\n", mark);
+    int len = snprintf(text, sizeof(text), "%" PRId64 " %s\n", mark, identity);
+    if (len < 0 || (size_t)len >= sizeof(text))
+        return RM_EINVAL;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return RM_EIO;
@@ -158,7 +168,6 @@ erasures_topic_t *erasures_topic_new(const cfg_t *cfg, const char *topic, erasur
         erasures_topic_destroy(et);
         return NULL;
     }
-    et->et_mark = et->et_inflight_end = erasures_topic_mark_load(view_dir, erasures);
     return et;
 }
 
@@ -246,8 +255,11 @@ static int topic_record(et_keys_t *ks, const rd_kafka_message_t *m)
 
 static rd_kafka_t *pull_consumer(const erasures_topic_t *et, char *errstr, size_t errlen)
 {
+    /* Named after the projector's group, as the dead-letter recovery's is, so that an
+     * ACL on the group prefix covers it; nothing is ever committed to it. */
+    const char *base = cfg_kafka_get(et->et_cfg, "group.id");
     char group[300];
-    snprintf(group, sizeof(group), "%s-pull", et->et_topic);
+    snprintf(group, sizeof(group), "%s-erasures", base ? base : "readmodel");
     /* No commits: the topic is read whole at every pull. */
     const char *const defaults[] = {"group.id",
                                     group,
@@ -498,6 +510,20 @@ int erasures_topic_push(erasures_topic_t *et, int wait_ms, char *errstr, size_t 
         rd_kafka_poll(et->et_producer, 0);
     if (et->et_outstanding > 0)
         return 0;
+    if (!et->et_mark_loaded) {
+        /* The mark belongs to one topic of one cluster: wait until the producer knows
+         * which cluster it talks to (its first metadata answer). */
+        char *cluster = rd_kafka_clusterid(et->et_producer, ERASURES_TOPIC_CLUSTERID_MS);
+        if (!cluster) {
+            snprintf(errstr, errlen, "%s: the cluster id is not known yet", et->et_topic);
+            return 0; /* nothing is produced until then; try again at the next step */
+        }
+        snprintf(et->et_identity, sizeof(et->et_identity), "%s %s", et->et_topic, cluster);
+        free(cluster);
+        et->et_mark = et->et_inflight_end =
+            erasures_topic_mark_load(et->et_view_dir, et->et_identity, et->et_erasures);
+        et->et_mark_loaded = true;
+    }
     int rc = 0;
     if (et->et_failed) {
         /* Produce again from the mark: duplicates are harmless (idempotent by key). */
@@ -506,7 +532,8 @@ int erasures_topic_push(erasures_topic_t *et, int wait_ms, char *errstr, size_t 
         snprintf(errstr, errlen, "%s", et->et_delivery_err);
         rc = RM_EKAFKA;
     } else if (et->et_inflight_end > et->et_mark) {
-        if ((rc = erasures_topic_mark_store(et->et_view_dir, et->et_inflight_end))) {
+        if ((rc = erasures_topic_mark_store(et->et_view_dir, et->et_identity,
+                                            et->et_inflight_end))) {
             snprintf(errstr, errlen, "%s/%s: cannot write", et->et_view_dir,
                      ERASURES_PUBLISHED_FILE);
             return rc;

@@ -9,9 +9,10 @@
  *     long ago the tombstone on the source topic was compacted away.
  * (2) Publishing is at-least-once and idempotent by key: a record is produced only
  *     after it is durable in the ledger, and <view_dir>/erasures.published holds the
- *     ledger offset up to which every record was acknowledged. A start publishes again
- *     everything past it; so does a mark that is not a record boundary of this ledger
- *     (a ledger replaced by hand).
+ *     ledger offset up to which every record was acknowledged, with the topic and the
+ *     cluster id it was acknowledged by. A start publishes again everything past it;
+ *     everything, when the mark is not a record boundary of this ledger (a ledger
+ *     replaced by hand) or names another topic or cluster.
  * (3) Pulling reads every partition from its start to the high watermark read at the
  *     start of the pull, and appends to the ledger every key the ledger lacks; the
  *     engine then erases those keys in every store (engine.h, eo_erasures). A broker
@@ -72,11 +73,13 @@ int erasures_topic_push(erasures_topic_t *et, int wait_ms, char *errstr, size_t 
 int64_t erasures_topic_pending(erasures_topic_t *et);
 
 /* The published mark (note 2) as kept in view_dir, checked against the ledger: the
- * stored offset when it is a record boundary of erasures, 0 when the file is missing,
- * unreadable, past the ledger's end or inside a record. Exposed for the unit tests. */
-int64_t erasures_topic_mark_load(const char *view_dir, erasures_t *erasures);
+ * stored offset when it was stored for identity ("<topic> <cluster id>") and is a
+ * record boundary of erasures; 0 when the file is missing or unreadable, names another
+ * topic or cluster, or lies past the ledger's end or inside a record. Exposed for the
+ * unit tests. */
+int64_t erasures_topic_mark_load(const char *view_dir, const char *identity, erasures_t *erasures);
 /* Replaces the mark durably (temporary file, fsync, rename, fsync of view_dir).
- * Returns 0 or RM_EIO. */
-int erasures_topic_mark_store(const char *view_dir, int64_t mark);
+ * Returns 0, RM_EINVAL (identity too long) or RM_EIO. */
+int erasures_topic_mark_store(const char *view_dir, const char *identity, int64_t mark);
 
 #endif

@@ -204,7 +204,8 @@ def test_a_running_daemon_publishes_its_erasures(broker, workdir, processes):
     def marked():
         try:
             with open(os.path.join(view_dir, "erasures.published")) as f:
-                return int(f.read()) == ledger_bytes
+                mark, topic, _cluster = f.read().split()
+            return int(mark) == ledger_bytes and topic == "customer360.erasures"
         except (OSError, ValueError):
             return False
     harness.wait_until(marked, 30, "erasures.published at the ledger's end", interval=0.2)

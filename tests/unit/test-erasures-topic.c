@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define ID "v.erasures c1" /* topic and cluster id */
+
 static erasures_t *ledger_with(const char *dir, size_t count)
 {
     static const char *const keys[] = {"C1", "C22", "C333"};
@@ -34,21 +36,25 @@ START_TEST(test_the_mark_is_trusted_only_on_a_record_boundary)
 {
     char *dir = ts_tmpdir();
     erasures_t *e = ledger_with(dir, 3); /* records at 0, 17, 35; end 54 */
-    ck_assert_int_eq(erasures_topic_mark_load(dir, e), 0); /* no file: publish all */
-    ck_assert_int_eq(erasures_topic_mark_store(dir, 17), 0);
-    ck_assert_int_eq(erasures_topic_mark_load(dir, e), 17);
-    ck_assert_int_eq(erasures_topic_mark_store(dir, 54), 0);
-    ck_assert_int_eq(erasures_topic_mark_load(dir, e), 54); /* the end: all published */
+    ck_assert_int_eq(erasures_topic_mark_load(dir, ID, e), 0); /* no file: publish all */
+    ck_assert_int_eq(erasures_topic_mark_store(dir, ID, 17), 0);
+    ck_assert_int_eq(erasures_topic_mark_load(dir, ID, e), 17);
+    ck_assert_int_eq(erasures_topic_mark_store(dir, ID, 54), 0);
+    ck_assert_int_eq(erasures_topic_mark_load(dir, ID, e), 54); /* the end: all published */
     /* A mark inside a record, or past the end (the ledger was replaced or cut back),
      * could skip an erasure: publish everything again. */
-    ck_assert_int_eq(erasures_topic_mark_store(dir, 20), 0);
-    ck_assert_int_eq(erasures_topic_mark_load(dir, e), 0);
-    ck_assert_int_eq(erasures_topic_mark_store(dir, 90), 0);
-    ck_assert_int_eq(erasures_topic_mark_load(dir, e), 0);
-    ts_write_file(dir, ERASURES_PUBLISHED_FILE, "17x");
-    ck_assert_int_eq(erasures_topic_mark_load(dir, e), 0);
+    ck_assert_int_eq(erasures_topic_mark_store(dir, ID, 20), 0);
+    ck_assert_int_eq(erasures_topic_mark_load(dir, ID, e), 0);
+    ck_assert_int_eq(erasures_topic_mark_store(dir, ID, 90), 0);
+    ck_assert_int_eq(erasures_topic_mark_load(dir, ID, e), 0);
+    ck_assert_int_eq(erasures_topic_mark_store(dir, ID, 17), 0);
+    ck_assert_int_eq(erasures_topic_mark_load(dir, "v.erasures other-cluster", e), 0);
+    ck_assert_int_eq(erasures_topic_mark_load(dir, "renamed.erasures c1", e), 0);
+    ck_assert_int_eq(erasures_topic_mark_load(dir, "v.erasures c", e), 0); /* a prefix */
+    ts_write_file(dir, ERASURES_PUBLISHED_FILE, "17x v.erasures c1");
+    ck_assert_int_eq(erasures_topic_mark_load(dir, ID, e), 0);
     ts_write_file(dir, ERASURES_PUBLISHED_FILE, "");
-    ck_assert_int_eq(erasures_topic_mark_load(dir, e), 0);
+    ck_assert_int_eq(erasures_topic_mark_load(dir, ID, e), 0);
     erasures_close(e);
     ts_rmtree(dir);
 }
