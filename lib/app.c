@@ -3,7 +3,6 @@
 #include "log.h"
 #include "rm_err.h"
 #include "rm_build.h"
-#include "rm_time.h"
 
 #include <avro.h>
 #include <errno.h>
@@ -145,8 +144,7 @@ void app_print_version(const char *prog)
 #define APP_PULL_BACKOFF_MAX_MS 10000
 
 int app_pull_erasures(const app_t *app, erasures_t *erasures, const char *view_dir,
-                      erasures_topic_t *et, volatile sig_atomic_t *stop, int64_t give_up_ms,
-                      bool *ret_missing)
+                      erasures_topic_t *et, volatile sig_atomic_t *stop, bool *ret_missing)
 {
     if (ret_missing)
         *ret_missing = false;
@@ -161,7 +159,6 @@ int app_pull_erasures(const app_t *app, erasures_t *erasures, const char *view_d
         log_error("cannot read the erasure topic", LOG_S("topic", topic), LOG_S("error", err));
         return RM_ECONFIG;
     }
-    int64_t start_ms = rm_mono_ms();
     int backoff_ms = 250, rc;
     for (int attempt = 1;; attempt++) {
         size_t merged = 0;
@@ -182,8 +179,7 @@ int app_pull_erasures(const app_t *app, erasures_t *erasures, const char *view_d
             log_error("cannot merge the erasure topic", LOG_S("topic", topic), LOG_S("error", err));
             break;
         }
-        bool give_up = (stop && *stop) ||
-                       (give_up_ms > 0 && rm_mono_ms() - start_ms + backoff_ms > give_up_ms);
+        bool give_up = stop && *stop;
         log_warn(
             give_up
                 ? "cannot read the erasure topic; giving up"

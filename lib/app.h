@@ -68,13 +68,12 @@ int app_mkdirs(const char *path);
 
 /* Merges the view's erasure topic (erasures_topic.h) into the ledger at view_dir before
  * anything is applied, logging the outcome. A broker that does not answer is retried
- * with backoff, never skipped, until *stop is set or give_up_ms (0: never) has passed; a
+ * with backoff, never skipped, until *stop is set (stop may be NULL: never); a
  * topic the broker says does not exist is fine (nothing was published to it) and sets
  * *ret_missing (may be NULL). When et is given (a publishing client) it is used, else a
- * pull-only client is made. Returns 0, RM_ETIMEOUT (gave up or stopped), RM_ECONFIG or
- * another rm_err code. */
+ * pull-only client is made. Returns 0, RM_ETIMEOUT (stopped), RM_ECONFIG or another
+ * rm_err code. */
 int app_pull_erasures(const app_t *app, erasures_t *erasures, const char *view_dir,
-                      erasures_topic_t *et, volatile sig_atomic_t *stop, int64_t give_up_ms,
-                      bool *ret_missing);
+                      erasures_topic_t *et, volatile sig_atomic_t *stop, bool *ret_missing);
 
 #endif

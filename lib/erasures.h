@@ -54,9 +54,4 @@ typedef int (*erasures_cb)(void *ctx, const char *key, size_t key_len, int64_t e
  * passed to cb. Returns 0, RM_EIO, or cb's code. */
 int erasures_scan(erasures_t *erasures, int64_t from, erasures_cb cb, void *ctx, int64_t *ret_end);
 
-/* Appends every record of src to dst (durably, in batches): a private ledger that
- * starts as a copy of a view's, such as reconcile's scratch store uses. src and dst are
- * different files. Returns 0, RM_EINVAL (dst read-only), RM_EIO, RM_ENOMEM. */
-int erasures_copy(erasures_t *dst, erasures_t *src);
-
 #endif

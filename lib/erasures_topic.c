@@ -3,6 +3,7 @@
 #include "kafka.h"
 #include "rm_err.h"
 #include "rm_time.h"
+#include "view.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -242,8 +243,9 @@ static int ledger_key(void *ctx, const char *key, size_t key_len, int64_t erased
 /* One record of the topic into ks; anything that is not an erasure is skipped. */
 static int topic_record(et_keys_t *ks, const rd_kafka_message_t *m)
 {
-    if (!m->key || m->key_len == 0 || m->key_len > UINT16_MAX || !m->payload)
-        return 0; /* no key, or a tombstone: never written by a projector */
+    if (!m->key || m->key_len == 0 || m->key_len > VIEW_KEY_MAX_BYTES ||
+        memchr(m->key, '\0', m->key_len) || !m->payload)
+        return 0; /* not a view key, or a tombstone: never written by a projector */
     int64_t at = 0;
     json_t *value = json_loadb(m->payload, m->len, 0, NULL);
     json_t *field = value ? json_object_get(value, "erased_at_ms") : NULL;

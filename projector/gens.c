@@ -403,7 +403,7 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
         return APP_EXIT_FAILURE;
     }
     /* And from every erasure another replica published, before its first event. */
-    if (app_pull_erasures(app, erasures, view_dir, NULL, stop_requested, 0, NULL)) {
+    if (app_pull_erasures(app, erasures, view_dir, NULL, stop_requested, NULL)) {
         erasures_close(erasures);
         store_close(store);
         close(lock_fd);

@@ -108,7 +108,7 @@ static int start_erasures_topic(const app_t *app, erasures_t *erasures, erasures
         return APP_EXIT_USAGE;
     }
     bool missing = false;
-    int rc = app_pull_erasures(app, erasures, app->ap_store_dir, et, &stop_requested, 0, &missing);
+    int rc = app_pull_erasures(app, erasures, app->ap_store_dir, et, &stop_requested, &missing);
     if (rc) {
         erasures_topic_destroy(et);
         return stop_requested ? APP_EXIT_OK : APP_EXIT_FAILURE;

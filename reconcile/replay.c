@@ -2,8 +2,6 @@
  * with the live store (see replay.h). */
 #include "replay.h"
 
-#include "app.h"
-#include "erasures.h"
 #include "gen.h"
 #include "kafka.h"
 #include "log.h"
@@ -187,8 +185,7 @@ static void remove_scratch(const char *dir, bool made_here)
             log_warn("cannot remove the scratch store", LOG_S("dir", dir), LOG_S("error", strerror(errno)));
         return;
     }
-    static const char *const files[] = {"data.mdb", "lock.mdb", "writer.lock", /* store.h note 1 */
-                                        ERASURES_FILE};
+    static const char *const files[] = {"data.mdb", "lock.mdb", "writer.lock"}; /* store.h note 1 */
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         char path[4200];
         snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
@@ -273,37 +270,8 @@ static int run_with_progress(pipe_t *pipe, bool progress, int64_t total)
 }
 
 /* Builds the scratch store up to the stops; returns the pipeline's stats. */
-/* A replay that cannot read the erasure topic for this long fails rather than replay
- * without it. */
-#define REPLAY_ERASURES_GIVE_UP_MS 60000
-
-/* The scratch store's ledger: the view's ledger, plus the erasure topic merged in. */
-static erasures_t *open_scratch_ledger(const app_t *app, const char *scratch_dir, char *errstr,
-                                       size_t errlen)
-{
-    erasures_t *view_ledger = erasures_open(app->ap_store_dir, true, errstr, errlen);
-    if (!view_ledger)
-        return NULL;
-    erasures_t *erasures = erasures_open(scratch_dir, false, errstr, errlen);
-    int rc = erasures ? erasures_copy(erasures, view_ledger) : RM_EIO;
-    erasures_close(view_ledger);
-    if (erasures && rc)
-        snprintf(errstr, errlen, "%s/%s: %s", scratch_dir, ERASURES_FILE, rm_strerror(rc));
-    else if (erasures && app_pull_erasures(app, erasures, scratch_dir, NULL, NULL,
-                                           REPLAY_ERASURES_GIVE_UP_MS, NULL)) {
-        snprintf(errstr, errlen, "cannot read the erasure topic (see the log above)");
-        rc = RM_EKAFKA;
-    }
-    if (rc) {
-        erasures_close(erasures);
-        return NULL;
-    }
-    return erasures;
-}
-
-static int replay_into(const replay_opts_t *opts, store_t *scratch, const char *scratch_dir,
-                       const replay_stops_t *stops, pipe_stats_t *ret_stats, char *errstr,
-                       size_t errlen)
+static int replay_into(const replay_opts_t *opts, store_t *scratch, const replay_stops_t *stops,
+                       pipe_stats_t *ret_stats, char *errstr, size_t errlen)
 {
     const app_t *app = opts->rpo_app;
     /* The view's hash, as the projector writes it, so a kept scratch store can be
@@ -320,9 +288,8 @@ static int replay_into(const replay_opts_t *opts, store_t *scratch, const char *
         return rc;
     }
     /* The replay erases what the live view erased even where the log lost the event (a
-     * compacted tombstone), and what any replica published to the erasure topic. Into
-     * a private ledger beside the scratch store: a replay adds nothing to the view's. */
-    erasures_t *erasures = open_scratch_ledger(app, scratch_dir, errstr, errlen);
+     * compacted tombstone); read-only: a replay adds nothing to the view's ledger. */
+    erasures_t *erasures = erasures_open(app->ap_store_dir, true, errstr, errlen);
     if (!erasures)
         return RM_EIO;
     pipe_opts_t popts = {
@@ -369,7 +336,7 @@ static int replay_and_diff(const replay_opts_t *opts, store_t *live, MDB_txn *li
         return RM_ESTORE;
     pipe_stats_t pstats;
     int64_t t0 = rm_mono_ms();
-    int rc = replay_into(opts, scratch, scratch_dir, stops, &pstats, errstr, errlen);
+    int rc = replay_into(opts, scratch, stops, &pstats, errstr, errlen);
     int64_t replay_ms = rm_mono_ms() - t0;
     if (!rc)
         rc = check_reached(scratch, stops, errstr, errlen);

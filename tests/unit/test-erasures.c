@@ -84,38 +84,12 @@ START_TEST(test_a_missing_ledger_reads_empty)
 }
 END_TEST
 
-START_TEST(test_a_copy_holds_every_record)
-{
-    char err[256], *dir = ts_tmpdir(), *copy_dir = ts_tmpdir();
-    erasures_t *e = erasures_open(dir, false, err, sizeof(err));
-    ck_assert_msg(e != NULL, "%s", err);
-    const char *keys[] = {"C1", "C22"};
-    size_t lens[] = {2, 3};
-    int64_t ats[] = {100, 200};
-    ck_assert_int_eq(erasures_append(e, keys, lens, ats, 2), 0);
-    erasures_t *copy = erasures_open(copy_dir, false, err, sizeof(err));
-    ck_assert_msg(copy != NULL, "%s", err);
-    ck_assert_int_eq(erasures_copy(copy, e), 0);
-    ck_assert_str_eq(all(copy, 0), "C1@100;C22@200;");
-    ck_assert_int_eq(erasures_copy(e, copy), 0); /* appends */
-    erasures_close(e);
-    erasures_close(copy);
-    erasures_t *ro = erasures_open(dir, true, err, sizeof(err));
-    ck_assert_str_eq(all(ro, 0), "C1@100;C22@200;C1@100;C22@200;");
-    ck_assert_int_eq(erasures_copy(ro, ro), RM_EINVAL); /* read-only */
-    erasures_close(ro);
-    ts_rmtree(dir);
-    ts_rmtree(copy_dir);
-}
-END_TEST
-
 int main(void)
 {
     Suite *s = suite_create("erasures");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_append_scan_and_a_torn_tail);
     tcase_add_test(tc, test_a_missing_ledger_reads_empty);
-    tcase_add_test(tc, test_a_copy_holds_every_record);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
