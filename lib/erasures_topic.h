@@ -53,7 +53,8 @@ void erasures_topic_destroy(erasures_topic_t *et);
 
 /* Note 3. ret_merged gets the number of keys appended to the ledger. Returns 0,
  * RM_ENOTFOUND (no such topic), RM_ETIMEOUT or RM_EKAFKA (broker trouble: retry),
- * RM_EIO (the ledger), RM_ENOMEM. errstr says what failed. */
+ * RM_EIO (the ledger), RM_ENOMEM, RM_ECONFIG (the consumer cannot be made from the
+ * kafka settings). errstr says what failed. Blocks up to about timeout_ms. */
 int erasures_topic_pull(erasures_topic_t *et, int timeout_ms, size_t *ret_merged, char *errstr,
                         size_t errlen);
 
@@ -64,9 +65,11 @@ int erasures_topic_create(erasures_topic_t *et, int timeout_ms, char *errstr, si
 
 /* Note 2, one step: serves delivery reports for up to wait_ms (0: only those already
  * received); when every record produced is acknowledged, records the mark; then
- * produces the ledger's records past what is in flight. Call it again until
- * erasures_topic_pending is 0. Returns 0, RM_EKAFKA (a delivery failed: the records
- * are produced again by the next call), RM_EIO, RM_ENOMEM. */
+ * produces the ledger's records past what is in flight. The mark is read at the first
+ * step that learns the cluster id (waiting up to 100 ms for it); until then nothing is
+ * produced and the step returns 0. Call it again until erasures_topic_pending is 0.
+ * Returns 0, RM_EKAFKA (a delivery failed: the records are produced again by the next
+ * call; or the producer refused a record), RM_EIO, RM_ENOMEM. */
 int erasures_topic_push(erasures_topic_t *et, int wait_ms, char *errstr, size_t errlen);
 
 /* Ledger bytes not yet acknowledged by the broker (0: all published). */
