@@ -211,3 +211,44 @@ def test_a_running_daemon_publishes_its_erasures(broker, workdir, processes):
     harness.wait_until(marked, 30, "erasures.published at the ledger's end", interval=0.2)
     assert daemon.alive()
     assert daemon.stop() == 0
+
+
+def test_erasures_the_broker_did_not_acknowledge_are_published_at_the_next_start(workdir, processes):
+    """Every Produce is refused while the projector erases: the erasure stays in the ledger,
+    is not marked published, and the next start publishes it."""
+    control = os.path.join(workdir, "control.fifo")
+    broker = harness.DevBroker(workdir, extra=("--control", control))
+    processes.append(broker)
+    harness.wait_until(lambda: os.path.exists(control), 10, "the control FIFO")
+    _, oracle_path = harness.simulate(broker.bootstrap, workdir, 20, 43)
+    gone = [c for c in harness.read_oracle(oracle_path) if not c["erased"]][0]
+    tombstone(broker.bootstrap, "customers", gone["key"])
+    fifo = os.open(control, os.O_WRONLY)
+    os.write(fifo, b"error 0 100000 29\n")  # Produce: TOPIC_AUTHORIZATION_FAILED
+    harness.wait_until(lambda: "ok: error" in broker.log_text(), 10, "the injected error")
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="")
+    view_dir = os.path.join(workdir, "data", "customer360")
+
+    def on_topic():
+        out = subprocess.run(["kcat", "-C", "-b", broker.bootstrap, "-t", "customer360.erasures",
+                              "-e", "-q", "-f", "%k\n"], capture_output=True, text=True,
+                             timeout=60)
+        return gone["key"] in out.stdout.split()
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "erasures not yet acknowledged" in out.stderr, out.stderr[-2000:]
+    with open(os.path.join(view_dir, "erasures.log"), "rb") as f:
+        assert gone["key"].encode() in f.read()
+    assert not os.path.exists(os.path.join(view_dir, "erasures.published"))
+    assert not on_topic()
+
+    os.write(fifo, b"clear 0\n")
+    os.close(fifo)
+    harness.wait_until(lambda: "ok: clear" in broker.log_text(), 10, "the cleared error")
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "erasures not yet acknowledged" not in out.stderr, out.stderr[-2000:]
+    assert on_topic()
+    with open(os.path.join(view_dir, "erasures.published")) as f:
+        mark = int(f.read().split()[0])
+    assert mark == os.path.getsize(os.path.join(view_dir, "erasures.log"))
