@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int app_args_add_set(app_args_t *args, const char *pair)
 {
@@ -137,4 +138,62 @@ void app_print_version(const char *prog)
     printf("  lmdb %d.%d.%d\n", major, minor, patch);
     printf("  avro-c %s (build time; avro-c has no runtime version call)\n", RM_AVRO_VERSION);
     printf("  libmicrohttpd %s\n", MHD_get_version());
+}
+
+#define APP_PULL_TIMEOUT_MS 30000 /* one read of the erasure topic to its end */
+#define APP_PULL_BACKOFF_MAX_MS 10000
+
+int app_pull_erasures(const app_t *app, erasures_t *erasures, const char *view_dir,
+                      erasures_topic_t *et, volatile sig_atomic_t *stop, bool *ret_missing)
+{
+    if (ret_missing)
+        *ret_missing = false;
+    char topic[512], err[1024];
+    if (erasures_topic_name(app->ap_cfg, app->ap_view->v_name, topic, sizeof(topic))) {
+        log_error("projector.erasures_topic: name too long");
+        return RM_ECONFIG;
+    }
+    erasures_topic_t *own = NULL;
+    if (!et && !(et = own = erasures_topic_new(app->ap_cfg, topic, erasures, view_dir, false, err,
+                                               sizeof(err)))) {
+        log_error("cannot read the erasure topic", LOG_S("topic", topic), LOG_S("error", err));
+        return RM_ECONFIG;
+    }
+    int backoff_ms = 250, rc;
+    for (int attempt = 1;; attempt++) {
+        size_t merged = 0;
+        rc = erasures_topic_pull(et, APP_PULL_TIMEOUT_MS, &merged, err, sizeof(err));
+        if (rc == 0) {
+            log_info("erasures merged from the erasure topic", LOG_S("topic", topic),
+                     LOG_I("merged", (int64_t)merged));
+            break;
+        }
+        if (rc == RM_ENOTFOUND) {
+            log_info("no erasure topic yet: nothing was ever erased through it",
+                     LOG_S("topic", topic));
+            if (ret_missing)
+                *ret_missing = true;
+            break;
+        }
+        if (rc == RM_ECONFIG || rc == RM_EIO || rc == RM_ENOMEM) {
+            log_error("cannot merge the erasure topic", LOG_S("topic", topic), LOG_S("error", err));
+            break;
+        }
+        bool give_up = stop && *stop;
+        log_warn(
+            give_up
+                ? "cannot read the erasure topic; giving up"
+                : "cannot read the erasure topic; nothing is applied until it is read, retrying",
+            LOG_S("topic", topic), LOG_I("attempt", attempt), LOG_S("error", err));
+        if (give_up) {
+            rc = RM_ETIMEOUT;
+            break;
+        }
+        for (int slept = 0; slept < backoff_ms && !(stop && *stop); slept += 50)
+            usleep(50 * 1000);
+        backoff_ms =
+            backoff_ms * 2 > APP_PULL_BACKOFF_MAX_MS ? APP_PULL_BACKOFF_MAX_MS : backoff_ms * 2;
+    }
+    erasures_topic_destroy(own);
+    return rc == RM_ENOTFOUND ? 0 : rc;
 }

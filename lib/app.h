@@ -9,9 +9,14 @@
 
 #include "catalog.h"
 #include "cfg.h"
+#include "erasures.h"
+#include "erasures_topic.h"
 #include "view.h"
 
+#include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #define APP_EXIT_OK 0
@@ -60,5 +65,15 @@ int app_parse_listen(const char *text, struct sockaddr_in *ret_addr);
 
 /* mkdir -p. Returns 0 or an rm_err_t. */
 int app_mkdirs(const char *path);
+
+/* Merges the view's erasure topic (erasures_topic.h) into the ledger at view_dir before
+ * anything is applied, logging the outcome. A broker that does not answer is retried
+ * with backoff, never skipped, until *stop is set (stop may be NULL: never); a
+ * topic the broker says does not exist is fine (nothing was published to it) and sets
+ * *ret_missing (may be NULL). When et is given (a publishing client) it is used, else a
+ * pull-only client is made. Returns 0, RM_ETIMEOUT (stopped), RM_ECONFIG or another
+ * rm_err code. */
+int app_pull_erasures(const app_t *app, erasures_t *erasures, const char *view_dir,
+                      erasures_topic_t *et, volatile sig_atomic_t *stop, bool *ret_missing);
 
 #endif

@@ -90,6 +90,9 @@ static const cfg_key_t cfg_keys[] = {
                 3600000, "how often parked events are checked against parked_max_age_s"),
     CFG_INTEGER("projector.max_message_bytes", "1048576", "RM_MAX_MESSAGE_BYTES", 64, 104857600,
                 "larger messages are dead-lettered"),
+    CFG_STR("projector.erasures_topic", "", "RM_ERASURES_TOPIC", true,
+            "compacted topic the view's erasures are replicated through; empty: "
+            "<view>.erasures"),
     CFG_INTEGER("projector.keep_generations", "2", "RM_KEEP_GENERATIONS", 1, 1000,
                 "store generations kept after a rebuild switch: current, previous, newest others"),
     CFG_STR("query_api.listen", "127.0.0.1:8080", "RM_LISTEN", false, "HTTP address:port"),

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #define ERASURES_TAG 'E'
-#define ERASURES_FIXED_BYTES (1 + 2 + 8 + 4) /* tag, key length, erased_at, checksum */
+#define ERASURES_FIXED_BYTES ERASURES_RECORD_BYTES(0) /* tag, key length, erased_at, checksum */
 
 struct erasures {
     int er_fd; /* -1: read-only and the file does not exist (an empty ledger) */

@@ -24,6 +24,8 @@
 #include <stdint.h>
 
 #define ERASURES_FILE "erasures.log"
+/* Bytes of one record of a key of key_len bytes (the format above). */
+#define ERASURES_RECORD_BYTES(key_len) ((size_t)(1 + 2 + 8 + 4) + (size_t)(key_len))
 
 typedef struct erasures erasures_t;
 

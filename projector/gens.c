@@ -17,6 +17,9 @@
 /* How often the daemon looks at "current": one readlink, so cheap; 200 ms keeps the
  * window in which it writes a generation nobody serves any more short. */
 #define GENS_FOLLOW_MS 200
+/* Erasures are rare and a compaction that could lose their tombstone is a day away
+ * (delete.retention.ms): a second is prompt enough and costs nothing between them. */
+#define GENS_ERASURES_PUSH_MS 1000
 #define GENS_BUSY_LOG_MS 60000
 /* After a failed switch: each attempt builds a producer and reads the DLQ topics'
  * watermarks on the consumer thread, so attempts are spaced out. */
@@ -111,10 +114,41 @@ store_t *gens_open_writer(const app_t *app, const char *dir, bool *ret_usage)
     return store;
 }
 
+static void push_erasures(gens_follow_t *gf, int wait_ms, bool final)
+{
+    char err[512];
+    int rc = erasures_topic_push(gf->gf_erasures_topic, wait_ms, err, sizeof(err));
+    int64_t now = rm_mono_ms();
+    if (rc && (final || now - gf->gf_push_logged_ms >= GENS_BUSY_LOG_MS)) {
+        gf->gf_push_logged_ms = now;
+        log_warn("cannot publish erasures to the erasure topic; retrying",
+                 LOG_S("view", gf->gf_app->ap_view->v_name), LOG_S("error", err));
+    }
+}
+
+void gens_push_erasures_final(gens_follow_t *gf, int wait_ms)
+{
+    if (!gf->gf_erasures_topic)
+        return;
+    int64_t deadline = rm_mono_ms() + wait_ms;
+    do
+        push_erasures(gf, 100, true);
+    while (erasures_topic_pending(gf->gf_erasures_topic) > 0 && rm_mono_ms() < deadline);
+    int64_t pending = erasures_topic_pending(gf->gf_erasures_topic);
+    if (pending > 0)
+        log_warn("erasures not yet acknowledged by the erasure topic; the next start publishes "
+                 "them again",
+                 LOG_S("view", gf->gf_app->ap_view->v_name), LOG_I("ledger_bytes", pending));
+}
+
 int gens_follow_tick(void *arg, pipe_t *pipe)
 {
     gens_follow_t *gf = arg;
     int64_t now = rm_mono_ms();
+    if (gf->gf_erasures_topic && now >= gf->gf_next_push_ms) {
+        gf->gf_next_push_ms = now + GENS_ERASURES_PUSH_MS;
+        push_erasures(gf, 0, false);
+    }
     if (now < gf->gf_next_check_ms)
         return 0;
     gf->gf_next_check_ms = now + GENS_FOLLOW_MS;
@@ -364,6 +398,13 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
     erasures_t *erasures = erasures_open(view_dir, false, err, sizeof(err));
     if (!erasures) {
         log_error("cannot open the erasure ledger", LOG_S("error", err));
+        store_close(store);
+        close(lock_fd);
+        return APP_EXIT_FAILURE;
+    }
+    /* And from every erasure another replica published, before its first event. */
+    if (app_pull_erasures(app, erasures, view_dir, NULL, stop_requested, NULL)) {
+        erasures_close(erasures);
         store_close(store);
         close(lock_fd);
         return APP_EXIT_FAILURE;

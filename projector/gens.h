@@ -20,16 +20,24 @@ store_t *gens_open_writer(const app_t *app, const char *dir, bool *ret_usage);
 /* The daemon following "current": a po_tick callback state. */
 typedef struct gens_follow {
     const app_t *gf_app;
-    store_t *gf_store;          /* the store the pipeline writes; owned here */
+    store_t *gf_store; /* the store the pipeline writes; owned here */
     int64_t gf_generation;
     char gf_dir[4096];
     int64_t gf_next_check_ms;
-    int64_t gf_busy_logged_ms;  /* a locked new generation is logged once a minute */
+    int64_t gf_busy_logged_ms; /* a locked new generation is logged once a minute */
     int64_t gf_switch_failures; /* failed switches in a row (the first is always logged) */
     int64_t gf_switch_logged_ms; /* then once a minute */
+    erasures_topic_t *gf_erasures_topic; /* publishes the ledger; NULL: not published */
+    int64_t gf_next_push_ms;
+    int64_t gf_push_logged_ms; /* a failing publication is logged once a minute */
 } gens_follow_t;
 
-/* po_tick: every GENS_FOLLOW_MS, resolves "current"; when it names another
+/* Publishes the erasure ledger until nothing is pending or wait_ms has passed, then
+ * logs what is left (published again at the next start). For the daemon's exit. */
+void gens_push_erasures_final(gens_follow_t *gf, int wait_ms);
+
+/* po_tick: every GENS_ERASURES_PUSH_MS, publishes new ledger records (erasures_topic.h);
+ * every GENS_FOLLOW_MS, resolves "current"; when it names another
  * generation, opens it and hands it to the pipeline (pipe_switch_store), then closes
  * the old store. A failed switch leaves the daemon writing the old store; it is logged
  * and retried every GENS_SWITCH_RETRY_MS. A generation built by another view definition stops the

@@ -86,6 +86,43 @@ static void usage(FILE *out)
     cfg_print_help(out, NULL);
 }
 
+/* How long an exiting daemon waits for the broker to acknowledge its last erasures
+ * (those it cannot prove published are published again at the next start). */
+#define MAIN_ERASURES_FINAL_MS 5000
+#define MAIN_CREATE_TOPIC_MS 10000
+
+/* The daemon's erasure topic client: merges the topic into the ledger (retrying while
+ * the broker does not answer), creates the topic when it is missing, and hands back
+ * the client that publishes the ledger from then on. Returns an exit code. */
+static int start_erasures_topic(const app_t *app, erasures_t *erasures, erasures_topic_t **ret_et)
+{
+    char topic[512], err[1024];
+    erasures_topic_t *et = NULL;
+    if (erasures_topic_name(app->ap_cfg, app->ap_view->v_name, topic, sizeof(topic)) == 0)
+        et = erasures_topic_new(app->ap_cfg, topic, erasures, app->ap_store_dir, true, err,
+                                sizeof(err));
+    else
+        snprintf(err, sizeof(err), "projector.erasures_topic: too long");
+    if (!et) {
+        log_error("cannot start the erasure topic's client", LOG_S("error", err));
+        return APP_EXIT_USAGE;
+    }
+    bool missing = false;
+    int rc = app_pull_erasures(app, erasures, app->ap_store_dir, et, &stop_requested, &missing);
+    if (rc) {
+        erasures_topic_destroy(et);
+        return stop_requested ? APP_EXIT_OK : APP_EXIT_FAILURE;
+    }
+    if (missing && (rc = erasures_topic_create(et, MAIN_CREATE_TOPIC_MS, err, sizeof(err))))
+        log_warn("cannot create the erasure topic; create it (cleanup.policy=compact) or let "
+                 "the broker create it at the first erasure",
+                 LOG_S("topic", topic), LOG_S("error", err));
+    else if (missing)
+        log_info("created the erasure topic", LOG_S("topic", topic));
+    *ret_et = et;
+    return APP_EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -218,6 +255,18 @@ int main(int argc, char **argv)
     }
     if (migrated)
         log_info("moved the flat store into its first generation", LOG_S("store", follow.gf_dir));
+    /* Before anything is applied (a repair's rebuild included): every erasure any replica
+     * published, so a store started empty, or behind a compacted tombstone, never holds
+     * an erased key (erasures_topic.h). */
+    erasures = erasures_open(app.ap_store_dir, false, err, sizeof(err));
+    if (!erasures) {
+        log_error("cannot open the erasure ledger", LOG_S("error", err));
+        exit_code = APP_EXIT_FAILURE;
+        goto out;
+    }
+    exit_code = start_erasures_topic(&app, erasures, &follow.gf_erasures_topic);
+    if (exit_code)
+        goto out;
     /* Never serve or extend a generation that may have lost writes: rebuild it first. */
     bool rebuilt = false;
     exit_code = gens_repair_current(&app, follow.gf_dir, &running_pipe, &stop_requested, &rebuilt);
@@ -226,12 +275,6 @@ int main(int argc, char **argv)
                          sizeof(follow.gf_dir));
     if (exit_code || rc) {
         exit_code = exit_code ? exit_code : APP_EXIT_FAILURE;
-        goto out;
-    }
-    erasures = erasures_open(app.ap_store_dir, false, err, sizeof(err));
-    if (!erasures) {
-        log_error("cannot open the erasure ledger", LOG_S("error", err));
-        exit_code = APP_EXIT_FAILURE;
         goto out;
     }
     bool usage_error = false;
@@ -291,6 +334,8 @@ out:
     running_pipe = NULL;
     metrics_http_stop(metrics);
     pipe_destroy(pipe);
+    gens_push_erasures_final(&follow, MAIN_ERASURES_FINAL_MS);
+    erasures_topic_destroy(follow.gf_erasures_topic);
     /* The final sync of the generation: if it fails, the generation is marked and the
      * next start rebuilds it; say so with the exit code, whatever else happened. */
     if (store_close(follow.gf_store) == RM_ESUSPECT) {

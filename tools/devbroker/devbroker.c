@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DEFAULT_TOPICS "customers,orders,payments,shipments,loyalty,returns,customers.dlq,orders.dlq,payments.dlq,shipments.dlq,loyalty.dlq,returns.dlq,customer360.repairs,customer360.repairs.dlq"
+#define DEFAULT_TOPICS "customers,orders,payments,shipments,loyalty,returns,customers.dlq,orders.dlq,payments.dlq,shipments.dlq,loyalty.dlq,returns.dlq,customer360.repairs,customer360.repairs.dlq,customer360.erasures"
 
 static volatile sig_atomic_t stopping;
 
@@ -38,7 +38,8 @@ static void usage(FILE *out)
             "  -p, --partitions N      partitions per topic (default 6)\n"
             "  -b, --brokers N         brokers (default 1)\n"
             "  -t, --topics A,B,...    topics to create (default: the Customer 360 topics,\n"
-            "                          their .dlq topics, customer360.repairs and its .dlq)\n"
+            "                          their .dlq topics, customer360.repairs and its .dlq,\n"
+            "                          customer360.erasures)\n"
             "  -f, --bootstrap-file F  also write the address to F (atomically)\n"
             "  -c, --control FIFO      read fault-injection commands from FIFO ('-': stdin):\n"
             "                            broker-down ID | broker-up ID | rtt ID MS\n"
