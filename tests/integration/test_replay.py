@@ -6,7 +6,11 @@ import json
 import os
 import subprocess
 
+import pytest
+
 import harness
+
+pytestmark = pytest.mark.brokers("dev", "kafka")
 
 CUSTOMERS = 300
 SEED = 23

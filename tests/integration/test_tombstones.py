@@ -4,7 +4,11 @@ the list, elsewhere they are counted and skipped."""
 import json
 import subprocess
 
+import pytest
+
 import harness
+
+pytestmark = pytest.mark.brokers("dev", "kafka")
 
 
 def tombstone(bootstrap, topic, key):
