@@ -5,6 +5,7 @@ Tests that take the `broker` fixture run on the dev broker; marked
 `@pytest.mark.brokers("dev", "kafka")` (or a module's pytestmark) they run on both, ids
 [dev] and [kafka]. The real broker's tests skip only when RM_KAFKA=0."""
 import os
+import re
 import sys
 
 import pytest
@@ -63,3 +64,21 @@ def broker(request, tmp_path, processes):
     b = harness.DevBroker(str(tmp_path))
     processes.append(b)
     return b
+
+
+# What the real broker adds to the suite: its tests' setup, call and teardown, which
+# include starting and stopping the cluster (tools/test prints this line).
+_REAL_KAFKA = {"tests": set(), "seconds": 0.0}
+_KAFKA_ID = re.compile(r"\[(?:[^\]]*-)?kafka(?:-[^\]]*)?\]$|test_real_kafka\.py::")
+
+
+def pytest_runtest_logreport(report):
+    if _KAFKA_ID.search(report.nodeid):
+        _REAL_KAFKA["tests"].add(report.nodeid)
+        _REAL_KAFKA["seconds"] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _REAL_KAFKA["tests"]:
+        terminalreporter.write_line("real Kafka: %d tests, %.0f s" % (
+            len(_REAL_KAFKA["tests"]), _REAL_KAFKA["seconds"]))
