@@ -31,6 +31,13 @@
  * (7) A store switch (pipe_switch_store, a new store generation) happens between
  *     batches: the engine and outbox are rebuilt on the new store and every partition
  *     is re-assigned at the new store's offsets, so nothing is lost or applied twice.
+ * (8) Records the application never sees still take offsets: the commit or abort
+ *     marker after each transaction, and (read_committed) the records of aborted
+ *     transactions. The offset after the last applied message would then stay short
+ *     of the log end forever (--until-caught-up never returned, lag stayed >= 1). When
+ *     no batch is open, every record before the consumer's position has been applied
+ *     or was one of those, so an idle loop stores the position as the next offset.
+ *     Not for a replay to stop offsets, which must end exactly at its targets.
  * Thread: pipe_run() runs on the caller's thread; pipe_stop() may be called from a
  * signal handler or another thread. */
 #ifndef RM_PIPELINE_H
