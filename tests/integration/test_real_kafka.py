@@ -143,3 +143,69 @@ def test_transactions_only_committed_events_reach_the_view(kafka, workdir, proce
               if end > 0 and stored.get(tp, {}).get("next_offset") != end}
     assert not behind, f"stored next offset != log end (stored, end): {behind}"
     assert all(p["lag_messages"] == 0 for p in stored.values()), stored
+    # Lag tooling agrees: the group's committed offsets are past the markers too.
+    rows = kafka_consumer_groups(kafka.bootstrap, GROUP)
+    lagging = {tp: row for tp, row in rows.items() if row[2] != 0 and row[1] > 0}
+    assert not lagging, f"kafka-consumer-groups reports lag (current, end, lag): {lagging}"
+
+
+def kafka_consumer_groups(bootstrap, group):
+    """kafka-consumer-groups --describe, Kafka's own tool (Kafka 4.x: java -cp with
+    org.apache.kafka.tools.consumer.group.ConsumerGroupCommand, run by tools/kafka):
+    {(topic, partition): (current offset or None, log end offset, lag or None)}."""
+    out = subprocess.run([os.path.join(harness.ROOT, "tools/kafka"), "tool", "consumer-groups",
+                          "--bootstrap-server", bootstrap, "--describe", "--group", group],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = {}
+    header = None
+
+    def number(text):
+        return None if text == "-" else int(text)
+    for line in out.stdout.splitlines():
+        cols = line.split()
+        if cols[:1] == ["GROUP"]:
+            header = cols
+            continue
+        if header and len(cols) >= 6 and cols[0] == group:
+            row = dict(zip(header, cols))
+            rows[(row["TOPIC"], int(row["PARTITION"]))] = (
+                number(row["CURRENT-OFFSET"]), int(row["LOG-END-OFFSET"]), number(row["LAG"]))
+    assert rows, f"no partitions in the tool's answer:\n{out.stdout}\n{out.stderr}"
+    return rows
+
+
+def test_committed_offsets_and_lag_are_what_kafka_consumer_groups_reports(kafka, workdir):
+    """The projector commits its stored offsets to its group for lag tooling. Kafka's
+    own kafka-consumer-groups must then report, per partition, the store's next offset
+    as the group's current offset, and as lag exactly the events produced since: zero
+    when caught up, stream 2's events behind a stopped projector."""
+    ck = harness.kafka_admin_module()
+    summary1, _ = harness.simulate(kafka.bootstrap, workdir, 150, 81)
+    config = harness.write_config(workdir, kafka.bootstrap, projector__metrics_listen="")
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+    def check(want_total_lag):
+        stored = stored_offsets(config)
+        rows = kafka_consumer_groups(kafka.bootstrap, GROUP)
+        ends = log_end_offsets(ck, kafka.bootstrap)
+        problems = []
+        for tp, end in ends.items():
+            if end == 0:
+                continue
+            next_offset = stored[tp]["next_offset"]
+            want = (next_offset, end, end - next_offset)
+            if rows.get(tp) != want:
+                problems.append(f"{tp[0]}:{tp[1]} tool {rows.get(tp)} != store/log end {want}")
+        assert not problems, problems[:10]
+        total = sum(lag for _, _, lag in rows.values() if lag)
+        assert total == want_total_lag, (total, want_total_lag)
+
+    check(0)
+    # Behind a stopped projector: the tool's lag is the new stream, partition by partition.
+    summary2, _ = harness.simulate(kafka.bootstrap, workdir, 100, 82)
+    check(summary2["events"])
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    check(0)
