@@ -142,9 +142,9 @@ class RealKafka(Process):
         return {name: len(t.partitions) for name, t in md.topics.items()
                 if not name.startswith("__")}
 
-    def reset(self, partitions=6, topics=None, configs=None):
+    def reset(self, partitions=6, topics=None, topic_configs=None):
         """Deletes every topic and consumer group, then creates `topics` (default: the
-        dev broker's) with `partitions` each and the topic configs `configs`."""
+        dev broker's) with `partitions` each; topic_configs: {topic: {key: value}}."""
         topics = BROKER_TOPICS if topics is None else topics
         groups = [g.group_id for g in self.admin.list_consumer_groups(
             request_timeout=30).result().valid]
@@ -160,7 +160,8 @@ class RealKafka(Process):
                 fut.result()
             wait_until(lambda: not set(existing) & set(self.topics()), 60, "topics deleted")
         rf = min(self.nodes, 3)
-        new = [self.ck.admin.NewTopic(t, partitions, rf, config=dict(configs or {}))
+        new = [self.ck.admin.NewTopic(t, partitions, rf,
+                                      config=dict((topic_configs or {}).get(t, {})))
                for t in topics]
         for fut in self.admin.create_topics(new, operation_timeout=30).values():
             fut.result()
