@@ -1,8 +1,8 @@
 """What only a real Apache Kafka broker can show (the dev broker's mock cluster has no
-transaction markers, no offsets-for-times, no group tooling of its own): transactions
-read committed and caught up past their markers, and lag as Kafka's own
-kafka-consumer-groups tool reports it. Each test runs on the session's tools/kafka
-cluster (RM_KAFKA=0 skips them)."""
+transactions, no log cleaner and no tools of its own): transactions read committed and
+caught up past their markers, lag as Kafka's own kafka-consumer-groups tool reports it,
+and a rebuild after compaction. Each test runs on the session's tools/kafka cluster
+(RM_KAFKA=0 skips them); the time seek is test_rebuild.py's [kafka] case."""
 import heapq
 import json
 import os
