@@ -877,9 +877,9 @@ static int advance_past_control_records(pipe_t *pipe)
 {
     /* rd_kafka_assign() resets a position to INVALID, so a re-assign (a store switch,
      * a gap) never carries an old position over; a pending gap is handled first. */
-    if (pipe->pi_opts.po_stop_offsets || pipe->pi_batch_count || !pipe->pi_tp_count ||
-        pipe->pi_gap_tp >= 0)
+    if (pipe->pi_batch_count || !pipe->pi_tp_count || pipe->pi_gap_tp >= 0)
         return 0;
+    bool stop_offsets = pipe->pi_opts.po_stop_offsets != NULL;
     const view_t *view = pipe->pi_opts.po_view;
     rd_kafka_topic_partition_list_t *list =
         rd_kafka_topic_partition_list_new((int)pipe->pi_tp_count);
@@ -894,8 +894,12 @@ static int advance_past_control_records(pipe_t *pipe)
             const rd_kafka_topic_partition_t *p = &list->elems[i];
             pipe_tp_t *tp = tp_find(pipe, view_topic_index(view, p->topic), p->partition);
             int64_t next = tp && tp->pt_next_offset > 0 ? tp->pt_next_offset : 0;
-            if (tp && !p->err && p->offset > next) {
-                tp->pt_batch_next = p->offset;
+            int64_t position = p->offset;
+            /* A replay ends exactly at its stop offsets (unlisted partitions: 0). */
+            if (tp && stop_offsets)
+                position = position < tp->pt_target ? position : tp->pt_target;
+            if (tp && !p->err && position > next) {
+                tp->pt_batch_next = position;
                 any = true;
             }
         }

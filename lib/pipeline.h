@@ -36,8 +36,8 @@
  *     transactions. The offset after the last applied message would then stay short
  *     of the log end forever (--until-caught-up never returned, lag stayed >= 1). When
  *     no batch is open, every record before the consumer's position has been applied
- *     or was one of those, so an idle loop stores the position as the next offset.
- *     Not for a replay to stop offsets, which must end exactly at its targets.
+ *     or was one of those, so an idle loop stores the position as the next offset
+ *     (a replay to stop offsets: at most its target, where it must end exactly).
  * Thread: pipe_run() runs on the caller's thread; pipe_stop() may be called from a
  * signal handler or another thread. */
 #ifndef RM_PIPELINE_H
