@@ -6,7 +6,10 @@ and a rebuild after compaction. Each test runs on the session's tools/kafka clus
 import heapq
 import json
 import os
+import signal
 import subprocess
+
+import pytest
 
 import harness
 
@@ -309,3 +312,58 @@ def test_rebuild_after_compaction_of_customers(kafka, workdir):
                 problems.append(f"{e['key']}: {diff}")
     assert not problems, f"{len(problems)} differ; first: {problems[:5]}"
     assert lost_registration > 0, "the cleaner compacted no registration away"
+
+
+@pytest.fixture(scope="module")
+def kafka3(tmp_path_factory):
+    """A 3-node cluster of its own (every node a broker and a KRaft voter)."""
+    if os.environ.get("RM_KAFKA", "1") == "0":
+        pytest.skip("real Kafka disabled (RM_KAFKA=0)")
+    cluster = harness.RealKafka(str(tmp_path_factory.mktemp("kafka3")), nodes=3)
+    yield cluster
+    cluster.stop()
+
+
+def test_leader_sigkill_during_projection_equals_the_oracle(kafka3, workdir, processes):
+    """Replication factor 3, min.insync.replicas=2, the projector running throughout:
+    stream 1 is produced; the broker leading orders:0 is SIGKILLed while the projector
+    works through it; stream 2 is produced with that broker dead; it is restarted and
+    stream 3 produced. Nothing acknowledged is lost and the view equals the oracles."""
+    kafka3.reset(topic_configs={t: {"min.insync.replicas": "2"} for t in harness.BROKER_TOPICS})
+    config = harness.write_config(workdir, kafka3.bootstrap, projector__metrics_listen="")
+    daemon = harness.Process("projector", [harness.binary("projector/projector"), "--config", config],
+                             workdir)
+    processes.append(daemon)
+    summaries, oracles = [], []
+
+    def stream(seed):
+        summary, oracle = harness.simulate(kafka3.bootstrap, workdir, 700, seed)
+        summaries.append(summary)
+        oracles.append(oracle)
+
+    def leader_of_orders0():
+        return kafka3.admin.list_topics(topic="orders", timeout=30).topics["orders"].partitions[0].leader
+
+    stream(97)
+    leader = leader_of_orders0()
+    os.kill(int(open(os.path.join(kafka3.cluster_dir, f"node-{leader}", "pid")).read()),
+            signal.SIGKILL)
+    # The controller fences a silent broker after broker.session.timeout.ms (9 s).
+    harness.wait_until(lambda: leader_of_orders0() not in (leader, -1), 60,
+                       "a new leader of orders:0")
+    stream(98)
+    subprocess.run([os.path.join(harness.ROOT, "tools/kafka"), "restart-node", kafka3.cluster_dir,
+                    str(leader)], check=True, timeout=30)
+    harness.wait_until(
+        lambda: len(kafka3.admin.describe_cluster(request_timeout=10).result().nodes) == 3,
+        90, f"node {leader} to rejoin")
+    stream(99)
+    assert daemon.alive(), daemon.log_text()[-2000:]
+    assert daemon.stop() == 0
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    entries = [e for path in oracles for e in harness.read_oracle(path)]
+    docs = harness.inspect_docs(config, [e["key"] for e in entries])
+    problems = harness.compare_with_oracle(entries, lambda k: docs[k]["sections"] if docs[k] else None)
+    assert not problems, f"{len(problems)} differ; first: {problems[:5]}"
+    assert harness.committed_offsets(config) == sum(s["events"] for s in summaries), summaries
