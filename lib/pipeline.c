@@ -1146,6 +1146,67 @@ static void batch_committed(pipe_t *pipe)
     commit_kafka_offsets(pipe, false);
 }
 
+/* Note 8 in pipeline.h: with no batch open, moves each partition's next offset up to
+ * the consumer's position when transaction markers or aborted records lie between. */
+static int advance_past_control_records(pipe_t *pipe)
+{
+    /* rd_kafka_assign() resets a position to INVALID, so a re-assign (a store switch,
+     * a gap) never carries an old position over; a pending gap is handled first. */
+    if (pipe->pi_batch_count || !pipe->pi_tp_count || pipe->pi_gap_tp >= 0)
+        return 0;
+    bool stop_offsets = pipe->pi_opts.po_stop_offsets != NULL;
+    const view_t *view = pipe->pi_opts.po_view;
+    rd_kafka_topic_partition_list_t *list =
+        rd_kafka_topic_partition_list_new((int)pipe->pi_tp_count);
+    for (size_t i = 0; i < pipe->pi_tp_count; i++)
+        rd_kafka_topic_partition_list_add(list, view->v_topics[pipe->pi_tps[i].pt_topic],
+                                          pipe->pi_tps[i].pt_partition);
+    bool any = false;
+    for (size_t i = 0; i < pipe->pi_tp_count; i++)
+        pipe->pi_tps[i].pt_batch_next = -1;
+    if (rd_kafka_position(pipe->pi_rk, list) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < list->cnt; i++) {
+            const rd_kafka_topic_partition_t *p = &list->elems[i];
+            pipe_tp_t *tp = tp_find(pipe, view_topic_index(view, p->topic), p->partition);
+            int64_t next = tp && tp->pt_next_offset > 0 ? tp->pt_next_offset : 0;
+            int64_t position = p->offset;
+            /* A replay ends exactly at its stop offsets (unlisted partitions: 0). */
+            if (tp && stop_offsets)
+                position = position < tp->pt_target ? position : tp->pt_target;
+            if (tp && !p->err && position > next) {
+                tp->pt_batch_next = position;
+                any = true;
+            }
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    if (!any)
+        return 0;
+    store_t *store = pipe->pi_opts.po_store;
+    MDB_txn *txn;
+    int rc = store_write_begin(store, &txn);
+    if (rc)
+        return rc;
+    int64_t wall = rm_wall_ms();
+    for (size_t i = 0; !rc && i < pipe->pi_tp_count; i++) {
+        pipe_tp_t *tp = &pipe->pi_tps[i];
+        if (tp->pt_batch_next < 0)
+            continue;
+        int64_t low = 0, high = 0;
+        rd_kafka_get_watermark_offsets(pipe->pi_rk, view->v_topics[tp->pt_topic], tp->pt_partition,
+                                       &low, &high);
+        tp->pt_batch_event_ms = tp->pt_last_event_ms;
+        store_offset_t off = {tp->pt_batch_next,
+                              high > tp->pt_batch_next ? high : tp->pt_batch_next,
+                              tp->pt_last_event_ms, wall};
+        rc = store_offset_put(store, txn, view->v_topics[tp->pt_topic], tp->pt_partition, &off);
+    }
+    rc = rc ? (store_write_abort(txn), rc) : store_write_commit(store, txn);
+    if (!rc)
+        batch_committed(pipe);
+    return rc;
+}
+
 static int apply_batch(pipe_t *pipe)
 {
     int64_t backoff_ms = 100;
@@ -1313,6 +1374,8 @@ int pipe_run(pipe_t *pipe)
                 batch_release(pipe);
                 return rc;
             }
+        } else if ((rc = advance_past_control_records(pipe))) {
+            return rc;
         }
         if (pipe->pi_gap_tp >= 0) {
             rc = handle_gap(pipe);

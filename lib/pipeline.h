@@ -40,6 +40,13 @@
  *     parking time, not its message timestamp: old history has waited no time) and every
  *     partition of the topics that carry links has since been read through a moment past
  *     that age (a probe on the high watermark), so a link behind a backlog still comes.
+ * (9) Records the application never sees still take offsets: the commit or abort
+ *     marker after each transaction, and (read_committed) the records of aborted
+ *     transactions. The offset after the last applied message would then stay short
+ *     of the log end forever (--until-caught-up never returned, lag stayed >= 1). When
+ *     no batch is open, every record before the consumer's position has been applied
+ *     or was one of those, so an idle loop stores the position as the next offset
+ *     (a replay to stop offsets: at most its target, where it must end exactly).
  * Thread: pipe_run() runs on the caller's thread; pipe_stop() may be called from a
  * signal handler or another thread. */
 #ifndef RM_PIPELINE_H

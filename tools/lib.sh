@@ -91,3 +91,26 @@ rm_build() {
   ninja -C "$RM_ROOT/$dir" ${RM_BUILD_TARGETS:-} >"/tmp/readmodel-build-$(basename "$dir").log" 2>&1 || {
     tail -50 "/tmp/readmodel-build-$(basename "$dir").log" >&2; return 1; }
 }
+
+# Real Apache Kafka for the tests that run on both brokers (tools/kafka): a JVM, Maven
+# (which fetches the broker's jars from Maven Central into ~/.cache/readmodel) and the
+# Python admin/transactional client. Returns nonzero when any of it cannot be had.
+RM_KAFKA_PACKAGES=(openjdk-17-jre-headless maven)
+rm_install_kafka() {
+  rm_install_deps "${RM_KAFKA_PACKAGES[@]}" || return 1
+  "$RM_ROOT/tools/kafka" fetch >/dev/null || return 1
+  rm_install_pydeps
+}
+
+# Python packages from PyPI that Debian does not ship (confluent-kafka: transactions and
+# the admin API on real Kafka), installed for /usr/bin/python3 into .cache/pydeps-pyX.Y,
+# which the integration tests' conftest.py puts on sys.path.
+rm_install_pydeps() {
+  local py=/usr/bin/python3 ver target
+  ver=$($py -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  target="$RM_ROOT/.cache/pydeps-py$ver"
+  [ -d "$target/confluent_kafka" ] && return 0
+  rm_install_deps python3-pip || return 1
+  $py -m pip install -q --disable-pip-version-check --target "$target" 'confluent-kafka>=2.6,<3' \
+    >/dev/null 2>&1 || { rm_log "pip could not install confluent-kafka into $target"; return 1; }
+}

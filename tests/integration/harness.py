@@ -82,6 +82,8 @@ class Process:
 
 
 class DevBroker(Process):
+    kind = "dev"
+
     def __init__(self, log_dir, partitions=6, extra=()):
         super().__init__("devbroker", [binary("tools/devbroker/devbroker"),
                                        "--partitions", str(partitions), *extra],
@@ -90,6 +92,106 @@ class DevBroker(Process):
         if not line:
             raise AssertionError("devbroker printed no bootstrap address:\n" + self.log_text())
         self.bootstrap = line
+
+
+BROKER_TOPICS = TOPICS + [t + ".dlq" for t in TOPICS] + ["customer360.repairs",
+                                                          "customer360.repairs.dlq"]
+
+
+def kafka_admin_module():
+    """confluent_kafka (PyPI), which tools/lib.sh installs into .cache/pydeps-pyX.Y."""
+    import sys
+    target = os.path.join(ROOT, ".cache", "pydeps-py%d.%d" % sys.version_info[:2])
+    if target not in sys.path and os.path.isdir(target):
+        sys.path.insert(0, target)
+    import confluent_kafka.admin
+    return confluent_kafka
+
+
+class RealKafka(Process):
+    """A real Apache Kafka cluster from tools/kafka (KRaft, `nodes` combined nodes).
+
+    Started once per pytest session (a JVM start and a KRaft election cost ~10-25 s);
+    reset() gives each test what a fresh DevBroker gives: the Customer 360 topics, empty,
+    and no consumer group offsets."""
+
+    kind = "kafka"
+
+    def __init__(self, log_dir, nodes=1, partitions=6):
+        self.cluster_dir = os.path.join(log_dir, "cluster")
+        super().__init__("kafka", [os.path.join(ROOT, "tools/kafka"), "--nodes", str(nodes),
+                                   "--dir", self.cluster_dir, "--partitions", str(partitions)],
+                         log_dir, stdout=subprocess.PIPE)
+        line = self.proc.stdout.readline().decode().strip()
+        if not line:
+            raise AssertionError("tools/kafka printed no bootstrap address:\n" + self.log_text())
+        self.bootstrap = line
+        self.nodes = nodes
+        self.ck = kafka_admin_module()
+        self.admin = self.ck.admin.AdminClient({"bootstrap.servers": line, "log_level": 0})
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        rc = super().stop(sig, timeout)
+        # Nodes a killed tools/kafka left behind (they run in their own session).
+        subprocess.run([os.path.join(ROOT, "tools/kafka"), "stop", self.cluster_dir],
+                       capture_output=True, timeout=60)
+        return rc
+
+    def topics(self):
+        md = self.admin.list_topics(timeout=30)
+        return {name: len(t.partitions) for name, t in md.topics.items()
+                if not name.startswith("__")}
+
+    def reset(self, partitions=6, topics=None, topic_configs=None):
+        """Deletes every topic and consumer group, then creates `topics` (default: the
+        dev broker's) with `partitions` each; topic_configs: {topic: {key: value}}."""
+        topics = BROKER_TOPICS if topics is None else topics
+        groups = [g.group_id for g in self.admin.list_consumer_groups(
+            request_timeout=30).result().valid]
+        if groups:
+            for fut in self.admin.delete_consumer_groups(groups, request_timeout=30).values():
+                try:
+                    fut.result()
+                except self.ck.KafkaException:
+                    pass  # a group with a live member (none: tests stop their processes)
+        existing = list(self.topics())
+        if existing:
+            for fut in self.admin.delete_topics(existing, operation_timeout=30).values():
+                fut.result()
+            wait_until(lambda: not set(existing) & set(self.topics()), 60, "topics deleted")
+        rf = min(self.nodes, 3)
+        new = [self.ck.admin.NewTopic(t, partitions, rf,
+                                      config=dict((topic_configs or {}).get(t, {})))
+               for t in topics]
+        for fut in self.admin.create_topics(new, operation_timeout=30).values():
+            fut.result()
+
+        def led():
+            md = self.admin.list_topics(timeout=30)
+            return all(t in md.topics and len(md.topics[t].partitions) == partitions
+                       and all(p.leader >= 0 for p in md.topics[t].partitions.values())
+                       for t in topics)
+        wait_until(led, 60, "partition leaders of the new topics")
+
+
+class SharedKafka:
+    """A test's view of the session's RealKafka: the DevBroker interface (bootstrap,
+    alive, stop, log_text), with stop() a no-op since the cluster outlives the test."""
+
+    kind = "kafka"
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.bootstrap = cluster.bootstrap
+
+    def alive(self):
+        return self.cluster.alive()
+
+    def stop(self, *args, **kwargs):
+        return None
+
+    def log_text(self):
+        return self.cluster.log_text()
 
 
 def simulate(bootstrap, tmp, customers, seed, extra=()):

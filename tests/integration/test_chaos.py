@@ -10,7 +10,11 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 import harness
+
+pytestmark = pytest.mark.brokers("dev", "kafka")
 
 POISON = 24  # three of each of the eight shapes
 

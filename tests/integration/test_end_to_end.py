@@ -2,7 +2,11 @@
 customer's document must equal the simulator's oracle (compared as JSON)."""
 import urllib.parse
 
+import pytest
+
 import harness
+
+pytestmark = pytest.mark.brokers("dev", "kafka")
 
 
 def test_every_customer_equals_the_oracle(broker, workdir, processes):

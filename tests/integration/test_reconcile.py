@@ -7,7 +7,11 @@ import os
 import subprocess
 import time
 
+import pytest
+
 import harness
+
+pytestmark = pytest.mark.brokers("dev", "kafka")
 from test_sources import read_lines
 
 CUSTOMERS = 300

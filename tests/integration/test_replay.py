@@ -6,7 +6,11 @@ import json
 import os
 import subprocess
 
+import pytest
+
 import harness
+
+pytestmark = pytest.mark.brokers("dev", "kafka")
 
 CUSTOMERS = 300
 SEED = 23
@@ -200,9 +204,10 @@ def test_clean_store_lagging_the_log_has_no_drift(broker, workdir):
     assert out.returncode == 2 and "already holds a store" in out.stderr, out.stderr[-2000:]
 
 
-def test_history_deleted_by_retention_cannot_be_replayed(workdir, processes):
-    broker = harness.DevBroker(workdir, partitions=1)
-    processes.append(broker)
+@pytest.mark.parametrize("kind", ["dev", "kafka"])
+def test_history_deleted_by_retention_cannot_be_replayed(kind, request, workdir, processes):
+    from test_gap import log_start, one_partition_broker
+    broker = one_partition_broker(kind, request, workdir, processes)
     harness.simulate(broker.bootstrap, workdir, 50, SEED + 3)
     config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="")
     assert harness.run_projector(config).returncode == 0
@@ -211,6 +216,8 @@ def test_history_deleted_by_retention_cannot_be_replayed(workdir, processes):
     filler = b"\n".join(b"x" * 100_000 for _ in range(90)) + b"\n"
     subprocess.run(["kcat", "-P", "-b", broker.bootstrap, "-t", "loyalty", "-p", "0",
                     "-X", "message.max.bytes=2000000"], input=filler, check=True, timeout=120)
+    harness.wait_until(lambda: log_start(broker.bootstrap, "loyalty", 0) > 0, 60,
+                       "retention to delete the first segment of loyalty:0")
     out, findings, _ = diff_replay(config, workdir)
     assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
     assert "replay incomplete: loyalty:0 starts at offset" in out.stderr, out.stderr[-2000:]

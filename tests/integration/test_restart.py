@@ -6,6 +6,8 @@ import pytest
 
 import harness
 
+pytestmark = pytest.mark.brokers("dev", "kafka")
+
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_restart_midway(broker, workdir, processes, sig):

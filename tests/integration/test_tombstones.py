@@ -9,6 +9,8 @@ import pytest
 
 import harness
 
+pytestmark = pytest.mark.brokers("dev", "kafka")
+
 
 def tombstone(bootstrap, topic, key):
     # kcat -Z sends an empty value as NULL: a real tombstone
