@@ -106,6 +106,23 @@ int app_load(app_t *app, const char *prog, const app_args_t *args, bool load_vie
         fprintf(stderr, "%s: %s\n", prog, err);
         return APP_EXIT_USAGE;
     }
+    const char *registry_url = cfg_str(app->ap_cfg, "schema_registry.url");
+    if (registry_url && *registry_url) {
+        registry_opts_t ro = {
+            .ro_url = registry_url,
+            .ro_username = cfg_str(app->ap_cfg, "schema_registry.username"),
+            .ro_password = cfg_str(app->ap_cfg, "schema_registry.password"),
+            .ro_ca_file = cfg_str(app->ap_cfg, "schema_registry.ca_file"),
+            .ro_timeout_ms = cfg_int(app->ap_cfg, "schema_registry.timeout_ms"),
+        };
+        if (registry_naming_parse(cfg_str(app->ap_cfg, "schema_registry.subject_naming"),
+                                  &ro.ro_naming) ||
+            !(app->ap_registry = registry_new(&ro, err, sizeof(err)))) {
+            fprintf(stderr, "%s: %s\n", prog, err);
+            return APP_EXIT_USAGE;
+        }
+        registry_attach(app->ap_registry, app->ap_catalog);
+    }
     app->ap_view = view_load(cfg_str(app->ap_cfg, "view"), app->ap_catalog, err, sizeof(err));
     if (!app->ap_view) {
         fprintf(stderr, "%s: %s\n", prog, err);
@@ -124,6 +141,7 @@ void app_cleanup(app_t *app)
 {
     view_destroy(app->ap_view);
     catalog_destroy(app->ap_catalog);
+    registry_destroy(app->ap_registry);
     cfg_destroy(app->ap_cfg);
     memset(app, 0, sizeof(*app));
 }

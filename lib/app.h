@@ -8,6 +8,7 @@
 #define RM_APP_H
 
 #include "catalog.h"
+#include "registry.h"
 #include "cfg.h"
 #include "view.h"
 
@@ -35,6 +36,7 @@ typedef struct app {
     const char *ap_prog;
     cfg_t *ap_cfg;
     catalog_t *ap_catalog;
+    registry_t *ap_registry; /* schema_registry.url set: ap_catalog resolves through it */
     view_t *ap_view;
     char ap_store_dir[4096]; /* <data_dir>/<view name> */
 } app_t;

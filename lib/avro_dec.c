@@ -428,6 +428,13 @@ static bool build_default(avro_dec_entry_t *entry, json_t *root, size_t index, a
     return true;
 }
 
+/* The JSON of an entry's schema (avro-c drops aliases and defaults it does not use). */
+static json_t *schema_json(const catalog_entry_t *entry)
+{
+    return entry->ce_json ? json_loads(entry->ce_json, 0, NULL)
+                          : json_load_file(entry->ce_file, 0, NULL);
+}
+
 /* Maps every reader field to the writer's field of the same name or of one of its
  * aliases. A reader field the writer lacks must have a default: null (an optional field
  * added later: the engine sees it as absent) or a scalar/enum default, which the field
@@ -451,7 +458,7 @@ static int build_field_map(avro_dec_entry_t *entry, char *reason, size_t reasonl
         int wi = avro_schema_record_field_get_index(w, name);
         if (wi < 0 && entry->de_writer != entry->de_reader) {
             if (!root)
-                root = json_load_file(entry->de_reader->ce_file, 0, NULL);
+                root = schema_json(entry->de_reader);
             json_t *aliases = field_aliases(root, i), *alias;
             size_t ai;
             json_array_foreach(aliases, ai, alias) {
@@ -465,7 +472,7 @@ static int build_field_map(avro_dec_entry_t *entry, char *reason, size_t reasonl
             avro_schema_t d = deref(rf);
             bool null_first = is_avro_union(d) && is_avro_null(deref(avro_schema_union_branch(d, 0)));
             if (!root)
-                root = json_load_file(entry->de_reader->ce_file, 0, NULL);
+                root = schema_json(entry->de_reader);
             json_t *def = json_object_get(json_array_get(json_object_get(root, "fields"), i),
                                           "default");
             if (null_first && (!def || json_is_null(def)))
@@ -491,14 +498,17 @@ static int build_field_map(avro_dec_entry_t *entry, char *reason, size_t reasonl
 static int entry_build(avro_dec_t *dec, avro_dec_entry_t *entry, int32_t id, char *reason,
                        size_t reasonlen)
 {
-    const catalog_entry_t *writer = catalog_get(dec->ad_catalog, id);
-    if (!writer) {
-        snprintf(reason, reasonlen, "unknown schema id %d", id);
-        return RM_ESCHEMA;
-    }
+    const catalog_entry_t *writer;
+    int rc = catalog_resolve(dec->ad_catalog, id, &writer, reason, reasonlen);
+    if (rc)
+        return rc;
     entry->de_writer = writer;
+    /* A remote writer of a record catalog.yaml does not list is read as itself (no rule
+     * of the view names it). */
     entry->de_reader = catalog_latest(dec->ad_catalog, writer->ce_full_name);
-    int rc = build_field_map(entry, reason, reasonlen);
+    if (!entry->de_reader)
+        entry->de_reader = writer;
+    rc = build_field_map(entry, reason, reasonlen);
     if (rc) {
         if (rc == RM_ENOMEM)
             snprintf(reason, reasonlen, "out of memory");

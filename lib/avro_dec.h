@@ -62,7 +62,8 @@ int avro_dec_validate(avro_schema_t schema, const void *body, size_t len, char *
 
 /* Decodes a framed message. Returns 0 and fills ret_event, or RM_EFRAME, RM_ESCHEMA
  * (unknown id, or writer incompatible with the reader), RM_EDECODE, with a short
- * reason. */
+ * reason; or RM_EUNAVAIL when the writer id must come from a schema registry that cannot
+ * answer now (catalog_resolve): the message is not at fault, decode it again later. */
 int avro_dec_decode(avro_dec_t *dec, const void *data, size_t len, avro_dec_event_t *ret_event,
                     char *reason, size_t reasonlen);
 

@@ -248,7 +248,8 @@ int main(int argc, char **argv)
                          .po_generation = follow.gf_generation,
                          .po_tick = gens_follow_tick,
                          .po_tick_arg = &follow,
-                         .po_erasures = erasures};
+                         .po_erasures = erasures,
+                         .po_registry = app.ap_registry};
     pipe = pipe_new(&popts, err, sizeof(err));
     if (!pipe) {
         fprintf(stderr, "projector: %s\n", err);

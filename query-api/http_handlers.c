@@ -2,6 +2,7 @@
  * JSON is assembled by appending bytes (stored fragments are ready JSON); jansson never
  * runs on a request. */
 #include "http_handlers.h"
+#include "pipeline.h"
 #include "rm_time.h"
 #include "http_auth.h"
 #include "http_fresh.h"
@@ -159,6 +160,14 @@ struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status)
     if (!rc)
         rc = store_meta_foreach(store, txn, "gap/", add_gap, body);
     buf_append_str(body, "]");
+    /* Partitions paused for a schema registry outage (pipeline.h note 8): degraded, like
+     * a gap, since every replica depends on the same registry. */
+    char *registry = NULL;
+    const void *mark;
+    size_t mark_len;
+    if (!rc && store_meta_get(store, txn, PIPE_REGISTRY_META, &mark, &mark_len) == 0 &&
+        mark_len > 0 && !memmem(mark, mark_len, "\"paused_partitions\":0,", 22))
+        registry = strndup(mark, mark_len);
     http_txn_done();
     if (rc)
         return problem(503, "not-ready", "Not ready", "cannot read the store", NULL, ret_status);
@@ -179,10 +188,12 @@ struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status)
     buf_reset(body);
     buf_printf(body,
                "{\"status\":\"%s\",\"partitions\":%zu,\"lag_messages\":%lld,\"lag_seconds\":%.3f,"
-               "\"gaps\":%s}",
-               gaps && strcmp(gaps, "[]") ? "degraded" : "ready", lag.hl_partitions,
-               (long long)lag.hl_messages, (double)lag.hl_lag_ms / 1000.0, gaps ? gaps : "[]");
+               "\"gaps\":%s%s%s}",
+               (gaps && strcmp(gaps, "[]")) || registry ? "degraded" : "ready", lag.hl_partitions,
+               (long long)lag.hl_messages, (double)lag.hl_lag_ms / 1000.0, gaps ? gaps : "[]",
+               registry ? ",\"schema_registry\":" : "", registry ? registry : "");
     free(gaps);
+    free(registry);
     *ret_status = 200;
     return json_response(body);
 }

@@ -1,0 +1,140 @@
+"""Writer schemas from a Confluent-compatible schema registry (tools/devregistry).
+
+The projector resolves ids it has not seen with GET /schemas/ids/{id}, keeps every schema
+it used in its store, pauses a partition while the registry cannot answer (an outage is
+not poison), and dead-letters only the ids the registry says do not exist (40403)."""
+import json
+import os
+import subprocess
+import urllib.request
+
+import harness
+
+
+class DevRegistry(harness.Process):
+    def __init__(self, log_dir, bootstrap, port=0, extra=()):
+        super().__init__("devregistry", [os.path.join(harness.ROOT, "tools/devregistry"),
+                                         "--bootstrap", bootstrap, "--port", str(port), *extra],
+                         log_dir, stdout=subprocess.PIPE)
+        line = self.proc.stdout.readline().decode().strip()
+        if not line:
+            raise AssertionError("devregistry printed no URL:\n" + self.log_text())
+        self.url = line
+
+
+def registry_config(workdir, broker, url, **settings):
+    return harness.write_config(workdir, broker.bootstrap, schema_registry__url=url, **settings)
+
+
+def check_view(config, oracle):
+    docs = harness.inspect_docs(config, [e["key"] for e in oracle])
+    return harness.compare_with_oracle(
+        oracle, lambda key: docs[key]["sections"] if docs[key] else None)
+
+
+def kept_schema_ids(config):
+    """The ids kept in the store's meta db (schema/<id>), read with mdb_dump."""
+    data = os.path.join(os.path.dirname(config), "data", "customer360", "current")
+    out = subprocess.run(["mdb_dump", "-p", "-s", "meta", data], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return sorted(int(line.strip()[len("schema/"):]) for line in out.stdout.splitlines()
+                  if line.startswith(" schema/"))
+
+
+def test_ids_come_from_the_registry_and_are_kept_in_the_store(broker, workdir, processes):
+    registry = DevRegistry(workdir, broker.bootstrap)
+    processes.append(registry)
+    _, oracle_path = harness.simulate(broker.bootstrap, workdir, 150, 31,
+                                      extra=("--registry", registry.url))
+    ids = json.load(urllib.request.urlopen(registry.url + "/subjects"))
+    assert "orders-value" in ids and "customers-value" in ids, ids
+    config = registry_config(workdir, broker, registry.url, projector__metrics_listen="")
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-2000:]
+    oracle = harness.read_oracle(oracle_path)
+    problems = check_view(config, oracle)
+    assert not problems, problems[:5]
+    kept = kept_schema_ids(config)
+    assert kept and max(kept) <= 20, kept  # the registry's ids, not the catalog's 30+
+
+    # More events under the same ids, then the registry goes away: a restart still
+    # decodes everything from the schemas the store kept.
+    _, oracle2_path = harness.simulate(broker.bootstrap, workdir, 150, 32,
+                                       extra=("--registry", registry.url))
+    registry.stop()
+    out = harness.run_projector(config, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    problems = check_view(config, oracle + harness.read_oracle(oracle2_path))
+    assert not problems, problems[:5]
+    assert json.loads(harness.inspect(config, "stats").stdout)["outbox"] == 0
+    assert "event dead-lettered" not in out.stderr
+
+
+def test_registry_down_pauses_and_dead_letters_nothing(broker, workdir, processes):
+    port = harness.free_port()
+    registry = DevRegistry(workdir, broker.bootstrap, port=port)
+    processes.append(registry)
+    _, oracle_path = harness.simulate(broker.bootstrap, workdir, 120, 33,
+                                      extra=("--registry", registry.url))
+    registry.stop()  # the projector starts with the registry down
+    metrics_port = harness.free_port()
+    config = registry_config(workdir, broker, registry.url,
+                             projector__metrics_listen=f"127.0.0.1:{metrics_port}")
+    projector = harness.Process("projector", [harness.binary("projector/projector"), "--config",
+                                              config], workdir)
+    processes.append(projector)
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+
+    def paused():
+        try:
+            samples = harness.scrape_metrics(url)
+        except OSError:
+            return False
+        return harness.metric_total(samples, "readmodel_schema_registry_paused_partitions") > 0
+    harness.wait_until(paused, 60, "a partition paused for the registry")
+    samples = harness.scrape_metrics(url)
+    assert harness.metric_total(samples, "readmodel_dead_letters_total") == 0
+    assert harness.metric_total(samples, "readmodel_schema_registry_errors_total") > 0
+    assert harness.metric_total(samples, "readmodel_events_total", outcome="applied") == 0
+
+    # The registry comes back (on the same address, its ids recovered from _schemas).
+    registry = DevRegistry(workdir, broker.bootstrap, port=port)
+    processes.append(registry)
+    oracle = harness.read_oracle(oracle_path)
+    total = sum(1 for _ in oracle)
+
+    def caught_up():
+        samples = harness.scrape_metrics(url)
+        return (harness.metric_total(samples, "readmodel_schema_registry_paused_partitions") == 0
+                and harness.metric_total(samples, "readmodel_partition_lag_messages") == 0
+                and harness.metric_total(samples, "readmodel_events_total",
+                                         outcome="applied") > 0)
+    harness.wait_until(caught_up, 90, f"the view of {total} customers filled")
+    samples = harness.scrape_metrics(url)
+    assert harness.metric_total(samples, "readmodel_dead_letters_total") == 0
+    projector.stop()
+    problems = check_view(config, oracle)
+    assert not problems, problems[:5]
+
+
+def test_an_id_the_registry_does_not_know_is_dead_lettered(broker, workdir, processes):
+    registry = DevRegistry(workdir, broker.bootstrap)
+    processes.append(registry)
+    _, oracle_path = harness.simulate(broker.bootstrap, workdir, 50, 34,
+                                      extra=("--registry", registry.url))
+    # A well-formed frame with an id nobody registered.
+    subprocess.run(["kcat", "-P", "-b", broker.bootstrap, "-t", "orders", "-k", "ghost", "-p", "2"],
+                   input=b"\x00\x00\x00\x03\x09\x02xy", check=True, timeout=60)
+    config = registry_config(workdir, broker, registry.url, projector__metrics_listen="")
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-2000:]
+    listed = subprocess.run([harness.binary("projector/projector"), "--config", config, "dlq",
+                             "list"], cwd=harness.ROOT, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    letters = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(letters) == 1, letters
+    assert letters[0]["error"] == "schema"
+    assert "not found in the schema registry" in json.dumps(letters[0]), letters[0]
+    problems = check_view(config, harness.read_oracle(oracle_path))
+    assert not problems, problems[:5]
