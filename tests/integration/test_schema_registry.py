@@ -138,3 +138,35 @@ def test_an_id_the_registry_does_not_know_is_dead_lettered(broker, workdir, proc
     assert "not found in the schema registry" in json.dumps(letters[0]), letters[0]
     problems = check_view(config, harness.read_oracle(oracle_path))
     assert not problems, problems[:5]
+
+
+VENV_PYTHON = os.path.join(harness.ROOT, ".cache", "pyvenv", "bin", "python")
+
+
+def test_events_serialized_by_confluent_kafka_python_are_applied(broker, workdir, processes):
+    """confluent-kafka-python's AvroDeserializer reads what tools/simulate framed with the
+    registry's ids, and what its AvroSerializer writes (same keys, partitions and order) is
+    what the projector applies: the view equals the simulator's oracle."""
+    check = subprocess.run([VENV_PYTHON, "-c", "import confluent_kafka.schema_registry.avro"],
+                           capture_output=True)
+    assert check.returncode == 0, ("confluent-kafka[avro] is missing from .cache/pyvenv: "
+                                   "tools/lib.sh rm_python_registry_deps installs it")
+    target = harness.DevBroker(workdir)
+    processes.append(target)
+    registry = DevRegistry(workdir, broker.bootstrap)
+    processes.append(registry)
+    _, oracle_path = harness.simulate(broker.bootstrap, workdir, 40, 35,
+                                      extra=("--registry", registry.url))
+    relay = subprocess.run([VENV_PYTHON, os.path.join(os.path.dirname(__file__),
+                                                      "confluent_relay.py"),
+                            broker.bootstrap, target.bootstrap, registry.url],
+                           capture_output=True, text=True, timeout=300)
+    assert relay.returncode == 0, relay.stderr[-3000:]
+    stats = json.loads(relay.stdout.strip().splitlines()[-1])
+    assert stats["relayed"] > 40 and stats["writer_schemas"] >= 10, stats
+    config = registry_config(workdir, target, registry.url, projector__metrics_listen="")
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "event dead-lettered" not in out.stderr, out.stderr[-2000:]
+    problems = check_view(config, harness.read_oracle(oracle_path))
+    assert not problems, problems[:5]
