@@ -24,6 +24,7 @@ typedef struct avro_dec_entry {
      * absent). Built once per schema id. */
     avro_value_iface_t **de_default_iface;
     avro_value_t *de_defaults;
+    int de_bad_field; /* build_field_map failed: the reader field index it failed on */
 } avro_dec_entry_t;
 
 struct avro_dec {
@@ -483,15 +484,29 @@ static int build_field_map(avro_dec_entry_t *entry, char *reason, size_t reasonl
                          "and has no usable default",
                          entry->de_writer->ce_id, entry->de_reader->ce_id, name);
                 rc = RM_ESCHEMA;
+                entry->de_bad_field = (int)i;
             }
         } else if (!same_shape(avro_schema_record_field_get_by_index(w, wi), rf, 0)) {
             snprintf(reason, reasonlen,
                      "schema id %d cannot be read as schema id %d: field '%s' changed type",
                      entry->de_writer->ce_id, entry->de_reader->ce_id, name);
             rc = RM_ESCHEMA;
+            entry->de_bad_field = (int)i;
         }
     }
     json_decref(root);
+    return rc;
+}
+
+int avro_dec_check(const catalog_entry_t *writer, const catalog_entry_t *reader,
+                   int *ret_bad_field, char *reason, size_t reasonlen)
+{
+    avro_dec_entry_t entry = {.de_writer = writer, .de_reader = reader, .de_bad_field = -1};
+    int rc = build_field_map(&entry, reason, reasonlen);
+    *ret_bad_field = rc == RM_ESCHEMA ? entry.de_bad_field : -1;
+    if (rc == RM_ENOMEM)
+        snprintf(reason, reasonlen, "out of memory");
+    entry_free(&entry);
     return rc;
 }
 

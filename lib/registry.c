@@ -1,5 +1,6 @@
 /* registry: Confluent Schema Registry REST client (registry.h). */
 #include "registry.h"
+#include "avro_dec.h"
 #include "buf.h"
 #include "rm_err.h"
 #include "rm_time.h"
@@ -338,20 +339,24 @@ int registry_register(registry_t *registry, const char *subject, const char *sch
     return rc;
 }
 
-int registry_latest(registry_t *registry, const char *subject, int32_t *ret_id, char **ret_text,
-                    char *reason, size_t reasonlen)
+int registry_version(registry_t *registry, const char *subject, int32_t version, int32_t *ret_id,
+                     char **ret_text, char *reason, size_t reasonlen)
 {
     char escaped[1024], path[1200];
     if (escape_subject(subject, escaped, sizeof(escaped))) {
         snprintf(reason, reasonlen, "subject too long");
         return RM_EINVAL;
     }
-    snprintf(path, sizeof(path), "/subjects/%s/versions/latest", escaped);
+    if (version > 0)
+        snprintf(path, sizeof(path), "/subjects/%s/versions/%d", escaped, (int)version);
+    else
+        snprintf(path, sizeof(path), "/subjects/%s/versions/latest", escaped);
     static const long not_found[] = {40401, 40402, 0};
     buf_t body = BUF_INIT;
     int rc = call(registry, path, NULL, not_found, false, &body, reason, reasonlen);
     if (rc == RM_ENOTFOUND)
-        snprintf(reason, reasonlen, "subject '%s' not found in the schema registry", subject);
+        snprintf(reason, reasonlen, "subject '%s' has no such version in the schema registry",
+                 subject);
     if (!rc) {
         json_t *root = json_loads(body.b_data, 0, NULL);
         json_int_t id = json_integer_value(json_object_get(root, "id"));
@@ -366,6 +371,48 @@ int registry_latest(registry_t *registry, const char *subject, int32_t *ret_id, 
             *ret_id = (int32_t)id;
         }
         json_decref(root);
+    }
+    buf_free(&body);
+    return rc;
+}
+
+int registry_versions(registry_t *registry, const char *subject, int32_t **ret_versions,
+                      size_t *ret_count, char *reason, size_t reasonlen)
+{
+    char escaped[1024], path[1200];
+    if (escape_subject(subject, escaped, sizeof(escaped))) {
+        snprintf(reason, reasonlen, "subject too long");
+        return RM_EINVAL;
+    }
+    snprintf(path, sizeof(path), "/subjects/%s/versions", escaped);
+    static const long not_found[] = {40401, 0};
+    buf_t body = BUF_INIT;
+    int rc = call(registry, path, NULL, not_found, false, &body, reason, reasonlen);
+    if (rc == RM_ENOTFOUND)
+        snprintf(reason, reasonlen, "subject '%s' not found in the schema registry", subject);
+    if (!rc) {
+        json_t *root = json_loads(body.b_data, 0, NULL);
+        size_t count = json_array_size(root);
+        int32_t *versions = calloc(count ? count : 1, sizeof(*versions));
+        if (!versions)
+            rc = RM_ENOMEM;
+        for (size_t i = 0; versions && i < count; i++) {
+            json_int_t v = json_integer_value(json_array_get(root, i));
+            if (v <= 0 || v > INT32_MAX) {
+                snprintf(reason, reasonlen, "schema registry: subject '%s': unexpected answer",
+                         subject);
+                rc = RM_EUNAVAIL;
+                break;
+            }
+            versions[i] = (int32_t)v;
+        }
+        json_decref(root);
+        if (rc) {
+            free(versions);
+        } else {
+            *ret_versions = versions;
+            *ret_count = count;
+        }
     }
     buf_free(&body);
     return rc;
@@ -433,4 +480,163 @@ void registry_get_stats(registry_t *registry, registry_stats_t *ret_stats)
     pthread_mutex_lock(&registry->rg_lock);
     ret_stats->rs_down = registry->rg_backoff_ms > 0;
     pthread_mutex_unlock(&registry->rg_lock);
+}
+
+/* The line of the view definition where rule first reads reader field index: an operation
+ * of the rule, or the rule itself (key, id, version, event_id, occurred_at). */
+static bool expr_reads(const view_expr_t *expr, int field)
+{
+    return (expr->ve_kind == VIEW_EXPR_FIELD || expr->ve_kind == VIEW_EXPR_COUNT) &&
+           expr->ve_field_index == field;
+}
+
+static unsigned field_line(const view_rule_t *rule, int field, bool *ret_read)
+{
+    *ret_read = true;
+    if (expr_reads(&rule->vr_entity_id, field) || expr_reads(&rule->vr_key, field) ||
+        expr_reads(&rule->vr_via_id, field) || rule->vr_version_index == field ||
+        rule->vr_event_id_index == field || rule->vr_occurred_at_index == field)
+        return rule->vr_line;
+    for (size_t o = 0; o < rule->vr_op_count; o++) {
+        const view_op_t *op = &rule->vr_ops[o];
+        bool reads = expr_reads(&op->vo_item, field) || expr_reads(&op->vo_by, field) ||
+                     expr_reads(&op->vo_link_id, field);
+        for (size_t a = 0; !reads && a < op->vo_assign_count; a++)
+            reads = expr_reads(&op->vo_assigns[a].va_value, field);
+        if (reads)
+            return op->vo_line;
+    }
+    *ret_read = false;
+    return rule->vr_line;
+}
+
+/* The newest schema of record full_name under subject: with TopicNameStrategy several
+ * records share a subject, so versions are walked from the newest. 0 and its id and
+ * text; RM_ENOTFOUND (no subject, or no version of that record); RM_EUNAVAIL. */
+static int newest_of_record(registry_t *registry, const char *subject, const char *full_name,
+                            int32_t *ret_id, char **ret_text, char *reason, size_t reasonlen)
+{
+    if (registry->rg_naming != REGISTRY_TOPIC_NAME)
+        return registry_version(registry, subject, 0, ret_id, ret_text, reason, reasonlen);
+    int32_t *versions = NULL;
+    size_t count = 0;
+    int rc = registry_versions(registry, subject, &versions, &count, reason, reasonlen);
+    for (size_t i = count; !rc && i-- > 0;) {
+        int32_t id;
+        char *text = NULL;
+        rc = registry_version(registry, subject, versions[i], &id, &text, reason, reasonlen);
+        if (rc == RM_ENOTFOUND) { /* deleted meanwhile */
+            rc = 0;
+            continue;
+        }
+        if (rc)
+            break;
+        avro_schema_t schema;
+        bool match = false;
+        if (avro_schema_from_json_length(text, strlen(text), &schema) == 0) {
+            if (is_avro_record(schema)) {
+                const char *space = avro_schema_namespace(schema);
+                const char *name = avro_schema_name(schema);
+                size_t space_len = space && *space ? strlen(space) : 0;
+                match = space_len ? strncmp(full_name, space, space_len) == 0 &&
+                                        full_name[space_len] == '.' &&
+                                        strcmp(full_name + space_len + 1, name) == 0
+                                  : strcmp(full_name, name) == 0;
+            }
+            avro_schema_decref(schema);
+        }
+        if (match) {
+            *ret_id = id;
+            *ret_text = text;
+            free(versions);
+            return 0;
+        }
+        free(text);
+    }
+    free(versions);
+    return rc ? rc : RM_ENOTFOUND;
+}
+
+/* Checks the newest writer of rule's record on one subject; see registry_check_view. */
+static int check_subject(registry_t *registry, const view_t *view, const catalog_t *catalog,
+                         const view_rule_t *rule, const char *subject, bool *ret_found,
+                         char *errstr, size_t errlen)
+{
+    int32_t id;
+    char *text = NULL;
+    char reason[256] = "";
+    int rc =
+        newest_of_record(registry, subject, rule->vr_event, &id, &text, reason, sizeof(reason));
+    if (rc == RM_ENOTFOUND)
+        return 0;
+    if (rc) {
+        snprintf(errstr, errlen, "%s", reason);
+        return rc;
+    }
+    *ret_found = true;
+    const catalog_entry_t *writer;
+    rc = catalog_add_remote(catalog, id, text, &writer, reason, sizeof(reason));
+    free(text);
+    if (rc) {
+        snprintf(errstr, errlen, "%s:%u: %s: subject '%s': %s", view->v_path, rule->vr_line,
+                 rule->vr_event, subject, reason);
+        return rc == RM_ENOMEM ? rc : RM_ESCHEMA;
+    }
+    int bad = -1;
+    rc = avro_dec_check(writer, rule->vr_reader, &bad, reason, sizeof(reason));
+    if (rc != RM_ESCHEMA)
+        return rc;
+    bool read = false;
+    unsigned line = bad >= 0 ? field_line(rule, bad, &read) : rule->vr_line;
+    const char *field =
+        bad >= 0 ? avro_schema_record_field_name(rule->vr_reader->ce_schema, bad) : "?";
+    snprintf(errstr, errlen,
+             "%s:%u: field '%s' of %s cannot be read from the registry's newest %s (subject "
+             "'%s', schema id %d)%s: %s",
+             view->v_path, line, field, rule->vr_event, rule->vr_event, subject, (int)id,
+             read ? "" : " (the rule does not read it, but no message of that schema decodes)",
+             reason);
+    return RM_ESCHEMA;
+}
+
+int registry_check_view(registry_t *registry, const view_t *view, const catalog_t *catalog,
+                        size_t *ret_unchecked, char *errstr, size_t errlen)
+{
+    *ret_unchecked = 0;
+    for (size_t r = 0; r < view->v_rule_count; r++) {
+        const view_rule_t *rule = &view->v_rules[r];
+        /* The topics producers put the record on (the catalog's `topic`), else any of
+         * the view's, as view_feeds decides. */
+        bool on_topic[VIEW_MAX_TOPICS] = {false}, any = false;
+        for (size_t i = 0; i < catalog_count(catalog); i++) {
+            const catalog_entry_t *entry = catalog_at(catalog, i);
+            if (strcmp(entry->ce_full_name, rule->vr_event) || !entry->ce_topic)
+                continue;
+            int t = view_topic_index(view, entry->ce_topic);
+            if (t >= 0) {
+                on_topic[t] = true;
+                any = true;
+            }
+        }
+        bool found = false;
+        int rc = 0;
+        char subject[512];
+        if (registry->rg_naming == REGISTRY_RECORD_NAME) {
+            registry_subject(registry, "", rule->vr_event, subject, sizeof(subject));
+            rc = check_subject(registry, view, catalog, rule, subject, &found, errstr, errlen);
+        } else {
+            for (size_t t = 0; !rc && t < view->v_topic_count; t++) {
+                if (any && !on_topic[t])
+                    continue;
+                if (!registry_subject(registry, view->v_topics[t], rule->vr_event, subject,
+                                      sizeof(subject)))
+                    continue;
+                rc = check_subject(registry, view, catalog, rule, subject, &found, errstr, errlen);
+            }
+        }
+        if (rc)
+            return rc;
+        *ret_unchecked += !found;
+    }
+    return 0;
 }

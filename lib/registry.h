@@ -24,6 +24,7 @@
 
 #include "catalog.h"
 #include "store.h"
+#include "view.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -77,16 +78,32 @@ int registry_fetch(registry_t *registry, int32_t schema_id, char **ret_text, cha
  * id. Errors: RM_EINVAL (the registry refused the schema: 4xx), RM_EUNAVAIL, RM_ENOMEM. */
 int registry_register(registry_t *registry, const char *subject, const char *schema_text,
                       int32_t *ret_id, char *reason, size_t reasonlen);
-/* GET /subjects/{subject}/versions/latest: its id and text (malloc'd). RM_ENOTFOUND when
- * the subject (or version) does not exist; RM_EUNAVAIL; RM_ENOMEM. */
-int registry_latest(registry_t *registry, const char *subject, int32_t *ret_id, char **ret_text,
-                    char *reason, size_t reasonlen);
+/* GET /subjects/{subject}/versions/{version} (version <= 0: latest): its id and text
+ * (malloc'd). RM_ENOTFOUND when the subject or version does not exist; RM_EUNAVAIL;
+ * RM_ENOMEM. */
+int registry_version(registry_t *registry, const char *subject, int32_t version, int32_t *ret_id,
+                     char **ret_text, char *reason, size_t reasonlen);
+/* GET /subjects/{subject}/versions: the versions (malloc'd array, ascending as the
+ * registry lists them). RM_ENOTFOUND when the subject does not exist; RM_EUNAVAIL. */
+int registry_versions(registry_t *registry, const char *subject, int32_t **ret_versions,
+                      size_t *ret_count, char *reason, size_t reasonlen);
 
 /* Makes catalog resolve writer ids through registry (note 4); registry must outlive it. */
 void registry_attach(registry_t *registry, catalog_t *catalog);
 /* Adds to catalog every schema kept in store's meta db (note 4). Returns 0 or an error of
  * the store (or RM_ESCHEMA when a kept schema no longer parses). */
 int registry_preload(const catalog_t *catalog, store_t *store);
+
+/* The start-up check: for each rule of view, the newest schema the registry holds for
+ * the rule's record — on the subjects of the topics the catalog puts it on (any of the
+ * view's when none), under the naming strategy — must be readable as the rule's reader
+ * schema by the evolution rules of avro_dec (avro_dec_check). Returns 0, with the number
+ * of rules whose record has no version in the registry yet in ret_unchecked; RM_ESCHEMA
+ * with "<view file>:<line>: field '<name>' of <record> cannot be read ..." in errstr (the
+ * line of the rule's first use of the field); RM_EUNAVAIL (nothing could be checked);
+ * RM_ENOMEM. Adds the schemas it fetched to catalog. */
+int registry_check_view(registry_t *registry, const view_t *view, const catalog_t *catalog,
+                        size_t *ret_unchecked, char *errstr, size_t errlen);
 
 void registry_get_stats(registry_t *registry, registry_stats_t *ret_stats);
 

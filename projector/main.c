@@ -86,6 +86,28 @@ static void usage(FILE *out)
     cfg_print_help(out, NULL);
 }
 
+/* Refuses to start when the registry's newest schema of a record cannot be read as the view
+ * definition needs (registry_check_view). A registry that cannot answer now is no reason
+ * to stay down: messages then wait for it one by one (pipeline.h note 8). */
+static int check_view_against_registry(app_t *app)
+{
+    char err[1024];
+    size_t unchecked = 0;
+    int rc = registry_check_view(app->ap_registry, app->ap_view, app->ap_catalog, &unchecked, err,
+                                 sizeof(err));
+    if (rc == RM_ESCHEMA) {
+        fprintf(stderr, "projector: %s\n", err);
+        return APP_EXIT_USAGE;
+    }
+    if (rc)
+        log_warn("cannot check the view definition against the schema registry; starting anyway",
+                 LOG_S("error", rc == RM_EUNAVAIL ? err : rm_strerror(rc)));
+    else if (unchecked)
+        log_warn("the schema registry has no schema yet for some records the view reads",
+                 LOG_I("rules", (int64_t)unchecked));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -181,6 +203,8 @@ int main(int argc, char **argv)
 
     app_t app;
     int exit_code = app_load(&app, "projector", &args, true);
+    if (!exit_code && app.ap_registry && !dlq_command && (!gen_command || rebuild))
+        exit_code = check_view_against_registry(&app);
     if (exit_code || dlq_command || gen_command) {
         if (!exit_code && dlq_command)
             exit_code = dlq_main(&app, dlq_command, dry_run);

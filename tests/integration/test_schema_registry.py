@@ -170,3 +170,49 @@ def test_events_serialized_by_confluent_kafka_python_are_applied(broker, workdir
     assert "event dead-lettered" not in out.stderr, out.stderr[-2000:]
     problems = check_view(config, harness.read_oracle(oracle_path))
     assert not problems, problems[:5]
+
+
+def register(url, subject, schema):
+    req = urllib.request.Request(url + f"/subjects/{subject}/versions",
+                                 data=json.dumps({"schema": json.dumps(schema)}).encode(),
+                                 headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+    return json.load(urllib.request.urlopen(req))["id"]
+
+
+def order_created():
+    with open(os.path.join(harness.ROOT, "schemas/avro/OrderCreated.v1.avsc")) as f:
+        return json.load(f)
+
+
+def test_the_view_is_checked_against_the_registry_at_start(broker, workdir, processes):
+    """A producer's newest OrderCreated whose total_cents became a string cannot feed the
+    view's upsert: the projector refuses to start and names the view file, the line that
+    reads the field, and the field. A compatible evolution (a new optional field) starts."""
+    registry = DevRegistry(workdir, broker.bootstrap)
+    processes.append(registry)
+    harness.simulate(broker.bootstrap, workdir, 5, 36, extra=("--registry", registry.url))
+    config = registry_config(workdir, broker, registry.url, projector__metrics_listen="")
+
+    evolved = order_created()
+    evolved["fields"].append({"name": "channel", "type": ["null", "string"], "default": None})
+    register(registry.url, "orders-value", evolved)
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+    broken = order_created()
+    for field in broken["fields"]:
+        if field["name"] == "total_cents":
+            field["type"] = "string"
+    register(registry.url, "orders-value", broken)
+    out = harness.run_projector(config)
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
+    view_lines = open(os.path.join(harness.ROOT, "schemas/views/customer360.yaml")).readlines()
+    rule = next(i for i, line in enumerate(view_lines)
+                if "event: c360.orders.OrderCreated" in line)
+    upsert = next(i + 1 for i, line in enumerate(view_lines)
+                  if i > rule and "- upsert:" in line)
+    message = out.stderr.strip().splitlines()[-1]
+    assert "customer360.yaml:" in message and "'total_cents'" in message, message
+    line = int(message.split("customer360.yaml:")[1].split(":")[0])
+    assert line == upsert, (line, upsert, message)  # the upsert that reads it
+    assert "c360.orders.OrderCreated" in message and "changed type" in message, message
