@@ -14,6 +14,7 @@
 
 #define REGISTRY_BACKOFF_MIN_MS 200
 #define REGISTRY_MAX_BODY_BYTES (4 * 1024 * 1024)
+#define REGISTRY_BACKOFF_SLOTS 64
 
 struct registry {
     char *rg_url; /* without a trailing '/' */
@@ -23,8 +24,15 @@ struct registry {
     int64_t rg_backoff_max_ms;
     registry_naming_t rg_naming;
     pthread_mutex_t rg_lock; /* the backoff state below */
-    int64_t rg_backoff_ms; /* 0: the last request succeeded */
-    int64_t rg_retry_at_ms; /* monotonic; no request before it */
+    /* Per key (a schema id; 0 for subject requests): one id the registry fails for must
+     * not hold up the others (note 2). */
+    struct registry_backoff {
+        int32_t rb_key;
+        int64_t rb_backoff_ms; /* 0: free slot */
+        int64_t rb_retry_at_ms; /* monotonic; no request for the key before it */
+    } rg_backoff[REGISTRY_BACKOFF_SLOTS];
+    bool rg_down; /* the last request failed */
+    char rg_last_error[160]; /* its reason */
     uint64_t rg_fetches, rg_not_found, rg_errors, rg_skipped; /* atomic */
 };
 
@@ -125,32 +133,53 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ctx)
     return n;
 }
 
-/* Whether a request may be made now (note 2); counts the ones that may not. */
-static bool may_request(registry_t *registry, char *reason, size_t reasonlen)
+/* The backoff slot of key, or NULL; the caller holds rg_lock. */
+static struct registry_backoff *backoff_find(registry_t *registry, int32_t key)
+{
+    for (size_t i = 0; i < REGISTRY_BACKOFF_SLOTS; i++)
+        if (registry->rg_backoff[i].rb_backoff_ms && registry->rg_backoff[i].rb_key == key)
+            return &registry->rg_backoff[i];
+    return NULL;
+}
+
+/* Whether a request for key may be made now (note 2); counts the ones that may not. */
+static bool may_request(registry_t *registry, int32_t key, char *reason, size_t reasonlen)
 {
     pthread_mutex_lock(&registry->rg_lock);
-    int64_t wait = registry->rg_retry_at_ms - rm_mono_ms();
+    struct registry_backoff *slot = backoff_find(registry, key);
+    int64_t wait = slot ? slot->rb_retry_at_ms - rm_mono_ms() : 0;
+    if (wait > 0)
+        snprintf(reason, reasonlen, "%s (next try in %lld ms)", registry->rg_last_error,
+                 (long long)wait);
     pthread_mutex_unlock(&registry->rg_lock);
     if (wait <= 0)
         return true;
     __atomic_add_fetch(&registry->rg_skipped, 1, __ATOMIC_RELAXED);
-    snprintf(reason, reasonlen, "schema registry unavailable (next try in %lld ms)",
-             (long long)wait);
     return false;
 }
 
-static void note_outcome(registry_t *registry, bool failed)
+static void note_outcome(registry_t *registry, int32_t key, bool failed, const char *reason)
 {
     pthread_mutex_lock(&registry->rg_lock);
+    struct registry_backoff *slot = backoff_find(registry, key);
+    registry->rg_down = failed;
     if (failed) {
-        int64_t next =
-            registry->rg_backoff_ms ? registry->rg_backoff_ms * 2 : REGISTRY_BACKOFF_MIN_MS;
-        registry->rg_backoff_ms =
+        snprintf(registry->rg_last_error, sizeof(registry->rg_last_error), "%s", reason);
+        if (!slot) { /* a free slot, else the one due first */
+            slot = &registry->rg_backoff[0];
+            for (size_t i = 0; i < REGISTRY_BACKOFF_SLOTS && slot->rb_backoff_ms; i++)
+                if (!registry->rg_backoff[i].rb_backoff_ms ||
+                    registry->rg_backoff[i].rb_retry_at_ms < slot->rb_retry_at_ms)
+                    slot = &registry->rg_backoff[i];
+            slot->rb_key = key;
+            slot->rb_backoff_ms = 0;
+        }
+        int64_t next = slot->rb_backoff_ms ? slot->rb_backoff_ms * 2 : REGISTRY_BACKOFF_MIN_MS;
+        slot->rb_backoff_ms =
             next > registry->rg_backoff_max_ms ? registry->rg_backoff_max_ms : next;
-        registry->rg_retry_at_ms = rm_mono_ms() + registry->rg_backoff_ms;
-    } else {
-        registry->rg_backoff_ms = 0;
-        registry->rg_retry_at_ms = 0;
+        slot->rb_retry_at_ms = rm_mono_ms() + slot->rb_backoff_ms;
+    } else if (slot) {
+        slot->rb_backoff_ms = 0;
     }
     pthread_mutex_unlock(&registry->rg_lock);
     if (failed)
@@ -218,34 +247,34 @@ static long error_code(const buf_t *body)
 /* Runs a request with the backoff (note 2) and classifies its status (note 1): 0 on 200
  * with the body, RM_ENOTFOUND on 404 with one of not_found_codes (0-terminated),
  * RM_EINVAL on another 4xx in client_errors mode, else RM_EUNAVAIL. */
-static int call(registry_t *registry, const char *path, const char *post_body,
+static int call(registry_t *registry, int32_t key, const char *path, const char *post_body,
                 const long *not_found_codes, bool client_errors, buf_t *body, char *reason,
                 size_t reasonlen)
 {
-    if (!may_request(registry, reason, reasonlen))
+    if (!may_request(registry, key, reason, reasonlen))
         return RM_EUNAVAIL;
     long status = 0;
     int rc = request(registry, path, post_body, &status, body, reason, reasonlen);
     if (rc == RM_ENOMEM || rc == RM_EINVAL)
         return rc;
     if (rc) {
-        note_outcome(registry, true);
+        note_outcome(registry, key, true, reason);
         return rc;
     }
     if (status == 200) {
-        note_outcome(registry, false);
+        note_outcome(registry, key, false, NULL);
         return 0;
     }
     long code = error_code(body);
     if (status == 404)
         for (const long *c = not_found_codes; *c; c++)
             if (code == *c) {
-                note_outcome(registry, false);
+                note_outcome(registry, key, false, NULL);
                 return RM_ENOTFOUND;
             }
     if (client_errors && status >= 400 && status < 500 && status != 401 && status != 403 &&
         status != 408 && status != 429) {
-        note_outcome(registry, false);
+        note_outcome(registry, key, false, NULL);
         snprintf(reason, reasonlen, "schema registry refused: HTTP %ld, error_code %ld", status,
                  code);
         return RM_EINVAL;
@@ -253,9 +282,9 @@ static int call(registry_t *registry, const char *path, const char *post_body,
     /* 5xx, 401/403 (a configuration problem: retrying after it is fixed must work), a
      * plain 404 without Confluent's body (a proxy, a wrong URL): the registry did not
      * say the id does not exist, so nothing is dead-lettered for it. */
-    note_outcome(registry, true);
     snprintf(reason, reasonlen, "schema registry unavailable: HTTP %ld%s", status,
              code ? "" : " (no Confluent error body)");
+    note_outcome(registry, key, true, reason);
     return RM_EUNAVAIL;
 }
 
@@ -266,7 +295,7 @@ int registry_fetch(registry_t *registry, int32_t schema_id, char **ret_text, cha
     snprintf(path, sizeof(path), "/schemas/ids/%d", (int)schema_id);
     static const long not_found[] = {40403, 0};
     buf_t body = BUF_INIT;
-    int rc = call(registry, path, NULL, not_found, false, &body, reason, reasonlen);
+    int rc = call(registry, schema_id, path, NULL, not_found, false, &body, reason, reasonlen);
     if (rc == RM_ENOTFOUND) {
         __atomic_add_fetch(&registry->rg_not_found, 1, __ATOMIC_RELAXED);
         snprintf(reason, reasonlen, "schema id %d not found in the schema registry (40403)",
@@ -322,7 +351,7 @@ int registry_register(registry_t *registry, const char *subject, const char *sch
         return RM_ENOMEM;
     static const long none[] = {0};
     buf_t body = BUF_INIT;
-    int rc = call(registry, path, post, none, true, &body, reason, reasonlen);
+    int rc = call(registry, 0, path, post, none, true, &body, reason, reasonlen);
     free(post);
     if (!rc) {
         json_t *root = json_loads(body.b_data, 0, NULL);
@@ -353,7 +382,7 @@ int registry_version(registry_t *registry, const char *subject, int32_t version,
         snprintf(path, sizeof(path), "/subjects/%s/versions/latest", escaped);
     static const long not_found[] = {40401, 40402, 0};
     buf_t body = BUF_INIT;
-    int rc = call(registry, path, NULL, not_found, false, &body, reason, reasonlen);
+    int rc = call(registry, 0, path, NULL, not_found, false, &body, reason, reasonlen);
     if (rc == RM_ENOTFOUND)
         snprintf(reason, reasonlen, "subject '%s' has no such version in the schema registry",
                  subject);
@@ -387,7 +416,7 @@ int registry_versions(registry_t *registry, const char *subject, int32_t **ret_v
     snprintf(path, sizeof(path), "/subjects/%s/versions", escaped);
     static const long not_found[] = {40401, 0};
     buf_t body = BUF_INIT;
-    int rc = call(registry, path, NULL, not_found, false, &body, reason, reasonlen);
+    int rc = call(registry, 0, path, NULL, not_found, false, &body, reason, reasonlen);
     if (rc == RM_ENOTFOUND)
         snprintf(reason, reasonlen, "subject '%s' not found in the schema registry", subject);
     if (!rc) {
@@ -478,7 +507,7 @@ void registry_get_stats(registry_t *registry, registry_stats_t *ret_stats)
     ret_stats->rs_errors = __atomic_load_n(&registry->rg_errors, __ATOMIC_RELAXED);
     ret_stats->rs_skipped = __atomic_load_n(&registry->rg_skipped, __ATOMIC_RELAXED);
     pthread_mutex_lock(&registry->rg_lock);
-    ret_stats->rs_down = registry->rg_backoff_ms > 0;
+    ret_stats->rs_down = registry->rg_down;
     pthread_mutex_unlock(&registry->rg_lock);
 }
 

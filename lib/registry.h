@@ -6,9 +6,11 @@
  *     the only answer that makes a message poison), and "cannot tell now" (RM_EUNAVAIL:
  *     no connection, timeout, TLS failure, 5xx, 401/403, any other body). A message
  *     whose schema is unavailable is not at fault and is retried, never dead-lettered.
- * (2) After a failure the client answers RM_EUNAVAIL at once, without a request, until
- *     a backoff has passed (doubling from 200 ms to schema_registry.backoff_max_ms), so
- *     that paused partitions retrying do not hammer a registry that is down.
+ * (2) After a failure for a schema id, the client answers RM_EUNAVAIL for that id at once,
+ *     without a request, until a backoff has passed (doubling from 200 ms to 5 s), so
+ *     that paused partitions retrying do not hammer a registry that is down. The backoff
+ *     is kept per id (subject requests share one), so that one id the registry fails
+ *     for does not hold up the others.
  * (3) Subject names follow the producer's naming strategy (registry_subject): topic
  *     (TopicNameStrategy, "<topic>-value", Confluent's default), record
  *     (RecordNameStrategy, "<record full name>") or topic_record

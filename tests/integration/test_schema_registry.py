@@ -216,3 +216,163 @@ def test_the_view_is_checked_against_the_registry_at_start(broker, workdir, proc
     line = int(message.split("customer360.yaml:")[1].split(":")[0])
     assert line == upsert, (line, upsert, message)  # the upsert that reads it
     assert "c360.orders.OrderCreated" in message and "changed type" in message, message
+
+
+class FlakyProxy:
+    """An HTTP proxy in front of the registry that answers 503 for the ids in `failing`
+    (and, with fail_subjects, for every /subjects request), or, for the ids in `slow`,
+    answers after `delay_s`."""
+
+    def __init__(self, upstream):
+        import http.server
+        import threading
+        proxy = self
+        self.failing, self.slow, self.delay_s = set(), set(), 0.0
+        self.fail_subjects = False
+        self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                proxy.requests.append(self.path)
+                parts = self.path.split("/")
+                schema_id = int(parts[3]) if self.path.startswith("/schemas/ids/") else None
+                if schema_id in proxy.failing or (proxy.fail_subjects and schema_id is None):
+                    body = b'{"error_code":50001,"message":"backend unavailable"}'
+                    self.send_response(503)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                if schema_id in proxy.slow:
+                    import time
+                    time.sleep(proxy.delay_s)
+                try:
+                    with urllib.request.urlopen(upstream + self.path, timeout=10) as resp:
+                        status, body = resp.status, resp.read()
+                except urllib.error.HTTPError as err:
+                    status, body = err.code, err.read()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:  # the client gave up (slow mode)
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+def first_offsets_with_id(bootstrap, topic, schema_id):
+    """{partition: offset of the first message framed with schema_id}."""
+    from kafka import KafkaConsumer, TopicPartition
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=3000)
+    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    first = {}
+    for rec in consumer:
+        if rec.value and int.from_bytes(rec.value[1:5], "big") == schema_id:
+            first.setdefault(rec.partition, rec.offset)
+    consumer.close()
+    return first
+
+
+def test_a_failing_id_holds_its_partitions_in_order_and_shows_in_readyz(broker, workdir,
+                                                                        processes):
+    """The registry answers 503 (and later: too slowly) for PaymentReversed's id only. Each
+    payments partition stops exactly at its first PaymentReversed: nothing after it is
+    applied, however often it is retried, nothing is dead-lettered, other topics go on,
+    and /readyz says degraded with the reason. Once the id answers, the view is whole."""
+    registry = DevRegistry(workdir, broker.bootstrap)
+    processes.append(registry)
+    _, oracle_path = harness.simulate(broker.bootstrap, workdir, 80, 37,
+                                      extra=("--registry", registry.url))
+    subject = registry.url + "/subjects/payments-value/versions"
+    versions = [json.load(urllib.request.urlopen(f"{subject}/{v}"))
+                for v in json.load(urllib.request.urlopen(subject))]
+    # PaymentReversed: it comes after other payment events, so partitions stop mid-way.
+    settled = [v["id"] for v in versions if '"PaymentReversed"' in v["schema"]][-1]
+    first = first_offsets_with_id(broker.bootstrap, "payments", settled)
+    assert len(first) >= 2 and max(first.values()) > 0, first
+
+    proxy = FlakyProxy(registry.url)
+    proxy.failing.add(settled)
+    proxy.fail_subjects = True  # else the start-up check learns the id from its subject
+    metrics_port, api_port = harness.free_port(), harness.free_port()
+    config = registry_config(workdir, broker, proxy.url, schema_registry__timeout_ms=300,
+                             projector__metrics_listen=f"127.0.0.1:{metrics_port}")
+    projector = harness.Process("projector", [harness.binary("projector/projector"), "--config",
+                                              config], workdir)
+    processes.append(projector)
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+
+    def stored():
+        out = harness.inspect(config, "offsets")
+        if out.returncode != 0:
+            return {}
+        return {p["partition"]: p["next_offset"] for p in json.loads(out.stdout)
+                if p["topic"] == "payments"}
+
+    def held_at_first():
+        try:
+            samples = harness.scrape_metrics(url)
+        except OSError:
+            return False
+        got = stored()
+        return (harness.metric_total(samples, "readmodel_schema_registry_paused_partitions")
+                == len(first) and all(got.get(p, 0) == o for p, o in first.items()))
+    try:
+        harness.wait_until(held_at_first, 60, f"payments partitions held at {first}")
+    except AssertionError:
+        samples = harness.scrape_metrics(url)
+        raise AssertionError(("stored", stored(), "want", first, "paused",
+                              harness.metric_total(samples,
+                                                   "readmodel_schema_registry_paused_partitions"),
+                              projector.log_text()[-1500:]))
+    waits = harness.metric_total(harness.scrape_metrics(url),
+                                 "readmodel_schema_registry_waits_total")
+    api = harness.QueryApi(workdir, config, api_port)
+    processes.append(api)
+    status, _, body = api.get("/readyz")
+    assert status == 200 and body["status"] == "degraded", (status, body)
+    assert body["schema_registry"]["paused_partitions"] == len(first), body
+    assert "503" in body["schema_registry"]["reason"], body
+
+    # Slow instead of failing: a timeout is an outage too.
+    proxy.slow.add(settled)
+    proxy.delay_s = 2.0
+    proxy.failing.discard(settled)
+    harness.wait_until(
+        lambda: harness.metric_total(harness.scrape_metrics(url),
+                                     "readmodel_schema_registry_waits_total")
+        >= waits + 2 * len(first), 60, "the held partitions retried twice more")
+    assert all(stored().get(p, 0) == o for p, o in first.items()), (stored(), first)
+    samples = harness.scrape_metrics(url)
+    assert harness.metric_total(samples, "readmodel_dead_letters_total") == 0
+    assert harness.metric_total(samples, "readmodel_events_total", outcome="applied") > 0
+
+    proxy.slow.discard(settled)
+    harness.wait_until(
+        lambda: harness.metric_total(harness.scrape_metrics(url),
+                                     "readmodel_schema_registry_paused_partitions") == 0
+        and harness.metric_total(harness.scrape_metrics(url),
+                                 "readmodel_partition_lag_messages") == 0,
+        60, "the view caught up")
+    harness.wait_until(lambda: api.get("/readyz")[2].get("status") == "ready", 30,
+                       "/readyz ready again")
+    assert harness.metric_total(harness.scrape_metrics(url), "readmodel_dead_letters_total") == 0
+    projector.stop()
+    proxy.stop()
+    problems = check_view(config, harness.read_oracle(oracle_path))
+    assert not problems, problems[:5]
