@@ -5,6 +5,7 @@
 #include "rm_build.h"
 
 #include <avro.h>
+#include <jansson.h>
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <lmdb.h>
@@ -135,6 +136,31 @@ int app_load(app_t *app, const char *prog, const app_args_t *args, bool load_vie
         return APP_EXIT_USAGE;
     }
     return 0;
+}
+
+int app_frame_id(const app_t *app, const catalog_entry_t *entry, const char *topic,
+                 int32_t *ret_id, char *errstr, size_t errlen)
+{
+    if (!app->ap_registry) {
+        *ret_id = entry->ce_id;
+        return 0;
+    }
+    json_t *root = entry->ce_file ? json_load_file(entry->ce_file, 0, NULL) : NULL;
+    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    if (!text) {
+        snprintf(errstr, errlen, "cannot read the schema of %s", entry->ce_full_name);
+        return RM_EIO;
+    }
+    char subject[512];
+    int rc = registry_subject(app->ap_registry, topic, entry->ce_full_name, subject, sizeof(subject))
+                 ? registry_register(app->ap_registry, subject, text, ret_id, errstr, errlen)
+                 : RM_EINVAL;
+    if (rc == RM_EINVAL && !registry_subject(app->ap_registry, topic, entry->ce_full_name, subject,
+                                             sizeof(subject)))
+        snprintf(errstr, errlen, "subject too long");
+    free(text);
+    return rc;
 }
 
 void app_cleanup(app_t *app)
