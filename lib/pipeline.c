@@ -28,6 +28,7 @@
 #define PIPE_OUTBOX_EXIT_FLUSH_MS 5000 /* and before a clean exit */
 #define PIPE_HOLD_MIN_MS 250      /* first retry of a partition held for the registry */
 #define PIPE_SEEK_TIMEOUT_MS 2000 /* seeking a held partition back to its held message */
+#define PIPE_RESEEK_MS 500 /* at most this often again, if messages past it still come */
 #define PIPE_EXPIRE_EVERY_MS 10000 /* how often parked events are checked for link-timeout */
 
 /* Why a stored offset is outside its partition's log (handle_gap); the readmodel_gaps_total
@@ -63,6 +64,7 @@ typedef struct pipe_tp {
     int64_t pt_resume_ms;      /* monotonic */
     int64_t pt_hold_backoff_ms;
     bool pt_expect_held;       /* resumed: the first message must be pt_held_offset */
+    int64_t pt_reseek_ms;      /* monotonic: when fill_batch last sought it back again */
 } pipe_tp_t;
 
 /* What a scrape sees: copied by the consumer thread under pi_lock after each batch. */
@@ -1250,8 +1252,11 @@ static void fill_batch(pipe_t *pipe)
             /* Held for the registry (note 8): until resumed, and then until the held
              * message itself comes again, what arrives is fetched before the seek. */
             if (!tp->pt_expect_held || m->offset != tp->pt_held_offset) {
-                if (tp->pt_expect_held && m->offset > tp->pt_held_offset)
-                    seek_held(pipe, tp); /* the seek was lost: ask again */
+                if (tp->pt_expect_held && m->offset > tp->pt_held_offset &&
+                    rm_mono_ms() - tp->pt_reseek_ms >= PIPE_RESEEK_MS) {
+                    tp->pt_reseek_ms = rm_mono_ms();
+                    seek_held(pipe, tp); /* the seek was lost (a re-assignment): again */
+                }
                 rd_kafka_message_destroy(m);
                 continue;
             }
@@ -1413,6 +1418,17 @@ int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation, char *er
     pipe->pi_outbox = outbox;
     pipe->pi_opts.po_store = store;
     pipe->pi_opts.po_generation = generation;
+    /* Partitions paused for the registry are read afresh from the new store's offsets
+     * (note 8): whatever a fresh assignment keeps of the pause, lift it. */
+    rd_kafka_topic_partition_list_t *held = rd_kafka_topic_partition_list_new(4);
+    for (size_t i = 0; i < pipe->pi_tp_count; i++)
+        if (pipe->pi_tps[i].pt_held_offset >= 0)
+            rd_kafka_topic_partition_list_add(held, pipe->pi_opts.po_view->v_topics[pipe->pi_tps[i].pt_topic],
+                                              pipe->pi_tps[i].pt_partition);
+    if (held->cnt)
+        rd_kafka_resume_partitions(pipe->pi_rk, held);
+    rd_kafka_topic_partition_list_destroy(held);
+    pipe->pi_registry_marked = 0; /* the new store has no mark yet */
     memcpy(pipe->pi_tps, tps, pipe->pi_tp_count * sizeof(*tps));
     free(tps);
     pthread_mutex_lock(&pipe->pi_lock);
