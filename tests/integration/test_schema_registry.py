@@ -364,6 +364,9 @@ def test_a_failing_id_holds_its_partitions_in_order_and_shows_in_readyz(broker, 
     assert status == 200 and body["status"] == "degraded", (status, body)
     assert body["schema_registry"]["paused_partitions"] == len(first), body
     assert "503" in body["schema_registry"]["reason"], body
+    status, _, body = api.get("/v1/status")  # the dashboard's data
+    assert status == 200 and body["state"] == "degraded", (status, body)
+    assert body["schema_registry"]["paused_partitions"] == len(first), body
 
     # Slow instead of failing: a timeout is an outage too.
     proxy.slow.add(settled)
