@@ -279,6 +279,7 @@ class FlakyProxy:
                 except OSError:  # the client gave up (slow mode)
                     pass
 
+        http.server.ThreadingHTTPServer.request_queue_size = 128
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
