@@ -396,3 +396,77 @@ def test_a_failing_id_holds_its_partitions_in_order_and_shows_in_readyz(broker, 
     proxy.stop()
     problems = check_view(config, harness.read_oracle(oracle_path))
     assert not problems, problems[:5]
+
+
+def make_tls(directory):
+    """A CA and a certificate for 127.0.0.1 it signed (openssl CLI)."""
+    def openssl(*args):
+        out = subprocess.run(["openssl", *args], cwd=directory, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=registry-ca")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "registry.key", "-out", "registry.csr", "-subj", "/CN=registry")
+    with open(os.path.join(directory, "registry.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "registry.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "registry.pem", "-days", "2", "-extfile", "registry.ext")
+    return [os.path.join(directory, n) for n in ("ca.pem", "registry.pem", "registry.key")]
+
+
+def test_basic_auth_and_tls_through_config_and_environment(broker, workdir, processes):
+    """An HTTPS registry with basic auth: the simulator and the projector reach it with
+    schema_registry.* settings (the password and CA from the environment); a wrong
+    password and an untrusted certificate are outages (paused, reason logged), never
+    dead letters."""
+    ca, cert, key = make_tls(workdir)
+    registry = DevRegistry(workdir, broker.bootstrap,
+                           extra=("--user", "readmodel:s3cret", "--tls-cert", cert,
+                                  "--tls-key", key))
+    processes.append(registry)
+    assert registry.url.startswith("https://")
+    env = dict(os.environ, RM_SCHEMA_REGISTRY_USERNAME="readmodel",
+               RM_SCHEMA_REGISTRY_PASSWORD="s3cret", RM_SCHEMA_REGISTRY_CA_FILE=ca)
+    oracle_path = os.path.join(workdir, "oracle-tls.jsonl")
+    sim = subprocess.run([harness.binary("tools/simulate/simulate"), "--bootstrap",
+                          broker.bootstrap, "--customers", "40", "--seed", "38", "--oracle",
+                          oracle_path, "-q", "--registry", registry.url],
+                         cwd=harness.ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert sim.returncode == 0, sim.stderr[-2000:]
+
+    config = registry_config(workdir, broker, registry.url, schema_registry__username="readmodel",
+                             projector__metrics_listen="")
+    out = subprocess.run([harness.binary("projector/projector"), "--config", config,
+                          "--until-caught-up"], cwd=harness.ROOT, capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    problems = check_view(config, harness.read_oracle(oracle_path))
+    assert not problems, problems[:5]
+
+    for name, bad_env, want in (
+            ("wrong-password", dict(env, RM_SCHEMA_REGISTRY_PASSWORD="nope"), "HTTP 401"),
+            ("untrusted", {k: v for k, v in env.items() if k != "RM_SCHEMA_REGISTRY_CA_FILE"},
+             "SSL")):
+        port = harness.free_port()
+        os.makedirs(os.path.join(workdir, name))
+        bad = registry_config(os.path.join(workdir, name), broker, registry.url,
+                              schema_registry__username="readmodel",
+                              projector__metrics_listen=f"127.0.0.1:{port}")
+        projector = harness.Process(f"projector-{name}", [harness.binary("projector/projector"),
+                                                          "--config", bad], workdir, env=bad_env)
+        processes.append(projector)
+        url = f"http://127.0.0.1:{port}/metrics"
+
+        def paused():
+            try:
+                return harness.metric_total(harness.scrape_metrics(url),
+                                            "readmodel_schema_registry_paused_partitions") > 0
+            except OSError:
+                return False
+        harness.wait_until(paused, 60, f"{name}: partitions paused")
+        samples = harness.scrape_metrics(url)
+        assert harness.metric_total(samples, "readmodel_dead_letters_total") == 0
+        assert harness.metric_total(samples, "readmodel_schema_registry_up") == 0
+        projector.stop()
+        assert want in projector.log_text(), projector.log_text()[-2000:]

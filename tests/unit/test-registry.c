@@ -108,8 +108,8 @@ static registry_t *registry_at(int port, const char *user)
 {
     char url[64], err[256];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
-    registry_opts_t ro = {.ro_url = url, .ro_username = user, .ro_password = "s3cret",
-                          .ro_timeout_ms = 2000};
+    registry_opts_t ro = {
+        .ro_url = url, .ro_username = user, .ro_password = "s3cret", .ro_timeout_ms = 2000};
     registry_t *registry = registry_new(&ro, err, sizeof(err));
     ck_assert_msg(registry != NULL, "%s", err);
     return registry;
@@ -183,7 +183,8 @@ START_TEST(test_register_sends_the_schema_with_basic_auth)
                      0);
     ck_assert_int_eq(id, 17);
     ck_assert_ptr_nonnull(strstr(cn.cn_last_request, "POST /subjects/orders-value/versions "));
-    ck_assert_ptr_nonnull(strstr(cn.cn_last_request, "{\"schema\":\"{\\\"type\\\":\\\"string\\\"}\"}"));
+    ck_assert_ptr_nonnull(
+        strstr(cn.cn_last_request, "{\"schema\":\"{\\\"type\\\":\\\"string\\\"}\"}"));
     /* base64("reader:s3cret") */
     ck_assert_ptr_nonnull(strstr(cn.cn_last_request, "Authorization: Basic cmVhZGVyOnMzY3JldA=="));
     ck_assert_int_eq(registry_register(registry, "bad-value", "{}", &id, reason, sizeof(reason)),
@@ -207,9 +208,8 @@ START_TEST(test_subject_naming_strategies)
         registry_opts_t ro = {.ro_url = "http://127.0.0.1:1"};
         ck_assert_int_eq(registry_naming_parse(names[i], &ro.ro_naming), 0);
         registry_t *registry = registry_new(&ro, err, sizeof(err));
-        ck_assert_uint_gt(registry_subject(registry, "orders", "c360.orders.OrderCreated", out,
-                                           sizeof(out)),
-                          0);
+        ck_assert_uint_gt(
+            registry_subject(registry, "orders", "c360.orders.OrderCreated", out, sizeof(out)), 0);
         ck_assert_str_eq(out, want[i]);
         registry_destroy(registry);
     }
