@@ -1026,17 +1026,17 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
         bool link_topic = topic_index >= 0 && pipe->pi_link_topic[topic_index];
         if (link_topic != first_pass)
             continue;
+        pipe_tp_t *msg_tp = tp_find(pipe, topic_index, m->partition); /* looked up once */
+        if (msg_tp && msg_tp->pt_batch_held >= 0)
+            continue; /* behind a message held for the registry: consumed again later */
         if (pipe->pi_batch_skip[slot]) {
             /* Before the start time: not applied, but its offset is consumed. */
-            pipe_tp_t *tp = tp_find(pipe, topic_index, m->partition);
+            pipe_tp_t *tp = msg_tp;
             if (tp)
                 tp->pt_batch_next = m->offset + 1;
             (*skipped)++;
             continue;
         }
-        pipe_tp_t *held_tp = tp_find(pipe, topic_index, m->partition);
-        if (held_tp && held_tp->pt_batch_held >= 0)
-            continue; /* behind a message held for the registry: consumed again later */
         rd_kafka_timestamp_type_t tstype;
         engine_msg_t msg = {topic, m->partition, m->offset, rd_kafka_message_timestamp(m, &tstype),
                             m->key, m->key_len, m->payload, m->len};
@@ -1047,7 +1047,7 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
             log_warn("test hook: event consumed without applying it", LOG_S("env", FAILPOINT_SKIP_ENV),
                      LOG_S("topic", topic), LOG_I("partition", m->partition), LOG_I("offset", m->offset));
             pipe->pi_batch_hook_skips++;
-            pipe_tp_t *tp = tp_find(pipe, topic_index, m->partition);
+            pipe_tp_t *tp = msg_tp;
             if (tp)
                 tp->pt_batch_next = m->offset + 1;
             continue;
@@ -1055,10 +1055,10 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
         rc = engine_apply(pipe->pi_engine, txn, &msg, &res);
         if (rc)
             break;
-        if (res.er_outcome == ENGINE_REJECTED && res.er_error == RM_EUNAVAIL && held_tp) {
+        if (res.er_outcome == ENGINE_REJECTED && res.er_error == RM_EUNAVAIL && msg_tp) {
             /* Not poison (note 8): neither applied nor dead-lettered, and nothing after it
              * in its partition is applied before it. */
-            held_tp->pt_batch_held = m->offset;
+            msg_tp->pt_batch_held = m->offset;
             snprintf(pipe->pi_registry_reason, sizeof(pipe->pi_registry_reason), "%s",
                      res.er_reason);
             continue;
@@ -1079,7 +1079,7 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
                      LOG_I("partition", m->partition), LOG_I("offset", m->offset),
                      LOG_S("error", error_class(res.er_error)), LOG_S("reason", res.er_reason));
         }
-        pipe_tp_t *tp = tp_find(pipe, topic_index, m->partition);
+        pipe_tp_t *tp = msg_tp;
         if (tp) {
             tp->pt_batch_next = m->offset + 1;
             if (res.er_event_ms > tp->pt_batch_event_ms)
