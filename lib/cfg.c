@@ -67,7 +67,7 @@ static const cfg_key_t cfg_keys[] = {
     CFG_STR("schema_registry.username", "", "RM_SCHEMA_REGISTRY_USERNAME", true,
             "schema registry basic auth user (empty: none)"),
     CFG_STR("schema_registry.password", "", "RM_SCHEMA_REGISTRY_PASSWORD", true,
-            "schema registry basic auth password"),
+            "schema registry basic auth password: set it in the environment, not in a file"),
     CFG_STR("schema_registry.ca_file", "", "RM_SCHEMA_REGISTRY_CA_FILE", true,
             "PEM CA bundle to verify an https registry (empty: the system's)"),
     CFG_INTEGER("schema_registry.timeout_ms", "5000", "RM_SCHEMA_REGISTRY_TIMEOUT_MS", 100, 600000,
