@@ -83,6 +83,10 @@ enum { ENGINE_REPAIR_KEY = 0, ENGINE_REPAIR_SECTION, ENGINE_REPAIR_OP, ENGINE_RE
        ENGINE_REPAIR_FIELDS, ENGINE_REPAIR_VIEW, ENGINE_REPAIR_EVENT_ID, ENGINE_REPAIR_OCCURRED_AT,
        ENGINE_REPAIR_VERSION, ENGINE_REPAIR__FIELDS };
 
+/* Remote schema ids remembered per transaction as already kept in the store; past this
+ * many distinct ids in one transaction, each further use costs one meta lookup. */
+#define ENGINE_KEPT_IDS 64
+
 struct engine {
     const view_t *en_view;
     store_t *en_store;
@@ -105,6 +109,8 @@ struct engine {
     buf_t en_erased; /* keys this txn erased, for the ledger: u16 len | key | i64 at */
     bool en_importing; /* erasing what the ledger holds: nothing to append */
     buf_t en_move; /* a list item moving between visible and hidden (note 8) */
+    int32_t en_kept[ENGINE_KEPT_IDS]; /* remote schema ids known kept in this txn's store */
+    size_t en_kept_count;
 };
 
 /* An entity's share of one counter (note 7). Stored packed after the version. */
@@ -281,6 +287,7 @@ int engine_txn_begin(engine_t *engine, MDB_txn *txn)
         rc = 0;
     }
     engine->en_pending_seq_dirty = false;
+    engine->en_kept_count = 0; /* an aborted txn may have kept some: check again */
     buf_reset(&engine->en_erased);
     int64_t format;
     if (!rc)
@@ -2013,6 +2020,28 @@ static int apply_repair(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, engine_
     return rc;
 }
 
+/* Keeps a schema fetched from the registry in the store, in the transaction of the event
+ * that used it (registry.h note 4): whatever that transaction made (a fragment, a parked
+ * event) can then be decoded again after a restart with the registry down. */
+static int keep_schema(engine_t *engine, MDB_txn *txn, const catalog_entry_t *writer)
+{
+    if (!writer->ce_json)
+        return 0;
+    for (size_t i = 0; i < engine->en_kept_count; i++)
+        if (engine->en_kept[i] == writer->ce_id)
+            return 0;
+    char name[32];
+    snprintf(name, sizeof(name), CATALOG_META_PREFIX "%d", (int)writer->ce_id);
+    const void *data;
+    size_t len;
+    int rc = store_meta_get(engine->en_store, txn, name, &data, &len);
+    if (rc == RM_ENOTFOUND)
+        rc = store_meta_put(engine->en_store, txn, name, writer->ce_json, strlen(writer->ce_json));
+    if (!rc && engine->en_kept_count < ENGINE_KEPT_IDS)
+        engine->en_kept[engine->en_kept_count++] = writer->ce_id;
+    return rc;
+}
+
 static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
                      engine_result_t *res)
 {
@@ -2032,6 +2061,9 @@ static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
         res->er_error = rc;
         return 0;
     }
+    rc = keep_schema(engine, txn, dev.ade_writer);
+    if (rc)
+        return rc;
     const view_t *view = engine->en_view;
     engine_ev_t ev = {.ev_msg = msg, .ev_dec = &dev, .ev_new_link = -1};
     for (size_t i = 0; i < view->v_rule_count && !ev.ev_rule; i++)
