@@ -62,6 +62,7 @@
 #include "index.h"
 #include "rm_err.h"
 #include "rm_time.h"
+#include "topic_counts.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -294,6 +295,8 @@ int engine_txn_begin(engine_t *engine, MDB_txn *txn)
         rc = store_meta_get_i64(engine->en_store, txn, ENGINE_PENDING_FORMAT_META, &format);
     if (rc == RM_ENOTFOUND)
         rc = pending_upgrade(engine, txn);
+    if (!rc)
+        rc = topic_counts_init(engine->en_store, txn); /* after the upgrade: format 2 only */
     return rc || !engine->en_erasures ? rc : ledger_import(engine, txn);
 }
 
@@ -1415,7 +1418,10 @@ static int park(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, const c
     rc = rc ? rc : buf_append(b, &key_len, 4);
     rc = rc ? rc : buf_append(b, msg->em_key, key_len);
     rc = rc ? rc : buf_append(b, msg->em_value, msg->em_value_len);
-    return rc ? rc : db_put(engine, txn, STORE_DB_PENDING, key, klen, b->b_data, b->b_len);
+    rc = rc ? rc : db_put(engine, txn, STORE_DB_PENDING, key, klen, b->b_data, b->b_len);
+    return rc ? rc
+              : topic_counts_add(engine->en_store, txn, msg->em_topic, topic_len,
+                                 TOPIC_COUNTS_PARKED, 1);
 }
 
 static int apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
@@ -1493,6 +1499,9 @@ int engine_expire_parked(engine_t *engine, MDB_txn *txn, int64_t cutoff_ms, engi
         parked_decode(b->b_data, b->b_len, &msg, topic, sizeof(topic), &kind, &parked_at_ms);
         if ((rc = rm_err_from_mdb(mdb_cursor_del(cur, 0))))
             break;
+        if ((rc = topic_counts_add(engine->en_store, txn, msg.em_topic, strlen(msg.em_topic),
+                                   TOPIC_COUNTS_PARKED, -1)))
+            break;
         engine_parked_t parked = {msg, link, parked_at_ms};
         if ((rc = cb(ctx, txn, &parked)))
             break;
@@ -1540,6 +1549,9 @@ static int unpark(engine_t *engine, MDB_txn *txn, const char *link, const char *
         int64_t parked_at_ms;
         if (parked_decode(b->b_data, b->b_len, &msg, topic, sizeof(topic), &kind, &parked_at_ms))
             continue;
+        if ((rc = topic_counts_add(engine->en_store, txn, topic, strlen(topic), TOPIC_COUNTS_PARKED,
+                                   -1)))
+            return rc;
         engine_result_t sub;
         rc = apply_msg(engine, txn, &msg, &sub);
         /* Poison found only now is still poison: it goes where it would have gone had
