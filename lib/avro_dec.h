@@ -6,7 +6,7 @@
  *     varint shape, lengths against the remaining bytes, UTF-8 of strings, enum and
  *     union indexes, boolean bytes, nesting depth, and that the body is consumed
  *     exactly. avro-c 1.11.1 leaks on every failed decode and mishandles
- *     out-of-range enum/union indexes (DESIGN.md §8), so poison must never reach it.
+ *     out-of-range enum/union indexes (docs/architecture.md §8), so poison must never reach it.
  * (3) One decoder per schema id, built on first use and kept. The reader schema is the
  *     newest catalog schema with the same record name; the body is decoded with its
  *     writer schema, and a field map computed once (by name, then by the reader

@@ -5,7 +5,7 @@
  *     whose version is not newer than the last applied version of that entity (kept
  *     under the view key, see check_version) is ignored (ENGINE_STALE). The version is
  *     written in the same transaction as the changes, so a redelivered or re-published
- *     event can never apply twice. This subsumes DESIGN.md's `seen` window for
+ *     event can never apply twice. This subsumes a window of seen event ids for
  *     versioned events (docs/design.md).
  * (2) Convergence. Field writes are last-writer-wins per field by the stamp
  *     (occurred_at, version, hash of event id); counters add; a bounded list shows the

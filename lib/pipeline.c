@@ -221,7 +221,7 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     }
     pipe->pi_opts = *opts;
     pthread_mutex_init(&pipe->pi_lock, NULL);
-    /* Buckets: batch sizes from 1 to the 50k where DESIGN.md §3 measured the LMDB
+    /* Buckets: batch sizes from 1 to the 50k where docs/architecture.md §3 measured the LMDB
      * plateau; commit latencies from 100 µs (no fsync) to 2.5 s (a stalled disk). */
     static const double batch_bounds[] = {1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000, 50000};
     static const double commit_bounds[] = {0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -266,7 +266,7 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     }
     char group[160];
     snprintf(group, sizeof(group), "readmodel-%s", opts->po_view->v_name);
-    /* Defaults chosen for exactly-once effect (DESIGN.md §2) and for librdkafka
+    /* Defaults chosen for exactly-once effect (docs/architecture.md §2) and for librdkafka
      * 2.0.2's prefetch stall (§8): the prefetch queue holds well over a second of
      * peak input so the fetcher never idles for its fixed 1 s backoff. Config
      * overrides any of them. */

@@ -36,7 +36,7 @@
 /* Progress lines on a TTY are redrawn at most this often. */
 #define PROGRESS_INTERVAL_MS 200
 
-/* Producer defaults (issue 2); -X and RM_KAFKA_* override any of them. murmur2_random
+/* Producer defaults; -X and RM_KAFKA_* override any of them. murmur2_random
  * is the Java client's partitioner, so keys land where Java producers would put them. */
 /* clang-format off */
 static const char *const producer_defaults[] = {
@@ -106,7 +106,7 @@ enum {
 };
 
 /* The schema id unapplied events are framed with: registered nowhere, so the projector
- * dead-letters them (issue 4: "published but never applied"). */
+ * dead-letters them ("published but never applied"). */
 #define UNAPPLIED_SCHEMA_ID 9999
 
 /* Just past the projector's default projector.max_message_bytes (1 MiB). */
@@ -647,7 +647,7 @@ static bool sources_wanted(const options_t *op)
            d->do_pending;
 }
 
-/* Checks the options of issue 4 that depend on each other. Returns nonzero (with *status
+/* Checks the reconciliation options that depend on each other. Returns nonzero (with *status
  * set to the exit status) on a usage error. */
 static int check_source_options(const options_t *op, faults_t *ret_faults, int *status)
 {
