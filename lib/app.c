@@ -5,6 +5,7 @@
 #include "rm_build.h"
 
 #include <avro.h>
+#include <jansson.h>
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <lmdb.h>
@@ -107,6 +108,23 @@ int app_load(app_t *app, const char *prog, const app_args_t *args, bool load_vie
         fprintf(stderr, "%s: %s\n", prog, err);
         return APP_EXIT_USAGE;
     }
+    const char *registry_url = cfg_str(app->ap_cfg, "schema_registry.url");
+    if (registry_url && *registry_url) {
+        registry_opts_t ro = {
+            .ro_url = registry_url,
+            .ro_username = cfg_str(app->ap_cfg, "schema_registry.username"),
+            .ro_password = cfg_str(app->ap_cfg, "schema_registry.password"),
+            .ro_ca_file = cfg_str(app->ap_cfg, "schema_registry.ca_file"),
+            .ro_timeout_ms = cfg_int(app->ap_cfg, "schema_registry.timeout_ms"),
+        };
+        if (registry_naming_parse(cfg_str(app->ap_cfg, "schema_registry.subject_naming"),
+                                  &ro.ro_naming) ||
+            !(app->ap_registry = registry_new(&ro, err, sizeof(err)))) {
+            fprintf(stderr, "%s: %s\n", prog, err);
+            return APP_EXIT_USAGE;
+        }
+        registry_attach(app->ap_registry, app->ap_catalog);
+    }
     app->ap_view = view_load(cfg_str(app->ap_cfg, "view"), app->ap_catalog, err, sizeof(err));
     if (!app->ap_view) {
         fprintf(stderr, "%s: %s\n", prog, err);
@@ -121,10 +139,36 @@ int app_load(app_t *app, const char *prog, const app_args_t *args, bool load_vie
     return 0;
 }
 
+int app_frame_id(const app_t *app, const catalog_entry_t *entry, const char *topic,
+                 int32_t *ret_id, char *errstr, size_t errlen)
+{
+    if (!app->ap_registry) {
+        *ret_id = entry->ce_id;
+        return 0;
+    }
+    json_t *root = entry->ce_file ? json_load_file(entry->ce_file, 0, NULL) : NULL;
+    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    if (!text) {
+        snprintf(errstr, errlen, "cannot read the schema of %s", entry->ce_full_name);
+        return RM_EIO;
+    }
+    char subject[512];
+    int rc = registry_subject(app->ap_registry, topic, entry->ce_full_name, subject, sizeof(subject))
+                 ? registry_register(app->ap_registry, subject, text, ret_id, errstr, errlen)
+                 : RM_EINVAL;
+    if (rc == RM_EINVAL && !registry_subject(app->ap_registry, topic, entry->ce_full_name, subject,
+                                             sizeof(subject)))
+        snprintf(errstr, errlen, "subject too long");
+    free(text);
+    return rc;
+}
+
 void app_cleanup(app_t *app)
 {
     view_destroy(app->ap_view);
     catalog_destroy(app->ap_catalog);
+    registry_destroy(app->ap_registry);
     cfg_destroy(app->ap_cfg);
     memset(app, 0, sizeof(*app));
 }

@@ -8,6 +8,7 @@
 #define RM_APP_H
 
 #include "catalog.h"
+#include "registry.h"
 #include "cfg.h"
 #include "erasures.h"
 #include "erasures_topic.h"
@@ -40,6 +41,7 @@ typedef struct app {
     const char *ap_prog;
     cfg_t *ap_cfg;
     catalog_t *ap_catalog;
+    registry_t *ap_registry; /* schema_registry.url set: ap_catalog resolves through it */
     view_t *ap_view;
     char ap_store_dir[4096]; /* <data_dir>/<view name> */
 } app_t;
@@ -54,6 +56,14 @@ int app_args_add_set(app_args_t *args, const char *pair);
  * returns 0 on success. */
 int app_load(app_t *app, const char *prog, const app_args_t *args, bool load_view);
 void app_cleanup(app_t *app);
+
+/* The schema id to frame a message of entry's record produced on topic with: the
+ * catalog's id offline; with a schema registry, the id the registry gives the entry's
+ * .avsc when it is registered (POST /subjects/{subject}/versions, idempotent) under the
+ * subject naming strategy. Returns 0, or an error with errstr set. For the messages this
+ * project writes itself (repairs, dead-letter-handled markers, backfill snapshots). */
+int app_frame_id(const app_t *app, const catalog_entry_t *entry, const char *topic,
+                 int32_t *ret_id, char *errstr, size_t errlen);
 
 /* -V: version and build features (library versions) on stdout. */
 void app_print_version(const char *prog);

@@ -24,6 +24,7 @@ typedef struct avro_dec_entry {
      * absent). Built once per schema id. */
     avro_value_iface_t **de_default_iface;
     avro_value_t *de_defaults;
+    int de_bad_field; /* build_field_map failed: the reader field index it failed on */
 } avro_dec_entry_t;
 
 struct avro_dec {
@@ -428,6 +429,13 @@ static bool build_default(avro_dec_entry_t *entry, json_t *root, size_t index, a
     return true;
 }
 
+/* The JSON of an entry's schema (avro-c drops aliases and defaults it does not use). */
+static json_t *schema_json(const catalog_entry_t *entry)
+{
+    return entry->ce_json ? json_loads(entry->ce_json, 0, NULL)
+                          : json_load_file(entry->ce_file, 0, NULL);
+}
+
 /* Maps every reader field to the writer's field of the same name or of one of its
  * aliases. A reader field the writer lacks must have a default: null (an optional field
  * added later: the engine sees it as absent) or a scalar/enum default, which the field
@@ -451,7 +459,7 @@ static int build_field_map(avro_dec_entry_t *entry, char *reason, size_t reasonl
         int wi = avro_schema_record_field_get_index(w, name);
         if (wi < 0 && entry->de_writer != entry->de_reader) {
             if (!root)
-                root = json_load_file(entry->de_reader->ce_file, 0, NULL);
+                root = schema_json(entry->de_reader);
             json_t *aliases = field_aliases(root, i), *alias;
             size_t ai;
             json_array_foreach(aliases, ai, alias) {
@@ -465,7 +473,7 @@ static int build_field_map(avro_dec_entry_t *entry, char *reason, size_t reasonl
             avro_schema_t d = deref(rf);
             bool null_first = is_avro_union(d) && is_avro_null(deref(avro_schema_union_branch(d, 0)));
             if (!root)
-                root = json_load_file(entry->de_reader->ce_file, 0, NULL);
+                root = schema_json(entry->de_reader);
             json_t *def = json_object_get(json_array_get(json_object_get(root, "fields"), i),
                                           "default");
             if (null_first && (!def || json_is_null(def)))
@@ -476,29 +484,46 @@ static int build_field_map(avro_dec_entry_t *entry, char *reason, size_t reasonl
                          "and has no usable default",
                          entry->de_writer->ce_id, entry->de_reader->ce_id, name);
                 rc = RM_ESCHEMA;
+                entry->de_bad_field = (int)i;
             }
         } else if (!same_shape(avro_schema_record_field_get_by_index(w, wi), rf, 0)) {
             snprintf(reason, reasonlen,
                      "schema id %d cannot be read as schema id %d: field '%s' changed type",
                      entry->de_writer->ce_id, entry->de_reader->ce_id, name);
             rc = RM_ESCHEMA;
+            entry->de_bad_field = (int)i;
         }
     }
     json_decref(root);
     return rc;
 }
 
+int avro_dec_check(const catalog_entry_t *writer, const catalog_entry_t *reader,
+                   int *ret_bad_field, char *reason, size_t reasonlen)
+{
+    avro_dec_entry_t entry = {.de_writer = writer, .de_reader = reader, .de_bad_field = -1};
+    int rc = build_field_map(&entry, reason, reasonlen);
+    *ret_bad_field = rc == RM_ESCHEMA ? entry.de_bad_field : -1;
+    if (rc == RM_ENOMEM)
+        snprintf(reason, reasonlen, "out of memory");
+    entry_free(&entry);
+    return rc;
+}
+
 static int entry_build(avro_dec_t *dec, avro_dec_entry_t *entry, int32_t id, char *reason,
                        size_t reasonlen)
 {
-    const catalog_entry_t *writer = catalog_get(dec->ad_catalog, id);
-    if (!writer) {
-        snprintf(reason, reasonlen, "unknown schema id %d", id);
-        return RM_ESCHEMA;
-    }
+    const catalog_entry_t *writer;
+    int rc = catalog_resolve(dec->ad_catalog, id, &writer, reason, reasonlen);
+    if (rc)
+        return rc;
     entry->de_writer = writer;
+    /* A remote writer of a record catalog.yaml does not list is read as itself (no rule
+     * of the view names it). */
     entry->de_reader = catalog_latest(dec->ad_catalog, writer->ce_full_name);
-    int rc = build_field_map(entry, reason, reasonlen);
+    if (!entry->de_reader)
+        entry->de_reader = writer;
+    rc = build_field_map(entry, reason, reasonlen);
     if (rc) {
         if (rc == RM_ENOMEM)
             snprintf(reason, reasonlen, "out of memory");

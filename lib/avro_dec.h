@@ -6,7 +6,7 @@
  *     varint shape, lengths against the remaining bytes, UTF-8 of strings, enum and
  *     union indexes, boolean bytes, nesting depth, and that the body is consumed
  *     exactly. avro-c 1.11.1 leaks on every failed decode and mishandles
- *     out-of-range enum/union indexes (DESIGN.md §8), so poison must never reach it.
+ *     out-of-range enum/union indexes (docs/architecture.md §8), so poison must never reach it.
  * (3) One decoder per schema id, built on first use and kept. The reader schema is the
  *     newest catalog schema with the same record name; the body is decoded with its
  *     writer schema, and a field map computed once (by name, then by the reader
@@ -62,9 +62,16 @@ int avro_dec_validate(avro_schema_t schema, const void *body, size_t len, char *
 
 /* Decodes a framed message. Returns 0 and fills ret_event, or RM_EFRAME, RM_ESCHEMA
  * (unknown id, or writer incompatible with the reader), RM_EDECODE, with a short
- * reason. */
+ * reason; or RM_EUNAVAIL when the writer id must come from a schema registry that cannot
+ * answer now (catalog_resolve): the message is not at fault, decode it again later. */
 int avro_dec_decode(avro_dec_t *dec, const void *data, size_t len, avro_dec_event_t *ret_event,
                     char *reason, size_t reasonlen);
+
+/* Whether messages written with writer can be read as reader, by the rules of note 3
+ * (the check a decode makes once per schema id). Returns 0; RM_ESCHEMA with the reader
+ * field index that cannot be read in ret_bad_field and the reason; or RM_ENOMEM. */
+int avro_dec_check(const catalog_entry_t *writer, const catalog_entry_t *reader,
+                   int *ret_bad_field, char *reason, size_t reasonlen);
 
 /* The field of event that the reader schema has at reader_index: returns 0 and fills
  * ret_value (the reader's default when the writer lacks the field and the default is not

@@ -8,14 +8,26 @@
 #include "yml.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* The remote table (catalog.h note 2): entries are allocated one by one so that a pointer
+ * handed out stays valid while the array of pointers grows. */
+typedef struct catalog_remote {
+    pthread_mutex_t cr_lock;
+    catalog_fetch_fn cr_fetch;
+    void *cr_ctx;
+    catalog_entry_t **cr_entries; /* in the order added */
+    size_t cr_count, cr_cap;
+} catalog_remote_t;
+
 struct catalog {
     catalog_entry_t *cat_entries; /* sorted by ce_id, ids unique */
     size_t cat_count;
+    catalog_remote_t *cat_remote; /* NULL: offline */
 };
 
 /* State of one load; every error message starts with "<catalog path>:<line>: ". */
@@ -44,6 +56,7 @@ static void entry_free(catalog_entry_t *entry)
     free((char *)entry->ce_file);
     free((char *)entry->ce_topic);
     free((char *)entry->ce_full_name);
+    free((char *)entry->ce_json);
     if (entry->ce_schema)
         avro_schema_decref(entry->ce_schema);
 }
@@ -55,6 +68,16 @@ void catalog_destroy(catalog_t *catalog)
     for (size_t i = 0; i < catalog->cat_count; i++)
         entry_free(&catalog->cat_entries[i]);
     free(catalog->cat_entries);
+    catalog_remote_t *remote = catalog->cat_remote;
+    if (remote) {
+        for (size_t i = 0; i < remote->cr_count; i++) {
+            entry_free(remote->cr_entries[i]);
+            free(remote->cr_entries[i]);
+        }
+        free(remote->cr_entries);
+        pthread_mutex_destroy(&remote->cr_lock);
+        free(remote);
+    }
     free(catalog);
 }
 
@@ -72,6 +95,18 @@ static int read_file(const char *path, buf_t *out)
         rc = RM_EIO;
     fclose(file);
     return rc;
+}
+
+/* "namespace.name" of a record schema, malloc'd; NULL on allocation failure. */
+static char *record_full_name(avro_schema_t schema)
+{
+    const char *space = avro_schema_namespace(schema);
+    const char *name = avro_schema_name(schema);
+    char *full_name;
+    if (asprintf(&full_name, "%s%s%s", space && *space ? space : "", space && *space ? "." : "",
+                 name) < 0)
+        return NULL;
+    return full_name;
 }
 
 /* Reads and parses the .avsc named by file_node into entry (ce_file, ce_schema,
@@ -103,11 +138,8 @@ static int load_schema(catalog_loader_t *cl, const yml_node_t *file_node, const 
     if (!is_avro_record(entry->ce_schema))
         return cl_fail(cl, file_node, "%s: '%s' is not a record schema (events are records)", where,
                        path);
-    const char *space = avro_schema_namespace(entry->ce_schema);
-    const char *name = avro_schema_name(entry->ce_schema);
-    char *full_name;
-    if (asprintf(&full_name, "%s%s%s", space && *space ? space : "", space && *space ? "." : "",
-                 name) < 0)
+    char *full_name = record_full_name(entry->ce_schema);
+    if (!full_name)
         return cl_fail(cl, file_node, "%s: out of memory", where);
     entry->ce_full_name = full_name;
     return 0;
@@ -251,4 +283,158 @@ size_t catalog_count(const catalog_t *catalog)
 const catalog_entry_t *catalog_at(const catalog_t *catalog, size_t index)
 {
     return index < catalog->cat_count ? &catalog->cat_entries[index] : NULL;
+}
+
+void catalog_set_fetcher(catalog_t *catalog, catalog_fetch_fn fetch, void *ctx)
+{
+    if (!catalog->cat_remote) {
+        catalog->cat_remote = calloc(1, sizeof(*catalog->cat_remote));
+        if (!catalog->cat_remote)
+            abort(); /* at start-up, before anything runs: nothing sensible to fall back to */
+        pthread_mutex_init(&catalog->cat_remote->cr_lock, NULL);
+    }
+    catalog->cat_remote->cr_fetch = fetch;
+    catalog->cat_remote->cr_ctx = ctx;
+}
+
+bool catalog_is_remote(const catalog_t *catalog)
+{
+    return catalog->cat_remote != NULL;
+}
+
+/* The remote entry of id, or NULL; the caller holds cr_lock. */
+static catalog_entry_t *remote_find(const catalog_remote_t *remote, int32_t schema_id)
+{
+    for (size_t i = 0; i < remote->cr_count; i++)
+        if (remote->cr_entries[i]->ce_id == schema_id)
+            return remote->cr_entries[i];
+    return NULL;
+}
+
+/* Parses text into a new entry (owned by the caller). */
+static int remote_entry_new(int32_t schema_id, const char *text, catalog_entry_t **ret_entry,
+                            char *reason, size_t reasonlen)
+{
+    catalog_entry_t *entry = calloc(1, sizeof(*entry));
+    if (!entry || !(entry->ce_json = strdup(text))) {
+        free(entry);
+        snprintf(reason, reasonlen, "out of memory");
+        return RM_ENOMEM;
+    }
+    entry->ce_id = schema_id;
+    if (avro_schema_from_json_length(text, strlen(text), &entry->ce_schema)) {
+        entry->ce_schema = NULL;
+        snprintf(reason, reasonlen, "schema id %d is not a valid Avro schema: %s", schema_id,
+                 avro_strerror());
+        entry_free(entry);
+        free(entry);
+        return RM_ESCHEMA;
+    }
+    if (!is_avro_record(entry->ce_schema)) {
+        snprintf(reason, reasonlen, "schema id %d is not a record schema (events are records)",
+                 schema_id);
+        entry_free(entry);
+        free(entry);
+        return RM_ESCHEMA;
+    }
+    entry->ce_full_name = record_full_name(entry->ce_schema);
+    if (!entry->ce_full_name) {
+        entry_free(entry);
+        free(entry);
+        snprintf(reason, reasonlen, "out of memory");
+        return RM_ENOMEM;
+    }
+    *ret_entry = entry;
+    return 0;
+}
+
+int catalog_add_remote(const catalog_t *catalog, int32_t schema_id, const char *text,
+                       const catalog_entry_t **ret_entry, char *reason, size_t reasonlen)
+{
+    catalog_remote_t *remote = catalog->cat_remote;
+    if (!remote) {
+        snprintf(reason, reasonlen, "the catalog takes no remote schemas");
+        return RM_EINVAL;
+    }
+    catalog_entry_t *entry;
+    int rc = remote_entry_new(schema_id, text, &entry, reason, reasonlen);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&remote->cr_lock);
+    catalog_entry_t *known = remote_find(remote, schema_id);
+    if (!known && remote->cr_count == remote->cr_cap) {
+        size_t cap = remote->cr_cap ? remote->cr_cap * 2 : 32;
+        catalog_entry_t **grown = realloc(remote->cr_entries, cap * sizeof(*grown));
+        if (!grown) {
+            pthread_mutex_unlock(&remote->cr_lock);
+            entry_free(entry);
+            free(entry);
+            snprintf(reason, reasonlen, "out of memory");
+            return RM_ENOMEM;
+        }
+        remote->cr_entries = grown;
+        remote->cr_cap = cap;
+    }
+    if (!known)
+        remote->cr_entries[remote->cr_count++] = entry;
+    pthread_mutex_unlock(&remote->cr_lock);
+    if (known) { /* another thread added it meanwhile: ids are immutable, keep the first */
+        entry_free(entry);
+        free(entry);
+        entry = known;
+    }
+    *ret_entry = entry;
+    return 0;
+}
+
+int catalog_resolve(const catalog_t *catalog, int32_t schema_id, const catalog_entry_t **ret_entry,
+                    char *reason, size_t reasonlen)
+{
+    catalog_remote_t *remote = catalog->cat_remote;
+    if (!remote) {
+        *ret_entry = catalog_get(catalog, schema_id);
+        if (*ret_entry)
+            return 0;
+        snprintf(reason, reasonlen, "unknown schema id %d", schema_id);
+        return RM_ESCHEMA;
+    }
+    pthread_mutex_lock(&remote->cr_lock);
+    const catalog_entry_t *known = remote_find(remote, schema_id);
+    pthread_mutex_unlock(&remote->cr_lock);
+    if (known) {
+        *ret_entry = known;
+        return 0;
+    }
+    /* Fetched without the lock: a slow registry must not hold up ids already known. */
+    char *text = NULL;
+    int rc = remote->cr_fetch(remote->cr_ctx, schema_id, &text, reason, reasonlen);
+    if (rc == RM_ENOTFOUND)
+        return RM_ESCHEMA; /* the reason says "not found in the registry" */
+    if (rc)
+        return rc == RM_ENOMEM ? rc : RM_EUNAVAIL;
+    rc = catalog_add_remote(catalog, schema_id, text, ret_entry, reason, reasonlen);
+    free(text);
+    return rc;
+}
+
+size_t catalog_remote_count(const catalog_t *catalog)
+{
+    catalog_remote_t *remote = catalog->cat_remote;
+    if (!remote)
+        return 0;
+    pthread_mutex_lock(&remote->cr_lock);
+    size_t count = remote->cr_count;
+    pthread_mutex_unlock(&remote->cr_lock);
+    return count;
+}
+
+const catalog_entry_t *catalog_remote_at(const catalog_t *catalog, size_t index)
+{
+    catalog_remote_t *remote = catalog->cat_remote;
+    if (!remote)
+        return NULL;
+    pthread_mutex_lock(&remote->cr_lock);
+    const catalog_entry_t *entry = index < remote->cr_count ? remote->cr_entries[index] : NULL;
+    pthread_mutex_unlock(&remote->cr_lock);
+    return entry;
 }

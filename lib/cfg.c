@@ -60,6 +60,22 @@ static const cfg_key_t cfg_keys[] = {
     CFG_STR("data_dir", "./data", "RM_DATA_DIR", false, "root directory of the view stores"),
     CFG_STR("view", "schemas/views/customer360.yaml", "RM_VIEW", false, "view definition file"),
     CFG_STR("catalog", "schemas/catalog.yaml", "RM_CATALOG", false, "schema catalog file"),
+    /* A Confluent-compatible schema registry (registry.h); empty: the catalog's ids only. */
+    CFG_STR("schema_registry.url", "", "RM_SCHEMA_REGISTRY_URL", true,
+            "schema registry base URL (http:// or https://); writer ids then come from it, "
+            "the catalog's files stay the reader schemas; empty: offline, catalog ids"),
+    CFG_STR("schema_registry.username", "", "RM_SCHEMA_REGISTRY_USERNAME", true,
+            "schema registry basic auth user (empty: none)"),
+    CFG_STR("schema_registry.password", "", "RM_SCHEMA_REGISTRY_PASSWORD", true,
+            "schema registry basic auth password: set it in the environment, not in a file"),
+    CFG_STR("schema_registry.ca_file", "", "RM_SCHEMA_REGISTRY_CA_FILE", true,
+            "PEM CA bundle to verify an https registry (empty: the system's)"),
+    CFG_INTEGER("schema_registry.timeout_ms", "5000", "RM_SCHEMA_REGISTRY_TIMEOUT_MS", 100, 600000,
+                "one registry request's deadline (a slower answer counts as an outage)"),
+    CFG_CHOICE("schema_registry.subject_naming", "topic", "RM_SCHEMA_REGISTRY_SUBJECT_NAMING",
+               "topic|record|topic_record",
+               "producers' subject naming strategy: <topic>-value, <record full name>, or "
+               "<topic>-<record full name>"),
     CFG_CHOICE("log.level", "info", "RM_LOG_LEVEL", "debug|info|warn|error", "lowest level logged"),
     CFG_CHOICE("log.format", "auto", "RM_LOG_FORMAT", "auto|json|text",
                "auto: text on a terminal, JSON lines otherwise"),

@@ -35,6 +35,9 @@ typedef struct cfg cfg_t;
  *   data_dir                  (./data)        RM_DATA_DIR      root of the view stores
  *   view                      (schemas/views/customer360.yaml) RM_VIEW  view definition
  *   catalog                   (schemas/catalog.yaml)           RM_CATALOG schema catalog
+ *   schema_registry.url       ("")            RM_SCHEMA_REGISTRY_URL  writer ids from a registry
+ *   schema_registry.username, .password, .ca_file, .timeout_ms (5000), .subject_naming
+ *                             (topic|record|topic_record): RM_SCHEMA_REGISTRY_<KEY>
  *   log.level                 (info)          RM_LOG_LEVEL     debug|info|warn|error
  *   log.format                (auto)          RM_LOG_FORMAT    auto|json|text
  *   projector.batch_max_events (10000)        RM_BATCH_MAX_EVENTS  group commit: events per txn

@@ -11,7 +11,7 @@
  *     whose version is not newer than the last applied version of that entity (kept
  *     under the view key, see check_version) is ignored (ENGINE_STALE). The version is
  *     written in the same transaction as the changes, so a redelivered or re-published
- *     event can never apply twice. This subsumes DESIGN.md's `seen` window for
+ *     event can never apply twice. This subsumes a window of seen event ids for
  *     versioned events (docs/design.md).
  * (2) Convergence. Field writes are last-writer-wins per field by the stamp
  *     (occurred_at, version, hash of event id); counters add; a bounded list shows the
@@ -62,6 +62,7 @@
  *     state stands (docs/guarantees.md, "When partitions are added"). */
 #include "engine_int.h"
 #include "degraded.h"
+#include "topic_counts.h"
 
 #include <string.h>
 
@@ -145,12 +146,15 @@ int engine_txn_begin(engine_t *engine, MDB_txn *txn)
         rc = 0;
     }
     engine->en_pending_seq_dirty = false;
+    engine->en_kept_count = 0; /* an aborted txn may have kept some: check again */
     buf_reset(&engine->en_erased);
     int64_t format;
     if (!rc)
         rc = store_meta_get_i64(engine->en_store, txn, ENGINE_PENDING_FORMAT_META, &format);
     if (rc == RM_ENOTFOUND)
         rc = engine_pending_upgrade(engine, txn);
+    if (!rc)
+        rc = topic_counts_init(engine->en_store, txn); /* after the upgrade: format 2 only */
     return rc || !engine->en_erasures ? rc : engine_ledger_import(engine, txn);
 }
 
@@ -380,6 +384,28 @@ int engine_resolve_link(engine_t *engine, MDB_txn *txn, const char *link, const 
     return 0;
 }
 
+/* Keeps a schema fetched from the registry in the store, in the transaction of the event
+ * that used it (registry.h note 4): whatever that transaction made (a fragment, a parked
+ * event) can then be decoded again after a restart with the registry down. */
+static int keep_schema(engine_t *engine, MDB_txn *txn, const catalog_entry_t *writer)
+{
+    if (!writer->ce_json)
+        return 0;
+    for (size_t i = 0; i < engine->en_kept_count; i++)
+        if (engine->en_kept[i] == writer->ce_id)
+            return 0;
+    char name[32];
+    snprintf(name, sizeof(name), CATALOG_META_PREFIX "%d", (int)writer->ce_id);
+    const void *data;
+    size_t len;
+    int rc = store_meta_get(engine->en_store, txn, name, &data, &len);
+    if (rc == RM_ENOTFOUND)
+        rc = store_meta_put(engine->en_store, txn, name, writer->ce_json, strlen(writer->ce_json));
+    if (!rc && engine->en_kept_count < ENGINE_KEPT_IDS)
+        engine->en_kept[engine->en_kept_count++] = writer->ce_id;
+    return rc;
+}
+
 /* Finds the view key of ev: the rule's key, or through the rule's link. Sets *ret_routed
  * false when the event goes no further (rejected, parked or erased: res says which). */
 static int route_key(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, engine_result_t *res,
@@ -437,6 +463,9 @@ int engine_apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, en
         res->er_error = rc;
         return 0;
     }
+    rc = keep_schema(engine, txn, dev.ade_writer);
+    if (rc)
+        return rc;
     const view_t *view = engine->en_view;
     engine_ev_t ev = {.ev_msg = msg, .ev_dec = &dev, .ev_new_link = -1};
     for (size_t i = 0; i < view->v_rule_count && !ev.ev_rule; i++)

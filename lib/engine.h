@@ -11,6 +11,9 @@
  * full, I/O) are returned as errors, and then the caller must abort and retry the
  * whole batch.
  *
+ * A writer schema that came from a schema registry (catalog.h note 2) is kept in the
+ * store's meta db ("schema/<id>") in the transaction of the first event that used it.
+ *
  * Thread: the one writer thread that owns the store's write transactions. */
 #ifndef RM_ENGINE_H
 #define RM_ENGINE_H
@@ -52,7 +55,9 @@ typedef enum engine_outcome {
 
 typedef struct engine_result {
     engine_outcome_t er_outcome;
-    int er_error;            /* REJECTED: RM_EFRAME, RM_ESCHEMA, RM_EDECODE, RM_EVALIDATE */
+    int er_error;            /* REJECTED: RM_EFRAME, RM_ESCHEMA, RM_EDECODE, RM_EVALIDATE;
+                                or RM_EUNAVAIL: the writer schema's registry cannot answer
+                                now, the message is NOT poison (retry it later) */
     char er_reason[192];     /* REJECTED: short reason, never payload bytes */
     int er_rule;             /* index of the rule applied, or -1 */
     int64_t er_event_ms;     /* occurred_at, when decoded */

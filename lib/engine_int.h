@@ -24,6 +24,10 @@ enum { ENGINE_REPAIR_KEY = 0, ENGINE_REPAIR_SECTION, ENGINE_REPAIR_OP, ENGINE_RE
        ENGINE_REPAIR_FIELDS, ENGINE_REPAIR_VIEW, ENGINE_REPAIR_EVENT_ID, ENGINE_REPAIR_OCCURRED_AT,
        ENGINE_REPAIR_VERSION, ENGINE_REPAIR__FIELDS };
 
+/* Remote schema ids remembered per transaction as already kept in the store; past this
+ * many distinct ids in one transaction, each further use costs one meta lookup. */
+#define ENGINE_KEPT_IDS 64
+
 struct engine {
     const view_t *en_view;
     store_t *en_store;
@@ -46,6 +50,8 @@ struct engine {
     buf_t en_erased; /* keys this txn erased, for the ledger: u16 len | key | i64 at */
     bool en_importing; /* erasing what the ledger holds: nothing to append */
     buf_t en_move; /* a list item moving between visible and hidden (note 8) */
+    int32_t en_kept[ENGINE_KEPT_IDS]; /* remote schema ids known kept in this txn's store */
+    size_t en_kept_count;
 };
 
 /* An entity's share of one counter (note 7). Stored packed after the version. */

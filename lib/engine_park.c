@@ -2,6 +2,7 @@
  * unparking when the link is learned, expiry, and the upgrade of old parked values. */
 #include "engine_int.h"
 #include "rm_time.h"
+#include "topic_counts.h"
 
 #include <string.h>
 
@@ -91,7 +92,10 @@ int engine_park(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, const c
     rc = rc ? rc : buf_append(b, &key_len, 4);
     rc = rc ? rc : buf_append(b, msg->em_key, key_len);
     rc = rc ? rc : buf_append(b, msg->em_value, msg->em_value_len);
-    return rc ? rc : db_put(engine, txn, STORE_DB_PENDING, key, klen, b->b_data, b->b_len);
+    rc = rc ? rc : db_put(engine, txn, STORE_DB_PENDING, key, klen, b->b_data, b->b_len);
+    return rc ? rc
+              : topic_counts_add(engine->en_store, txn, msg->em_topic, topic_len,
+                                 TOPIC_COUNTS_PARKED, 1);
 }
 
 /* Decodes a parked envelope (written by engine_park()); topic is copied into topic_buf. */
@@ -166,6 +170,9 @@ int engine_expire_parked(engine_t *engine, MDB_txn *txn, int64_t cutoff_ms, engi
         parked_decode(b->b_data, b->b_len, &msg, topic, sizeof(topic), &kind, &parked_at_ms);
         if ((rc = rm_err_from_mdb(mdb_cursor_del(cur, 0))))
             break;
+        if ((rc = topic_counts_add(engine->en_store, txn, msg.em_topic, strlen(msg.em_topic),
+                                   TOPIC_COUNTS_PARKED, -1)))
+            break;
         engine_parked_t parked = {msg, link, parked_at_ms};
         if ((rc = cb(ctx, txn, &parked)))
             break;
@@ -213,6 +220,9 @@ int engine_unpark(engine_t *engine, MDB_txn *txn, const char *link, const char *
         int64_t parked_at_ms;
         if (parked_decode(b->b_data, b->b_len, &msg, topic, sizeof(topic), &kind, &parked_at_ms))
             continue;
+        if ((rc = topic_counts_add(engine->en_store, txn, topic, strlen(topic), TOPIC_COUNTS_PARKED,
+                                   -1)))
+            return rc;
         engine_result_t sub;
         rc = engine_apply_msg(engine, txn, &msg, &sub);
         /* Poison found only now is still poison: it goes where it would have gone had

@@ -4,7 +4,7 @@
  *   field index  {section: profile, field: email, normalize: lowercase}
  *                maintained by the engine in the same transaction as the fragment:
  *                db `idx` holds "name \0 normalized_value \0 view_key" -> "" (composite
- *                keys, not MDB_DUPSORT — DESIGN.md §1). Single sections only.
+ *                keys, not MDB_DUPSORT — docs/architecture.md §1). Single sections only.
  *   link index   {link: order} — answered from the link table the engine keeps anyway.
  * Normalisation is declared, never hard-coded per field:
  *   none       the value as is

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "rm_err.h"
 #include "rm_time.h"
+#include "topic_counts.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -268,6 +269,21 @@ int outbox_record(outbox_t *outbox, MDB_txn *txn, const outbox_letter_t *letter)
     store_be64((unsigned char *)v.mv_data + body, (uint64_t)mdb_txn_id(txn));
     outbox->ob_stats.os_recorded++;
     outbox->ob_unflushed = true; /* even if txn aborts: one flush too many is harmless */
+    rc = topic_counts_add(outbox->ob_store, txn, letter->ol_topic, hdr.oh_topic_len,
+                          TOPIC_COUNTS_DEAD_LETTERS, 1);
+    return rc ? rc
+              : topic_counts_add(outbox->ob_store, txn, letter->ol_topic, hdr.oh_topic_len,
+                                 TOPIC_COUNTS_RECORDED, 1);
+}
+
+int outbox_entry_topic(const MDB_val *k, const MDB_val *v, const char **ret_topic, size_t *ret_len)
+{
+    outbox_entry_t e;
+    int rc = entry_decode(k, v, &e);
+    if (rc)
+        return rc;
+    *ret_topic = e.oe_topic;
+    *ret_len = e.oe_hdr.oh_topic_len;
     return 0;
 }
 
@@ -332,9 +348,16 @@ static int delete_seqs(outbox_t *outbox, const int64_t *seqs, size_t count)
     for (size_t i = 0; !rc && i < count; i++) {
         unsigned char key[8];
         store_be64(key, (uint64_t)seqs[i]);
-        MDB_val k = {8, key};
-        int mrc = mdb_del(txn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &k, NULL);
-        rc = mrc == MDB_NOTFOUND ? 0 : rm_err_from_mdb(mrc);
+        MDB_val k = {8, key}, v;
+        int mrc = mdb_get(txn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &k, &v);
+        const char *topic;
+        size_t topic_len;
+        if (mrc == 0 && outbox_entry_topic(&k, &v, &topic, &topic_len) == 0)
+            rc = topic_counts_add(outbox->ob_store, txn, topic, topic_len,
+                                  TOPIC_COUNTS_DEAD_LETTERS, -1);
+        if (mrc == 0 && !rc)
+            mrc = mdb_del(txn, store_dbi(outbox->ob_store, STORE_DB_OUTBOX), &k, NULL);
+        rc = rc ? rc : mrc == MDB_NOTFOUND ? 0 : rm_err_from_mdb(mrc);
     }
     if (rc) {
         store_write_abort(txn);

@@ -125,4 +125,9 @@ bool outbox_flush_due(const outbox_t *outbox);
 
 void outbox_get_stats(const outbox_t *outbox, outbox_stats_t *ret_stats);
 
+/* The source topic of a stored outbox entry (key and value as read from the outbox db):
+ * *ret_topic borrows from v (not NUL-terminated). RM_ESTORE when the entry cannot be
+ * decoded. Any thread, any txn. */
+int outbox_entry_topic(const MDB_val *k, const MDB_val *v, const char **ret_topic, size_t *ret_len);
+
 #endif

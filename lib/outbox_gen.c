@@ -1,6 +1,7 @@
 /* outbox_gen: an outbox taking over from a previous store generation (outbox.h note 6). */
 #include "outbox_int.h"
 #include "log.h"
+#include "topic_counts.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -299,6 +300,9 @@ static int adopt_in(outbox_t *outbox, MDB_txn *wtxn, store_t *previous, MDB_txn 
             outbox->ob_replica[len] = '\0';
         }
     }
+    /* Entries were dropped, renumbered and copied wholesale: count them again. */
+    if (!rc)
+        rc = topic_counts_recount_dead_letters(store, wtxn);
     const char *replaces = before_switch ? store_dir(previous) : "";
     if (!rc)
         rc = store_meta_put(store, wtxn, "outbox_replaces", replaces, strlen(replaces));

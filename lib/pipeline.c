@@ -10,6 +10,7 @@
 #include "rm_err.h"
 
 #include <assert.h>
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,6 +26,9 @@
 #define PIPE_MAX_PARTITIONS 4096
 #define PIPE_OUTBOX_FLUSH_MS 2000 /* bounded wait for dead-letter acks between batches */
 #define PIPE_OUTBOX_EXIT_FLUSH_MS 5000 /* and before a clean exit */
+#define PIPE_HOLD_MIN_MS 250      /* first retry of a partition held for the registry */
+#define PIPE_SEEK_TIMEOUT_MS 2000 /* seeking a held partition back to its held message */
+#define PIPE_RESEEK_MS 500 /* at most this often again, if messages past it still come */
 
 /* Why a stored offset is outside its partition's log (handle_gap); the readmodel_gaps_total
  * label and the "cause" of the gap record. */
@@ -57,6 +61,15 @@ typedef struct pipe_tp {
     int64_t pt_read_ms;
     int64_t pt_probe_ms;
     int64_t pt_probe_high;
+    /* Registry outage (note 10 in pipeline.h): the message at pt_held_offset could not be
+     * decoded because its schema could not be fetched; the partition is paused and
+     * sought back to it until pt_resume_ms. -1: not held. */
+    int64_t pt_held_offset;
+    int64_t pt_batch_held;     /* the open batch held the partition at this offset, or -1 */
+    int64_t pt_resume_ms;      /* monotonic */
+    int64_t pt_hold_backoff_ms;
+    bool pt_expect_held;       /* resumed: the first message must be pt_held_offset */
+    int64_t pt_reseek_ms;      /* monotonic: when fill_batch last sought it back again */
 } pipe_tp_t;
 
 /* What a scrape sees: copied by the consumer thread under pi_lock after each batch. */
@@ -78,6 +91,8 @@ typedef struct pipe_snapshot {
     uint64_t ps_expired;
     uint64_t ps_switch_failures;
     uint64_t ps_expiry_checks;
+    uint64_t ps_registry_waits;
+    size_t ps_registry_paused;
 } pipe_snapshot_t;
 
 struct pipe {
@@ -124,6 +139,9 @@ struct pipe {
     rd_kafka_topic_partition_list_t *pi_kafka_next;
     uint64_t pi_kafka_next_txnid;
     uint64_t pi_batch_hook_skips; /* skipped by it in the open batch's transaction */
+    uint64_t pi_registry_waits;   /* messages held for the schema registry (note 10) */
+    size_t pi_registry_marked;    /* paused partitions the store's mark says (note 10) */
+    char pi_registry_reason[192]; /* why the last message was held */
 };
 
 static pipe_tp_t *tp_find(pipe_t *pipe, int topic, int32_t partition)
@@ -168,6 +186,13 @@ static int make_store_parts(pipe_t *pipe, store_t *store, engine_t **ret_engine,
         .eo_erasures = opts->po_erasures,
         .eo_unparked_rejected = opts->po_scratch ? NULL : dead_letter_unparked,
         .eo_unparked_rejected_ctx = pipe};
+    /* Every schema this store's events were decoded with, so that they decode again
+     * with the registry down (registry.h note 4). */
+    int prc = registry_preload(opts->po_catalog, store);
+    if (prc) {
+        snprintf(errstr, errlen, "cannot load the schemas kept in the store: %s", rm_strerror(prc));
+        return prc;
+    }
     engine_t *engine = engine_new(opts->po_view, opts->po_catalog, store, &eopts);
     if (!engine) {
         snprintf(errstr, errlen, "out of memory");
@@ -196,7 +221,7 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     }
     pipe->pi_opts = *opts;
     pthread_mutex_init(&pipe->pi_lock, NULL);
-    /* Buckets: batch sizes from 1 to the 50k where DESIGN.md §3 measured the LMDB
+    /* Buckets: batch sizes from 1 to the 50k where docs/architecture.md §3 measured the LMDB
      * plateau; commit latencies from 100 µs (no fsync) to 2.5 s (a stalled disk). */
     static const double batch_bounds[] = {1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000, 50000};
     static const double commit_bounds[] = {0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -241,7 +266,7 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
     }
     char group[160];
     snprintf(group, sizeof(group), "readmodel-%s", opts->po_view->v_name);
-    /* Defaults chosen for exactly-once effect (DESIGN.md §2) and for librdkafka
+    /* Defaults chosen for exactly-once effect (docs/architecture.md §2) and for librdkafka
      * 2.0.2's prefetch stall (§8): the prefetch queue holds well over a second of
      * peak input so the fetcher never idles for its fixed 1 s backoff. Config
      * overrides any of them. */
@@ -368,6 +393,10 @@ static void publish_snapshot(pipe_t *pipe)
     snap->ps_expired = pipe->pi_expired;
     snap->ps_switch_failures = pipe->pi_switch_failures;
     snap->ps_expiry_checks = pipe->pi_expiry_checks;
+    snap->ps_registry_waits = pipe->pi_registry_waits;
+    snap->ps_registry_paused = 0;
+    for (size_t i = 0; i < pipe->pi_tp_count; i++)
+        snap->ps_registry_paused += pipe->pi_tps[i].pt_held_offset >= 0;
     pthread_mutex_unlock(&pipe->pi_lock);
     pipe->pi_next_snapshot_ms = rm_mono_ms() + 1000;
 }
@@ -480,6 +509,41 @@ int pipe_render_metrics(pipe_t *pipe, buf_t *out)
     rc = rc ? rc
             : metrics_sample_i64(out, "readmodel_generation_switch_failures_total",
                                  (int64_t)snap->ps_switch_failures, vlabels);
+    FAMILY("readmodel_schema_registry_paused_partitions", "gauge",
+           "Partitions paused because a message's schema could not be fetched from the "
+           "schema registry (an outage, not poison: retried with backoff).");
+    rc = rc ? rc
+            : metrics_sample_i64(out, "readmodel_schema_registry_paused_partitions",
+                                 (int64_t)snap->ps_registry_paused, vlabels);
+    FAMILY("readmodel_schema_registry_waits_total", "counter",
+           "Messages held back (not applied, not dead-lettered) for an unavailable registry.");
+    rc = rc ? rc
+            : metrics_sample_i64(out, "readmodel_schema_registry_waits_total",
+                                 (int64_t)snap->ps_registry_waits, vlabels);
+    if (pipe->pi_opts.po_registry) {
+        registry_stats_t rs;
+        registry_get_stats(pipe->pi_opts.po_registry, &rs);
+        FAMILY("readmodel_schema_registry_errors_total", "counter",
+               "Schema registry requests that failed (connection, timeout, 5xx, auth).");
+        rc = rc ? rc
+                : metrics_sample_i64(out, "readmodel_schema_registry_errors_total",
+                                     (int64_t)rs.rs_errors, vlabels);
+        FAMILY("readmodel_schema_registry_fetches_total", "counter",
+               "Schemas fetched from the schema registry by id.");
+        rc = rc ? rc
+                : metrics_sample_i64(out, "readmodel_schema_registry_fetches_total",
+                                     (int64_t)rs.rs_fetches, vlabels);
+        FAMILY("readmodel_schema_registry_not_found_total", "counter",
+               "Schema ids the registry answered 40403 for (their messages are dead-lettered).");
+        rc = rc ? rc
+                : metrics_sample_i64(out, "readmodel_schema_registry_not_found_total",
+                                     (int64_t)rs.rs_not_found, vlabels);
+        FAMILY("readmodel_schema_registry_up", "gauge",
+               "1 when the last schema registry request succeeded, 0 while it is failing.");
+        rc = rc ? rc
+                : metrics_sample_i64(out, "readmodel_schema_registry_up", rs.rs_down ? 0 : 1,
+                                     vlabels);
+    }
 #undef FAMILY
     pthread_mutex_unlock(&pipe->pi_lock);
     return rc;
@@ -610,6 +674,8 @@ static int refresh_partitions(pipe_t *pipe)
             tp->pt_target = -1;
             tp->pt_batch_next = -1;
             tp->pt_start_offset = -1;
+            tp->pt_held_offset = -1;
+            tp->pt_batch_held = -1;
         }
     }
     for (size_t v = 0; v < view->v_topic_count; v++) {
@@ -959,6 +1025,85 @@ static const char *error_class(int err)
     }
 }
 
+/* Partitions held for the registry once this batch commits. */
+static size_t registry_held_after_batch(const pipe_t *pipe)
+{
+    size_t held = 0;
+    for (size_t i = 0; i < pipe->pi_tp_count; i++)
+        held += pipe->pi_tps[i].pt_held_offset >= 0 || pipe->pi_tps[i].pt_batch_held >= 0;
+    return held;
+}
+
+/* Note 8: the store says how many partitions wait for the registry, for /readyz (the
+ * query API reads it); written only when the number changes. */
+static int mark_registry_outage(pipe_t *pipe, MDB_txn *txn)
+{
+    size_t held = registry_held_after_batch(pipe);
+    if (held == pipe->pi_registry_marked)
+        return 0;
+    char value[512];
+    json_t *reason = json_string(held ? pipe->pi_registry_reason : "");
+    char *quoted = reason ? json_dumps(reason, JSON_ENCODE_ANY) : NULL;
+    json_decref(reason);
+    snprintf(value, sizeof(value), "{\"paused_partitions\":%zu,\"since_ms\":%lld,\"reason\":%s}",
+             held, (long long)rm_wall_ms(), quoted ? quoted : "\"\"");
+    free(quoted);
+    return store_meta_put(pipe->pi_opts.po_store, txn, PIPE_REGISTRY_META, value, strlen(value));
+}
+
+/* After a commit: pauses each partition the batch held for the registry and seeks it back
+ * to the held message, to be retried after a backoff (note 10). */
+static void hold_partitions(pipe_t *pipe)
+{
+    const view_t *view = pipe->pi_opts.po_view;
+    pipe->pi_registry_marked = registry_held_after_batch(pipe);
+    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
+        pipe_tp_t *tp = &pipe->pi_tps[i];
+        if (tp->pt_batch_held < 0) {
+            if (tp->pt_batch_next >= 0 && tp->pt_held_offset < 0)
+                tp->pt_hold_backoff_ms = 0; /* it moved on: the next outage starts afresh */
+            continue;
+        }
+        tp->pt_held_offset = tp->pt_batch_held;
+        tp->pt_batch_held = -1;
+        int64_t backoff = tp->pt_hold_backoff_ms ? tp->pt_hold_backoff_ms * 2 : PIPE_HOLD_MIN_MS;
+        tp->pt_hold_backoff_ms = backoff > PIPE_BACKOFF_MAX_MS ? PIPE_BACKOFF_MAX_MS : backoff;
+        tp->pt_resume_ms = rm_mono_ms() + tp->pt_hold_backoff_ms;
+        pipe->pi_registry_waits++;
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(list, view->v_topics[tp->pt_topic], tp->pt_partition)
+            ->offset = tp->pt_held_offset;
+        rd_kafka_pause_partitions(pipe->pi_rk, list);
+        rd_kafka_error_t *err = rd_kafka_seek_partitions(pipe->pi_rk, list, PIPE_SEEK_TIMEOUT_MS);
+        if (err) /* fill_batch drops what a failed seek lets through (pt_expect_held) */
+            rd_kafka_error_destroy(err);
+        rd_kafka_topic_partition_list_destroy(list);
+        log_warn("schema registry unavailable: partition paused, nothing dead-lettered",
+                 LOG_S("view", view->v_name), LOG_S("topic", view->v_topics[tp->pt_topic]),
+                 LOG_I("partition", tp->pt_partition), LOG_I("offset", tp->pt_held_offset),
+                 LOG_I("retry_in_ms", tp->pt_hold_backoff_ms),
+                 LOG_S("reason", pipe->pi_registry_reason));
+    }
+}
+
+/* Resumes the held partitions whose backoff has passed; their held message comes again. */
+static void resume_held(pipe_t *pipe)
+{
+    const view_t *view = pipe->pi_opts.po_view;
+    int64_t now = rm_mono_ms();
+    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
+        pipe_tp_t *tp = &pipe->pi_tps[i];
+        if (tp->pt_held_offset < 0 || now < tp->pt_resume_ms || tp->pt_expect_held)
+            continue;
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(list, view->v_topics[tp->pt_topic], tp->pt_partition)
+            ->offset = tp->pt_held_offset;
+        rd_kafka_resume_partitions(pipe->pi_rk, list);
+        rd_kafka_topic_partition_list_destroy(list);
+        tp->pt_expect_held = true;
+    }
+}
+
 /* Applies the open batch in one transaction with its offsets. Returns 0 once
  * committed, RM_EMAPFULL after growing the map (caller retries), or another error. */
 static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_by_rule,
@@ -973,8 +1118,10 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
     rc = engine_txn_begin(pipe->pi_engine, txn);
     if (!rc)
         rc = outbox_txn_begin(pipe->pi_outbox, txn);
-    for (size_t i = 0; i < pipe->pi_tp_count; i++)
+    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
         pipe->pi_tps[i].pt_batch_next = -1;
+        pipe->pi_tps[i].pt_batch_held = -1;
+    }
     pipe->pi_batch_hook_skips = 0;
     /* Two passes: messages of link-learning topics first, then the rest, each in
      * arrival order. Kafka fixes no order across partitions, and every partition
@@ -990,9 +1137,12 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
         bool link_topic = topic_index >= 0 && pipe->pi_link_topic[topic_index];
         if (link_topic != first_pass)
             continue;
+        pipe_tp_t *msg_tp = tp_find(pipe, topic_index, m->partition); /* looked up once */
+        if (msg_tp && msg_tp->pt_batch_held >= 0)
+            continue; /* behind a message held for the registry: consumed again later */
         if (pipe->pi_batch_skip[slot]) {
             /* Before the start time: not applied, but its offset is consumed. */
-            pipe_tp_t *tp = tp_find(pipe, topic_index, m->partition);
+            pipe_tp_t *tp = msg_tp;
             if (tp)
                 tp->pt_batch_next = m->offset + 1;
             (*skipped)++;
@@ -1008,7 +1158,7 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
             log_warn("test hook: event consumed without applying it", LOG_S("env", FAILPOINT_SKIP_ENV),
                      LOG_S("topic", topic), LOG_I("partition", m->partition), LOG_I("offset", m->offset));
             pipe->pi_batch_hook_skips++;
-            pipe_tp_t *tp = tp_find(pipe, topic_index, m->partition);
+            pipe_tp_t *tp = msg_tp;
             if (tp)
                 tp->pt_batch_next = m->offset + 1;
             continue;
@@ -1016,6 +1166,14 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
         rc = engine_apply(pipe->pi_engine, txn, &msg, &res);
         if (rc)
             break;
+        if (res.er_outcome == ENGINE_REJECTED && res.er_error == RM_EUNAVAIL && msg_tp) {
+            /* Not poison (note 10): neither applied nor dead-lettered, and nothing after it
+             * in its partition is applied before it. */
+            msg_tp->pt_batch_held = m->offset;
+            snprintf(pipe->pi_registry_reason, sizeof(pipe->pi_registry_reason), "%s",
+                     res.er_reason);
+            continue;
+        }
         failpoint("apply-event");
         outcomes[res.er_outcome]++;
         if (res.er_outcome == ENGINE_APPLIED && res.er_rule >= 0)
@@ -1032,7 +1190,7 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
                      LOG_I("partition", m->partition), LOG_I("offset", m->offset),
                      LOG_S("error", error_class(res.er_error)), LOG_S("reason", res.er_reason));
         }
-        pipe_tp_t *tp = tp_find(pipe, topic_index, m->partition);
+        pipe_tp_t *tp = msg_tp;
         if (tp) {
             tp->pt_batch_next = m->offset + 1;
             if (res.er_event_ms > tp->pt_batch_event_ms)
@@ -1053,6 +1211,8 @@ static int apply_batch_once(pipe_t *pipe, uint64_t *outcomes, uint64_t *applied_
                               wall};
         rc = store_offset_put(store, txn, view->v_topics[tp->pt_topic], tp->pt_partition, &off);
     }
+    if (!rc)
+        rc = mark_registry_outage(pipe, txn);
     if (!rc)
         rc = engine_txn_precommit(pipe->pi_engine, txn);
     if (!rc)
@@ -1225,6 +1385,7 @@ static int apply_batch(pipe_t *pipe)
                                  (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
             metrics_hist_observe(&pipe->pi_batch_events, (double)pipe->pi_batch_count);
             batch_committed(pipe);
+            hold_partitions(pipe);
             for (size_t r = 0; r < rules; r++)
                 pipe->pi_applied_by_rule[r] += applied_by_rule[r];
             for (int i = 0; i < ENGINE__OUTCOMES; i++)
@@ -1261,6 +1422,19 @@ static int apply_batch(pipe_t *pipe)
             return rc; /* nothing committed: the batch is simply consumed again later */
         backoff_ms = backoff_ms * 2 > PIPE_BACKOFF_MAX_MS ? PIPE_BACKOFF_MAX_MS : backoff_ms * 2;
     }
+}
+
+/* Seeks a held partition back to its held message (asynchronously). */
+static void seek_held(pipe_t *pipe, const pipe_tp_t *tp)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, pipe->pi_opts.po_view->v_topics[tp->pt_topic],
+                                      tp->pt_partition)
+        ->offset = tp->pt_held_offset;
+    rd_kafka_error_t *err = rd_kafka_seek_partitions(pipe->pi_rk, list, 0);
+    if (err)
+        rd_kafka_error_destroy(err);
+    rd_kafka_topic_partition_list_destroy(list);
 }
 
 /* Fills the batch (note 2 in pipeline.h): waits up to PIPE_POLL_IDLE_MS for a first
@@ -1307,6 +1481,21 @@ static void fill_batch(pipe_t *pipe)
             pipe->pi_stats.ps_skipped_redelivered++;
             rd_kafka_message_destroy(m);
             continue;
+        }
+        if (tp->pt_held_offset >= 0) {
+            /* Held for the registry (note 10): until resumed, and then until the held
+             * message itself comes again, what arrives is fetched before the seek. */
+            if (!tp->pt_expect_held || m->offset != tp->pt_held_offset) {
+                if (tp->pt_expect_held && m->offset > tp->pt_held_offset &&
+                    rm_mono_ms() - tp->pt_reseek_ms >= PIPE_RESEEK_MS) {
+                    tp->pt_reseek_ms = rm_mono_ms();
+                    seek_held(pipe, tp); /* the seek was lost (a re-assignment): again */
+                }
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            tp->pt_held_offset = -1;
+            tp->pt_expect_held = false;
         }
         if (pipe->pi_opts.po_stop_offsets && m->offset >= tp->pt_target) {
             /* Checked per message, not per batch: the replay must end exactly there. */
@@ -1367,6 +1556,7 @@ int pipe_run(pipe_t *pipe)
             commit_all_kafka_offsets(pipe);
             return 0;
         }
+        resume_held(pipe);
         fill_batch(pipe);
         if (pipe->pi_batch_count) {
             rc = apply_batch(pipe);
@@ -1439,6 +1629,10 @@ int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation, char *er
         tp->pt_batch_event_ms = 0;
         tp->pt_gate_ms = 0;
         tp->pt_start_offset = -1;
+        /* Assigned afresh at the new store's offsets below: nothing is held any more. */
+        tp->pt_held_offset = -1;
+        tp->pt_batch_held = -1;
+        tp->pt_expect_held = false;
     }
     int orc = outbox_recover(outbox, PIPE_METADATA_TIMEOUT_MS);
     if (orc)
@@ -1463,6 +1657,17 @@ int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation, char *er
     pipe->pi_outbox = outbox;
     pipe->pi_opts.po_store = store;
     pipe->pi_opts.po_generation = generation;
+    /* Partitions paused for the registry are read afresh from the new store's offsets
+     * (note 10): whatever a fresh assignment keeps of the pause, lift it. */
+    rd_kafka_topic_partition_list_t *held = rd_kafka_topic_partition_list_new(4);
+    for (size_t i = 0; i < pipe->pi_tp_count; i++)
+        if (pipe->pi_tps[i].pt_held_offset >= 0)
+            rd_kafka_topic_partition_list_add(held, pipe->pi_opts.po_view->v_topics[pipe->pi_tps[i].pt_topic],
+                                              pipe->pi_tps[i].pt_partition);
+    if (held->cnt)
+        rd_kafka_resume_partitions(pipe->pi_rk, held);
+    rd_kafka_topic_partition_list_destroy(held);
+    pipe->pi_registry_marked = 0; /* the new store has no mark yet */
     memcpy(pipe->pi_tps, tps, pipe->pi_tp_count * sizeof(*tps));
     free(tps);
     pthread_mutex_lock(&pipe->pi_lock);

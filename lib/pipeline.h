@@ -47,6 +47,15 @@
  *     no batch is open, every record before the consumer's position has been applied
  *     or was one of those, so an idle loop stores the position as the next offset
  *     (a replay to stop offsets: at most its target, where it must end exactly).
+ * (10) A schema registry outage is not poison. A message the engine could not decode
+ *      because its writer schema could not be fetched (engine_result_t er_error
+ *      RM_EUNAVAIL) is neither applied nor dead-lettered, and nothing after it in its
+ *      partition is applied in that batch; after the commit the partition is paused and
+ *      sought back to it, and resumed after a backoff (250 ms doubling to 5 s). Until the
+ *      held message itself comes again, other messages of the partition are dropped, so
+ *      the partition's order holds. Other partitions go on. The number of held
+ *      partitions is written to the store's meta db (PIPE_REGISTRY_META, JSON
+ *      {"paused_partitions", "since_ms", "reason"}) whenever it changes, for /readyz.
  * Thread: pipe_run() runs on the caller's thread; pipe_stop() may be called from a
  * signal handler or another thread. */
 #ifndef RM_PIPELINE_H
@@ -56,6 +65,7 @@
 #include "catalog.h"
 #include "cfg.h"
 #include "engine.h"
+#include "registry.h"
 #include "store.h"
 #include "view.h"
 
@@ -63,6 +73,10 @@
 #include <stdint.h>
 
 typedef struct pipe pipe_t;
+
+/* Meta db name of the registry-outage mark (note 10). */
+#define PIPE_REGISTRY_META "schema_registry"
+
 
 /* Where one partition stops (pipe_opts_t.po_stop_offsets). */
 typedef struct pipe_stop {
@@ -114,6 +128,9 @@ typedef struct pipe_opts {
     /* The view's erasure ledger (erasures.h; engine_opts_t.eo_erasures), borrowed; it
      * must outlive the pipeline. NULL: erasures live only in the store. */
     erasures_t *po_erasures;
+    /* The schema registry po_catalog resolves writer ids through (registry.h), for its
+     * metrics; NULL: offline catalog. Borrowed. */
+    registry_t *po_registry;
 } pipe_opts_t;
 
 /* One partition's position (pipe_partitions). */

@@ -29,6 +29,7 @@ const char *rm_strerror(int err)
     case RM_EGAP:
         return "gap: stored offset is outside the partition's log";
     case RM_ESUSPECT: return "store may have lost writes (failed fsync or OS crash): rebuild it";
+    case RM_EUNAVAIL: return "service unavailable (schema registry): retry later";
     }
     return "unknown error";
 }

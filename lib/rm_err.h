@@ -29,6 +29,8 @@ typedef enum rm_err {
     RM_EGAP = -19,         /* stored offset outside the log: deleted unseen, or log cut back */
     RM_ESUSPECT = -20,     /* store may have lost writes (failed fsync, OS crash while
                               unsynced): never served or written again; rebuild it */
+    RM_EUNAVAIL = -21,     /* a service this depends on (the schema registry) cannot answer
+                              now: not the message's fault; retry later */
 } rm_err_t;
 
 /* Returns a static, human-readable description of err (never NULL). */

@@ -17,7 +17,7 @@
  *     mdb_env_sync(env, 1) is a bare fdatasync(me_fd) that reads only me_flags, so it
  *     may run while the writer commits: the writer's pwrite()s that precede the
  *     fdatasync are durable when it returns, later ones wait for the next sync. Only
- *     mdb_env_set_mapsize must not overlap it (DESIGN.md §8 asks for no txn during a
+ *     mdb_env_set_mapsize must not overlap it (docs/architecture.md §8 asks for no txn during a
  *     resize; we also keep the sync out): st_map_lock is held across a sync and across
  *     store_grow.
  * (5) A failed sync latches for the life of the store, on disk too: Linux marks the

@@ -134,7 +134,7 @@ void store_write_abort(MDB_txn *txn);
  * in progress on the sync thread. */
 int store_grow(store_t *store);
 /* Clears reader slots left by crashed processes (they pin old pages and make the file
- * grow; DESIGN.md §8). Returns the number cleared, or a negative rm_err_t. */
+ * grow; docs/architecture.md §8). Returns the number cleared, or a negative rm_err_t. */
 int store_reader_check(store_t *store);
 /* Forces an fsync of data and meta pages now, on the caller's thread (any thread of
  * a writer); counted in the sync stats like the thread's. A failure latches (note 5):

@@ -25,6 +25,7 @@ typedef struct dlq_run {
     /* readmodel.DeadLetterHandled on the view's repairs topic: clears the entity's
      * degraded mark (lib/degraded.h). NULL entry: the view has no repairs topic. */
     const catalog_entry_t *dr_handled;
+    int32_t dr_frame_id; /* its id (app_frame_id: the registry's in registry mode) */
     avro_value_iface_t *dr_iface;
     avro_value_t dr_value;
     size_t dr_handled_count;
@@ -155,7 +156,7 @@ static int publish_handled(dlq_run_t *run, const rd_kafka_message_t *m, rd_kafka
     bad = bad || avro_value_get_by_name(rec, "action", &f, NULL) ||
           avro_value_set_enum(&f, replay ? 0 : 1);
     buf_t frame = BUF_INIT;
-    bad = bad || avro_dec_encode_frame(run->dr_handled->ce_id, rec, &frame) != 0;
+    bad = bad || avro_dec_encode_frame(run->dr_frame_id, rec, &frame) != 0;
     rd_kafka_resp_err_t err = bad ? RD_KAFKA_RESP_ERR__BAD_MSG
                                   : rd_kafka_producev(
                                         run->dr_producer,
@@ -274,6 +275,12 @@ int dlq_main(app_t *app, const char *command, bool dry_run)
     bool writes = strcmp(command, "list") != 0 && !dry_run;
     if (writes && app->ap_view->v_repair_topic &&
         (run.dr_handled = catalog_latest(app->ap_catalog, "readmodel.DeadLetterHandled"))) {
+        if (app_frame_id(app, run.dr_handled, app->ap_view->v_repair_topic, &run.dr_frame_id, err,
+                         sizeof(err))) {
+            fprintf(stderr, "projector dlq: %s\n", err);
+            rd_kafka_destroy(run.dr_consumer);
+            return APP_EXIT_FAILURE;
+        }
         run.dr_iface = avro_generic_class_from_schema(run.dr_handled->ce_schema);
         if (!run.dr_iface || avro_generic_value_new(run.dr_iface, &run.dr_value)) {
             fprintf(stderr, "projector dlq: cannot prepare the DeadLetterHandled encoder\n");

@@ -426,7 +426,8 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
                          .po_tick = progress_tick,
                          .po_tick_arg = &pg,
                          .po_hold_dead_letters = true,
-                         .po_erasures = erasures};
+                         .po_erasures = erasures,
+                         .po_registry = app->ap_registry};
     /* A generation must not go live missing the beginning of a log without saying so. */
     popts.po_check_log_start = true;
     pipe_t *pipe = pg.pg_parts && pg.pg_prev_next && pg.pg_rate ? pipe_new(&popts, err, sizeof(err)) : NULL;

@@ -76,7 +76,8 @@ static void usage(FILE *out)
             "  rollback [--to N]       make the previous (or generation N) current again\n"
             "\n"
             "SIGTERM or SIGINT finish the current batch, commit and exit 0.\n"
-            "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error,\n"
+            "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (also:\n"
+            "the schema registry's newest writer of a record cannot feed the view),\n"
             "3 stopped on a gap, or a rebuild refused for one (projector.on_gap=stop:\n"
             "restarting will not help),\n"
             "4 an fsync of the store failed: restart it, the start rebuilds the view from\n"
@@ -121,6 +122,28 @@ static int start_erasures_topic(const app_t *app, erasures_t *erasures, erasures
         log_info("created the erasure topic", LOG_S("topic", topic));
     *ret_et = et;
     return APP_EXIT_OK;
+}
+
+/* Refuses to start when the registry's newest schema of a record cannot be read as the view
+ * definition needs (registry_check_view). A registry that cannot answer now is no reason
+ * to stay down: messages then wait for it one by one (pipeline.h note 10). */
+static int check_view_against_registry(app_t *app)
+{
+    char err[1024];
+    size_t unchecked = 0;
+    int rc = registry_check_view(app->ap_registry, app->ap_view, app->ap_catalog, &unchecked, err,
+                                 sizeof(err));
+    if (rc == RM_ESCHEMA) {
+        fprintf(stderr, "projector: %s\n", err);
+        return APP_EXIT_USAGE;
+    }
+    if (rc)
+        log_warn("cannot check the view definition against the schema registry; starting anyway",
+                 LOG_S("error", rc == RM_EUNAVAIL ? err : rm_strerror(rc)));
+    else if (unchecked)
+        log_warn("the schema registry has no schema yet for some records the view reads",
+                 LOG_I("rules", (int64_t)unchecked));
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -218,6 +241,8 @@ int main(int argc, char **argv)
 
     app_t app;
     int exit_code = app_load(&app, "projector", &args, true);
+    if (!exit_code && app.ap_registry && !dlq_command && (!gen_command || rebuild))
+        exit_code = check_view_against_registry(&app);
     if (exit_code || dlq_command || gen_command) {
         if (!exit_code && dlq_command)
             exit_code = dlq_main(&app, dlq_command, dry_run);
@@ -291,7 +316,8 @@ int main(int argc, char **argv)
                          .po_generation = follow.gf_generation,
                          .po_tick = gens_follow_tick,
                          .po_tick_arg = &follow,
-                         .po_erasures = erasures};
+                         .po_erasures = erasures,
+                         .po_registry = app.ap_registry};
     pipe = pipe_new(&popts, err, sizeof(err));
     if (!pipe) {
         fprintf(stderr, "projector: %s\n", err);

@@ -151,7 +151,7 @@ void http_txn_done(void)
     if (!tls || !tls->ht_active)
         return;
     /* Reset, not abort: the next request on this thread renews it without allocating
-     * a reader slot (DESIGN.md §8). */
+     * a reader slot (docs/architecture.md §8). */
     if (tls->ht_txn)
         store_read_reset(tls->ht_txn);
     http_ctx_t *ctx = tls->ht_ctx;

@@ -61,7 +61,7 @@ typedef struct http_ctx {
     int hc_stop;                   /* atomic: the watcher exits */
     const char *hc_store_error;    /* atomic: why no store is served, a static string naming
                                       no path (http_store_error) */
-    struct MHD_Response *hc_healthz;   /* created once, reused (DESIGN.md §8) */
+    struct MHD_Response *hc_healthz;   /* created once, reused (docs/architecture.md §8) */
     struct MHD_Response *hc_not_found;
     struct MHD_Response *hc_dashboard;
     struct MHD_Response *hc_ui; /* the agent screen page (ui.html) */

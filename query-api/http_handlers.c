@@ -2,6 +2,7 @@
  * JSON is assembled by appending bytes (stored fragments are ready JSON); jansson never
  * runs on a request. */
 #include "http_handlers.h"
+#include "pipeline.h"
 #include "rm_time.h"
 #include "http_auth.h"
 #include "http_fresh.h"
@@ -11,6 +12,7 @@
 #include "index.h"
 #include "render.h"
 #include "rm_err.h"
+#include "topic_counts.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -143,6 +145,18 @@ static int add_gap(void *ctx, const char *name, size_t name_len, const void *val
     return buf_append(b, value, len); /* written by the projector as a JSON object */
 }
 
+/* The projector's registry-outage mark (pipeline.h note 10) as a JSON object (malloc'd)
+ * while partitions are paused, else NULL. */
+static char *registry_mark(store_t *store, MDB_txn *txn)
+{
+    const void *mark;
+    size_t mark_len;
+    if (store_meta_get(store, txn, PIPE_REGISTRY_META, &mark, &mark_len) || mark_len == 0 ||
+        memmem(mark, mark_len, "\"paused_partitions\":0,", 22))
+        return NULL;
+    return strndup(mark, mark_len);
+}
+
 struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status)
 {
     store_t *store;
@@ -159,6 +173,9 @@ struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status)
     if (!rc)
         rc = store_meta_foreach(store, txn, "gap/", add_gap, body);
     buf_append_str(body, "]");
+    /* Partitions paused for a schema registry outage (pipeline.h note 10): degraded, like
+     * a gap, since every replica depends on the same registry. */
+    char *registry = rc ? NULL : registry_mark(store, txn);
     http_txn_done();
     if (rc)
         return problem(503, "not-ready", "Not ready", "cannot read the store", NULL, ret_status);
@@ -179,10 +196,12 @@ struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status)
     buf_reset(body);
     buf_printf(body,
                "{\"status\":\"%s\",\"partitions\":%zu,\"lag_messages\":%lld,\"lag_seconds\":%.3f,"
-               "\"gaps\":%s}",
-               gaps && strcmp(gaps, "[]") ? "degraded" : "ready", lag.hl_partitions,
-               (long long)lag.hl_messages, (double)lag.hl_lag_ms / 1000.0, gaps ? gaps : "[]");
+               "\"gaps\":%s%s%s}",
+               (gaps && strcmp(gaps, "[]")) || registry ? "degraded" : "ready", lag.hl_partitions,
+               (long long)lag.hl_messages, (double)lag.hl_lag_ms / 1000.0, gaps ? gaps : "[]",
+               registry ? ",\"schema_registry\":" : "", registry ? registry : "");
     free(gaps);
+    free(registry);
     *ret_status = 200;
     return json_response(body);
 }
@@ -315,6 +334,21 @@ static int status_partition(void *ctx, const char *topic, int32_t partition,
                            (long long)off->so_last_event_ms, (long long)off->so_updated_ms);
 }
 
+/* One element of "topics": the counters the projector keeps per topic (topic_counts.h). */
+static int status_topic(void *ctx, const char *topic, const topic_counts_t *counts)
+{
+    buf_t *b = ctx;
+    int rc = buf_append_str(b, strcmp(b->b_data, "[") ? ",{\"topic\":" : "{\"topic\":");
+    rc = rc ? rc : buf_append_json_str(b, topic, strlen(topic));
+    return rc ? rc
+              : buf_printf(b,
+                           ",\"parked\":%lld,\"dead_letters_pending\":%lld,"
+                           "\"dead_letters_recorded\":%lld}",
+                           (long long)counts->tc_count[TOPIC_COUNTS_PARKED],
+                           (long long)counts->tc_count[TOPIC_COUNTS_DEAD_LETTERS],
+                           (long long)counts->tc_count[TOPIC_COUNTS_RECORDED]);
+}
+
 /* The summary line ({"summary":{...}}) that ends the report of the last reconcile run
  * (reconcile/report.h; the file is replaced atomically), appended as JSON, or null when
  * none is configured or readable. Reads the file's last 4 KiB: no JSON parser on a path
@@ -376,7 +410,20 @@ struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
     buf_append_str(&gaps, "[");
     rc = rc ? rc : store_meta_foreach(store, txn, "gap/", add_gap, &gaps);
     buf_append_str(&gaps, "]");
-    const char *state = strcmp(gaps.b_data, "[]") ? "degraded"
+    /* Per topic from the projector's counters, never a scan of the pending db: null
+     * until a projector of this version has counted the store once. */
+    buf_t topics = BUF_INIT;
+    buf_append_str(&topics, "[");
+    int trc = rc ? rc : topic_counts_foreach(store, txn, status_topic, &topics);
+    if (trc == RM_ENOTFOUND) {
+        buf_reset(&topics);
+        buf_append_str(&topics, "null");
+    } else {
+        rc = trc;
+        buf_append_str(&topics, "]");
+    }
+    char *registry = rc ? NULL : registry_mark(store, txn);
+    const char *state = strcmp(gaps.b_data, "[]") || registry ? "degraded"
                         : lag.hl_partitions == 0  ? "not-ready"
                         : lag.hl_messages > 0 && sc.sc_now - lag.hl_newest_commit_ms > HTTP_STALL_MS
                             ? "stalled"
@@ -386,12 +433,15 @@ struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
                "{\"view\":\"%s\",\"generation\":%lld,\"state\":\"%s\",\"now_ms\":%lld,\"lag_"
                "messages\":%lld,"
                "\"lag_seconds\":%.3f,\"last_commit_ms\":%lld,\"parked\":%zu,"
-               "\"dead_letters_pending\":%zu,\"gaps\":%s,\"partitions\":[",
+               "\"dead_letters_pending\":%zu,\"topics\":%s,\"gaps\":%s,%s%s%s\"partitions\":[",
                view->v_name, (long long)http_txn_generation(), state, (long long)sc.sc_now,
                (long long)lag.hl_messages, (double)lag.hl_lag_ms / 1000.0,
                (long long)lag.hl_newest_commit_ms, rc ? 0 : parked.ms_entries,
-               rc ? 0 : outbox.ms_entries, gaps.b_data);
+               rc ? 0 : outbox.ms_entries, topics.b_data, gaps.b_data,
+               registry ? "\"schema_registry\":" : "", registry ? registry : "", registry ? "," : "");
     buf_free(&gaps);
+    buf_free(&topics);
+    free(registry);
     if (!rc)
         rc = store_offset_foreach(store, txn, status_partition, &sc);
     http_txn_done();

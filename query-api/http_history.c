@@ -3,6 +3,7 @@
 #include "http_problem.h"
 #include "rm_err.h"
 #include "rm_time.h"
+#include "topic_counts.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -15,7 +16,10 @@ typedef struct topic_fig {
     int64_t tf_lag_messages;
     int64_t tf_lag_ms; /* worst partition's */
     int64_t tf_next_offset;
+    int64_t tf_parked; /* the projector's counters (topic_counts.h), when tf_counted */
+    int64_t tf_dead_letters;
     bool tf_seen;
+    bool tf_counted;
 } topic_fig_t;
 
 typedef struct sample {
@@ -100,6 +104,18 @@ void http_history_add(http_history_t *h, const char *topic, const store_offset_t
         f->tf_lag_ms = lag_ms;
 }
 
+void http_history_add_counts(http_history_t *h, const char *topic, int64_t parked,
+                             int64_t dead_letters)
+{
+    int slot = topic_slot(h, topic);
+    if (slot < 0)
+        return;
+    topic_fig_t *f = &h->hh_building.sa_topics[slot];
+    f->tf_counted = true;
+    f->tf_parked = parked;
+    f->tf_dead_letters = dead_letters;
+}
+
 void http_history_end(http_history_t *h, uint64_t parked, uint64_t dead_letters)
 {
     h->hh_building.sa_parked = parked;
@@ -118,14 +134,18 @@ static int append_figs(buf_t *out, const char *name, const sample_t *s, size_t t
     for (size_t i = 0; !rc && i < topics; i++) {
         const topic_fig_t *f = &s->sa_topics[i];
         const char *sep = i ? "," : "";
-        if (!f->tf_seen)
+        if (which < 3 ? !f->tf_seen : !f->tf_counted)
             rc = buf_printf(out, "%snull", sep);
         else if (which == 0)
             rc = buf_printf(out, "%s%lld", sep, (long long)f->tf_lag_messages);
         else if (which == 1)
             rc = buf_printf(out, "%s%.3f", sep, (double)f->tf_lag_ms / 1000.0);
-        else
+        else if (which == 2)
             rc = buf_printf(out, "%s%lld", sep, (long long)f->tf_next_offset);
+        else if (which == 3)
+            rc = buf_printf(out, "%s%lld", sep, (long long)f->tf_parked);
+        else
+            rc = buf_printf(out, "%s%lld", sep, (long long)f->tf_dead_letters);
     }
     return rc ? rc : buf_append_char(out, ']');
 }
@@ -149,6 +169,8 @@ int http_history_json(http_history_t *h, buf_t *out)
         rc = rc ? rc : append_figs(out, "lag_messages", s, h->hh_topic_count, 0);
         rc = rc ? rc : append_figs(out, "lag_seconds", s, h->hh_topic_count, 1);
         rc = rc ? rc : append_figs(out, "next_offset", s, h->hh_topic_count, 2);
+        rc = rc ? rc : append_figs(out, "topic_parked", s, h->hh_topic_count, 3);
+        rc = rc ? rc : append_figs(out, "topic_dead_letters", s, h->hh_topic_count, 4);
         rc = rc ? rc : buf_append_char(out, '}');
     }
     pthread_mutex_unlock(&h->hh_lock);
@@ -159,6 +181,13 @@ static int add_partition(void *arg, const char *topic, int32_t partition, const 
 {
     (void)partition;
     http_history_add(arg, topic, off);
+    return 0;
+}
+
+static int add_counts(void *arg, const char *topic, const topic_counts_t *counts)
+{
+    http_history_add_counts(arg, topic, counts->tc_count[TOPIC_COUNTS_PARKED],
+                            counts->tc_count[TOPIC_COUNTS_DEAD_LETTERS]);
     return 0;
 }
 
@@ -175,6 +204,10 @@ static void sample_store(http_history_t *h)
     int rc = rm_err_from_mdb(mdb_stat(txn, store_dbi(store, STORE_DB_PENDING), &parked));
     rc = rc ? rc : rm_err_from_mdb(mdb_stat(txn, store_dbi(store, STORE_DB_OUTBOX), &outbox));
     rc = rc ? rc : store_offset_foreach(store, txn, add_partition, h);
+    if (!rc) {
+        int crc = topic_counts_foreach(store, txn, add_counts, h);
+        rc = crc == RM_ENOTFOUND ? 0 : crc; /* not counted yet: null per topic */
+    }
     http_txn_done();
     if (!rc)
         http_history_end(h, parked.ms_entries, outbox.ms_entries);

@@ -11,7 +11,7 @@
  * PII fields are masked for a caller without the entitlement (mask.h).
  *
  * jansson parses the answer: the fetch it follows costs milliseconds over the network, so
- * the parse (microseconds for a few KB) is not what DESIGN.md §8 keeps off the request
+ * the parse (microseconds for a few KB) is not what docs/architecture.md §8 keeps off the request
  * path. Pure; any thread. */
 #ifndef RM_HTTP_LIVE_MAP_H
 #define RM_HTTP_LIVE_MAP_H

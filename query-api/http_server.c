@@ -1,6 +1,6 @@
 /* http_server: libmicrohttpd wiring for the query API.
  *
- * Notes on the design (DESIGN.md §8):
+ * Notes on the design (docs/architecture.md §8):
  * (1) MHD 0.9.75 answers "Connection: close" when a response is queued in the first
  *     call of the access handler, which cuts throughput ~7x; so the first call only
  *     marks the connection and returns MHD_YES, and the response is queued in the second.

@@ -20,6 +20,7 @@ struct repair {
     char rp_run_id[128];
     rd_kafka_t *rp_producer;
     const catalog_entry_t *rp_entry;
+    int32_t rp_frame_id; /* its id (app_frame_id: the registry's in registry mode) */
     avro_value_iface_t *rp_iface;
     avro_value_t rp_value;
     bool rp_has_value;
@@ -62,12 +63,16 @@ repair_t *repair_new(const app_t *app, const char *run_id, char *errstr, size_t 
         snprintf(errstr, errlen, "the schema catalog has no %s record", REPAIR_RECORD);
         return NULL;
     }
+    int32_t frame_id;
+    if (app_frame_id(app, entry, view->v_repair_topic, &frame_id, errstr, errlen))
+        return NULL;
     repair_t *repair = calloc(1, sizeof(*repair));
     if (!repair) {
         snprintf(errstr, errlen, "out of memory");
         return NULL;
     }
     repair->rp_app = app;
+    repair->rp_frame_id = frame_id;
     repair->rp_entry = entry;
     snprintf(repair->rp_run_id, sizeof(repair->rp_run_id), "%s", run_id);
     buf_init(&repair->rp_frame);
@@ -151,7 +156,7 @@ static int encode(repair_t *repair, const char *event_id, const char *key, const
         avro_value_set_branch(&field, item ? 1 : 0, &branch) ||
         (item ? avro_value_set_string(&branch, item) : avro_value_set_null(&branch)))
         return RM_EINVAL;
-    return avro_dec_encode_frame(repair->rp_entry->ce_id, rec, &repair->rp_frame);
+    return avro_dec_encode_frame(repair->rp_frame_id, rec, &repair->rp_frame);
 }
 
 int repair_publish(repair_t *repair, const char *key, const char *section, compare_op_t op,

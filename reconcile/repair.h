@@ -1,6 +1,6 @@
 /* repair: publish corrections as readmodel.Repair events to the view's repairs topic.
  *
- * The reconciler never writes a live store (one writer per store, DESIGN.md §1): it
+ * The reconciler never writes a live store (one writer per store, docs/architecture.md §1): it
  * publishes what the source says, keyed by the view key (so one customer's repairs
  * stay in order on one partition), and the projector applies them like any other
  * event. Each carries provenance — run id, source URL, reason — so the log is the

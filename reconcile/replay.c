@@ -301,6 +301,7 @@ static int replay_into(const replay_opts_t *opts, store_t *scratch, const replay
         .po_stop_count = stops->rs_count,
         .po_scratch = true,
         .po_erasures = erasures,
+        .po_registry = app->ap_registry,
     };
     pipe_t *pipe = pipe_new(&popts, errstr, errlen);
     if (!pipe) {

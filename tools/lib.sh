@@ -79,6 +79,20 @@ rm_install_playwright() {
     { rm_log "npm could not install playwright-core (tests/ui/package.json)"; return 1; }
 }
 
+# confluent-kafka-python (PyPI) with its Avro serde, into the same venv: a Schema Registry
+# client nobody here wrote, for tests/integration/test_schema_registry.py. Quiet, and one
+# import check when already installed.
+RM_PY_REGISTRY_PACKAGES=("confluent-kafka[avro]>=2,<3")
+rm_python_registry_deps() {
+  local py="$RM_PY_VENV/bin/python"
+  [ -x "$py" ] && "$py" -c 'import confluent_kafka.schema_registry.avro' 2>/dev/null && return 0
+  rm_log "installing into $RM_PY_VENV: ${RM_PY_REGISTRY_PACKAGES[*]}"
+  [ -x "$py" ] || /usr/bin/python3 -m venv --system-site-packages "$RM_PY_VENV" >/dev/null 2>&1 ||
+    { rm_log "cannot make $RM_PY_VENV (python3-venv)"; return 1; }
+  "$py" -m pip install -q --disable-pip-version-check "${RM_PY_REGISTRY_PACKAGES[@]}" >/dev/null 2>&1 ||
+    { rm_log "pip cannot install ${RM_PY_REGISTRY_PACKAGES[*]}"; return 1; }
+}
+
 # rm_build DIR [meson options...]: configures DIR once, then builds it (only the targets
 # in $RM_BUILD_TARGETS when set). Quiet unless something fails.
 rm_build() {

@@ -1,7 +1,7 @@
 /* fuzz_http: libFuzzer harness over everything a query API request touches before the
  * store — the route parser, authentication (bearer JWT, API key) and grants, the view
  * endpoint's query parameters, the lookup's argument and its index normalisation, and
- * If-None-Match — through the very functions the handlers call (issue 6).
+ * If-None-Match — through the very functions the handlers call.
  *
  * Input format (tests/fuzz/make_corpus_http.py writes seeds): lines separated by '\n':
  *   line 1  the method            line 2  the URL: path[?query]

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Writes the seed corpus of fuzz_apply: valid Customer 360 events and the poison
-shapes issue 3 names (truncated Avro, unknown schema id, wrong magic byte, enum and
+poison shapes (truncated Avro, unknown schema id, wrong magic byte, enum and
 union index out of range, string length past the message, invalid UTF-8, oversized).
 Input format: byte 0 = topic selector, then the Confluent-framed value."""
 import os

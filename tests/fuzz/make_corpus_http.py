@@ -2,7 +2,7 @@
 """Writes the seed corpus of fuzz_http: requests as "METHOD\\nURL\\nName: value\\n...".
 
 Valid routes, lookups, fields, list pages and cursors, consistency tokens, and the abuse
-shapes of issue 6: percent-encoding tricks (%00, %2F, %252F, overlong UTF-8, truncated
+abuse shapes: percent-encoding tricks (%00, %2F, %252F, overlong UTF-8, truncated
 escapes), long keys, and bearer tokens that are valid, expired, not yet valid, alg=none,
 signed with another secret, for another issuer or audience, huge, or malformed. Tokens are
 signed with fuzz_http.c's fixed HS256 secret against its fixed clock (FUZZ_NOW_S)."""

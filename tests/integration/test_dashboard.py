@@ -84,3 +84,37 @@ def test_dashboard_shows_live_lag_per_partition(broker, workdir, processes):
     after = partition_rows(rendered_dom(url))
     changed = [k for k in expected if after[k][1] != before[k][1]]
     assert len(changed) >= 30, f"only {len(changed)} partitions changed on the page"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_dashboard_rollup_shows_parked_and_dead_letters_per_topic(broker, workdir, processes):
+    """Orders held back: payments, shipments and returns wait for their order. The rollup's
+    per-topic parked and dead-letter cells are /v1/status's per-topic figures, and the
+    parked chart draws one line per topic besides the view's total."""
+    manifest = os.path.join(workdir, "poison.jsonl")
+    harness.simulate(broker.bootstrap, workdir, 150, 33,
+                     ("--topics", "customers,payments,shipments,loyalty,returns",
+                      "--poison", "5", "--poison-manifest", manifest))
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="")
+    out = harness.run_projector(config)
+    assert out.returncode == 0, out.stderr[-2000:]
+    api = harness.QueryApi(workdir, config, harness.free_port())
+    processes.append(api)
+    status = api.get("/v1/status")[2]
+    counted = {t["topic"]: t for t in status["topics"]}
+    assert sum(t["parked"] for t in counted.values()) == status["parked"] > 0
+    dom = rendered_dom(api.base + "/dashboard")
+    topics = sorted({p["topic"] for p in status["partitions"]})
+    for t in topics:
+        m = re.search(rf'<tr id="t-{t}" class="topic" [^>]*data-parked="(\d+)" '
+                      rf'data-dead-letters="(\d+)"', dom)
+        assert m, f"no parked / dead-letter figures in the rollup row of {t}"
+        want = counted.get(t, {"parked": 0, "dead_letters_pending": 0})
+        assert (int(m.group(1)), int(m.group(2))) == (want["parked"],
+                                                      want["dead_letters_pending"]), t
+        row = re.search(rf'<tr id="t-{t}" .*?</tr>', dom).group(0)
+        cell = re.search(r'<td class="parked">([^<]*)</td>', row).group(1)
+        assert cell.replace(",", "") == str(want["parked"]), (t, cell)
+    assert counted["payments"]["parked"] > 0 and counted["shipments"]["parked"] > 0
+    legend = re.search(r'id="legend-4" data-names="([^"]*)"', dom)
+    assert legend and legend.group(1).split("|") == topics + ["view total"], legend

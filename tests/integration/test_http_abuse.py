@@ -1,4 +1,4 @@
-"""Malformed and abusive HTTP over raw sockets (issue 6): percent-encoding tricks (%00,
+"""Malformed and abusive HTTP over raw sockets: percent-encoding tricks (%00,
 %2F, double encoding, overlong UTF-8), a 100 KB URL, 1000 headers, bodies on GET and POST,
 HTTP/1.0, pipelined requests, garbage request lines. Every answer is a 4xx or the
 documented 2xx, and after each case the server is still up and serves a normal request.

@@ -1,4 +1,4 @@
-"""Live sections (issue 6): customer360's fraud_holds is fetched from the simulator's risk
+"""Live sections: customer360's fraud_holds is fetched from the simulator's risk
 service at request time, within its 150 ms deadline, behind a circuit breaker. Up, the
 section equals what the service serves; slow past the deadline, down or refused, the rest of
 the document is still served (200) and the section is null and "unavailable" with a reason

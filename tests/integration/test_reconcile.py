@@ -1,4 +1,4 @@
-"""reconcile diff-source (issue 4): against the simulator's source services with drift of
+"""reconcile diff-source: against the simulator's source services with drift of
 every kind injected, the report names exactly the injected keys, sections, items and fields
 (none missed, no false positive), tells "not yet projected" apart from drift, never calls an
 unreadable source drift, and --repair makes a second run clean through the log."""

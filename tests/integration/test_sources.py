@@ -1,4 +1,4 @@
-"""The simulator's source services (issue 4): `simulate --serve-sources` serves the systems
+"""The simulator's source services: `simulate --serve-sources` serves the systems
 of record of what it generated, with injected drift and faults. Served values must equal
 --truth, every --drift-manifest entry must be visible in them, and the unapplied events must
 land in the dead-letter topics, exactly."""

@@ -1,6 +1,6 @@
 """TLS on the query API (docs/query-api.md, Security): HTTPS with the configured
 certificate serves the same documents as plain HTTP, plain HTTP and an unknown CA fail, keep-
-alive survives TLS (DESIGN.md §8), client certificates are required when a client CA is
+alive survives TLS (docs/architecture.md §8), client certificates are required when a client CA is
 configured, and a half-configured TLS is a configuration error (exit 2) naming the key.
 Certificates are made here with the openssl CLI."""
 import http.client
@@ -127,7 +127,7 @@ def test_https_serves_the_same_documents(store, processes):
     assert pstatus == 200 and doc == pdoc
     assert headers["etag"] == pheaders["ETag"]
 
-    # keep-alive over TLS (DESIGN.md §8): one connection, one socket, three answers
+    # keep-alive over TLS (docs/architecture.md §8): one connection, one socket, three answers
     conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
     try:
         sockets = set()

@@ -6,6 +6,7 @@
 #include "render.h"
 #include "rm_err.h"
 #include "rm_time.h"
+#include "topic_counts.h"
 #include "tsupport.h"
 
 #include <check.h>
@@ -437,6 +438,131 @@ START_TEST(test_format1_parked_events_are_upgraded)
     ck_assert_uint_eq(res.er_unparked, 1);
     const char *s = sections_of(&fx, "C1");
     ck_assert_msg(strstr(s, "\"lifetime_settled_cents\":500") != NULL, "%s", s);
+}
+END_TEST
+
+/* ---- per-topic counters of parked events ---- */
+
+typedef struct counts_seen {
+    int cs_topics;
+    char cs_topic[4][32];
+    topic_counts_t cs_counts[4];
+} counts_seen_t;
+
+static int note_counts(void *ctx, const char *topic, const topic_counts_t *counts)
+{
+    counts_seen_t *seen = ctx;
+    ck_assert_int_lt(seen->cs_topics, 4);
+    snprintf(seen->cs_topic[seen->cs_topics], sizeof(seen->cs_topic[0]), "%s", topic);
+    seen->cs_counts[seen->cs_topics++] = *counts;
+    return 0;
+}
+
+/* The parked count of topic in seen (0 when absent). */
+static int64_t parked_of(const counts_seen_t *seen, const char *topic)
+{
+    for (int i = 0; i < seen->cs_topics; i++)
+        if (strcmp(seen->cs_topic[i], topic) == 0)
+            return seen->cs_counts[i].tc_count[TOPIC_COUNTS_PARKED];
+    return 0;
+}
+
+/* The stored counters of f's store equal a full scan of its pending db, topic by topic;
+ * returns the total parked. */
+static int64_t assert_counters_match_scan(fixture_t *f)
+{
+    static const char *const topics[] = {"payments", "shipments", "orders", "customers"};
+    counts_seen_t stored = {0}, scanned = {0};
+    MDB_txn *txn;
+    ck_assert_int_eq(store_read_begin(f->store, &txn), 0);
+    ck_assert_int_eq(topic_counts_foreach(f->store, txn, note_counts, &stored), 0);
+    ck_assert_int_eq(topic_counts_scan(f->store, txn, note_counts, &scanned), 0);
+    size_t parked;
+    ck_assert_int_eq(engine_parked_count(f->engine, txn, &parked), 0);
+    store_read_end(txn);
+    int64_t total = 0;
+    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+        ck_assert_msg(parked_of(&stored, topics[i]) == parked_of(&scanned, topics[i]),
+                      "%s: %lld counted, %lld parked", topics[i],
+                      (long long)parked_of(&stored, topics[i]),
+                      (long long)parked_of(&scanned, topics[i]));
+        total += parked_of(&stored, topics[i]);
+    }
+    ck_assert_int_eq(total, (int64_t)parked);
+    return total;
+}
+
+/* Parked events of two topics for order id i (0 <= i < 30). */
+static void park_for_order(int i, int n)
+{
+    char e[32], pid[32], oid[32];
+    snprintf(e, sizeof(e), "event_id=x%d-%d", i, n);
+    snprintf(oid, sizeof(oid), "order_id=RO%d", i);
+    if (n % 2) {
+        snprintf(pid, sizeof(pid), "payment_id=RP%d-%d", i, n);
+        EV(SETTLED, e, "occurred_at=1300", "version=1", pid, oid, "amount_cents=5", "currency=EUR");
+        ck_assert_int_eq(APPLY("payments"), ENGINE_PARKED);
+    } else {
+        snprintf(pid, sizeof(pid), "shipment_id=RS%d-%d", i, n);
+        EV(DISPATCHED, e, "occurred_at=350", "version=1", pid, oid, "carrier=c", "eta=999");
+        ck_assert_int_eq(APPLY("shipments"), ENGINE_PARKED);
+    }
+}
+
+/* The counters kept with each park, unpark and expiry equal a full scan after a random
+ * mix of them, and a store written before the counters existed is counted once by its
+ * first write transaction. */
+START_TEST(test_parked_counters_equal_a_scan)
+{
+    register_c1();
+    uint32_t state = 12345;
+    bool ordered[30] = {0};
+    int64_t marks[64];
+    int mark_count = 0;
+    for (int step = 0; step < 400; step++) {
+        state = state * 1103515245u + 12345u;
+        uint32_t r = (state >> 8) % 100;
+        int i = (int)((state >> 20) % 30);
+        if (r < 70 && !ordered[i]) {
+            park_for_order(i, step);
+        } else if (r < 85 && !ordered[i]) {
+            char id[16];
+            snprintf(id, sizeof(id), "RO%d", i);
+            order(id, 1100, 1);
+            ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+            ordered[i] = true;
+        } else if (r < 95) {
+            if (mark_count < 64)
+                marks[mark_count++] = rm_wall_ms();
+        } else if (mark_count) {
+            expire_before(marks[(state >> 4) % (uint32_t)mark_count]);
+        }
+        if (step % 50 == 49)
+            assert_counters_match_scan(&fx);
+    }
+    ck_assert_int_gt(assert_counters_match_scan(&fx), 0);
+    expire_before(rm_wall_ms() + 1);
+    ck_assert_int_eq(assert_counters_match_scan(&fx), 0);
+
+    /* A store of the version before: parked events, no counters. */
+    for (int n = 0; n < 5; n++)
+        park_for_order(99, 1000 + n);
+    MDB_txn *txn;
+    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    static const char *const names[] = {"topic_counts_format", "topic_counts/payments",
+                                        "topic_counts/shipments"};
+    for (size_t n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
+        MDB_val k = {strlen(names[n]), (void *)names[n]};
+        int mrc = mdb_del(txn, store_dbi(fx.store, STORE_DB_META), &k, NULL);
+        ck_assert_msg(mrc == 0 || mrc == MDB_NOTFOUND, "%s", mdb_strerror(mrc));
+    }
+    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    counts_seen_t none = {0};
+    ck_assert_int_eq(store_read_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(topic_counts_foreach(fx.store, txn, note_counts, &none), RM_ENOTFOUND);
+    store_read_end(txn);
+    park_for_order(99, 2000); /* its first write transaction counts it */
+    ck_assert_int_eq(assert_counters_match_scan(&fx), 6);
 }
 END_TEST
 
@@ -1084,6 +1210,7 @@ int main(void)
     tcase_add_test(tc, test_parked_event_rejected_on_unpark_is_dead_lettered);
     tcase_add_test(tc, test_parking_age_is_time_waited_in_this_store);
     tcase_add_test(tc, test_format1_parked_events_are_upgraded);
+    tcase_add_test(tc, test_parked_counters_equal_a_scan);
     tcase_add_test(tc, test_degraded_mark_waits_for_its_link);
     tcase_add_test(tc, test_bounded_list_keeps_newest_twenty);
     tcase_add_test(tc, test_erasure_is_final);

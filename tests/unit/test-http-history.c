@@ -19,6 +19,7 @@ static void sample(http_history_t *h, int64_t t, int64_t next)
         store_offset_t c = {7, 7, 1, 1}; /* a topic that appears later */
         http_history_add(h, "customers", &c);
     }
+    http_history_add_counts(h, "orders", 2, 1); /* customers has no counters: null */
     http_history_end(h, 2, 1);
 }
 
@@ -34,11 +35,14 @@ START_TEST(test_ring_bounded_newest_kept)
                      "{\"interval_ms\":2000,\"capacity\":3,\"topics\":[\"orders\",\"customers\"],"
                      "\"samples\":["
                      "{\"t\":3000,\"parked\":2,\"dead_letters\":1,\"lag_messages\":[5,0],"
-                     "\"lag_seconds\":[1.500,0.000],\"next_offset\":[60,7]},"
+                     "\"lag_seconds\":[1.500,0.000],\"next_offset\":[60,7],"
+                     "\"topic_parked\":[2,null],\"topic_dead_letters\":[1,null]},"
                      "{\"t\":4000,\"parked\":2,\"dead_letters\":1,\"lag_messages\":[5,0],"
-                     "\"lag_seconds\":[1.500,0.000],\"next_offset\":[80,7]},"
+                     "\"lag_seconds\":[1.500,0.000],\"next_offset\":[80,7],"
+                     "\"topic_parked\":[2,null],\"topic_dead_letters\":[1,null]},"
                      "{\"t\":5000,\"parked\":2,\"dead_letters\":1,\"lag_messages\":[5,0],"
-                     "\"lag_seconds\":[1.500,0.000],\"next_offset\":[100,7]}]}");
+                     "\"lag_seconds\":[1.500,0.000],\"next_offset\":[100,7],"
+                     "\"topic_parked\":[2,null],\"topic_dead_letters\":[1,null]}]}");
     buf_free(&out);
     http_history_free(h);
 }

@@ -5,6 +5,7 @@
 #include "outbox.h"
 #include "rm_err.h"
 #include "store.h"
+#include "topic_counts.h"
 #include "tsupport.h"
 
 #include <check.h>
@@ -73,6 +74,7 @@ static void record(store_t *store, outbox_t *outbox, int32_t partition, int64_t 
 {
     MDB_txn *txn;
     ck_assert_int_eq(store_write_begin(store, &txn), 0);
+    ck_assert_int_eq(topic_counts_init(store, txn), 0); /* as engine_txn_begin does */
     ck_assert_int_eq(outbox_txn_begin(outbox, txn), 0);
     outbox_letter_t letter = {"orders", partition, offset, 1000,     "k",
                               1,        "bad",     3,      "decode", "test poison"};
@@ -81,6 +83,32 @@ static void record(store_t *store, outbox_t *outbox, int32_t partition, int64_t 
     ck_assert_int_eq(store_offset_put(store, txn, "orders", partition, &off), 0);
     ck_assert_int_eq(outbox_txn_precommit(outbox, txn), 0);
     ck_assert_int_eq(store_write_commit(store, txn), 0);
+}
+
+static int note_orders(void *ctx, const char *topic, const topic_counts_t *counts)
+{
+    ck_assert_str_eq(topic, "orders"); /* the only topic these tests dead-letter */
+    *(topic_counts_t *)ctx = *counts;
+    return 0;
+}
+
+/* The dead letters the counters say store holds for orders equal a scan of its outbox
+ * (and the outbox's own figure); returns them. */
+static int64_t counted_letters(store_t *store, const outbox_t *outbox)
+{
+    topic_counts_t stored = {{0}}, scanned = {{0}};
+    MDB_txn *txn;
+    ck_assert_int_eq(store_read_begin(store, &txn), 0);
+    ck_assert_int_eq(topic_counts_foreach(store, txn, note_orders, &stored), 0);
+    ck_assert_int_eq(topic_counts_scan(store, txn, note_orders, &scanned), 0);
+    MDB_stat st;
+    ck_assert_int_eq(mdb_stat(txn, store_dbi(store, STORE_DB_OUTBOX), &st), 0);
+    store_read_end(txn);
+    ck_assert_int_eq(stored.tc_count[TOPIC_COUNTS_DEAD_LETTERS],
+                     scanned.tc_count[TOPIC_COUNTS_DEAD_LETTERS]);
+    ck_assert_int_eq(stored.tc_count[TOPIC_COUNTS_DEAD_LETTERS], (int64_t)st.ms_entries);
+    (void)outbox;
+    return stored.tc_count[TOPIC_COUNTS_DEAD_LETTERS];
 }
 
 /* Publishes what is due, after making every commit durable (see the durability test). */
@@ -333,19 +361,25 @@ START_TEST(test_a_rebuilds_held_letters_survive_the_switch)
     outbox_t *outbox_live = new_outbox(live), *held = new_outbox(next);
     for (int64_t offset = 2; offset <= 8; offset += 3)
         record(live, outbox_live, 0, offset); /* sequences 1..3, offsets below 9 */
+    ck_assert_int_eq(counted_letters(live, outbox_live), 3);
     flush(live, outbox_live);
     ck_assert_int_eq(dlq_count(), 3);
+    ck_assert_int_eq(counted_letters(live, outbox_live), 0); /* deleted once published */
     record(next, held, 0, 12); /* sequences 1..2 in the rebuild's own store */
     record(next, held, 0, 14);
     ck_assert_int_eq(outbox_adopt(held, live, true), 0); /* the rebuild, before its switch */
+    ck_assert_int_eq(counted_letters(next, held), 2);
     outbox_destroy(held);
     /* The daemon at the switch: adopts with the live generation's final state. */
     outbox_t *outbox_next = new_outbox(next);
     ck_assert_int_eq(outbox_adopt(outbox_next, live, false), 0);
+    counted_letters(next, outbox_next);
     outbox_destroy(outbox_live);
     ck_assert_int_eq(outbox_recover(outbox_next, T_TIMEOUT_MS), 0);
+    counted_letters(next, outbox_next);
     flush(next, outbox_next);
     ck_assert_int_eq(dlq_count(), 5);
+    ck_assert_int_eq(counted_letters(next, outbox_next), 0);
     ck_assert_uint_eq(stats_of(outbox_next).os_pending, 0);
     outbox_destroy(outbox_next);
     store_close(live);
@@ -454,17 +488,21 @@ START_TEST(test_a_switch_and_a_rollback_abandon_no_letter)
     outbox_destroy(outbox_new);
     outbox_new = new_outbox(new);
     ck_assert_int_eq(outbox_adopt(outbox_new, old, false), 0);
+    ck_assert_int_eq(counted_letters(new, outbox_new), 2); /* its own two dropped, two copied */
     ck_assert_int_eq(outbox_recover(outbox_new, T_TIMEOUT_MS), 0);
     flush(new, outbox_new);
     ck_assert_int_eq(dlq_count(), 2);
+    ck_assert_int_eq(counted_letters(new, outbox_new), 0);
     /* The new generation records one more and is rolled back before publishing it. */
     record(new, outbox_new, 0, 9);
     outbox_destroy(outbox_new);
     outbox_old = new_outbox(old);
     ck_assert_int_eq(outbox_adopt(outbox_old, new, false), 0);
+    counted_letters(old, outbox_old);
     ck_assert_int_eq(outbox_recover(outbox_old, T_TIMEOUT_MS), 0);
     flush(old, outbox_old);
     ck_assert_int_eq(dlq_count(), 3);
+    ck_assert_int_eq(counted_letters(old, outbox_old), 0);
     /* The old generation re-consumes offsets 7..9: the letter at 9 is not recorded again. */
     record(old, outbox_old, 0, 9);
     flush(old, outbox_old);

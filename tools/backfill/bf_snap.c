@@ -121,6 +121,7 @@ typedef struct bf_value {
 struct bf_snap {
     const bf_aggregate_t *bs_agg;
     const catalog_entry_t *bs_entry;
+    int32_t bs_frame_id; /* the id framed (bf_snap_set_frame_id), by default the catalog's */
     char *bs_version_field;
     size_t bs_member_count;
     int bs_member_index[BF_MAX_MEMBERS]; /* Avro field index of each member, or -1 */
@@ -233,6 +234,7 @@ bf_snap_t *bf_snap_new(const catalog_t *catalog, const char *aggregate,
     }
     snap->bs_agg = agg;
     snap->bs_entry = entry;
+    snap->bs_frame_id = entry->ce_id;
     while (agg->ba_members[snap->bs_member_count].bm_json)
         snap->bs_member_count++;
     snap->bs_version_field =
@@ -542,7 +544,7 @@ static int frame(bf_snap_t *snap, size_t *ret_len)
     avro_writer_memory_set_dest(snap->bs_writer, snap->bs_buf + BF_HEADER_BYTES, (int64_t)body);
     if (avro_value_write(snap->bs_writer, &snap->bs_value))
         return RM_EINVAL;
-    uint32_t id = (uint32_t)snap->bs_entry->ce_id;
+    uint32_t id = (uint32_t)snap->bs_frame_id;
     snap->bs_buf[0] = 0;
     snap->bs_buf[1] = (char)(id >> 24);
     snap->bs_buf[2] = (char)(id >> 16);
@@ -634,4 +636,14 @@ int bf_snap_parse(bf_snap_t *snap, const char *line, size_t len, bf_snap_msg_t *
     msg.bsm_value_len = value_len;
     *ret_msg = msg;
     return 0;
+}
+
+const catalog_entry_t *bf_snap_entry(const bf_snap_t *snap)
+{
+    return snap->bs_entry;
+}
+
+void bf_snap_set_frame_id(bf_snap_t *snap, int32_t schema_id)
+{
+    snap->bs_frame_id = schema_id;
 }

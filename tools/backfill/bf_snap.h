@@ -62,4 +62,9 @@ int bf_snap_parse(bf_snap_t *snap, const char *line, size_t len, bf_snap_msg_t *
  * RM_EINVAL. Exposed for tests. */
 int bf_snap_parse_time(const char *text, int64_t *ret_ms);
 
+/* The catalog entry snapshots are written with (its topic is where they go). */
+const catalog_entry_t *bf_snap_entry(const bf_snap_t *snap);
+/* Frames snapshots with schema_id instead of the catalog's id (a registry's: app_frame_id). */
+void bf_snap_set_frame_id(bf_snap_t *snap, int32_t schema_id);
+
 #endif

@@ -393,6 +393,14 @@ int main(int argc, char **argv)
         status = APP_EXIT_USAGE;
         goto out;
     }
+    int32_t frame_id = bf_snap_entry(snap)->ce_id;
+    if (!op.op_dry_run && app_frame_id(&app, bf_snap_entry(snap), bf_snap_entry(snap)->ce_topic, &frame_id, errstr,
+                     sizeof(errstr))) {
+        fprintf(stderr, "backfill: %s\n", errstr);
+        status = APP_EXIT_FAILURE;
+        goto out;
+    }
+    bf_snap_set_frame_id(snap, frame_id);
     if (!view_rule_for(app.ap_view, bf_snap_record(snap))) {
         fprintf(stderr, "backfill: view %s has no rule for %s: its events would change nothing\n",
                 app.ap_view->v_name, bf_snap_record(snap));

@@ -2,7 +2,7 @@
  * process on loopback, for the demo, the tests and benchmarks.
  *
  * It must be a separate process: crash tests kill the projector, and a mock cluster
- * lives inside the process that created it (DESIGN.md §2). Fault injection commands
+ * lives inside the process that created it (docs/architecture.md §2). Fault injection commands
  * are read line by line from --control FIFO (or stdin with --control -). */
 #include <errno.h>
 #include <fcntl.h>

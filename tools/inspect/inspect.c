@@ -7,6 +7,7 @@
 #include "render.h"
 #include "rm_err.h"
 #include "store.h"
+#include "topic_counts.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -21,6 +22,9 @@ static void usage(FILE *out)
                  "                 {\"key\":K,\"error\":\"not found\"} when absent)\n"
                  "  offsets        stored next offset, high watermark and lag per partition\n"
                  "  stats          entries per database and store size\n"
+                 "  topics         per topic, parked events and dead letters, twice: counted by\n"
+                 "                 a full scan now (\"scanned\") and as the projector keeps them\n"
+                 "                 (\"counted\"; null before it first counted the store)\n"
                  "\n"
                  "Exit codes: 0 ok, 1 a key was not found or the store cannot be read,\n"
                  "2 usage or configuration error.\n");
@@ -54,6 +58,37 @@ static int cmd_stats(store_t *store, MDB_txn *txn)
     store_usage(store, &map, &used);
     printf("\"map_bytes\":%zu,\"used_bytes\":%zu}\n", map, used);
     return APP_EXIT_OK;
+}
+
+/* Appends one topic's counts to the list in ctx (a buf_t). */
+static int print_topic(void *ctx, const char *topic, const topic_counts_t *counts)
+{
+    buf_t *b = ctx;
+    int rc = buf_append_str(b, b->b_len ? ",{\"topic\":" : "{\"topic\":");
+    rc = rc ? rc : buf_append_json_str(b, topic, strlen(topic));
+    return rc ? rc
+              : buf_printf(b,
+                           ",\"parked\":%lld,\"dead_letters_pending\":%lld,"
+                           "\"dead_letters_recorded\":%lld}",
+                           (long long)counts->tc_count[TOPIC_COUNTS_PARKED],
+                           (long long)counts->tc_count[TOPIC_COUNTS_DEAD_LETTERS],
+                           (long long)counts->tc_count[TOPIC_COUNTS_RECORDED]);
+}
+
+/* {"scanned":[...],"counted":[...]|null}: the scan costs a walk of the pending db. */
+static int cmd_topics(store_t *store, MDB_txn *txn)
+{
+    buf_t scanned = BUF_INIT, counted = BUF_INIT;
+    int rc = topic_counts_scan(store, txn, print_topic, &scanned);
+    int crc = rc ? rc : topic_counts_foreach(store, txn, print_topic, &counted);
+    if (!rc && (!crc || crc == RM_ENOTFOUND))
+        printf("{\"scanned\":[%s],\"counted\":%s%s%s}\n", scanned.b_len ? scanned.b_data : "",
+               crc ? "null" : "[", crc || !counted.b_len ? "" : counted.b_data, crc ? "" : "]");
+    else
+        fprintf(stderr, "inspect: %s\n", rm_strerror(rc ? rc : crc));
+    buf_free(&scanned);
+    buf_free(&counted);
+    return rc || (crc && crc != RM_ENOTFOUND) ? APP_EXIT_FAILURE : APP_EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -124,6 +159,8 @@ int main(int argc, char **argv)
         printf("]\n");
     } else if (strcmp(command, "stats") == 0) {
         exit_code = cmd_stats(store, txn);
+    } else if (strcmp(command, "topics") == 0) {
+        exit_code = cmd_topics(store, txn);
     } else {
         fprintf(stderr, "inspect: unknown command '%s'\n", command);
         usage(stderr);

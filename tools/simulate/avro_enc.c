@@ -19,6 +19,7 @@ typedef struct enc_field {
 
 typedef struct enc_type {
     const catalog_entry_t *et_entry;
+    int32_t et_frame_id; /* the id framed: the catalog's, or the registry's (avro_enc_register) */
     avro_value_iface_t *et_iface;
     avro_value_t et_value;
     bool et_has_value;
@@ -88,6 +89,7 @@ static int prepare_type(enc_type_t *et, sim_event_type_t type, const catalog_ent
 {
     const char *full_name = model_event_type_name(type);
     et->et_entry = entry;
+    et->et_frame_id = entry->ce_id;
     if (!et->et_entry->ce_topic) {
         snprintf(errstr, errlen, "schema id %d (%s) has no topic in the catalog",
                  (int)et->et_entry->ce_id, full_name);
@@ -357,7 +359,7 @@ int avro_enc_encode_version(avro_enc_t *enc, sim_event_type_t type, size_t versi
                                 (int64_t)body_bytes);
     if (avro_value_write(enc->enc_writer, record))
         return fail(enc, et, "*", avro_strerror());
-    uint32_t schema_id = (uint32_t)et->et_entry->ce_id;
+    uint32_t schema_id = (uint32_t)et->et_frame_id;
     enc->enc_buf[0] = AVRO_ENC_MAGIC;
     enc->enc_buf[1] = (char)(schema_id >> 24);
     enc->enc_buf[2] = (char)(schema_id >> 16);
@@ -366,4 +368,39 @@ int avro_enc_encode_version(avro_enc_t *enc, sim_event_type_t type, size_t versi
     *ret_data = enc->enc_buf;
     *ret_len = AVRO_ENC_HEADER_BYTES + body_bytes;
     return 0;
+}
+
+int avro_enc_register(avro_enc_t *enc, registry_t *registry, char *errstr, size_t errlen)
+{
+    for (int type = 0; type < SIM_EVENT_TYPE_COUNT; type++)
+        for (size_t v = 0; v < enc->enc_versions[type]; v++) {
+            enc_type_t *et = &enc->enc_types[type][v];
+            const catalog_entry_t *entry = et->et_entry;
+            /* The .avsc text as written (avro-c's own JSON drops aliases and docs). */
+            json_t *root = json_load_file(entry->ce_file, 0, NULL);
+            char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+            json_decref(root);
+            if (!text) {
+                snprintf(errstr, errlen, "cannot read '%s'", entry->ce_file);
+                return RM_EIO;
+            }
+            char subject[512];
+            int rc =
+                registry_subject(registry, entry->ce_topic, entry->ce_full_name, subject,
+                                 sizeof(subject))
+                    ? registry_register(registry, subject, text, &et->et_frame_id, errstr, errlen)
+                    : RM_EINVAL;
+            free(text);
+            if (rc) {
+                if (rc == RM_EINVAL && !*errstr)
+                    snprintf(errstr, errlen, "subject too long");
+                return rc;
+            }
+        }
+    return 0;
+}
+
+int32_t avro_enc_frame_id(const avro_enc_t *enc, sim_event_type_t type, size_t version)
+{
+    return enc->enc_types[type][version].et_frame_id;
 }

@@ -10,6 +10,7 @@
 #define SIM_AVRO_ENC_H
 
 #include "catalog.h"
+#include "registry.h"
 #include "model.h"
 
 #include <stddef.h>
@@ -43,5 +44,13 @@ size_t avro_enc_versions(const avro_enc_t *enc, sim_event_type_t type);
 const catalog_entry_t *avro_enc_entry(const avro_enc_t *enc, sim_event_type_t type);
 const catalog_entry_t *avro_enc_entry_version(const avro_enc_t *enc, sim_event_type_t type,
                                               size_t version);
+
+/* Registers every schema the encoder writes with (POST /subjects/{subject}/versions, the
+ * subject by the registry's naming strategy and the catalog's topic) and frames from then
+ * on with the ids the registry returned instead of the catalog's. Returns 0, or an error
+ * of registry_register (or RM_EIO: an .avsc cannot be read) with errstr set. */
+int avro_enc_register(avro_enc_t *enc, registry_t *registry, char *errstr, size_t errlen);
+/* The id the version-th schema of type is framed with. */
+int32_t avro_enc_frame_id(const avro_enc_t *enc, sim_event_type_t type, size_t version);
 
 #endif

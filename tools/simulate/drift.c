@@ -328,7 +328,7 @@ typedef struct drift_target {
     const char *dt_field;
 } drift_target_t;
 
-/* Spread over every served section (issue 4); a kind cycles through its pool. */
+/* Spread over every served section; a kind cycles through its pool. */
 static const drift_target_t unpublished_pool[] = {
     {"profile", "email"},
     {"loyalty", "points"},

@@ -1,5 +1,5 @@
 /* drift: differences between the systems of record and the view, injected on purpose so
- * that the reconciler's tests know the exact answer (issue 4).
+ * that the reconciler's tests know the exact answer.
  *
  * Kinds (all deterministic from the seed; each drift item has a customer of its own, so
  * items never interact — e.g. a pending change never hides an unpublished one):

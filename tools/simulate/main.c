@@ -36,7 +36,7 @@
 /* Progress lines on a TTY are redrawn at most this often. */
 #define PROGRESS_INTERVAL_MS 200
 
-/* Producer defaults (issue 2); -X and RM_KAFKA_* override any of them. murmur2_random
+/* Producer defaults; -X and RM_KAFKA_* override any of them. murmur2_random
  * is the Java client's partitioner, so keys land where Java producers would put them. */
 /* clang-format off */
 static const char *const producer_defaults[] = {
@@ -52,6 +52,7 @@ typedef struct options {
     const char *op_bootstrap;
     const char *op_oracle;
     const char *op_catalog;
+    const char *op_registry;
     uint32_t op_customers;
     uint64_t op_seed;
     int64_t op_start_ms;
@@ -80,6 +81,7 @@ enum {
     OPT_SEED,
     OPT_ORACLE,
     OPT_CATALOG,
+    OPT_REGISTRY,
     OPT_START_MS,
     OPT_SUMMARY,
     OPT_DRY_RUN,
@@ -104,7 +106,7 @@ enum {
 };
 
 /* The schema id unapplied events are framed with: registered nowhere, so the projector
- * dead-letters them (issue 4: "published but never applied"). */
+ * dead-letters them ("published but never applied"). */
 #define UNAPPLIED_SCHEMA_ID 9999
 
 /* Just past the projector's default projector.max_message_bytes (1 MiB). */
@@ -123,6 +125,10 @@ static const struct cli_option {
     {"oracle", OPT_ORACLE, "FILE", "write the expected view, one JSON line per customer"},
     {"catalog", OPT_CATALOG, "FILE",
      "schema catalog (default schemas/catalog.yaml, env RM_CATALOG)"},
+    {"registry", OPT_REGISTRY, "URL",
+     "register the schemas with this schema registry and frame"
+     "\n                               with its ids (env RM_SCHEMA_REGISTRY_URL; subjects by"
+     "\n                               schema_registry.subject_naming, default <topic>-value)"},
     {"start-ms", OPT_START_MS, "MS", "occurred_at of the first event (default: now - events)"},
     {"summary", OPT_SUMMARY, NULL, "print a JSON summary of the stream to stdout"},
     {"dry-run", OPT_DRY_RUN, NULL, "generate and encode, but produce nothing"},
@@ -273,6 +279,9 @@ static int parse_options(int argc, char **argv, options_t *op)
         case OPT_CATALOG:
             op->op_catalog = optarg;
             break;
+        case OPT_REGISTRY:
+            op->op_registry = optarg;
+            break;
         case OPT_START_MS:
             if (!parse_u64(optarg, INT64_MAX / 2, &number))
                 return usage_error("--start-ms: expected epoch milliseconds, got '%s'", optarg);
@@ -382,10 +391,33 @@ static int parse_options(int argc, char **argv, options_t *op)
     return -1;
 }
 
+/* Registers the encoder's schemas with the configured registry (avro_enc_register). */
+static int register_schemas(const cfg_t *cfg, avro_enc_t *enc)
+{
+    char errstr[512] = "";
+    registry_opts_t ro = {
+        .ro_url = cfg_str(cfg, "schema_registry.url"),
+        .ro_username = cfg_str(cfg, "schema_registry.username"),
+        .ro_password = cfg_str(cfg, "schema_registry.password"),
+        .ro_ca_file = cfg_str(cfg, "schema_registry.ca_file"),
+        .ro_timeout_ms = cfg_int(cfg, "schema_registry.timeout_ms"),
+    };
+    registry_naming_parse(cfg_str(cfg, "schema_registry.subject_naming"), &ro.ro_naming);
+    registry_t *registry = registry_new(&ro, errstr, sizeof(errstr));
+    int rc = registry ? avro_enc_register(enc, registry, errstr, sizeof(errstr)) : RM_ECONFIG;
+    registry_destroy(registry);
+    if (rc)
+        log_error("cannot register the schemas with the schema registry",
+                  LOG_S("url", ro.ro_url), LOG_S("error", errstr));
+    return rc;
+}
+
 /* Applies flags to the project config: a flag beats RM_* variables beats defaults. */
 static int apply_flags(cfg_t *cfg, const options_t *op, char *errstr, size_t errlen)
 {
     if (op->op_catalog && cfg_set(cfg, "catalog", op->op_catalog, errstr, errlen))
+        return RM_ECONFIG;
+    if (op->op_registry && cfg_set(cfg, "schema_registry.url", op->op_registry, errstr, errlen))
         return RM_ECONFIG;
     if (op->op_bootstrap &&
         cfg_set(cfg, "kafka.bootstrap.servers", op->op_bootstrap, errstr, errlen))
@@ -615,7 +647,7 @@ static bool sources_wanted(const options_t *op)
            d->do_pending;
 }
 
-/* Checks the options of issue 4 that depend on each other. Returns nonzero (with *status
+/* Checks the reconciliation options that depend on each other. Returns nonzero (with *status
  * set to the exit status) on a usage error. */
 static int check_source_options(const options_t *op, faults_t *ret_faults, int *status)
 {
@@ -745,6 +777,8 @@ int main(int argc, char **argv)
         log_error("cannot prepare Avro encoding", LOG_S("error", errstr));
         goto out;
     }
+    if (*cfg_str(cfg, "schema_registry.url") && register_schemas(cfg, enc))
+        goto out;
     model = model_new(op.op_seed, op.op_customers, errstr, sizeof(errstr));
     if (!model) {
         log_error("cannot generate the stream", LOG_S("error", errstr));

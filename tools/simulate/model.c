@@ -18,7 +18,7 @@
 #define REGISTRATION_WINDOW_MS (TIMELINE_MS * 6 / 10)
 
 /* Shape of the stream, in per mille. Chosen to give ~25-30 events per customer with
- * every section of the view populated for a good share of customers (issue 2). */
+ * every section of the view populated for a good share of customers. */
 #define HEAVY_BUYER_PER_MILLE 30 /* 21-32 orders: exercises the 20-order trim */
 #define NORMAL_ORDERS_MAX 10 /* others: 0-10 orders, mean 5 */
 #define HEAVY_ORDERS_MIN 21

@@ -1,5 +1,5 @@
 /* risk: the simulated risk service's fraud holds — a pure function of (seed, customer id,
- * registration time), so tests can predict every answer (issue 6, live sections).
+ * registration time), so tests can predict every answer (live sections).
  *
  * Most customers have no hold (80%), some one (15%), a few two (5%). A hold is
  * {"id":"H-<customer id>-<n>","reason":R,"placed_at":ms}, n from 1, placed within 30 days

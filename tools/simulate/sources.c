@@ -2,7 +2,7 @@
  *
  * Notes on the design:
  * (1) MHD 0.9.75 answers "Connection: close" when a response is queued in the first call
- *     of the access handler (DESIGN.md §8), so the first call only marks the connection.
+ *     of the access handler (docs/architecture.md §8), so the first call only marks the connection.
  * (2) Responses are built with jansson from the truth's documents, copying primitive
  *     values only: the documents are shared by every connection thread and jansson's
  *     reference counts are not atomic (truth.h note 2).

@@ -1,6 +1,6 @@
 /* sources: the simulated systems of record — customers, orders, payments, shipments,
  * loyalty and returns — served over HTTP from a truth (truth.h), with injected faults
- * (faults.h) and request counters, for reconciliation tests (issue 4).
+ * (faults.h) and request counters, for reconciliation tests.
  *
  * Endpoints (GET only; one port serves every service; JSON with ISO 8601 UTC times):
  *   /customers/{id}                       customers: the profile

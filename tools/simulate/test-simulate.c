@@ -111,7 +111,7 @@ START_TEST(test_stream_is_well_formed)
     const uint32_t customers = 2000;
     model_t *model = make_model(1, customers);
     size_t events = model_event_count(model), orders = model_order_count(model);
-    ck_assert_uint_ge(events, 50000); /* issue 2: >= 50,000 events for 2,000 customers */
+    ck_assert_uint_ge(events, 50000); /* >= 50,000 events for 2,000 customers */
     int64_t *versions[AGG_COUNT];
     for (int a = 0; a < AGG_COUNT; a++)
         versions[a] = calloc(orders > customers ? orders : customers, sizeof(int64_t));
@@ -269,7 +269,7 @@ START_TEST(test_oracle_agrees_with_events)
 END_TEST
 
 
-/* ---- truth and drift (issue 4) ---------------------------------------------------------- */
+/* ---- truth and drift ---------------------------------------------------------- */
 
 typedef int (*text_writer_fn)(const void *ctx, FILE *out);
 
