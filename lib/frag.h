@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define FRAG_FORMAT 1
-#define FRAG_MAX_SLOTS 32 /* fields per section; checked by view_load */
+#define FRAG_MAX_SLOTS VIEW_MAX_FIELDS /* fields per section, sections per view (marks) */
 
 typedef enum frag_type { FRAG_ABSENT = 0, FRAG_NULL, FRAG_INT, FRAG_STR, FRAG_BOOL } frag_type_t;
 

@@ -8,7 +8,7 @@
  *            i64 the last applied version of an entity (engine.c, check_version).
  *   link     link \0 foreign_id               -> view_key
  *   rlink    view_key \0 link \0 foreign_id   -> "" (reverse of link; erasure)
- *   pending  link \0 foreign_id \0 seq(be64)   -> parked event (engine.c)
+ *   pending  link \0 foreign_id \0 seq(be64)   -> parked event (engine_park.c)
  *   erased   view_key                          -> erased-at event time (i64)
  *   offsets  topic \0 partition(be32)          -> store_offset_t
  *   outbox   seq(be64)                         -> message to publish (dead letters)

@@ -17,6 +17,10 @@
 #define VIEW_KEY_MAX_BYTES 128      /* view keys and item ids; keeps LMDB keys < 511 bytes */
 #define VIEW_NAME_MAX_BYTES 64      /* section, field, link and topic names */
 #define VIEW_MAX_FIELD_INDEXES 8    /* field indexes over one section */
+/* Fields of a section and sections of a view: a uint32_t has a bit for each (render.h,
+ * auth.h); a fragment has a slot per field and the marks one per section (frag.h). */
+#define VIEW_MAX_FIELDS 32
+#define VIEW_MAX_SECTIONS VIEW_MAX_FIELDS
 /* Topics of one view, the repairs topic included: a section's feeding topics are a 64-bit
  * set (vs_feeds). A topic per event type of Customer 360 would be ~20. */
 #define VIEW_MAX_TOPICS 64
@@ -211,15 +215,6 @@ typedef struct view {
  * Returns NULL with "file:line: where: problem" in errstr. */
 view_t *view_load(const char *path, const catalog_t *catalog, char *errstr, size_t errlen);
 void view_destroy(view_t *view);
-
-/* Fills every section's vs_feeds from the rules, links, tombstones and repairs topic, and
- * the catalog's topic of each record: a rule feeds the sections its operations write from
- * the topics its record is published on (any of the view's topics when the catalog names
- * none); a rule that finds its key through a link also waits on the topics whose rules
- * create that link (its events are parked until then); the repairs topic feeds every
- * projected section; erasures feed none (they remove the document, not a section's
- * content). Called by view_load; requires v_topic_count <= VIEW_MAX_TOPICS. */
-void view_feeds_compute(view_t *view, const catalog_t *catalog);
 
 /* The rule for a record full name, or NULL (event not used by this view). */
 const view_rule_t *view_rule_for(const view_t *view, const char *full_name);

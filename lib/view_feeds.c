@@ -1,7 +1,7 @@
 /* view_feeds: which topics feed each section of a view (view.h vs_feeds), derived once
  * from the definition, so that the query API can say per section how far behind the
  * partitions it depends on are (docs/query-api.md, freshness). */
-#include "view.h"
+#include "view_feeds.h"
 
 #include <assert.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * stay in order on one partition), and the projector applies them like any other
  * event. Each carries provenance — run id, source URL, reason — so the log is the
  * audit trail. The event's occurred_at is the time the source was read: the repair
- * wins over every older write and loses to any newer event (lib/engine.c).
+ * wins over every older write and loses to any newer event (lib/engine_control.c).
  *
  * Thread: one thread. */
 #ifndef RC_REPAIR_H
