@@ -150,10 +150,17 @@ def test_offset_beyond_the_log_end_is_not_retention(workdir, processes):
     api = harness.QueryApi(workdir, config, harness.free_port())
     processes.append(api)
 
+    last = {}
+
     def all_gaps():
         status, _, body = api.get("/readyz")
+        last["readyz"] = (status, body)
         return body if status == 200 and len(body["gaps"]) == len(before) else None
-    body = harness.wait_until(all_gaps, 60, "a gap recorded for every partition")
+    try:
+        body = harness.wait_until(all_gaps, 60, "a gap recorded for every partition")
+    except AssertionError as e:  # say what the daemon saw, for a run that cannot be repeated
+        raise AssertionError(f"{e}; last /readyz {last.get('readyz')}; daemon log tail:\n"
+                             f"{daemon.log_text()[-4000:]}") from None
     assert body["status"] == "degraded", body
     # It resumes at the log end: what is below it the view has already seen.
     after = all_offsets(config)

@@ -44,12 +44,15 @@ def test_metrics_move_and_logs_are_json(broker, workdir, processes):
         60, "the applied counter to move")
     assert harness.metric_total(second, "readmodel_batch_events_count") > harness.metric_total(first, "readmodel_batch_events_count")
 
-    api.get("/v1/views/customer360/nope")
     # The query API opens the store lazily (and retries a failed open shortly after), so
-    # allow it a moment to see the store the projector has just created.
-    api_samples = harness.wait_until(
-        lambda: (lambda s: s if harness.metric_total(s, "readmodel_http_store_open") == 1 else None)(
-            harness.scrape_metrics(api.base + "/metrics")), 10, "the query API to open the store")
+    # allow it a moment to see the store the projector has just created: before that an
+    # unknown key answers 503, not 404.
+    harness.wait_until(
+        lambda: harness.metric_total(harness.scrape_metrics(api.base + "/metrics"),
+                                     "readmodel_http_store_open") == 1, 30,
+        "the query API to open the store")
+    assert api.get("/v1/views/customer360/nope")[0] == 404
+    api_samples = harness.scrape_metrics(api.base + "/metrics")
     for name in API_METRICS:
         assert any(k.split("{")[0] == name for k in api_samples), f"query-api: {name} not exported"
     assert harness.metric_total(api_samples, "readmodel_http_requests_total", route="view", status="404") >= 1
