@@ -367,3 +367,22 @@ def metric_total(samples, name, **labels):
     """The sum of a family's samples whose labels include all of `labels`."""
     return sum(v for k, v in samples.items()
                if k.split("{")[0] == name and all(f'{lk}="{lv}"' in k for lk, lv in labels.items()))
+
+
+def simulate_with_sources(workdir, bootstrap, customers, seed, started):
+    """Produces a stream with tools/simulate and keeps it serving the source services (the
+    risk service of live sections among them). The process is appended to `started` for
+    the caller to stop. Returns (the services' base URL, the oracle's path) once both the
+    stream and the services are ready."""
+    oracle_path = os.path.join(workdir, "oracle.jsonl")
+    ready = os.path.join(workdir, "sources.url")
+    sources = Process("sources", [
+        binary("tools/simulate/simulate"), "--bootstrap", bootstrap,
+        "--customers", str(customers), "--seed", str(seed), "--oracle", oracle_path,
+        "--serve-sources", "127.0.0.1:0", "--sources-ready-file", ready, "-q"], workdir)
+    started.append(sources)
+
+    def url():
+        assert sources.alive(), sources.log_text()[-2000:]
+        return open(ready).read().strip() if os.path.exists(ready) else None
+    return wait_until(url, 120, "the stream and the source services"), oracle_path

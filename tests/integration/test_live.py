@@ -6,7 +6,6 @@ and a header; after N failures the breaker opens and no request reaches the serv
 the cool-down, and it closes again once the service has recovered."""
 import http.client
 import json
-import os
 import re
 import subprocess
 import time
@@ -54,18 +53,8 @@ def live(tmp_path_factory):
     try:
         broker = harness.DevBroker(workdir)
         started.append(broker)
-        oracle_path = os.path.join(workdir, "oracle.jsonl")
-        ready = os.path.join(workdir, "sources.url")
-        sources = harness.Process("sources", [
-            harness.binary("tools/simulate/simulate"), "--bootstrap", broker.bootstrap,
-            "--customers", str(CUSTOMERS), "--seed", str(SEED), "--oracle", oracle_path,
-            "--serve-sources", "127.0.0.1:0", "--sources-ready-file", ready, "-q"], workdir)
-        started.append(sources)
-
-        def url():
-            assert sources.alive(), sources.log_text()[-2000:]
-            return open(ready).read().strip() if os.path.exists(ready) else None
-        base = harness.wait_until(url, 120, "the stream and the source services")
+        base, oracle_path = harness.simulate_with_sources(
+            workdir, broker.bootstrap, CUSTOMERS, SEED, started)
         config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="",
                                       query_api__live_urls=f"risk={base}",
                                       query_api__live_breaker_failures=FAILURES,

@@ -80,18 +80,8 @@ def screen(tmp_path_factory):
     try:
         broker = harness.DevBroker(workdir)
         started.append(broker)
-        oracle_path = os.path.join(workdir, "oracle.jsonl")
-        ready = os.path.join(workdir, "sources.url")
-        sources = harness.Process("sources", [
-            harness.binary("tools/simulate/simulate"), "--bootstrap", broker.bootstrap,
-            "--customers", str(CUSTOMERS), "--seed", str(SEED), "--oracle", oracle_path,
-            "--serve-sources", "127.0.0.1:0", "--sources-ready-file", ready, "-q"], workdir)
-        started.append(sources)
-
-        def url():
-            assert sources.alive(), sources.log_text()[-2000:]
-            return open(ready).read().strip() if os.path.exists(ready) else None
-        risk = harness.wait_until(url, 120, "the stream and the source services")
+        risk, oracle_path = harness.simulate_with_sources(
+            workdir, broker.bootstrap, CUSTOMERS, SEED, started)
         with open(os.path.join(workdir, "hs.secret"), "w") as f:
             f.write(os.urandom(32).hex() + "\n")
         with open(os.path.join(workdir, "audit.key"), "w") as f:
