@@ -402,7 +402,9 @@ int erasures_topic_pull(erasures_topic_t *et, int timeout_ms, size_t *ret_merged
     size_t merged = 0;
     if (!rc && topic.ks_count) {
         qsort(topic.ks_items, topic.ks_count, sizeof(et_key_t), key_cmp);
-        qsort(ledger.ks_items, ledger.ks_count, sizeof(et_key_t), key_cmp);
+        /* An empty ledger has no array at all: qsort and bsearch must not see NULL. */
+        if (ledger.ks_count)
+            qsort(ledger.ks_items, ledger.ks_count, sizeof(et_key_t), key_cmp);
         const char *keys[ERASURES_TOPIC_APPEND_BATCH];
         size_t lens[ERASURES_TOPIC_APPEND_BATCH];
         int64_t ats[ERASURES_TOPIC_APPEND_BATCH];
@@ -410,7 +412,8 @@ int erasures_topic_pull(erasures_topic_t *et, int timeout_ms, size_t *ret_merged
         for (size_t i = 0; !rc && i < topic.ks_count; i++) {
             const et_key_t *k = &topic.ks_items[i];
             bool dup = i > 0 && key_cmp(k, &topic.ks_items[i - 1]) == 0;
-            if (!dup && !bsearch(k, ledger.ks_items, ledger.ks_count, sizeof(et_key_t), key_cmp)) {
+            if (!dup && !(ledger.ks_count && bsearch(k, ledger.ks_items, ledger.ks_count,
+                                                     sizeof(et_key_t), key_cmp))) {
                 keys[n] = k->ek_key;
                 lens[n] = k->ek_len;
                 ats[n++] = k->ek_at;
