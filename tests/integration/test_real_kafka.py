@@ -367,3 +367,65 @@ def test_leader_sigkill_during_projection_equals_the_oracle(kafka3, workdir, pro
     problems = harness.compare_with_oracle(entries, lambda k: docs[k]["sections"] if docs[k] else None)
     assert not problems, f"{len(problems)} differ; first: {problems[:5]}"
     assert harness.committed_offsets(config) == sum(s["events"] for s in summaries), summaries
+
+
+def sasl_settings(kafka, mechanism="PLAIN", ca=None):
+    """The config file's kafka: keys for the cluster's SASL_SSL listener; the password
+    comes from the environment (RM_KAFKA_SASL_PASSWORD), as docs/kafka.md advises."""
+    return {"security.protocol": "SASL_SSL", "sasl.mechanisms": mechanism,
+            "sasl.username": harness.RealKafka.SASL_USER, "ssl.ca.location": ca or kafka.ca}
+
+
+def test_sasl_ssl_projects_through_config_alone(kafka, workdir):
+    """The projector reaches the oracle through the SASL_SSL listener (TLS with the
+    cluster's own CA, SASL PLAIN) with nothing but config: kafka: keys in the file and
+    the password from RM_KAFKA_SASL_PASSWORD. SCRAM-SHA-512 cannot be the mechanism here:
+    librdkafka before 2.6.1 (the system's 2.0.2) fails SCRAM against Kafka 4.x whatever
+    the password; test_sasl_ssl_refusals_exit_2_fast shows that failure is reported."""
+    summary, oracle = harness.simulate(kafka.bootstrap, workdir, 60, 81)
+    config = harness.write_config(workdir, kafka.sasl_bootstrap, projector__metrics_listen="",
+                                  kafka=sasl_settings(kafka))
+    env = dict(os.environ, RM_KAFKA_SASL_PASSWORD=harness.RealKafka.SASL_PASSWORD)
+    out = subprocess.run([harness.binary("projector/projector"), "--config", config,
+                          "--until-caught-up"], cwd=harness.ROOT, capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    events = harness.read_oracle(oracle)
+    keys = sorted({e["key"] for e in events})
+    docs = harness.inspect_docs(config, keys)
+    problems = harness.compare_with_oracle(
+        events, lambda k: docs[k]["sections"] if docs[k] else None)
+    assert not problems, f"{len(problems)} customers differ; first: {problems[:5]}"
+
+
+@pytest.mark.parametrize("case", ["wrong-password", "scram-sha-512", "untrusted-ca"])
+def test_sasl_ssl_refusals_exit_2_fast(kafka, workdir, case):
+    """A refused login or an untrusted broker certificate is a configuration error:
+    exit 2 with the broker's reason on stderr within seconds, not a retry loop (exit
+    codes in projector --help, docs/runbook.md, docs/kafka.md). scram-sha-512 is the
+    right password with SCRAM-SHA-512, which librdkafka 2.0.2 fails against Kafka 4.x."""
+    import time
+    mechanism = "SCRAM-SHA-512" if case == "scram-sha-512" else "PLAIN"
+    # A CA the broker's certificate was not signed by: the system's bundle.
+    ca = "/etc/ssl/certs/ca-certificates.crt" if case == "untrusted-ca" else None
+    password = "not-the-password" if case == "wrong-password" else harness.RealKafka.SASL_PASSWORD
+    config = harness.write_config(workdir, kafka.sasl_bootstrap, projector__metrics_listen="",
+                                  kafka=sasl_settings(kafka, mechanism, ca))
+    env = dict(os.environ, RM_KAFKA_SASL_PASSWORD=password)
+    start = time.monotonic()
+    try:
+        out = subprocess.run([harness.binary("projector/projector"), "--config", config,
+                              "--until-caught-up"], cwd=harness.ROOT, capture_output=True,
+                             text=True, timeout=60, env=env)
+    except subprocess.TimeoutExpired as err:
+        raise AssertionError(f"{case}: the projector was still running after 60 s: "
+                             f"{(err.stderr or b'')[-1500:]!r}") from None
+    elapsed = time.monotonic() - start
+    want = "certificate verify failed" if case == "untrusted-ca" else "Authentication failed"
+    assert out.returncode == 2, (case, out.returncode, out.stderr[-2000:])
+    assert "projector: cannot connect to Kafka" in out.stderr and want in out.stderr, \
+        out.stderr[-2000:]
+    # Generous on a loaded machine; the retry loop this replaces never ended.
+    assert elapsed < 30, (case, elapsed)
+    print(f"{case}: exit 2 after {elapsed:.1f} s")
+
