@@ -429,3 +429,70 @@ def test_sasl_ssl_refusals_exit_2_fast(kafka, workdir, case):
     assert elapsed < 30, (case, elapsed)
     print(f"{case}: exit 2 after {elapsed:.1f} s")
 
+
+def test_partitions_added_while_running_reach_the_oracle(kafka, workdir, processes):
+    """Stream A on 6 partitions, then, while the projector daemon runs, every source
+    topic grows to 9 partitions with Kafka's own kafka-topics --alter, and stream B is
+    produced (the simulator's partitioner now maps some keys to partitions 6-8). The
+    daemon's metadata poll must add the new partitions by itself: its stored offsets reach
+    every partition's log end, 6-8 included, and the view equals both oracles."""
+    ck = harness.kafka_admin_module()
+    _, oracle_a = harness.simulate(kafka.bootstrap, workdir, 120, 61)
+    config = harness.write_config(workdir, kafka.bootstrap, projector__metrics_listen="",
+                                  projector__metadata_refresh_ms=500)
+    daemon = harness.Process("projector", [harness.binary("projector/projector"),
+                                           "--config", config], workdir)
+    processes.append(daemon)
+
+    def caught_up(partitions):
+        ends = {}
+        consumer = ck.Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "end-probe",
+                                "log_level": 0})
+        try:
+            for topic in harness.TOPICS:
+                for p in range(partitions):
+                    ends[(topic, p)] = consumer.get_watermark_offsets(
+                        ck.TopicPartition(topic, p), timeout=10)[1]
+        finally:
+            consumer.close()
+        assert daemon.alive(), daemon.log_text()[-3000:]
+        out = harness.inspect(config, "offsets")
+        if out.returncode != 0:
+            return False  # the daemon has not created its store yet
+        stored = {(p["topic"], p["partition"]): p for p in json.loads(out.stdout)}
+        return all(stored.get(tp, {}).get("next_offset", 0) == end
+                   for tp, end in ends.items() if end > 0)
+    harness.wait_until(lambda: caught_up(6), 60, "the daemon to apply stream A", interval=0.5)
+
+    topics = "^(" + "|".join(harness.TOPICS) + ")$"
+    out = subprocess.run([os.path.join(harness.ROOT, "tools/kafka"), "tool", "topics",
+                          "--bootstrap-server", kafka.bootstrap, "--alter", "--topic", topics,
+                          "--partitions", "9"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert all(kafka.cluster.topics()[t] == 9 for t in harness.TOPICS), kafka.cluster.topics()
+    _, oracle_b = harness.simulate(kafka.bootstrap, workdir, 120, 62)
+    keys_a = {e["key"] for e in harness.read_oracle(oracle_a)}
+    assert not keys_a & {e["key"] for e in harness.read_oracle(oracle_b)}, \
+        "the two streams must not share customers"
+    new = log_end_offsets_of(ck, kafka.bootstrap, range(6, 9))
+    assert sum(new.values()) > 0, "stream B put nothing in partitions 6-8"
+    harness.wait_until(lambda: caught_up(9), 60, "the daemon to add and apply partitions 6-8",
+                       interval=0.5)
+    assert daemon.stop() == 0, daemon.log_text()[-3000:]
+
+    for oracle in (oracle_a, oracle_b):
+        events = harness.read_oracle(oracle)
+        docs = harness.inspect_docs(config, sorted({e["key"] for e in events}))
+        problems = harness.compare_with_oracle(
+            events, lambda k: docs[k]["sections"] if docs[k] else None)
+        assert not problems, f"{len(problems)} customers differ; first: {problems[:5]}"
+
+
+def log_end_offsets_of(ck, bootstrap, partitions):
+    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "log-end-probe",
+                            "log_level": 0})
+    try:
+        return {(t, p): consumer.get_watermark_offsets(ck.TopicPartition(t, p), timeout=10)[1]
+                for t in harness.TOPICS for p in partitions}
+    finally:
+        consumer.close()
