@@ -496,3 +496,27 @@ def log_end_offsets_of(ck, bootstrap, partitions):
                 for t in harness.TOPICS for p in partitions}
     finally:
         consumer.close()
+
+
+def test_demo_on_kafka_with_the_registry_answers(workdir):
+    """tools/demo --kafka, non-interactive (DEMO_EXIT_AFTER_READY=1): its own Kafka and
+    devregistry, the simulator framing with registry ids, customers produced through
+    confluent-kafka-python's AvroSerializer; the demo itself checks that a simulated and
+    an AvroSerializer customer answer 200 with their profile, then stops everything."""
+    if os.environ.get("RM_KAFKA", "1") == "0":
+        pytest.skip("real Kafka disabled (RM_KAFKA=0)")
+    if not os.path.exists(os.path.join(harness.ROOT, "build", "build.ninja")):
+        pytest.skip("tools/demo builds build/ itself; not configured here (minutes)")
+    env = dict(os.environ, DEMO_DIR=os.path.join(workdir, "demo"), DEMO_CUSTOMERS="100",
+               DEMO_PORT=str(harness.free_port()), DEMO_METRICS_PORT=str(harness.free_port()),
+               DEMO_SOURCES_PORT=str(harness.free_port()), DEMO_EXIT_AFTER_READY="1")
+    out = subprocess.run([os.path.join(harness.ROOT, "tools/demo"), "--kafka"], env=env,
+                         cwd=harness.ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "check: C1-" in out.stdout and "check: AVRO-000001 answered 200" in out.stdout, \
+        out.stdout[-3000:]
+    assert "reconcile --config" in out.stdout and "schema registry on http" in out.stdout
+    # Everything the demo started is gone: its Kafka nodes too.
+    pids = [int(open(os.path.join(env["DEMO_DIR"], "kafka", d, "pid")).read())
+            for d in os.listdir(os.path.join(env["DEMO_DIR"], "kafka")) if d.startswith("node-")]
+    assert not [p for p in pids if os.path.exists(f"/proc/{p}")], pids
