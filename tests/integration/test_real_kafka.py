@@ -396,6 +396,34 @@ def test_sasl_ssl_projects_through_config_alone(kafka, workdir):
     problems = harness.compare_with_oracle(
         events, lambda k: docs[k]["sections"] if docs[k] else None)
     assert not problems, f"{len(problems)} customers differ; first: {problems[:5]}"
+    # reconcile's diff-replay reads the topics through the same listener: no drift.
+    out = subprocess.run([harness.binary("reconcile/reconcile"), "--config", config,
+                          "diff-replay", "--report", os.path.join(workdir, "replay.jsonl")],
+                         cwd=harness.ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # A refused login or an untrusted CA: "could not run" (reconcile's exit 2) within
+    # seconds, with the broker's reason, not clients retrying.
+    import time
+    for what, extra, password, want in (
+            ("wrong-password", [], "not-the-password", "Authentication failed"),
+            ("untrusted-ca", ["-X", "ssl.ca.location=/etc/ssl/certs/ca-certificates.crt"],
+             harness.RealKafka.SASL_PASSWORD, "certificate verify failed")):
+        start = time.monotonic()
+        try:
+            out = subprocess.run([harness.binary("reconcile/reconcile"), "--config", config,
+                                  *extra, "diff-replay", "--report",
+                                  os.path.join(workdir, f"{what}.jsonl")],
+                                 cwd=harness.ROOT, capture_output=True, text=True, timeout=60,
+                                 env=dict(env, RM_KAFKA_SASL_PASSWORD=password))
+        except subprocess.TimeoutExpired as err:
+            raise AssertionError(f"{what}: reconcile was still running after 60 s: "
+                                 f"{(err.stderr or b'')[-1500:]!r}") from None
+        elapsed = time.monotonic() - start
+        assert out.returncode == 2, (what, out.returncode, out.stderr[-2000:])
+        assert "cannot connect to Kafka" in out.stderr and want in out.stderr, \
+            out.stderr[-2000:]
+        assert elapsed < 30, (what, elapsed)
+        print(f"reconcile {what}: exit 2 after {elapsed:.1f} s")
 
 
 @pytest.mark.parametrize("case", ["wrong-password", "scram-sha-512", "untrusted-ca"])
@@ -428,6 +456,7 @@ def test_sasl_ssl_refusals_exit_2_fast(kafka, workdir, case):
     # Generous on a loaded machine; the retry loop this replaces never ended.
     assert elapsed < 30, (case, elapsed)
     print(f"{case}: exit 2 after {elapsed:.1f} s")
+
 
 
 def test_partitions_added_while_running_reach_the_oracle(kafka, workdir, processes):
