@@ -119,20 +119,22 @@ class RealKafka(Process):
 
     SASL_USER, SASL_PASSWORD = "readmodel", "readmodel-secret"
 
-    def __init__(self, log_dir, nodes=1, partitions=6):
+    def __init__(self, log_dir, nodes=1, partitions=6, sasl_ssl=False):
         self.cluster_dir = os.path.join(log_dir, "cluster")
-        # --sasl-ssl costs two openssl key generations (well under a second): every
-        # session cluster has the SASL_SSL listener test_real_kafka.py's security tests use.
+        # --sasl-ssl costs two openssl key generations (well under a second); the session
+        # cluster has it for test_real_kafka.py's security tests.
         super().__init__("kafka", [os.path.join(ROOT, "tools/kafka"), "--nodes", str(nodes),
                                    "--dir", self.cluster_dir, "--partitions", str(partitions),
-                                   "--sasl-ssl"],
+                                   *(["--sasl-ssl"] if sasl_ssl else [])],
                          log_dir, stdout=subprocess.PIPE)
         line = self.proc.stdout.readline().decode().strip()
         if not line:
             raise AssertionError("tools/kafka printed no bootstrap address:\n" + self.log_text())
         self.bootstrap = line
-        with open(os.path.join(self.cluster_dir, "bootstrap.sasl_ssl")) as f:
-            self.sasl_bootstrap = f.read().strip()
+        self.sasl_bootstrap = None
+        if sasl_ssl:
+            with open(os.path.join(self.cluster_dir, "bootstrap.sasl_ssl")) as f:
+                self.sasl_bootstrap = f.read().strip()
         self.ca = os.path.join(self.cluster_dir, "tls", "ca.pem")
         self.nodes = nodes
         self.ck = kafka_admin_module()
