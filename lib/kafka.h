@@ -15,6 +15,15 @@
 rd_kafka_conf_t *kafka_conf_new(const cfg_t *cfg, const char *const *defaults, char *errstr,
                                 size_t errlen);
 
+/* Checks that a client built from cfg can log in to the cluster, for up to timeout_ms:
+ * returns RM_ECONFIG with the broker's reason in errstr when the login is refused
+ * (RD_KAFKA_RESP_ERR__AUTHENTICATION: wrong credentials or mechanism) or TLS fails
+ * (RD_KAFKA_RESP_ERR__SSL: an untrusted or mismatched certificate), which no retry
+ * fixes; 0 once metadata arrives, or when the time runs out without either (a broker
+ * that is down is the callers' retry loops' business); RM_ECONFIG for a property
+ * librdkafka refuses. Blocks up to timeout_ms. */
+int kafka_check_login(const cfg_t *cfg, int timeout_ms, char *errstr, size_t errlen);
+
 /* Maps a librdkafka error to rm_err_t. */
 int kafka_err(rd_kafka_resp_err_t err);
 

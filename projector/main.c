@@ -6,6 +6,7 @@
 #include "erasures.h"
 #include "gen.h"
 #include "gens.h"
+#include "kafka.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "pipeline.h"
@@ -77,7 +78,8 @@ static void usage(FILE *out)
             "\n"
             "SIGTERM or SIGINT finish the current batch, commit and exit 0.\n"
             "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (also:\n"
-            "the schema registry's newest writer of a record cannot feed the view),\n"
+            "the schema registry's newest writer of a record cannot feed the view; the\n"
+            "brokers refuse the login or their certificate is not trusted, checked at start),\n"
             "3 stopped on a gap, or a rebuild refused for one (projector.on_gap=stop:\n"
             "restarting will not help),\n"
             "4 an fsync of the store failed: restart it, the start rebuilds the view from\n"
@@ -91,6 +93,10 @@ static void usage(FILE *out)
  * (those it cannot prove published are published again at the next start). */
 #define MAIN_ERASURES_FINAL_MS 5000
 #define MAIN_CREATE_TOPIC_MS 10000
+/* How long the start waits for a first answer from the brokers before leaving a slow or
+ * absent cluster to the clients' own retries: a refused login arrives in well under a
+ * second on a healthy broker (a TLS handshake plus one SASL round trip). */
+#define MAIN_LOGIN_CHECK_MS 10000
 
 /* The daemon's erasure topic client: merges the topic into the ledger (retrying while
  * the broker does not answer), creates the topic when it is missing, and hands back
@@ -283,6 +289,14 @@ int main(int argc, char **argv)
     /* Before anything is applied (a repair's rebuild included): every erasure any replica
      * published, so a store started empty, or behind a compacted tombstone, never holds
      * an erased key (erasures_topic.h). */
+    /* A refused login or an untrusted certificate would otherwise keep every client
+     * below retrying forever: a configuration error, said once, before anything starts. */
+    rc = kafka_check_login(app.ap_cfg, MAIN_LOGIN_CHECK_MS, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "projector: cannot connect to Kafka: %s\n", err);
+        exit_code = APP_EXIT_USAGE;
+        goto out;
+    }
     erasures = erasures_open(app.ap_store_dir, false, err, sizeof(err));
     if (!erasures) {
         log_error("cannot open the erasure ledger", LOG_S("error", err));

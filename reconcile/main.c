@@ -5,6 +5,7 @@
 #include "cfg.h"
 #include "diff_source.h"
 #include "gen.h"
+#include "kafka.h"
 #include "log.h"
 #include "repair.h"
 #include "replay.h"
@@ -248,6 +249,9 @@ static int run_diff_source(const app_t *app, const rc_options_t *op, report_t *r
     return rc;
 }
 
+/* As the projector's start: long enough for a first answer from a loaded broker. */
+#define RC_LOGIN_CHECK_MS 10000
+
 int main(int argc, char **argv)
 {
     rc_options_t op = {0};
@@ -274,6 +278,14 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
 
     char err[1024];
+    /* diff-replay reads the topics and --repair publishes to them: a refused login or an
+     * untrusted certificate would otherwise leave their clients retrying. */
+    bool uses_kafka = strcmp(op.ro_command, "diff-source") != 0 || op.ro_repair;
+    if (uses_kafka && kafka_check_login(app.ap_cfg, RC_LOGIN_CHECK_MS, err, sizeof(err))) {
+        log_error("cannot connect to Kafka", LOG_S("error", err));
+        app_cleanup(&app);
+        return RC_EXIT_CANNOT;
+    }
     report_opts_t ropts = {.ro_view = app.ap_view->v_name, .ro_mode = op.ro_command,
                            .ro_run_id = op.ro_run_id, .ro_path = op.ro_report,
                            .ro_metrics_path = op.ro_metrics};

@@ -44,7 +44,7 @@ def real_kafka(tmp_path_factory):
     """One real Kafka cluster (1 node) for the whole session, started on first use."""
     if os.environ.get("RM_KAFKA", "1") == "0":
         pytest.skip("real Kafka disabled (RM_KAFKA=0)")
-    cluster = harness.RealKafka(str(tmp_path_factory.mktemp("kafka")))
+    cluster = harness.RealKafka(str(tmp_path_factory.mktemp("kafka")), sasl_ssl=True)
     yield cluster
     cluster.stop()
 

@@ -117,15 +117,25 @@ class RealKafka(Process):
 
     kind = "kafka"
 
-    def __init__(self, log_dir, nodes=1, partitions=6):
+    SASL_USER, SASL_PASSWORD = "readmodel", "readmodel-secret"
+
+    def __init__(self, log_dir, nodes=1, partitions=6, sasl_ssl=False):
         self.cluster_dir = os.path.join(log_dir, "cluster")
+        # --sasl-ssl costs two openssl key generations (well under a second); the session
+        # cluster has it for test_real_kafka.py's security tests.
         super().__init__("kafka", [os.path.join(ROOT, "tools/kafka"), "--nodes", str(nodes),
-                                   "--dir", self.cluster_dir, "--partitions", str(partitions)],
+                                   "--dir", self.cluster_dir, "--partitions", str(partitions),
+                                   *(["--sasl-ssl"] if sasl_ssl else [])],
                          log_dir, stdout=subprocess.PIPE)
         line = self.proc.stdout.readline().decode().strip()
         if not line:
             raise AssertionError("tools/kafka printed no bootstrap address:\n" + self.log_text())
         self.bootstrap = line
+        self.sasl_bootstrap = None
+        if sasl_ssl:
+            with open(os.path.join(self.cluster_dir, "bootstrap.sasl_ssl")) as f:
+                self.sasl_bootstrap = f.read().strip()
+        self.ca = os.path.join(self.cluster_dir, "tls", "ca.pem")
         self.nodes = nodes
         self.ck = kafka_admin_module()
         self.admin = self.ck.admin.AdminClient({"bootstrap.servers": line, "log_level": 0})
@@ -183,6 +193,8 @@ class SharedKafka:
     def __init__(self, cluster):
         self.cluster = cluster
         self.bootstrap = cluster.bootstrap
+        self.sasl_bootstrap = cluster.sasl_bootstrap
+        self.ca = cluster.ca
 
     def alive(self):
         return self.cluster.alive()
@@ -210,7 +222,7 @@ def read_oracle(path):
         return [json.loads(line) for line in f]
 
 
-def write_config(tmp, bootstrap, name="config.yaml", **settings):
+def write_config(tmp, bootstrap, name="config.yaml", kafka=None, **settings):
     """A config file for projector and query-api; settings are dotted keys.
 
     Authentication is off unless a test sets query_api__auth.enabled (test_auth.py does):
@@ -231,6 +243,8 @@ def write_config(tmp, bootstrap, name="config.yaml", **settings):
             lines.append(f"  {leaf}: {json.dumps(value)}")
     lines.append("kafka:")
     lines.append(f"  bootstrap.servers: \"{bootstrap}\"")
+    for key, value in (kafka or {}).items():
+        lines.append(f"  {key}: {json.dumps(value)}")
     path = os.path.join(tmp, name)
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

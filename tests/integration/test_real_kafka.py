@@ -367,3 +367,185 @@ def test_leader_sigkill_during_projection_equals_the_oracle(kafka3, workdir, pro
     problems = harness.compare_with_oracle(entries, lambda k: docs[k]["sections"] if docs[k] else None)
     assert not problems, f"{len(problems)} differ; first: {problems[:5]}"
     assert harness.committed_offsets(config) == sum(s["events"] for s in summaries), summaries
+
+
+def sasl_settings(kafka, mechanism="PLAIN", ca=None):
+    """The config file's kafka: keys for the cluster's SASL_SSL listener; the password
+    comes from the environment (RM_KAFKA_SASL_PASSWORD), as docs/kafka.md advises."""
+    return {"security.protocol": "SASL_SSL", "sasl.mechanisms": mechanism,
+            "sasl.username": harness.RealKafka.SASL_USER, "ssl.ca.location": ca or kafka.ca}
+
+
+def test_sasl_ssl_projects_through_config_alone(kafka, workdir):
+    """The projector reaches the oracle through the SASL_SSL listener (TLS with the
+    cluster's own CA, SASL PLAIN) with nothing but config: kafka: keys in the file and
+    the password from RM_KAFKA_SASL_PASSWORD. SCRAM-SHA-512 cannot be the mechanism here:
+    librdkafka before 2.6.1 (the system's 2.0.2) fails SCRAM against Kafka 4.x whatever
+    the password; test_sasl_ssl_refusals_exit_2_fast shows that failure is reported."""
+    summary, oracle = harness.simulate(kafka.bootstrap, workdir, 60, 81)
+    config = harness.write_config(workdir, kafka.sasl_bootstrap, projector__metrics_listen="",
+                                  kafka=sasl_settings(kafka))
+    env = dict(os.environ, RM_KAFKA_SASL_PASSWORD=harness.RealKafka.SASL_PASSWORD)
+    out = subprocess.run([harness.binary("projector/projector"), "--config", config,
+                          "--until-caught-up"], cwd=harness.ROOT, capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    events = harness.read_oracle(oracle)
+    keys = sorted({e["key"] for e in events})
+    docs = harness.inspect_docs(config, keys)
+    problems = harness.compare_with_oracle(
+        events, lambda k: docs[k]["sections"] if docs[k] else None)
+    assert not problems, f"{len(problems)} customers differ; first: {problems[:5]}"
+    # reconcile's diff-replay reads the topics through the same listener: no drift.
+    out = subprocess.run([harness.binary("reconcile/reconcile"), "--config", config,
+                          "diff-replay", "--report", os.path.join(workdir, "replay.jsonl")],
+                         cwd=harness.ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # A refused login or an untrusted CA: "could not run" (reconcile's exit 2) within
+    # seconds, with the broker's reason, not clients retrying.
+    import time
+    for what, extra, password, want in (
+            ("wrong-password", [], "not-the-password", "Authentication failed"),
+            ("untrusted-ca", ["-X", "ssl.ca.location=/etc/ssl/certs/ca-certificates.crt"],
+             harness.RealKafka.SASL_PASSWORD, "certificate verify failed")):
+        start = time.monotonic()
+        try:
+            out = subprocess.run([harness.binary("reconcile/reconcile"), "--config", config,
+                                  *extra, "diff-replay", "--report",
+                                  os.path.join(workdir, f"{what}.jsonl")],
+                                 cwd=harness.ROOT, capture_output=True, text=True, timeout=60,
+                                 env=dict(env, RM_KAFKA_SASL_PASSWORD=password))
+        except subprocess.TimeoutExpired as err:
+            raise AssertionError(f"{what}: reconcile was still running after 60 s: "
+                                 f"{(err.stderr or b'')[-1500:]!r}") from None
+        elapsed = time.monotonic() - start
+        assert out.returncode == 2, (what, out.returncode, out.stderr[-2000:])
+        assert "cannot connect to Kafka" in out.stderr and want in out.stderr, \
+            out.stderr[-2000:]
+        assert elapsed < 30, (what, elapsed)
+        print(f"reconcile {what}: exit 2 after {elapsed:.1f} s")
+
+
+@pytest.mark.parametrize("case", ["wrong-password", "scram-sha-512", "untrusted-ca"])
+def test_sasl_ssl_refusals_exit_2_fast(kafka, workdir, case):
+    """A refused login or an untrusted broker certificate is a configuration error:
+    exit 2 with the broker's reason on stderr within seconds, not a retry loop (exit
+    codes in projector --help, docs/runbook.md, docs/kafka.md). scram-sha-512 is the
+    right password with SCRAM-SHA-512, which librdkafka 2.0.2 fails against Kafka 4.x."""
+    import time
+    mechanism = "SCRAM-SHA-512" if case == "scram-sha-512" else "PLAIN"
+    # A CA the broker's certificate was not signed by: the system's bundle.
+    ca = "/etc/ssl/certs/ca-certificates.crt" if case == "untrusted-ca" else None
+    password = "not-the-password" if case == "wrong-password" else harness.RealKafka.SASL_PASSWORD
+    config = harness.write_config(workdir, kafka.sasl_bootstrap, projector__metrics_listen="",
+                                  kafka=sasl_settings(kafka, mechanism, ca))
+    env = dict(os.environ, RM_KAFKA_SASL_PASSWORD=password)
+    start = time.monotonic()
+    try:
+        out = subprocess.run([harness.binary("projector/projector"), "--config", config,
+                              "--until-caught-up"], cwd=harness.ROOT, capture_output=True,
+                             text=True, timeout=60, env=env)
+    except subprocess.TimeoutExpired as err:
+        raise AssertionError(f"{case}: the projector was still running after 60 s: "
+                             f"{(err.stderr or b'')[-1500:]!r}") from None
+    elapsed = time.monotonic() - start
+    want = "certificate verify failed" if case == "untrusted-ca" else "Authentication failed"
+    assert out.returncode == 2, (case, out.returncode, out.stderr[-2000:])
+    assert "projector: cannot connect to Kafka" in out.stderr and want in out.stderr, \
+        out.stderr[-2000:]
+    # Generous on a loaded machine; the retry loop this replaces never ended.
+    assert elapsed < 30, (case, elapsed)
+    print(f"{case}: exit 2 after {elapsed:.1f} s")
+
+
+
+def test_partitions_added_while_running_reach_the_oracle(kafka, workdir, processes):
+    """Stream A on 6 partitions, then, while the projector daemon runs, every source
+    topic grows to 9 partitions with Kafka's own kafka-topics --alter, and stream B is
+    produced (the simulator's partitioner now maps some keys to partitions 6-8). The
+    daemon's metadata poll must add the new partitions by itself: its stored offsets reach
+    every partition's log end, 6-8 included, and the view equals both oracles."""
+    ck = harness.kafka_admin_module()
+    _, oracle_a = harness.simulate(kafka.bootstrap, workdir, 120, 61)
+    config = harness.write_config(workdir, kafka.bootstrap, projector__metrics_listen="",
+                                  projector__metadata_refresh_ms=500)
+    daemon = harness.Process("projector", [harness.binary("projector/projector"),
+                                           "--config", config], workdir)
+    processes.append(daemon)
+
+    def caught_up(partitions):
+        ends = {}
+        consumer = ck.Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "end-probe",
+                                "log_level": 0})
+        try:
+            for topic in harness.TOPICS:
+                for p in range(partitions):
+                    ends[(topic, p)] = consumer.get_watermark_offsets(
+                        ck.TopicPartition(topic, p), timeout=10)[1]
+        finally:
+            consumer.close()
+        assert daemon.alive(), daemon.log_text()[-3000:]
+        out = harness.inspect(config, "offsets")
+        if out.returncode != 0:
+            return False  # the daemon has not created its store yet
+        stored = {(p["topic"], p["partition"]): p for p in json.loads(out.stdout)}
+        return all(stored.get(tp, {}).get("next_offset", 0) == end
+                   for tp, end in ends.items() if end > 0)
+    harness.wait_until(lambda: caught_up(6), 60, "the daemon to apply stream A", interval=0.5)
+
+    topics = "^(" + "|".join(harness.TOPICS) + ")$"
+    out = subprocess.run([os.path.join(harness.ROOT, "tools/kafka"), "tool", "topics",
+                          "--bootstrap-server", kafka.bootstrap, "--alter", "--topic", topics,
+                          "--partitions", "9"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert all(kafka.cluster.topics()[t] == 9 for t in harness.TOPICS), kafka.cluster.topics()
+    _, oracle_b = harness.simulate(kafka.bootstrap, workdir, 120, 62)
+    keys_a = {e["key"] for e in harness.read_oracle(oracle_a)}
+    assert not keys_a & {e["key"] for e in harness.read_oracle(oracle_b)}, \
+        "the two streams must not share customers"
+    new = log_end_offsets_of(ck, kafka.bootstrap, range(6, 9))
+    assert sum(new.values()) > 0, "stream B put nothing in partitions 6-8"
+    harness.wait_until(lambda: caught_up(9), 60, "the daemon to add and apply partitions 6-8",
+                       interval=0.5)
+    assert daemon.stop() == 0, daemon.log_text()[-3000:]
+
+    for oracle in (oracle_a, oracle_b):
+        events = harness.read_oracle(oracle)
+        docs = harness.inspect_docs(config, sorted({e["key"] for e in events}))
+        problems = harness.compare_with_oracle(
+            events, lambda k: docs[k]["sections"] if docs[k] else None)
+        assert not problems, f"{len(problems)} customers differ; first: {problems[:5]}"
+
+
+def log_end_offsets_of(ck, bootstrap, partitions):
+    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "log-end-probe",
+                            "log_level": 0})
+    try:
+        return {(t, p): consumer.get_watermark_offsets(ck.TopicPartition(t, p), timeout=10)[1]
+                for t in harness.TOPICS for p in partitions}
+    finally:
+        consumer.close()
+
+
+def test_demo_on_kafka_with_the_registry_answers(workdir):
+    """tools/demo --kafka, non-interactive (DEMO_EXIT_AFTER_READY=1): its own Kafka and
+    devregistry, the simulator framing with registry ids, customers produced through
+    confluent-kafka-python's AvroSerializer; the demo itself checks that a simulated and
+    an AvroSerializer customer answer 200 with their profile, then stops everything."""
+    if os.environ.get("RM_KAFKA", "1") == "0":
+        pytest.skip("real Kafka disabled (RM_KAFKA=0)")
+    if not os.path.exists(os.path.join(harness.ROOT, "build", "build.ninja")):
+        pytest.skip("tools/demo builds build/ itself; not configured here (minutes)")
+    env = dict(os.environ, DEMO_DIR=os.path.join(workdir, "demo"), DEMO_CUSTOMERS="100",
+               DEMO_PORT=str(harness.free_port()), DEMO_METRICS_PORT=str(harness.free_port()),
+               DEMO_SOURCES_PORT=str(harness.free_port()), DEMO_EXIT_AFTER_READY="1")
+    out = subprocess.run([os.path.join(harness.ROOT, "tools/demo"), "--kafka"], env=env,
+                         cwd=harness.ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "check: C1-" in out.stdout and "check: AVRO-000001 answered 200" in out.stdout, \
+        out.stdout[-3000:]
+    assert "reconcile --config" in out.stdout and "schema registry on http" in out.stdout
+    # Everything the demo started is gone: its Kafka nodes too.
+    pids = [int(open(os.path.join(env["DEMO_DIR"], "kafka", d, "pid")).read())
+            for d in os.listdir(os.path.join(env["DEMO_DIR"], "kafka")) if d.startswith("node-")]
+    assert not [p for p in pids if os.path.exists(f"/proc/{p}")], pids
