@@ -176,12 +176,18 @@ class RealKafka(Process):
         for fut in self.admin.create_topics(new, operation_timeout=30).values():
             fut.result()
 
+        # Every node must answer with the new topics: a node whose metadata lags tells a
+        # client that starts now the topics do not exist (a projector then stops at once).
         def led():
-            md = self.admin.list_topics(timeout=30)
-            return all(t in md.topics and len(md.topics[t].partitions) == partitions
-                       and all(p.leader >= 0 for p in md.topics[t].partitions.values())
-                       for t in topics)
-        wait_until(led, 60, "partition leaders of the new topics")
+            for addr in self.bootstrap.split(","):
+                node = self.ck.admin.AdminClient({"bootstrap.servers": addr})
+                md = node.list_topics(timeout=30)
+                if not all(t in md.topics and len(md.topics[t].partitions) == partitions
+                           and all(p.leader >= 0 for p in md.topics[t].partitions.values())
+                           for t in topics):
+                    return False
+            return True
+        wait_until(led, 60, "partition leaders of the new topics on every node")
 
 
 class SharedKafka:
