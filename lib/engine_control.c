@@ -10,8 +10,8 @@
 /* A null-value record: what the view definition declares for its topic. Erase: the key is
  * a view key, erased like an erase op (final: later events are dropped). Delete: the key
  * is an item id of a list section whose view key the link knows; counters are left as they
- * are (the events that counted did happen). Without a rule, or with a key that names
- * nothing, it is counted and skipped. */
+ * are (the events that counted did happen). While the link does not know the item, the
+ * tombstone is parked for it. Without a rule it is counted and skipped. */
 int engine_apply_tombstone(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
                            engine_result_t *res)
 {
@@ -38,10 +38,18 @@ int engine_apply_tombstone(engine_t *engine, MDB_txn *txn, const engine_msg_t *m
         ev.ev_key = ev.ev_key_buf;
         ev.ev_key_len = msg->em_key_len;
     } else {
-        rc = engine_resolve_link(engine, txn, view->v_links[tomb->vt_link], msg->em_key,
-                                 msg->em_key_len, &ev);
-        if (rc == RM_ENOTFOUND)
-            return 0; /* nothing of it was ever projected */
+        const char *link = view->v_links[tomb->vt_link];
+        rc = engine_resolve_link(engine, txn, link, msg->em_key, msg->em_key_len, &ev);
+        if (rc == RM_ENOTFOUND) {
+            /* Not projected yet, or never: the tombstone need not share its item's
+             * partition (another partitioner, partitions added), so it may come first.
+             * It waits for the link like an event (unparked by the event that teaches
+             * it); its stamp then keeps every older write of the item out. */
+            rc = engine_park(engine, txn, msg, link, msg->em_key, msg->em_key_len);
+            if (!rc)
+                res->er_outcome = ENGINE_PARKED;
+            return rc == RM_EVALIDATE ? 0 : rc;
+        }
         if (rc == ENGINE_LINK_ERASED)
             res->er_outcome = ENGINE_ERASED;
         if (rc)

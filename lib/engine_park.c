@@ -8,7 +8,9 @@
 
 #define ENGINE_PENDING_FORMAT 2
 #define ENGINE_PARKED_HEAD 9 /* u8 kind, i64 parked_at_ms (engine_park()) */
-enum { ENGINE_PARKED_EVENT = 1 }; /* the only kind a parked value has so far */
+/* What a parked value holds: an event waiting for its view key, or a tombstone (a null
+ * value) whose `delete` rule waits for the link that names its item's view key. */
+enum { ENGINE_PARKED_EVENT = 1, ENGINE_PARKED_TOMBSTONE = 2 };
 
 /* Rewrites format-1 parked events (no kind, no parked_at) as format 2, once per store.
  * Their parking time was never recorded, so it counts from now: an upgrade may make an
@@ -58,7 +60,8 @@ int engine_pending_upgrade(engine_t *engine, MDB_txn *txn)
 /* ---- parking ---- */
 
 /* Parked value (format 2): u8 kind | i64 parked_at_ms | i32 partition | i64 offset |
- *   i64 timestamp | u16 topic_len | topic | u32 key_len | key | value.
+ *   i64 timestamp | u16 topic_len | topic | u32 key_len | key | value (none for a
+ *   tombstone, whose kind says the value was null, not empty).
  * parked_at_ms is the wall clock of the transaction that parked it: how long an entry has
  * waited in this store, which is what link-timeout means. The message's own timestamp
  * says when it was produced, and a first deployment or a rebuild over old history would
@@ -80,7 +83,7 @@ int engine_park(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, const c
     buf_reset(b);
     uint16_t topic_len = (uint16_t)strlen(msg->em_topic);
     uint32_t key_len = (uint32_t)msg->em_key_len;
-    uint8_t kind = ENGINE_PARKED_EVENT;
+    uint8_t kind = msg->em_value ? ENGINE_PARKED_EVENT : ENGINE_PARKED_TOMBSTONE;
     int64_t parked_at_ms = rm_wall_ms();
     int rc = buf_append(b, &kind, 1);
     rc = rc ? rc : buf_append(b, &parked_at_ms, 8);
@@ -91,7 +94,8 @@ int engine_park(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, const c
     rc = rc ? rc : buf_append(b, msg->em_topic, topic_len);
     rc = rc ? rc : buf_append(b, &key_len, 4);
     rc = rc ? rc : buf_append(b, msg->em_key, key_len);
-    rc = rc ? rc : buf_append(b, msg->em_value, msg->em_value_len);
+    if (msg->em_value)
+        rc = rc ? rc : buf_append(b, msg->em_value, msg->em_value_len);
     rc = rc ? rc : db_put(engine, txn, STORE_DB_PENDING, key, klen, b->b_data, b->b_len);
     return rc ? rc
               : topic_counts_add(engine->en_store, txn, msg->em_topic, topic_len,
@@ -110,7 +114,7 @@ static int parked_decode(const char *data, size_t len, engine_msg_t *msg, char *
         return RM_ESTORE;
     memcpy(ret_kind, p, 1);
     memcpy(ret_parked_at_ms, p + 1, 8);
-    if (*ret_kind != ENGINE_PARKED_EVENT)
+    if (*ret_kind != ENGINE_PARKED_EVENT && *ret_kind != ENGINE_PARKED_TOMBSTONE)
         return RM_ESTORE; /* written by a newer version: left alone, never misread */
     p += ENGINE_PARKED_HEAD;
     memcpy(&msg->em_partition, p, 4);
@@ -131,6 +135,8 @@ static int parked_decode(const char *data, size_t len, engine_msg_t *msg, char *
     msg->em_key = p;
     msg->em_key_len = key_len;
     p += key_len;
+    if (*ret_kind == ENGINE_PARKED_TOMBSTONE)
+        return p == end ? 0 : RM_ESTORE;
     msg->em_value = p;
     msg->em_value_len = (size_t)(end - p);
     return 0;

@@ -18,13 +18,15 @@
  * u32 key_len | key | value. Read here so the count does not depend on engine internals;
  * it accepts exactly what the engine's parked_decode accepts (note 3). */
 #define TOPIC_COUNTS_PARKED_KIND_EVENT 1
+#define TOPIC_COUNTS_PARKED_KIND_TOMBSTONE 2
 #define TOPIC_COUNTS_PARKED_TOPIC_LEN_AT 29
 static bool parked_topic(const MDB_val *v, const char **ret_topic, size_t *ret_len)
 {
     const unsigned char *p = v->mv_data;
     uint16_t topic_len;
     uint32_t key_len;
-    if (v->mv_size < TOPIC_COUNTS_PARKED_TOPIC_LEN_AT + 2 || p[0] != TOPIC_COUNTS_PARKED_KIND_EVENT)
+    if (v->mv_size < TOPIC_COUNTS_PARKED_TOPIC_LEN_AT + 2 ||
+        (p[0] != TOPIC_COUNTS_PARKED_KIND_EVENT && p[0] != TOPIC_COUNTS_PARKED_KIND_TOMBSTONE))
         return false;
     memcpy(&topic_len, p + TOPIC_COUNTS_PARKED_TOPIC_LEN_AT, 2);
     size_t at = TOPIC_COUNTS_PARKED_TOPIC_LEN_AT + 2;

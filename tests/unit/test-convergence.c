@@ -97,9 +97,11 @@ static int order_newest_first(const void *a, const void *b)
     return strcmp(x->co_id, y->co_id);
 }
 
-/* Appends a message for topic at the end of its partition's queue. */
-static cv_msg_t *stream_push(cv_stream_t *cs, int64_t (*next_offset)[CV_MAX_PARTITIONS],
-                             const char *topic_name, const char *key, int64_t timestamp_ms)
+/* Appends a message for topic at the end of its partition's queue: the key's partition,
+ * or the next one with `elsewhere` (as a producer with another partitioner puts it). */
+static cv_msg_t *stream_push_to(cv_stream_t *cs, int64_t (*next_offset)[CV_MAX_PARTITIONS],
+                                const char *topic_name, const char *key, int64_t timestamp_ms,
+                                bool elsewhere)
 {
     int topic = view_topic_index(view, topic_name);
     ck_assert_int_ge(topic, 0);
@@ -108,19 +110,26 @@ static cv_msg_t *stream_push(cv_stream_t *cs, int64_t (*next_offset)[CV_MAX_PART
     memset(m, 0, sizeof(*m));
     m->cm_topic = view->v_topics[topic];
     m->cm_key = strdup(key);
-    m->cm_partition = (int32_t)(key_hash(key) % cs->cs_partitions_now);
+    m->cm_partition = (int32_t)((key_hash(key) + (elsewhere ? 1 : 0)) % cs->cs_partitions_now);
     m->cm_offset = next_offset[topic][m->cm_partition]++;
     m->cm_timestamp_ms = timestamp_ms;
     return m;
 }
 
-/* Removes order o: a tombstone on `orders` (keyed by the order, so after its events in
- * their partition) or a DELETE repair (its own topic: any time). */
+static cv_msg_t *stream_push(cv_stream_t *cs, int64_t (*next_offset)[CV_MAX_PARTITIONS],
+                             const char *topic_name, const char *key, int64_t timestamp_ms)
+{
+    return stream_push_to(cs, next_offset, topic_name, key, timestamp_ms, false);
+}
+
+/* Removes order o: a tombstone on `orders` (keyed by the order: after its events in their
+ * partition, or on every other removal in another partition, so possibly before all of
+ * them) or a DELETE repair (its own topic: any time). */
 static void stream_remove(cv_stream_t *cs, int64_t (*next_offset)[CV_MAX_PARTITIONS],
                           const cv_order_t *o, bool repair, int64_t at_ms, cv_removal_t *cr)
 {
     if (!repair) {
-        stream_push(cs, next_offset, "orders", o->co_id, at_ms);
+        stream_push_to(cs, next_offset, "orders", o->co_id, at_ms, cs->cs_removal_count % 2);
     } else {
         buf_t b = BUF_INIT;
         char id[96], at[64], key[96], item[96];

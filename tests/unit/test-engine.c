@@ -205,7 +205,8 @@ START_TEST(test_tombstones_follow_the_declared_rule)
     const char *s = sections_of(&fx, "C1");
     ck_assert_msg(!strstr(s, "\"O1\"") && strstr(s, "\"O2\"") &&
                       strstr(s, "\"lifetime_orders\":2"), "%s", s);
-    ck_assert_int_eq(apply_tombstone_to("orders", "O-unknown"), ENGINE_TOMBSTONE);
+    /* an order not known yet: the tombstone waits for its link (the next test) */
+    ck_assert_int_eq(apply_tombstone_to("orders", "O-unknown"), ENGINE_PARKED);
     /* a later duplicate of the order's creation does not bring it back */
     order("O1", 1500, 1);
     ck_assert_int_eq(APPLY("orders"), ENGINE_STALE);
@@ -218,6 +219,68 @@ START_TEST(test_tombstones_follow_the_declared_rule)
     ck_assert_int_eq(apply_tombstone_to("customers", "C1"), ENGINE_ERASED);
     register_c1_expect(ENGINE_ERASED);
     ck_assert_int_eq(apply_tombstone_to("orders", "O2"), ENGINE_ERASED);
+}
+END_TEST
+
+/* A tombstone on `orders` need not share its order's partition: a producer with another
+ * partitioner, or partitions added since, put it elsewhere. Read before the order's
+ * creation taught the link, it waits parked for it; then it deletes the order, whose
+ * events are all older than the tombstone, and a second copy of the creation stays out. */
+START_TEST(test_a_tombstone_before_its_order_still_deletes_it)
+{
+    register_c1();
+    ck_assert_int_eq(apply_tombstone_to("orders", "O7"), ENGINE_PARKED);
+    order("O7", 1500, 1);
+    engine_result_t res = apply_to(&fx, "orders");
+    ck_assert_int_eq(res.er_outcome, ENGINE_APPLIED);
+    ck_assert_uint_eq(res.er_unparked, 1);
+    order("O8", 1600, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
+    const char *s = sections_of(&fx, "C1");
+    ck_assert_msg(!strstr(s, "\"O7\"") && strstr(s, "\"O8\"") &&
+                      strstr(s, "\"lifetime_orders\":2"), "%s", s);
+    order("O7", 1500, 1);
+    ck_assert_int_eq(APPLY("orders"), ENGINE_STALE);
+    ck_assert_ptr_null(strstr(sections_of(&fx, "C1"), "\"O7\""));
+    size_t parked;
+    MDB_txn *txn;
+    ck_assert_int_eq(store_read_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(engine_parked_count(fx.engine, txn, &parked), 0);
+    store_read_end(txn);
+    ck_assert_uint_eq(parked, 0);
+}
+END_TEST
+
+static int tombstone_expired(void *ctx, MDB_txn *txn, const engine_parked_t *parked)
+{
+    (void)txn;
+    (*(int *)ctx)++;
+    ck_assert_str_eq(parked->ep_link, "order");
+    ck_assert_str_eq(parked->ep_msg.em_topic, "orders");
+    ck_assert_ptr_null(parked->ep_msg.em_value); /* still a tombstone, for its dead letter */
+    ck_assert_int_eq((int)parked->ep_msg.em_key_len, 3);
+    ck_assert_int_eq(memcmp(parked->ep_msg.em_key, "O-x", 3), 0);
+    return 0;
+}
+
+/* A parked tombstone whose item never comes expires like a parked event: handed to the
+ * pipeline (which dead-letters it, link-timeout) as the null-value record it was. */
+START_TEST(test_a_parked_tombstone_expires_as_a_tombstone)
+{
+    register_c1();
+    ck_assert_int_eq(apply_tombstone_to("orders", "O-x"), ENGINE_PARKED);
+    MDB_txn *txn;
+    int seen = 0;
+    size_t expired = 0;
+    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(engine_txn_begin(fx.engine, txn), 0);
+    ck_assert_int_eq(engine_expire_parked(fx.engine, txn, rm_wall_ms() + 1, tombstone_expired,
+                                          &seen, &expired),
+                     0);
+    ck_assert_int_eq(engine_txn_precommit(fx.engine, txn), 0);
+    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    ck_assert_int_eq(seen, 1);
+    ck_assert_uint_eq(expired, 1);
 }
 END_TEST
 
@@ -1224,6 +1287,8 @@ int main(void)
     tcase_add_test(tc, test_contribute_moves_by_the_change_of_share);
     tcase_add_test(tc, test_repairs_apply_once_and_lose_to_newer_events);
     tcase_add_test(tc, test_tombstones_follow_the_declared_rule);
+    tcase_add_test(tc, test_a_tombstone_before_its_order_still_deletes_it);
+    tcase_add_test(tc, test_a_parked_tombstone_expires_as_a_tombstone);
     tcase_add_test(tc, test_repointed_link_survives_erasure_of_its_old_owner);
     tcase_add_test(tc, test_erasure_ledger_reaches_every_store);
     tcase_add_test(tc, test_bounded_list_converges_with_deletes);
