@@ -2,6 +2,7 @@
 the query API as real processes, readiness by polling (never fixed sleeps), JSON compare.
 
 Binaries come from $RM_BUILD_DIR (default build-asan, relative to the repo root)."""
+import http.client
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -406,3 +408,55 @@ def simulate_with_sources(workdir, bootstrap, customers, seed, started):
         assert sources.alive(), sources.log_text()[-2000:]
         return open(ready).read().strip() if os.path.exists(ready) else None
     return wait_until(url, 120, "the stream and the source services"), oracle_path
+
+
+# ---- shared helpers of the test files ----
+
+VIEW = "/v1/views/customer360/"
+
+
+def http_request(base, path, headers=None, method="GET", body=None):
+    """(status, headers with lower-case names, raw body bytes) from base ("http://host:port")
+    — raw, because a 304 has no body and urllib treats it as an error."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def view_path(key, **params):
+    """The view endpoint's path for key (escaped), with query parameters."""
+    query = urllib.parse.urlencode(params)
+    return VIEW + urllib.parse.quote(key, safe="") + ("?" + query if query else "")
+
+
+def zigzag(n):
+    """An Avro long: zigzag, then a little-endian base-128 varint."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def avro_string(text):
+    data = text.encode()
+    return zigzag(len(data)) + data
+
+
+def generations(config):
+    """`projector generations --json`: the view's generations, as a list."""
+    out = subprocess.run([binary("projector/projector"), "--config", config, "generations",
+                          "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
+def generations_by_id(config):
+    return {g["id"]: g for g in generations(config)}

@@ -17,7 +17,7 @@ import pytest
 
 import harness
 
-VIEW = "/v1/views/customer360/"
+VIEW = harness.VIEW
 PROBLEM = "https://readmodel.dev/problems/"
 ISSUER, AUDIENCE = "https://idp.test", "readmodel-test"
 API_KEY = "svc-key-0123456789abcdef"
@@ -123,16 +123,6 @@ def expected(sections, role, fields=None):
     return out
 
 
-def request(api, path, headers=None):
-    host, port = api.base.rsplit("/", 1)[1].split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        resp = conn.getresponse()
-        body = resp.read()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
-    finally:
-        conn.close()
 
 
 def bearer(token, request_id=None):
@@ -200,7 +190,7 @@ def secured(tmp_path_factory):
 
 
 def assert_401(api, path, headers, credential, reason=None):
-    status, hdrs, body = request(api, path, headers)
+    status, hdrs, body = harness.http_request(api.base, path, headers)
     assert status == 401, (headers, status, body)
     assert hdrs["www-authenticate"].startswith("Bearer realm=\"readmodel\""), hdrs
     problem = json.loads(body)
@@ -220,16 +210,16 @@ def test_open_routes_and_401s(secured):
     path = VIEW + key
     for open_path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/dashboard",
                       "/v1/status", "/v1/status/history", "/ui/"):
-        status, _, _ = request(api, open_path)
+        status, _, _ = harness.http_request(api.base, open_path)
         assert status == 200, open_path
-    status, hdrs, body = request(api, path)
+    status, hdrs, body = harness.http_request(api.base, path)
     assert status == 401 and hdrs["www-authenticate"] == 'Bearer realm="readmodel"'
-    assert request(api, VIEW[:-1] + "?order_id=x")[0] == 401
+    assert harness.http_request(api.base, VIEW[:-1] + "?order_id=x")[0] == 401
     secret, pub = secured["secret"], open(keys["rs"][1], "rb").read()
     good_rs = jws({"alg": "RS256", "kid": "rs1", "typ": "JWT"}, claims(), rs256(keys["rs"][0]))
-    assert request(api, path, bearer(good_rs))[0] == 200
+    assert harness.http_request(api.base, path, bearer(good_rs))[0] == 200
     good_hs = jws({"alg": "HS256", "kid": "hs1"}, claims(), hs256(secret))
-    assert request(api, path, bearer(good_hs))[0] == 200
+    assert harness.http_request(api.base, path, bearer(good_hs))[0] == 200
     now = int(time.time())
     negatives = {
         "alg none": (b64url(b'{"alg":"none","kid":"rs1"}') + "." +
@@ -264,12 +254,12 @@ def test_open_routes_and_401s(secured):
     for name, (token, reason) in negatives.items():
         assert_401(api, path, bearer(token), token, reason)
     # a valid token for the audience array form is accepted
-    assert request(api, path, bearer(jws({"alg": "HS256", "kid": "hs1"},
+    assert harness.http_request(api.base, path, bearer(jws({"alg": "HS256", "kid": "hs1"},
                                          claims(aud=["x", AUDIENCE]), hs256(secret))))[0] == 200
     assert_401(api, path, {"Authorization": "Basic " + good_hs}, good_hs, "Bearer")
     assert_401(api, path, {"X-Api-Key": "wrong-key-123456789"}, "wrong-key-123456789",
                "unknown API key")
-    assert request(api, path, {"X-Api-Key": API_KEY})[0] == 200
+    assert harness.http_request(api.base, path, {"X-Api-Key": API_KEY})[0] == 200
 
 
 def test_authz_matrix_masks_pii(secured):
@@ -286,7 +276,7 @@ def test_authz_matrix_masks_pii(secured):
                 path = VIEW + urllib.parse.quote(key, safe="")
                 if fields:
                     path += "?fields=" + ",".join(fields)
-                status, hdrs, body = request(api, path, bearer(token))
+                status, hdrs, body = harness.http_request(api.base, path, bearer(token))
                 allowed = ROLE_SECTIONS[role]
                 if fields and allowed is not None and not set(fields) <= allowed:
                     assert status == 403, (role, fields, body)
@@ -307,23 +297,23 @@ def test_authz_matrix_masks_pii(secured):
         assert len(set(by_role.values())) == len(by_role), (key, "ETag must differ per role shape")
     # a principal with no grant on this view reads nothing
     nobody = harness.mint_token(config, "user-nobody", "nobody")
-    status, _, body = request(api, VIEW + keys[0], bearer(nobody))
+    status, _, body = harness.http_request(api.base, VIEW + keys[0], bearer(nobody))
     assert status == 403 and json.loads(body)["type"] == PROBLEM + "forbidden"
     # lookups: a PII index needs the entitlement; the summary is masked like the view
     email = oracle[keys[0]]["sections"]["profile"]["email"]
     q = VIEW[:-1] + "?email=" + urllib.parse.quote(email)
-    status, _, body = request(api, q, bearer(tokens["agent"]))
+    status, _, body = harness.http_request(api.base, q, bearer(tokens["agent"]))
     assert status == 403 and json.loads(body)["type"] == PROBLEM + "forbidden-lookup"
-    status, _, body = request(api, q, bearer(tokens["admin"]))
+    status, _, body = harness.http_request(api.base, q, bearer(tokens["admin"]))
     assert status == 200 and keys[0] in [m["key"] for m in json.loads(body)["matches"]]
     order = next(k for k in keys if oracle[k]["sections"]["orders"])
     q = VIEW[:-1] + "?order_id=" + urllib.parse.quote(oracle[order]["sections"]["orders"][0]["order_id"])
-    status, _, body = request(api, q, bearer(tokens["agent"]))
+    status, _, body = harness.http_request(api.base, q, bearer(tokens["agent"]))
     assert status == 200, body
     (match,) = json.loads(body)["matches"]
     assert match["key"] == order
     assert match["profile"] == expected(oracle[order]["sections"], "agent")["profile"]
-    status, _, body = request(api, q, bearer(tokens["analyst"]))
+    status, _, body = harness.http_request(api.base, q, bearer(tokens["analyst"]))
     assert status == 200 and "profile" not in json.loads(body)["matches"][0]
 
 
@@ -341,7 +331,7 @@ def test_pii_is_granted_per_view_and_field(secured):
 
     def read(*roles):
         token = harness.mint_token(config, "pii-" + "-".join(roles), *roles)
-        status, _, body = request(api, VIEW + urllib.parse.quote(key, safe=""), bearer(token))
+        status, _, body = harness.http_request(api.base, VIEW + urllib.parse.quote(key, safe=""), bearer(token))
         assert status == 200, (roles, body)
         return json.loads(body)["sections"], token
 
@@ -349,19 +339,19 @@ def test_pii_is_granted_per_view_and_field(secured):
         sections, token = read(*roles)
         for field, kind in PROFILE_MASKS.items():
             assert sections["profile"][field] == mask(kind, profile[field]), (roles, field)
-        status, _, body = request(api, by_email, bearer(token))
+        status, _, body = harness.http_request(api.base, by_email, bearer(token))
         assert status == 403 and json.loads(body)["type"] == PROBLEM + "forbidden-lookup", roles
     # pii over loyalty alone: no lookup by a profile field
     token = harness.mint_token(config, "pii-loyalty-only", "loyalty_pii")
-    assert request(api, by_email, bearer(token))[0] == 403
+    assert harness.http_request(api.base, by_email, bearer(token))[0] == 403
     # one field granted: that field unmasked and searchable, the others masked and not
     sections, token = read("verifier")
     assert sections["profile"]["email"] == profile["email"]
     assert sections["profile"]["phone"] == mask("last4", profile["phone"])
     assert sections["profile"]["name"] == mask("initials", profile["name"])
-    status, _, body = request(api, by_email, bearer(token))
+    status, _, body = harness.http_request(api.base, by_email, bearer(token))
     assert status == 200 and key in [m["key"] for m in json.loads(body)["matches"]], body
-    status, _, body = request(api, by_phone, bearer(token))
+    status, _, body = harness.http_request(api.base, by_phone, bearer(token))
     assert status == 403 and json.loads(body)["type"] == PROBLEM + "forbidden-lookup"
 
 
@@ -411,18 +401,18 @@ def test_audit_line_for_every_read(secured):
     sent = {}
     for i, key in enumerate(keys):
         rid = f"audit-{os.getpid()}-{i}"
-        status, hdrs, _ = request(api, VIEW + key, bearer(token, rid))
+        status, hdrs, _ = harness.http_request(api.base, VIEW + key, bearer(token, rid))
         assert hdrs["x-request-id"] == rid
         sent[rid] = (key, status, "view_read")
     rid = f"audit-{os.getpid()}-forbidden"
-    sent[rid] = (keys[0], request(api, VIEW + keys[0] + "?fields=loyalty", bearer(token, rid))[0],
+    sent[rid] = (keys[0], harness.http_request(api.base, VIEW + keys[0] + "?fields=loyalty", bearer(token, rid))[0],
                  "view_read")
     # an unauthenticated request read nothing: a 401 is counted in the metrics, not audited
     anon = f"audit-{os.getpid()}-anon"
-    assert request(api, VIEW + keys[1], {"X-Request-Id": anon})[0] == 401
+    assert harness.http_request(api.base, VIEW + keys[1], {"X-Request-Id": anon})[0] == 401
     email = oracle[keys[2]]["sections"]["profile"]["email"]
     rid = f"audit-{os.getpid()}-lookup"
-    sent[rid] = (None, request(api, VIEW[:-1] + "?email=" + urllib.parse.quote(email),
+    sent[rid] = (None, harness.http_request(api.base, VIEW[:-1] + "?email=" + urllib.parse.quote(email),
                                bearer(token, rid))[0], "lookup")
 
     def lines():
@@ -478,16 +468,16 @@ def test_audit_records_reads_not_noise(secured):
         noisy = harness.mint_token(config, "noisy-user", "agent")
         final = harness.mint_token(config, "closing-user", "agent")
         for i in range(5):
-            assert request(api, VIEW + key, {"X-Request-Id": f"{tag}-anon-{i}"})[0] == 401
+            assert harness.http_request(api.base, VIEW + key, {"X-Request-Id": f"{tag}-anon-{i}"})[0] == 401
         for i, method in enumerate(("POST", "PUT", "DELETE")):
             status, hdrs, body = raw_request(api, method, VIEW + key,
                                              {**bearer(noisy, f"{tag}-{method}"),
                                               "Content-Length": "2"}, b"{}")
             assert status == 405 and hdrs["allow"] == "GET, HEAD", (method, status, body)
-        codes = [request(api, VIEW + key, bearer(noisy, f"{tag}-limited-{i}"))[0]
+        codes = [harness.http_request(api.base, VIEW + key, bearer(noisy, f"{tag}-limited-{i}"))[0]
                  for i in range(3)]
         assert codes[0] == 200 and 429 in codes[1:], codes
-        assert request(api, VIEW + key, bearer(final, f"{tag}-final"))[0] == 200
+        assert harness.http_request(api.base, VIEW + key, bearer(final, f"{tag}-final"))[0] == 200
 
         def lines():
             with open(audit) as f:
@@ -517,10 +507,10 @@ def test_no_pii_or_tokens_in_logs(secured):
     api, oracle, config = secured["api"], secured["oracle"], secured["config"]
     token = harness.mint_token(config, "log-check", "admin")
     for key in list(oracle)[:10]:
-        assert request(api, VIEW + key, bearer(token))[0] == 200
-        request(api, VIEW + key, bearer(token[:-4] + "AAAA"))  # a 401 with a near-token
+        assert harness.http_request(api.base, VIEW + key, bearer(token))[0] == 200
+        harness.http_request(api.base, VIEW + key, bearer(token[:-4] + "AAAA"))  # a 401 with a near-token
     email = oracle[next(iter(oracle))]["sections"]["profile"]["email"]
-    request(api, VIEW[:-1] + "?email=" + urllib.parse.quote(email), bearer(token))
+    harness.http_request(api.base, VIEW[:-1] + "?email=" + urllib.parse.quote(email), bearer(token))
     texts = [open(secured["audit"]).read(), api.log_text()]
     secrets = [token, token.split(".")[2], API_KEY, secured["secret"].decode()]
     pii = {v for e in oracle.values() if e["sections"]["profile"]
@@ -545,7 +535,7 @@ def test_rate_limits_and_oversized_requests(secured):
     try:
         key = next(iter(secured["oracle"]))
         token = harness.mint_token(config, "busy-user", "agent")
-        statuses = [request(api, VIEW + key, bearer(token)) for _ in range(6)]
+        statuses = [harness.http_request(api.base, VIEW + key, bearer(token)) for _ in range(6)]
         codes = [s for s, _, _ in statuses]
         assert codes[:3] == [200, 200, 200] and 429 in codes[3:], codes
         status, hdrs, body = next(r for r in statuses if r[0] == 429)
@@ -553,14 +543,14 @@ def test_rate_limits_and_oversized_requests(secured):
         assert json.loads(body)["type"] == PROBLEM + "rate-limited"
         # another principal has its own bucket
         other = harness.mint_token(config, "calm-user", "agent")
-        assert request(api, VIEW + key, bearer(other))[0] == 200
+        assert harness.http_request(api.base, VIEW + key, bearer(other))[0] == 200
         # oversized requests: 4xx, and the server lives on
-        assert request(api, VIEW + "C" * 5000, bearer(other))[0] == 414
-        assert request(api, VIEW + key + "?fields=" + "x" * 5000, bearer(other))[0] == 414
-        assert request(api, VIEW + key, {**bearer(other), "X-Big": "y" * 20000})[0] == 431
-        status = request(api, VIEW + key, {**bearer(other), "X-Huge": "z" * 70000})[0]
+        assert harness.http_request(api.base, VIEW + "C" * 5000, bearer(other))[0] == 414
+        assert harness.http_request(api.base, VIEW + key + "?fields=" + "x" * 5000, bearer(other))[0] == 414
+        assert harness.http_request(api.base, VIEW + key, {**bearer(other), "X-Big": "y" * 20000})[0] == 431
+        status = harness.http_request(api.base, VIEW + key, {**bearer(other), "X-Huge": "z" * 70000})[0]
         assert 400 <= status < 500, status
-        assert request(api, "/healthz")[0] == 200
+        assert harness.http_request(api.base, "/healthz")[0] == 200
     finally:
         api.stop()
     # the per-address limit: a burst of 2 at 1/s from this one address
@@ -571,7 +561,7 @@ def test_rate_limits_and_oversized_requests(secured):
     port = harness.free_port()
     api = harness.QueryApi(workdir, config, port)  # its /healthz polls may use the burst
     try:
-        codes = [request(api, "/healthz")[0] for _ in range(4)]
+        codes = [harness.http_request(api.base, "/healthz")[0] for _ in range(4)]
         assert 429 in codes, codes
     finally:
         api.stop()

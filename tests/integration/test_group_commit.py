@@ -1,7 +1,6 @@
 """Group commit and periodic durability: a batch closes as soon as the consumer queue is
 empty, not batch_max_ms after its first message; a failed fsync stops the projector for
 good on that generation, and the restart rebuilds it with nothing lost or applied twice."""
-import json
 import os
 import subprocess
 
@@ -46,12 +45,6 @@ def test_batches_close_when_the_queue_is_empty(broker, workdir, processes):
     assert projector.alive()
 
 
-def generations(config):
-    out = subprocess.run([harness.binary("projector/projector"), "--config", config,
-                          "generations", "--json"], cwd=harness.ROOT, capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return {g["id"]: g for g in json.loads(out.stdout)}
 
 
 def check_oracle(config, oracle_path):
@@ -93,7 +86,7 @@ def test_failed_sync_stops_then_restart_rebuilds_exactly_once(broker, workdir, p
     out = subprocess.run(cmd, cwd=harness.ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "rebuilding it from Kafka" in out.stderr, out.stderr[-3000:]
-    gens = generations(config)
+    gens = harness.generations_by_id(config)
     assert [g for g in gens.values() if g["current"]][0]["id"] == 2, gens
     assert harness.committed_offsets(config) == summary["events"]
     check_oracle(config, oracle_path)
@@ -114,6 +107,6 @@ def test_rebuild_refuses_to_switch_when_its_final_sync_fails(broker, workdir):
                          cwd=harness.ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert "failpoint store-sync: EIO (pass 1)" in out.stderr, out.stderr[-3000:]
     assert out.returncode != 0, out.stderr[-3000:]
-    gens = generations(config)
+    gens = harness.generations_by_id(config)
     assert [g for g in gens.values() if g["current"]][0]["id"] == 1, gens
     check_oracle(config, oracle_path)

@@ -6,21 +6,11 @@ import struct
 import subprocess
 
 import harness
+from harness import avro_string, zigzag
 
 
-def zigzag(n):
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
-def avro_string(text):
-    data = text.encode()
-    return zigzag(len(data)) + data
 
 
 def customer_registered(customer_id, name, event_id):

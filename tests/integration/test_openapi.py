@@ -75,7 +75,7 @@ def test_openapi_document_matches_the_server(broker, workdir, processes):
         ("/v1/views/{view}", "401"): lambda: secured.get(f"/v1/views/customer360?email={email}"),
         ("/v1/views/{view}", "403"): lambda: secured.get(f"/v1/views/customer360?email={email}",
                                                          narrow2),
-        ("/v1/views/{view}", "429"): lambda: twice(f"/v1/views/customer360?order_id=O1"),
+        ("/v1/views/{view}", "429"): lambda: twice("/v1/views/customer360?order_id=O1"),
         ("/v1/views/{view}/{key}", "200"): lambda: api.get(f"/v1/views/customer360/{key}"),
         ("/v1/views/{view}/{key}", "304"): lambda: api.get(f"/v1/views/customer360/{key}",
                                                            {"If-None-Match": etag}),

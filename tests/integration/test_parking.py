@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import harness
+from harness import avro_string, zigzag
 
 DAY_MS = 86400 * 1000
 WEEKS_MS = 21 * DAY_MS  # producer timestamps three weeks old
@@ -73,28 +74,14 @@ def check_oracle(config, oracle):
     assert json.loads(harness.inspect(config, "stats").stdout)["pending"] == 0
 
 
-def zigzag(n):
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
-def avro_str(s):
-    data = s.encode()
-    return zigzag(len(data)) + data
 
 
 def payment_settled(event_id, payment_id, order_id):
     """A Confluent-framed c360.payments.PaymentSettled v1 (schema id 6, catalog.yaml)."""
-    body = (avro_str(event_id) + zigzag(1000) + zigzag(1) + avro_str(payment_id)
-            + avro_str(order_id) + zigzag(500) + avro_str("EUR"))
+    body = (avro_string(event_id) + zigzag(1000) + zigzag(1) + avro_string(payment_id)
+            + avro_string(order_id) + zigzag(500) + avro_string("EUR"))
     return b"\x00\x00\x00\x00\x06" + body
 
 

@@ -21,10 +21,6 @@ def projector(config, *args, timeout=120):
                           cwd=harness.ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def generations(config):
-    out = projector(config, "generations", "--json")
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout)
 
 
 def api_fetcher(api):
@@ -139,7 +135,7 @@ def test_rebuild_switch_follow_and_rollback(broker, workdir, processes):
     oracle_b = harness.read_oracle(oracle_b_path)
     problems = harness.compare_with_oracle(oracle_b, api_fetcher(api))
     assert not problems, f"{len(problems)} of stream B differ; first: {problems[:5]}"
-    gens = {g["id"]: g for g in generations(config)}
+    gens = harness.generations_by_id(config)
     assert sorted(gens) == [1, 2]
     assert gens[2]["current"] and gens[1]["previous"]
     assert gens[2]["events"] == summary_a["events"] + summary_b["events"]
@@ -155,14 +151,14 @@ def test_rebuild_switch_follow_and_rollback(broker, workdir, processes):
     wait_caught_up(api, summary_a["events"] + summary_b["events"])
     problems = harness.compare_with_oracle(oracle_b, api_fetcher(api))
     assert not problems, f"{len(problems)} differ after the rollback; first: {problems[:5]}"
-    gens = {g["id"]: g for g in generations(config)}
+    gens = harness.generations_by_id(config)
     assert gens[1]["current"] and gens[2]["previous"]
 
     # A second rebuild keeps current + previous (keep_generations=2) and prunes the rest.
     out = projector(config, "rebuild")
     assert out.returncode == 0, out.stderr[-3000:]
     harness.wait_until(lambda: status_of(api)["generation"] == 3, 10, "query API on 3")
-    gens = {g["id"]: g for g in generations(config)}
+    gens = harness.generations_by_id(config)
     assert sorted(gens) == [1, 3], gens.keys()
     assert gens[3]["current"] and gens[1]["previous"]
     assert daemon.alive()
@@ -194,7 +190,7 @@ def test_rebuild_from_time_takes_only_later_events(broker, workdir):
         # log from its start and skips stream A by timestamp.
         assert done[0]["skipped_before_start"] == summary_a["events"], done
 
-    gens = {g["id"]: g for g in generations(config)}
+    gens = harness.generations_by_id(config)
     assert gens[2]["current"]
     # Skipped messages still advance the offsets: a writer resumes after them.
     assert gens[2]["events"] == summary_a["events"] + summary_b["events"]

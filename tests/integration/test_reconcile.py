@@ -2,7 +2,6 @@
 every kind injected, the report names exactly the injected keys, sections, items and fields
 (none missed, no false positive), tells "not yet projected" apart from drift, never calls an
 unreadable source drift, and --repair makes a second run clean through the log."""
-import json
 import os
 import subprocess
 import time

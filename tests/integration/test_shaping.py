@@ -1,7 +1,6 @@
 """The view endpoint's shaping and promises (docs/query-api.md): ?fields, list pages with
 opaque cursors, ETag / If-None-Match -> 304, the staleness budget (met and not met) and
 consistency tokens (read-your-writes satisfied, and timed out with the projector down)."""
-import http.client
 import json
 import os
 import re
@@ -9,38 +8,23 @@ import signal
 import struct
 import subprocess
 import time
-import urllib.parse
 
 import pytest
 
 import harness
-from test_interop import avro_string, zigzag
+from harness import avro_string, view_path, zigzag
 
-VIEW = "/v1/views/customer360/"
+VIEW = harness.VIEW
 PROBLEM = "https://readmodel.dev/problems/"
 
 
-def request(api, path, headers=None, method="GET"):
-    """(status, headers with lower-case names, raw body bytes) — raw, because a 304 has no
-    body and urllib treats it as an error."""
-    host, port = api.base.rsplit("/", 1)[1].split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        conn.request(method, path, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
 
 
 def get_json(api, path, headers=None):
-    status, headers, body = request(api, path, headers)
+    status, headers, body = harness.http_request(api.base, path, headers)
     return status, headers, json.loads(body) if body else None
 
 
-def view_path(key, **params):
-    query = urllib.parse.urlencode(params)
-    return VIEW + urllib.parse.quote(key, safe="") + ("?" + query if query else "")
 
 
 def assert_problem(api, path, status, slug, headers=None):
@@ -203,25 +187,25 @@ def test_bad_cursor_is_a_problem(static_api):
 def test_etag_and_if_none_match(static_api):
     api, oracle = static_api
     key = with_orders(oracle, 1)[0]
-    status, headers, body = request(api, view_path(key))
+    status, headers, body = harness.http_request(api.base, view_path(key))
     assert status == 200
     etag = headers["etag"]
     assert re.fullmatch(r'W/"[0-9a-f]{16}"', etag), etag
-    assert request(api, view_path(key))[1]["etag"] == etag  # stable for an unchanged view
+    assert harness.http_request(api.base, view_path(key))[1]["etag"] == etag  # stable for an unchanged view
     for inm in (etag, etag.removeprefix("W/"), '"nope", ' + etag, "*"):
-        status, hdrs, body = request(api, view_path(key), {"If-None-Match": inm})
+        status, hdrs, body = harness.http_request(api.base, view_path(key), {"If-None-Match": inm})
         assert status == 304, inm
         assert body == b""
         assert hdrs["etag"] == etag and "x-readmodel-lag-ms" in hdrs
-    status, _, body = request(api, view_path(key), {"If-None-Match": '"0000000000000000"'})
+    status, _, body = harness.http_request(api.base, view_path(key), {"If-None-Match": '"0000000000000000"'})
     assert status == 200 and json.loads(body)["key"] == key
     # another shape is another representation: another tag
-    status, hdrs, _ = request(api, view_path(key, fields="profile"), {"If-None-Match": etag})
+    status, hdrs, _ = harness.http_request(api.base, view_path(key, fields="profile"), {"If-None-Match": etag})
     assert status == 200 and hdrs["etag"] != etag
     # every 200 view answer carries one; errors do not
     other = next(k for k in oracle if k != key)
-    assert request(api, view_path(other))[1]["etag"] not in (etag, None)
-    status, hdrs, _ = request(api, view_path("no-such-customer"))
+    assert harness.http_request(api.base, view_path(other))[1]["etag"] not in (etag, None)
+    status, hdrs, _ = harness.http_request(api.base, view_path("no-such-customer"))
     assert status == 404 and "etag" not in hdrs
 
 
@@ -290,7 +274,7 @@ def test_read_your_writes_and_timeout(broker, workdir, processes):
         assert headers["x-readmodel-consistency"] == "reached"
         assert doc["freshness"]["profile"]["offset"] == offset
         etag = headers["etag"]
-        status, _, _ = request(api, view_path("RYW-1", min_offsets=token), {"If-None-Match": etag})
+        status, _, _ = harness.http_request(api.base, view_path("RYW-1", min_offsets=token), {"If-None-Match": etag})
         assert status == 304
 
         # 2. a newer version of the same customer: another document, another tag

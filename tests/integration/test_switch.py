@@ -15,10 +15,6 @@ def projector(config, *args, timeout=120):
                           cwd=harness.ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def generations(config):
-    out = projector(config, "generations", "--json")
-    assert out.returncode == 0, out.stderr[-2000:]
-    return {g["id"]: g for g in json.loads(out.stdout)}
 
 
 def daemon_metrics(port):
@@ -67,7 +63,7 @@ def test_failed_switch_keeps_writing_the_old_generation(broker, workdir, process
     assert line["generation"] == 2 and line["current_generation"] == 1, line
     assert harness.metric_total(samples, "readmodel_store_generation") == 1
     assert harness.metric_total(samples, "readmodel_generation_switch_failures_total") >= 1
-    gens = generations(config)
+    gens = harness.generations_by_id(config)
     assert gens[1]["events"] == total, gens[1]
     assert gens[2]["current"] and gens[2]["events"] == summary_a["events"], gens[2]
 
@@ -81,4 +77,4 @@ def test_failed_switch_keeps_writing_the_old_generation(broker, workdir, process
     processes.append(restarted)
     samples = harness.wait_until(lambda: applied(port, total), 60, "generation 2 caught up")
     assert harness.metric_total(samples, "readmodel_store_generation") == 2
-    assert generations(config)[2]["events"] == total
+    assert harness.generations_by_id(config)[2]["events"] == total

@@ -11,14 +11,15 @@ import json
 import os
 import re
 import subprocess
-import urllib.parse
 
 import pytest
 
 import harness
 from test_shaping import customer_registered
 
-VIEW = "/v1/views/customer360/"
+VIEW = harness.VIEW
+view_path = harness.view_path
+request = harness.http_request
 PROBLEM = "https://readmodel.dev/problems/"
 CUSTOMERS = 80
 SEED = 43
@@ -46,21 +47,8 @@ api_keys:
 """
 
 
-def request(base, path, headers=None):
-    host, port = base.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        resp = conn.getresponse()
-        body = resp.read()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
-    finally:
-        conn.close()
 
 
-def view_path(key, **params):
-    query = urllib.parse.urlencode(params)
-    return VIEW + urllib.parse.quote(key, safe="") + ("?" + query if query else "")
 
 
 def b64url_decode(text):
