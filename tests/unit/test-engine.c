@@ -18,47 +18,26 @@ enum { REPAIR = 30, REG = 1, CONTACT = 2, ERASED = 3, ORDER = 4, CANCEL = 5, SET
        REVERSED = 8, DISPATCHED = 9, DELAYED = 10, DELIVERED = 11, LOYALTY = 12, RET_OPEN = 13,
        RET_CLOSE = 14, CUSTOMER_SNAP = 40, ORDER_SNAP = 41, LOYALTY_SNAP = 42, RETURN_SNAP = 43 };
 
-typedef struct fixture {
-    char *dir;
-    store_t *store;
-    engine_t *engine;
-    int64_t offset;
-} fixture_t;
+typedef ts_engine_t fixture_t;
 
 static catalog_t *catalog;
 static view_t *view;
 static fixture_t fx, fx2;
 static buf_t msg;
 
-static void fixture_open(fixture_t *f)
-{
-    f->dir = ts_tmpdir();
-    f->store = ts_store(f->dir);
-    f->engine = engine_new(view, catalog, f->store, NULL);
-    ck_assert_ptr_nonnull(f->engine);
-    f->offset = 0;
-}
-
-static void fixture_close(fixture_t *f)
-{
-    engine_destroy(f->engine);
-    store_close(f->store);
-    ts_rmtree(f->dir);
-}
-
 static void setup(void)
 {
     catalog = ts_catalog();
     view = ts_view(catalog);
-    fixture_open(&fx);
-    fixture_open(&fx2);
+    ts_engine_open(&fx, view, catalog, NULL);
+    ts_engine_open(&fx2, view, catalog, NULL);
     buf_init(&msg);
 }
 
 static void teardown(void)
 {
-    fixture_close(&fx);
-    fixture_close(&fx2);
+    ts_engine_close(&fx);
+    ts_engine_close(&fx2);
     view_destroy(view);
     catalog_destroy(catalog);
     buf_free(&msg);
@@ -67,15 +46,7 @@ static void teardown(void)
 /* Applies the message in `msg` in its own transaction; returns the result. */
 static engine_result_t apply_to(fixture_t *f, const char *topic)
 {
-    MDB_txn *txn;
-    engine_result_t res;
-    ck_assert_int_eq(store_write_begin(f->store, &txn), 0);
-    ck_assert_int_eq(engine_txn_begin(f->engine, txn), 0);
-    engine_msg_t m = {topic, 0, f->offset++, 0, NULL, 0, msg.b_data, msg.b_len};
-    ck_assert_int_eq(engine_apply(f->engine, txn, &m, &res), 0);
-    ck_assert_int_eq(engine_txn_precommit(f->engine, txn), 0);
-    ck_assert_int_eq(store_write_commit(f->store, txn), 0);
-    return res;
+    return ts_engine_apply(f, topic, 0, NULL, msg.b_data, msg.b_len);
 }
 
 #define EV(schema, ...) ck_assert_int_eq(ts_event(catalog, schema, &msg, __VA_ARGS__, NULL), 0)
@@ -87,8 +58,8 @@ static const char *sections_of(fixture_t *f, const char *key)
     static buf_t out;
     MDB_txn *txn;
     buf_reset(&out);
-    ck_assert_int_eq(store_read_begin(f->store, &txn), 0);
-    int rc = render_sections(view, f->store, txn, key, strlen(key), &out);
+    ck_assert_int_eq(store_read_begin(f->te_store, &txn), 0);
+    int rc = render_sections(view, f->te_store, txn, key, strlen(key), &out);
     store_read_end(txn);
     if (rc == RM_ENOTFOUND)
         return "NOTFOUND";
@@ -182,15 +153,7 @@ END_TEST
 /* Tombstones follow the rule the definition declares for their topic. */
 static engine_outcome_t apply_tombstone_to(const char *topic, const char *key)
 {
-    MDB_txn *txn;
-    engine_result_t res;
-    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
-    ck_assert_int_eq(engine_txn_begin(fx.engine, txn), 0);
-    engine_msg_t m = {topic, 0, fx.offset++, 9000, key, key ? strlen(key) : 0, NULL, 0};
-    ck_assert_int_eq(engine_apply(fx.engine, txn, &m, &res), 0);
-    ck_assert_int_eq(engine_txn_precommit(fx.engine, txn), 0);
-    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
-    return res.er_outcome;
+    return ts_engine_apply(&fx, topic, 9000, key, NULL, 0).er_outcome;
 }
 
 START_TEST(test_tombstones_follow_the_declared_rule)
@@ -244,8 +207,8 @@ START_TEST(test_a_tombstone_before_its_order_still_deletes_it)
     ck_assert_ptr_null(strstr(sections_of(&fx, "C1"), "\"O7\""));
     size_t parked;
     MDB_txn *txn;
-    ck_assert_int_eq(store_read_begin(fx.store, &txn), 0);
-    ck_assert_int_eq(engine_parked_count(fx.engine, txn, &parked), 0);
+    ck_assert_int_eq(store_read_begin(fx.te_store, &txn), 0);
+    ck_assert_int_eq(engine_parked_count(fx.te_engine, txn, &parked), 0);
     store_read_end(txn);
     ck_assert_uint_eq(parked, 0);
 }
@@ -272,13 +235,13 @@ START_TEST(test_a_parked_tombstone_expires_as_a_tombstone)
     MDB_txn *txn;
     int seen = 0;
     size_t expired = 0;
-    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
-    ck_assert_int_eq(engine_txn_begin(fx.engine, txn), 0);
-    ck_assert_int_eq(engine_expire_parked(fx.engine, txn, rm_wall_ms() + 1, tombstone_expired,
+    ck_assert_int_eq(store_write_begin(fx.te_store, &txn), 0);
+    ck_assert_int_eq(engine_txn_begin(fx.te_engine, txn), 0);
+    ck_assert_int_eq(engine_expire_parked(fx.te_engine, txn, rm_wall_ms() + 1, tombstone_expired,
                                           &seen, &expired),
                      0);
-    ck_assert_int_eq(engine_txn_precommit(fx.engine, txn), 0);
-    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    ck_assert_int_eq(engine_txn_precommit(fx.te_engine, txn), 0);
+    ck_assert_int_eq(store_write_commit(fx.te_store, txn), 0);
     ck_assert_int_eq(seen, 1);
     ck_assert_uint_eq(expired, 1);
 }
@@ -346,8 +309,8 @@ START_TEST(test_parked_until_link_arrives)
                   "%s", s);
     MDB_txn *txn;
     size_t parked;
-    store_read_begin(fx.store, &txn);
-    ck_assert_int_eq(engine_parked_count(fx.engine, txn, &parked), 0);
+    store_read_begin(fx.te_store, &txn);
+    ck_assert_int_eq(engine_parked_count(fx.te_engine, txn, &parked), 0);
     store_read_end(txn);
     ck_assert_uint_eq(parked, 0);
 }
@@ -382,14 +345,14 @@ START_TEST(test_parked_event_rejected_on_unpark_is_dead_lettered)
 {
     rejected_log_t log = {0};
     engine_opts_t opts = {.eo_unparked_rejected = record_rejected, .eo_unparked_rejected_ctx = &log};
-    engine_destroy(fx.engine);
-    fx.engine = engine_new(view, catalog, fx.store, &opts);
-    ck_assert_ptr_nonnull(fx.engine);
+    engine_destroy(fx.te_engine);
+    fx.te_engine = engine_new(view, catalog, fx.te_store, &opts);
+    ck_assert_ptr_nonnull(fx.te_engine);
     register_c1();
     EV(SETTLED, "event_id=p1", "occurred_at=1300", "version=1", "payment_id=", "order_id=O1",
        "amount_cents=500", "currency=EUR");
     size_t poison_len = msg.b_len;
-    int64_t poison_offset = fx.offset;
+    int64_t poison_offset = fx.te_offset;
     ck_assert_int_eq(APPLY("payments"), ENGINE_PARKED);
     ck_assert_int_eq(log.rl_count, 0);
     order("O1", 1100, 1);
@@ -428,12 +391,12 @@ static int expire_before(int64_t cutoff_ms)
     MDB_txn *txn;
     int seen = 0;
     size_t expired = 0;
-    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
-    ck_assert_int_eq(engine_txn_begin(fx.engine, txn), 0);
+    ck_assert_int_eq(store_write_begin(fx.te_store, &txn), 0);
+    ck_assert_int_eq(engine_txn_begin(fx.te_engine, txn), 0);
     ck_assert_int_eq(
-        engine_expire_parked(fx.engine, txn, cutoff_ms, count_expired, &seen, &expired), 0);
-    ck_assert_int_eq(engine_txn_precommit(fx.engine, txn), 0);
-    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+        engine_expire_parked(fx.te_engine, txn, cutoff_ms, count_expired, &seen, &expired), 0);
+    ck_assert_int_eq(engine_txn_precommit(fx.te_engine, txn), 0);
+    ck_assert_int_eq(store_write_commit(fx.te_store, txn), 0);
     ck_assert_uint_eq(expired, (size_t)seen);
     return seen;
 }
@@ -486,11 +449,11 @@ START_TEST(test_format1_parked_events_are_upgraded)
     unsigned char key[32] = "order\0O1\0";
     store_be64(key + 9, 1);
     MDB_txn *txn;
-    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(store_write_begin(fx.te_store, &txn), 0);
     MDB_val k = {17, key}, v = {v1.b_len, v1.b_data};
-    ck_assert_int_eq(mdb_put(txn, store_dbi(fx.store, STORE_DB_PENDING), &k, &v, 0), 0);
-    ck_assert_int_eq(store_meta_put_i64(fx.store, txn, "pending_seq", 1), 0);
-    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    ck_assert_int_eq(mdb_put(txn, store_dbi(fx.te_store, STORE_DB_PENDING), &k, &v, 0), 0);
+    ck_assert_int_eq(store_meta_put_i64(fx.te_store, txn, "pending_seq", 1), 0);
+    ck_assert_int_eq(store_write_commit(fx.te_store, txn), 0);
     buf_free(&v1);
 
     int64_t before_ms = rm_wall_ms();
@@ -537,11 +500,11 @@ static int64_t assert_counters_match_scan(fixture_t *f)
     static const char *const topics[] = {"payments", "shipments", "orders", "customers"};
     counts_seen_t stored = {0}, scanned = {0};
     MDB_txn *txn;
-    ck_assert_int_eq(store_read_begin(f->store, &txn), 0);
-    ck_assert_int_eq(topic_counts_foreach(f->store, txn, note_counts, &stored), 0);
-    ck_assert_int_eq(topic_counts_scan(f->store, txn, note_counts, &scanned), 0);
+    ck_assert_int_eq(store_read_begin(f->te_store, &txn), 0);
+    ck_assert_int_eq(topic_counts_foreach(f->te_store, txn, note_counts, &stored), 0);
+    ck_assert_int_eq(topic_counts_scan(f->te_store, txn, note_counts, &scanned), 0);
     size_t parked;
-    ck_assert_int_eq(engine_parked_count(f->engine, txn, &parked), 0);
+    ck_assert_int_eq(engine_parked_count(f->te_engine, txn, &parked), 0);
     store_read_end(txn);
     int64_t total = 0;
     for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
@@ -611,18 +574,18 @@ START_TEST(test_parked_counters_equal_a_scan)
     for (int n = 0; n < 5; n++)
         park_for_order(99, 1000 + n);
     MDB_txn *txn;
-    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(store_write_begin(fx.te_store, &txn), 0);
     static const char *const names[] = {"topic_counts_format", "topic_counts/payments",
                                         "topic_counts/shipments"};
     for (size_t n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
         MDB_val k = {strlen(names[n]), (void *)names[n]};
-        int mrc = mdb_del(txn, store_dbi(fx.store, STORE_DB_META), &k, NULL);
+        int mrc = mdb_del(txn, store_dbi(fx.te_store, STORE_DB_META), &k, NULL);
         ck_assert_msg(mrc == 0 || mrc == MDB_NOTFOUND, "%s", mdb_strerror(mrc));
     }
-    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    ck_assert_int_eq(store_write_commit(fx.te_store, txn), 0);
     counts_seen_t none = {0};
-    ck_assert_int_eq(store_read_begin(fx.store, &txn), 0);
-    ck_assert_int_eq(topic_counts_foreach(fx.store, txn, note_counts, &none), RM_ENOTFOUND);
+    ck_assert_int_eq(store_read_begin(fx.te_store, &txn), 0);
+    ck_assert_int_eq(topic_counts_foreach(fx.te_store, txn, note_counts, &none), RM_ENOTFOUND);
     store_read_end(txn);
     park_for_order(99, 2000); /* its first write transaction counts it */
     ck_assert_int_eq(assert_counters_match_scan(&fx), 6);
@@ -639,8 +602,8 @@ static const char *marked_key(const char *topic, int partition, int offset)
     MDB_txn *txn;
     const void *data;
     size_t len;
-    ck_assert_int_eq(store_read_begin(fx.store, &txn), 0);
-    int rc = store_meta_get(fx.store, txn, name, &data, &len);
+    ck_assert_int_eq(store_read_begin(fx.te_store, &txn), 0);
+    int rc = store_meta_get(fx.te_store, txn, name, &data, &len);
     snprintf(out, sizeof(out), "%s", rc ? "" : len ? "" : "waiting");
     if (!rc && len)
         snprintf(out, sizeof(out), "%.*s", (int)len, (const char *)data);
@@ -655,11 +618,11 @@ static void dead_letter_mark(const char *key, int offset)
     degraded_event_t ev = {"orders", 1, offset, 0, key, strlen(key), "framing", "wrong magic"};
     MDB_txn *txn;
     bool marked;
-    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
-    ck_assert_int_eq(degraded_mark(view, fx.store, txn, &ev, &marked), 0);
+    ck_assert_int_eq(store_write_begin(fx.te_store, &txn), 0);
+    ck_assert_int_eq(degraded_mark(view, fx.te_store, txn, &ev, &marked), 0);
     if (!marked)
-        ck_assert_int_eq(degraded_mark_wait(view, fx.store, txn, &ev, rm_wall_ms()), 0);
-    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+        ck_assert_int_eq(degraded_mark_wait(view, fx.te_store, txn, &ev, rm_wall_ms()), 0);
+    ck_assert_int_eq(store_write_commit(fx.te_store, txn), 0);
 }
 
 /* A dead letter read before the link that names its customer marks the customer when the
@@ -674,9 +637,9 @@ START_TEST(test_degraded_mark_waits_for_its_link)
     ck_assert_str_eq(marked_key("orders", 1, 9), "waiting");
     MDB_txn *txn;
     bool cleared;
-    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
-    ck_assert_int_eq(degraded_clear(fx.store, txn, "orders", 1, 10, &cleared), 0);
-    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    ck_assert_int_eq(store_write_begin(fx.te_store, &txn), 0);
+    ck_assert_int_eq(degraded_clear(fx.te_store, txn, "orders", 1, 10, &cleared), 0);
+    ck_assert_int_eq(store_write_commit(fx.te_store, txn), 0);
     ck_assert_str_eq(marked_key("orders", 1, 10), "");
     order("O1", 1100, 1);
     ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
@@ -685,13 +648,13 @@ START_TEST(test_degraded_mark_waits_for_its_link)
     ck_assert_str_eq(marked_key("orders", 1, 9), "C1");
     ck_assert_str_eq(marked_key("orders", 1, 10), "");
     size_t dropped = 0;
-    ck_assert_int_eq(store_write_begin(fx.store, &txn), 0);
+    ck_assert_int_eq(store_write_begin(fx.te_store, &txn), 0);
     ck_assert_int_eq(
-        degraded_expire_waiting(fx.store, txn, rm_wall_ms() - 86400 * 1000LL, &dropped), 0);
+        degraded_expire_waiting(fx.te_store, txn, rm_wall_ms() - 86400 * 1000LL, &dropped), 0);
     ck_assert_uint_eq(dropped, 0);
-    ck_assert_int_eq(degraded_expire_waiting(fx.store, txn, rm_wall_ms() + 1, &dropped), 0);
+    ck_assert_int_eq(degraded_expire_waiting(fx.te_store, txn, rm_wall_ms() + 1, &dropped), 0);
     ck_assert_uint_eq(dropped, 1); /* O3's: O1's and O2's left when their link came */
-    ck_assert_int_eq(store_write_commit(fx.store, txn), 0);
+    ck_assert_int_eq(store_write_commit(fx.te_store, txn), 0);
     ck_assert_str_eq(marked_key("orders", 1, 11), "");
 }
 END_TEST
@@ -982,8 +945,8 @@ static const char *lookup(const char *index, const char *value)
     MDB_txn *txn;
     buf_reset(&out);
     buf_append_str(&out, "");
-    ck_assert_int_eq(store_read_begin(fx.store, &txn), 0);
-    int rc = index_lookup(view, fx.store, txn, index, value, strlen(value), 10, collect_key, &out);
+    ck_assert_int_eq(store_read_begin(fx.te_store, &txn), 0);
+    int rc = index_lookup(view, fx.te_store, txn, index, value, strlen(value), 10, collect_key, &out);
     store_read_end(txn);
     return rc ? "ERROR" : out.b_data;
 }
@@ -1073,17 +1036,17 @@ START_TEST(test_erasure_ledger_reaches_every_store)
     engine_opts_t with_ledger = {.eo_erasures = ledger};
     /* An older generation, built before the erasure (and before the ledger existed). */
     register_key("C1");
-    ck_assert_int_eq(apply_with(fx2.engine, fx2.store, "customers"), ENGINE_APPLIED);
+    ck_assert_int_eq(apply_with(fx2.te_engine, fx2.te_store, "customers"), ENGINE_APPLIED);
     register_key("C2");
-    ck_assert_int_eq(apply_with(fx2.engine, fx2.store, "customers"), ENGINE_APPLIED);
+    ck_assert_int_eq(apply_with(fx2.te_engine, fx2.te_store, "customers"), ENGINE_APPLIED);
     EV(ERASED, "event_id=x2", "occurred_at=1500", "version=2", "customer_id=C2");
-    ck_assert_int_eq(apply_with(fx2.engine, fx2.store, "customers"), ENGINE_APPLIED);
+    ck_assert_int_eq(apply_with(fx2.te_engine, fx2.te_store, "customers"), ENGINE_APPLIED);
     /* The live generation erases C1 through the ledger-aware engine. */
-    engine_t *live = engine_new(view, catalog, fx.store, &with_ledger);
+    engine_t *live = engine_new(view, catalog, fx.te_store, &with_ledger);
     register_key("C1");
-    ck_assert_int_eq(apply_with(live, fx.store, "customers"), ENGINE_APPLIED);
+    ck_assert_int_eq(apply_with(live, fx.te_store, "customers"), ENGINE_APPLIED);
     EV(ERASED, "event_id=x1", "occurred_at=1500", "version=2", "customer_id=C1");
-    ck_assert_int_eq(apply_with(live, fx.store, "customers"), ENGINE_APPLIED);
+    ck_assert_int_eq(apply_with(live, fx.te_store, "customers"), ENGINE_APPLIED);
     engine_destroy(live);
     /* A rebuild over the compacted log: the registration is there, the erasure is not. */
     char *dir = ts_tmpdir();
@@ -1096,9 +1059,9 @@ START_TEST(test_erasure_ledger_reaches_every_store)
     engine_destroy(rebuild);
     /* Rolled back to the older generation: C1 goes at its first transaction, and its
      * own erasure of C2 reaches the ledger. */
-    engine_t *rolled = engine_new(view, catalog, fx2.store, &with_ledger);
+    engine_t *rolled = engine_new(view, catalog, fx2.te_store, &with_ledger);
     register_key("C3");
-    ck_assert_int_eq(apply_with(rolled, fx2.store, "customers"), ENGINE_APPLIED);
+    ck_assert_int_eq(apply_with(rolled, fx2.te_store, "customers"), ENGINE_APPLIED);
     engine_destroy(rolled);
     ck_assert_str_eq(sections_of(&fx2, "C1"), "NOTFOUND");
     engine_t *again = engine_new(view, catalog, fresh, &with_ledger);
@@ -1135,13 +1098,13 @@ static void orders_with_deletes(fixture_t *f, bool tombstone_first, bool repair_
             order(o21 ? "O21" : "O22", o21 ? 1021 : 1022, 1);
             ck_assert_int_eq(apply_to(f, "orders").er_outcome, ENGINE_APPLIED);
         } else if (tomb) {
-            ck_assert_int_eq(store_write_begin(f->store, &txn), 0);
-            ck_assert_int_eq(engine_txn_begin(f->engine, txn), 0);
-            engine_msg_t m = {"orders", 1, f->offset++, 9000, "O05", 3, NULL, 0};
-            ck_assert_int_eq(engine_apply(f->engine, txn, &m, &res), 0);
+            ck_assert_int_eq(store_write_begin(f->te_store, &txn), 0);
+            ck_assert_int_eq(engine_txn_begin(f->te_engine, txn), 0);
+            engine_msg_t m = {"orders", 1, f->te_offset++, 9000, "O05", 3, NULL, 0};
+            ck_assert_int_eq(engine_apply(f->te_engine, txn, &m, &res), 0);
             ck_assert_int_eq(res.er_outcome, ENGINE_APPLIED);
-            ck_assert_int_eq(engine_txn_precommit(f->engine, txn), 0);
-            ck_assert_int_eq(store_write_commit(f->store, txn), 0);
+            ck_assert_int_eq(engine_txn_precommit(f->te_engine, txn), 0);
+            ck_assert_int_eq(store_write_commit(f->te_store, txn), 0);
         } else {
             REPAIR_EV("run1/1", "5000", "C1", "orders", "DELETE", "O22", "{}");
             ck_assert_int_eq(apply_to(f, "customer360.repairs").er_outcome, ENGINE_APPLIED);

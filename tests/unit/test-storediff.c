@@ -17,12 +17,7 @@
 /* Schema ids of schemas/catalog.yaml. */
 enum { REG = 1, ERASED = 3, ORDER = 4, CANCEL = 5, LOYALTY = 12 };
 
-typedef struct side {
-    char *dir;
-    store_t *store;
-    engine_t *engine;
-    int64_t offset;
-} side_t;
+typedef ts_engine_t side_t;
 
 static catalog_t *catalog;
 static view_t *view;
@@ -31,27 +26,12 @@ static buf_t msg;
 static char *report_dir;
 static char report_path[4200];
 
-static void side_open(side_t *s)
-{
-    s->dir = ts_tmpdir();
-    s->store = ts_store(s->dir);
-    s->engine = engine_new(view, catalog, s->store, NULL);
-    ck_assert_ptr_nonnull(s->engine);
-}
-
-static void side_close(side_t *s)
-{
-    engine_destroy(s->engine);
-    store_close(s->store);
-    ts_rmtree(s->dir);
-}
-
 static void setup(void)
 {
     catalog = ts_catalog();
     view = ts_view(catalog);
-    side_open(&live);
-    side_open(&replay);
+    ts_engine_open(&live, view, catalog, NULL);
+    ts_engine_open(&replay, view, catalog, NULL);
     buf_init(&msg);
     report_dir = ts_tmpdir();
     snprintf(report_path, sizeof(report_path), "%s/report.jsonl", report_dir);
@@ -59,8 +39,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-    side_close(&live);
-    side_close(&replay);
+    ts_engine_close(&live);
+    ts_engine_close(&replay);
     view_destroy(view);
     catalog_destroy(catalog);
     buf_free(&msg);
@@ -70,15 +50,8 @@ static void teardown(void)
 /* Applies the message in `msg` to s in its own transaction. */
 static void apply_to(side_t *s, const char *topic)
 {
-    MDB_txn *txn;
-    engine_result_t res;
-    ck_assert_int_eq(store_write_begin(s->store, &txn), 0);
-    ck_assert_int_eq(engine_txn_begin(s->engine, txn), 0);
-    engine_msg_t m = {topic, 0, s->offset++, 0, NULL, 0, msg.b_data, msg.b_len};
-    ck_assert_int_eq(engine_apply(s->engine, txn, &m, &res), 0);
+    engine_result_t res = ts_engine_apply(s, topic, 0, NULL, msg.b_data, msg.b_len);
     ck_assert_int_eq(res.er_outcome, ENGINE_APPLIED);
-    ck_assert_int_eq(engine_txn_precommit(s->engine, txn), 0);
-    ck_assert_int_eq(store_write_commit(s->store, txn), 0);
 }
 
 #define EV(schema, ...) ck_assert_int_eq(ts_event(catalog, schema, &msg, __VA_ARGS__, NULL), 0)
@@ -115,10 +88,10 @@ static json_t *diff(storediff_stats_t *ret_stats)
     report_t *report = report_new(&ropts, err, sizeof(err));
     ck_assert_msg(report != NULL, "%s", err);
     MDB_txn *ltxn, *rtxn;
-    ck_assert_int_eq(store_read_begin(live.store, &ltxn), 0);
-    ck_assert_int_eq(store_read_begin(replay.store, &rtxn), 0);
+    ck_assert_int_eq(store_read_begin(live.te_store, &ltxn), 0);
+    ck_assert_int_eq(store_read_begin(replay.te_store, &rtxn), 0);
     storediff_stats_t stats;
-    int rc = storediff_run(view, live.store, ltxn, replay.store, rtxn, report, &stats, err, sizeof(err));
+    int rc = storediff_run(view, live.te_store, ltxn, replay.te_store, rtxn, report, &stats, err, sizeof(err));
     ck_assert_msg(rc == 0, "%s", err);
     store_read_end(ltxn);
     store_read_end(rtxn);
@@ -257,9 +230,9 @@ END_TEST
 static void scramble_provenance(void)
 {
     MDB_txn *txn;
-    ck_assert_int_eq(store_write_begin(replay.store, &txn), 0);
+    ck_assert_int_eq(store_write_begin(replay.te_store, &txn), 0);
     MDB_cursor *cur;
-    ck_assert_int_eq(mdb_cursor_open(txn, store_dbi(replay.store, STORE_DB_DOC), &cur), 0);
+    ck_assert_int_eq(mdb_cursor_open(txn, store_dbi(replay.te_store, STORE_DB_DOC), &cur), 0);
     MDB_val k, v;
     size_t changed = 0;
     buf_t out = BUF_INIT;
@@ -286,7 +259,7 @@ static void scramble_provenance(void)
     mdb_cursor_close(cur);
     buf_free(&out);
     ck_assert_uint_ge(changed, 2);
-    ck_assert_int_eq(store_write_commit(replay.store, txn), 0);
+    ck_assert_int_eq(store_write_commit(replay.te_store, txn), 0);
 }
 
 START_TEST(test_provenance_only_differences_are_ignored)

@@ -2,6 +2,7 @@
 #include "tsupport.h"
 
 #include <avro.h>
+#include <check.h>
 #include <ftw.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -56,8 +57,8 @@ void ts_rmtree(char *path)
 catalog_t *ts_catalog(void)
 {
     char path[4096], err[512];
-    catalog_t *catalog = catalog_load(ts_src("schemas/catalog.yaml", path, sizeof(path)), err,
-                                      sizeof(err));
+    catalog_t *catalog =
+        catalog_load(ts_src("schemas/catalog.yaml", path, sizeof(path)), err, sizeof(err));
     if (!catalog) {
         fprintf(stderr, "catalog: %s\n", err);
         abort();
@@ -68,8 +69,8 @@ catalog_t *ts_catalog(void)
 view_t *ts_view(const catalog_t *catalog)
 {
     char path[4096], err[512];
-    view_t *view = view_load(ts_src("schemas/views/customer360.yaml", path, sizeof(path)),
-                             catalog, err, sizeof(err));
+    view_t *view = view_load(ts_src("schemas/views/customer360.yaml", path, sizeof(path)), catalog,
+                             err, sizeof(err));
     if (!view) {
         fprintf(stderr, "view: %s\n", err);
         abort();
@@ -80,8 +81,8 @@ view_t *ts_view(const catalog_t *catalog)
 store_t *ts_store(const char *dir)
 {
     char err[512];
-    store_opts_t opts = {.so_dir = dir, .so_map_size_bytes = 64 << 20,
-                         .so_durability = STORE_PERIODIC};
+    store_opts_t opts = {
+        .so_dir = dir, .so_map_size_bytes = 64 << 20, .so_durability = STORE_PERIODIC};
     store_t *store = store_open(&opts, err, sizeof(err));
     if (!store) {
         fprintf(stderr, "store: %s\n", err);
@@ -90,14 +91,50 @@ store_t *ts_store(const char *dir)
     return store;
 }
 
+void ts_engine_open(ts_engine_t *te, const view_t *view, const catalog_t *catalog,
+                    const engine_opts_t *opts)
+{
+    te->te_dir = ts_tmpdir();
+    te->te_store = ts_store(te->te_dir);
+    te->te_engine = engine_new(view, catalog, te->te_store, opts);
+    ck_assert_ptr_nonnull(te->te_engine);
+    te->te_offset = 0;
+}
+
+void ts_engine_close(ts_engine_t *te)
+{
+    engine_destroy(te->te_engine);
+    store_close(te->te_store);
+    ts_rmtree(te->te_dir);
+}
+
+engine_result_t ts_engine_apply(ts_engine_t *te, const char *topic, int64_t timestamp_ms,
+                                const char *key, const void *value, size_t value_len)
+{
+    MDB_txn *txn;
+    engine_result_t res;
+    ck_assert_int_eq(store_write_begin(te->te_store, &txn), 0);
+    ck_assert_int_eq(engine_txn_begin(te->te_engine, txn), 0);
+    engine_msg_t m = {topic, 0,        te->te_offset++, timestamp_ms, key, key ? strlen(key) : 0,
+                      value, value_len};
+    ck_assert_int_eq(engine_apply(te->te_engine, txn, &m, &res), 0);
+    ck_assert_int_eq(engine_txn_precommit(te->te_engine, txn), 0);
+    ck_assert_int_eq(store_write_commit(te->te_store, txn), 0);
+    return res;
+}
+
 static int set_value(avro_value_t *field, const char *text)
 {
     avro_schema_t schema = avro_value_get_schema(field);
     switch (avro_typeof(schema)) {
-    case AVRO_STRING: return avro_value_set_string(field, text);
-    case AVRO_INT64: return avro_value_set_long(field, strtoll(text, NULL, 10));
-    case AVRO_INT32: return avro_value_set_int(field, (int32_t)strtol(text, NULL, 10));
-    case AVRO_BOOLEAN: return avro_value_set_boolean(field, strcmp(text, "true") == 0);
+    case AVRO_STRING:
+        return avro_value_set_string(field, text);
+    case AVRO_INT64:
+        return avro_value_set_long(field, strtoll(text, NULL, 10));
+    case AVRO_INT32:
+        return avro_value_set_int(field, (int32_t)strtol(text, NULL, 10));
+    case AVRO_BOOLEAN:
+        return avro_value_set_boolean(field, strcmp(text, "true") == 0);
     case AVRO_ENUM: {
         int index = avro_schema_enum_get_by_name(schema, text);
         return index < 0 ? -1 : avro_value_set_enum(field, index);
@@ -124,7 +161,8 @@ static int set_value(avro_value_t *field, const char *text)
         }
         return 0;
     }
-    default: return -1;
+    default:
+        return -1;
     }
 }
 
@@ -170,8 +208,9 @@ int ts_event(const catalog_t *catalog, int schema_id, buf_t *out, ...)
     if (!rc)
         rc = avro_value_sizeof(&value, &size);
     buf_reset(out);
-    unsigned char header[5] = {0, (unsigned char)(schema_id >> 24), (unsigned char)(schema_id >> 16),
-                               (unsigned char)(schema_id >> 8), (unsigned char)schema_id};
+    unsigned char header[5] = {0, (unsigned char)(schema_id >> 24),
+                               (unsigned char)(schema_id >> 16), (unsigned char)(schema_id >> 8),
+                               (unsigned char)schema_id};
     if (!rc) {
         buf_append(out, header, 5);
         buf_reserve(out, size);
