@@ -1,6 +1,6 @@
 /* cfg: the one configuration of every program — file, environment, flags.
  *
- * Config is data (STYLE.md): one table in cfg.c describes every key (name, type,
+ * Config is data (docs/style.md): one table in cfg.c describes every key (name, type,
  * default, environment variable, help); parsing, validation and --help output are
  * generated from it. Precedence: a flag beats an environment variable beats the
  * config file beats the default.

@@ -2,7 +2,7 @@
  *
  * JSON lines ({"ts":"...","level":"info","component":"projector","msg":"...",<fields>})
  * when stderr is not a TTY or the format is forced; a human-readable line when it is.
- * Library code logs only at debug level (STYLE.md); programs log errors once, with
+ * Library code logs only at debug level (docs/style.md); programs log errors once, with
  * coordinates (view, topic, partition, offset, key hash), never PII or secrets.
  *
  * Thread-safe: every line is written with one write(2), so lines from different

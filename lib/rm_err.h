@@ -1,4 +1,4 @@
-/* rm_err: the project's one error convention (see STYLE.md "Interfaces").
+/* rm_err: the project's one error convention (docs/style.md, "Contracts").
  *
  * Every function that can fail returns int: 0 on success, a negative rm_err_t
  * on failure. LMDB, librdkafka, avro-c and errno codes are mapped onto these,
