@@ -345,11 +345,11 @@ static int store_start_sync_thread(store_t *store, char *errstr, size_t errlen)
     return 0;
 }
 
-store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
+/* The handle with its locks, condition and counters; nothing on disk yet. */
+static store_t *store_alloc(const store_opts_t *opts)
 {
     store_t *store = calloc(1, sizeof(*store));
     if (!store || !(store->st_dir = strdup(opts->so_dir))) {
-        snprintf(errstr, errlen, "out of memory");
         free(store);
         return NULL;
     }
@@ -368,46 +368,56 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
     pthread_condattr_destroy(&cond_attr);
     metrics_hist_init(&store->st_sync_stats.sst_seconds, store_sync_bounds,
                       sizeof(store_sync_bounds) / sizeof(store_sync_bounds[0]));
+    return store;
+}
 
-    if (!store->st_readonly) {
-        if (mkdir(store->st_dir, 0755) != 0 && errno != EEXIST) {
-            snprintf(errstr, errlen, "%s: cannot create: %s", store->st_dir, strerror(errno));
-            goto fail;
-        }
-        if (store_take_lock(store, errstr, errlen))
-            goto fail;
-        if (store_check_durable(store->st_dir, errstr, errlen))
-            goto fail;
-        char boot[128], data_path[4096];
-        struct stat sb;
-        int mrc = 0;
-        /* A new environment's first meta pages are written without a sync: until the
-         * first sync, an OS crash can leave a file LMDB refuses, in every mode. */
-        bool fresh = store_path(data_path, sizeof(data_path), store->st_dir, "data.mdb") == 0 &&
-                     stat(data_path, &sb) != 0 && errno == ENOENT;
-        if ((store->st_durability == STORE_PERIODIC || fresh) &&
-            ((mrc = store_boot_id(boot, sizeof(boot))) ||
-             (mrc = store_write_mark(store->st_dir, STORE_UNSYNCED_MARK, boot)))) {
-            snprintf(errstr, errlen, "%s: cannot mark the store unsynced: %s", store->st_dir,
-                     rm_strerror(mrc));
-            goto fail;
-        }
-    } else {
-        struct stat sb;
-        char data_path[4096];
-        snprintf(data_path, sizeof(data_path), "%s/data.mdb", store->st_dir);
-        if (stat(data_path, &sb) != 0) {
-            snprintf(errstr, errlen, "%s: no store yet: %s", store->st_dir, strerror(errno));
-            goto fail;
-        }
-        if (store_check_durable(store->st_dir, errstr, errlen))
-            goto fail;
+/* The writer's directory: created, locked, refused if a crash left it unproven (note 9),
+ * and marked unsynced for this boot when an OS crash could tear what it writes. */
+static int store_prepare_writer_dir(store_t *store, char *errstr, size_t errlen)
+{
+    if (mkdir(store->st_dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(errstr, errlen, "%s: cannot create: %s", store->st_dir, strerror(errno));
+        return RM_EIO;
     }
+    int rc = store_take_lock(store, errstr, errlen);
+    if (rc || (rc = store_check_durable(store->st_dir, errstr, errlen)))
+        return rc;
+    char boot[128], data_path[4096];
+    struct stat sb;
+    /* A new environment's first meta pages are written without a sync: until the
+     * first sync, an OS crash can leave a file LMDB refuses, in every mode. */
+    bool fresh = store_path(data_path, sizeof(data_path), store->st_dir, "data.mdb") == 0 &&
+                 stat(data_path, &sb) != 0 && errno == ENOENT;
+    if ((store->st_durability == STORE_PERIODIC || fresh) &&
+        ((rc = store_boot_id(boot, sizeof(boot))) ||
+         (rc = store_write_mark(store->st_dir, STORE_UNSYNCED_MARK, boot)))) {
+        snprintf(errstr, errlen, "%s: cannot mark the store unsynced: %s", store->st_dir,
+                 rm_strerror(rc));
+        return rc;
+    }
+    return 0;
+}
 
+/* A reader's directory: it must hold a store, and one a crash left proven. */
+static int store_check_reader_dir(store_t *store, char *errstr, size_t errlen)
+{
+    struct stat sb;
+    char data_path[4096];
+    snprintf(data_path, sizeof(data_path), "%s/data.mdb", store->st_dir);
+    if (stat(data_path, &sb) != 0) {
+        snprintf(errstr, errlen, "%s: no store yet: %s", store->st_dir, strerror(errno));
+        return RM_ENOTFOUND;
+    }
+    return store_check_durable(store->st_dir, errstr, errlen);
+}
+
+/* Opens the LMDB environment with the flags of the durability mode. */
+static int store_open_env(store_t *store, const store_opts_t *opts, char *errstr, size_t errlen)
+{
     int rc = mdb_env_create(&store->st_env);
     if (rc) {
         snprintf(errstr, errlen, "mdb_env_create: %s", mdb_strerror(rc));
-        goto fail;
+        return rm_err_from_mdb(rc);
     }
     mdb_env_set_maxdbs(store->st_env, STORE_DB__COUNT + 8);
     mdb_env_set_maxreaders(store->st_env, STORE_MAX_READERS);
@@ -426,18 +436,42 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
     rc = mdb_env_open(store->st_env, store->st_dir, flags, 0644);
     if (rc) {
         snprintf(errstr, errlen, "%s: open: %s", store->st_dir, mdb_strerror(rc));
-        goto fail;
+        return rm_err_from_mdb(rc);
     }
     store->st_env_opened = true;
+    return 0;
+}
+
+/* A writer's first durable point: what an earlier process left is synced once (note 7),
+ * and an unsynced mark a periodic writer left is cleared by a sync or nometasync one. */
+static int store_settle_writer(store_t *store, char *errstr, size_t errlen)
+{
     /* A periodic writer of this boot crashed and a sync or nometasync writer takes over,
      * or a sync or nometasync writer created the environment: once everything is
      * synced, the mark has nothing left to cover. */
-    if (!store->st_readonly && store->st_durability != STORE_PERIODIC &&
+    if (store->st_durability != STORE_PERIODIC &&
         store_mark_exists(store->st_dir, STORE_UNSYNCED_MARK) &&
         (store_sync_once(store) || store_clear_unsynced(store->st_dir))) {
         snprintf(errstr, errlen, "%s: cannot sync what a periodic writer left", store->st_dir);
-        goto fail;
+        return RM_EIO;
     }
+    return 0;
+}
+
+store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
+{
+    store_t *store = store_alloc(opts);
+    if (!store) {
+        snprintf(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    if (store->st_readonly ? store_check_reader_dir(store, errstr, errlen)
+                           : store_prepare_writer_dir(store, errstr, errlen))
+        goto fail;
+    if (store_open_env(store, opts, errstr, errlen))
+        goto fail;
+    if (!store->st_readonly && store_settle_writer(store, errstr, errlen))
+        goto fail;
     int dead = 0;
     mdb_reader_check(store->st_env, &dead);
     MDB_envinfo info;
