@@ -283,7 +283,6 @@ public final class App {
       Update u = new Update();
       u.kind = "PAYMENT";
       u.payment = p;
-      u.profile = null;
       u.order = keyOnly(o);
       return u;
     }, TableJoined.as("payment-order"), store("payment-customer", updateSerde));
@@ -505,7 +504,7 @@ public final class App {
     }
 
     void run() {
-      Map<TopicPartition, Long> previous = null;
+      Map<TopicPartition, List<Long>> previous = null;
       while (true) {
         try {
           Thread.sleep(200);
@@ -529,7 +528,7 @@ public final class App {
           Map<TopicPartition, OffsetAndMetadata> committed =
               admin.listConsumerGroupOffsets(appId).partitionsToOffsetAndMetadata().get();
           long behind = 0;
-          Map<TopicPartition, Long> snapshot = new HashMap<>();
+          Map<TopicPartition, List<Long>> snapshot = new HashMap<>();
           for (Map.Entry<TopicPartition, ListOffsetsResultInfo> e : ends.entrySet()) {
             long end = e.getValue().offset();
             OffsetAndMetadata c = committed.get(e.getKey());
@@ -537,7 +536,7 @@ public final class App {
             boolean internal = e.getKey().topic().startsWith(appId + "-");
             long slack = internal && end > 0 ? 1 : 0;
             behind += Math.max(0, end - slack - at);
-            snapshot.put(e.getKey(), end * 31 + at);
+            snapshot.put(e.getKey(), List.of(end, at));
           }
           lag = behind;
           if (behind == 0 && snapshot.equals(previous) && caughtUpAtMs == 0) {

@@ -32,6 +32,7 @@ final class CatalogAvro implements Deserializer<GenericRecord> {
     // library.
     Pattern idRe = Pattern.compile("^\\s*-\\s*id:\\s*(\\d+)\\s*$");
     Pattern fileRe = Pattern.compile("^\\s*file:\\s*(\\S+)\\s*$");
+    Pattern versionRe = Pattern.compile("\\.v(\\d+)\\.avsc$");
     Map<Integer, Schema> byId = new HashMap<>();
     Map<String, int[]> newest = new HashMap<>(); // full name -> {id, version}
     Integer id = null;
@@ -47,7 +48,7 @@ final class CatalogAvro implements Deserializer<GenericRecord> {
         String file = m.group(1);
         Schema s = new Schema.Parser().parse(catalog.getParent().resolve(file).toFile());
         byId.put(id, s);
-        Matcher v = Pattern.compile("\\.v(\\d+)\\.avsc$").matcher(file);
+        Matcher v = versionRe.matcher(file);
         int version = v.find() ? Integer.parseInt(v.group(1)) : 1;
         int[] cur = newest.get(s.getFullName());
         if (cur == null || version > cur[1]) {
