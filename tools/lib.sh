@@ -108,8 +108,10 @@ rm_build() {
 
 # Real Apache Kafka for the tests that run on both brokers (tools/kafka): a JVM, Maven
 # (which fetches the broker's jars from Maven Central into ~/.cache/readmodel) and the
-# Python admin/transactional client. Returns nonzero when any of it cannot be had.
-RM_KAFKA_PACKAGES=(openjdk-17-jre-headless maven)
+# Python admin/transactional client. A JDK rather than a JRE: the Kafka Streams peer of
+# bench/run (bench/peers/kstreams, also under test) is compiled. Returns nonzero when any
+# of it cannot be had.
+RM_KAFKA_PACKAGES=(openjdk-17-jdk-headless maven)
 rm_install_kafka() {
   rm_install_deps "${RM_KAFKA_PACKAGES[@]}" || return 1
   "$RM_ROOT/tools/kafka" fetch >/dev/null || return 1
