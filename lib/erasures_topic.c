@@ -1,6 +1,7 @@
 /* erasures_topic: the erasure ledger published to, and merged from, a compacted topic. */
 #include "erasures_topic.h"
 #include "kafka.h"
+#include "kprod.h"
 #include "rm_err.h"
 #include "rm_time.h"
 #include "view.h"
@@ -27,7 +28,7 @@ struct erasures_topic {
     char *et_topic;
     char *et_view_dir;
     erasures_t *et_erasures;
-    rd_kafka_t *et_producer; /* NULL: this client only pulls */
+    kprod_t *et_producer; /* NULL: this client only pulls */
     char et_identity[512]; /* "<topic> <cluster id>" once the cluster id is known */
     bool et_mark_loaded; /* et_mark was read (needs et_identity) */
     int64_t et_mark; /* ledger offset up to which every record is acknowledged */
@@ -123,15 +124,14 @@ int erasures_topic_mark_store(const char *view_dir, const char *identity, int64_
 
 /* ---- the client ---- */
 
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+static void on_delivery(void *opaque, const kprod_report_t *report)
 {
     erasures_topic_t *et = opaque;
-    (void)rk;
     et->et_outstanding--;
-    if (msg->err && !et->et_failed) {
+    if (report->kr_err && !et->et_failed) {
         et->et_failed = true;
         snprintf(et->et_delivery_err, sizeof(et->et_delivery_err), "%s: %s", et->et_topic,
-                 rd_kafka_err2str(msg->err));
+                 report->kr_reason);
     }
 }
 
@@ -159,13 +159,8 @@ erasures_topic_t *erasures_topic_new(const cfg_t *cfg, const char *topic, erasur
         erasures_topic_destroy(et);
         return NULL;
     }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_opaque(conf, et);
-    char rkerr[512];
-    et->et_producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rkerr, sizeof(rkerr));
+    et->et_producer = kprod_new(conf, on_delivery, et, errstr, errlen);
     if (!et->et_producer) {
-        snprintf(errstr, errlen, "kafka producer: %s", rkerr);
-        rd_kafka_conf_destroy(conf);
         erasures_topic_destroy(et);
         return NULL;
     }
@@ -176,13 +171,9 @@ void erasures_topic_destroy(erasures_topic_t *et)
 {
     if (!et)
         return;
-    if (et->et_producer) {
-        /* Purge so that destroy does not wait for records the broker cannot take; they
-         * are past the mark and published again at the next start. */
-        rd_kafka_purge(et->et_producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_poll(et->et_producer, 0);
-        rd_kafka_destroy(et->et_producer);
-    }
+    /* Purge so that destroy does not wait for records the broker cannot take; they are
+     * past the mark and published again at the next start. */
+    kprod_destroy(et->et_producer, 0, true);
     free(et->et_topic);
     free(et->et_view_dir);
     free(et);
@@ -438,6 +429,7 @@ int erasures_topic_create(erasures_topic_t *et, int timeout_ms, char *errstr, si
 {
     if (!et->et_producer)
         return RM_EINVAL;
+    rd_kafka_t *rk = kprod_rk(et->et_producer);
     char rkerr[256];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(et->et_topic, 1, -1, rkerr, sizeof(rkerr));
     if (!nt) {
@@ -445,11 +437,10 @@ int erasures_topic_create(erasures_topic_t *et, int timeout_ms, char *errstr, si
         return RM_EKAFKA;
     }
     rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
-    rd_kafka_AdminOptions_t *opts =
-        rd_kafka_AdminOptions_new(et->et_producer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, NULL, 0);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(et->et_producer);
-    rd_kafka_CreateTopics(et->et_producer, &nt, 1, opts, q);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
     int rc = RM_ETIMEOUT;
     snprintf(errstr, errlen, "%s: create: no answer in %d ms", et->et_topic, timeout_ms);
@@ -484,7 +475,7 @@ int erasures_topic_create(erasures_topic_t *et, int timeout_ms, char *errstr, si
 typedef struct et_produce {
     erasures_topic_t *ep_et;
     int64_t ep_pos; /* ledger offset of the record the callback is given */
-    int ep_err; /* rd_kafka_resp_err_t of a refused produce */
+    int ep_rc; /* rm_err_t of a refused produce */
 } et_produce_t;
 
 static int produce_one(void *ctx, const char *key, size_t key_len, int64_t erased_at_ms)
@@ -492,12 +483,16 @@ static int produce_one(void *ctx, const char *key, size_t key_len, int64_t erase
     et_produce_t *ep = ctx;
     char value[48];
     int len = snprintf(value, sizeof(value), "{\"erased_at_ms\":%" PRId64 "}", erased_at_ms);
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        ep->ep_et->et_producer, RD_KAFKA_V_TOPIC(ep->ep_et->et_topic),
-        RD_KAFKA_V_KEY((void *)key, key_len), RD_KAFKA_V_VALUE(value, (size_t)len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-    if (err) {
-        ep->ep_err = err;
+    kprod_msg_t msg = {
+        .km_topic = ep->ep_et->et_topic,
+        .km_key = key,
+        .km_key_len = key_len,
+        .km_value = value,
+        .km_value_len = (size_t)len,
+    };
+    int rc = kprod_try_send(ep->ep_et->et_producer, &msg);
+    if (rc) {
+        ep->ep_rc = rc;
         return 1; /* stop here; a full queue is produced again by the next step */
     }
     ep->ep_et->et_outstanding++;
@@ -510,15 +505,15 @@ int erasures_topic_push(erasures_topic_t *et, int wait_ms, char *errstr, size_t 
     if (!et->et_producer)
         return RM_EINVAL;
     if (et->et_outstanding > 0 && wait_ms > 0)
-        rd_kafka_flush(et->et_producer, wait_ms);
+        (void)kprod_flush(et->et_producer, wait_ms); /* what is left is waited for later */
     else
-        rd_kafka_poll(et->et_producer, 0);
+        kprod_poll(et->et_producer);
     if (et->et_outstanding > 0)
         return 0;
     if (!et->et_mark_loaded) {
         /* The mark belongs to one topic of one cluster: wait until the producer knows
          * which cluster it talks to (its first metadata answer). */
-        char *cluster = rd_kafka_clusterid(et->et_producer, ERASURES_TOPIC_CLUSTERID_MS);
+        char *cluster = rd_kafka_clusterid(kprod_rk(et->et_producer), ERASURES_TOPIC_CLUSTERID_MS);
         if (!cluster) {
             snprintf(errstr, errlen, "%s: the cluster id is not known yet", et->et_topic);
             return 0; /* nothing is produced until then; try again at the next step */
@@ -552,9 +547,9 @@ int erasures_topic_push(erasures_topic_t *et, int wait_ms, char *errstr, size_t 
         snprintf(errstr, errlen, "erasure ledger: %s", rm_strerror(src));
         return src;
     }
-    if (ep.ep_err && ep.ep_err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        snprintf(errstr, errlen, "%s: %s", et->et_topic, rd_kafka_err2str(ep.ep_err));
-        return kafka_err(ep.ep_err);
+    if (ep.ep_rc && ep.ep_rc != RM_EBUSY) {
+        snprintf(errstr, errlen, "%s", kprod_last_error(et->et_producer));
+        return ep.ep_rc;
     }
     return rc;
 }

@@ -22,17 +22,16 @@
  * message.max.bytes (1,000,000) and a default broker's limit, with room for headers. */
 #define OUTBOX_MAX_VALUE_BYTES 900000
 
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+static void on_delivery(void *opaque, const kprod_report_t *report)
 {
     outbox_t *outbox = opaque;
-    (void)rk;
-    int64_t seq = (int64_t)(intptr_t)msg->_private;
+    int64_t seq = (int64_t)(intptr_t)report->kr_opaque;
     /* Out of memory: a failed letter is then not retried in this run and an acknowledged
      * one not deleted; both stay in the outbox, and the next start's recovery decides. */
-    if (msg->err) {
+    if (report->kr_err) {
         log_warn("dead letter not acknowledged; it will be published again",
-                 LOG_S("topic", rd_kafka_topic_name(msg->rkt)), LOG_I("partition", msg->partition),
-                 LOG_I("outbox_seq", seq), LOG_S("error", rd_kafka_err2str(msg->err)));
+                 LOG_S("topic", report->kr_topic), LOG_I("partition", report->kr_partition),
+                 LOG_I("outbox_seq", seq), LOG_S("error", report->kr_reason));
         (void)seq_list_add(&outbox->ob_failed, seq); /* only this one is produced again */
     } else {
         (void)seq_list_add(&outbox->ob_acked, seq);
@@ -101,16 +100,8 @@ static int producer_new(outbox_t *outbox, char *errstr, size_t errlen)
     rd_kafka_conf_t *conf = kafka_conf_new(outbox->ob_cfg, defaults, errstr, errlen);
     if (!conf)
         return RM_ECONFIG;
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_opaque(conf, outbox);
-    char rkerr[512];
-    outbox->ob_producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rkerr, sizeof(rkerr));
-    if (!outbox->ob_producer) {
-        snprintf(errstr, errlen, "kafka producer: %s", rkerr);
-        rd_kafka_conf_destroy(conf);
-        return RM_EKAFKA;
-    }
-    return 0;
+    outbox->ob_producer = kprod_new(conf, on_delivery, outbox, errstr, errlen);
+    return outbox->ob_producer ? 0 : RM_EKAFKA;
 }
 
 /* An idempotent producer that met a permanent error (a letter the broker refuses: too
@@ -120,10 +111,10 @@ static int producer_new(outbox_t *outbox, char *errstr, size_t errlen)
 static int producer_renew_if_fatal(outbox_t *outbox)
 {
     char reason[512];
-    if (!rd_kafka_fatal_error(outbox->ob_producer, reason, sizeof(reason)))
+    if (!kprod_fatal(outbox->ob_producer, reason, sizeof(reason)))
         return 0;
     log_warn("dead-letter producer failed for good; starting a new one", LOG_S("error", reason));
-    rd_kafka_destroy(outbox->ob_producer);
+    kprod_destroy(outbox->ob_producer, 0, false);
     outbox->ob_producer = NULL;
     outbox->ob_recovered = false;
     outbox->ob_next_recover_ms = 0;
@@ -158,7 +149,8 @@ outbox_t *outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, co
             return NULL;
         }
         snprintf(ot->ot_dlq, len, "%s%s", topics[i], OUTBOX_DLQ_SUFFIX);
-        ot->ot_partitions = dlq_partitions(outbox->ob_producer, ot->ot_dlq, &ot->ot_absent);
+        ot->ot_partitions =
+            dlq_partitions(kprod_rk(outbox->ob_producer), ot->ot_dlq, &ot->ot_absent);
         outbox->ob_topic_count = i + 1;
     }
     int rc = load_replica(outbox);
@@ -174,10 +166,7 @@ void outbox_destroy(outbox_t *outbox)
 {
     if (!outbox)
         return;
-    if (outbox->ob_producer) {
-        rd_kafka_flush(outbox->ob_producer, 2000);
-        rd_kafka_destroy(outbox->ob_producer);
-    }
+    kprod_destroy(outbox->ob_producer, 2000, false);
     for (size_t i = 0; i < outbox->ob_topic_count; i++) {
         free(outbox->ob_topics[i].ot_topic);
         free(outbox->ob_topics[i].ot_dlq);
@@ -311,10 +300,7 @@ static int produce_entry(outbox_t *outbox, const outbox_entry_t *e)
     rd_kafka_header_add(hdrs, "readmodel.view", -1, outbox->ob_view, -1);
     rd_kafka_header_add(hdrs, "readmodel.replica", -1, outbox->ob_replica, -1);
     rd_kafka_header_add(hdrs, "readmodel.outbox.seq", -1, seq, -1);
-    /* Locals, not expressions: librdkafka's RD_KAFKA_V_* macros cast their argument
-     * without parentheses, so "a ? b : c" would be mis-parsed. */
-    const void *key = h->oh_key_len ? e->oe_key : NULL;
-    void *value = h->oh_has_value ? (void *)e->oe_value : NULL;
+    const void *value = h->oh_has_value ? e->oe_value : NULL;
     size_t value_len = h->oh_value_len;
     if (value && value_len > OUTBOX_MAX_VALUE_BYTES) {
         char value_bytes[24]; /* rd_kafka_header_add copies it */
@@ -327,16 +313,22 @@ static int produce_entry(outbox_t *outbox, const outbox_entry_t *e)
         value = NULL;
         value_len = 0;
     }
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        outbox->ob_producer, RD_KAFKA_V_TOPIC(dlq), RD_KAFKA_V_PARTITION(h->oh_dlq_partition),
-        RD_KAFKA_V_KEY(key, h->oh_key_len), RD_KAFKA_V_VALUE(value, value_len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-        RD_KAFKA_V_OPAQUE((void *)(intptr_t)e->oe_seq), RD_KAFKA_V_END);
-    if (err) {
+    kprod_msg_t msg = {
+        .km_topic = dlq,
+        .km_has_partition = true,
+        .km_partition = h->oh_dlq_partition,
+        .km_key = h->oh_key_len ? e->oe_key : NULL,
+        .km_key_len = h->oh_key_len,
+        .km_value = value,
+        .km_value_len = value_len,
+        .km_headers = hdrs,
+        .km_opaque = (void *)(intptr_t)e->oe_seq,
+    };
+    /* A full queue is not waited out: the flush stops and the next one goes on. */
+    int rc = kprod_try_send(outbox->ob_producer, &msg);
+    if (rc)
         rd_kafka_headers_destroy(hdrs);
-        return kafka_err(err);
-    }
-    return 0;
+    return rc;
 }
 
 static int delete_seqs(outbox_t *outbox, const int64_t *seqs, size_t count)
@@ -436,8 +428,8 @@ int outbox_flush(outbox_t *outbox, int timeout_ms)
     }
     if (pending == 0)
         return rc;
-    rd_kafka_flush(outbox->ob_producer, timeout_ms);
-    rd_kafka_poll(outbox->ob_producer, 0);
+    (void)kprod_flush(outbox->ob_producer, timeout_ms); /* what is left goes on */
+    kprod_poll(outbox->ob_producer);
     if (outbox->ob_acked.sl_count)
         failpoint("outbox-produced");
     size_t acked = outbox->ob_acked.sl_count;

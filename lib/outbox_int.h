@@ -4,6 +4,7 @@
 #ifndef RM_OUTBOX_INT_H
 #define RM_OUTBOX_INT_H
 
+#include "kprod.h"
 #include "outbox.h"
 #include "rm_err.h"
 
@@ -29,7 +30,7 @@ typedef struct seq_list {
 
 struct outbox {
     store_t *ob_store;
-    rd_kafka_t *ob_producer;
+    kprod_t *ob_producer;
     const cfg_t *ob_cfg;
     char *ob_view;
     char *ob_group;

@@ -3,12 +3,12 @@
 #include "avro_dec.h"
 #include "buf.h"
 #include "kafka.h"
+#include "kprod.h"
 #include "log.h"
 #include "rm_err.h"
 #include "rm_time.h"
 
 #include <avro.h>
-#include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +18,7 @@
 struct repair {
     const app_t *rp_app;
     char rp_run_id[128];
-    rd_kafka_t *rp_producer;
+    kprod_t *rp_producer;
     const catalog_entry_t *rp_entry;
     int32_t rp_frame_id; /* its id (app_frame_id: the registry's in registry mode) */
     avro_value_iface_t *rp_iface;
@@ -26,8 +26,6 @@ struct repair {
     bool rp_has_value;
     buf_t rp_frame;
     uint64_t rp_seq;
-    uint64_t rp_delivered;
-    uint64_t rp_failed;
 };
 
 /* clang-format off */
@@ -38,16 +36,12 @@ static const char *const repair_producer_defaults[] = {
 };
 /* clang-format on */
 
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+/* kprod counts deliveries and failures; each failure is logged here, once. */
+static void on_report(void *opaque, const kprod_report_t *report)
 {
-    (void)rk;
-    repair_t *repair = opaque;
-    if (msg->err) {
-        repair->rp_failed++;
-        log_error("repair not delivered", LOG_S("error", rd_kafka_err2str(msg->err)));
-    } else {
-        repair->rp_delivered++;
-    }
+    (void)opaque;
+    if (report->kr_err)
+        log_error("repair not delivered", LOG_S("error", report->kr_reason));
 }
 
 repair_t *repair_new(const app_t *app, const char *run_id, char *errstr, size_t errlen)
@@ -88,12 +82,9 @@ repair_t *repair_new(const app_t *app, const char *run_id, char *errstr, size_t 
         repair_destroy(repair);
         return NULL;
     }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_opaque(conf, repair);
     char kerr[512];
-    repair->rp_producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
+    repair->rp_producer = kprod_new(conf, on_report, repair, kerr, sizeof(kerr));
     if (!repair->rp_producer) {
-        rd_kafka_conf_destroy(conf);
         snprintf(errstr, errlen, "cannot create the repair producer: %s", kerr);
         repair_destroy(repair);
         return NULL;
@@ -105,8 +96,7 @@ void repair_destroy(repair_t *repair)
 {
     if (!repair)
         return;
-    if (repair->rp_producer)
-        rd_kafka_destroy(repair->rp_producer);
+    kprod_destroy(repair->rp_producer, 0, false);
     if (repair->rp_has_value)
         avro_value_decref(&repair->rp_value);
     if (repair->rp_iface)
@@ -175,36 +165,30 @@ int repair_publish(repair_t *repair, const char *key, const char *section, compa
         log_error("cannot encode a repair", LOG_S("key", key), LOG_S("section", section));
         return rc;
     }
-    const char *topic = repair->rp_app->ap_view->v_repair_topic;
-    void *value = repair->rp_frame.b_data;
-    size_t value_len = repair->rp_frame.b_len;
-    size_t key_len = strlen(key);
-    for (;;) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            repair->rp_producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
-            RD_KAFKA_V_VALUE(value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_END);
-        if (!err)
-            break;
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            log_error("cannot queue a repair", LOG_S("error", rd_kafka_err2str(err)));
-            return RM_EKAFKA;
-        }
-        rd_kafka_poll(repair->rp_producer, 100); /* make room: serve delivery reports */
+    kprod_msg_t msg = {
+        .km_topic = repair->rp_app->ap_view->v_repair_topic,
+        .km_key = key,
+        .km_key_len = strlen(key),
+        .km_value = repair->rp_frame.b_data,
+        .km_value_len = repair->rp_frame.b_len,
+    };
+    rc = kprod_send(repair->rp_producer, &msg); /* waits out a full queue */
+    if (rc) {
+        log_error("cannot queue a repair", LOG_S("error", kprod_last_error(repair->rp_producer)));
+        return RM_EKAFKA;
     }
-    rd_kafka_poll(repair->rp_producer, 0);
+    kprod_poll(repair->rp_producer);
     return 0;
 }
 
 int repair_flush(repair_t *repair, int timeout_ms, uint64_t *ret_failed)
 {
-    rd_kafka_resp_err_t err = rd_kafka_flush(repair->rp_producer, timeout_ms);
-    uint64_t queued = (uint64_t)rd_kafka_outq_len(repair->rp_producer);
-    *ret_failed = repair->rp_failed + queued;
-    return err || *ret_failed ? RM_EKAFKA : 0;
+    int rc = kprod_flush(repair->rp_producer, timeout_ms);
+    *ret_failed = kprod_failed(repair->rp_producer) + kprod_queued(repair->rp_producer);
+    return rc || *ret_failed ? RM_EKAFKA : 0;
 }
 
 uint64_t repair_delivered(const repair_t *repair)
 {
-    return repair->rp_delivered;
+    return kprod_delivered(repair->rp_producer);
 }

@@ -10,7 +10,7 @@
 #include "bf_snap.h"
 #include "kafka.h"
 #include "log.h"
-#include "producer.h"
+#include "kprod.h"
 #include "rm_err.h"
 #include "rm_time.h"
 
@@ -303,8 +303,8 @@ static int validate_input(bf_snap_t *snap, FILE *in, const char *name, FILE *spo
 
 /* ---- pass 2: produce ---- */
 
-static int produce_spool(producer_t *producer, FILE *spool, const char *topic,
-                         bool progress_on, counts_t *counts)
+static int produce_spool(kprod_t *kp, FILE *spool, const char *topic, bool progress_on,
+                         counts_t *counts)
 {
     progress_t pg;
     progress_begin(&pg, progress_on, "producing", counts->c_valid);
@@ -344,25 +344,32 @@ static int produce_spool(producer_t *producer, FILE *spool, const char *topic,
             rc = RM_EIO;
             break;
         }
-        if ((rc = producer_send(producer, topic, key, klen, value, vlen)))
+        kprod_msg_t msg = {.km_topic = topic,
+                           .km_key = key,
+                           .km_key_len = klen,
+                           .km_value = value,
+                           .km_value_len = vlen};
+        if ((rc = kprod_send(kp, &msg)))
             break;
-        producer_poll(producer);
-        progress_draw(&pg, producer_delivered(producer), "events", false);
+        kprod_poll(kp);
+        progress_draw(&pg, kprod_delivered(kp), "events", false);
     }
     free(key);
     free(value);
     if (rc)
         log_error("cannot produce", LOG_S("topic", topic), LOG_S("error", rm_strerror(rc)),
-                  LOG_S("detail", producer_error(producer) ? producer_error(producer) : ""));
+                  LOG_S("detail", kprod_error(kp) ? kprod_error(kp) : ""));
     /* Flush even after a failure: what was queued is still delivered or counted. */
-    int flush_rc = producer_flush(producer);
-    progress_draw(&pg, producer_delivered(producer), "events", true);
-    counts->c_produced = producer_delivered(producer);
-    counts->c_failed = producer_failed(producer);
+    int flush_rc = kprod_flush(kp, -1);
+    if (!flush_rc && kprod_failed(kp))
+        flush_rc = RM_EKAFKA;
+    progress_draw(&pg, kprod_delivered(kp), "events", true);
+    counts->c_produced = kprod_delivered(kp);
+    counts->c_failed = kprod_failed(kp);
     if (flush_rc)
         log_error("delivery failed", LOG_S("topic", topic), LOG_I("failed", counts->c_failed),
                   LOG_I("delivered", counts->c_produced),
-                  LOG_S("error", producer_error(producer) ? producer_error(producer) : "fatal"));
+                  LOG_S("error", kprod_error(kp) ? kprod_error(kp) : "fatal"));
     return rc ? rc : flush_rc;
 }
 
@@ -382,7 +389,7 @@ int main(int argc, char **argv)
     bf_snap_t *snap = NULL;
     FILE *in = NULL, *spool = NULL;
     rd_kafka_conf_t *conf = NULL;
-    producer_t *producer = NULL;
+    kprod_t *kp = NULL;
     counts_t counts = {0};
     char errstr[512];
 
@@ -452,13 +459,13 @@ int main(int argc, char **argv)
         goto summary;
     }
     if (!op.op_dry_run && counts.c_valid) {
-        producer = producer_new(conf, errstr, sizeof(errstr));
+        kp = kprod_new(conf, NULL, NULL, errstr, sizeof(errstr));
         conf = NULL;
-        if (!producer) {
+        if (!kp) {
             log_error("cannot create the producer", LOG_S("error", errstr));
             goto out;
         }
-        if (produce_spool(producer, spool, topic, progress_on, &counts))
+        if (produce_spool(kp, spool, topic, progress_on, &counts))
             goto summary;
         if (stop_requested) {
             log_warn("interrupted: the rest was not produced",
@@ -482,7 +489,7 @@ out:
         fclose(spool);
     if (conf)
         rd_kafka_conf_destroy(conf);
-    producer_destroy(producer);
+    kprod_destroy(kp, 0, false);
     bf_snap_destroy(snap);
     app_cleanup(&app);
     return status;

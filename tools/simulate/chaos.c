@@ -32,7 +32,7 @@ typedef struct chaos_poison {
     char *cp_topic;
     char *cp_key;
     poison_shape_t cp_shape;
-    producer_ack_t cp_ack;
+    kprod_ack_t cp_ack;
 } chaos_poison_t;
 
 struct chaos {
@@ -204,7 +204,7 @@ static int send_poison(chaos_t *chaos, producer_t *producer, const catalog_entry
         return rc;
     p->cp_topic = strdup(target->ce_topic);
     p->cp_key = strndup(key, key_len);
-    p->cp_ack.pa_offset = -1;
+    p->cp_ack.ka_offset = -1;
     chaos->ch_poison_sent++;
     if (!p->cp_topic || !p->cp_key)
         return RM_ENOMEM;
@@ -252,16 +252,16 @@ int chaos_write_manifest(const chaos_t *chaos, FILE *out)
     int rc = 0;
     for (size_t i = 0; i < chaos->ch_poison_sent; i++) {
         const chaos_poison_t *p = &chaos->ch_poison[i];
-        if (p->cp_ack.pa_done && !p->cp_ack.pa_err && p->cp_ack.pa_partition < 0)
+        if (p->cp_ack.ka_done && !p->cp_ack.ka_err && p->cp_ack.ka_partition < 0)
             continue; /* not produced: its topic is not in --topics (producer_set_replay) */
-        if (!p->cp_ack.pa_done || p->cp_ack.pa_err)
+        if (!p->cp_ack.ka_done || p->cp_ack.ka_err)
             rc = RM_EKAFKA;
         buf_t line;
         buf_init(&line);
         int wrc = buf_append_str(&line, "{\"topic\":");
         wrc = wrc ? wrc : buf_append_json_str(&line, p->cp_topic, strlen(p->cp_topic));
         wrc = wrc ? wrc : buf_printf(&line, ",\"partition\":%d,\"offset\":%lld,\"shape\":\"%s\",\"key\":",
-                                     (int)p->cp_ack.pa_partition, (long long)p->cp_ack.pa_offset,
+                                     (int)p->cp_ack.ka_partition, (long long)p->cp_ack.ka_offset,
                                      poison_shape_name(p->cp_shape));
         wrc = wrc ? wrc : buf_append_json_str(&line, p->cp_key, strlen(p->cp_key));
         wrc = wrc ? wrc : buf_append_str(&line, "}\n");

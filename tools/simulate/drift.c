@@ -220,7 +220,7 @@ static int pick_unapplied(drift_t *drift, const oracle_t *full, char *errstr, si
             drift->dr_withheld[i] = true;
             drift->dr_used[model_event(drift->dr_model, i)->ev_customer] = true;
             drift->dr_events[drift->dr_event_count++] =
-                (drift_event_t){.de_index = i, .de_ack = {.pa_offset = -1}};
+                (drift_event_t){.de_index = i, .de_ack = {.ka_offset = -1}};
         }
         if (drift->dr_event_count == kept) {
             snprintf(errstr, errlen,
@@ -536,12 +536,12 @@ static json_t *event_json(const drift_t *drift, const drift_event_t *de)
     const sim_event_t *ev = model_event(drift->dr_model, de->de_index);
     sim_payload_t pl;
     model_payload(drift->dr_model, ev, &pl);
-    bool delivered = de->de_ack.pa_done && !de->de_ack.pa_err && de->de_ack.pa_offset >= 0;
+    bool delivered = de->de_ack.ka_done && !de->de_ack.ka_err && de->de_ack.ka_offset >= 0;
     return json_pack("{s:s, s:s, s:s?, s:o, s:o}", "record",
                      model_event_type_name((sim_event_type_t)ev->ev_type), "event_id",
                      pl.pl_event_id, "topic", de->de_topic, "partition",
-                     delivered ? json_integer(de->de_ack.pa_partition) : json_null(), "offset",
-                     delivered ? json_integer(de->de_ack.pa_offset) : json_null());
+                     delivered ? json_integer(de->de_ack.ka_partition) : json_null(), "offset",
+                     delivered ? json_integer(de->de_ack.ka_offset) : json_null());
 }
 
 int drift_write_manifest(const drift_t *drift, FILE *out)

@@ -42,7 +42,7 @@ typedef struct drift_opts {
 typedef struct drift_event {
     size_t de_index; /* model event index */
     const char *de_topic; /* set by the producing code (borrowed, static lifetime) */
-    producer_ack_t de_ack; /* filled by the delivery report; pa_offset -1 when not produced */
+    kprod_ack_t de_ack; /* filled by the delivery report; ka_offset -1 when not produced */
 } drift_event_t;
 
 typedef struct drift drift_t;

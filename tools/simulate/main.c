@@ -571,7 +571,7 @@ static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *produce
             rc = producer ? send_unapplied(producer, unapplied, pl.pl_key, value, value_len) : 0;
             if (rc) {
                 log_error("cannot produce", LOG_S("topic", unapplied->de_topic),
-                          LOG_S("error", producer_error(producer)));
+                          LOG_S("error", kprod_error(producer_kprod(producer))));
                 return rc;
             }
         } else if (producer) {
@@ -583,11 +583,11 @@ static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *produce
                                        value_len);
             if (rc) {
                 log_error("cannot produce", LOG_S("topic", topic),
-                          LOG_S("error", producer_error(producer)));
+                          LOG_S("error", kprod_error(producer_kprod(producer))));
                 return rc;
             }
             if ((i & 1023) == 0)
-                producer_poll(producer);
+                kprod_poll(producer_kprod(producer));
         }
         if (progress && rm_mono_ms() - shown_ms >= PROGRESS_INTERVAL_MS) {
             shown_ms = rm_mono_ms();
@@ -597,7 +597,7 @@ static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *produce
     if (chaos && producer) {
         int rc = chaos_drain(chaos, producer);
         if (rc) {
-            log_error("cannot produce", LOG_S("error", producer_error(producer)));
+            log_error("cannot produce", LOG_S("error", kprod_error(producer_kprod(producer))));
             return rc;
         }
     }
@@ -854,13 +854,13 @@ int main(int argc, char **argv)
     if (producer) {
         /* Flush even after a failure: what was queued should still arrive or be counted. */
         int flush_rc = producer_flush(producer);
+        kprod_t *kp = producer_kprod(producer);
         if (flush_rc) {
-            log_error("delivery failed", LOG_I("failed", producer_failed(producer)),
-                      LOG_I("delivered", producer_delivered(producer)),
-                      LOG_S("error", producer_error(producer)));
+            log_error("delivery failed", LOG_I("failed", kprod_failed(kp)),
+                      LOG_I("delivered", kprod_delivered(kp)), LOG_S("error", kprod_error(kp)));
             rc = rc ? rc : flush_rc;
         } else {
-            log_info("stream produced", LOG_I("delivered", producer_delivered(producer)),
+            log_info("stream produced", LOG_I("delivered", kprod_delivered(kp)),
                      LOG_I("bytes", summary.su_bytes));
         }
         if (chaos) {

@@ -1,25 +1,18 @@
-/* producer: a librdkafka producer that copies messages out, waits out a full local queue,
- * and counts delivery failures.
+/* producer: the simulator's sending side: the library producer (kprod.h) plus the replay
+ * settings, a topic filter and restamped timestamps.
  *
- * All functions must be called from one thread (delivery reports are served by
- * rd_kafka_poll on the calling thread, so the counters need no lock). */
+ * All functions must be called from one thread (delivery reports are served on the
+ * calling thread, so the counters need no lock). */
 #ifndef SIM_PRODUCER_H
 #define SIM_PRODUCER_H
 
+#include "kprod.h"
+
 #include <librdkafka/rdkafka.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct producer producer_t;
-
-/* Where one message landed, filled by its delivery report (producer_send's ack). */
-typedef struct producer_ack {
-    int32_t pa_partition;
-    int64_t pa_offset; /* -1 until delivered */
-    int pa_err; /* rd_kafka_resp_err_t; 0 when delivered */
-    bool pa_done;
-} producer_ack_t;
 
 /* Creates the producer. conf is taken over in every case (the caller sets its pointer to
  * NULL). Returns NULL with errstr set on failure. */
@@ -30,20 +23,19 @@ void producer_destroy(producer_t *producer);
 /* Queues one message (key and value are copied) on topic, partitioned by key with the
  * configured partitioner. Blocks, serving delivery reports, while the local queue is full.
  * Returns 0, RM_EKAFKA (fatal producer error, e.g. idempotence violated; see
- * producer_error) or another rm_err_t mapped from librdkafka. */
+ * kprod_error) or another rm_err_t mapped from librdkafka. */
 int producer_send(producer_t *producer, const char *topic, const void *key, size_t key_len,
                   const void *value, size_t value_len);
 /* producer_send, and ack (owned by the caller, kept alive until producer_flush returns)
  * receives the message's partition and offset when its delivery report is served. */
-int producer_send_acked(producer_t *producer, const char *topic, const void *key,
-                        size_t key_len, const void *value, size_t value_len,
-                        producer_ack_t *ack);
+int producer_send_acked(producer_t *producer, const char *topic, const void *key, size_t key_len,
+                        const void *value, size_t value_len, kprod_ack_t *ack);
 
 /* Replaying history: from now on only messages to a topic in the comma-separated list
  * only_topics are produced (NULL: all; the others are dropped, and an ack given for one is
- * marked done with offset -1), and each message is stamped timestamp_offset_ms before the
- * time it is produced (0: librdkafka's own timestamp). only_topics is borrowed for the
- * producer's lifetime. */
+ * marked done with partition and offset -1), and each message is stamped
+ * timestamp_offset_ms before the time it is produced (0: librdkafka's own timestamp).
+ * only_topics is borrowed for the producer's lifetime. */
 void producer_set_replay(producer_t *producer, const char *only_topics,
                          int64_t timestamp_offset_ms);
 
@@ -51,12 +43,8 @@ void producer_set_replay(producer_t *producer, const char *only_topics,
  * message.timeout.ms). Returns 0 when none failed since the start, RM_EKAFKA otherwise. */
 int producer_flush(producer_t *producer);
 
-/* Serves delivery reports without blocking. */
-void producer_poll(producer_t *producer);
-
-uint64_t producer_delivered(const producer_t *producer);
-uint64_t producer_failed(const producer_t *producer);
-/* The first delivery or fatal error, or NULL. */
-const char *producer_error(const producer_t *producer);
+/* The library producer, for serving reports and reading its counters and first error
+ * (kprod_poll, kprod_delivered, kprod_failed, kprod_error). Borrowed. */
+kprod_t *producer_kprod(producer_t *producer);
 
 #endif
