@@ -208,6 +208,7 @@ static int keys_add(et_keys_t *ks, const char *key, size_t len, int64_t at)
         return RM_ENOMEM;
     memcpy(copy, key, len);
     ks->ks_items[ks->ks_count++] = (et_key_t){copy, len, at};
+    // cppcheck-suppress memleak ; copy is owned by ks_items (freed by keys_free)
     return 0;
 }
 

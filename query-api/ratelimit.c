@@ -2,6 +2,7 @@
 #include "ratelimit.h"
 #include "rm_err.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -43,6 +44,7 @@ rl_t *rl_new(int64_t rate_per_s, int64_t burst, size_t slots)
     rl_t *rl = calloc(1, sizeof(*rl));
     if (!rl)
         return NULL;
+    assert(slots >= 1); /* the contract: zero ways would divide by zero below */
     rl->rl_ways = slots < RL_WAYS ? slots : RL_WAYS;
     rl->rl_sets = (slots + rl->rl_ways - 1) / rl->rl_ways;
     if (!(rl->rl_buckets = calloc(rl->rl_sets * rl->rl_ways, sizeof(rl_bucket_t)))) {
@@ -119,6 +121,7 @@ static rl_bucket_t *bucket_of(rl_t *rl, rl_bucket_t *set, uint64_t hash, const v
         if (!victim || (victim->rb_used && b->rb_millitokens > victim->rb_millitokens))
             victim = b;
     }
+    assert(victim); /* rl_ways >= 1 (rl_new): the loop chose one */
     if (!victim->rb_used) {
         victim->rb_millitokens = rl->rl_burst * 1000;
         victim->rb_updated_ms = now_ms;

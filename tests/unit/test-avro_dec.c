@@ -25,7 +25,8 @@ static void teardown(void)
 /* A tiny hand encoder, so poison can be shaped byte by byte. */
 static void put_long(buf_t *b, int64_t v)
 {
-    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    /* zigzag; the sign mask without shifting a negative value */
+    uint64_t z = ((uint64_t)v << 1) ^ (0 - ((uint64_t)v >> 63));
     while (z & ~0x7FULL) {
         buf_append_char(b, (char)((z & 0x7F) | 0x80));
         z >>= 7;
