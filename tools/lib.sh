@@ -9,7 +9,7 @@ RM_PACKAGES=(
   librdkafka-dev liblmdb-dev lmdb-utils libavro-dev libmicrohttpd-dev libyaml-dev
   libjansson-dev libcurl4-openssl-dev check libjwt-dev libssl-dev libgnutls28-dev openssl
   kcat python3 python3-kafka python3-pytest python3-yaml python3-venv
-  clang libclang-rt-14-dev curl jq chromium xxd libxxhash-dev
+  clang libclang-rt-14-dev curl jq chromium xxd libxxhash-dev cppcheck
 )
 
 rm_log() { printf '%s\n' "$*" >&2; }
@@ -60,6 +60,25 @@ rm_python_test_deps() {
     { rm_log "cannot make $RM_PY_VENV (python3-venv)"; return 1; }
   "$py" -m pip install -q --disable-pip-version-check "${RM_PY_PACKAGES[@]}" >/dev/null 2>&1 ||
     { rm_log "pip cannot install ${RM_PY_PACKAGES[*]}"; return 1; }
+}
+
+# The style checks (tools/lint): clang-format from PyPI at one pinned version, into the same
+# venv, so that every machine formats alike (Debian's clang-format 14 formats differently
+# and cannot read .clang-format's "Kind:" options); cppcheck from Debian. Quiet, and one
+# version check when already installed.
+RM_CLANG_FORMAT_VERSION="23.1.5"
+RM_CLANG_FORMAT="$RM_PY_VENV/bin/clang-format"
+rm_install_lint() {
+  rm_install_deps cppcheck || return 1
+  "$RM_CLANG_FORMAT" --version 2>/dev/null | grep -q "version $RM_CLANG_FORMAT_VERSION\b" &&
+    return 0
+  rm_log "installing into $RM_PY_VENV: clang-format==$RM_CLANG_FORMAT_VERSION"
+  [ -x "$RM_PY_VENV/bin/python" ] ||
+    /usr/bin/python3 -m venv --system-site-packages "$RM_PY_VENV" >/dev/null 2>&1 ||
+    { rm_log "cannot make $RM_PY_VENV (python3-venv)"; return 1; }
+  "$RM_PY_VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    "clang-format==$RM_CLANG_FORMAT_VERSION" >/dev/null 2>&1 ||
+    { rm_log "pip cannot install clang-format==$RM_CLANG_FORMAT_VERSION"; return 1; }
 }
 
 # The browser tests' driver (tests/ui/driver.js) needs playwright-core, which drives the
