@@ -71,19 +71,21 @@ static int make_store_parts(pipe_t *pipe, store_t *store, engine_t **ret_engine,
     snprintf(group, sizeof(group), "readmodel-%s", opts->po_view->v_name);
     const char *effective_group =
         cfg_kafka_get(cfg, "group.id") ? cfg_kafka_get(cfg, "group.id") : group;
-    outbox_t *outbox =
-        outbox_new(store, cfg, opts->po_view->v_name, effective_group, opts->po_view->v_topics,
-                   opts->po_view->v_topic_count, errstr, errlen);
-    if (!outbox) {
+    outbox_t *outbox = NULL;
+    int rc = outbox_new(store, cfg, opts->po_view->v_name, effective_group, opts->po_view->v_topics,
+                        opts->po_view->v_topic_count, &outbox, errstr, errlen);
+    if (rc) {
         engine_destroy(engine);
-        return RM_EKAFKA;
+        return rc;
     }
     *ret_engine = engine;
     *ret_outbox = outbox;
     return 0;
 }
 
-/* The consumer, not yet assigned (note 1). NULL with a message in errstr. */
+/* The consumer, not yet assigned (note 1). NULL with a message in errstr when librdkafka
+ * refuses the settings (a property, or a combination it checks when it builds the client):
+ * a configuration error. */
 static rd_kafka_t *consumer_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
 {
     char group[160];
@@ -119,12 +121,12 @@ static rd_kafka_t *consumer_new(const pipe_opts_t *opts, char *errstr, size_t er
     return rk;
 }
 
-pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
+int pipe_new(const pipe_opts_t *opts, pipe_t **ret_pipe, char *errstr, size_t errlen)
 {
     pipe_t *pipe = calloc(1, sizeof(*pipe));
     if (!pipe) {
         snprintf(errstr, errlen, "out of memory");
-        return NULL;
+        return RM_ENOMEM;
     }
     pipe->pi_opts = *opts;
     pthread_mutex_init(&pipe->pi_lock, NULL);
@@ -162,26 +164,23 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
         !pipe->pi_snap.ps_high) {
         snprintf(errstr, errlen, "out of memory");
         pipe_destroy(pipe);
-        return NULL;
+        return RM_ENOMEM;
     }
-
     /* Read once: the hot path then tests one pointer (failpoint.h). */
-    if (!opts->po_scratch &&
-        failpoint_skips_parse(getenv(FAILPOINT_SKIP_ENV), &pipe->pi_skips, errstr, errlen)) {
+    int rc = opts->po_scratch ? 0
+                              : failpoint_skips_parse(getenv(FAILPOINT_SKIP_ENV), &pipe->pi_skips,
+                                                      errstr, errlen);
+    if (!rc && !(pipe->pi_rk = consumer_new(opts, errstr, errlen)))
+        rc = RM_ECONFIG;
+    if (!rc)
+        rc = make_store_parts(pipe, opts->po_store, &pipe->pi_engine, &pipe->pi_outbox, errstr,
+                              errlen);
+    if (rc) {
         pipe_destroy(pipe);
-        return NULL;
+        return rc;
     }
-    pipe->pi_rk = consumer_new(opts, errstr, errlen);
-    if (!pipe->pi_rk) {
-        pipe_destroy(pipe);
-        return NULL;
-    }
-    if (make_store_parts(pipe, opts->po_store, &pipe->pi_engine, &pipe->pi_outbox, errstr,
-                         errlen)) {
-        pipe_destroy(pipe);
-        return NULL;
-    }
-    return pipe;
+    *ret_pipe = pipe;
+    return 0;
 }
 
 static void batch_release(pipe_t *pipe)

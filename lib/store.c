@@ -345,14 +345,15 @@ static int store_start_sync_thread(store_t *store, char *errstr, size_t errlen)
     return 0;
 }
 
-store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
+int store_open_rc(const store_opts_t *opts, store_t **ret_store, char *errstr, size_t errlen)
 {
     store_t *store = calloc(1, sizeof(*store));
     if (!store || !(store->st_dir = strdup(opts->so_dir))) {
         snprintf(errstr, errlen, "out of memory");
         free(store);
-        return NULL;
+        return RM_ENOMEM;
     }
+    int rc = 0;
     store->st_readonly = opts->so_readonly;
     store->st_lock_fd = -1;
     store->st_durability = opts->so_durability;
@@ -371,12 +372,13 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
 
     if (!store->st_readonly) {
         if (mkdir(store->st_dir, 0755) != 0 && errno != EEXIST) {
+            rc = rm_err_from_errno(errno);
             snprintf(errstr, errlen, "%s: cannot create: %s", store->st_dir, strerror(errno));
             goto fail;
         }
-        if (store_take_lock(store, errstr, errlen))
+        if ((rc = store_take_lock(store, errstr, errlen)))
             goto fail;
-        if (store_check_durable(store->st_dir, errstr, errlen))
+        if ((rc = store_check_durable(store->st_dir, errstr, errlen)))
             goto fail;
         char boot[128], data_path[4096];
         struct stat sb;
@@ -390,6 +392,7 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
              (mrc = store_write_mark(store->st_dir, STORE_UNSYNCED_MARK, boot)))) {
             snprintf(errstr, errlen, "%s: cannot mark the store unsynced: %s", store->st_dir,
                      rm_strerror(mrc));
+            rc = mrc;
             goto fail;
         }
     } else {
@@ -397,16 +400,18 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
         char data_path[4096];
         snprintf(data_path, sizeof(data_path), "%s/data.mdb", store->st_dir);
         if (stat(data_path, &sb) != 0) {
+            rc = rm_err_from_errno(errno);
             snprintf(errstr, errlen, "%s: no store yet: %s", store->st_dir, strerror(errno));
             goto fail;
         }
-        if (store_check_durable(store->st_dir, errstr, errlen))
+        if ((rc = store_check_durable(store->st_dir, errstr, errlen)))
             goto fail;
     }
 
-    int rc = mdb_env_create(&store->st_env);
-    if (rc) {
-        snprintf(errstr, errlen, "mdb_env_create: %s", mdb_strerror(rc));
+    int mdb_rc = mdb_env_create(&store->st_env);
+    if (mdb_rc) {
+        snprintf(errstr, errlen, "mdb_env_create: %s", mdb_strerror(mdb_rc));
+        rc = rm_err_from_mdb(mdb_rc);
         goto fail;
     }
     mdb_env_set_maxdbs(store->st_env, STORE_DB__COUNT + 8);
@@ -423,9 +428,10 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
                                 on the sparse file; bench/README.md) */
     else if (store->st_durability == STORE_NOMETASYNC)
         flags |= MDB_NOMETASYNC;
-    rc = mdb_env_open(store->st_env, store->st_dir, flags, 0644);
-    if (rc) {
-        snprintf(errstr, errlen, "%s: open: %s", store->st_dir, mdb_strerror(rc));
+    mdb_rc = mdb_env_open(store->st_env, store->st_dir, flags, 0644);
+    if (mdb_rc) {
+        snprintf(errstr, errlen, "%s: open: %s", store->st_dir, mdb_strerror(mdb_rc));
+        rc = rm_err_from_mdb(mdb_rc);
         goto fail;
     }
     store->st_env_opened = true;
@@ -434,7 +440,7 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
      * synced, the mark has nothing left to cover. */
     if (!store->st_readonly && store->st_durability != STORE_PERIODIC &&
         store_mark_exists(store->st_dir, STORE_UNSYNCED_MARK) &&
-        (store_sync_once(store) || store_clear_unsynced(store->st_dir))) {
+        ((rc = store_sync_once(store)) || (rc = store_clear_unsynced(store->st_dir)))) {
         snprintf(errstr, errlen, "%s: cannot sync what a periodic writer left", store->st_dir);
         goto fail;
     }
@@ -443,7 +449,7 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
     MDB_envinfo info;
     mdb_env_info(store->st_env, &info);
     store->st_map_bytes = info.me_mapsize;
-    if (store_open_dbs(store, errstr, errlen))
+    if ((rc = store_open_dbs(store, errstr, errlen)))
         goto fail;
     if (!store->st_readonly) {
         /* Note 7: what an earlier process committed may still be in the page cache only;
@@ -458,12 +464,19 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
             durable_at_least(store, atomic_load(&store->st_last_txnid));
     }
     if (!store->st_readonly && store->st_durability == STORE_PERIODIC &&
-        store_start_sync_thread(store, errstr, errlen))
+        (rc = store_start_sync_thread(store, errstr, errlen)))
         goto fail;
-    return store;
+    *ret_store = store;
+    return 0;
 fail:
     store_close(store);
-    return NULL;
+    return rc;
+}
+
+store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
+{
+    store_t *store = NULL;
+    return store_open_rc(opts, &store, errstr, errlen) == 0 ? store : NULL;
 }
 
 int store_close(store_t *store)
