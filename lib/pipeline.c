@@ -597,7 +597,7 @@ static void fill_batch(pipe_t *pipe)
             rd_kafka_message_destroy(m);
             continue;
         }
-        if (pipe_hold_drops(pipe, tp, m)) {
+        if (tp->pt_held_offset >= 0 && pipe_hold_drops(pipe, tp, m)) { /* note 10 */
             rd_kafka_message_destroy(m);
             continue;
         }
