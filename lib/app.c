@@ -173,6 +173,11 @@ void app_cleanup(app_t *app)
     memset(app, 0, sizeof(*app));
 }
 
+int app_exit_for(int err)
+{
+    return err == RM_ECONFIG ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
+}
+
 void app_print_version(const char *prog)
 {
     int major, minor, patch;

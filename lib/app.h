@@ -65,6 +65,12 @@ void app_cleanup(app_t *app);
 int app_frame_id(const app_t *app, const catalog_entry_t *entry, const char *topic,
                  int32_t *ret_id, char *errstr, size_t errlen);
 
+/* The exit code of a program that cannot start because of err (a negative rm_err_t):
+ * APP_EXIT_USAGE for RM_ECONFIG, a setting no restart fixes (systemd's
+ * RestartPreventExitStatus=2), APP_EXIT_FAILURE for anything else. Decided by code, never
+ * by an error's text. */
+int app_exit_for(int err);
+
 /* -V: version and build features (library versions) on stdout. */
 void app_print_version(const char *prog);
 

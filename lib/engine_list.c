@@ -193,6 +193,44 @@ static int deleted_put(engine_t *engine, MDB_txn *txn, const char *key, size_t k
     return db_put(engine, txn, STORE_DB_DOC, key, klen, val, sizeof(val));
 }
 
+/* One list item: the three places it may be kept, and its deletion stamp. */
+typedef struct engine_item {
+    char li_vkey[ENGINE_KEY_BYTES]; /* visible */
+    char li_hkey[ENGINE_KEY_BYTES]; /* hidden: trimmed, or a ghost */
+    char li_dkey[ENGINE_KEY_BYTES]; /* its deletion stamp */
+    size_t li_vlen, li_hlen, li_dlen;
+    bool li_was_deleted;
+    frag_stamp_t li_deleted; /* the newest delete that reached it, if li_was_deleted */
+} engine_item_t;
+
+/* Builds the item's keys and reads its deletion stamp, as engine_list_delete and
+ * engine_list_write both begin. RM_EVALIDATE when a key does not fit. */
+static int list_item_find(engine_t *engine, MDB_txn *txn, const engine_ev_t *ev,
+                          const view_section_t *section, const char *item, size_t item_len,
+                          engine_item_t *it)
+{
+    it->li_vlen = list_key(it->li_vkey, ev, "", section, item, item_len);
+    it->li_hlen = list_key(it->li_hkey, ev, ENGINE_HIDDEN_PREFIX, section, item, item_len);
+    it->li_dlen = list_key(it->li_dkey, ev, ENGINE_DELETED_PREFIX, section, item, item_len);
+    if (!it->li_vlen || !it->li_hlen || !it->li_dlen)
+        return RM_EVALIDATE;
+    return deleted_get(engine, txn, it->li_dkey, it->li_dlen, &it->li_deleted, &it->li_was_deleted);
+}
+
+/* The item's fragment from where it is kept: visible, else hidden, else neither (an
+ * empty frag). Its slots borrow from LMDB pages until the next put of this txn. */
+static int list_item_load(engine_t *engine, MDB_txn *txn, const engine_item_t *it,
+                          const view_section_t *section, frag_t *ret_frag, bool *ret_visible,
+                          bool *ret_hidden)
+{
+    *ret_hidden = false;
+    int rc =
+        engine_frag_load(engine, txn, it->li_vkey, it->li_vlen, section, ret_frag, ret_visible);
+    if (!rc && !*ret_visible)
+        rc = engine_frag_load(engine, txn, it->li_hkey, it->li_hlen, section, ret_frag, ret_hidden);
+    return rc;
+}
+
 /* A delete of a list item: every field written before it goes, and so does any later
  * write that is older than it (engine_list_write), so deletes and writes commute. What newer
  * writes left stays as a ghost until an upsert gives the item its place again. */
@@ -200,27 +238,20 @@ int engine_list_delete(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, int sect
                        const char *item, size_t item_len)
 {
     const view_section_t *section = &engine->en_view->v_sections[section_index];
-    char vkey[ENGINE_KEY_BYTES], hkey[ENGINE_KEY_BYTES], dkey[ENGINE_KEY_BYTES];
-    size_t vlen = list_key(vkey, ev, "", section, item, item_len);
-    size_t hlen = list_key(hkey, ev, ENGINE_HIDDEN_PREFIX, section, item, item_len);
-    size_t dlen = list_key(dkey, ev, ENGINE_DELETED_PREFIX, section, item, item_len);
-    if (!vlen || !hlen || !dlen)
-        return RM_EVALIDATE;
-    frag_stamp_t deleted;
-    bool known;
-    int rc = deleted_get(engine, txn, dkey, dlen, &deleted, &known);
+    engine_item_t it;
+    int rc = list_item_find(engine, txn, ev, section, item, item_len, &it);
     if (rc)
         return rc;
-    if (!known || frag_stamp_newer(&ev->ev_stamp, &deleted)) {
-        deleted = ev->ev_stamp;
-        if ((rc = deleted_put(engine, txn, dkey, dlen, &deleted)))
+    const frag_stamp_t *deleted = &it.li_deleted;
+    if (!it.li_was_deleted || frag_stamp_newer(&ev->ev_stamp, deleted)) {
+        it.li_deleted = ev->ev_stamp;
+        if ((rc = deleted_put(engine, txn, it.li_dkey, it.li_dlen, deleted)))
             return rc;
     }
+    /* Loaded after the stamp's put, which may rewrite the page the slots borrow from. */
     frag_t frag;
-    bool visible, hidden = false;
-    if ((rc = engine_frag_load(engine, txn, vkey, vlen, section, &frag, &visible)))
-        return rc;
-    if (!visible && (rc = engine_frag_load(engine, txn, hkey, hlen, section, &frag, &hidden)))
+    bool visible, hidden;
+    if ((rc = list_item_load(engine, txn, &it, section, &frag, &visible, &hidden)))
         return rc;
     if (!visible && !hidden)
         return 0;
@@ -230,7 +261,7 @@ int engine_list_delete(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, int sect
     bool any = false, cleared = false;
     for (size_t i = 0; i < section->vs_field_count; i++) {
         frag_slot_t *slot = &frag.f_slots[i];
-        if (slot->fsl_type != FRAG_ABSENT && !frag_stamp_newer(&slot->fsl_stamp, &deleted)) {
+        if (slot->fsl_type != FRAG_ABSENT && !frag_stamp_newer(&slot->fsl_stamp, deleted)) {
             slot->fsl_type = FRAG_ABSENT;
             cleared = true;
         }
@@ -243,13 +274,13 @@ int engine_list_delete(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, int sect
     bool eligible = list_eligible(section, &frag);
     engine_index_values(engine->en_view, section_index, &frag, after, ENGINE_MAX_FIELD_INDEXES);
     if (visible && eligible)
-        rc = engine_frag_store(engine, txn, vkey, vlen, section, &frag);
+        rc = engine_frag_store(engine, txn, it.li_vkey, it.li_vlen, section, &frag);
     else if (any)
-        rc = engine_frag_store(engine, txn, hkey, hlen, section, &frag);
+        rc = engine_frag_store(engine, txn, it.li_hkey, it.li_hlen, section, &frag);
     if (!rc && visible && !eligible)
-        rc = db_del(engine, txn, STORE_DB_DOC, vkey, vlen);
+        rc = db_del(engine, txn, STORE_DB_DOC, it.li_vkey, it.li_vlen);
     else if (!rc && hidden && !any)
-        rc = db_del(engine, txn, STORE_DB_DOC, hkey, hlen);
+        rc = db_del(engine, txn, STORE_DB_DOC, it.li_hkey, it.li_hlen);
     if (!rc && indexed)
         rc = engine_index_update(engine, txn, ev, section_index, before, after);
     if (rc || !visible)
@@ -266,31 +297,22 @@ int engine_list_write(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const vie
                       const char *item, size_t item_len)
 {
     const view_section_t *section = &engine->en_view->v_sections[op->vo_section];
-    char vkey[ENGINE_KEY_BYTES], hkey[ENGINE_KEY_BYTES], dkey[ENGINE_KEY_BYTES];
-    size_t vlen = list_key(vkey, ev, "", section, item, item_len);
-    size_t hlen = list_key(hkey, ev, ENGINE_HIDDEN_PREFIX, section, item, item_len);
-    size_t dlen = list_key(dkey, ev, ENGINE_DELETED_PREFIX, section, item, item_len);
-    if (!vlen || !hlen || !dlen)
-        return RM_EVALIDATE;
-    frag_stamp_t deleted;
-    bool was_deleted;
-    int rc = deleted_get(engine, txn, dkey, dlen, &deleted, &was_deleted);
+    engine_item_t it;
+    int rc = list_item_find(engine, txn, ev, section, item, item_len, &it);
     if (rc)
         return rc;
-    if (was_deleted && !frag_stamp_newer(&ev->ev_stamp, &deleted))
+    if (it.li_was_deleted && !frag_stamp_newer(&ev->ev_stamp, &it.li_deleted))
         return 0; /* the item was deleted after this write was made */
     frag_t frag;
-    bool visible, hidden = false;
-    if ((rc = engine_frag_load(engine, txn, vkey, vlen, section, &frag, &visible)))
-        return rc;
-    if (!visible && (rc = engine_frag_load(engine, txn, hkey, hlen, section, &frag, &hidden)))
+    bool visible, hidden;
+    if ((rc = list_item_load(engine, txn, &it, section, &frag, &visible, &hidden)))
         return rc;
     /* A stale upsert fills only a ghost: an item a newer version updated but no version
      * created yet (OrderCancelled v2 before OrderCreated v1). Anything else is the newer
      * state (created, or deleted) and stands — also against a re-published old event. */
     if (ev->ev_stale && !(hidden && !list_eligible(section, &frag)))
         return 0;
-    if (!visible && !hidden && op->vo_kind == VIEW_OP_UPDATE && !was_deleted &&
+    if (!visible && !hidden && op->vo_kind == VIEW_OP_UPDATE && !it.li_was_deleted &&
         section->vs_sort_field < 0)
         return 0; /* nothing to update */
     engine_idxval_t before[ENGINE_MAX_FIELD_INDEXES], after[ENGINE_MAX_FIELD_INDEXES];
@@ -303,10 +325,10 @@ int engine_list_write(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const vie
     /* Normalise before the put: slots may borrow from the page the put rewrites. */
     engine_index_values(engine->en_view, op->vo_section, &frag, after, ENGINE_MAX_FIELD_INDEXES);
     bool to_visible = visible || (eligible && !section->vs_max_items) || (eligible && !hidden);
-    rc = to_visible ? engine_frag_store(engine, txn, vkey, vlen, section, &frag)
-                    : engine_frag_store(engine, txn, hkey, hlen, section, &frag);
+    rc = to_visible ? engine_frag_store(engine, txn, it.li_vkey, it.li_vlen, section, &frag)
+                    : engine_frag_store(engine, txn, it.li_hkey, it.li_hlen, section, &frag);
     if (!rc && hidden && to_visible)
-        rc = db_del(engine, txn, STORE_DB_DOC, hkey, hlen);
+        rc = db_del(engine, txn, STORE_DB_DOC, it.li_hkey, it.li_hlen);
     if (!rc && indexed)
         rc = engine_index_update(engine, txn, ev, op->vo_section, before, after);
     if (rc)

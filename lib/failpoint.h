@@ -15,7 +15,7 @@
  *                    store_close()
  *   store-commit     mdb_txn_commit in store_write_commit, as if the fsync of a sync or
  *                    nometasync commit failed (the txn is aborted, EIO returned)
- *   assign           the pipeline's partition assignment (pipeline.c): at start, when
+ *   assign           the pipeline's partition assignment (pipeline_assign.c): at start, when
  *                    partitions are added, after a gap, at a generation switch
  * failpoint_errno may be called from any thread; it reads the variable at every pass
  * (a test may change it between cases, which restarts the count). */

@@ -122,21 +122,24 @@ static int producer_renew_if_fatal(outbox_t *outbox)
     return producer_new(outbox, errstr, sizeof(errstr));
 }
 
-outbox_t *outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, const char *group,
-                     char *const *topics, size_t topic_count, char *errstr, size_t errlen)
+int outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, const char *group,
+               char *const *topics, size_t topic_count, outbox_t **ret_outbox, char *errstr,
+               size_t errlen)
 {
     outbox_t *outbox = calloc(1, sizeof(*outbox));
     if (!outbox || !(outbox->ob_view = strdup(view_name)) || !(outbox->ob_group = strdup(group)) ||
         !(outbox->ob_topics = calloc(topic_count, sizeof(*outbox->ob_topics)))) {
         snprintf(errstr, errlen, "out of memory");
         outbox_destroy(outbox);
-        return NULL;
+        return RM_ENOMEM;
     }
     outbox->ob_store = store;
     outbox->ob_cfg = cfg;
     if (producer_new(outbox, errstr, errlen)) {
+        /* librdkafka builds a client or refuses its settings (a property, a combination
+         * such as acks=1 with idempotence, a certificate it cannot load). */
         outbox_destroy(outbox);
-        return NULL;
+        return RM_ECONFIG;
     }
     for (size_t i = 0; i < topic_count; i++) {
         outbox_topic_t *ot = &outbox->ob_topics[i];
@@ -146,7 +149,7 @@ outbox_t *outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, co
         if (!ot->ot_topic || !ot->ot_dlq) {
             snprintf(errstr, errlen, "out of memory");
             outbox_destroy(outbox);
-            return NULL;
+            return RM_ENOMEM;
         }
         snprintf(ot->ot_dlq, len, "%s%s", topics[i], OUTBOX_DLQ_SUFFIX);
         ot->ot_partitions =
@@ -157,9 +160,10 @@ outbox_t *outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, co
     if (rc) {
         snprintf(errstr, errlen, "outbox: cannot keep the replica id: %s", rm_strerror(rc));
         outbox_destroy(outbox);
-        return NULL;
+        return rc;
     }
-    return outbox;
+    *ret_outbox = outbox;
+    return 0;
 }
 
 void outbox_destroy(outbox_t *outbox)

@@ -76,9 +76,12 @@ typedef struct outbox_stats {
 /* view_name and group go into the headers; topics are the view's source topics (their
  * DLQ topics' partition counts are looked up once, here). cfg supplies the kafka
  * properties for the producer (the same cluster). Reads the store's replica id, drawing
- * and storing one (a write txn) if it has none. Returns NULL with a message in errstr. */
-outbox_t *outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, const char *group,
-                     char *const *topics, size_t topic_count, char *errstr, size_t errlen);
+ * and storing one (a write txn) if it has none. Returns 0 and the outbox in *ret_outbox
+ * (the caller owns it), or with a message in errstr: RM_ECONFIG when librdkafka refuses
+ * the producer's settings (no retry helps), RM_ENOMEM, or the store's error. */
+int outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, const char *group,
+               char *const *topics, size_t topic_count, outbox_t **ret_outbox, char *errstr,
+               size_t errlen);
 void outbox_destroy(outbox_t *outbox);
 
 /* Must be called after beginning each write transaction / before committing it. */

@@ -165,8 +165,13 @@ typedef struct pipe_stats {
     uint64_t ps_beyond_stop;                    /* at or above a po_stop_offsets offset */
 } pipe_stats_t;
 
-/* Builds the consumer (not yet assigned). Returns NULL with a message in errstr. */
-pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen);
+/* Builds the consumer (not yet assigned) and the engine and outbox on po_store. Returns 0
+ * and the pipeline in *ret_pipe (the caller owns it: pipe_destroy), or a negative
+ * rm_err_t with a message in errstr: RM_ECONFIG when librdkafka refuses the Kafka
+ * settings for the consumer or the dead-letter producer (no restart fixes it), RM_ENOMEM,
+ * RM_EINVAL for a malformed RM_TEST_SKIP_APPLY (failpoint.h), or the store's error
+ * (reading the schemas or the replica id kept in it). */
+int pipe_new(const pipe_opts_t *opts, pipe_t **ret_pipe, char *errstr, size_t errlen);
 void pipe_destroy(pipe_t *pipe);
 
 /* Runs until pipe_stop() or, with po_until_caught_up, until caught up (with

@@ -376,8 +376,9 @@ static store_t *store_alloc(const store_opts_t *opts)
 static int store_prepare_writer_dir(store_t *store, char *errstr, size_t errlen)
 {
     if (mkdir(store->st_dir, 0755) != 0 && errno != EEXIST) {
+        int rc = rm_err_from_errno(errno);
         snprintf(errstr, errlen, "%s: cannot create: %s", store->st_dir, strerror(errno));
-        return RM_EIO;
+        return rc;
     }
     int rc = store_take_lock(store, errstr, errlen);
     if (rc || (rc = store_check_durable(store->st_dir, errstr, errlen)))
@@ -405,8 +406,9 @@ static int store_check_reader_dir(store_t *store, char *errstr, size_t errlen)
     char data_path[4096];
     snprintf(data_path, sizeof(data_path), "%s/data.mdb", store->st_dir);
     if (stat(data_path, &sb) != 0) {
+        int rc = rm_err_from_errno(errno);
         snprintf(errstr, errlen, "%s: no store yet: %s", store->st_dir, strerror(errno));
-        return RM_ENOTFOUND;
+        return rc;
     }
     return store_check_durable(store->st_dir, errstr, errlen);
 }
@@ -449,35 +451,33 @@ static int store_settle_writer(store_t *store, char *errstr, size_t errlen)
     /* A periodic writer of this boot crashed and a sync or nometasync writer takes over,
      * or a sync or nometasync writer created the environment: once everything is
      * synced, the mark has nothing left to cover. */
+    int rc = 0;
     if (store->st_durability != STORE_PERIODIC &&
         store_mark_exists(store->st_dir, STORE_UNSYNCED_MARK) &&
-        (store_sync_once(store) || store_clear_unsynced(store->st_dir))) {
+        ((rc = store_sync_once(store)) || (rc = store_clear_unsynced(store->st_dir))))
         snprintf(errstr, errlen, "%s: cannot sync what a periodic writer left", store->st_dir);
-        return RM_EIO;
-    }
-    return 0;
+    return rc;
 }
 
-store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
+int store_open_rc(const store_opts_t *opts, store_t **ret_store, char *errstr, size_t errlen)
 {
     store_t *store = store_alloc(opts);
     if (!store) {
         snprintf(errstr, errlen, "out of memory");
-        return NULL;
+        return RM_ENOMEM;
     }
-    if (store->st_readonly ? store_check_reader_dir(store, errstr, errlen)
-                           : store_prepare_writer_dir(store, errstr, errlen))
+    int rc = store->st_readonly ? store_check_reader_dir(store, errstr, errlen)
+                                : store_prepare_writer_dir(store, errstr, errlen);
+    if (rc || (rc = store_open_env(store, opts, errstr, errlen)))
         goto fail;
-    if (store_open_env(store, opts, errstr, errlen))
-        goto fail;
-    if (!store->st_readonly && store_settle_writer(store, errstr, errlen))
+    if (!store->st_readonly && (rc = store_settle_writer(store, errstr, errlen)))
         goto fail;
     int dead = 0;
     mdb_reader_check(store->st_env, &dead);
     MDB_envinfo info;
     mdb_env_info(store->st_env, &info);
     store->st_map_bytes = info.me_mapsize;
-    if (store_open_dbs(store, errstr, errlen))
+    if ((rc = store_open_dbs(store, errstr, errlen)))
         goto fail;
     if (!store->st_readonly) {
         /* Note 7: what an earlier process committed may still be in the page cache only;
@@ -492,12 +492,19 @@ store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
             durable_at_least(store, atomic_load(&store->st_last_txnid));
     }
     if (!store->st_readonly && store->st_durability == STORE_PERIODIC &&
-        store_start_sync_thread(store, errstr, errlen))
+        (rc = store_start_sync_thread(store, errstr, errlen)))
         goto fail;
-    return store;
+    *ret_store = store;
+    return 0;
 fail:
     store_close(store);
-    return NULL;
+    return rc;
+}
+
+store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen)
+{
+    store_t *store = NULL;
+    return store_open_rc(opts, &store, errstr, errlen) == 0 ? store : NULL;
 }
 
 int store_close(store_t *store)

@@ -91,6 +91,11 @@ typedef struct store_offset {
  * starts its sync thread. Readers and writers alike refuse a store that
  * store_check_durable() finds suspect. Returns NULL with a message in errstr. */
 store_t *store_open(const store_opts_t *opts, char *errstr, size_t errlen);
+/* store_open, telling why by code: returns 0 and the store in *ret_store, or with the
+ * message in errstr RM_EBUSY (another writer holds the lock), RM_ESUSPECT (refused as
+ * suspect, store_check_durable), RM_ENOMEM, or the error of the step that failed
+ * (rm_err_from_errno, rm_err_from_mdb: RM_EIO, RM_ENOTFOUND, RM_ESTORE, ...). */
+int store_open_rc(const store_opts_t *opts, store_t **ret_store, char *errstr, size_t errlen);
 /* Stops and joins the sync thread, syncs a writer's environment one last time, removes
  * a periodic writer's unsynced mark once that sync succeeded, and closes it. Returns 0;
  * RM_ESUSPECT when this or any earlier sync of the store failed: its commits may not be

@@ -84,12 +84,13 @@ static store_t *open_writer(const app_t *app, const char *dir, int *ret_rc, char
         *ret_rc = RM_ECONFIG;
         return NULL;
     }
-    store_t *store = store_open(&sopts, err, errlen);
-    if (!store) {
-        *ret_rc = strstr(err, "locked by another writer") ? RM_EBUSY : RM_ESTORE;
+    store_t *store = NULL;
+    int rc = store_open_rc(&sopts, &store, err, errlen);
+    if (rc) {
+        *ret_rc = rc;
         return NULL;
     }
-    int rc = check_view_hash(store, app->ap_view);
+    rc = check_view_hash(store, app->ap_view);
     if (rc) {
         snprintf(err, errlen, "%s", rc == RM_EMISMATCH
                                         ? "store was built by another view definition: rebuild it"
@@ -403,11 +404,12 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
         return APP_EXIT_FAILURE;
     }
     /* And from every erasure another replica published, before its first event. */
-    if (app_pull_erasures(app, erasures, view_dir, NULL, stop_requested, NULL)) {
+    rc = app_pull_erasures(app, erasures, view_dir, NULL, stop_requested, NULL);
+    if (rc) {
         erasures_close(erasures);
         store_close(store);
         close(lock_fd);
-        return APP_EXIT_FAILURE;
+        return app_exit_for(rc);
     }
     progress_t pg = {.pg_app = app, .pg_tty = isatty(STDOUT_FILENO) == 1,
                      .pg_start_ms = rm_mono_ms()};
@@ -430,11 +432,15 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
                          .po_registry = app->ap_registry};
     /* A generation must not go live missing the beginning of a log without saying so. */
     popts.po_check_log_start = true;
-    pipe_t *pipe = pg.pg_parts && pg.pg_prev_next && pg.pg_rate ? pipe_new(&popts, err, sizeof(err)) : NULL;
+    pipe_t *pipe = NULL;
+    rc = RM_ENOMEM;
+    snprintf(err, sizeof(err), "out of memory");
+    if (pg.pg_parts && pg.pg_prev_next && pg.pg_rate)
+        rc = pipe_new(&popts, &pipe, err, sizeof(err));
     int exit_code = APP_EXIT_OK;
-    if (!pipe) {
-        fprintf(stderr, "projector: %s\n", pg.pg_parts ? err : "out of memory");
-        exit_code = strncmp(err, "kafka", 5) == 0 ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
+    if (rc) {
+        fprintf(stderr, "projector: %s\n", err);
+        exit_code = app_exit_for(rc);
         goto out;
     }
     *running = pipe;

@@ -118,7 +118,7 @@ static int start_erasures_topic(const app_t *app, erasures_t *erasures, erasures
     int rc = app_pull_erasures(app, erasures, app->ap_store_dir, et, &stop_requested, &missing);
     if (rc) {
         erasures_topic_destroy(et);
-        return stop_requested ? APP_EXIT_OK : APP_EXIT_FAILURE;
+        return stop_requested ? APP_EXIT_OK : app_exit_for(rc);
     }
     if (missing && (rc = erasures_topic_create(et, MAIN_CREATE_TOPIC_MS, err, sizeof(err))))
         log_warn("cannot create the erasure topic; create it (cleanup.policy=compact) or let "
@@ -332,12 +332,11 @@ int main(int argc, char **argv)
                          .po_tick_arg = &follow,
                          .po_erasures = erasures,
                          .po_registry = app.ap_registry};
-    pipe = pipe_new(&popts, err, sizeof(err));
-    if (!pipe) {
+    rc = pipe_new(&popts, &pipe, err, sizeof(err));
+    if (rc) {
         fprintf(stderr, "projector: %s\n", err);
-        /* "kafka.<prop>: ..." and "kafka consumer/producer: ..." are configuration errors
-         * (an invalid value, a missing SASL password): restarting will not fix them. */
-        exit_code = strncmp(err, "kafka", 5) == 0 ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
+        /* RM_ECONFIG: Kafka settings librdkafka refuses; restarting will not fix them. */
+        exit_code = app_exit_for(rc);
         goto out;
     }
     const char *metrics_listen = cfg_str(app.ap_cfg, "projector.metrics_listen");

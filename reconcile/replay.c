@@ -303,10 +303,11 @@ static int replay_into(const replay_opts_t *opts, store_t *scratch, const replay
         .po_erasures = erasures,
         .po_registry = app->ap_registry,
     };
-    pipe_t *pipe = pipe_new(&popts, errstr, errlen);
-    if (!pipe) {
+    pipe_t *pipe = NULL;
+    rc = pipe_new(&popts, &pipe, errstr, errlen);
+    if (rc) {
         erasures_close(erasures);
-        return RM_EKAFKA;
+        return rc;
     }
     rc = run_with_progress(pipe, opts->rpo_progress, stops->rs_total);
     pipe_get_stats(pipe, ret_stats);

@@ -1,7 +1,7 @@
 """deploy/: alert rules, Grafana dashboard, systemd units, Kubernetes manifests, Dockerfile.
 
 The metric check reads the exported names from the C sources (string literals starting
-with readmodel_ in lib/pipeline.c, query-api/*.c and reconcile/*.c), so it stays true as
+with readmodel_ in lib/pipeline*.c, query-api/*.c and reconcile/*.c), so it stays true as
 the code changes: a rule or panel that references a name no program exports fails here.
 External tools (promtool, systemd-analyze, readelf/dpkg, the built binaries) are used
 when present and the test is skipped, with the reason, when not."""
@@ -42,7 +42,7 @@ METRIC_RE = re.compile(r"\breadmodel_[a-zA-Z0-9_]+")
 # ---------------------------------------------------------------- exported metric names
 
 def metric_sources():
-    files = [os.path.join(ROOT, "lib", "pipeline.c")]
+    files = sorted(glob.glob(os.path.join(ROOT, "lib", "pipeline*.c")))
     files += sorted(glob.glob(os.path.join(ROOT, "query-api", "*.c")))
     files += sorted(glob.glob(os.path.join(ROOT, "reconcile", "**", "*.c"), recursive=True))
     return [f for f in files if os.path.exists(f)]
@@ -58,6 +58,8 @@ def exported_metrics():
         histograms.update(re.findall(r'"(readmodel_[a-zA-Z0-9_]+)"\s*,\s*"histogram"', src))
         # metrics_hist_render(out, "name", ...) renders _bucket/_sum/_count
         histograms.update(re.findall(r'metrics_hist_render\([^,]+,\s*"(readmodel_[a-zA-Z0-9_]+)"', src))
+        # family_hist(sc, "name", ...) in lib/pipeline_metrics.c: the family and its lines
+        histograms.update(re.findall(r'family_hist\([^,]+,\s*"(readmodel_[a-zA-Z0-9_]+)"', src))
     return names, histograms
 
 

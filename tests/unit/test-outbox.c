@@ -63,8 +63,9 @@ static void teardown(void)
 static outbox_t *new_outbox(store_t *store)
 {
     char err[512];
-    outbox_t *outbox = outbox_new(store, cfg, T_VIEW, T_GROUP, topics, 1, err, sizeof(err));
-    ck_assert_msg(outbox != NULL, "%s", err);
+    outbox_t *outbox = NULL;
+    int rc = outbox_new(store, cfg, T_VIEW, T_GROUP, topics, 1, &outbox, err, sizeof(err));
+    ck_assert_msg(rc == 0 && outbox != NULL, "%s", err);
     return outbox;
 }
 
@@ -515,6 +516,23 @@ START_TEST(test_a_switch_and_a_rollback_abandon_no_letter)
 }
 END_TEST
 
+/* Settings librdkafka refuses for the idempotent producer are a configuration error,
+ * told by code (the projector exits 2 on it), and they leave nothing behind. */
+START_TEST(test_a_producer_setting_librdkafka_refuses_is_a_config_error)
+{
+    char *dir = ts_tmpdir(), err[512] = "";
+    store_t *store = ts_store(dir);
+    ck_assert_int_eq(cfg_set(cfg, "kafka.acks", "1", err, sizeof(err)), 0);
+    outbox_t *outbox = NULL;
+    int rc = outbox_new(store, cfg, T_VIEW, T_GROUP, topics, 1, &outbox, err, sizeof(err));
+    ck_assert_msg(rc == RM_ECONFIG, "%d: %s", rc, err);
+    ck_assert_ptr_null(outbox);
+    ck_assert_msg(strstr(err, "acks") != NULL, "%s", err);
+    store_close(store);
+    ts_rmtree(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("outbox");
@@ -531,6 +549,7 @@ int main(void)
     tcase_add_test(tc, test_a_takeover_cut_short_by_a_crash_is_finished_at_start);
     tcase_add_test(tc, test_a_failed_switch_leaves_the_takeover_repeatable);
     tcase_add_test(tc, test_a_switch_and_a_rollback_abandon_no_letter);
+    tcase_add_test(tc, test_a_producer_setting_librdkafka_refuses_is_a_config_error);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -92,8 +92,8 @@ static pipe_stats_t run_until_caught_up(void)
                         .po_store = store,
                         .po_until_caught_up = true,
                         .po_generation = 1};
-    pipe_t *pipe = pipe_new(&opts, err, sizeof(err));
-    ck_assert_msg(pipe != NULL, "%s", err);
+    pipe_t *pipe = NULL;
+    ck_assert_msg(pipe_new(&opts, &pipe, err, sizeof(err)) == 0, "%s", err);
     ck_assert_int_eq(pipe_run(pipe), 0);
     pipe_stats_t stats;
     pipe_get_stats(pipe, &stats);

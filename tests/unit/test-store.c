@@ -128,6 +128,10 @@ START_TEST(test_single_writer_and_readonly)
     store_opts_t opts = {.so_dir = dir};
     ck_assert_ptr_null(store_open(&opts, err, sizeof(err)));
     ck_assert_msg(strstr(err, "locked by another writer") != NULL, "%s", err);
+    /* The reason as a code, for callers that decide on it. */
+    store_t *second = NULL;
+    ck_assert_int_eq(store_open_rc(&opts, &second, err, sizeof(err)), RM_EBUSY);
+    ck_assert_ptr_null(second);
     opts.so_readonly = true;
     store_t *reader = store_open(&opts, err, sizeof(err));
     ck_assert_msg(reader != NULL, "%s", err);
@@ -139,6 +143,9 @@ START_TEST(test_single_writer_and_readonly)
     store_close(reader);
     store_opts_t missing = {.so_dir = "/nonexistent/store", .so_readonly = true};
     ck_assert_ptr_null(store_open(&missing, err, sizeof(err)));
+    store_t *none = NULL;
+    ck_assert_int_eq(store_open_rc(&missing, &none, err, sizeof(err)), RM_ENOTFOUND);
+    ck_assert_ptr_null(none);
 }
 END_TEST
 
@@ -281,6 +288,9 @@ START_TEST(test_failed_commit_sync_latches)
     unsetenv("RM_FAILPOINT_ERROR");
     ck_assert_int_eq(store_close(synced), RM_ESUSPECT);
     ck_assert_msg(store_open(&opts, err, sizeof(err)) == NULL, "reopened after a failed commit");
+    store_t *again = NULL;
+    ck_assert_int_eq(store_open_rc(&opts, &again, err, sizeof(err)), RM_ESUSPECT);
+    ck_assert_ptr_null(again);
     ts_rmtree(path);
 }
 END_TEST
