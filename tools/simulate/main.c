@@ -240,6 +240,74 @@ static bool parse_u64(const char *text, uint64_t max, uint64_t *ret_value)
     return true;
 }
 
+/* The options that take a number, checked against their range. Returns -1 when it is
+ * valid (stored in op), else the exit status of the usage error. */
+static int parse_number_option(int c, const char *arg, options_t *op)
+{
+    uint64_t number;
+    switch (c) {
+    case OPT_CUSTOMERS:
+        if (!parse_u64(arg, MAX_CUSTOMERS, &number) || number == 0)
+            return usage_error("--customers: expected 1..10000000, got '%s'", arg);
+        op->op_customers = (uint32_t)number;
+        break;
+    case OPT_SEED:
+        if (!parse_u64(arg, UINT64_MAX, &number))
+            return usage_error("--seed: expected a non-negative integer, got '%s'", arg);
+        op->op_seed = number;
+        break;
+    case OPT_START_MS:
+        if (!parse_u64(arg, INT64_MAX / 2, &number))
+            return usage_error("--start-ms: expected epoch milliseconds, got '%s'", arg);
+        op->op_start_ms = (int64_t)number;
+        op->op_has_start = true;
+        break;
+    case OPT_DUPLICATES:
+        if (!parse_u64(arg, 100, &number))
+            return usage_error("--duplicates: expected a percentage 0..100, got '%s'", arg);
+        op->op_chaos.co_duplicate_pct = (uint32_t)number;
+        break;
+    case OPT_SKEW:
+        if (!parse_u64(arg, 100000000, &number))
+            return usage_error("--skew: expected a message count, got '%s'", arg);
+        op->op_chaos.co_skew = (uint32_t)number;
+        break;
+    case OPT_POISON:
+        if (!parse_u64(arg, 1000000, &number))
+            return usage_error("--poison: expected 0..1000000, got '%s'", arg);
+        op->op_chaos.co_poison = (uint32_t)number;
+        break;
+    case OPT_TIMESTAMP_OFFSET_MS:
+        if (!parse_u64(arg, INT64_MAX / 4, &number))
+            return usage_error("--timestamp-offset-ms: expected milliseconds, got '%s'",
+                               arg);
+        op->op_timestamp_offset_ms = (int64_t)number;
+        break;
+    case OPT_OVERSIZE_BYTES:
+        if (!parse_u64(arg, 64u << 20, &number) || number < 64)
+            return usage_error("--oversize-bytes: expected 64..67108864, got '%s'", arg);
+        op->op_chaos.co_oversize_bytes = (size_t)number;
+        break;
+    case OPT_DRIFT_UNPUBLISHED:
+    case OPT_DRIFT_UNAPPLIED:
+    case OPT_DRIFT_DIVERGE:
+    case OPT_DRIFT_PENDING: {
+        static const char *const names[] = {"unpublished", "unapplied", "diverge", "pending"};
+        uint32_t *counts[] = {&op->op_drift.do_unpublished, &op->op_drift.do_unapplied,
+                              &op->op_drift.do_diverge, &op->op_drift.do_pending};
+        if (!parse_u64(arg, 100000, &number)) {
+            char what[64];
+            snprintf(what, sizeof(what), "--drift-%s: expected 0..100000, got '%%s'",
+                     names[c - OPT_DRIFT_UNPUBLISHED]);
+            return usage_error(what, arg);
+        }
+        *counts[c - OPT_DRIFT_UNPUBLISHED] = (uint32_t)number;
+        break;
+    }
+    }
+    return -1;
+}
+
 /* Returns -1 when parsing succeeded, else the exit status. */
 static int parse_options(int argc, char **argv, options_t *op)
 {
@@ -256,22 +324,11 @@ static int parse_options(int argc, char **argv, options_t *op)
     if (!op->op_kafka)
         return EXIT_FAILURE;
 
-    int c;
-    uint64_t number;
+    int c, rc;
     while ((c = getopt_long(argc, argv, "b:X:qvVh", long_options, NULL)) != -1) {
         switch (c) {
         case 'b':
             op->op_bootstrap = optarg;
-            break;
-        case OPT_CUSTOMERS:
-            if (!parse_u64(optarg, MAX_CUSTOMERS, &number) || number == 0)
-                return usage_error("--customers: expected 1..10000000, got '%s'", optarg);
-            op->op_customers = (uint32_t)number;
-            break;
-        case OPT_SEED:
-            if (!parse_u64(optarg, UINT64_MAX, &number))
-                return usage_error("--seed: expected a non-negative integer, got '%s'", optarg);
-            op->op_seed = number;
             break;
         case OPT_ORACLE:
             op->op_oracle = optarg;
@@ -282,52 +339,20 @@ static int parse_options(int argc, char **argv, options_t *op)
         case OPT_REGISTRY:
             op->op_registry = optarg;
             break;
-        case OPT_START_MS:
-            if (!parse_u64(optarg, INT64_MAX / 2, &number))
-                return usage_error("--start-ms: expected epoch milliseconds, got '%s'", optarg);
-            op->op_start_ms = (int64_t)number;
-            op->op_has_start = true;
-            break;
         case OPT_SUMMARY:
             op->op_summary = true;
             break;
         case OPT_DRY_RUN:
             op->op_dry_run = true;
             break;
-        case OPT_DUPLICATES:
-            if (!parse_u64(optarg, 100, &number))
-                return usage_error("--duplicates: expected a percentage 0..100, got '%s'", optarg);
-            op->op_chaos.co_duplicate_pct = (uint32_t)number;
-            break;
-        case OPT_SKEW:
-            if (!parse_u64(optarg, 100000000, &number))
-                return usage_error("--skew: expected a message count, got '%s'", optarg);
-            op->op_chaos.co_skew = (uint32_t)number;
-            break;
-        case OPT_POISON:
-            if (!parse_u64(optarg, 1000000, &number))
-                return usage_error("--poison: expected 0..1000000, got '%s'", optarg);
-            op->op_chaos.co_poison = (uint32_t)number;
-            break;
         case OPT_TOPICS:
             op->op_topics = optarg;
-            break;
-        case OPT_TIMESTAMP_OFFSET_MS:
-            if (!parse_u64(optarg, INT64_MAX / 4, &number))
-                return usage_error("--timestamp-offset-ms: expected milliseconds, got '%s'",
-                                   optarg);
-            op->op_timestamp_offset_ms = (int64_t)number;
             break;
         case OPT_POISON_MANIFEST:
             op->op_poison_manifest = optarg;
             break;
         case OPT_EVOLVE:
             op->op_evolve = true;
-            break;
-        case OPT_OVERSIZE_BYTES:
-            if (!parse_u64(optarg, 64u << 20, &number) || number < 64)
-                return usage_error("--oversize-bytes: expected 64..67108864, got '%s'", optarg);
-            op->op_chaos.co_oversize_bytes = (size_t)number;
             break;
         case OPT_SERVE_SOURCES:
             op->op_serve_sources = optarg;
@@ -338,22 +363,21 @@ static int parse_options(int argc, char **argv, options_t *op)
         case OPT_TRUTH:
             op->op_truth = optarg;
             break;
+        case OPT_CUSTOMERS:
+        case OPT_SEED:
+        case OPT_START_MS:
+        case OPT_DUPLICATES:
+        case OPT_SKEW:
+        case OPT_POISON:
+        case OPT_TIMESTAMP_OFFSET_MS:
+        case OPT_OVERSIZE_BYTES:
         case OPT_DRIFT_UNPUBLISHED:
         case OPT_DRIFT_UNAPPLIED:
         case OPT_DRIFT_DIVERGE:
-        case OPT_DRIFT_PENDING: {
-            static const char *const names[] = {"unpublished", "unapplied", "diverge", "pending"};
-            uint32_t *counts[] = {&op->op_drift.do_unpublished, &op->op_drift.do_unapplied,
-                                  &op->op_drift.do_diverge, &op->op_drift.do_pending};
-            if (!parse_u64(optarg, 100000, &number)) {
-                char what[64];
-                snprintf(what, sizeof(what), "--drift-%s: expected 0..100000, got '%%s'",
-                         names[c - OPT_DRIFT_UNPUBLISHED]);
-                return usage_error(what, optarg);
-            }
-            *counts[c - OPT_DRIFT_UNPUBLISHED] = (uint32_t)number;
+        case OPT_DRIFT_PENDING:
+            if ((rc = parse_number_option(c, optarg, op)) >= 0)
+                return rc;
             break;
-        }
         case OPT_DRIFT_MANIFEST:
             op->op_drift_manifest = optarg;
             break;
@@ -720,6 +744,85 @@ static int finish_sources(const options_t *op, drift_t *drift, truth_t *truth,
     return rc;
 }
 
+/* The source services' drift and truth (--serve-sources, --truth), made before the
+ * stream: too few customers for the drift is a usage error, and nothing should have been
+ * produced by then. Returns -1 when ready, else the exit status. */
+static int setup_sources(const options_t *op, const model_t *model, drift_t **ret_drift,
+                         truth_t **ret_truth)
+{
+    char errstr[512];
+    drift_t *drift = drift_new(model, &op->op_drift, errstr, sizeof(errstr));
+    if (!drift) {
+        fprintf(stderr, "simulate: %s\n", errstr);
+        return EXIT_USAGE;
+    }
+    *ret_drift = drift;
+    truth_t *truth = truth_new(model, drift_withheld(drift), errstr, sizeof(errstr));
+    if (!truth) {
+        log_error("cannot build the sources' truth", LOG_S("error", errstr));
+        return EXIT_FAILURE;
+    }
+    *ret_truth = truth;
+    int rc = drift_apply(drift, truth, errstr, sizeof(errstr));
+    if (rc) {
+        fprintf(stderr, "simulate: %s\n", errstr);
+        return rc == RM_ENOTFOUND ? EXIT_USAGE : EXIT_FAILURE;
+    }
+    return -1;
+}
+
+/* The chaos of --duplicates, --skew and --poison over a stream of `events`; raises the
+ * producer's message size limit (in conf) for the oversized poison. NULL on failure
+ * (logged). */
+static chaos_t *setup_chaos(options_t *op, const cfg_t *cfg, const catalog_t *catalog,
+                            size_t events, rd_kafka_conf_t *conf)
+{
+    char errstr[512];
+    if (!op->op_chaos.co_oversize_bytes)
+        op->op_chaos.co_oversize_bytes = DEFAULT_OVERSIZE_BYTES;
+    chaos_t *chaos = chaos_new(&op->op_chaos, catalog, op->op_seed, events, errstr, sizeof(errstr));
+    if (!chaos) {
+        log_error("cannot set up chaos", LOG_S("error", errstr));
+        return NULL;
+    }
+    /* the oversized poison must get past our own producer's size limit */
+    char max_bytes[32];
+    snprintf(max_bytes, sizeof(max_bytes), "%zu", op->op_chaos.co_oversize_bytes + 65536);
+    if (op->op_chaos.co_poison && !cfg_kafka_get(cfg, "message.max.bytes") &&
+        rd_kafka_conf_set(conf, "message.max.bytes", max_bytes, errstr, sizeof(errstr))) {
+        log_error("cannot raise message.max.bytes", LOG_S("error", errstr));
+        chaos_destroy(chaos);
+        return NULL;
+    }
+    return chaos;
+}
+
+/* After the stream: flushes the producer even after a failure (what was queued should
+ * still arrive or be counted), logs what was delivered and injected, and writes the
+ * poison manifest. Returns rc, or the first failure of these steps. */
+static int finish_stream(producer_t *producer, chaos_t *chaos, const options_t *op,
+                         const summary_t *summary, int rc)
+{
+    int flush_rc = producer_flush(producer);
+    kprod_t *kp = producer_kprod(producer);
+    if (flush_rc) {
+        log_error("delivery failed", LOG_I("failed", kprod_failed(kp)),
+                  LOG_I("delivered", kprod_delivered(kp)), LOG_S("error", kprod_error(kp)));
+        rc = rc ? rc : flush_rc;
+    } else {
+        log_info("stream produced", LOG_I("delivered", kprod_delivered(kp)),
+                 LOG_I("bytes", summary->su_bytes));
+    }
+    if (chaos) {
+        chaos_counts_t counts = chaos_counts(chaos);
+        log_info("chaos injected", LOG_I("duplicates", counts.cc_duplicates),
+                 LOG_I("held_back", counts.cc_held), LOG_I("poison", counts.cc_poison));
+    }
+    if (!rc && chaos && op->op_poison_manifest)
+        rc = write_manifest(chaos, op->op_poison_manifest);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     options_t op = {.op_customers = DEFAULT_CUSTOMERS, .op_seed = 1};
@@ -789,27 +892,9 @@ int main(int argc, char **argv)
     log_info("stream generated", LOG_I("seed", (int64_t)op.op_seed),
              LOG_I("customers", op.op_customers), LOG_I("events", events));
 
-    if (sources_wanted(&op)) {
-        drift = drift_new(model, &op.op_drift, errstr, sizeof(errstr));
-        if (!drift) {
-            fprintf(stderr, "simulate: %s\n", errstr);
-            status = EXIT_USAGE;
-            goto out;
-        }
-        truth = truth_new(model, drift_withheld(drift), errstr, sizeof(errstr));
-        if (!truth) {
-            log_error("cannot build the sources' truth", LOG_S("error", errstr));
-            goto out;
-        }
-        /* before the stream: too few customers for the drift is a usage error, and
-         * nothing should have been produced by then */
-        int rc = drift_apply(drift, truth, errstr, sizeof(errstr));
-        if (rc) {
-            fprintf(stderr, "simulate: %s\n", errstr);
-            status = rc == RM_ENOTFOUND ? EXIT_USAGE : EXIT_FAILURE;
-            goto out;
-        }
-    }
+    if (sources_wanted(&op) && (status = setup_sources(&op, model, &drift, &truth)) >= 0)
+        goto out;
+    status = EXIT_FAILURE;
     /* with drift, the oracle is what the store can hold: without the unapplied events */
     if (op.op_oracle && (truth ? write_atomic(op.op_oracle, "oracle", write_store_oracle_to, truth)
                                : write_oracle(model, op.op_oracle)))
@@ -822,23 +907,9 @@ int main(int argc, char **argv)
         status = usage_error("%s", "--poison-manifest needs --poison N");
         goto out;
     }
-    if (!op.op_dry_run && chaos_wanted(&op.op_chaos)) {
-        if (!op.op_chaos.co_oversize_bytes)
-            op.op_chaos.co_oversize_bytes = DEFAULT_OVERSIZE_BYTES;
-        chaos = chaos_new(&op.op_chaos, catalog, op.op_seed, events, errstr, sizeof(errstr));
-        if (!chaos) {
-            log_error("cannot set up chaos", LOG_S("error", errstr));
-            goto out;
-        }
-        /* the oversized poison must get past our own producer's size limit */
-        char max_bytes[32];
-        snprintf(max_bytes, sizeof(max_bytes), "%zu", op.op_chaos.co_oversize_bytes + 65536);
-        if (op.op_chaos.co_poison && !cfg_kafka_get(cfg, "message.max.bytes") &&
-            rd_kafka_conf_set(conf, "message.max.bytes", max_bytes, errstr, sizeof(errstr))) {
-            log_error("cannot raise message.max.bytes", LOG_S("error", errstr));
-            goto out;
-        }
-    }
+    if (!op.op_dry_run && chaos_wanted(&op.op_chaos) &&
+        !(chaos = setup_chaos(&op, cfg, catalog, events, conf)))
+        goto out;
     if (!op.op_dry_run) {
         producer = start_producer(conf);
         conf = NULL;
@@ -851,26 +922,8 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
     bool progress = op.op_verbosity >= 0 && isatty(STDERR_FILENO);
     int rc = run_stream(model, enc, producer, chaos, drift, op.op_evolve, &summary, progress);
-    if (producer) {
-        /* Flush even after a failure: what was queued should still arrive or be counted. */
-        int flush_rc = producer_flush(producer);
-        kprod_t *kp = producer_kprod(producer);
-        if (flush_rc) {
-            log_error("delivery failed", LOG_I("failed", kprod_failed(kp)),
-                      LOG_I("delivered", kprod_delivered(kp)), LOG_S("error", kprod_error(kp)));
-            rc = rc ? rc : flush_rc;
-        } else {
-            log_info("stream produced", LOG_I("delivered", kprod_delivered(kp)),
-                     LOG_I("bytes", summary.su_bytes));
-        }
-        if (chaos) {
-            chaos_counts_t counts = chaos_counts(chaos);
-            log_info("chaos injected", LOG_I("duplicates", counts.cc_duplicates),
-                     LOG_I("held_back", counts.cc_held), LOG_I("poison", counts.cc_poison));
-        }
-        if (!rc && chaos && op.op_poison_manifest)
-            rc = write_manifest(chaos, op.op_poison_manifest);
-    }
+    if (producer)
+        rc = finish_stream(producer, chaos, &op, &summary, rc);
     if (rc)
         goto out;
     if (op.op_summary && summary_write(&summary, model, enc, stdout)) {
