@@ -25,7 +25,10 @@
 #define PIPE_BACKOFF_MAX_MS 5000  /* disk-full / I/O retry backoff ceiling */
 #define PIPE_MAX_PARTITIONS 4096
 #define PIPE_OUTBOX_FLUSH_MS 2000 /* bounded wait for dead-letter acks between batches */
-#define PIPE_OUTBOX_EXIT_FLUSH_MS 5000 /* and before a clean exit */
+/* And before a clean exit: a broker that is up acks in milliseconds; one that is not
+ * must not hold a SIGTERM (the letters stay in the outbox for the next start). Part of
+ * the shutdown bound docs/runbook.md states. */
+#define PIPE_OUTBOX_EXIT_FLUSH_MS 3000
 #define PIPE_HOLD_MIN_MS 250      /* first retry of a partition held for the registry */
 #define PIPE_SEEK_TIMEOUT_MS 2000 /* seeking a held partition back to its held message */
 #define PIPE_RESEEK_MS 500 /* at most this often again, if messages past it still come */
@@ -281,6 +284,12 @@ pipe_t *pipe_new(const pipe_opts_t *opts, char *errstr, size_t errlen)
         "fetch.wait.max.ms", "10",
         "fetch.message.max.bytes", "4194304",
         "client.id", "readmodel-projector",
+        /* The projector never joins its group (it assigns every partition itself), so
+         * the session timeout has one effect here: how long closing the consumer waits
+         * for a group coordinator to take offset commits it queued while none was
+         * reachable (librdkafka's default, 45 s, held a SIGTERM that long with the
+         * brokers down). The store holds the offsets; the next start commits them. */
+        "session.timeout.ms", "3000",
         NULL,
     };
     rd_kafka_conf_t *conf = kafka_conf_new(cfg, defaults, errstr, errlen);
