@@ -72,7 +72,8 @@ static long long kafka_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int kafka_check_login(const cfg_t *cfg, int timeout_ms, char *errstr, size_t errlen)
+int kafka_check_login(const cfg_t *cfg, int timeout_ms, volatile sig_atomic_t *stop, char *errstr,
+                      size_t errlen)
 {
     /* A producer: it joins no group and fetches nothing; only its connection matters. */
     static const char *const defaults[] = {"log_level", "0", NULL};
@@ -109,7 +110,7 @@ int kafka_check_login(const cfg_t *cfg, int timeout_ms, char *errstr, size_t err
             rc = RM_ECONFIG;
             break;
         }
-        if (kafka_now_ms() >= deadline)
+        if (kafka_now_ms() >= deadline || (stop && *stop))
             break;
     }
     rd_kafka_destroy(rk);

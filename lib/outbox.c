@@ -16,7 +16,11 @@
 #include <string.h>
 
 #define OUTBOX_METADATA_TIMEOUT_MS 5000
+#define OUTBOX_METADATA_MIN_MS 200 /* per DLQ topic lookup once that deadline passed */
 #define OUTBOX_SCAN_MAX_ERRORS 100 /* consumer errors tolerated while scanning one partition */
+/* Last wait for acks when the outbox is destroyed: its callers have flushed already
+ * (pipe_run's exit, a generation switch), so this only collects acks on their way. */
+#define OUTBOX_DESTROY_FLUSH_MS 1000
 
 /* The largest original value a dead letter carries: below librdkafka's default
  * message.max.bytes (1,000,000) and a default broker's limit, with room for headers. */
@@ -40,14 +44,14 @@ static void on_delivery(void *opaque, const kprod_report_t *report)
 
 /* The DLQ topic's partition count (1 when unknown); *ret_absent only when the broker
  * answered that the topic does not exist — never on a timeout, so that recovery is
- * skipped only where nothing can have been published. */
-static int32_t dlq_partitions(rd_kafka_t *rk, const char *dlq, bool *ret_absent)
+ * skipped only where nothing can have been published. Waits at most timeout_ms. */
+static int32_t dlq_partitions(rd_kafka_t *rk, const char *dlq, int timeout_ms, bool *ret_absent)
 {
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, dlq, NULL);
     const struct rd_kafka_metadata *md;
     int32_t count = 1;
     *ret_absent = false;
-    if (rd_kafka_metadata(rk, 0, rkt, &md, OUTBOX_METADATA_TIMEOUT_MS) == 0) {
+    if (rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms) == 0) {
         if (md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0)
             count = md->topics[0].partition_cnt;
         *ret_absent =
@@ -141,6 +145,11 @@ int outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, const ch
         outbox_destroy(outbox);
         return RM_ECONFIG;
     }
+    /* One deadline for all the lookups: with the brokers down, seven topics at 5 s each
+     * held a start (and a SIGTERM during it) for 35 s. Past it, each lookup still gets a
+     * broker round trip's time (a connected broker answers in milliseconds); one that
+     * times out leaves its count unknown (1). */
+    int64_t deadline = rm_mono_ms() + OUTBOX_METADATA_TIMEOUT_MS;
     for (size_t i = 0; i < topic_count; i++) {
         outbox_topic_t *ot = &outbox->ob_topics[i];
         size_t len = strlen(topics[i]) + sizeof(OUTBOX_DLQ_SUFFIX);
@@ -152,8 +161,10 @@ int outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, const ch
             return RM_ENOMEM;
         }
         snprintf(ot->ot_dlq, len, "%s%s", topics[i], OUTBOX_DLQ_SUFFIX);
+        int64_t left = deadline - rm_mono_ms();
+        int wait_ms = left > OUTBOX_METADATA_MIN_MS ? (int)left : OUTBOX_METADATA_MIN_MS;
         ot->ot_partitions =
-            dlq_partitions(kprod_rk(outbox->ob_producer), ot->ot_dlq, &ot->ot_absent);
+            dlq_partitions(kprod_rk(outbox->ob_producer), ot->ot_dlq, wait_ms, &ot->ot_absent);
         outbox->ob_topic_count = i + 1;
     }
     int rc = load_replica(outbox);
@@ -170,7 +181,11 @@ void outbox_destroy(outbox_t *outbox)
 {
     if (!outbox)
         return;
-    kprod_destroy(outbox->ob_producer, 2000, false);
+    /* Bounded: letters the broker does not take now stay in the store (note 5), and the
+     * next start's recovery (note 4) tells the ones that got through from the rest.
+     * Purged, so that destroy does not wait for them (message.timeout.ms is infinite) or
+     * for the idempotent producer's id from a broker that is gone. */
+    kprod_destroy(outbox->ob_producer, OUTBOX_DESTROY_FLUSH_MS, true);
     for (size_t i = 0; i < outbox->ob_topic_count; i++) {
         free(outbox->ob_topics[i].ot_topic);
         free(outbox->ob_topics[i].ot_dlq);

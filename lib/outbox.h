@@ -82,6 +82,9 @@ typedef struct outbox_stats {
 int outbox_new(store_t *store, const cfg_t *cfg, const char *view_name, const char *group,
                char *const *topics, size_t topic_count, outbox_t **ret_outbox, char *errstr,
                size_t errlen);
+/* Bounded (about 1 s, whatever the brokers do): collects the acks on their way, then
+ * drops what the producer still holds; those entries stay in the store (note 5) and the
+ * next start's recovery (note 4) decides which of them Kafka has. Accepts NULL. */
 void outbox_destroy(outbox_t *outbox);
 
 /* Must be called after beginning each write transaction / before committing it. */

@@ -22,7 +22,10 @@
 #include <unistd.h>
 
 #define PIPE_POLL_IDLE_MS 100 /* poll timeout when no batch is open: bounds stop latency */
-#define PIPE_OUTBOX_EXIT_FLUSH_MS 5000 /* and before a clean exit */
+/* Before a clean exit: a broker that is up acks in milliseconds; one that is not must
+ * not hold a SIGTERM (the letters stay in the outbox for the next start). Part of the
+ * shutdown bound docs/runbook.md states. */
+#define PIPE_OUTBOX_EXIT_FLUSH_MS 3000
 
 /* A topic "learns links" when the catalog says producers publish on it a record
  * whose rule has a link operation (e.g. OrderCreated on orders). */
@@ -106,6 +109,12 @@ static rd_kafka_t *consumer_new(const pipe_opts_t *opts, char *errstr, size_t er
         "fetch.wait.max.ms", "10",
         "fetch.message.max.bytes", "4194304",
         "client.id", "readmodel-projector",
+        /* The projector never joins its group (it assigns every partition itself), so
+         * the session timeout has one effect here: how long closing the consumer waits
+         * for a group coordinator to take offset commits it queued while none was
+         * reachable (librdkafka's default, 45 s, held a SIGTERM that long with the
+         * brokers down). The store holds the offsets; the next start commits them. */
+        "session.timeout.ms", "3000",
         NULL,
     };
     /* clang-format on */

@@ -281,7 +281,7 @@ int main(int argc, char **argv)
     /* diff-replay reads the topics and --repair publishes to them: a refused login or an
      * untrusted certificate would otherwise leave their clients retrying. */
     bool uses_kafka = strcmp(op.ro_command, "diff-source") != 0 || op.ro_repair;
-    if (uses_kafka && kafka_check_login(app.ap_cfg, RC_LOGIN_CHECK_MS, err, sizeof(err))) {
+    if (uses_kafka && kafka_check_login(app.ap_cfg, RC_LOGIN_CHECK_MS, NULL, err, sizeof(err))) {
         log_error("cannot connect to Kafka", LOG_S("error", err));
         app_cleanup(&app);
         return RC_EXIT_CANNOT;

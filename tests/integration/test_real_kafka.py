@@ -376,12 +376,90 @@ def sasl_settings(kafka, mechanism="PLAIN", ca=None):
             "sasl.username": harness.RealKafka.SASL_USER, "ssl.ca.location": ca or kafka.ca}
 
 
+# librdkafka before 2.6.1 appends the client's nonce to the server's nonce a second time
+# in its SCRAM client-final-message (confluentinc/librdkafka#4895); Kafka 4.x compares
+# the nonce strictly and refuses the login whatever the password. librdkafka's C ABI
+# (soname librdkafka.so.1) is the same across 2.x, so the projector built against the
+# system's 2.0.2 runs unchanged against a newer one.
+SCRAM_FIXED_VERSION = 0x020601ff  # 2.6.1, as rd_kafka_version() encodes it
+
+
+def runtime_librdkafka(env=None):
+    """The librdkafka version the projector runs with: (text, rd_kafka_version() form)."""
+    out = subprocess.run([harness.binary("projector/projector"), "--version"], cwd=harness.ROOT,
+                         capture_output=True, text=True, timeout=30, env=env)
+    text = next(line.split()[1] for line in (out.stdout + out.stderr).splitlines()
+                if line.strip().startswith("librdkafka "))
+    major, minor, patch = (int(x) for x in text.split(".")[:3])
+    return text, (major << 24) | (minor << 16) | (patch << 8) | 0xff
+
+
+def scram_capable_librdkafka(workdir):
+    """A directory whose librdkafka.so.1 is 2.6.1 or later: the one confluent-kafka's wheel
+    (PyPI, installed by tools/lib.sh) bundles, under the soname the projector asks for.
+    None when that wheel has none or an older one."""
+    import glob
+    ck = harness.kafka_admin_module()
+    if ck.libversion()[1] < SCRAM_FIXED_VERSION:
+        return None
+    libs = glob.glob(os.path.join(os.path.dirname(os.path.dirname(ck.__file__)),
+                                  "confluent_kafka.libs", "librdkafka*.so.1"))
+    if len(libs) != 1:
+        return None
+    libdir = os.path.join(workdir, "librdkafka")
+    os.makedirs(libdir)
+    os.symlink(libs[0], os.path.join(libdir, "librdkafka.so.1"))
+    return libdir
+
+
+def test_sasl_ssl_scram_sha_512_with_a_librdkafka_that_has_the_nonce_fix(kafka, workdir):
+    """SCRAM-SHA-512 over SASL_SSL works through config alone once librdkafka has the
+    nonce fix (2.6.1): the same projector and reconcile binaries, run against the
+    librdkafka confluent-kafka bundles, reach the oracle, and a wrong SCRAM password
+    still exits 2 within seconds. So the broker's SCRAM credential (tools/kafka creates
+    it at format time) is right, and what fails with the system's 2.0.2 is the client
+    (test_sasl_ssl_refusals_exit_2_fast[scram-sha-512], docs/kafka.md)."""
+    import time
+    libdir = scram_capable_librdkafka(workdir)
+    if libdir is None:
+        pytest.skip("no librdkafka >= 2.6.1 beside confluent-kafka to run the projector with")
+    env = dict(os.environ, LD_LIBRARY_PATH=libdir,
+               RM_KAFKA_SASL_PASSWORD=harness.RealKafka.SASL_PASSWORD)
+    version, number = runtime_librdkafka(env)
+    assert number >= SCRAM_FIXED_VERSION, version
+    summary, oracle = harness.simulate(kafka.bootstrap, workdir, 60, 83)
+    config = harness.write_config(workdir, kafka.sasl_bootstrap, projector__metrics_listen="",
+                                  kafka=sasl_settings(kafka, "SCRAM-SHA-512"))
+    out = subprocess.run([harness.binary("projector/projector"), "--config", config,
+                          "--until-caught-up"], cwd=harness.ROOT, capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert out.returncode == 0, f"librdkafka {version}: " + out.stderr[-3000:]
+    assert harness.committed_offsets(config) == summary["events"]
+    events = harness.read_oracle(oracle)
+    docs = harness.inspect_docs(config, [e["key"] for e in events])
+    problems = harness.compare_with_oracle(
+        events, lambda k: docs[k]["sections"] if docs[k] else None)
+    assert not problems, f"{len(problems)} customers differ; first: {problems[:5]}"
+    out = subprocess.run([harness.binary("reconcile/reconcile"), "--config", config,
+                          "diff-replay", "--report", os.path.join(workdir, "replay.jsonl")],
+                         cwd=harness.ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    start = time.monotonic()
+    out = subprocess.run([harness.binary("projector/projector"), "--config", config,
+                          "--until-caught-up"], cwd=harness.ROOT, capture_output=True,
+                         text=True, timeout=60,
+                         env=dict(env, RM_KAFKA_SASL_PASSWORD="not-the-password"))
+    elapsed = time.monotonic() - start
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Authentication failed" in out.stderr and elapsed < 30, (elapsed, out.stderr[-2000:])
+
+
 def test_sasl_ssl_projects_through_config_alone(kafka, workdir):
     """The projector reaches the oracle through the SASL_SSL listener (TLS with the
     cluster's own CA, SASL PLAIN) with nothing but config: kafka: keys in the file and
-    the password from RM_KAFKA_SASL_PASSWORD. SCRAM-SHA-512 cannot be the mechanism here:
-    librdkafka before 2.6.1 (the system's 2.0.2) fails SCRAM against Kafka 4.x whatever
-    the password; test_sasl_ssl_refusals_exit_2_fast shows that failure is reported."""
+    the password from RM_KAFKA_SASL_PASSWORD. PLAIN, because the system's librdkafka
+    (2.0.2) fails SCRAM against Kafka 4.x whatever the password (SCRAM_FIXED_VERSION);
+    test_sasl_ssl_scram_sha_512_with_a_librdkafka_that_has_the_nonce_fix shows SCRAM."""
     summary, oracle = harness.simulate(kafka.bootstrap, workdir, 60, 81)
     config = harness.write_config(workdir, kafka.sasl_bootstrap, projector__metrics_listen="",
                                   kafka=sasl_settings(kafka))
@@ -431,8 +509,11 @@ def test_sasl_ssl_refusals_exit_2_fast(kafka, workdir, case):
     """A refused login or an untrusted broker certificate is a configuration error:
     exit 2 with the broker's reason on stderr within seconds, not a retry loop (exit
     codes in projector --help, docs/runbook.md, docs/kafka.md). scram-sha-512 is the
-    right password with SCRAM-SHA-512, which librdkafka 2.0.2 fails against Kafka 4.x."""
+    right password with SCRAM-SHA-512, which librdkafka before 2.6.1 (the system's 2.0.2)
+    fails against Kafka 4.x: it must be reported as a refused login, not retried."""
     import time
+    if case == "scram-sha-512" and runtime_librdkafka()[1] >= SCRAM_FIXED_VERSION:
+        pytest.skip("this librdkafka has the SCRAM nonce fix: the login succeeds")
     mechanism = "SCRAM-SHA-512" if case == "scram-sha-512" else "PLAIN"
     # A CA the broker's certificate was not signed by: the system's bundle.
     ca = "/etc/ssl/certs/ca-certificates.crt" if case == "untrusted-ca" else None
