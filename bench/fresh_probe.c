@@ -4,9 +4,9 @@
  * records the delivery-report (produce acknowledgement) time; a poller reads the probe
  * customer's view over one keep-alive connection every POLL_SLEEP_US and, when it shows
  * probe N's email, marks probes 1..N visible (one partition, applied in order). Reported:
- * the distribution of ack -> visible. Next to it, the ceiling: a plain librdkafka consumer of the probe's
- * partition, with the projector's fetch settings, records when it receives each probe
- * (ack -> consumed: the Kafka hop alone).
+ * the distribution of ack -> visible. Next to it, the ceiling: a plain librdkafka consumer of the
+ * probe's partition, with the projector's fetch settings, records when it receives each probe (ack
+ * -> consumed: the Kafka hop alone).
  *
  * Background mix (hand-encoded Confluent-framed Avro, the catalog's schema ids): one
  * CustomerRegistered of a new customer per four OrderCreated (1-3 lines) of random
@@ -226,9 +226,17 @@ static rd_kafka_t *producer_new(const char *linger,
 {
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *props[] = {"bootstrap.servers", g_bootstrap, "linger.ms", linger,
-                           "enable.idempotence", "true", "partitioner", "murmur2_random",
-                           "queue.buffering.max.messages", "1000000", NULL};
+    const char *props[] = {"bootstrap.servers",
+                           g_bootstrap,
+                           "linger.ms",
+                           linger,
+                           "enable.idempotence",
+                           "true",
+                           "partitioner",
+                           "murmur2_random",
+                           "queue.buffering.max.messages",
+                           "1000000",
+                           NULL};
     for (int i = 0; props[i]; i += 2)
         if (rd_kafka_conf_set(conf, props[i], props[i + 1], err, sizeof(err)))
             die("producer config", err);
@@ -393,9 +401,17 @@ static rd_kafka_t *consumer_new(void)
 {
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *props[] = {"bootstrap.servers", g_bootstrap, "group.id", "fresh-probe-ceiling",
-                           "enable.auto.commit", "false", "fetch.wait.max.ms", "10",
-                           "fetch.message.max.bytes", "4194304", NULL};
+    const char *props[] = {"bootstrap.servers",
+                           g_bootstrap,
+                           "group.id",
+                           "fresh-probe-ceiling",
+                           "enable.auto.commit",
+                           "false",
+                           "fetch.wait.max.ms",
+                           "10",
+                           "fetch.message.max.bytes",
+                           "4194304",
+                           NULL};
     for (int i = 0; props[i]; i += 2)
         if (rd_kafka_conf_set(conf, props[i], props[i + 1], err, sizeof(err)))
             die("consumer config", err);
@@ -403,7 +419,8 @@ static rd_kafka_t *consumer_new(void)
     if (!rk)
         die("consumer", err);
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(list, "customers", g_probe_partition)->offset = g_probe_offset + 1;
+    rd_kafka_topic_partition_list_add(list, "customers", g_probe_partition)->offset =
+        g_probe_offset + 1;
     if (rd_kafka_assign(rk, list))
         die("consumer assign failed", NULL);
     rd_kafka_topic_partition_list_destroy(list);
@@ -558,13 +575,16 @@ int main(int argc, char **argv)
     if (!series)
         die("cannot write", argv[5]);
     int n = g_probe_count, nv = 0, nc = 0, timeouts = 0;
-    double *vis = calloc((size_t)n + 1, sizeof(double)), *hop = calloc((size_t)n + 1, sizeof(double));
+    double *vis = calloc((size_t)n + 1, sizeof(double)),
+           *hop = calloc((size_t)n + 1, sizeof(double));
     for (int k = 0; k < n; k++) {
         probe_t *p = &g_probes[k];
         if (!p->pb_ack)
             continue;
         /* a fetch can see the probe just before its ack reaches us: count that as 0 */
-        double v = p->pb_visible ? (p->pb_visible > p->pb_ack ? (p->pb_visible - p->pb_ack) * 1000 : 0) : -1;
+        double v = p->pb_visible
+                       ? (p->pb_visible > p->pb_ack ? (p->pb_visible - p->pb_ack) * 1000 : 0)
+                       : -1;
         double c = p->pb_consumed ? (p->pb_consumed - p->pb_ack) * 1000 : -1;
         if (p->pb_visible)
             vis[nv++] = v;

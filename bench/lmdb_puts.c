@@ -77,7 +77,8 @@ int main(int argc, char **argv)
     mdb_env_sync(env, 1);
     double secs = now_s() - start;
     printf("{\"puts\":%ld,\"value_bytes\":%ld,\"batch\":%ld,\"mode\":\"%s\",\"seconds\":%.3f,"
-           "\"rate\":%.0f}\n", count, value_bytes, batch, mode, secs, (double)count / secs);
+           "\"rate\":%.0f}\n",
+           count, value_bytes, batch, mode, secs, (double)count / secs);
     mdb_env_close(env);
     free(value);
     return 0;

@@ -26,10 +26,21 @@ int main(int argc, char **argv)
     }
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *props[] = {"bootstrap.servers", argv[1], "group.id", "raw-consume-bench",
-                           "enable.auto.commit", "false", "queued.min.messages", "1000000",
-                           "queued.max.messages.kbytes", "1048576", "fetch.wait.max.ms", "10",
-                           "fetch.message.max.bytes", "4194304", NULL};
+    const char *props[] = {"bootstrap.servers",
+                           argv[1],
+                           "group.id",
+                           "raw-consume-bench",
+                           "enable.auto.commit",
+                           "false",
+                           "queued.min.messages",
+                           "1000000",
+                           "queued.max.messages.kbytes",
+                           "1048576",
+                           "fetch.wait.max.ms",
+                           "10",
+                           "fetch.message.max.bytes",
+                           "4194304",
+                           NULL};
     for (int i = 0; props[i]; i += 2)
         if (rd_kafka_conf_set(conf, props[i], props[i + 1], err, sizeof(err))) {
             fprintf(stderr, "raw_consume: %s\n", err);
@@ -54,7 +65,8 @@ int main(int argc, char **argv)
                 continue;
             for (int p = 0; p < md->topics[i].partition_cnt; p++) {
                 int64_t lo, hi;
-                rd_kafka_query_watermark_offsets(rk, t, md->topics[i].partitions[p].id, &lo, &hi, 5000);
+                rd_kafka_query_watermark_offsets(rk, t, md->topics[i].partitions[p].id, &lo, &hi,
+                                                 5000);
                 expected += hi - lo;
                 rd_kafka_topic_partition_list_add(list, t, md->topics[i].partitions[p].id)->offset =
                     RD_KAFKA_OFFSET_BEGINNING;

@@ -90,14 +90,17 @@ int app_load(app_t *app, const char *prog, const app_args_t *args, bool load_vie
     }
     log_level_t level;
     log_format_t format;
-    const char *level_text = args->aa_log_level ? args->aa_log_level : cfg_str(app->ap_cfg, "log.level");
+    const char *level_text =
+        args->aa_log_level ? args->aa_log_level : cfg_str(app->ap_cfg, "log.level");
     if (log_level_parse(level_text, &level)) {
         fprintf(stderr, "%s: --log-level: expected debug, info, warn or error, got '%s'\n", prog,
                 level_text);
         return APP_EXIT_USAGE;
     }
     int shifted = (int)level - args->aa_verbosity;
-    level = shifted < LOG_DEBUG ? LOG_DEBUG : shifted > LOG_ERROR ? LOG_ERROR : (log_level_t)shifted;
+    level = shifted < LOG_DEBUG   ? LOG_DEBUG
+            : shifted > LOG_ERROR ? LOG_ERROR
+                                  : (log_level_t)shifted;
     if (log_format_parse(cfg_str(app->ap_cfg, "log.format"), &format))
         format = LOG_FORMAT_AUTO;
     log_init(prog, level, format);
@@ -139,8 +142,8 @@ int app_load(app_t *app, const char *prog, const app_args_t *args, bool load_vie
     return 0;
 }
 
-int app_frame_id(const app_t *app, const catalog_entry_t *entry, const char *topic,
-                 int32_t *ret_id, char *errstr, size_t errlen)
+int app_frame_id(const app_t *app, const catalog_entry_t *entry, const char *topic, int32_t *ret_id,
+                 char *errstr, size_t errlen)
 {
     if (!app->ap_registry) {
         *ret_id = entry->ce_id;
@@ -154,11 +157,12 @@ int app_frame_id(const app_t *app, const catalog_entry_t *entry, const char *top
         return RM_EIO;
     }
     char subject[512];
-    int rc = registry_subject(app->ap_registry, topic, entry->ce_full_name, subject, sizeof(subject))
-                 ? registry_register(app->ap_registry, subject, text, ret_id, errstr, errlen)
-                 : RM_EINVAL;
-    if (rc == RM_EINVAL && !registry_subject(app->ap_registry, topic, entry->ce_full_name, subject,
-                                             sizeof(subject)))
+    int rc =
+        registry_subject(app->ap_registry, topic, entry->ce_full_name, subject, sizeof(subject))
+            ? registry_register(app->ap_registry, subject, text, ret_id, errstr, errlen)
+            : RM_EINVAL;
+    if (rc == RM_EINVAL &&
+        !registry_subject(app->ap_registry, topic, entry->ce_full_name, subject, sizeof(subject)))
         snprintf(errstr, errlen, "subject too long");
     free(text);
     return rc;

@@ -62,8 +62,8 @@ void app_cleanup(app_t *app);
  * .avsc when it is registered (POST /subjects/{subject}/versions, idempotent) under the
  * subject naming strategy. Returns 0, or an error with errstr set. For the messages this
  * project writes itself (repairs, dead-letter-handled markers, backfill snapshots). */
-int app_frame_id(const app_t *app, const catalog_entry_t *entry, const char *topic,
-                 int32_t *ret_id, char *errstr, size_t errlen);
+int app_frame_id(const app_t *app, const catalog_entry_t *entry, const char *topic, int32_t *ret_id,
+                 char *errstr, size_t errlen);
 
 /* The exit code of a program that cannot start because of err (a negative rm_err_t):
  * APP_EXIT_USAGE for RM_ECONFIG, a setting no restart fixes (systemd's

@@ -106,8 +106,8 @@ int avro_dec_frame(const void *data, size_t len, int32_t *ret_schema_id, const v
     const unsigned char *p = data;
     if (len < 5 || p[0] != 0)
         return RM_EFRAME;
-    *ret_schema_id = (int32_t)((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 |
-                               (uint32_t)p[3] << 8 | p[4]);
+    *ret_schema_id =
+        (int32_t)((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4]);
     *ret_body = p + 5;
     *ret_body_len = len - 5;
     return 0;
@@ -242,7 +242,8 @@ static int validate(vcur_t *vc, avro_schema_t schema, int depth)
         return vfail(vc, "nesting deeper than %d", AVRO_DEC_MAX_DEPTH);
     int64_t n;
     switch (avro_typeof(schema)) {
-    case AVRO_NULL: return 0;
+    case AVRO_NULL:
+        return 0;
     case AVRO_BOOLEAN:
         if (vc->vc_p >= vc->vc_end)
             return vfail(vc, "truncated boolean");
@@ -256,9 +257,12 @@ static int validate(vcur_t *vc, avro_schema_t schema, int depth)
         if (n < INT32_MIN || n > INT32_MAX)
             return vfail(vc, "int out of range");
         return 0;
-    case AVRO_INT64: return read_long(vc, &n);
-    case AVRO_FLOAT: return take(vc, 4, "float");
-    case AVRO_DOUBLE: return take(vc, 8, "double");
+    case AVRO_INT64:
+        return read_long(vc, &n);
+    case AVRO_FLOAT:
+        return take(vc, 4, "float");
+    case AVRO_DOUBLE:
+        return take(vc, 8, "double");
     case AVRO_BYTES:
         if (read_long(vc, &n))
             return RM_EDECODE;
@@ -273,7 +277,8 @@ static int validate(vcur_t *vc, avro_schema_t schema, int depth)
             return vfail(vc, "string is not valid UTF-8");
         return 0;
     }
-    case AVRO_FIXED: return take(vc, avro_schema_fixed_size(schema), "fixed");
+    case AVRO_FIXED:
+        return take(vc, avro_schema_fixed_size(schema), "fixed");
     case AVRO_ENUM:
         if (read_long(vc, &n))
             return RM_EDECODE;
@@ -293,9 +298,12 @@ static int validate(vcur_t *vc, avro_schema_t schema, int depth)
                 return RM_EDECODE;
         return 0;
     }
-    case AVRO_ARRAY: return validate_blocks(vc, avro_schema_array_items(schema), false, depth);
-    case AVRO_MAP: return validate_blocks(vc, avro_schema_map_values(schema), true, depth);
-    case AVRO_LINK: return validate(vc, avro_schema_link_target(schema), depth + 1);
+    case AVRO_ARRAY:
+        return validate_blocks(vc, avro_schema_array_items(schema), false, depth);
+    case AVRO_MAP:
+        return validate_blocks(vc, avro_schema_map_values(schema), true, depth);
+    case AVRO_LINK:
+        return validate(vc, avro_schema_link_target(schema), depth + 1);
     }
     return vfail(vc, "unsupported schema type");
 }
@@ -341,8 +349,8 @@ static bool same_shape(avro_schema_t w, avro_schema_t r, int depth)
         if (avro_schema_union_size(w) != avro_schema_union_size(r))
             return false;
         for (size_t i = 0; i < avro_schema_union_size(w); i++)
-            if (!same_shape(avro_schema_union_branch(w, (int)i), avro_schema_union_branch(r, (int)i),
-                            depth + 1))
+            if (!same_shape(avro_schema_union_branch(w, (int)i),
+                            avro_schema_union_branch(r, (int)i), depth + 1))
                 return false;
         return true;
     case AVRO_RECORD:
@@ -379,7 +387,8 @@ static bool set_default(avro_value_t *value, avro_schema_t schema, json_t *def)
     case AVRO_STRING:
         return json_is_string(def) && avro_value_set_string(value, json_string_value(def)) == 0;
     case AVRO_INT32:
-        return json_is_integer(def) && avro_value_set_int(value, (int32_t)json_integer_value(def)) == 0;
+        return json_is_integer(def) &&
+               avro_value_set_int(value, (int32_t)json_integer_value(def)) == 0;
     case AVRO_INT64:
         return json_is_integer(def) && avro_value_set_long(value, json_integer_value(def)) == 0;
     case AVRO_BOOLEAN:
@@ -387,12 +396,13 @@ static bool set_default(avro_value_t *value, avro_schema_t schema, json_t *def)
     case AVRO_DOUBLE:
         return json_is_number(def) && avro_value_set_double(value, json_number_value(def)) == 0;
     case AVRO_FLOAT:
-        return json_is_number(def) && avro_value_set_float(value, (float)json_number_value(def)) == 0;
+        return json_is_number(def) &&
+               avro_value_set_float(value, (float)json_number_value(def)) == 0;
     case AVRO_NULL:
         return json_is_null(def) && avro_value_set_null(value) == 0;
     case AVRO_ENUM: {
-        int symbol = json_is_string(def) ? avro_schema_enum_get_by_name(schema, json_string_value(def))
-                                         : -1;
+        int symbol =
+            json_is_string(def) ? avro_schema_enum_get_by_name(schema, json_string_value(def)) : -1;
         return symbol >= 0 && avro_value_set_enum(value, symbol) == 0;
     }
     case AVRO_UNION: {
@@ -462,7 +472,8 @@ static int build_field_map(avro_dec_entry_t *entry, char *reason, size_t reasonl
                 root = schema_json(entry->de_reader);
             json_t *aliases = field_aliases(root, i), *alias;
             size_t ai;
-            json_array_foreach(aliases, ai, alias) {
+            json_array_foreach(aliases, ai, alias)
+            {
                 if (json_is_string(alias) &&
                     (wi = avro_schema_record_field_get_index(w, json_string_value(alias))) >= 0)
                     break;
@@ -471,11 +482,12 @@ static int build_field_map(avro_dec_entry_t *entry, char *reason, size_t reasonl
         entry->de_field_map[i] = wi;
         if (wi < 0) {
             avro_schema_t d = deref(rf);
-            bool null_first = is_avro_union(d) && is_avro_null(deref(avro_schema_union_branch(d, 0)));
+            bool null_first =
+                is_avro_union(d) && is_avro_null(deref(avro_schema_union_branch(d, 0)));
             if (!root)
                 root = schema_json(entry->de_reader);
-            json_t *def = json_object_get(json_array_get(json_object_get(root, "fields"), i),
-                                          "default");
+            json_t *def =
+                json_object_get(json_array_get(json_object_get(root, "fields"), i), "default");
             if (null_first && (!def || json_is_null(def)))
                 continue; /* absent, as the engine reads a null optional field */
             if (!build_default(entry, root, i, rf)) {
@@ -498,8 +510,8 @@ static int build_field_map(avro_dec_entry_t *entry, char *reason, size_t reasonl
     return rc;
 }
 
-int avro_dec_check(const catalog_entry_t *writer, const catalog_entry_t *reader,
-                   int *ret_bad_field, char *reason, size_t reasonlen)
+int avro_dec_check(const catalog_entry_t *writer, const catalog_entry_t *reader, int *ret_bad_field,
+                   char *reason, size_t reasonlen)
 {
     avro_dec_entry_t entry = {.de_writer = writer, .de_reader = reader, .de_bad_field = -1};
     int rc = build_field_map(&entry, reason, reasonlen);
@@ -559,8 +571,8 @@ int avro_dec_decode(avro_dec_t *dec, const void *data, size_t len, avro_dec_even
     const void *body;
     size_t body_len;
     if (avro_dec_frame(data, len, &id, &body, &body_len)) {
-        snprintf(reason, reasonlen, len < 5 ? "shorter than the 5-byte Confluent header"
-                                            : "magic byte is not 0");
+        snprintf(reason, reasonlen,
+                 len < 5 ? "shorter than the 5-byte Confluent header" : "magic byte is not 0");
         return RM_EFRAME;
     }
     if (id <= 0) {

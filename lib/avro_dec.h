@@ -70,8 +70,8 @@ int avro_dec_decode(avro_dec_t *dec, const void *data, size_t len, avro_dec_even
 /* Whether messages written with writer can be read as reader, by the rules of note 3
  * (the check a decode makes once per schema id). Returns 0; RM_ESCHEMA with the reader
  * field index that cannot be read in ret_bad_field and the reason; or RM_ENOMEM. */
-int avro_dec_check(const catalog_entry_t *writer, const catalog_entry_t *reader,
-                   int *ret_bad_field, char *reason, size_t reasonlen);
+int avro_dec_check(const catalog_entry_t *writer, const catalog_entry_t *reader, int *ret_bad_field,
+                   char *reason, size_t reasonlen);
 
 /* The field of event that the reader schema has at reader_index: returns 0 and fills
  * ret_value (the reader's default when the writer lacks the field and the default is not

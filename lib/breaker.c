@@ -49,14 +49,17 @@ breaker_ticket_t breaker_allow(breaker_t *breaker, int64_t now_ms)
     pthread_mutex_lock(&breaker->br_lock);
     breaker_ticket_t ticket = BREAKER_REFUSED;
     switch (breaker->br_state) {
-    case BREAKER_CLOSED: ticket = BREAKER_CALL; break;
+    case BREAKER_CLOSED:
+        ticket = BREAKER_CALL;
+        break;
     case BREAKER_OPEN:
         if (now_ms - breaker->br_opened_ms >= breaker->br_cooldown_ms) {
             breaker->br_state = BREAKER_HALF_OPEN; /* this caller holds the only trial */
             ticket = BREAKER_TRIAL;
         }
         break;
-    case BREAKER_HALF_OPEN: break; /* the trial is in flight: nobody else calls */
+    case BREAKER_HALF_OPEN:
+        break; /* the trial is in flight: nobody else calls */
     }
     pthread_mutex_unlock(&breaker->br_lock);
     return ticket;
@@ -98,9 +101,12 @@ breaker_state_t breaker_state(breaker_t *breaker, uint64_t *ret_opened_total)
 const char *breaker_state_name(breaker_state_t state)
 {
     switch (state) {
-    case BREAKER_CLOSED: return "closed";
-    case BREAKER_OPEN: return "open";
-    case BREAKER_HALF_OPEN: return "half-open";
+    case BREAKER_CLOSED:
+        return "closed";
+    case BREAKER_OPEN:
+        return "open";
+    case BREAKER_HALF_OPEN:
+        return "half-open";
     }
     return "?";
 }

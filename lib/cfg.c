@@ -32,26 +32,33 @@ typedef struct cfg_key {
 } cfg_key_t;
 
 #define CFG_STR(name, def, env, allow_empty, help)                                                 \
-    {                                                                                              \
-        .ck_name = name, .ck_type = CFG_STRING, .ck_default = def, .ck_env = env,                  \
-        .ck_allow_empty = allow_empty, .ck_help = help                                             \
-    }
+    {.ck_name = name,                                                                              \
+     .ck_type = CFG_STRING,                                                                        \
+     .ck_default = def,                                                                            \
+     .ck_env = env,                                                                                \
+     .ck_allow_empty = allow_empty,                                                                \
+     .ck_help = help}
 #define CFG_INTEGER(name, def, env, min, max, help)                                                \
-    {                                                                                              \
-        .ck_name = name, .ck_type = CFG_INT, .ck_default = def, .ck_env = env, .ck_min = min,      \
-        .ck_max = max, .ck_help = help                                                             \
-    }
+    {.ck_name = name,                                                                              \
+     .ck_type = CFG_INT,                                                                           \
+     .ck_default = def,                                                                            \
+     .ck_env = env,                                                                                \
+     .ck_min = min,                                                                                \
+     .ck_max = max,                                                                                \
+     .ck_help = help}
 #define CFG_CHOICE(name, def, env, values, help)                                                   \
-    {                                                                                              \
-        .ck_name = name, .ck_type = CFG_ENUM, .ck_default = def, .ck_env = env,                    \
-        .ck_values = values, .ck_help = help                                                       \
-    }
+    {.ck_name = name,                                                                              \
+     .ck_type = CFG_ENUM,                                                                          \
+     .ck_default = def,                                                                            \
+     .ck_env = env,                                                                                \
+     .ck_values = values,                                                                          \
+     .ck_help = help}
 
 /* TLS 1.2 and 1.3 only, forward-secret key exchange and AEAD ciphers only (what Mozilla's
  * "intermediate" profile allows); GnuTLS's NORMAL still offers TLS 1.0/1.1, RSA key
  * exchange and CBC ciphers. */
 #define CFG_TLS_PRIORITIES                                                                         \
-    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:-CIPHER-ALL:"    \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:-CIPHER-ALL:"      \
     "+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305"
 
 /* Upper bounds exist so that deadline arithmetic (now_ms() + value) and size shifts

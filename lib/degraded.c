@@ -87,8 +87,9 @@ int degraded_mark(const view_t *view, store_t *store, MDB_txn *txn, const degrad
     buf_t json = BUF_INIT;
     rc = buf_append_str(&json, "{\"topic\":");
     rc = rc ? rc : buf_append_json_str(&json, ev->de_topic, strlen(ev->de_topic));
-    rc = rc ? rc : buf_printf(&json, ",\"partition\":%d,\"offset\":%lld,\"error\":",
-                              ev->de_partition, (long long)ev->de_offset);
+    rc = rc ? rc
+            : buf_printf(&json, ",\"partition\":%d,\"offset\":%lld,\"error\":", ev->de_partition,
+                         (long long)ev->de_offset);
     rc = rc ? rc : buf_append_json_str(&json, ev->de_error, strlen(ev->de_error));
     rc = rc ? rc : buf_append_str(&json, ",\"reason\":");
     rc = rc ? rc : buf_append_json_str(&json, ev->de_reason, strnlen(ev->de_reason, 512));

@@ -72,8 +72,8 @@
 
 const char *engine_outcome_name(engine_outcome_t outcome)
 {
-    static const char *const names[ENGINE__OUTCOMES] = {
-        "applied", "stale", "no_rule", "parked", "erased", "tombstone", "rejected"};
+    static const char *const names[ENGINE__OUTCOMES] = {"applied", "stale",     "no_rule", "parked",
+                                                        "erased",  "tombstone", "rejected"};
     return outcome < ENGINE__OUTCOMES ? names[outcome] : "unknown";
 }
 
@@ -98,25 +98,24 @@ engine_t *engine_new(const view_t *view, const catalog_t *catalog, store_t *stor
         free(engine);
         return NULL;
     }
-    const catalog_entry_t *repair = view->v_repair_topic
-                                        ? catalog_latest(catalog, ENGINE_REPAIR_RECORD)
-                                        : NULL;
-    static const char *const names[ENGINE_REPAIR__FIELDS] = {
-        "view_key", "section", "op", "item_id", "fields_json", "view", "event_id", "occurred_at",
-        "version"};
+    const catalog_entry_t *repair =
+        view->v_repair_topic ? catalog_latest(catalog, ENGINE_REPAIR_RECORD) : NULL;
+    static const char *const names[ENGINE_REPAIR__FIELDS] = {"view_key", "section",     "op",
+                                                             "item_id",  "fields_json", "view",
+                                                             "event_id", "occurred_at", "version"};
     for (size_t i = 0; repair && i < ENGINE_REPAIR__FIELDS; i++) {
-        engine->en_repair_fields[i] = avro_schema_record_field_get_index(repair->ce_schema, names[i]);
+        engine->en_repair_fields[i] =
+            avro_schema_record_field_get_index(repair->ce_schema, names[i]);
         if (engine->en_repair_fields[i] < 0)
             repair = NULL; /* not the record we know: its messages count as no_rule */
     }
     engine->en_repair_reader = repair;
-    const catalog_entry_t *handled = view->v_repair_topic
-                                         ? catalog_latest(catalog, ENGINE_HANDLED_RECORD)
-                                         : NULL;
+    const catalog_entry_t *handled =
+        view->v_repair_topic ? catalog_latest(catalog, ENGINE_HANDLED_RECORD) : NULL;
     static const char *const hnames[4] = {"view", "topic", "partition", "offset"};
     for (size_t i = 0; handled && i < 4; i++) {
-        engine->en_handled_fields[i] = avro_schema_record_field_get_index(handled->ce_schema,
-                                                                          hnames[i]);
+        engine->en_handled_fields[i] =
+            avro_schema_record_field_get_index(handled->ce_schema, hnames[i]);
         if (engine->en_handled_fields[i] < 0)
             handled = NULL;
     }
@@ -209,8 +208,8 @@ static int read_meta(engine_ev_t *ev, engine_result_t *res)
 /* Version guard: returns 1 if the event is stale, 0 if new (and fills vkey with the
  * guard's key). The guard lives in `doc` under the view key ("key \0 \xff \0 type \0
  * id"), next to the fragments the event changes: one dirty page fewer per event than
- * a separate table keyed by entity (measured on a 543k-event backlog: 49k -> 57k events/s), and erasure removes
- * it with the rest of the key. */
+ * a separate table keyed by entity (measured on a 543k-event backlog: 49k -> 57k events/s), and
+ * erasure removes it with the rest of the key. */
 int engine_guard_check(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, const char *type,
                        const char *id, size_t id_len, char *vkey, size_t *ret_vlen)
 {
@@ -345,8 +344,10 @@ static int apply_handled(engine_t *engine, engine_ev_t *ev, MDB_txn *txn, engine
         avro_value_get_string(&field, &view_name, &view_len) ||
         avro_dec_field(ev->ev_dec, (size_t)idx[1], &field) ||
         avro_value_get_string(&field, &topic, &topic_len) ||
-        avro_dec_field(ev->ev_dec, (size_t)idx[2], &field) || avro_value_get_int(&field, &partition) ||
-        avro_dec_field(ev->ev_dec, (size_t)idx[3], &field) || avro_value_get_long(&field, &offset)) {
+        avro_dec_field(ev->ev_dec, (size_t)idx[2], &field) ||
+        avro_value_get_int(&field, &partition) ||
+        avro_dec_field(ev->ev_dec, (size_t)idx[3], &field) ||
+        avro_value_get_long(&field, &offset)) {
         reject(res, RM_EDECODE, "dead-letter-handled fields unreadable");
         return 0;
     }
@@ -456,8 +457,8 @@ int engine_apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, en
         return 0;
     }
     avro_dec_event_t dev;
-    int rc = avro_dec_decode(engine->en_dec, msg->em_value, msg->em_value_len, &dev,
-                             res->er_reason, sizeof(res->er_reason));
+    int rc = avro_dec_decode(engine->en_dec, msg->em_value, msg->em_value_len, &dev, res->er_reason,
+                             sizeof(res->er_reason));
     if (rc) {
         res->er_outcome = ENGINE_REJECTED;
         res->er_error = rc;

@@ -29,8 +29,8 @@ int engine_apply_tombstone(engine_t *engine, MDB_txn *txn, const engine_msg_t *m
     engine_ev_t ev = {.ev_msg = msg, .ev_new_link = -1};
     ev.ev_stamp.fs_time_ms = msg->em_timestamp_ms;
     ev.ev_stamp.fs_tie = fnv32(msg->em_key, msg->em_key_len);
-    ev.ev_prov = (frag_prov_t){msg->em_timestamp_ms, msg->em_offset, msg->em_partition,
-                               (uint16_t)topic};
+    ev.ev_prov =
+        (frag_prov_t){msg->em_timestamp_ms, msg->em_offset, msg->em_partition, (uint16_t)topic};
     res->er_event_ms = msg->em_timestamp_ms;
     int rc;
     if (tomb->vt_kind == VIEW_TOMB_ERASE) {
@@ -113,7 +113,8 @@ static int repair_values(const view_section_t *section, json_t *fields, view_ass
     const char *name;
     json_t *value;
     size_t n = 0;
-    json_object_foreach(fields, name, value) {
+    json_object_foreach(fields, name, value)
+    {
         int f = -1;
         for (size_t i = 0; i < section->vs_field_count; i++)
             if (strcmp(section->vs_fields[i].vf_name, name) == 0)
@@ -191,11 +192,12 @@ int engine_apply_repair(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, engine_
     const view_section_t *sec = &view->v_sections[section];
     view_op_kind_t kind = kinds[op_symbol];
     bool list = sec->vs_kind == VIEW_LIST;
-    if (list != (kind != VIEW_OP_SET) || (list && (!item || item_len == 0 ||
-                                                   item_len > VIEW_KEY_MAX_BYTES ||
-                                                   memchr(item, '\0', item_len)))) {
-        reject(res, RM_EVALIDATE, "repair operation does not fit the section (SET for single, "
-                                  "UPSERT/DELETE with an item id for lists)");
+    if (list != (kind != VIEW_OP_SET) ||
+        (list && (!item || item_len == 0 || item_len > VIEW_KEY_MAX_BYTES ||
+                  memchr(item, '\0', item_len)))) {
+        reject(res, RM_EVALIDATE,
+               "repair operation does not fit the section (SET for single, "
+               "UPSERT/DELETE with an item id for lists)");
         return 0;
     }
     json_error_t jerr;

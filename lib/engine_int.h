@@ -20,9 +20,18 @@
 #define ENGINE_STAMP_BYTES 20 /* i64 time, i64 version, u32 tie; native order */
 
 /* Fields of a readmodel.Repair record (schemas/avro/Repair.v1.avsc), looked up once. */
-enum { ENGINE_REPAIR_KEY = 0, ENGINE_REPAIR_SECTION, ENGINE_REPAIR_OP, ENGINE_REPAIR_ITEM,
-       ENGINE_REPAIR_FIELDS, ENGINE_REPAIR_VIEW, ENGINE_REPAIR_EVENT_ID, ENGINE_REPAIR_OCCURRED_AT,
-       ENGINE_REPAIR_VERSION, ENGINE_REPAIR__FIELDS };
+enum {
+    ENGINE_REPAIR_KEY = 0,
+    ENGINE_REPAIR_SECTION,
+    ENGINE_REPAIR_OP,
+    ENGINE_REPAIR_ITEM,
+    ENGINE_REPAIR_FIELDS,
+    ENGINE_REPAIR_VIEW,
+    ENGINE_REPAIR_EVENT_ID,
+    ENGINE_REPAIR_OCCURRED_AT,
+    ENGINE_REPAIR_VERSION,
+    ENGINE_REPAIR__FIELDS
+};
 
 /* Remote schema ids remembered per transaction as already kept in the store; past this
  * many distinct ids in one transaction, each further use costs one meta lookup. */

@@ -119,8 +119,8 @@ static int erase_indexes(engine_t *engine, MDB_txn *txn, engine_ev_t *ev)
             continue;
         const view_section_t *section = &view->v_sections[index->vi_section];
         char key[ENGINE_KEY_BYTES];
-        size_t klen = store_doc_key(key, sizeof(key), ev->ev_key, ev->ev_key_len,
-                                    section->vs_name, "", 0);
+        size_t klen =
+            store_doc_key(key, sizeof(key), ev->ev_key, ev->ev_key_len, section->vs_name, "", 0);
         frag_t frag;
         bool found;
         int rc = engine_frag_load(engine, txn, key, klen, section, &frag, &found);

@@ -34,7 +34,8 @@ bool engine_merge(const engine_ev_t *ev, const view_op_t *op, const view_section
         changed = true;
     }
     if (changed) {
-        if (section->vs_sort_field >= 0 && frag->f_slots[section->vs_sort_field].fsl_type == FRAG_INT)
+        if (section->vs_sort_field >= 0 &&
+            frag->f_slots[section->vs_sort_field].fsl_type == FRAG_INT)
             frag->f_sort = frag->f_slots[section->vs_sort_field].fsl_int;
         if (ev->ev_prov.fp_event_ms >= frag->f_prov.fp_event_ms)
             frag->f_prov = ev->ev_prov;
@@ -100,7 +101,8 @@ int engine_index_update(engine_t *engine, MDB_txn *txn, const engine_ev_t *ev, i
             continue;
         const engine_idxval_t *b = &before[n], *a = &after[n];
         n++;
-        if (b->iv_len == a->iv_len && (b->iv_len < 0 || memcmp(b->iv_value, a->iv_value, (size_t)a->iv_len) == 0))
+        if (b->iv_len == a->iv_len &&
+            (b->iv_len < 0 || memcmp(b->iv_value, a->iv_value, (size_t)a->iv_len) == 0))
             continue;
         int rc = b->iv_len >= 0 ? engine_index_write(engine, txn, ev, index, b, false) : 0;
         if (!rc && a->iv_len >= 0)
@@ -169,8 +171,8 @@ static int counter_add(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, int sect
 {
     const view_section_t *section = &engine->en_view->v_sections[section_index];
     char key[ENGINE_KEY_BYTES];
-    size_t klen = store_doc_key(key, sizeof(key), ev->ev_key, ev->ev_key_len, section->vs_name,
-                                "", 0);
+    size_t klen =
+        store_doc_key(key, sizeof(key), ev->ev_key, ev->ev_key_len, section->vs_name, "", 0);
     frag_t frag;
     bool found;
     int rc = engine_frag_load(engine, txn, key, klen, section, &frag, &found);

@@ -146,7 +146,8 @@ int engine_expire_parked(engine_t *engine, MDB_txn *txn, int64_t cutoff_ms, engi
                          void *ctx, size_t *ret_expired)
 {
     MDB_cursor *cur;
-    int rc = rm_err_from_mdb(mdb_cursor_open(txn, store_dbi(engine->en_store, STORE_DB_PENDING), &cur));
+    int rc =
+        rm_err_from_mdb(mdb_cursor_open(txn, store_dbi(engine->en_store, STORE_DB_PENDING), &cur));
     if (rc)
         return rc;
     size_t expired = 0;
@@ -202,8 +203,8 @@ int engine_unpark(engine_t *engine, MDB_txn *txn, const char *link, const char *
     prefix[plen++] = '\0';
     for (;;) {
         MDB_cursor *cur;
-        int rc =
-            rm_err_from_mdb(mdb_cursor_open(txn, store_dbi(engine->en_store, STORE_DB_PENDING), &cur));
+        int rc = rm_err_from_mdb(
+            mdb_cursor_open(txn, store_dbi(engine->en_store, STORE_DB_PENDING), &cur));
         if (rc)
             return rc;
         MDB_val key = {plen, prefix}, val;

@@ -151,7 +151,8 @@ int failpoint_skips_parse(const char *spec, failpoint_skips_t **ret_skips, char 
                      ? RM_EINVAL
                      : parse_skip(p, len, &skips->fss_items[skips->fss_count]);
         if (rc) {
-            snprintf(errstr, errlen, "%s: '%.*s': expected topic:partition:offset[,...] (at most %d)",
+            snprintf(errstr, errlen,
+                     "%s: '%.*s': expected topic:partition:offset[,...] (at most %d)",
                      FAILPOINT_SKIP_ENV, (int)(len > 200 ? 200 : len), p, FAILPOINT_SKIP_MAX);
             failpoint_skips_destroy(skips);
             return rc;
@@ -171,7 +172,8 @@ bool failpoint_skips_has(const failpoint_skips_t *skips, const char *topic, int3
 {
     for (size_t i = 0; skips && i < skips->fss_count; i++) {
         const failpoint_skip_t *s = &skips->fss_items[i];
-        if (s->fs_offset == offset && s->fs_partition == partition && strcmp(s->fs_topic, topic) == 0)
+        if (s->fs_offset == offset && s->fs_partition == partition &&
+            strcmp(s->fs_topic, topic) == 0)
             return true;
     }
     return false;

@@ -93,14 +93,18 @@ int frag_decode(const void *data, size_t len, size_t slot_count, frag_t *ret_fra
         slot->fsl_stamp.fs_version = RD_GET(&rd, int64_t, 0);
         slot->fsl_stamp.fs_tie = RD_GET(&rd, uint32_t, 0);
         switch (slot->fsl_type) {
-        case FRAG_NULL: break;
+        case FRAG_NULL:
+            break;
         case FRAG_INT:
-        case FRAG_BOOL: slot->fsl_int = RD_GET(&rd, int64_t, 0); break;
+        case FRAG_BOOL:
+            slot->fsl_int = RD_GET(&rd, int64_t, 0);
+            break;
         case FRAG_STR:
             slot->fsl_str_len = RD_GET(&rd, uint32_t, 0);
             slot->fsl_str = rd_take(&rd, slot->fsl_str_len);
             break;
-        default: return RM_ESTORE;
+        default:
+            return RM_ESTORE;
         }
     }
     frag->f_json = rd_take(&rd, json_len);
@@ -114,11 +118,16 @@ static int render_value(const frag_slot_t *slot, const view_field_t *field,
                         view_section_kind_t kind, buf_t *out)
 {
     switch (slot->fsl_type) {
-    case FRAG_INT: return buf_append_i64(out, slot->fsl_int);
-    case FRAG_BOOL: return buf_append_str(out, slot->fsl_int ? "true" : "false");
-    case FRAG_STR: return buf_append_json_str(out, slot->fsl_str, slot->fsl_str_len);
-    case FRAG_NULL: return buf_append_str(out, "null");
-    case FRAG_ABSENT: break;
+    case FRAG_INT:
+        return buf_append_i64(out, slot->fsl_int);
+    case FRAG_BOOL:
+        return buf_append_str(out, slot->fsl_int ? "true" : "false");
+    case FRAG_STR:
+        return buf_append_json_str(out, slot->fsl_str, slot->fsl_str_len);
+    case FRAG_NULL:
+        return buf_append_str(out, "null");
+    case FRAG_ABSENT:
+        break;
     }
     if (field->vf_has_default) {
         if (field->vf_type == VIEW_T_STRING)
@@ -142,8 +151,8 @@ int frag_render_json(const frag_t *frag, const view_section_t *section, buf_t *o
         if (!rc)
             rc = buf_append_char(out, ':');
         if (!rc)
-            rc = render_value(frag ? &frag->f_slots[i] : &(frag_slot_t){0}, field,
-                              section->vs_kind, out);
+            rc = render_value(frag ? &frag->f_slots[i] : &(frag_slot_t){0}, field, section->vs_kind,
+                              out);
     }
     return rc ? rc : buf_append_char(out, '}');
 }

@@ -151,7 +151,8 @@ static int set_link(const char *view_dir, const char *link, int64_t id)
     char name[32], tmp[GEN_DIR_MAX], path[GEN_DIR_MAX], tmp_name[64];
     gen_dir_name(id, name, sizeof(name));
     snprintf(tmp_name, sizeof(tmp_name), "%s.tmp", link);
-    if (path_join(tmp, sizeof(tmp), view_dir, tmp_name) || path_join(path, sizeof(path), view_dir, link))
+    if (path_join(tmp, sizeof(tmp), view_dir, tmp_name) ||
+        path_join(path, sizeof(path), view_dir, link))
         return RM_EINVAL;
     unlink(tmp); /* left by a crash between symlink and rename */
     if (symlink(name, tmp) != 0)

@@ -42,7 +42,8 @@ int index_normalize(view_norm_t norm, const char *value, size_t len, char *out, 
         while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
             end--;
     }
-    if (end - start == 0 || end - start > INDEX_VALUE_MAX_BYTES || memchr(value + start, '\0', end - start))
+    if (end - start == 0 || end - start > INDEX_VALUE_MAX_BYTES ||
+        memchr(value + start, '\0', end - start))
         return -1;
     for (size_t i = start; i < end; i++) {
         char c = value[i];

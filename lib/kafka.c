@@ -22,10 +22,14 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, 
  * line (syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug). */
 static void kafka_log(const rd_kafka_t *rk, int level, const char *facility, const char *message)
 {
-    log_level_t mapped = level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG;
+    log_level_t mapped = level <= 3   ? LOG_ERROR
+                         : level == 4 ? LOG_WARN
+                         : level <= 6 ? LOG_INFO
+                                      : LOG_DEBUG;
     if (!log_enabled(mapped))
         return;
-    log_field_t fields[] = {LOG_S("client", rk ? rd_kafka_name(rk) : NULL), LOG_S("facility", facility)};
+    log_field_t fields[] = {LOG_S("client", rk ? rd_kafka_name(rk) : NULL),
+                            LOG_S("facility", facility)};
     log_emit(mapped, message, fields, 2);
 }
 
@@ -120,13 +124,18 @@ int kafka_check_login(const cfg_t *cfg, int timeout_ms, volatile sig_atomic_t *s
 int kafka_err(rd_kafka_resp_err_t err)
 {
     switch (err) {
-    case RD_KAFKA_RESP_ERR_NO_ERROR: return RM_OK;
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return RM_OK;
     case RD_KAFKA_RESP_ERR__TIMED_OUT:
-    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT: return RM_ETIMEOUT;
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+        return RM_ETIMEOUT;
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
     case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
-    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART: return RM_ENOTFOUND;
-    case RD_KAFKA_RESP_ERR__INVALID_ARG: return RM_EINVAL;
-    default: return RM_EKAFKA;
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+        return RM_ENOTFOUND;
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        return RM_EINVAL;
+    default:
+        return RM_EKAFKA;
     }
 }

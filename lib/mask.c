@@ -71,10 +71,14 @@ static int initials(const char *value, size_t len, buf_t *out)
 int mask_append_json(view_mask_t mask, const char *value, size_t len, buf_t *out)
 {
     switch (mask) {
-    case VIEW_MASK_LAST4: return last4(value, len, out);
-    case VIEW_MASK_EMAIL: return email(value, len, out);
-    case VIEW_MASK_INITIALS: return initials(value, len, out);
-    case VIEW_MASK_REDACT: break;
+    case VIEW_MASK_LAST4:
+        return last4(value, len, out);
+    case VIEW_MASK_EMAIL:
+        return email(value, len, out);
+    case VIEW_MASK_INITIALS:
+        return initials(value, len, out);
+    case VIEW_MASK_REDACT:
+        break;
     }
     return buf_append_json_str(out, MASK_HIDDEN, 3);
 }

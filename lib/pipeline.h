@@ -77,7 +77,6 @@ typedef struct pipe pipe_t;
 /* Meta db name of the registry-outage mark (note 10). */
 #define PIPE_REGISTRY_META "schema_registry"
 
-
 /* Where one partition stops (pipe_opts_t.po_stop_offsets). */
 typedef struct pipe_stop {
     const char *pst_topic;

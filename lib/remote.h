@@ -24,8 +24,9 @@ int remote_check_urls(const char *urls, char *bad, size_t bad_cap);
 
 /* base + path_template with its "{key}" replaced by key (key_len bytes) percent-escaped
  * as one path segment: everything but letters, digits, '-', '_' and '~' (RFC 3986's
- * unreserved characters less '.', so that no key is a "." or ".." segment). Returns the length written to out
- * (NUL-terminated), or 0 when it does not fit in cap or the template has no {key}. */
+ * unreserved characters less '.', so that no key is a "." or ".." segment). Returns the length
+ * written to out (NUL-terminated), or 0 when it does not fit in cap or the template has no {key}.
+ */
 size_t remote_url(const char *base, const char *path_template, const char *key, size_t key_len,
                   char *out, size_t cap);
 

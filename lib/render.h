@@ -110,8 +110,8 @@ void render_shape_all(render_shape_t *shape);
 /* Appends the document of key to out. Returns 0, RM_ENOTFOUND when the key has no
  * fragment (never projected, or erased), RM_EINVAL for a key that cannot exist
  * (empty, too long, contains NUL), or a store error. On error out is unchanged. */
-int render_view(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
-                size_t key_len, buf_t *out);
+int render_view(const view_t *view, store_t *store, MDB_txn *txn, const char *key, size_t key_len,
+                buf_t *out);
 
 /* Like render_view, restricted to shape's sections and pages: sections (and their
  * freshness) outside sh_sections are left out; a list section with a limit returns at
@@ -136,8 +136,8 @@ int render_exists(const view_t *view, store_t *store, MDB_txn *txn, const char *
 /* Appends the JSON of one single section of key (e.g. the profile, as a lookup's
  * summary): its stored fragment, or null. Returns 0, RM_EINVAL when the section is not
  * a single section or the key cannot exist, or a store error. */
-int render_single(const view_t *view, store_t *store, MDB_txn *txn, const char *key,
-                  size_t key_len, int section, buf_t *out);
+int render_single(const view_t *view, store_t *store, MDB_txn *txn, const char *key, size_t key_len,
+                  int section, buf_t *out);
 
 /* render_single through shape's field allowlist and masks of that section (the caller
  * checks the section itself is allowed). Same returns. */

@@ -190,8 +190,10 @@ int store_check_durable(const char *dir, char *why, size_t whylen)
 {
     char path[4096], marked[128] = "", boot[128];
     if (store_mark_exists(dir, STORE_SYNC_FAILED_MARK)) {
-        snprintf(why, whylen, "%s: an fsync of this store failed, so it may have lost writes; "
-                              "rebuild it", dir);
+        snprintf(why, whylen,
+                 "%s: an fsync of this store failed, so it may have lost writes; "
+                 "rebuild it",
+                 dir);
         return RM_ESUSPECT;
     }
     if (store_path(path, sizeof(path), dir, STORE_UNSYNCED_MARK))
@@ -213,8 +215,10 @@ int store_check_durable(const char *dir, char *why, size_t whylen)
         return rc;
     }
     if (strcmp(marked, boot) != 0) {
-        snprintf(why, whylen, "%s: the OS restarted while a periodic-durability writer had "
-                              "unsynced writes in it, so it may be torn; rebuild it", dir);
+        snprintf(why, whylen,
+                 "%s: the OS restarted while a periodic-durability writer had "
+                 "unsynced writes in it, so it may be torn; rebuild it",
+                 dir);
         return RM_ESUSPECT;
     }
     return 0;
@@ -264,7 +268,7 @@ static int store_open_dbs(store_t *store, char *errstr, size_t errlen)
 /* Buckets of readmodel_store_sync_seconds: from a clean file's ~50 µs fdatasync to
  * the 2.5 s of a stalled disk; 0.05-0.5 s is where this machine's syncs fell. */
 static const double store_sync_bounds[] = {0.0001, 0.001, 0.005, 0.01, 0.025, 0.05,
-                                           0.1, 0.25, 0.5, 1, 2.5};
+                                           0.1,    0.25,  0.5,   1,    2.5};
 
 static void durable_at_least(store_t *store, uint64_t txnid)
 {

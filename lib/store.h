@@ -51,7 +51,16 @@
 typedef struct store store_t;
 
 typedef enum store_db {
-    STORE_DB_DOC = 0, STORE_DB_LINK, STORE_DB_RLINK, STORE_DB_PENDING, STORE_DB_ERASED, STORE_DB_OFFSETS, STORE_DB_OUTBOX, STORE_DB_META, STORE_DB_IDX, STORE_DB__COUNT
+    STORE_DB_DOC = 0,
+    STORE_DB_LINK,
+    STORE_DB_RLINK,
+    STORE_DB_PENDING,
+    STORE_DB_ERASED,
+    STORE_DB_OFFSETS,
+    STORE_DB_OUTBOX,
+    STORE_DB_META,
+    STORE_DB_IDX,
+    STORE_DB__COUNT
 } store_db_t;
 
 /* What a commit promises (docs/guarantees.md has the full table). */
@@ -203,8 +212,10 @@ int store_meta_put_i64(store_t *store, MDB_txn *txn, const char *name, int64_t v
 /* Big-endian helpers for keys. */
 static inline void store_be32(unsigned char *out, uint32_t v)
 {
-    out[0] = (unsigned char)(v >> 24); out[1] = (unsigned char)(v >> 16);
-    out[2] = (unsigned char)(v >> 8); out[3] = (unsigned char)v;
+    out[0] = (unsigned char)(v >> 24);
+    out[1] = (unsigned char)(v >> 16);
+    out[2] = (unsigned char)(v >> 8);
+    out[3] = (unsigned char)v;
 }
 static inline void store_be64(unsigned char *out, uint64_t v)
 {

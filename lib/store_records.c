@@ -42,15 +42,14 @@ int store_doc_exists(store_t *store, MDB_txn *txn, const char *view_key, size_t 
         return rm_err_from_mdb(rc);
     MDB_val key = {view_key_len + 1, prefix}, val;
     rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-    *ret_found = rc == 0 && key.mv_size > view_key_len &&
-                 memcmp(key.mv_data, prefix, view_key_len + 1) == 0;
+    *ret_found =
+        rc == 0 && key.mv_size > view_key_len && memcmp(key.mv_data, prefix, view_key_len + 1) == 0;
     mdb_cursor_close(cur);
     return rc && rc != MDB_NOTFOUND ? rm_err_from_mdb(rc) : 0;
 }
 
 /* offsets key: topic \0 partition(be32) */
-static size_t store_offset_key(unsigned char *out, size_t cap, const char *topic,
-                               int32_t partition)
+static size_t store_offset_key(unsigned char *out, size_t cap, const char *topic, int32_t partition)
 {
     size_t topic_len = strlen(topic);
     if (topic_len + 5 > cap)

@@ -106,9 +106,9 @@ static int ld_names(view_ld_t *ld, const yml_node_t *node, const char *where, bo
 static int ld_view(view_ld_t *ld, const yml_node_t *root)
 {
     view_t *view = ld->vl_view;
-    static const char *const allowed[] = {"view",    "key",     "topics",  "links",
-                                          "sections", "rules",  "indexes", "sources",
-                                          "repairs",  "tombstones", "live", NULL};
+    static const char *const allowed[] = {"view",     "key",        "topics",  "links",
+                                          "sections", "rules",      "indexes", "sources",
+                                          "repairs",  "tombstones", "live",    NULL};
     if (view_ld_keys(ld, root, "(top level)", allowed))
         return RM_ECONFIG;
     const yml_node_t *n;

@@ -66,7 +66,12 @@ typedef enum view_expr_kind {
 
 /* The Avro shape of an event field, decided at load so the hot path does not look it up. */
 typedef enum view_src_type {
-    VIEW_SRC_STRING, VIEW_SRC_ENUM, VIEW_SRC_LONG, VIEW_SRC_INT, VIEW_SRC_BOOL, VIEW_SRC_ARRAY,
+    VIEW_SRC_STRING,
+    VIEW_SRC_ENUM,
+    VIEW_SRC_LONG,
+    VIEW_SRC_INT,
+    VIEW_SRC_BOOL,
+    VIEW_SRC_ARRAY,
     VIEW_SRC_OPT_STRING, /* union {null, string} in either order */
     VIEW_SRC_OPT_LONG,   /* union {null, long|int} */
 } view_src_type_t;
@@ -82,8 +87,14 @@ typedef struct view_expr {
 } view_expr_t;
 
 typedef enum view_op_kind {
-    VIEW_OP_SET, VIEW_OP_UPSERT, VIEW_OP_UPDATE, VIEW_OP_DELETE, VIEW_OP_INCR, VIEW_OP_DECR,
-    VIEW_OP_ERASE, VIEW_OP_LINK,
+    VIEW_OP_SET,
+    VIEW_OP_UPSERT,
+    VIEW_OP_UPDATE,
+    VIEW_OP_DELETE,
+    VIEW_OP_INCR,
+    VIEW_OP_DECR,
+    VIEW_OP_ERASE,
+    VIEW_OP_LINK,
     VIEW_OP_CONTRIBUTE, /* the entity's share of a counter: moves it by the change of share */
 } view_op_kind_t;
 
@@ -148,10 +159,10 @@ typedef struct view_source {
     char *vsrc_service;     /* service name; its base URL comes from reconcile.source_urls */
     char *vsrc_path;        /* path template; "{key}" is replaced by the URL-escaped view key */
     char *vsrc_items;       /* list sections: member holding the response's array */
-    char *vsrc_next;        /* list sections: member holding the next page (number or URL), or NULL */
-    char *vsrc_page_param;  /* query parameter a numeric next page is passed in ("page") */
-    int vsrc_item_field;    /* list sections: the section field holding the item id */
-    char *vsrc_updated_at;  /* member with the record's last-change time, or NULL */
+    char *vsrc_next; /* list sections: member holding the next page (number or URL), or NULL */
+    char *vsrc_page_param; /* query parameter a numeric next page is passed in ("page") */
+    int vsrc_item_field; /* list sections: the section field holding the item id */
+    char *vsrc_updated_at; /* member with the record's last-change time, or NULL */
     view_src_field_t *vsrc_fields;
     size_t vsrc_field_count;
     unsigned vsrc_line;
@@ -160,14 +171,14 @@ typedef struct view_source {
 /* What a null-value record (tombstone) on a topic means (`tombstones:`). */
 typedef enum view_tomb_kind {
     VIEW_TOMB_IGNORE = 0, /* counted and skipped (the default) */
-    VIEW_TOMB_ERASE,      /* the key is a view key: erase that entity (like an erase op) */
-    VIEW_TOMB_DELETE,     /* the key is an item of vt_section, its view key found through vt_link */
+    VIEW_TOMB_ERASE, /* the key is a view key: erase that entity (like an erase op) */
+    VIEW_TOMB_DELETE, /* the key is an item of vt_section, its view key found through vt_link */
 } view_tomb_kind_t;
 
 typedef struct view_tombstone {
     view_tomb_kind_t vt_kind;
     int vt_section; /* DELETE: a list section */
-    int vt_link;    /* DELETE: index into v_links */
+    int vt_link; /* DELETE: index into v_links */
 } view_tombstone_t;
 
 /* A live section (`live:` in the view definition; docs/view-definitions.md): fetched by
@@ -176,12 +187,12 @@ typedef struct view_tombstone {
 #define VIEW_LIVE_DEADLINE_MAX_MS 10000 /* a "live" answer slower than 10 s is no answer */
 
 typedef struct view_live {
-    int vlv_section;        /* index into v_sections */
-    char *vlv_service;      /* service name; its base URL comes from query_api.live_urls */
-    char *vlv_path;         /* path template; "{key}" is replaced by the URL-escaped view key */
+    int vlv_section; /* index into v_sections */
+    char *vlv_service; /* service name; its base URL comes from query_api.live_urls */
+    char *vlv_path; /* path template; "{key}" is replaced by the URL-escaped view key */
     int64_t vlv_deadline_ms; /* bound on the whole fetch (connect, request, body) */
-    char *vlv_items;        /* list sections: member holding the answer's array, or NULL when
-                               the answer is the array itself */
+    char *vlv_items; /* list sections: member holding the answer's array, or NULL when
+                        the answer is the array itself */
     view_src_field_t *vlv_fields; /* view field <- member path of the service's record */
     size_t vlv_field_count;
     unsigned vlv_line;
@@ -205,8 +216,8 @@ typedef struct view {
     size_t v_source_count;
     view_live_t *v_lives;
     size_t v_live_count;
-    char *v_repair_topic;  /* `repairs.topic`: reconcile publishes corrections here and the
-                              projector consumes it (also listed in v_topics); NULL: none */
+    char *v_repair_topic; /* `repairs.topic`: reconcile publishes corrections here and the
+                             projector consumes it (also listed in v_topics); NULL: none */
     view_tombstone_t *v_tombstones; /* per topic (index as in v_topics); all IGNORE by default */
     char v_hash[17]; /* hex FNV-1a 64 of the definition's bytes: stored in meta, checked at open */
 } view_t;

@@ -111,8 +111,9 @@ static int ld_source(view_ld_t *ld, const yml_node_t *key, const yml_node_t *val
 {
     char where[120];
     snprintf(where, sizeof(where), "sources.%s", yml_scalar(key) ? yml_scalar(key) : "?");
-    static const char *const allowed[] = {"service", "path", "items", "next_page", "page_param",
-                                          "item", "updated_at", "fields", NULL};
+    static const char *const allowed[] = {"service",    "path",       "items",
+                                          "next_page",  "page_param", "item",
+                                          "updated_at", "fields",     NULL};
     src->vsrc_line = yml_line(key);
     src->vsrc_item_field = -1;
     if (view_ld_keys(ld, val, where, allowed))
@@ -201,8 +202,8 @@ static int ld_live(view_ld_t *ld, const yml_node_t *key, const yml_node_t *val, 
 {
     char where[120];
     snprintf(where, sizeof(where), "live.%s", yml_scalar(key) ? yml_scalar(key) : "?");
-    static const char *const allowed[] = {"service", "path", "deadline_ms", "items", "fields",
-                                          NULL};
+    static const char *const allowed[] = {"service", "path",   "deadline_ms",
+                                          "items",   "fields", NULL};
     view_t *view = ld->vl_view;
     live->vlv_line = yml_line(key);
     if (view_ld_keys(ld, val, where, allowed))
@@ -342,7 +343,8 @@ int view_ld_tombstones(view_ld_t *ld, const yml_node_t *node)
             tomb->vt_kind = VIEW_TOMB_ERASE;
             continue;
         }
-        static const char *const outer[] = {"delete", NULL}, *const inner[] = {"section", "link", NULL};
+        static const char *const outer[] = {"delete", NULL}, *const inner[] = {"section", "link",
+                                                                               NULL};
         const yml_node_t *del = yml_kind(val) == YML_MAP ? yml_map_get(val, "delete") : NULL;
         if (!del || view_ld_keys(ld, val, where, outer))
             return view_ld_fail(ld, val, where,

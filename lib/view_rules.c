@@ -8,8 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int ld_field_type(view_ld_t *ld, const yml_node_t *node, const char *where,
-                         view_type_t *ret)
+static int ld_field_type(view_ld_t *ld, const yml_node_t *node, const char *where, view_type_t *ret)
 {
     const char *s = yml_scalar(node);
     static const char *const names[] = {"string", "long", "bool", "timestamp"};
@@ -41,8 +40,8 @@ static int ld_field_mask(view_ld_t *ld, const yml_node_t *node, const char *wher
     return view_ld_fail(ld, node, where, "mask must be redact, last4, email or initials");
 }
 
-static int ld_field(view_ld_t *ld, const yml_node_t *key, const yml_node_t *val,
-                    const char *where, view_field_t *field)
+static int ld_field(view_ld_t *ld, const yml_node_t *key, const yml_node_t *val, const char *where,
+                    view_field_t *field)
 {
     if (view_ld_name(ld, key, where, &field->vf_name))
         return RM_ECONFIG;
@@ -188,7 +187,8 @@ static bool src_fits(view_src_type_t src, view_type_t type)
     case VIEW_T_LONG:
     case VIEW_T_TIMESTAMP:
         return src == VIEW_SRC_LONG || src == VIEW_SRC_INT || src == VIEW_SRC_OPT_LONG;
-    case VIEW_T_BOOL: return src == VIEW_SRC_BOOL;
+    case VIEW_T_BOOL:
+        return src == VIEW_SRC_BOOL;
     }
     return false;
 }

@@ -142,7 +142,8 @@ static int publish_handled(dlq_run_t *run, const rd_kafka_message_t *m, rd_kafka
     avro_value_t *rec = &run->dr_value, f;
     avro_value_reset(rec);
     bool replay = strcmp(run->dr_command, "replay") == 0;
-    int bad = avro_value_get_by_name(rec, "event_id", &f, NULL) || avro_value_set_string(&f, event_id);
+    int bad =
+        avro_value_get_by_name(rec, "event_id", &f, NULL) || avro_value_set_string(&f, event_id);
     bad = bad || avro_value_get_by_name(rec, "occurred_at", &f, NULL) ||
           avro_value_set_long(&f, rm_wall_ms());
     bad = bad || avro_value_get_by_name(rec, "version", &f, NULL) || avro_value_set_long(&f, 1);
@@ -157,13 +158,12 @@ static int publish_handled(dlq_run_t *run, const rd_kafka_message_t *m, rd_kafka
           avro_value_set_enum(&f, replay ? 0 : 1);
     buf_t frame = BUF_INIT;
     bad = bad || avro_dec_encode_frame(run->dr_frame_id, rec, &frame) != 0;
-    rd_kafka_resp_err_t err = bad ? RD_KAFKA_RESP_ERR__BAD_MSG
-                                  : rd_kafka_producev(
-                                        run->dr_producer,
-                                        RD_KAFKA_V_TOPIC(run->dr_app->ap_view->v_repair_topic),
-                                        RD_KAFKA_V_KEY(m->key, m->key_len),
-                                        RD_KAFKA_V_VALUE(frame.b_data, frame.b_len),
-                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err =
+        bad ? RD_KAFKA_RESP_ERR__BAD_MSG
+            : rd_kafka_producev(
+                  run->dr_producer, RD_KAFKA_V_TOPIC(run->dr_app->ap_view->v_repair_topic),
+                  RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(frame.b_data, frame.b_len),
+                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     buf_free(&frame);
     if (err)
         return -1;
@@ -183,7 +183,8 @@ static int walk(dlq_run_t *run)
         const struct rd_kafka_metadata *md;
         rd_kafka_topic_t *rkt = rd_kafka_topic_new(run->dr_consumer, dlq, NULL);
         if (rd_kafka_metadata(run->dr_consumer, 0, rkt, &md, DLQ_TIMEOUT_MS) == 0) {
-            for (int p = 0; md->topic_cnt == 1 && !md->topics[0].err && p < md->topics[0].partition_cnt; p++)
+            for (int p = 0;
+                 md->topic_cnt == 1 && !md->topics[0].err && p < md->topics[0].partition_cnt; p++)
                 rd_kafka_topic_partition_list_add(list, dlq, md->topics[0].partitions[p].id);
             rd_kafka_metadata_destroy(md);
         }
@@ -263,9 +264,10 @@ int dlq_main(app_t *app, const char *command, bool dry_run)
     }
     char err[512], group[300];
     const char *base = cfg_kafka_get(app->ap_cfg, "group.id");
-    snprintf(group, sizeof(group), "%s%s-dlq", base ? base : "readmodel-", base ? "" : app->ap_view->v_name);
-    const char *const cdefaults[] = {"group.id", group, "enable.auto.commit", "false",
-                                     "enable.partition.eof", "false", NULL};
+    snprintf(group, sizeof(group), "%s%s-dlq", base ? base : "readmodel-",
+             base ? "" : app->ap_view->v_name);
+    const char *const cdefaults[] = {
+        "group.id", group, "enable.auto.commit", "false", "enable.partition.eof", "false", NULL};
     dlq_run_t run = {.dr_app = app, .dr_command = command, .dr_dry_run = dry_run};
     rd_kafka_conf_t *conf = kafka_conf_new(app->ap_cfg, cdefaults, err, sizeof(err));
     if (!conf || !(run.dr_consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err)))) {
@@ -293,7 +295,8 @@ int dlq_main(app_t *app, const char *command, bool dry_run)
     if (writes) {
         const char *const pdefaults[] = {"enable.idempotence", "true", NULL};
         rd_kafka_conf_t *pconf = kafka_conf_new(app->ap_cfg, pdefaults, err, sizeof(err));
-        if (!pconf || !(run.dr_producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof(err)))) {
+        if (!pconf ||
+            !(run.dr_producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof(err)))) {
             fprintf(stderr, "projector dlq: %s\n", err);
             rd_kafka_destroy(run.dr_consumer);
             return APP_EXIT_USAGE;
@@ -311,8 +314,10 @@ int dlq_main(app_t *app, const char *command, bool dry_run)
         free(run.dr_seen[i]);
     free(run.dr_seen);
     if (run.dr_handled_count)
-        fprintf(stderr, "projector dlq %s: %zu handled marker(s) published to %s (they clear degraded marks)\n", command,
-                run.dr_handled_count, app->ap_view->v_repair_topic);
+        fprintf(
+            stderr,
+            "projector dlq %s: %zu handled marker(s) published to %s (they clear degraded marks)\n",
+            command, run.dr_handled_count, app->ap_view->v_repair_topic);
     if (run.dr_iface) {
         avro_value_decref(&run.dr_value);
         avro_value_iface_decref(run.dr_iface);

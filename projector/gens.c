@@ -72,7 +72,8 @@ static int check_view_hash(store_t *store, const view_t *view)
 }
 
 /* Like gens_open_writer, but hands back the error instead of logging it. */
-static store_t *open_writer(const app_t *app, const char *dir, int *ret_rc, char *err, size_t errlen)
+static store_t *open_writer(const app_t *app, const char *dir, int *ret_rc, char *err,
+                            size_t errlen)
 {
     store_opts_t sopts = {
         .so_dir = dir,
@@ -92,9 +93,9 @@ static store_t *open_writer(const app_t *app, const char *dir, int *ret_rc, char
     }
     rc = check_view_hash(store, app->ap_view);
     if (rc) {
-        snprintf(err, errlen, "%s", rc == RM_EMISMATCH
-                                        ? "store was built by another view definition: rebuild it"
-                                        : "cannot read the store's metadata");
+        snprintf(err, errlen, "%s",
+                 rc == RM_EMISMATCH ? "store was built by another view definition: rebuild it"
+                                    : "cannot read the store's metadata");
         store_close(store);
         *ret_rc = rc;
         return NULL;
@@ -108,8 +109,8 @@ store_t *gens_open_writer(const app_t *app, const char *dir, bool *ret_usage)
     int rc = 0;
     store_t *store = open_writer(app, dir, &rc, err, sizeof(err));
     if (!store) {
-        log_error("cannot open the view store", LOG_S("store", dir), LOG_S("view_hash", app->ap_view->v_hash),
-                  LOG_S("error", err));
+        log_error("cannot open the view store", LOG_S("store", dir),
+                  LOG_S("view_hash", app->ap_view->v_hash), LOG_S("error", err));
         *ret_usage = rc == RM_ECONFIG;
     }
     return store;
@@ -155,7 +156,8 @@ int gens_follow_tick(void *arg, pipe_t *pipe)
     gf->gf_next_check_ms = now + GENS_FOLLOW_MS;
     char dir[GEN_DIR_MAX];
     int64_t id;
-    if (gen_current(gf->gf_app->ap_store_dir, &id, dir, sizeof(dir)) != 0 || strcmp(dir, gf->gf_dir) == 0)
+    if (gen_current(gf->gf_app->ap_store_dir, &id, dir, sizeof(dir)) != 0 ||
+        strcmp(dir, gf->gf_dir) == 0)
         return 0; /* unchanged, or momentarily unresolvable: keep writing what we have */
     char err[1024];
     int rc = 0;
@@ -253,7 +255,8 @@ static void format_eta(char *out, size_t len, double seconds)
     if (seconds < 0 || seconds > 359999)
         snprintf(out, len, "--:--");
     else if (seconds >= 3600)
-        snprintf(out, len, "%d:%02d:%02d", (int)seconds / 3600, (int)seconds / 60 % 60, (int)seconds % 60);
+        snprintf(out, len, "%d:%02d:%02d", (int)seconds / 3600, (int)seconds / 60 % 60,
+                 (int)seconds % 60);
     else
         snprintf(out, len, "%02d:%02d", (int)seconds / 60, (int)seconds % 60);
 }
@@ -296,9 +299,9 @@ static int progress_tick(void *arg, pipe_t *pipe)
     format_eta(eta_text, sizeof(eta_text), eta);
     if (!pg->pg_tty) {
         log_info("rebuild progress", LOG_S("view", pg->pg_app->ap_view->v_name),
-                 LOG_I("partitions", count), LOG_I("events_done", done), LOG_I("events_total", total),
-                 LOG_I("percent", total ? done * 100 / total : 100), LOG_I("events_per_s", (int64_t)rate),
-                 LOG_I("eta_s", eta < 0 ? -1 : (int64_t)eta));
+                 LOG_I("partitions", count), LOG_I("events_done", done),
+                 LOG_I("events_total", total), LOG_I("percent", total ? done * 100 / total : 100),
+                 LOG_I("events_per_s", (int64_t)rate), LOG_I("eta_s", eta < 0 ? -1 : (int64_t)eta));
         return 0;
     }
     /* Back over the previous drawing, then one line per partition and a total. */
@@ -319,7 +322,8 @@ static int progress_tick(void *arg, pipe_t *pipe)
         bar[GENS_BAR_WIDTH] = '\0';
         char part_eta[32];
         format_eta(part_eta, sizeof(part_eta),
-                   pg->pg_rate[i] > 0 ? (double)(target - next) / pg->pg_rate[i] : (target == next ? 0 : -1));
+                   pg->pg_rate[i] > 0 ? (double)(target - next) / pg->pg_rate[i]
+                                      : (target == next ? 0 : -1));
         char name[300];
         snprintf(name, sizeof(name), "%s/%d", pp->pp_topic, pp->pp_partition);
         printf("\033[2K%-16s [%s] %3d%% %10lld/%-10lld %9.0f ev/s ETA %s\n", name, bar,
@@ -331,7 +335,6 @@ static int progress_tick(void *arg, pipe_t *pipe)
     pg->pg_lines = count + 1;
     return 0;
 }
-
 
 /* The rebuild's side of outbox_adopt: the current generation (opened read-only while the
  * daemon writes it) is the one the new generation replaces. No current one: nothing. */
@@ -383,7 +386,8 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
     char dir[GEN_DIR_MAX];
     rc = gen_create(view_dir, &id, dir, sizeof(dir));
     if (rc) {
-        log_error("cannot create a new generation", LOG_S("path", view_dir), LOG_S("error", rm_strerror(rc)));
+        log_error("cannot create a new generation", LOG_S("path", view_dir),
+                  LOG_S("error", rm_strerror(rc)));
         close(lock_fd);
         return APP_EXIT_FAILURE;
     }
@@ -411,8 +415,8 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
         close(lock_fd);
         return app_exit_for(rc);
     }
-    progress_t pg = {.pg_app = app, .pg_tty = isatty(STDOUT_FILENO) == 1,
-                     .pg_start_ms = rm_mono_ms()};
+    progress_t pg = {
+        .pg_app = app, .pg_tty = isatty(STDOUT_FILENO) == 1, .pg_start_ms = rm_mono_ms()};
     pg.pg_parts = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_parts));
     pg.pg_prev_next = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_prev_next));
     pg.pg_rate = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_rate));
@@ -516,9 +520,11 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
     size_t removed = 0;
     rc = gen_prune(view_dir, (int)cfg_int(app->ap_cfg, "projector.keep_generations"), &removed);
     if (rc)
-        log_warn("cannot delete old generations", LOG_S("path", view_dir), LOG_S("error", rm_strerror(rc)));
+        log_warn("cannot delete old generations", LOG_S("path", view_dir),
+                 LOG_S("error", rm_strerror(rc)));
     log_info("rebuild switched", LOG_S("view", app->ap_view->v_name), LOG_I("generation", id),
-             LOG_I("messages", stats.ps_messages), LOG_I("applied", stats.ps_outcomes[ENGINE_APPLIED]),
+             LOG_I("messages", stats.ps_messages),
+             LOG_I("applied", stats.ps_outcomes[ENGINE_APPLIED]),
              LOG_I("skipped_before_start", stats.ps_skipped_before_start),
              LOG_I("elapsed_ms", (int64_t)(seconds * 1000)), LOG_I("generations_deleted", removed));
     printf("rebuilt %s as generation %lld: %llu events (%llu applied, %llu before the start time) "
@@ -584,12 +590,12 @@ static json_t *gen_json(const gen_info_t *gi)
                                                 (json_int_t)gt->gt_lag_sum, "updated_ms",
                                                 (json_int_t)gt->gt_updated_ms));
     }
-    json_t *obj = json_pack("{s:I, s:s, s:b, s:b, s:b, s:I, s:s, s:I, s:I, s:o}", "id",
-                            (json_int_t)gi->gi_id, "path", gi->gi_path, "current", gi->gi_current,
-                            "previous", gi->gi_previous, "writer_active", gi->gi_writer_active,
-                            "created_ms", (json_int_t)gi->gi_created_ms, "created", created,
-                            "size_bytes", (json_int_t)gi->gi_size_bytes, "events",
-                            (json_int_t)events, "topics", topics);
+    json_t *obj =
+        json_pack("{s:I, s:s, s:b, s:b, s:b, s:I, s:s, s:I, s:I, s:o}", "id", (json_int_t)gi->gi_id,
+                  "path", gi->gi_path, "current", gi->gi_current, "previous", gi->gi_previous,
+                  "writer_active", gi->gi_writer_active, "created_ms",
+                  (json_int_t)gi->gi_created_ms, "created", created, "size_bytes",
+                  (json_int_t)gi->gi_size_bytes, "events", (json_int_t)events, "topics", topics);
     if (obj && gi->gi_error[0])
         json_object_set_new(obj, "error", json_string(gi->gi_error));
     return obj;
@@ -601,7 +607,8 @@ int gens_list_main(const app_t *app, bool json)
     size_t count = 0;
     int rc = gen_list(app->ap_store_dir, true, &gens, &count);
     if (rc) {
-        log_error("cannot list generations", LOG_S("path", app->ap_store_dir), LOG_S("error", rm_strerror(rc)));
+        log_error("cannot list generations", LOG_S("path", app->ap_store_dir),
+                  LOG_S("error", rm_strerror(rc)));
         return APP_EXIT_FAILURE;
     }
     if (json) {
@@ -616,13 +623,14 @@ int gens_list_main(const app_t *app, bool json)
     } else {
         if (!count) {
             char dir[GEN_DIR_MAX];
-            fprintf(stderr, gen_current_dir(app->ap_store_dir, dir, sizeof(dir)) == 0
-                                ? "projector: %s: flat store (no generations until the projector starts)\n"
-                                : "projector: %s: no generations\n",
+            fprintf(stderr,
+                    gen_current_dir(app->ap_store_dir, dir, sizeof(dir)) == 0
+                        ? "projector: %s: flat store (no generations until the projector starts)\n"
+                        : "projector: %s: no generations\n",
                     app->ap_store_dir);
         } else {
-            printf("%-4s %-8s %-21s %10s %12s  %s\n", "GEN", "STATE", "CREATED", "SIZE_MB", "EVENTS",
-                   "TOPICS (partitions: next offsets summed)");
+            printf("%-4s %-8s %-21s %10s %12s  %s\n", "GEN", "STATE", "CREATED", "SIZE_MB",
+                   "EVENTS", "TOPICS (partitions: next offsets summed)");
         }
         for (size_t i = 0; i < count; i++) {
             const gen_info_t *gi = &gens[i];
@@ -636,8 +644,10 @@ int gens_list_main(const app_t *app, bool json)
                 snprintf(topics + used, sizeof(topics) - used, "%s%s(%d):%lld", t ? " " : "",
                          gt->gt_topic, gt->gt_partitions, (long long)gt->gt_next_offset_sum);
             }
-            const char *state = gi->gi_current ? "current" : gi->gi_previous ? "previous"
-                                : gi->gi_writer_active ? "building" : "";
+            const char *state = gi->gi_current         ? "current"
+                                : gi->gi_previous      ? "previous"
+                                : gi->gi_writer_active ? "building"
+                                                       : "";
             printf("%-4lld %-8s %-21s %10.1f %12lld  %s\n", (long long)gi->gi_id, state, created,
                    (double)gi->gi_size_bytes / (1024.0 * 1024.0), (long long)events,
                    gi->gi_error[0] ? gi->gi_error : topics);
@@ -671,7 +681,8 @@ int gens_rollback_main(const app_t *app, int64_t to)
     if (rc) {
         log_error(rc == RM_ENOTFOUND ? "no such generation (or it holds no store)"
                                      : "cannot switch the current generation",
-                  LOG_S("path", view_dir), LOG_I("generation", target), LOG_S("error", rm_strerror(rc)));
+                  LOG_S("path", view_dir), LOG_I("generation", target),
+                  LOG_S("error", rm_strerror(rc)));
         return APP_EXIT_FAILURE;
     }
     log_info("rolled back", LOG_S("view", app->ap_view->v_name), LOG_I("generation", target),

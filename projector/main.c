@@ -157,18 +157,12 @@ static int check_view_against_registry(app_t *app)
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"until-caught-up", no_argument, NULL, 'u'},
-        {"set", required_argument, NULL, 's'},
-        {"log-level", required_argument, NULL, 'L'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {"from", required_argument, NULL, 'F'},
-        {"from-time", required_argument, NULL, 'T'},
-        {"json", no_argument, NULL, 'j'},
-        {"to", required_argument, NULL, 't'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},    {"until-caught-up", no_argument, NULL, 'u'},
+        {"set", required_argument, NULL, 's'},       {"log-level", required_argument, NULL, 'L'},
+        {"version", no_argument, NULL, 'V'},         {"help", no_argument, NULL, 'h'},
+        {"dry-run", no_argument, NULL, 'n'},         {"from", required_argument, NULL, 'F'},
+        {"from-time", required_argument, NULL, 'T'}, {"json", no_argument, NULL, 'j'},
+        {"to", required_argument, NULL, 't'},        {NULL, 0, NULL, 0},
     };
     bool dry_run = false, json = false;
     const char *from = NULL, *from_time = NULL, *to_text = NULL;
@@ -179,24 +173,52 @@ int main(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "c:us:X:vqVh", options, NULL)) != -1) {
         int rc = 0;
         switch (opt) {
-        case 'c': args.aa_config = optarg; break;
-        case 'u': until_caught_up = true; break;
-        case 's': rc = app_args_add_set(&args, optarg); break;
+        case 'c':
+            args.aa_config = optarg;
+            break;
+        case 'u':
+            until_caught_up = true;
+            break;
+        case 's':
+            rc = app_args_add_set(&args, optarg);
+            break;
         case 'X':
             rc = app_args_add_kafka(&args, optarg, kafka_sets[args.aa_set_count],
                                     sizeof(kafka_sets[0]));
             break;
-        case 'L': args.aa_log_level = optarg; break;
-        case 'v': args.aa_verbosity++; break;
-        case 'q': args.aa_verbosity--; break;
-        case 'n': dry_run = true; break;
-        case 'F': from = optarg; break;
-        case 'T': from_time = optarg; break;
-        case 'j': json = true; break;
-        case 't': to_text = optarg; break;
-        case 'V': app_print_version("projector"); return APP_EXIT_OK;
-        case 'h': usage(stdout); return APP_EXIT_OK;
-        default: usage(stderr); return APP_EXIT_USAGE;
+        case 'L':
+            args.aa_log_level = optarg;
+            break;
+        case 'v':
+            args.aa_verbosity++;
+            break;
+        case 'q':
+            args.aa_verbosity--;
+            break;
+        case 'n':
+            dry_run = true;
+            break;
+        case 'F':
+            from = optarg;
+            break;
+        case 'T':
+            from_time = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 't':
+            to_text = optarg;
+            break;
+        case 'V':
+            app_print_version("projector");
+            return APP_EXIT_OK;
+        case 'h':
+            usage(stdout);
+            return APP_EXIT_OK;
+        default:
+            usage(stderr);
+            return APP_EXIT_USAGE;
         }
         if (rc) {
             fprintf(stderr, "projector: too many --set/-X flags\n");
@@ -206,9 +228,9 @@ int main(int argc, char **argv)
     const char *dlq_command = NULL, *gen_command = NULL;
     if (optind + 2 == argc && strcmp(argv[optind], "dlq") == 0) {
         dlq_command = argv[optind + 1];
-    } else if (optind + 1 == argc && (strcmp(argv[optind], "rebuild") == 0 ||
-                                      strcmp(argv[optind], "generations") == 0 ||
-                                      strcmp(argv[optind], "rollback") == 0)) {
+    } else if (optind + 1 == argc &&
+               (strcmp(argv[optind], "rebuild") == 0 || strcmp(argv[optind], "generations") == 0 ||
+                strcmp(argv[optind], "rollback") == 0)) {
         gen_command = argv[optind];
     } else if (optind < argc) {
         fprintf(stderr, "projector: unexpected argument '%s'\n", argv[optind]);
@@ -278,10 +300,13 @@ int main(int argc, char **argv)
     rc = app_mkdirs(app.ap_store_dir);
     bool migrated = false;
     rc = rc ? rc : gen_prepare(app.ap_store_dir, &migrated);
-    rc = rc ? rc : gen_current(app.ap_store_dir, &follow.gf_generation, follow.gf_dir, sizeof(follow.gf_dir));
+    rc = rc ? rc
+            : gen_current(app.ap_store_dir, &follow.gf_generation, follow.gf_dir,
+                          sizeof(follow.gf_dir));
     if (rc) {
-        log_error(rc == RM_EBUSY ? "cannot move the store into generations: another projector writes it"
-                                 : "cannot prepare the store's generations",
+        log_error(rc == RM_EBUSY
+                      ? "cannot move the store into generations: another projector writes it"
+                      : "cannot prepare the store's generations",
                   LOG_S("path", app.ap_store_dir), LOG_S("error", rm_strerror(rc)));
         exit_code = APP_EXIT_FAILURE;
         goto out;
@@ -360,8 +385,8 @@ int main(int argc, char **argv)
         log_info("stopped before the pipeline started", LOG_S("view", app.ap_view->v_name));
         goto out;
     }
-    log_info("projector started", LOG_S("view", app.ap_view->v_name),
-             LOG_S("store", follow.gf_dir), LOG_I("generation", follow.gf_generation),
+    log_info("projector started", LOG_S("view", app.ap_view->v_name), LOG_S("store", follow.gf_dir),
+             LOG_I("generation", follow.gf_generation),
              LOG_S("durability", cfg_str(app.ap_cfg, "projector.durability")),
              LOG_I("until_caught_up", until_caught_up));
     rc = pipe_run(pipe);

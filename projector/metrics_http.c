@@ -18,8 +18,7 @@ struct metrics_http {
 static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *type,
                                char *body, size_t len)
 {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     enum MHD_Result ret = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
@@ -63,10 +62,10 @@ metrics_http_t *metrics_http_start(const char *listen, pipe_t *pipe, char *errst
         return NULL;
     }
     server->mh_pipe = pipe;
-    server->mh_daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, server,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, 64,
-        MHD_OPTION_CONNECTION_TIMEOUT, 10, MHD_OPTION_END);
+    server->mh_daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
+                                         NULL, NULL, handle, server, MHD_OPTION_SOCK_ADDR,
+                                         (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, 64,
+                                         MHD_OPTION_CONNECTION_TIMEOUT, 10, MHD_OPTION_END);
     if (!server->mh_daemon) {
         snprintf(errstr, errlen, "projector.metrics_listen: cannot listen on %s", listen);
         free(server);

@@ -117,8 +117,9 @@ static int load_key(audit_t *audit, const cfg_t *cfg, const char **ret_warning, 
         }
         n = AUDIT_KEY_BYTES;
         if (*cfg_str(cfg, "query_api.audit.file"))
-            *ret_warning = "no query_api.audit.hmac_key_file: customer ids in the audit log are "
-                       "hashed with a random key drawn at start (comparable within this run only)";
+            *ret_warning =
+                "no query_api.audit.hmac_key_file: customer ids in the audit log are "
+                "hashed with a random key drawn at start (comparable within this run only)";
     }
     hmac_prepare(audit, key, n);
     OPENSSL_cleanse(key, sizeof(key));

@@ -141,8 +141,10 @@ static int ld_grant_pii(auth_ld_t *ld, const yml_node_t *pii, auth_role_t *role)
         return 0;
     }
     if (yml_kind(pii) != YML_SEQ)
-        return ld_fail(ld, pii, "role %s: pii must be true, false or a list of "
-                       "section.field", role->ar_name);
+        return ld_fail(ld, pii,
+                       "role %s: pii must be true, false or a list of "
+                       "section.field",
+                       role->ar_name);
     for (size_t i = 0; i < yml_count(pii); i++) {
         const yml_node_t *item = yml_seq_at(pii, i);
         const char *name = yml_scalar(item);
@@ -157,15 +159,18 @@ static int ld_grant_pii(auth_ld_t *ld, const yml_node_t *pii, auth_role_t *role)
             f = s >= 0 ? field_index(&view->v_sections[s], dot + 1) : -1;
         }
         if (f < 0)
-            return ld_fail(ld, item, "role %s: pii: '%s' is not section.field of %s",
-                           role->ar_name, name ? name : "?", view->v_name);
+            return ld_fail(ld, item, "role %s: pii: '%s' is not section.field of %s", role->ar_name,
+                           name ? name : "?", view->v_name);
         if (!view->v_sections[s].vs_fields[f].vf_pii)
-            return ld_fail(ld, item, "role %s: pii: %s is not a pii field (the view "
-                           "definition masks only pii fields)", role->ar_name, name);
-        if (!(role->ar_sections & (UINT32_C(1) << s)) ||
-            !(role->ar_fields[s] & (UINT32_C(1) << f)))
-            return ld_fail(ld, item, "role %s: pii: %s is not granted by this role's "
-                           "sections and fields", role->ar_name, name);
+            return ld_fail(ld, item,
+                           "role %s: pii: %s is not a pii field (the view "
+                           "definition masks only pii fields)",
+                           role->ar_name, name);
+        if (!(role->ar_sections & (UINT32_C(1) << s)) || !(role->ar_fields[s] & (UINT32_C(1) << f)))
+            return ld_fail(ld, item,
+                           "role %s: pii: %s is not granted by this role's "
+                           "sections and fields",
+                           role->ar_name, name);
         role->ar_pii_fields[s] |= UINT32_C(1) << f;
     }
     return 0;
@@ -181,8 +186,10 @@ static int ld_grant(auth_ld_t *ld, const yml_node_t *grant, auth_role_t *role)
         return RM_ECONFIG;
     const yml_node_t *sections = yml_map_get(grant, "sections");
     if (yml_kind(sections) != YML_SEQ)
-        return ld_fail(ld, sections ? sections : grant, "role %s: sections must be a list of "
-                       "section names, or [\"*\"]", role->ar_name);
+        return ld_fail(ld, sections ? sections : grant,
+                       "role %s: sections must be a list of "
+                       "section names, or [\"*\"]",
+                       role->ar_name);
     for (size_t i = 0; i < yml_count(sections); i++) {
         const char *name = yml_scalar(yml_seq_at(sections, i));
         int s = name && strcmp(name, "*") ? view_section_index(view, name) : -1;
@@ -205,9 +212,10 @@ static int ld_grant(auth_ld_t *ld, const yml_node_t *grant, auth_role_t *role)
         const yml_node_t *list = yml_map_value_at(fields, i);
         int s = name ? view_section_index(view, name) : -1;
         if (s < 0 || yml_kind(list) != YML_SEQ)
-            return ld_fail(ld, yml_map_key_at(fields, i), "role %s: fields: '%s' is not a "
-                           "section of %s, or its value is not a list", role->ar_name,
-                           name ? name : "?", view->v_name);
+            return ld_fail(ld, yml_map_key_at(fields, i),
+                           "role %s: fields: '%s' is not a "
+                           "section of %s, or its value is not a list",
+                           role->ar_name, name ? name : "?", view->v_name);
         role->ar_fields[s] = 0; /* ... unless an allowlist names some */
         for (size_t f = 0; f < yml_count(list); f++) {
             const char *field = yml_scalar(yml_seq_at(list, f));
@@ -233,9 +241,12 @@ static int ld_roles(auth_ld_t *ld, const yml_node_t *roles)
         const char *name = yml_scalar(yml_map_key_at(roles, i));
         const yml_node_t *def = yml_map_value_at(roles, i);
         static const char *const allowed[] = {"pii", "views", NULL};
-        if (!name || !*name || strlen(name) > AUTH_NAME_MAX_BYTES || auth->au_role_count == AUTH_MAX_ROLES)
-            return ld_fail(ld, yml_map_key_at(roles, i), "a role name must have 1 to %d bytes "
-                           "(and there may be %d roles)", AUTH_NAME_MAX_BYTES, AUTH_MAX_ROLES);
+        if (!name || !*name || strlen(name) > AUTH_NAME_MAX_BYTES ||
+            auth->au_role_count == AUTH_MAX_ROLES)
+            return ld_fail(ld, yml_map_key_at(roles, i),
+                           "a role name must have 1 to %d bytes "
+                           "(and there may be %d roles)",
+                           AUTH_NAME_MAX_BYTES, AUTH_MAX_ROLES);
         auth_role_t *role = &auth->au_roles[auth->au_role_count++];
         memset(role, 0, sizeof(*role));
         snprintf(role->ar_name, sizeof(role->ar_name), "%s", name);
@@ -300,15 +311,20 @@ static int ld_api_keys(auth_ld_t *ld, const yml_node_t *keys)
         const char *name = yml_scalar(yml_map_get(def, "name"));
         const char *hash = yml_scalar(yml_map_get(def, "sha256"));
         if (!name || !*name || strlen(name) > AUTH_NAME_MAX_BYTES)
-            return ld_fail(ld, def, "an API key needs a name of 1 to %d bytes", AUTH_NAME_MAX_BYTES);
+            return ld_fail(ld, def, "an API key needs a name of 1 to %d bytes",
+                           AUTH_NAME_MAX_BYTES);
         snprintf(key->ak_name, sizeof(key->ak_name), "%s", name);
         if (!hash || hex_decode(hash, key->ak_sha256, sizeof(key->ak_sha256)))
-            return ld_fail(ld, def, "API key %s: sha256 must be 64 hex digits (sha256sum of "
-                           "the key; the key itself is never stored)", name);
+            return ld_fail(ld, def,
+                           "API key %s: sha256 must be 64 hex digits (sha256sum of "
+                           "the key; the key itself is never stored)",
+                           name);
         const yml_node_t *roles = yml_map_get(def, "roles");
         if (yml_kind(roles) != YML_SEQ || yml_count(roles) > AUTH_MAX_KEY_ROLES)
-            return ld_fail(ld, roles ? roles : def, "API key %s: roles must be a list of at "
-                           "most %d role names", name, AUTH_MAX_KEY_ROLES);
+            return ld_fail(ld, roles ? roles : def,
+                           "API key %s: roles must be a list of at "
+                           "most %d role names",
+                           name, AUTH_MAX_KEY_ROLES);
         for (size_t r = 0; r < yml_count(roles); r++) {
             const char *role = yml_scalar(yml_seq_at(roles, r));
             int index = role ? role_named(auth, role) : -1;
@@ -370,8 +386,9 @@ auth_t *auth_new(const cfg_t *cfg, const view_t *view, char *errstr, size_t errl
         return auth;
     const char *policy = cfg_str(cfg, "query_api.auth.policy");
     if (!*policy) {
-        snprintf(errstr, errlen, "query_api.auth.enabled is on but query_api.auth.policy (the "
-                                 "roles file) is not set; set it, or turn auth off explicitly");
+        snprintf(errstr, errlen,
+                 "query_api.auth.enabled is on but query_api.auth.policy (the "
+                 "roles file) is not set; set it, or turn auth off explicitly");
         auth_destroy(auth);
         return NULL;
     }
@@ -381,8 +398,9 @@ auth_t *auth_new(const cfg_t *cfg, const view_t *view, char *errstr, size_t errl
         return NULL;
     }
     if (auth_jwt_key_count(auth->au_jwt) == 0 && auth->au_key_count == 0) {
-        snprintf(errstr, errlen, "query_api.auth: auth is on but no JWT key and no API key is "
-                                 "configured: nobody could read anything");
+        snprintf(errstr, errlen,
+                 "query_api.auth: auth is on but no JWT key and no API key is "
+                 "configured: nobody could read anything");
         auth_destroy(auth);
         return NULL;
     }
@@ -453,8 +471,8 @@ static void credential_sha256(const char *token, size_t len,
     SHA256_Final(out, &sha);
 }
 
-int auth_api_key(const auth_t *auth, const char *key, size_t len,
-                 auth_principal_t *ret_principal, const char **ret_reason)
+int auth_api_key(const auth_t *auth, const char *key, size_t len, auth_principal_t *ret_principal,
+                 const char **ret_reason)
 {
     unsigned char digest[SHA256_DIGEST_LENGTH];
     credential_sha256(key, len, digest);

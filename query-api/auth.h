@@ -78,8 +78,8 @@ int auth_bearer(auth_t *auth, const char *token, size_t len, int64_t now_ms,
 
 /* Verifies a static API key (compared as SHA-256 in constant time against every
  * configured key). Same returns as auth_bearer. */
-int auth_api_key(const auth_t *auth, const char *key, size_t len,
-                 auth_principal_t *ret_principal, const char **ret_reason);
+int auth_api_key(const auth_t *auth, const char *key, size_t len, auth_principal_t *ret_principal,
+                 const char **ret_reason);
 
 /* The principal of a server with auth off: every section, field, unmasked. */
 void auth_principal_all(auth_principal_t *ret_principal);
@@ -93,9 +93,8 @@ void auth_sha256_hex(const void *data, size_t len, char out[65]);
  * development and tests (`query-api token`); production tokens come from the identity
  * provider. On success *ret_token is malloc'd (the caller frees it). Returns 0, or
  * RM_ECONFIG with errstr (no HS256 secret, no issuer/audience). */
-int auth_mint_hs256(const cfg_t *cfg, const char *sub, const char *const *roles,
-                    size_t role_count, int64_t ttl_s, int64_t now_s, char **ret_token,
-                    char *errstr, size_t errlen);
+int auth_mint_hs256(const cfg_t *cfg, const char *sub, const char *const *roles, size_t role_count,
+                    int64_t ttl_s, int64_t now_s, char **ret_token, char *errstr, size_t errlen);
 
 /* ---- used by auth.c and auth_jwt.c only ---- */
 

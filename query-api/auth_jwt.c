@@ -65,8 +65,10 @@ static int add_key(auth_jwt_t *jwt, const char *kid, jwt_alg_t alg, unsigned cha
             return RM_ECONFIG;
         }
     if (jwt->aj_key_count == AUTH_JWT_MAX_KEYS || strlen(kid) > AUTH_NAME_MAX_BYTES) {
-        snprintf(errstr, errlen, "query_api.auth.jwt_keys: more than %d keys, or a kid "
-                                 "longer than %d bytes", AUTH_JWT_MAX_KEYS, AUTH_NAME_MAX_BYTES);
+        snprintf(errstr, errlen,
+                 "query_api.auth.jwt_keys: more than %d keys, or a kid "
+                 "longer than %d bytes",
+                 AUTH_JWT_MAX_KEYS, AUTH_NAME_MAX_BYTES);
         free(bytes);
         return RM_ECONFIG;
     }
@@ -130,12 +132,14 @@ static int load_public_keys(auth_jwt_t *jwt, const cfg_t *cfg, char *errstr, siz
         }
         *alg++ = '\0';
         *path++ = '\0';
-        jwt_alg_t a = strcmp(alg, "RS256") == 0 ? JWT_ALG_RS256
+        jwt_alg_t a = strcmp(alg, "RS256") == 0   ? JWT_ALG_RS256
                       : strcmp(alg, "ES256") == 0 ? JWT_ALG_ES256
                                                   : JWT_ALG_INVAL;
         if (a == JWT_ALG_INVAL || !*item) {
-            snprintf(errstr, errlen, "query_api.auth.jwt_keys: key '%s': the algorithm must be "
-                                     "RS256 or ES256 and the kid not empty", item);
+            snprintf(errstr, errlen,
+                     "query_api.auth.jwt_keys: key '%s': the algorithm must be "
+                     "RS256 or ES256 and the kid not empty",
+                     item);
             rc = RM_ECONFIG;
             break;
         }
@@ -181,8 +185,9 @@ auth_jwt_t *auth_jwt_new(const cfg_t *cfg, char *errstr, size_t errlen)
     /* A token from another issuer or for another service must not pass here just because
      * it is signed by a key we trust for something else. */
     if (jwt->aj_key_count && (!*jwt->aj_issuer || !*jwt->aj_audience)) {
-        snprintf(errstr, errlen, "query_api.auth: JWT keys are configured but issuer or "
-                                 "audience is empty (both are checked on every token)");
+        snprintf(errstr, errlen,
+                 "query_api.auth: JWT keys are configured but issuer or "
+                 "audience is empty (both are checked on every token)");
         auth_jwt_destroy(jwt);
         return NULL;
     }
@@ -258,7 +263,8 @@ static bool claim_matches(jwt_t *token, const char *name, const char *want)
     json_t *item;
     if (json_is_array(root))
         json_array_foreach(root, i, item) if (json_is_string(item) &&
-                                              strcmp(json_string_value(item), want) == 0) found = true;
+                                              strcmp(json_string_value(item), want) == 0) found =
+            true;
     json_decref(root);
     return found;
 }
@@ -336,9 +342,8 @@ int auth_jwt_verify(const auth_jwt_t *jwt, const char *token, size_t len, int64_
     return rc;
 }
 
-int auth_mint_hs256(const cfg_t *cfg, const char *sub, const char *const *roles,
-                    size_t role_count, int64_t ttl_s, int64_t now_s, char **ret_token,
-                    char *errstr, size_t errlen)
+int auth_mint_hs256(const cfg_t *cfg, const char *sub, const char *const *roles, size_t role_count,
+                    int64_t ttl_s, int64_t now_s, char **ret_token, char *errstr, size_t errlen)
 {
     auth_jwt_t *verifier = auth_jwt_new(cfg, errstr, errlen);
     if (!verifier)
@@ -352,14 +357,15 @@ int auth_mint_hs256(const cfg_t *cfg, const char *sub, const char *const *roles,
     json_t *role_list = json_array();
     for (size_t i = 0; role_list && i < role_count; i++)
         json_array_append_new(role_list, json_string(roles[i]));
-    json_t *claims = json_pack("{s:s, s:s, s:s, s:I, s:I, s:O}", "sub", sub, "iss",
-                               verifier->aj_issuer, "aud", verifier->aj_audience, "iat",
-                               (json_int_t)now_s, "exp", (json_int_t)(now_s + ttl_s),
-                               verifier->aj_roles_claim, role_list);
+    json_t *claims =
+        json_pack("{s:s, s:s, s:s, s:I, s:I, s:O}", "sub", sub, "iss", verifier->aj_issuer, "aud",
+                  verifier->aj_audience, "iat", (json_int_t)now_s, "exp",
+                  (json_int_t)(now_s + ttl_s), verifier->aj_roles_claim, role_list);
     char *claims_text = claims ? json_dumps(claims, JSON_COMPACT) : NULL;
     if (!key) {
-        snprintf(errstr, errlen, "no HS256 secret is configured (query_api.auth.hs256_secret_file "
-                                 "or RM_JWT_HS256_SECRET)");
+        snprintf(errstr, errlen,
+                 "no HS256 secret is configured (query_api.auth.hs256_secret_file "
+                 "or RM_JWT_HS256_SECRET)");
     } else if (!claims_text || jwt_new(&token) ||
                jwt_set_alg(token, JWT_ALG_HS256, key->ak_bytes, (int)key->ak_len) ||
                jwt_add_grants_json(token, claims_text) ||

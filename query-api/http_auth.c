@@ -58,9 +58,9 @@ int http_auth_init(http_ctx_t *ctx, char *errstr, size_t errlen)
     if (ip_rps && !(ctx->hc_ip_limit = rl_new(ip_rps, cfg_int(cfg, "query_api.rate_limit.ip_burst"),
                                               HTTP_AUTH_RL_SLOTS)))
         return RM_ENOMEM;
-    if (principal_rps &&
-        !(ctx->hc_principal_limit = rl_new(
-              principal_rps, cfg_int(cfg, "query_api.rate_limit.principal_burst"), HTTP_AUTH_RL_SLOTS)))
+    if (principal_rps && !(ctx->hc_principal_limit = rl_new(
+                               principal_rps, cfg_int(cfg, "query_api.rate_limit.principal_burst"),
+                               HTTP_AUTH_RL_SLOTS)))
         return RM_ENOMEM;
     return 0;
 }
@@ -169,8 +169,7 @@ static int bearer(auth_t *auth, const char *token, int64_t now_ms, http_token_me
                   auth_principal_t *ret_principal, const char **ret_reason)
 {
     size_t len = strlen(token);
-    if (memo && len && memo->tm_len == len &&
-        CRYPTO_memcmp(memo->tm_token, token, len) == 0 &&
+    if (memo && len && memo->tm_len == len && CRYPTO_memcmp(memo->tm_token, token, len) == 0 &&
         now_ms <= memo->tm_principal.ap_expires_ms) {
         *ret_principal = memo->tm_principal;
         return 0;
@@ -227,23 +226,26 @@ struct MHD_Response *http_auth_identify(auth_t *auth, const http_request_t *req,
     return authenticate(auth, authz, api_key, now_ms, memo, caller, ret_status);
 }
 
-struct MHD_Response *http_auth_admit(http_ctx_t *ctx, struct MHD_Connection *conn,
-                                     const char *url, http_caller_t *caller, unsigned *ret_status)
+struct MHD_Response *http_auth_admit(http_ctx_t *ctx, struct MHD_Connection *conn, const char *url,
+                                     http_caller_t *caller, unsigned *ret_status)
 {
     memset(caller, 0, sizeof(*caller));
-    snprintf(caller->cl_principal.ap_name, sizeof(caller->cl_principal.ap_name),
-             "unauthenticated");
+    snprintf(caller->cl_principal.ap_name, sizeof(caller->cl_principal.ap_name), "unauthenticated");
     request_id(ctx, conn, caller);
     if (strlen(url) > ctx->hc_max_url_bytes)
-        return fail(414, "uri-too-long", "URI too long", "the path is longer than "
-                    "query_api.max_url_bytes", ret_status);
+        return fail(414, "uri-too-long", "URI too long",
+                    "the path is longer than "
+                    "query_api.max_url_bytes",
+                    ret_status);
     size_t header_bytes = 0;
     MHD_get_connection_values(conn, MHD_HEADER_KIND, add_header_size, &header_bytes);
     size_t query_bytes = 0;
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_header_size, &query_bytes);
     if (query_bytes + strlen(url) > ctx->hc_max_url_bytes)
-        return fail(414, "uri-too-long", "URI too long", "the query string is longer than "
-                    "query_api.max_url_bytes", ret_status);
+        return fail(414, "uri-too-long", "URI too long",
+                    "the query string is longer than "
+                    "query_api.max_url_bytes",
+                    ret_status);
     if (header_bytes > ctx->hc_max_header_bytes)
         return fail(431, "headers-too-large", "Request header fields too large",
                     "the headers are larger than query_api.max_header_bytes", ret_status);
@@ -257,10 +259,9 @@ struct MHD_Response *http_auth_admit(http_ctx_t *ctx, struct MHD_Connection *con
     return NULL;
 }
 
-struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn,
-                                    const char *url, const http_request_t *req,
-                                    http_token_memo_t *memo, http_caller_t *caller,
-                                    unsigned *ret_status)
+struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn, const char *url,
+                                    const http_request_t *req, http_token_memo_t *memo,
+                                    http_caller_t *caller, unsigned *ret_status)
 {
     struct MHD_Response *resp = http_auth_admit(ctx, conn, url, caller, ret_status);
     if (resp)
@@ -268,8 +269,8 @@ struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn
     resp = http_auth_identify(
         ctx->hc_auth, req,
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Api-Key"), rm_wall_ms(), memo,
-        caller, ret_status);
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Api-Key"), rm_wall_ms(), memo, caller,
+        ret_status);
     if (resp)
         return resp;
     int64_t retry_ms;
@@ -283,16 +284,17 @@ struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn
 }
 
 struct MHD_Response *http_auth_shape(http_caller_t *caller, const view_t *view,
-                                     render_shape_t *shape, bool fields_given,
-                                     unsigned *ret_status)
+                                     render_shape_t *shape, bool fields_given, unsigned *ret_status)
 {
     const auth_principal_t *p = &caller->cl_principal;
-    uint32_t all = view->v_section_count >= 32 ? UINT32_MAX
-                                               : (UINT32_C(1) << view->v_section_count) - 1;
+    uint32_t all =
+        view->v_section_count >= 32 ? UINT32_MAX : (UINT32_C(1) << view->v_section_count) - 1;
     uint32_t allowed = p->ap_sections & all;
     if (!allowed)
-        return fail(403, "forbidden", "Forbidden", "no role of this caller grants a section "
-                    "of this view", ret_status);
+        return fail(403, "forbidden", "Forbidden",
+                    "no role of this caller grants a section "
+                    "of this view",
+                    ret_status);
     uint32_t wanted = shape->sh_sections & all;
     if (fields_given && (wanted & ~allowed)) {
         char detail[160] = "fields names a section this caller may not read:";
@@ -321,10 +323,13 @@ struct MHD_Response *http_auth_lookup(http_caller_t *caller, const view_t *view,
     size_t n = value_len < HTTP_KEY_MAX_BYTES ? value_len : HTTP_KEY_MAX_BYTES;
     memcpy(caller->cl_value, value, n);
     caller->cl_value_len = n;
-    if (!(p->ap_sections & ((view->v_section_count >= 32 ? UINT32_MAX
-                                                         : (UINT32_C(1) << view->v_section_count) - 1))))
-        return fail(403, "forbidden", "Forbidden", "no role of this caller grants a section "
-                    "of this view", ret_status);
+    if (!(p->ap_sections &
+          ((view->v_section_count >= 32 ? UINT32_MAX
+                                        : (UINT32_C(1) << view->v_section_count) - 1))))
+        return fail(403, "forbidden", "Forbidden",
+                    "no role of this caller grants a section "
+                    "of this view",
+                    ret_status);
     if (index->vi_section < 0 || index->vi_field < 0)
         return NULL; /* a link index (order_id): answers with keys, shaped like reads */
     /* Searching by a field tells whether a customer has a value there: the caller must
@@ -332,12 +337,16 @@ struct MHD_Response *http_auth_lookup(http_caller_t *caller, const view_t *view,
     uint32_t section_bit = UINT32_C(1) << index->vi_section;
     uint32_t field_bit = UINT32_C(1) << index->vi_field;
     if (!(p->ap_sections & section_bit) || !(p->ap_fields[index->vi_section] & field_bit))
-        return fail(403, "forbidden-lookup", "Forbidden lookup", "searching by a field "
-                    "needs the right to read it", ret_status);
+        return fail(403, "forbidden-lookup", "Forbidden lookup",
+                    "searching by a field "
+                    "needs the right to read it",
+                    ret_status);
     if (view->v_sections[index->vi_section].vs_fields[index->vi_field].vf_pii &&
         !(p->ap_pii_fields[index->vi_section] & field_bit))
-        return fail(403, "forbidden-lookup", "Forbidden lookup", "searching by a PII field "
-                    "needs pii granted on that field", ret_status);
+        return fail(403, "forbidden-lookup", "Forbidden lookup",
+                    "searching by a PII field "
+                    "needs pii granted on that field",
+                    ret_status);
     return NULL;
 }
 

@@ -64,17 +64,16 @@ struct MHD_Response *http_auth_identify(struct auth *auth, const http_request_t 
 /* The gate's first steps, for every request whatever its method: a request id, the
  * size limits and the per-IP rate limit. Resets caller. NULL when the request may go
  * on, else the error response with *ret_status. HTTP worker. */
-struct MHD_Response *http_auth_admit(http_ctx_t *ctx, struct MHD_Connection *conn,
-                                     const char *url, http_caller_t *caller, unsigned *ret_status);
+struct MHD_Response *http_auth_admit(http_ctx_t *ctx, struct MHD_Connection *conn, const char *url,
+                                     http_caller_t *caller, unsigned *ret_status);
 
 /* Runs before any route: size limits, per-IP rate limit, authentication (unless the
  * route is open) and the per-principal rate limit. memo: the connection's token memo,
  * or NULL. Returns NULL when the request may proceed (caller filled), else the error
  * response with *ret_status. HTTP worker. */
-struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn,
-                                    const char *url, const http_request_t *req,
-                                    http_token_memo_t *memo, http_caller_t *caller,
-                                    unsigned *ret_status);
+struct MHD_Response *http_auth_gate(http_ctx_t *ctx, struct MHD_Connection *conn, const char *url,
+                                    const http_request_t *req, http_token_memo_t *memo,
+                                    http_caller_t *caller, unsigned *ret_status);
 
 /* View handler: restricts shape to what the caller may see (sections, fields, masks).
  * A `fields` naming a section the caller may not read, or a caller with no section of

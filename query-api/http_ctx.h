@@ -87,7 +87,7 @@ typedef struct http_ctx {
     uint64_t hc_audit_failures;    /* atomic: audit lines that could not be written */
     struct http_live *hc_live;     /* live sections (http_live.h); fixed while serving */
     http_cursor_keys_t hc_cursor_keys; /* seal page cursors (http_cursor.h); fixed while serving */
-    struct https *hc_https;        /* TLS (https.h); NULL: plain HTTP */
+    struct https *hc_https; /* TLS (https.h); NULL: plain HTTP */
 } http_ctx_t;
 
 /* The offsets scan of one read snapshot, free of the clock (http_fresh.c): what a view
@@ -95,21 +95,21 @@ typedef struct http_ctx {
  * thread's txn lives in; cleared whenever the thread leaves that generation. */
 typedef struct http_lag_memo {
     bool lm_valid;
-    size_t lm_txn_id;                 /* mdb_txn_id of the snapshot scanned */
+    size_t lm_txn_id; /* mdb_txn_id of the snapshot scanned */
     size_t lm_partitions;
     int64_t lm_messages;
     int64_t lm_newest_commit_ms;
-    int64_t lm_oldest_behind_ms;      /* oldest last event time of a partition that is
-                                         behind; INT64_MAX: none is */
+    int64_t lm_oldest_behind_ms; /* oldest last event time of a partition that is
+                                    behind; INT64_MAX: none is */
     int64_t lm_topic_messages[VIEW_MAX_TOPICS];
     int64_t lm_topic_oldest_ms[VIEW_MAX_TOPICS];
 } http_lag_memo_t;
 
 /* Per worker thread: a read txn reused with reset/renew, and the response buffer. */
 typedef struct http_tls {
-    pthread_mutex_t ht_lock;  /* held by the thread from http_txn to http_txn_done */
-    bool ht_active;           /* between http_txn and http_txn_done (own thread only) */
-    http_gen_t *ht_gen;       /* the generation ht_txn lives in; holds a reference */
+    pthread_mutex_t ht_lock; /* held by the thread from http_txn to http_txn_done */
+    bool ht_active; /* between http_txn and http_txn_done (own thread only) */
+    http_gen_t *ht_gen; /* the generation ht_txn lives in; holds a reference */
     MDB_txn *ht_txn;
     buf_t ht_body;
     http_lag_memo_t ht_lag_memo; /* under ht_lock, like ht_txn */

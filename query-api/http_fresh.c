@@ -223,8 +223,8 @@ static bool unreachable(http_ctx_t *ctx, const http_min_offset_t *tokens, size_t
         if (!(wait->hw_missing & (UINT64_C(1) << i)))
             continue;
         int64_t left_ms = deadline_ms - rm_mono_ms();
-        int timeout_ms = left_ms < HTTP_FRESH_LOGEND_TIMEOUT_MS ? (int)left_ms
-                                                                : HTTP_FRESH_LOGEND_TIMEOUT_MS;
+        int timeout_ms =
+            left_ms < HTTP_FRESH_LOGEND_TIMEOUT_MS ? (int)left_ms : HTTP_FRESH_LOGEND_TIMEOUT_MS;
         if (timeout_ms <= 0)
             return false;
         bool exists = true;

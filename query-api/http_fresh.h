@@ -59,8 +59,7 @@ typedef struct http_topic_lag {
  * snapshot, and a read used to spend 7% of its instructions rescanning them. Any
  * thread with its own txn. */
 int http_fresh_lag_topics(const view_t *view, store_t *store, MDB_txn *txn, int64_t now_ms,
-                          http_lag_memo_t *memo, http_lag_t *ret_lag,
-                          http_topic_lag_t *ret_topics);
+                          http_lag_memo_t *memo, http_lag_t *ret_lag, http_topic_lag_t *ret_topics);
 
 /* Each section's lag (ret_sections: view->v_section_count entries) from the lag of the
  * topics that feed it (view.h vs_feeds): messages summed, the worst time lag. A section

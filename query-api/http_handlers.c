@@ -424,7 +424,7 @@ struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
     }
     char *registry = rc ? NULL : registry_mark(store, txn);
     const char *state = strcmp(gaps.b_data, "[]") || registry ? "degraded"
-                        : lag.hl_partitions == 0  ? "not-ready"
+                        : lag.hl_partitions == 0              ? "not-ready"
                         : lag.hl_messages > 0 && sc.sc_now - lag.hl_newest_commit_ms > HTTP_STALL_MS
                             ? "stalled"
                         : lag.hl_messages > 0 ? "catching-up"
@@ -438,7 +438,8 @@ struct MHD_Response *http_handle_status(http_ctx_t *ctx, unsigned *ret_status)
                (long long)lag.hl_messages, (double)lag.hl_lag_ms / 1000.0,
                (long long)lag.hl_newest_commit_ms, rc ? 0 : parked.ms_entries,
                rc ? 0 : outbox.ms_entries, topics.b_data, gaps.b_data,
-               registry ? "\"schema_registry\":" : "", registry ? registry : "", registry ? "," : "");
+               registry ? "\"schema_registry\":" : "", registry ? registry : "",
+               registry ? "," : "");
     buf_free(&gaps);
     buf_free(&topics);
     free(registry);

@@ -57,8 +57,8 @@ static rd_kafka_t *client(http_logend_t *logend)
         static const char *const defaults[] = {"client.id", "readmodel-query-api", NULL};
         char errstr[512] = "";
         rd_kafka_conf_t *conf = kafka_conf_new(logend->le_cfg, defaults, errstr, sizeof(errstr));
-        if (conf && !(logend->le_rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr,
-                                                   sizeof(errstr))))
+        if (conf &&
+            !(logend->le_rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr))))
             rd_kafka_conf_destroy(conf);
         if (!logend->le_rk) {
             logend->le_failed = true;
@@ -123,8 +123,8 @@ static void remember_end(http_logend_t *logend, const char *topic, int32_t parti
     pthread_mutex_unlock(&logend->le_lock);
 }
 
-int http_logend_exists(http_logend_t *logend, const char *topic, int32_t partition,
-                       int64_t offset, int64_t known_end, int timeout_ms, bool *ret_exists)
+int http_logend_exists(http_logend_t *logend, const char *topic, int32_t partition, int64_t offset,
+                       int64_t known_end, int timeout_ms, bool *ret_exists)
 {
     if (offset < known_end || offset < remembered_end(logend, topic, partition)) {
         *ret_exists = true;

@@ -41,7 +41,7 @@ void http_logend_destroy(http_logend_t *logend);
  * Kafka says the topic or partition does not exist; RM_ETIMEOUT or RM_EKAFKA when it
  * could not be asked (then nothing is known). known_end is a log end the caller already
  * knows (the store's high watermark; 0: none): an offset below it exists, unasked. */
-int http_logend_exists(http_logend_t *logend, const char *topic, int32_t partition,
-                       int64_t offset, int64_t known_end, int timeout_ms, bool *ret_exists);
+int http_logend_exists(http_logend_t *logend, const char *topic, int32_t partition, int64_t offset,
+                       int64_t known_end, int timeout_ms, bool *ret_exists);
 
 #endif

@@ -50,8 +50,8 @@ int http_query_decode(const char *in, size_t in_len, char *out, size_t cap)
 const char *http_route_name(http_route_t route)
 {
     static const char *const names[HTTP_ROUTE__COUNT] = {
-        "not_found", "bad_request", "view", "lookup", "healthz", "readyz", "metrics", "status",
-        "dashboard", "openapi", "ui", "status_history"};
+        "not_found", "bad_request", "view",      "lookup",  "healthz", "readyz",
+        "metrics",   "status",      "dashboard", "openapi", "ui",      "status_history"};
     return route < HTTP_ROUTE__COUNT ? names[route] : "unknown";
 }
 

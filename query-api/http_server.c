@@ -147,9 +147,8 @@ static enum MHD_Result first_call(http_ctx_t *ctx, struct MHD_Connection *conn, 
 {
     http_conn_t *state = connection_state(conn);
     const char *refused;
-    if (ctx->hc_https &&
-        !https_client_allowed(ctx->hc_https, conn, state ? &state->hn_tls_verified : NULL,
-                              &refused)) {
+    if (ctx->hc_https && !https_client_allowed(ctx->hc_https, conn,
+                                               state ? &state->hn_tls_verified : NULL, &refused)) {
         log_warn("TLS client refused", LOG_S("reason", refused));
         return MHD_NO;
     }
@@ -175,9 +174,8 @@ static enum MHD_Result first_call(http_ctx_t *ctx, struct MHD_Connection *conn, 
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     http_ctx_t *ctx = cls;
     (void)version;
@@ -217,11 +215,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             status = 400;
             resp = http_problem_response(400, "bad-request", "Bad request", req.hr_problem, NULL);
             break;
-        case HTTP_ROUTE_VIEW: resp = http_handle_view(ctx, conn, &req, &status); break;
-        case HTTP_ROUTE_LOOKUP: resp = http_handle_lookup(ctx, conn, &req, &status); break;
-        case HTTP_ROUTE_READYZ: resp = http_handle_readyz(ctx, &status); break;
-        case HTTP_ROUTE_METRICS: resp = http_handle_metrics(ctx, &status); break;
-        case HTTP_ROUTE_STATUS: resp = http_handle_status(ctx, &status); break;
+        case HTTP_ROUTE_VIEW:
+            resp = http_handle_view(ctx, conn, &req, &status);
+            break;
+        case HTTP_ROUTE_LOOKUP:
+            resp = http_handle_lookup(ctx, conn, &req, &status);
+            break;
+        case HTTP_ROUTE_READYZ:
+            resp = http_handle_readyz(ctx, &status);
+            break;
+        case HTTP_ROUTE_METRICS:
+            resp = http_handle_metrics(ctx, &status);
+            break;
+        case HTTP_ROUTE_STATUS:
+            resp = http_handle_status(ctx, &status);
+            break;
         case HTTP_ROUTE_DASHBOARD:
             resp = ctx->hc_dashboard;
             shared = true;
@@ -234,8 +242,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             resp = ctx->hc_ui;
             shared = true;
             break;
-        case HTTP_ROUTE_HISTORY: resp = http_history_response(ctx->hc_history, &status); break;
-        case HTTP_ROUTE__COUNT: break;
+        case HTTP_ROUTE_HISTORY:
+            resp = http_history_response(ctx->hc_history, &status);
+            break;
+        case HTTP_ROUTE__COUNT:
+            break;
         }
     }
     /* Fixed responses are shared by every request: no per-request header on them. */
@@ -284,16 +295,17 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
                                                       MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(ctx->hc_healthz, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     ctx->hc_not_found = http_problem_response(404, "not-found", "Not found", "no such route", NULL);
-    ctx->hc_dashboard = MHD_create_response_from_buffer(http_dashboard_html_len,
-                                                        (void *)http_dashboard_html,
-                                                        MHD_RESPMEM_PERSISTENT);
-    MHD_add_response_header(ctx->hc_dashboard, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+    ctx->hc_dashboard = MHD_create_response_from_buffer(
+        http_dashboard_html_len, (void *)http_dashboard_html, MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(ctx->hc_dashboard, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/html; charset=utf-8");
     /* The page loads nothing from elsewhere; say so to the browser too. */
-    MHD_add_response_header(ctx->hc_dashboard, "Content-Security-Policy",
-                            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+    MHD_add_response_header(
+        ctx->hc_dashboard, "Content-Security-Policy",
+        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
     ctx->hc_ui = page_response(http_ui_html, http_ui_html_len);
-    ctx->hc_openapi = MHD_create_response_from_buffer(http_openapi_json_len, (void *)http_openapi_json,
-                                                      MHD_RESPMEM_PERSISTENT);
+    ctx->hc_openapi = MHD_create_response_from_buffer(
+        http_openapi_json_len, (void *)http_openapi_json, MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(ctx->hc_openapi, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     if (https_load(app->ap_cfg, &ctx->hc_https, errstr, errlen)) {
         http_server_stop(server);
@@ -340,14 +352,12 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
     tls_opts[tls_count] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     server->hs_daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (ctx->hc_https ? https_mhd_flags() : 0),
-        0, NULL, NULL, on_request, ctx,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)cfg_int(app->ap_cfg, "query_api.threads"), MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg_int(app->ap_cfg, "query_api.max_connections"),
+        0, NULL, NULL, on_request, ctx, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg_int(app->ap_cfg, "query_api.threads"),
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg_int(app->ap_cfg, "query_api.max_connections"),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg_int(app->ap_cfg, "query_api.timeout_s"),
         MHD_OPTION_UNESCAPE_CALLBACK, raw_unescape, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-        on_connection, ctx, MHD_OPTION_ARRAY, tls_opts,
-        MHD_OPTION_END);
+        on_connection, ctx, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!server->hs_daemon) {
         snprintf(errstr, errlen, "query_api.listen: cannot listen on %s", listen);
         http_server_stop(server);

@@ -85,9 +85,10 @@ static int append_tail(const view_t *view, const http_cursor_scope_t *cursors,
         rc = buf_printf(body, ",\"consistency\":{\"reached\":%s",
                         wait->hw_reached ? "true" : "false");
         if (!rc && !wait->hw_reached)
-            rc = buf_printf(body, ",\"reason\":\"%s\"", wait->hw_busy          ? "busy"
-                                             : wait->hw_unreachable ? "unreachable"
-                                                                    : "timeout");
+            rc = buf_printf(body, ",\"reason\":\"%s\"",
+                            wait->hw_busy          ? "busy"
+                            : wait->hw_unreachable ? "unreachable"
+                                                   : "timeout");
         rc = rc ? rc : buf_append_str(body, ",\"missing\":[");
         bool comma = false;
         for (size_t i = 0; !rc && i < vq->vq_token_count; i++) {
@@ -191,12 +192,11 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
     MDB_txn *txn;
     http_wait_t wait = {0};
     const auth_principal_t *principal = &req->hr_caller->cl_principal;
-    int rc = vq.vq_token_count ? http_fresh_wait(ctx,
-                                                 principal->ap_method == AUTH_OFF ? NULL
-                                                                                  : principal->ap_name,
-                                                 vq.vq_tokens, vq.vq_token_count,
-                                                 vq.vq_wait_ms, &store, &txn, &wait)
-                               : http_txn(ctx, &store, &txn);
+    int rc =
+        vq.vq_token_count
+            ? http_fresh_wait(ctx, principal->ap_method == AUTH_OFF ? NULL : principal->ap_name,
+                              vq.vq_tokens, vq.vq_token_count, vq.vq_wait_ms, &store, &txn, &wait)
+            : http_txn(ctx, &store, &txn);
     if (rc == RM_ENOTFOUND) {
         char detail[320];
         snprintf(detail, sizeof(detail), "the view store is not open yet: %s",

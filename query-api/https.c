@@ -126,8 +126,8 @@ static int load_crls(https_t *https, const char *crl_file, char *errstr, size_t 
         snprintf(errstr, errlen, "query_api.tls.crl_file: no CRL in '%s' (%s)", crl_file,
                  grc < 0 ? gnutls_strerror(grc) : "none found");
         rc = RM_ECONFIG;
-    } else if ((grc = gnutls_x509_crt_list_import2(&cas, &ca_count, &ca_data,
-                                                   GNUTLS_X509_FMT_PEM, 0)) < 0) {
+    } else if ((grc = gnutls_x509_crt_list_import2(&cas, &ca_count, &ca_data, GNUTLS_X509_FMT_PEM,
+                                                   0)) < 0) {
         snprintf(errstr, errlen, "query_api.tls.client_ca_file: %s", gnutls_strerror(grc));
         rc = RM_ECONFIG;
     }
@@ -135,8 +135,10 @@ static int load_crls(https_t *https, const char *crl_file, char *errstr, size_t 
         unsigned status = 0;
         grc = gnutls_x509_crl_verify(https->hs_crls[i], cas, ca_count, 0, &status);
         if (grc < 0 || status) {
-            snprintf(errstr, errlen, "query_api.tls.crl_file: CRL %u of '%s' is not signed by "
-                     "a CA of query_api.tls.client_ca_file", i + 1, crl_file);
+            snprintf(errstr, errlen,
+                     "query_api.tls.crl_file: CRL %u of '%s' is not signed by "
+                     "a CA of query_api.tls.client_ca_file",
+                     i + 1, crl_file);
             rc = RM_ECONFIG;
         }
     }
@@ -154,8 +156,9 @@ int https_load(const cfg_t *cfg, https_t **ret_https, char *errstr, size_t errle
     const char *ca_file = cfg_str(cfg, "query_api.tls.client_ca_file");
     const char *crl_file = cfg_str(cfg, "query_api.tls.crl_file");
     if (*crl_file && !*ca_file) {
-        snprintf(errstr, errlen, "query_api.tls.crl_file: needs query_api.tls.client_ca_file "
-                                 "(it revokes client certificates)");
+        snprintf(errstr, errlen,
+                 "query_api.tls.crl_file: needs query_api.tls.client_ca_file "
+                 "(it revokes client certificates)");
         return RM_ECONFIG;
     }
     if (!*cert_file && !*key_file) {

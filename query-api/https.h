@@ -47,9 +47,10 @@ size_t https_mhd_options(https_t *https, struct MHD_OptionItem *opts);
  * certificate chains to it, is in its validity period, allows client authentication and
  * is on no CRL of query_api.tls.crl_file.
  * Verified once per connection: *verified is the connection's memory of a pass (the
- * caller's per-connection state; NULL verifies every time). On false a fatal TLS alert has been sent (certificate
- * required, unknown CA or bad certificate), *ret_reason says why (a static string), and
- * the caller must return MHD_NO so that the connection is closed. HTTP worker threads. */
+ * caller's per-connection state; NULL verifies every time). On false a fatal TLS alert has been
+ * sent (certificate required, unknown CA or bad certificate), *ret_reason says why (a static
+ * string), and the caller must return MHD_NO so that the connection is closed. HTTP worker threads.
+ */
 bool https_client_allowed(https_t *https, struct MHD_Connection *conn, bool *verified,
                           const char **ret_reason);
 

@@ -14,72 +14,72 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: query-api --config FILE [options]\n"
-            "\n"
-            "Serves the view's LMDB store (opened read-only) as JSON over HTTP:\n"
-            "  GET /v1/views/{view}/{key}         the document, its freshness and lag; takes\n"
-            "                                     fields, <list>_limit, <list>_cursor,\n"
-            "                                     max_staleness_ms, min_offsets, wait_ms\n"
-            "                                     and If-None-Match (docs/query-api.md)\n"
-            "  GET /v1/views/{view}?{index}=VALUE  lookup by a declared index (email, phone,\n"
-            "                                     order_id, ...)\n"
-            "  GET /healthz  /readyz  /metrics  /v1/status  /dashboard  /openapi.json\n"
-            "Live sections of the view (live: in its definition) are fetched from their\n"
-            "service on each read, within their deadline (query_api.live_urls).\n"
-            "With query_api.tls.cert_file and key_file it serves HTTPS only, and with\n"
-            "query_api.tls.client_ca_file it requires client certificates signed by that CA.\n"
-            "Errors are RFC 9457 application/problem+json. View reads and lookups need\n"
-            "'Authorization: Bearer JWT' or 'X-Api-Key: KEY' unless query_api.auth.enabled\n"
-            "is off (docs/query-api.md, Security).\n"
-            "\n"
-            "       query-api token --config FILE --sub NAME --role ROLE [...] [--ttl-s N]\n"
-            "prints a development HS256 token signed with the configured secret (see\n"
-            "'query-api token --help').\n"
-            "\n"
-            "Options:\n"
-            "  -c, --config FILE       config file (YAML)\n"
-            "  -s, --set KEY=VALUE     set a config key (beats environment and file)\n"
-            "      --log-level LEVEL   debug, info, warn or error\n"
-            "  -v, -q                  more / less logging\n"
-            "  -V, --version           print version and library versions\n"
-            "  -h, --help              this help\n"
-            "\n"
-            "SIGTERM or SIGINT stop it (exit 0). Exit codes: 0 ok, 1 runtime failure,\n"
-            "2 usage or configuration error.\n"
-            "\n"
-            "Configuration keys (flag > environment > file > default):\n");
+    fprintf(out, "Usage: query-api --config FILE [options]\n"
+                 "\n"
+                 "Serves the view's LMDB store (opened read-only) as JSON over HTTP:\n"
+                 "  GET /v1/views/{view}/{key}         the document, its freshness and lag; takes\n"
+                 "                                     fields, <list>_limit, <list>_cursor,\n"
+                 "                                     max_staleness_ms, min_offsets, wait_ms\n"
+                 "                                     and If-None-Match (docs/query-api.md)\n"
+                 "  GET /v1/views/{view}?{index}=VALUE  lookup by a declared index (email, phone,\n"
+                 "                                     order_id, ...)\n"
+                 "  GET /healthz  /readyz  /metrics  /v1/status  /dashboard  /openapi.json\n"
+                 "Live sections of the view (live: in its definition) are fetched from their\n"
+                 "service on each read, within their deadline (query_api.live_urls).\n"
+                 "With query_api.tls.cert_file and key_file it serves HTTPS only, and with\n"
+                 "query_api.tls.client_ca_file it requires client certificates signed by that CA.\n"
+                 "Errors are RFC 9457 application/problem+json. View reads and lookups need\n"
+                 "'Authorization: Bearer JWT' or 'X-Api-Key: KEY' unless query_api.auth.enabled\n"
+                 "is off (docs/query-api.md, Security).\n"
+                 "\n"
+                 "       query-api token --config FILE --sub NAME --role ROLE [...] [--ttl-s N]\n"
+                 "prints a development HS256 token signed with the configured secret (see\n"
+                 "'query-api token --help').\n"
+                 "\n"
+                 "Options:\n"
+                 "  -c, --config FILE       config file (YAML)\n"
+                 "  -s, --set KEY=VALUE     set a config key (beats environment and file)\n"
+                 "      --log-level LEVEL   debug, info, warn or error\n"
+                 "  -v, -q                  more / less logging\n"
+                 "  -V, --version           print version and library versions\n"
+                 "  -h, --help              this help\n"
+                 "\n"
+                 "SIGTERM or SIGINT stop it (exit 0). Exit codes: 0 ok, 1 runtime failure,\n"
+                 "2 usage or configuration error.\n"
+                 "\n"
+                 "Configuration keys (flag > environment > file > default):\n");
     cfg_print_help(out, NULL);
 }
 
 static void token_usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: query-api token --config FILE --sub NAME --role ROLE [--role ROLE...]\n"
-            "                       [--ttl-s SECONDS] [--set KEY=VALUE...]\n"
-            "\n"
-            "Prints a bearer token (HS256) on stdout, signed with the configured secret\n"
-            "(query_api.auth.hs256_secret_file or RM_JWT_HS256_SECRET) and carrying the\n"
-            "configured kid, issuer and audience: for development, the demo and tests.\n"
-            "Production tokens come from the identity provider.\n"
-            "\n"
-            "  -c, --config FILE   config file (YAML)\n"
-            "  -s, --set K=V       set a config key\n"
-            "      --sub NAME      the token's subject (the principal in the audit log)\n"
-            "      --role ROLE     a role of the policy file (repeatable)\n"
-            "      --ttl-s N       lifetime in seconds (default 3600, at most 31536000)\n"
-            "\n"
-            "Exit codes: 0 printed, 2 usage or configuration error.\n");
+    fprintf(out, "Usage: query-api token --config FILE --sub NAME --role ROLE [--role ROLE...]\n"
+                 "                       [--ttl-s SECONDS] [--set KEY=VALUE...]\n"
+                 "\n"
+                 "Prints a bearer token (HS256) on stdout, signed with the configured secret\n"
+                 "(query_api.auth.hs256_secret_file or RM_JWT_HS256_SECRET) and carrying the\n"
+                 "configured kid, issuer and audience: for development, the demo and tests.\n"
+                 "Production tokens come from the identity provider.\n"
+                 "\n"
+                 "  -c, --config FILE   config file (YAML)\n"
+                 "  -s, --set K=V       set a config key\n"
+                 "      --sub NAME      the token's subject (the principal in the audit log)\n"
+                 "      --role ROLE     a role of the policy file (repeatable)\n"
+                 "      --ttl-s N       lifetime in seconds (default 3600, at most 31536000)\n"
+                 "\n"
+                 "Exit codes: 0 printed, 2 usage or configuration error.\n");
 }
 
 /* `query-api token`: a development token (see token_usage). */
 static int token_main(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
-        {"sub", required_argument, NULL, 'S'},    {"role", required_argument, NULL, 'r'},
-        {"ttl-s", required_argument, NULL, 't'},  {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"config", required_argument, NULL, 'c'},
+                                            {"set", required_argument, NULL, 's'},
+                                            {"sub", required_argument, NULL, 'S'},
+                                            {"role", required_argument, NULL, 'r'},
+                                            {"ttl-s", required_argument, NULL, 't'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
     app_args_t args = {0};
     const char *sub = NULL, *roles[16];
     size_t role_count = 0;
@@ -87,14 +87,18 @@ static int token_main(int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, "c:s:h", options, NULL)) != -1) {
         switch (opt) {
-        case 'c': args.aa_config = optarg; break;
+        case 'c':
+            args.aa_config = optarg;
+            break;
         case 's':
             if (app_args_add_set(&args, optarg)) {
                 fprintf(stderr, "query-api token: too many --set flags\n");
                 return APP_EXIT_USAGE;
             }
             break;
-        case 'S': sub = optarg; break;
+        case 'S':
+            sub = optarg;
+            break;
         case 'r':
             if (role_count == sizeof(roles) / sizeof(roles[0])) {
                 fprintf(stderr, "query-api token: at most 16 roles\n");
@@ -111,8 +115,12 @@ static int token_main(int argc, char **argv)
             }
             break;
         }
-        case 'h': token_usage(stdout); return APP_EXIT_OK;
-        default: token_usage(stderr); return APP_EXIT_USAGE;
+        case 'h':
+            token_usage(stdout);
+            return APP_EXIT_OK;
+        default:
+            token_usage(stderr);
+            return APP_EXIT_USAGE;
         }
     }
     if (!sub || !*sub || role_count == 0 || optind < argc) {
@@ -139,27 +147,43 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return token_main(argc - 1, argv + 1);
-    static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
-        {"log-level", required_argument, NULL, 'L'}, {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"config", required_argument, NULL, 'c'},
+                                            {"set", required_argument, NULL, 's'},
+                                            {"log-level", required_argument, NULL, 'L'},
+                                            {"version", no_argument, NULL, 'V'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
     app_args_t args = {0};
     int opt;
     while ((opt = getopt_long(argc, argv, "c:s:vqVh", options, NULL)) != -1) {
         switch (opt) {
-        case 'c': args.aa_config = optarg; break;
+        case 'c':
+            args.aa_config = optarg;
+            break;
         case 's':
             if (app_args_add_set(&args, optarg)) {
                 fprintf(stderr, "query-api: too many --set flags\n");
                 return APP_EXIT_USAGE;
             }
             break;
-        case 'L': args.aa_log_level = optarg; break;
-        case 'v': args.aa_verbosity++; break;
-        case 'q': args.aa_verbosity--; break;
-        case 'V': app_print_version("query-api"); return APP_EXIT_OK;
-        case 'h': usage(stdout); return APP_EXIT_OK;
-        default: usage(stderr); return APP_EXIT_USAGE;
+        case 'L':
+            args.aa_log_level = optarg;
+            break;
+        case 'v':
+            args.aa_verbosity++;
+            break;
+        case 'q':
+            args.aa_verbosity--;
+            break;
+        case 'V':
+            app_print_version("query-api");
+            return APP_EXIT_OK;
+        case 'h':
+            usage(stdout);
+            return APP_EXIT_OK;
+        default:
+            usage(stderr);
+            return APP_EXIT_USAGE;
         }
     }
     if (optind < argc) {
@@ -187,8 +211,8 @@ int main(int argc, char **argv)
         log_error("cannot start the HTTP server", LOG_S("error", err));
         app_cleanup(&app);
         /* Only a busy port or memory is a runtime failure; the rest is configuration. */
-        return strncmp(err, "query_api.", 10) == 0 || !(strstr(err, "cannot listen") ||
-                                                         strstr(err, "out of memory"))
+        return strncmp(err, "query_api.", 10) == 0 ||
+                       !(strstr(err, "cannot listen") || strstr(err, "out of memory"))
                    ? APP_EXIT_USAGE
                    : APP_EXIT_FAILURE;
     }

@@ -34,9 +34,16 @@ static int emit(const compare_ctx_t *ctx, const cmp_where_t *w, report_class_t c
     char *s = store ? json_dumps(store, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
     char *o = source ? json_dumps(source, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
     report_finding_t f = {
-        .rf_class = cls, .rf_key = w->cw_key, .rf_section = w->cw_section, .rf_item = w->cw_item,
-        .rf_field = field, .rf_store = s, .rf_other = o, .rf_reason = reason,
-        .rf_store_event_ms = w->cw_store_ms, .rf_source_updated_ms = w->cw_source_ms,
+        .rf_class = cls,
+        .rf_key = w->cw_key,
+        .rf_section = w->cw_section,
+        .rf_item = w->cw_item,
+        .rf_field = field,
+        .rf_store = s,
+        .rf_other = o,
+        .rf_reason = reason,
+        .rf_store_event_ms = w->cw_store_ms,
+        .rf_source_updated_ms = w->cw_source_ms,
         .rf_url = w->cw_url,
     };
     int rc = report_add(ctx->cc_report, &f);
@@ -58,7 +65,8 @@ static json_t *fields_of(json_t *source)
     json_t *out = json_object();
     const char *name;
     json_t *value;
-    json_object_foreach(source, name, value) {
+    json_object_foreach(source, name, value)
+    {
         if (name[0] != '@' && !json_is_null(value))
             json_object_set(out, name, value);
     }
@@ -71,7 +79,8 @@ static int compare_record(const compare_ctx_t *ctx, const cmp_where_t *w, json_t
 {
     const char *name;
     json_t *value;
-    json_object_foreach(source, name, value) {
+    json_object_foreach(source, name, value)
+    {
         if (name[0] == '@')
             continue;
         json_t *have = json_object_get(store, name);
@@ -95,8 +104,8 @@ static int fix(const compare_ctx_t *ctx, const cmp_where_t *w, compare_op_t op, 
 {
     if (!ctx->cc_fix)
         return 0;
-    return ctx->cc_fix(ctx->cc_fix_ctx, w->cw_key, w->cw_section, op, w->cw_item, fields,
-                       w->cw_url, reason);
+    return ctx->cc_fix(ctx->cc_fix_ctx, w->cw_key, w->cw_section, op, w->cw_item, fields, w->cw_url,
+                       reason);
 }
 
 static int compare_single(const compare_ctx_t *ctx, cmp_where_t *w, json_t *store, json_t *source)
@@ -148,15 +157,14 @@ void compare_shape_list(const view_section_t *section, json_t *items)
     cmp_item_t *sorted = calloc(n, sizeof(*sorted));
     if (!sorted)
         return;
-    const char *sort_name = section->vs_sort_field >= 0
-                                ? section->vs_fields[section->vs_sort_field].vf_name
-                                : NULL;
+    const char *sort_name =
+        section->vs_sort_field >= 0 ? section->vs_fields[section->vs_sort_field].vf_name : NULL;
     for (size_t i = 0; i < n; i++) {
         json_t *item = json_array_get(items, i);
         json_t *sort = sort_name ? json_object_get(item, sort_name) : NULL;
         json_t *id = json_object_get(item, SOURCE_ITEM);
-        sorted[i] = (cmp_item_t){json_incref(item), json_is_integer(sort) ? json_integer_value(sort)
-                                                                          : INT64_MIN,
+        sorted[i] = (cmp_item_t){json_incref(item),
+                                 json_is_integer(sort) ? json_integer_value(sort) : INT64_MIN,
                                  json_is_string(id) ? json_string_value(id) : ""};
     }
     qsort(sorted, n, sizeof(*sorted), by_response_order);
@@ -179,13 +187,15 @@ static int compare_list(const compare_ctx_t *ctx, cmp_where_t *w, const view_sec
         return RM_ENOMEM;
     size_t i;
     json_t *item;
-    json_array_foreach(store, i, item) {
+    json_array_foreach(store, i, item)
+    {
         json_t *id = json_object_get(item, id_name);
         if (json_is_string(id))
             json_object_set(by_id, json_string_value(id), item);
     }
     int rc = 0;
-    json_array_foreach(source, i, item) {
+    json_array_foreach(source, i, item)
+    {
         json_t *id = json_object_get(item, SOURCE_ITEM);
         if (!json_is_string(id))
             continue; /* an item without an id cannot be matched: mapped ids are required */
@@ -216,7 +226,8 @@ static int compare_list(const compare_ctx_t *ctx, cmp_where_t *w, const view_sec
     const char *id;
     json_t *left;
     w->cw_source_ms = 0;
-    json_object_foreach(by_id, id, left) {
+    json_object_foreach(by_id, id, left)
+    {
         if (rc)
             break;
         w->cw_item = id;
@@ -237,8 +248,8 @@ int compare_section(const compare_ctx_t *ctx, const char *key, int section, json
     const view_t *view = ctx->cc_view;
     const view_section_t *sec = &view->v_sections[section];
     const view_source_t *src = view_source_for(view, section);
-    cmp_where_t w = {.cw_key = key, .cw_section = sec->vs_name, .cw_store_ms = store_event_ms,
-                     .cw_url = url};
+    cmp_where_t w = {
+        .cw_key = key, .cw_section = sec->vs_name, .cw_store_ms = store_event_ms, .cw_url = url};
     if (sec->vs_kind != VIEW_LIST)
         return compare_single(ctx, &w, store, source);
     json_t *no_source = source ? NULL : json_array();

@@ -219,8 +219,8 @@ static int publish_fix(void *ctx, const char *key, const char *section, compare_
 
 static int64_t section_event_ms(json_t *doc, const char *section)
 {
-    json_t *at = json_object_get(json_object_get(json_object_get(doc, "freshness"), section),
-                                 "event_time");
+    json_t *at =
+        json_object_get(json_object_get(json_object_get(doc, "freshness"), section), "event_time");
     return json_is_integer(at) ? json_integer_value(at) : 0;
 }
 
@@ -238,16 +238,19 @@ static void job_finish(ds_job_t *job)
         report_checked(opts->dso_report, name);
         int rc;
         if (part->dp_failed) {
-            report_finding_t f = {.rf_class = REPORT_UNKNOWN, .rf_key = job->dj_key,
-                                  .rf_section = name, .rf_reason = part->dp_reason,
+            report_finding_t f = {.rf_class = REPORT_UNKNOWN,
+                                  .rf_key = job->dj_key,
+                                  .rf_section = name,
+                                  .rf_reason = part->dp_reason,
                                   .rf_url = part->dp_url,
                                   .rf_store_event_ms = section_event_ms(job->dj_doc, name)};
             rc = report_add(opts->dso_report, &f);
         } else {
-            compare_ctx_t cc = {.cc_view = view, .cc_report = opts->dso_report,
+            compare_ctx_t cc = {.cc_view = view,
+                                .cc_report = opts->dso_report,
                                 .cc_now_ms = part->dp_read_ms,
-                                .cc_budget_ms = cfg_int(opts->dso_app->ap_cfg,
-                                                        "reconcile.freshness_budget_ms"),
+                                .cc_budget_ms =
+                                    cfg_int(opts->dso_app->ap_cfg, "reconcile.freshness_budget_ms"),
                                 .cc_fix = opts->dso_repair ? publish_fix : NULL,
                                 .cc_fix_ctx = part};
             json_t *store = json_object_get(json_object_get(job->dj_doc, "sections"), name);
@@ -349,8 +352,8 @@ static void on_answer(void *ctx, const char *url, const fetch_result_t *res)
     long next_page;
     const char *next_url;
     if (source_page(src, answer, &items, &next_page, &next_url)) {
-        part_unknown(part, "answer lacks its items array or has a bad next page: ",
-                     src->vsrc_items);
+        part_unknown(part,
+                     "answer lacks its items array or has a bad next page: ", src->vsrc_items);
         json_decref(answer);
         part_done(part);
         return;
@@ -359,7 +362,8 @@ static void on_answer(void *ctx, const char *url, const fetch_result_t *res)
         part->dp_source = json_array();
     size_t i;
     json_t *item;
-    json_array_foreach(items, i, item) {
+    json_array_foreach(items, i, item)
+    {
         if (json_is_object(item))
             json_array_append_new(part->dp_source, source_map_record(view, src, item));
     }
@@ -509,10 +513,10 @@ int diff_source_run(const diff_source_opts_t *opts, char *errstr, size_t errlen)
         }
     }
     ds_run_t run = {.dr_opts = opts};
-    int rc = opts->dso_keys_file
-                 ? read_keys_file(opts->dso_keys_file, &run.dr_keys, &run.dr_key_count, errstr,
-                                  errlen)
-                 : diff_store_keys(opts->dso_store, &run.dr_keys, &run.dr_key_count);
+    int rc =
+        opts->dso_keys_file
+            ? read_keys_file(opts->dso_keys_file, &run.dr_keys, &run.dr_key_count, errstr, errlen)
+            : diff_store_keys(opts->dso_store, &run.dr_keys, &run.dr_key_count);
     if (rc) {
         if (!opts->dso_keys_file)
             snprintf(errstr, errlen, "cannot list the store's keys: %s", rm_strerror(rc));

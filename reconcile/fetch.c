@@ -221,7 +221,7 @@ static void finish(fetch_t *fetch, fetch_req_t *req, CURLcode code)
         .fr_status = status,
         .fr_body = req->fq_body.b_data ? req->fq_body.b_data : "",
         .fr_len = req->fq_body.b_len ? req->fq_body.b_len - 1 : 0,
-        .fr_error = req->fq_too_big               ? "answer larger than 16 MiB"
+        .fr_error = req->fq_too_big                    ? "answer larger than 16 MiB"
                     : code == CURLE_OPERATION_TIMEDOUT ? "timeout"
                     : code != CURLE_OK                 ? curl_easy_strerror(code)
                                                        : NULL,
@@ -270,7 +270,8 @@ int fetch_run(fetch_t *fetch)
             if (start(fetch, req)) {
                 /* cannot even build a handle: answer "no answer" rather than hang */
                 fetch_result_t result = {.fr_error = "cannot start the request",
-                                         .fr_attempts = req->fq_attempts, .fr_body = "",
+                                         .fr_attempts = req->fq_attempts,
+                                         .fr_body = "",
                                          .fr_done_ms = rm_wall_ms()};
                 fetch->fe_stats.fs_failed++;
                 req->fq_cb(req->fq_ctx, req->fq_url, &result);

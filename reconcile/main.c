@@ -30,49 +30,50 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: reconcile --config FILE [options] diff-source [--all|--sample N|--keys FILE]\n"
-            "                                         [--since TIME] [--repair]\n"
-            "       reconcile --config FILE [options] diff-replay [--scratch DIR] [--keep-scratch]\n"
-            "\n"
-            "diff-source   fetch each key's records from the source services the view definition\n"
-            "              names (sources:), compare them field by field with the live store and\n"
-            "              report every difference: drift, not yet projected (the source changed\n"
-            "              after the store's event time, within reconcile.freshness_budget_ms),\n"
-            "              or unknown (the source could not be read: never counted as drift).\n"
-            "  --all           every key of the store (default)\n"
-            "  --sample N      N keys drawn uniformly (reproducible with --seed S)\n"
-            "  --keys FILE     the keys listed in FILE, one per line ('-' = stdin); finds keys\n"
-            "                  the store lacks entirely\n"
-            "  --since TIME    only keys with a section projected at or after TIME (ISO 8601\n"
-            "                  such as 2026-12-01T00:00:00Z, or epoch milliseconds)\n"
-            "  --repair        publish a correction event per drifting item to the view's repairs\n"
-            "                  topic; the projector applies it (a second run reports no drift)\n"
-            "\n"
-            "diff-replay   replay the view's topics into a scratch store with the same engine, up\n"
-            "              to exactly the live store's offsets, and diff the two stores.\n"
-            "  --scratch DIR   build the scratch store in DIR (default: a temporary directory)\n"
-            "  --keep-scratch  keep it afterwards\n"
-            "\n"
-            "Options:\n"
-            "  -c, --config FILE       config file (YAML)\n"
-            "  -r, --report FILE       findings as JSON lines, then a summary line\n"
-            "  -m, --metrics-textfile FILE  Prometheus text format for node_exporter's\n"
-            "                          textfile collector (e.g. .../readmodel_reconcile.prom)\n"
-            "      --run-id ID         names this run in reports and repair events\n"
-            "                          (default rc-<UTC time>-<pid>)\n"
-            "      --seed S            seed of --sample (default 1)\n"
-            "  -s, --set KEY=VALUE     set a config key (beats environment and file)\n"
-            "  -X PROP=VALUE           set a librdkafka property (repairs, replay)\n"
-            "      --log-level LEVEL   debug, info, warn or error\n"
-            "  -v, -q                  more / less logging\n"
-            "  -V, --version           print version and library versions\n"
-            "  -h, --help              this help\n"
-            "\n"
-            "stdout gets a summary table; logs go to stderr.\n"
-            "Exit codes: 0 no drift, 1 drift found, 2 could not run.\n"
-            "\n"
-            "Configuration keys (flag > environment > file > default):\n");
+    fprintf(
+        out,
+        "Usage: reconcile --config FILE [options] diff-source [--all|--sample N|--keys FILE]\n"
+        "                                         [--since TIME] [--repair]\n"
+        "       reconcile --config FILE [options] diff-replay [--scratch DIR] [--keep-scratch]\n"
+        "\n"
+        "diff-source   fetch each key's records from the source services the view definition\n"
+        "              names (sources:), compare them field by field with the live store and\n"
+        "              report every difference: drift, not yet projected (the source changed\n"
+        "              after the store's event time, within reconcile.freshness_budget_ms),\n"
+        "              or unknown (the source could not be read: never counted as drift).\n"
+        "  --all           every key of the store (default)\n"
+        "  --sample N      N keys drawn uniformly (reproducible with --seed S)\n"
+        "  --keys FILE     the keys listed in FILE, one per line ('-' = stdin); finds keys\n"
+        "                  the store lacks entirely\n"
+        "  --since TIME    only keys with a section projected at or after TIME (ISO 8601\n"
+        "                  such as 2026-12-01T00:00:00Z, or epoch milliseconds)\n"
+        "  --repair        publish a correction event per drifting item to the view's repairs\n"
+        "                  topic; the projector applies it (a second run reports no drift)\n"
+        "\n"
+        "diff-replay   replay the view's topics into a scratch store with the same engine, up\n"
+        "              to exactly the live store's offsets, and diff the two stores.\n"
+        "  --scratch DIR   build the scratch store in DIR (default: a temporary directory)\n"
+        "  --keep-scratch  keep it afterwards\n"
+        "\n"
+        "Options:\n"
+        "  -c, --config FILE       config file (YAML)\n"
+        "  -r, --report FILE       findings as JSON lines, then a summary line\n"
+        "  -m, --metrics-textfile FILE  Prometheus text format for node_exporter's\n"
+        "                          textfile collector (e.g. .../readmodel_reconcile.prom)\n"
+        "      --run-id ID         names this run in reports and repair events\n"
+        "                          (default rc-<UTC time>-<pid>)\n"
+        "      --seed S            seed of --sample (default 1)\n"
+        "  -s, --set KEY=VALUE     set a config key (beats environment and file)\n"
+        "  -X PROP=VALUE           set a librdkafka property (repairs, replay)\n"
+        "      --log-level LEVEL   debug, info, warn or error\n"
+        "  -v, -q                  more / less logging\n"
+        "  -V, --version           print version and library versions\n"
+        "  -h, --help              this help\n"
+        "\n"
+        "stdout gets a summary table; logs go to stderr.\n"
+        "Exit codes: 0 no drift, 1 drift found, 2 could not run.\n"
+        "\n"
+        "Configuration keys (flag > environment > file > default):\n");
     cfg_print_help(out, "reconcile.");
     cfg_print_help(out, "data_dir");
     cfg_print_help(out, "view");
@@ -112,23 +113,39 @@ typedef struct rc_options {
     int64_t ro_since_ms;
 } rc_options_t;
 
-enum { OPT_RUN_ID = 256, OPT_SEED, OPT_ALL, OPT_SAMPLE, OPT_KEYS, OPT_SINCE, OPT_REPAIR,
-       OPT_SCRATCH, OPT_KEEP_SCRATCH };
+enum {
+    OPT_RUN_ID = 256,
+    OPT_SEED,
+    OPT_ALL,
+    OPT_SAMPLE,
+    OPT_KEYS,
+    OPT_SINCE,
+    OPT_REPAIR,
+    OPT_SCRATCH,
+    OPT_KEEP_SCRATCH
+};
 
 /* Returns -1 to go on, or an exit code. Options may come before or after the
  * subcommand (getopt permutes). */
 static int parse(int argc, char **argv, rc_options_t *op)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},   {"report", required_argument, NULL, 'r'},
-        {"metrics-textfile", required_argument, NULL, 'm'}, {"run-id", required_argument, NULL, OPT_RUN_ID},
-        {"seed", required_argument, NULL, OPT_SEED}, {"all", no_argument, NULL, OPT_ALL},
-        {"sample", required_argument, NULL, OPT_SAMPLE}, {"keys", required_argument, NULL, OPT_KEYS},
-        {"since", required_argument, NULL, OPT_SINCE}, {"repair", no_argument, NULL, OPT_REPAIR},
+        {"config", required_argument, NULL, 'c'},
+        {"report", required_argument, NULL, 'r'},
+        {"metrics-textfile", required_argument, NULL, 'm'},
+        {"run-id", required_argument, NULL, OPT_RUN_ID},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"all", no_argument, NULL, OPT_ALL},
+        {"sample", required_argument, NULL, OPT_SAMPLE},
+        {"keys", required_argument, NULL, OPT_KEYS},
+        {"since", required_argument, NULL, OPT_SINCE},
+        {"repair", no_argument, NULL, OPT_REPAIR},
         {"scratch", required_argument, NULL, OPT_SCRATCH},
         {"keep-scratch", no_argument, NULL, OPT_KEEP_SCRATCH},
-        {"set", required_argument, NULL, 's'},      {"log-level", required_argument, NULL, 'L'},
-        {"version", no_argument, NULL, 'V'},        {"help", no_argument, NULL, 'h'},
+        {"set", required_argument, NULL, 's'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     static char kafka_sets[APP_MAX_SETS][512];
@@ -137,16 +154,27 @@ static int parse(int argc, char **argv, rc_options_t *op)
     while ((opt = getopt_long(argc, argv, "c:r:m:s:X:vqVh", options, NULL)) != -1) {
         int rc = 0;
         switch (opt) {
-        case 'c': op->ro_args.aa_config = optarg; break;
-        case 'r': op->ro_report = optarg; break;
-        case 'm': op->ro_metrics = optarg; break;
-        case OPT_RUN_ID: op->ro_run_id = optarg; break;
+        case 'c':
+            op->ro_args.aa_config = optarg;
+            break;
+        case 'r':
+            op->ro_report = optarg;
+            break;
+        case 'm':
+            op->ro_metrics = optarg;
+            break;
+        case OPT_RUN_ID:
+            op->ro_run_id = optarg;
+            break;
         case OPT_SEED:
             op->ro_seed = strtoull(optarg, &end, 10);
             if (!*optarg || *end)
                 return usage_error("--seed: expected a number, got '%s'", optarg);
             break;
-        case OPT_ALL: op->ro_sample = 0; op->ro_keys = NULL; break;
+        case OPT_ALL:
+            op->ro_sample = 0;
+            op->ro_keys = NULL;
+            break;
         case OPT_SAMPLE: {
             long long n = strtoll(optarg, &end, 10);
             if (!*optarg || *end || n < 1)
@@ -154,34 +182,57 @@ static int parse(int argc, char **argv, rc_options_t *op)
             op->ro_sample = (size_t)n;
             break;
         }
-        case OPT_KEYS: op->ro_keys = optarg; break;
+        case OPT_KEYS:
+            op->ro_keys = optarg;
+            break;
         case OPT_SINCE:
             if (parse_time_arg(optarg, &op->ro_since_ms))
                 return usage_error("--since: expected ISO 8601 (2026-12-01T00:00:00Z) or epoch "
-                                   "ms, got '%s'", optarg);
+                                   "ms, got '%s'",
+                                   optarg);
             break;
-        case OPT_REPAIR: op->ro_repair = true; break;
-        case OPT_SCRATCH: op->ro_scratch = optarg; break;
-        case OPT_KEEP_SCRATCH: op->ro_keep_scratch = true; break;
-        case 's': rc = app_args_add_set(&op->ro_args, optarg); break;
+        case OPT_REPAIR:
+            op->ro_repair = true;
+            break;
+        case OPT_SCRATCH:
+            op->ro_scratch = optarg;
+            break;
+        case OPT_KEEP_SCRATCH:
+            op->ro_keep_scratch = true;
+            break;
+        case 's':
+            rc = app_args_add_set(&op->ro_args, optarg);
+            break;
         case 'X':
             rc = app_args_add_kafka(&op->ro_args, optarg, kafka_sets[op->ro_args.aa_set_count],
                                     sizeof(kafka_sets[0]));
             break;
-        case 'L': op->ro_args.aa_log_level = optarg; break;
-        case 'v': op->ro_args.aa_verbosity++; break;
-        case 'q': op->ro_args.aa_verbosity--; break;
-        case 'V': app_print_version("reconcile"); return RC_EXIT_CLEAN;
-        case 'h': usage(stdout); return RC_EXIT_CLEAN;
-        default: usage(stderr); return RC_EXIT_CANNOT;
+        case 'L':
+            op->ro_args.aa_log_level = optarg;
+            break;
+        case 'v':
+            op->ro_args.aa_verbosity++;
+            break;
+        case 'q':
+            op->ro_args.aa_verbosity--;
+            break;
+        case 'V':
+            app_print_version("reconcile");
+            return RC_EXIT_CLEAN;
+        case 'h':
+            usage(stdout);
+            return RC_EXIT_CLEAN;
+        default:
+            usage(stderr);
+            return RC_EXIT_CANNOT;
         }
         if (rc)
             return usage_error("%s", "too many --set/-X flags");
     }
     if (optind + 1 != argc)
         return usage_error("%s", optind == argc ? "a subcommand is required: diff-source or "
-                                                 "diff-replay"
-                                               : "only one subcommand may be given");
+                                                  "diff-replay"
+                                                : "only one subcommand may be given");
     op->ro_command = argv[optind];
     if (strcmp(op->ro_command, "diff-source") && strcmp(op->ro_command, "diff-replay"))
         return usage_error("unknown subcommand '%s' (diff-source or diff-replay)", op->ro_command);
@@ -226,9 +277,14 @@ static int run_diff_source(const app_t *app, const rc_options_t *op, report_t *r
         return RM_ECONFIG;
     }
     diff_source_opts_t dso = {
-        .dso_app = app, .dso_store = store, .dso_report = report, .dso_repair = repair,
-        .dso_keys_file = op->ro_keys, .dso_sample = op->ro_sample,
-        .dso_seed = op->ro_seed ? op->ro_seed : 1, .dso_since_ms = op->ro_since_ms,
+        .dso_app = app,
+        .dso_store = store,
+        .dso_report = report,
+        .dso_repair = repair,
+        .dso_keys_file = op->ro_keys,
+        .dso_sample = op->ro_sample,
+        .dso_seed = op->ro_seed ? op->ro_seed : 1,
+        .dso_since_ms = op->ro_since_ms,
         .dso_progress = isatty(STDERR_FILENO) && op->ro_args.aa_verbosity >= 0,
     };
     int rc = diff_source_run(&dso, err, sizeof(err));
@@ -286,8 +342,10 @@ int main(int argc, char **argv)
         app_cleanup(&app);
         return RC_EXIT_CANNOT;
     }
-    report_opts_t ropts = {.ro_view = app.ap_view->v_name, .ro_mode = op.ro_command,
-                           .ro_run_id = op.ro_run_id, .ro_path = op.ro_report,
+    report_opts_t ropts = {.ro_view = app.ap_view->v_name,
+                           .ro_mode = op.ro_command,
+                           .ro_run_id = op.ro_run_id,
+                           .ro_path = op.ro_report,
                            .ro_metrics_path = op.ro_metrics};
     report_t *report = report_new(&ropts, err, sizeof(err));
     if (!report) {
@@ -302,7 +360,8 @@ int main(int argc, char **argv)
     if (strcmp(op.ro_command, "diff-source") == 0) {
         rc = run_diff_source(&app, &op, report);
     } else {
-        replay_opts_t rpo = {.rpo_app = &app, .rpo_report = report,
+        replay_opts_t rpo = {.rpo_app = &app,
+                             .rpo_report = report,
                              .rpo_scratch_dir = op.ro_scratch,
                              .rpo_keep_scratch = op.ro_keep_scratch,
                              .rpo_progress = isatty(STDERR_FILENO) && op.ro_args.aa_verbosity >= 0};
@@ -327,8 +386,7 @@ int main(int argc, char **argv)
                  LOG_I("keys", report_keys(report)),
                  LOG_I("drift", report_count(report, REPORT_DRIFT)),
                  LOG_I("pending", report_count(report, REPORT_PENDING)),
-                 LOG_I("unknown", report_count(report, REPORT_UNKNOWN)),
-                 LOG_I("exit", exit_code));
+                 LOG_I("unknown", report_count(report, REPORT_UNKNOWN)), LOG_I("exit", exit_code));
     }
     report_destroy(report);
     app_cleanup(&app);

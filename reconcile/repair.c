@@ -72,7 +72,8 @@ repair_t *repair_new(const app_t *app, const char *run_id, char *errstr, size_t 
     buf_init(&repair->rp_frame);
     repair->rp_iface = avro_generic_class_from_schema(entry->ce_schema);
     if (!repair->rp_iface || avro_generic_value_new(repair->rp_iface, &repair->rp_value)) {
-        snprintf(errstr, errlen, "cannot prepare the %s encoder: %s", REPAIR_RECORD, avro_strerror());
+        snprintf(errstr, errlen, "cannot prepare the %s encoder: %s", REPAIR_RECORD,
+                 avro_strerror());
         repair_destroy(repair);
         return NULL;
     }

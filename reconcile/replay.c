@@ -42,7 +42,8 @@ static void stops_free(replay_stops_t *stops)
     free(stops->rs_stops);
 }
 
-static int collect_stop(void *ctx, const char *topic, int32_t partition, const store_offset_t *offset)
+static int collect_stop(void *ctx, const char *topic, int32_t partition,
+                        const store_offset_t *offset)
 {
     replay_stops_t *stops = ctx;
     if (view_topic_index(stops->rs_view, topic) < 0 || offset->so_next_offset <= 0)
@@ -72,14 +73,17 @@ static int check_live_meta(store_t *live, MDB_txn *txn, const view_t *view, char
     const void *data;
     size_t len;
     int rc = store_meta_get(live, txn, "view_hash", &data, &len);
-    if (rc == RM_ENOTFOUND || (rc == 0 && (len != strlen(view->v_hash) || memcmp(data, view->v_hash, len)))) {
-        snprintf(errstr, errlen, "%s: the live store was built by another view definition "
+    if (rc == RM_ENOTFOUND ||
+        (rc == 0 && (len != strlen(view->v_hash) || memcmp(data, view->v_hash, len)))) {
+        snprintf(errstr, errlen,
+                 "%s: the live store was built by another view definition "
                  "(or none): a replay with this one would report its changes as drift",
                  store_dir(live));
         return RM_EMISMATCH;
     }
     if (rc) {
-        snprintf(errstr, errlen, "%s: cannot read the store's metadata: %s", store_dir(live), rm_strerror(rc));
+        snprintf(errstr, errlen, "%s: cannot read the store's metadata: %s", store_dir(live),
+                 rm_strerror(rc));
         return rc;
     }
     return 0;
@@ -182,7 +186,8 @@ static void remove_scratch(const char *dir, bool made_here)
 {
     if (made_here) {
         if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-            log_warn("cannot remove the scratch store", LOG_S("dir", dir), LOG_S("error", strerror(errno)));
+            log_warn("cannot remove the scratch store", LOG_S("dir", dir),
+                     LOG_S("error", strerror(errno)));
         return;
     }
     static const char *const files[] = {"data.mdb", "lock.mdb", "writer.lock"}; /* store.h note 1 */
@@ -190,7 +195,8 @@ static void remove_scratch(const char *dir, bool made_here)
         char path[4200];
         snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
         if (unlink(path) != 0 && errno != ENOENT)
-            log_warn("cannot remove the scratch store", LOG_S("file", path), LOG_S("error", strerror(errno)));
+            log_warn("cannot remove the scratch store", LOG_S("file", path),
+                     LOG_S("error", strerror(errno)));
     }
     rmdir(dir); /* only when empty: the caller's other files stay */
 }
@@ -205,20 +211,23 @@ static int make_scratch_dir(const replay_opts_t *opts, char *out, size_t outlen,
         snprintf(out, outlen, "%s", opts->rpo_scratch_dir);
         int rc = app_mkdirs(out);
         if (rc) {
-            snprintf(errstr, errlen, "%s: cannot create the scratch directory: %s", out, rm_strerror(rc));
+            snprintf(errstr, errlen, "%s: cannot create the scratch directory: %s", out,
+                     rm_strerror(rc));
             return rc;
         }
         char data[4200];
         snprintf(data, sizeof(data), "%s/data.mdb", out);
         if (access(data, F_OK) == 0) {
-            snprintf(errstr, errlen, "%s already holds a store; a replay starts from an empty one", out);
+            snprintf(errstr, errlen, "%s already holds a store; a replay starts from an empty one",
+                     out);
             return RM_EEXISTS;
         }
         return 0;
     }
     const char *data_dir = cfg_str(app->ap_cfg, "data_dir");
     int rc = app_mkdirs(data_dir);
-    if ((size_t)snprintf(out, outlen, "%s/.replay-%s-XXXXXX", data_dir, app->ap_view->v_name) >= outlen) {
+    if ((size_t)snprintf(out, outlen, "%s/.replay-%s-XXXXXX", data_dir, app->ap_view->v_name) >=
+        outlen) {
         snprintf(errstr, errlen, "data_dir too long");
         return RM_EINVAL;
     }
@@ -279,8 +288,11 @@ static int replay_into(const replay_opts_t *opts, store_t *scratch, const replay
     MDB_txn *txn;
     int rc = store_write_begin(scratch, &txn);
     if (!rc) {
-        rc = store_meta_put(scratch, txn, "view_hash", app->ap_view->v_hash, strlen(app->ap_view->v_hash));
-        rc = rc ? rc : store_meta_put(scratch, txn, "view_name", app->ap_view->v_name, strlen(app->ap_view->v_name));
+        rc = store_meta_put(scratch, txn, "view_hash", app->ap_view->v_hash,
+                            strlen(app->ap_view->v_hash));
+        rc = rc ? rc
+                : store_meta_put(scratch, txn, "view_name", app->ap_view->v_name,
+                                 strlen(app->ap_view->v_name));
         rc = rc ? (store_write_abort(txn), rc) : store_write_commit(scratch, txn);
     }
     if (rc) {
@@ -314,7 +326,8 @@ static int replay_into(const replay_opts_t *opts, store_t *scratch, const replay
     pipe_destroy(pipe);
     erasures_close(erasures);
     if (rc == RM_EGAP)
-        snprintf(errstr, errlen, "replay incomplete: events were deleted by retention while they "
+        snprintf(errstr, errlen,
+                 "replay incomplete: events were deleted by retention while they "
                  "were replayed");
     else if (rc)
         snprintf(errstr, errlen, "replay failed: %s", rm_strerror(rc));
@@ -345,7 +358,8 @@ static int replay_and_diff(const replay_opts_t *opts, store_t *live, MDB_txn *li
     if (!rc) {
         log_info("replay finished", LOG_S("view", app->ap_view->v_name),
                  LOG_I("events", pstats.ps_messages), LOG_I("ms", replay_ms),
-                 LOG_I("events_per_s", replay_ms > 0 ? (int64_t)pstats.ps_messages * 1000 / replay_ms : 0),
+                 LOG_I("events_per_s",
+                       replay_ms > 0 ? (int64_t)pstats.ps_messages * 1000 / replay_ms : 0),
                  LOG_I("applied", pstats.ps_outcomes[ENGINE_APPLIED]),
                  LOG_I("parked", pstats.ps_outcomes[ENGINE_PARKED]),
                  LOG_I("rejected", pstats.ps_outcomes[ENGINE_REJECTED]));
@@ -364,9 +378,10 @@ static int replay_and_diff(const replay_opts_t *opts, store_t *live, MDB_txn *li
                            &dstats, errstr, errlen);
         int64_t diff_ms = rm_mono_ms() - t0;
         if (!rc)
-            log_info("diff finished", LOG_S("view", app->ap_view->v_name), LOG_I("keys", dstats.sds_keys),
-                     LOG_I("fragments", dstats.sds_fragments), LOG_I("entries", dstats.sds_entries),
-                     LOG_I("findings", dstats.sds_findings), LOG_I("ms", diff_ms),
+            log_info("diff finished", LOG_S("view", app->ap_view->v_name),
+                     LOG_I("keys", dstats.sds_keys), LOG_I("fragments", dstats.sds_fragments),
+                     LOG_I("entries", dstats.sds_entries), LOG_I("findings", dstats.sds_findings),
+                     LOG_I("ms", diff_ms),
                      LOG_I("keys_per_s", diff_ms > 0 ? (int64_t)dstats.sds_keys * 1000 / diff_ms
                                                      : (int64_t)dstats.sds_keys * 1000));
     }

@@ -63,9 +63,8 @@ report_t *report_new(const report_opts_t *opts, char *errstr, size_t errlen)
         report->rp_tmp = tmp_path(opts->ro_path);
         report->rp_file = report->rp_tmp ? fopen(report->rp_tmp, "w") : NULL;
         if (!report->rp_file) {
-            snprintf(errstr, errlen, "%s: cannot create: %s", report->rp_tmp ? report->rp_tmp
-                                                                            : opts->ro_path,
-                     strerror(errno));
+            snprintf(errstr, errlen, "%s: cannot create: %s",
+                     report->rp_tmp ? report->rp_tmp : opts->ro_path, strerror(errno));
             report_destroy(report);
             return NULL;
         }
@@ -205,11 +204,11 @@ uint64_t report_unknown_keys(const report_t *report)
 }
 
 /* One gauge per view and mode, its value with `decimals` decimals (0 for counts). */
-static void gauge(FILE *out, const char *name, const char *help, const char *view,
-                  const char *mode, double value, int decimals)
+static void gauge(FILE *out, const char *name, const char *help, const char *view, const char *mode,
+                  double value, int decimals)
 {
-    fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n%s{view=\"%s\",mode=\"%s\"} %.*f\n", name,
-            help, name, name, view, mode, decimals, value);
+    fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n%s{view=\"%s\",mode=\"%s\"} %.*f\n", name, help,
+            name, name, view, mode, decimals, value);
 }
 
 static int write_metrics(report_t *report, int64_t duration_ms, char *errstr, size_t errlen)
@@ -230,8 +229,8 @@ static int write_metrics(report_t *report, int64_t duration_ms, char *errstr, si
         report_class_t cls;
         bool keys;
     } per_section[] = {
-        {"readmodel_reconcile_drift_keys", "Keys whose section differs beyond the freshness budget.",
-         REPORT_DRIFT, true},
+        {"readmodel_reconcile_drift_keys",
+         "Keys whose section differs beyond the freshness budget.", REPORT_DRIFT, true},
         {"readmodel_reconcile_drift_fields", "Differing fields (or whole missing items) found.",
          REPORT_DRIFT, false},
         {"readmodel_reconcile_pending_keys",
@@ -247,8 +246,8 @@ static int write_metrics(report_t *report, int64_t duration_ms, char *errstr, si
             const report_section_t *sec = &report->rp_sections[i];
             uint64_t v = per_section[m].keys ? sec->rs_keys[per_section[m].cls]
                                              : sec->rs_counts[per_section[m].cls];
-            fprintf(out, "%s{view=\"%s\",mode=\"%s\",section=\"%s\"} %llu\n",
-                    per_section[m].name, view, mode, sec->rs_name, (unsigned long long)v);
+            fprintf(out, "%s{view=\"%s\",mode=\"%s\",section=\"%s\"} %llu\n", per_section[m].name,
+                    view, mode, sec->rs_name, (unsigned long long)v);
         }
     }
     gauge(out, "readmodel_reconcile_unknown_keys", "Keys with a section that could not be checked.",

@@ -24,7 +24,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum report_class { REPORT_DRIFT = 0, REPORT_PENDING, REPORT_UNKNOWN, REPORT__CLASSES } report_class_t;
+typedef enum report_class {
+    REPORT_DRIFT = 0,
+    REPORT_PENDING,
+    REPORT_UNKNOWN,
+    REPORT__CLASSES
+} report_class_t;
 
 /* One difference. Strings are borrowed for the call. Values are JSON texts ("42",
  * "\"EUR\"", "null"); NULL means "absent on that side" (a missing item or record). */

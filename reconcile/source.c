@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 int source_url(const view_source_t *src, const char *base, const char *key, long page, char *out,
                size_t cap)
 {
@@ -22,8 +21,6 @@ int source_url(const view_source_t *src, const char *base, const char *key, long
     }
     return 0;
 }
-
-
 
 /* A source value in the view field's type; anything that does not convert is kept as
  * it is, so the comparison reports it instead of hiding it. */
@@ -53,7 +50,8 @@ json_t *source_map_record(const view_t *view, const view_source_t *src, json_t *
     for (size_t i = 0; i < src->vsrc_field_count; i++) {
         const view_src_field_t *f = &src->vsrc_fields[i];
         const view_field_t *field = &section->vs_fields[f->vsf_field];
-        json_object_set_new(out, field->vf_name, convert(field, remote_member(record, f->vsf_path)));
+        json_object_set_new(out, field->vf_name,
+                            convert(field, remote_member(record, f->vsf_path)));
     }
     if (src->vsrc_updated_at) {
         json_t *at = remote_member(record, src->vsrc_updated_at);
@@ -82,8 +80,8 @@ int source_page(const view_source_t *src, json_t *answer, json_t **ret_items, lo
     if (!json_is_array(items))
         return RM_EINVAL;
     *ret_items = items;
-    json_t *next = src->vsrc_next && json_is_object(answer) ? remote_member(answer, src->vsrc_next)
-                                                            : NULL;
+    json_t *next =
+        src->vsrc_next && json_is_object(answer) ? remote_member(answer, src->vsrc_next) : NULL;
     if (json_is_integer(next) && json_integer_value(next) > 0)
         *ret_next_page = (long)json_integer_value(next);
     else if (json_is_string(next) && json_string_length(next) > 0)

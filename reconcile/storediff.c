@@ -82,8 +82,14 @@ static int add_finding(sd_ctx_t *ctx, const char *key, const char *section, cons
 {
     const char *reason = !live ? "missing-in-store" : !other ? "missing-in-replay" : "value";
     report_finding_t finding = {
-        .rf_class = REPORT_DRIFT, .rf_key = key, .rf_section = section, .rf_item = item,
-        .rf_field = field, .rf_store = live, .rf_other = other, .rf_reason = reason,
+        .rf_class = REPORT_DRIFT,
+        .rf_key = key,
+        .rf_section = section,
+        .rf_item = item,
+        .rf_field = field,
+        .rf_store = live,
+        .rf_other = other,
+        .rf_reason = reason,
         .rf_store_event_ms = event_ms,
     };
     ctx->sd_stats.sds_findings++;
@@ -154,7 +160,8 @@ static int compare_fragment(sd_ctx_t *ctx, const view_section_t *section, const 
     bool has_other = render_side(section, other, &ctx->sd_other_json);
     if (has_live && has_other) {
         if (ctx->sd_live_json.b_len == ctx->sd_other_json.b_len &&
-            memcmp(ctx->sd_live_json.b_data, ctx->sd_other_json.b_data, ctx->sd_live_json.b_len) == 0)
+            memcmp(ctx->sd_live_json.b_data, ctx->sd_other_json.b_data, ctx->sd_live_json.b_len) ==
+                0)
             return 0;
         return compare_fields(ctx, section, item, ctx->sd_live_json.b_data,
                               ctx->sd_other_json.b_data, event_ms);
@@ -192,7 +199,8 @@ static int on_doc(sd_ctx_t *ctx, const MDB_val *key, const MDB_val *live, const 
     size_t key_len = nul ? (size_t)(nul - k) : key->mv_size;
     if (!nul || key_len >= sizeof(ctx->sd_key))
         return 0; /* not a document key of this layout */
-    if (!ctx->sd_have_key || strlen(ctx->sd_key) != key_len || memcmp(ctx->sd_key, k, key_len) != 0) {
+    if (!ctx->sd_have_key || strlen(ctx->sd_key) != key_len ||
+        memcmp(ctx->sd_key, k, key_len) != 0) {
         finish_key(ctx);
         memcpy(ctx->sd_key, k, key_len);
         ctx->sd_key[key_len] = '\0';
@@ -258,8 +266,8 @@ static int on_link(sd_ctx_t *ctx, const MDB_val *key, const MDB_val *live, const
         return 0;
     /* The finding's key is the view key either side links to (the live one first). */
     const MDB_val *target = live && !(live->mv_size == 1 && !*(const char *)live->mv_data) ? live
-                            : other                                                       ? other
-                                                                                          : live;
+                            : other                                                        ? other
+                                                                                           : live;
     char view_key[VIEW_KEY_MAX_BYTES + 1], item[2 * VIEW_KEY_MAX_BYTES + 2];
     printable(view_key, sizeof(view_key), target->mv_data, target->mv_size);
     printable(item, sizeof(item), key->mv_data, key->mv_size);
@@ -309,13 +317,13 @@ static int on_erased(sd_ctx_t *ctx, const MDB_val *key, const MDB_val *live, con
         memcpy(&at, other->mv_data, sizeof(at));
         snprintf(os, sizeof(os), "%lld", (long long)at);
     }
-    return add_finding(ctx, view_key, STOREDIFF_ERASED, NULL, NULL, live ? (*ls ? ls : "true") : NULL,
-                       other ? (*os ? os : "true") : NULL, 0);
+    return add_finding(ctx, view_key, STOREDIFF_ERASED, NULL, NULL,
+                       live ? (*ls ? ls : "true") : NULL, other ? (*os ? os : "true") : NULL, 0);
 }
 
 int storediff_run(const view_t *view, store_t *live, MDB_txn *live_txn, store_t *other,
-                  MDB_txn *other_txn, report_t *report, storediff_stats_t *ret_stats,
-                  char *errstr, size_t errlen)
+                  MDB_txn *other_txn, report_t *report, storediff_stats_t *ret_stats, char *errstr,
+                  size_t errlen)
 {
     sd_ctx_t ctx = {.sd_view = view, .sd_report = report, .sd_errstr = errstr, .sd_errlen = errlen};
     buf_init(&ctx.sd_live_json);

@@ -55,7 +55,7 @@ typedef struct storediff_stats {
  * or a store error (RM_ESTORE for a corrupt fragment, with its key in errstr), or
  * RM_EIO when the report cannot be written. ret_stats is written on success. */
 int storediff_run(const view_t *view, store_t *live, MDB_txn *live_txn, store_t *other,
-                  MDB_txn *other_txn, report_t *report, storediff_stats_t *ret_stats,
-                  char *errstr, size_t errlen);
+                  MDB_txn *other_txn, report_t *report, storediff_stats_t *ret_stats, char *errstr,
+                  size_t errlen);
 
 #endif

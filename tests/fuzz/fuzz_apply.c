@@ -51,8 +51,10 @@ static void init(void)
     catalog = catalog_load(path, err, sizeof(err));
     snprintf(path, sizeof(path), "%s/schemas/views/customer360.yaml", src);
     view = catalog ? view_load(path, catalog, err, sizeof(err)) : NULL;
-    store_opts_t opts = {.so_dir = mkdtemp(scratch_dir), .so_map_size_bytes = 256 << 20,
-                         .so_durability = STORE_PERIODIC, .so_sync_interval_ms = 1 << 30};
+    store_opts_t opts = {.so_dir = mkdtemp(scratch_dir),
+                         .so_map_size_bytes = 256 << 20,
+                         .so_durability = STORE_PERIODIC,
+                         .so_sync_interval_ms = 1 << 30};
     store = view ? store_open(&opts, err, sizeof(err)) : NULL;
     engine = store ? engine_new(view, catalog, store, NULL) : NULL;
     if (!engine) {
@@ -85,7 +87,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Rendering whatever a fuzzed key produced must also be safe. */
     if (store_read_begin(store, &txn) == 0) {
         buf_t out = BUF_INIT;
-        render_view(view, store, txn, (const char *)data + 1, size - 1 > 128 ? 128 : size - 1, &out);
+        render_view(view, store, txn, (const char *)data + 1, size - 1 > 128 ? 128 : size - 1,
+                    &out);
         buf_free(&out);
         store_read_end(txn);
     }

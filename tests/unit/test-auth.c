@@ -142,11 +142,13 @@ START_TEST(test_valid_tokens_of_each_algorithm)
     for (size_t i = 0; i < 3; i++) {
         auth_principal_t p;
         const char *reason = "";
-        ck_assert_msg(auth_bearer(auth, tokens[i], strlen(tokens[i]), NOW_S * 1000, &p, &reason) == 0,
+        ck_assert_msg(auth_bearer(auth, tokens[i], strlen(tokens[i]), NOW_S * 1000, &p, &reason) ==
+                          0,
                       "token %zu: %s", i, reason);
         ck_assert_str_eq(p.ap_name, "alice");
         ck_assert_int_eq(p.ap_method, AUTH_JWT);
-        int profile = view_section_index(view, "profile"), orders = view_section_index(view, "orders");
+        int profile = view_section_index(view, "profile"),
+            orders = view_section_index(view, "orders");
         ck_assert_uint_eq(p.ap_sections, (1u << profile) | (1u << orders));
         for (size_t s = 0; s < FRAG_MAX_SLOTS; s++)
             ck_assert_uint_eq(p.ap_pii_fields[s], 0);
@@ -183,41 +185,55 @@ START_TEST(test_every_negative_is_refused)
     /* HS256 "signed" with the RSA public key: valid HMAC under that key, refused by kid */
     CASE("HS/RS confusion", make_token(JWT_ALG_HS256, pub, pub_len, "rs1", good_claims),
          "algorithm not allowed");
-    CASE("RS on the HS kid", make_token(JWT_ALG_RS256, rsa_priv, strlen(rsa_priv), "hs1", good_claims),
+    CASE("RS on the HS kid",
+         make_token(JWT_ALG_RS256, rsa_priv, strlen(rsa_priv), "hs1", good_claims),
          "algorithm not allowed");
     CASE("unknown kid", make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs9", good_claims),
          "unknown key id");
-    CASE("no kid, several keys", make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), NULL, good_claims),
-         "no key id");
-    CASE("wrong secret", make_token(JWT_ALG_HS256, "another-secret-of-32-bytes-or-more!", 35, "hs1",
-                                    good_claims), "bad signature");
+    CASE("no kid, several keys",
+         make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), NULL, good_claims), "no key id");
+    CASE("wrong secret",
+         make_token(JWT_ALG_HS256, "another-secret-of-32-bytes-or-more!", 35, "hs1", good_claims),
+         "bad signature");
     snprintf(claims, sizeof(claims), "{\"sub\":\"a\",\"iss\":\"%s\",\"aud\":\"%s\",\"exp\":%lld}",
              ISS, AUD, NOW_S - 31); /* past the 30 s leeway */
     CASE("expired", make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs1", claims), "expired");
-    snprintf(claims, sizeof(claims), "{\"sub\":\"a\",\"iss\":\"%s\",\"aud\":\"%s\",\"exp\":%lld,"
-             "\"nbf\":%lld}", ISS, AUD, NOW_S + 600, NOW_S + 31);
+    snprintf(claims, sizeof(claims),
+             "{\"sub\":\"a\",\"iss\":\"%s\",\"aud\":\"%s\",\"exp\":%lld,"
+             "\"nbf\":%lld}",
+             ISS, AUD, NOW_S + 600, NOW_S + 31);
     CASE("not yet valid", make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs1", claims),
          "not yet valid");
-    snprintf(claims, sizeof(claims), "{\"sub\":\"a\",\"iss\":\"https://evil\",\"aud\":\"%s\","
-             "\"exp\":%lld}", AUD, NOW_S + 600);
-    CASE("wrong iss", make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs1", claims), "wrong issuer");
-    snprintf(claims, sizeof(claims), "{\"sub\":\"a\",\"iss\":\"%s\",\"aud\":[\"x\",\"y\"],"
-             "\"exp\":%lld}", ISS, NOW_S + 600);
-    CASE("wrong aud", make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs1", claims), "wrong audience");
+    snprintf(claims, sizeof(claims),
+             "{\"sub\":\"a\",\"iss\":\"https://evil\",\"aud\":\"%s\","
+             "\"exp\":%lld}",
+             AUD, NOW_S + 600);
+    CASE("wrong iss", make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs1", claims),
+         "wrong issuer");
+    snprintf(claims, sizeof(claims),
+             "{\"sub\":\"a\",\"iss\":\"%s\",\"aud\":[\"x\",\"y\"],"
+             "\"exp\":%lld}",
+             ISS, NOW_S + 600);
+    CASE("wrong aud", make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs1", claims),
+         "wrong audience");
     snprintf(claims, sizeof(claims), "{\"sub\":\"a\",\"iss\":\"%s\",\"aud\":\"%s\"}", ISS, AUD);
     CASE("no exp", make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs1", claims), "no exp");
-    int len = snprintf(claims, sizeof(claims), "{\"sub\":\"a\",\"iss\":\"%s\",\"aud\":\"%s\","
-                       "\"exp\":%lld,\"pad\":\"", ISS, AUD, NOW_S + 600);
+    int len = snprintf(claims, sizeof(claims),
+                       "{\"sub\":\"a\",\"iss\":\"%s\",\"aud\":\"%s\","
+                       "\"exp\":%lld,\"pad\":\"",
+                       ISS, AUD, NOW_S + 600);
     memset(claims + len, 'p', 7000);
     strcpy(claims + len + 7000, "\"}");
-    CASE("oversized", make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs1", claims), "too large");
+    CASE("oversized", make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs1", claims),
+         "too large");
     CASE("garbage", strdup("a.b.c"), "malformed");
     char *tampered = make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs1", good_claims);
     tampered[strlen(tampered) - 2] ^= 1; /* flip a bit of the signature */
     CASE("tampered", tampered, "bad signature");
     for (size_t i = 0; i < n; i++) {
         const char *reason;
-        ck_assert_msg(verify(auth, cases[i].token, &reason) == RM_EINVAL, "%s accepted", cases[i].name);
+        ck_assert_msg(verify(auth, cases[i].token, &reason) == RM_EINVAL, "%s accepted",
+                      cases[i].name);
         ck_assert_msg(strstr(reason, cases[i].reason), "%s: reason '%s'", cases[i].name, reason);
         char head[11];
         snprintf(head, sizeof(head), "%s", cases[i].token);
@@ -262,7 +278,8 @@ START_TEST(test_api_keys_are_hashed)
     char policy[600];
     snprintf(policy, sizeof(policy),
              "roles: {agent: {views: {customer360: {sections: [orders]}}}}\n"
-             "api_keys: [{name: billing, sha256: %s, roles: [agent]}]\n", hex);
+             "api_keys: [{name: billing, sha256: %s, roles: [agent]}]\n",
+             hex);
     ts_write_file(dir, "keys.yaml", policy);
     char path[600];
     snprintf(path, sizeof(path), "%s/keys.yaml", dir);
@@ -276,7 +293,8 @@ START_TEST(test_api_keys_are_hashed)
     ck_assert_int_eq(p.ap_method, AUTH_API_KEY);
     ck_assert_uint_eq(p.ap_sections, 1u << view_section_index(view, "orders"));
     ck_assert_int_eq(auth_api_key(auth, "billing-key-2", 13, &p, &reason), RM_EINVAL);
-    ck_assert_int_eq(auth_api_key(auth, hex, 64, &p, &reason), RM_EINVAL); /* the hash is not the key */
+    ck_assert_int_eq(auth_api_key(auth, hex, 64, &p, &reason),
+                     RM_EINVAL); /* the hash is not the key */
     ck_assert_int_eq(auth_api_key(auth, "", 0, &p, &reason), RM_EINVAL);
     auth_destroy(auth);
     cfg_destroy(cfg);
@@ -307,8 +325,9 @@ START_TEST(test_grants_and_open_routes)
     ck_assert_uint_eq(p.ap_pii_fields[view_section_index(view, "profile")], UINT32_MAX);
     ck_assert_uint_eq(p.ap_sections, UINT32_MAX);
     free(token);
-    token = make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs1",
-                       "{\"sub\":\"d\",\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"exp\":1900000600}");
+    token =
+        make_token(JWT_ALG_HS256, SECRET, strlen(SECRET), "hs1",
+                   "{\"sub\":\"d\",\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"exp\":1900000600}");
     ck_assert_int_eq(auth_bearer(auth, token, strlen(token), NOW_S * 1000, &p, &reason), 0);
     ck_assert_uint_eq(p.ap_sections, 0); /* deny by default: no role, no section */
     free(token);
@@ -350,7 +369,8 @@ START_TEST(test_pii_is_per_view_and_field)
     char err[512];
     auth_t *auth = auth_new(cfg, view, err, sizeof(err));
     ck_assert_msg(auth != NULL, "%s", err);
-    int profile = view_section_index(view, "profile"), loyalty = view_section_index(view, "loyalty");
+    int profile = view_section_index(view, "profile"),
+        loyalty = view_section_index(view, "loyalty");
     auth_principal_t p;
     pii_of(auth, "[\"agent\",\"elsewhere_pii\"]", &p);
     for (size_t s = 0; s < FRAG_MAX_SLOTS; s++)
@@ -407,7 +427,8 @@ START_TEST(test_configuration_errors)
     cfg_destroy(cfg);
     /* auth off needs nothing, and grants everything */
     ck_assert_int_eq(cfg_set(cfg = config("query_api.auth.policy", ""), "query_api.auth.enabled",
-                             "off", err, sizeof(err)), 0);
+                             "off", err, sizeof(err)),
+                     0);
     auth_t *auth = auth_new(cfg, view, err, sizeof(err));
     ck_assert_ptr_nonnull(auth);
     ck_assert(auth_route_open(auth, "view"));
@@ -421,13 +442,15 @@ START_TEST(test_mint_roundtrip)
     cfg_t *cfg = config(NULL, NULL);
     char err[512], *token = NULL;
     const char *roles[] = {"admin"};
-    ck_assert_int_eq(auth_mint_hs256(cfg, "dev", roles, 1, 60, (int64_t)time(NULL), &token, err,
-                                     sizeof(err)), 0);
+    ck_assert_int_eq(
+        auth_mint_hs256(cfg, "dev", roles, 1, 60, (int64_t)time(NULL), &token, err, sizeof(err)),
+        0);
     auth_t *auth = auth_new(cfg, view, err, sizeof(err));
     auth_principal_t p;
     const char *reason = "";
-    ck_assert_msg(auth_bearer(auth, token, strlen(token), (int64_t)time(NULL) * 1000, &p, &reason) == 0,
-                  "%s", reason);
+    ck_assert_msg(
+        auth_bearer(auth, token, strlen(token), (int64_t)time(NULL) * 1000, &p, &reason) == 0, "%s",
+        reason);
     ck_assert_uint_eq(p.ap_pii_fields[view_section_index(view, "profile")], UINT32_MAX);
     free(token);
     auth_destroy(auth);

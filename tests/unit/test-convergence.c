@@ -271,8 +271,10 @@ static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, bo
 {
     char err[512];
     char *dir = ts_tmpdir();
-    store_opts_t opts = {.so_dir = dir, .so_map_size_bytes = 256 << 20,
-                         .so_durability = STORE_PERIODIC, .so_sync_interval_ms = 1 << 30};
+    store_opts_t opts = {.so_dir = dir,
+                         .so_map_size_bytes = 256 << 20,
+                         .so_durability = STORE_PERIODIC,
+                         .so_sync_interval_ms = 1 << 30};
     store_t *store = store_open(&opts, err, sizeof(err));
     ck_assert_msg(store != NULL, "%s", err);
     engine_t *engine = engine_new(view, catalog, store, NULL);
@@ -345,8 +347,8 @@ static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, bo
     /* The comparable state: everything but bookkeeping that records arrival order
      * (pending sequence, offsets, outbox, meta, and the freshness marks of removed list
      * items — docs/guarantees.md, "Ordering"). pending itself must be empty. */
-    static const store_db_t dbs[] = {STORE_DB_DOC, STORE_DB_IDX, STORE_DB_LINK, STORE_DB_RLINK,
-                                     STORE_DB_ERASED, STORE_DB_PENDING};
+    static const store_db_t dbs[] = {STORE_DB_DOC,   STORE_DB_IDX,    STORE_DB_LINK,
+                                     STORE_DB_RLINK, STORE_DB_ERASED, STORE_DB_PENDING};
     buf_t dump = BUF_INIT;
     ck_assert_int_eq(store_read_begin(store, &txn), 0);
     for (size_t d = 0; d < sizeof(dbs) / sizeof(dbs[0]); d++) {
@@ -383,7 +385,8 @@ static void check_oracle(const cv_stream_t *cs, store_t *store)
     const char *key;
     json_t *o;
     size_t checked = 0;
-    json_object_foreach(cs->cs_oracle, key, o) {
+    json_object_foreach(cs->cs_oracle, key, o)
+    {
         buf_reset(&out);
         int rc = render_sections(view, store, txn, key, strlen(key), &out);
         if (json_is_true(json_object_get(o, "erased"))) {

@@ -14,9 +14,27 @@
 #include <string.h>
 
 /* Schema ids of schemas/catalog.yaml. */
-enum { REPAIR = 30, REG = 1, CONTACT = 2, ERASED = 3, ORDER = 4, CANCEL = 5, SETTLED = 6, FAILED = 7,
-       REVERSED = 8, DISPATCHED = 9, DELAYED = 10, DELIVERED = 11, LOYALTY = 12, RET_OPEN = 13,
-       RET_CLOSE = 14, CUSTOMER_SNAP = 40, ORDER_SNAP = 41, LOYALTY_SNAP = 42, RETURN_SNAP = 43 };
+enum {
+    REPAIR = 30,
+    REG = 1,
+    CONTACT = 2,
+    ERASED = 3,
+    ORDER = 4,
+    CANCEL = 5,
+    SETTLED = 6,
+    FAILED = 7,
+    REVERSED = 8,
+    DISPATCHED = 9,
+    DELAYED = 10,
+    DELIVERED = 11,
+    LOYALTY = 12,
+    RET_OPEN = 13,
+    RET_CLOSE = 14,
+    CUSTOMER_SNAP = 40,
+    ORDER_SNAP = 41,
+    LOYALTY_SNAP = 42,
+    RETURN_SNAP = 43
+};
 
 typedef ts_engine_t fixture_t;
 
@@ -92,9 +110,9 @@ static void order(const char *id, int64_t at, int64_t version)
 
 /* A repair from reconcile: sets fields with its own stamp (wins over older writes, loses
  * to newer events), keeps indexes in step, is applied once, and never resurrects. */
-#define REPAIR_EV(id, at, key, section, op, item, json)                                         \
-    EV(REPAIR, "event_id=" id, "occurred_at=" at, "version=1", "view=customer360",             \
-       "view_key=" key, "section=" section, "op=" op, "item_id=" item, "fields_json=" json,    \
+#define REPAIR_EV(id, at, key, section, op, item, json)                                            \
+    EV(REPAIR, "event_id=" id, "occurred_at=" at, "version=1", "view=customer360",                 \
+       "view_key=" key, "section=" section, "op=" op, "item_id=" item, "fields_json=" json,        \
        "run_id=run1", "source_url=http://src/x", "reason=test")
 
 START_TEST(test_repairs_apply_once_and_lose_to_newer_events)
@@ -102,11 +120,13 @@ START_TEST(test_repairs_apply_once_and_lose_to_newer_events)
     register_c1();
     order("O1", 1500, 1);
     ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
-    REPAIR_EV("run1/1", "3000", "C1", "profile", "SET", "null", "{\"email\":\"fixed@example.com\"}");
+    REPAIR_EV("run1/1", "3000", "C1", "profile", "SET", "null",
+              "{\"email\":\"fixed@example.com\"}");
     ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_APPLIED);
     ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_STALE); /* redelivered */
     const char *s = sections_of(&fx, "C1");
-    ck_assert_msg(strstr(s, "\"email\":\"fixed@example.com\"") && strstr(s, "\"name\":\"Ada\""), "%s", s);
+    ck_assert_msg(strstr(s, "\"email\":\"fixed@example.com\"") && strstr(s, "\"name\":\"Ada\""),
+                  "%s", s);
     /* an older contact update arriving late loses; a newer one wins */
     EV(CONTACT, "event_id=c2", "occurred_at=2000", "version=2", "customer_id=C1",
        "email=late@example.com", "phone=null", "preferred_channel=SMS", "marketing_opt_in=false");
@@ -126,7 +146,8 @@ START_TEST(test_repairs_apply_once_and_lose_to_newer_events)
     ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_APPLIED);
     s = sections_of(&fx, "C1");
     ck_assert_msg(strstr(s, "\"order_id\":\"O9\"") && strstr(s, "\"total_cents\":77") &&
-                      strstr(s, "\"status\":\"CANCELLED\""), "%s", s);
+                      strstr(s, "\"status\":\"CANCELLED\""),
+                  "%s", s);
     REPAIR_EV("run1/4", "3000", "C1", "orders", "DELETE", "O9", "{}");
     ck_assert_int_eq(APPLY("customer360.repairs"), ENGINE_APPLIED);
     ck_assert_ptr_null(strstr(sections_of(&fx, "C1"), "\"O9\""));
@@ -166,8 +187,8 @@ START_TEST(test_tombstones_follow_the_declared_rule)
     /* orders: the item goes, the rest stays (counters keep what happened) */
     ck_assert_int_eq(apply_tombstone_to("orders", "O1"), ENGINE_APPLIED);
     const char *s = sections_of(&fx, "C1");
-    ck_assert_msg(!strstr(s, "\"O1\"") && strstr(s, "\"O2\"") &&
-                      strstr(s, "\"lifetime_orders\":2"), "%s", s);
+    ck_assert_msg(!strstr(s, "\"O1\"") && strstr(s, "\"O2\"") && strstr(s, "\"lifetime_orders\":2"),
+                  "%s", s);
     /* an order not known yet: the tombstone waits for its link (the next test) */
     ck_assert_int_eq(apply_tombstone_to("orders", "O-unknown"), ENGINE_PARKED);
     /* a later duplicate of the order's creation does not bring it back */
@@ -200,8 +221,8 @@ START_TEST(test_a_tombstone_before_its_order_still_deletes_it)
     order("O8", 1600, 1);
     ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
     const char *s = sections_of(&fx, "C1");
-    ck_assert_msg(!strstr(s, "\"O7\"") && strstr(s, "\"O8\"") &&
-                      strstr(s, "\"lifetime_orders\":2"), "%s", s);
+    ck_assert_msg(!strstr(s, "\"O7\"") && strstr(s, "\"O8\"") && strstr(s, "\"lifetime_orders\":2"),
+                  "%s", s);
     order("O7", 1500, 1);
     ck_assert_int_eq(APPLY("orders"), ENGINE_STALE);
     ck_assert_ptr_null(strstr(sections_of(&fx, "C1"), "\"O7\""));
@@ -264,12 +285,13 @@ END_TEST
 START_TEST(test_contact_update_null_means_unchanged)
 {
     register_c1();
-    EV(CONTACT, "event_id=c2", "occurred_at=2000", "version=2", "customer_id=C1",
-       "email=null", "phone=+449999", "preferred_channel=SMS", "marketing_opt_in=false");
+    EV(CONTACT, "event_id=c2", "occurred_at=2000", "version=2", "customer_id=C1", "email=null",
+       "phone=+449999", "preferred_channel=SMS", "marketing_opt_in=false");
     ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
     const char *s = sections_of(&fx, "C1");
-    ck_assert_msg(strstr(s, "\"email\":\"ada@example.com\"") && strstr(s, "\"phone\":\"+449999\"") &&
-                      strstr(s, "\"updated_at\":2000") && strstr(s, "\"registered_at\":1000"),
+    ck_assert_msg(strstr(s, "\"email\":\"ada@example.com\"") &&
+                      strstr(s, "\"phone\":\"+449999\"") && strstr(s, "\"updated_at\":2000") &&
+                      strstr(s, "\"registered_at\":1000"),
                   "%s", s);
 }
 END_TEST
@@ -285,7 +307,8 @@ START_TEST(test_version_guard_ignores_duplicates_and_old_versions)
     ck_assert_int_eq(APPLY("payments"), ENGINE_APPLIED);
     ck_assert_int_eq(APPLY("payments"), ENGINE_STALE);
     const char *s = sections_of(&fx, "C1");
-    ck_assert_msg(strstr(s, "\"lifetime_orders\":1,\"lifetime_settled_cents\":500") != NULL, "%s", s);
+    ck_assert_msg(strstr(s, "\"lifetime_orders\":1,\"lifetime_settled_cents\":500") != NULL, "%s",
+                  s);
     ck_assert_msg(strstr(s, "\"payment_status\":\"SETTLED\"") != NULL, "%s", s);
 }
 END_TEST
@@ -304,7 +327,8 @@ START_TEST(test_parked_until_link_arrives)
     ck_assert_int_eq(res.er_outcome, ENGINE_APPLIED);
     ck_assert_uint_eq(res.er_unparked, 2);
     const char *s = sections_of(&fx, "C1");
-    ck_assert_msg(strstr(s, "\"payment_status\":\"SETTLED\"") && strstr(s, "\"payment_issues\":[]") &&
+    ck_assert_msg(strstr(s, "\"payment_status\":\"SETTLED\"") &&
+                      strstr(s, "\"payment_issues\":[]") &&
                       strstr(s, "\"lifetime_settled_cents\":500"),
                   "%s", s);
     MDB_txn *txn;
@@ -344,7 +368,8 @@ static int record_rejected(void *ctx, MDB_txn *txn, const engine_msg_t *m,
 START_TEST(test_parked_event_rejected_on_unpark_is_dead_lettered)
 {
     rejected_log_t log = {0};
-    engine_opts_t opts = {.eo_unparked_rejected = record_rejected, .eo_unparked_rejected_ctx = &log};
+    engine_opts_t opts = {.eo_unparked_rejected = record_rejected,
+                          .eo_unparked_rejected_ctx = &log};
     engine_destroy(fx.te_engine);
     fx.te_engine = engine_new(view, catalog, fx.te_store, &opts);
     ck_assert_ptr_nonnull(fx.te_engine);
@@ -680,7 +705,8 @@ START_TEST(test_bounded_list_keeps_newest_twenty)
         snprintf(needle, sizeof(needle), "\"order_id\":\"O%02d\"", k);
         ck_assert_msg((strstr(s, needle) != NULL) == (k >= 5), "order %d: %s", k, s);
     }
-    ck_assert_msg(strstr(s, "\"lifetime_orders\":25,\"lifetime_settled_cents\":7") != NULL, "%s", s);
+    ck_assert_msg(strstr(s, "\"lifetime_orders\":25,\"lifetime_settled_cents\":7") != NULL, "%s",
+                  s);
     /* newest first */
     ck_assert(strstr(s, "\"O24\"") < strstr(s, "\"O23\""));
 }
@@ -702,8 +728,8 @@ START_TEST(test_erasure_is_final)
      * payments are dropped rather than parked forever. */
     order("O2", 1600, 1);
     ck_assert_int_eq(APPLY("orders"), ENGINE_ERASED);
-    EV(SETTLED, "event_id=p10", "occurred_at=1700", "version=1", "payment_id=P10",
-       "order_id=O2", "amount_cents=5", "currency=EUR");
+    EV(SETTLED, "event_id=p10", "occurred_at=1700", "version=1", "payment_id=P10", "order_id=O2",
+       "amount_cents=5", "currency=EUR");
     ck_assert_int_eq(APPLY("payments"), ENGINE_ERASED);
     ck_assert_str_eq(sections_of(&fx, "C1"), "NOTFOUND");
 }
@@ -732,16 +758,44 @@ END_TEST
  * interleaved differently) must give byte-identical documents. */
 START_TEST(test_interleavings_converge)
 {
-    typedef struct { const char *topic; int schema; const char *f[9]; } ev_t;
+    typedef struct {
+        const char *topic;
+        int schema;
+        const char *f[9];
+    } ev_t;
     static const ev_t evs[] = {
-        {"customers", REG, {"event_id=a1", "occurred_at=100", "version=1", "customer_id=C1", "name=N", "email=e@x", "phone=+1", "preferred_channel=SMS", "marketing_opt_in=false"}},
-        {"orders", ORDER, {"event_id=a2", "occurred_at=200", "version=1", "order_id=O1", "customer_id=C1", "lines=1", "total_cents=10", "currency=EUR", NULL}},
-        {"payments", FAILED, {"event_id=a3", "occurred_at=300", "version=1", "payment_id=P1", "order_id=O1", "amount_cents=10", "currency=EUR", "reason=r", NULL}},
-        {"shipments", DISPATCHED, {"event_id=a4", "occurred_at=350", "version=1", "shipment_id=S1", "order_id=O1", "carrier=c", "eta=999", NULL}},
-        {"payments", SETTLED, {"event_id=a5", "occurred_at=400", "version=1", "payment_id=P2", "order_id=O1", "amount_cents=10", "currency=EUR", NULL}},
-        {"shipments", DELAYED, {"event_id=a6", "occurred_at=450", "version=2", "shipment_id=S1", "order_id=O1", "reason=storm", "new_eta=1999", NULL}},
-        {"loyalty", LOYALTY, {"event_id=a7", "occurred_at=500", "version=1", "customer_id=C1", "tier=GOLD", "points=10", NULL}},
-        {"returns", RET_OPEN, {"event_id=a8", "occurred_at=600", "version=1", "return_id=R1", "order_id=O1", "reason=size", NULL}},
+        {"customers",
+         REG,
+         {"event_id=a1", "occurred_at=100", "version=1", "customer_id=C1", "name=N", "email=e@x",
+          "phone=+1", "preferred_channel=SMS", "marketing_opt_in=false"}},
+        {"orders",
+         ORDER,
+         {"event_id=a2", "occurred_at=200", "version=1", "order_id=O1", "customer_id=C1", "lines=1",
+          "total_cents=10", "currency=EUR", NULL}},
+        {"payments",
+         FAILED,
+         {"event_id=a3", "occurred_at=300", "version=1", "payment_id=P1", "order_id=O1",
+          "amount_cents=10", "currency=EUR", "reason=r", NULL}},
+        {"shipments",
+         DISPATCHED,
+         {"event_id=a4", "occurred_at=350", "version=1", "shipment_id=S1", "order_id=O1",
+          "carrier=c", "eta=999", NULL}},
+        {"payments",
+         SETTLED,
+         {"event_id=a5", "occurred_at=400", "version=1", "payment_id=P2", "order_id=O1",
+          "amount_cents=10", "currency=EUR", NULL}},
+        {"shipments",
+         DELAYED,
+         {"event_id=a6", "occurred_at=450", "version=2", "shipment_id=S1", "order_id=O1",
+          "reason=storm", "new_eta=1999", NULL}},
+        {"loyalty",
+         LOYALTY,
+         {"event_id=a7", "occurred_at=500", "version=1", "customer_id=C1", "tier=GOLD", "points=10",
+          NULL}},
+        {"returns",
+         RET_OPEN,
+         {"event_id=a8", "occurred_at=600", "version=1", "return_id=R1", "order_id=O1",
+          "reason=size", NULL}},
     };
     static const int order_a[] = {0, 1, 2, 3, 4, 5, 6, 7};
     static const int order_b[] = {7, 5, 4, 3, 2, 6, 1, 0}; /* every cross-topic skew at once */
@@ -759,7 +813,8 @@ START_TEST(test_interleavings_converge)
     }
     char *a = strdup(sections_of(&fx, "C1"));
     ck_assert_str_eq(a, sections_of(&fx2, "C1"));
-    ck_assert_msg(strstr(a, "\"payment_status\":\"SETTLED\"") && strstr(a, "\"shipment_status\":\"DELAYED\""),
+    ck_assert_msg(strstr(a, "\"payment_status\":\"SETTLED\"") &&
+                      strstr(a, "\"shipment_status\":\"DELAYED\""),
                   "%s", a);
     free(a);
 }
@@ -826,10 +881,12 @@ START_TEST(test_live_after_snapshot_is_stale)
     order("O2", 1700, 1);
     ck_assert_int_eq(APPLY("orders"), ENGINE_APPLIED);
     const char *s = sections_of(&fx, "C1");
-    ck_assert_msg(strstr(s, "\"lifetime_orders\":2,\"lifetime_settled_cents\":500") != NULL, "%s", s);
+    ck_assert_msg(strstr(s, "\"lifetime_orders\":2,\"lifetime_settled_cents\":500") != NULL, "%s",
+                  s);
     ck_assert_msg(strstr(s, "\"order_id\":\"O1\",\"created_at\":1100,\"total_cents\":500,"
                             "\"currency\":\"EUR\",\"line_count\":2,\"status\":\"CANCELLED\","
-                            "\"payment_status\":\"SETTLED\"") != NULL, "%s", s);
+                            "\"payment_status\":\"SETTLED\"") != NULL,
+                  "%s", s);
 }
 END_TEST
 
@@ -837,9 +894,8 @@ END_TEST
 START_TEST(test_snapshots_fill_sections)
 {
     EV(CUSTOMER_SNAP, "event_id=bf:customers:C1:v3", "occurred_at=2000", "version=3",
-       "snapshot_of=customers", "customer_id=C1", "name=Ada", "email=ada@example.com",
-       "phone=null", "preferred_channel=SMS", "marketing_opt_in=false", "registered_at=1000",
-       "updated_at=2000");
+       "snapshot_of=customers", "customer_id=C1", "name=Ada", "email=ada@example.com", "phone=null",
+       "preferred_channel=SMS", "marketing_opt_in=false", "registered_at=1000", "updated_at=2000");
     ck_assert_int_eq(APPLY("customers"), ENGINE_APPLIED);
     EV(REG, "event_id=r1", "occurred_at=1000", "version=1", "customer_id=C1", "name=Old",
        "email=old@example.com", "phone=+441234", "preferred_channel=EMAIL",
@@ -850,8 +906,7 @@ START_TEST(test_snapshots_fill_sections)
        "snapshot_of=loyalty", "customer_id=C1", "tier=GOLD", "points=1200", "updated_at=2100");
     ck_assert_int_eq(APPLY("loyalty"), ENGINE_APPLIED);
     EV(RETURN_SNAP, "event_id=bf:returns:R1:v1", "occurred_at=2200", "version=1",
-       "snapshot_of=returns", "return_id=R1", "order_id=O1", "reason=damaged",
-       "opened_at=2200");
+       "snapshot_of=returns", "return_id=R1", "order_id=O1", "reason=damaged", "opened_at=2200");
     ck_assert_int_eq(APPLY("returns"), ENGINE_PARKED); /* the order is not known yet */
     order_snapshot("O1", 1100, 1, "CREATED");
     engine_result_t res = apply_to(&fx, "orders");
@@ -888,12 +943,16 @@ START_TEST(test_contribute_moves_by_the_change_of_share)
     snprintf(path, sizeof(path), "%s/v.yaml", dir);
     view_t *own = view_load(path, catalog, err, sizeof(err));
     ck_assert_msg(own != NULL, "%s", err);
-    store_opts_t opts = {.so_dir = dir, .so_map_size_bytes = 16 << 20,
-                         .so_durability = STORE_PERIODIC};
+    store_opts_t opts = {
+        .so_dir = dir, .so_map_size_bytes = 16 << 20, .so_durability = STORE_PERIODIC};
     store_t *store = store_open(&opts, err, sizeof(err));
     ck_assert_msg(store != NULL, "%s", err);
     engine_t *engine = engine_new(own, catalog, store, NULL);
-    static const struct { const char *id, *total; int version; const char *want; } steps[] = {
+    static const struct {
+        const char *id, *total;
+        int version;
+        const char *want;
+    } steps[] = {
         {"O1", "total_cents=500", 1, "{\"counters\":{\"spent\":500,\"orders\":1}}"},
         {"O1", "total_cents=300", 3, "{\"counters\":{\"spent\":300,\"orders\":1}}"},
         {"O1", "total_cents=900", 2, "{\"counters\":{\"spent\":300,\"orders\":1}}"}, /* stale */
@@ -946,7 +1005,8 @@ static const char *lookup(const char *index, const char *value)
     buf_reset(&out);
     buf_append_str(&out, "");
     ck_assert_int_eq(store_read_begin(fx.te_store, &txn), 0);
-    int rc = index_lookup(view, fx.te_store, txn, index, value, strlen(value), 10, collect_key, &out);
+    int rc =
+        index_lookup(view, fx.te_store, txn, index, value, strlen(value), 10, collect_key, &out);
     store_read_end(txn);
     return rc ? "ERROR" : out.b_data;
 }
@@ -1211,11 +1271,15 @@ END_TEST
 START_TEST(test_normalisation_rules)
 {
     char out[INDEX_VALUE_MAX_BYTES + 1];
-    ck_assert_int_eq(index_normalize(VIEW_NORM_E164, "+1 (555) 010-9999", 17, out, sizeof(out)), 12);
+    ck_assert_int_eq(index_normalize(VIEW_NORM_E164, "+1 (555) 010-9999", 17, out, sizeof(out)),
+                     12);
     ck_assert_str_eq(out, "+15550109999");
-    ck_assert_int_eq(index_normalize(VIEW_NORM_E164, "555 0109", 8, out, sizeof(out)), -1); /* no country */
-    ck_assert_int_eq(index_normalize(VIEW_NORM_E164, "+1234", 5, out, sizeof(out)), -1);     /* too short */
-    ck_assert_int_eq(index_normalize(VIEW_NORM_E164, "+12345678901234567", 18, out, sizeof(out)), -1);
+    ck_assert_int_eq(index_normalize(VIEW_NORM_E164, "555 0109", 8, out, sizeof(out)),
+                     -1); /* no country */
+    ck_assert_int_eq(index_normalize(VIEW_NORM_E164, "+1234", 5, out, sizeof(out)),
+                     -1);     /* too short */
+    ck_assert_int_eq(index_normalize(VIEW_NORM_E164, "+12345678901234567", 18, out, sizeof(out)),
+                     -1);
     ck_assert_int_eq(index_normalize(VIEW_NORM_E164, "+44x1234567890", 14, out, sizeof(out)), -1);
     ck_assert_int_eq(index_normalize(VIEW_NORM_LOWERCASE, "  A@B.C ", 8, out, sizeof(out)), 5);
     ck_assert_str_eq(out, "a@b.c");

@@ -18,8 +18,8 @@ START_TEST(test_skips_parse_and_match)
     ck_assert_ptr_null(skips);
     ck_assert(!failpoint_skips_has(NULL, "orders", 0, 1));
 
-    ck_assert_int_eq(failpoint_skips_parse("orders:3:17,customer360.repairs:0:0", &skips, err,
-                                           sizeof(err)), 0);
+    ck_assert_int_eq(
+        failpoint_skips_parse("orders:3:17,customer360.repairs:0:0", &skips, err, sizeof(err)), 0);
     ck_assert_uint_eq(failpoint_skips_count(skips), 2);
     ck_assert(failpoint_skips_has(skips, "orders", 3, 17));
     ck_assert(failpoint_skips_has(skips, "customer360.repairs", 0, 0));
@@ -32,8 +32,9 @@ END_TEST
 
 START_TEST(test_skips_reject_malformed_entries)
 {
-    static const char *const bad[] = {"orders", "orders:1", ":1:2", "orders:x:2", "orders:1:",
-                                      "orders:1:2,", "orders:-1:2", "orders:1:-2", "orders:1:2,loyalty"};
+    static const char *const bad[] = {"orders",      "orders:1",    ":1:2",
+                                      "orders:x:2",  "orders:1:",   "orders:1:2,",
+                                      "orders:-1:2", "orders:1:-2", "orders:1:2,loyalty"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char err[256] = "";
         failpoint_skips_t *skips = (failpoint_skips_t *)1;

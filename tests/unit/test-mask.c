@@ -39,14 +39,20 @@ START_TEST(test_filtered_render)
 {
     view_field_t fields[] = {
         {.vf_name = (char *)"id", .vf_type = VIEW_T_STRING},
-        {.vf_name = (char *)"email", .vf_type = VIEW_T_STRING, .vf_pii = true,
+        {.vf_name = (char *)"email",
+         .vf_type = VIEW_T_STRING,
+         .vf_pii = true,
          .vf_mask = VIEW_MASK_EMAIL},
-        {.vf_name = (char *)"phone", .vf_type = VIEW_T_STRING, .vf_pii = true,
+        {.vf_name = (char *)"phone",
+         .vf_type = VIEW_T_STRING,
+         .vf_pii = true,
          .vf_mask = VIEW_MASK_LAST4},
         {.vf_name = (char *)"n", .vf_type = VIEW_T_LONG},
     };
-    view_section_t section = {.vs_name = (char *)"profile", .vs_kind = VIEW_SINGLE,
-                              .vs_fields = fields, .vs_field_count = 4};
+    view_section_t section = {.vs_name = (char *)"profile",
+                              .vs_kind = VIEW_SINGLE,
+                              .vs_fields = fields,
+                              .vs_field_count = 4};
     frag_t frag;
     frag_init(&frag, 4);
     frag.f_slots[0] = (frag_slot_t){.fsl_type = FRAG_STR, .fsl_str = "C1", .fsl_str_len = 2};

@@ -139,19 +139,23 @@ START_TEST(test_compare_classifies_and_fixes)
 {
     char path[4096], err[256];
     snprintf(path, sizeof(path), "%s/r.jsonl", dir);
-    report_opts_t ro = {.ro_view = "customer360", .ro_mode = "diff-source", .ro_run_id = "t",
-                        .ro_path = path};
+    report_opts_t ro = {
+        .ro_view = "customer360", .ro_mode = "diff-source", .ro_run_id = "t", .ro_path = path};
     report_t *report = report_new(&ro, err, sizeof(err));
     ck_assert_ptr_nonnull(report);
     fixes[0] = '\0';
-    compare_ctx_t cc = {.cc_view = view, .cc_report = report, .cc_now_ms = 100000,
-                        .cc_budget_ms = 10000, .cc_fix = on_fix};
+    compare_ctx_t cc = {.cc_view = view,
+                        .cc_report = report,
+                        .cc_now_ms = 100000,
+                        .cc_budget_ms = 10000,
+                        .cc_fix = on_fix};
     int profile = view_section_index(view, "profile");
     int orders = view_section_index(view, "orders");
     int loyalty = view_section_index(view, "loyalty");
     /* profile: email drifted long ago (updated_at 1000 < store time 5000) */
-    json_t *store = parse("{\"customer_id\":\"C1\",\"name\":\"Ada\",\"email\":\"a@x\",\"phone\":null,"
-                          "\"updated_at\":5000}");
+    json_t *store =
+        parse("{\"customer_id\":\"C1\",\"name\":\"Ada\",\"email\":\"a@x\",\"phone\":null,"
+              "\"updated_at\":5000}");
     json_t *source = parse("{\"customer_id\":\"C1\",\"name\":\"Ada\",\"email\":\"b@x\","
                            "\"phone\":null,\"@updated_at\":1000}");
     ck_assert_int_eq(compare_section(&cc, "C1", profile, store, source, 5000, "u"), 0);
@@ -166,8 +170,9 @@ START_TEST(test_compare_classifies_and_fixes)
     /* orders: O1 differs, O2 missing in the store, O3 missing in the source */
     store = parse("[{\"order_id\":\"O1\",\"created_at\":10,\"status\":\"CREATED\"},"
                   "{\"order_id\":\"O3\",\"created_at\":5,\"status\":\"CREATED\"}]");
-    source = parse("[{\"order_id\":\"O1\",\"created_at\":10,\"status\":\"CANCELLED\",\"@item\":\"O1\"},"
-                   "{\"order_id\":\"O2\",\"created_at\":20,\"status\":\"CREATED\",\"@item\":\"O2\"}]");
+    source =
+        parse("[{\"order_id\":\"O1\",\"created_at\":10,\"status\":\"CANCELLED\",\"@item\":\"O1\"},"
+              "{\"order_id\":\"O2\",\"created_at\":20,\"status\":\"CREATED\",\"@item\":\"O2\"}]");
     ck_assert_int_eq(compare_section(&cc, "C1", orders, store, source, 50, "u"), 0);
     json_decref(store);
     json_decref(source);
@@ -193,10 +198,13 @@ START_TEST(test_compare_classifies_and_fixes)
                                "\"store\":\"a@x\",\"source\":\"b@x\",\"reason\":\"value\""),
                   "%s", text);
     ck_assert_msg(strstr(text, "\"class\":\"pending\",\"mode\":\"diff-source\",\"key\":\"C1\","
-                               "\"section\":\"loyalty\""), "%s", text);
-    ck_assert_msg(strstr(text, "\"key\":\"C3\",\"section\":\"loyalty\",\"item\":null,\"field\":null,"
-                               "\"store\":{\"tier\":\"GOLD\",\"points\":10},\"source\":null,"
-                               "\"reason\":\"missing-in-source\""), "%s", text);
+                               "\"section\":\"loyalty\""),
+                  "%s", text);
+    ck_assert_msg(strstr(text,
+                         "\"key\":\"C3\",\"section\":\"loyalty\",\"item\":null,\"field\":null,"
+                         "\"store\":{\"tier\":\"GOLD\",\"points\":10},\"source\":null,"
+                         "\"reason\":\"missing-in-source\""),
+                  "%s", text);
     ck_assert_ptr_nonnull(strstr(text, "{\"summary\":{\"mode\":\"diff-source\""));
 }
 END_TEST

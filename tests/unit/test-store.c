@@ -168,8 +168,10 @@ END_TEST
 static store_t *open_periodic(const char *path, int64_t interval_ms)
 {
     char err[512];
-    store_opts_t opts = {.so_dir = path, .so_map_size_bytes = 8 << 20,
-                         .so_durability = STORE_PERIODIC, .so_sync_interval_ms = interval_ms};
+    store_opts_t opts = {.so_dir = path,
+                         .so_map_size_bytes = 8 << 20,
+                         .so_durability = STORE_PERIODIC,
+                         .so_sync_interval_ms = interval_ms};
     store_t *periodic = store_open(&opts, err, sizeof(err));
     ck_assert_msg(periodic != NULL, "%s", err);
     return periodic;

@@ -83,7 +83,9 @@ static void order(const char *id, const char *cust, int64_t at)
 static json_t *diff(storediff_stats_t *ret_stats)
 {
     char err[512];
-    report_opts_t ropts = {.ro_view = "customer360", .ro_mode = "diff-replay", .ro_run_id = "t",
+    report_opts_t ropts = {.ro_view = "customer360",
+                           .ro_mode = "diff-replay",
+                           .ro_run_id = "t",
                            .ro_path = report_path};
     report_t *report = report_new(&ropts, err, sizeof(err));
     ck_assert_msg(report != NULL, "%s", err);
@@ -91,7 +93,8 @@ static json_t *diff(storediff_stats_t *ret_stats)
     ck_assert_int_eq(store_read_begin(live.te_store, &ltxn), 0);
     ck_assert_int_eq(store_read_begin(replay.te_store, &rtxn), 0);
     storediff_stats_t stats;
-    int rc = storediff_run(view, live.te_store, ltxn, replay.te_store, rtxn, report, &stats, err, sizeof(err));
+    int rc = storediff_run(view, live.te_store, ltxn, replay.te_store, rtxn, report, &stats, err,
+                           sizeof(err));
     ck_assert_msg(rc == 0, "%s", err);
     store_read_end(ltxn);
     store_read_end(rtxn);
@@ -145,7 +148,8 @@ START_TEST(test_identical_stores_have_no_findings)
     BOTH("customers");
     order("O1", "C1", 1500);
     BOTH("orders");
-    EV(LOYALTY, "event_id=l1", "occurred_at=1600", "version=1", "customer_id=C1", "tier=GOLD", "points=10");
+    EV(LOYALTY, "event_id=l1", "occurred_at=1600", "version=1", "customer_id=C1", "tier=GOLD",
+       "points=10");
     BOTH("loyalty");
     storediff_stats_t stats;
     json_t *findings = diff(&stats);
@@ -163,11 +167,14 @@ START_TEST(test_lost_field_updates_are_reported_field_by_field)
     BOTH("customers");
     order("O1", "C1", 1500);
     BOTH("orders");
-    EV(LOYALTY, "event_id=l1", "occurred_at=1600", "version=1", "customer_id=C1", "tier=GOLD", "points=10");
+    EV(LOYALTY, "event_id=l1", "occurred_at=1600", "version=1", "customer_id=C1", "tier=GOLD",
+       "points=10");
     BOTH("loyalty");
-    EV(LOYALTY, "event_id=l2", "occurred_at=1700", "version=2", "customer_id=C1", "tier=GOLD", "points=20");
+    EV(LOYALTY, "event_id=l2", "occurred_at=1700", "version=2", "customer_id=C1", "tier=GOLD",
+       "points=20");
     REPLAY_ONLY("loyalty"); /* points and updated_at differ; tier does not */
-    EV(CANCEL, "event_id=x1", "occurred_at=1800", "version=2", "order_id=O1", "customer_id=C1", "reason=r");
+    EV(CANCEL, "event_id=x1", "occurred_at=1800", "version=2", "order_id=O1", "customer_id=C1",
+       "reason=r");
     REPLAY_ONLY("orders");
     json_t *findings = diff(NULL);
     /* in key order: "C1 \0 loyalty" sorts before "C1 \0 orders \0 O1" */
@@ -194,12 +201,16 @@ START_TEST(test_missing_items_sections_and_links)
         strncat(all, describe(findings, i), sizeof(all) - strlen(all) - 2);
         strcat(all, "\n");
     }
-    ck_assert_msg(strstr(all, "C1/orders/O1/-/missing-in-store null>{\"order_id\":\"O1\""), "%s", all);
+    ck_assert_msg(strstr(all, "C1/orders/O1/-/missing-in-store null>{\"order_id\":\"O1\""), "%s",
+                  all);
     ck_assert_msg(strstr(all, "C1/counters/-/lifetime_orders/value 0>1"), "%s", all);
     ck_assert_msg(strstr(all, "C1/_links/order:O1/-/missing-in-store null>\"C1\""), "%s", all);
-    ck_assert_msg(strstr(all, "C2/profile/-/-/missing-in-replay {\"customer_id\":\"C2\""), "%s", all);
-    ck_assert_msg(strstr(all, "C2/_indexes/email:bob@example.com/-/missing-in-replay true>null"), "%s", all);
-    ck_assert_msg(strstr(all, "C2/_indexes/phone:+441234567/-/missing-in-replay true>null"), "%s", all);
+    ck_assert_msg(strstr(all, "C2/profile/-/-/missing-in-replay {\"customer_id\":\"C2\""), "%s",
+                  all);
+    ck_assert_msg(strstr(all, "C2/_indexes/email:bob@example.com/-/missing-in-replay true>null"),
+                  "%s", all);
+    ck_assert_msg(strstr(all, "C2/_indexes/phone:+441234567/-/missing-in-replay true>null"), "%s",
+                  all);
     /* C2's counters fragment (if any) renders as zeros: no finding on either side */
     ck_assert_msg(!strstr(all, "C2/counters"), "%s", all);
     json_decref(findings);

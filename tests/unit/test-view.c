@@ -60,9 +60,12 @@ START_TEST(test_real_definition_loads)
     ck_assert_str_eq(src->vsrc_page_param, "page");
     ck_assert_str_eq(view->v_sections[orders].vs_fields[src->vsrc_item_field].vf_name, "order_id");
     ck_assert_ptr_null(view_source_for(view, view_section_index(view, "counters")));
-    ck_assert_int_eq(view->v_tombstones[view_topic_index(view, "customers")].vt_kind, VIEW_TOMB_ERASE);
-    ck_assert_int_eq(view->v_tombstones[view_topic_index(view, "orders")].vt_kind, VIEW_TOMB_DELETE);
-    ck_assert_int_eq(view->v_tombstones[view_topic_index(view, "payments")].vt_kind, VIEW_TOMB_IGNORE);
+    ck_assert_int_eq(view->v_tombstones[view_topic_index(view, "customers")].vt_kind,
+                     VIEW_TOMB_ERASE);
+    ck_assert_int_eq(view->v_tombstones[view_topic_index(view, "orders")].vt_kind,
+                     VIEW_TOMB_DELETE);
+    ck_assert_int_eq(view->v_tombstones[view_topic_index(view, "payments")].vt_kind,
+                     VIEW_TOMB_IGNORE);
     const view_rule_t *rule = view_rule_for(view, "c360.payments.PaymentSettled");
     ck_assert_ptr_nonnull(rule);
     ck_assert_int_ge(rule->vr_via_link, 0);
@@ -90,25 +93,32 @@ static void expect_error(const char *text, const char *expected)
 
 START_TEST(test_source_errors)
 {
-#define RULE "rules:\n  - event: c360.customers.CustomerRegistered\n" \
-             "    entity: {type: c, id: customer_id}\n    key: customer_id\n" \
-             "    ops: [{set: {section: profile, fields: {name: name}}}]\n"
-    expect_error(HEAD SECTIONS RULE "sources:\n  nope: {service: s, path: '/c/{key}', fields: {a: b}}\n",
+#define RULE                                                                                       \
+    "rules:\n  - event: c360.customers.CustomerRegistered\n"                                       \
+    "    entity: {type: c, id: customer_id}\n    key: customer_id\n"                               \
+    "    ops: [{set: {section: profile, fields: {name: name}}}]\n"
+    expect_error(HEAD SECTIONS RULE
+                 "sources:\n  nope: {service: s, path: '/c/{key}', fields: {a: b}}\n",
                  "14: sources.nope: not a section of this view");
-    expect_error(HEAD SECTIONS RULE "sources:\n  profile: {service: s, path: '/c/1', fields: {name: n}}\n",
+    expect_error(HEAD SECTIONS RULE
+                 "sources:\n  profile: {service: s, path: '/c/1', fields: {name: n}}\n",
                  "14: sources.profile: path: expected an absolute path template containing {key}");
-    expect_error(HEAD SECTIONS RULE "sources:\n  profile: {service: s, path: '/c/{key}', fields: {nmae: n}}\n",
+    expect_error(HEAD SECTIONS RULE
+                 "sources:\n  profile: {service: s, path: '/c/{key}', fields: {nmae: n}}\n",
                  "14: sources.profile: 'nmae' is not a field of profile");
     expect_error(HEAD SECTIONS RULE "sources:\n  profile: {service: s, path: '/c/{key}', items: x,"
                                     " fields: {name: n}}\n",
                  "14: sources.profile: items, item and next_page are for list sections");
-    expect_error(HEAD SECTIONS RULE "sources:\n  profile: {service: s, path: '/c/{key}', fields: {name: a..b}}\n",
+    expect_error(HEAD SECTIONS RULE
+                 "sources:\n  profile: {service: s, path: '/c/{key}', fields: {name: a..b}}\n",
                  "14: sources.profile: 'a..b' is not a member path");
     expect_error(HEAD SECTIONS RULE "tombstones: {orders: erase}\n",
                  "13: tombstones.orders: not one of the view's topics");
-    expect_error(HEAD SECTIONS RULE "tombstones: {customers: drop}\n",
-                 "13: tombstones.customers: expected ignore, erase or {delete: {section: S, link: L}}");
-    expect_error(HEAD SECTIONS RULE "tombstones: {customers: {delete: {section: profile, link: x}}}\n",
+    expect_error(
+        HEAD SECTIONS RULE "tombstones: {customers: drop}\n",
+        "13: tombstones.customers: expected ignore, erase or {delete: {section: S, link: L}}");
+    expect_error(HEAD SECTIONS RULE
+                 "tombstones: {customers: {delete: {section: profile, link: x}}}\n",
                  "13: tombstones.customers: delete.section: expected a list section");
     expect_error(HEAD SECTIONS RULE "repairs: {topic: customers}\n",
                  "13: repairs.topic: must not be one of the view's topics");
@@ -119,15 +129,17 @@ END_TEST
 /* `live:` (view.h view_live_t): the declaration parses, and every mistake says where. */
 START_TEST(test_live_sections)
 {
-#define RULE "rules:\n  - event: c360.customers.CustomerRegistered\n" \
-             "    entity: {type: c, id: customer_id}\n    key: customer_id\n" \
-             "    ops: [{set: {section: profile, fields: {name: name}}}]\n"
+#define RULE                                                                                       \
+    "rules:\n  - event: c360.customers.CustomerRegistered\n"                                       \
+    "    entity: {type: c, id: customer_id}\n    key: customer_id\n"                               \
+    "    ops: [{set: {section: profile, fields: {name: name}}}]\n"
 #define HOLDS "  holds:\n    kind: list\n    fields: {hold_id: string, placed_at: timestamp}\n"
 #define LIVE(body) "live:\n  holds: {service: risk, path: '/c/{key}/holds', " body "}\n"
     char path[4096], err[512];
     snprintf(path, sizeof(path), "%s/v.yaml", dir);
-    ts_write_file(dir, "v.yaml", HEAD SECTIONS HOLDS RULE
-                  LIVE("deadline_ms: 80, items: data.holds, fields: {hold_id: id, placed_at: at}"));
+    ts_write_file(dir, "v.yaml",
+                  HEAD SECTIONS HOLDS RULE LIVE(
+                      "deadline_ms: 80, items: data.holds, fields: {hold_id: id, placed_at: at}"));
     view_t *view = view_load(path, catalog, err, sizeof(err));
     ck_assert_msg(view != NULL, "%s", err);
     ck_assert_uint_eq(view->v_live_count, 1);
@@ -142,8 +154,9 @@ START_TEST(test_live_sections)
     view_destroy(view);
 
     /* items is optional: then the answer itself is the array */
-    ts_write_file(dir, "v.yaml", HEAD SECTIONS HOLDS RULE
-                  LIVE("deadline_ms: 80, fields: {hold_id: id, placed_at: at}"));
+    ts_write_file(
+        dir, "v.yaml",
+        HEAD SECTIONS HOLDS RULE LIVE("deadline_ms: 80, fields: {hold_id: id, placed_at: at}"));
     view = view_load(path, catalog, err, sizeof(err));
     ck_assert_msg(view != NULL, "%s", err);
     ck_assert_ptr_null(view->v_lives[0].vlv_items);
@@ -164,8 +177,9 @@ START_TEST(test_live_sections)
                  "17: live.holds: fields: placed_at is not mapped to a member");
     expect_error(HEAD SECTIONS HOLDS RULE LIVE("deadline_ms: 5, fields: {hold_id: id, plced: x}"),
                  "17: live.holds: 'plced' is not a field of holds");
-    expect_error(HEAD SECTIONS HOLDS RULE LIVE("deadline_ms: 5, fields: {hold_id: id, placed_at: a..b}"),
-                 "17: live.holds: 'a..b' is not a member path");
+    expect_error(
+        HEAD SECTIONS HOLDS RULE LIVE("deadline_ms: 5, fields: {hold_id: id, placed_at: a..b}"),
+        "17: live.holds: 'a..b' is not a member path");
     expect_error(HEAD SECTIONS HOLDS RULE LIVE("deadline_ms: 5, timeout: 3, fields: {hold_id: id}"),
                  "17: live.holds: unknown key 'timeout'");
     expect_error(HEAD SECTIONS HOLDS RULE
@@ -180,16 +194,16 @@ START_TEST(test_live_sections)
                  "rules:\n  - event: c360.customers.CustomerRegistered\n"
                  "    entity: {type: c, id: customer_id}\n    key: customer_id\n"
                  "    ops: [{upsert: {section: holds, item: customer_id, "
-                 "fields: {hold_id: customer_id}}}]\n"
-                 LIVE("deadline_ms: 5, fields: {hold_id: id, placed_at: at}"),
+                 "fields: {hold_id: customer_id}}}]\n" LIVE(
+                     "deadline_ms: 5, fields: {hold_id: id, placed_at: at}"),
                  "15: rules[0].ops[0].upsert: section holds is live (fetched at request time): "
                  "no rule may write it");
-    expect_error(HEAD SECTIONS HOLDS RULE
-                 "sources:\n  holds: {service: s, path: '/h/{key}', items: h, item: hold_id, "
-                 "fields: {hold_id: id}}\n"
-                 LIVE("deadline_ms: 5, fields: {hold_id: id, placed_at: at}"),
-                 "19: live.holds: a live section has no stored copy to reconcile: remove it "
-                 "from sources");
+    expect_error(
+        HEAD SECTIONS HOLDS RULE
+        "sources:\n  holds: {service: s, path: '/h/{key}', items: h, item: hold_id, "
+        "fields: {hold_id: id}}\n" LIVE("deadline_ms: 5, fields: {hold_id: id, placed_at: at}"),
+        "19: live.holds: a live section has no stored copy to reconcile: remove it "
+        "from sources");
 #undef LIVE
 #undef HOLDS
 #undef RULE
@@ -206,16 +220,19 @@ START_TEST(test_errors_name_line_and_path)
                                "    entity: {type: c, id: customer_id}\n"
                                "    key: customer_id\n    ops: [{erase: {}}]\n",
                  "9: rules[0]: event c360.customers.Nope is not in the schema catalog");
-    expect_error(HEAD SECTIONS "rules:\n  - event: c360.customers.CustomerRegistered\n"
-                               "    entity: {type: c, id: customer_id}\n"
-                               "    key: customer_id\n"
-                               "    ops:\n      - set: {section: profile, fields: {name: nmae}}\n",
-                 "13: rules[0].ops[0].set: event c360.customers.CustomerRegistered has no field 'nmae'");
-    expect_error(HEAD SECTIONS "rules:\n  - event: c360.customers.CustomerRegistered\n"
-                               "    entity: {type: c, id: customer_id}\n"
-                               "    key: customer_id\n"
-                               "    ops:\n      - set: {section: profile, fields: {name: marketing_opt_in}}\n",
-                 "13: rules[0].ops[0].set: field 'marketing_opt_in' has the wrong type for this target");
+    expect_error(
+        HEAD SECTIONS "rules:\n  - event: c360.customers.CustomerRegistered\n"
+                      "    entity: {type: c, id: customer_id}\n"
+                      "    key: customer_id\n"
+                      "    ops:\n      - set: {section: profile, fields: {name: nmae}}\n",
+        "13: rules[0].ops[0].set: event c360.customers.CustomerRegistered has no field 'nmae'");
+    expect_error(
+        HEAD SECTIONS
+        "rules:\n  - event: c360.customers.CustomerRegistered\n"
+        "    entity: {type: c, id: customer_id}\n"
+        "    key: customer_id\n"
+        "    ops:\n      - set: {section: profile, fields: {name: marketing_opt_in}}\n",
+        "13: rules[0].ops[0].set: field 'marketing_opt_in' has the wrong type for this target");
     expect_error(HEAD SECTIONS "rules:\n  - event: c360.customers.CustomerRegistered\n"
                                "    key: customer_id\n    ops: [{erase: {}}]\n",
                  "9: rules[0]: entity: missing (the aggregate whose version guards it)");
@@ -252,15 +269,15 @@ static uint64_t topic_set(const view_t *view, const char *const *names)
 }
 
 #define REPAIRS "customer360.repairs"
-#define FEEDS(view, section, ...)                                                              \
-    do {                                                                                       \
-        const char *const names_[] = {__VA_ARGS__, NULL};                                      \
-        int s_ = view_section_index(view, section);                                            \
-        ck_assert_int_ge(s_, 0);                                                               \
-        ck_assert_msg(view->v_sections[s_].vs_feeds == topic_set(view, names_),                \
-                      "%s: feeds %llx, want %llx", section,                                    \
-                      (unsigned long long)view->v_sections[s_].vs_feeds,                        \
-                      (unsigned long long)topic_set(view, names_));                            \
+#define FEEDS(view, section, ...)                                                                  \
+    do {                                                                                           \
+        const char *const names_[] = {__VA_ARGS__, NULL};                                          \
+        int s_ = view_section_index(view, section);                                                \
+        ck_assert_int_ge(s_, 0);                                                                   \
+        ck_assert_msg(view->v_sections[s_].vs_feeds == topic_set(view, names_),                    \
+                      "%s: feeds %llx, want %llx", section,                                        \
+                      (unsigned long long)view->v_sections[s_].vs_feeds,                           \
+                      (unsigned long long)topic_set(view, names_));                                \
     } while (0)
 
 /* Which topics feed each section of Customer 360: the topics of the rules that write it,

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #define BF_ID_MAX_BYTES 128      /* view keys and item ids (VIEW_KEY_MAX_BYTES) */
-#define BF_TEXT_MAX_BYTES 4096   /* names, reasons: far past any real value, well inside a message */
+#define BF_TEXT_MAX_BYTES 4096   /* names, reasons: past any real value, inside a message */
 #define BF_MAX_MEMBERS 16
 #define BF_HEADER_BYTES 5        /* Confluent framing: magic byte, schema id */
 #define BF_EVENT_ID_BYTES 192
@@ -106,7 +106,13 @@ static const bf_aggregate_t aggregates[] = {
 const char *const bf_snap_aggregates[] = {"customers", "orders", "loyalty", "returns", NULL};
 
 /* The four fields every snapshot record has besides its members. */
-enum { BF_META_EVENT_ID, BF_META_OCCURRED_AT, BF_META_VERSION, BF_META_SNAPSHOT_OF, BF_META__COUNT };
+enum {
+    BF_META_EVENT_ID,
+    BF_META_OCCURRED_AT,
+    BF_META_VERSION,
+    BF_META_SNAPSHOT_OF,
+    BF_META__COUNT
+};
 static const char *const meta_fields[BF_META__COUNT] = {"event_id", "occurred_at", "version",
                                                         "snapshot_of"};
 
@@ -177,7 +183,7 @@ static int check_schema(bf_snap_t *snap, char *errstr, size_t errlen)
         int i = avro_schema_record_field_get_index(record, meta_fields[m]);
         avro_schema_t s = i >= 0 ? avro_schema_record_field_get_by_index(record, i) : NULL;
         bool ok = s && (m == BF_META_EVENT_ID || m == BF_META_SNAPSHOT_OF ? is_avro_string(s)
-                                                                        : is_avro_int64(s));
+                                                                          : is_avro_int64(s));
         if (!ok) {
             snprintf(errstr, errlen, "%s: field '%s' missing or of the wrong type",
                      snap->bs_agg->ba_record, meta_fields[m]);
@@ -202,15 +208,15 @@ static int check_schema(bf_snap_t *snap, char *errstr, size_t errlen)
     }
     for (size_t i = 0; i < fields; i++)
         if (!filled[i]) {
-            snprintf(errstr, errlen, "%s: field '%s' has no input member",
-                     snap->bs_agg->ba_record, avro_schema_record_field_name(record, (int)i));
+            snprintf(errstr, errlen, "%s: field '%s' has no input member", snap->bs_agg->ba_record,
+                     avro_schema_record_field_name(record, (int)i));
             return RM_ECONFIG;
         }
     return 0;
 }
 
-bf_snap_t *bf_snap_new(const catalog_t *catalog, const char *aggregate,
-                       const char *version_field, char *errstr, size_t errlen)
+bf_snap_t *bf_snap_new(const catalog_t *catalog, const char *aggregate, const char *version_field,
+                       char *errstr, size_t errlen)
 {
     const bf_aggregate_t *agg = NULL;
     for (size_t i = 0; i < BF_AGGREGATE_COUNT && !agg; i++)
@@ -237,8 +243,7 @@ bf_snap_t *bf_snap_new(const catalog_t *catalog, const char *aggregate,
     snap->bs_frame_id = entry->ce_id;
     while (agg->ba_members[snap->bs_member_count].bm_json)
         snap->bs_member_count++;
-    snap->bs_version_field =
-        strdup(version_field ? version_field : BF_SNAP_DEFAULT_VERSION_FIELD);
+    snap->bs_version_field = strdup(version_field ? version_field : BF_SNAP_DEFAULT_VERSION_FIELD);
     snap->bs_cap = 1024;
     snap->bs_buf = malloc(snap->bs_cap);
     if (!snap->bs_version_field || !snap->bs_buf) {
@@ -412,16 +417,18 @@ static int read_member(const bf_snap_t *snap, size_t m, const json_t *j, bf_valu
         rc = read_string(j, BF_ID_MAX_BYTES, true, v);
         if (rc)
             return bad(errstr, errlen, name,
-                       rc == 1 ? "expected a string" : rc == 2 ? "holds a NUL character"
-                               : "expected a non-empty id of at most 128 bytes");
+                       rc == 1   ? "expected a string"
+                       : rc == 2 ? "holds a NUL character"
+                                 : "expected a non-empty id of at most 128 bytes");
         return 0;
     case BF_TEXT:
     case BF_OPT_TEXT:
         rc = read_string(j, BF_TEXT_MAX_BYTES, false, v);
         if (rc)
             return bad(errstr, errlen, name,
-                       rc == 1 ? "expected a string" : rc == 2 ? "holds a NUL character"
-                               : "longer than 4096 bytes");
+                       rc == 1   ? "expected a string"
+                       : rc == 2 ? "holds a NUL character"
+                                 : "longer than 4096 bytes");
         return 0;
     case BF_CURRENCY:
         if (read_string(j, 3, true, v) || v->bv_len != 3 || !isupper((unsigned char)v->bv_str[0]) ||
@@ -521,9 +528,8 @@ static int set_meta(bf_snap_t *snap, int meta, const char *str, int64_t num)
     avro_value_t field;
     if (avro_value_get_by_index(&snap->bs_value, (size_t)snap->bs_meta_index[meta], &field, NULL))
         return RM_EINVAL;
-    return (str ? avro_value_set_string(&field, str) : avro_value_set_long(&field, num))
-               ? RM_EINVAL
-               : 0;
+    return (str ? avro_value_set_string(&field, str) : avro_value_set_long(&field, num)) ? RM_EINVAL
+                                                                                         : 0;
 }
 
 static int frame(bf_snap_t *snap, size_t *ret_len)
@@ -590,8 +596,9 @@ int bf_snap_parse(bf_snap_t *snap, const char *line, size_t len, bf_snap_msg_t *
     const json_t *jv = json_object_get(root, snap->bs_version_field);
     if (!json_is_integer(jv) || json_integer_value(jv) < 1)
         return bad(errstr, errlen, snap->bs_version_field,
-                   jv ? "expected an integer >= 1" : "missing (the entity version; see "
-                                                     "--version-field)");
+                   jv ? "expected an integer >= 1"
+                      : "missing (the entity version; see "
+                        "--version-field)");
     int64_t version = json_integer_value(jv);
     int64_t occurred_at = values[created].bv_int;
     if (updated != SIZE_MAX && values[updated].bv_present) {

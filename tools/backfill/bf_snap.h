@@ -44,8 +44,8 @@ extern const char *const bf_snap_aggregates[];
  * holds the entity version (NULL: "version"). catalog must outlive the result. Returns
  * NULL with errstr set: unknown aggregate, snapshot record missing from the catalog or
  * without a topic, or a schema that does not match the aggregate's table. */
-bf_snap_t *bf_snap_new(const catalog_t *catalog, const char *aggregate,
-                       const char *version_field, char *errstr, size_t errlen);
+bf_snap_t *bf_snap_new(const catalog_t *catalog, const char *aggregate, const char *version_field,
+                       char *errstr, size_t errlen);
 void bf_snap_destroy(bf_snap_t *snap);
 
 /* The snapshot record's full name, e.g. "c360.orders.OrderSnapshot". */

@@ -76,37 +76,38 @@ static void on_signal(int signo)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: backfill --config FILE --aggregate NAME --input FILE.jsonl [options]\n"
-            "Turns a snapshot of a source service's current state (JSON lines, one entity per\n"
-            "line) into snapshot events (c360.<aggregate>.<Name>Snapshot) on the aggregate's\n"
-            "topic, keyed by the entity id like its live events. The view's version guard makes\n"
-            "a re-run, or a snapshot older than what the log already applied, change nothing.\n"
-            "Input format per aggregate: docs/backfill.md.\n\n"
-            "  -c, --config FILE          config file (data_dir, view, catalog, kafka.*)\n"
-            "  -a, --aggregate NAME       customers, orders, loyalty or returns\n"
-            "  -i, --input FILE           the snapshot, JSON lines; '-' reads stdin\n"
-            "      --version-field NAME   the member holding the entity version (default\n"
-            "                             'version'); it must count on the same scale as the\n"
-            "                             entity's live events\n"
-            "  -n, --dry-run              validate and encode every line, produce nothing\n"
-            "      --skip-invalid         report invalid lines, skip them and produce the rest\n"
-            "                             (default: any invalid line stops the run, exit 2)\n"
-            "  -b, --bootstrap HOST:PORT  kafka.bootstrap.servers\n"
-            "  -X PROP=VALUE              any librdkafka property (repeatable); enable.idempotence\n"
-            "                             is always on\n"
-            "  -s, --set KEY=VALUE        any config key (repeatable)\n"
-            "  -q, --quiet                warnings and errors only, no progress bar\n"
-            "  -v, --verbose              debug logs\n"
-            "  -V, --version              print the version and exit\n"
-            "  -h, --help                 print this help and exit\n\n"
-            "Invalid lines are reported on stderr as FILE:LINE: member: problem. Blank lines are\n"
-            "ignored. A progress bar is drawn on stderr when it is a terminal. The last line on\n"
-            "stdout is the summary: backfill aggregate=A read=N valid=N produced=N skipped=N\n"
-            "invalid=N not_shown=N failed=N dry_run=BOOL (skipped = invalid + not_shown: closed\n"
-            "returns, which the view does not show).\n\n"
-            "Exit status: 0 ok; 1 runtime failure (a delivery failed, the broker refused);\n"
-            "2 usage error or invalid input (nothing was produced).\n");
+    fprintf(
+        out,
+        "Usage: backfill --config FILE --aggregate NAME --input FILE.jsonl [options]\n"
+        "Turns a snapshot of a source service's current state (JSON lines, one entity per\n"
+        "line) into snapshot events (c360.<aggregate>.<Name>Snapshot) on the aggregate's\n"
+        "topic, keyed by the entity id like its live events. The view's version guard makes\n"
+        "a re-run, or a snapshot older than what the log already applied, change nothing.\n"
+        "Input format per aggregate: docs/backfill.md.\n\n"
+        "  -c, --config FILE          config file (data_dir, view, catalog, kafka.*)\n"
+        "  -a, --aggregate NAME       customers, orders, loyalty or returns\n"
+        "  -i, --input FILE           the snapshot, JSON lines; '-' reads stdin\n"
+        "      --version-field NAME   the member holding the entity version (default\n"
+        "                             'version'); it must count on the same scale as the\n"
+        "                             entity's live events\n"
+        "  -n, --dry-run              validate and encode every line, produce nothing\n"
+        "      --skip-invalid         report invalid lines, skip them and produce the rest\n"
+        "                             (default: any invalid line stops the run, exit 2)\n"
+        "  -b, --bootstrap HOST:PORT  kafka.bootstrap.servers\n"
+        "  -X PROP=VALUE              any librdkafka property (repeatable); enable.idempotence\n"
+        "                             is always on\n"
+        "  -s, --set KEY=VALUE        any config key (repeatable)\n"
+        "  -q, --quiet                warnings and errors only, no progress bar\n"
+        "  -v, --verbose              debug logs\n"
+        "  -V, --version              print the version and exit\n"
+        "  -h, --help                 print this help and exit\n\n"
+        "Invalid lines are reported on stderr as FILE:LINE: member: problem. Blank lines are\n"
+        "ignored. A progress bar is drawn on stderr when it is a terminal. The last line on\n"
+        "stdout is the summary: backfill aggregate=A read=N valid=N produced=N skipped=N\n"
+        "invalid=N not_shown=N failed=N dry_run=BOOL (skipped = invalid + not_shown: closed\n"
+        "returns, which the view does not show).\n\n"
+        "Exit status: 0 ok; 1 runtime failure (a delivery failed, the broker refused);\n"
+        "2 usage error or invalid input (nothing was produced).\n");
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -139,12 +140,24 @@ static int parse_options(int argc, char **argv, options_t *op)
     int c;
     while ((c = getopt_long(argc, argv, "c:a:i:nb:X:s:qvVh", long_options, NULL)) != -1) {
         switch (c) {
-        case 'c': op->op_app.aa_config = optarg; break;
-        case 'a': op->op_aggregate = optarg; break;
-        case 'i': op->op_input = optarg; break;
-        case OPT_VERSION_FIELD: op->op_version_field = optarg; break;
-        case 'n': op->op_dry_run = true; break;
-        case OPT_SKIP_INVALID: op->op_skip_invalid = true; break;
+        case 'c':
+            op->op_app.aa_config = optarg;
+            break;
+        case 'a':
+            op->op_aggregate = optarg;
+            break;
+        case 'i':
+            op->op_input = optarg;
+            break;
+        case OPT_VERSION_FIELD:
+            op->op_version_field = optarg;
+            break;
+        case 'n':
+            op->op_dry_run = true;
+            break;
+        case OPT_SKIP_INVALID:
+            op->op_skip_invalid = true;
+            break;
         case 'b':
         case 'X': {
             if (op->op_storage_used == APP_MAX_SETS)
@@ -162,11 +175,21 @@ static int parse_options(int argc, char **argv, options_t *op)
             if (app_args_add_set(&op->op_app, optarg))
                 return usage_error("%s", "too many --set flags");
             break;
-        case 'q': op->op_app.aa_verbosity--; break;
-        case 'v': op->op_app.aa_verbosity++; break;
-        case 'V': app_print_version("backfill"); return APP_EXIT_OK;
-        case 'h': usage(stdout); return APP_EXIT_OK;
-        default: fprintf(stderr, "Try 'backfill --help'.\n"); return APP_EXIT_USAGE;
+        case 'q':
+            op->op_app.aa_verbosity--;
+            break;
+        case 'v':
+            op->op_app.aa_verbosity++;
+            break;
+        case 'V':
+            app_print_version("backfill");
+            return APP_EXIT_OK;
+        case 'h':
+            usage(stdout);
+            return APP_EXIT_OK;
+        default:
+            fprintf(stderr, "Try 'backfill --help'.\n");
+            return APP_EXIT_USAGE;
         }
     }
     if (optind < argc)
@@ -393,16 +416,16 @@ int main(int argc, char **argv)
     counts_t counts = {0};
     char errstr[512];
 
-    snap = bf_snap_new(app.ap_catalog, op.op_aggregate, op.op_version_field, errstr,
-                       sizeof(errstr));
+    snap =
+        bf_snap_new(app.ap_catalog, op.op_aggregate, op.op_version_field, errstr, sizeof(errstr));
     if (!snap) {
         fprintf(stderr, "backfill: %s\n", errstr);
         status = APP_EXIT_USAGE;
         goto out;
     }
     int32_t frame_id = bf_snap_entry(snap)->ce_id;
-    if (!op.op_dry_run && app_frame_id(&app, bf_snap_entry(snap), bf_snap_entry(snap)->ce_topic, &frame_id, errstr,
-                     sizeof(errstr))) {
+    if (!op.op_dry_run && app_frame_id(&app, bf_snap_entry(snap), bf_snap_entry(snap)->ce_topic,
+                                       &frame_id, errstr, sizeof(errstr))) {
         fprintf(stderr, "backfill: %s\n", errstr);
         status = APP_EXIT_FAILURE;
         goto out;
@@ -417,8 +440,8 @@ int main(int argc, char **argv)
     /* Built before reading anything, so a bad -X is a usage error, not a late failure.
      * Idempotence is forced: a retried send must not become a second copy in the log. */
     conf = kafka_conf_new(app.ap_cfg, producer_defaults, errstr, sizeof(errstr));
-    if (!conf || rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr,
-                                   sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+    if (!conf || rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) !=
+                     RD_KAFKA_CONF_OK) {
         fprintf(stderr, "backfill: %s\n", errstr);
         status = APP_EXIT_USAGE;
         goto out;
@@ -452,8 +475,9 @@ int main(int argc, char **argv)
         goto out;
     }
     if (counts.c_invalid && !op.op_skip_invalid) {
-        fprintf(stderr, "backfill: %" PRIu64 " invalid line%s: nothing produced "
-                        "(--skip-invalid produces the valid ones)\n",
+        fprintf(stderr,
+                "backfill: %" PRIu64 " invalid line%s: nothing produced "
+                "(--skip-invalid produces the valid ones)\n",
                 counts.c_invalid, counts.c_invalid == 1 ? "" : "s");
         status = APP_EXIT_USAGE;
         goto summary;
@@ -468,8 +492,8 @@ int main(int argc, char **argv)
         if (produce_spool(kp, spool, topic, progress_on, &counts))
             goto summary;
         if (stop_requested) {
-            log_warn("interrupted: the rest was not produced",
-                     LOG_I("produced", counts.c_produced), LOG_I("valid", counts.c_valid));
+            log_warn("interrupted: the rest was not produced", LOG_I("produced", counts.c_produced),
+                     LOG_I("valid", counts.c_valid));
             goto summary;
         }
     }

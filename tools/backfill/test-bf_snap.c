@@ -40,8 +40,8 @@ static const char *field(const bf_snap_msg_t *msg, const char *name)
     static char out[256];
     avro_dec_event_t ev;
     char reason[128];
-    ck_assert_int_eq(avro_dec_decode(dec, msg->bsm_value, msg->bsm_value_len, &ev, reason,
-                                     sizeof(reason)), 0);
+    ck_assert_int_eq(
+        avro_dec_decode(dec, msg->bsm_value, msg->bsm_value_len, &ev, reason, sizeof(reason)), 0);
     avro_value_t v, branch;
     ck_assert_int_eq(avro_value_get_by_name(ev.ade_value, name, &v, NULL), 0);
     if (avro_value_get_type(&v) == AVRO_UNION) {
@@ -91,9 +91,10 @@ START_TEST(test_order_line_encodes)
 {
     bf_snap_t *snap = snap_of("orders", NULL);
     ck_assert_str_eq(bf_snap_record(snap), "c360.orders.OrderSnapshot");
-    const char *line = "{\"id\":\"O1\",\"customer_id\":\"C1\",\"placed_at\":\"2024-03-01T12:00:00.25Z\","
-                       "\"total_cents\":1999,\"currency\":\"EUR\",\"line_count\":3,"
-                       "\"updated_at\":1709300000000,\"version\":3,\"extra\":[1,2]}\n";
+    const char *line =
+        "{\"id\":\"O1\",\"customer_id\":\"C1\",\"placed_at\":\"2024-03-01T12:00:00.25Z\","
+        "\"total_cents\":1999,\"currency\":\"EUR\",\"line_count\":3,"
+        "\"updated_at\":1709300000000,\"version\":3,\"extra\":[1,2]}\n";
     bf_snap_msg_t msg = parse_ok(snap, line);
     ck_assert_str_eq(msg.bsm_topic, "orders");
     ck_assert_uint_eq(msg.bsm_key_len, 2);
@@ -162,7 +163,9 @@ END_TEST
 
 START_TEST(test_bad_lines_name_the_member)
 {
-    static const struct { const char *line, *want; } cases[] = {
+    static const struct {
+        const char *line, *want;
+    } cases[] = {
         {"{\"id\":\"O1\"", "(line): not JSON: "},
         {"[1,2]", "(line): expected a JSON object"},
         {"{\"id\":\"O1\",\"id\":\"O2\"}", "(line): not JSON: duplicate object key"},
@@ -178,14 +181,17 @@ START_TEST(test_bad_lines_name_the_member)
         {"{\"id\":\"O1\",\"customer_id\":\"C1\",\"placed_at\":1,\"total_cents\":1.5}",
          "total_cents: expected an integer >= 0"},
         {"{\"id\":\"O1\",\"customer_id\":\"C1\",\"placed_at\":1,\"total_cents\":1,"
-         "\"currency\":\"eur\"}", "currency: expected an ISO 4217 code"},
+         "\"currency\":\"eur\"}",
+         "currency: expected an ISO 4217 code"},
         {"{\"id\":\"O1\",\"customer_id\":\"C1\",\"placed_at\":1,\"total_cents\":1,"
          "\"currency\":\"EUR\",\"line_count\":1,\"status\":\"SHIPPED\"}",
          "status: expected one of CREATED, CANCELLED"},
         {"{\"id\":\"O1\",\"customer_id\":\"C1\",\"placed_at\":1,\"total_cents\":1,"
-         "\"currency\":\"EUR\",\"line_count\":1}", "version: missing"},
+         "\"currency\":\"EUR\",\"line_count\":1}",
+         "version: missing"},
         {"{\"id\":\"O1\",\"customer_id\":\"C1\",\"placed_at\":1,\"total_cents\":1,"
-         "\"currency\":\"EUR\",\"line_count\":1,\"version\":0}", "version: expected an integer >= 1"},
+         "\"currency\":\"EUR\",\"line_count\":1,\"version\":0}",
+         "version: expected an integer >= 1"},
         {"{\"id\":\"O1\",\"customer_id\":\"C1\",\"placed_at\":10,\"total_cents\":1,"
          "\"currency\":\"EUR\",\"line_count\":1,\"updated_at\":9,\"version\":1}",
          "updated_at: earlier than placed_at"},
@@ -230,9 +236,11 @@ START_TEST(test_iso_times)
     static const char *const bad[] = {
         "2024-03-01T00:00:00",      /* no zone */
         "2023-02-29T00:00:00Z",     /* not a leap year */
-        "2024-13-01T00:00:00Z", "2024-03-01T24:00:00Z", "2024-03-01T00:60:00Z",
-        "2024-03-01 00:00:00Z", "1969-12-31T23:59:59Z", "2024-03-01T00:00:00.Z",
-        "2024-03-01T00:00:00Zjunk", "", "2024-3-1T00:00:00Z",
+        "2024-13-01T00:00:00Z",     "2024-03-01T24:00:00Z",
+        "2024-03-01T00:60:00Z",     "2024-03-01 00:00:00Z",
+        "1969-12-31T23:59:59Z",     "2024-03-01T00:00:00.Z",
+        "2024-03-01T00:00:00Zjunk", "",
+        "2024-3-1T00:00:00Z",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_msg(bf_snap_parse_time(bad[i], &ms) == RM_EINVAL, "accepted '%s'", bad[i]);

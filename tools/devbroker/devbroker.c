@@ -17,7 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DEFAULT_TOPICS "customers,orders,payments,shipments,loyalty,returns,customers.dlq,orders.dlq,payments.dlq,shipments.dlq,loyalty.dlq,returns.dlq,customer360.repairs,customer360.repairs.dlq,customer360.erasures"
+#define DEFAULT_TOPICS                                                                             \
+    "customers,orders,payments,shipments,loyalty,returns,customers.dlq,orders.dlq,payments.dlq,"   \
+    "shipments.dlq,loyalty.dlq,returns.dlq,customer360.repairs,customer360.repairs.dlq,"           \
+    "customer360.erasures"
 
 static volatile sig_atomic_t stopping;
 
@@ -103,22 +106,38 @@ static void run_command(rd_kafka_mock_cluster_t *mc, char *line)
 
 int main(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"partitions", required_argument, NULL, 'p'}, {"brokers", required_argument, NULL, 'b'},
-        {"topics", required_argument, NULL, 't'},     {"bootstrap-file", required_argument, NULL, 'f'},
-        {"control", required_argument, NULL, 'c'},    {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"partitions", required_argument, NULL, 'p'},
+                                            {"brokers", required_argument, NULL, 'b'},
+                                            {"topics", required_argument, NULL, 't'},
+                                            {"bootstrap-file", required_argument, NULL, 'f'},
+                                            {"control", required_argument, NULL, 'c'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
     int partitions = 6, brokers = 1, opt;
     const char *topics = DEFAULT_TOPICS, *bootstrap_file = NULL, *control = NULL;
     while ((opt = getopt_long(argc, argv, "p:b:t:f:c:h", options, NULL)) != -1) {
         switch (opt) {
-        case 'p': partitions = atoi(optarg); break;
-        case 'b': brokers = atoi(optarg); break;
-        case 't': topics = optarg; break;
-        case 'f': bootstrap_file = optarg; break;
-        case 'c': control = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'p':
+            partitions = atoi(optarg);
+            break;
+        case 'b':
+            brokers = atoi(optarg);
+            break;
+        case 't':
+            topics = optarg;
+            break;
+        case 'f':
+            bootstrap_file = optarg;
+            break;
+        case 'c':
+            control = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (partitions < 1 || partitions > 1000 || brokers < 1 || brokers > 16 || optind < argc) {
@@ -141,7 +160,8 @@ int main(int argc, char **argv)
     }
     char *list = strdup(topics);
     for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
-        rd_kafka_resp_err_t terr = rd_kafka_mock_topic_create(mc, t, partitions, brokers < 3 ? brokers : 3);
+        rd_kafka_resp_err_t terr =
+            rd_kafka_mock_topic_create(mc, t, partitions, brokers < 3 ? brokers : 3);
         if (terr)
             fprintf(stderr, "devbroker: topic %s: %s\n", t, rd_kafka_err2str(terr));
     }

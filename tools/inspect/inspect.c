@@ -93,17 +93,26 @@ static int cmd_topics(store_t *store, MDB_txn *txn)
 
 int main(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"config", required_argument, NULL, 'c'},
+                                            {"set", required_argument, NULL, 's'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
     app_args_t args = {0};
     int opt;
     while ((opt = getopt_long(argc, argv, "+c:s:h", options, NULL)) != -1) {
         switch (opt) {
-        case 'c': args.aa_config = optarg; break;
-        case 's': app_args_add_set(&args, optarg); break;
-        case 'h': usage(stdout); return APP_EXIT_OK;
-        default: usage(stderr); return APP_EXIT_USAGE;
+        case 'c':
+            args.aa_config = optarg;
+            break;
+        case 's':
+            app_args_add_set(&args, optarg);
+            break;
+        case 'h':
+            usage(stdout);
+            return APP_EXIT_OK;
+        default:
+            usage(stderr);
+            return APP_EXIT_USAGE;
         }
     }
     if (optind >= argc) {

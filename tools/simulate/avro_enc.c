@@ -72,11 +72,12 @@ static int model_field_of(const catalog_entry_t *entry, size_t index, const char
     if (field >= 0)
         return field;
     json_t *root = json_load_file(entry->ce_file, 0, NULL); /* avro-c drops aliases */
-    json_t *aliases = json_object_get(json_array_get(json_object_get(root, "fields"), index),
-                                      "aliases");
+    json_t *aliases =
+        json_object_get(json_array_get(json_object_get(root, "fields"), index), "aliases");
     json_t *alias;
     size_t i;
-    json_array_foreach(aliases, i, alias) {
+    json_array_foreach(aliases, i, alias)
+    {
         if (json_is_string(alias) && (field = model_field_lookup(json_string_value(alias))) >= 0)
             break;
     }

@@ -3,9 +3,9 @@
  * Each event type can be written with every catalog schema whose record full name is the
  * type's (avro_enc_encode_version; oldest first), by default with the newest. Schema fields
  * are matched to model fields once, at start, by name or, for a renamed field, by one of
- * its aliases; an optional (null-union) field the model does not fill encodes as null. One avro-c generic value and one output buffer per
- * encoder are reused, so in the steady state encoding allocates only inside avro-c's
- * string setters. Not thread-safe: one encoder per thread. */
+ * its aliases; an optional (null-union) field the model does not fill encodes as null. One avro-c
+ * generic value and one output buffer per encoder are reused, so in the steady state encoding
+ * allocates only inside avro-c's string setters. Not thread-safe: one encoder per thread. */
 #ifndef SIM_AVRO_ENC_H
 #define SIM_AVRO_ENC_H
 

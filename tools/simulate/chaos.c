@@ -93,16 +93,16 @@ static void vec_free(chaos_vec_t *vec)
     free(vec->cv_items);
 }
 
-chaos_t *chaos_new(const chaos_opts_t *opts, const catalog_t *catalog, uint64_t seed,
-                   size_t events, char *errstr, size_t errlen)
+chaos_t *chaos_new(const chaos_opts_t *opts, const catalog_t *catalog, uint64_t seed, size_t events,
+                   char *errstr, size_t errlen)
 {
     if (opts->co_duplicate_pct > 100) {
         snprintf(errstr, errlen, "duplicates: expected a percentage 0..100");
         return NULL;
     }
     chaos_t *chaos = calloc(1, sizeof(*chaos));
-    if (!chaos || (opts->co_poison && !(chaos->ch_poison = calloc(opts->co_poison,
-                                                                  sizeof(*chaos->ch_poison))))) {
+    if (!chaos || (opts->co_poison &&
+                   !(chaos->ch_poison = calloc(opts->co_poison, sizeof(*chaos->ch_poison))))) {
         free(chaos);
         snprintf(errstr, errlen, "out of memory");
         return NULL;
@@ -182,8 +182,8 @@ static int release_held(chaos_t *chaos, producer_t *producer, bool force)
         chaos_msg_t *msg = &vec->cv_items[vec->cv_head];
         if (!force && msg->cm_due > chaos->ch_others)
             break;
-        int rc = emit(chaos, producer, msg->cm_topic, msg->cm_key, msg->cm_key_len,
-                      msg->cm_value, msg->cm_value_len, true);
+        int rc = emit(chaos, producer, msg->cm_topic, msg->cm_key, msg->cm_key_len, msg->cm_value,
+                      msg->cm_value_len, true);
         if (rc)
             return rc;
         msg_free(msg);
@@ -260,9 +260,10 @@ int chaos_write_manifest(const chaos_t *chaos, FILE *out)
         buf_init(&line);
         int wrc = buf_append_str(&line, "{\"topic\":");
         wrc = wrc ? wrc : buf_append_json_str(&line, p->cp_topic, strlen(p->cp_topic));
-        wrc = wrc ? wrc : buf_printf(&line, ",\"partition\":%d,\"offset\":%lld,\"shape\":\"%s\",\"key\":",
-                                     (int)p->cp_ack.ka_partition, (long long)p->cp_ack.ka_offset,
-                                     poison_shape_name(p->cp_shape));
+        wrc = wrc ? wrc
+                  : buf_printf(&line, ",\"partition\":%d,\"offset\":%lld,\"shape\":\"%s\",\"key\":",
+                               (int)p->cp_ack.ka_partition, (long long)p->cp_ack.ka_offset,
+                               poison_shape_name(p->cp_shape));
         wrc = wrc ? wrc : buf_append_json_str(&line, p->cp_key, strlen(p->cp_key));
         wrc = wrc ? wrc : buf_append_str(&line, "}\n");
         if (wrc || fwrite(line.b_data, 1, line.b_len, out) != line.b_len)

@@ -42,8 +42,8 @@ typedef struct chaos chaos_t;
 
 /* events: the number of stream messages that will pass (to spread the poison). Returns
  * NULL with errstr set on a bad option or when out of memory. */
-chaos_t *chaos_new(const chaos_opts_t *opts, const catalog_t *catalog, uint64_t seed,
-                   size_t events, char *errstr, size_t errlen);
+chaos_t *chaos_new(const chaos_opts_t *opts, const catalog_t *catalog, uint64_t seed, size_t events,
+                   char *errstr, size_t errlen);
 void chaos_destroy(chaos_t *chaos);
 
 /* Passes the index-th stream message (framed with entry's schema) through the chaos

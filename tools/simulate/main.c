@@ -279,8 +279,7 @@ static int parse_number_option(int c, const char *arg, options_t *op)
         break;
     case OPT_TIMESTAMP_OFFSET_MS:
         if (!parse_u64(arg, INT64_MAX / 4, &number))
-            return usage_error("--timestamp-offset-ms: expected milliseconds, got '%s'",
-                               arg);
+            return usage_error("--timestamp-offset-ms: expected milliseconds, got '%s'", arg);
         op->op_timestamp_offset_ms = (int64_t)number;
         break;
     case OPT_OVERSIZE_BYTES:
@@ -431,8 +430,8 @@ static int register_schemas(const cfg_t *cfg, avro_enc_t *enc)
     int rc = registry ? avro_enc_register(enc, registry, errstr, sizeof(errstr)) : RM_ECONFIG;
     registry_destroy(registry);
     if (rc)
-        log_error("cannot register the schemas with the schema registry",
-                  LOG_S("url", ro.ro_url), LOG_S("error", errstr));
+        log_error("cannot register the schemas with the schema registry", LOG_S("url", ro.ro_url),
+                  LOG_S("error", errstr));
     return rc;
 }
 
@@ -563,9 +562,8 @@ static int send_unapplied(producer_t *producer, drift_event_t *de, const char *k
     return rc;
 }
 
-static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *producer,
-                      chaos_t *chaos, drift_t *drift, bool evolve, summary_t *summary,
-                      bool progress)
+static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *producer, chaos_t *chaos,
+                      drift_t *drift, bool evolve, summary_t *summary, bool progress)
 {
     sim_payload_t pl;
     size_t total = model_event_count(model);
@@ -601,8 +599,8 @@ static int run_stream(const model_t *model, avro_enc_t *enc, producer_t *produce
         } else if (producer) {
             const catalog_entry_t *entry = avro_enc_entry_version(enc, ev->ev_type, version);
             const char *topic = entry->ce_topic;
-            rc = chaos ? chaos_send(chaos, producer, i, entry, pl.pl_key, strlen(pl.pl_key),
-                                    value, value_len)
+            rc = chaos ? chaos_send(chaos, producer, i, entry, pl.pl_key, strlen(pl.pl_key), value,
+                                    value_len)
                        : producer_send(producer, topic, pl.pl_key, strlen(pl.pl_key), value,
                                        value_len);
             if (rc) {
@@ -666,9 +664,8 @@ static producer_t *start_producer(rd_kafka_conf_t *conf)
 static bool sources_wanted(const options_t *op)
 {
     const drift_opts_t *d = &op->op_drift;
-    return op->op_serve_sources || op->op_truth || op->op_drift_manifest ||
-           op->op_fault_manifest || d->do_unpublished || d->do_unapplied || d->do_diverge ||
-           d->do_pending;
+    return op->op_serve_sources || op->op_truth || op->op_drift_manifest || op->op_fault_manifest ||
+           d->do_unpublished || d->do_unapplied || d->do_diverge || d->do_pending;
 }
 
 /* Checks the reconciliation options that depend on each other. Returns nonzero (with *status
@@ -712,12 +709,10 @@ static int finish_sources(const options_t *op, drift_t *drift, truth_t *truth,
     }
     fault_ctx_t fc = {faults, truth};
     if ((op->op_truth && (rc = write_atomic(op->op_truth, "truth", write_truth_to, truth))) ||
-        (op->op_drift_manifest &&
-         (rc = write_atomic(op->op_drift_manifest, "drift manifest", write_drift_manifest_to,
-                            drift))) ||
-        (op->op_fault_manifest &&
-         (rc = write_atomic(op->op_fault_manifest, "fault manifest", write_fault_manifest_to,
-                            &fc))))
+        (op->op_drift_manifest && (rc = write_atomic(op->op_drift_manifest, "drift manifest",
+                                                     write_drift_manifest_to, drift))) ||
+        (op->op_fault_manifest && (rc = write_atomic(op->op_fault_manifest, "fault manifest",
+                                                     write_fault_manifest_to, &fc))))
         return rc;
     log_info("drift injected", LOG_I("unapplied", drift_unapplied_count(drift)),
              LOG_I("unpublished", op->op_drift.do_unpublished),

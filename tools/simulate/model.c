@@ -245,7 +245,7 @@ static uint32_t add_order(story_t *st)
               sizeof(*model->md_orders)))
         return UINT32_MAX;
     uint32_t order = (uint32_t)model->md_order_count;
-    sim_order_t * or = &model->md_orders[order];
+    sim_order_t *or = &model->md_orders[order];
     or->or_customer = st->st_customer;
     or->or_first_line = (uint32_t)model->md_line_count;
     or->or_line_count = 1 + pick_weighted(&st->st_prng, line_weights, MAX_LINES);
@@ -615,7 +615,7 @@ static void format_id(char *id, char prefix, uint64_t seed, uint64_t number, int
 
 static void order_payload(const model_t *model, const sim_event_t *ev, sim_payload_t *pl)
 {
-    const sim_order_t * or = &model->md_orders[ev->ev_ref];
+    const sim_order_t *or = &model->md_orders[ev->ev_ref];
     const sim_customer_t *cu = &model->md_customers[or->or_customer];
     format_id(pl->pl_order_id, 'O', model->md_seed, ev->ev_ref + 1, 7);
     set_str(pl, SIM_F_ORDER_ID, pl->pl_order_id);

@@ -11,8 +11,8 @@
 #define POISON_FAR_LENGTH 50000000
 
 static const char *const shape_names[POISON_SHAPE_COUNT] = {
-    "truncated",         "unknown-schema-id", "wrong-magic",  "enum-out-of-range",
-    "union-out-of-range", "string-past-end",  "invalid-utf8", "oversized",
+    "truncated",          "unknown-schema-id", "wrong-magic",  "enum-out-of-range",
+    "union-out-of-range", "string-past-end",   "invalid-utf8", "oversized",
 };
 
 const char *poison_shape_name(poison_shape_t shape)
@@ -61,8 +61,7 @@ static int put_value(writer_t *w, avro_schema_t schema)
             return put_long(w->w_out, POISON_FAR_LENGTH) ||
                    buf_append(w->w_out, "x", 1); /* and then the message ends */
         }
-        if (!w->w_done && avro_typeof(schema) == AVRO_STRING &&
-            w->w_shape == POISON_INVALID_UTF8) {
+        if (!w->w_done && avro_typeof(schema) == AVRO_STRING && w->w_shape == POISON_INVALID_UTF8) {
             w->w_done = true;
             return put_long(w->w_out, 3) || buf_append(w->w_out, "\xff\xfe\xc0", 3);
         }
@@ -133,9 +132,9 @@ static int build_from_schema(poison_shape_t shape, const catalog_t *catalog, buf
     return RM_EINVAL;
 }
 
-int poison_build(poison_shape_t shape, const catalog_t *catalog,
-                 const catalog_entry_t *valid_entry, const void *valid, size_t valid_len,
-                 size_t oversize_bytes, buf_t *out, const catalog_entry_t **ret_entry)
+int poison_build(poison_shape_t shape, const catalog_t *catalog, const catalog_entry_t *valid_entry,
+                 const void *valid, size_t valid_len, size_t oversize_bytes, buf_t *out,
+                 const catalog_entry_t **ret_entry)
 {
     const unsigned char *bytes = valid;
     buf_reset(out);
@@ -149,9 +148,8 @@ int poison_build(poison_shape_t shape, const catalog_t *catalog,
                    ? RM_ENOMEM
                    : 0;
     case POISON_WRONG_MAGIC:
-        return buf_append_char(out, 0x01) || buf_append(out, bytes + 1, valid_len - 1)
-                   ? RM_ENOMEM
-                   : 0;
+        return buf_append_char(out, 0x01) || buf_append(out, bytes + 1, valid_len - 1) ? RM_ENOMEM
+                                                                                       : 0;
     case POISON_OVERSIZED:
         if (buf_append(out, bytes, valid_len) || buf_reserve(out, oversize_bytes))
             return RM_ENOMEM;

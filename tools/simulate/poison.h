@@ -39,8 +39,8 @@ const char *poison_shape_name(poison_shape_t shape);
  * *ret_entry at it (the derived ones at valid_entry): its topic is where the message
  * belongs. oversize_bytes is the size of an oversized message. Returns 0, RM_EINVAL
  * when no catalog schema has the field the shape needs, or RM_ENOMEM. */
-int poison_build(poison_shape_t shape, const catalog_t *catalog,
-                 const catalog_entry_t *valid_entry, const void *valid, size_t valid_len,
-                 size_t oversize_bytes, buf_t *out, const catalog_entry_t **ret_entry);
+int poison_build(poison_shape_t shape, const catalog_t *catalog, const catalog_entry_t *valid_entry,
+                 const void *valid, size_t valid_len, size_t oversize_bytes, buf_t *out,
+                 const catalog_entry_t **ret_entry);
 
 #endif

@@ -155,10 +155,7 @@ typedef struct field_map {
     kind_t fm_kind;
 } field_map_t;
 
-#define MAP_END                                                                                    \
-    {                                                                                              \
-        NULL, NULL, K_STR                                                                          \
-    }
+#define MAP_END {NULL, NULL, K_STR}
 
 static const field_map_t customer_map[] = {{"id", "customer_id", K_STR},
                                            {"full_name", "name", K_STR},
@@ -331,8 +328,9 @@ static answer_t holds_resource(const sources_t *so, const json_t *sections, cons
                            json_is_integer(registered) ? json_integer_value(registered) : 0, holds);
     json_t *list = json_array();
     for (int i = 0; list && i < count; i++) {
-        json_t *hold = json_pack("{s:s, s:s, s:o}", "id", holds[i].rh_id, "reason",
-                                 holds[i].rh_reason, "placed_at", iso_time(holds[i].rh_placed_at_ms));
+        json_t *hold =
+            json_pack("{s:s, s:s, s:o}", "id", holds[i].rh_id, "reason", holds[i].rh_reason,
+                      "placed_at", iso_time(holds[i].rh_placed_at_ms));
         if (json_array_append_new(list, hold)) {
             json_decref(list);
             list = NULL;
@@ -518,9 +516,9 @@ static answer_t set_fault(sources_t *so, const post_body_t *body)
     for (int i = 0; mode && i < 4; i++)
         if (strcmp(mode, modes[i]) == 0)
             m = i;
-    bool ms_ok = ms ? json_is_integer(ms) && json_integer_value(ms) >= 0 &&
-                          json_integer_value(ms) <= 600000
-                    : m != SOURCES_SLOW;
+    bool ms_ok =
+        ms ? json_is_integer(ms) && json_integer_value(ms) >= 0 && json_integer_value(ms) <= 600000
+           : m != SOURCES_SLOW;
     unsigned delay = ms_ok && ms ? (unsigned)json_integer_value(ms) : 0;
     json_decref(req); /* ms, service and mode were borrowed from it */
     if (s < 0 || m < 0 || !ms_ok)
@@ -722,8 +720,7 @@ sources_t *sources_start(const truth_t *truth, const faults_t *faults, const cha
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
         NULL, NULL, on_request, so, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_END);
+        (unsigned)IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (!so->so_daemon) {
         snprintf(errstr, errlen, "cannot listen on %s (address in use or not local?)", listen);
         sources_stop(so);

@@ -33,13 +33,18 @@
 
 typedef struct sources sources_t;
 
-/* Starts serving truth (seed: the risk service's holds, risk.h) (read-only from now on; truth_index() done; both truth and
- * faults must outlive the server) on listen "HOST:PORT" (port 0: any free port).
- * Returns NULL with errstr set when the address is bad or cannot be bound. */
+/* Starts serving truth (seed: the risk service's holds, risk.h) (read-only from now on;
+ * truth_index() done; both truth and faults must outlive the server) on listen "HOST:PORT" (port 0:
+ * any free port). Returns NULL with errstr set when the address is bad or cannot be bound. */
 sources_t *sources_start(const truth_t *truth, const faults_t *faults, const char *listen,
                          char *errstr, size_t errlen);
 /* The runtime fault of a service (POST /_faults). */
-typedef enum sources_mode { SOURCES_OK = 0, SOURCES_DOWN, SOURCES_SLOW, SOURCES_TIMEOUT } sources_mode_t;
+typedef enum sources_mode {
+    SOURCES_OK = 0,
+    SOURCES_DOWN,
+    SOURCES_SLOW,
+    SOURCES_TIMEOUT
+} sources_mode_t;
 /* The base URL, e.g. "http://127.0.0.1:34567". Valid until sources_stop. */
 const char *sources_url(const sources_t *sources);
 /* Wakes held requests, stops the daemon (joins its threads) and frees. NULL-safe. */

@@ -21,10 +21,7 @@ typedef struct summary {
     int64_t su_first_occurred_at, su_last_occurred_at;
 } summary_t;
 
-#define SUMMARY_INIT                                                                               \
-    {                                                                                              \
-        {0}, 0, 0, 0, 0                                                                            \
-    }
+#define SUMMARY_INIT {{0}, 0, 0, 0, 0}
 
 /* Counts one encoded event of value_bytes. */
 void summary_count(summary_t *summary, const sim_event_t *ev, size_t value_bytes);

@@ -268,7 +268,6 @@ START_TEST(test_oracle_agrees_with_events)
 }
 END_TEST
 
-
 /* ---- truth and drift ---------------------------------------------------------- */
 
 typedef int (*text_writer_fn)(const void *ctx, FILE *out);
@@ -340,8 +339,7 @@ END_TEST
 
 START_TEST(test_drift_is_deterministic)
 {
-    drift_opts_t opts = {.do_unpublished = 7, .do_unapplied = 6, .do_diverge = 4,
-                         .do_pending = 3};
+    drift_opts_t opts = {.do_unpublished = 7, .do_unapplied = 6, .do_diverge = 4, .do_pending = 3};
     char *texts[2][2];
     size_t lens[2][2];
     for (int run = 0; run < 2; run++) {
@@ -382,7 +380,8 @@ static void collect_diffs(json_t *out, const char *key, const json_t *source, co
             const json_t *value;
             json_object_foreach((json_t *)now, field, value)
             {
-                if (strcmp(field, "updated_at") && !json_equal(value, json_object_get(old, field))) {
+                if (strcmp(field, "updated_at") &&
+                    !json_equal(value, json_object_get(old, field))) {
                     snprintf(line, sizeof(line), "%s|%s||%s", key, section, field);
                     json_array_append_new(out, json_string(line));
                 }
@@ -521,8 +520,7 @@ END_TEST
 START_TEST(test_source_drift_is_exactly_the_manifest)
 {
     model_t *model = make_model(6, 800);
-    drift_opts_t opts = {.do_unpublished = 13, .do_diverge = 6, .do_pending = 7,
-                         .do_unapplied = 5};
+    drift_opts_t opts = {.do_unpublished = 13, .do_diverge = 6, .do_pending = 7, .do_unapplied = 5};
     drift_t *drift;
     truth_t *truth = make_truth(model, &opts, &drift);
     check_manifest_is_the_diff(model, drift, truth);
@@ -560,9 +558,9 @@ START_TEST(test_source_drift_is_exactly_the_manifest)
             kinds[strcmp(kind, "unpublished") == 0 ? 0 : strcmp(kind, "diverge") == 0 ? 1 : 2]++;
         }
         if (strcmp(kind, "unapplied") != 0)
-            ck_assert(json_equal(json_object_get(entry, "source"),
-                                 json_object_get(record, json_string_value(
-                                                             json_object_get(entry, "field")))));
+            ck_assert(json_equal(
+                json_object_get(entry, "source"),
+                json_object_get(record, json_string_value(json_object_get(entry, "field")))));
     }
     ck_assert_uint_eq(kinds[0], 13);
     ck_assert_uint_eq(kinds[1], 6);
@@ -578,9 +576,9 @@ START_TEST(test_faults_are_a_function_of_seed_and_url)
 {
     char errstr[256];
     faults_t a, b;
-    ck_assert_int_eq(faults_parse("flaky=30,down=loyalty,slow=20:150,timeout=10", 1, &a, errstr,
-                                  sizeof(errstr)),
-                     0);
+    ck_assert_int_eq(
+        faults_parse("flaky=30,down=loyalty,slow=20:150,timeout=10", 1, &a, errstr, sizeof(errstr)),
+        0);
     ck_assert(a.fa_down[FAULTS_LOYALTY] && !a.fa_down[FAULTS_ORDERS]);
     ck_assert_uint_eq(a.fa_slow_ms, 150);
     ck_assert_int_eq(faults_parse("timeout=10", 2, &b, errstr, sizeof(errstr)), 0);
