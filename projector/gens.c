@@ -368,107 +368,157 @@ static int adopt_current(const char *view_dir, pipe_t *pipe)
     return rc;
 }
 
-int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile *running,
-                      volatile sig_atomic_t *stop_requested)
+/* What a rebuild holds while it runs, released by rebuild_release(). */
+typedef struct rebuild {
+    int rb_lock_fd;
+    int64_t rb_id; /* the new generation */
+    char rb_dir[GEN_DIR_MAX];
+    store_t *rb_store;
+    erasures_t *rb_erasures;
+    pipe_t *rb_pipe;
+    progress_t rb_pg;
+} rebuild_t;
+
+static void rebuild_release(rebuild_t *rb)
+{
+    pipe_destroy(rb->rb_pipe);
+    store_close(rb->rb_store);
+    erasures_close(rb->rb_erasures);
+    free(rb->rb_pg.pg_parts);
+    free(rb->rb_pg.pg_prev_next);
+    free(rb->rb_pg.pg_rate);
+    if (rb->rb_lock_fd >= 0)
+        close(rb->rb_lock_fd);
+}
+
+/* The rebuild lock, a new generation with its writer, and the erasure ledger with every
+ * erasure any replica published. Returns the exit code. */
+static int rebuild_open(const app_t *app, rebuild_t *rb, volatile sig_atomic_t *stop_requested)
 {
     const char *view_dir = app->ap_store_dir;
     int rc = app_mkdirs(view_dir);
-    int lock_fd = -1;
     if (!rc)
-        rc = gen_lock_file(view_dir, "rebuild.lock", &lock_fd);
+        rc = gen_lock_file(view_dir, "rebuild.lock", &rb->rb_lock_fd);
     if (rc) {
         log_error(rc == RM_EBUSY ? "another rebuild of this view is running"
                                  : "cannot prepare the view directory",
                   LOG_S("path", view_dir), LOG_S("error", rm_strerror(rc)));
         return APP_EXIT_FAILURE;
     }
-    int64_t id;
-    char dir[GEN_DIR_MAX];
-    rc = gen_create(view_dir, &id, dir, sizeof(dir));
+    rc = gen_create(view_dir, &rb->rb_id, rb->rb_dir, sizeof(rb->rb_dir));
     if (rc) {
         log_error("cannot create a new generation", LOG_S("path", view_dir),
                   LOG_S("error", rm_strerror(rc)));
-        close(lock_fd);
         return APP_EXIT_FAILURE;
     }
     bool usage = false;
-    store_t *store = gens_open_writer(app, dir, &usage);
-    if (!store) {
-        close(lock_fd);
+    rb->rb_store = gens_open_writer(app, rb->rb_dir, &usage);
+    if (!rb->rb_store)
         return usage ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
-    }
     /* The new generation starts from every erasure the view ever applied, whether or
      * not the log still holds the event that caused it (erasures.h). */
     char err[1024];
-    erasures_t *erasures = erasures_open(view_dir, false, err, sizeof(err));
-    if (!erasures) {
+    rb->rb_erasures = erasures_open(view_dir, false, err, sizeof(err));
+    if (!rb->rb_erasures) {
         log_error("cannot open the erasure ledger", LOG_S("error", err));
-        store_close(store);
-        close(lock_fd);
         return APP_EXIT_FAILURE;
     }
     /* And from every erasure another replica published, before its first event. */
-    rc = app_pull_erasures(app, erasures, view_dir, NULL, stop_requested, NULL);
-    if (rc) {
-        erasures_close(erasures);
-        store_close(store);
-        close(lock_fd);
-        return app_exit_for(rc);
-    }
-    progress_t pg = {
+    rc = app_pull_erasures(app, rb->rb_erasures, view_dir, NULL, stop_requested, NULL);
+    return rc ? app_exit_for(rc) : APP_EXIT_OK;
+}
+
+/* The pipeline that fills the new generation, with its progress bar. Returns the exit
+ * code. */
+static int rebuild_pipe(const app_t *app, rebuild_t *rb, int64_t start_time_ms)
+{
+    progress_t *pg = &rb->rb_pg;
+    *pg = (progress_t){
         .pg_app = app, .pg_tty = isatty(STDOUT_FILENO) == 1, .pg_start_ms = rm_mono_ms()};
-    pg.pg_parts = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_parts));
-    pg.pg_prev_next = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_prev_next));
-    pg.pg_rate = calloc(GENS_MAX_PARTITIONS, sizeof(*pg.pg_rate));
+    pg->pg_parts = calloc(GENS_MAX_PARTITIONS, sizeof(*pg->pg_parts));
+    pg->pg_prev_next = calloc(GENS_MAX_PARTITIONS, sizeof(*pg->pg_prev_next));
+    pg->pg_rate = calloc(GENS_MAX_PARTITIONS, sizeof(*pg->pg_rate));
     /* The new generation is not live: it holds its dead letters; they are published by the
      * daemon after the switch, less those the current generation already recorded. */
     pipe_opts_t popts = {.po_cfg = app->ap_cfg,
                          .po_view = app->ap_view,
                          .po_catalog = app->ap_catalog,
-                         .po_store = store,
+                         .po_store = rb->rb_store,
                          .po_until_caught_up = true,
                          .po_start_time_ms = start_time_ms,
-                         .po_generation = id,
+                         .po_generation = rb->rb_id,
                          .po_tick = progress_tick,
-                         .po_tick_arg = &pg,
+                         .po_tick_arg = pg,
                          .po_hold_dead_letters = true,
-                         .po_erasures = erasures,
+                         .po_erasures = rb->rb_erasures,
                          .po_registry = app->ap_registry};
     /* A generation must not go live missing the beginning of a log without saying so. */
     popts.po_check_log_start = true;
-    pipe_t *pipe = NULL;
-    rc = RM_ENOMEM;
+    char err[1024];
+    int rc = RM_ENOMEM;
     snprintf(err, sizeof(err), "out of memory");
-    if (pg.pg_parts && pg.pg_prev_next && pg.pg_rate)
-        rc = pipe_new(&popts, &pipe, err, sizeof(err));
-    int exit_code = APP_EXIT_OK;
+    if (pg->pg_parts && pg->pg_prev_next && pg->pg_rate)
+        rc = pipe_new(&popts, &rb->rb_pipe, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "projector: %s\n", err);
-        exit_code = app_exit_for(rc);
-        goto out;
+        return app_exit_for(rc);
     }
-    *running = pipe;
-    if (*stop_requested)
-        pipe_stop(pipe);
-    log_info("rebuild started", LOG_S("view", app->ap_view->v_name), LOG_I("generation", id),
-             LOG_S("store", dir), LOG_I("from_time_ms", start_time_ms));
-    int64_t t0 = rm_mono_ms();
-    /* Each round catches up with the high watermarks as they were when it started; the
-     * live daemon keeps writing the old generation meanwhile, so a short last round
-     * means the switch makes the view go back in time by very little. */
+    return APP_EXIT_OK;
+}
+
+/* Each round catches up with the high watermarks as they were when it started; the live
+ * daemon keeps writing the old generation meanwhile, so a short last round means the
+ * switch makes the view go back in time by very little. Returns the pipeline's error. */
+static int rebuild_rounds(pipe_t *pipe, volatile sig_atomic_t *stop_requested)
+{
+    int rc = 0;
     for (int round = 0; round < GENS_MAX_ROUNDS && !rc && !*stop_requested; round++) {
         int64_t round_start = rm_mono_ms();
         rc = pipe_run(pipe);
         if (rm_mono_ms() - round_start < GENS_SHORT_ROUND_MS)
             break;
     }
-    progress_tick(&pg, pipe); /* the final state, not one 5 s old */
-    pg.pg_next_draw_ms = 0;
-    progress_tick(&pg, pipe);
-    pipe_stats_t stats;
-    pipe_get_stats(pipe, &stats);
-    *running = NULL;
-    double seconds = (double)(rm_mono_ms() - t0) / 1000.0;
+    return rc;
+}
+
+/* A complete generation: its dead letters compared with the current one's, closed (the
+ * final sync makes it durable, or it is not switched to), made current, old ones pruned.
+ * Returns the exit code. */
+static int rebuild_switch(const app_t *app, rebuild_t *rb)
+{
+    const char *view_dir = app->ap_store_dir;
+    /* Dead letters the current generation already recorded are not the new one's to
+     * publish (the daemon repeats this at the switch with its final offsets). */
+    int rc = adopt_current(view_dir, rb->rb_pipe);
+    if (rc) {
+        log_error("cannot compare dead letters with the current generation",
+                  LOG_S("error", rm_strerror(rc)));
+        return APP_EXIT_FAILURE;
+    }
+    /* Close before switching: the daemon opens the new generation as its writer. */
+    pipe_destroy(rb->rb_pipe);
+    rb->rb_pipe = NULL;
+    rc = store_close(rb->rb_store);
+    rb->rb_store = NULL;
+    if (rc) {
+        log_error("cannot make the new generation durable; current generation unchanged",
+                  LOG_S("view", app->ap_view->v_name), LOG_I("generation", rb->rb_id),
+                  LOG_S("error", rm_strerror(rc)));
+        return APP_EXIT_FAILURE;
+    }
+    rc = gen_switch(view_dir, rb->rb_id);
+    if (rc) {
+        log_error("cannot switch the current generation", LOG_S("path", view_dir),
+                  LOG_I("generation", rb->rb_id), LOG_S("error", rm_strerror(rc)));
+        return APP_EXIT_FAILURE;
+    }
+    return APP_EXIT_OK;
+}
+
+/* Says why a rebuild that did not complete leaves the current generation as it is.
+ * Returns the exit code. */
+static int rebuild_refused(const app_t *app, const rebuild_t *rb, int rc)
+{
     if (rc == RM_EGAP) {
         /* The pipeline logged the partition; a generation missing the beginning of a log
          * must not go live unless on_gap=continue recorded the gap in it. */
@@ -476,72 +526,65 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
                   "(the log no longer starts at offset 0, or not before --from-time); current "
                   "generation unchanged. projector.on_gap=continue builds it anyway, with the gap "
                   "recorded",
-                  LOG_S("view", app->ap_view->v_name), LOG_I("generation", id));
-        exit_code = APP_EXIT_GAP;
-        goto out;
+                  LOG_S("view", app->ap_view->v_name), LOG_I("generation", rb->rb_id));
+        return APP_EXIT_GAP;
     }
-    if (rc || *stop_requested) {
-        log_error(rc ? "rebuild failed; current generation unchanged"
-                     : "rebuild interrupted; current generation unchanged",
-                  LOG_S("view", app->ap_view->v_name), LOG_I("generation", id),
-                  LOG_S("error", rc ? rm_strerror(rc) : NULL));
-        exit_code = APP_EXIT_FAILURE;
-        goto out;
+    log_error(rc ? "rebuild failed; current generation unchanged"
+                 : "rebuild interrupted; current generation unchanged",
+              LOG_S("view", app->ap_view->v_name), LOG_I("generation", rb->rb_id),
+              LOG_S("error", rc ? rm_strerror(rc) : NULL));
+    return APP_EXIT_FAILURE;
+}
+
+int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile *running,
+                      volatile sig_atomic_t *stop_requested)
+{
+    rebuild_t rb = {.rb_lock_fd = -1};
+    int exit_code = rebuild_open(app, &rb, stop_requested);
+    if (!exit_code)
+        exit_code = rebuild_pipe(app, &rb, start_time_ms);
+    if (exit_code) {
+        rebuild_release(&rb);
+        return exit_code;
     }
-    /* Dead letters the current generation already recorded are not the new one's to
-     * publish (the daemon repeats this at the switch with its final offsets). */
-    rc = adopt_current(view_dir, pipe);
-    if (rc) {
-        log_error("cannot compare dead letters with the current generation",
-                  LOG_S("error", rm_strerror(rc)));
-        exit_code = APP_EXIT_FAILURE;
-        goto out;
-    }
-    /* Close before switching: the daemon opens the new generation as its writer. The
-     * close's final sync makes it durable; if that fails, it is not switched to. */
-    pipe_destroy(pipe);
-    pipe = NULL;
-    rc = store_close(store);
-    store = NULL;
-    if (rc) {
-        log_error("cannot make the new generation durable; current generation unchanged",
-                  LOG_S("view", app->ap_view->v_name), LOG_I("generation", id),
-                  LOG_S("error", rm_strerror(rc)));
-        exit_code = APP_EXIT_FAILURE;
-        goto out;
-    }
-    rc = gen_switch(view_dir, id);
-    if (rc) {
-        log_error("cannot switch the current generation", LOG_S("path", view_dir),
-                  LOG_I("generation", id), LOG_S("error", rm_strerror(rc)));
-        exit_code = APP_EXIT_FAILURE;
-        goto out;
+    *running = rb.rb_pipe;
+    if (*stop_requested)
+        pipe_stop(rb.rb_pipe);
+    log_info("rebuild started", LOG_S("view", app->ap_view->v_name), LOG_I("generation", rb.rb_id),
+             LOG_S("store", rb.rb_dir), LOG_I("from_time_ms", start_time_ms));
+    int64_t t0 = rm_mono_ms();
+    int rc = rebuild_rounds(rb.rb_pipe, stop_requested);
+    progress_tick(&rb.rb_pg, rb.rb_pipe); /* the final state, not one 5 s old */
+    rb.rb_pg.pg_next_draw_ms = 0;
+    progress_tick(&rb.rb_pg, rb.rb_pipe);
+    pipe_stats_t stats;
+    pipe_get_stats(rb.rb_pipe, &stats);
+    *running = NULL;
+    double seconds = (double)(rm_mono_ms() - t0) / 1000.0;
+    exit_code = rc || *stop_requested ? rebuild_refused(app, &rb, rc) : rebuild_switch(app, &rb);
+    if (exit_code) {
+        rebuild_release(&rb);
+        return exit_code;
     }
     size_t removed = 0;
+    const char *view_dir = app->ap_store_dir;
     rc = gen_prune(view_dir, (int)cfg_int(app->ap_cfg, "projector.keep_generations"), &removed);
     if (rc)
         log_warn("cannot delete old generations", LOG_S("path", view_dir),
                  LOG_S("error", rm_strerror(rc)));
-    log_info("rebuild switched", LOG_S("view", app->ap_view->v_name), LOG_I("generation", id),
+    log_info("rebuild switched", LOG_S("view", app->ap_view->v_name), LOG_I("generation", rb.rb_id),
              LOG_I("messages", stats.ps_messages),
              LOG_I("applied", stats.ps_outcomes[ENGINE_APPLIED]),
              LOG_I("skipped_before_start", stats.ps_skipped_before_start),
              LOG_I("elapsed_ms", (int64_t)(seconds * 1000)), LOG_I("generations_deleted", removed));
     printf("rebuilt %s as generation %lld: %llu events (%llu applied, %llu before the start time) "
            "in %.1f s, %.0f events/s; current -> gen-%06lld\n",
-           app->ap_view->v_name, (long long)id, (unsigned long long)stats.ps_messages,
+           app->ap_view->v_name, (long long)rb.rb_id, (unsigned long long)stats.ps_messages,
            (unsigned long long)stats.ps_outcomes[ENGINE_APPLIED],
            (unsigned long long)stats.ps_skipped_before_start, seconds,
-           seconds > 0 ? (double)stats.ps_messages / seconds : 0.0, (long long)id);
-out:
-    pipe_destroy(pipe);
-    store_close(store);
-    erasures_close(erasures);
-    free(pg.pg_parts);
-    free(pg.pg_prev_next);
-    free(pg.pg_rate);
-    close(lock_fd);
-    return exit_code;
+           seconds > 0 ? (double)stats.ps_messages / seconds : 0.0, (long long)rb.rb_id);
+    rebuild_release(&rb);
+    return APP_EXIT_OK;
 }
 
 int gens_repair_current(const app_t *app, const char *dir, pipe_t *volatile *running,

@@ -154,7 +154,21 @@ static int check_view_against_registry(app_t *app)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* The command line: the daemon's flags, and the subcommand with its own. */
+typedef struct cli {
+    app_args_t cl_args;
+    bool cl_until_caught_up, cl_dry_run, cl_json;
+    const char *cl_from, *cl_from_time, *cl_to_text;
+    const char *cl_dlq_command; /* dlq COMMAND */
+    const char *cl_gen_command; /* rebuild, generations or rollback */
+    bool cl_rebuild;
+    int64_t cl_start_time_ms; /* rebuild --from-time */
+    int64_t cl_to;            /* rollback --to */
+} cli_t;
+
+/* Reads the flags into cli. Returns -1 to go on, else the exit code (--help, --version,
+ * a usage error). */
+static int parse_flags(int argc, char **argv, cli_t *cli)
 {
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},    {"until-caught-up", no_argument, NULL, 'u'},
@@ -164,51 +178,48 @@ int main(int argc, char **argv)
         {"from-time", required_argument, NULL, 'T'}, {"json", no_argument, NULL, 'j'},
         {"to", required_argument, NULL, 't'},        {NULL, 0, NULL, 0},
     };
-    bool dry_run = false, json = false;
-    const char *from = NULL, *from_time = NULL, *to_text = NULL;
-    app_args_t args = {0};
-    static char kafka_sets[APP_MAX_SETS][512];
-    bool until_caught_up = false;
+    static char kafka_sets[APP_MAX_SETS][512]; /* -X values, borrowed by cl_args */
+    app_args_t *args = &cli->cl_args;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:us:X:vqVh", options, NULL)) != -1) {
         int rc = 0;
         switch (opt) {
         case 'c':
-            args.aa_config = optarg;
+            args->aa_config = optarg;
             break;
         case 'u':
-            until_caught_up = true;
+            cli->cl_until_caught_up = true;
             break;
         case 's':
-            rc = app_args_add_set(&args, optarg);
+            rc = app_args_add_set(args, optarg);
             break;
         case 'X':
-            rc = app_args_add_kafka(&args, optarg, kafka_sets[args.aa_set_count],
+            rc = app_args_add_kafka(args, optarg, kafka_sets[args->aa_set_count],
                                     sizeof(kafka_sets[0]));
             break;
         case 'L':
-            args.aa_log_level = optarg;
+            args->aa_log_level = optarg;
             break;
         case 'v':
-            args.aa_verbosity++;
+            args->aa_verbosity++;
             break;
         case 'q':
-            args.aa_verbosity--;
+            args->aa_verbosity--;
             break;
         case 'n':
-            dry_run = true;
+            cli->cl_dry_run = true;
             break;
         case 'F':
-            from = optarg;
+            cli->cl_from = optarg;
             break;
         case 'T':
-            from_time = optarg;
+            cli->cl_from_time = optarg;
             break;
         case 'j':
-            json = true;
+            cli->cl_json = true;
             break;
         case 't':
-            to_text = optarg;
+            cli->cl_to_text = optarg;
             break;
         case 'V':
             app_print_version("projector");
@@ -225,175 +236,186 @@ int main(int argc, char **argv)
             return APP_EXIT_USAGE;
         }
     }
-    const char *dlq_command = NULL, *gen_command = NULL;
+    return -1;
+}
+
+/* The subcommand after the flags, and the flags that belong to another one. Returns -1
+ * to go on, else the exit code of the usage error. */
+static int parse_command(int argc, char **argv, cli_t *cli)
+{
     if (optind + 2 == argc && strcmp(argv[optind], "dlq") == 0) {
-        dlq_command = argv[optind + 1];
+        cli->cl_dlq_command = argv[optind + 1];
     } else if (optind + 1 == argc &&
                (strcmp(argv[optind], "rebuild") == 0 || strcmp(argv[optind], "generations") == 0 ||
                 strcmp(argv[optind], "rollback") == 0)) {
-        gen_command = argv[optind];
+        cli->cl_gen_command = argv[optind];
     } else if (optind < argc) {
         fprintf(stderr, "projector: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
         return APP_EXIT_USAGE;
     }
-    bool rebuild = gen_command && strcmp(gen_command, "rebuild") == 0;
-    int64_t start_time_ms = 0, to = 0;
-    const char *misplaced = (from || from_time) && !rebuild ? "--from/--from-time belong to rebuild"
-                            : json && !(gen_command && strcmp(gen_command, "generations") == 0)
-                                ? "--json belongs to generations"
-                            : to_text && !(gen_command && strcmp(gen_command, "rollback") == 0)
-                                ? "--to belongs to rollback"
-                            : from && from_time ? "give --from or --from-time, not both"
-                            : from && strcmp(from, "earliest") != 0
-                                ? "--from: only 'earliest' (or use --from-time)"
-                            : until_caught_up && gen_command ? "--until-caught-up is for the daemon"
-                                                             : NULL;
-    if (!misplaced && from_time && gens_parse_time(from_time, &start_time_ms))
+    const char *gen = cli->cl_gen_command, *from = cli->cl_from, *from_time = cli->cl_from_time;
+    cli->cl_rebuild = gen && strcmp(gen, "rebuild") == 0;
+    const char *misplaced =
+        (from || from_time) && !cli->cl_rebuild ? "--from/--from-time belong to rebuild"
+        : cli->cl_json && !(gen && strcmp(gen, "generations") == 0)
+            ? "--json belongs to generations"
+        : cli->cl_to_text && !(gen && strcmp(gen, "rollback") == 0) ? "--to belongs to rollback"
+        : from && from_time                     ? "give --from or --from-time, not both"
+        : from && strcmp(from, "earliest") != 0 ? "--from: only 'earliest' (or use --from-time)"
+        : cli->cl_until_caught_up && gen        ? "--until-caught-up is for the daemon"
+                                                : NULL;
+    if (!misplaced && from_time && gens_parse_time(from_time, &cli->cl_start_time_ms))
         misplaced = "--from-time: expected ISO 8601 with a zone, e.g. 2024-05-01T12:00:00Z";
-    if (!misplaced && from_time && start_time_ms <= 0)
+    if (!misplaced && from_time && cli->cl_start_time_ms <= 0)
         misplaced = "--from-time: must be after 1970";
-    if (!misplaced && to_text) {
+    if (!misplaced && cli->cl_to_text) {
         char *end;
-        to = strtoll(to_text, &end, 10);
-        if (*end || to <= 0 || to > GEN_ID_MAX)
+        cli->cl_to = strtoll(cli->cl_to_text, &end, 10);
+        if (*end || cli->cl_to <= 0 || cli->cl_to > GEN_ID_MAX)
             misplaced = "--to: expected a generation number (see 'generations')";
     }
     if (misplaced) {
         fprintf(stderr, "projector: %s\n", misplaced);
         return APP_EXIT_USAGE;
     }
+    return -1;
+}
 
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+/* dlq, rebuild, generations or rollback, on a loaded app. Returns the exit code. */
+static int run_command(app_t *app, const cli_t *cli)
+{
+    if (cli->cl_dlq_command)
+        return dlq_main(app, cli->cl_dlq_command, cli->cl_dry_run);
+    if (cli->cl_rebuild)
+        return gens_rebuild_main(app, cli->cl_start_time_ms, &running_pipe, &stop_requested);
+    if (strcmp(cli->cl_gen_command, "generations") == 0)
+        return gens_list_main(app, cli->cl_json);
+    return gens_rollback_main(app, cli->cl_to);
+}
 
-    app_t app;
-    int exit_code = app_load(&app, "projector", &args, true);
-    if (!exit_code && app.ap_registry && !dlq_command && (!gen_command || rebuild))
-        exit_code = check_view_against_registry(&app);
-    if (exit_code || dlq_command || gen_command) {
-        if (!exit_code && dlq_command)
-            exit_code = dlq_main(&app, dlq_command, dry_run);
-        else if (!exit_code && rebuild)
-            exit_code = gens_rebuild_main(&app, start_time_ms, &running_pipe, &stop_requested);
-        else if (!exit_code && strcmp(gen_command, "generations") == 0)
-            exit_code = gens_list_main(&app, json);
-        else if (!exit_code)
-            exit_code = gens_rollback_main(&app, to);
-        app_cleanup(&app);
-        return exit_code;
-    }
-    char err[1024];
-    gens_follow_t follow = {.gf_app = &app};
-    pipe_t *pipe = NULL;
-    metrics_http_t *metrics = NULL;
-    erasures_t *erasures = NULL;
-    int rc = app_mkdirs(cfg_str(app.ap_cfg, "data_dir"));
+/* The data directory and the current generation (a flat store of an older version moved
+ * into its first one). Returns the exit code. */
+static int find_current_generation(app_t *app, gens_follow_t *follow)
+{
+    int rc = app_mkdirs(cfg_str(app->ap_cfg, "data_dir"));
     if (rc) {
-        log_error("cannot create data_dir", LOG_S("path", cfg_str(app.ap_cfg, "data_dir")),
+        log_error("cannot create data_dir", LOG_S("path", cfg_str(app->ap_cfg, "data_dir")),
                   LOG_S("error", rm_strerror(rc)));
-        exit_code = APP_EXIT_FAILURE;
-        goto out;
+        return APP_EXIT_FAILURE;
     }
-    rc = app_mkdirs(app.ap_store_dir);
+    rc = app_mkdirs(app->ap_store_dir);
     bool migrated = false;
-    rc = rc ? rc : gen_prepare(app.ap_store_dir, &migrated);
+    rc = rc ? rc : gen_prepare(app->ap_store_dir, &migrated);
     rc = rc ? rc
-            : gen_current(app.ap_store_dir, &follow.gf_generation, follow.gf_dir,
-                          sizeof(follow.gf_dir));
+            : gen_current(app->ap_store_dir, &follow->gf_generation, follow->gf_dir,
+                          sizeof(follow->gf_dir));
     if (rc) {
         log_error(rc == RM_EBUSY
                       ? "cannot move the store into generations: another projector writes it"
                       : "cannot prepare the store's generations",
-                  LOG_S("path", app.ap_store_dir), LOG_S("error", rm_strerror(rc)));
-        exit_code = APP_EXIT_FAILURE;
-        goto out;
+                  LOG_S("path", app->ap_store_dir), LOG_S("error", rm_strerror(rc)));
+        return APP_EXIT_FAILURE;
     }
     if (migrated)
-        log_info("moved the flat store into its first generation", LOG_S("store", follow.gf_dir));
+        log_info("moved the flat store into its first generation", LOG_S("store", follow->gf_dir));
+    return APP_EXIT_OK;
+}
+
+/* Everything before the first event: the brokers' login, the erasure ledger merged with
+ * the erasure topic, the current generation rebuilt if it may have lost writes, and its
+ * writer opened. Returns the exit code; APP_EXIT_OK with stop_requested set when a
+ * SIGTERM came meanwhile. */
+static int prepare_daemon(app_t *app, gens_follow_t *follow, erasures_t **ret_erasures)
+{
+    char err[1024];
+    int exit_code = find_current_generation(app, follow);
+    if (exit_code)
+        return exit_code;
+    /* A refused login or an untrusted certificate would otherwise keep every client
+     * below retrying forever: a configuration error, said once, before anything starts. */
+    int rc = kafka_check_login(app->ap_cfg, MAIN_LOGIN_CHECK_MS, &stop_requested, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "projector: cannot connect to Kafka: %s\n", err);
+        return APP_EXIT_USAGE;
+    }
+    if (stop_requested)
+        return APP_EXIT_OK; /* stopped while waiting for the brokers: nothing was started */
     /* Before anything is applied (a repair's rebuild included): every erasure any replica
      * published, so a store started empty, or behind a compacted tombstone, never holds
      * an erased key (erasures_topic.h). */
-    /* A refused login or an untrusted certificate would otherwise keep every client
-     * below retrying forever: a configuration error, said once, before anything starts. */
-    rc = kafka_check_login(app.ap_cfg, MAIN_LOGIN_CHECK_MS, &stop_requested, err, sizeof(err));
-    if (rc) {
-        fprintf(stderr, "projector: cannot connect to Kafka: %s\n", err);
-        exit_code = APP_EXIT_USAGE;
-        goto out;
-    }
-    if (stop_requested)
-        goto out; /* stopped while waiting for the brokers: nothing was started */
-    erasures = erasures_open(app.ap_store_dir, false, err, sizeof(err));
+    erasures_t *erasures = erasures_open(app->ap_store_dir, false, err, sizeof(err));
     if (!erasures) {
         log_error("cannot open the erasure ledger", LOG_S("error", err));
-        exit_code = APP_EXIT_FAILURE;
-        goto out;
+        return APP_EXIT_FAILURE;
     }
-    exit_code = start_erasures_topic(&app, erasures, &follow.gf_erasures_topic);
+    *ret_erasures = erasures;
+    exit_code = start_erasures_topic(app, erasures, &follow->gf_erasures_topic);
     if (exit_code || stop_requested)
-        goto out; /* a stop while the erasure topic was read: start nothing more */
+        return exit_code; /* a stop while the erasure topic was read: start nothing more */
     /* Never serve or extend a generation that may have lost writes: rebuild it first. */
     bool rebuilt = false;
-    exit_code = gens_repair_current(&app, follow.gf_dir, &running_pipe, &stop_requested, &rebuilt);
-    if (!exit_code && rebuilt)
-        rc = gen_current(app.ap_store_dir, &follow.gf_generation, follow.gf_dir,
-                         sizeof(follow.gf_dir));
-    if (exit_code || rc) {
-        exit_code = exit_code ? exit_code : APP_EXIT_FAILURE;
-        goto out;
-    }
+    exit_code = gens_repair_current(app, follow->gf_dir, &running_pipe, &stop_requested, &rebuilt);
+    if (!exit_code && rebuilt &&
+        gen_current(app->ap_store_dir, &follow->gf_generation, follow->gf_dir,
+                    sizeof(follow->gf_dir)))
+        exit_code = APP_EXIT_FAILURE;
+    if (exit_code)
+        return exit_code;
     bool usage_error = false;
-    follow.gf_store = gens_open_writer(&app, follow.gf_dir, &usage_error);
-    if (!follow.gf_store) {
-        exit_code = usage_error ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
-        goto out;
-    }
-    pipe_opts_t popts = {.po_cfg = app.ap_cfg,
-                         .po_view = app.ap_view,
-                         .po_catalog = app.ap_catalog,
-                         .po_store = follow.gf_store,
-                         .po_until_caught_up = until_caught_up,
-                         .po_generation = follow.gf_generation,
+    follow->gf_store = gens_open_writer(app, follow->gf_dir, &usage_error);
+    if (!follow->gf_store)
+        return usage_error ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
+    return APP_EXIT_OK;
+}
+
+/* The pipeline over the writer's generation, with its metrics listener, until it stops.
+ * Returns the exit code. */
+static int run_pipeline(app_t *app, const cli_t *cli, gens_follow_t *follow, erasures_t *erasures)
+{
+    char err[1024];
+    pipe_t *pipe = NULL;
+    metrics_http_t *metrics = NULL;
+    pipe_opts_t popts = {.po_cfg = app->ap_cfg,
+                         .po_view = app->ap_view,
+                         .po_catalog = app->ap_catalog,
+                         .po_store = follow->gf_store,
+                         .po_until_caught_up = cli->cl_until_caught_up,
+                         .po_generation = follow->gf_generation,
                          .po_tick = gens_follow_tick,
-                         .po_tick_arg = &follow,
+                         .po_tick_arg = follow,
                          .po_erasures = erasures,
-                         .po_registry = app.ap_registry};
-    rc = pipe_new(&popts, &pipe, err, sizeof(err));
+                         .po_registry = app->ap_registry};
+    int exit_code = APP_EXIT_OK, rc = pipe_new(&popts, &pipe, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "projector: %s\n", err);
         /* RM_ECONFIG: Kafka settings librdkafka refuses; restarting will not fix them. */
-        exit_code = app_exit_for(rc);
-        goto out;
+        return app_exit_for(rc);
     }
-    const char *metrics_listen = cfg_str(app.ap_cfg, "projector.metrics_listen");
-    if (*metrics_listen && !until_caught_up) {
-        metrics = metrics_http_start(metrics_listen, pipe, err, sizeof(err));
-        if (!metrics) {
-            log_error("cannot start the metrics listener", LOG_S("error", err));
-            exit_code = APP_EXIT_FAILURE;
-            goto out;
-        }
+    const char *metrics_listen = cfg_str(app->ap_cfg, "projector.metrics_listen");
+    if (*metrics_listen && !cli->cl_until_caught_up &&
+        !(metrics = metrics_http_start(metrics_listen, pipe, err, sizeof(err)))) {
+        log_error("cannot start the metrics listener", LOG_S("error", err));
+        pipe_destroy(pipe);
+        return APP_EXIT_FAILURE;
     }
     running_pipe = pipe;
     if (stop_requested) {
         /* Stopped during start-up (with the brokers down, the lookups above take
          * seconds): the pipeline would first read the DLQ topics and the metadata
          * again, at seconds each, only to stop. Nothing was applied; exit now. */
-        log_info("stopped before the pipeline started", LOG_S("view", app.ap_view->v_name));
+        log_info("stopped before the pipeline started", LOG_S("view", app->ap_view->v_name));
         goto out;
     }
-    log_info("projector started", LOG_S("view", app.ap_view->v_name), LOG_S("store", follow.gf_dir),
-             LOG_I("generation", follow.gf_generation),
-             LOG_S("durability", cfg_str(app.ap_cfg, "projector.durability")),
-             LOG_I("until_caught_up", until_caught_up));
+    log_info("projector started", LOG_S("view", app->ap_view->v_name),
+             LOG_S("store", follow->gf_dir), LOG_I("generation", follow->gf_generation),
+             LOG_S("durability", cfg_str(app->ap_cfg, "projector.durability")),
+             LOG_I("until_caught_up", cli->cl_until_caught_up));
     rc = pipe_run(pipe);
     pipe_stats_t stats;
     pipe_get_stats(pipe, &stats);
     log_info(rc ? "projector stopped on error" : "projector stopped",
-             LOG_S("view", app.ap_view->v_name), LOG_I("messages", stats.ps_messages),
+             LOG_S("view", app->ap_view->v_name), LOG_I("messages", stats.ps_messages),
              LOG_I("applied", stats.ps_outcomes[ENGINE_APPLIED]),
              LOG_I("stale", stats.ps_outcomes[ENGINE_STALE]),
              LOG_I("parked", stats.ps_outcomes[ENGINE_PARKED]),
@@ -407,6 +429,39 @@ out:
     running_pipe = NULL;
     metrics_http_stop(metrics);
     pipe_destroy(pipe);
+    return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    cli_t cli = {0};
+    int exit_code = parse_flags(argc, argv, &cli);
+    if (exit_code < 0)
+        exit_code = parse_command(argc, argv, &cli);
+    if (exit_code >= 0)
+        return exit_code;
+
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    app_t app;
+    exit_code = app_load(&app, "projector", &cli.cl_args, true);
+    if (!exit_code && app.ap_registry && !cli.cl_dlq_command &&
+        (!cli.cl_gen_command || cli.cl_rebuild))
+        exit_code = check_view_against_registry(&app);
+    if (exit_code || cli.cl_dlq_command || cli.cl_gen_command) {
+        if (!exit_code)
+            exit_code = run_command(&app, &cli);
+        app_cleanup(&app);
+        return exit_code;
+    }
+    gens_follow_t follow = {.gf_app = &app};
+    erasures_t *erasures = NULL;
+    exit_code = prepare_daemon(&app, &follow, &erasures);
+    if (!exit_code && !stop_requested)
+        exit_code = run_pipeline(&app, &cli, &follow, erasures);
     gens_push_erasures_final(&follow, MAIN_ERASURES_FINAL_MS);
     erasures_topic_destroy(follow.gf_erasures_topic);
     /* The final sync of the generation: if it fails, the generation is marked and the
