@@ -44,7 +44,7 @@ int failpoint_errno(const char *name);
  * "lost applications". RM_TEST_SKIP_APPLY="topic:partition:offset[,...]" makes the
  * pipeline consume those offsets WITHOUT applying them — exactly what a projector bug
  * that drops an event would do (the offset advances, the view does not change). The
- * pipeline reads the variable once in pipe_new (never for a scratch pipeline), so
+ * pipeline reads the variable once in pipeline_new (never for a scratch pipeline), so
  * when it is unset the cost is one NULL test per event. Never set it in production. */
 #define FAILPOINT_SKIP_ENV "RM_TEST_SKIP_APPLY"
 #define FAILPOINT_SKIP_MAX 1024 /* offsets in one spec: a test names a handful */

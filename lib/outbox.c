@@ -19,7 +19,7 @@
 #define OUTBOX_METADATA_MIN_MS 200 /* per DLQ topic lookup once that deadline passed */
 #define OUTBOX_SCAN_MAX_ERRORS 100 /* consumer errors tolerated while scanning one partition */
 /* Last wait for acks when the outbox is destroyed: its callers have flushed already
- * (pipe_run's exit, a generation switch), so this only collects acks on their way. */
+ * (pipeline_run's exit, a generation switch), so this only collects acks on their way. */
 #define OUTBOX_DESTROY_FLUSH_MS 1000
 
 /* The largest original value a dead letter carries: below librdkafka's default

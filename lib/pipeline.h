@@ -29,7 +29,7 @@
  *     messages older than the start time until the first one at or after it, so both
  *     cases give "the earliest offset whose timestamp is at or after T". Skipped
  *     messages still advance the stored offset, so a later writer resumes after them.
- * (7) A store switch (pipe_switch_store, a new store generation) happens between
+ * (7) A store switch (pipeline_switch_store, a new store generation) happens between
  *     batches: the engine and outbox are rebuilt on the new store and every partition
  *     is re-assigned at the new store's offsets, so nothing is lost or applied twice.
  *     It is all or nothing: everything that can fail is prepared first and the old
@@ -54,9 +54,9 @@
  *      sought back to it, and resumed after a backoff (250 ms doubling to 5 s). Until the
  *      held message itself comes again, other messages of the partition are dropped, so
  *      the partition's order holds. Other partitions go on. The number of held
- *      partitions is written to the store's meta db (PIPE_REGISTRY_META, JSON
+ *      partitions is written to the store's meta db (PIPELINE_REGISTRY_META, JSON
  *      {"paused_partitions", "since_ms", "reason"}) whenever it changes, for /readyz.
- * Thread: pipe_run() runs on the caller's thread; pipe_stop() may be called from a
+ * Thread: pipeline_run() runs on the caller's thread; pipeline_stop() may be called from a
  * signal handler or another thread. */
 #ifndef RM_PIPELINE_H
 #define RM_PIPELINE_H
@@ -72,19 +72,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef struct pipe pipe_t;
+typedef struct pipeline pipeline_t;
 
 /* Meta db name of the registry-outage mark (note 10). */
-#define PIPE_REGISTRY_META "schema_registry"
+#define PIPELINE_REGISTRY_META "schema_registry"
 
-/* Where one partition stops (pipe_opts_t.po_stop_offsets). */
-typedef struct pipe_stop {
+/* Where one partition stops (pipeline_opts_t.po_stop_offsets). */
+typedef struct pipeline_stop {
     const char *pst_topic;
     int32_t pst_partition;
     int64_t pst_offset; /* offsets below it are applied, none at or above it */
-} pipe_stop_t;
+} pipeline_stop_t;
 
-typedef struct pipe_opts {
+typedef struct pipeline_opts {
     const cfg_t *po_cfg;          /* kafka.* and projector.* settings */
     const view_t *po_view;
     const catalog_t *po_catalog;
@@ -97,9 +97,9 @@ typedef struct pipe_opts {
     int64_t po_generation;        /* store generation number, for metrics (gen.h) */
     /* Called on the consumer thread between batches (no batch open, no txn of the
      * pipeline open; at least every 100 ms while idle): where the program checks for
-     * a new store generation (pipe_switch_store) and draws progress. A non-zero
-     * return stops pipe_run, which returns it. NULL: none. */
-    int (*po_tick)(void *arg, pipe_t *pipe);
+     * a new store generation (pipeline_switch_store) and draws progress. A non-zero
+     * return stops pipeline_run, which returns it. NULL: none. */
+    int (*po_tick)(void *arg, pipeline_t *pl);
     void *po_tick_arg;
     /* Record dead letters in the store's outbox but never publish them, nor recover the
      * outbox against the DLQ: a rebuild's generation is not live yet (the daemon publishes
@@ -107,9 +107,9 @@ typedef struct pipe_opts {
     bool po_hold_dead_letters;
     /* Replay to a given point (reconcile diff-replay): every listed partition stops
      * exactly at its offset — messages at or above it are never applied, whatever the
-     * batch — and pipe_run returns once all got there; a partition not listed applies
-     * nothing. Replaces po_until_caught_up's high watermarks. Borrowed for pipe_run. */
-    const pipe_stop_t *po_stop_offsets;
+     * batch — and pipeline_run returns once all got there; a partition not listed applies
+     * nothing. Replaces po_until_caught_up's high watermarks. Borrowed for pipeline_run. */
+    const pipeline_stop_t *po_stop_offsets;
     size_t po_stop_count;
     /* A scratch store (a replay, not the live view): no dead letter is recorded or
      * published and the DLQ recovery group is not read; no offset is committed to
@@ -130,60 +130,61 @@ typedef struct pipe_opts {
     /* The schema registry po_catalog resolves writer ids through (registry.h), for its
      * metrics; NULL: offline catalog. Borrowed. */
     registry_t *po_registry;
-} pipe_opts_t;
+} pipeline_opts_t;
 
-/* One partition's position (pipe_partitions). */
-typedef struct pipe_partition {
+/* One partition's position (pipeline_partitions). */
+typedef struct pipeline_partition {
     const char *pp_topic;       /* owned by the view */
     int32_t pp_partition;
     int64_t pp_next_offset;     /* committed in the store; -1: nothing yet */
     int64_t pp_start_offset;    /* where this run started it (-1: not known yet) */
     int64_t pp_target;          /* po_until_caught_up: the high watermark to reach */
     int64_t pp_high_watermark;  /* as last fetched */
-} pipe_partition_t;
+} pipeline_partition_t;
 
 /* What closed a batch (note 2); readmodel_batches_total's closed_by label. */
-typedef enum pipe_close {
-    PIPE_CLOSE_DRAINED = 0, /* the consumer queue was empty */
-    PIPE_CLOSE_MAX_MS,      /* batch_max_ms after its first message */
-    PIPE_CLOSE_MAX_EVENTS,  /* batch_max_events */
-    PIPE_CLOSE_STOPPED,     /* pipe_stop() or a gap */
-    PIPE_CLOSE__COUNT
-} pipe_close_t;
+typedef enum pipeline_close {
+    PIPELINE_CLOSE_DRAINED = 0, /* the consumer queue was empty */
+    PIPELINE_CLOSE_MAX_MS,      /* batch_max_ms after its first message */
+    PIPELINE_CLOSE_MAX_EVENTS,  /* batch_max_events */
+    PIPELINE_CLOSE_STOPPED,     /* pipeline_stop() or a gap */
+    PIPELINE_CLOSE__COUNT
+} pipeline_close_t;
 
-typedef struct pipe_stats {
+typedef struct pipeline_stats {
     uint64_t ps_messages;                       /* consumed and applied (any outcome) */
     uint64_t ps_outcomes[ENGINE__OUTCOMES];
     uint64_t ps_batches;
-    uint64_t ps_batches_closed[PIPE_CLOSE__COUNT]; /* committed batches by what closed them */
+    uint64_t ps_batches_closed[PIPELINE_CLOSE__COUNT]; /* committed batches by what closed them */
     uint64_t ps_commit_retries;                 /* batches re-applied after a store error */
     uint64_t ps_map_grows;
     uint64_t ps_skipped_redelivered;            /* below the stored next offset */
     uint64_t ps_skipped_before_start;           /* older than po_start_time_ms (note 6) */
     uint64_t ps_skipped_by_hook;                /* consumed, not applied: RM_TEST_SKIP_APPLY */
     uint64_t ps_beyond_stop;                    /* at or above a po_stop_offsets offset */
-} pipe_stats_t;
+} pipeline_stats_t;
 
 /* Builds the consumer (not yet assigned) and the engine and outbox on po_store. Returns 0
- * and the pipeline in *ret_pipe (the caller owns it: pipe_destroy), or a negative
+ * and the pipeline in *ret_pipeline (the caller owns it: pipeline_destroy), or a negative
  * rm_err_t with a message in errstr: RM_ECONFIG when librdkafka refuses the Kafka
  * settings for the consumer or the dead-letter producer (no restart fixes it), RM_ENOMEM,
  * RM_EINVAL for a malformed RM_TEST_SKIP_APPLY (failpoint.h), or the store's error
  * (reading the schemas or the replica id kept in it). */
-int pipe_new(const pipe_opts_t *opts, pipe_t **ret_pipe, char *errstr, size_t errlen);
-void pipe_destroy(pipe_t *pipe);
+int pipeline_new(const pipeline_opts_t *opts, pipeline_t **ret_pipeline, char *errstr,
+                 size_t errlen);
+void pipeline_destroy(pipeline_t *pl);
 
-/* Runs until pipe_stop() or, with po_until_caught_up, until caught up (with
+/* Runs until pipeline_stop() or, with po_until_caught_up, until caught up (with
  * po_stop_offsets: until every partition reached its stop offset). Returns 0 on a
  * clean stop (the last batch committed), or a negative rm_err_t on a fatal error:
  * RM_EGAP when a stored offset is outside its partition's log — below the log start
  * (retention) or beyond the log end (a recreated or truncated topic) — and
  * projector.on_gap=stop or the pipeline is a scratch one, RM_ENOTFOUND when a stop offset names a
  * partition that does not exist. */
-int pipe_run(pipe_t *pipe);
+int pipeline_run(pipeline_t *pl);
 
-/* Asks pipe_run to finish the current batch, commit and return. Async-signal-safe. */
-void pipe_stop(pipe_t *pipe);
+/* Asks pipeline_run to finish the current batch, commit and return. Async-signal-safe. */
+void pipeline_stop(pipeline_t *pl);
 
 /* Adopts store (a new generation; the caller keeps owning both stores and closes the
  * old one after this returns 0): rebuilds the engine and outbox on it and re-assigns
@@ -191,25 +192,25 @@ void pipe_stop(pipe_t *pipe);
  * negative rm_err_t with the reason in errstr, holds no reference to store (the caller
  * may close it at once), and keeps writing the old store at its offsets, counted in
  * readmodel_generation_switch_failures_total. Consumer thread only, from po_tick. */
-int pipe_switch_store(pipe_t *pipe, store_t *store, int64_t generation, char *errstr,
-                      size_t errlen);
+int pipeline_switch_store(pipeline_t *pl, store_t *store, int64_t generation, char *errstr,
+                          size_t errlen);
 
 /* Copies up to cap partitions' positions into out and returns how many there are.
  * Consumer thread only (from po_tick). */
-size_t pipe_partitions(pipe_t *pipe, pipe_partition_t *out, size_t cap);
+size_t pipeline_partitions(pipeline_t *pl, pipeline_partition_t *out, size_t cap);
 
 /* The rebuild's side of outbox_adopt: previous is the generation this pipeline's store
  * replaces. Consumer thread only, between runs. Returns 0 or a store error. */
-int pipe_adopt_previous(pipe_t *pipe, store_t *previous);
+int pipeline_adopt_previous(pipeline_t *pl, store_t *previous);
 
 /* A snapshot of the counters (any thread; as of the last committed batch). */
-void pipe_get_stats(pipe_t *pipe, pipe_stats_t *ret_stats);
+void pipeline_get_stats(pipeline_t *pl, pipeline_stats_t *ret_stats);
 
 /* Appends the projector's metrics in Prometheus text format: per partition stored
  * offset, high watermark, lag in messages and seconds; events by type and outcome;
  * batch size and commit latency histograms, batches by what closed them; parked
  * events; store map usage; the store's syncs (count, failures, duration histogram).
  * Any thread (reads a snapshot published after every batch). */
-int pipe_render_metrics(pipe_t *pipe, buf_t *out);
+int pipeline_render_metrics(pipeline_t *pl, buf_t *out);
 
 #endif

@@ -12,60 +12,59 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const pipe_gap_cause_names[PIPE_GAP__CAUSES] = {"retention", "log-truncated",
-                                                            "unknown"};
+const char *const pipeline_gap_cause_names[PIPELINE_GAP__CAUSES] = {"retention", "log-truncated",
+                                                                    "unknown"};
 
-pipe_tp_t *pipe_tp_find(pipe_t *pipe, int topic, int32_t partition)
+pipeline_tp_t *pipeline_tp_find(pipeline_t *pl, int topic, int32_t partition)
 {
-    for (size_t i = 0; i < pipe->pi_tp_count; i++)
-        if (pipe->pi_tps[i].pt_topic == topic && pipe->pi_tps[i].pt_partition == partition)
-            return &pipe->pi_tps[i];
+    for (size_t i = 0; i < pl->pi_tp_count; i++)
+        if (pl->pi_tps[i].pt_topic == topic && pl->pi_tps[i].pt_partition == partition)
+            return &pl->pi_tps[i];
     return NULL;
 }
 
 /* Note 6: where partitions with no stored offset start for po_start_time_ms, and
  * their time gate. A partition the broker cannot answer for starts at the beginning,
  * gated; a lookup failure leaves it there too (slower, never wrong). */
-static void resolve_start_time(pipe_t *pipe, pipe_tp_t *tps, int64_t *start)
+static void resolve_start_time(pipeline_t *pl, pipeline_tp_t *tps, int64_t *start)
 {
-    const view_t *view = pipe->pi_opts.po_view;
-    rd_kafka_topic_partition_list_t *list =
-        rd_kafka_topic_partition_list_new((int)pipe->pi_tp_count);
-    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        pipe_tp_t *tp = &tps[i];
+    const view_t *view = pl->pi_opts.po_view;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)pl->pi_tp_count);
+    for (size_t i = 0; i < pl->pi_tp_count; i++) {
+        pipeline_tp_t *tp = &tps[i];
         if (tp->pt_next_offset >= 0 || tp->pt_start_offset >= 0)
             continue;
-        tp->pt_gate_ms = pipe->pi_opts.po_start_time_ms;
+        tp->pt_gate_ms = pl->pi_opts.po_start_time_ms;
         rd_kafka_topic_partition_list_add(list, view->v_topics[tp->pt_topic], tp->pt_partition)
-            ->offset = pipe->pi_opts.po_start_time_ms;
+            ->offset = pl->pi_opts.po_start_time_ms;
     }
     rd_kafka_resp_err_t err =
-        list->cnt ? rd_kafka_offsets_for_times(pipe->pi_rk, list, PIPE_METADATA_TIMEOUT_MS)
+        list->cnt ? rd_kafka_offsets_for_times(pl->pi_rk, list, PIPELINE_METADATA_TIMEOUT_MS)
                   : RD_KAFKA_RESP_ERR_NO_ERROR;
     if (err)
         log_warn("offsets for the start time unavailable; scanning from the log start",
                  LOG_S("error", rd_kafka_err2str(err)));
     for (int i = 0; !err && i < list->cnt; i++) {
         const rd_kafka_topic_partition_t *p = &list->elems[i];
-        /* tps is pi_tps or a copy of it in the same order (pipe_switch_store). */
-        pipe_tp_t *tp = pipe_tp_find(pipe, view_topic_index(view, p->topic), p->partition);
+        /* tps is pi_tps or a copy of it in the same order (pipeline_switch_store). */
+        pipeline_tp_t *tp = pipeline_tp_find(pl, view_topic_index(view, p->topic), p->partition);
         if (tp && !p->err && p->offset >= 0)
-            start[tp - pipe->pi_tps] = p->offset;
+            start[tp - pl->pi_tps] = p->offset;
     }
     rd_kafka_topic_partition_list_destroy(list);
 }
 
 /* Fills tps (pi_tps, or the copy a switch prepares) with store's offsets where none is
  * known yet (pt_next_offset < 0). */
-int pipe_load_offsets(pipe_t *pipe, store_t *store, pipe_tp_t *tps)
+int pipeline_load_offsets(pipeline_t *pl, store_t *store, pipeline_tp_t *tps)
 {
-    const view_t *view = pipe->pi_opts.po_view;
+    const view_t *view = pl->pi_opts.po_view;
     MDB_txn *txn;
     int rc = store_read_begin(store, &txn);
     if (rc)
         return rc;
-    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        pipe_tp_t *tp = &tps[i];
+    for (size_t i = 0; i < pl->pi_tp_count; i++) {
+        pipeline_tp_t *tp = &tps[i];
         store_offset_t off;
         if (tp->pt_next_offset < 0 && store_offset_get(store, txn, view->v_topics[tp->pt_topic],
                                                        tp->pt_partition, &off) == 0) {
@@ -80,22 +79,21 @@ int pipe_load_offsets(pipe_t *pipe, store_t *store, pipe_tp_t *tps)
 /* (Re)assigns every partition of tps at its next offset (or where this run started it,
  * or the beginning). Fills in pt_start_offset and, for a start time, pt_gate_ms of tps.
  * On error the consumer's assignment is unchanged. */
-int pipe_assign_tps(pipe_t *pipe, pipe_tp_t *tps)
+int pipeline_assign_tps(pipeline_t *pl, pipeline_tp_t *tps)
 {
-    const view_t *view = pipe->pi_opts.po_view;
-    int64_t *start = malloc((pipe->pi_tp_count ? pipe->pi_tp_count : 1) * sizeof(*start));
+    const view_t *view = pl->pi_opts.po_view;
+    int64_t *start = malloc((pl->pi_tp_count ? pl->pi_tp_count : 1) * sizeof(*start));
     if (!start)
         return RM_ENOMEM;
-    for (size_t i = 0; i < pipe->pi_tp_count; i++)
+    for (size_t i = 0; i < pl->pi_tp_count; i++)
         start[i] = tps[i].pt_next_offset >= 0    ? tps[i].pt_next_offset
                    : tps[i].pt_start_offset >= 0 ? tps[i].pt_start_offset
                                                  : RD_KAFKA_OFFSET_BEGINNING;
-    if (pipe->pi_opts.po_start_time_ms > 0)
-        resolve_start_time(pipe, tps, start);
-    rd_kafka_topic_partition_list_t *list =
-        rd_kafka_topic_partition_list_new((int)pipe->pi_tp_count);
-    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        pipe_tp_t *tp = &tps[i];
+    if (pl->pi_opts.po_start_time_ms > 0)
+        resolve_start_time(pl, tps, start);
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)pl->pi_tp_count);
+    for (size_t i = 0; i < pl->pi_tp_count; i++) {
+        pipeline_tp_t *tp = &tps[i];
         if (tp->pt_start_offset < 0)
             tp->pt_start_offset = start[i] >= 0 ? start[i] : 0;
         rd_kafka_topic_partition_list_add(list, view->v_topics[tp->pt_topic], tp->pt_partition)
@@ -104,7 +102,7 @@ int pipe_assign_tps(pipe_t *pipe, pipe_tp_t *tps)
     free(start);
     /* A failpoint, so a test can see what a failed assignment leaves behind. */
     rd_kafka_resp_err_t err =
-        failpoint_errno("assign") ? RD_KAFKA_RESP_ERR__FAIL : rd_kafka_assign(pipe->pi_rk, list);
+        failpoint_errno("assign") ? RD_KAFKA_RESP_ERR__FAIL : rd_kafka_assign(pl->pi_rk, list);
     rd_kafka_topic_partition_list_destroy(list);
     if (err) {
         log_error("assign failed", LOG_S("error", rd_kafka_err2str(err)));
@@ -115,35 +113,35 @@ int pipe_assign_tps(pipe_t *pipe, pipe_tp_t *tps)
 
 /* Loads stored offsets for partitions that have none yet and (re)assigns every known
  * partition at its stored next offset (or the beginning when nothing is stored). */
-static int assign_all(pipe_t *pipe)
+static int assign_all(pipeline_t *pl)
 {
-    int rc = pipe_load_offsets(pipe, pipe->pi_opts.po_store, pipe->pi_tps);
-    return rc ? rc : pipe_assign_tps(pipe, pipe->pi_tps);
+    int rc = pipeline_load_offsets(pl, pl->pi_opts.po_store, pl->pi_tps);
+    return rc ? rc : pipeline_assign_tps(pl, pl->pi_tps);
 }
 
 /* Discovers the partitions of the view's topics; assigns when new ones appeared. */
-int pipe_refresh_partitions(pipe_t *pipe)
+int pipeline_refresh_partitions(pipeline_t *pl)
 {
-    const view_t *view = pipe->pi_opts.po_view;
+    const view_t *view = pl->pi_opts.po_view;
     const struct rd_kafka_metadata *md;
     rd_kafka_resp_err_t err =
-        rd_kafka_metadata(pipe->pi_rk, 1, NULL, &md, PIPE_METADATA_TIMEOUT_MS);
-    pipe->pi_next_metadata_ms = rm_mono_ms() + pipe->pi_metadata_refresh_ms;
+        rd_kafka_metadata(pl->pi_rk, 1, NULL, &md, PIPELINE_METADATA_TIMEOUT_MS);
+    pl->pi_next_metadata_ms = rm_mono_ms() + pl->pi_metadata_refresh_ms;
     if (err) {
         log_warn("metadata request failed; retrying later", LOG_S("error", rd_kafka_err2str(err)));
         return kafka_err(err);
     }
-    size_t before = pipe->pi_tp_count;
+    size_t before = pl->pi_tp_count;
     for (int t = 0; t < md->topic_cnt; t++) {
         const struct rd_kafka_metadata_topic *mt = &md->topics[t];
         int topic = view_topic_index(view, mt->topic);
         if (topic < 0 || mt->err)
             continue;
         for (int p = 0; p < mt->partition_cnt; p++) {
-            if (pipe_tp_find(pipe, topic, mt->partitions[p].id) ||
-                pipe->pi_tp_count >= PIPE_MAX_PARTITIONS)
+            if (pipeline_tp_find(pl, topic, mt->partitions[p].id) ||
+                pl->pi_tp_count >= PIPELINE_MAX_PARTITIONS)
                 continue;
-            pipe_tp_t *tp = &pipe->pi_tps[pipe->pi_tp_count++];
+            pipeline_tp_t *tp = &pl->pi_tps[pl->pi_tp_count++];
             memset(tp, 0, sizeof(*tp));
             tp->pt_topic = topic;
             tp->pt_partition = mt->partitions[p].id;
@@ -157,29 +155,29 @@ int pipe_refresh_partitions(pipe_t *pipe)
     }
     for (size_t v = 0; v < view->v_topic_count; v++) {
         bool found = false;
-        for (size_t i = 0; i < pipe->pi_tp_count; i++)
-            found |= pipe->pi_tps[i].pt_topic == (int)v;
+        for (size_t i = 0; i < pl->pi_tp_count; i++)
+            found |= pl->pi_tps[i].pt_topic == (int)v;
         if (!found)
             log_warn("topic has no partitions yet", LOG_S("topic", view->v_topics[v]));
     }
     rd_kafka_metadata_destroy(md);
-    if (pipe->pi_tp_count == before)
+    if (pl->pi_tp_count == before)
         return 0;
-    log_info("assigning partitions", LOG_I("partitions", pipe->pi_tp_count),
-             LOG_I("new", pipe->pi_tp_count - before));
-    return assign_all(pipe);
+    log_info("assigning partitions", LOG_I("partitions", pl->pi_tp_count),
+             LOG_I("new", pl->pi_tp_count - before));
+    return assign_all(pl);
 }
 
 /* po_stop_offsets: each partition's target is its stop offset, 0 when not listed. */
-static int load_stop_targets(pipe_t *pipe)
+static int load_stop_targets(pipeline_t *pl)
 {
-    const pipe_opts_t *opts = &pipe->pi_opts;
-    for (size_t i = 0; i < pipe->pi_tp_count; i++)
-        pipe->pi_tps[i].pt_target = 0;
+    const pipeline_opts_t *opts = &pl->pi_opts;
+    for (size_t i = 0; i < pl->pi_tp_count; i++)
+        pl->pi_tps[i].pt_target = 0;
     for (size_t s = 0; s < opts->po_stop_count; s++) {
-        const pipe_stop_t *stop = &opts->po_stop_offsets[s];
-        pipe_tp_t *tp = pipe_tp_find(pipe, view_topic_index(opts->po_view, stop->pst_topic),
-                                     stop->pst_partition);
+        const pipeline_stop_t *stop = &opts->po_stop_offsets[s];
+        pipeline_tp_t *tp = pipeline_tp_find(pl, view_topic_index(opts->po_view, stop->pst_topic),
+                                             stop->pst_partition);
         if (!tp) {
             log_error("stop offset for a partition that does not exist",
                       LOG_S("topic", stop->pst_topic), LOG_I("partition", stop->pst_partition));
@@ -191,17 +189,17 @@ static int load_stop_targets(pipe_t *pipe)
 }
 
 /* --until-caught-up: the high watermark of every partition as it is now. */
-int pipe_load_targets(pipe_t *pipe)
+int pipeline_load_targets(pipeline_t *pl)
 {
-    const view_t *view = pipe->pi_opts.po_view;
-    if (pipe->pi_opts.po_stop_offsets)
-        return load_stop_targets(pipe);
-    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        pipe_tp_t *tp = &pipe->pi_tps[i];
+    const view_t *view = pl->pi_opts.po_view;
+    if (pl->pi_opts.po_stop_offsets)
+        return load_stop_targets(pl);
+    for (size_t i = 0; i < pl->pi_tp_count; i++) {
+        pipeline_tp_t *tp = &pl->pi_tps[i];
         int64_t low, high;
         rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-            pipe->pi_rk, view->v_topics[tp->pt_topic], tp->pt_partition, &low, &high,
-            PIPE_METADATA_TIMEOUT_MS);
+            pl->pi_rk, view->v_topics[tp->pt_topic], tp->pt_partition, &low, &high,
+            PIPELINE_METADATA_TIMEOUT_MS);
         if (err) {
             log_error("watermark query failed", LOG_S("topic", view->v_topics[tp->pt_topic]),
                       LOG_I("partition", tp->pt_partition), LOG_S("error", rd_kafka_err2str(err)));
@@ -211,17 +209,17 @@ int pipe_load_targets(pipe_t *pipe)
         /* Beyond the log end no fetch would ever error, and the target is already reached.
          * po_check_log_start: a partition this store has never seen must start at the
          * log start 0, or at a start time that is inside what retention kept. */
-        bool unseen_deleted = pipe->pi_opts.po_check_log_start && tp->pt_next_offset < 0 &&
-                              low > 0 && tp->pt_start_offset <= low;
+        bool unseen_deleted = pl->pi_opts.po_check_log_start && tp->pt_next_offset < 0 && low > 0 &&
+                              tp->pt_start_offset <= low;
         tp->pt_gap_pending = tp->pt_next_offset > high || unseen_deleted;
     }
     return 0;
 }
 
-bool pipe_caught_up(const pipe_t *pipe)
+bool pipeline_caught_up(const pipeline_t *pl)
 {
-    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        const pipe_tp_t *tp = &pipe->pi_tps[i];
+    for (size_t i = 0; i < pl->pi_tp_count; i++) {
+        const pipeline_tp_t *tp = &pl->pi_tps[i];
         int64_t next = tp->pt_next_offset < 0 ? 0 : tp->pt_next_offset;
         if (tp->pt_target > 0 && next < tp->pt_target && !tp->pt_stop_reached)
             return false;
@@ -229,7 +227,7 @@ bool pipe_caught_up(const pipe_t *pipe)
     return true;
 }
 
-void pipe_handle_error_message(pipe_t *pipe, const rd_kafka_message_t *msg)
+void pipeline_handle_error_message(pipeline_t *pl, const rd_kafka_message_t *msg)
 {
     const char *topic = msg->rkt ? rd_kafka_topic_name(msg->rkt) : "";
     if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -237,12 +235,12 @@ void pipe_handle_error_message(pipe_t *pipe, const rd_kafka_message_t *msg)
     if (msg->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
         msg->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
         /* auto.offset.reset=error: the stored offset is gone (retention). Never skip
-         * silently: pipe_run records the gap and stops or continues per config. */
-        pipe_tp_t *tp =
-            pipe_tp_find(pipe, view_topic_index(pipe->pi_opts.po_view, topic), msg->partition);
-        if (tp && pipe->pi_gap_tp < 0) {
-            pipe->pi_gap_tp = (int)(tp - pipe->pi_tps);
-            pipe->pi_gap_offset = tp->pt_next_offset;
+         * silently: pipeline_run records the gap and stops or continues per config. */
+        pipeline_tp_t *tp =
+            pipeline_tp_find(pl, view_topic_index(pl->pi_opts.po_view, topic), msg->partition);
+        if (tp && pl->pi_gap_tp < 0) {
+            pl->pi_gap_tp = (int)(tp - pl->pi_tps);
+            pl->pi_gap_offset = tp->pt_next_offset;
         }
         return;
     }
@@ -250,14 +248,14 @@ void pipe_handle_error_message(pipe_t *pipe, const rd_kafka_message_t *msg)
               LOG_I("offset", msg->offset), LOG_S("error", rd_kafka_message_errstr(msg)));
 }
 
-/* The first gap pipe_load_targets found, as if a fetch had met it (pipe_run handles them
+/* The first gap pipeline_load_targets found, as if a fetch had met it (pipeline_run handles them
  * all before it applies anything). */
-void pipe_take_pending_gap(pipe_t *pipe)
+void pipeline_take_pending_gap(pipeline_t *pl)
 {
-    for (size_t i = 0; pipe->pi_gap_tp < 0 && i < pipe->pi_tp_count; i++) {
-        if (pipe->pi_tps[i].pt_gap_pending) {
-            pipe->pi_gap_tp = (int)i;
-            pipe->pi_gap_offset = pipe->pi_tps[i].pt_next_offset;
+    for (size_t i = 0; pl->pi_gap_tp < 0 && i < pl->pi_tp_count; i++) {
+        if (pl->pi_tps[i].pt_gap_pending) {
+            pl->pi_gap_tp = (int)i;
+            pl->pi_gap_offset = pl->pi_tps[i].pt_next_offset;
         }
     }
 }
@@ -270,18 +268,18 @@ void pipe_take_pending_gap(pipe_t *pipe)
  * applied (truncation) or can only get by a rebuild (recreation, which also resets the
  * entity versions the guard compares), and re-reading it would dead-letter its poison and
  * mark its entities degraded a second time. */
-int pipe_handle_gap(pipe_t *pipe)
+int pipeline_handle_gap(pipeline_t *pl)
 {
-    const view_t *view = pipe->pi_opts.po_view;
-    store_t *store = pipe->pi_opts.po_store;
-    pipe_tp_t *tp = &pipe->pi_tps[pipe->pi_gap_tp];
+    const view_t *view = pl->pi_opts.po_view;
+    store_t *store = pl->pi_opts.po_store;
+    pipeline_tp_t *tp = &pl->pi_tps[pl->pi_gap_tp];
     const char *topic = view->v_topics[tp->pt_topic];
-    int64_t stored = pipe->pi_gap_offset;
-    pipe->pi_gap_tp = -1;
+    int64_t stored = pl->pi_gap_offset;
+    pl->pi_gap_tp = -1;
     tp->pt_gap_pending = false;
     int64_t low = -1, high = -1;
     rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-        pipe->pi_rk, topic, tp->pt_partition, &low, &high, PIPE_METADATA_TIMEOUT_MS);
+        pl->pi_rk, topic, tp->pt_partition, &low, &high, PIPELINE_METADATA_TIMEOUT_MS);
     if (!err && stored >= low && stored <= high) {
         /* Out of range a moment ago, inside the log now (the watermarks moved with a
          * leader change): nothing is missing, so read on from the stored offset. */
@@ -289,13 +287,13 @@ int pipe_handle_gap(pipe_t *pipe)
                  LOG_S("view", view->v_name), LOG_S("topic", topic),
                  LOG_I("partition", tp->pt_partition), LOG_I("stored_offset", stored),
                  LOG_I("log_start", low), LOG_I("log_end", high));
-        return assign_all(pipe);
+        return assign_all(pl);
     }
-    pipe_gap_cause_t cause = err || low < 0  ? PIPE_GAP_UNKNOWN
-                             : stored > high ? PIPE_GAP_LOG_TRUNCATED
-                                             : PIPE_GAP_RETENTION;
-    pipe->pi_gaps[cause]++;
-    if (cause == PIPE_GAP_UNKNOWN) {
+    pipeline_gap_cause_t cause = err || low < 0  ? PIPELINE_GAP_UNKNOWN
+                                 : stored > high ? PIPELINE_GAP_LOG_TRUNCATED
+                                                 : PIPELINE_GAP_RETENTION;
+    pl->pi_gaps[cause]++;
+    if (cause == PIPELINE_GAP_UNKNOWN) {
         /* Nothing to record yet: a restart (this is not APP_EXIT_GAP) looks again. */
         log_error("offset out of range and the log's watermarks are unavailable; stopping",
                   LOG_S("view", view->v_name), LOG_S("topic", topic),
@@ -303,9 +301,9 @@ int pipe_handle_gap(pipe_t *pipe)
                   LOG_S("error", rd_kafka_err2str(err)));
         return err ? kafka_err(err) : RM_EKAFKA;
     }
-    int64_t resume = cause == PIPE_GAP_LOG_TRUNCATED ? high : low;
-    bool resumes = pipe->pi_continue_on_gap;
-    static const char *const what[PIPE_GAP_UNKNOWN][2] = {
+    int64_t resume = cause == PIPELINE_GAP_LOG_TRUNCATED ? high : low;
+    bool resumes = pl->pi_continue_on_gap;
+    static const char *const what[PIPELINE_GAP_UNKNOWN][2] = {
         {"gap: events were deleted before this view saw them; stopping (projector.on_gap=stop)",
          "gap: events were deleted before this view saw them; recorded, continuing from the "
          "log start"},
@@ -315,7 +313,7 @@ int pipe_handle_gap(pipe_t *pipe)
          "by an unclean leader election); recorded, continuing from the log end"},
     };
     log_error(what[cause][resumes], LOG_S("view", view->v_name), LOG_S("topic", topic),
-              LOG_I("partition", tp->pt_partition), LOG_S("cause", pipe_gap_cause_names[cause]),
+              LOG_I("partition", tp->pt_partition), LOG_S("cause", pipeline_gap_cause_names[cause]),
               LOG_I("stored_offset", stored), LOG_I("log_start", low), LOG_I("log_end", high));
     char name[320], value[400];
     snprintf(name, sizeof(name), "gap/%s/%d", topic, tp->pt_partition);
@@ -323,7 +321,7 @@ int pipe_handle_gap(pipe_t *pipe)
              "{\"topic\":\"%s\",\"partition\":%d,\"cause\":\"%s\",\"stored_offset\":%lld,"
              "\"log_start\":%lld,\"log_end\":%lld,\"detected_ms\":%lld,\"action\":\"%s\","
              "\"resumed_at\":%lld}",
-             topic, tp->pt_partition, pipe_gap_cause_names[cause], (long long)stored,
+             topic, tp->pt_partition, pipeline_gap_cause_names[cause], (long long)stored,
              (long long)low, (long long)high, (long long)rm_wall_ms(),
              resumes ? "continued" : "stopped", (long long)(resumes ? resume : -1));
     MDB_txn *txn;
@@ -341,20 +339,20 @@ int pipe_handle_gap(pipe_t *pipe)
     if (!resumes)
         return RM_EGAP;
     tp->pt_next_offset = resume;
-    return assign_all(pipe);
+    return assign_all(pl);
 }
 
-size_t pipe_partitions(pipe_t *pipe, pipe_partition_t *out, size_t cap)
+size_t pipeline_partitions(pipeline_t *pl, pipeline_partition_t *out, size_t cap)
 {
-    const view_t *view = pipe->pi_opts.po_view;
-    for (size_t i = 0; i < pipe->pi_tp_count && i < cap; i++) {
-        const pipe_tp_t *tp = &pipe->pi_tps[i];
+    const view_t *view = pl->pi_opts.po_view;
+    for (size_t i = 0; i < pl->pi_tp_count && i < cap; i++) {
+        const pipeline_tp_t *tp = &pl->pi_tps[i];
         int64_t low = 0, high = -1;
-        rd_kafka_get_watermark_offsets(pipe->pi_rk, view->v_topics[tp->pt_topic], tp->pt_partition,
+        rd_kafka_get_watermark_offsets(pl->pi_rk, view->v_topics[tp->pt_topic], tp->pt_partition,
                                        &low, &high);
-        out[i] =
-            (pipe_partition_t){view->v_topics[tp->pt_topic], tp->pt_partition, tp->pt_next_offset,
-                               tp->pt_start_offset,          tp->pt_target,    high};
+        out[i] = (pipeline_partition_t){
+            view->v_topics[tp->pt_topic], tp->pt_partition, tp->pt_next_offset,
+            tp->pt_start_offset,          tp->pt_target,    high};
     }
-    return pipe->pi_tp_count;
+    return pl->pi_tp_count;
 }

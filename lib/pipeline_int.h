@@ -1,6 +1,6 @@
 /* pipeline_int: what the parts of the pipeline (pipeline*.c) share; private to them.
  * The design notes the parts refer to ("note N") are at the top of pipeline.h. Everything
- * here runs on the consumer thread (pipe_run's), except where a comment says otherwise. */
+ * here runs on the consumer thread (pipeline_run's), except where a comment says otherwise. */
 #ifndef RM_PIPELINE_INT_H
 #define RM_PIPELINE_INT_H
 
@@ -15,24 +15,24 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define PIPE_METADATA_TIMEOUT_MS 5000
-#define PIPE_BACKOFF_MAX_MS 5000 /* disk-full / I/O retry backoff ceiling */
-#define PIPE_MAX_PARTITIONS 4096
-#define PIPE_OUTBOX_FLUSH_MS 2000 /* bounded wait for dead-letter acks between batches */
+#define PIPELINE_METADATA_TIMEOUT_MS 5000
+#define PIPELINE_BACKOFF_MAX_MS 5000 /* disk-full / I/O retry backoff ceiling */
+#define PIPELINE_MAX_PARTITIONS 4096
+#define PIPELINE_OUTBOX_FLUSH_MS 2000 /* bounded wait for dead-letter acks between batches */
 
-/* Why a stored offset is outside its partition's log (pipe_handle_gap); the
+/* Why a stored offset is outside its partition's log (pipeline_handle_gap); the
  * readmodel_gaps_total label and the "cause" of the gap record. */
-typedef enum pipe_gap_cause {
-    PIPE_GAP_RETENTION = 0, /* below the log start: deleted before the view saw it */
-    PIPE_GAP_LOG_TRUNCATED, /* beyond the log end: topic recreated, or unclean election */
-    PIPE_GAP_UNKNOWN, /* the watermarks could not be read: not recorded */
-    PIPE_GAP__CAUSES
-} pipe_gap_cause_t;
+typedef enum pipeline_gap_cause {
+    PIPELINE_GAP_RETENTION = 0, /* below the log start: deleted before the view saw it */
+    PIPELINE_GAP_LOG_TRUNCATED, /* beyond the log end: topic recreated, or unclean election */
+    PIPELINE_GAP_UNKNOWN, /* the watermarks could not be read: not recorded */
+    PIPELINE_GAP__CAUSES
+} pipeline_gap_cause_t;
 
-/* The labels of pipe_gap_cause_t, in its order. */
-extern const char *const pipe_gap_cause_names[PIPE_GAP__CAUSES];
+/* The labels of pipeline_gap_cause_t, in its order. */
+extern const char *const pipeline_gap_cause_names[PIPELINE_GAP__CAUSES];
 
-typedef struct pipe_tp {
+typedef struct pipeline_tp {
     int pt_topic; /* index into the view's topics */
     int32_t pt_partition;
     int64_t pt_next_offset; /* committed in the store; -1: nothing stored yet */
@@ -44,8 +44,8 @@ typedef struct pipe_tp {
     int64_t pt_batch_event_ms;
     int64_t pt_gate_ms; /* > 0: skip messages older than this (note 6 in pipeline.h) */
     int64_t pt_start_offset; /* where this run started the partition (-1: unknown) */
-    bool pt_gap_pending; /* pipe_load_targets: a gap to handle before this run is caught up */
-    /* Link topics only (pipe_expire_parked): every message produced before pt_read_ms (wall
+    bool pt_gap_pending; /* pipeline_load_targets: a gap to handle before this run is caught up */
+    /* Link topics only (pipeline_expire_parked): every message produced before pt_read_ms (wall
      * clock) has been applied; a probe (pt_probe_ms > 0) waits for the stored offset to
      * reach pt_probe_high, the high watermark seen at pt_probe_ms. */
     int64_t pt_read_ms;
@@ -60,16 +60,16 @@ typedef struct pipe_tp {
     int64_t pt_hold_backoff_ms;
     bool pt_expect_held; /* resumed: the first message must be pt_held_offset */
     int64_t pt_reseek_ms; /* monotonic: when fill_batch last sought it back again */
-} pipe_tp_t;
+} pipeline_tp_t;
 
 /* What a scrape sees: copied by the consumer thread under pi_lock after each batch. */
-typedef struct pipe_snapshot {
-    pipe_stats_t ps_stats;
+typedef struct pipeline_snapshot {
+    pipeline_stats_t ps_stats;
     uint64_t *ps_applied_by_rule; /* per view rule: events applied */
     metrics_hist_t ps_batch_events;
     metrics_hist_t ps_commit_seconds;
     store_sync_stats_t ps_sync; /* of the store being written */
-    pipe_tp_t *ps_tps;
+    pipeline_tp_t *ps_tps;
     int64_t *ps_high; /* per partition: high watermark as last seen */
     size_t ps_tp_count;
     size_t ps_parked;
@@ -77,18 +77,18 @@ typedef struct pipe_snapshot {
     size_t ps_used_bytes;
     int64_t ps_generation;
     outbox_stats_t ps_outbox;
-    uint64_t ps_gaps[PIPE_GAP__CAUSES];
+    uint64_t ps_gaps[PIPELINE_GAP__CAUSES];
     uint64_t ps_expired;
     uint64_t ps_switch_failures;
     uint64_t ps_expiry_checks;
     uint64_t ps_registry_waits;
     size_t ps_registry_paused;
-} pipe_snapshot_t;
+} pipeline_snapshot_t;
 
-struct pipe {
-    pipe_opts_t pi_opts;
+struct pipeline {
+    pipeline_opts_t pi_opts;
     pthread_mutex_t pi_lock; /* guards pi_snap */
-    pipe_snapshot_t pi_snap;
+    pipeline_snapshot_t pi_snap;
     uint64_t *pi_applied_by_rule; /* consumer thread's live counters */
     metrics_hist_t pi_batch_events;
     metrics_hist_t pi_commit_seconds;
@@ -101,26 +101,26 @@ struct pipe {
     bool pi_continue_on_gap;
     int pi_gap_tp; /* index of a partition that hit a gap, or -1 */
     int64_t pi_gap_offset; /* the offset that was out of range */
-    uint64_t pi_gaps[PIPE_GAP__CAUSES]; /* gaps detected since start, by cause */
+    uint64_t pi_gaps[PIPELINE_GAP__CAUSES]; /* gaps detected since start, by cause */
     uint64_t pi_expired; /* parked events dead-lettered (link-timeout) */
-    uint64_t pi_switch_failures; /* pipe_switch_store calls that kept the old store */
+    uint64_t pi_switch_failures; /* pipeline_switch_store calls that kept the old store */
     rd_kafka_t *pi_rk;
     engine_t *pi_engine;
     outbox_t *pi_outbox;
-    pipe_tp_t *pi_tps;
+    pipeline_tp_t *pi_tps;
     size_t pi_tp_count;
     bool *pi_link_topic; /* per view topic: carries events that learn links */
     rd_kafka_message_t **pi_batch;
     bool *pi_batch_skip; /* per batch slot: before the start time (note 6) */
     size_t pi_batch_count;
     size_t pi_batch_cap;
-    pipe_close_t pi_batch_closed_by; /* what closed the open batch (fill_batch) */
+    pipeline_close_t pi_batch_closed_by; /* what closed the open batch (fill_batch) */
     int64_t pi_batch_max_events;
     int64_t pi_batch_max_ms;
     int64_t pi_metadata_refresh_ms;
     int64_t pi_next_metadata_ms;
     volatile sig_atomic_t pi_stop;
-    pipe_stats_t pi_stats;
+    pipeline_stats_t pi_stats;
     failpoint_skips_t *pi_skips; /* RM_TEST_SKIP_APPLY; NULL (the normal case): none */
     /* Kafka offset commits wait until the store commit they describe is durable
      * (commit_kafka_offsets): the snapshot waiting for the disk, and the newer one. */
@@ -138,56 +138,57 @@ struct pipe {
  * what happens when a stored offset is outside its log. */
 
 /* The partition of topic (an index into the view's topics), or NULL. */
-pipe_tp_t *pipe_tp_find(pipe_t *pipe, int topic, int32_t partition);
+pipeline_tp_t *pipeline_tp_find(pipeline_t *pl, int topic, int32_t partition);
 /* Fills tps (pi_tps, or the copy a switch prepares) with store's offsets where none is
  * known yet (pt_next_offset < 0). */
-int pipe_load_offsets(pipe_t *pipe, store_t *store, pipe_tp_t *tps);
+int pipeline_load_offsets(pipeline_t *pl, store_t *store, pipeline_tp_t *tps);
 /* (Re)assigns every partition of tps at its next offset (or where this run started it,
  * or the beginning). Fills in pt_start_offset and, for a start time, pt_gate_ms of tps.
  * On error the consumer's assignment is unchanged. */
-int pipe_assign_tps(pipe_t *pipe, pipe_tp_t *tps);
+int pipeline_assign_tps(pipeline_t *pl, pipeline_tp_t *tps);
 /* Discovers the partitions of the view's topics; assigns when new ones appeared. */
-int pipe_refresh_partitions(pipe_t *pipe);
+int pipeline_refresh_partitions(pipeline_t *pl);
 /* --until-caught-up (or po_stop_offsets): every partition's target, and the gaps to
  * handle before anything is applied (pt_gap_pending). */
-int pipe_load_targets(pipe_t *pipe);
-bool pipe_caught_up(const pipe_t *pipe);
+int pipeline_load_targets(pipeline_t *pl);
+bool pipeline_caught_up(const pipeline_t *pl);
 /* A consumer error message; an offset out of range becomes the gap to handle. */
-void pipe_handle_error_message(pipe_t *pipe, const rd_kafka_message_t *msg);
-/* The first gap pipe_load_targets found, as if a fetch had met it. */
-void pipe_take_pending_gap(pipe_t *pipe);
+void pipeline_handle_error_message(pipeline_t *pl, const rd_kafka_message_t *msg);
+/* The first gap pipeline_load_targets found, as if a fetch had met it. */
+void pipeline_take_pending_gap(pipeline_t *pl);
 /* Records the gap at pi_gap_tp, then returns RM_EGAP or resumes (projector.on_gap). */
-int pipe_handle_gap(pipe_t *pipe);
+int pipeline_handle_gap(pipeline_t *pl);
 
 /* pipeline_letters.c: dead letters and the link-timeout of parked events. */
 
 /* A message the engine rejected (res): recorded in the outbox and its entity marked
  * degraded, both in txn; once both are done, logged as what (a literal) with the
  * message's coordinates, error class and reason. Returns 0 or the store's error. */
-int pipe_dead_letter_rejected(pipe_t *pipe, MDB_txn *txn, const engine_msg_t *msg,
-                              const engine_result_t *res, const char *what);
+int pipeline_dead_letter_rejected(pipeline_t *pl, MDB_txn *txn, const engine_msg_t *msg,
+                                  const engine_result_t *res, const char *what);
 /* engine_opts_t.eo_unparked_rejected; ctx is the pipeline. */
-int pipe_dead_letter_unparked(void *ctx, MDB_txn *txn, const engine_msg_t *msg,
-                              const engine_result_t *res);
-void pipe_flush_dead_letters(pipe_t *pipe, int timeout_ms, bool only_when_due, bool sync_first);
+int pipeline_dead_letter_unparked(void *ctx, MDB_txn *txn, const engine_msg_t *msg,
+                                  const engine_result_t *res);
+void pipeline_flush_dead_letters(pipeline_t *pl, int timeout_ms, bool only_when_due,
+                                 bool sync_first);
 /* Note 8: one expiry pass in a transaction of its own. */
-int pipe_expire_parked(pipe_t *pipe);
+int pipeline_expire_parked(pipeline_t *pl);
 
 /* pipeline_hold.c: partitions held for an unavailable schema registry (note 10). */
 
 /* In the batch's txn: the store's mark of how many partitions wait for the registry. */
-int pipe_mark_registry_outage(pipe_t *pipe, MDB_txn *txn);
+int pipeline_mark_registry_outage(pipeline_t *pl, MDB_txn *txn);
 /* After a commit: pauses and seeks back every partition the batch held. */
-void pipe_hold_partitions(pipe_t *pipe);
+void pipeline_hold_partitions(pipeline_t *pl);
 /* Resumes the held partitions whose backoff has passed. */
-void pipe_resume_held(pipe_t *pipe);
+void pipeline_resume_held(pipeline_t *pl);
 /* fill_batch: whether message m of held partition tp is to be dropped (it came before
  * the held message itself); true for every message of a partition still paused. */
-bool pipe_hold_drops(pipe_t *pipe, pipe_tp_t *tp, const rd_kafka_message_t *m);
+bool pipeline_hold_drops(pipeline_t *pl, pipeline_tp_t *tp, const rd_kafka_message_t *m);
 
 /* pipeline_metrics.c: the snapshot a scrape reads. */
 
 /* Consumer thread: publishes the counters for scrapes. */
-void pipe_publish_snapshot(pipe_t *pipe);
+void pipeline_publish_snapshot(pipeline_t *pl);
 
 #endif

@@ -9,21 +9,21 @@
 #include <stdio.h>
 
 /* The entity a dead letter's key names is marked degraded in the same txn (degraded.h). */
-static int mark_degraded(pipe_t *pipe, MDB_txn *txn, const outbox_letter_t *letter)
+static int mark_degraded(pipeline_t *pl, MDB_txn *txn, const outbox_letter_t *letter)
 {
     degraded_event_t ev = {letter->ol_topic,        letter->ol_partition, letter->ol_offset,
                            letter->ol_timestamp_ms, letter->ol_key,       letter->ol_key_len,
                            letter->ol_error,        letter->ol_reason};
     bool marked;
-    int rc = degraded_mark(pipe->pi_opts.po_view, pipe->pi_opts.po_store, txn, &ev, &marked);
+    int rc = degraded_mark(pl->pi_opts.po_view, pl->pi_opts.po_store, txn, &ev, &marked);
     /* Not resolved yet: the entity may come through a link not known yet. */
     return rc || marked ? rc
-                        : degraded_mark_wait(pipe->pi_opts.po_view, pipe->pi_opts.po_store, txn,
-                                             &ev, rm_wall_ms());
+                        : degraded_mark_wait(pl->pi_opts.po_view, pl->pi_opts.po_store, txn, &ev,
+                                             rm_wall_ms());
 }
 
 typedef struct expire_ctx {
-    pipe_t *ec_pipe;
+    pipeline_t *ec_pipe;
     char ec_reason[160];
 } expire_ctx_t;
 
@@ -64,17 +64,17 @@ static const char *error_class(int err)
 
 /* One rejected event, on arrival or when its link arrived: the same letter and the same
  * degraded mark either way, so that the two paths cannot drift apart. */
-int pipe_dead_letter_rejected(pipe_t *pipe, MDB_txn *txn, const engine_msg_t *msg,
-                              const engine_result_t *res, const char *what)
+int pipeline_dead_letter_rejected(pipeline_t *pl, MDB_txn *txn, const engine_msg_t *msg,
+                                  const engine_result_t *res, const char *what)
 {
     outbox_letter_t letter = {msg->em_topic,        msg->em_partition, msg->em_offset,
                               msg->em_timestamp_ms, msg->em_key,       msg->em_key_len,
                               msg->em_value,        msg->em_value_len, error_class(res->er_error),
                               res->er_reason};
-    int rc = outbox_record(pipe->pi_outbox, txn, &letter);
-    rc = rc ? rc : mark_degraded(pipe, txn, &letter);
+    int rc = outbox_record(pl->pi_outbox, txn, &letter);
+    rc = rc ? rc : mark_degraded(pl, txn, &letter);
     if (!rc)
-        log_warn(what, LOG_S("view", pipe->pi_opts.po_view->v_name), LOG_S("topic", msg->em_topic),
+        log_warn(what, LOG_S("view", pl->pi_opts.po_view->v_name), LOG_S("topic", msg->em_topic),
                  LOG_I("partition", msg->em_partition), LOG_I("offset", msg->em_offset),
                  LOG_S("error", error_class(res->er_error)), LOG_S("reason", res->er_reason));
     return rc;
@@ -82,26 +82,27 @@ int pipe_dead_letter_rejected(pipe_t *pipe, MDB_txn *txn, const engine_msg_t *ms
 
 /* A parked event rejected when its link arrived: dead-lettered like one rejected on
  * arrival, in the transaction that unparked it (engine_opts_t.eo_unparked_rejected). */
-int pipe_dead_letter_unparked(void *ctx, MDB_txn *txn, const engine_msg_t *msg,
-                              const engine_result_t *res)
+int pipeline_dead_letter_unparked(void *ctx, MDB_txn *txn, const engine_msg_t *msg,
+                                  const engine_result_t *res)
 {
-    return pipe_dead_letter_rejected(ctx, txn, msg, res,
-                                     "parked event dead-lettered when its link arrived");
+    return pipeline_dead_letter_rejected(ctx, txn, msg, res,
+                                         "parked event dead-lettered when its link arrived");
 }
 
 /* Publishes recorded dead letters, unless this pipeline holds them (po_hold_dead_letters).
  * A letter goes out only once its transaction is durable (outbox.h note 2); before a
  * clean exit or a switch of the store, sync_first makes it durable now rather than at
  * the next background sync, so that nothing is left behind that the broker would take. */
-void pipe_flush_dead_letters(pipe_t *pipe, int timeout_ms, bool only_when_due, bool sync_first)
+void pipeline_flush_dead_letters(pipeline_t *pl, int timeout_ms, bool only_when_due,
+                                 bool sync_first)
 {
-    if (pipe->pi_opts.po_hold_dead_letters || pipe->pi_opts.po_scratch)
+    if (pl->pi_opts.po_hold_dead_letters || pl->pi_opts.po_scratch)
         return;
-    if (only_when_due && !outbox_flush_due(pipe->pi_outbox))
+    if (only_when_due && !outbox_flush_due(pl->pi_outbox))
         return;
     if (sync_first)
-        store_sync(pipe->pi_opts.po_store); /* a failure only leaves letters waiting */
-    outbox_flush(pipe->pi_outbox, timeout_ms);
+        store_sync(pl->pi_opts.po_store); /* a failure only leaves letters waiting */
+    outbox_flush(pl->pi_outbox, timeout_ms);
 }
 
 /* The wall time before which every message of the link topics has been applied: a
@@ -109,20 +110,20 @@ void pipe_flush_dead_letters(pipe_t *pipe, int timeout_ms, bool only_when_due, b
  * event's wait, so link-timeout counts only time the link topics were read through.
  * Each partition's cached high watermark (as of its last fetch) is a probe; once the
  * stored offset reaches it, everything produced before the probe was applied. */
-static int64_t links_read_until(pipe_t *pipe, int64_t now_ms)
+static int64_t links_read_until(pipeline_t *pl, int64_t now_ms)
 {
-    const view_t *view = pipe->pi_opts.po_view;
-    bool new_store = pipe->pi_probed_store != pipe->pi_opts.po_store;
-    pipe->pi_probed_store = pipe->pi_opts.po_store;
+    const view_t *view = pl->pi_opts.po_view;
+    bool new_store = pl->pi_probed_store != pl->pi_opts.po_store;
+    pl->pi_probed_store = pl->pi_opts.po_store;
     int64_t read_until = now_ms;
-    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
-        pipe_tp_t *tp = &pipe->pi_tps[i];
-        if (!pipe->pi_link_topic[tp->pt_topic])
+    for (size_t i = 0; i < pl->pi_tp_count; i++) {
+        pipeline_tp_t *tp = &pl->pi_tps[i];
+        if (!pl->pi_link_topic[tp->pt_topic])
             continue;
         if (new_store) /* another generation: what the old one read proves nothing */
             tp->pt_read_ms = tp->pt_probe_ms = 0;
         int64_t low = -1, high = -1;
-        rd_kafka_get_watermark_offsets(pipe->pi_rk, view->v_topics[tp->pt_topic], tp->pt_partition,
+        rd_kafka_get_watermark_offsets(pl->pi_rk, view->v_topics[tp->pt_topic], tp->pt_partition,
                                        &low, &high);
         int64_t next = tp->pt_next_offset >= 0 ? tp->pt_next_offset : low >= 0 ? low : 0;
         if (tp->pt_probe_ms > 0 && next >= tp->pt_probe_high) {
@@ -146,34 +147,34 @@ static int64_t links_read_until(pipe_t *pipe, int64_t now_ms)
 /* Dead-letters parked events that have waited in this store longer than
  * projector.parked_max_age_s while the link topics were read (links_read_until). The
  * messages' own timestamps play no part: replayed history has waited no time. */
-int pipe_expire_parked(pipe_t *pipe)
+int pipeline_expire_parked(pipeline_t *pl)
 {
-    pipe->pi_next_expire_ms = rm_mono_ms() + pipe->pi_parked_check_ms;
-    pipe->pi_expiry_checks++;
-    int64_t cutoff_ms = links_read_until(pipe, rm_wall_ms()) - pipe->pi_parked_max_age_ms;
-    store_t *store = pipe->pi_opts.po_store;
+    pl->pi_next_expire_ms = rm_mono_ms() + pl->pi_parked_check_ms;
+    pl->pi_expiry_checks++;
+    int64_t cutoff_ms = links_read_until(pl, rm_wall_ms()) - pl->pi_parked_max_age_ms;
+    store_t *store = pl->pi_opts.po_store;
     MDB_txn *txn;
     int rc = store_write_begin(store, &txn);
     if (rc)
         return rc;
-    expire_ctx_t ctx = {pipe, ""};
+    expire_ctx_t ctx = {pl, ""};
     size_t expired = 0;
-    rc = engine_txn_begin(pipe->pi_engine, txn);
-    rc = rc ? rc : outbox_txn_begin(pipe->pi_outbox, txn);
+    rc = engine_txn_begin(pl->pi_engine, txn);
+    rc = rc ? rc : outbox_txn_begin(pl->pi_outbox, txn);
     rc = rc ? rc
-            : engine_expire_parked(pipe->pi_engine, txn, cutoff_ms, dead_letter_expired, &ctx,
+            : engine_expire_parked(pl->pi_engine, txn, cutoff_ms, dead_letter_expired, &ctx,
                                    &expired);
     size_t marks_dropped = 0;
     rc = rc ? rc : degraded_expire_waiting(store, txn, cutoff_ms, &marks_dropped);
-    rc = rc ? rc : outbox_txn_precommit(pipe->pi_outbox, txn);
+    rc = rc ? rc : outbox_txn_precommit(pl->pi_outbox, txn);
     if (rc || (!expired && !marks_dropped)) {
         store_write_abort(txn);
         return rc;
     }
     rc = store_write_commit(store, txn);
     if (!rc) {
-        pipe->pi_expired += expired;
-        pipe_flush_dead_letters(pipe, PIPE_OUTBOX_FLUSH_MS, false, false);
+        pl->pi_expired += expired;
+        pipeline_flush_dead_letters(pl, PIPELINE_OUTBOX_FLUSH_MS, false, false);
     }
     return rc;
 }

@@ -1,5 +1,5 @@
 /* pipeline_metrics: the counters the consumer thread publishes after each batch, and their
- * Prometheus text (pipe_render_metrics, any thread). */
+ * Prometheus text (pipeline_render_metrics, any thread). */
 #include "pipeline_int.h"
 #include "log.h"
 #include "rm_time.h"
@@ -7,42 +7,41 @@
 #include <stdio.h>
 #include <string.h>
 
-void pipe_get_stats(pipe_t *pipe, pipe_stats_t *ret_stats)
+void pipeline_get_stats(pipeline_t *pl, pipeline_stats_t *ret_stats)
 {
-    pthread_mutex_lock(&pipe->pi_lock);
-    *ret_stats = pipe->pi_snap.ps_stats;
-    pthread_mutex_unlock(&pipe->pi_lock);
+    pthread_mutex_lock(&pl->pi_lock);
+    *ret_stats = pl->pi_snap.ps_stats;
+    pthread_mutex_unlock(&pl->pi_lock);
 }
 
 /* Consumer thread: publishes the counters for scrapes (after a batch, or once a
  * second when idle so high watermarks and lag keep moving). */
-void pipe_publish_snapshot(pipe_t *pipe)
+void pipeline_publish_snapshot(pipeline_t *pl)
 {
-    const view_t *view = pipe->pi_opts.po_view;
-    store_t *store = pipe->pi_opts.po_store;
+    const view_t *view = pl->pi_opts.po_view;
+    store_t *store = pl->pi_opts.po_store;
     size_t parked = 0, map_bytes = 0, used_bytes = 0;
     MDB_txn *txn;
     if (store_read_begin(store, &txn) == 0) {
-        engine_parked_count(pipe->pi_engine, txn, &parked);
+        engine_parked_count(pl->pi_engine, txn, &parked);
         store_read_end(txn);
     }
     store_usage(store, &map_bytes, &used_bytes);
-    pthread_mutex_lock(&pipe->pi_lock);
-    pipe_snapshot_t *snap = &pipe->pi_snap;
-    snap->ps_stats = pipe->pi_stats;
-    memcpy(snap->ps_applied_by_rule, pipe->pi_applied_by_rule,
-           view->v_rule_count * sizeof(uint64_t));
-    snap->ps_batch_events = pipe->pi_batch_events;
-    snap->ps_commit_seconds = pipe->pi_commit_seconds;
+    pthread_mutex_lock(&pl->pi_lock);
+    pipeline_snapshot_t *snap = &pl->pi_snap;
+    snap->ps_stats = pl->pi_stats;
+    memcpy(snap->ps_applied_by_rule, pl->pi_applied_by_rule, view->v_rule_count * sizeof(uint64_t));
+    snap->ps_batch_events = pl->pi_batch_events;
+    snap->ps_commit_seconds = pl->pi_commit_seconds;
     store_sync_stats(store, &snap->ps_sync);
-    memcpy(snap->ps_tps, pipe->pi_tps, pipe->pi_tp_count * sizeof(pipe_tp_t));
-    for (size_t i = 0; i < pipe->pi_tp_count; i++) {
+    memcpy(snap->ps_tps, pl->pi_tps, pl->pi_tp_count * sizeof(pipeline_tp_t));
+    for (size_t i = 0; i < pl->pi_tp_count; i++) {
         int64_t low = 0, high = 0;
-        rd_kafka_get_watermark_offsets(pipe->pi_rk, view->v_topics[pipe->pi_tps[i].pt_topic],
-                                       pipe->pi_tps[i].pt_partition, &low, &high);
+        rd_kafka_get_watermark_offsets(pl->pi_rk, view->v_topics[pl->pi_tps[i].pt_topic],
+                                       pl->pi_tps[i].pt_partition, &low, &high);
         snap->ps_high[i] = high;
     }
-    snap->ps_tp_count = pipe->pi_tp_count;
+    snap->ps_tp_count = pl->pi_tp_count;
     snap->ps_parked = parked;
     snap->ps_map_bytes = map_bytes;
     snap->ps_used_bytes = used_bytes;
@@ -50,17 +49,17 @@ void pipe_publish_snapshot(pipe_t *pipe)
     int dead = store_reader_check(store);
     if (dead > 0)
         log_info("cleared stale reader slots", LOG_I("slots", dead));
-    outbox_get_stats(pipe->pi_outbox, &snap->ps_outbox);
-    memcpy(snap->ps_gaps, pipe->pi_gaps, sizeof(snap->ps_gaps));
-    snap->ps_expired = pipe->pi_expired;
-    snap->ps_switch_failures = pipe->pi_switch_failures;
-    snap->ps_expiry_checks = pipe->pi_expiry_checks;
-    snap->ps_registry_waits = pipe->pi_registry_waits;
+    outbox_get_stats(pl->pi_outbox, &snap->ps_outbox);
+    memcpy(snap->ps_gaps, pl->pi_gaps, sizeof(snap->ps_gaps));
+    snap->ps_expired = pl->pi_expired;
+    snap->ps_switch_failures = pl->pi_switch_failures;
+    snap->ps_expiry_checks = pl->pi_expiry_checks;
+    snap->ps_registry_waits = pl->pi_registry_waits;
     snap->ps_registry_paused = 0;
-    for (size_t i = 0; i < pipe->pi_tp_count; i++)
-        snap->ps_registry_paused += pipe->pi_tps[i].pt_held_offset >= 0;
-    pthread_mutex_unlock(&pipe->pi_lock);
-    pipe->pi_next_snapshot_ms = rm_mono_ms() + 1000;
+    for (size_t i = 0; i < pl->pi_tp_count; i++)
+        snap->ps_registry_paused += pl->pi_tps[i].pt_held_offset >= 0;
+    pthread_mutex_unlock(&pl->pi_lock);
+    pl->pi_next_snapshot_ms = rm_mono_ms() + 1000;
 }
 
 /* A scrape being written: the first error sticks and every later write is skipped, so a
@@ -95,13 +94,13 @@ static void family_hist(scrape_t *sc, const char *name, const char *help,
 }
 
 /* Per partition: stored offset, high watermark, lag in messages and seconds. */
-static void render_partitions(scrape_t *sc, const view_t *view, const pipe_snapshot_t *snap,
+static void render_partitions(scrape_t *sc, const view_t *view, const pipeline_snapshot_t *snap,
                               int64_t wall)
 {
     family(sc, "readmodel_partition_next_offset", "gauge",
            "Next offset to apply, as committed in the store.");
     for (size_t i = 0; !sc->sc_rc && i < snap->ps_tp_count; i++) {
-        const pipe_tp_t *tp = &snap->ps_tps[i];
+        const pipeline_tp_t *tp = &snap->ps_tps[i];
         char part[16];
         snprintf(part, sizeof(part), "%d", tp->pt_partition);
         const char *labels[] = {"view",      view->v_name, "topic", view->v_topics[tp->pt_topic],
@@ -115,7 +114,7 @@ static void render_partitions(scrape_t *sc, const view_t *view, const pipe_snaps
     family(sc, "readmodel_partition_lag_seconds", "gauge",
            "Now minus the newest applied event time (0 when caught up).");
     for (size_t i = 0; !sc->sc_rc && i < snap->ps_tp_count; i++) {
-        const pipe_tp_t *tp = &snap->ps_tps[i];
+        const pipeline_tp_t *tp = &snap->ps_tps[i];
         char part[16];
         snprintf(part, sizeof(part), "%d", tp->pt_partition);
         const char *labels[] = {"view",      view->v_name, "topic", view->v_topics[tp->pt_topic],
@@ -136,7 +135,7 @@ static void render_partitions(scrape_t *sc, const view_t *view, const pipe_snaps
 }
 
 /* Events by outcome and by type, batches by size, latency and what closed them. */
-static void render_batches(scrape_t *sc, const view_t *view, const pipe_snapshot_t *snap)
+static void render_batches(scrape_t *sc, const view_t *view, const pipeline_snapshot_t *snap)
 {
     family(sc, "readmodel_events_total", "counter", "Events consumed, by outcome.");
     for (int o = 0; !sc->sc_rc && o < ENGINE__OUTCOMES; o++) {
@@ -154,12 +153,12 @@ static void render_batches(scrape_t *sc, const view_t *view, const pipe_snapshot
                 &snap->ps_batch_events);
     family_hist(sc, "readmodel_commit_seconds", "Time to apply and commit one batch.",
                 &snap->ps_commit_seconds);
-    static const char *const closed_by[PIPE_CLOSE__COUNT] = {"drained", "max_ms", "max_events",
-                                                             "stopped"};
+    static const char *const closed_by[PIPELINE_CLOSE__COUNT] = {"drained", "max_ms", "max_events",
+                                                                 "stopped"};
     family(sc, "readmodel_batches_total", "counter",
            "Committed batches by what closed them: drained (the consumer queue was empty), "
            "max_ms, max_events, stopped.");
-    for (int c = 0; !sc->sc_rc && c < PIPE_CLOSE__COUNT; c++) {
+    for (int c = 0; !sc->sc_rc && c < PIPELINE_CLOSE__COUNT; c++) {
         const char *labels[] = {"view", view->v_name, "closed_by", closed_by[c], NULL};
         sc->sc_rc = metrics_sample_i64(sc->sc_out, "readmodel_batches_total",
                                        (int64_t)snap->ps_stats.ps_batches_closed[c], labels);
@@ -184,14 +183,14 @@ static void render_registry(scrape_t *sc, registry_t *registry)
                   rs.rs_down ? 0 : 1);
 }
 
-int pipe_render_metrics(pipe_t *pipe, buf_t *out)
+int pipeline_render_metrics(pipeline_t *pl, buf_t *out)
 {
-    const view_t *view = pipe->pi_opts.po_view;
+    const view_t *view = pl->pi_opts.po_view;
     int64_t wall = rm_wall_ms();
     const char *vlabels[] = {"view", view->v_name, NULL};
     scrape_t scrape = {out, vlabels, 0}, *sc = &scrape;
-    pthread_mutex_lock(&pipe->pi_lock);
-    const pipe_snapshot_t *snap = &pipe->pi_snap;
+    pthread_mutex_lock(&pl->pi_lock);
+    const pipeline_snapshot_t *snap = &pl->pi_snap;
     render_partitions(sc, view, snap, wall);
     render_batches(sc, view, snap);
     family(sc, "readmodel_store_syncs_total", "counter",
@@ -223,8 +222,8 @@ int pipe_render_metrics(pipe_t *pipe, buf_t *out)
            "Partitions found with a stored offset outside the log, by cause: retention (below "
            "the log start), log-truncated (beyond the log end), unknown (no watermarks to "
            "tell; the projector stops and looks again at its next start).");
-    for (int c = 0; !sc->sc_rc && c < PIPE_GAP__CAUSES; c++) {
-        const char *labels[] = {"view", view->v_name, "cause", pipe_gap_cause_names[c], NULL};
+    for (int c = 0; !sc->sc_rc && c < PIPELINE_GAP__CAUSES; c++) {
+        const char *labels[] = {"view", view->v_name, "cause", pipeline_gap_cause_names[c], NULL};
         sc->sc_rc =
             metrics_sample_i64(out, "readmodel_gaps_total", (int64_t)snap->ps_gaps[c], labels);
     }
@@ -250,8 +249,8 @@ int pipe_render_metrics(pipe_t *pipe, buf_t *out)
                   "Messages held back (not applied, not dead-lettered) for an unavailable "
                   "registry.",
                   (int64_t)snap->ps_registry_waits);
-    if (pipe->pi_opts.po_registry)
-        render_registry(sc, pipe->pi_opts.po_registry);
-    pthread_mutex_unlock(&pipe->pi_lock);
+    if (pl->pi_opts.po_registry)
+        render_registry(sc, pl->pi_opts.po_registry);
+    pthread_mutex_unlock(&pl->pi_lock);
     return sc->sc_rc;
 }

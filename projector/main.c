@@ -2,10 +2,10 @@
  * Wiring only: the logic lives in lib/ (pipeline, engine, store). */
 #include "app.h"
 #include "cfg.h"
-#include "dlq.h"
+#include "dlq_command.h"
 #include "erasures.h"
 #include "gen.h"
-#include "gens.h"
+#include "generations.h"
 #include "kafka.h"
 #include "log.h"
 #include "metrics_http.h"
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static pipe_t *volatile running_pipe;
+static pipeline_t *volatile running_pipe;
 static volatile sig_atomic_t stop_requested;
 
 /* Installed before anything slow (broker metadata can take seconds), so a stop during
@@ -29,7 +29,7 @@ static void on_signal(int sig)
     (void)sig;
     stop_requested = 1;
     if (running_pipe)
-        pipe_stop(running_pipe);
+        pipeline_stop(running_pipe);
 }
 
 static void usage(FILE *out)
@@ -265,7 +265,7 @@ static int parse_command(int argc, char **argv, cli_t *cli)
         : from && strcmp(from, "earliest") != 0 ? "--from: only 'earliest' (or use --from-time)"
         : cli->cl_until_caught_up && gen        ? "--until-caught-up is for the daemon"
                                                 : NULL;
-    if (!misplaced && from_time && gens_parse_time(from_time, &cli->cl_start_time_ms))
+    if (!misplaced && from_time && generations_parse_time(from_time, &cli->cl_start_time_ms))
         misplaced = "--from-time: expected ISO 8601 with a zone, e.g. 2024-05-01T12:00:00Z";
     if (!misplaced && from_time && cli->cl_start_time_ms <= 0)
         misplaced = "--from-time: must be after 1970";
@@ -288,15 +288,15 @@ static int run_command(app_t *app, const cli_t *cli)
     if (cli->cl_dlq_command)
         return dlq_main(app, cli->cl_dlq_command, cli->cl_dry_run);
     if (cli->cl_rebuild)
-        return gens_rebuild_main(app, cli->cl_start_time_ms, &running_pipe, &stop_requested);
+        return generations_rebuild_main(app, cli->cl_start_time_ms, &running_pipe, &stop_requested);
     if (strcmp(cli->cl_gen_command, "generations") == 0)
-        return gens_list_main(app, cli->cl_json);
-    return gens_rollback_main(app, cli->cl_to);
+        return generations_list_main(app, cli->cl_json);
+    return generations_rollback_main(app, cli->cl_to);
 }
 
 /* The data directory and the current generation (a flat store of an older version moved
  * into its first one). Returns the exit code. */
-static int find_current_generation(app_t *app, gens_follow_t *follow)
+static int find_current_generation(app_t *app, generations_follow_t *follow)
 {
     int rc = app_mkdirs(cfg_str(app->ap_cfg, "data_dir"));
     if (rc) {
@@ -326,7 +326,7 @@ static int find_current_generation(app_t *app, gens_follow_t *follow)
  * the erasure topic, the current generation rebuilt if it may have lost writes, and its
  * writer opened. Returns the exit code; APP_EXIT_OK with stop_requested set when a
  * SIGTERM came meanwhile. */
-static int prepare_daemon(app_t *app, gens_follow_t *follow, erasures_t **ret_erasures)
+static int prepare_daemon(app_t *app, generations_follow_t *follow, erasures_t **ret_erasures)
 {
     char err[1024];
     int exit_code = find_current_generation(app, follow);
@@ -355,7 +355,8 @@ static int prepare_daemon(app_t *app, gens_follow_t *follow, erasures_t **ret_er
         return exit_code; /* a stop while the erasure topic was read: start nothing more */
     /* Never serve or extend a generation that may have lost writes: rebuild it first. */
     bool rebuilt = false;
-    exit_code = gens_repair_current(app, follow->gf_dir, &running_pipe, &stop_requested, &rebuilt);
+    exit_code =
+        generations_repair_current(app, follow->gf_dir, &running_pipe, &stop_requested, &rebuilt);
     if (!exit_code && rebuilt &&
         gen_current(app->ap_store_dir, &follow->gf_generation, follow->gf_dir,
                     sizeof(follow->gf_dir)))
@@ -363,7 +364,7 @@ static int prepare_daemon(app_t *app, gens_follow_t *follow, erasures_t **ret_er
     if (exit_code)
         return exit_code;
     bool usage_error = false;
-    follow->gf_store = gens_open_writer(app, follow->gf_dir, &usage_error);
+    follow->gf_store = generations_open_writer(app, follow->gf_dir, &usage_error);
     if (!follow->gf_store)
         return usage_error ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
     return APP_EXIT_OK;
@@ -371,22 +372,23 @@ static int prepare_daemon(app_t *app, gens_follow_t *follow, erasures_t **ret_er
 
 /* The pipeline over the writer's generation, with its metrics listener, until it stops.
  * Returns the exit code. */
-static int run_pipeline(app_t *app, const cli_t *cli, gens_follow_t *follow, erasures_t *erasures)
+static int run_pipeline(app_t *app, const cli_t *cli, generations_follow_t *follow,
+                        erasures_t *erasures)
 {
     char err[1024];
-    pipe_t *pipe = NULL;
+    pipeline_t *pl = NULL;
     metrics_http_t *metrics = NULL;
-    pipe_opts_t popts = {.po_cfg = app->ap_cfg,
-                         .po_view = app->ap_view,
-                         .po_catalog = app->ap_catalog,
-                         .po_store = follow->gf_store,
-                         .po_until_caught_up = cli->cl_until_caught_up,
-                         .po_generation = follow->gf_generation,
-                         .po_tick = gens_follow_tick,
-                         .po_tick_arg = follow,
-                         .po_erasures = erasures,
-                         .po_registry = app->ap_registry};
-    int exit_code = APP_EXIT_OK, rc = pipe_new(&popts, &pipe, err, sizeof(err));
+    pipeline_opts_t popts = {.po_cfg = app->ap_cfg,
+                             .po_view = app->ap_view,
+                             .po_catalog = app->ap_catalog,
+                             .po_store = follow->gf_store,
+                             .po_until_caught_up = cli->cl_until_caught_up,
+                             .po_generation = follow->gf_generation,
+                             .po_tick = generations_follow_tick,
+                             .po_tick_arg = follow,
+                             .po_erasures = erasures,
+                             .po_registry = app->ap_registry};
+    int exit_code = APP_EXIT_OK, rc = pipeline_new(&popts, &pl, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "projector: %s\n", err);
         /* RM_ECONFIG: Kafka settings librdkafka refuses; restarting will not fix them. */
@@ -394,12 +396,12 @@ static int run_pipeline(app_t *app, const cli_t *cli, gens_follow_t *follow, era
     }
     const char *metrics_listen = cfg_str(app->ap_cfg, "projector.metrics_listen");
     if (*metrics_listen && !cli->cl_until_caught_up &&
-        !(metrics = metrics_http_start(metrics_listen, pipe, err, sizeof(err)))) {
+        !(metrics = metrics_http_start(metrics_listen, pl, err, sizeof(err)))) {
         log_error("cannot start the metrics listener", LOG_S("error", err));
-        pipe_destroy(pipe);
+        pipeline_destroy(pl);
         return APP_EXIT_FAILURE;
     }
-    running_pipe = pipe;
+    running_pipe = pl;
     if (stop_requested) {
         /* Stopped during start-up (with the brokers down, the lookups above take
          * seconds): the pipeline would first read the DLQ topics and the metadata
@@ -411,9 +413,9 @@ static int run_pipeline(app_t *app, const cli_t *cli, gens_follow_t *follow, era
              LOG_S("store", follow->gf_dir), LOG_I("generation", follow->gf_generation),
              LOG_S("durability", cfg_str(app->ap_cfg, "projector.durability")),
              LOG_I("until_caught_up", cli->cl_until_caught_up));
-    rc = pipe_run(pipe);
-    pipe_stats_t stats;
-    pipe_get_stats(pipe, &stats);
+    rc = pipeline_run(pl);
+    pipeline_stats_t stats;
+    pipeline_get_stats(pl, &stats);
     log_info(rc ? "projector stopped on error" : "projector stopped",
              LOG_S("view", app->ap_view->v_name), LOG_I("messages", stats.ps_messages),
              LOG_I("applied", stats.ps_outcomes[ENGINE_APPLIED]),
@@ -428,7 +430,7 @@ static int run_pipeline(app_t *app, const cli_t *cli, gens_follow_t *follow, era
 out:
     running_pipe = NULL;
     metrics_http_stop(metrics);
-    pipe_destroy(pipe);
+    pipeline_destroy(pl);
     return exit_code;
 }
 
@@ -457,12 +459,12 @@ int main(int argc, char **argv)
         app_cleanup(&app);
         return exit_code;
     }
-    gens_follow_t follow = {.gf_app = &app};
+    generations_follow_t follow = {.gf_app = &app};
     erasures_t *erasures = NULL;
     exit_code = prepare_daemon(&app, &follow, &erasures);
     if (!exit_code && !stop_requested)
         exit_code = run_pipeline(&app, &cli, &follow, erasures);
-    gens_push_erasures_final(&follow, MAIN_ERASURES_FINAL_MS);
+    generations_push_erasures_final(&follow, MAIN_ERASURES_FINAL_MS);
     erasures_topic_destroy(follow.gf_erasures_topic);
     /* The final sync of the generation: if it fails, the generation is marked and the
      * next start rebuilds it; say so with the exit code, whatever else happened. */

@@ -12,7 +12,7 @@
 
 struct metrics_http {
     struct MHD_Daemon *mh_daemon;
-    pipe_t *mh_pipe;
+    pipeline_t *mh_pipe;
 };
 
 static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *type,
@@ -41,7 +41,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (strcmp(url, "/metrics") != 0)
         return respond(conn, MHD_HTTP_NOT_FOUND, "text/plain", strdup("not found\n"), 10);
     buf_t out = BUF_INIT;
-    if (pipe_render_metrics(server->mh_pipe, &out) || !out.b_data) {
+    if (pipeline_render_metrics(server->mh_pipe, &out) || !out.b_data) {
         buf_free(&out);
         return respond(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain", strdup("error\n"), 6);
     }
@@ -49,7 +49,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                    out.b_len);
 }
 
-metrics_http_t *metrics_http_start(const char *listen, pipe_t *pipe, char *errstr, size_t errlen)
+metrics_http_t *metrics_http_start(const char *listen, pipeline_t *pl, char *errstr, size_t errlen)
 {
     struct sockaddr_in addr;
     if (app_parse_listen(listen, &addr)) {
@@ -61,7 +61,7 @@ metrics_http_t *metrics_http_start(const char *listen, pipe_t *pipe, char *errst
         snprintf(errstr, errlen, "out of memory");
         return NULL;
     }
-    server->mh_pipe = pipe;
+    server->mh_pipe = pl;
     server->mh_daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
                                          NULL, NULL, handle, server, MHD_OPTION_SOCK_ADDR,
                                          (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, 64,

@@ -7,9 +7,9 @@
 
 typedef struct metrics_http metrics_http_t;
 
-/* Starts listening on listen ("host:port") in its own thread; pipe must outlive it.
+/* Starts listening on listen ("host:port") in its own thread; the pipeline must outlive it.
  * Returns NULL with a message in errstr. */
-metrics_http_t *metrics_http_start(const char *listen, pipe_t *pipe, char *errstr, size_t errlen);
+metrics_http_t *metrics_http_start(const char *listen, pipeline_t *pl, char *errstr, size_t errlen);
 void metrics_http_stop(metrics_http_t *server);
 
 #endif

@@ -151,7 +151,7 @@ static char *registry_mark(store_t *store, MDB_txn *txn)
 {
     const void *mark;
     size_t mark_len;
-    if (store_meta_get(store, txn, PIPE_REGISTRY_META, &mark, &mark_len) || mark_len == 0 ||
+    if (store_meta_get(store, txn, PIPELINE_REGISTRY_META, &mark, &mark_len) || mark_len == 0 ||
         memmem(mark, mark_len, "\"paused_partitions\":0,", 22))
         return NULL;
     return strndup(mark, mark_len);

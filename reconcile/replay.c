@@ -28,7 +28,7 @@
 #define REPLAY_SYNC_INTERVAL_MS (24LL * 3600 * 1000)
 
 typedef struct replay_stops {
-    pipe_stop_t *rs_stops; /* pst_topic strdup'ed */
+    pipeline_stop_t *rs_stops; /* pst_topic strdup'ed */
     size_t rs_count;
     size_t rs_cap;
     int64_t rs_total;      /* sum of the stop offsets: events to replay */
@@ -51,7 +51,7 @@ static int collect_stop(void *ctx, const char *topic, int32_t partition,
                      occur: the view hash matched) */
     if (stops->rs_count == stops->rs_cap) {
         size_t cap = stops->rs_cap ? 2 * stops->rs_cap : 64;
-        pipe_stop_t *grown = realloc(stops->rs_stops, cap * sizeof(*grown));
+        pipeline_stop_t *grown = realloc(stops->rs_stops, cap * sizeof(*grown));
         if (!grown)
             return RM_ENOMEM;
         stops->rs_stops = grown;
@@ -60,7 +60,7 @@ static int collect_stop(void *ctx, const char *topic, int32_t partition,
     char *copy = strdup(topic);
     if (!copy)
         return RM_ENOMEM;
-    stops->rs_stops[stops->rs_count++] = (pipe_stop_t){copy, partition, offset->so_next_offset};
+    stops->rs_stops[stops->rs_count++] = (pipeline_stop_t){copy, partition, offset->so_next_offset};
     stops->rs_total += offset->so_next_offset;
     // cppcheck-suppress memleak ; copy is owned by rs_stops (freed by stops_free)
     return 0;
@@ -122,7 +122,7 @@ static int check_history(const app_t *app, const replay_stops_t *stops, char *er
     }
     int rc = 0;
     for (size_t i = 0; !rc && i < stops->rs_count; i++) {
-        const pipe_stop_t *stop = &stops->rs_stops[i];
+        const pipeline_stop_t *stop = &stops->rs_stops[i];
         int64_t low = -1, high = -1;
         rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
             rk, stop->pst_topic, stop->pst_partition, &low, &high, REPLAY_WATERMARK_TIMEOUT_MS);
@@ -156,7 +156,7 @@ static int check_reached(store_t *scratch, const replay_stops_t *stops, char *er
     MDB_txn *txn = NULL;
     int rc = store_read_begin(scratch, &txn);
     for (size_t i = 0; !rc && i < stops->rs_count; i++) {
-        const pipe_stop_t *stop = &stops->rs_stops[i];
+        const pipeline_stop_t *stop = &stops->rs_stops[i];
         store_offset_t off = {0};
         int grc = store_offset_get(scratch, txn, stop->pst_topic, stop->pst_partition, &off);
         if (grc && grc != RM_ENOTFOUND) {
@@ -240,7 +240,7 @@ static int make_scratch_dir(const replay_opts_t *opts, char *out, size_t outlen,
 }
 
 typedef struct replay_thread {
-    pipe_t *rt_pipe;
+    pipeline_t *rt_pipe;
     int rt_rc;
     atomic_bool rt_done;
 } replay_thread_t;
@@ -248,25 +248,25 @@ typedef struct replay_thread {
 static void *run_pipe(void *arg)
 {
     replay_thread_t *rt = arg;
-    rt->rt_rc = pipe_run(rt->rt_pipe);
+    rt->rt_rc = pipeline_run(rt->rt_pipe);
     atomic_store(&rt->rt_done, true);
     return NULL;
 }
 
 /* Runs the pipeline; with progress, on a second thread while this one reports. */
-static int run_with_progress(pipe_t *pipe, bool progress, int64_t total)
+static int run_with_progress(pipeline_t *pl, bool progress, int64_t total)
 {
     if (!progress)
-        return pipe_run(pipe);
-    replay_thread_t rt = {pipe, 0, false};
+        return pipeline_run(pl);
+    replay_thread_t rt = {pl, 0, false};
     pthread_t thread;
     if (pthread_create(&thread, NULL, run_pipe, &rt) != 0)
-        return pipe_run(pipe);
+        return pipeline_run(pl);
     int64_t start = rm_mono_ms();
     while (!atomic_load(&rt.rt_done)) {
         usleep(REPLAY_PROGRESS_EVERY_MS * 1000);
-        pipe_stats_t stats;
-        pipe_get_stats(pipe, &stats);
+        pipeline_stats_t stats;
+        pipeline_get_stats(pl, &stats);
         double seconds = (double)(rm_mono_ms() - start) / 1000.0;
         fprintf(stderr, "\rreplay: %llu / %lld events (%3.0f%%), %.0f events/s   ",
                 (unsigned long long)stats.ps_messages, (long long)total,
@@ -280,7 +280,7 @@ static int run_with_progress(pipe_t *pipe, bool progress, int64_t total)
 
 /* Builds the scratch store up to the stops; returns the pipeline's stats. */
 static int replay_into(const replay_opts_t *opts, store_t *scratch, const replay_stops_t *stops,
-                       pipe_stats_t *ret_stats, char *errstr, size_t errlen)
+                       pipeline_stats_t *ret_stats, char *errstr, size_t errlen)
 {
     const app_t *app = opts->rpo_app;
     /* The view's hash, as the projector writes it, so a kept scratch store can be
@@ -304,7 +304,7 @@ static int replay_into(const replay_opts_t *opts, store_t *scratch, const replay
     erasures_t *erasures = erasures_open(app->ap_store_dir, true, errstr, errlen);
     if (!erasures)
         return RM_EIO;
-    pipe_opts_t popts = {
+    pipeline_opts_t popts = {
         .po_cfg = app->ap_cfg,
         .po_view = app->ap_view,
         .po_catalog = app->ap_catalog,
@@ -315,15 +315,15 @@ static int replay_into(const replay_opts_t *opts, store_t *scratch, const replay
         .po_erasures = erasures,
         .po_registry = app->ap_registry,
     };
-    pipe_t *pipe = NULL;
-    rc = pipe_new(&popts, &pipe, errstr, errlen);
+    pipeline_t *pl = NULL;
+    rc = pipeline_new(&popts, &pl, errstr, errlen);
     if (rc) {
         erasures_close(erasures);
         return rc;
     }
-    rc = run_with_progress(pipe, opts->rpo_progress, stops->rs_total);
-    pipe_get_stats(pipe, ret_stats);
-    pipe_destroy(pipe);
+    rc = run_with_progress(pl, opts->rpo_progress, stops->rs_total);
+    pipeline_get_stats(pl, ret_stats);
+    pipeline_destroy(pl);
     erasures_close(erasures);
     if (rc == RM_EGAP)
         snprintf(errstr, errlen,
@@ -349,7 +349,7 @@ static int replay_and_diff(const replay_opts_t *opts, store_t *live, MDB_txn *li
     store_t *scratch = store_open(&sopts, errstr, errlen);
     if (!scratch)
         return RM_ESTORE;
-    pipe_stats_t pstats;
+    pipeline_stats_t pstats;
     int64_t t0 = rm_mono_ms();
     int rc = replay_into(opts, scratch, stops, &pstats, errstr, errlen);
     int64_t replay_ms = rm_mono_ms() - t0;

@@ -6,7 +6,7 @@
  *     read-only and ONE read transaction is held from reading its next offsets to the
  *     end of the diff, so the projector may keep writing without moving what is
  *     compared; the scratch pipeline stops every partition exactly at those offsets
- *     (pipe_opts_t.po_stop_offsets).
+ *     (pipeline_opts_t.po_stop_offsets).
  * (2) The replay is the projector's pipeline and engine (lib/pipeline.c), not a copy,
  *     in scratch mode: no dead letters, no DLQ or consumer-group traffic, no parked
  *     event expiry (pipeline.h).

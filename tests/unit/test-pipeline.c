@@ -83,21 +83,21 @@ static void produce(const char *topic, int32_t partition, const char *key, const
     ck_assert_int_eq(rd_kafka_flush(producer, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
 }
 
-static pipe_stats_t run_until_caught_up(void)
+static pipeline_stats_t run_until_caught_up(void)
 {
     char err[512];
-    pipe_opts_t opts = {.po_cfg = cfg,
-                        .po_view = view,
-                        .po_catalog = catalog,
-                        .po_store = store,
-                        .po_until_caught_up = true,
-                        .po_generation = 1};
-    pipe_t *pipe = NULL;
-    ck_assert_msg(pipe_new(&opts, &pipe, err, sizeof(err)) == 0, "%s", err);
-    ck_assert_int_eq(pipe_run(pipe), 0);
-    pipe_stats_t stats;
-    pipe_get_stats(pipe, &stats);
-    pipe_destroy(pipe);
+    pipeline_opts_t opts = {.po_cfg = cfg,
+                            .po_view = view,
+                            .po_catalog = catalog,
+                            .po_store = store,
+                            .po_until_caught_up = true,
+                            .po_generation = 1};
+    pipeline_t *pl = NULL;
+    ck_assert_msg(pipeline_new(&opts, &pl, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(pipeline_run(pl), 0);
+    pipeline_stats_t stats;
+    pipeline_get_stats(pl, &stats);
+    pipeline_destroy(pl);
     return stats;
 }
 
@@ -128,7 +128,7 @@ START_TEST(test_a_run_applies_dead_letters_and_resumes)
     EV(SETTLED, "event_id=p1", "occurred_at=1300", "version=1", "payment_id=P1", "order_id=O1",
        "amount_cents=500", "currency=EUR");
     produce("payments", 1, "P1", msg.b_data, msg.b_len);
-    pipe_stats_t stats = run_until_caught_up();
+    pipeline_stats_t stats = run_until_caught_up();
     ck_assert_uint_eq(stats.ps_outcomes[ENGINE_PARKED], 1);
     EV(REG, "event_id=r1", "occurred_at=1000", "version=1", "customer_id=C1", "name=Ada",
        "email=ada@example.com", "phone=+441234", "preferred_channel=EMAIL",

@@ -1,5 +1,6 @@
-/* gens: writer-side store generations — open, follow a switch, rebuild, list, roll back. */
-#include "gens.h"
+/* generations: the projector's side of store generations (the layout on disk and the
+ * switch are lib/gen.c's) — open, follow a switch, rebuild, list, roll back. */
+#include "generations.h"
 #include "erasures.h"
 #include "gen.h"
 #include "log.h"
@@ -16,20 +17,20 @@
 
 /* How often the daemon looks at "current": one readlink, so cheap; 200 ms keeps the
  * window in which it writes a generation nobody serves any more short. */
-#define GENS_FOLLOW_MS 200
+#define GENERATIONS_FOLLOW_MS 200
 /* Erasures are rare and a compaction that could lose their tombstone is a day away
  * (delete.retention.ms): a second is prompt enough and costs nothing between them. */
-#define GENS_ERASURES_PUSH_MS 1000
-#define GENS_BUSY_LOG_MS 60000
+#define GENERATIONS_ERASURES_PUSH_MS 1000
+#define GENERATIONS_BUSY_LOG_MS 60000
 /* After a failed switch: each attempt builds a producer and reads the DLQ topics'
  * watermarks on the consumer thread, so attempts are spaced out. */
-#define GENS_SWITCH_RETRY_MS 5000
-#define GENS_TTY_REDRAW_MS 200      /* progress bar refresh on a terminal */
-#define GENS_LOG_PROGRESS_MS 5000   /* progress line period without a terminal */
-#define GENS_MAX_ROUNDS 5           /* catch-up rounds before the switch */
-#define GENS_SHORT_ROUND_MS 2000    /* a round this short leaves little behind: switch */
-#define GENS_MAX_PARTITIONS 4096
-#define GENS_BAR_WIDTH 24
+#define GENERATIONS_SWITCH_RETRY_MS 5000
+#define GENERATIONS_TTY_REDRAW_MS 200      /* progress bar refresh on a terminal */
+#define GENERATIONS_LOG_PROGRESS_MS 5000   /* progress line period without a terminal */
+#define GENERATIONS_MAX_ROUNDS 5           /* catch-up rounds before the switch */
+#define GENERATIONS_SHORT_ROUND_MS 2000    /* a round this short leaves little behind: switch */
+#define GENERATIONS_MAX_PARTITIONS 4096
+#define GENERATIONS_BAR_WIDTH 24
 
 static int parse_durability(const char *text, store_durability_t *ret)
 {
@@ -71,7 +72,7 @@ static int check_view_hash(store_t *store, const view_t *view)
     return same ? 0 : RM_EMISMATCH;
 }
 
-/* Like gens_open_writer, but hands back the error instead of logging it. */
+/* Like generations_open_writer, but hands back the error instead of logging it. */
 static store_t *open_writer(const app_t *app, const char *dir, int *ret_rc, char *err,
                             size_t errlen)
 {
@@ -103,7 +104,7 @@ static store_t *open_writer(const app_t *app, const char *dir, int *ret_rc, char
     return store;
 }
 
-store_t *gens_open_writer(const app_t *app, const char *dir, bool *ret_usage)
+store_t *generations_open_writer(const app_t *app, const char *dir, bool *ret_usage)
 {
     char err[1024];
     int rc = 0;
@@ -116,19 +117,19 @@ store_t *gens_open_writer(const app_t *app, const char *dir, bool *ret_usage)
     return store;
 }
 
-static void push_erasures(gens_follow_t *gf, int wait_ms, bool final)
+static void push_erasures(generations_follow_t *gf, int wait_ms, bool final)
 {
     char err[512];
     int rc = erasures_topic_push(gf->gf_erasures_topic, wait_ms, err, sizeof(err));
     int64_t now = rm_mono_ms();
-    if (rc && (final || now - gf->gf_push_logged_ms >= GENS_BUSY_LOG_MS)) {
+    if (rc && (final || now - gf->gf_push_logged_ms >= GENERATIONS_BUSY_LOG_MS)) {
         gf->gf_push_logged_ms = now;
         log_warn("cannot publish erasures to the erasure topic; retrying",
                  LOG_S("view", gf->gf_app->ap_view->v_name), LOG_S("error", err));
     }
 }
 
-void gens_push_erasures_final(gens_follow_t *gf, int wait_ms)
+void generations_push_erasures_final(generations_follow_t *gf, int wait_ms)
 {
     if (!gf->gf_erasures_topic)
         return;
@@ -143,17 +144,17 @@ void gens_push_erasures_final(gens_follow_t *gf, int wait_ms)
                  LOG_S("view", gf->gf_app->ap_view->v_name), LOG_I("ledger_bytes", pending));
 }
 
-int gens_follow_tick(void *arg, pipe_t *pipe)
+int generations_follow_tick(void *arg, pipeline_t *pl)
 {
-    gens_follow_t *gf = arg;
+    generations_follow_t *gf = arg;
     int64_t now = rm_mono_ms();
     if (gf->gf_erasures_topic && now >= gf->gf_next_push_ms) {
-        gf->gf_next_push_ms = now + GENS_ERASURES_PUSH_MS;
+        gf->gf_next_push_ms = now + GENERATIONS_ERASURES_PUSH_MS;
         push_erasures(gf, 0, false);
     }
     if (now < gf->gf_next_check_ms)
         return 0;
-    gf->gf_next_check_ms = now + GENS_FOLLOW_MS;
+    gf->gf_next_check_ms = now + GENERATIONS_FOLLOW_MS;
     char dir[GEN_DIR_MAX];
     int64_t id;
     if (gen_current(gf->gf_app->ap_store_dir, &id, dir, sizeof(dir)) != 0 ||
@@ -170,26 +171,27 @@ int gens_follow_tick(void *arg, pipe_t *pipe)
             return RM_EMISMATCH;
         }
         /* E.g. the rebuild has switched but not yet closed it: try again next tick. */
-        if (now - gf->gf_busy_logged_ms >= GENS_BUSY_LOG_MS) {
+        if (now - gf->gf_busy_logged_ms >= GENERATIONS_BUSY_LOG_MS) {
             gf->gf_busy_logged_ms = now;
             log_warn("cannot open the new current generation yet; still writing the old one",
                      LOG_S("store", dir), LOG_I("generation", id), LOG_S("error", err));
         }
         return 0;
     }
-    rc = pipe_switch_store(pipe, store, id, err, sizeof(err));
+    rc = pipeline_switch_store(pl, store, id, err, sizeof(err));
     if (rc) {
         /* All or nothing: the pipeline holds nothing of store and still writes ours. */
         store_close(store);
-        gf->gf_next_check_ms = now + GENS_SWITCH_RETRY_MS;
-        if (gf->gf_switch_failures++ == 0 || now - gf->gf_switch_logged_ms >= GENS_BUSY_LOG_MS) {
+        gf->gf_next_check_ms = now + GENERATIONS_SWITCH_RETRY_MS;
+        if (gf->gf_switch_failures++ == 0 ||
+            now - gf->gf_switch_logged_ms >= GENERATIONS_BUSY_LOG_MS) {
             gf->gf_switch_logged_ms = now;
             log_error("cannot switch to the new store generation; still writing the current "
                       "one, retrying",
                       LOG_S("view", gf->gf_app->ap_view->v_name), LOG_S("store", dir),
                       LOG_I("generation", id), LOG_I("current_generation", gf->gf_generation),
                       LOG_I("failures", gf->gf_switch_failures), LOG_S("error", err),
-                      LOG_I("retry_in_ms", GENS_SWITCH_RETRY_MS));
+                      LOG_I("retry_in_ms", GENERATIONS_SWITCH_RETRY_MS));
         }
         return 0;
     }
@@ -204,7 +206,7 @@ int gens_follow_tick(void *arg, pipe_t *pipe)
     return 0;
 }
 
-int gens_parse_time(const char *text, int64_t *ret_ms)
+int generations_parse_time(const char *text, int64_t *ret_ms)
 {
     struct tm tm = {0};
     const char *p = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
@@ -241,7 +243,7 @@ int gens_parse_time(const char *text, int64_t *ret_ms)
 typedef struct progress {
     const app_t *pg_app;
     bool pg_tty;
-    pipe_partition_t *pg_parts;
+    pipeline_partition_t *pg_parts;
     int64_t *pg_prev_next;     /* per partition: next offset at the previous draw */
     double *pg_rate;           /* per partition: events/s, smoothed */
     size_t pg_lines;           /* lines drawn last time (cursor moves back over them) */
@@ -261,22 +263,23 @@ static void format_eta(char *out, size_t len, double seconds)
         snprintf(out, len, "%02d:%02d", (int)seconds / 60, (int)seconds % 60);
 }
 
-static int progress_tick(void *arg, pipe_t *pipe)
+static int progress_tick(void *arg, pipeline_t *pl)
 {
     progress_t *pg = arg;
     int64_t now = rm_mono_ms();
     if (now < pg->pg_next_draw_ms)
         return 0;
-    pg->pg_next_draw_ms = now + (pg->pg_tty ? GENS_TTY_REDRAW_MS : GENS_LOG_PROGRESS_MS);
-    size_t count = pipe_partitions(pipe, pg->pg_parts, GENS_MAX_PARTITIONS);
-    if (count > GENS_MAX_PARTITIONS)
-        count = GENS_MAX_PARTITIONS;
+    pg->pg_next_draw_ms =
+        now + (pg->pg_tty ? GENERATIONS_TTY_REDRAW_MS : GENERATIONS_LOG_PROGRESS_MS);
+    size_t count = pipeline_partitions(pl, pg->pg_parts, GENERATIONS_MAX_PARTITIONS);
+    if (count > GENERATIONS_MAX_PARTITIONS)
+        count = GENERATIONS_MAX_PARTITIONS;
     double dt = pg->pg_prev_ms ? (double)(now - pg->pg_prev_ms) / 1000.0 : 0;
     pg->pg_prev_ms = now;
     int64_t done = 0, total = 0;
     double rate = 0;
     for (size_t i = 0; i < count; i++) {
-        const pipe_partition_t *pp = &pg->pg_parts[i];
+        const pipeline_partition_t *pp = &pg->pg_parts[i];
         int64_t next = pp->pp_next_offset >= 0 ? pp->pp_next_offset : pp->pp_start_offset;
         if (next < 0)
             next = 0;
@@ -308,18 +311,18 @@ static int progress_tick(void *arg, pipe_t *pipe)
     if (pg->pg_lines)
         printf("\033[%zuF", pg->pg_lines);
     for (size_t i = 0; i < count; i++) {
-        const pipe_partition_t *pp = &pg->pg_parts[i];
+        const pipeline_partition_t *pp = &pg->pg_parts[i];
         int64_t next = pg->pg_prev_next[i];
         int64_t start = pp->pp_start_offset > 0 ? pp->pp_start_offset : 0;
         int64_t target = pp->pp_target > 0 ? pp->pp_target : pp->pp_high_watermark;
         if (target < next)
             target = next;
         double frac = target > start ? (double)(next - start) / (double)(target - start) : 1.0;
-        int filled = (int)(frac * GENS_BAR_WIDTH + 0.5);
-        char bar[GENS_BAR_WIDTH + 1];
-        for (int b = 0; b < GENS_BAR_WIDTH; b++)
+        int filled = (int)(frac * GENERATIONS_BAR_WIDTH + 0.5);
+        char bar[GENERATIONS_BAR_WIDTH + 1];
+        for (int b = 0; b < GENERATIONS_BAR_WIDTH; b++)
             bar[b] = b < filled ? '#' : '.';
-        bar[GENS_BAR_WIDTH] = '\0';
+        bar[GENERATIONS_BAR_WIDTH] = '\0';
         char part_eta[32];
         format_eta(part_eta, sizeof(part_eta),
                    pg->pg_rate[i] > 0 ? (double)(target - next) / pg->pg_rate[i]
@@ -338,7 +341,7 @@ static int progress_tick(void *arg, pipe_t *pipe)
 
 /* The rebuild's side of outbox_adopt: the current generation (opened read-only while the
  * daemon writes it) is the one the new generation replaces. No current one: nothing. */
-static int adopt_current(const char *view_dir, pipe_t *pipe)
+static int adopt_current(const char *view_dir, pipeline_t *pl)
 {
     char dir[4096], err[512];
     int64_t id;
@@ -363,7 +366,7 @@ static int adopt_current(const char *view_dir, pipe_t *pipe)
         log_error("cannot open the current generation", LOG_S("error", err));
         return RM_ESTORE;
     }
-    rc = pipe_adopt_previous(pipe, current);
+    rc = pipeline_adopt_previous(pl, current);
     store_close(current);
     return rc;
 }
@@ -375,13 +378,13 @@ typedef struct rebuild {
     char rb_dir[GEN_DIR_MAX];
     store_t *rb_store;
     erasures_t *rb_erasures;
-    pipe_t *rb_pipe;
+    pipeline_t *rb_pipe;
     progress_t rb_pg;
 } rebuild_t;
 
 static void rebuild_release(rebuild_t *rb)
 {
-    pipe_destroy(rb->rb_pipe);
+    pipeline_destroy(rb->rb_pipe);
     store_close(rb->rb_store);
     erasures_close(rb->rb_erasures);
     free(rb->rb_pg.pg_parts);
@@ -412,7 +415,7 @@ static int rebuild_open(const app_t *app, rebuild_t *rb, volatile sig_atomic_t *
         return APP_EXIT_FAILURE;
     }
     bool usage = false;
-    rb->rb_store = gens_open_writer(app, rb->rb_dir, &usage);
+    rb->rb_store = generations_open_writer(app, rb->rb_dir, &usage);
     if (!rb->rb_store)
         return usage ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
     /* The new generation starts from every erasure the view ever applied, whether or
@@ -435,30 +438,30 @@ static int rebuild_pipe(const app_t *app, rebuild_t *rb, int64_t start_time_ms)
     progress_t *pg = &rb->rb_pg;
     *pg = (progress_t){
         .pg_app = app, .pg_tty = isatty(STDOUT_FILENO) == 1, .pg_start_ms = rm_mono_ms()};
-    pg->pg_parts = calloc(GENS_MAX_PARTITIONS, sizeof(*pg->pg_parts));
-    pg->pg_prev_next = calloc(GENS_MAX_PARTITIONS, sizeof(*pg->pg_prev_next));
-    pg->pg_rate = calloc(GENS_MAX_PARTITIONS, sizeof(*pg->pg_rate));
+    pg->pg_parts = calloc(GENERATIONS_MAX_PARTITIONS, sizeof(*pg->pg_parts));
+    pg->pg_prev_next = calloc(GENERATIONS_MAX_PARTITIONS, sizeof(*pg->pg_prev_next));
+    pg->pg_rate = calloc(GENERATIONS_MAX_PARTITIONS, sizeof(*pg->pg_rate));
     /* The new generation is not live: it holds its dead letters; they are published by the
      * daemon after the switch, less those the current generation already recorded. */
-    pipe_opts_t popts = {.po_cfg = app->ap_cfg,
-                         .po_view = app->ap_view,
-                         .po_catalog = app->ap_catalog,
-                         .po_store = rb->rb_store,
-                         .po_until_caught_up = true,
-                         .po_start_time_ms = start_time_ms,
-                         .po_generation = rb->rb_id,
-                         .po_tick = progress_tick,
-                         .po_tick_arg = pg,
-                         .po_hold_dead_letters = true,
-                         .po_erasures = rb->rb_erasures,
-                         .po_registry = app->ap_registry};
+    pipeline_opts_t popts = {.po_cfg = app->ap_cfg,
+                             .po_view = app->ap_view,
+                             .po_catalog = app->ap_catalog,
+                             .po_store = rb->rb_store,
+                             .po_until_caught_up = true,
+                             .po_start_time_ms = start_time_ms,
+                             .po_generation = rb->rb_id,
+                             .po_tick = progress_tick,
+                             .po_tick_arg = pg,
+                             .po_hold_dead_letters = true,
+                             .po_erasures = rb->rb_erasures,
+                             .po_registry = app->ap_registry};
     /* A generation must not go live missing the beginning of a log without saying so. */
     popts.po_check_log_start = true;
     char err[1024];
     int rc = RM_ENOMEM;
     snprintf(err, sizeof(err), "out of memory");
     if (pg->pg_parts && pg->pg_prev_next && pg->pg_rate)
-        rc = pipe_new(&popts, &rb->rb_pipe, err, sizeof(err));
+        rc = pipeline_new(&popts, &rb->rb_pipe, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "projector: %s\n", err);
         return app_exit_for(rc);
@@ -469,13 +472,13 @@ static int rebuild_pipe(const app_t *app, rebuild_t *rb, int64_t start_time_ms)
 /* Each round catches up with the high watermarks as they were when it started; the live
  * daemon keeps writing the old generation meanwhile, so a short last round means the
  * switch makes the view go back in time by very little. Returns the pipeline's error. */
-static int rebuild_rounds(pipe_t *pipe, volatile sig_atomic_t *stop_requested)
+static int rebuild_rounds(pipeline_t *pl, volatile sig_atomic_t *stop_requested)
 {
     int rc = 0;
-    for (int round = 0; round < GENS_MAX_ROUNDS && !rc && !*stop_requested; round++) {
+    for (int round = 0; round < GENERATIONS_MAX_ROUNDS && !rc && !*stop_requested; round++) {
         int64_t round_start = rm_mono_ms();
-        rc = pipe_run(pipe);
-        if (rm_mono_ms() - round_start < GENS_SHORT_ROUND_MS)
+        rc = pipeline_run(pl);
+        if (rm_mono_ms() - round_start < GENERATIONS_SHORT_ROUND_MS)
             break;
     }
     return rc;
@@ -496,7 +499,7 @@ static int rebuild_switch(const app_t *app, rebuild_t *rb)
         return APP_EXIT_FAILURE;
     }
     /* Close before switching: the daemon opens the new generation as its writer. */
-    pipe_destroy(rb->rb_pipe);
+    pipeline_destroy(rb->rb_pipe);
     rb->rb_pipe = NULL;
     rc = store_close(rb->rb_store);
     rb->rb_store = NULL;
@@ -536,8 +539,8 @@ static int rebuild_refused(const app_t *app, const rebuild_t *rb, int rc)
     return APP_EXIT_FAILURE;
 }
 
-int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile *running,
-                      volatile sig_atomic_t *stop_requested)
+int generations_rebuild_main(const app_t *app, int64_t start_time_ms, pipeline_t *volatile *running,
+                             volatile sig_atomic_t *stop_requested)
 {
     rebuild_t rb = {.rb_lock_fd = -1};
     int exit_code = rebuild_open(app, &rb, stop_requested);
@@ -549,7 +552,7 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
     }
     *running = rb.rb_pipe;
     if (*stop_requested)
-        pipe_stop(rb.rb_pipe);
+        pipeline_stop(rb.rb_pipe);
     log_info("rebuild started", LOG_S("view", app->ap_view->v_name), LOG_I("generation", rb.rb_id),
              LOG_S("store", rb.rb_dir), LOG_I("from_time_ms", start_time_ms));
     int64_t t0 = rm_mono_ms();
@@ -557,8 +560,8 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
     progress_tick(&rb.rb_pg, rb.rb_pipe); /* the final state, not one 5 s old */
     rb.rb_pg.pg_next_draw_ms = 0;
     progress_tick(&rb.rb_pg, rb.rb_pipe);
-    pipe_stats_t stats;
-    pipe_get_stats(rb.rb_pipe, &stats);
+    pipeline_stats_t stats;
+    pipeline_get_stats(rb.rb_pipe, &stats);
     *running = NULL;
     double seconds = (double)(rm_mono_ms() - t0) / 1000.0;
     exit_code = rc || *stop_requested ? rebuild_refused(app, &rb, rc) : rebuild_switch(app, &rb);
@@ -587,8 +590,8 @@ int gens_rebuild_main(const app_t *app, int64_t start_time_ms, pipe_t *volatile 
     return APP_EXIT_OK;
 }
 
-int gens_repair_current(const app_t *app, const char *dir, pipe_t *volatile *running,
-                        volatile sig_atomic_t *stop_requested, bool *ret_rebuilt)
+int generations_repair_current(const app_t *app, const char *dir, pipeline_t *volatile *running,
+                               volatile sig_atomic_t *stop_requested, bool *ret_rebuilt)
 {
     char why[1024];
     *ret_rebuilt = false;
@@ -603,7 +606,7 @@ int gens_repair_current(const app_t *app, const char *dir, pipe_t *volatile *run
     log_warn("the current generation may have lost writes; rebuilding it from Kafka before "
              "serving",
              LOG_S("view", app->ap_view->v_name), LOG_S("store", dir), LOG_S("reason", why));
-    int exit_code = gens_rebuild_main(app, 0, running, stop_requested);
+    int exit_code = generations_rebuild_main(app, 0, running, stop_requested);
     *ret_rebuilt = exit_code == APP_EXIT_OK;
     return exit_code;
 }
@@ -644,7 +647,7 @@ static json_t *gen_json(const gen_info_t *gi)
     return obj;
 }
 
-int gens_list_main(const app_t *app, bool json)
+int generations_list_main(const app_t *app, bool json)
 {
     gen_info_t *gens = NULL;
     size_t count = 0;
@@ -700,7 +703,7 @@ int gens_list_main(const app_t *app, bool json)
     return APP_EXIT_OK;
 }
 
-int gens_rollback_main(const app_t *app, int64_t to)
+int generations_rollback_main(const app_t *app, int64_t to)
 {
     const char *view_dir = app->ap_store_dir;
     char dir[GEN_DIR_MAX];

@@ -1,4 +1,4 @@
-/* dlq: `projector dlq list|replay|purge` — operate on the view's dead letters.
+/* dlq_command: `projector dlq list|replay|purge` — operate on the view's dead letters.
  *
  * Dead letters live in <topic>.dlq (lib/outbox.c). Which of them an operator has
  * dealt with is kept as Kafka consumer-group offsets of group "<group.id>-dlq", not
@@ -10,8 +10,8 @@
  *           projector applies it like any other event (after a fix, e.g. a newly
  *           registered schema), and the version guard makes a double replay harmless
  *   purge   advances the group past them without re-publishing */
-#ifndef RM_DLQ_H
-#define RM_DLQ_H
+#ifndef RM_DLQ_COMMAND_H
+#define RM_DLQ_COMMAND_H
 
 #include "app.h"
 

@@ -1,5 +1,6 @@
-/* dlq: list, replay and purge the view's dead letters (see dlq.h). */
-#include "dlq.h"
+/* dlq_command: `projector dlq` — list, replay and purge the view's dead letters (the
+ * outbox that records and publishes them is lib/outbox.c; see dlq_command.h). */
+#include "dlq_command.h"
 #include "avro_dec.h"
 #include "buf.h"
 #include "kafka.h"
