@@ -191,4 +191,12 @@ bool pipeline_hold_drops(pipeline_t *pl, pipeline_tp_t *tp, const rd_kafka_messa
 /* Consumer thread: publishes the counters for scrapes. */
 void pipeline_publish_snapshot(pipeline_t *pl);
 
+/* pipeline_store.c: the engine and outbox of store (both hold the store). Returns 0, or
+ * with a message in errstr the outbox's or the registry's error, or RM_ENOMEM. */
+int pipeline_make_store_parts(pipeline_t *pl, store_t *store, engine_t **ret_engine,
+                              outbox_t **ret_outbox, char *errstr, size_t errlen);
+/* pipeline.c: before an exit or a switch of the store, makes the store durable, then
+ * commits every queued offset to Kafka. */
+void pipeline_commit_all_kafka_offsets(pipeline_t *pl);
+
 #endif

@@ -4,6 +4,7 @@
  * follow them; we copy it into a flat array of our own nodes whose children are
  * pointers, so callers can walk a node without carrying the document around. */
 #include "yml.h"
+#include "rm_err.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,12 +39,13 @@ void yml_destroy(yml_doc_t *doc)
     free(doc);
 }
 
+/* Copies the parsed nodes into doc. Returns 0 or RM_ENOMEM. */
 static int copy_document(yml_doc_t *doc, yaml_document_t *ydoc)
 {
     size_t count = (size_t)(ydoc->nodes.top - ydoc->nodes.start);
     doc->yd_nodes = calloc(count ? count : 1, sizeof(*doc->yd_nodes));
     if (!doc->yd_nodes)
-        return -1;
+        return RM_ENOMEM;
     doc->yd_node_count = count;
     for (size_t i = 0; i < count; i++) {
         yaml_node_t *yn = &ydoc->nodes.start[i];
@@ -54,7 +56,7 @@ static int copy_document(yml_doc_t *doc, yaml_document_t *ydoc)
             node->yn_kind = YML_SCALAR;
             node->yn_scalar = strndup((const char *)yn->data.scalar.value, yn->data.scalar.length);
             if (!node->yn_scalar)
-                return -1;
+                return RM_ENOMEM;
             break;
         case YAML_SEQUENCE_NODE: {
             node->yn_kind = YML_SEQ;
@@ -62,7 +64,7 @@ static int copy_document(yml_doc_t *doc, yaml_document_t *ydoc)
             node->yn_count = n;
             node->yn_kids = calloc(n ? n : 1, sizeof(*node->yn_kids));
             if (!node->yn_kids)
-                return -1;
+                return RM_ENOMEM;
             for (size_t k = 0; k < n; k++)
                 node->yn_kids[k] = &doc->yd_nodes[yn->data.sequence.items.start[k] - 1];
             break;
@@ -73,7 +75,7 @@ static int copy_document(yml_doc_t *doc, yaml_document_t *ydoc)
             node->yn_count = n;
             node->yn_kids = calloc(n ? 2 * n : 1, sizeof(*node->yn_kids));
             if (!node->yn_kids)
-                return -1;
+                return RM_ENOMEM;
             for (size_t k = 0; k < n; k++) {
                 yaml_node_pair_t *pair = &yn->data.mapping.pairs.start[k];
                 node->yn_kids[2 * k] = &doc->yd_nodes[pair->key - 1];
