@@ -307,10 +307,10 @@ static int parse_number_option(int c, const char *arg, options_t *op)
     return -1;
 }
 
-/* Returns -1 when parsing succeeded, else the exit status. */
-static int parse_options(int argc, char **argv, options_t *op)
+/* The getopt table of cli_options (the ones with a long name) into long_options, which has
+ * room for CLI_OPTION_COUNT + 1 entries. */
+static void build_long_options(struct option *long_options)
 {
-    struct option long_options[CLI_OPTION_COUNT + 1];
     size_t n = 0;
     for (size_t i = 0; i < CLI_OPTION_COUNT; i++) {
         if (cli_options[i].co_name)
@@ -319,49 +319,82 @@ static int parse_options(int argc, char **argv, options_t *op)
                 NULL, cli_options[i].co_id};
     }
     long_options[n] = (struct option){NULL, 0, NULL, 0};
+}
+
+/* The options stored as they come: file names, addresses and switches. Returns whether c
+ * is one of them. */
+static bool parse_plain_option(int c, const char *arg, options_t *op)
+{
+    switch (c) {
+    case 'b':
+        op->op_bootstrap = arg;
+        return true;
+    case OPT_ORACLE:
+        op->op_oracle = arg;
+        return true;
+    case OPT_CATALOG:
+        op->op_catalog = arg;
+        return true;
+    case OPT_REGISTRY:
+        op->op_registry = arg;
+        return true;
+    case OPT_SUMMARY:
+        op->op_summary = true;
+        return true;
+    case OPT_DRY_RUN:
+        op->op_dry_run = true;
+        return true;
+    case OPT_TOPICS:
+        op->op_topics = arg;
+        return true;
+    case OPT_POISON_MANIFEST:
+        op->op_poison_manifest = arg;
+        return true;
+    case OPT_EVOLVE:
+        op->op_evolve = true;
+        return true;
+    case OPT_SERVE_SOURCES:
+        op->op_serve_sources = arg;
+        return true;
+    case OPT_READY_FILE:
+        op->op_ready_file = arg;
+        return true;
+    case OPT_TRUTH:
+        op->op_truth = arg;
+        return true;
+    case OPT_DRIFT_MANIFEST:
+        op->op_drift_manifest = arg;
+        return true;
+    case OPT_SOURCE_FAULTS:
+        op->op_source_faults = arg;
+        return true;
+    case OPT_FAULT_MANIFEST:
+        op->op_fault_manifest = arg;
+        return true;
+    case 'q':
+        op->op_verbosity = -1;
+        return true;
+    case 'v':
+        op->op_verbosity = 1;
+        return true;
+    }
+    return false;
+}
+
+/* Returns -1 when parsing succeeded, else the exit status. */
+static int parse_options(int argc, char **argv, options_t *op)
+{
+    struct option long_options[CLI_OPTION_COUNT + 1];
+    build_long_options(long_options);
     op->op_kafka = calloc((size_t)argc, sizeof(*op->op_kafka));
     if (!op->op_kafka)
         return EXIT_FAILURE;
 
     int c, rc;
     while ((c = getopt_long(argc, argv, "b:X:qvVh", long_options, NULL)) != -1) {
+        if (parse_plain_option(c, optarg, op))
+            continue;
         switch (c) {
-        case 'b':
-            op->op_bootstrap = optarg;
-            break;
-        case OPT_ORACLE:
-            op->op_oracle = optarg;
-            break;
-        case OPT_CATALOG:
-            op->op_catalog = optarg;
-            break;
-        case OPT_REGISTRY:
-            op->op_registry = optarg;
-            break;
-        case OPT_SUMMARY:
-            op->op_summary = true;
-            break;
-        case OPT_DRY_RUN:
-            op->op_dry_run = true;
-            break;
-        case OPT_TOPICS:
-            op->op_topics = optarg;
-            break;
-        case OPT_POISON_MANIFEST:
-            op->op_poison_manifest = optarg;
-            break;
-        case OPT_EVOLVE:
-            op->op_evolve = true;
-            break;
-        case OPT_SERVE_SOURCES:
-            op->op_serve_sources = optarg;
-            break;
-        case OPT_READY_FILE:
-            op->op_ready_file = optarg;
-            break;
-        case OPT_TRUTH:
-            op->op_truth = optarg;
-            break;
         case OPT_CUSTOMERS:
         case OPT_SEED:
         case OPT_START_MS:
@@ -377,25 +410,10 @@ static int parse_options(int argc, char **argv, options_t *op)
             if ((rc = parse_number_option(c, optarg, op)) >= 0)
                 return rc;
             break;
-        case OPT_DRIFT_MANIFEST:
-            op->op_drift_manifest = optarg;
-            break;
-        case OPT_SOURCE_FAULTS:
-            op->op_source_faults = optarg;
-            break;
-        case OPT_FAULT_MANIFEST:
-            op->op_fault_manifest = optarg;
-            break;
         case 'X':
             if (!strchr(optarg, '=') || optarg[0] == '=')
                 return usage_error("-X: expected name=value, got '%s'", optarg);
             op->op_kafka[op->op_kafka_count++] = optarg;
-            break;
-        case 'q':
-            op->op_verbosity = -1;
-            break;
-        case 'v':
-            op->op_verbosity = 1;
             break;
         case 'V':
             printf("simulate %s (librdkafka %s, avro-c %s)\n", RM_VERSION, rd_kafka_version_str(),
