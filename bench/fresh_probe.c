@@ -453,33 +453,12 @@ static void print_dist(const char *prefix, double *v, int n)
            prefix, pct(v, n, 50), prefix, pct(v, n, 99), prefix, n ? v[n - 1] : -1.0);
 }
 
-int main(int argc, char **argv)
+/* Registers the probe customer and waits until the query API shows it: the projector and
+ * the query API are live from here on. */
+static void register_probe_customer(rd_kafka_t *pr)
 {
-    if (argc != 6) {
-        fprintf(stderr, "Usage: fresh_probe BOOTSTRAP VIEW_URL RATE SECONDS SERIES.tsv\n"
-                        "Prints one JSON line: counts and p50/p99/max of ack->visible and "
-                        "ack->consumed (ms).\n");
-        return 2;
-    }
-    g_bootstrap = argv[1];
-    g_url = argv[2];
-    double rate = atof(argv[3]), seconds = atof(argv[4]);
-    if (rate <= 0 || seconds <= 0)
-        die("RATE and SECONDS must be positive", NULL);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    char tag[32];
-    snprintf(tag, sizeof(tag), "F%d-%d", (int)getpid(), (int)rate);
-    snprintf(g_probe_key, sizeof(g_probe_key), "%s-PROBE", tag);
-    g_probe_cap = (int)(seconds * 1000 / PROBE_MS) + 16;
-    g_probes = calloc((size_t)g_probe_cap, sizeof(*g_probes));
-
-    rd_kafka_t *bg = producer_new("5", on_bg_delivery);
-    rd_kafka_t *pr = producer_new("0", on_probe_delivery);
-
-    /* Register the probe customer and wait until the query API shows it: the projector
-     * and the query API are live from here on. */
     enc_t e;
-    char id[128], email[128];
+    char id[128];
     snprintf(id, sizeof(id), "%s-E0", g_probe_key);
     enc_registered(&e, id, wall_ms(), g_probe_key, "probe-0@fresh.example", "+15550000000");
     if (produce(pr, "customers", g_probe_key, &e, (void *)(intptr_t)-1))
@@ -497,18 +476,37 @@ int main(int argc, char **argv)
     }
     curl_easy_cleanup(curl);
     free(body.b_data);
+}
 
-    rd_kafka_t *cons = consumer_new();
-    pthread_t probe_tid, cons_tid, poll_tid;
-    pthread_create(&cons_tid, NULL, consumer_thread, cons);
-    sleep_us(200000); /* let the consumer fetch before the first probe */
+/* Encodes background event number `produced`: every fifth a CustomerRegistered of customer
+ * number `customers`, the others an OrderCreated of a random customer registered before.
+ * Returns its topic; the key goes to key. */
+static const char *encode_background(enc_t *e, const char *tag, int64_t produced, int64_t customers,
+                                     int64_t at, uint64_t rnd, char *key, size_t key_size)
+{
+    char id[128];
+    snprintf(id, sizeof(id), "%s-E%lld", tag, (long long)produced);
+    if (produced % 5 == 0) {
+        char email[128], phone[32];
+        snprintf(key, key_size, "%s-C%lld", tag, (long long)customers);
+        snprintf(email, sizeof(email), "c%lld.%s@fresh.example", (long long)customers, tag);
+        snprintf(phone, sizeof(phone), "+4915%09lld", (long long)customers);
+        enc_registered(e, id, at, key, email, phone);
+        return "customers";
+    }
+    char customer[64];
+    snprintf(customer, sizeof(customer), "%s-C%lld", tag, (long long)(rnd % (uint64_t)customers));
+    snprintf(key, key_size, "%s-O%lld", tag, (long long)produced);
+    enc_order_created(e, id, at, key, customer, rnd >> 8);
+    return "orders";
+}
 
-    /* Background load at `rate`, paced every millisecond. */
+/* Background load at `rate` from t0 for `seconds`, paced every millisecond. Returns the
+ * number of events produced. */
+static int64_t produce_load(rd_kafka_t *bg, const char *tag, double rate, double seconds, double t0)
+{
     uint64_t seed = 7;
     int64_t produced = 0, customers = 0, last_at = 0;
-    double t0 = now_s();
-    pthread_create(&poll_tid, NULL, poller_thread, NULL);
-    pthread_create(&probe_tid, NULL, probe_thread, pr);
     for (;;) {
         double elapsed = now_s() - t0;
         if (elapsed >= seconds)
@@ -518,25 +516,11 @@ int main(int argc, char **argv)
             int64_t at = wall_ms();
             if (at <= last_at)
                 at = last_at + 1; /* keep occurred_at unique and increasing */
+            enc_t e;
             char key[64];
             uint64_t rnd = next_rand(&seed);
-            snprintf(id, sizeof(id), "%s-E%lld", tag, (long long)produced);
-            const char *topic;
-            if (produced % 5 == 0) {
-                snprintf(key, sizeof(key), "%s-C%lld", tag, (long long)customers);
-                snprintf(email, sizeof(email), "c%lld.%s@fresh.example", (long long)customers, tag);
-                char phone[32];
-                snprintf(phone, sizeof(phone), "+4915%09lld", (long long)customers);
-                enc_registered(&e, id, at, key, email, phone);
-                topic = "customers";
-            } else {
-                char customer[64];
-                snprintf(customer, sizeof(customer), "%s-C%lld", tag,
-                         (long long)(rnd % (uint64_t)customers));
-                snprintf(key, sizeof(key), "%s-O%lld", tag, (long long)produced);
-                enc_order_created(&e, id, at, key, customer, rnd >> 8);
-                topic = "orders";
-            }
+            const char *topic =
+                encode_background(&e, tag, produced, customers, at, rnd, key, sizeof(key));
             int err = produce(bg, topic, key, &e, NULL);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 rd_kafka_poll(bg, 1);
@@ -552,12 +536,12 @@ int main(int argc, char **argv)
         rd_kafka_poll(bg, 0);
         sleep_us(1000);
     }
-    double produce_secs = now_s() - t0;
-    g_stop_probes = 1;
-    pthread_join(probe_tid, NULL);
-    g_probes_joined = 1;
-    rd_kafka_flush(bg, 30000);
-    /* Drain: wait for the poller to see the last probe, at most DRAIN_S. */
+    return produced;
+}
+
+/* Waits for the poller to see the last probe, at most DRAIN_S. */
+static void drain_probes(void)
+{
     for (double t = now_s(); now_s() - t < DRAIN_S;) {
         pthread_mutex_lock(&g_lock);
         int last_visible = g_probe_count == 0 || g_probes[g_probe_count - 1].pb_visible;
@@ -566,14 +550,15 @@ int main(int argc, char **argv)
             break;
         sleep_us(10000);
     }
-    g_stop_poller = 1;
-    pthread_join(poll_tid, NULL);
-    g_stop_consumer = 1;
-    pthread_join(cons_tid, NULL);
+}
 
-    FILE *series = fopen(argv[5], "w");
+/* One line per probe to series_path, then the JSON summary line on stdout. */
+static void report(const char *series_path, double t0, double rate, double produce_secs,
+                   int64_t produced)
+{
+    FILE *series = fopen(series_path, "w");
     if (!series)
-        die("cannot write", argv[5]);
+        die("cannot write", series_path);
     int n = g_probe_count, nv = 0, nc = 0, timeouts = 0;
     double *vis = calloc((size_t)n + 1, sizeof(double)),
            *hop = calloc((size_t)n + 1, sizeof(double));
@@ -605,6 +590,53 @@ int main(int argc, char **argv)
     printf("}\n");
     free(vis);
     free(hop);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 6) {
+        fprintf(stderr, "Usage: fresh_probe BOOTSTRAP VIEW_URL RATE SECONDS SERIES.tsv\n"
+                        "Prints one JSON line: counts and p50/p99/max of ack->visible and "
+                        "ack->consumed (ms).\n");
+        return 2;
+    }
+    g_bootstrap = argv[1];
+    g_url = argv[2];
+    double rate = atof(argv[3]), seconds = atof(argv[4]);
+    if (rate <= 0 || seconds <= 0)
+        die("RATE and SECONDS must be positive", NULL);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    char tag[32];
+    snprintf(tag, sizeof(tag), "F%d-%d", (int)getpid(), (int)rate);
+    snprintf(g_probe_key, sizeof(g_probe_key), "%s-PROBE", tag);
+    g_probe_cap = (int)(seconds * 1000 / PROBE_MS) + 16;
+    g_probes = calloc((size_t)g_probe_cap, sizeof(*g_probes));
+
+    rd_kafka_t *bg = producer_new("5", on_bg_delivery);
+    rd_kafka_t *pr = producer_new("0", on_probe_delivery);
+    register_probe_customer(pr);
+
+    rd_kafka_t *cons = consumer_new();
+    pthread_t probe_tid, cons_tid, poll_tid;
+    pthread_create(&cons_tid, NULL, consumer_thread, cons);
+    sleep_us(200000); /* let the consumer fetch before the first probe */
+
+    double t0 = now_s();
+    pthread_create(&poll_tid, NULL, poller_thread, NULL);
+    pthread_create(&probe_tid, NULL, probe_thread, pr);
+    int64_t produced = produce_load(bg, tag, rate, seconds, t0);
+    double produce_secs = now_s() - t0;
+    g_stop_probes = 1;
+    pthread_join(probe_tid, NULL);
+    g_probes_joined = 1;
+    rd_kafka_flush(bg, 30000);
+    drain_probes();
+    g_stop_poller = 1;
+    pthread_join(poll_tid, NULL);
+    g_stop_consumer = 1;
+    pthread_join(cons_tid, NULL);
+
+    report(argv[5], t0, rate, produce_secs, produced);
     rd_kafka_consumer_close(cons);
     rd_kafka_destroy(cons);
     rd_kafka_destroy(bg);

@@ -125,33 +125,92 @@ enum {
     OPT_KEEP_SCRATCH
 };
 
+static const struct option long_options[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"report", required_argument, NULL, 'r'},
+    {"metrics-textfile", required_argument, NULL, 'm'},
+    {"run-id", required_argument, NULL, OPT_RUN_ID},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"all", no_argument, NULL, OPT_ALL},
+    {"sample", required_argument, NULL, OPT_SAMPLE},
+    {"keys", required_argument, NULL, OPT_KEYS},
+    {"since", required_argument, NULL, OPT_SINCE},
+    {"repair", no_argument, NULL, OPT_REPAIR},
+    {"scratch", required_argument, NULL, OPT_SCRATCH},
+    {"keep-scratch", no_argument, NULL, OPT_KEEP_SCRATCH},
+    {"set", required_argument, NULL, 's'},
+    {"log-level", required_argument, NULL, 'L'},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* The options that choose which keys diff-source checks (--seed, --all, --sample, --keys,
+ * --since) and --repair. Returns -1 to go on, or an exit code. */
+static int parse_selection_option(int opt, const char *arg, rc_options_t *op)
+{
+    char *end;
+    switch (opt) {
+    case OPT_SEED:
+        op->ro_seed = strtoull(arg, &end, 10);
+        if (!*arg || *end)
+            return usage_error("--seed: expected a number, got '%s'", arg);
+        break;
+    case OPT_ALL:
+        op->ro_sample = 0;
+        op->ro_keys = NULL;
+        break;
+    case OPT_SAMPLE: {
+        long long n = strtoll(arg, &end, 10);
+        if (!*arg || *end || n < 1)
+            return usage_error("--sample: expected a positive number, got '%s'", arg);
+        op->ro_sample = (size_t)n;
+        break;
+    }
+    case OPT_KEYS:
+        op->ro_keys = arg;
+        break;
+    case OPT_SINCE:
+        if (parse_time_arg(arg, &op->ro_since_ms))
+            return usage_error("--since: expected ISO 8601 (2026-12-01T00:00:00Z) or epoch "
+                               "ms, got '%s'",
+                               arg);
+        break;
+    case OPT_REPAIR:
+        op->ro_repair = true;
+        break;
+    }
+    return -1;
+}
+
+/* The one subcommand after the options, and the options that belong to the other one or
+ * exclude each other. Returns -1 to go on, or an exit code. */
+static int parse_command(int argc, char **argv, rc_options_t *op)
+{
+    if (optind + 1 != argc)
+        return usage_error("%s", optind == argc ? "a subcommand is required: diff-source or "
+                                                  "diff-replay"
+                                                : "only one subcommand may be given");
+    op->ro_command = argv[optind];
+    if (strcmp(op->ro_command, "diff-source") && strcmp(op->ro_command, "diff-replay"))
+        return usage_error("unknown subcommand '%s' (diff-source or diff-replay)", op->ro_command);
+    bool source = strcmp(op->ro_command, "diff-source") == 0;
+    if (!source && (op->ro_repair || op->ro_keys || op->ro_sample || op->ro_since_ms))
+        return usage_error("%s", "--repair, --keys, --sample and --since are diff-source options");
+    if (source && (op->ro_scratch || op->ro_keep_scratch))
+        return usage_error("%s", "--scratch and --keep-scratch are diff-replay options");
+    if (op->ro_keys && op->ro_sample)
+        return usage_error("%s", "--keys and --sample exclude each other");
+    return -1;
+}
+
 /* Returns -1 to go on, or an exit code. Options may come before or after the
  * subcommand (getopt permutes). */
 static int parse(int argc, char **argv, rc_options_t *op)
 {
-    static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"report", required_argument, NULL, 'r'},
-        {"metrics-textfile", required_argument, NULL, 'm'},
-        {"run-id", required_argument, NULL, OPT_RUN_ID},
-        {"seed", required_argument, NULL, OPT_SEED},
-        {"all", no_argument, NULL, OPT_ALL},
-        {"sample", required_argument, NULL, OPT_SAMPLE},
-        {"keys", required_argument, NULL, OPT_KEYS},
-        {"since", required_argument, NULL, OPT_SINCE},
-        {"repair", no_argument, NULL, OPT_REPAIR},
-        {"scratch", required_argument, NULL, OPT_SCRATCH},
-        {"keep-scratch", no_argument, NULL, OPT_KEEP_SCRATCH},
-        {"set", required_argument, NULL, 's'},
-        {"log-level", required_argument, NULL, 'L'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     static char kafka_sets[APP_MAX_SETS][512];
     int opt;
-    char *end;
-    while ((opt = getopt_long(argc, argv, "c:r:m:s:X:vqVh", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:r:m:s:X:vqVh", long_options, NULL)) != -1) {
         int rc = 0;
         switch (opt) {
         case 'c':
@@ -167,33 +226,16 @@ static int parse(int argc, char **argv, rc_options_t *op)
             op->ro_run_id = optarg;
             break;
         case OPT_SEED:
-            op->ro_seed = strtoull(optarg, &end, 10);
-            if (!*optarg || *end)
-                return usage_error("--seed: expected a number, got '%s'", optarg);
-            break;
         case OPT_ALL:
-            op->ro_sample = 0;
-            op->ro_keys = NULL;
-            break;
-        case OPT_SAMPLE: {
-            long long n = strtoll(optarg, &end, 10);
-            if (!*optarg || *end || n < 1)
-                return usage_error("--sample: expected a positive number, got '%s'", optarg);
-            op->ro_sample = (size_t)n;
+        case OPT_SAMPLE:
+        case OPT_KEYS:
+        case OPT_SINCE:
+        case OPT_REPAIR: {
+            int status = parse_selection_option(opt, optarg, op);
+            if (status >= 0)
+                return status;
             break;
         }
-        case OPT_KEYS:
-            op->ro_keys = optarg;
-            break;
-        case OPT_SINCE:
-            if (parse_time_arg(optarg, &op->ro_since_ms))
-                return usage_error("--since: expected ISO 8601 (2026-12-01T00:00:00Z) or epoch "
-                                   "ms, got '%s'",
-                                   optarg);
-            break;
-        case OPT_REPAIR:
-            op->ro_repair = true;
-            break;
         case OPT_SCRATCH:
             op->ro_scratch = optarg;
             break;
@@ -229,21 +271,7 @@ static int parse(int argc, char **argv, rc_options_t *op)
         if (rc)
             return usage_error("%s", "too many --set/-X flags");
     }
-    if (optind + 1 != argc)
-        return usage_error("%s", optind == argc ? "a subcommand is required: diff-source or "
-                                                  "diff-replay"
-                                                : "only one subcommand may be given");
-    op->ro_command = argv[optind];
-    if (strcmp(op->ro_command, "diff-source") && strcmp(op->ro_command, "diff-replay"))
-        return usage_error("unknown subcommand '%s' (diff-source or diff-replay)", op->ro_command);
-    bool source = strcmp(op->ro_command, "diff-source") == 0;
-    if (!source && (op->ro_repair || op->ro_keys || op->ro_sample || op->ro_since_ms))
-        return usage_error("%s", "--repair, --keys, --sample and --since are diff-source options");
-    if (source && (op->ro_scratch || op->ro_keep_scratch))
-        return usage_error("%s", "--scratch and --keep-scratch are diff-replay options");
-    if (op->ro_keys && op->ro_sample)
-        return usage_error("%s", "--keys and --sample exclude each other");
-    return -1;
+    return parse_command(argc, argv, op);
 }
 
 /* A stopped run has no verdict: exit 2 at once, leaving no partial report in place

@@ -396,6 +396,159 @@ static int produce_spool(kprod_t *kp, FILE *spool, const char *topic, bool progr
     return rc ? rc : flush_rc;
 }
 
+/* What one run holds between its steps; run_cleanup releases whatever was set. */
+typedef struct run {
+    bf_snap_t *r_snap;
+    FILE *r_in;
+    const char *r_input_name;
+    FILE *r_spool;
+    rd_kafka_conf_t *r_conf;
+    kprod_t *r_kp;
+    const char *r_topic;
+    bool r_progress_on;
+    counts_t r_counts;
+} run_t;
+
+/* The aggregate's snapshot shape with its frame id, refused when the view has no rule for
+ * it. 0, or the exit status to stop with. */
+static int run_load_snapshot(run_t *run, app_t *app, const options_t *op)
+{
+    char errstr[512];
+    run->r_snap = bf_snap_new(app->ap_catalog, op->op_aggregate, op->op_version_field, errstr,
+                              sizeof(errstr));
+    if (!run->r_snap) {
+        fprintf(stderr, "backfill: %s\n", errstr);
+        return APP_EXIT_USAGE;
+    }
+    bf_snap_t *snap = run->r_snap;
+    int32_t frame_id = bf_snap_entry(snap)->ce_id;
+    if (!op->op_dry_run && app_frame_id(app, bf_snap_entry(snap), bf_snap_entry(snap)->ce_topic,
+                                        &frame_id, errstr, sizeof(errstr))) {
+        fprintf(stderr, "backfill: %s\n", errstr);
+        return APP_EXIT_FAILURE;
+    }
+    bf_snap_set_frame_id(snap, frame_id);
+    if (!view_rule_for(app->ap_view, bf_snap_record(snap))) {
+        fprintf(stderr, "backfill: view %s has no rule for %s: its events would change nothing\n",
+                app->ap_view->v_name, bf_snap_record(snap));
+        return APP_EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* The producer configuration, built before reading anything so a bad -X is a usage error,
+ * not a late failure. Idempotence is forced: a retried send must not become a second copy
+ * in the log. 0, or the exit status to stop with. */
+static int run_producer_conf(run_t *run, app_t *app, const options_t *op)
+{
+    char errstr[512];
+    run->r_conf = kafka_conf_new(app->ap_cfg, producer_defaults, errstr, sizeof(errstr));
+    if (!run->r_conf || rd_kafka_conf_set(run->r_conf, "enable.idempotence", "true", errstr,
+                                          sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+        fprintf(stderr, "backfill: %s\n", errstr);
+        return APP_EXIT_USAGE;
+    }
+    if (!op->op_dry_run && !cfg_kafka_get(app->ap_cfg, "bootstrap.servers"))
+        return usage_error("%s", "no kafka.bootstrap.servers (config, -b or "
+                                 "RM_KAFKA_BOOTSTRAP_SERVERS), or use --dry-run");
+    return 0;
+}
+
+/* The input (a file or "-" for stdin) and the spool the valid lines are copied to. 0, or
+ * the exit status to stop with. */
+static int run_open_files(run_t *run, const options_t *op)
+{
+    bool from_stdin = strcmp(op->op_input, "-") == 0;
+    run->r_input_name = from_stdin ? "(stdin)" : op->op_input;
+    run->r_in = from_stdin ? stdin : fopen(op->op_input, "r");
+    if (!run->r_in) {
+        fprintf(stderr, "backfill: %s: %s\n", op->op_input, strerror(errno));
+        return APP_EXIT_USAGE;
+    }
+    run->r_spool = tmpfile();
+    if (!run->r_spool) {
+        log_error("cannot create a spool file", LOG_S("error", strerror(errno)));
+        return APP_EXIT_FAILURE;
+    }
+    return 0;
+}
+
+/* Produces the spooled valid events (not on a dry run). The exit status; *ret_summary is
+ * false when the failure comes before anything is produced. */
+static int run_produce(run_t *run, const options_t *op, bool *ret_summary)
+{
+    *ret_summary = true;
+    if (op->op_dry_run || !run->r_counts.c_valid)
+        return APP_EXIT_OK;
+    char errstr[512];
+    run->r_kp = kprod_new(run->r_conf, NULL, NULL, errstr, sizeof(errstr));
+    run->r_conf = NULL;
+    if (!run->r_kp) {
+        log_error("cannot create the producer", LOG_S("error", errstr));
+        *ret_summary = false;
+        return APP_EXIT_FAILURE;
+    }
+    if (produce_spool(run->r_kp, run->r_spool, run->r_topic, run->r_progress_on, &run->r_counts))
+        return APP_EXIT_FAILURE;
+    if (stop_requested) {
+        log_warn("interrupted: the rest was not produced",
+                 LOG_I("produced", run->r_counts.c_produced),
+                 LOG_I("valid", run->r_counts.c_valid));
+        return APP_EXIT_FAILURE;
+    }
+    return APP_EXIT_OK;
+}
+
+/* Validates every line, then produces the valid ones. The exit status; *ret_summary says
+ * whether the summary line is due. */
+static int run_validate_and_produce(run_t *run, const options_t *op, bool *ret_summary)
+{
+    *ret_summary = false;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    run->r_progress_on = op->op_app.aa_verbosity >= 0 && isatty(STDERR_FILENO);
+    if (validate_input(run->r_snap, run->r_in, run->r_input_name, run->r_spool, run->r_progress_on,
+                       &run->r_counts, &run->r_topic))
+        return APP_EXIT_FAILURE;
+    if (stop_requested) {
+        log_warn("interrupted before producing anything");
+        return APP_EXIT_FAILURE;
+    }
+    const counts_t *counts = &run->r_counts;
+    if (counts->c_invalid && !op->op_skip_invalid) {
+        fprintf(stderr,
+                "backfill: %" PRIu64 " invalid line%s: nothing produced "
+                "(--skip-invalid produces the valid ones)\n",
+                counts->c_invalid, counts->c_invalid == 1 ? "" : "s");
+        *ret_summary = true;
+        return APP_EXIT_USAGE;
+    }
+    return run_produce(run, op, ret_summary);
+}
+
+static void print_summary(const options_t *op, const counts_t *counts)
+{
+    printf("backfill aggregate=%s read=%" PRIu64 " valid=%" PRIu64 " produced=%" PRIu64
+           " skipped=%" PRIu64 " invalid=%" PRIu64 " not_shown=%" PRIu64 " failed=%" PRIu64
+           " dry_run=%s\n",
+           op->op_aggregate, counts->c_read, counts->c_valid, counts->c_produced,
+           counts->c_invalid + counts->c_not_shown, counts->c_invalid, counts->c_not_shown,
+           counts->c_failed, op->op_dry_run ? "true" : "false");
+    fflush(stdout);
+}
+
+static void run_cleanup(run_t *run)
+{
+    if (run->r_in && run->r_in != stdin)
+        fclose(run->r_in);
+    if (run->r_spool)
+        fclose(run->r_spool);
+    if (run->r_conf)
+        rd_kafka_conf_destroy(run->r_conf);
+    kprod_destroy(run->r_kp, 0, false);
+    bf_snap_destroy(run->r_snap);
+}
+
 int main(int argc, char **argv)
 {
     static options_t op;
@@ -408,113 +561,19 @@ int main(int argc, char **argv)
         app_cleanup(&app);
         return status;
     }
-    status = APP_EXIT_FAILURE;
-    bf_snap_t *snap = NULL;
-    FILE *in = NULL, *spool = NULL;
-    rd_kafka_conf_t *conf = NULL;
-    kprod_t *kp = NULL;
-    counts_t counts = {0};
-    char errstr[512];
-
-    snap =
-        bf_snap_new(app.ap_catalog, op.op_aggregate, op.op_version_field, errstr, sizeof(errstr));
-    if (!snap) {
-        fprintf(stderr, "backfill: %s\n", errstr);
-        status = APP_EXIT_USAGE;
-        goto out;
+    run_t run = {0};
+    status = run_load_snapshot(&run, &app, &op);
+    if (!status)
+        status = run_producer_conf(&run, &app, &op);
+    if (!status)
+        status = run_open_files(&run, &op);
+    if (!status) {
+        bool summary;
+        status = run_validate_and_produce(&run, &op, &summary);
+        if (summary)
+            print_summary(&op, &run.r_counts);
     }
-    int32_t frame_id = bf_snap_entry(snap)->ce_id;
-    if (!op.op_dry_run && app_frame_id(&app, bf_snap_entry(snap), bf_snap_entry(snap)->ce_topic,
-                                       &frame_id, errstr, sizeof(errstr))) {
-        fprintf(stderr, "backfill: %s\n", errstr);
-        status = APP_EXIT_FAILURE;
-        goto out;
-    }
-    bf_snap_set_frame_id(snap, frame_id);
-    if (!view_rule_for(app.ap_view, bf_snap_record(snap))) {
-        fprintf(stderr, "backfill: view %s has no rule for %s: its events would change nothing\n",
-                app.ap_view->v_name, bf_snap_record(snap));
-        status = APP_EXIT_USAGE;
-        goto out;
-    }
-    /* Built before reading anything, so a bad -X is a usage error, not a late failure.
-     * Idempotence is forced: a retried send must not become a second copy in the log. */
-    conf = kafka_conf_new(app.ap_cfg, producer_defaults, errstr, sizeof(errstr));
-    if (!conf || rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) !=
-                     RD_KAFKA_CONF_OK) {
-        fprintf(stderr, "backfill: %s\n", errstr);
-        status = APP_EXIT_USAGE;
-        goto out;
-    }
-    if (!op.op_dry_run && !cfg_kafka_get(app.ap_cfg, "bootstrap.servers")) {
-        status = usage_error("%s", "no kafka.bootstrap.servers (config, -b or "
-                                   "RM_KAFKA_BOOTSTRAP_SERVERS), or use --dry-run");
-        goto out;
-    }
-    bool from_stdin = strcmp(op.op_input, "-") == 0;
-    const char *input_name = from_stdin ? "(stdin)" : op.op_input;
-    in = from_stdin ? stdin : fopen(op.op_input, "r");
-    if (!in) {
-        fprintf(stderr, "backfill: %s: %s\n", op.op_input, strerror(errno));
-        status = APP_EXIT_USAGE;
-        goto out;
-    }
-    spool = tmpfile();
-    if (!spool) {
-        log_error("cannot create a spool file", LOG_S("error", strerror(errno)));
-        goto out;
-    }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    bool progress_on = op.op_app.aa_verbosity >= 0 && isatty(STDERR_FILENO);
-    const char *topic = NULL;
-    if (validate_input(snap, in, input_name, spool, progress_on, &counts, &topic))
-        goto out;
-    if (stop_requested) {
-        log_warn("interrupted before producing anything");
-        goto out;
-    }
-    if (counts.c_invalid && !op.op_skip_invalid) {
-        fprintf(stderr,
-                "backfill: %" PRIu64 " invalid line%s: nothing produced "
-                "(--skip-invalid produces the valid ones)\n",
-                counts.c_invalid, counts.c_invalid == 1 ? "" : "s");
-        status = APP_EXIT_USAGE;
-        goto summary;
-    }
-    if (!op.op_dry_run && counts.c_valid) {
-        kp = kprod_new(conf, NULL, NULL, errstr, sizeof(errstr));
-        conf = NULL;
-        if (!kp) {
-            log_error("cannot create the producer", LOG_S("error", errstr));
-            goto out;
-        }
-        if (produce_spool(kp, spool, topic, progress_on, &counts))
-            goto summary;
-        if (stop_requested) {
-            log_warn("interrupted: the rest was not produced", LOG_I("produced", counts.c_produced),
-                     LOG_I("valid", counts.c_valid));
-            goto summary;
-        }
-    }
-    status = APP_EXIT_OK;
-summary:
-    printf("backfill aggregate=%s read=%" PRIu64 " valid=%" PRIu64 " produced=%" PRIu64
-           " skipped=%" PRIu64 " invalid=%" PRIu64 " not_shown=%" PRIu64 " failed=%" PRIu64
-           " dry_run=%s\n",
-           op.op_aggregate, counts.c_read, counts.c_valid, counts.c_produced,
-           counts.c_invalid + counts.c_not_shown, counts.c_invalid, counts.c_not_shown,
-           counts.c_failed, op.op_dry_run ? "true" : "false");
-    fflush(stdout);
-out:
-    if (in && in != stdin)
-        fclose(in);
-    if (spool)
-        fclose(spool);
-    if (conf)
-        rd_kafka_conf_destroy(conf);
-    kprod_destroy(kp, 0, false);
-    bf_snap_destroy(snap);
+    run_cleanup(&run);
     app_cleanup(&app);
     return status;
 }

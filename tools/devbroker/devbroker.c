@@ -104,7 +104,16 @@ static void run_command(rd_kafka_mock_cluster_t *mc, char *line)
         fprintf(stderr, "devbroker: ok: %s\n", argv[0]);
 }
 
-int main(int argc, char **argv)
+typedef struct db_options {
+    int do_partitions;
+    int do_brokers;
+    const char *do_topics;
+    const char *do_bootstrap_file;
+    const char *do_control;
+} db_options_t;
+
+/* Returns -1 to go on, or the exit code (0 after --help, 2 on a usage error). */
+static int parse_options(int argc, char **argv, db_options_t *op)
 {
     static const struct option options[] = {{"partitions", required_argument, NULL, 'p'},
                                             {"brokers", required_argument, NULL, 'b'},
@@ -113,24 +122,24 @@ int main(int argc, char **argv)
                                             {"control", required_argument, NULL, 'c'},
                                             {"help", no_argument, NULL, 'h'},
                                             {NULL, 0, NULL, 0}};
-    int partitions = 6, brokers = 1, opt;
-    const char *topics = DEFAULT_TOPICS, *bootstrap_file = NULL, *control = NULL;
+    *op = (db_options_t){.do_partitions = 6, .do_brokers = 1, .do_topics = DEFAULT_TOPICS};
+    int opt;
     while ((opt = getopt_long(argc, argv, "p:b:t:f:c:h", options, NULL)) != -1) {
         switch (opt) {
         case 'p':
-            partitions = atoi(optarg);
+            op->do_partitions = atoi(optarg);
             break;
         case 'b':
-            brokers = atoi(optarg);
+            op->do_brokers = atoi(optarg);
             break;
         case 't':
-            topics = optarg;
+            op->do_topics = optarg;
             break;
         case 'f':
-            bootstrap_file = optarg;
+            op->do_bootstrap_file = optarg;
             break;
         case 'c':
-            control = optarg;
+            op->do_control = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -140,49 +149,54 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (partitions < 1 || partitions > 1000 || brokers < 1 || brokers > 16 || optind < argc) {
+    if (op->do_partitions < 1 || op->do_partitions > 1000 || op->do_brokers < 1 ||
+        op->do_brokers > 16 || optind < argc) {
         usage(stderr);
         return 2;
     }
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-    if (!rk) {
-        fprintf(stderr, "devbroker: %s\n", err);
-        return 1;
-    }
-    rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(rk, brokers);
-    if (!mc) {
-        fprintf(stderr, "devbroker: cannot create the mock cluster\n");
-        rd_kafka_destroy(rk);
-        return 1;
-    }
-    char *list = strdup(topics);
+    return -1;
+}
+
+/* Each topic of the comma-separated list; one that cannot be created is reported and
+ * skipped. */
+static void create_topics(rd_kafka_mock_cluster_t *mc, const db_options_t *op)
+{
+    int replicas = op->do_brokers < 3 ? op->do_brokers : 3;
+    char *list = strdup(op->do_topics);
     for (char *t = strtok(list, ","); t; t = strtok(NULL, ",")) {
-        rd_kafka_resp_err_t terr =
-            rd_kafka_mock_topic_create(mc, t, partitions, brokers < 3 ? brokers : 3);
+        rd_kafka_resp_err_t terr = rd_kafka_mock_topic_create(mc, t, op->do_partitions, replicas);
         if (terr)
             fprintf(stderr, "devbroker: topic %s: %s\n", t, rd_kafka_err2str(terr));
     }
     free(list);
+}
+
+/* The bootstrap address as the first line of stdout, and in --bootstrap-file. */
+static void announce_bootstrap(rd_kafka_mock_cluster_t *mc, const char *bootstrap_file)
+{
     const char *bootstrap = rd_kafka_mock_cluster_bootstraps(mc);
     printf("%s\n", bootstrap);
     fflush(stdout);
     if (bootstrap_file && write_file_atomic(bootstrap_file, bootstrap) != 0)
         fprintf(stderr, "devbroker: cannot write %s: %s\n", bootstrap_file, strerror(errno));
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    int control_fd = -1;
-    if (control && strcmp(control, "-") == 0)
-        control_fd = 0;
-    else if (control) {
-        if (mkfifo(control, 0600) != 0 && errno != EEXIST)
-            fprintf(stderr, "devbroker: cannot create %s: %s\n", control, strerror(errno));
-        control_fd = open(control, O_RDWR | O_NONBLOCK); /* RDWR: never sees EOF */
-    }
+}
+
+/* The descriptor commands are read from: 0 for "-", the FIFO (created when missing), or -1
+ * without --control or when the FIFO cannot be opened. */
+static int open_control(const char *control)
+{
+    if (!control)
+        return -1;
+    if (strcmp(control, "-") == 0)
+        return 0;
+    if (mkfifo(control, 0600) != 0 && errno != EEXIST)
+        fprintf(stderr, "devbroker: cannot create %s: %s\n", control, strerror(errno));
+    return open(control, O_RDWR | O_NONBLOCK); /* RDWR: never sees EOF */
+}
+
+/* Runs each complete line read from control_fd as a command until a signal stops it. */
+static void serve_control(rd_kafka_mock_cluster_t *mc, int control_fd)
+{
     char line[512];
     size_t used = 0;
     while (!stopping) {
@@ -208,7 +222,37 @@ int main(int argc, char **argv)
         if (used == sizeof(line) - 1)
             used = 0; /* an over-long line: drop it */
     }
-    if (control && control_fd > 0)
+}
+
+int main(int argc, char **argv)
+{
+    db_options_t op;
+    int status = parse_options(argc, argv, &op);
+    if (status >= 0)
+        return status;
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!rk) {
+        fprintf(stderr, "devbroker: %s\n", err);
+        return 1;
+    }
+    rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(rk, op.do_brokers);
+    if (!mc) {
+        fprintf(stderr, "devbroker: cannot create the mock cluster\n");
+        rd_kafka_destroy(rk);
+        return 1;
+    }
+    create_topics(mc, &op);
+    announce_bootstrap(mc, op.do_bootstrap_file);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int control_fd = open_control(op.do_control);
+    serve_control(mc, control_fd);
+    if (control_fd > 0)
         close(control_fd);
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(rk);

@@ -307,10 +307,10 @@ static int parse_number_option(int c, const char *arg, options_t *op)
     return -1;
 }
 
-/* Returns -1 when parsing succeeded, else the exit status. */
-static int parse_options(int argc, char **argv, options_t *op)
+/* The getopt table of cli_options (the ones with a long name) into long_options, which has
+ * room for CLI_OPTION_COUNT + 1 entries. */
+static void build_long_options(struct option *long_options)
 {
-    struct option long_options[CLI_OPTION_COUNT + 1];
     size_t n = 0;
     for (size_t i = 0; i < CLI_OPTION_COUNT; i++) {
         if (cli_options[i].co_name)
@@ -319,49 +319,82 @@ static int parse_options(int argc, char **argv, options_t *op)
                 NULL, cli_options[i].co_id};
     }
     long_options[n] = (struct option){NULL, 0, NULL, 0};
+}
+
+/* The options stored as they come: file names, addresses and switches. Returns whether c
+ * is one of them. */
+static bool parse_plain_option(int c, const char *arg, options_t *op)
+{
+    switch (c) {
+    case 'b':
+        op->op_bootstrap = arg;
+        return true;
+    case OPT_ORACLE:
+        op->op_oracle = arg;
+        return true;
+    case OPT_CATALOG:
+        op->op_catalog = arg;
+        return true;
+    case OPT_REGISTRY:
+        op->op_registry = arg;
+        return true;
+    case OPT_SUMMARY:
+        op->op_summary = true;
+        return true;
+    case OPT_DRY_RUN:
+        op->op_dry_run = true;
+        return true;
+    case OPT_TOPICS:
+        op->op_topics = arg;
+        return true;
+    case OPT_POISON_MANIFEST:
+        op->op_poison_manifest = arg;
+        return true;
+    case OPT_EVOLVE:
+        op->op_evolve = true;
+        return true;
+    case OPT_SERVE_SOURCES:
+        op->op_serve_sources = arg;
+        return true;
+    case OPT_READY_FILE:
+        op->op_ready_file = arg;
+        return true;
+    case OPT_TRUTH:
+        op->op_truth = arg;
+        return true;
+    case OPT_DRIFT_MANIFEST:
+        op->op_drift_manifest = arg;
+        return true;
+    case OPT_SOURCE_FAULTS:
+        op->op_source_faults = arg;
+        return true;
+    case OPT_FAULT_MANIFEST:
+        op->op_fault_manifest = arg;
+        return true;
+    case 'q':
+        op->op_verbosity = -1;
+        return true;
+    case 'v':
+        op->op_verbosity = 1;
+        return true;
+    }
+    return false;
+}
+
+/* Returns -1 when parsing succeeded, else the exit status. */
+static int parse_options(int argc, char **argv, options_t *op)
+{
+    struct option long_options[CLI_OPTION_COUNT + 1];
+    build_long_options(long_options);
     op->op_kafka = calloc((size_t)argc, sizeof(*op->op_kafka));
     if (!op->op_kafka)
         return EXIT_FAILURE;
 
     int c, rc;
     while ((c = getopt_long(argc, argv, "b:X:qvVh", long_options, NULL)) != -1) {
+        if (parse_plain_option(c, optarg, op))
+            continue;
         switch (c) {
-        case 'b':
-            op->op_bootstrap = optarg;
-            break;
-        case OPT_ORACLE:
-            op->op_oracle = optarg;
-            break;
-        case OPT_CATALOG:
-            op->op_catalog = optarg;
-            break;
-        case OPT_REGISTRY:
-            op->op_registry = optarg;
-            break;
-        case OPT_SUMMARY:
-            op->op_summary = true;
-            break;
-        case OPT_DRY_RUN:
-            op->op_dry_run = true;
-            break;
-        case OPT_TOPICS:
-            op->op_topics = optarg;
-            break;
-        case OPT_POISON_MANIFEST:
-            op->op_poison_manifest = optarg;
-            break;
-        case OPT_EVOLVE:
-            op->op_evolve = true;
-            break;
-        case OPT_SERVE_SOURCES:
-            op->op_serve_sources = optarg;
-            break;
-        case OPT_READY_FILE:
-            op->op_ready_file = optarg;
-            break;
-        case OPT_TRUTH:
-            op->op_truth = optarg;
-            break;
         case OPT_CUSTOMERS:
         case OPT_SEED:
         case OPT_START_MS:
@@ -377,25 +410,10 @@ static int parse_options(int argc, char **argv, options_t *op)
             if ((rc = parse_number_option(c, optarg, op)) >= 0)
                 return rc;
             break;
-        case OPT_DRIFT_MANIFEST:
-            op->op_drift_manifest = optarg;
-            break;
-        case OPT_SOURCE_FAULTS:
-            op->op_source_faults = optarg;
-            break;
-        case OPT_FAULT_MANIFEST:
-            op->op_fault_manifest = optarg;
-            break;
         case 'X':
             if (!strchr(optarg, '=') || optarg[0] == '=')
                 return usage_error("-X: expected name=value, got '%s'", optarg);
             op->op_kafka[op->op_kafka_count++] = optarg;
-            break;
-        case 'q':
-            op->op_verbosity = -1;
-            break;
-        case 'v':
-            op->op_verbosity = 1;
             break;
         case 'V':
             printf("simulate %s (librdkafka %s, avro-c %s)\n", RM_VERSION, rd_kafka_version_str(),
@@ -818,6 +836,141 @@ static int finish_stream(producer_t *producer, chaos_t *chaos, const options_t *
     return rc;
 }
 
+/* What one run holds between its steps; sim_cleanup releases whatever was set. */
+typedef struct sim {
+    cfg_t *sm_cfg;
+    catalog_t *sm_catalog;
+    avro_enc_t *sm_enc;
+    model_t *sm_model;
+    rd_kafka_conf_t *sm_conf;
+    producer_t *sm_producer;
+    chaos_t *sm_chaos;
+    drift_t *sm_drift;
+    truth_t *sm_truth;
+    faults_t sm_faults;
+    summary_t sm_summary;
+} sim_t;
+
+/* The project config with the flags applied, the producer configuration (built even for
+ * --dry-run, so that a bad -X is reported before any work) and the source faults. Returns
+ * -1 to go on, else the exit status. */
+static int sim_configure(sim_t *sim, const options_t *op)
+{
+    char errstr[512];
+    sim->sm_cfg = cfg_load(NULL, errstr, sizeof(errstr));
+    if (!sim->sm_cfg || apply_flags(sim->sm_cfg, op, errstr, sizeof(errstr))) {
+        fprintf(stderr, "simulate: %s\n", errstr);
+        return EXIT_USAGE;
+    }
+    if (!op->op_dry_run && !cfg_kafka_get(sim->sm_cfg, "bootstrap.servers"))
+        return usage_error("%s", "--bootstrap is required (or --dry-run)");
+    sim->sm_conf = kafka_conf_new(sim->sm_cfg, producer_defaults, errstr, sizeof(errstr));
+    if (!sim->sm_conf) {
+        fprintf(stderr, "simulate: %s\n", errstr);
+        return EXIT_USAGE;
+    }
+    int status;
+    if (check_source_options(op, &sim->sm_faults, &status))
+        return status;
+    return -1;
+}
+
+/* The catalog and the Avro encoder (its schemas registered when a registry is set), and
+ * the generated stream. Returns -1 to go on, else the exit status (logged). */
+static int sim_generate(sim_t *sim, const options_t *op)
+{
+    char errstr[512];
+    sim->sm_catalog = catalog_load(cfg_str(sim->sm_cfg, "catalog"), errstr, sizeof(errstr));
+    if (!sim->sm_catalog) {
+        log_error("cannot load the schema catalog", LOG_S("error", errstr));
+        return EXIT_FAILURE;
+    }
+    sim->sm_enc = avro_enc_new(sim->sm_catalog, errstr, sizeof(errstr));
+    if (!sim->sm_enc) {
+        log_error("cannot prepare Avro encoding", LOG_S("error", errstr));
+        return EXIT_FAILURE;
+    }
+    if (*cfg_str(sim->sm_cfg, "schema_registry.url") && register_schemas(sim->sm_cfg, sim->sm_enc))
+        return EXIT_FAILURE;
+    sim->sm_model = model_new(op->op_seed, op->op_customers, errstr, sizeof(errstr));
+    if (!sim->sm_model) {
+        log_error("cannot generate the stream", LOG_S("error", errstr));
+        return EXIT_FAILURE;
+    }
+    size_t events = model_event_count(sim->sm_model);
+    model_set_start(sim->sm_model,
+                    op->op_has_start ? op->op_start_ms : rm_wall_ms() - (int64_t)events);
+    log_info("stream generated", LOG_I("seed", (int64_t)op->op_seed),
+             LOG_I("customers", op->op_customers), LOG_I("events", events));
+    return -1;
+}
+
+/* Before anything is produced: the sources' drift and truth, the oracle, the poison checks,
+ * the chaos and the producer. Returns -1 to go on, else the exit status. */
+static int sim_prepare(sim_t *sim, options_t *op)
+{
+    int status;
+    if (sources_wanted(op) &&
+        (status = setup_sources(op, sim->sm_model, &sim->sm_drift, &sim->sm_truth)) >= 0)
+        return status;
+    /* with drift, the oracle is what the store can hold: without the unapplied events */
+    if (op->op_oracle &&
+        (sim->sm_truth ? write_atomic(op->op_oracle, "oracle", write_store_oracle_to, sim->sm_truth)
+                       : write_oracle(sim->sm_model, op->op_oracle)))
+        return EXIT_FAILURE;
+    size_t events = model_event_count(sim->sm_model);
+    if (op->op_chaos.co_poison > events)
+        return usage_error("%s", "--poison: more poison messages than stream events");
+    if (op->op_poison_manifest && !op->op_chaos.co_poison)
+        return usage_error("%s", "--poison-manifest needs --poison N");
+    if (!op->op_dry_run && chaos_wanted(&op->op_chaos) &&
+        !(sim->sm_chaos = setup_chaos(op, sim->sm_cfg, sim->sm_catalog, events, sim->sm_conf)))
+        return EXIT_FAILURE;
+    if (!op->op_dry_run) {
+        sim->sm_producer = start_producer(sim->sm_conf);
+        sim->sm_conf = NULL;
+        if (!sim->sm_producer)
+            return EXIT_FAILURE;
+        producer_set_replay(sim->sm_producer, op->op_topics, op->op_timestamp_offset_ms);
+    }
+    return -1;
+}
+
+/* Produces the stream, then the summary and the sources. Returns the exit status. */
+static int sim_run(sim_t *sim, const options_t *op)
+{
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    bool progress = op->op_verbosity >= 0 && isatty(STDERR_FILENO);
+    int rc = run_stream(sim->sm_model, sim->sm_enc, sim->sm_producer, sim->sm_chaos, sim->sm_drift,
+                        op->op_evolve, &sim->sm_summary, progress);
+    if (sim->sm_producer)
+        rc = finish_stream(sim->sm_producer, sim->sm_chaos, op, &sim->sm_summary, rc);
+    if (rc)
+        return EXIT_FAILURE;
+    if (op->op_summary && summary_write(&sim->sm_summary, sim->sm_model, sim->sm_enc, stdout)) {
+        log_error("cannot write the summary to stdout");
+        return EXIT_FAILURE;
+    }
+    if (sim->sm_truth && finish_sources(op, sim->sm_drift, sim->sm_truth, &sim->sm_faults))
+        return EXIT_FAILURE;
+    return EXIT_SUCCESS;
+}
+
+static void sim_cleanup(sim_t *sim)
+{
+    truth_destroy(sim->sm_truth);
+    drift_destroy(sim->sm_drift);
+    if (sim->sm_conf)
+        rd_kafka_conf_destroy(sim->sm_conf);
+    producer_destroy(sim->sm_producer);
+    chaos_destroy(sim->sm_chaos);
+    model_destroy(sim->sm_model);
+    avro_enc_destroy(sim->sm_enc);
+    catalog_destroy(sim->sm_catalog);
+    cfg_destroy(sim->sm_cfg);
+}
+
 int main(int argc, char **argv)
 {
     options_t op = {.op_customers = DEFAULT_CUSTOMERS, .op_seed = 1};
@@ -832,113 +985,15 @@ int main(int argc, char **argv)
                                    : LOG_INFO,
              LOG_FORMAT_AUTO);
 
-    status = EXIT_FAILURE;
-    char errstr[512];
-    cfg_t *cfg = NULL;
-    catalog_t *catalog = NULL;
-    avro_enc_t *enc = NULL;
-    model_t *model = NULL;
-    rd_kafka_conf_t *conf = NULL;
-    producer_t *producer = NULL;
-    chaos_t *chaos = NULL;
-    drift_t *drift = NULL;
-    truth_t *truth = NULL;
-    faults_t faults;
-    summary_t summary = SUMMARY_INIT;
-
-    cfg = cfg_load(NULL, errstr, sizeof(errstr));
-    if (!cfg || apply_flags(cfg, &op, errstr, sizeof(errstr))) {
-        fprintf(stderr, "simulate: %s\n", errstr);
-        status = EXIT_USAGE;
-        goto out;
-    }
-    if (!op.op_dry_run && !cfg_kafka_get(cfg, "bootstrap.servers")) {
-        status = usage_error("%s", "--bootstrap is required (or --dry-run)");
-        goto out;
-    }
-    /* Built even for --dry-run, so that a bad -X is reported before any work. */
-    conf = kafka_conf_new(cfg, producer_defaults, errstr, sizeof(errstr));
-    if (!conf) {
-        fprintf(stderr, "simulate: %s\n", errstr);
-        status = EXIT_USAGE;
-        goto out;
-    }
-    if (check_source_options(&op, &faults, &status))
-        goto out;
-    catalog = catalog_load(cfg_str(cfg, "catalog"), errstr, sizeof(errstr));
-    if (!catalog) {
-        log_error("cannot load the schema catalog", LOG_S("error", errstr));
-        goto out;
-    }
-    enc = avro_enc_new(catalog, errstr, sizeof(errstr));
-    if (!enc) {
-        log_error("cannot prepare Avro encoding", LOG_S("error", errstr));
-        goto out;
-    }
-    if (*cfg_str(cfg, "schema_registry.url") && register_schemas(cfg, enc))
-        goto out;
-    model = model_new(op.op_seed, op.op_customers, errstr, sizeof(errstr));
-    if (!model) {
-        log_error("cannot generate the stream", LOG_S("error", errstr));
-        goto out;
-    }
-    size_t events = model_event_count(model);
-    model_set_start(model, op.op_has_start ? op.op_start_ms : rm_wall_ms() - (int64_t)events);
-    log_info("stream generated", LOG_I("seed", (int64_t)op.op_seed),
-             LOG_I("customers", op.op_customers), LOG_I("events", events));
-
-    if (sources_wanted(&op) && (status = setup_sources(&op, model, &drift, &truth)) >= 0)
-        goto out;
-    status = EXIT_FAILURE;
-    /* with drift, the oracle is what the store can hold: without the unapplied events */
-    if (op.op_oracle && (truth ? write_atomic(op.op_oracle, "oracle", write_store_oracle_to, truth)
-                               : write_oracle(model, op.op_oracle)))
-        goto out;
-    if (op.op_chaos.co_poison > events) {
-        status = usage_error("%s", "--poison: more poison messages than stream events");
-        goto out;
-    }
-    if (op.op_poison_manifest && !op.op_chaos.co_poison) {
-        status = usage_error("%s", "--poison-manifest needs --poison N");
-        goto out;
-    }
-    if (!op.op_dry_run && chaos_wanted(&op.op_chaos) &&
-        !(chaos = setup_chaos(&op, cfg, catalog, events, conf)))
-        goto out;
-    if (!op.op_dry_run) {
-        producer = start_producer(conf);
-        conf = NULL;
-        if (!producer)
-            goto out;
-        producer_set_replay(producer, op.op_topics, op.op_timestamp_offset_ms);
-    }
-
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    bool progress = op.op_verbosity >= 0 && isatty(STDERR_FILENO);
-    int rc = run_stream(model, enc, producer, chaos, drift, op.op_evolve, &summary, progress);
-    if (producer)
-        rc = finish_stream(producer, chaos, &op, &summary, rc);
-    if (rc)
-        goto out;
-    if (op.op_summary && summary_write(&summary, model, enc, stdout)) {
-        log_error("cannot write the summary to stdout");
-        goto out;
-    }
-    if (truth && finish_sources(&op, drift, truth, &faults))
-        goto out;
-    status = EXIT_SUCCESS;
-out:
-    truth_destroy(truth);
-    drift_destroy(drift);
-    if (conf)
-        rd_kafka_conf_destroy(conf);
-    producer_destroy(producer);
-    chaos_destroy(chaos);
-    model_destroy(model);
-    avro_enc_destroy(enc);
-    catalog_destroy(catalog);
-    cfg_destroy(cfg);
+    sim_t sim = {.sm_summary = SUMMARY_INIT};
+    status = sim_configure(&sim, &op);
+    if (status < 0)
+        status = sim_generate(&sim, &op);
+    if (status < 0)
+        status = sim_prepare(&sim, &op);
+    if (status < 0)
+        status = sim_run(&sim, &op);
+    sim_cleanup(&sim);
     free(op.op_kafka);
     return status;
 }
