@@ -29,6 +29,19 @@ def dlq_letters(bootstrap, topics):
     return found
 
 
+def assert_stops_in_bound(daemon):
+    """SIGTERM, then the daemon must exit 0 within SHUTDOWN_BOUND_S."""
+    started = time.monotonic()
+    daemon.send(signal.SIGTERM)
+    try:
+        rc = daemon.wait(120)
+    except subprocess.TimeoutExpired:
+        rc = None
+    took = time.monotonic() - started
+    assert rc == 0 and took < SHUTDOWN_BOUND_S, \
+        f"exit {rc} after {took:.1f} s (bound {SHUTDOWN_BOUND_S} s)\n" + daemon.log_text()[-3000:]
+
+
 def test_sigterm_with_the_broker_down_exits_in_bounded_time_and_loses_nothing(workdir,
                                                                               processes):
     control = os.path.join(workdir, "control.fifo")
@@ -60,15 +73,7 @@ def test_sigterm_with_the_broker_down_exits_in_bounded_time_and_loses_nothing(wo
     # The projector's clients notice (a Kafka log line) before the signal comes.
     harness.wait_until(lambda: "brokers are down" in daemon.log_text(), 30,
                        "the projector to see the broker down")
-    started = time.monotonic()
-    daemon.send(signal.SIGTERM)
-    try:
-        rc = daemon.wait(120)
-    except subprocess.TimeoutExpired:
-        rc = None
-    took = time.monotonic() - started
-    assert rc == 0 and took < SHUTDOWN_BOUND_S, \
-        f"exit {rc} after {took:.1f} s (bound {SHUTDOWN_BOUND_S} s)\n" + daemon.log_text()[-3000:]
+    assert_stops_in_bound(daemon)
     # Not handed over, so still in the store's outbox for the next start.
     assert json.loads(harness.inspect(config, "stats").stdout)["outbox"] == len(poison)
 
@@ -112,14 +117,6 @@ def test_sigterm_during_a_start_with_the_broker_down_is_honoured_in_bounded_time
     # Past the login check, at the erasure topic, which it cannot read.
     harness.wait_until(lambda: "cannot read the erasure topic" in daemon.log_text(), 60,
                        "the projector waiting for the erasure topic")
-    started = time.monotonic()
-    daemon.send(signal.SIGTERM)
-    try:
-        rc = daemon.wait(120)
-    except subprocess.TimeoutExpired:
-        rc = None
-    took = time.monotonic() - started
-    assert rc == 0 and took < SHUTDOWN_BOUND_S, \
-        f"exit {rc} after {took:.1f} s (bound {SHUTDOWN_BOUND_S} s)\n" + daemon.log_text()[-3000:]
+    assert_stops_in_bound(daemon)
     assert "projector started" not in daemon.log_text()
     assert harness.committed_offsets(config) == applied

@@ -182,9 +182,5 @@ int main(void)
     tcase_add_test(tc, test_lines_arrive_within_flush_ms);
     tcase_add_test(tc, test_unbatched_mode_writes_at_once);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run(s);
 }

@@ -1,5 +1,6 @@
 /* Tests of breaker.c: the circuit breaker's state machine, driven by a fake clock. */
 #include "breaker.h"
+#include "tsupport.h"
 
 #include <check.h>
 #include <pthread.h>
@@ -174,9 +175,5 @@ int main(void)
     tcase_add_test(tc, test_threads);
     tcase_add_test(tc, test_state_names);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run(s);
 }

@@ -1,5 +1,6 @@
 /* Tests of buf.c: growth, integers and JSON string escaping. */
 #include "buf.h"
+#include "tsupport.h"
 
 #include <check.h>
 #include <stdint.h>
@@ -100,9 +101,5 @@ int main(void)
     tcase_add_test(tc, test_json_invalid_utf8_replaced);
     tcase_add_test(tc, test_json_embedded_nul);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run(s);
 }

@@ -536,9 +536,5 @@ int main(void)
     tcase_add_loop_test(tc, test_interleavings_give_identical_stores, 0, CV_SEEDS);
     tcase_add_loop_test(tc, test_added_partitions_lose_no_link_and_no_counter, 0, CV_GROWN_SEEDS);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run(s);
 }

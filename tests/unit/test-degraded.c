@@ -177,9 +177,5 @@ int main(void)
     tcase_add_test(tc, test_a_mark_waits_for_its_link);
     tcase_add_test(tc, test_a_waiting_mark_expires);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run(s);
 }

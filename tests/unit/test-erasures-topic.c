@@ -118,9 +118,5 @@ int main(void)
     tcase_add_test(tc, test_nothing_unacknowledged_is_marked_published);
     tcase_add_test(tc, test_a_pull_that_reaches_no_broker_is_an_error_not_an_empty_topic);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run(s);
 }

@@ -91,9 +91,5 @@ int main(void)
     tcase_add_test(tc, test_append_scan_and_a_torn_tail);
     tcase_add_test(tc, test_a_missing_ledger_reads_empty);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run(s);
 }

@@ -2,6 +2,7 @@
  * RM_FAILPOINT_ERROR's injected errors. */
 #include "failpoint.h"
 #include "rm_err.h"
+#include "tsupport.h"
 
 #include <check.h>
 #include <errno.h>
@@ -72,9 +73,5 @@ int main(void)
     tcase_add_test(tc, test_skips_reject_malformed_entries);
     tcase_add_test(tc, test_errno_passes_in_range);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run(s);
 }

@@ -204,9 +204,5 @@ int main(void)
     tcase_add_test(tc, test_marks_round_trip_and_refuse_truncation);
     tcase_add_test(tc, test_empty_sections_render_as_declared);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run(s);
 }

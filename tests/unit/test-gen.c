@@ -362,9 +362,5 @@ int main(void)
     tcase_add_test(tc, test_prune_keeps_current_previous_and_active);
     tcase_add_test(tc, test_foreign_link_is_refused);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run(s);
 }

@@ -201,9 +201,5 @@ int main(void)
     tcase_add_test(tc, test_url_escapes_the_key_as_one_segment);
     tcase_add_test(tc, test_fields_and_masks_apply);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run(s);
 }

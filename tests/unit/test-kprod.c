@@ -4,6 +4,7 @@
 #include "kprod.h"
 #include "rm_err.h"
 #include "rm_time.h"
+#include "tsupport.h"
 
 #include <check.h>
 #include <librdkafka/rdkafka.h>
@@ -222,9 +223,5 @@ int main(void)
     tcase_add_test(tc, test_a_failed_delivery_is_counted_and_named);
     tcase_add_test(tc, test_a_fatal_error_stops_sends_and_flushes);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run(s);
 }

@@ -2,6 +2,7 @@
  * and whole lines under concurrent writers. stderr is captured through a pipe. */
 #include "log.h"
 #include "rm_err.h"
+#include "tsupport.h"
 
 #include <check.h>
 #include <errno.h>
@@ -326,9 +327,5 @@ int main(void)
     tcase_add_test(tc, test_threads_write_whole_lines);
     tcase_add_test(tc, test_parse);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run(s);
 }

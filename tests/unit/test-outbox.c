@@ -551,9 +551,5 @@ int main(void)
     tcase_add_test(tc, test_a_switch_and_a_rollback_abandon_no_letter);
     tcase_add_test(tc, test_a_producer_setting_librdkafka_refuses_is_a_config_error);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run(s);
 }

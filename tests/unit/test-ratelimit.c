@@ -87,9 +87,5 @@ int main(void)
     tcase_add_test(tc, test_colliding_keys_stay_limited);
     tcase_add_test(tc, test_colliding_keys_in_a_set);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run(s);
 }

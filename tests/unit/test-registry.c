@@ -342,9 +342,5 @@ int main(void)
     tcase_add_test(tc, test_remote_ids_resolve_through_the_fetcher);
     tcase_add_test(tc, test_check_names_the_unreadable_field);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run(s);
 }

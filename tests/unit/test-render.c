@@ -233,9 +233,5 @@ int main(void)
     tcase_add_test(tc, test_sections_left_out_and_lag_spans);
     tcase_add_test(tc, test_keys_that_cannot_exist);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run(s);
 }

@@ -409,9 +409,5 @@ int main(void)
     tcase_add_test(tc, test_failed_commit_sync_latches);
     tcase_add_test(tc, test_os_restart_makes_an_unsynced_periodic_store_suspect);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run(s);
 }

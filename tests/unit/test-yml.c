@@ -1,5 +1,6 @@
 /* Tests of yml.c: tree shape, line numbers, and load errors. */
 #include "yml.h"
+#include "tsupport.h"
 
 #include <check.h>
 #include <string.h>
@@ -63,9 +64,5 @@ int main(void)
     tcase_add_test(tc, test_duplicate_key);
     tcase_add_test(tc, test_missing_file);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run(s);
 }

@@ -91,6 +91,15 @@ store_t *ts_store(const char *dir)
     return store;
 }
 
+int ts_run(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 void ts_engine_open(ts_engine_t *te, const view_t *view, const catalog_t *catalog,
                     const engine_opts_t *opts)
 {

@@ -8,6 +8,7 @@
 #include "store.h"
 #include "view.h"
 
+#include <check.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -29,6 +30,10 @@ view_t *ts_view(const catalog_t *catalog);
 
 /* A writable scratch store in dir (64 MiB map, periodic durability); aborts on failure. */
 store_t *ts_store(const char *dir);
+
+/* Runs every test of suite s (and frees it); returns the exit status: EXIT_FAILURE when
+ * any test failed. */
+int ts_run(Suite *s);
 
 /* A scratch store with an engine over it: the fixture of the tests that apply events. */
 typedef struct ts_engine {

@@ -1,8 +1,9 @@
 /* Tests of bf_snap.c: valid lines become the right framed events (decoded back with the
  * projector's own decoder), every kind of bad line is named by member, times parse. */
 #include "avro_dec.h"
-#include "bf_snap.h"
+#include "../../tools/backfill/bf_snap.h"
 #include "rm_err.h"
+#include "tsupport.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -259,9 +260,5 @@ int main(void)
     tcase_add_test(tc, test_setup_errors);
     tcase_add_test(tc, test_iso_times);
     suite_add_tcase(suite, tc);
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? 1 : 0;
+    return ts_run(suite);
 }

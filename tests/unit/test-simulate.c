@@ -1,14 +1,15 @@
 /* test-simulate: the simulator's promises — determinism, a well-formed stream, Avro that
  * decodes back to what the model says, and an oracle consistent with the events. */
-#include "avro_enc.h"
+#include "../../tools/simulate/avro_enc.h"
 #include "catalog.h"
-#include "drift.h"
-#include "faults.h"
-#include "model.h"
-#include "oracle.h"
+#include "../../tools/simulate/drift.h"
+#include "../../tools/simulate/faults.h"
+#include "../../tools/simulate/model.h"
+#include "../../tools/simulate/oracle.h"
 #include "rm_build.h"
 #include "rm_err.h"
-#include "truth.h"
+#include "tsupport.h"
+#include "../../tools/simulate/truth.h"
 
 #include <check.h>
 #include <jansson.h>
@@ -616,9 +617,5 @@ int main(void)
     tcase_add_test(tcase, test_source_drift_is_exactly_the_manifest);
     tcase_add_test(tcase, test_faults_are_a_function_of_seed_and_url);
     suite_add_tcase(suite, tcase);
-    SRunner *runner = srunner_create(suite);
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run(suite);
 }
