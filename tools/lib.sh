@@ -67,18 +67,20 @@ rm_python_test_deps() {
 # and cannot read .clang-format's "Kind:" options); cppcheck from Debian. Quiet, and one
 # version check when already installed.
 RM_CLANG_FORMAT_VERSION="23.1.5"
+RM_PYFLAKES_VERSION="3.4.0" # the Python tests and tools: unused names, undefined names
 RM_CLANG_FORMAT="$RM_PY_VENV/bin/clang-format"
 rm_install_lint() {
   rm_install_deps cppcheck || return 1
   "$RM_CLANG_FORMAT" --version 2>/dev/null | grep -q "version $RM_CLANG_FORMAT_VERSION\b" &&
+    "$RM_PY_VENV/bin/python" -m pyflakes --version 2>/dev/null | grep -q "^$RM_PYFLAKES_VERSION\b" &&
     return 0
-  rm_log "installing into $RM_PY_VENV: clang-format==$RM_CLANG_FORMAT_VERSION"
+  rm_log "installing into $RM_PY_VENV: clang-format==$RM_CLANG_FORMAT_VERSION pyflakes==$RM_PYFLAKES_VERSION"
   [ -x "$RM_PY_VENV/bin/python" ] ||
     /usr/bin/python3 -m venv --system-site-packages "$RM_PY_VENV" >/dev/null 2>&1 ||
     { rm_log "cannot make $RM_PY_VENV (python3-venv)"; return 1; }
   "$RM_PY_VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    "clang-format==$RM_CLANG_FORMAT_VERSION" >/dev/null 2>&1 ||
-    { rm_log "pip cannot install clang-format==$RM_CLANG_FORMAT_VERSION"; return 1; }
+    "clang-format==$RM_CLANG_FORMAT_VERSION" "pyflakes==$RM_PYFLAKES_VERSION" >/dev/null 2>&1 ||
+    { rm_log "pip cannot install clang-format==$RM_CLANG_FORMAT_VERSION pyflakes==$RM_PYFLAKES_VERSION"; return 1; }
 }
 
 # The browser tests' driver (tests/ui/driver.js) needs playwright-core, which drives the
