@@ -1,4 +1,4 @@
-/* fresh_probe: end-to-end freshness (issue 7, scenario 2). Produces a background load of
+/* fresh_probe: end-to-end freshness (bench/run scenario 2). Produces a background load of
  * Customer 360 events at a fixed rate and, every PROBE_MS, a probe: a
  * CustomerContactUpdated of one probe customer carrying a unique email. For each probe it
  * records the delivery-report (produce acknowledgement) time; a poller reads the probe

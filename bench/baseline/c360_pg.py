@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """c360_pg: the Customer 360 projector a team would write instead — Python + PostgreSQL.
 
-The baseline of bench/run's projection scenario (issue 7, scenario 1c). It consumes the
+The baseline of bench/run's projection scenario (scenario 1c). It consumes the
 simulator's topics, decodes the Confluent-framed Avro, applies the Customer 360 rules of
 schemas/views/customer360.yaml in plain Python to one JSONB document per customer, and
 upserts the documents into PostgreSQL, one transaction per batch (up to --batch-events
