@@ -437,7 +437,7 @@ static int store_open_env(store_t *store, const store_opts_t *opts, char *errstr
         flags |= MDB_RDONLY;
     else if (store->st_durability == STORE_PERIODIC)
         flags |= MDB_NOSYNC; /* not MDB_WRITEMAP: measured 2x slower here (page faults
-                                on the sparse file; bench/README.md) */
+                                on the sparse file; docs/design.md §6) */
     else if (store->st_durability == STORE_NOMETASYNC)
         flags |= MDB_NOMETASYNC;
     rc = mdb_env_open(store->st_env, store->st_dir, flags, 0644);
