@@ -273,18 +273,18 @@ static struct MHD_Response *page_response(const char *html, size_t len)
     return resp;
 }
 
-http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
+int http_server_start(app_t *app, http_server_t **ret_server, char *errstr, size_t errlen)
 {
     struct sockaddr_in addr;
     const char *listen = cfg_str(app->ap_cfg, "query_api.listen");
     if (app_parse_listen(listen, &addr)) {
         snprintf(errstr, errlen, "query_api.listen: expected host:port, got '%s'", listen);
-        return NULL;
+        return RM_ECONFIG;
     }
     http_server_t *server = calloc(1, sizeof(*server));
     if (!server) {
         snprintf(errstr, errlen, "out of memory");
-        return NULL;
+        return RM_ENOMEM;
     }
     http_ctx_t *ctx = &server->hs_ctx;
     ctx->hc_app = app;
@@ -309,27 +309,27 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
     MHD_add_response_header(ctx->hc_openapi, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     if (https_load(app->ap_cfg, &ctx->hc_https, errstr, errlen)) {
         http_server_stop(server);
-        return NULL;
+        return RM_ECONFIG;
     }
     /* Read once: cfg lookups are a table scan, too slow for every request. */
     ctx->hc_consistency_wait_ms = cfg_int(app->ap_cfg, "query_api.consistency_wait_ms");
     if (http_auth_init(ctx, errstr, errlen)) {
         http_server_stop(server);
-        return NULL;
+        return RM_ECONFIG;
     }
     if (!(ctx->hc_logend = http_logend_new(app->ap_cfg, errstr, errlen))) {
         http_server_stop(server);
-        return NULL;
+        return RM_ECONFIG;
     }
     if (!(ctx->hc_live = http_live_new(app->ap_view, app->ap_cfg, errstr, errlen))) {
         http_server_stop(server);
-        return NULL;
+        return RM_ECONFIG;
     }
     bool random_cursor_key;
     if (http_cursor_keys_init(&ctx->hc_cursor_keys, app->ap_cfg, &random_cursor_key, errstr,
                               errlen)) {
         http_server_stop(server);
-        return NULL;
+        return RM_ECONFIG;
     }
     if (random_cursor_key)
         log_info("no query_api.cursor_key_file: page cursors are sealed with a key drawn at "
@@ -338,14 +338,14 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
     if (src) {
         snprintf(errstr, errlen, "cannot start the store watcher: %s", rm_strerror(src));
         http_server_stop(server);
-        return NULL;
+        return src;
     }
     ctx->hc_history = http_history_new(HTTP_HISTORY_SAMPLES);
     if (!ctx->hc_history || (src = http_history_start(ctx->hc_history, ctx))) {
         snprintf(errstr, errlen, "cannot start the status history: %s",
                  rm_strerror(ctx->hc_history ? src : RM_ENOMEM));
         http_server_stop(server);
-        return NULL;
+        return ctx->hc_history ? src : RM_ENOMEM;
     }
     struct MHD_OptionItem tls_opts[HTTPS_MHD_OPTIONS + 1];
     size_t tls_count = ctx->hc_https ? https_mhd_options(ctx->hc_https, tls_opts) : 0;
@@ -359,11 +359,14 @@ http_server_t *http_server_start(app_t *app, char *errstr, size_t errlen)
         MHD_OPTION_UNESCAPE_CALLBACK, raw_unescape, NULL, MHD_OPTION_NOTIFY_CONNECTION,
         on_connection, ctx, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!server->hs_daemon) {
+        /* libmicrohttpd said why on stderr (MHD_USE_ERROR_LOG). Most often the port is
+         * busy, which a restart may find free: not configuration. */
         snprintf(errstr, errlen, "query_api.listen: cannot listen on %s", listen);
         http_server_stop(server);
-        return NULL;
+        return RM_EIO;
     }
-    return server;
+    *ret_server = server;
+    return 0;
 }
 
 void http_server_stop(http_server_t *server)

@@ -44,7 +44,8 @@ static void usage(FILE *out)
                  "  -V, --version           print version and library versions\n"
                  "  -h, --help              this help\n"
                  "\n"
-                 "SIGTERM or SIGINT stop it (exit 0). Exit codes: 0 ok, 1 runtime failure,\n"
+                 "SIGTERM or SIGINT stop it (exit 0). Exit codes: 0 ok, 1 runtime failure\n"
+                 "(a busy port, out of memory: a restart may pass),\n"
                  "2 usage or configuration error.\n"
                  "\n"
                  "Configuration keys (flag > environment > file > default):\n");
@@ -206,15 +207,13 @@ int main(int argc, char **argv)
         return exit_code;
     }
     char err[512];
-    http_server_t *server = http_server_start(&app, err, sizeof(err));
-    if (!server) {
+    http_server_t *server = NULL;
+    int rc = http_server_start(&app, &server, err, sizeof(err));
+    if (rc) {
         log_error("cannot start the HTTP server", LOG_S("error", err));
         app_cleanup(&app);
-        /* Only a busy port or memory is a runtime failure; the rest is configuration. */
-        return strncmp(err, "query_api.", 10) == 0 ||
-                       !(strstr(err, "cannot listen") || strstr(err, "out of memory"))
-                   ? APP_EXIT_USAGE
-                   : APP_EXIT_FAILURE;
+        /* RM_ECONFIG: settings no restart fixes (2); a busy port or memory may pass (1). */
+        return app_exit_for(rc);
     }
     log_info("query-api listening", LOG_S("listen", cfg_str(app.ap_cfg, "query_api.listen")),
              LOG_S("scheme", *cfg_str(app.ap_cfg, "query_api.tls.cert_file") ? "https" : "http"),

@@ -3,6 +3,7 @@ that no restart can fix (systemd's RestartPreventExitStatus=2, docs/runbook.md),
 runtime failure that a restart may clear. Each case fails at start, before anything is
 applied, in the daemon and in `projector rebuild`."""
 import os
+import socket
 import subprocess
 
 import pytest
@@ -56,3 +57,35 @@ def test_a_pipeline_that_cannot_start_for_another_reason_exits_1(broker, workdir
     out = projector(config, MODES[mode], env={"RM_TEST_SKIP_APPLY": "garbage"})
     assert out.returncode == 1, (out.returncode, out.stderr[-2000:])
     assert "RM_TEST_SKIP_APPLY" in out.stderr, out.stderr[-2000:]
+
+
+def query_api(config, *sets):
+    args = [harness.binary("query-api/query-api"), "--config", config]
+    for s in sets:
+        args += ["--set", s]
+    return subprocess.run(args, cwd=harness.ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_query_api_a_busy_port_exits_1_a_bad_listen_exits_2(broker, workdir):
+    """The query API's start-up too: a port another process holds is a runtime failure
+    (a restart may find it free: 1); an address that cannot be parsed, or a TLS file that
+    cannot be read, is configuration (2). Decided by error code, not by the message (the
+    message of a busy port starts with the setting's name, and was read as configuration)."""
+    config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="")
+    assert projector(config, ("--until-caught-up",)).returncode == 0  # a store to serve
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    try:
+        port = holder.getsockname()[1]
+        out = query_api(config, f"query_api.listen=127.0.0.1:{port}")
+        assert out.returncode == 1, (out.returncode, out.stderr[-2000:])
+        assert "cannot listen" in out.stderr, out.stderr[-2000:]
+    finally:
+        holder.close()
+    out = query_api(config, "query_api.listen=nowhere")
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
+    out = query_api(config, f"query_api.listen=127.0.0.1:{harness.free_port()}",
+                    "query_api.tls.cert_file=/nonexistent/cert.pem",
+                    "query_api.tls.key_file=/nonexistent/key.pem")
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
