@@ -219,26 +219,55 @@ final class Model {
       return this;
     }
 
+    private Map<String, Object> renderProfile() {
+      if (profile == null) {
+        return null;
+      }
+      Map<String, Object> p = new LinkedHashMap<>();
+      p.put("customer_id", profile.customerId);
+      p.put("name", profile.name);
+      p.put("email", profile.email);
+      p.put("phone", profile.phone);
+      p.put("preferred_channel", profile.preferredChannel);
+      p.put("marketing_opt_in", profile.marketingOptIn);
+      p.put("registered_at", profile.registeredAt);
+      p.put("updated_at", profile.updatedAt);
+      return p;
+    }
+
+    private Map<String, Object> renderLoyalty() {
+      if (loyalty == null) {
+        return null;
+      }
+      Map<String, Object> l = new LinkedHashMap<>();
+      l.put("tier", loyalty.tier);
+      l.put("points", loyalty.points);
+      l.put("updated_at", loyalty.updatedAt);
+      return l;
+    }
+
+    private List<Map<String, Object>> renderReturns() {
+      List<Return> open = new ArrayList<>(returns.values());
+      open.sort(Comparator.comparingLong((Return r) -> -r.openedAt).thenComparing(r -> r.returnId));
+      List<Map<String, Object>> rets = new ArrayList<>();
+      for (Return r : open) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("return_id", r.returnId);
+        m.put("order_id", r.orderId);
+        m.put("reason", r.reason);
+        m.put("opened_at", r.openedAt);
+        rets.add(m);
+      }
+      return rets;
+    }
+
     /** The document's sections in the simulator oracle's shape; null once erased. */
     Map<String, Object> render() {
       if (erased) {
         return null;
       }
       Map<String, Object> doc = new LinkedHashMap<>();
-      if (profile == null) {
-        doc.put("profile", null);
-      } else {
-        Map<String, Object> p = new LinkedHashMap<>();
-        p.put("customer_id", profile.customerId);
-        p.put("name", profile.name);
-        p.put("email", profile.email);
-        p.put("phone", profile.phone);
-        p.put("preferred_channel", profile.preferredChannel);
-        p.put("marketing_opt_in", profile.marketingOptIn);
-        p.put("registered_at", profile.registeredAt);
-        p.put("updated_at", profile.updatedAt);
-        doc.put("profile", p);
-      }
+      doc.put("profile", renderProfile());
       // The status of an order is the kind of its latest payment / shipment event.
       Map<String, Payment> lastPay = new HashMap<>();
       long settled = 0;
@@ -298,27 +327,8 @@ final class Model {
           Comparator.comparingLong((Map<String, Object> m) -> -(long) m.get("occurred_at"))
               .thenComparing(m -> (String) m.get("shipment_id")));
       doc.put("delivery_exceptions", exceptions);
-      if (loyalty == null) {
-        doc.put("loyalty", null);
-      } else {
-        Map<String, Object> l = new LinkedHashMap<>();
-        l.put("tier", loyalty.tier);
-        l.put("points", loyalty.points);
-        l.put("updated_at", loyalty.updatedAt);
-        doc.put("loyalty", l);
-      }
-      List<Return> open = new ArrayList<>(returns.values());
-      open.sort(Comparator.comparingLong((Return r) -> -r.openedAt).thenComparing(r -> r.returnId));
-      List<Map<String, Object>> rets = new ArrayList<>();
-      for (Return r : open) {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("return_id", r.returnId);
-        m.put("order_id", r.orderId);
-        m.put("reason", r.reason);
-        m.put("opened_at", r.openedAt);
-        rets.add(m);
-      }
-      doc.put("returns", rets);
+      doc.put("loyalty", renderLoyalty());
+      doc.put("returns", renderReturns());
       Map<String, Object> counters = new LinkedHashMap<>();
       counters.put("lifetime_orders", (long) orders.size());
       counters.put("lifetime_settled_cents", settled);
