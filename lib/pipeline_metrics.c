@@ -93,44 +93,65 @@ static void family_hist(scrape_t *sc, const char *name, const char *help,
         sc->sc_rc = metrics_hist_render(sc->sc_out, name, hist, sc->sc_view_labels);
 }
 
-/* Per partition: stored offset, high watermark, lag in messages and seconds. */
+enum { PART_NEXT_OFFSET, PART_HIGH_WATERMARK, PART_LAG_MESSAGES, PART_LAG_SECONDS, PART__COUNT };
+
+static const struct {
+    const char *pf_name;
+    const char *pf_help;
+} part_families[PART__COUNT] = {
+    {"readmodel_partition_next_offset", "Next offset to apply, as committed in the store."},
+    {"readmodel_partition_high_watermark", "Partition high watermark as last fetched."},
+    {"readmodel_partition_lag_messages", "High watermark minus next offset."},
+    {"readmodel_partition_lag_seconds",
+     "Now minus the newest applied event time (0 when caught up)."},
+};
+
+/* Partition i's lag in messages: its high watermark minus its next offset. */
+static int64_t partition_lag(const pipeline_snapshot_t *snap, size_t i)
+{
+    int64_t next = snap->ps_tps[i].pt_next_offset < 0 ? 0 : snap->ps_tps[i].pt_next_offset;
+    return snap->ps_high[i] > next ? snap->ps_high[i] - next : 0;
+}
+
+/* Renders family f's sample for partition i of the snapshot. */
+static int partition_sample(scrape_t *sc, int f, const pipeline_snapshot_t *snap, size_t i,
+                            int64_t wall, const char **labels)
+{
+    const pipeline_tp_t *tp = &snap->ps_tps[i];
+    const char *name = part_families[f].pf_name;
+    switch (f) {
+    case PART_NEXT_OFFSET:
+        return metrics_sample_i64(sc->sc_out, name, tp->pt_next_offset < 0 ? 0 : tp->pt_next_offset,
+                                  labels);
+    case PART_HIGH_WATERMARK:
+        return metrics_sample_i64(sc->sc_out, name, snap->ps_high[i], labels);
+    case PART_LAG_MESSAGES:
+        return metrics_sample_i64(sc->sc_out, name, partition_lag(snap, i), labels);
+    default: {
+        double lag_s = partition_lag(snap, i) && tp->pt_last_event_ms
+                           ? (double)(wall - tp->pt_last_event_ms) / 1000.0
+                           : 0;
+        return metrics_sample_f64(sc->sc_out, name, lag_s < 0 ? 0 : lag_s, labels);
+    }
+    }
+}
+
+/* Per partition: stored offset, high watermark, lag in messages and seconds. Each family's
+ * samples in one group after its HELP/TYPE lines, as the exposition format requires. */
 static void render_partitions(scrape_t *sc, const view_t *view, const pipeline_snapshot_t *snap,
                               int64_t wall)
 {
-    family(sc, "readmodel_partition_next_offset", "gauge",
-           "Next offset to apply, as committed in the store.");
-    for (size_t i = 0; !sc->sc_rc && i < snap->ps_tp_count; i++) {
-        const pipeline_tp_t *tp = &snap->ps_tps[i];
-        char part[16];
-        snprintf(part, sizeof(part), "%d", tp->pt_partition);
-        const char *labels[] = {"view",      view->v_name, "topic", view->v_topics[tp->pt_topic],
-                                "partition", part,         NULL};
-        sc->sc_rc = metrics_sample_i64(sc->sc_out, "readmodel_partition_next_offset",
-                                       tp->pt_next_offset < 0 ? 0 : tp->pt_next_offset, labels);
-    }
-    family(sc, "readmodel_partition_high_watermark", "gauge",
-           "Partition high watermark as last fetched.");
-    family(sc, "readmodel_partition_lag_messages", "gauge", "High watermark minus next offset.");
-    family(sc, "readmodel_partition_lag_seconds", "gauge",
-           "Now minus the newest applied event time (0 when caught up).");
-    for (size_t i = 0; !sc->sc_rc && i < snap->ps_tp_count; i++) {
-        const pipeline_tp_t *tp = &snap->ps_tps[i];
-        char part[16];
-        snprintf(part, sizeof(part), "%d", tp->pt_partition);
-        const char *labels[] = {"view",      view->v_name, "topic", view->v_topics[tp->pt_topic],
-                                "partition", part,         NULL};
-        int64_t next = tp->pt_next_offset < 0 ? 0 : tp->pt_next_offset;
-        int64_t lag = snap->ps_high[i] > next ? snap->ps_high[i] - next : 0;
-        double lag_s =
-            lag && tp->pt_last_event_ms ? (double)(wall - tp->pt_last_event_ms) / 1000.0 : 0;
-        int rc = metrics_sample_i64(sc->sc_out, "readmodel_partition_high_watermark",
-                                    snap->ps_high[i], labels);
-        rc = rc ? rc
-                : metrics_sample_i64(sc->sc_out, "readmodel_partition_lag_messages", lag, labels);
-        rc = rc ? rc
-                : metrics_sample_f64(sc->sc_out, "readmodel_partition_lag_seconds",
-                                     lag_s < 0 ? 0 : lag_s, labels);
-        sc->sc_rc = rc;
+    for (int f = 0; f < PART__COUNT; f++) {
+        family(sc, part_families[f].pf_name, "gauge", part_families[f].pf_help);
+        for (size_t i = 0; !sc->sc_rc && i < snap->ps_tp_count; i++) {
+            const pipeline_tp_t *tp = &snap->ps_tps[i];
+            char part[16];
+            snprintf(part, sizeof(part), "%d", tp->pt_partition);
+            const char *labels[] = {
+                "view",      view->v_name, "topic", view->v_topics[tp->pt_topic],
+                "partition", part,         NULL};
+            sc->sc_rc = partition_sample(sc, f, snap, i, wall, labels);
+        }
     }
 }
 

@@ -206,27 +206,47 @@ struct MHD_Response *http_handle_readyz(http_ctx_t *ctx, unsigned *ret_status)
     return json_response(body);
 }
 
+/* The per-partition families of the store, each rendered by one pass over the offsets so
+ * that its samples form one group after its HELP/TYPE lines (the exposition format). */
+enum { STORE_NEXT_OFFSET, STORE_LAG_MESSAGES, STORE_LAG_SECONDS, STORE__FAMILIES };
+
+static const struct {
+    const char *sf_name;
+    const char *sf_help;
+} store_families[STORE__FAMILIES] = {
+    {"readmodel_store_partition_next_offset",
+     "Next offset the store has applied, per partition (as committed)."},
+    {"readmodel_store_partition_lag_messages",
+     "High watermark at the last commit minus next offset."},
+    {"readmodel_store_partition_lag_seconds",
+     "Now minus the newest applied event time, when behind."},
+};
+
+typedef struct metrics_pass {
+    buf_t *mp_out;
+    const char *mp_view;
+    int64_t mp_now;
+    int mp_family; /* which of store_families this pass renders */
+} metrics_pass_t;
+
 static int metrics_partition(void *ctx, const char *topic, int32_t partition,
                              const store_offset_t *off)
 {
-    void **args = ctx;
-    buf_t *b = args[0];
-    const char *view = args[1];
-    int64_t now = *(int64_t *)args[2];
+    const metrics_pass_t *mp = ctx;
     char part[16];
     snprintf(part, sizeof(part), "%d", partition);
-    const char *labels[] = {"view", view, "topic", topic, "partition", part, NULL};
+    const char *labels[] = {"view", mp->mp_view, "topic", topic, "partition", part, NULL};
+    const char *name = store_families[mp->mp_family].sf_name;
     int64_t lag = off->so_high_watermark > off->so_next_offset
                       ? off->so_high_watermark - off->so_next_offset
                       : 0;
+    if (mp->mp_family == STORE_NEXT_OFFSET)
+        return metrics_sample_i64(mp->mp_out, name, off->so_next_offset, labels);
+    if (mp->mp_family == STORE_LAG_MESSAGES)
+        return metrics_sample_i64(mp->mp_out, name, lag, labels);
     double lag_s =
-        lag && off->so_last_event_ms ? (double)(now - off->so_last_event_ms) / 1000.0 : 0;
-    int rc =
-        metrics_sample_i64(b, "readmodel_store_partition_next_offset", off->so_next_offset, labels);
-    rc = rc ? rc : metrics_sample_i64(b, "readmodel_store_partition_lag_messages", lag, labels);
-    return rc ? rc
-              : metrics_sample_f64(b, "readmodel_store_partition_lag_seconds",
-                                   lag_s < 0 ? 0 : lag_s, labels);
+        lag && off->so_last_event_ms ? (double)(mp->mp_now - off->so_last_event_ms) / 1000.0 : 0;
+    return metrics_sample_f64(mp->mp_out, name, lag_s < 0 ? 0 : lag_s, labels);
 }
 
 struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
@@ -278,15 +298,12 @@ struct MHD_Response *http_handle_metrics(http_ctx_t *ctx, unsigned *ret_status)
     int64_t generation = -1;
     if (http_txn(ctx, &store, &txn) == 0) {
         generation = http_txn_generation();
-        int64_t now = rm_wall_ms();
-        void *args[] = {b, ctx->hc_app->ap_view->v_name, &now};
-        metrics_family(b, "readmodel_store_partition_next_offset", "gauge",
-                       "Next offset the store has applied, per partition (as committed).");
-        metrics_family(b, "readmodel_store_partition_lag_messages", "gauge",
-                       "High watermark at the last commit minus next offset.");
-        metrics_family(b, "readmodel_store_partition_lag_seconds", "gauge",
-                       "Now minus the newest applied event time, when behind.");
-        store_offset_foreach(store, txn, metrics_partition, args);
+        metrics_pass_t mp = {b, ctx->hc_app->ap_view->v_name, rm_wall_ms(), 0};
+        for (mp.mp_family = 0; mp.mp_family < STORE__FAMILIES; mp.mp_family++) {
+            metrics_family(b, store_families[mp.mp_family].sf_name, "gauge",
+                           store_families[mp.mp_family].sf_help);
+            store_offset_foreach(store, txn, metrics_partition, &mp);
+        }
         http_txn_done();
     }
     metrics_family(b, "readmodel_http_store_open", "gauge", "1 when the view store is open.");

@@ -2,6 +2,7 @@
 documented fields."""
 import json
 import re
+import urllib.request
 
 import harness
 
@@ -16,6 +17,21 @@ API_METRICS = [
     "readmodel_http_requests_total", "readmodel_http_request_duration_seconds_bucket",
     "readmodel_store_partition_lag_messages", "readmodel_store_partition_lag_seconds",
 ]
+
+
+def assert_families_grouped(text):
+    """The text exposition format: every family's samples form one group, right after its
+    HELP/TYPE lines, and no family appears twice."""
+    seen, current = set(), None
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            current = line.split()[2]
+            assert current not in seen, f"family {current} appears twice"
+            seen.add(current)
+        elif line and not line.startswith("#"):
+            name = line.split("{")[0].split(" ")[0]
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert current in (name, base), f"sample {name} outside its family (in {current})"
 
 
 def test_metrics_move_and_logs_are_json(broker, workdir, processes):
@@ -36,6 +52,8 @@ def test_metrics_move_and_logs_are_json(broker, workdir, processes):
         assert any(k.split("{")[0] == name for k in first), f"{name} not exported"
     assert re.search(r'readmodel_partition_lag_messages\{view="customer360",topic="orders",'
                      r'partition="\d+"\}', "\n".join(first))
+    with urllib.request.urlopen(url, timeout=30) as r:
+        assert_families_grouped(r.read().decode())
 
     harness.simulate(broker.bootstrap, workdir, 100, 42)
     second = harness.wait_until(
@@ -56,6 +74,8 @@ def test_metrics_move_and_logs_are_json(broker, workdir, processes):
     for name in API_METRICS:
         assert any(k.split("{")[0] == name for k in api_samples), f"query-api: {name} not exported"
     assert harness.metric_total(api_samples, "readmodel_http_requests_total", route="view", status="404") >= 1
+    with urllib.request.urlopen(api.base + "/metrics", timeout=30) as r:
+        assert_families_grouped(r.read().decode())
 
     projector.stop()
     lines = [l for l in projector.log_text().splitlines() if l.strip()]
