@@ -713,3 +713,66 @@ int store_usage(store_t *store, size_t *ret_map_bytes, size_t *ret_used_bytes)
     *ret_used_bytes = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
     return 0;
 }
+
+static size_t tree_pages(const MDB_stat *st)
+{
+    return st->ms_branch_pages + st->ms_leaf_pages + st->ms_overflow_pages;
+}
+
+/* Adds the key and value bytes of every entry of dbi to *kv. */
+static int count_kv_bytes(MDB_txn *txn, MDB_dbi dbi, size_t *kv)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc)
+        return rm_err_from_mdb(rc);
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        *kv += k.mv_size + v.mv_size;
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rm_err_from_mdb(rc);
+}
+
+/* Pages listed in the free database (dbi 0): each record is an id list whose first
+ * element is its length, as mdb_stat -f reads it. */
+static int count_free_pages(MDB_txn *txn, size_t *ret_pages)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, 0, &cur);
+    if (rc)
+        return rm_err_from_mdb(rc);
+    MDB_val k, v;
+    size_t pages = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        size_t n;
+        memcpy(&n, v.mv_data, sizeof(n));
+        pages += n;
+    }
+    mdb_cursor_close(cur);
+    *ret_pages = pages;
+    return rc == MDB_NOTFOUND ? 0 : rm_err_from_mdb(rc);
+}
+
+int store_space(store_t *store, MDB_txn *txn, bool count_kv, store_space_t *ret_space)
+{
+    MDB_stat st;
+    int rc = mdb_stat(txn, 1, &st); /* the main database, which names the others */
+    if (rc)
+        return rm_err_from_mdb(rc);
+    size_t psize = st.ms_psize, pages = tree_pages(&st), kv = 0;
+    for (int i = 0; !rc && i < STORE_DB__COUNT; i++) {
+        rc = mdb_stat(txn, store->st_dbi[i], &st);
+        pages += rc ? 0 : tree_pages(&st);
+        if (!rc && count_kv)
+            rc = count_kv_bytes(txn, store->st_dbi[i], &kv);
+    }
+    if (rc)
+        return rc < 0 ? rc : rm_err_from_mdb(rc);
+    size_t free_pages = 0;
+    if ((rc = count_free_pages(txn, &free_pages)))
+        return rc;
+    *ret_space = (store_space_t){pages * psize, free_pages * psize, kv};
+    return 0;
+}

@@ -172,6 +172,16 @@ uint64_t store_last_txnid(store_t *store);
 void store_sync_stats(store_t *store, store_sync_stats_t *ret_stats);
 /* Map size and bytes in use (last page * page size). */
 int store_usage(store_t *store, size_t *ret_map_bytes, size_t *ret_used_bytes);
+/* Where the bytes in use go, read in txn: pages of the B-trees (every database, the
+ * main one included), pages on LMDB's free list (left by copy-on-write, reused by later
+ * transactions, never returned to the file system), and the key and value bytes the
+ * trees hold (a walk of every entry, only with count_kv). */
+typedef struct store_space {
+    size_t ss_tree_bytes;
+    size_t ss_free_bytes;
+    size_t ss_kv_bytes;
+} store_space_t;
+int store_space(store_t *store, MDB_txn *txn, bool count_kv, store_space_t *ret_space);
 
 /* Builds a doc key "view_key \0 section \0 item" into out (cap >= 512).
  * Returns the length, or 0 if it would not fit. section may be "" (marks key). */

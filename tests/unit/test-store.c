@@ -164,6 +164,55 @@ START_TEST(test_grow_keeps_data)
 }
 END_TEST
 
+/* Writes n doc records of value_len bytes, keys "k<i>" (6 bytes each for i < 100000). */
+static void put_docs(int n, size_t value_len)
+{
+    char value[1024];
+    memset(value, 'v', sizeof(value));
+    MDB_txn *txn;
+    ck_assert_int_eq(store_write_begin(store, &txn), 0);
+    for (int i = 0; i < n; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%05d", i);
+        MDB_val k = {6, key}, v = {value_len, value};
+        ck_assert_int_eq(mdb_put(txn, store_dbi(store, STORE_DB_DOC), &k, &v, 0), 0);
+    }
+    ck_assert_int_eq(store_write_commit(store, txn), 0);
+}
+
+static store_space_t space_now(void)
+{
+    MDB_txn *txn;
+    store_space_t space;
+    ck_assert_int_eq(store_read_begin(store, &txn), 0);
+    ck_assert_int_eq(store_space(store, txn, true, &space), 0);
+    store_read_end(txn);
+    return space;
+}
+
+/* The bench states store bytes beside rendered JSON: each figure must be what it says. */
+START_TEST(test_space_splits_the_bytes_in_use)
+{
+    store_space_t before = space_now();
+    put_docs(2000, 200);
+    store_space_t after = space_now();
+    ck_assert_uint_eq(after.ss_kv_bytes - before.ss_kv_bytes, 2000 * (6 + 200));
+    /* 206-byte records, 8-byte node headers and 2-byte slot pointers in 4 KB leaves:
+     * at least 2000 * 216 bytes of leaves, and a half-empty split tree at most twice. */
+    ck_assert_uint_ge(after.ss_tree_bytes, 2000 * 216);
+    ck_assert_uint_le(after.ss_tree_bytes, 2 * 2000 * 216 + 64 * 4096);
+    /* Rewriting every record copies its pages: the old copies go to the free list. */
+    put_docs(2000, 200);
+    put_docs(2000, 200);
+    store_space_t rewritten = space_now();
+    ck_assert_uint_eq(rewritten.ss_kv_bytes, after.ss_kv_bytes);
+    ck_assert_uint_ge(rewritten.ss_free_bytes, 2000 * 216 / 2);
+    size_t map, used;
+    ck_assert_int_eq(store_usage(store, &map, &used), 0);
+    ck_assert_uint_le(rewritten.ss_tree_bytes + rewritten.ss_free_bytes, used);
+}
+END_TEST
+
 /* A periodic store syncing every interval_ms in a directory of its own. */
 static store_t *open_periodic(const char *path, int64_t interval_ms)
 {
@@ -404,6 +453,7 @@ int main(void)
     tcase_add_test(tc, test_meta_prefix_walk);
     tcase_add_test(tc, test_single_writer_and_readonly);
     tcase_add_test(tc, test_grow_keeps_data);
+    tcase_add_test(tc, test_space_splits_the_bytes_in_use);
     tcase_add_test(tc, test_periodic_syncs_in_the_background);
     tcase_add_test(tc, test_failed_sync_latches);
     tcase_add_test(tc, test_failed_commit_sync_latches);

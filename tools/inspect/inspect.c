@@ -21,7 +21,9 @@ static void usage(FILE *out)
                  "  get KEY...     the view document of each key (one JSON line each;\n"
                  "                 {\"key\":K,\"error\":\"not found\"} when absent)\n"
                  "  offsets        stored next offset, high watermark and lag per partition\n"
-                 "  stats          entries per database and store size\n"
+                 "  stats          entries per database and store size: bytes in use (the file's\n"
+                 "                 high-water mark), in B-tree pages, on LMDB's free list,\n"
+                 "                 and of keys and values\n"
                  "  topics         per topic, parked events and dead letters, twice: counted by\n"
                  "                 a full scan now (\"scanned\") and as the projector keeps them\n"
                  "                 (\"counted\"; null before it first counted the store)\n"
@@ -56,7 +58,12 @@ static int cmd_stats(store_t *store, MDB_txn *txn)
     }
     size_t map = 0, used = 0;
     store_usage(store, &map, &used);
-    printf("\"map_bytes\":%zu,\"used_bytes\":%zu}\n", map, used);
+    store_space_t space;
+    if (store_space(store, txn, true, &space))
+        return APP_EXIT_FAILURE;
+    printf("\"map_bytes\":%zu,\"used_bytes\":%zu,\"tree_bytes\":%zu,\"free_bytes\":%zu,"
+           "\"kv_bytes\":%zu}\n",
+           map, used, space.ss_tree_bytes, space.ss_free_bytes, space.ss_kv_bytes);
     return APP_EXIT_OK;
 }
 
