@@ -1,21 +1,43 @@
 /* frag: fragment and marks encoding — binary slots for merging, JSON for serving.
  *
- * Layout of a fragment value (native endian, unaligned reads via memcpy):
- *   u8 format | u8 0 | u16 slot_count | u16 topic | u16 0 | i32 partition |
+ * Layout of a fragment value, format 2 (what frag_encode writes). varint: unsigned
+ * LEB128, 1 to 10 bytes; zz: a signed value as a zigzag varint (0, -1, 1, -2 -> 0, 1, 2, 3):
+ *   u8 format (2) | varint json_len | varint slot_count | varint topic | zz partition |
+ *   zz offset | zz event_ms | zz sort |
+ *   slots: u8 tag = type (bits 0-2) | FRAG_TAG_SAME_STAMP (0x80), then unless ABSENT:
+ *            unless SAME_STAMP: zz (time - event_ms), varint version, u32 tie (little endian)
+ *            INT/BOOL: zz value | STR: varint len + bytes | NULL: nothing
+ *   json bytes (json_len)
+ * SAME_STAMP: the slot carries the stamp of the previous written (non-absent) slot; most
+ * slots of a fragment were written by one event. The stamp's time is a delta from the
+ * header's event_ms, the newest event applied, which wrote at least one slot: its slots
+ * take one byte, and each stamp decodes on its own. Nothing is aligned or native-endian.
+ *
+ * Format 1 (stores written by earlier versions; read, never written), native endian:
+ *   u8 format (1) | u8 0 | u16 slot_count | u16 topic | u16 0 | i32 partition |
  *   i64 offset | i64 event_ms | i64 sort | u32 json_len |
  *   slots: u8 type, then unless ABSENT: i64 time, i64 version, u32 tie, then
  *          INT/BOOL: i64 | STR: u32 len + bytes | NULL: nothing
  *   json bytes (json_len)
- * The JSON is last so a reader finds it from json_len without walking slots. */
+ *
+ * In both the JSON is last and its length is in the header, so a reader finds it without
+ * walking the slots; the decoder checks that the slots end exactly where it begins. */
 #include "frag.h"
 #include "mask.h"
 #include "rm_err.h"
 
 #include <string.h>
 
-#define FRAG_HEADER_BYTES 40
-#define FRAG_STAMP_BYTES 20
+#define FRAG_FORMAT_V1 1
 #define FRAG_MARK_BYTES 24
+#define FRAG_TAG_TYPE 0x07       /* a slot tag's type bits (frag_type_t) */
+#define FRAG_TAG_SAME_STAMP 0x80 /* the slot has the previous written slot's stamp */
+#define FRAG_VARINT_MAX_BYTES 10 /* 64 bits in 7-bit groups */
+/* Room frag_encode reserves up front, so it writes with a pointer instead of checking
+ * every append: the format byte and the header's varints but json_len (inserted last),
+ * and a slot's tag, stamp (2 varints and the tie) and value, its string bytes apart. */
+#define FRAG_HEADER_MAX_BYTES (1 + 6 * FRAG_VARINT_MAX_BYTES)
+#define FRAG_SLOT_MAX_BYTES (1 + 3 * FRAG_VARINT_MAX_BYTES + 4)
 
 void frag_init(frag_t *frag, size_t slot_count)
 {
@@ -65,53 +87,165 @@ static const void *rd_take(frag_rd_t *rd, size_t n)
         v_;                                                                                        \
     })
 
-int frag_decode(const void *data, size_t len, size_t slot_count, frag_t *ret_frag)
+/* An unsigned LEB128 varint; fr_bad when it is cut, or longer than 64 bits. */
+static inline uint64_t rd_varint(frag_rd_t *rd)
 {
-    frag_rd_t rd = {data, (const unsigned char *)data + len, false};
-    uint8_t format = RD_GET(&rd, uint8_t, 0);
-    (void)RD_GET(&rd, uint8_t, 0);
-    uint16_t stored_slots = RD_GET(&rd, uint16_t, 0);
-    if (rd.fr_bad || format != FRAG_FORMAT)
+    if (rd->fr_p < rd->fr_end && *rd->fr_p < 0x80)
+        return *rd->fr_p++; /* most header fields, versions and tags' values: one byte */
+    uint64_t value = 0;
+    for (unsigned shift = 0; rd->fr_p < rd->fr_end; shift += 7) {
+        unsigned byte = *rd->fr_p++;
+        if (shift == 63 && byte > 1)
+            break; /* bits past 64, or an 11th byte */
+        value |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80))
+            return value;
+    }
+    rd->fr_bad = true;
+    return 0;
+}
+
+/* Zigzag, on the bits of an int64: 0, -1, 1, -2, ... <-> 0, 1, 2, 3, ... */
+static inline uint64_t zigzag(uint64_t bits)
+{
+    return (bits << 1) ^ (0 - (bits >> 63));
+}
+
+static inline uint64_t unzigzag(uint64_t value)
+{
+    return (value >> 1) ^ (0 - (value & 1));
+}
+
+/* Format 1, after its format byte (layout above). */
+static int decode_v1(frag_rd_t *rd, size_t slot_count, frag_t *frag)
+{
+    (void)RD_GET(rd, uint8_t, 0);
+    uint16_t stored_slots = RD_GET(rd, uint16_t, 0);
+    if (rd->fr_bad)
         return RM_ESTORE;
     if (stored_slots != slot_count || slot_count > FRAG_MAX_SLOTS)
         return RM_EMISMATCH;
-    frag_t *frag = ret_frag;
-    frag->f_prov.fp_topic = RD_GET(&rd, uint16_t, 0);
-    (void)RD_GET(&rd, uint16_t, 0);
-    frag->f_prov.fp_partition = RD_GET(&rd, int32_t, 0);
-    frag->f_prov.fp_offset = RD_GET(&rd, int64_t, 0);
-    frag->f_prov.fp_event_ms = RD_GET(&rd, int64_t, 0);
-    frag->f_sort = RD_GET(&rd, int64_t, 0);
-    uint32_t json_len = RD_GET(&rd, uint32_t, 0);
+    frag->f_prov.fp_topic = RD_GET(rd, uint16_t, 0);
+    (void)RD_GET(rd, uint16_t, 0);
+    frag->f_prov.fp_partition = RD_GET(rd, int32_t, 0);
+    frag->f_prov.fp_offset = RD_GET(rd, int64_t, 0);
+    frag->f_prov.fp_event_ms = RD_GET(rd, int64_t, 0);
+    frag->f_sort = RD_GET(rd, int64_t, 0);
+    uint32_t json_len = RD_GET(rd, uint32_t, 0);
     frag->f_slot_count = slot_count;
-    for (size_t i = 0; i < slot_count && !rd.fr_bad; i++) {
+    for (size_t i = 0; i < slot_count && !rd->fr_bad; i++) {
         frag_slot_t *slot = &frag->f_slots[i];
-        slot->fsl_type = RD_GET(&rd, uint8_t, 0);
+        slot->fsl_type = RD_GET(rd, uint8_t, 0);
         if (slot->fsl_type == FRAG_ABSENT)
             continue;
-        slot->fsl_stamp.fs_time_ms = RD_GET(&rd, int64_t, 0);
-        slot->fsl_stamp.fs_version = RD_GET(&rd, int64_t, 0);
-        slot->fsl_stamp.fs_tie = RD_GET(&rd, uint32_t, 0);
+        slot->fsl_stamp.fs_time_ms = RD_GET(rd, int64_t, 0);
+        slot->fsl_stamp.fs_version = RD_GET(rd, int64_t, 0);
+        slot->fsl_stamp.fs_tie = RD_GET(rd, uint32_t, 0);
         switch (slot->fsl_type) {
         case FRAG_NULL:
             break;
         case FRAG_INT:
         case FRAG_BOOL:
-            slot->fsl_int = RD_GET(&rd, int64_t, 0);
+            slot->fsl_int = RD_GET(rd, int64_t, 0);
             break;
         case FRAG_STR:
-            slot->fsl_str_len = RD_GET(&rd, uint32_t, 0);
-            slot->fsl_str = rd_take(&rd, slot->fsl_str_len);
+            slot->fsl_str_len = RD_GET(rd, uint32_t, 0);
+            slot->fsl_str = rd_take(rd, slot->fsl_str_len);
             break;
         default:
             return RM_ESTORE;
         }
     }
-    frag->f_json = rd_take(&rd, json_len);
-    if (rd.fr_bad || rd.fr_p != rd.fr_end)
+    frag->f_json = rd_take(rd, json_len);
+    if (rd->fr_bad || rd->fr_p != rd->fr_end)
         return RM_ESTORE;
     frag->f_json_len = json_len;
     return 0;
+}
+
+/* One format-2 slot. prev: the stamp of the previous written slot (NULL: none yet). */
+static int decode_slot_v2(frag_rd_t *rd, int64_t event_ms, const frag_stamp_t *prev,
+                          frag_slot_t *slot)
+{
+    const unsigned char *tag = rd_take(rd, 1);
+    if (!tag)
+        return RM_ESTORE;
+    unsigned type = *tag & FRAG_TAG_TYPE;
+    if ((*tag & ~(FRAG_TAG_TYPE | FRAG_TAG_SAME_STAMP)) || type > FRAG_BOOL)
+        return RM_ESTORE;
+    slot->fsl_type = (frag_type_t)type;
+    if (type == FRAG_ABSENT)
+        return *tag == FRAG_ABSENT ? 0 : RM_ESTORE;
+    if (*tag & FRAG_TAG_SAME_STAMP) {
+        if (!prev)
+            return RM_ESTORE;
+        slot->fsl_stamp = *prev;
+    } else {
+        slot->fsl_stamp.fs_time_ms = (int64_t)((uint64_t)event_ms + unzigzag(rd_varint(rd)));
+        slot->fsl_stamp.fs_version = (int64_t)rd_varint(rd);
+        const unsigned char *tie = rd_take(rd, 4);
+        slot->fsl_stamp.fs_tie = tie ? (uint32_t)tie[0] | (uint32_t)tie[1] << 8 |
+                                           (uint32_t)tie[2] << 16 | (uint32_t)tie[3] << 24
+                                     : 0;
+    }
+    if (type == FRAG_INT || type == FRAG_BOOL) {
+        slot->fsl_int = (int64_t)unzigzag(rd_varint(rd));
+    } else if (type == FRAG_STR) {
+        uint64_t len = rd_varint(rd);
+        if (len > (uint64_t)(rd->fr_end - rd->fr_p))
+            return RM_ESTORE;
+        slot->fsl_str_len = (size_t)len;
+        slot->fsl_str = rd_take(rd, (size_t)len);
+    }
+    return rd->fr_bad ? RM_ESTORE : 0;
+}
+
+/* Format 2, after its format byte (layout above). */
+static int decode_v2(frag_rd_t *rd, size_t slot_count, frag_t *frag)
+{
+    uint64_t json_len = rd_varint(rd);
+    uint64_t stored_slots = rd_varint(rd);
+    if (rd->fr_bad)
+        return RM_ESTORE;
+    if (stored_slots != slot_count || slot_count > FRAG_MAX_SLOTS)
+        return RM_EMISMATCH;
+    uint64_t topic = rd_varint(rd);
+    int64_t partition = (int64_t)unzigzag(rd_varint(rd));
+    frag->f_prov.fp_offset = (int64_t)unzigzag(rd_varint(rd));
+    frag->f_prov.fp_event_ms = (int64_t)unzigzag(rd_varint(rd));
+    frag->f_sort = (int64_t)unzigzag(rd_varint(rd));
+    if (rd->fr_bad || topic > UINT16_MAX || partition < INT32_MIN || partition > INT32_MAX ||
+        json_len > (uint64_t)(rd->fr_end - rd->fr_p))
+        return RM_ESTORE;
+    frag->f_prov.fp_topic = (uint16_t)topic;
+    frag->f_prov.fp_partition = (int32_t)partition;
+    const unsigned char *json = rd->fr_end - json_len;
+    rd->fr_end = json; /* the slots must end where the JSON begins */
+    frag->f_slot_count = slot_count;
+    const frag_stamp_t *prev = NULL;
+    for (size_t i = 0; i < slot_count; i++) {
+        int rc = decode_slot_v2(rd, frag->f_prov.fp_event_ms, prev, &frag->f_slots[i]);
+        if (rc)
+            return rc;
+        if (frag->f_slots[i].fsl_type != FRAG_ABSENT)
+            prev = &frag->f_slots[i].fsl_stamp;
+    }
+    if (rd->fr_p != json)
+        return RM_ESTORE;
+    frag->f_json = (const char *)json;
+    frag->f_json_len = (size_t)json_len;
+    return 0;
+}
+
+int frag_decode(const void *data, size_t len, size_t slot_count, frag_t *ret_frag)
+{
+    frag_rd_t rd = {data, (const unsigned char *)data + len, false};
+    const unsigned char *format = rd_take(&rd, 1);
+    if (format && *format == FRAG_FORMAT)
+        return decode_v2(&rd, slot_count, ret_frag);
+    if (format && *format == FRAG_FORMAT_V1)
+        return decode_v1(&rd, slot_count, ret_frag);
+    return RM_ESTORE; /* empty, or a format of a newer version (or garbage) */
 }
 
 static int render_value(const frag_slot_t *slot, const view_field_t *field,
@@ -216,42 +350,83 @@ int frag_render_empty(const view_section_t *section, buf_t *out)
             return RM_ENOMEM;                                                                      \
     } while (0)
 
+static unsigned char *put_varint(unsigned char *p, uint64_t value)
+{
+    while (value >= 0x80) {
+        *p++ = (unsigned char)(value | 0x80);
+        value >>= 7;
+    }
+    *p++ = (unsigned char)value;
+    return p;
+}
+
+/* Writes one slot (at most FRAG_SLOT_MAX_BYTES plus its string) at p; *prev: the stamp of
+ * the previous written slot, NULL before the first. Returns the end. */
+static unsigned char *put_slot(unsigned char *p, const frag_slot_t *slot, int64_t event_ms,
+                               const frag_stamp_t **prev)
+{
+    unsigned char *tag = p++;
+    *tag = (unsigned char)slot->fsl_type;
+    if (slot->fsl_type == FRAG_ABSENT)
+        return p;
+    const frag_stamp_t *stamp = &slot->fsl_stamp;
+    if (*prev && stamp->fs_time_ms == (*prev)->fs_time_ms &&
+        stamp->fs_version == (*prev)->fs_version && stamp->fs_tie == (*prev)->fs_tie) {
+        *tag |= FRAG_TAG_SAME_STAMP;
+    } else {
+        p = put_varint(p, zigzag((uint64_t)stamp->fs_time_ms - (uint64_t)event_ms));
+        p = put_varint(p, (uint64_t)stamp->fs_version);
+        for (int shift = 0; shift < 32; shift += 8)
+            *p++ = (unsigned char)(stamp->fs_tie >> shift);
+    }
+    *prev = stamp;
+    if (slot->fsl_type == FRAG_INT || slot->fsl_type == FRAG_BOOL) {
+        p = put_varint(p, zigzag((uint64_t)slot->fsl_int));
+    } else if (slot->fsl_type == FRAG_STR) {
+        p = put_varint(p, slot->fsl_str_len);
+        if (slot->fsl_str_len)
+            memcpy(p, slot->fsl_str, slot->fsl_str_len);
+        p += slot->fsl_str_len;
+    }
+    return p;
+}
+
 int frag_encode(const frag_t *frag, const view_section_t *section, buf_t *out)
 {
+    size_t room = FRAG_HEADER_MAX_BYTES;
+    for (size_t i = 0; i < frag->f_slot_count; i++)
+        room += FRAG_SLOT_MAX_BYTES +
+                (frag->f_slots[i].fsl_type == FRAG_STR ? frag->f_slots[i].fsl_str_len : 0);
     buf_reset(out);
-    WR(out, uint8_t, FRAG_FORMAT);
-    WR(out, uint8_t, 0);
-    WR(out, uint16_t, (uint16_t)frag->f_slot_count);
-    WR(out, uint16_t, frag->f_prov.fp_topic);
-    WR(out, uint16_t, 0);
-    WR(out, int32_t, frag->f_prov.fp_partition);
-    WR(out, int64_t, frag->f_prov.fp_offset);
-    WR(out, int64_t, frag->f_prov.fp_event_ms);
-    WR(out, int64_t, frag->f_sort);
-    size_t json_len_at = out->b_len;
-    WR(out, uint32_t, 0);
-    for (size_t i = 0; i < frag->f_slot_count; i++) {
-        const frag_slot_t *slot = &frag->f_slots[i];
-        WR(out, uint8_t, (uint8_t)slot->fsl_type);
-        if (slot->fsl_type == FRAG_ABSENT)
-            continue;
-        WR(out, int64_t, slot->fsl_stamp.fs_time_ms);
-        WR(out, int64_t, slot->fsl_stamp.fs_version);
-        WR(out, uint32_t, slot->fsl_stamp.fs_tie);
-        if (slot->fsl_type == FRAG_INT || slot->fsl_type == FRAG_BOOL) {
-            WR(out, int64_t, slot->fsl_int);
-        } else if (slot->fsl_type == FRAG_STR) {
-            WR(out, uint32_t, (uint32_t)slot->fsl_str_len);
-            if (buf_append(out, slot->fsl_str, slot->fsl_str_len))
-                return RM_ENOMEM;
-        }
-    }
+    if (buf_reserve(out, room))
+        return RM_ENOMEM;
+    unsigned char *start = (unsigned char *)out->b_data, *p = start;
+    *p++ = FRAG_FORMAT; /* json_len follows it: inserted below, once the JSON is rendered */
+    p = put_varint(p, frag->f_slot_count);
+    p = put_varint(p, frag->f_prov.fp_topic);
+    p = put_varint(p, zigzag((uint64_t)(int64_t)frag->f_prov.fp_partition));
+    p = put_varint(p, zigzag((uint64_t)frag->f_prov.fp_offset));
+    p = put_varint(p, zigzag((uint64_t)frag->f_prov.fp_event_ms));
+    p = put_varint(p, zigzag((uint64_t)frag->f_sort));
+    const frag_stamp_t *prev = NULL;
+    for (size_t i = 0; i < frag->f_slot_count; i++)
+        p = put_slot(p, &frag->f_slots[i], frag->f_prov.fp_event_ms, &prev);
+    out->b_len = (size_t)(p - start);
+    out->b_data[out->b_len] = '\0';
     size_t json_start = out->b_len;
     int rc = frag_render_json(frag, section, out);
     if (rc)
         return rc;
-    uint32_t json_len = (uint32_t)(out->b_len - json_start);
-    memcpy(out->b_data + json_len_at, &json_len, sizeof(json_len));
+    unsigned char json_len[FRAG_VARINT_MAX_BYTES];
+    size_t json_len_bytes = (size_t)(put_varint(json_len, out->b_len - json_start) - json_len);
+    if (buf_reserve(out, json_len_bytes))
+        return RM_ENOMEM;
+    /* Moving a few hundred bytes once per write costs less than rendering the JSON twice
+     * (to learn its length first) and keeps the header's fields in one place. */
+    memmove(out->b_data + 1 + json_len_bytes, out->b_data + 1, out->b_len - 1);
+    memcpy(out->b_data + 1, json_len, json_len_bytes);
+    out->b_len += json_len_bytes;
+    out->b_data[out->b_len] = '\0';
     return 0;
 }
 

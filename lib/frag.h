@@ -1,8 +1,8 @@
 /* frag: the stored form of one fragment of a view document, and the per-key marks.
  *
- * A fragment value is: a fixed header (provenance: the newest event applied to it,
- * and the list sort key), one slot per declared field of its section, and the
- * fragment already rendered as JSON. Slots let the engine merge an update field by
+ * A fragment value is: a header (provenance: the newest event applied to it, and the
+ * list sort key), one slot per declared field of its section, and the fragment
+ * already rendered as JSON, last. Slots let the engine merge an update field by
  * field without parsing JSON; the JSON lets a read append bytes without rendering.
  *
  * Every written slot carries a stamp (event time, entity version, event-id hash):
@@ -22,7 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FRAG_FORMAT 1
+/* The format frag_encode writes (its first byte); frag_decode reads it and format 1, which
+ * stores written by earlier versions hold. Layouts: lib/frag.c. */
+#define FRAG_FORMAT 2
 #define FRAG_MAX_SLOTS VIEW_MAX_FIELDS /* fields per section, sections per view (marks) */
 
 typedef enum frag_type { FRAG_ABSENT = 0, FRAG_NULL, FRAG_INT, FRAG_STR, FRAG_BOOL } frag_type_t;
@@ -60,8 +62,9 @@ typedef struct frag {
 /* Initialises an empty fragment of slot_count absent slots. */
 void frag_init(frag_t *frag, size_t slot_count);
 
-/* Decodes a stored value. Returns 0 or RM_ESTORE if it is corrupt or was written
- * for a section with another number of fields (RM_EMISMATCH). */
+/* Decodes a stored value of format 1 or 2. Returns 0, RM_EMISMATCH if it was written for
+ * a section with another number of fields, or RM_ESTORE if its structure is corrupt (a
+ * value has no checksum) or its format is one this version does not know (a newer one). */
 int frag_decode(const void *data, size_t len, size_t slot_count, frag_t *ret_frag);
 
 /* Is stamp a newer than b? (time, then version, then tie) */
