@@ -8,6 +8,7 @@
  * more than the 20 orders the list keeps, where the 21st must come back. No broker: the
  * engine is driven directly, so hundreds of interleavings cost seconds. */
 #include "engine.h"
+#include "frag.h"
 #include "render.h"
 #include "rm_err.h"
 #include "tsupport.h"
@@ -25,6 +26,7 @@
 #define CV_GROWN_PARTITIONS 8 /* ... after partitions were added, halfway through a stream */
 #define CV_MAX_PARTITIONS 8
 #define CV_GROWN_SEEDS 10
+#define CV_FORMAT1_SEEDS 4 /* stores continued from format-1 fragments */
 #define CV_CUSTOMERS 120       /* per seed: ~3,000 events */
 #define CV_SEEDS 20
 #define CV_INTERLEAVINGS 4
@@ -266,8 +268,117 @@ static void stream_free(cv_stream_t *cs)
 /* Applies the stream in one permitted interleaving: each (topic, partition) queue is
  * consumed in order; which queue goes next is random; about 3% of messages are also
  * redelivered a little later. Returns the store's comparable bytes. */
+/* The comparable state of store: everything but bookkeeping that records arrival order
+ * (pending sequence, offsets, outbox, meta, and the freshness marks of removed list
+ * items — docs/guarantees.md, "Ordering"). pending itself must be empty. */
+static char *dump_store(store_t *store, size_t *ret_len)
+{
+    MDB_txn *txn;
+    static const store_db_t dbs[] = {STORE_DB_DOC,   STORE_DB_IDX,    STORE_DB_LINK,
+                                     STORE_DB_RLINK, STORE_DB_ERASED, STORE_DB_PENDING};
+    buf_t dump = BUF_INIT;
+    ck_assert_int_eq(store_read_begin(store, &txn), 0);
+    for (size_t d = 0; d < sizeof(dbs) / sizeof(dbs[0]); d++) {
+        MDB_cursor *cur;
+        mdb_cursor_open(txn, store_dbi(store, dbs[d]), &cur);
+        MDB_val k, v;
+        buf_printf(&dump, "[%s]", store_db_name(dbs[d]));
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            ck_assert_msg(dbs[d] != STORE_DB_PENDING, "an event is still parked");
+            const char *kd = k.mv_data;
+            if (dbs[d] == STORE_DB_DOC && k.mv_size >= 2 && kd[k.mv_size - 1] == '\0' &&
+                kd[k.mv_size - 2] == '\0')
+                continue; /* "key \0 \0": the marks record */
+            buf_append(&dump, &k.mv_size, sizeof(k.mv_size));
+            buf_append(&dump, k.mv_data, k.mv_size);
+            buf_append(&dump, &v.mv_size, sizeof(v.mv_size));
+            buf_append(&dump, v.mv_data, v.mv_size);
+        }
+        mdb_cursor_close(cur);
+    }
+    store_read_end(txn);
+    *ret_len = dump.b_len;
+    return dump.b_data;
+}
+
+/* The section of a doc key "view_key \0 [\xffh] section \0 item" that holds a fragment
+ * (visible or hidden list item, single, counters), or NULL: marks, versions, deletion
+ * stamps and degraded marks are other records. */
+static const view_section_t *fragment_section(const MDB_val *k)
+{
+    const char *key = k->mv_data, *end = key + k->mv_size;
+    const char *name = memchr(key, '\0', k->mv_size);
+    if (!name++)
+        return NULL;
+    if (end - name >= 2 && name[0] == '\xff' && name[1] == 'h')
+        name += 2;
+    const char *nul = memchr(name, '\0', (size_t)(end - name));
+    char section[VIEW_NAME_MAX_BYTES];
+    if (!nul || nul == name || (size_t)(nul - name) >= sizeof(section))
+        return NULL;
+    memcpy(section, name, (size_t)(nul - name));
+    section[nul - name] = '\0';
+    int s = view_section_index(view, section);
+    return s < 0 ? NULL : &view->v_sections[s];
+}
+
+/* Rewrites every fragment of store in format 1, as an earlier version wrote them. */
+static void downgrade_fragments(store_t *store)
+{
+    MDB_txn *txn;
+    ck_assert_int_eq(store_write_begin(store, &txn), 0);
+    MDB_cursor *cur;
+    ck_assert_int_eq(mdb_cursor_open(txn, store_dbi(store, STORE_DB_DOC), &cur), 0);
+    buf_t v1 = BUF_INIT;
+    size_t rewritten = 0;
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const view_section_t *section = fragment_section(&k);
+        frag_t frag;
+        if (!section || frag_decode(v.mv_data, v.mv_size, section->vs_field_count, &frag))
+            continue;
+        ts_frag_encode_v1(&frag, section, &v1);
+        char key[512]; /* k points into a page the put may move; doc keys are shorter */
+        ck_assert_uint_le(k.mv_size, sizeof(key));
+        memcpy(key, k.mv_data, k.mv_size);
+        MDB_val nk = {k.mv_size, key}, nv = {v1.b_len, v1.b_data};
+        ck_assert_int_eq(mdb_cursor_put(cur, &nk, &nv, MDB_CURRENT), 0);
+        rewritten++;
+    }
+    mdb_cursor_close(cur);
+    buf_free(&v1);
+    ck_assert_uint_gt(rewritten, CV_CUSTOMERS / 2);
+    ck_assert_int_eq(store_write_commit(store, txn), 0);
+}
+
+/* How many fragments of store are in format 1 and in format 2 (their first byte). */
+static void count_formats(store_t *store, size_t *ret_v1, size_t *ret_v2)
+{
+    MDB_txn *txn;
+    ck_assert_int_eq(store_read_begin(store, &txn), 0);
+    MDB_cursor *cur;
+    ck_assert_int_eq(mdb_cursor_open(txn, store_dbi(store, STORE_DB_DOC), &cur), 0);
+    *ret_v1 = *ret_v2 = 0;
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (!fragment_section(&k) || !v.mv_size)
+            continue;
+        *ret_v1 += ((const unsigned char *)v.mv_data)[0] == 1;
+        *ret_v2 += ((const unsigned char *)v.mv_data)[0] == 2;
+    }
+    mdb_cursor_close(cur);
+    store_read_end(txn);
+}
+
+/* Applies cs in one interleaving into a fresh store; returns its dump (dump_store).
+ * downgrade: at the first commit past half the stream, every fragment is rewritten in
+ * format 1 — as if an earlier version had written the store so far. */
 static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, bool rush_new,
-                                size_t *ret_len, store_t **ret_store, char **ret_dir)
+                                bool downgrade, size_t *ret_len, store_t **ret_store,
+                                char **ret_dir)
 {
     char err[512];
     char *dir = ts_tmpdir();
@@ -332,6 +443,10 @@ static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, bo
             ck_assert_int_eq(store_write_commit(store, txn), 0);
             txn = NULL;
             in_txn = 0;
+            if (downgrade && left <= cs->cs_count / 2) {
+                downgrade_fragments(store);
+                downgrade = false;
+            }
         }
     }
     if (txn) {
@@ -344,37 +459,10 @@ static char *apply_interleaving(const cv_stream_t *cs, uint64_t shuffle_seed, bo
     free(qlen);
     free(qpos);
     engine_destroy(engine);
-    /* The comparable state: everything but bookkeeping that records arrival order
-     * (pending sequence, offsets, outbox, meta, and the freshness marks of removed list
-     * items — docs/guarantees.md, "Ordering"). pending itself must be empty. */
-    static const store_db_t dbs[] = {STORE_DB_DOC,   STORE_DB_IDX,    STORE_DB_LINK,
-                                     STORE_DB_RLINK, STORE_DB_ERASED, STORE_DB_PENDING};
-    buf_t dump = BUF_INIT;
-    ck_assert_int_eq(store_read_begin(store, &txn), 0);
-    for (size_t d = 0; d < sizeof(dbs) / sizeof(dbs[0]); d++) {
-        MDB_cursor *cur;
-        mdb_cursor_open(txn, store_dbi(store, dbs[d]), &cur);
-        MDB_val k, v;
-        buf_printf(&dump, "[%s]", store_db_name(dbs[d]));
-        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            ck_assert_msg(dbs[d] != STORE_DB_PENDING, "an event is still parked");
-            const char *kd = k.mv_data;
-            if (dbs[d] == STORE_DB_DOC && k.mv_size >= 2 && kd[k.mv_size - 1] == '\0' &&
-                kd[k.mv_size - 2] == '\0')
-                continue; /* "key \0 \0": the marks record */
-            buf_append(&dump, &k.mv_size, sizeof(k.mv_size));
-            buf_append(&dump, k.mv_data, k.mv_size);
-            buf_append(&dump, &v.mv_size, sizeof(v.mv_size));
-            buf_append(&dump, v.mv_data, v.mv_size);
-        }
-        mdb_cursor_close(cur);
-    }
-    store_read_end(txn);
-    *ret_len = dump.b_len;
+    char *dump = dump_store(store, ret_len);
     *ret_store = store;
     *ret_dir = dir;
-    return dump.b_data;
+    return dump;
 }
 
 static void check_oracle(const cv_stream_t *cs, store_t *store)
@@ -439,7 +527,8 @@ START_TEST(test_interleavings_give_identical_stores)
         size_t len;
         store_t *store;
         char *dir;
-        char *dump = apply_interleaving(&cs, seed * 131 + (uint64_t)il, false, &len, &store, &dir);
+        char *dump =
+            apply_interleaving(&cs, seed * 131 + (uint64_t)il, false, false, &len, &store, &dir);
         if (il == 0) {
             check_oracle(&cs, store);
             first = dump;
@@ -488,7 +577,7 @@ START_TEST(test_added_partitions_lose_no_link_and_no_counter)
         size_t len;
         store_t *store;
         char *dir;
-        free(apply_interleaving(&cs, seed * 131 + (uint64_t)il, il > 0, &len, &store, &dir));
+        free(apply_interleaving(&cs, seed * 131 + (uint64_t)il, il > 0, false, &len, &store, &dir));
         MDB_txn *txn;
         buf_t out = BUF_INIT;
         ck_assert_int_eq(store_read_begin(store, &txn), 0);
@@ -528,6 +617,33 @@ START_TEST(test_added_partitions_lose_no_link_and_no_counter)
 }
 END_TEST
 
+/* A store an earlier version wrote (format-1 fragments) and this one continues: the
+ * fragments it rewrites become format 2, the others stay as they were, and every document
+ * still equals the oracle — old fragments are read, merged and served as new ones. */
+START_TEST(test_store_of_format1_fragments_is_continued)
+{
+    catalog = ts_catalog();
+    view = ts_view(catalog);
+    cv_stream_t cs = {0};
+    uint64_t seed = 3000 + (uint64_t)_i;
+    stream_build(seed, false, &cs);
+    size_t len;
+    store_t *store;
+    char *dir;
+    free(apply_interleaving(&cs, seed * 131, false, true, &len, &store, &dir));
+    size_t v1, v2;
+    count_formats(store, &v1, &v2);
+    ck_assert_msg(v1 > 0 && v2 > 0, "seed %llu: %zu format-1 and %zu format-2 fragments",
+                  (unsigned long long)seed, v1, v2);
+    check_oracle(&cs, store);
+    store_close(store);
+    ts_rmtree(dir);
+    stream_free(&cs);
+    view_destroy(view);
+    catalog_destroy(catalog);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("convergence");
@@ -535,6 +651,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_interleavings_give_identical_stores, 0, CV_SEEDS);
     tcase_add_loop_test(tc, test_added_partitions_lose_no_link_and_no_counter, 0, CV_GROWN_SEEDS);
+    tcase_add_loop_test(tc, test_store_of_format1_fragments_is_continued, 0, CV_FORMAT1_SEEDS);
     suite_add_tcase(s, tc);
     return ts_run(s);
 }

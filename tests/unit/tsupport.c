@@ -259,3 +259,44 @@ bool ts_json_equal(const char *actual, const char *expected)
     json_decref(e);
     return same;
 }
+
+#define TS_V1_PUT(out, type, value)                                                                \
+    do {                                                                                           \
+        type v_ = (value);                                                                         \
+        ck_assert_int_eq(buf_append((out), &v_, sizeof(v_)), 0);                                   \
+    } while (0)
+
+void ts_frag_encode_v1(const frag_t *frag, const view_section_t *section, buf_t *out)
+{
+    buf_reset(out);
+    TS_V1_PUT(out, uint8_t, 1);
+    TS_V1_PUT(out, uint8_t, 0);
+    TS_V1_PUT(out, uint16_t, (uint16_t)frag->f_slot_count);
+    TS_V1_PUT(out, uint16_t, frag->f_prov.fp_topic);
+    TS_V1_PUT(out, uint16_t, 0);
+    TS_V1_PUT(out, int32_t, frag->f_prov.fp_partition);
+    TS_V1_PUT(out, int64_t, frag->f_prov.fp_offset);
+    TS_V1_PUT(out, int64_t, frag->f_prov.fp_event_ms);
+    TS_V1_PUT(out, int64_t, frag->f_sort);
+    size_t json_len_at = out->b_len;
+    TS_V1_PUT(out, uint32_t, 0);
+    for (size_t i = 0; i < frag->f_slot_count; i++) {
+        const frag_slot_t *slot = &frag->f_slots[i];
+        TS_V1_PUT(out, uint8_t, (uint8_t)slot->fsl_type);
+        if (slot->fsl_type == FRAG_ABSENT)
+            continue;
+        TS_V1_PUT(out, int64_t, slot->fsl_stamp.fs_time_ms);
+        TS_V1_PUT(out, int64_t, slot->fsl_stamp.fs_version);
+        TS_V1_PUT(out, uint32_t, slot->fsl_stamp.fs_tie);
+        if (slot->fsl_type == FRAG_INT || slot->fsl_type == FRAG_BOOL) {
+            TS_V1_PUT(out, int64_t, slot->fsl_int);
+        } else if (slot->fsl_type == FRAG_STR) {
+            TS_V1_PUT(out, uint32_t, (uint32_t)slot->fsl_str_len);
+            ck_assert_int_eq(buf_append(out, slot->fsl_str, slot->fsl_str_len), 0);
+        }
+    }
+    size_t json_start = out->b_len;
+    ck_assert_int_eq(frag_render_json(frag, section, out), 0);
+    uint32_t json_len = (uint32_t)(out->b_len - json_start);
+    memcpy(out->b_data + json_len_at, &json_len, sizeof(json_len));
+}

@@ -5,6 +5,7 @@
 #include "buf.h"
 #include "catalog.h"
 #include "engine.h"
+#include "frag.h"
 #include "store.h"
 #include "view.h"
 
@@ -62,5 +63,10 @@ int ts_event(const catalog_t *catalog, int schema_id, buf_t *out, ...) __attribu
 
 /* Compares JSON texts semantically (jansson). On mismatch prints both and returns false. */
 bool ts_json_equal(const char *actual, const char *expected);
+
+/* The fragment encoder of format 1, as frag_encode was before format 2 (native endian,
+ * fixed widths): builds the values that stores written by earlier versions hold, which
+ * frag_decode must go on reading. Into out (reset first); aborts the test on failure. */
+void ts_frag_encode_v1(const frag_t *frag, const view_section_t *section, buf_t *out);
 
 #endif
