@@ -88,10 +88,8 @@ static const void *rd_take(frag_rd_t *rd, size_t n)
     })
 
 /* An unsigned LEB128 varint; fr_bad when it is cut, or longer than 64 bits. */
-static inline uint64_t rd_varint(frag_rd_t *rd)
+static uint64_t rd_varint_slow(frag_rd_t *rd)
 {
-    if (rd->fr_p < rd->fr_end && *rd->fr_p < 0x80)
-        return *rd->fr_p++; /* most header fields, versions and tags' values: one byte */
     uint64_t value = 0;
     for (unsigned shift = 0; rd->fr_p < rd->fr_end; shift += 7) {
         unsigned byte = *rd->fr_p++;
@@ -103,6 +101,34 @@ static inline uint64_t rd_varint(frag_rd_t *rd)
     }
     rd->fr_bad = true;
     return 0;
+}
+
+/* rd_varint_slow without a bounds check per byte where a longest varint fits: the query
+ * path decodes every fragment of a document, and times and sort keys take 3-6 bytes. */
+static inline uint64_t rd_varint(frag_rd_t *rd)
+{
+    const unsigned char *p = rd->fr_p;
+    if (p < rd->fr_end && *p < 0x80) {
+        rd->fr_p = p + 1; /* most header fields, versions and values: one byte */
+        return *p;
+    }
+    if (rd->fr_end - p < FRAG_VARINT_MAX_BYTES)
+        return rd_varint_slow(rd);
+    uint64_t value = 0;
+    for (unsigned shift = 0; shift < 63; shift += 7) {
+        uint64_t byte = *p++;
+        value |= (byte & 0x7f) << shift;
+        if (byte < 0x80) {
+            rd->fr_p = p;
+            return value;
+        }
+    }
+    if (*p > 1) { /* the 10th byte holds bit 63 only */
+        rd->fr_bad = true;
+        return 0;
+    }
+    rd->fr_p = p + 1;
+    return value | (uint64_t)*p << 63;
 }
 
 /* Zigzag, on the bits of an int64: 0, -1, 1, -2, ... <-> 0, 1, 2, 3, ... */
