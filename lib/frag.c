@@ -65,7 +65,10 @@ static const void *rd_take(frag_rd_t *rd, size_t n)
         v_;                                                                                        \
     })
 
-int frag_decode(const void *data, size_t len, size_t slot_count, frag_t *ret_frag)
+/* Reads the header and walks the slots, storing them into slots unless it is NULL (a
+ * reader that serves the JSON needs the walk's checks, not the slots). */
+static int decode(const void *data, size_t len, size_t slot_count, frag_t *ret_frag,
+                  frag_slot_t *slots)
 {
     frag_rd_t rd = {data, (const unsigned char *)data + len, false};
     uint8_t format = RD_GET(&rd, uint8_t, 0);
@@ -84,14 +87,19 @@ int frag_decode(const void *data, size_t len, size_t slot_count, frag_t *ret_fra
     frag->f_sort = RD_GET(&rd, int64_t, 0);
     uint32_t json_len = RD_GET(&rd, uint32_t, 0);
     frag->f_slot_count = slot_count;
+    frag_slot_t skipped = {.fsl_type = FRAG_ABSENT}; /* where a locate reads a slot's type */
     for (size_t i = 0; i < slot_count && !rd.fr_bad; i++) {
-        frag_slot_t *slot = &frag->f_slots[i];
+        frag_slot_t *slot = slots ? &slots[i] : &skipped;
         slot->fsl_type = RD_GET(&rd, uint8_t, 0);
         if (slot->fsl_type == FRAG_ABSENT)
             continue;
-        slot->fsl_stamp.fs_time_ms = RD_GET(&rd, int64_t, 0);
-        slot->fsl_stamp.fs_version = RD_GET(&rd, int64_t, 0);
-        slot->fsl_stamp.fs_tie = RD_GET(&rd, uint32_t, 0);
+        if (!slots) { /* the stamp, unread */
+            rd_take(&rd, FRAG_STAMP_BYTES);
+        } else {
+            slot->fsl_stamp.fs_time_ms = RD_GET(&rd, int64_t, 0);
+            slot->fsl_stamp.fs_version = RD_GET(&rd, int64_t, 0);
+            slot->fsl_stamp.fs_tie = RD_GET(&rd, uint32_t, 0);
+        }
         switch (slot->fsl_type) {
         case FRAG_NULL:
             break;
@@ -112,6 +120,16 @@ int frag_decode(const void *data, size_t len, size_t slot_count, frag_t *ret_fra
         return RM_ESTORE;
     frag->f_json_len = json_len;
     return 0;
+}
+
+int frag_decode(const void *data, size_t len, size_t slot_count, frag_t *ret_frag)
+{
+    return decode(data, len, slot_count, ret_frag, ret_frag->f_slots);
+}
+
+int frag_locate(const void *data, size_t len, size_t slot_count, frag_t *ret_frag)
+{
+    return decode(data, len, slot_count, ret_frag, NULL);
 }
 
 static int render_value(const frag_slot_t *slot, const view_field_t *field,

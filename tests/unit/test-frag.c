@@ -118,6 +118,42 @@ START_TEST(test_truncated_or_mismatched_values_are_refused)
 }
 END_TEST
 
+/* frag_locate, the render's reader, refuses exactly what frag_decode refuses (every cut,
+ * a byte too many, another width, a bad slot type) and finds the same header and JSON. */
+START_TEST(test_locate_checks_what_decode_checks)
+{
+    frag_t in, full, head;
+    sample(&in);
+    buf_t b = BUF_INIT;
+    ck_assert_int_eq(frag_encode(&in, &section, &b), 0);
+    ck_assert_int_eq(frag_decode(b.b_data, b.b_len, 5, &full), 0);
+    ck_assert_int_eq(frag_locate(b.b_data, b.b_len, 5, &head), 0);
+    ck_assert_int_eq(head.f_sort, full.f_sort);
+    ck_assert_int_eq(head.f_prov.fp_offset, full.f_prov.fp_offset);
+    ck_assert_int_eq(head.f_prov.fp_partition, full.f_prov.fp_partition);
+    ck_assert_int_eq(head.f_prov.fp_topic, full.f_prov.fp_topic);
+    ck_assert_int_eq(head.f_prov.fp_event_ms, full.f_prov.fp_event_ms);
+    ck_assert_ptr_eq(head.f_json, full.f_json);
+    ck_assert_uint_eq(head.f_json_len, full.f_json_len);
+    for (size_t len = 0; len <= b.b_len + 1; len++) {
+        char *copy = malloc(len ? len : 1); /* exactly len bytes, so ASan sees overreads */
+        memcpy(copy, b.b_data, len < b.b_len ? len : b.b_len);
+        if (len > b.b_len)
+            copy[b.b_len] = '}';
+        ck_assert_int_eq(frag_locate(copy, len, 5, &head), frag_decode(copy, len, 5, &full));
+        ck_assert_int_eq(frag_locate(copy, len, 4, &head), frag_decode(copy, len, 4, &full));
+        free(copy);
+    }
+    unsigned char *bad = malloc(b.b_len);
+    memcpy(bad, b.b_data, b.b_len);
+    bad[40] = 9; /* the first slot's type byte (after the 40-byte header) */
+    ck_assert_int_eq(frag_decode(bad, b.b_len, 5, &full), RM_ESTORE);
+    ck_assert_int_eq(frag_locate(bad, b.b_len, 5, &head), RM_ESTORE);
+    free(bad);
+    buf_free(&b);
+}
+END_TEST
+
 /* Stamps order by time, then version, then tie: a strict total order, so two replicas
  * that apply the same writes in any order keep the same slot. */
 START_TEST(test_stamps_order_totally)
@@ -200,6 +236,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_encode_decode_round_trip);
     tcase_add_test(tc, test_truncated_or_mismatched_values_are_refused);
+    tcase_add_test(tc, test_locate_checks_what_decode_checks);
     tcase_add_test(tc, test_stamps_order_totally);
     tcase_add_test(tc, test_marks_round_trip_and_refuse_truncation);
     tcase_add_test(tc, test_empty_sections_render_as_declared);
