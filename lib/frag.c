@@ -142,8 +142,9 @@ static inline uint64_t unzigzag(uint64_t value)
     return (value >> 1) ^ (0 - (value & 1));
 }
 
-/* Format 1, after its format byte (layout above). */
-static int decode_v1(frag_rd_t *rd, size_t slot_count, frag_t *frag)
+/* Format 1, after its format byte (layout above). slots NULL: walk them with the same
+ * checks without storing them (frag_locate). */
+static int decode_v1(frag_rd_t *rd, size_t slot_count, frag_t *frag, frag_slot_t *slots)
 {
     (void)RD_GET(rd, uint8_t, 0);
     uint16_t stored_slots = RD_GET(rd, uint16_t, 0);
@@ -159,8 +160,9 @@ static int decode_v1(frag_rd_t *rd, size_t slot_count, frag_t *frag)
     frag->f_sort = RD_GET(rd, int64_t, 0);
     uint32_t json_len = RD_GET(rd, uint32_t, 0);
     frag->f_slot_count = slot_count;
+    frag_slot_t skipped;
     for (size_t i = 0; i < slot_count && !rd->fr_bad; i++) {
-        frag_slot_t *slot = &frag->f_slots[i];
+        frag_slot_t *slot = slots ? &slots[i] : &skipped;
         slot->fsl_type = RD_GET(rd, uint8_t, 0);
         if (slot->fsl_type == FRAG_ABSENT)
             continue;
@@ -226,8 +228,9 @@ static int decode_slot_v2(frag_rd_t *rd, int64_t event_ms, const frag_stamp_t *p
     return rd->fr_bad ? RM_ESTORE : 0;
 }
 
-/* Format 2, after its format byte (layout above). */
-static int decode_v2(frag_rd_t *rd, size_t slot_count, frag_t *frag)
+/* Format 2, after its format byte (layout above). slots NULL: walk them with the same
+ * checks without storing them (frag_locate). */
+static int decode_v2(frag_rd_t *rd, size_t slot_count, frag_t *frag, frag_slot_t *slots)
 {
     uint64_t json_len = rd_varint(rd);
     uint64_t stored_slots = rd_varint(rd);
@@ -248,13 +251,17 @@ static int decode_v2(frag_rd_t *rd, size_t slot_count, frag_t *frag)
     const unsigned char *json = rd->fr_end - json_len;
     rd->fr_end = json; /* the slots must end where the JSON begins */
     frag->f_slot_count = slot_count;
-    const frag_stamp_t *prev = NULL;
+    frag_stamp_t prev;
+    bool has_prev = false;
     for (size_t i = 0; i < slot_count; i++) {
-        int rc = decode_slot_v2(rd, frag->f_prov.fp_event_ms, prev, &frag->f_slots[i]);
+        frag_slot_t walked, *slot = slots ? &slots[i] : &walked;
+        int rc = decode_slot_v2(rd, frag->f_prov.fp_event_ms, has_prev ? &prev : NULL, slot);
         if (rc)
             return rc;
-        if (frag->f_slots[i].fsl_type != FRAG_ABSENT)
-            prev = &frag->f_slots[i].fsl_stamp;
+        if (slot->fsl_type != FRAG_ABSENT) {
+            prev = slot->fsl_stamp;
+            has_prev = true;
+        }
     }
     if (rd->fr_p != json)
         return RM_ESTORE;
@@ -263,15 +270,26 @@ static int decode_v2(frag_rd_t *rd, size_t slot_count, frag_t *frag)
     return 0;
 }
 
-int frag_decode(const void *data, size_t len, size_t slot_count, frag_t *ret_frag)
+static int decode(const void *data, size_t len, size_t slot_count, frag_t *ret_frag,
+                  frag_slot_t *slots)
 {
     frag_rd_t rd = {data, (const unsigned char *)data + len, false};
     const unsigned char *format = rd_take(&rd, 1);
     if (format && *format == FRAG_FORMAT)
-        return decode_v2(&rd, slot_count, ret_frag);
+        return decode_v2(&rd, slot_count, ret_frag, slots);
     if (format && *format == FRAG_FORMAT_V1)
-        return decode_v1(&rd, slot_count, ret_frag);
+        return decode_v1(&rd, slot_count, ret_frag, slots);
     return RM_ESTORE; /* empty, or a format of a newer version (or garbage) */
+}
+
+int frag_decode(const void *data, size_t len, size_t slot_count, frag_t *ret_frag)
+{
+    return decode(data, len, slot_count, ret_frag, ret_frag->f_slots);
+}
+
+int frag_locate(const void *data, size_t len, size_t slot_count, frag_t *ret_frag)
+{
+    return decode(data, len, slot_count, ret_frag, NULL);
 }
 
 static int render_value(const frag_slot_t *slot, const view_field_t *field,

@@ -67,6 +67,11 @@ void frag_init(frag_t *frag, size_t slot_count);
  * value has no checksum) or its format is one this version does not know (a newer one). */
 int frag_decode(const void *data, size_t len, size_t slot_count, frag_t *ret_frag);
 
+/* frag_decode's checks and header (provenance, sort key, JSON) without copying the slots
+ * out: f_slots is left unset. For readers that serve the stored JSON — copying every slot
+ * of every fragment was the render's largest cost. Same returns as frag_decode. */
+int frag_locate(const void *data, size_t len, size_t slot_count, frag_t *ret_frag);
+
 /* Is stamp a newer than b? (time, then version, then tie) */
 bool frag_stamp_newer(const frag_stamp_t *a, const frag_stamp_t *b);
 

@@ -155,7 +155,7 @@ static int scan_key(const view_t *view, store_t *store, MDB_txn *txn, const char
         if (section < 0)
             continue; /* a section no longer in the definition: never served */
         frag_t frag;
-        ret = frag_decode(v.mv_data, v.mv_size, view->v_sections[section].vs_field_count, &frag);
+        ret = frag_locate(v.mv_data, v.mv_size, view->v_sections[section].vs_field_count, &frag);
         if (ret)
             break;
         render_item_t item = {
@@ -511,7 +511,7 @@ int render_single_shaped(const view_t *view, store_t *store, MDB_txn *txn, const
     if (rc)
         return rm_err_from_mdb(rc);
     frag_t frag;
-    rc = frag_decode(v.mv_data, v.mv_size, sec->vs_field_count, &frag);
+    rc = frag_locate(v.mv_data, v.mv_size, sec->vs_field_count, &frag);
     return rc ? rc
               : emit_frag(sec, (size_t)section, shape, v.mv_data, v.mv_size, frag.f_json,
                           frag.f_json_len, out);

@@ -310,10 +310,20 @@ static int append_line(buf_t *b, const audit_record_t *record, const char *key_h
     rc = rc ? rc : buf_append_json_str(b, record->ar_request_id, strlen(record->ar_request_id));
     rc = rc ? rc : buf_append_str(b, ",\"view\":");
     rc = rc ? rc : buf_append_json_str(b, record->ar_view, strlen(record->ar_view));
-    if (!rc && key_hex)
-        rc = buf_printf(b, ",\"key_hmac\":\"%s\"", key_hex);
-    if (!rc && value_hex)
-        rc = buf_printf(b, ",\"index\":\"%s\",\"value_hmac\":\"%s\"", record->ar_index, value_hex);
+    /* Appended, not printf'd: this runs for every read (the hex digits and the view's
+     * index names need no escaping). */
+    if (!rc && key_hex) {
+        rc = buf_append_str(b, ",\"key_hmac\":\"");
+        rc = rc ? rc : buf_append(b, key_hex, 64);
+        rc = rc ? rc : buf_append_char(b, '"');
+    }
+    if (!rc && value_hex) {
+        rc = buf_append_str(b, ",\"index\":\"");
+        rc = rc ? rc : buf_append_str(b, record->ar_index);
+        rc = rc ? rc : buf_append_str(b, "\",\"value_hmac\":\"");
+        rc = rc ? rc : buf_append(b, value_hex, 64);
+        rc = rc ? rc : buf_append_char(b, '"');
+    }
     rc = rc ? rc : buf_append_str(b, ",\"sections\":[");
     bool comma = false;
     for (size_t s = 0; !rc && record->ar_section_names[s]; s++) {

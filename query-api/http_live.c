@@ -220,15 +220,23 @@ static void count_outcome(live_section_t *ls, live_outcome_t outcome)
     __atomic_fetch_add(&ls->ls_outcomes[outcome], 1, __ATOMIC_RELAXED);
 }
 
-static void unavailable(http_live_result_t *result, size_t section, live_section_t *ls,
-                        live_outcome_t outcome, const char *reason)
+/* The answer of an unavailable section, not counted. */
+static void mark_unavailable(http_live_result_t *result, size_t section, const char *reason)
 {
     http_live_answer_t *answer = &result->lr_answers[section];
     answer->la_fetched = true;
     answer->la_available = false;
     answer->la_fetched_ms = rm_wall_ms();
-    snprintf(answer->la_reason, sizeof(answer->la_reason), "%s", reason);
+    size_t reason_len = strnlen(reason, sizeof(answer->la_reason) - 1);
+    memcpy(answer->la_reason, reason, reason_len);
+    answer->la_reason[reason_len] = '\0';
     result->lr_unavailable |= UINT32_C(1) << section;
+}
+
+static void unavailable(http_live_result_t *result, size_t section, live_section_t *ls,
+                        live_outcome_t outcome, const char *reason)
+{
+    mark_unavailable(result, section, reason);
     count_outcome(ls, outcome);
 }
 
@@ -387,9 +395,22 @@ void http_live_fetch(http_live_t *live, store_t *store, MDB_txn *txn, const char
         return; /* sh_live stays NULL: live sections are left out */
     shape->sh_live = emit;
     shape->sh_live_ctx = ret_result;
-    uint32_t wanted = 0;
-    for (size_t i = 0; i < live->hl_count; i++)
-        wanted |= (shape->sh_sections & (UINT32_C(1) << live->hl_sections[i].ls_def->vlv_section));
+    uint32_t wanted = 0, callable = 0;
+    for (size_t i = 0; i < live->hl_count; i++) {
+        uint32_t bit =
+            shape->sh_sections & (UINT32_C(1) << live->hl_sections[i].ls_def->vlv_section);
+        wanted |= bit;
+        callable |= live->hl_sections[i].ls_configured ? bit : 0;
+    }
+    if (wanted && !callable) { /* no call to make: no existence check either (note 4) */
+        for (size_t i = 0; i < live->hl_count; i++) {
+            size_t section = (size_t)live->hl_sections[i].ls_def->vlv_section;
+            if (wanted & (UINT32_C(1) << section))
+                mark_unavailable(ret_result, section, "not configured");
+        }
+        ret_result->lr_uncounted = wanted;
+        return;
+    }
     if (!wanted || render_exists(live->hl_view, store, txn, key, key_len) != 0)
         return; /* nothing to fetch, or the answer is a 404/400 (note 4) */
     live_tls_t *tls = tls_get(live);
@@ -419,6 +440,13 @@ void http_live_fetch(http_live_t *live, store_t *store, MDB_txn *txn, const char
             finish(live, tls, i, shape, ret_result);
 }
 
+void http_live_served(http_live_t *live, const http_live_result_t *result)
+{
+    for (size_t i = 0; live && result->lr_uncounted && i < live->hl_count; i++)
+        if (result->lr_uncounted & (UINT32_C(1) << live->hl_sections[i].ls_def->vlv_section))
+            count_outcome(&live->hl_sections[i], LIVE_NOT_CONFIGURED);
+}
+
 void http_live_add_headers(const http_live_t *live, const http_live_result_t *result,
                            struct MHD_Response *resp)
 {
@@ -428,10 +456,17 @@ void http_live_add_headers(const http_live_t *live, const http_live_result_t *re
     size_t len = 0;
     for (size_t i = 0; i < live->hl_count; i++) {
         size_t section = (size_t)live->hl_sections[i].ls_def->vlv_section;
-        if (result->lr_unavailable & (UINT32_C(1) << section))
-            len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", len ? "," : "",
-                                    live->hl_sections[i].ls_name);
+        if (!(result->lr_unavailable & (UINT32_C(1) << section)))
+            continue;
+        /* Copied, not snprintf'd: every read of a view whose live service is down or not
+         * configured comes here. A name has at most VIEW_NAME_MAX_BYTES (view.h). */
+        size_t name_len = strnlen(live->hl_sections[i].ls_name, VIEW_NAME_MAX_BYTES);
+        if (len)
+            names[len++] = ',';
+        memcpy(names + len, live->hl_sections[i].ls_name, name_len);
+        len += name_len;
     }
+    names[len] = '\0';
     MHD_add_response_header(resp, "X-Readmodel-Unavailable", names);
 }
 

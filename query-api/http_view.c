@@ -246,6 +246,7 @@ struct MHD_Response *http_handle_view(http_ctx_t *ctx, struct MHD_Connection *co
             MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     }
     add_headers(resp, etag, &vq, &lag, &wait);
+    http_live_served(ctx->hc_live, &live);
     http_live_add_headers(ctx->hc_live, &live, resp);
     return resp;
 }

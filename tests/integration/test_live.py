@@ -269,6 +269,40 @@ def test_refused_and_not_configured(live, tmp_path):
             assert "live section has no service URL" in api.log_text()
 
 
+def test_not_configured_counts_served_documents_only(live, tmp_path):
+    """Without a service URL no call is made, so the query API does not look the key up
+    before the render (http_live.h note 4); not_configured is still counted for documents
+    served (200 and 304), never for an unknown key's 404."""
+    key = next(iter(live["oracle"]))
+    port = harness.free_port()
+    api = harness.Process("query-api-3", [
+        harness.binary("query-api/query-api"), "--config", live["config"],
+        "--set", f"query_api.listen=127.0.0.1:{port}", "--set", "query_api.live_urls="],
+        str(tmp_path))
+    try:
+        base = f"http://127.0.0.1:{port}"
+        harness.wait_until(lambda: _healthy(base), 30, "query-api /healthz")
+        conn = Conn(base)
+        status, headers, doc, _ = conn.call("GET", VIEW + key)
+        assert status == 200, doc
+        assert doc["freshness"]["fraud_holds"] == {"mode": "unavailable",
+                                                   "reason": "not configured"}
+        conn.conn.request("GET", VIEW + key, headers={"If-None-Match": headers["etag"]})
+        resp = conn.conn.getresponse()
+        resp.read()
+        assert resp.status == 304
+        assert resp.getheader("X-Readmodel-Unavailable") == "fraud_holds"
+        status, _, doc, _ = conn.call("GET", VIEW + "C-no-such-customer")
+        assert status == 404, doc
+        conn.close()
+        samples = harness.scrape_metrics(base + "/metrics")
+        counts = {o: harness.metric_total(samples, "readmodel_live_fetches_total", outcome=o)
+                  for o in ("not_configured", "ok", "error")}
+        assert counts == {"not_configured": 2, "ok": 0, "error": 0}, counts
+    finally:
+        api.stop()
+
+
 def _healthy(base):
     try:
         conn = Conn(base)

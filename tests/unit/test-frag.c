@@ -463,6 +463,53 @@ START_TEST(test_format2_layout_is_stable)
 }
 END_TEST
 
+/* frag_locate, the render's reader, refuses exactly what frag_decode refuses (every cut,
+ * a byte too many, another width, a bad slot type) and finds the same header and JSON. */
+START_TEST(test_locate_checks_what_decode_checks)
+{
+    frag_t in, full, head;
+    sample(&in);
+    buf_t b = BUF_INIT;
+    ck_assert_int_eq(frag_encode(&in, &section, &b), 0);
+    ck_assert_int_eq(frag_decode(b.b_data, b.b_len, 5, &full), 0);
+    ck_assert_int_eq(frag_locate(b.b_data, b.b_len, 5, &head), 0);
+    ck_assert_int_eq(head.f_sort, full.f_sort);
+    ck_assert_int_eq(head.f_prov.fp_offset, full.f_prov.fp_offset);
+    ck_assert_int_eq(head.f_prov.fp_partition, full.f_prov.fp_partition);
+    ck_assert_int_eq(head.f_prov.fp_topic, full.f_prov.fp_topic);
+    ck_assert_int_eq(head.f_prov.fp_event_ms, full.f_prov.fp_event_ms);
+    ck_assert_ptr_eq(head.f_json, full.f_json);
+    ck_assert_uint_eq(head.f_json_len, full.f_json_len);
+    for (size_t len = 0; len <= b.b_len + 1; len++) {
+        char *copy = malloc(len ? len : 1); /* exactly len bytes, so ASan sees overreads */
+        memcpy(copy, b.b_data, len < b.b_len ? len : b.b_len);
+        if (len > b.b_len)
+            copy[b.b_len] = '}';
+        ck_assert_int_eq(frag_locate(copy, len, 5, &head), frag_decode(copy, len, 5, &full));
+        ck_assert_int_eq(frag_locate(copy, len, 4, &head), frag_decode(copy, len, 4, &full));
+        free(copy);
+    }
+    /* Every byte replaced by values that break tags, varints and lengths; and the same
+     * for a format-1 value. */
+    for (int format = 2; format >= 1; format--) {
+        if (format == 1)
+            ts_frag_encode_v1(&in, &section, &b);
+        unsigned char *bad = malloc(b.b_len);
+        static const unsigned char values[] = {0, 1, 9, 0x7f, 0x80, 0x85, 0xff};
+        for (size_t i = 0; i < b.b_len; i++) {
+            for (size_t v = 0; v < sizeof(values); v++) {
+                memcpy(bad, b.b_data, b.b_len);
+                bad[i] = values[v];
+                ck_assert_int_eq(frag_locate(bad, b.b_len, 5, &head),
+                                 frag_decode(bad, b.b_len, 5, &full));
+            }
+        }
+        free(bad);
+    }
+    buf_free(&b);
+}
+END_TEST
+
 /* Values no encoder writes are refused, not guessed at: a "same stamp" flag with no
  * previous stamp or on an absent slot, an unknown type or flag bit, a varint longer
  * than 64 bits, a JSON length past the end, a topic past 16 bits. */
@@ -603,6 +650,7 @@ int main(void)
     tcase_add_test(tc, test_corrupt_values_are_refused_in_bounds);
     tcase_add_test(tc, test_format2_layout_is_stable);
     tcase_add_test(tc, test_format2_malformed_values_are_refused);
+    tcase_add_test(tc, test_locate_checks_what_decode_checks);
     tcase_add_test(tc, test_stamps_order_totally);
     tcase_add_test(tc, test_marks_round_trip_and_refuse_truncation);
     tcase_add_test(tc, test_empty_sections_render_as_declared);
