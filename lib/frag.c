@@ -160,7 +160,7 @@ static int decode_v1(frag_rd_t *rd, size_t slot_count, frag_t *frag, frag_slot_t
     frag->f_sort = RD_GET(rd, int64_t, 0);
     uint32_t json_len = RD_GET(rd, uint32_t, 0);
     frag->f_slot_count = slot_count;
-    frag_slot_t skipped;
+    frag_slot_t skipped = {.fsl_type = FRAG_ABSENT};
     for (size_t i = 0; i < slot_count && !rd->fr_bad; i++) {
         frag_slot_t *slot = slots ? &slots[i] : &skipped;
         slot->fsl_type = RD_GET(rd, uint8_t, 0);
@@ -254,7 +254,8 @@ static int decode_v2(frag_rd_t *rd, size_t slot_count, frag_t *frag, frag_slot_t
     frag_stamp_t prev;
     bool has_prev = false;
     for (size_t i = 0; i < slot_count; i++) {
-        frag_slot_t walked, *slot = slots ? &slots[i] : &walked;
+        frag_slot_t walked = {.fsl_type = FRAG_ABSENT};
+        frag_slot_t *slot = slots ? &slots[i] : &walked;
         int rc = decode_slot_v2(rd, frag->f_prov.fp_event_ms, has_prev ? &prev : NULL, slot);
         if (rc)
             return rc;
