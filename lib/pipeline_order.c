@@ -26,7 +26,7 @@
  *     order. Messages that change nothing (no rule) go anywhere.
  * (3) Keys are computed per pass after the previous pass was applied, so links the first
  *     pass learned route the second pass's events (as in arrival order, where the second
- *     pass also came after the first). The second decode costs what measured in §6.
+ *     pass also came after the first). What the second decode costs: docs/design.md §6.
  * (4) The registry hold (pipeline.h note 10): a message whose writer schema cannot be
  *     fetched now holds its partition here, before anything is applied, and nothing of
  *     that partition at or after it is applied in the batch. */
