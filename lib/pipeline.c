@@ -2,7 +2,8 @@
  * Here: life cycle and the consume loop. Assignment, targets and gaps: pipeline_assign.c;
  * dead letters and link-timeout: pipeline_letters.c; partitions held for the registry:
  * pipeline_hold.c; metrics: pipeline_metrics.c; the engine and outbox of a store, and the
- * switch to a new generation (note 7): pipeline_store.c; shared: pipeline_int.h. */
+ * switch to a new generation (note 7): pipeline_store.c; the order a batch is applied in
+ * (sorted by view key): pipeline_order.c; shared: pipeline_int.h. */
 #include "pipeline_int.h"
 #include "rm_time.h"
 #include "failpoint.h"
