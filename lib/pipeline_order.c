@@ -34,6 +34,7 @@
 #include "rm_err.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,7 +76,7 @@ static int key_one(pipeline_t *pl, MDB_txn *txn, pipeline_entry_t *entry)
     int rc = engine_view_key(pl->pi_engine, txn, &msg, &key, reason, sizeof(reason));
     if (rc == RM_EUNAVAIL) {
         tp->pt_batch_held = m->offset; /* arrival order: the partition's first such */
-        memcpy(pl->pi_registry_reason, reason, sizeof(reason));
+        snprintf(pl->pi_registry_reason, sizeof(pl->pi_registry_reason), "%s", reason);
         return 0;
     }
     if (rc)
