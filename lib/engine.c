@@ -446,6 +446,33 @@ static int route_key(engine_t *engine, MDB_txn *txn, engine_ev_t *ev, engine_res
     return 0;
 }
 
+/* Decodes msg into ev->ev_dec (which the caller points at its avro_dec_event_t) and finds
+ * its rule (ev_rule, res->er_rule; none: NULL) and provenance. Returns 0, or the decode
+ * error with res REJECTED (RM_EUNAVAIL included: the pipeline tells it apart). */
+static int decode_event(engine_t *engine, const engine_msg_t *msg, engine_ev_t *ev,
+                        engine_result_t *res)
+{
+    avro_dec_event_t *dev = (avro_dec_event_t *)ev->ev_dec;
+    int rc = avro_dec_decode(engine->en_dec, msg->em_value, msg->em_value_len, dev, res->er_reason,
+                             sizeof(res->er_reason));
+    if (rc) {
+        res->er_outcome = ENGINE_REJECTED;
+        res->er_error = rc;
+        return rc;
+    }
+    const view_t *view = engine->en_view;
+    for (size_t i = 0; i < view->v_rule_count && !ev->ev_rule; i++)
+        if (view->v_rules[i].vr_reader == dev->ade_reader) {
+            ev->ev_rule = &view->v_rules[i];
+            res->er_rule = (int)i;
+        }
+    int topic = view_topic_index(view, msg->em_topic);
+    ev->ev_prov.fp_topic = (uint16_t)(topic < 0 ? UINT16_MAX : topic);
+    ev->ev_prov.fp_partition = msg->em_partition;
+    ev->ev_prov.fp_offset = msg->em_offset;
+    return 0;
+}
+
 int engine_apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, engine_result_t *res)
 {
     memset(res, 0, sizeof(*res));
@@ -456,28 +483,15 @@ int engine_apply_msg(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, en
         reject(res, RM_EVALIDATE, "message larger than projector.max_message_bytes");
         return 0;
     }
-    avro_dec_event_t dev;
-    int rc = avro_dec_decode(engine->en_dec, msg->em_value, msg->em_value_len, &dev, res->er_reason,
-                             sizeof(res->er_reason));
-    if (rc) {
-        res->er_outcome = ENGINE_REJECTED;
-        res->er_error = rc;
+    avro_dec_event_t dev = {0}; /* filled by decode_event (cppcheck cannot follow ev_dec) */
+    engine_ev_t ev = {.ev_msg = msg, .ev_dec = &dev, .ev_new_link = -1};
+    int rc = decode_event(engine, msg, &ev, res);
+    if (rc)
         return 0;
-    }
     rc = keep_schema(engine, txn, dev.ade_writer);
     if (rc)
         return rc;
     const view_t *view = engine->en_view;
-    engine_ev_t ev = {.ev_msg = msg, .ev_dec = &dev, .ev_new_link = -1};
-    for (size_t i = 0; i < view->v_rule_count && !ev.ev_rule; i++)
-        if (view->v_rules[i].vr_reader == dev.ade_reader) {
-            ev.ev_rule = &view->v_rules[i];
-            res->er_rule = (int)i;
-        }
-    int topic = view_topic_index(view, msg->em_topic);
-    ev.ev_prov.fp_topic = (uint16_t)(topic < 0 ? UINT16_MAX : topic);
-    ev.ev_prov.fp_partition = msg->em_partition;
-    ev.ev_prov.fp_offset = msg->em_offset;
     if (!ev.ev_rule && engine->en_repair_reader && dev.ade_reader == engine->en_repair_reader)
         return engine_apply_repair(engine, txn, &ev, res);
     if (!ev.ev_rule && engine->en_handled_reader && dev.ade_reader == engine->en_handled_reader)
@@ -542,4 +556,109 @@ int engine_apply(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
                  engine_result_t *ret_result)
 {
     return engine_apply_msg(engine, txn, msg, ret_result);
+}
+
+/* FNV-1a, 64 bits, over the link name, a NUL and the id: which link a rule claims. */
+static uint64_t link_hash(const char *link, const char *id, size_t id_len)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0, n = strlen(link) + 1; i < n; i++)
+        h = (h ^ (unsigned char)link[i]) * 1099511628211ull;
+    for (size_t i = 0; i < id_len; i++)
+        h = (h ^ (unsigned char)id[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The rule's checks that engine_apply makes before it writes (meta, ids, route), without
+ * parking: the kind of key (engine_key_kind_t), filling key's flags and, for VIEW and
+ * PARKS, key->ek_key. *ret_rc: a store error, else 0. */
+static engine_key_kind_t key_of_rule(engine_t *engine, MDB_txn *txn, engine_ev_t *ev,
+                                     engine_result_t *res, engine_key_t *key, int *ret_rc)
+{
+    const view_rule_t *rule = ev->ev_rule;
+    const char *id;
+    size_t id_len;
+    *ret_rc = 0;
+    if (read_meta(ev, res) || validate_ops(ev, res) ||
+        engine_eval_id(ev, &rule->vr_entity_id, &id, &id_len, res, "entity id"))
+        return ENGINE_KEY_UNKNOWN;
+    for (size_t i = 0; i < rule->vr_op_count; i++) {
+        const view_op_t *op = &rule->vr_ops[i];
+        if (op->vo_kind == VIEW_OP_ERASE || (op->vo_kind == VIEW_OP_LINK && key->ek_learns))
+            return ENGINE_KEY_UNKNOWN; /* an erasure writes links of other keys; two claims */
+        if (op->vo_kind == VIEW_OP_LINK) {
+            if (engine_eval_id(ev, &op->vo_link_id, &id, &id_len, res, "link id"))
+                return ENGINE_KEY_UNKNOWN;
+            key->ek_learns = true;
+            key->ek_link_hash = link_hash(engine->en_view->v_links[op->vo_link], id, id_len);
+        }
+    }
+    if (rule->vr_via_link < 0) {
+        if (engine_eval_id(ev, &rule->vr_key, &ev->ev_key, &ev->ev_key_len, res, "view key"))
+            return ENGINE_KEY_UNKNOWN;
+    } else {
+        if (engine_eval_id(ev, &rule->vr_via_id, &id, &id_len, res, "link id"))
+            return ENGINE_KEY_UNKNOWN;
+        key->ek_via_link = true;
+        const char *link = engine->en_view->v_links[rule->vr_via_link];
+        int rc = engine_resolve_link(engine, txn, link, id, id_len, ev);
+        if (rc == ENGINE_LINK_ERASED)
+            return ENGINE_KEY_NONE; /* dropped as erased: writes nothing */
+        if (rc == RM_ENOTFOUND) {
+            ev->ev_key_len = join_key(ev->ev_key_buf, link, strlen(link), id, id_len);
+            if (!ev->ev_key_len || ev->ev_key_len > sizeof(key->ek_key))
+                return ENGINE_KEY_UNKNOWN;
+            ev->ev_key = ev->ev_key_buf;
+            memcpy(key->ek_key, ev->ev_key, ev->ev_key_len);
+            key->ek_key_len = ev->ev_key_len;
+            return ENGINE_KEY_PARKS;
+        }
+        if (rc) {
+            *ret_rc = rc;
+            return ENGINE_KEY_UNKNOWN;
+        }
+    }
+    if (ev->ev_key_len > sizeof(key->ek_key))
+        return ENGINE_KEY_UNKNOWN;
+    memcpy(key->ek_key, ev->ev_key, ev->ev_key_len);
+    key->ek_key_len = ev->ev_key_len;
+    return ENGINE_KEY_VIEW;
+}
+
+int engine_view_key(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, engine_key_t *ret_key,
+                    char *reason, size_t reasonlen)
+{
+    engine_key_t key = {.ek_kind = ENGINE_KEY_UNKNOWN};
+    engine_result_t res = {.er_rule = -1};
+    const view_t *view = engine->en_view;
+    if (!msg->em_value) {
+        /* A tombstone with a rule erases a key or deletes through a link: kept in order. */
+        int topic = view_topic_index(view, msg->em_topic);
+        if (topic < 0 || !view->v_tombstones ||
+            view->v_tombstones[topic].vt_kind == VIEW_TOMB_IGNORE)
+            key.ek_kind = ENGINE_KEY_NONE;
+        *ret_key = key;
+        return 0;
+    }
+    if (msg->em_value_len > engine->en_max_message_bytes) {
+        *ret_key = key;
+        return 0;
+    }
+    avro_dec_event_t dev = {0}; /* as in engine_apply_msg */
+    engine_ev_t ev = {.ev_msg = msg, .ev_dec = &dev, .ev_new_link = -1};
+    int rc = decode_event(engine, msg, &ev, &res);
+    if (rc == RM_EUNAVAIL) {
+        snprintf(reason, reasonlen, "%s", res.er_reason);
+        return rc;
+    }
+    if (!rc && ev.ev_rule) {
+        key.ek_kind = key_of_rule(engine, txn, &ev, &res, &key, &rc);
+        if (rc)
+            return rc; /* a store error */
+    } else if (!rc && dev.ade_reader != engine->en_repair_reader &&
+               dev.ade_reader != engine->en_handled_reader) {
+        key.ek_kind = ENGINE_KEY_NONE; /* no rule: counted and skipped */
+    }
+    *ret_key = key;
+    return 0;
 }

@@ -105,6 +105,42 @@ int engine_txn_precommit(engine_t *engine, MDB_txn *txn);
 int engine_apply(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg,
                  engine_result_t *ret_result);
 
+/* What engine_view_key tells about a message (engine_key_t.ek_kind). */
+typedef enum engine_key_kind {
+    ENGINE_KEY_NONE = 0, /* applying it changes nothing (no rule, a tombstone nothing
+                            declares, a link whose entity was erased): any position does */
+    ENGINE_KEY_VIEW,     /* it writes under the view key ek_key only, through links known
+                            now, plus the link it claims (ek_learns) */
+    ENGINE_KEY_PARKS,    /* it would park: its link does not know the foreign id yet
+                            (ek_key: the link's name, a NUL, the id); it writes under that
+                            id only */
+    ENGINE_KEY_UNKNOWN,  /* cannot tell, or it may write under other keys: poison, a link
+                            or an id the checks before any write reject, an erasure, a tombstone
+                            that erases or deletes, a repair, a dead-letter-handled record,
+                            a rule claiming two links */
+} engine_key_kind_t;
+
+typedef struct engine_key {
+    engine_key_kind_t ek_kind;
+    bool ek_via_link;       /* the rule routes through a link (VIEW, PARKS, or NONE for an
+                               erased link): a claim in between changes the answer */
+    bool ek_learns;         /* the rule claims a link ... */
+    uint64_t ek_link_hash;  /* ... this one (a hash of the link's name and foreign id) */
+    size_t ek_key_len;      /* VIEW: the view key; PARKS: the link and id */
+    char ek_key[VIEW_KEY_MAX_BYTES];
+} engine_key_t;
+
+/* The view key msg would write if it were applied in txn now, without applying it: the
+ * decoder path engine_apply takes (writer schemas cached the same way), the rule, the
+ * checks engine_apply makes before it writes, and the view key directly or through a
+ * link read in txn (nothing is written). Returns 0 with *ret_key filled; RM_EUNAVAIL
+ * with a short reason when the writer schema's registry cannot answer now (as
+ * engine_apply's er_error would say: not poison); or a store error. The answer holds
+ * only while no message with a link operation or an erasure is applied in between
+ * (engine_key_t says which messages do that). */
+int engine_view_key(engine_t *engine, MDB_txn *txn, const engine_msg_t *msg, engine_key_t *ret_key,
+                    char *reason, size_t reasonlen);
+
 /* A parked event handed out by engine_expire_parked (borrowed for the callback). */
 typedef struct engine_parked {
     engine_msg_t ep_msg;

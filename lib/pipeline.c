@@ -2,7 +2,8 @@
  * Here: life cycle and the consume loop. Assignment, targets and gaps: pipeline_assign.c;
  * dead letters and link-timeout: pipeline_letters.c; partitions held for the registry:
  * pipeline_hold.c; metrics: pipeline_metrics.c; the engine and outbox of a store, and the
- * switch to a new generation (note 7): pipeline_store.c; shared: pipeline_int.h. */
+ * switch to a new generation (note 7): pipeline_store.c; the order a batch is applied in
+ * (sorted by view key): pipeline_order.c; shared: pipeline_int.h. */
 #include "pipeline_int.h"
 #include "rm_time.h"
 #include "failpoint.h"
@@ -121,6 +122,8 @@ int pipeline_new(const pipeline_opts_t *opts, pipeline_t **ret_pipeline, char *e
     pl->pi_batch_cap = (size_t)pl->pi_batch_max_events;
     pl->pi_batch = calloc(pl->pi_batch_cap, sizeof(*pl->pi_batch));
     pl->pi_batch_skip = calloc(pl->pi_batch_cap, sizeof(*pl->pi_batch_skip));
+    pl->pi_order = calloc(pl->pi_batch_cap, sizeof(*pl->pi_order));
+    pl->pi_claims = calloc(pl->pi_batch_cap, sizeof(*pl->pi_claims));
     pl->pi_snap.ps_generation = opts->po_generation;
     pl->pi_tps = calloc(PIPELINE_MAX_PARTITIONS, sizeof(*pl->pi_tps));
     size_t rules = opts->po_view->v_rule_count;
@@ -131,9 +134,9 @@ int pipeline_new(const pipeline_opts_t *opts, pipeline_t **ret_pipeline, char *e
     pl->pi_snap.ps_applied_by_rule = calloc(rules, sizeof(uint64_t));
     pl->pi_snap.ps_tps = calloc(PIPELINE_MAX_PARTITIONS, sizeof(pipeline_tp_t));
     pl->pi_snap.ps_high = calloc(PIPELINE_MAX_PARTITIONS, sizeof(int64_t));
-    if (!pl->pi_batch || !pl->pi_batch_skip || !pl->pi_tps || !pl->pi_applied_by_rule ||
-        !pl->pi_link_topic || !pl->pi_snap.ps_applied_by_rule || !pl->pi_snap.ps_tps ||
-        !pl->pi_snap.ps_high) {
+    if (!pl->pi_batch || !pl->pi_batch_skip || !pl->pi_order || !pl->pi_claims || !pl->pi_tps ||
+        !pl->pi_applied_by_rule || !pl->pi_link_topic || !pl->pi_snap.ps_applied_by_rule ||
+        !pl->pi_snap.ps_tps || !pl->pi_snap.ps_high) {
         snprintf(errstr, errlen, "out of memory");
         pipeline_destroy(pl);
         return RM_ENOMEM;
@@ -182,6 +185,9 @@ void pipeline_destroy(pipeline_t *pl)
         rd_kafka_topic_partition_list_destroy(pl->pi_kafka_next);
     free(pl->pi_batch);
     free(pl->pi_batch_skip);
+    free(pl->pi_order);
+    free(pl->pi_claims);
+    buf_free(&pl->pi_order_keys);
     free(pl->pi_tps);
     free(pl->pi_applied_by_rule);
     free(pl->pi_link_topic);
@@ -222,12 +228,79 @@ static int put_batch_offsets(pipeline_t *pl, MDB_txn *txn)
     return rc;
 }
 
-/* Applies the open batch in one transaction with its offsets. Returns 0 once
- * committed, RM_EMAPFULL after growing the map (caller retries), or another error. */
-static int apply_batch_once(pipeline_t *pl, uint64_t *outcomes, uint64_t *applied_by_rule,
-                            uint64_t *skipped)
+/* A message of the batch counts as consumed: its partition's next offset is past it. The
+ * largest wins, since a sorted pass applies a partition's messages out of offset order
+ * (pipeline_order.c); none at or past a held message counts (apply_one). */
+static void consumed(pipeline_tp_t *tp, int64_t offset, int64_t event_ms)
 {
-    const view_t *view = pl->pi_opts.po_view;
+    if (offset + 1 > tp->pt_batch_next)
+        tp->pt_batch_next = offset + 1;
+    if (event_ms > tp->pt_batch_event_ms)
+        tp->pt_batch_event_ms = event_ms;
+}
+
+/* Applies one message of the open batch in txn. Returns 0; a store error; or RM_EUNAVAIL
+ * when its writer schema cannot be fetched now although a later message of its partition
+ * was applied already (sorted: its schema answered when the keys were computed): then the
+ * batch must be applied again in arrival order (note 10 in pipeline.h). */
+static int apply_one(pipeline_t *pl, MDB_txn *txn, const pipeline_entry_t *entry,
+                     uint64_t *outcomes, uint64_t *applied_by_rule, uint64_t *skipped)
+{
+    const rd_kafka_message_t *m = pl->pi_batch[entry->pe_slot];
+    pipeline_tp_t *tp = entry->pe_tp;
+    if (tp->pt_batch_held >= 0 && m->offset >= tp->pt_batch_held)
+        return 0; /* at or behind a message held for the registry: consumed again later */
+    if (pl->pi_batch_skip[entry->pe_slot]) {
+        /* Before the start time: not applied, but its offset is consumed. */
+        consumed(tp, m->offset, 0);
+        (*skipped)++;
+        return 0;
+    }
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    rd_kafka_timestamp_type_t tstype;
+    engine_msg_t msg = {topic,  m->partition, m->offset,  rd_kafka_message_timestamp(m, &tstype),
+                        m->key, m->key_len,   m->payload, m->len};
+    if (__builtin_expect(pl->pi_skips != NULL, 0) &&
+        failpoint_skips_has(pl->pi_skips, topic, m->partition, m->offset)) {
+        /* Test hook: consumed, offset advanced, nothing applied (a "lost application"). */
+        log_warn("test hook: event consumed without applying it", LOG_S("env", FAILPOINT_SKIP_ENV),
+                 LOG_S("topic", topic), LOG_I("partition", m->partition),
+                 LOG_I("offset", m->offset));
+        pl->pi_batch_hook_skips++;
+        consumed(tp, m->offset, 0);
+        return 0;
+    }
+    engine_result_t res;
+    int rc = engine_apply(pl->pi_engine, txn, &msg, &res);
+    if (rc)
+        return rc;
+    if (res.er_outcome == ENGINE_REJECTED && res.er_error == RM_EUNAVAIL) {
+        if (tp->pt_batch_next > m->offset)
+            return RM_EUNAVAIL;
+        /* Not poison (note 10): neither applied nor dead-lettered, and nothing after it
+         * in its partition is applied before it. */
+        tp->pt_batch_held = m->offset;
+        snprintf(pl->pi_registry_reason, sizeof(pl->pi_registry_reason), "%s", res.er_reason);
+        return 0;
+    }
+    failpoint("apply-event");
+    outcomes[res.er_outcome]++;
+    if (res.er_outcome == ENGINE_APPLIED && res.er_rule >= 0)
+        applied_by_rule[res.er_rule]++;
+    if (res.er_outcome == ENGINE_REJECTED && !pl->pi_opts.po_scratch &&
+        (rc = pipeline_dead_letter_rejected(pl, txn, &msg, &res, "event dead-lettered")))
+        return rc;
+    consumed(tp, m->offset, res.er_event_ms);
+    return 0;
+}
+
+/* Applies the open batch in one transaction with its offsets; sorted: each pass by view
+ * key (pipeline_order.c), else in arrival order. Returns 0 once committed, RM_EMAPFULL
+ * after growing the map (caller retries), RM_EUNAVAIL (apply_one: retry in arrival
+ * order), or another error. */
+static int apply_batch_once(pipeline_t *pl, bool sorted, uint64_t *outcomes,
+                            uint64_t *applied_by_rule, uint64_t *skipped)
+{
     store_t *store = pl->pi_opts.po_store;
     MDB_txn *txn;
     int rc = store_write_begin(store, &txn);
@@ -241,72 +314,17 @@ static int apply_batch_once(pipeline_t *pl, uint64_t *outcomes, uint64_t *applie
         pl->pi_tps[i].pt_batch_held = -1;
     }
     pl->pi_batch_hook_skips = 0;
-    /* Two passes: messages of link-learning topics first, then the rest, each in
-     * arrival order. Kafka fixes no order across partitions, and every partition
-     * belongs to one topic, so per-partition order is kept; what changes is that
-     * links learned anywhere in the batch are known before the events that need
-     * them, which avoids parking (measured: a backlog parked 46% of its events). */
-    for (size_t n = 0; !rc && n < 2 * pl->pi_batch_count; n++) {
-        bool first_pass = n < pl->pi_batch_count;
-        size_t slot = first_pass ? n : n - pl->pi_batch_count;
-        const rd_kafka_message_t *m = pl->pi_batch[slot];
-        const char *topic = rd_kafka_topic_name(m->rkt);
-        int topic_index = view_topic_index(view, topic);
-        bool link_topic = topic_index >= 0 && pl->pi_link_topic[topic_index];
-        if (link_topic != first_pass)
-            continue;
-        pipeline_tp_t *msg_tp =
-            pipeline_tp_find(pl, topic_index, m->partition); /* looked up once */
-        if (msg_tp && msg_tp->pt_batch_held >= 0)
-            continue; /* behind a message held for the registry: consumed again later */
-        if (pl->pi_batch_skip[slot]) {
-            /* Before the start time: not applied, but its offset is consumed. */
-            pipeline_tp_t *tp = msg_tp;
-            if (tp)
-                tp->pt_batch_next = m->offset + 1;
-            (*skipped)++;
-            continue;
-        }
-        rd_kafka_timestamp_type_t tstype;
-        engine_msg_t msg = {
-            topic,  m->partition, m->offset,  rd_kafka_message_timestamp(m, &tstype),
-            m->key, m->key_len,   m->payload, m->len};
-        engine_result_t res;
-        if (__builtin_expect(pl->pi_skips != NULL, 0) &&
-            failpoint_skips_has(pl->pi_skips, topic, m->partition, m->offset)) {
-            /* Test hook: consumed, offset advanced, nothing applied (a "lost application"). */
-            log_warn("test hook: event consumed without applying it",
-                     LOG_S("env", FAILPOINT_SKIP_ENV), LOG_S("topic", topic),
-                     LOG_I("partition", m->partition), LOG_I("offset", m->offset));
-            pl->pi_batch_hook_skips++;
-            pipeline_tp_t *tp = msg_tp;
-            if (tp)
-                tp->pt_batch_next = m->offset + 1;
-            continue;
-        }
-        rc = engine_apply(pl->pi_engine, txn, &msg, &res);
-        if (rc)
-            break;
-        if (res.er_outcome == ENGINE_REJECTED && res.er_error == RM_EUNAVAIL && msg_tp) {
-            /* Not poison (note 10): neither applied nor dead-lettered, and nothing after it
-             * in its partition is applied before it. */
-            msg_tp->pt_batch_held = m->offset;
-            snprintf(pl->pi_registry_reason, sizeof(pl->pi_registry_reason), "%s", res.er_reason);
-            continue;
-        }
-        failpoint("apply-event");
-        outcomes[res.er_outcome]++;
-        if (res.er_outcome == ENGINE_APPLIED && res.er_rule >= 0)
-            applied_by_rule[res.er_rule]++;
-        if (res.er_outcome == ENGINE_REJECTED && !pl->pi_opts.po_scratch &&
-            (rc = pipeline_dead_letter_rejected(pl, txn, &msg, &res, "event dead-lettered")))
-            break;
-        pipeline_tp_t *tp = msg_tp;
-        if (tp) {
-            tp->pt_batch_next = m->offset + 1;
-            if (res.er_event_ms > tp->pt_batch_event_ms)
-                tp->pt_batch_event_ms = res.er_event_ms;
-        }
+    /* Two passes: messages of link-learning topics first, then the rest. Kafka fixes no
+     * order across partitions, and every partition belongs to one topic, so a partition's
+     * messages all fall in one pass; links learned anywhere in the batch are then known
+     * before the events that need them, which avoids parking (measured: a backlog parked
+     * 46% of its events). Each pass's keys are computed once the pass before it was
+     * applied, so the second pass routes through the links the first one learned. */
+    for (int pass = 0; !rc && pass < 2; pass++) {
+        size_t count = 0;
+        rc = pipeline_order_pass(pl, txn, pass == 0, sorted, &count);
+        for (size_t i = 0; !rc && i < count; i++)
+            rc = apply_one(pl, txn, &pl->pi_order[i], outcomes, applied_by_rule, skipped);
     }
     if (!rc)
         rc = put_batch_offsets(pl, txn);
@@ -470,12 +488,13 @@ static int apply_batch(pipeline_t *pl)
     int64_t backoff_ms = 100;
     size_t rules = pl->pi_opts.po_view->v_rule_count;
     uint64_t applied_by_rule[rules ? rules : 1];
+    bool sorted = true;
     for (;;) {
         uint64_t outcomes[ENGINE__OUTCOMES] = {0}, skipped = 0;
         memset(applied_by_rule, 0, sizeof(applied_by_rule));
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        int rc = apply_batch_once(pl, outcomes, applied_by_rule, &skipped);
+        int rc = apply_batch_once(pl, sorted, outcomes, applied_by_rule, &skipped);
         if (rc == 0) {
             failpoint("batch-commit");
             clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -500,6 +519,12 @@ static int apply_batch(pipeline_t *pl)
             return 0;
         }
         pl->pi_stats.ps_commit_retries++;
+        if (rc == RM_EUNAVAIL && sorted) {
+            /* The registry failed between the key pass and the apply: never commit an
+             * offset past a held message; arrival order holds it where it is. */
+            sorted = false;
+            continue;
+        }
         if (rc == RM_EMAPFULL) {
             int grc = store_grow(pl->pi_opts.po_store);
             pl->pi_stats.ps_map_grows++;

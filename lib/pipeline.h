@@ -50,10 +50,11 @@
  * (10) A schema registry outage is not poison. A message the engine could not decode
  *      because its writer schema could not be fetched (engine_result_t er_error
  *      RM_EUNAVAIL) is neither applied nor dead-lettered, and nothing after it in its
- *      partition is applied in that batch; after the commit the partition is paused and
- *      sought back to it, and resumed after a backoff (250 ms doubling to 5 s). Until the
- *      held message itself comes again, other messages of the partition are dropped, so
- *      the partition's order holds. Other partitions go on. The number of held
+ *      partition is applied in that batch (sorted by view key, the batch finds it while
+ *      computing the keys: pipeline_order.c note 4); after the commit the partition is
+ *      paused and sought back to it, and resumed after a backoff (250 ms doubling to
+ *      5 s). Until the held message itself comes again, other messages of the partition
+ *      are dropped, so the partition's order holds. Other partitions go on. The number of held
  *      partitions is written to the store's meta db (PIPELINE_REGISTRY_META, JSON
  *      {"paused_partitions", "since_ms", "reason"}) whenever it changes, for /readyz.
  * Thread: pipeline_run() runs on the caller's thread; pipeline_stop() may be called from a

@@ -56,6 +56,7 @@ typedef struct pipeline_tp {
      * sought back to it until pt_resume_ms. -1: not held. */
     int64_t pt_held_offset;
     int64_t pt_batch_held; /* the open batch held the partition at this offset, or -1 */
+    uint32_t pt_pass_barriers; /* pipeline_order_pass: barriers of the pass met so far */
     int64_t pt_resume_ms; /* monotonic */
     int64_t pt_hold_backoff_ms;
     bool pt_expect_held; /* resumed: the first message must be pt_held_offset */
@@ -84,6 +85,26 @@ typedef struct pipeline_snapshot {
     uint64_t ps_registry_waits;
     size_t ps_registry_paused;
 } pipeline_snapshot_t;
+
+/* One message of a pass, in the order it is applied (pipeline_order_pass). */
+typedef struct pipeline_entry {
+    uint32_t pe_slot; /* index into pi_batch: arrival order */
+    uint32_t pe_class; /* 2 x barriers of its partition before it, + 1 for a barrier */
+    pipeline_tp_t *pe_tp; /* its partition */
+    const char *pe_key; /* the key it is sorted by (in pi_order_keys), or NULL */
+    uint32_t pe_key_off; /* ... its offset there while the pass's keys are collected */
+    uint32_t pe_key_len;
+    uint64_t pe_link_hash; /* the link it claims (engine_key_t) */
+    uint8_t pe_kind; /* engine_key_kind_t */
+    bool pe_via_link;
+    bool pe_learns;
+} pipeline_entry_t;
+
+/* A link claim of a pass: hash and index into pi_order (pipeline_order.c). */
+typedef struct pipeline_claim {
+    uint64_t pc_hash;
+    uint32_t pc_entry;
+} pipeline_claim_t;
 
 struct pipeline {
     pipeline_opts_t pi_opts;
@@ -132,7 +153,21 @@ struct pipeline {
     uint64_t pi_registry_waits; /* messages held for the schema registry (note 10) */
     size_t pi_registry_marked; /* paused partitions the store's mark says (note 10) */
     char pi_registry_reason[192]; /* why the last message was held */
+    pipeline_entry_t *pi_order; /* the pass being applied (pi_batch_cap entries) */
+    pipeline_claim_t *pi_claims; /* pipeline_order_pass's scratch (pi_batch_cap entries) */
+    buf_t pi_order_keys; /* the keys of pi_order's entries */
 };
+
+/* pipeline_order.c: the order a batch is applied in (pipeline.c, apply_batch_once). */
+
+/* Fills pl->pi_order with the batch's messages of one pass (link_pass: those of topics
+ * that learn links; else the others) and returns their number in *ret_count. Unsorted:
+ * in arrival order. Sorted: computes each message's view key in txn (engine_view_key) and
+ * orders them by it, keeping every partition's order where it matters; a message whose
+ * writer schema cannot be fetched now holds its partition (pt_batch_held, note 10) before
+ * anything of the pass is applied. Returns 0 or a store error. */
+int pipeline_order_pass(pipeline_t *pl, MDB_txn *txn, bool link_pass, bool sorted,
+                        size_t *ret_count);
 
 /* pipeline_assign.c: which partitions the consumer reads, from where, up to where, and
  * what happens when a stored offset is outside its log. */
