@@ -31,6 +31,10 @@
 #define GENERATIONS_SHORT_ROUND_MS 2000    /* a round this short leaves little behind: switch */
 #define GENERATIONS_MAX_PARTITIONS 4096
 #define GENERATIONS_BAR_WIDTH 24
+/* A generation a rebuild fills is read by nobody before the switch, so it never syncs on
+ * its own: a day is "never" for a rebuild. It is durable before the switch all the same:
+ * store_close syncs it, and rebuild_switch switches only once that succeeded. */
+#define GENERATIONS_BUILD_SYNC_MS (24 * 3600 * 1000)
 
 static int parse_durability(const char *text, store_durability_t *ret)
 {
@@ -72,9 +76,11 @@ static int check_view_hash(store_t *store, const view_t *view)
     return same ? 0 : RM_EMISMATCH;
 }
 
-/* Like generations_open_writer, but hands back the error instead of logging it. */
-static store_t *open_writer(const app_t *app, const char *dir, int *ret_rc, char *err,
-                            size_t errlen)
+/* Like generations_open_writer, but hands back the error instead of logging it. building:
+ * a generation a rebuild fills (GENERATIONS_BUILD_SYNC_MS), whatever projector.durability
+ * says; it is still checked, for the daemon that writes it after the switch. */
+static store_t *open_writer(const app_t *app, const char *dir, bool building, int *ret_rc,
+                            char *err, size_t errlen)
 {
     store_opts_t sopts = {
         .so_dir = dir,
@@ -85,6 +91,12 @@ static store_t *open_writer(const app_t *app, const char *dir, int *ret_rc, char
         snprintf(err, errlen, "projector.durability: expected sync, nometasync or periodic");
         *ret_rc = RM_ECONFIG;
         return NULL;
+    }
+    if (building) {
+        /* MDB_NOSYNC with the unsynced mark (store.h note 6): an OS crash before the final
+         * sync leaves the generation suspect, and gen_switch refuses a suspect one. */
+        sopts.so_durability = STORE_PERIODIC;
+        sopts.so_sync_interval_ms = GENERATIONS_BUILD_SYNC_MS;
     }
     store_t *store = NULL;
     int rc = store_open_rc(&sopts, &store, err, errlen);
@@ -104,17 +116,24 @@ static store_t *open_writer(const app_t *app, const char *dir, int *ret_rc, char
     return store;
 }
 
-store_t *generations_open_writer(const app_t *app, const char *dir, bool *ret_usage)
+/* Logs why open_writer failed. */
+static store_t *open_writer_logged(const app_t *app, const char *dir, bool building,
+                                   bool *ret_usage)
 {
     char err[1024];
     int rc = 0;
-    store_t *store = open_writer(app, dir, &rc, err, sizeof(err));
+    store_t *store = open_writer(app, dir, building, &rc, err, sizeof(err));
     if (!store) {
         log_error("cannot open the view store", LOG_S("store", dir),
                   LOG_S("view_hash", app->ap_view->v_hash), LOG_S("error", err));
         *ret_usage = rc == RM_ECONFIG;
     }
     return store;
+}
+
+store_t *generations_open_writer(const app_t *app, const char *dir, bool *ret_usage)
+{
+    return open_writer_logged(app, dir, false, ret_usage);
 }
 
 static void push_erasures(generations_follow_t *gf, int wait_ms, bool final)
@@ -162,7 +181,7 @@ int generations_follow_tick(void *arg, pipeline_t *pl)
         return 0; /* unchanged, or momentarily unresolvable: keep writing what we have */
     char err[1024];
     int rc = 0;
-    store_t *store = open_writer(gf->gf_app, dir, &rc, err, sizeof(err));
+    store_t *store = open_writer(gf->gf_app, dir, false, &rc, err, sizeof(err));
     if (!store) {
         if (rc == RM_EMISMATCH) {
             log_error("the new current generation was built by another view definition; "
@@ -415,7 +434,7 @@ static int rebuild_open(const app_t *app, rebuild_t *rb, volatile sig_atomic_t *
         return APP_EXIT_FAILURE;
     }
     bool usage = false;
-    rb->rb_store = generations_open_writer(app, rb->rb_dir, &usage);
+    rb->rb_store = open_writer_logged(app, rb->rb_dir, true, &usage);
     if (!rb->rb_store)
         return usage ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
     /* The new generation starts from every erasure the view ever applied, whether or
