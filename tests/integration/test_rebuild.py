@@ -260,11 +260,11 @@ def test_rebuild_publishes_no_dead_letter_twice(broker, workdir, processes):
 
 
 def test_a_killed_rebuild_is_never_switched_to_and_the_next_one_starts_afresh(workdir):
-    """A rebuild's new generation is read by nobody before the switch, so it is not synced
-    before its final sync, whatever projector.durability says (sync here). Killed after its
-    third batch, it is not current; once the OS has restarted (simulated with
-    RM_BOOT_ID_FILE) its unsynced writes may be torn, so not even a rollback makes it
-    current. The next rebuild builds another generation from the beginning: it equals the
+    """A rebuild's new generation is read by nobody before the switch, so it is written with
+    periodic durability (no fsync per commit; synced before the switch), whatever
+    projector.durability says (sync here). Killed after its third batch, it is not current;
+    once the OS has restarted (simulated with RM_BOOT_ID_FILE) its unsynced writes may be
+    torn, so not even a rollback makes it current. The next rebuild builds another generation from the beginning: it equals the
     oracle, and the half-built one is deleted."""
     broker = harness.DevBroker(workdir, partitions=2)
     try:
