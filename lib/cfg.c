@@ -95,7 +95,8 @@ static const cfg_key_t cfg_keys[] = {
                 "group commit: longest a batch stays open (it closes earlier, as soon as "
                 "the consumer queue is empty)"),
     CFG_CHOICE("projector.durability", "periodic", "RM_DURABILITY", "sync|nometasync|periodic",
-               "when commits reach the disk; docs say what each mode survives"),
+               "when the live generation's commits reach the disk (a rebuild writes its new "
+               "one periodic); docs say what each mode survives"),
     CFG_INTEGER("projector.sync_interval_ms", "1000", "RM_SYNC_INTERVAL_MS", 1, 3600000,
                 "periodic durability: fsync period (on the store's own thread)"),
     CFG_INTEGER("projector.map_size_mb", "1024", "RM_MAP_SIZE_MB", 1, 16777216,

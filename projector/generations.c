@@ -72,9 +72,13 @@ static int check_view_hash(store_t *store, const view_t *view)
     return same ? 0 : RM_EMISMATCH;
 }
 
-/* Like generations_open_writer, but hands back the error instead of logging it. */
-static store_t *open_writer(const app_t *app, const char *dir, int *ret_rc, char *err,
-                            size_t errlen)
+/* Like generations_open_writer, but hands back the error instead of logging it. building:
+ * a generation a rebuild fills, which nobody reads before the switch, so it needs to be
+ * durable only then (store_close syncs it; rebuild_switch switches only if that sync
+ * succeeded): periodic durability whatever projector.durability says, which is still
+ * checked, for the daemon that writes the generation after the switch. */
+static store_t *open_writer(const app_t *app, const char *dir, bool building, int *ret_rc,
+                            char *err, size_t errlen)
 {
     store_opts_t sopts = {
         .so_dir = dir,
@@ -86,6 +90,13 @@ static store_t *open_writer(const app_t *app, const char *dir, int *ret_rc, char
         *ret_rc = RM_ECONFIG;
         return NULL;
     }
+    /* No fsync per commit; MDB_NOSYNC with the unsynced mark (store.h note 6), so an OS
+     * crash before the final sync leaves the generation suspect, and gen_switch refuses a
+     * suspect one. The background sync still runs every sync_interval_ms: it writes the
+     * pages back while the rebuild computes (measured: with no sync before the final one,
+     * that sync wrote the whole store at the end, and rebuilds were no faster). */
+    if (building)
+        sopts.so_durability = STORE_PERIODIC;
     store_t *store = NULL;
     int rc = store_open_rc(&sopts, &store, err, errlen);
     if (rc) {
@@ -104,17 +115,24 @@ static store_t *open_writer(const app_t *app, const char *dir, int *ret_rc, char
     return store;
 }
 
-store_t *generations_open_writer(const app_t *app, const char *dir, bool *ret_usage)
+/* Logs why open_writer failed. */
+static store_t *open_writer_logged(const app_t *app, const char *dir, bool building,
+                                   bool *ret_usage)
 {
     char err[1024];
     int rc = 0;
-    store_t *store = open_writer(app, dir, &rc, err, sizeof(err));
+    store_t *store = open_writer(app, dir, building, &rc, err, sizeof(err));
     if (!store) {
         log_error("cannot open the view store", LOG_S("store", dir),
                   LOG_S("view_hash", app->ap_view->v_hash), LOG_S("error", err));
         *ret_usage = rc == RM_ECONFIG;
     }
     return store;
+}
+
+store_t *generations_open_writer(const app_t *app, const char *dir, bool *ret_usage)
+{
+    return open_writer_logged(app, dir, false, ret_usage);
 }
 
 static void push_erasures(generations_follow_t *gf, int wait_ms, bool final)
@@ -162,7 +180,7 @@ int generations_follow_tick(void *arg, pipeline_t *pl)
         return 0; /* unchanged, or momentarily unresolvable: keep writing what we have */
     char err[1024];
     int rc = 0;
-    store_t *store = open_writer(gf->gf_app, dir, &rc, err, sizeof(err));
+    store_t *store = open_writer(gf->gf_app, dir, false, &rc, err, sizeof(err));
     if (!store) {
         if (rc == RM_EMISMATCH) {
             log_error("the new current generation was built by another view definition; "
@@ -415,7 +433,7 @@ static int rebuild_open(const app_t *app, rebuild_t *rb, volatile sig_atomic_t *
         return APP_EXIT_FAILURE;
     }
     bool usage = false;
-    rb->rb_store = generations_open_writer(app, rb->rb_dir, &usage);
+    rb->rb_store = open_writer_logged(app, rb->rb_dir, true, &usage);
     if (!rb->rb_store)
         return usage ? APP_EXIT_USAGE : APP_EXIT_FAILURE;
     /* The new generation starts from every erasure the view ever applied, whether or
@@ -576,7 +594,7 @@ int generations_rebuild_main(const app_t *app, int64_t start_time_ms, pipeline_t
         log_warn("cannot delete old generations", LOG_S("path", view_dir),
                  LOG_S("error", rm_strerror(rc)));
     log_info("rebuild switched", LOG_S("view", app->ap_view->v_name), LOG_I("generation", rb.rb_id),
-             LOG_I("messages", stats.ps_messages),
+             LOG_I("messages", stats.ps_messages), LOG_I("batches", stats.ps_batches),
              LOG_I("applied", stats.ps_outcomes[ENGINE_APPLIED]),
              LOG_I("skipped_before_start", stats.ps_skipped_before_start),
              LOG_I("elapsed_ms", (int64_t)(seconds * 1000)), LOG_I("generations_deleted", removed));

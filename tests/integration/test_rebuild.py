@@ -4,6 +4,8 @@ daemon keeps writing and the query API keeps serving the current one, then switc
 switches back. `--from-time` starts at the first message at or after a time."""
 import datetime
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -16,9 +18,10 @@ import harness
 pytestmark = pytest.mark.brokers("dev", "kafka")
 
 
-def projector(config, *args, timeout=120):
+def projector(config, *args, timeout=120, env=None):
     return subprocess.run([harness.binary("projector/projector"), "--config", config, *args],
-                          cwd=harness.ROOT, capture_output=True, text=True, timeout=timeout)
+                          cwd=harness.ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=env)
 
 
 
@@ -254,3 +257,53 @@ def test_rebuild_publishes_no_dead_letter_twice(broker, workdir, processes):
                        60, "exactly the 40 dead letters")
     time.sleep(1)  # nothing more may follow
     assert set(dead_letters(broker.bootstrap, harness.TOPICS)) == wanted
+
+
+def test_a_killed_rebuild_is_never_switched_to_and_the_next_one_starts_afresh(workdir):
+    """A rebuild's new generation is read by nobody before the switch, so it is written with
+    periodic durability (no fsync per commit; synced before the switch), whatever
+    projector.durability says (sync here). Killed after its third batch, it is not current;
+    once the OS has restarted (simulated with RM_BOOT_ID_FILE) its unsynced writes may be
+    torn, so not even a rollback makes it current. The next rebuild builds another generation from the beginning: it equals the
+    oracle, and the half-built one is deleted."""
+    broker = harness.DevBroker(workdir, partitions=2)
+    try:
+        summary, oracle_path = harness.simulate(broker.bootstrap, workdir, 300, 51)
+        boots = {}
+        for name, boot_id in (("a", "0b7e0000-0000-4000-8000-00000000000a"),
+                              ("b", "0b7e0000-0000-4000-8000-00000000000b")):
+            path = os.path.join(workdir, f"boot-{name}")
+            with open(path, "w") as f:
+                f.write(boot_id + "\n")
+            boots[name] = dict(os.environ, RM_BOOT_ID_FILE=path)
+        config = harness.write_config(workdir, broker.bootstrap, projector__metrics_listen="",
+                                      projector__durability="sync",
+                                      projector__batch_max_events=200)
+        out = projector(config, "--until-caught-up", env=boots["a"])
+        assert out.returncode == 0, out.stderr[-2000:]
+
+        out = projector(config, "rebuild", env=dict(boots["a"], RM_FAILPOINT="batch-commit:3"))
+        assert out.returncode == -signal.SIGKILL, (out.returncode, out.stderr[-2000:])
+        gens = harness.generations_by_id(config)
+        assert gens[1]["current"] and not gens[2]["current"], gens
+        assert not gens[2]["writer_active"]
+
+        # The OS restarted: generation 2 may be torn.
+        out = projector(config, "rollback", "--to", "2", env=boots["b"])
+        assert out.returncode == 1, f"a killed rebuild's generation went live: {out.stdout}"
+        assert "may have lost writes" in out.stderr, out.stderr[-2000:]
+        assert harness.generations_by_id(config)[1]["current"]
+
+        out = projector(config, "rebuild", env=boots["b"])
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "current -> gen-000003" in out.stdout, out.stdout
+        gens = harness.generations_by_id(config)
+        assert sorted(gens) == [1, 3], gens.keys()
+        assert gens[3]["events"] == summary["events"]
+        oracle = harness.read_oracle(oracle_path)
+        docs = harness.inspect_docs(config, [e["key"] for e in oracle])
+        problems = harness.compare_with_oracle(
+            oracle, lambda k: docs[k]["sections"] if docs[k] else None)
+        assert not problems, f"{len(problems)} differ; first: {problems[:5]}"
+    finally:
+        broker.stop()
