@@ -119,6 +119,25 @@ static int assign_all(pipeline_t *pl)
     return rc ? rc : pipeline_assign_tps(pl, pl->pi_tps);
 }
 
+/* Moves one assigned partition's fetch to offset. A seek, not a re-assign of every
+ * partition: gaps come one partition at a time, and re-assigning all of them for each one
+ * stopped partitions whose previous stop was still pending, which librdkafka (up to
+ * 2.15, its issue 5573) answers with a duplicate stop and an assertion that kills the
+ * process. Falls back to assign_all if the seek fails. */
+static int seek_one(pipeline_t *pl, const pipeline_tp_t *tp, int64_t offset)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, pl->pi_opts.po_view->v_topics[tp->pt_topic],
+                                      tp->pt_partition)
+        ->offset = offset;
+    rd_kafka_error_t *err = rd_kafka_seek_partitions(pl->pi_rk, list, PIPELINE_SEEK_TIMEOUT_MS);
+    bool failed = err || list->elems[0].err;
+    if (err)
+        rd_kafka_error_destroy(err);
+    rd_kafka_topic_partition_list_destroy(list);
+    return failed ? assign_all(pl) : 0;
+}
+
 /* Discovers the partitions of the view's topics; assigns when new ones appeared. */
 int pipeline_refresh_partitions(pipeline_t *pl)
 {
@@ -321,7 +340,7 @@ int pipeline_handle_gap(pipeline_t *pl)
                  LOG_S("view", view->v_name), LOG_S("topic", topic),
                  LOG_I("partition", tp->pt_partition), LOG_I("stored_offset", stored),
                  LOG_I("log_start", low), LOG_I("log_end", high));
-        return assign_all(pl);
+        return seek_one(pl, tp, stored);
     }
     pipeline_gap_cause_t cause = err || low < 0  ? PIPELINE_GAP_UNKNOWN
                                  : stored > high ? PIPELINE_GAP_LOG_TRUNCATED
@@ -373,7 +392,7 @@ int pipeline_handle_gap(pipeline_t *pl)
     if (!resumes)
         return RM_EGAP;
     tp->pt_next_offset = resume;
-    return assign_all(pl);
+    return seek_one(pl, tp, resume);
 }
 
 size_t pipeline_partitions(pipeline_t *pl, pipeline_partition_t *out, size_t cap)

@@ -10,7 +10,6 @@
 #include <string.h>
 
 #define PIPELINE_HOLD_MIN_MS 250 /* first retry of a partition held for the registry */
-#define PIPELINE_SEEK_TIMEOUT_MS 2000 /* seeking a held partition back to its held message */
 #define PIPELINE_RESEEK_MS 500 /* at most this often again, if messages past it still come */
 
 /* Partitions held for the registry once this batch commits. */

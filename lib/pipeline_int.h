@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #define PIPELINE_METADATA_TIMEOUT_MS 5000
+#define PIPELINE_SEEK_TIMEOUT_MS 2000 /* a synchronous seek of one partition */
 #define PIPELINE_BACKOFF_MAX_MS 5000 /* disk-full / I/O retry backoff ceiling */
 #define PIPELINE_MAX_PARTITIONS 4096
 #define PIPELINE_OUTBOX_FLUSH_MS 2000 /* bounded wait for dead-letter acks between batches */
