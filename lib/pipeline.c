@@ -392,6 +392,41 @@ void pipeline_commit_all_kafka_offsets(pipeline_t *pl)
     pl->pi_kafka_waiting = pl->pi_kafka_next = NULL;
 }
 
+/* Note 11: only the live view's pipeline speaks for the group. */
+static bool commits_to_group(const pipeline_t *pl)
+{
+    return !pl->pi_opts.po_scratch && !pl->pi_opts.po_no_group_commit;
+}
+
+void pipeline_queue_stored_offsets(pipeline_t *pl)
+{
+    if (!commits_to_group(pl))
+        return;
+    const view_t *view = pl->pi_opts.po_view;
+    if (!pl->pi_kafka_next)
+        pl->pi_kafka_next = rd_kafka_topic_partition_list_new(8);
+    rd_kafka_topic_partition_list_t *list = pl->pi_kafka_next;
+    for (size_t i = 0; i < pl->pi_tp_count; i++) {
+        const pipeline_tp_t *tp = &pl->pi_tps[i];
+        if (tp->pt_next_offset < 0)
+            continue;
+        const char *topic = view->v_topics[tp->pt_topic];
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(list, topic, tp->pt_partition);
+        if (!p)
+            p = rd_kafka_topic_partition_list_add(list, topic, tp->pt_partition);
+        p->offset = tp->pt_next_offset;
+    }
+    if (!list->cnt) {
+        rd_kafka_topic_partition_list_destroy(list);
+        pl->pi_kafka_next = NULL;
+        return;
+    }
+    /* The store holds these offsets as of its newest commit: the durability wait
+     * (commit_kafka_offsets) applies to them as to a batch's. */
+    pl->pi_kafka_next_txnid = store_last_txnid(pl->pi_opts.po_store);
+}
+
 /* After the LMDB commit: advance in-memory offsets; queue them for Kafka. */
 static void batch_committed(pipeline_t *pl)
 {
@@ -414,7 +449,7 @@ static void batch_committed(pipeline_t *pl)
         p->offset = tp->pt_next_offset;
     }
     pl->pi_kafka_next_txnid = store_last_txnid(pl->pi_opts.po_store);
-    if (pl->pi_opts.po_scratch || !list->cnt) {
+    if (!commits_to_group(pl) || !list->cnt) {
         rd_kafka_topic_partition_list_destroy(list);
         pl->pi_kafka_next = NULL;
         return;

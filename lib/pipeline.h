@@ -57,6 +57,14 @@
  *      are dropped, so the partition's order holds. Other partitions go on. The number of held
  *      partitions is written to the store's meta db (PIPELINE_REGISTRY_META, JSON
  *      {"paused_partitions", "since_ms", "reason"}) whenever it changes, for /readyz.
+ * (11) The consumer group's committed offsets are what lag tooling reports as the live
+ *      projector's position, so only a pipeline writing the live view commits there: a
+ *      rebuild (po_no_group_commit) and a replay (po_scratch) commit nothing — reading
+ *      from offset 0 up, they would show a caught-up projector millions of events behind,
+ *      or a stopped one caught up. Whenever the pipeline assigns partitions at a store's
+ *      offsets (at start, a new generation, new partitions), it queues those offsets for
+ *      the group (behind the same durability wait as note 5), so the generation a rebuild
+ *      built shows its position without waiting for new events on every partition.
  * Thread: pipeline_run() runs on the caller's thread; pipeline_stop() may be called from a
  * signal handler or another thread. */
 #ifndef RM_PIPELINE_H
@@ -112,9 +120,12 @@ typedef struct pipeline_opts {
      * nothing. Replaces po_until_caught_up's high watermarks. Borrowed for pipeline_run. */
     const pipeline_stop_t *po_stop_offsets;
     size_t po_stop_count;
+    /* A rebuild: commit no offset to Kafka (note 11). The group belongs to the live
+     * projector, whatever group.id it has; a rebuild's progress shows in its own output. */
+    bool po_no_group_commit;
     /* A scratch store (a replay, not the live view): no dead letter is recorded or
      * published and the DLQ recovery group is not read; no offset is committed to
-     * Kafka (the consumer group belongs to the live projector); parked events never
+     * Kafka (note 11: the consumer group belongs to the live projector); parked events never
      * expire (a replay's wall clock says nothing about the events' age); a gap always
      * stops the run (RM_EGAP, whatever projector.on_gap says); RM_TEST_SKIP_APPLY
      * (failpoint.h) is ignored. */

@@ -116,7 +116,11 @@ int pipeline_assign_tps(pipeline_t *pl, pipeline_tp_t *tps)
 static int assign_all(pipeline_t *pl)
 {
     int rc = pipeline_load_offsets(pl, pl->pi_opts.po_store, pl->pi_tps);
-    return rc ? rc : pipeline_assign_tps(pl, pl->pi_tps);
+    if (!rc)
+        rc = pipeline_assign_tps(pl, pl->pi_tps);
+    if (!rc)
+        pipeline_queue_stored_offsets(pl);
+    return rc;
 }
 
 /* Moves one assigned partition's fetch to offset. A seek, not a re-assign of every

@@ -234,5 +234,9 @@ int pipeline_make_store_parts(pipeline_t *pl, store_t *store, engine_t **ret_eng
 /* pipeline.c: before an exit or a switch of the store, makes the store durable, then
  * commits every queued offset to Kafka. */
 void pipeline_commit_all_kafka_offsets(pipeline_t *pl);
+/* pipeline.c: queues every partition's next offset known from the store for the
+ * consumer group (pipeline.h note 11), after an assignment at the store's offsets;
+ * nothing for a rebuild or a replay. Consumer thread. */
+void pipeline_queue_stored_offsets(pipeline_t *pl);
 
 #endif

@@ -133,6 +133,8 @@ int pipeline_switch_store(pipeline_t *pl, store_t *store, int64_t generation, ch
     pl->pi_registry_marked = 0; /* the new store has no mark yet */
     memcpy(pl->pi_tps, tps, pl->pi_tp_count * sizeof(*tps));
     free(tps);
+    /* The group showed the old generation's position (note 11). */
+    pipeline_queue_stored_offsets(pl);
     pthread_mutex_lock(&pl->pi_lock);
     pl->pi_snap.ps_generation = generation;
     pthread_mutex_unlock(&pl->pi_lock);

@@ -460,7 +460,14 @@ static int rebuild_pipe(const app_t *app, rebuild_t *rb, int64_t start_time_ms)
     pg->pg_prev_next = calloc(GENERATIONS_MAX_PARTITIONS, sizeof(*pg->pg_prev_next));
     pg->pg_rate = calloc(GENERATIONS_MAX_PARTITIONS, sizeof(*pg->pg_rate));
     /* The new generation is not live: it holds its dead letters; they are published by the
-     * daemon after the switch, less those the current generation already recorded. */
+     * daemon after the switch, less those the current generation already recorded. Nor
+     * does it commit offsets to the consumer group: lag tooling reads the group as the
+     * live projector's position (a rebuild from offset 0 would show a caught-up daemon
+     * far behind). Not to a group of its own either: the projector never joins its
+     * group, so a finished rebuild's leftover group would look like a stalled consumer
+     * whose lag grows until Kafka expires it, and a literal ACL on a configured group.id
+     * would not cover it; the rebuild's progress is in its own output. The daemon that
+     * adopts the generation commits its offsets (pipeline.h note 11). */
     pipeline_opts_t popts = {.po_cfg = app->ap_cfg,
                              .po_view = app->ap_view,
                              .po_catalog = app->ap_catalog,
@@ -471,6 +478,7 @@ static int rebuild_pipe(const app_t *app, rebuild_t *rb, int64_t start_time_ms)
                              .po_tick = progress_tick,
                              .po_tick_arg = pg,
                              .po_hold_dead_letters = true,
+                             .po_no_group_commit = true,
                              .po_erasures = rb->rb_erasures,
                              .po_registry = app->ap_registry};
     /* A generation must not go live missing the beginning of a log without saying so. */
