@@ -392,6 +392,17 @@ void pipeline_commit_all_kafka_offsets(pipeline_t *pl)
     pl->pi_kafka_waiting = pl->pi_kafka_next = NULL;
 }
 
+/* Sets partition's offset in a list queued for Kafka, adding the partition if absent:
+ * a newer offset replaces an older one still waiting. */
+static void queue_offset(rd_kafka_topic_partition_list_t *list, const char *topic,
+                         int32_t partition, int64_t offset)
+{
+    rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(list, topic, partition);
+    if (!p)
+        p = rd_kafka_topic_partition_list_add(list, topic, partition);
+    p->offset = offset;
+}
+
 /* Note 11: only the live view's pipeline speaks for the group. */
 static bool commits_to_group(const pipeline_t *pl)
 {
@@ -410,12 +421,7 @@ void pipeline_queue_stored_offsets(pipeline_t *pl)
         const pipeline_tp_t *tp = &pl->pi_tps[i];
         if (tp->pt_next_offset < 0)
             continue;
-        const char *topic = view->v_topics[tp->pt_topic];
-        rd_kafka_topic_partition_t *p =
-            rd_kafka_topic_partition_list_find(list, topic, tp->pt_partition);
-        if (!p)
-            p = rd_kafka_topic_partition_list_add(list, topic, tp->pt_partition);
-        p->offset = tp->pt_next_offset;
+        queue_offset(list, view->v_topics[tp->pt_topic], tp->pt_partition, tp->pt_next_offset);
     }
     if (!list->cnt) {
         rd_kafka_topic_partition_list_destroy(list);
@@ -441,12 +447,7 @@ static void batch_committed(pipeline_t *pl)
         tp->pt_next_offset = tp->pt_batch_next;
         if (tp->pt_batch_event_ms > tp->pt_last_event_ms)
             tp->pt_last_event_ms = tp->pt_batch_event_ms;
-        const char *topic = view->v_topics[tp->pt_topic];
-        rd_kafka_topic_partition_t *p =
-            rd_kafka_topic_partition_list_find(list, topic, tp->pt_partition);
-        if (!p)
-            p = rd_kafka_topic_partition_list_add(list, topic, tp->pt_partition);
-        p->offset = tp->pt_next_offset;
+        queue_offset(list, view->v_topics[tp->pt_topic], tp->pt_partition, tp->pt_next_offset);
     }
     pl->pi_kafka_next_txnid = store_last_txnid(pl->pi_opts.po_store);
     if (!commits_to_group(pl) || !list->cnt) {
