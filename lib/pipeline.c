@@ -433,13 +433,14 @@ void pipeline_queue_stored_offsets(pipeline_t *pl)
     pl->pi_kafka_next_txnid = store_last_txnid(pl->pi_opts.po_store);
 }
 
-/* After the LMDB commit: advance in-memory offsets; queue them for Kafka. */
+/* After the LMDB commit: advance in-memory offsets; queue them for Kafka (note 11: only
+ * a pipeline that speaks for the group builds the list, not a rebuild's or a replay's). */
 static void batch_committed(pipeline_t *pl)
 {
     const view_t *view = pl->pi_opts.po_view;
-    if (!pl->pi_kafka_next)
+    bool queue = commits_to_group(pl);
+    if (queue && !pl->pi_kafka_next)
         pl->pi_kafka_next = rd_kafka_topic_partition_list_new(8);
-    rd_kafka_topic_partition_list_t *list = pl->pi_kafka_next;
     for (size_t i = 0; i < pl->pi_tp_count; i++) {
         pipeline_tp_t *tp = &pl->pi_tps[i];
         if (tp->pt_batch_next < 0)
@@ -447,14 +448,18 @@ static void batch_committed(pipeline_t *pl)
         tp->pt_next_offset = tp->pt_batch_next;
         if (tp->pt_batch_event_ms > tp->pt_last_event_ms)
             tp->pt_last_event_ms = tp->pt_batch_event_ms;
-        queue_offset(list, view->v_topics[tp->pt_topic], tp->pt_partition, tp->pt_next_offset);
+        if (queue)
+            queue_offset(pl->pi_kafka_next, view->v_topics[tp->pt_topic], tp->pt_partition,
+                         tp->pt_next_offset);
     }
-    pl->pi_kafka_next_txnid = store_last_txnid(pl->pi_opts.po_store);
-    if (!commits_to_group(pl) || !list->cnt) {
-        rd_kafka_topic_partition_list_destroy(list);
+    if (!queue)
+        return;
+    if (!pl->pi_kafka_next->cnt) {
+        rd_kafka_topic_partition_list_destroy(pl->pi_kafka_next);
         pl->pi_kafka_next = NULL;
         return;
     }
+    pl->pi_kafka_next_txnid = store_last_txnid(pl->pi_opts.po_store);
     commit_kafka_offsets(pl, false);
 }
 
